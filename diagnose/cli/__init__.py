@@ -1,0 +1,53 @@
+"""The `diagnose` command line. Thin: each command group lives in its own module.
+
+Exit codes (one table, also in README.md):
+  0  diagnosis done (or command succeeded)
+  1  a misconfiguration/fault cause at or above --fail-on certainty
+  2  usage error, or input that cannot be read
+  3  rule, check, profile or configuration error
+  4  evidence incomplete under --strict
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from diagnose import __version__
+from diagnose.errors import DiagnoseError
+
+EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_RULES, EXIT_INCOMPLETE = 0, 1, 2, 3, 4
+
+
+class _Group(click.Group):
+    """Turns every expected failure into one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DiagnoseError as exc:
+            click.echo(f"diagnose: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("diagnose: interrupted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            sys.exit(0)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="diagnose")
+def main() -> None:
+    """Explain TMG "Failed Connection Attempt / Status 64" entries when publishing Exchange:
+    benign dirty close, or the edge of a real misconfiguration?"""
+
+
+def _register() -> None:
+    from diagnose.cli import probe
+
+    main.add_command(probe.probe)
+
+
+_register()

@@ -1,0 +1,46 @@
+"""`diagnose probe KIND ...`: run one probe, print its facts (text or JSON)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import click
+
+from diagnose.facts import Fact, ProbeRun
+from diagnose.probes import ProbeResult
+
+
+@click.group()
+def probe() -> None:
+    """Run one probe and print the facts it gathers."""
+
+
+def emit(result: ProbeResult, run: ProbeRun, fmt: str, output: str | None = None) -> None:
+    """Print a probe's result: JSON `{"facts": [...], "probe": {...}}` or a readable listing."""
+    if fmt == "json":
+        text = json.dumps({"facts": [f.to_json() for f in result.facts], "probe": run.to_json(),
+                           "excerpts": dict(result.excerpts)}, indent=1, ensure_ascii=False)
+    else:
+        text = "\n".join(_text_lines(result.facts, run))
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    else:
+        click.echo(text)
+
+
+def _text_lines(facts: Iterable[Fact], run: ProbeRun) -> Iterable[str]:
+    yield f"probe {run.probe}: {run.status.value}" + (f" ({run.reason})" if run.reason else "")
+    for fact in facts:
+        yield f"{fact.kind} {fact.subject}"
+        for key, value in fact.attrs.items():
+            shown = ", ".join(value) if isinstance(value, tuple) else value
+            yield f"    {key}: {shown}"
+        yield f"    from: {fact.provenance.cite()}"
+
+
+format_option = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                             show_default=True, help="Output format.")
+output_option = click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+                             help="Write to FILE instead of stdout.")

@@ -1,0 +1,59 @@
+"""One error hierarchy. The CLI turns each into one line and an exit code."""
+
+from __future__ import annotations
+
+
+class DiagnoseError(Exception):
+    """Base of every expected failure. `where` names the file and line, offset or JSON path."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+class UsageError(DiagnoseError):
+    """Bad command-line use."""
+
+    exit_code = 2
+
+
+class InputError(DiagnoseError):
+    """An evidence file (bundle, log, capture, export) that cannot be read."""
+
+    exit_code = 2
+
+
+class RuleError(DiagnoseError):
+    """A rule, cause catalogue, fact-kind schema or check that is wrong."""
+
+    exit_code = 3
+
+
+class ConfigError(DiagnoseError):
+    """A site profile or answers file that is wrong."""
+
+    exit_code = 3
+
+
+class EngineError(DiagnoseError):
+    """The inference engine failed in a way the adapter could not absorb."""
+
+    exit_code = 3
+
+
+def where(path: object, line: int | None = None, *, offset: int | None = None, jpath: str | None = None) -> str:
+    """Format a location: `file:line`, `file@offset` or `file:$.json.path`."""
+    text = str(path)
+    if line is not None:
+        return f"{text}:{line}"
+    if offset is not None:
+        return f"{text}@{offset}"
+    if jpath is not None:
+        return f"{text}:{jpath}"
+    return text

@@ -1,0 +1,85 @@
+"""Probes gather evidence and emit facts, never conclusions.
+
+Every probe has one shape: `probe(ctx, spec) -> ProbeResult`. `ctx` carries the deadline, the site
+profile, a logger and a progress callback; `spec` holds the check's parameters (already filled in
+from the profile). Expected failures (timeouts, refused, missing file, bad format) become an
+`unavailable` or `partial` result with a reason; they are not raised.
+
+Probes are listed in the explicit `PROBES` table below as `module:function` strings, imported only
+when used, so that `diagnose analyze` never pays for dnspython, psutil or cryptography, and
+`diagnose collect` never imports the inference engine.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from diagnose.errors import UsageError
+from diagnose.facts import Fact, ProbeRun, ProbeStatus
+from diagnose.profile import SiteProfile
+
+Progress = Callable[[str, str], None]
+
+
+def _no_progress(check: str, message: str) -> None:
+    return None
+
+
+@dataclass
+class ProbeContext:
+    profile: SiteProfile = field(default_factory=SiteProfile)
+    deadline: float | None = None  # time.monotonic() value; None = no deadline
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("diagnose.probe"))
+    progress: Progress = _no_progress
+    check: str | None = None
+
+    def remaining(self, default: float = 5.0) -> float:
+        """Seconds left before the deadline (at least 0.05), or `default` when there is none."""
+        if self.deadline is None:
+            return default
+        return max(0.05, min(default, self.deadline - time.monotonic()))
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    facts: tuple[Fact, ...]
+    status: ProbeStatus = ProbeStatus.COMPLETE
+    reason: str = ""
+    excerpts: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def unavailable(cls, reason: str) -> ProbeResult:
+        return cls((), ProbeStatus.UNAVAILABLE, reason)
+
+
+class Probe(Protocol):
+    def __call__(self, ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult: ...
+
+
+# The probe table: name -> "module:function". Add a probe here and nowhere else.
+PROBES: dict[str, str] = {
+    "evidence": "diagnose.probes.evidence:probe",
+}
+
+
+def get_probe(name: str) -> Probe:
+    try:
+        target = PROBES[name]
+    except KeyError:
+        raise UsageError(f"unknown probe {name!r} (known: {', '.join(sorted(PROBES))})") from None
+    module_name, _, func = target.partition(":")
+    probe: Probe = getattr(importlib.import_module(module_name), func)
+    return probe
+
+
+def run_probe(name: str, ctx: ProbeContext, spec: Mapping[str, Any], kinds: tuple[str, ...] = ()) -> tuple[ProbeResult, ProbeRun]:
+    """Run one probe and describe the run; the caller decides what to do with both."""
+    started = time.monotonic()
+    result = get_probe(name)(ctx, spec)
+    run = ProbeRun(name, result.status, result.reason, ctx.check, kinds, time.monotonic() - started)
+    return result, run

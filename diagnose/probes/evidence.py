@@ -1,0 +1,42 @@
+"""The `evidence` probe: facts recorded elsewhere (a bundle or a `{"facts": [...]}` file), read as they are.
+
+Used to bring in evidence gathered by another tool or on another host, and by examples whose raw
+artefacts have no probe yet. Facts are checked against the fact kinds like any bundle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from diagnose.facts import Fact, Provenance, _Reader, load_json, parse_fact
+from diagnose.kinds import fact_kinds
+from diagnose.probes import ProbeContext, ProbeResult
+
+
+def read_recorded_facts(path: Path) -> list[Fact]:
+    raw = load_json(path)
+    r = _Reader(str(path))
+    facts_raw = r.array(r.obj(raw, "$").get("facts"), "$.facts")
+    facts = [parse_fact(f, f"$.facts[{i}]", r) for i, f in enumerate(facts_raw)]
+    fact_kinds().check(facts, str(path))
+    # keep the original provenance, but say it was recorded and where it was read from
+    return [
+        Fact(f.kind, f.subject, f.attrs, Provenance(
+            f.provenance.probe, f.provenance.check, f.provenance.source or path.name,
+            f.provenance.location, f.provenance.time))
+        for f in facts
+    ]
+
+
+def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
+    paths = spec.get("paths") or []
+    if not paths:
+        return ProbeResult.unavailable("no recorded evidence given")
+    facts: list[Fact] = []
+    for p in paths:
+        path = Path(p)
+        ctx.progress(ctx.check or "evidence", f"reading {path.name}")
+        facts.extend(read_recorded_facts(path))
+    return ProbeResult(tuple(facts))

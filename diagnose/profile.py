@@ -1,0 +1,109 @@
+"""The site profile: what is published, under which names, to which internal server.
+
+Read from YAML (`--profile`), overridden field by field from options, and turned into a
+`site.profile` fact so rules can ask e.g. "is OWA published on Exchange 2010?".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from diagnose.errors import ConfigError
+from diagnose.facts import Fact, make_fact
+from diagnose.yamlio import load_yaml
+
+PROTOCOLS = ("owa", "ecp", "outlook-anywhere", "activesync", "ews", "autodiscover")
+EXCHANGE_VERSIONS = ("2007", "2010", "2013", "2016", "2019")
+
+
+@dataclass(frozen=True)
+class SiteProfile:
+    published_names: tuple[str, ...] = ()
+    internal_name: str | None = None
+    internal_addresses: tuple[str, ...] = ()
+    certificate_fqdn: str | None = None
+    tmg_addresses: tuple[str, ...] = ()
+    published: tuple[str, ...] = ()
+    exchange_version: str | None = None
+    dns_servers: tuple[str, ...] = ()
+    hosts_file: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v not in (None, ())}
+
+    def merged(self, overrides: Mapping[str, Any]) -> SiteProfile:
+        """A copy with every non-empty override applied (validated like the file)."""
+        clean = {k: v for k, v in overrides.items() if v not in (None, (), [])}
+        if not clean:
+            return self
+        return profile_from_mapping(self.to_json() | clean, "command line")
+
+    def to_fact(self) -> Fact:
+        return make_fact(
+            "site.profile", "site", "profile",
+            published_names=list(self.published_names), internal_name=self.internal_name,
+            internal_addresses=list(self.internal_addresses), certificate_fqdn=self.certificate_fqdn,
+            tmg_addresses=list(self.tmg_addresses), published=list(self.published),
+            exchange_version=self.exchange_version,
+        )
+
+    def is_empty(self) -> bool:
+        return not self.to_json()
+
+
+_LISTS = {f.name for f in fields(SiteProfile) if f.type.startswith("tuple")}
+_ADDRESS_LISTS = {"internal_addresses", "tmg_addresses"}
+
+
+def profile_from_mapping(data: Mapping[str, Any], source: str, lines: Any = None) -> SiteProfile:
+    def at(*keys: Any) -> str:
+        return lines.at(*keys) if lines is not None else source
+
+    known = {f.name for f in fields(SiteProfile)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"unknown profile field {key!r} (known: {', '.join(sorted(known))})", at(key, "<key>"))
+        if key in _LISTS:
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{key} must be a list of strings", at(key))
+            value = tuple(v.strip() for v in value)
+            if key in _ADDRESS_LISTS:
+                for i, item in enumerate(value):
+                    try:
+                        ipaddress.ip_address(item)
+                    except ValueError:
+                        raise ConfigError(f"{key}: {item!r} is not an IP address", at(key, i)) from None
+            if key == "published":
+                for i, item in enumerate(value):
+                    if item not in PROTOCOLS:
+                        raise ConfigError(f"published: unknown protocol {item!r} (one of {', '.join(PROTOCOLS)})",
+                                          at(key, i))
+            if key == "published_names":
+                value = tuple(v.lower().rstrip(".") for v in value)
+        else:
+            if isinstance(value, int) and not isinstance(value, bool) and key == "exchange_version":
+                value = str(value)
+            if not isinstance(value, str):
+                raise ConfigError(f"{key} must be a string", at(key))
+            if key == "exchange_version" and value not in EXCHANGE_VERSIONS:
+                raise ConfigError(f"exchange_version must be one of {', '.join(EXCHANGE_VERSIONS)}", at(key))
+            if key in ("internal_name", "certificate_fqdn"):
+                value = value.lower().rstrip(".")
+        values[key] = value
+    return SiteProfile(**values)
+
+
+def load_profile(path: Path | str) -> SiteProfile:
+    data, lines = load_yaml(path, error=ConfigError)
+    if data is None:
+        return SiteProfile()
+    if not isinstance(data, dict):
+        raise ConfigError("a site profile is a mapping of fields", lines.at())
+    return profile_from_mapping(data, str(path), lines)

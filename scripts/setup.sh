@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create .venv beside the checkout and install diagnose into it (editable, with the test tools).
+# Idempotent: a second run only re-checks. durable-rules has no wheels, so the first run compiles it (~1 min).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import diagnose, durable_rules_engine, pytest" >/dev/null 2>&1 \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[test]'
+    touch .venv/.installed
+fi

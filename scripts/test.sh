@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Run the whole test suite on a fresh machine: system tools the tests use, the venv, lint, tests.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k engine -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+need=()
+for tool in tshark tcpdump; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends tshark tcpdump >/dev/null
+    else
+        echo "note: ${need[*]} missing and cannot be installed here; tests that need them will skip" >&2
+    fi
+fi
+bash scripts/setup.sh
+.venv/bin/ruff check diagnose tests bench
+.venv/bin/python -m pytest -q "$@"
