@@ -8,20 +8,20 @@ with a field of an earlier binding (`Ref`, a join).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from diagnose.facts import Fact, Value
 
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "contains", "matches", "exists")
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     EXPERIMENTAL = "experimental"
     TEST = "test"
     STABLE = "stable"
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     BENIGN = "benign"
     MISCONFIGURATION = "misconfiguration"
     FAULT = "fault"
