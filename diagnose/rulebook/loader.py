@@ -433,7 +433,7 @@ def _tests(body: Any, lines: Lines, kinds: FactKinds) -> Iterable[RuleTest]:
             raise RuleError("expect.unknown must be true or false", lines.at(*at, "expect", "unknown"))
         unavailable = tuple(_text_list(test.get("unavailable", []), lines, (*at, "unavailable"), "unavailable"))
         for k in unavailable:
-            if k not in kinds:
+            if k not in kinds and not k.startswith("answer:"):
                 raise RuleError(f"unknown fact kind {k!r}", lines.at(*at, "unavailable"))
         yield RuleTest(name, tuple(facts), Expectation(expect["fires"], None if cf is None else float(cf), unknown),
                        unavailable, lines.line(*at))

@@ -127,8 +127,9 @@ class Rule:
     def kinds(self) -> frozenset[str]:
         return frozenset(b.kind for b in self.when.bindings())
 
-    def negated_kinds(self) -> frozenset[str]:
-        return frozenset(b.kind for b in _negated(self.when))
+    def negated_names(self) -> frozenset[str]:
+        """Names of the bindings that sit inside a `not`."""
+        return frozenset(b.name for b in _negated(self.when))
 
 
 def _negated(group: Group, inside: bool = False) -> list[Binding]:
