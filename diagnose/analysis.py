@@ -78,6 +78,7 @@ class Diagnosis:
     warnings: tuple[str, ...]
     unused_kinds: tuple[str, ...]
     engine: str
+    firings: tuple[Firing, ...] = ()
 
     @property
     def unknowns(self) -> tuple[RuleOutcome, ...]:
@@ -96,7 +97,7 @@ def diagnosis_facts(bundle: EvidenceBundle) -> tuple[Fact, ...]:
     answered = {f.subject for f in facts if f.kind == "answer"}
     for question, value in bundle.answers.items():
         if question not in answered:
-            facts.append(make_fact("answer", question, "questions", value=value))
+            facts.append(make_fact("answer", question, "answers", source="answers", value=value))
     return tuple(facts)
 
 
@@ -204,14 +205,14 @@ def analyze(bundle: EvidenceBundle, rulebook: Rulebook, engine: Engine | None = 
                     evidence.setdefault(index, None)
         findings.append(CauseFinding(cause, round(combine_all(s.certainty for s in items), 4), tuple(items),
                                      tuple(evidence)))
-    problem_established = any(f.certainty >= ESTABLISHED and f.cause.verdict in (Verdict.MISCONFIGURATION, Verdict.FAULT)
-                              for f in findings)
+    problems = (Verdict.MISCONFIGURATION, Verdict.FAULT)
+    problem_established = any(f.certainty >= ESTABLISHED and f.cause.verdict in problems for f in findings)
     if problem_established:
         findings = [f for f in findings if f.cause.verdict is not Verdict.INCONCLUSIVE]
     findings.sort(key=lambda f: (-f.certainty, SEVERITY[f.cause.verdict], f.cause.id))
     final = verdict((f.cause.verdict, f.certainty) for f in findings)
     return Diagnosis(final, tuple(findings), outcomes, questions_to_ask(rulebook, outcomes), facts, bundle, rulebook,
-                     result.warnings, result.unused_kinds, engine.name)
+                     result.warnings, result.unused_kinds, engine.name, result.firings)
 
 
 def questions_to_ask(rulebook: Rulebook, outcomes: Sequence[RuleOutcome]) -> tuple[QuestionPrompt, ...]:

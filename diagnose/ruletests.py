@@ -32,8 +32,8 @@ class TestOutcome:
 def run_rule_test(rulebook: Rulebook, rule: Rule, test: RuleTest, engines: Iterable[Engine]) -> TestOutcome:
     bundle = EvidenceBundle(facts=test.facts)
     availability = Availability(None, None, test.unavailable)
-    results = [(engine.name, analyze(bundle, rulebook, engine, availability), engine.run(test.facts)) for engine in engines]
-    keys = {name: sorted(f.key() for f in raw.firings) for name, _, raw in results}
+    results = [(engine.name, analyze(bundle, rulebook, engine, availability)) for engine in engines]
+    keys = {name: sorted(f.key() for f in diagnosis.firings) for name, diagnosis in results}
     names = list(keys)
     for other in names[1:]:
         if keys[other] != keys[names[0]]:
@@ -42,7 +42,7 @@ def run_rule_test(rulebook: Rulebook, rule: Rule, test: RuleTest, engines: Itera
             return TestOutcome(rule, test, False, f"engines disagree: only {names[0]}: {only_a[:3]}; "
                                                   f"only {other}: {only_b[:3]}")
     problems = []
-    for name, diagnosis, _ in results:
+    for name, diagnosis in results:
         outcome = next(o for o in diagnosis.outcomes if o.rule.id == rule.id)
         fired = outcome.status == "fired"
         if fired != test.expect.fires:

@@ -45,9 +45,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from diagnose.cli import probe
+    from diagnose.cli import causes, probe, rules, run
 
-    main.add_command(probe.probe)
+    for command in (run.run, run.collect_cmd, run.analyze, run.examples, rules.rules, causes.causes, probe.probe):
+        main.add_command(command)
 
 
 _register()

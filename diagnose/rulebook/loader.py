@@ -159,10 +159,10 @@ def parse_rule(path: Path, text: str, kinds: FactKinds) -> Rule:
     check_ref_types(when, kinds, str(path))
     conclude = _conclusion(data["conclude"], lines, when, kinds)
     tests = tuple(_tests(data.get("tests", []), lines, kinds))
-    if status in (Status.TEST, Status.STABLE):
-        if not any(t.expect.fires for t in tests) or not any(not t.expect.fires for t in tests):
-            raise RuleError(f"a rule of status {status.value} needs at least one firing and one non-firing test",
-                            lines.at("tests") if "tests" in data else lines.at("status"))
+    untested = not any(t.expect.fires for t in tests) or not any(not t.expect.fires for t in tests)
+    if status in (Status.TEST, Status.STABLE) and untested:
+        raise RuleError(f"a rule of status {status.value} needs at least one firing and one non-firing test",
+                        lines.at("tests") if "tests" in data else lines.at("status"))
     return Rule(rule_id, title, status, description, references, when, conclude, tests, str(path), 1)
 
 
