@@ -257,3 +257,22 @@ def test_engines_agree_on_random_evidence(tmp_path):
         assert a == b, (n, facts)
         fired_rules |= {k[0] for k in a}
     assert fired_rules == set(RANDOM_RULES)  # every construct was exercised with a match
+
+
+def test_a_fact_may_pass_more_than_64_sibling_conditions(tmp_path):
+    # durable walks its alpha network with a 64-entry stack (error 303 beyond it); the adapter
+    # splits the rulebook into partitions so that this cannot happen.
+    rules = {f"t{n}": f"""\
+        id: t{n}
+        title: threshold {n}
+        status: experimental
+        when:
+          log: {{kind: log.status_summary, status64_count: {{gt: {n}}}}}
+        conclude: {{cause: c1, certainty: 0.1, explain: "x"}}
+        """ for n in range(150)}
+    book = rulebook(tmp_path, rules)
+    facts = [make_fact("log.status_summary", "all", "t", status64_count=1000),
+             make_fact("log.status_summary", "some", "t", status64_count=75)]
+    for name in ("durable", "reference"):
+        result = create_engine(book, name).run(facts)
+        assert len(result.firings) == 150 + 75, name
