@@ -86,6 +86,17 @@ def dumps(value: Any) -> str:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+def dumps_flat(message: dict[str, Any]) -> str:
+    """`dumps` for a flat fact message, at the speed of the C JSON encoder: only floats need our writer."""
+    floats = [k for k, v in message.items() if type(v) is float]
+    if not floats:
+        return json.dumps(message, ensure_ascii=False)
+    rest = {k: v for k, v in message.items() if type(v) is not float}
+    extra = ",".join(f"{json.dumps(k, ensure_ascii=False)}:{_number(message[k])}" for k in floats)
+    return (json.dumps(rest, ensure_ascii=False)[:-1] + ("," if rest else "") + extra + "}") if rest else \
+        "{" + extra + "}"
+
+
 # -------------------------------------------------------------------------------------- compiling
 
 def glob_to_pattern(glob: str) -> str:
@@ -250,7 +261,7 @@ class DurableEngine:
         for attempt in range(8):
             message["sid"] = sid
             message["id"] = fact_id if attempt == 0 else f"{fact_id}~{attempt}"
-            result = _c.assert_fact(part.handle, dumps(message))
+            result = _c.assert_fact(part.handle, dumps_flat(message))
             code = result[0] if isinstance(result, tuple) else 0
             if code == _RESULT_OBSERVED:  # a 32-bit id-hash collision (#376): try another id
                 continue

@@ -276,3 +276,18 @@ def test_a_fact_may_pass_more_than_64_sibling_conditions(tmp_path):
     for name in ("durable", "reference"):
         result = create_engine(book, name).run(facts)
         assert len(result.firings) == 150 + 75, name
+
+
+def test_fact_json_writer_matches_the_general_one():
+    import json
+
+    from diagnose.engine.durable import dumps, dumps_flat
+
+    samples = [{}, {"a": 1e-05}, {"kind": "x", "v": 1e20, "s": "1e5 \u00e9", "l": ("a", "b"), "b": True, "n": -3},
+               {"f": 0.1, "g": -2.5e-300}]
+    for message in samples:
+        flat = dumps_flat(message)
+        assert json.loads(flat) == json.loads(dumps(message)) == json.loads(json.dumps(message))
+        for token in ("e-05", "e+20", "e-300"):
+            if token in flat:  # a '.' in every exponent mantissa, as durable's parser needs
+                assert f".0{token}" in flat or f".5{token}" in flat
