@@ -45,7 +45,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from diagnose.cli import probe
+    from diagnose.cli import probe, probe_services  # noqa: F401 - probe_services adds `probe services|host`
 
     main.add_command(probe.probe)
 
