@@ -34,12 +34,19 @@ from diagnose.probes import ProbeContext, ProbeResult
 PROBE = "host"
 DEFAULT_PROCESSES = ("wspsrv.exe",)
 LINUX_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-WINDOWS_TIME_WAIT_DEFAULT = 240   # seconds, TcpTimedWaitDelay absent (causes.md C10 / B1)
-LINUX_TIME_WAIT = 60              # TCP_TIMEWAIT_LEN, a compile-time constant in Linux
+WINDOWS_TIME_WAIT_DEFAULT = 240  # seconds, TcpTimedWaitDelay absent (causes.md C10 / B1)
+LINUX_TIME_WAIT = 60  # TCP_TIMEWAIT_LEN, a compile-time constant in Linux
 _STATE_ATTRS = {
-    "ESTABLISHED": "established", "TIME_WAIT": "time_wait", "CLOSE_WAIT": "close_wait",
-    "SYN_SENT": "syn_sent", "SYN_RECV": "syn_recv", "FIN_WAIT1": "fin_wait", "FIN_WAIT2": "fin_wait",
-    "LAST_ACK": "last_ack", "CLOSING": "closing", "LISTEN": "listen",
+    "ESTABLISHED": "established",
+    "TIME_WAIT": "time_wait",
+    "CLOSE_WAIT": "close_wait",
+    "SYN_SENT": "syn_sent",
+    "SYN_RECV": "syn_recv",
+    "FIN_WAIT1": "fin_wait",
+    "FIN_WAIT2": "fin_wait",
+    "LAST_ACK": "last_ack",
+    "CLOSING": "closing",
+    "LISTEN": "listen",
 }
 
 
@@ -69,8 +76,15 @@ def read_sockets(psutil_mod: Any) -> list[TcpSocket]:
     out = []
     for c in psutil_mod.net_connections(kind="tcp"):
         laddr, raddr = c.laddr, c.raddr
-        out.append(TcpSocket(laddr.ip if laddr else "", laddr.port if laddr else 0,
-                             raddr.ip if raddr else None, raddr.port if raddr else None, c.status))
+        out.append(
+            TcpSocket(
+                laddr.ip if laddr else "",
+                laddr.port if laddr else 0,
+                raddr.ip if raddr else None,
+                raddr.port if raddr else None,
+                c.status,
+            )
+        )
     return out
 
 
@@ -87,8 +101,13 @@ def read_port_range() -> tuple[PortRange | None, str]:
     """The ephemeral TCP port range of this host, and a note when it cannot be read."""
     if sys.platform == "win32":
         try:
-            done = subprocess.run(["netsh", "int", "ipv4", "show", "dynamicport", "tcp"], capture_output=True,
-                                  timeout=10, check=False, stdin=subprocess.DEVNULL)
+            done = subprocess.run(
+                ["netsh", "int", "ipv4", "show", "dynamicport", "tcp"],
+                capture_output=True,
+                timeout=10,
+                check=False,
+                stdin=subprocess.DEVNULL,
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return None, f"netsh failed: {exc}"
         parsed = parse_netsh_dynamicport(done.stdout.decode("utf-8", "replace"))
@@ -108,10 +127,12 @@ def read_port_range() -> tuple[PortRange | None, str]:
 
 def read_time_wait_delay() -> tuple[int | None, str | None]:
     if sys.platform == "win32":
-        import winreg  # noqa: PLC0415 - Windows only
+        import winreg
+
         try:
-            with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE,
-                                r"SYSTEM\CurrentControlSet\Services\Tcpip\Parameters") as key:
+            with winreg.OpenKey(
+                winreg.HKEY_LOCAL_MACHINE, r"SYSTEM\CurrentControlSet\Services\Tcpip\Parameters"
+            ) as key:
                 value, _ = winreg.QueryValueEx(key, "TcpTimedWaitDelay")
                 return int(value), "registry"
         except FileNotFoundError:
@@ -150,12 +171,22 @@ def count_states(sockets: Iterable[TcpSocket]) -> dict[str, int]:
     return counts
 
 
-def tcp_facts(sockets: list[TcpSocket], server_addresses: set[str], remote_ports: set[int], top: int,
-              check: str | None) -> list[Fact]:
+def tcp_facts(
+    sockets: list[TcpSocket], server_addresses: set[str], remote_ports: set[int], top: int, check: str | None
+) -> list[Fact]:
     facts = []
     overall = count_states(sockets)
-    facts.append(make_fact("host.tcp_states", "all", PROBE, check=check, source="psutil.net_connections",
-                           time_wait_ratio=_ratio(overall["time_wait"], overall["total"]), **overall))
+    facts.append(
+        make_fact(
+            "host.tcp_states",
+            "all",
+            PROBE,
+            check=check,
+            source="psutil.net_connections",
+            time_wait_ratio=_ratio(overall["time_wait"], overall["total"]),
+            **overall,
+        )
+    )
     by_remote: dict[tuple[str, int], list[TcpSocket]] = defaultdict(list)
     for s in sockets:
         if s.remote_addr and s.remote_port:
@@ -169,11 +200,21 @@ def tcp_facts(sockets: list[TcpSocket], server_addresses: set[str], remote_ports
     for key in chosen:
         counts = count_states(by_remote[key])
         endpoint = _endpoint(*key)
-        facts.append(make_fact(
-            "host.tcp_states", f"remote:{endpoint}", PROBE, check=check, source="psutil.net_connections",
-            remote=endpoint, remote_addr=key[0], remote_port=key[1],
-            leg="server" if on_server_leg(key) else None,
-            time_wait_ratio=_ratio(counts["time_wait"], counts["total"]), **counts))
+        facts.append(
+            make_fact(
+                "host.tcp_states",
+                f"remote:{endpoint}",
+                PROBE,
+                check=check,
+                source="psutil.net_connections",
+                remote=endpoint,
+                remote_addr=key[0],
+                remote_port=key[1],
+                leg="server" if on_server_leg(key) else None,
+                time_wait_ratio=_ratio(counts["time_wait"], counts["total"]),
+                **counts,
+            )
+        )
     return facts
 
 
@@ -185,21 +226,38 @@ def port_usage_fact(sockets: list[TcpSocket], rng: PortRange, check: str | None)
     in_range = [s for s in sockets if rng.low <= s.local_port <= rng.high]
     ports = {s.local_port for s in in_range}
     time_wait = sum(1 for s in in_range if s.state == "TIME_WAIT")
-    per_remote = Counter(_endpoint(_norm_addr(s.remote_addr), s.remote_port)
-                         for s in in_range if s.remote_addr and s.remote_port)
+    per_remote = Counter(
+        _endpoint(_norm_addr(s.remote_addr), s.remote_port)
+        for s in in_range
+        if s.remote_addr and s.remote_port
+    )
     busiest, most = per_remote.most_common(1)[0] if per_remote else (None, 0)
     delay, delay_source = read_time_wait_delay()
     return make_fact(
-        "host.port_usage", "tcp", PROBE, check=check, source=rng.source,
-        range_low=rng.low, range_high=rng.high, range_size=rng.size, range_source=rng.source,
-        in_use=len(ports), usage_share=_ratio(len(ports), rng.size),
-        time_wait_in_range=time_wait, time_wait_share=_ratio(time_wait, rng.size),
-        max_per_remote=most, max_per_remote_share=_ratio(most, rng.size), busiest_remote=busiest,
-        time_wait_delay=delay, time_wait_delay_source=delay_source)
+        "host.port_usage",
+        "tcp",
+        PROBE,
+        check=check,
+        source=rng.source,
+        range_low=rng.low,
+        range_high=rng.high,
+        range_size=rng.size,
+        range_source=rng.source,
+        in_use=len(ports),
+        usage_share=_ratio(len(ports), rng.size),
+        time_wait_in_range=time_wait,
+        time_wait_share=_ratio(time_wait, rng.size),
+        max_per_remote=most,
+        max_per_remote_share=_ratio(most, rng.size),
+        busiest_remote=busiest,
+        time_wait_delay=delay,
+        time_wait_delay_source=delay_source,
+    )
 
 
-def process_facts(psutil_mod: Any, names: Iterable[str], check: str | None,
-                  sockets: list[TcpSocket] | None = None) -> list[Fact]:
+def process_facts(
+    psutil_mod: Any, names: Iterable[str], check: str | None, sockets: list[TcpSocket] | None = None
+) -> list[Fact]:
     wanted = {n.lower() for n in names} | {n.lower().removesuffix(".exe") for n in names}
     procs = []
     for p in psutil_mod.process_iter(["name", "pid"]):
@@ -220,11 +278,22 @@ def process_facts(psutil_mod: Any, names: Iterable[str], check: str | None,
         try:
             with p.oneshot():
                 mem = p.memory_info()
-                facts.append(make_fact(
-                    "host.process", f"process:{p.info['name']}:{p.pid}", PROBE, check=check, source="psutil",
-                    name=p.info["name"], pid=p.pid, cpu_percent=round(p.cpu_percent(None), 2),
-                    memory_rss=int(mem.rss), memory_percent=round(p.memory_percent(), 3),
-                    threads=p.num_threads(), connections=_count_connections(p, errors)))
+                facts.append(
+                    make_fact(
+                        "host.process",
+                        f"process:{p.info['name']}:{p.pid}",
+                        PROBE,
+                        check=check,
+                        source="psutil",
+                        name=p.info["name"],
+                        pid=p.pid,
+                        cpu_percent=round(p.cpu_percent(None), 2),
+                        memory_rss=int(mem.rss),
+                        memory_percent=round(p.memory_percent(), 3),
+                        threads=p.num_threads(),
+                        connections=_count_connections(p, errors),
+                    )
+                )
         except errors:
             continue
     return facts
@@ -232,7 +301,9 @@ def process_facts(psutil_mod: Any, names: Iterable[str], check: str | None,
 
 def _count_connections(p: Any, errors: tuple[type[BaseException], ...]) -> int | None:
     try:
-        return len(p.net_connections(kind="tcp") if hasattr(p, "net_connections") else p.connections(kind="tcp"))
+        return len(
+            p.net_connections(kind="tcp") if hasattr(p, "net_connections") else p.connections(kind="tcp")
+        )
     except errors:
         return None
 
@@ -256,7 +327,9 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
         return ProbeResult.unavailable("not allowed to list TCP connections (run with more privileges)")
     except OSError as exc:
         return ProbeResult.unavailable(f"cannot list TCP connections: {exc}")
-    servers = {_norm_addr(a) for a in (_as_list(spec.get("server_addresses")) or ctx.profile.internal_addresses)}
+    servers = {
+        _norm_addr(a) for a in (_as_list(spec.get("server_addresses")) or ctx.profile.internal_addresses)
+    }
     try:
         ports = {int(p) for p in _as_list(spec.get("remote_ports"))}
     except ValueError:

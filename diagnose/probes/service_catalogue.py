@@ -33,7 +33,7 @@ class CatalogueService:
     criticality: str
 
     def applies_to(self, exchange_version: str | None) -> bool:
-        """Whether this Exchange version installs the service (any version when unknown; non-Exchange: yes)."""
+        """Whether this Exchange version installs the service (yes when unknown or not Exchange)."""
         if self.role != "exchange" or not exchange_version:
             return True
         return exchange_version in self.versions
@@ -89,8 +89,10 @@ def load_catalogue(path: Path | None = None) -> Catalogue:
         unknown = set(entry) - _FIELDS
         if unknown:
             key = sorted(unknown)[0]
-            raise RuleError(f"unknown key {key!r} (expected {', '.join(sorted(_FIELDS))})",
-                            lines.at("services", i, key, "<key>"))
+            raise RuleError(
+                f"unknown key {key!r} (expected {', '.join(sorted(_FIELDS))})",
+                lines.at("services", i, key, "<key>"),
+            )
         name = entry.get("name")
         if not isinstance(name, str) or not name:
             raise RuleError("name must be a non-empty string", where)
@@ -99,15 +101,22 @@ def load_catalogue(path: Path | None = None) -> Catalogue:
         seen.add(name.lower())
         role = _choice(entry, "role", ROLES, lines.at("services", i, "role"))
         allowed_versions = EXCHANGE_VERSIONS if role == "exchange" else ("tmg", "linux")
-        out.append(CatalogueService(
-            name=name,
-            display_name=str(entry.get("display_name", name)),
-            role=role,
-            versions=_str_list(entry.get("versions"), lines.at("services", i, "versions"), "versions",
-                               allowed_versions),
-            start=_choice(entry, "start", STARTS, lines.at("services", i, "start")),
-            protocols=_str_list(entry.get("protocols"), lines.at("services", i, "protocols"), "protocols", PROTOCOLS),
-            basis=_choice(entry, "basis", BASES, lines.at("services", i, "basis")),
-            criticality=_choice(entry, "criticality", CRITICALITIES, lines.at("services", i, "criticality")),
-        ))
+        out.append(
+            CatalogueService(
+                name=name,
+                display_name=str(entry.get("display_name", name)),
+                role=role,
+                versions=_str_list(
+                    entry.get("versions"), lines.at("services", i, "versions"), "versions", allowed_versions
+                ),
+                start=_choice(entry, "start", STARTS, lines.at("services", i, "start")),
+                protocols=_str_list(
+                    entry.get("protocols"), lines.at("services", i, "protocols"), "protocols", PROTOCOLS
+                ),
+                basis=_choice(entry, "basis", BASES, lines.at("services", i, "basis")),
+                criticality=_choice(
+                    entry, "criticality", CRITICALITIES, lines.at("services", i, "criticality")
+                ),
+            )
+        )
     return Catalogue(tuple(out), str(path))

@@ -39,22 +39,45 @@ PAUSED, CONTINUE_PENDING, PAUSE_PENDING, UNKNOWN = "paused", "continue-pending",
 AUTOMATIC, MANUAL, DISABLED = "automatic", "manual", "disabled"
 
 # System.ServiceProcess.ServiceControllerStatus and the SERVICE_* state codes of `sc query` share numbers.
-_STATE_CODES = {1: STOPPED, 2: START_PENDING, 3: STOP_PENDING, 4: RUNNING, 5: CONTINUE_PENDING,
-                6: PAUSE_PENDING, 7: PAUSED}
+_STATE_CODES = {
+    1: STOPPED,
+    2: START_PENDING,
+    3: STOP_PENDING,
+    4: RUNNING,
+    5: CONTINUE_PENDING,
+    6: PAUSE_PENDING,
+    7: PAUSED,
+}
 # System.ServiceProcess.ServiceStartMode and SERVICE_*_START of `sc qc`; PowerShell 7's
 # ServiceStartupType adds AutomaticDelayedStart = 10.
 _START_CODES = {0: "boot", 1: "system", 2: AUTOMATIC, 3: MANUAL, 4: DISABLED, 10: AUTOMATIC}
 
 _STATE_WORDS = {
-    "running": RUNNING, "stopped": STOPPED, "startpending": START_PENDING, "stoppending": STOP_PENDING,
-    "paused": PAUSED, "continuepending": CONTINUE_PENDING, "pausepending": PAUSE_PENDING,
+    "running": RUNNING,
+    "stopped": STOPPED,
+    "startpending": START_PENDING,
+    "stoppending": STOP_PENDING,
+    "paused": PAUSED,
+    "continuepending": CONTINUE_PENDING,
+    "pausepending": PAUSE_PENDING,
     "unknown": UNKNOWN,
 }
 _START_WORDS = {
-    "automatic": AUTOMATIC, "auto": AUTOMATIC, "autostart": AUTOMATIC, "automaticdelayedstart": AUTOMATIC,
-    "delayedauto": AUTOMATIC, "manual": MANUAL, "demand": MANUAL, "demandstart": MANUAL,
-    "disabled": DISABLED, "boot": "boot", "bootstart": "boot", "system": "system", "systemstart": "system",
-    "unknown": UNKNOWN, "invalidvalue": UNKNOWN,
+    "automatic": AUTOMATIC,
+    "auto": AUTOMATIC,
+    "autostart": AUTOMATIC,
+    "automaticdelayedstart": AUTOMATIC,
+    "delayedauto": AUTOMATIC,
+    "manual": MANUAL,
+    "demand": MANUAL,
+    "demandstart": MANUAL,
+    "disabled": DISABLED,
+    "boot": "boot",
+    "bootstart": "boot",
+    "system": "system",
+    "systemstart": "system",
+    "unknown": UNKNOWN,
+    "invalidvalue": UNKNOWN,
 }
 
 
@@ -109,12 +132,26 @@ def parse_sc_query(text: str, source: str, host: str | None = None) -> list[Serv
         if current is None:
             return
         if "state" not in current:
-            hint = ("this is `sc qc` output, which has no state: export `sc query state= all`"
-                    if current.get("qc") else "cut off?")
-            raise InputError(f"service {current['name']!r} has no STATE line ({hint})",
-                             f"{source}:{current['line']}")
-        records.append(ServiceRecord(current["name"], current["state"], None, current.get("display"), host,
-                                     source, f"line {current['line']}", current.get("detail")))
+            hint = (
+                "this is `sc qc` output, which has no state: export `sc query state= all`"
+                if current.get("qc")
+                else "cut off?"
+            )
+            raise InputError(
+                f"service {current['name']!r} has no STATE line ({hint})", f"{source}:{current['line']}"
+            )
+        records.append(
+            ServiceRecord(
+                current["name"],
+                current["state"],
+                None,
+                current.get("display"),
+                host,
+                source,
+                f"line {current['line']}",
+                current.get("detail"),
+            )
+        )
 
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.rstrip()
@@ -123,6 +160,8 @@ def parse_sc_query(text: str, source: str, host: str | None = None) -> list[Serv
         stripped = line.strip()
         if stripped.startswith("(") and stripped.endswith(")"):
             continue  # the flag line under STATE: (STOPPABLE, NOT_PAUSABLE, ACCEPTS_SHUTDOWN)
+        if stripped.startswith(":"):
+            continue  # a continuation line (DEPENDENCIES of `sc qc`)
         if stripped.startswith("[SC]"):
             if "FAILED" in stripped.upper():
                 raise InputError(f"sc reported an error: {stripped}", f"{source}:{lineno}")
@@ -153,14 +192,16 @@ def parse_sc_query(text: str, source: str, host: str | None = None) -> list[Serv
 
 
 def parse_sc_qc(text: str, source: str) -> dict[str, tuple[str, str | None]]:
-    """`sc qc NAME` output: {short name: (start type, display name)}. `2  AUTO_START  (DELAYED)` is automatic."""
+    """`sc qc NAME` output as {short name: (start type, display name)}.
+
+    `START_TYPE : 2   AUTO_START  (DELAYED)` is automatic (delayed start is still automatic)."""
     out: dict[str, tuple[str, str | None]] = {}
     name: str | None = None
     start: str | None = None
     display: str | None = None
     for lineno, raw in enumerate(text.splitlines(), 1):
         stripped = raw.strip()
-        if not stripped or stripped.startswith("[SC]") and "SUCCESS" in stripped.upper():
+        if not stripped or (stripped.startswith("[SC]") and "SUCCESS" in stripped.upper()):
             continue
         if stripped.startswith("[SC]"):
             raise InputError(f"sc reported an error: {stripped}", f"{source}:{lineno}")
@@ -183,6 +224,7 @@ def parse_sc_qc(text: str, source: str) -> dict[str, tuple[str, str | None]]:
 
 
 # ------------------------------------------------------------------------------------------ CSV
+
 
 def parse_csv(text: str, source: str, host: str | None = None) -> list[ServiceRecord]:
     """Get-Service or Win32_Service exported with Export-Csv (with or without `#TYPE`, `,` or `;`)."""
@@ -213,7 +255,9 @@ def parse_csv(text: str, source: str, host: str | None = None) -> list[ServiceRe
     if name_col is None or state_col is None:
         raise InputError(
             "not a service export: the header needs Name (or ServiceName) and Status (Get-Service) "
-            f"or State and StartMode (Win32_Service); got {', '.join(header[:8])}", f"{source}:{first + 1}")
+            f"or State and StartMode (Win32_Service); got {', '.join(header[:8])}",
+            f"{source}:{first + 1}",
+        )
     display_col = columns.get("displayname")
     host_cols = [columns[c] for c in ("systemname", "pscomputername", "machinename") if c in columns]
     records: list[ServiceRecord] = []
@@ -224,8 +268,10 @@ def parse_csv(text: str, source: str, host: str | None = None) -> list[ServiceRe
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != len(header):
-                raise InputError(f"{len(row)} fields where the header has {len(header)} (cut off or garbled?)",
-                                 f"{source}:{lineno}")
+                raise InputError(
+                    f"{len(row)} fields where the header has {len(header)} (cut off or garbled?)",
+                    f"{source}:{lineno}",
+                )
             name = row[name_col].strip()
             if not name:
                 raise InputError("empty service name", f"{source}:{lineno}")
@@ -233,11 +279,22 @@ def parse_csv(text: str, source: str, host: str | None = None) -> list[ServiceRe
             state = state_from(raw_state)
             if state == UNKNOWN and raw_state:
                 raise InputError(f"unknown service state {raw_state!r} for {name}", f"{source}:{lineno}")
-            start = start_type_from(row[start_col]) if start_col is not None and row[start_col].strip() else None
+            start = (
+                start_type_from(row[start_col]) if start_col is not None and row[start_col].strip() else None
+            )
             row_host = next((row[c].strip() for c in host_cols if row[c].strip() not in ("", ".")), None)
-            records.append(ServiceRecord(
-                name, state, start, row[display_col].strip() if display_col is not None else None,
-                row_host or host, source, f"line {lineno}", f"{kind} {raw_state}"))
+            records.append(
+                ServiceRecord(
+                    name,
+                    state,
+                    start,
+                    row[display_col].strip() if display_col is not None else None,
+                    row_host or host,
+                    source,
+                    f"line {lineno}",
+                    f"{kind} {raw_state}",
+                )
+            )
     except csv.Error as exc:
         raise InputError(f"malformed CSV: {exc}", f"{source}:{first + reader.line_num}") from None
     _ = type_name
@@ -246,15 +303,21 @@ def parse_csv(text: str, source: str, host: str | None = None) -> list[ServiceRe
 
 # ----------------------------------------------------------------------------------------- JSON
 
+
 def parse_json(text: str, source: str, host: str | None = None) -> list[ServiceRecord]:
     """Get-Service / Get-CimInstance Win32_Service piped to ConvertTo-Json, any PowerShell version."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", f"{source}:{exc.lineno}") from None
+        raise InputError(
+            f"malformed JSON: {exc.msg} (column {exc.colno})", f"{source}:{exc.lineno}"
+        ) from None
     base = "$"
     if isinstance(data, dict) and "value" in data and isinstance(data["value"], list):
-        data, base = data["value"], "$.value"  # Windows PowerShell 3.0/4.0 array wrapper {"value": [...], "Count": n}
+        data, base = (
+            data["value"],
+            "$.value",
+        )  # Windows PowerShell 3.0/4.0 array wrapper {"value": [...], "Count": n}
     items: list[tuple[str, Any]]
     if isinstance(data, list):
         items = [(f"{base}[{i}]", item) for i, item in enumerate(data)]
@@ -277,25 +340,63 @@ def parse_json(text: str, source: str, host: str | None = None) -> list[ServiceR
         state = state_from(raw_state)
         if state == UNKNOWN:
             raise InputError(f"unknown service state {raw_state!r} for {name}", f"{source}:{jpath}")
-        raw_start = item.get(keys["startmode"]) if wmi else item.get(keys.get("starttype", keys.get("startuptype", "")))
+        raw_start = (
+            item.get(keys["startmode"])
+            if wmi
+            else item.get(keys.get("starttype", keys.get("startuptype", "")))
+        )
         start = start_type_from(raw_start) if raw_start not in (None, "") else None
         display = item.get(keys.get("displayname", ""))
-        row_host = next((v for c in ("systemname", "pscomputername", "machinename")
-                         if isinstance(v := item.get(keys.get(c, "")), str) and v not in ("", ".")), None)
-        records.append(ServiceRecord(name, state, start, display if isinstance(display, str) else None,
-                                     row_host or host, source, jpath, f"{'State' if wmi else 'Status'} {raw_state}"))
+        row_host = next(
+            (
+                v
+                for c in ("systemname", "pscomputername", "machinename")
+                if isinstance(v := item.get(keys.get(c, "")), str) and v not in ("", ".")
+            ),
+            None,
+        )
+        records.append(
+            ServiceRecord(
+                name,
+                state,
+                start,
+                display if isinstance(display, str) else None,
+                row_host or host,
+                source,
+                jpath,
+                f"{'State' if wmi else 'Status'} {raw_state}",
+            )
+        )
     return records
 
 
 # ------------------------------------------------------------------------------------- systemd
 
-_SYSTEMD_ACTIVE = {"active": RUNNING, "reloading": RUNNING, "inactive": STOPPED, "failed": STOPPED,
-                   "activating": START_PENDING, "deactivating": STOP_PENDING, "maintenance": STOPPED,
-                   "refreshing": RUNNING}
-_SYSTEMD_ENABLED = {"enabled": AUTOMATIC, "enabled-runtime": AUTOMATIC, "alias": AUTOMATIC,
-                    "static": MANUAL, "indirect": MANUAL, "generated": AUTOMATIC, "transient": MANUAL,
-                    "linked": MANUAL, "linked-runtime": MANUAL, "disabled": DISABLED, "masked": DISABLED,
-                    "masked-runtime": DISABLED, "bad": UNKNOWN}
+_SYSTEMD_ACTIVE = {
+    "active": RUNNING,
+    "reloading": RUNNING,
+    "inactive": STOPPED,
+    "failed": STOPPED,
+    "activating": START_PENDING,
+    "deactivating": STOP_PENDING,
+    "maintenance": STOPPED,
+    "refreshing": RUNNING,
+}
+_SYSTEMD_ENABLED = {
+    "enabled": AUTOMATIC,
+    "enabled-runtime": AUTOMATIC,
+    "alias": AUTOMATIC,
+    "static": MANUAL,
+    "indirect": MANUAL,
+    "generated": AUTOMATIC,
+    "transient": MANUAL,
+    "linked": MANUAL,
+    "linked-runtime": MANUAL,
+    "disabled": DISABLED,
+    "masked": DISABLED,
+    "masked-runtime": DISABLED,
+    "bad": UNKNOWN,
+}
 
 
 def parse_systemctl_show(text: str, source: str, host: str | None = None) -> list[ServiceRecord]:
@@ -311,8 +412,10 @@ def parse_systemctl_show(text: str, source: str, host: str | None = None) -> lis
         if not unit:
             raise InputError("unit block without Id or Names", f"{source}:{start_line}")
         if "ActiveState" not in block:
-            raise InputError(f"unit {unit} has no ActiveState (ask for -p Id,ActiveState,SubState,UnitFileState)",
-                             f"{source}:{start_line}")
+            raise InputError(
+                f"unit {unit} has no ActiveState (ask for -p Id,ActiveState,SubState,UnitFileState)",
+                f"{source}:{start_line}",
+            )
         if block.get("LoadState") == "not-found":
             return
         name = unit[: -len(".service")] if unit.endswith(".service") else unit
@@ -320,8 +423,18 @@ def parse_systemctl_show(text: str, source: str, host: str | None = None) -> lis
         state = _SYSTEMD_ACTIVE.get(active, UNKNOWN)
         start = _SYSTEMD_ENABLED.get(block["UnitFileState"], UNKNOWN) if block.get("UnitFileState") else None
         sub = block.get("SubState")
-        records.append(ServiceRecord(name, state, start, block.get("Description"), host, source,
-                                     f"line {start_line}", f"{active} ({sub})" if sub else active))
+        records.append(
+            ServiceRecord(
+                name,
+                state,
+                start,
+                block.get("Description"),
+                host,
+                source,
+                f"line {start_line}",
+                f"{active} ({sub})" if sub else active,
+            )
+        )
 
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.rstrip("\r\n")
@@ -340,6 +453,7 @@ def parse_systemctl_show(text: str, source: str, host: str | None = None) -> lis
 
 
 # --------------------------------------------------------------------------------- auto-detect
+
 
 def _decode(data: bytes, source: str) -> str:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -397,15 +511,18 @@ def read_export(path: Path | str, host: str | None = None) -> tuple[str, list[Se
         line = text[: text.find(first)].count("\n") + 1
         raise InputError(
             f"unrecognised services export {first!r} (expected sc query text, Get-Service/Win32_Service CSV "
-            "or JSON, or systemctl show)", f"{source}:{line}")
+            "or JSON, or systemctl show)",
+            f"{source}:{line}",
+        )
     records = parsers[fmt](text, source, host)
     if not records:
         raise InputError(f"no services found in this {fmt} export", f"{source}:1")
     return fmt, records
 
 
-def merge_start_types(records: Iterable[ServiceRecord],
-                      start_types: Mapping[str, tuple[str, str | None]]) -> Iterator[ServiceRecord]:
+def merge_start_types(
+    records: Iterable[ServiceRecord], start_types: Mapping[str, tuple[str, str | None]]
+) -> Iterator[ServiceRecord]:
     """Fill `start_type` (and a missing display name) from `sc qc` results, matched case-insensitively."""
     lowered = {k.lower(): v for k, v in start_types.items()}
     for rec in records:

@@ -58,14 +58,14 @@ class BackendUnavailable(Exception):
 @dataclass(frozen=True)
 class BackendRead:
     records: tuple[ServiceRecord, ...]
-    source: str                       # file path, "sc \\\\HOST", "psutil", "systemctl"
-    detail: str = ""                  # e.g. the export format
-    problems: tuple[str, ...] = ()    # per-service failures that make the read partial
+    source: str  # file path, "sc \\\\HOST", "psutil", "systemctl"
+    detail: str = ""  # e.g. the export format
+    problems: tuple[str, ...] = ()  # per-service failures that make the read partial
     excerpts: Mapping[str, str] = field(default_factory=dict)
 
 
 class ServiceBackend(Protocol):
-    backend: str       # psutil | sc | export | systemd
+    backend: str  # psutil | sc | export | systemd
     host: str | None
 
     def read(self, names: Collection[str]) -> BackendRead:
@@ -74,6 +74,7 @@ class ServiceBackend(Protocol):
 
 
 # ------------------------------------------------------------------------------------ backends
+
 
 class ExportBackend:
     backend = "export"
@@ -98,13 +99,16 @@ class PsutilBackend:
     def __init__(self, api: Any = None, host: str | None = None) -> None:
         if api is None:
             import psutil
+
             api = psutil
         self.api = api
         self.host = host or _local_host()
 
     def read(self, names: Collection[str]) -> BackendRead:
         if not hasattr(self.api, "win_service_iter"):
-            raise BackendUnavailable(f"psutil service calls are not available on this platform ({sys.platform})")
+            raise BackendUnavailable(
+                f"psutil service calls are not available on this platform ({sys.platform})"
+            )
         wanted = {n.lower() for n in names}
         errors: tuple[type[BaseException], ...] = (OSError, getattr(self.api, "Error", OSError))
         records: list[ServiceRecord] = []
@@ -123,13 +127,18 @@ class PsutilBackend:
                 problems.append(f"{name}: {exc}")
                 continue
             status = str(info.get("status") or "")
-            records.append(ServiceRecord(
-                name=str(info.get("name") or name),
-                state=state_from(status) if status else UNKNOWN,
-                start_type=start_type_from(info["start_type"]) if info.get("start_type") else None,
-                display_name=info.get("display_name") or svc.display_name(),
-                host=self.host, source="psutil", location=None,
-                detail=f"status {status}" + (f", pid {info['pid']}" if info.get("pid") else "")))
+            records.append(
+                ServiceRecord(
+                    name=str(info.get("name") or name),
+                    state=state_from(status) if status else UNKNOWN,
+                    start_type=start_type_from(info["start_type"]) if info.get("start_type") else None,
+                    display_name=info.get("display_name") or svc.display_name(),
+                    host=self.host,
+                    source="psutil",
+                    location=None,
+                    detail=f"status {status}" + (f", pid {info['pid']}" if info.get("pid") else ""),
+                )
+            )
         return BackendRead(tuple(records), "psutil", "win_service_iter", tuple(problems))
 
 
@@ -151,12 +160,13 @@ def valid_host(host: str) -> str:
 
 
 class ScBackend:
-    """A remote Windows server through `sc.exe \\\\HOST query type= service state= all` and `sc \\\\HOST qc NAME`."""
+    """A remote Windows server: `sc \\\\HOST query type= service state= all`, then `sc \\\\HOST qc NAME`."""
 
     backend = "sc"
 
-    def __init__(self, host: str, sc_path: str | None = None, timeout: float = 15.0,
-                 runner: Runner = _run) -> None:
+    def __init__(
+        self, host: str, sc_path: str | None = None, timeout: float = 15.0, runner: Runner = _run
+    ) -> None:
         self.host = valid_host(host)
         self.sc_path = sc_path
         self.timeout = timeout
@@ -165,10 +175,16 @@ class ScBackend:
     def _sc(self) -> str:
         if self.sc_path:
             return self.sc_path
-        found = shutil.which("sc.exe") if sys.platform != "win32" else (shutil.which("sc") or shutil.which("sc.exe"))
+        found = (
+            shutil.which("sc.exe")
+            if sys.platform != "win32"
+            else (shutil.which("sc") or shutil.which("sc.exe"))
+        )
         if not found:
-            raise BackendUnavailable("sc.exe not found: remote service queries need a Windows host "
-                                     "(or export the list on the server and use --services-export)")
+            raise BackendUnavailable(
+                "sc.exe not found: remote service queries need a Windows host "
+                "(or export the list on the server and use --services-export)"
+            )
         return found
 
     def _call(self, args: list[str]) -> str:
@@ -176,14 +192,19 @@ class ScBackend:
         try:
             done = self.runner(argv, self.timeout)
         except subprocess.TimeoutExpired:
-            raise BackendUnavailable(f"sc \\\\{self.host} {' '.join(args)} timed out after {self.timeout:g} s") from None
+            raise BackendUnavailable(
+                f"sc \\\\{self.host} {' '.join(args)} timed out after {self.timeout:g} s"
+            ) from None
         except OSError as exc:
             raise BackendUnavailable(f"cannot run sc: {exc.strerror or exc}") from None
         text = _decode_console(done.stdout)
         if done.returncode != 0:
-            message = " ".join(line.strip() for line in (text + _decode_console(done.stderr)).splitlines()
-                               if line.strip())
-            raise BackendUnavailable(f"sc \\\\{self.host} {args[0]} failed (exit {done.returncode}): {message[:200]}")
+            message = " ".join(
+                line.strip() for line in (text + _decode_console(done.stderr)).splitlines() if line.strip()
+            )
+            raise BackendUnavailable(
+                f"sc \\\\{self.host} {args[0]} failed (exit {done.returncode}): {message[:200]}"
+            )
         return text
 
     def read(self, names: Collection[str]) -> BackendRead:
@@ -203,7 +224,9 @@ class ScBackend:
                 start_types.update(parse_sc_qc(self._call(["qc", rec.name]), f"{source} qc {rec.name}"))
             except (BackendUnavailable, InputError) as exc:
                 problems.append(f"{rec.name}: {exc}")
-        return BackendRead(tuple(merge_start_types(records, start_types)), source, "sc query + qc", tuple(problems))
+        return BackendRead(
+            tuple(merge_start_types(records, start_types)), source, "sc query + qc", tuple(problems)
+        )
 
 
 def _decode_console(data: bytes) -> str:
@@ -241,8 +264,10 @@ class SystemdBackend:
         except OSError as exc:
             raise BackendUnavailable(f"cannot run systemctl: {exc.strerror or exc}") from None
         if done.returncode != 0:
-            raise BackendUnavailable(f"systemctl show failed (exit {done.returncode}): "
-                                     f"{_decode_console(done.stderr).strip()[:200]}")
+            raise BackendUnavailable(
+                f"systemctl show failed (exit {done.returncode}): "
+                f"{_decode_console(done.stderr).strip()[:200]}"
+            )
         try:
             records = parse_systemctl_show(_decode_console(done.stdout), "systemctl show", self.host)
         except InputError as exc:
@@ -284,10 +309,12 @@ class _LocalLinux:
         except BackendUnavailable as exc:
             raise BackendUnavailable(
                 f"psutil service calls are not available on this platform ({sys.platform}) and {exc}; "
-                "use --services-export FILE or --services-host HOST") from None
+                "use --services-export FILE or --services-host HOST"
+            ) from None
 
 
 # ---------------------------------------------------------------------------------------- probe
+
 
 def _as_list(value: Any) -> list[str]:
     if value in (None, "", (), []):
@@ -297,8 +324,20 @@ def _as_list(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-def probe(ctx: ProbeContext, spec: Mapping[str, Any], backend: ServiceBackend | None = None,
-          catalogue: Catalogue | None = None) -> ProbeResult:
+def _exports(spec: Mapping[str, Any]) -> list[str]:
+    value = spec.get("export")
+    if value in (None, "", (), []):
+        return []
+    return [str(value)] if isinstance(value, str | Path) else [str(v) for v in value if v]
+
+
+def probe(
+    ctx: ProbeContext,
+    spec: Mapping[str, Any],
+    backend: ServiceBackend | None = None,
+    catalogue: Catalogue | None = None,
+) -> ProbeResult:
+    """Read the services (one backend, or one per export file) and rate what the stopped ones break."""
     catalogue = catalogue or load_catalogue()
     version = str(spec.get("exchange_version") or ctx.profile.exchange_version or "") or None
     if version and version not in EXCHANGE_VERSIONS:
@@ -307,8 +346,36 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any], backend: ServiceBackend | 
     for p in published:
         if p not in PROTOCOLS:
             raise UsageError(f"unknown published protocol {p!r} (one of {', '.join(PROTOCOLS)})")
-    emit_all = bool(spec.get("all"))
-    backend = backend or choose_backend(spec)
+    exports = _exports(spec)
+    if backend is not None:
+        backends: list[ServiceBackend] = [backend]
+    elif len(exports) > 1:
+        if spec.get("host"):
+            raise UsageError("give either a services export or a services host, not both")
+        backends = [ExportBackend(Path(e)) for e in exports]
+    else:
+        backends = [choose_backend({**spec, "export": exports[0] if exports else None})]
+    results = [_read_one(ctx, b, catalogue, version, published, bool(spec.get("all"))) for b in backends]
+    if len(results) == 1:
+        return results[0]
+    facts = tuple(f for r in results for f in r.facts)
+    excerpts = {k: v for r in results for k, v in r.excerpts.items()}
+    worst = (
+        ProbeStatus.PARTIAL
+        if any(r.status != ProbeStatus.COMPLETE for r in results)
+        else ProbeStatus.COMPLETE
+    )
+    return ProbeResult(facts, worst, " | ".join(r.reason for r in results), excerpts)
+
+
+def _read_one(
+    ctx: ProbeContext,
+    backend: ServiceBackend,
+    catalogue: Catalogue,
+    version: str | None,
+    published: list[str],
+    emit_all: bool,
+) -> ProbeResult:
     ctx.progress(ctx.check or PROBE, f"reading services ({backend.backend})")
     try:
         read = backend.read(() if emit_all else catalogue.names())
@@ -328,35 +395,73 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any], backend: ServiceBackend | 
         found.add(name.lower())
         subject = f"{rec_host or Path(read.source).name}/{name}"
         common = {"source": rec.source or read.source, "location": rec.location, "check": ctx.check}
-        facts.append(make_fact(
-            "service.state", subject, PROBE, **common,
-            name=name, display_name=rec.display_name, state=rec.state, start_type=rec.start_type,
-            host=rec_host, backend=backend.backend, role=entry.role if entry else "other",
-            raw_state=rec.detail, expected_start=entry.start if entry else None,
-            versions=list(entry.versions) if entry else None))
+        facts.append(
+            make_fact(
+                "service.state",
+                subject,
+                PROBE,
+                **common,
+                name=name,
+                display_name=rec.display_name,
+                state=rec.state,
+                start_type=rec.start_type,
+                host=rec_host,
+                backend=backend.backend,
+                role=entry.role if entry else "other",
+                raw_state=rec.detail,
+                expected_start=entry.start if entry else None,
+                versions=list(entry.versions) if entry else None,
+            )
+        )
         if rec.location and rec.detail and rec.state != RUNNING:
             loc = rec.location.removeprefix("line ")
             excerpts[f"{rec.source}:{loc}"] = f"{name}: {rec.detail}"
-        if entry is None or rec.state == RUNNING:
+        impact = _impact(entry, rec, version, published) if entry else None
+        if impact is None:
             continue
-        if not entry.applies_to(version):
-            continue
-        if rec.state == STOPPED and entry.start != "automatic" and rec.start_type != "automatic":
-            continue  # a manual service that is stopped is normal
         not_running.append(name)
-        affected = [p for p in published if p in entry.protocols]
-        facts.append(make_fact(
-            "service.protocol_impact", subject, PROBE, **common,
-            service=name, state=rec.state, start_type=rec.start_type, host=rec_host, backend=backend.backend,
-            role=entry.role, protocols=list(entry.protocols), published=published or None,
-            published_affected=affected if published else None,
-            impact=round(len(affected) / len(published), 4) if published else None,
-            basis=entry.basis, criticality=entry.criticality, exchange_version=version))
+        facts.append(
+            make_fact(
+                "service.protocol_impact",
+                subject,
+                PROBE,
+                **common,
+                service=name,
+                state=rec.state,
+                start_type=rec.start_type,
+                host=rec_host,
+                backend=backend.backend,
+                role=entry.role if entry else None,
+                published=published or None,
+                exchange_version=version,
+                **impact,
+            )
+        )
     status = ProbeStatus.PARTIAL if read.problems else ProbeStatus.COMPLETE
     where = f"{read.source}" + (f" ({read.detail})" if read.detail else "")
-    reason = (f"{len(read.records)} services read from {where}; {len(found)} in the catalogue"
-              + (f"; not running: {', '.join(not_running)}" if not_running else "")
-              + (f"; could not read: {'; '.join(read.problems[:5])}" if read.problems else ""))
+    reason = (
+        f"{len(read.records)} services read from {where}; {len(found)} in the catalogue"
+        + (f"; not running: {', '.join(not_running)}" if not_running else "")
+        + (f"; could not read: {'; '.join(read.problems[:5])}" if read.problems else "")
+    )
     if not published:
         reason += "; published protocols unknown, so impact is not rated"
     return ProbeResult(tuple(facts), status, reason, excerpts)
+
+
+def _impact(
+    entry: CatalogueService, rec: ServiceRecord, version: str | None, published: list[str]
+) -> dict[str, Any] | None:
+    """What a catalogue service that is not running breaks; None when its state is normal or unknown."""
+    if rec.state in (RUNNING, UNKNOWN) or not entry.applies_to(version):
+        return None
+    if rec.state == STOPPED and entry.start != "automatic" and rec.start_type != "automatic":
+        return None  # a manual service that is stopped is normal
+    affected = [p for p in published if p in entry.protocols]
+    return {
+        "protocols": list(entry.protocols),
+        "published_affected": affected if published else None,
+        "impact": round(len(affected) / len(published), 4) if published else None,
+        "basis": entry.basis,
+        "criticality": entry.criticality,
+    }
