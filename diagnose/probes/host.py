@@ -12,13 +12,16 @@ Works wherever psutil does. Facts:
 * `host.process` for each running proxy process (TMG's `wspsrv.exe` by default): CPU and memory.
 
 Spec keys (all optional): `server_addresses` (defaults to the profile's internal_addresses),
-`remote_ports` (only these remote ports count as the server leg), `process_names`, `top` (endpoints).
+`remote_ports` (only these remote ports count as the server leg), `process_names`, `top` (endpoints),
+`tmg_addresses` (when given and none of them is an address of this host, the probe is `unavailable`:
+the TCP state of an analyst's workstation says nothing about TMG).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -159,7 +162,7 @@ def _norm_addr(addr: str) -> str:
 
 
 def count_states(sockets: Iterable[TcpSocket]) -> dict[str, int]:
-    counts: dict[str, int] = {attr: 0 for attr in set(_STATE_ATTRS.values())}
+    counts: dict[str, int] = dict.fromkeys(_STATE_ATTRS.values(), 0)  # insertion order: established first
     total = 0
     for s in sockets:
         attr = _STATE_ATTRS.get(s.state)
@@ -167,8 +170,7 @@ def count_states(sockets: Iterable[TcpSocket]) -> dict[str, int]:
             counts[attr] += 1
         if s.state != "LISTEN":
             total += 1
-    counts["total"] = total
-    return counts
+    return {"total": total, **counts}
 
 
 def tcp_facts(
@@ -308,6 +310,15 @@ def _count_connections(p: Any, errors: tuple[type[BaseException], ...]) -> int |
         return None
 
 
+def local_addresses(psutil_mod: Any) -> set[str]:
+    out = set()
+    for addrs in psutil_mod.net_if_addrs().values():
+        for a in addrs:
+            if a.family in (socket.AF_INET, socket.AF_INET6):
+                out.add(_norm_addr(a.address.split("%")[0]))
+    return out
+
+
 def _as_list(value: Any) -> list[str]:
     if value in (None, "", (), []):
         return []
@@ -321,6 +332,14 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
 
     ctx.progress(ctx.check or PROBE, "reading TCP connections")
     notes: list[str] = []
+    tmg = {_norm_addr(a) for a in _as_list(spec.get("tmg_addresses"))}
+    if tmg:
+        local = local_addresses(psutil)
+        if not tmg & local:
+            return ProbeResult.unavailable(
+                f"this host is not the TMG server (none of {', '.join(sorted(tmg))} is a local address), "
+                "so its TCP state says nothing about TMG"
+            )
     try:
         sockets = read_sockets(psutil)
     except psutil.AccessDenied:
