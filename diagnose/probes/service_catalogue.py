@@ -18,7 +18,7 @@ ROLES = ("exchange", "tmg", "proxy")
 BASES = ("documented", "inferred", "practitioner")
 CRITICALITIES = ("critical", "common", "optional")
 STARTS = ("automatic", "manual", "disabled")
-_FIELDS = {"name", "display_name", "role", "versions", "start", "protocols", "basis", "criticality"}
+_FIELDS = {"name", "display_name", "role", "versions", "start", "protocols", "basis", "criticality", "shared"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +31,7 @@ class CatalogueService:
     protocols: tuple[str, ...]
     basis: str
     criticality: str
+    shared: bool = False
 
     def applies_to(self, exchange_version: str | None) -> bool:
         """Whether this Exchange version installs the service (yes when unknown or not Exchange)."""
@@ -72,6 +73,13 @@ def _choice(entry: dict[str, Any], key: str, allowed: tuple[str, ...], where: st
     if value not in allowed:
         raise RuleError(f"{key} must be one of {', '.join(allowed)}, got {value!r}", where)
     return str(value)
+
+
+def _flag(entry: dict[str, Any], key: str, where: str) -> bool:
+    value = entry.get(key, False)
+    if not isinstance(value, bool):
+        raise RuleError(f"{key} must be true or false", where)
+    return value
 
 
 @functools.cache
@@ -117,6 +125,7 @@ def load_catalogue(path: Path | None = None) -> Catalogue:
                 criticality=_choice(
                     entry, "criticality", CRITICALITIES, lines.at("services", i, "criticality")
                 ),
+                shared=_flag(entry, "shared", lines.at("services", i, "shared")),
             )
         )
     return Catalogue(tuple(out), str(path))

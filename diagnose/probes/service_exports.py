@@ -153,7 +153,9 @@ def parse_sc_query(text: str, source: str, host: str | None = None) -> list[Serv
             )
         )
 
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    all_lines = text.splitlines()
+    last = len(all_lines)
+    for lineno, raw in enumerate(all_lines, 1):
         line = raw.rstrip()
         if not line.strip():
             continue
@@ -168,6 +170,10 @@ def parse_sc_query(text: str, source: str, host: str | None = None) -> list[Serv
             continue
         m = _SC_LINE.match(line)
         if not m:
+            if lineno == last and current is not None:
+                raise InputError(
+                    f"the export ends mid-line inside {current['name']!r} (cut off?)", f"{source}:{lineno}"
+                )
             raise InputError(f"not `sc query` output: {stripped[:60]!r}", f"{source}:{lineno}")
         key, value = m.group(1), m.group(2)
         if key == "SERVICE_NAME":
@@ -296,7 +302,9 @@ def parse_csv(text: str, source: str, host: str | None = None) -> list[ServiceRe
                 )
             )
     except csv.Error as exc:
-        raise InputError(f"malformed CSV: {exc}", f"{source}:{first + reader.line_num}") from None
+        raise InputError(
+            f"malformed CSV: {exc} (cut off or garbled?)", f"{source}:{first + reader.line_num}"
+        ) from None
     _ = type_name
     return records
 

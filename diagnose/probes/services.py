@@ -386,10 +386,14 @@ def _read_one(
     excerpts: dict[str, str] = dict(read.excerpts)
     found: set[str] = set()
     not_running: list[str] = []
+    # IIS services count as Exchange's only on a server that has Exchange services
+    entries = [catalogue.lookup(r.name) for r in read.records]
+    exchange_host = any(e is not None and e.role == "exchange" and not e.shared for e in entries)
     for rec in read.records:
         entry = catalogue.lookup(rec.name)
         if entry is None and not emit_all:
             continue
+        role = "other" if entry is None or (entry.shared and not exchange_host) else entry.role
         rec_host = rec.host or host
         name = entry.name if entry else rec.name  # canonical casing, so rules match `MSExchangeFBA`
         found.add(name.lower())
@@ -407,7 +411,7 @@ def _read_one(
                 start_type=rec.start_type,
                 host=rec_host,
                 backend=backend.backend,
-                role=entry.role if entry else "other",
+                role=role,
                 raw_state=rec.detail,
                 expected_start=entry.start if entry else None,
                 versions=list(entry.versions) if entry else None,
@@ -416,7 +420,7 @@ def _read_one(
         if rec.location and rec.detail and rec.state != RUNNING:
             loc = rec.location.removeprefix("line ")
             excerpts[f"{rec.source}:{loc}"] = f"{name}: {rec.detail}"
-        impact = _impact(entry, rec, version, published) if entry else None
+        impact = _impact(entry, rec, version, published) if entry and role != "other" else None
         if impact is None:
             continue
         not_running.append(name)
@@ -431,7 +435,7 @@ def _read_one(
                 start_type=rec.start_type,
                 host=rec_host,
                 backend=backend.backend,
-                role=entry.role if entry else None,
+                role=role,
                 published=published or None,
                 exchange_version=version,
                 **impact,
