@@ -45,9 +45,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from diagnose.cli import probe, probe_services  # noqa: F401 - probe_services adds `probe services|host`
+    from diagnose.cli import causes, probe, probe_services, rules, run  # noqa: F401 (probe_services: probe services|host)
 
-    main.add_command(probe.probe)
+    for command in (run.run, run.collect_cmd, run.analyze, run.examples, rules.rules, causes.causes, probe.probe):
+        main.add_command(command)
 
 
 _register()

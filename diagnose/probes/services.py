@@ -464,6 +464,7 @@ def _impact(
     affected = [p for p in published if p in entry.protocols]
     return {
         "protocols": list(entry.protocols),
+        "protocol_count": len(entry.protocols),
         "published_affected": affected if published else None,
         "impact": round(len(affected) / len(published), 4) if published else None,
         "basis": entry.basis,
