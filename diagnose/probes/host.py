@@ -330,6 +330,8 @@ def _as_list(value: Any) -> list[str]:
 def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     import psutil
 
+    if spec.get("offline") is True:
+        return ProbeResult.unavailable("offline run: this machine's TCP state is not part of the evidence")
     ctx.progress(ctx.check or PROBE, "reading TCP connections")
     notes: list[str] = []
     tmg = {_norm_addr(a) for a in _as_list(spec.get("tmg_addresses"))}

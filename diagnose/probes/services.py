@@ -347,6 +347,8 @@ def probe(
         if p not in PROTOCOLS:
             raise UsageError(f"unknown published protocol {p!r} (one of {', '.join(PROTOCOLS)})")
     exports = _exports(spec)
+    if backend is None and not exports and spec.get("offline") is True:
+        return ProbeResult.unavailable("offline run: no services export given, and live queries are off")
     if backend is not None:
         backends: list[ServiceBackend] = [backend]
     elif len(exports) > 1:
