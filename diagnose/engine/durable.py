@@ -120,11 +120,12 @@ def _test(test: Test) -> list[dict[str, Any]]:
     raise EngineError(f"operator {op!r} has no durable translation")
 
 
-def _condition(binding: Binding, kinds: FactKinds) -> dict[str, Any]:
+def _condition(binding: Binding, kinds: FactKinds, joined: frozenset[str] = frozenset()) -> dict[str, Any]:
     kind = kinds[binding.kind]
     terms: list[dict[str, Any]] = [{"kind": binding.kind}]
     for test in binding.tests:
         terms.extend(_translate(test, kind.field_type(test.field) == "list"))
+    terms.extend({"$ex": {f: 1}} for f in sorted(joined))
     return {"$and": terms}
 
 
@@ -144,9 +145,10 @@ def compile_rulebook(rulebook: Rulebook, kinds: FactKinds) -> tuple[dict[str, An
     document: dict[str, Any] = {SENTINEL: {"all": [gate]}}
     names: dict[str, str] = {}
     for rule in rulebook.rules:
+        joined = rule.joined_fields()
         for n, (positives, negatives) in enumerate(disjuncts(rule.when)):
             conditions: list[dict[str, Any]] = [gate]
-            conditions += [{b.name: _condition(b, kinds)} for b in positives]
+            conditions += [{b.name: _condition(b, kinds, joined.get(b.name, frozenset()))} for b in positives]
             conditions += [{f"{b.name}$not": _condition(b, kinds)} for b in negatives]
             name = f"{rule.id}#{n}"
             document[name] = {"all": conditions}
