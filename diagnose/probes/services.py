@@ -256,7 +256,7 @@ class SystemdBackend:
             raise BackendUnavailable("systemctl not found")
         if not self.systemctl and not Path("/run/systemd/system").is_dir():
             raise BackendUnavailable("systemd is not running on this host")
-        units = [f"{n}.service" for n in names if re.fullmatch(r"[A-Za-z0-9@._\-]+", n)]
+        units = [f"{n}.service" for n in names if re.fullmatch(r"[A-Za-z0-9@._\-]+", n)] or ["*.service"]
         try:
             done = self.runner([systemctl, "show", "-p", self.PROPERTIES, "--", *units], self.timeout)
         except subprocess.TimeoutExpired:

@@ -393,3 +393,11 @@ def test_cli_local_services_unavailable_here_not_healthy(cli: Any) -> None:
 def test_cli_export_and_host_together_is_a_usage_error(cli: Any) -> None:
     done = cli("probe", "services", "--services-export", "a.json", "--services-host", "cas01")
     assert done.returncode == 2 and "not both" in done.stderr
+
+
+def test_all_reports_services_outside_the_catalogue() -> None:
+    result = probe(ctx(), {"export": str(DATA / "get-service-ps51.csv"), "all": True})
+    state = facts_of(result, "service.state")
+    assert state["Spooler"].attrs["role"] == "other"
+    assert "Spooler" not in facts_of(result, "service.protocol_impact")
+    assert "Spooler" not in facts_of(probe(ctx(), {"export": str(DATA / "get-service-ps51.csv")}), "service.state")
