@@ -236,11 +236,8 @@ def parse_csv(text: str, source: str, host: str | None = None) -> list[ServiceRe
     """Get-Service or Win32_Service exported with Export-Csv (with or without `#TYPE`, `,` or `;`)."""
     lines = text.splitlines(keepends=True)
     first = 0
-    type_name = ""
     while first < len(lines) and (not lines[first].strip() or lines[first].startswith("#")):
-        if lines[first].startswith("#TYPE"):
-            type_name = lines[first][5:].strip()
-        first += 1
+        first += 1  # blank lines and the `#TYPE System.ServiceProcess.ServiceController` line
     if first >= len(lines):
         raise InputError("no CSV header line", f"{source}:{max(1, first)}")
     header_line = lines[first]
@@ -305,7 +302,6 @@ def parse_csv(text: str, source: str, host: str | None = None) -> list[ServiceRe
         raise InputError(
             f"malformed CSV: {exc} (cut off or garbled?)", f"{source}:{first + reader.line_num}"
         ) from None
-    _ = type_name
     return records
 
 
