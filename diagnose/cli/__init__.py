@@ -45,7 +45,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from diagnose.cli import causes, probe, rules, run
+    from diagnose.cli import causes, probe, probe_services, rules, run  # noqa: F401 (probe_services: probe services|host)
 
     for command in (run.run, run.collect_cmd, run.analyze, run.examples, rules.rules, causes.causes, probe.probe):
         main.add_command(command)

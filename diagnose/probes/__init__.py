@@ -64,6 +64,8 @@ class Probe(Protocol):
 # The probe table: name -> "module:function". Add a probe here and nowhere else.
 PROBES: dict[str, str] = {
     "evidence": "diagnose.probes.evidence:probe",
+    "services": "diagnose.probes.services:probe",
+    "host": "diagnose.probes.host:probe",
 }
 
 
