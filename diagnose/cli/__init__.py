@@ -45,7 +45,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from diagnose.cli import probe
+    from diagnose.cli import probe, probe_logs  # noqa: F401
 
     main.add_command(probe.probe)
 
