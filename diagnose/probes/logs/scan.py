@@ -13,6 +13,7 @@ code, so both paths give the same figures.
 from __future__ import annotations
 
 import codecs
+from array import array
 import csv
 import io
 import ipaddress
@@ -39,7 +40,7 @@ from diagnose.probes.logs.layout import (
     LogKind,
     normalise_action,
 )
-from diagnose.probes.logs.summary import MAX_SAMPLES, OA_LONG_MS, LogSummary
+from diagnose.probes.logs.summary import MAX_CODE_SAMPLES, MAX_SAMPLES, OA_LONG_MS, LogSummary
 
 BLOCK = 1 << 20
 KEY_FIELDS = ("source", "dest", "dest_port", "src_net", "dst_net", "action", "status", "http_status", "rule",
@@ -239,8 +240,10 @@ class Scanner:
         self.key_get = _getter([idx[f] for f in present])
         self.k_status = present.index("status") if "status" in present else -1
         # the source address is only needed when TMG's own network name is not logged (see decide_leg)
-        needed = [idx[f] for f in ("date", "time", "source", "orig_client", "time_taken", "method", "uri")
-                  if f in idx] + [idx[f] for f in present]
+        # columns read for every record; detail lines are split again in full (`_full`)
+        columnar = ("date", "time", "method", "uri", "time_taken") if layout.kind is not LogKind.FIREWALL \
+            else ("date", "time")
+        needed = [idx[f] for f in columnar if f in idx] + [idx[f] for f in present]
         self.maxsplit = max(needed) + 1 if needed and max(needed) + 1 < layout.width - 1 else -1
         if "src_net" in idx and "source" in present and layout.kind is not LogKind.WEB:
             # TMG's own addresses are by definition its Local Host network: with that logged, the
@@ -344,12 +347,16 @@ class Scanner:
             else:
                 chosen = range(len(parts))
             for i in chosen:
-                info = self.info(keys[i])
-                self._detail(parts[i], lineno(i), info)
+                self._detail(parts[i], lineno(i), self.info(keys[i]))
         if "date" in idx and "time" in idx:
-            stamps = list(zip(map(itemgetter(idx["date"]), parts), map(itemgetter(idx["time"]), parts),
-                              strict=True))
-            lo, hi = min(stamps), max(stamps)
+            dates = list(map(itemgetter(idx["date"]), parts))
+            first_day, last_day = min(dates), max(dates)
+            if first_day == last_day:  # the usual case: a daily log file
+                times = list(map(itemgetter(idx["time"]), parts))
+                lo, hi = (first_day, min(times)), (last_day, max(times))
+            else:
+                stamps = list(zip(dates, map(itemgetter(idx["time"]), parts), strict=True))
+                lo, hi = min(stamps), max(stamps)
             summary.see_time(_iso_stamp(*lo), _iso_stamp(*hi))
         self._outlook_anywhere(parts)
 
@@ -384,6 +391,8 @@ class Scanner:
         when = None
         if "date" in idx and "time" in idx:
             when = epoch_of(parts[idx["date"]], parts[idx["time"]])
+        if len(parts) < self.layout.width if self.layout else False:
+            parts = b"\t".join(parts).split(b"\t")
         client = ""
         if info.web or info.leg == "client":
             client = split_address(_text(parts[idx["source"]]))[0] if "source" in idx else ""
@@ -391,8 +400,6 @@ class Scanner:
             client = split_address(_text(parts[idx["orig_client"]]))[0]
         if client in _NO_CLIENT:
             client = ""
-        raw = _text(b"\t".join(parts) if isinstance(parts[0], bytes) else "\t".join(map(str, parts)))
-        citation = (self.source, line, raw)
         if info.s64:
             if when is not None:
                 summary.s64_minutes[when // 60] += 1
@@ -401,15 +408,14 @@ class Scanner:
                 else:
                     summary.s64_no_client += 1
             if len(summary.samples) < MAX_SAMPLES:
-                summary.samples.append(citation)
+                summary.samples.append((self.source, line, _text(b"\t".join(parts))))
         if info.client_failure and when is not None and client:
             summary.failure_events.setdefault(client, _new_times()).append(when)
-        if info.sample_group:
-            summary.cite(info.sample_group, citation)
+        if info.sample_group and len(summary.code_samples.get(info.sample_group, ())) < MAX_CODE_SAMPLES:
+            summary.cite(info.sample_group, (self.source, line, _text(b"\t".join(parts))))
 
 
-def _new_times():  # type: ignore[no-untyped-def]
-    from array import array
+def _new_times() -> array[int]:
     return array("q")
 
 
@@ -511,9 +517,18 @@ def _fast_block(scanner: Scanner, block: bytes, first_line: int) -> bool:
             return False
     lines = block.split(b"\n")
     lines.pop()
-    if not lines or set(map(_COUNT_TAB, lines)) != {layout.width - 1}:
+    # Every line must hold exactly width-1 TABs: the block total is checked, and every line must
+    # reach the last column read. A line with surplus TABs balanced, in the same block, by another
+    # one short only in columns past the last one read would slip through; real damage (a crash
+    # cutting a line) does not look like that, and such a line's own columns still parse.
+    if not lines or block.count(b"\t") != (layout.width - 1) * len(lines):
         return False
     parts = list(map(methodcaller("split", b"\t", scanner.maxsplit), lines))
+    if scanner.maxsplit >= 0:
+        if min(map(len, parts)) != scanner.maxsplit + 1:
+            return False
+    elif set(map(len, parts)) != {layout.width}:
+        return False
     scanner.consume(parts, first_line.__add__)
     return True
 
