@@ -35,19 +35,48 @@ class _Progress:
 
 @probe.command("logs")
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--tz", default=None, metavar="ZONE",
-              help="Time zone of the TMG server (IANA name), for formats that log local time.")
-@click.option("--profile", "profile_path", type=click.Path(dir_okay=False), default=None,
-              help="Site profile (YAML): tmg_addresses and internal_addresses decide the legs.")
-@click.option("--tmg", "tmg", multiple=True, metavar="ADDR", help="An address of the TMG server (repeatable).")
-@click.option("--internal", "internal", multiple=True, metavar="ADDR",
-              help="An address of a published internal server (repeatable).")
-@click.option("--jobs", type=click.IntRange(0, 64), default=0, show_default=True,
-              help="Worker processes (0 = one per core, at most 2).")
+@click.option(
+    "--tz",
+    default=None,
+    metavar="ZONE",
+    help="Time zone of the TMG server (IANA name), for formats that log local time.",
+)
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Site profile (YAML): tmg_addresses and internal_addresses decide the legs.",
+)
+@click.option(
+    "--tmg", "tmg", multiple=True, metavar="ADDR", help="An address of the TMG server (repeatable)."
+)
+@click.option(
+    "--internal",
+    "internal",
+    multiple=True,
+    metavar="ADDR",
+    help="An address of a published internal server (repeatable).",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(0, 64),
+    default=0,
+    show_default=True,
+    help="Worker processes (0 = one per core, at most 2).",
+)
 @format_option
 @output_option
-def logs(paths: tuple[str, ...], tz: str | None, profile_path: str | None, tmg: tuple[str, ...],
-         internal: tuple[str, ...], jobs: int, fmt: str, output: str | None) -> None:
+def logs(
+    paths: tuple[str, ...],
+    tz: str | None,
+    profile_path: str | None,
+    tmg: tuple[str, ...],
+    internal: tuple[str, ...],
+    jobs: int,
+    fmt: str,
+    output: str | None,
+) -> None:
     """Read TMG / ISA Firewall and Web Proxy logs (W3C, text, log-viewer copies, SQL CSV exports,
     syslog-relayed lines; plain, .gz, .zip, folders, globs) and summarise Status 64 and the codes
     that point to a cause."""
@@ -63,17 +92,29 @@ def logs(paths: tuple[str, ...], tz: str | None, profile_path: str | None, tmg: 
         result, problems = collect(ctx, spec)
     finally:
         progress.close()
-    run = ProbeRun("logs", result.status, result.reason, "logs", ("log.status_summary",),
-                   time.monotonic() - started)
+    run = ProbeRun(
+        "logs", result.status, result.reason, "logs", ("log.status_summary",), time.monotonic() - started
+    )
     for problem in problems[:MAX_NOTES_SHOWN]:
         click.echo(f"diagnose: note: {problem}", err=True)
     if len(problems) > MAX_NOTES_SHOWN:
-        click.echo(f"diagnose: note: ... {len(problems) - MAX_NOTES_SHOWN} more (see \"problems\" in --format json)",
-                   err=True)
+        click.echo(
+            f'diagnose: note: ... {len(problems) - MAX_NOTES_SHOWN} more (see "problems" in --format json)',
+            err=True,
+        )
     if fmt == "json":
-        text = json.dumps({"facts": [f.to_json() for f in result.facts], "status": result.status.value,
-                           "reason": result.reason, "problems": problems, "probe": run.to_json(),
-                           "excerpts": dict(result.excerpts)}, indent=1, ensure_ascii=False)
+        text = json.dumps(
+            {
+                "facts": [f.to_json() for f in result.facts],
+                "status": result.status.value,
+                "reason": result.reason,
+                "problems": problems,
+                "probe": run.to_json(),
+                "excerpts": dict(result.excerpts),
+            },
+            indent=1,
+            ensure_ascii=False,
+        )
     else:
         lines = list(_text_lines(result.facts, run))
         if result.excerpts:

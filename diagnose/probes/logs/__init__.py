@@ -95,6 +95,7 @@ class Unit:
 
 # ------------------------------------------------------------------ inputs
 
+
 def expand(paths: Sequence[str]) -> tuple[list[LogInput], list[str]]:
     """Files, folders and globs -> logs in time order; (logs, problems)."""
     found: list[LogInput] = []
@@ -107,7 +108,9 @@ def expand(paths: Sequence[str]) -> tuple[list[LogInput], list[str]]:
         for item in matches:
             path = Path(item)
             if path.is_dir():
-                files = [p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in _LOG_SUFFIXES]
+                files = [
+                    p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in _LOG_SUFFIXES
+                ]
                 found.extend(_with_members(str(p), named=False) for p in files)
             elif path.is_file():
                 found.append(_with_members(str(path), named=True))
@@ -140,9 +143,10 @@ def _time_order(log: LogInput) -> tuple[str, int, str]:
 
 # ------------------------------------------------------------------ format detection
 
+
 @dataclass(frozen=True)
 class Detected:
-    format: str             # w3c | syslog | isa-text | viewer | viewer-collapsed | sql-csv
+    format: str  # w3c | syslog | isa-text | viewer | viewer-collapsed | sql-csv
     kind: LogKind
     header: tuple[str, ...] = ()
 
@@ -176,7 +180,11 @@ def detect(head: bytes, name: str) -> Detected:
         return Detected("viewer-collapsed", LogKind.MIXED)
     if ", " in first:
         values = first.split(", ")
-        date_at = 1 if re.fullmatch(r"\d{1,2}/\d{1,2}/\d{4}", values[1].strip() if len(values) > 1 else "") else None
+        date_at = (
+            1
+            if re.fullmatch(r"\d{1,2}/\d{1,2}/\d{4}", values[1].strip() if len(values) > 1 else "")
+            else None
+        )
         web_date = len(values) > 4 and re.fullmatch(r"\d{1,2}/\d{1,2}/\d{4}", values[4].strip())
         if date_at is not None and len(values) in (28, 31, 44):
             return Detected("isa-text", LogKind.FIREWALL)
@@ -187,11 +195,15 @@ def detect(head: bytes, name: str) -> Detected:
 
 class NotALogError(InputError):
     def __init__(self, name: str) -> None:
-        super().__init__("not a TMG or ISA Server log (no W3C #Fields header, log-viewer header, SQL export "
-                         "header, syslog ISAWebLog/ISAFWSLog tag or ISA text-format record found)", name)
+        super().__init__(
+            "not a TMG or ISA Server log (no W3C #Fields header, log-viewer header, SQL export "
+            "header, syslog ISAWebLog/ISAFWSLog tag or ISA text-format record found)",
+            name,
+        )
 
 
 # ------------------------------------------------------------------ units and workers
+
 
 def plan_units(logs: Sequence[LogInput], jobs: int) -> tuple[list[Unit], list[str]]:
     units: list[Unit] = []
@@ -228,7 +240,7 @@ def _ranges(log: LogInput, size: int) -> list[Unit]:
                 at = mm.rfind(b"#Fields:", bounds[k], bounds[k + 1])
                 if at >= 0:
                     end = mm.find(b"\n", at)
-                    line = mm[at + 8:end if end >= 0 else size].decode("utf-8", "replace").strip("\r\n ")
+                    line = mm[at + 8 : end if end >= 0 else size].decode("utf-8", "replace").strip("\r\n ")
                     fields = tuple(n.strip() for n in line.split("\t"))
             return units
 
@@ -303,19 +315,31 @@ def _scan_detected(scanner: Scanner, detected: Detected, blocks: Iterator[bytes]
         local = "gmt" not in layout.index
         _zone_note(scanner, local, zone)
         text = io.TextIOWrapper(_BlockReader(blocks), encoding="utf-8", errors="replace", newline="")
-        scan_records(scanner, csv_records(text, layout.width), CanonBuilder(layout, zone, local), detected.kind)
+        scan_records(
+            scanner, csv_records(text, layout.width), CanonBuilder(layout, zone, local), detected.kind
+        )
         return
     lines = text_lines(line_blocks(blocks))
     if detected.format == "viewer":
         layout = Layout.from_names(list(detected.header), detected.kind)
         local = "gmt" not in layout.index
         _zone_note(scanner, local, zone)
-        scan_records(scanner, viewer_records(lines, layout.width), CanonBuilder(layout, zone, local), detected.kind)
+        scan_records(
+            scanner, viewer_records(lines, layout.width), CanonBuilder(layout, zone, local), detected.kind
+        )
     elif detected.format == "viewer-collapsed":
-        summary.note(scanner.source, 1, "log-viewer copy with its TABs collapsed: only the action, result code, "
-                                        "record type and GMT time can be recognised")
-        scan_records(scanner, collapsed_viewer_records(lines), CanonBuilder(COLLAPSED_LAYOUT, zone, False),
-                     LogKind.MIXED)
+        summary.note(
+            scanner.source,
+            1,
+            "log-viewer copy with its TABs collapsed: only the action, result code, "
+            "record type and GMT time can be recognised",
+        )
+        scan_records(
+            scanner,
+            collapsed_viewer_records(lines),
+            CanonBuilder(COLLAPSED_LAYOUT, zone, False),
+            LogKind.MIXED,
+        )
     elif detected.format == "isa-text":
         widths = FIXED_WEB if detected.kind is LogKind.WEB else FIXED_FIREWALL
         layout = max(widths.values(), key=lambda lay: lay.width)
@@ -326,8 +350,9 @@ def _scan_detected(scanner: Scanner, detected: Detected, blocks: Iterator[bytes]
             scan_records(scanner, batch, CanonBuilder(widths.get(width, layout), zone, True), detected.kind)
 
 
-def list_by_width(records: Iterator[tuple[int, list[str] | None, str]], widths: Mapping[int, Layout]
-                  ) -> Iterator[tuple[int, list[tuple[int, list[str] | None, str]]]]:
+def list_by_width(
+    records: Iterator[tuple[int, list[str] | None, str]], widths: Mapping[int, Layout]
+) -> Iterator[tuple[int, list[tuple[int, list[str] | None, str]]]]:
     """Group consecutive records of the same width (one text log holds one width, but be safe)."""
     batch: list[tuple[int, list[str] | None, str]] = []
     width = 0
@@ -373,7 +398,10 @@ class _BlockReader(io.RawIOBase):
 
 # ------------------------------------------------------------------ the whole run
 
-def summarise(paths: Sequence[str], site: Site, jobs: int = 0, progress: Any = None) -> tuple[LogSummary, list[str]]:
+
+def summarise(
+    paths: Sequence[str], site: Site, jobs: int = 0, progress: Any = None
+) -> tuple[LogSummary, list[str]]:
     """Read every log under `paths`; returns the merged summary and the problems met."""
     logs, problems = expand(paths)
     jobs = jobs or min(2, os.cpu_count() or 1)
@@ -408,8 +436,9 @@ def summarise(paths: Sequence[str], site: Site, jobs: int = 0, progress: Any = N
             except NotALogError as exc:
                 absorb(unit, exc)
     else:
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods()
-                                              else "spawn")
+        context = multiprocessing.get_context(
+            "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        )
         with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             futures = [pool.submit(run_unit, unit, site) for unit in units]
             for unit, future in zip(units, futures, strict=True):
@@ -434,12 +463,16 @@ def site_from(ctx: ProbeContext, spec: Mapping[str, Any]) -> Site:
     tz = spec.get("tz") or None
     if tz:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
         try:
             ZoneInfo(str(tz))
         except (ZoneInfoNotFoundError, ValueError):
             raise UsageError(f"unknown time zone {tz!r} (use an IANA name such as Europe/Berlin)") from None
-    return Site(listed("tmg_addresses", ctx.profile.tmg_addresses),
-                listed("internal_addresses", ctx.profile.internal_addresses), str(tz) if tz else None)
+    return Site(
+        listed("tmg_addresses", ctx.profile.tmg_addresses),
+        listed("internal_addresses", ctx.profile.internal_addresses),
+        str(tz) if tz else None,
+    )
 
 
 def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, list[str]]:
@@ -452,8 +485,9 @@ def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, li
     site = site_from(ctx, spec)
     jobs = int(spec.get("jobs") or 0)
     check = ctx.check or "logs"
-    summary, problems = summarise([str(p) for p in paths], site, jobs,
-                                  lambda message: ctx.progress(check, message))
+    summary, problems = summarise(
+        [str(p) for p in paths], site, jobs, lambda message: ctx.progress(check, message)
+    )
     if not summary.files:
         reason = "; ".join(problems) or "no log files found"
         return ProbeResult((), ProbeStatus.UNAVAILABLE, reason), problems
@@ -461,9 +495,11 @@ def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, li
     status = ProbeStatus.PARTIAL if summary.partial else ProbeStatus.COMPLETE
     reason = ""
     if summary.partial:
-        reason = (f"{summary.bad_lines} line(s) could not be read"
-                  + (f", {summary.truncated} truncated" if summary.truncated else "")
-                  + (f", {summary.unreadable} file(s) not read to the end" if summary.unreadable else ""))
+        reason = (
+            f"{summary.bad_lines} line(s) could not be read"
+            + (f", {summary.truncated} truncated" if summary.truncated else "")
+            + (f", {summary.unreadable} file(s) not read to the end" if summary.unreadable else "")
+        )
     return ProbeResult(tuple(facts), status, reason, excerpts), problems
 
 

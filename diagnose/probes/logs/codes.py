@@ -21,8 +21,20 @@ from diagnose.yamlio import load_yaml
 
 CATALOGUE = Path(__file__).with_name("result_codes.yaml")
 STATUS64 = 64
-GROUPS = ("status64", "host_not_found", "timed_out", "refused", "address_in_use", "connection_killed",
-          "cert_name_mismatch", "cert", "flood", "teardown", "graceful", "auth_challenge")
+GROUPS = (
+    "status64",
+    "host_not_found",
+    "timed_out",
+    "refused",
+    "address_in_use",
+    "connection_killed",
+    "cert_name_mismatch",
+    "cert",
+    "flood",
+    "teardown",
+    "graceful",
+    "auth_challenge",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,11 @@ code, so both paths give the same figures.
 from __future__ import annotations
 
 import codecs
-from array import array
 import csv
 import io
 import ipaddress
 import re
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -43,8 +43,18 @@ from diagnose.probes.logs.layout import (
 from diagnose.probes.logs.summary import MAX_CODE_SAMPLES, MAX_SAMPLES, OA_LONG_MS, LogSummary
 
 BLOCK = 1 << 20
-KEY_FIELDS = ("source", "dest", "dest_port", "src_net", "dst_net", "action", "status", "http_status", "rule",
-              "record_type")
+KEY_FIELDS = (
+    "source",
+    "dest",
+    "dest_port",
+    "src_net",
+    "dst_net",
+    "action",
+    "status",
+    "http_status",
+    "rule",
+    "record_type",
+)
 OA_METHODS = frozenset({b"RPC_IN_DATA", b"RPC_OUT_DATA"})
 _RPCPROXY = re.compile(rb"/rpc/rpcproxy\.dll", re.IGNORECASE)
 _RPCPROXY_HINTS = (b"rpcproxy", b"RpcProxy", b"RPCPROXY", b"rpcProxy", b"RPCProxy")
@@ -165,7 +175,9 @@ def decide_leg(site: Site, src: str, dst: str, src_net: str, dst_net: str) -> st
 
 # ------------------------------------------------------------------ time
 
-_DATETIME = re.compile(r"(\d{1,4})([./-])(\d{1,2})[./-](\d{1,4})[ T,]+(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?\s*([AaPp][Mm])?")
+_DATETIME = re.compile(
+    r"(\d{1,4})([./-])(\d{1,2})[./-](\d{1,4})[ T,]+(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?\s*([AaPp][Mm])?"
+)
 
 
 def parse_datetime(text: str) -> datetime | None:
@@ -218,6 +230,7 @@ def epoch_of(date: bytes, time: bytes) -> int | None:
 
 # ------------------------------------------------------------------ the scanner
 
+
 class Scanner:
     """Feeds records of one layout at a time into a summary; `source` names the file for citations."""
 
@@ -241,8 +254,11 @@ class Scanner:
         self.k_status = present.index("status") if "status" in present else -1
         # the source address is only needed when TMG's own network name is not logged (see decide_leg)
         # columns read for every record; detail lines are split again in full (`_full`)
-        columnar = ("date", "time", "method", "uri", "time_taken") if layout.kind is not LogKind.FIREWALL \
+        columnar = (
+            ("date", "time", "method", "uri", "time_taken")
+            if layout.kind is not LogKind.FIREWALL
             else ("date", "time")
+        )
         needed = [idx[f] for f in columnar if f in idx] + [idx[f] for f in present]
         self.maxsplit = max(needed) + 1 if needed and max(needed) + 1 < layout.width - 1 else -1
         if "src_net" in idx and "source" in present and layout.kind is not LogKind.WEB:
@@ -272,20 +288,26 @@ class Scanner:
         code = result_code(values.get("status", ""))
         http = result_code(values.get("http_status", "")) if values.get("http_status") else None
         src, _ = split_address(values.get("source", ""))
-        dst, dst_port = split_address(values.get("dest", ""))
+        dst = split_address(values.get("dest", ""))[0]
         leg = decide_leg(self.site, src, dst, values.get("src_net", ""), values.get("dst_net", ""))
         rule = values.get("rule", "")
         s64 = code.value == STATUS64
         value = code.value
         http_value = http.value if http is not None else None
         client_failure = False
-        if web and not s64:
-            if (value is not None and (500 <= value <= 599 or (12000 <= value <= 12999
-                                                                 and code.group != "auth_challenge"))) \
-                    or (http_value is not None and 500 <= http_value <= 599):
-                client_failure = True
-            elif action == "failed" and value not in (None, 0) and code.group not in _NOISE_GROUPS:
-                client_failure = True
+        if (
+            web
+            and not s64
+            and (
+                (
+                    value is not None
+                    and (500 <= value <= 599 or (12000 <= value <= 12999 and code.group != "auth_challenge"))
+                )
+                or (http_value is not None and 500 <= http_value <= 599)
+                or (action == "failed" and value not in (None, 0) and code.group not in _NOISE_GROUPS)
+            )
+        ):
+            client_failure = True
         metrics: list[str] = []
         if action not in NOT_CONNECTIONS:
             metrics.append("connections")
@@ -294,10 +316,17 @@ class Scanner:
         if s64:
             metrics += ["status64_count", f"status64_{leg}_leg"]
         cert_500 = group in ("cert", "cert_name_mismatch") and (
-            http_value in (None, 500) and (web or http_value == 500))
-        named = {"host_not_found": "host_not_found", "timed_out": "timed_out", "refused": "refused",
-                 "address_in_use": "address_in_use", "connection_killed": "connection_killed",
-                 "cert_name_mismatch": "cert_name_mismatch", "flood": "flood_denials"}
+            http_value in (None, 500) and (web or http_value == 500)
+        )
+        named = {
+            "host_not_found": "host_not_found",
+            "timed_out": "timed_out",
+            "refused": "refused",
+            "address_in_use": "address_in_use",
+            "connection_killed": "connection_killed",
+            "cert_name_mismatch": "cert_name_mismatch",
+            "flood": "flood_denials",
+        }
         if group in named:
             metrics.append(named[group])
         if cert_500:
@@ -308,8 +337,18 @@ class Scanner:
         if client_failure and not sample_group:
             sample_group = "client_error"
         server = dst if dst not in ("", "-") else ""  # the server's address, without the port
-        found = KeyInfo(action, code, leg, server, rule if rule not in ("", "-") else "", tuple(metrics), s64,
-                        client_failure, sample_group, web)
+        found = KeyInfo(
+            action,
+            code,
+            leg,
+            server,
+            rule if rule not in ("", "-") else "",
+            tuple(metrics),
+            s64,
+            client_failure,
+            sample_group,
+            web,
+        )
         self._infos[key] = found
         return found
 
@@ -336,14 +375,19 @@ class Scanner:
                     scope[metric] += n
             if info.s64:
                 summary.s64_actions[info.action] += n
-            if info.s64 or info.client_failure or (
-                    info.sample_group and len(summary.code_samples.get(info.sample_group, ())) < 3):
+            if (
+                info.s64
+                or info.client_failure
+                or (info.sample_group and len(summary.code_samples.get(info.sample_group, ())) < 3)
+            ):
                 detail_status.add(key[self.k_status] if self.k_status >= 0 else None)
         idx = self.layout.index
         if detail_status:
             if self.k_status >= 0:
                 status_col = map(itemgetter(idx["status"]), parts)
-                chosen: Iterable[int] = compress(range(len(parts)), map(detail_status.__contains__, status_col))
+                chosen: Iterable[int] = compress(
+                    range(len(parts)), map(detail_status.__contains__, status_col)
+                )
             else:
                 chosen = range(len(parts))
             for i in chosen:
@@ -445,6 +489,7 @@ def _getter(indexes: list[int]) -> Callable[[list[bytes]], tuple[bytes | None, .
 
 # ------------------------------------------------------------------ byte streams and encodings
 
+
 def decoded_blocks(stream: IO[bytes], first: bytes = b"") -> Iterator[bytes]:
     """UTF-8 (or single-byte ANSI) blocks from a stream in any of the encodings TMG files come in."""
     head = first + stream.read(max(0, 4096 - len(first)))
@@ -480,8 +525,8 @@ def line_blocks(blocks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
         if cut < 0:
             carry = data
             continue
-        carry = data[cut + 1:]
-        yield data[:cut + 1], False
+        carry = data[cut + 1 :]
+        yield data[: cut + 1], False
     yield carry, True
 
 
@@ -490,8 +535,9 @@ def line_blocks(blocks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
 _SYSLOG_TAG = re.compile(rb"ISA(Web|FWS)Log\s+(?:\d+\s+)?")
 
 
-def scan_w3c(scanner: Scanner, blocks: Iterable[tuple[bytes, bool]], first_line: int = 1,
-             layout: Layout | None = None) -> int:
+def scan_w3c(
+    scanner: Scanner, blocks: Iterable[tuple[bytes, bool]], first_line: int = 1, layout: Layout | None = None
+) -> int:
     """Scan W3C extended lines; returns the number of physical lines read."""
     if layout is not None:
         scanner.set_layout(layout)
@@ -508,8 +554,13 @@ def scan_w3c(scanner: Scanner, blocks: Iterable[tuple[bytes, bool]], first_line:
 
 def _fast_block(scanner: Scanner, block: bytes, first_line: int) -> bool:
     layout = scanner.layout
-    if layout is None or not block.endswith(b"\n") or block.startswith(b"#") or b"\n#" in block \
-            or b"\x00" in block:
+    if (
+        layout is None
+        or not block.endswith(b"\n")
+        or block.startswith(b"#")
+        or b"\n#" in block
+        or b"\x00" in block
+    ):
         return False
     if b"\r" in block:
         block = block.replace(b"\r\n", b"\n")
@@ -556,7 +607,7 @@ def _slow_block(scanner: Scanner, block: bytes, first_line: int, last: bool) -> 
         final_unterminated = last and not ends_clean and offset == len(raw_lines) - 1
         relayed = _SYSLOG_TAG.search(text) if b"ISA" in text else None
         if relayed:
-            text = text[relayed.end():]
+            text = text[relayed.end() :]
         if text.startswith(b"#"):
             if text[:8].lower() == b"#fields:":
                 flush()
@@ -587,11 +638,16 @@ def _slow_block(scanner: Scanner, block: bytes, first_line: int, last: bool) -> 
             continue
         if len(parts) != layout.width:
             if final_unterminated and len(parts) < layout.width:
-                summary.bad_line(scanner.source, number,
-                                 f"truncated last line ({len(parts)} of {layout.width} fields)", True)
+                summary.bad_line(
+                    scanner.source,
+                    number,
+                    f"truncated last line ({len(parts)} of {layout.width} fields)",
+                    True,
+                )
             else:
-                summary.bad_line(scanner.source, number,
-                                 f"{len(parts)} fields where the #Fields header has {layout.width}")
+                summary.bad_line(
+                    scanner.source, number, f"{len(parts)} fields where the #Fields header has {layout.width}"
+                )
             continue
         pending.append(parts)
         numbers.append(number)
@@ -599,6 +655,7 @@ def _slow_block(scanner: Scanner, block: bytes, first_line: int, last: bool) -> 
 
 
 # ------------------------------------------------------------------ records converted to canonical fields
+
 
 def canon_layout(kind: LogKind) -> Layout:
     return Layout(kind, CANON, {name: i for i, name in enumerate(CANON)})
@@ -644,7 +701,9 @@ def _sql_address(value: bytes) -> bytes:
     text = value.decode("utf-8", "replace")
     if re.fullmatch(r"\d{5,10}", text):
         return str(ipaddress.IPv4Address(int(text) & 0xFFFFFFFF)).encode()
-    m = re.fullmatch(r"([0-9A-Fa-f]{8})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{12})", text)
+    m = re.fullmatch(
+        r"([0-9A-Fa-f]{8})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{12})", text
+    )
     if m:
         if m.group(2).upper() == "FFFF" and set(m.group(3) + m.group(4) + m.group(5)) <= {"0"}:
             return str(ipaddress.IPv4Address(int(m.group(1), 16))).encode()
@@ -652,15 +711,21 @@ def _sql_address(value: bytes) -> bytes:
     return value
 
 
-def scan_records(scanner: Scanner, records: Iterable[tuple[int, list[str] | None, str]], builder: CanonBuilder,
-                 kind: LogKind) -> None:
+def scan_records(
+    scanner: Scanner,
+    records: Iterable[tuple[int, list[str] | None, str]],
+    builder: CanonBuilder,
+    kind: LogKind,
+) -> None:
     """Scan (line, values, problem) records already split by a format reader."""
     scanner.set_layout(canon_layout(kind))
     pending: list[list[bytes]] = []
     numbers: list[int] = []
     for number, values, problem in records:
         if values is None:
-            scanner.summary.bad_line(scanner.source, number, problem, truncated=problem.startswith("truncated"))
+            scanner.summary.bad_line(
+                scanner.source, number, problem, truncated=problem.startswith("truncated")
+            )
             continue
         row = builder.build(values)
         if row is None:
@@ -687,8 +752,9 @@ def text_lines(blocks: Iterable[tuple[bytes, bool]]) -> Iterator[tuple[int, str,
             yield number, _text(raw), bool(_GARBAGE.search(raw)), last and not clean and k == len(raws) - 1
 
 
-def isa_text_records(lines: Iterable[tuple[int, str, bool, bool]], kind: LogKind
-                     ) -> Iterator[tuple[int, list[str] | None, str]]:
+def isa_text_records(
+    lines: Iterable[tuple[int, str, bool, bool]], kind: LogKind
+) -> Iterator[tuple[int, list[str] | None, str]]:
     """The ISA/TMG text format: ", " separated, every field present, known width per product."""
     widths = FIXED_WEB if kind is LogKind.WEB else FIXED_FIREWALL
     for number, text, garbage, unterminated in lines:
@@ -700,13 +766,21 @@ def isa_text_records(lines: Iterable[tuple[int, str, bool, bool]], kind: LogKind
         values = text.split(", ")
         width = _fit_width(len(values), widths)
         if width is None:
-            yield number, None, ("truncated last line" if unterminated else
-                                 f"{len(values)} fields, not a known {kind.value} text-log width")
+            yield (
+                number,
+                None,
+                (
+                    "truncated last line"
+                    if unterminated
+                    else f"{len(values)} fields, not a known {kind.value} text-log width"
+                ),
+            )
             continue
         if len(values) > width:  # FilterInfo holds ", " of its own
             surplus = len(values) - width
-            values[WEB_FILTERINFO:WEB_FILTERINFO + surplus + 1] = [
-                ", ".join(values[WEB_FILTERINFO:WEB_FILTERINFO + surplus + 1])]
+            values[WEB_FILTERINFO : WEB_FILTERINFO + surplus + 1] = [
+                ", ".join(values[WEB_FILTERINFO : WEB_FILTERINFO + surplus + 1])
+            ]
         yield number, [v.strip() for v in values], ""
 
 
@@ -719,8 +793,9 @@ def _fit_width(count: int, widths: dict[int, Layout]) -> int | None:
     return None
 
 
-def viewer_records(lines: Iterable[tuple[int, str, bool, bool]], width: int
-                   ) -> Iterator[tuple[int, list[str] | None, str]]:
+def viewer_records(
+    lines: Iterable[tuple[int, str, bool, bool]], width: int
+) -> Iterator[tuple[int, list[str] | None, str]]:
     """Log viewer / Live Logging copies: TAB separated under a header row of display names."""
     for number, text, garbage, unterminated in lines:
         if number == 1 or not text:
@@ -740,13 +815,15 @@ def viewer_records(lines: Iterable[tuple[int, str, bool, bool]], width: int
 
 _COLLAPSED_ACTION = re.compile("|".join(re.escape(a) for a in ACTION_STRINGS))
 _COLLAPSED_RESULT = re.compile(
-    r"\s(0x[0-9a-fA-F]+)\s+([A-Z][A-Z0-9_]+)\s|\s(\d{1,5})\s+([A-Z][A-Za-z .'-]*?)\s+0x[0-9a-fA-F]+\s")
+    r"\s(0x[0-9a-fA-F]+)\s+([A-Z][A-Z0-9_]+)\s|\s(\d{1,5})\s+([A-Z][A-Za-z .'-]*?)\s+0x[0-9a-fA-F]+\s"
+)
 _COLLAPSED_TYPE = re.compile(r"(Firewall|Web Proxy(?: Filter| \(Forward\)| \(Reverse\))?)\s*\S*\s*$")
 _COLLAPSED_TIMES = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\s+\d{1,2}:\d{2}:\d{2}")
 
 
-def collapsed_viewer_records(lines: Iterable[tuple[int, str, bool, bool]]
-                             ) -> Iterator[tuple[int, list[str] | None, str]]:
+def collapsed_viewer_records(
+    lines: Iterable[tuple[int, str, bool, bool]],
+) -> Iterator[tuple[int, list[str] | None, str]]:
     """A log-viewer copy whose TABs were collapsed to spaces: columns are gone, so only what can be
     recognised by its shape is read (action string, result code, record type, the GMT time)."""
     for number, text, garbage, unterminated in lines:
@@ -767,7 +844,9 @@ def collapsed_viewer_records(lines: Iterable[tuple[int, str, bool, bool]]
         yield number, [action.group(0), code, rtype.group(1) if rtype else "Firewall", gmt], ""
 
 
-COLLAPSED_LAYOUT = Layout.from_names(["action", "result code", "log record type", "gmt log time"], LogKind.MIXED)
+COLLAPSED_LAYOUT = Layout.from_names(
+    ["action", "result code", "log record type", "gmt log time"], LogKind.MIXED
+)
 
 
 def csv_records(text_stream: io.TextIOBase, width: int) -> Iterator[tuple[int, list[str] | None, str]]:
@@ -790,4 +869,3 @@ def local_zone_note(local: bool, zone: ZoneInfo | None) -> str:
     if local and zone is None:
         return "times in this format are the TMG server's local time; no --tz given, so they are taken as UTC"
     return ""
-

@@ -19,22 +19,46 @@ from typing import Any
 from diagnose.facts import Fact, make_fact
 
 PROBE = "logs"
-MAX_SAMPLES = 5          # Status 64 citations kept
-MAX_CODE_SAMPLES = 3     # citations kept per other code group
-MAX_NOTES = 50           # problems kept word for word; the rest are only counted
-MAX_SCOPE_FACTS = 20     # per-server and per-rule facts emitted (highest Status 64 first)
+MAX_SAMPLES = 5  # Status 64 citations kept
+MAX_CODE_SAMPLES = 3  # citations kept per other code group
+MAX_NOTES = 50  # problems kept word for word; the rest are only counted
+MAX_SCOPE_FACTS = 20  # per-server and per-rule facts emitted (highest Status 64 first)
 COINCIDENCE_WINDOW = 60  # seconds between a Status 64 entry and a client-visible failure of the same client
-BURST_FLOOR = 10         # a burst minute has at least this many Status 64 entries ...
-BURST_FACTOR = 5         # ... and at least this many times the median per active minute
-OA_LONG_MS = 60_000      # an Outlook Anywhere channel that stayed open at least this long
+BURST_FLOOR = 10  # a burst minute has at least this many Status 64 entries ...
+BURST_FACTOR = 5  # ... and at least this many times the median per active minute
+OA_LONG_MS = 60_000  # an Outlook Anywhere channel that stayed open at least this long
 
 # Metrics counted per scope (all / server / rule / leg).
-COUNTERS = ("connections", "status64_count", "status64_server_leg", "status64_client_leg", "status64_unknown_leg",
-            "host_not_found", "timed_out", "refused", "address_in_use", "connection_killed", "cert_name_mismatch",
-            "cert_errors_500", "flood_denials", "leg_server", "leg_client", "leg_unknown")
+COUNTERS = (
+    "connections",
+    "status64_count",
+    "status64_server_leg",
+    "status64_client_leg",
+    "status64_unknown_leg",
+    "host_not_found",
+    "timed_out",
+    "refused",
+    "address_in_use",
+    "connection_killed",
+    "cert_name_mismatch",
+    "cert_errors_500",
+    "flood_denials",
+    "leg_server",
+    "leg_client",
+    "leg_unknown",
+)
 # Code groups whose records are cited as samples besides Status 64.
-SAMPLED_GROUPS = ("host_not_found", "timed_out", "refused", "address_in_use", "connection_killed",
-                  "cert_name_mismatch", "cert_errors_500", "flood_denials", "client_error")
+SAMPLED_GROUPS = (
+    "host_not_found",
+    "timed_out",
+    "refused",
+    "address_in_use",
+    "connection_killed",
+    "cert_name_mismatch",
+    "cert_errors_500",
+    "flood_denials",
+    "client_error",
+)
 
 Citation = tuple[str, int, str]  # (file, line, raw text)
 
@@ -45,8 +69,8 @@ class LogSummary:
     bad_lines: int = 0
     truncated: int = 0
     unreadable: int = 0
-    lines: int = 0                       # physical lines read (to place byte ranges of one file end to end)
-    notes: list[Citation] = field(default_factory=list)   # (file, line or 0, message)
+    lines: int = 0  # physical lines read (to place byte ranges of one file end to end)
+    notes: list[Citation] = field(default_factory=list)  # (file, line or 0, message)
     notes_dropped: int = 0
     bad_samples: list[tuple[str, int]] = field(default_factory=list)
     formats: Counter[str] = field(default_factory=Counter)
@@ -55,7 +79,7 @@ class LogSummary:
     scopes: dict[tuple[str, str], Counter[str]] = field(default_factory=dict)
     s64_actions: Counter[str] = field(default_factory=Counter)
     s64_minutes: Counter[int] = field(default_factory=Counter)
-    s64_events: dict[str, array] = field(default_factory=dict)      # client -> epoch seconds
+    s64_events: dict[str, array] = field(default_factory=dict)  # client -> epoch seconds
     failure_events: dict[str, array] = field(default_factory=dict)  # client -> epoch seconds
     s64_no_client: int = 0
     samples: list[Citation] = field(default_factory=list)
@@ -114,13 +138,22 @@ class LogSummary:
         return self
 
     def merge(self, other: LogSummary) -> LogSummary:
-        for name in ("records", "bad_lines", "truncated", "unreadable", "lines", "notes_dropped",
-                     "s64_no_client", "outlook_anywhere", "outlook_anywhere_long"):
+        for name in (
+            "records",
+            "bad_lines",
+            "truncated",
+            "unreadable",
+            "lines",
+            "notes_dropped",
+            "s64_no_client",
+            "outlook_anywhere",
+            "outlook_anywhere_long",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         room = MAX_NOTES - len(self.notes)
         self.notes.extend(other.notes[:room])
         self.notes_dropped += max(0, len(other.notes) - room)
-        self.bad_samples.extend(other.bad_samples[:MAX_SAMPLES - len(self.bad_samples)])
+        self.bad_samples.extend(other.bad_samples[: MAX_SAMPLES - len(self.bad_samples)])
         self.formats.update(other.formats)
         self.files.extend(f for f in other.files if f not in self.files)
         self.action_status.update(other.action_status)
@@ -128,13 +161,16 @@ class LogSummary:
             self.scope(*key).update(counts)
         self.s64_actions.update(other.s64_actions)
         self.s64_minutes.update(other.s64_minutes)
-        for mine, theirs in ((self.s64_events, other.s64_events), (self.failure_events, other.failure_events)):
+        for mine, theirs in (
+            (self.s64_events, other.s64_events),
+            (self.failure_events, other.failure_events),
+        ):
             for client, times in theirs.items():
                 if client in mine:
                     mine[client].extend(times)
                 else:
                     mine[client] = array("q", times)
-        self.samples.extend(other.samples[:MAX_SAMPLES - len(self.samples)])
+        self.samples.extend(other.samples[: MAX_SAMPLES - len(self.samples)])
         for group, cites in other.code_samples.items():
             for c in cites:
                 self.cite(group, c)
@@ -183,6 +219,7 @@ def _iso(epoch: int) -> str:
 
 # ------------------------------------------------------------------ facts
 
+
 def _cite(c: Citation) -> str:
     return f"{c[0]}:{c[1]}"
 
@@ -190,8 +227,11 @@ def _cite(c: Citation) -> str:
 def _scope_attrs(counts: Counter[str]) -> dict[str, Any]:
     connections = counts["connections"]
     s64 = counts["status64_count"]
-    attrs: dict[str, Any] = {name: counts[name] for name in COUNTERS
-                             if not name.startswith("leg_") and name != "status64_unknown_leg"}
+    attrs: dict[str, Any] = {
+        name: counts[name]
+        for name in COUNTERS
+        if not name.startswith("leg_") and name != "status64_unknown_leg"
+    }
     attrs["status64_share"] = round(s64 / connections, 6) if connections else 0.0
     legs = {leg: counts[f"leg_{leg}"] for leg in ("server", "client", "unknown")}
     if any(legs.values()):
@@ -212,14 +252,26 @@ def build_facts(summary: LogSummary, check: str | None = None) -> tuple[list[Fac
     attrs = _scope_attrs(overall)
     bursts, peak, peak_minute = summary.bursts()
     attrs.update(
-        scope="all", records=summary.records, bad_lines=summary.bad_lines, truncated_lines=summary.truncated,
-        partial=summary.partial, status64_with_client_error=summary.coincidences(),
-        coincidence_window=COINCIDENCE_WINDOW, outlook_anywhere=summary.outlook_anywhere,
-        outlook_anywhere_long=summary.outlook_anywhere_long, first_time=summary.first_time or None,
-        last_time=summary.last_time or None, samples=[_cite(c) for c in summary.samples],
-        bad_line_samples=[f"{s}:{n}" for s, n in summary.bad_samples], files=len(summary.files),
-        formats=sorted(summary.formats), status64_by_hour=summary.hourly(), bursts=len(bursts),
-        burst_minutes=bursts[:20], status64_peak_per_minute=peak, status64_peak_minute=peak_minute or None,
+        scope="all",
+        records=summary.records,
+        bad_lines=summary.bad_lines,
+        truncated_lines=summary.truncated,
+        partial=summary.partial,
+        status64_with_client_error=summary.coincidences(),
+        coincidence_window=COINCIDENCE_WINDOW,
+        outlook_anywhere=summary.outlook_anywhere,
+        outlook_anywhere_long=summary.outlook_anywhere_long,
+        first_time=summary.first_time or None,
+        last_time=summary.last_time or None,
+        samples=[_cite(c) for c in summary.samples],
+        bad_line_samples=[f"{s}:{n}" for s, n in summary.bad_samples],
+        files=len(summary.files),
+        formats=sorted(summary.formats),
+        status64_by_hour=summary.hourly(),
+        bursts=len(bursts),
+        burst_minutes=bursts[:20],
+        status64_peak_per_minute=peak,
+        status64_peak_minute=peak_minute or None,
         other_samples=[f"{g} {_cite(c)}" for g, cs in sorted(summary.code_samples.items()) for c in cs],
     )
     if summary.s64_actions:
@@ -230,15 +282,41 @@ def build_facts(summary: LogSummary, check: str | None = None) -> tuple[list[Fac
         scoped = [(name, counts) for (k, name), counts in summary.scopes.items() if k == kind]
         scoped.sort(key=lambda nc: (-nc[1]["status64_count"], -nc[1]["connections"], nc[0]))
         for name, counts in scoped[:MAX_SCOPE_FACTS]:
-            facts.append(make_fact("log.status_summary", f"{kind}:{name}", PROBE, source=source, check=check,
-                                   scope=kind, **{attr: name}, **_scope_attrs(counts)))
+            facts.append(
+                make_fact(
+                    "log.status_summary",
+                    f"{kind}:{name}",
+                    PROBE,
+                    source=source,
+                    check=check,
+                    scope=kind,
+                    **{attr: name},
+                    **_scope_attrs(counts),
+                )
+            )
     for (kind, name), counts in sorted(summary.scopes.items()):
         if kind == "leg":
             leg_attrs = _scope_attrs(counts)
             leg_attrs["leg"] = name
-            facts.append(make_fact("log.status_summary", f"leg:{name}", PROBE, source=source, check=check,
-                                   scope="leg", **leg_attrs))
+            facts.append(
+                make_fact(
+                    "log.status_summary",
+                    f"leg:{name}",
+                    PROBE,
+                    source=source,
+                    check=check,
+                    scope="leg",
+                    **leg_attrs,
+                )
+            )
     if first is not None:
-        facts[0] = make_fact("log.status_summary", "all", PROBE, source=first[0], location=f"line {first[1]}",
-                             check=check, **attrs)
+        facts[0] = make_fact(
+            "log.status_summary",
+            "all",
+            PROBE,
+            source=first[0],
+            location=f"line {first[1]}",
+            check=check,
+            **attrs,
+        )
     return facts, excerpts
