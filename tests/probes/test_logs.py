@@ -541,6 +541,7 @@ def test_not_a_log_is_one_clear_error(tmp_path: Path) -> None:
 def test_byte_ranges_merge_to_the_same_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import diagnose.probes.logs as logs_pkg
 
+    reordered = list(reversed(FW_FIELDS))  # the header changes mid-file: later ranges must follow it
     rows = []
     for i in range(6000):
         status = "0x80070040" if i % 7 == 0 else "0x0"
@@ -550,12 +551,13 @@ def test_byte_ranges_merge_to_the_same_summary(tmp_path: Path, monkeypatch: pyte
                 status=status,
                 dst=f"10.0.0.{20 + i % 3}:443",
                 src=f"10.0.0.1:{40000 + i}",
+                fields=FW_FIELDS if i < 3000 else reordered,
             )
         )
     text = (
         w3c(FW_FIELDS, rows[:3000])
         + "#Fields: "
-        + "\t".join(FW_FIELDS)
+        + "\t".join(reordered)
         + "\n"
         + "\n".join(rows[3000:])
         + "\n"
@@ -565,7 +567,8 @@ def test_byte_ranges_merge_to_the_same_summary(tmp_path: Path, monkeypatch: pyte
     whole, _ = summarise([str(path)], Site(), 1)
     monkeypatch.setattr(logs_pkg, "SPLIT_AT", 200_000)
     parts, _ = summarise([str(path)], Site(), 2)
-    assert whole.records == parts.records == 6000
+    assert whole.records == parts.records == 6000 and whole.bad_lines == parts.bad_lines == 0
+    assert whole.scope("all", "all")["status64_count"] == 858
     assert whole.scopes == parts.scopes and whole.s64_minutes == parts.s64_minutes
     assert whole.samples == parts.samples and whole.first_time == parts.first_time
 

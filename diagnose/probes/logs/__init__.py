@@ -15,7 +15,6 @@ import gc
 import glob
 import gzip
 import io
-import mmap
 import multiprocessing
 import os
 import re
@@ -221,32 +220,36 @@ def plan_units(logs: Sequence[LogInput], jobs: int) -> tuple[list[Unit], list[st
 
 
 def _ranges(log: LogInput, size: int) -> list[Unit]:
+    """Byte ranges cut at line ends. Each range is given the file's first #Fields; a range that
+    follows a header change is read again with the right one when the results are merged."""
     with open(log.path, "rb") as fh:
         head = fh.read(65536)
-        if head.startswith(b"\xff\xfe") or head.startswith(b"\xfe\xff") or b"#Fields:" not in head:
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"#Fields:" not in head:
             return [Unit(log)]
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            bounds = [0]
-            while bounds[-1] + SPLIT_AT < size:
-                cut = mm.find(b"\n", bounds[-1] + SPLIT_AT)
-                if cut < 0 or cut + 1 >= size:
-                    break
-                bounds.append(cut + 1)
-            bounds.append(size)
-            units: list[Unit] = []
-            fields: tuple[str, ...] | None = None
-            for k in range(len(bounds) - 1):
-                units.append(Unit(log, bounds[k], bounds[k + 1], fields, k))
-                at = mm.rfind(b"#Fields:", bounds[k], bounds[k + 1])
-                if at >= 0:
-                    end = mm.find(b"\n", at)
-                    line = mm[at + 8 : end if end >= 0 else size].decode("utf-8", "replace").strip("\r\n ")
-                    fields = tuple(n.strip() for n in line.split("\t"))
-            return units
+        fields = _fields_of(head)
+        bounds = [0]
+        while bounds[-1] + SPLIT_AT < size:
+            fh.seek(bounds[-1] + SPLIT_AT)
+            tail = fh.read(1 << 20)
+            cut = tail.find(b"\n")
+            if cut < 0 or bounds[-1] + SPLIT_AT + cut + 1 >= size:
+                break
+            bounds.append(bounds[-1] + SPLIT_AT + cut + 1)
+        bounds.append(size)
+    return [Unit(log, bounds[k], bounds[k + 1], fields if k else None, k) for k in range(len(bounds) - 1)]
 
 
-def run_unit(unit: Unit, site: Site) -> tuple[LogSummary, int]:
-    """Read one unit; returns its summary and how many lines it held."""
+def _fields_of(head: bytes) -> tuple[str, ...] | None:
+    at = head.find(b"#Fields:")
+    if at < 0:
+        return None
+    end = head.find(b"\n", at)
+    line = head[at + 8 : end if end >= 0 else len(head)].decode("utf-8", "replace").strip("\r\n ")
+    return tuple(n.strip() for n in line.split("\t"))
+
+
+def run_unit(unit: Unit, site: Site) -> tuple[LogSummary, int, tuple[str, ...] | None]:
+    """Read one unit; returns its summary, how many lines it held and the #Fields in force at its end."""
     # The scan makes millions of short-lived lists of bytes and no reference cycles: the cyclic
     # garbage collector would only walk them over and over.
     was_enabled = gc.isenabled()
@@ -258,7 +261,7 @@ def run_unit(unit: Unit, site: Site) -> tuple[LogSummary, int]:
             gc.enable()
 
 
-def _run_unit(unit: Unit, site: Site) -> tuple[LogSummary, int]:
+def _run_unit(unit: Unit, site: Site) -> tuple[LogSummary, int, tuple[str, ...] | None]:
     summary = LogSummary()
     log = unit.log
     scanner = Scanner(summary, site, log.name)
@@ -273,7 +276,7 @@ def _run_unit(unit: Unit, site: Site) -> tuple[LogSummary, int]:
                 if unit.index == 0:
                     summary.files.append(log.name)
                     summary.formats["w3c"] += 1
-                return summary, lines
+                return summary, lines, scanner.layout.names if scanner.layout else None
             head = stream.read(65536)
             blocks_iter = decoded_blocks(stream, head)
             first = next(blocks_iter, b"")
@@ -286,7 +289,7 @@ def _run_unit(unit: Unit, site: Site) -> tuple[LogSummary, int]:
     except (OSError, EOFError, zipfile.BadZipFile, gzip.BadGzipFile) as exc:
         summary.unreadable += 1
         summary.note(log.name, 0, f"could not be read to its end: {exc}")
-    return summary, summary.lines
+    return summary, summary.lines, scanner.layout.names if scanner.layout else None
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -409,9 +412,10 @@ def summarise(
     problems += more
     total = LogSummary()
     line_base: dict[str, int] = {}
+    fields_at_end: dict[str, tuple[str, ...] | None] = {}
     done = 0
 
-    def absorb(unit: Unit, outcome: tuple[LogSummary, int] | BaseException) -> None:
+    def absorb(unit: Unit, outcome: tuple[LogSummary, int, tuple[str, ...] | None] | BaseException) -> None:
         nonlocal done
         name = unit.log.name
         if isinstance(outcome, NotALogError):
@@ -421,10 +425,15 @@ def summarise(
             return
         if isinstance(outcome, BaseException):
             raise outcome
-        summary, lines = outcome
+        if unit.index and unit.fields != fields_at_end.get(name):
+            # the header changed in an earlier range: read this one again with the header in force
+            unit = Unit(unit.log, unit.start, unit.end, fields_at_end.get(name), unit.index)
+            outcome = run_unit(unit, site)
+        summary, lines, end_fields = outcome
         base = line_base.get(name, 0)
         total.merge(summary.shifted(name, base))
         line_base[name] = base + lines
+        fields_at_end[name] = end_fields
         done += 1
         if progress is not None:
             progress(f"{done}/{len(units)} parts read")
