@@ -66,6 +66,7 @@ PROBES: dict[str, str] = {
     "evidence": "diagnose.probes.evidence:probe",
     "services": "diagnose.probes.services:probe",
     "host": "diagnose.probes.host:probe",
+    "logs": "diagnose.probes.logs:probe",
 }
 
 
