@@ -18,6 +18,7 @@ import io
 import multiprocessing
 import os
 import re
+import signal
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -448,7 +449,8 @@ def summarise(
         context = multiprocessing.get_context(
             "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         )
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                                    initializer=_ignore_interrupts) as pool:
             futures = [pool.submit(run_unit, unit, site) for unit in units]
             for unit, future in zip(units, futures, strict=True):
                 try:
@@ -460,6 +462,11 @@ def summarise(
     if total.notes_dropped:
         problems.append(f"... and {total.notes_dropped} more problems")
     return total, problems
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the parent, which stops the run and keeps what was read."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def site_from(ctx: ProbeContext, spec: Mapping[str, Any]) -> Site:
