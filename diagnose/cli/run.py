@@ -119,14 +119,48 @@ def progress_printer(enabled: bool | None) -> Callable[[str, str], None] | None:
     return show
 
 
+def terminal_ask(prompt: Any, number: int) -> str | None:
+    """Ask one question on the terminal (stderr); `?` explains, `s` skips, end of input stops."""
+    from diagnose.guide import SKIP
+    from diagnose.guide import why as explain
+
+    choices = "/".join(prompt.question.choices)
+    while True:
+        click.echo(f"\nQuestion {number}: {prompt.question.text} [{choices}, ? why, s skip]: ", err=True, nl=False)
+        line = sys.stdin.readline()
+        if not line:  # end of input: stop asking, report what is known
+            click.echo("", err=True)
+            return None
+        answer = line.strip().lower()
+        if answer == "?":
+            for text in explain(prompt):
+                click.echo(f"  {text}", err=True)
+            continue
+        if answer in ("s", SKIP):
+            return SKIP
+        matches = [c for c in prompt.question.choices if c.lower() == answer or c.lower().startswith(answer)]
+        if answer and len(matches) == 1:
+            return matches[0]
+        click.echo(f"  please answer one of: {choices} (or ? / s)", err=True)
+
+
 def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output: str | None, why: bool,
-           fail_on: float | None, strict: bool, rulebook: Any = None) -> None:
-    """Analyze a bundle, write the report, and exit with the documented code."""
+           fail_on: float | None, strict: bool, rulebook: Any = None, interactive: bool = False,
+           save_evidence: str | None = None) -> None:
+    """Analyze a bundle (asking the questions that matter, when interactive), write the report, and
+    exit with the documented code."""
     from diagnose.analysis import analyze
     from diagnose.report import render
 
     rulebook = rulebook or load_rules(rule_dirs)
-    diagnosis = analyze(bundle, rulebook)
+    if interactive:
+        from diagnose.guide import guided
+
+        bundle, diagnosis, _ = guided(bundle, rulebook, terminal_ask)
+    else:
+        diagnosis = analyze(bundle, rulebook)
+    if save_evidence:
+        bundle.save(save_evidence)
     write_output(render(diagnosis, fmt, color=use_color(output), why=why), output)
     if fail_on is not None and any(c.certainty >= fail_on and c.cause.verdict.value in ("misconfiguration", "fault")
                                    for c in diagnosis.causes):
@@ -158,9 +192,8 @@ def run(example: str | None, save_evidence: str | None, rule_dirs: tuple[str, ..
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
     bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
                      options.get("timeout") or 60.0, plan.answers, plan.description)
-    if save_evidence:
-        bundle.save(save_evidence)
-    report(bundle, rule_dirs, fmt, output, why, fail_on, strict, rulebook)
+    report(bundle, rule_dirs, fmt, output, why, fail_on, strict, rulebook, interactive(options.get("no_input")),
+           save_evidence)
 
 
 @click.command(name="collect")
@@ -181,13 +214,21 @@ def collect_cmd(output: str, example: str | None, **options: Any) -> None:
     note(f"diagnose: wrote {output}: {len(bundle.facts)} facts from {len(bundle.probes)} checks")
 
 
+def interactive(no_input: bool | None) -> bool:
+    """Questions are asked only on a terminal, and never with --no-input."""
+    return not no_input and sys.stdin.isatty() and sys.stderr.isatty()
+
+
 @click.command()
 @click.argument("bundle", type=click.Path(dir_okay=False))
 @click.option("--answers", "answers_file", type=click.Path(dir_okay=False), help="Answers file (YAML).")
+@click.option("--no-input", is_flag=True, help="Never ask questions.")
+@click.option("--save-evidence", type=click.Path(dir_okay=False), help="Save the bundle with the answers given.")
 @output_options
 @rules_option
-def analyze(bundle: str, answers_file: str | None, rule_dirs: tuple[str, ...], fmt: str, output: str | None,
-            why: bool, fail_on: float | None, strict: bool) -> None:
+def analyze(bundle: str, answers_file: str | None, no_input: bool, save_evidence: str | None,
+            rule_dirs: tuple[str, ...], fmt: str, output: str | None, why: bool, fail_on: float | None,
+            strict: bool) -> None:
     """Reason over an evidence bundle and report."""
     from diagnose.answers import load_answers
     from diagnose.kinds import fact_kinds
@@ -198,7 +239,7 @@ def analyze(bundle: str, answers_file: str | None, rule_dirs: tuple[str, ...], f
     if answers_file:
         evidence = EvidenceBundle(**{**evidence.__dict__,
                                      "answers": {**evidence.answers, **load_answers(answers_file, rulebook.questions)}})
-    report(evidence, rule_dirs, fmt, output, why, fail_on, strict, rulebook)
+    report(evidence, rule_dirs, fmt, output, why, fail_on, strict, rulebook, interactive(no_input), save_evidence)
 
 
 @click.command()
