@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,24 @@ from diagnose.paths import data_dir, extra_dirs
 from diagnose.profile import SiteProfile, load_profile
 from diagnose.yamlio import load_yaml
 
-EXIT_FINDING, EXIT_INCOMPLETE = 1, 4
+EXIT_FINDING, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 4, 130
+
+
+def interrupted(bundle: EvidenceBundle) -> bool:
+    return any(p.status is ProbeStatus.INTERRUPTED for p in bundle.probes)
+
+
+def leave_if_interrupted(bundle: EvidenceBundle, saved: str | None) -> None:
+    """After Ctrl-C in collection: say what was kept, and exit 130 at once (abandoned probe threads
+    must not hold the process open)."""
+    if not interrupted(bundle):
+        return
+    where = f"; partial bundle written to {saved}" if saved else ""
+    note(f"diagnose: interrupted: {sum(p.status is ProbeStatus.INTERRUPTED for p in bundle.probes)} check(s) "
+         f"did not finish{where}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -146,7 +164,7 @@ def terminal_ask(prompt: Any, number: int) -> str | None:
 
 def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output: str | None, why: bool,
            fail_on: float | None, strict: bool, rulebook: Any = None, interactive: bool = False,
-           save_evidence: str | None = None) -> None:
+           save_evidence: str | None = None, exit_after: bool = True) -> None:
     """Analyze a bundle (asking the questions that matter, when interactive), write the report, and
     exit with the documented code."""
     from diagnose.analysis import analyze
@@ -162,6 +180,8 @@ def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output:
     if save_evidence:
         bundle.save(save_evidence)
     write_output(render(diagnosis, fmt, color=use_color(output), why=why), output)
+    if not exit_after:
+        return
     if fail_on is not None and any(c.certainty >= fail_on and c.cause.verdict.value in ("misconfiguration", "fault")
                                    for c in diagnosis.causes):
         sys.exit(EXIT_FINDING)
@@ -192,8 +212,12 @@ def run(example: str | None, save_evidence: str | None, rule_dirs: tuple[str, ..
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
     bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
                      options.get("timeout") or 60.0, plan.answers, plan.description)
-    report(bundle, rule_dirs, fmt, output, why, fail_on, strict, rulebook, interactive(options.get("no_input")),
-           save_evidence)
+    stopped = interrupted(bundle)
+    if stopped:
+        note("diagnose: interrupted: reporting on the evidence gathered so far")
+    report(bundle, rule_dirs, fmt, output, why, fail_on, strict, rulebook,
+           interactive(options.get("no_input")) and not stopped, save_evidence, exit_after=not stopped)
+    leave_if_interrupted(bundle, save_evidence)
 
 
 @click.command(name="collect")
@@ -211,6 +235,7 @@ def collect_cmd(output: str, example: str | None, **options: Any) -> None:
     bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
                      options.get("timeout") or 60.0, plan.answers, plan.description)
     bundle.save(output)
+    leave_if_interrupted(bundle, output)
     note(f"diagnose: wrote {output}: {len(bundle.facts)} facts from {len(bundle.probes)} checks")
 
 
