@@ -195,7 +195,10 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
         futures = {pool.submit(run_one, check, spec): check for check, spec in todo}
         try:
             for future in cf.as_completed(futures):
-                results[futures[future].id] = future.result()
+                check = futures[future]
+                result, elapsed = results[check.id] = future.result()
+                report(check.id, result.status.value + (f": {result.reason}" if result.reason else "")
+                       + f" ({len(result.facts)} facts, {elapsed:.2f} s)")
         except KeyboardInterrupt:
             # Ctrl-C: keep what finished, mark the rest interrupted; running probes are abandoned
             # (their threads end with their own timeouts) and the caller still gets a usable bundle.
@@ -220,8 +223,6 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
         runs.append(ProbeRun(check.probe, result.status, result.reason, check.id, check.kinds, elapsed))
         facts.extend(result.facts)
         excerpts.update(result.excerpts)
-        report(check.id, result.status.value + (f": {result.reason}" if result.reason else "")
-               + f" ({len(result.facts)} facts, {elapsed:.2f} s)")
     if not profile.is_empty():
         facts.append(profile.to_fact())
     order = {c.id: n for n, c in enumerate(checks)}
