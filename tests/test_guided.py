@@ -14,7 +14,7 @@ pexpect = pytest.importorskip("pexpect")
 SEED = REPO / "examples" / "seed"
 
 
-def spawn(*args: str) -> "pexpect.spawn":
+def spawn(*args: str) -> pexpect.spawn:
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", COLUMNS="120")
     return pexpect.spawn(sys.executable, ["-m", "diagnose", *args], cwd=str(REPO), env=env, encoding="utf-8",
                          timeout=60, dimensions=(50, 160))
