@@ -45,7 +45,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from diagnose.cli import probe
+    from diagnose.cli import probe, probe_capture  # noqa: F401  (registers `probe capture`)
 
     main.add_command(probe.probe)
 

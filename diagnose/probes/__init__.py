@@ -64,6 +64,7 @@ class Probe(Protocol):
 # The probe table: name -> "module:function". Add a probe here and nowhere else.
 PROBES: dict[str, str] = {
     "evidence": "diagnose.probes.evidence:probe",
+    "capture": "diagnose.probes.capture:probe",
 }
 
 

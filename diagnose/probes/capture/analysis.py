@@ -1,0 +1,167 @@
+"""From capture files to teardown counts: read, track, decide which side is the TMG, aggregate.
+
+Finished connections are folded into counters keyed by (teardown, originator address, responder
+address and port, who sent the first FIN and RST), so memory stays bounded by the number of distinct
+host pairs and the live connections, not by the number of connections or packets. Up to `samples`
+connections per label are kept as examples (all of them with `keep_all`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diagnose.probes.capture.formats import ReadResult, read_capture
+from diagnose.probes.capture.tcp import TEARDOWNS, Connection, Tracker
+
+WEB_PORTS = frozenset({443, 80})
+MAX_BUCKETS = 64  # sample buckets (host pairs) kept per label
+
+
+@dataclass(frozen=True, slots=True)
+class AggKey:
+    teardown: str
+    orig_ip: str
+    resp_ip: str
+    resp_port: int
+    first_fin_by: str
+    first_reset_by: str
+    rst_zero_window: bool
+
+
+@dataclass
+class CaptureAnalysis:
+    reads: list[ReadResult] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)  # AggKey -> connections
+    bad_checksums: Counter = field(default_factory=Counter)  # AggKey -> bad-checksum frames
+    samples: dict[str, dict[tuple[str, str], list[Connection]]] = field(default_factory=dict)
+    all_connections: list[Connection] | None = None
+    tmg: frozenset[str] = frozenset()
+    tmg_inferred: bool = False
+    tcp_packets: int = 0
+    total_bad_checksums: int = 0
+    sample_limit: int = 5
+
+    # -- collecting -------------------------------------------------------------------------------
+    def add(self, conn: Connection) -> None:
+        key = AggKey(conn.teardown, conn.orig_ip, conn.resp_ip, conn.resp_port, conn.first_fin_by,
+                     conn.first_reset_by, bool(conn.rst_zero_window))
+        self.counts[key] += 1
+        if conn.bad_checksums:
+            self.bad_checksums[key] += conn.bad_checksums
+        buckets = self.samples.setdefault(conn.teardown, {})
+        pair = (conn.orig_ip, conn.resp_ip)
+        bucket = buckets.get(pair)
+        if bucket is None:
+            if len(buckets) >= MAX_BUCKETS:
+                return
+            bucket = buckets[pair] = []
+        if len(bucket) < self.sample_limit:
+            bucket.append(conn)
+        if self.all_connections is not None:
+            self.all_connections.append(conn)
+
+    # -- roles ------------------------------------------------------------------------------------
+    def decide_tmg(self, given: Iterable[str]) -> None:
+        given = frozenset(given)
+        if given:
+            self.tmg, self.tmg_inferred = given, False
+            return
+        originators = {k.orig_ip for k in self.counts if k.resp_port in WEB_PORTS}
+        web_servers = {k.resp_ip for k in self.counts if k.resp_port in WEB_PORTS}
+        proxy = originators & web_servers
+        self.tmg = frozenset(proxy or originators)
+        self.tmg_inferred = True
+
+    def leg(self, orig_ip: str, resp_ip: str) -> str:
+        if orig_ip in self.tmg:
+            return "server"
+        if resp_ip in self.tmg:
+            return "client"
+        return "unknown"
+
+    def role(self, side: str, leg: str) -> str:
+        """Role of `originator`/`responder` on a leg: tmg, server or client."""
+        if side == "none":
+            return "none"
+        if leg == "server":
+            return "tmg" if side == "originator" else "server"
+        if leg == "client":
+            return "client" if side == "originator" else "tmg"
+        return "client" if side == "originator" else "server"
+
+    # -- views --------------------------------------------------------------------------------------
+    def scopes(self) -> dict[str, tuple[str, str | None, str | None, Counter]]:
+        """subject -> (scope, leg, server, counts by AggKey) for all, each leg and each server."""
+        out: dict[str, tuple[str, str | None, str | None, Counter]] = {"all": ("all", None, None, self.counts)}
+        legs: dict[str, Counter] = defaultdict(Counter)
+        servers: dict[str, Counter] = defaultdict(Counter)
+        for key, n in self.counts.items():
+            leg = self.leg(key.orig_ip, key.resp_ip)
+            legs[leg][key] += n
+            if leg != "client":
+                servers[_endpoint(key.resp_ip, key.resp_port)][key] += n
+        for leg, counts in sorted(legs.items()):
+            out[f"leg:{leg}"] = ("leg", leg, None, counts)
+        top = sorted(servers.items(), key=lambda kv: -sum(kv[1].values()))[:50]
+        for server, counts in top:
+            out[f"server:{server}"] = ("server", None, server, counts)
+        return out
+
+    def tally(self, counts: Counter) -> dict[str, int]:
+        out = {name.replace("-", "_"): 0 for name in TEARDOWNS}
+        out.update(connections=0, dirty_close_by_tmg=0, reset_by_server=0, zero_window_resets=0, bad_checksums=0)
+        for key, n in counts.items():
+            out[key.teardown.replace("-", "_")] += n
+            out["connections"] += n
+            leg = self.leg(key.orig_ip, key.resp_ip)
+            if (key.teardown == "dirty-close" and leg == "server" and key.first_reset_by == "originator"
+                    and key.first_fin_by == "responder"):
+                out["dirty_close_by_tmg"] += n
+            if self.role(key.first_reset_by, leg) == "server":
+                out["reset_by_server"] += n
+            if key.first_reset_by != "none" and key.rst_zero_window:
+                out["zero_window_resets"] += n
+            out["bad_checksums"] += self.bad_checksums.get(key, 0)
+        return out
+
+    def chosen_samples(self) -> dict[str, list[Connection]]:
+        """Up to `sample_limit` connections per label, server-leg connections first."""
+        order = {"server": 0, "client": 1, "unknown": 2}
+        out: dict[str, list[Connection]] = {}
+        for label in TEARDOWNS:
+            buckets = self.samples.get(label, {})
+            ranked = sorted(buckets.items(), key=lambda kv: order[self.leg(*kv[0])])
+            picked: list[Connection] = []
+            for _pair, conns in ranked:
+                picked.extend(conns[: self.sample_limit - len(picked)])
+                if len(picked) >= self.sample_limit:
+                    break
+            if picked:
+                out[label] = sorted(picked, key=lambda c: (c.source, c.first_frame))
+        return out
+
+
+def _endpoint(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def analyse(paths: Iterable[Path], tmg_addresses: Iterable[str] = (), samples: int = 5, keep_all: bool = False,
+            progress: Callable[[str], None] | None = None) -> CaptureAnalysis:
+    """Read every capture (InputError for a file that is not a capture) and aggregate its connections."""
+    result = CaptureAnalysis(sample_limit=max(0, samples))
+    if keep_all:
+        result.all_connections = []
+    tracker = Tracker(result.add)
+    for path in paths:
+        if progress:
+            progress(f"reading {path.name}")
+        result.reads.append(read_capture(Path(path), tracker))
+        # connections do not span files: finish this file's before the next one
+        tracker.finish_all()
+    result.tcp_packets = tracker.tcp_packets
+    result.total_bad_checksums = tracker.bad_checksums
+    result.decide_tmg(tmg_addresses)
+    return result
