@@ -370,7 +370,7 @@ def _media_to_linktype(media: int) -> int | None:
         return linklayer.ETHERNET
     if media in (7, 8, 9):
         return linklayer.RAW
-    if media & 0xF000 == 0xE000 and media < 0xE080:
+    if media & 0xF000 == 0xE000 and not 0xE080 <= media <= 0xE08A:
         return media & 0x0FFF
     return None
 
