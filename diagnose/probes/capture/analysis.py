@@ -14,7 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diagnose.probes.capture.formats import ReadResult, read_capture
-from diagnose.probes.capture.tcp import TEARDOWNS, Connection, Tracker
+from diagnose.probes.capture.tcp import (
+    C_CSUM,
+    C_KEY,
+    C_RZW,
+    C_SRC,
+    TEARDOWNS,
+    Connection,
+    Tracker,
+    _ip_text,
+    build_connection,
+    teardown_of,
+)
 
 WEB_PORTS = frozenset({443, 80})
 MAX_BUCKETS = 64  # sample buckets (host pairs) kept per label
@@ -43,25 +54,60 @@ class CaptureAnalysis:
     tcp_packets: int = 0
     total_bad_checksums: int = 0
     sample_limit: int = 5
+    sources: list[str] = field(default_factory=list)
+    raw_counts: Counter = field(default_factory=Counter)
+    raw_bad: Counter = field(default_factory=Counter)
+    raw_samples: dict = field(default_factory=dict)
 
     # -- collecting -------------------------------------------------------------------------------
-    def add(self, conn: Connection) -> None:
-        key = AggKey(conn.teardown, conn.orig_ip, conn.resp_ip, conn.resp_port, conn.first_fin_by,
-                     conn.first_reset_by, bool(conn.rst_zero_window))
-        self.counts[key] += 1
-        if conn.bad_checksums:
-            self.bad_checksums[key] += conn.bad_checksums
-        buckets = self.samples.setdefault(conn.teardown, {})
-        pair = (conn.orig_ip, conn.resp_ip)
+    def add(self, c: list) -> None:
+        """One finished connection (the tracker's state list)."""
+        label, fin_by, rst_by, _gap = teardown_of(c)
+        key = c[C_KEY]
+        if isinstance(key, str):
+            src, dst, _sport, dport, _conv = key.split("|")
+            orig, resp, port = src, dst, int(dport)
+        else:
+            n = (len(key) - 4) >> 1
+            orig, resp, port = key[:n], key[n:2 * n], (key[2 * n + 2] << 8) | key[2 * n + 3]
+        raw = (label, orig, resp, port, fin_by, rst_by, bool(c[C_RZW]))
+        self.raw_counts[raw] += 1
+        if c[C_CSUM]:
+            self.raw_bad[raw] += c[C_CSUM]
+        if self.all_connections is not None:
+            self.all_connections.append(build_connection(c, self.sources[c[C_SRC]]))
+        if not self.sample_limit:
+            return
+        buckets = self.raw_samples.setdefault(label, {})
+        pair = (orig, resp)
         bucket = buckets.get(pair)
         if bucket is None:
             if len(buckets) >= MAX_BUCKETS:
                 return
             bucket = buckets[pair] = []
         if len(bucket) < self.sample_limit:
-            bucket.append(conn)
-        if self.all_connections is not None:
-            self.all_connections.append(conn)
+            bucket.append(build_connection(c, self.sources[c[C_SRC]]))
+
+    def settle(self) -> None:
+        """Turn the raw (bytes-keyed) tallies into address-keyed ones."""
+        texts: dict[bytes | str, str] = {}
+
+        def text(ip: bytes | str) -> str:
+            if isinstance(ip, str):
+                return ip
+            t = texts.get(ip)
+            if t is None:
+                t = texts[ip] = _ip_text(ip)
+            return t
+
+        for raw, n in self.raw_counts.items():
+            label, orig, resp, port, fin_by, rst_by, zw = raw
+            key = AggKey(label, text(orig), text(resp), port, fin_by, rst_by, zw)
+            self.counts[key] += n
+            if raw in self.raw_bad:
+                self.bad_checksums[key] += self.raw_bad[raw]
+        for label, buckets in self.raw_samples.items():
+            self.samples[label] = {(text(a), text(b)): conns for (a, b), conns in buckets.items()}
 
     # -- roles ------------------------------------------------------------------------------------
     def decide_tmg(self, given: Iterable[str]) -> None:
@@ -155,6 +201,7 @@ def analyse(paths: Iterable[Path], tmg_addresses: Iterable[str] = (), samples: i
     if keep_all:
         result.all_connections = []
     tracker = Tracker(result.add)
+    result.sources = tracker.sources
     for path in paths:
         if progress:
             progress(f"reading {path.name}")
@@ -163,5 +210,6 @@ def analyse(paths: Iterable[Path], tmg_addresses: Iterable[str] = (), samples: i
         tracker.finish_all()
     result.tcp_packets = tracker.tcp_packets
     result.total_bad_checksums = tracker.bad_checksums
+    result.settle()
     result.decide_tmg(tmg_addresses)
     return result

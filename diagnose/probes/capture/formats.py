@@ -146,6 +146,85 @@ def read_capture(path: Path, tracker: Tracker) -> ReadResult:
         buf.close()
 
 
+# -- shared per-frame path ------------------------------------------------------------------------
+_IP4TCP = struct.Struct("!BxH2xHxB10x12xBBH")  # vihl total frag proto | tcp off flags win
+_SEQ = struct.Struct("!I")
+PAGE = mmap.PAGESIZE
+
+
+class _Releaser:
+    """Drops already-read pages of a mapped file from this process's resident set (they stay in the
+    page cache), so resident memory does not grow with the size of the capture."""
+
+    def __init__(self, data) -> None:
+        self.data = data if isinstance(data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED") else None
+        self.done = 0
+
+    def __call__(self, upto: int) -> None:
+        if self.data is None:
+            return
+        upto = upto - upto % PAGE
+        if upto > self.done:
+            self.data.madvise(mmap.MADV_DONTNEED, self.done, upto - self.done)
+            self.done = upto
+
+
+def _feeder(data, tracker: Tracker):
+    """`feed(lt, p, incl, frame, ts) -> bool`: one frame into the tracker; False when it is not TCP.
+
+    Plain IPv4 (no options, not a fragment) after any link layer takes an inlined path in which a
+    segment of a known connection without SYN/FIN/RST only bumps counters; everything else (IPv6,
+    IP options, fragments) goes through `linklayer.decode_tcp`.
+    """
+    conns, packet, first, log = tracker.conns, tracker.packet, tracker._first, tracker._log_letter
+    ip4 = _IP4TCP.unpack_from
+    seqof = _SEQ.unpack_from
+    ip_offset, decode = linklayer.ip_offset, linklayer.decode_tcp
+
+    def feed(lt: int, p: int, incl: int, frame: int, ts: float) -> bool:
+        end = p + incl
+        if lt == 1 and incl >= 54 and data[p + 12] == 8 and data[p + 13] == 0:
+            ip, version = p + 14, 4
+        else:
+            ip, version = ip_offset(lt, data, p, end)
+        if version == 4 and ip + 40 <= end:
+            vihl, tl, frag, proto, doff, fl, win = ip4(data, ip)
+            if vihl == 0x45 and proto == 6 and not frag & 0x1FFF:
+                key = data[ip + 12:ip + 24]
+                plen = tl - 20 - ((doff >> 4) << 2)
+                if not fl & CONTROL and fl & ACK:
+                    ent = conns.get(key)
+                    if ent is not None:
+                        c, d = ent
+                        c[1] = frame
+                        c[2 + d] += 1
+                        m = 5 << d
+                        if c[4] & m != m:
+                            if plen > 0:
+                                if not c[4] & (4 << d):
+                                    first(c, d, "d", 4 << d)
+                            elif not c[4] & (1 << d):
+                                first(c, d, "a", 1 << d)
+                        if win == 0:
+                            log(c, d, "w")
+                        return True
+                bad = False
+                if fl & 0x05 and ip + tl <= end:
+                    seg = bytes(data[ip + 12:ip + 20]) + b"\0\x06" + (tl - 20).to_bytes(2, "big") + data[ip + 20:ip + tl]
+                    if tl & 1:
+                        seg += b"\0"
+                    bad = int.from_bytes(seg, "big") % 0xFFFF != 0
+                packet(frame, ts, key, None, fl, win, plen if plen > 0 else 0, seqof(data, ip + 24)[0], bad)
+                return True
+        seg = decode(lt, data, p, incl)
+        if seg is None:
+            return False
+        packet(frame, ts, seg[0], seg[1], seg[2], seg[3], seg[4], seg[5], seg[6])
+        return True
+
+    return feed
+
+
 # -- pcap -----------------------------------------------------------------------------------------
 def _read_pcap(data, result: ReadResult, tracker: Tracker) -> None:
     end = len(data)
@@ -157,12 +236,14 @@ def _read_pcap(data, result: ReadResult, tracker: Tracker) -> None:
     result.format = f"pcap ({'ns' if scale == 1e-9 else 'us'}, {'big' if order == '>' else 'little'}-endian)"
     if lt not in linklayer.SUPPORTED:
         result.skipped[f"link type {lt}"] += 1
-    if lt == linklayer.ETHERNET:
-        _pcap_fast_ethernet(data, result, tracker, order, scale)
+    if lt == linklayer.ETHERNET and order == "<":
+        _pcap_fast_ethernet(data, result, tracker, scale)
         return
     hdr = struct.Struct(order + "IIII").unpack_from
-    off, frame, decode, packet = 24, 0, linklayer.decode_tcp, tracker.packet
-    tcp = 0
+    feed = _feeder(data, tracker)
+    release = _Releaser(data)
+    off, frame, tcp = 24, 0, 0
+    mask = SWEEP_EVERY - 1
     while off < end:
         if off + 16 > end:
             result.stop(off, "record header cut short")
@@ -172,47 +253,53 @@ def _read_pcap(data, result: ReadResult, tracker: Tracker) -> None:
         if p + incl > end:
             result.stop(off, f"frame {frame + 1} cut short ({incl} bytes announced, {end - p} left)")
             break
-        if incl > 0x4000000:
-            result.stop(off, f"frame {frame + 1}: implausible length {incl}")
-            break
         frame += 1
         off = p + incl
-        seg = decode(lt, data, p, incl)
         ts = ts_s + ts_f * scale
-        if seg is not None:
+        if feed(lt, p, incl, frame, ts):
             tcp += 1
-            packet(frame, ts, seg[0], seg[1], seg[2], seg[3], seg[4], seg[5], seg[6])
-        if not frame & (SWEEP_EVERY - 1):
+        if not frame & mask:
             tracker.sweep(ts)
+            release(off)
     result.frames += frame
     result.tcp_frames += tcp
+    tracker.tcp_packets += tcp
 
 
-_FAST = struct.Struct("!12xHBxH2xHxB22xBBH")  # ethertype vihl total frag proto | tcp off flags win
-_SEQ = struct.Struct("!I")
+# pcap record header (little-endian) fused with Ethernet + IPv4 + TCP fields read little-endian:
+# ethertype 0x0800 reads 0x0008, the IP total length and TCP window come out byte-swapped, and the
+# fragment-offset mask 0x1FFF becomes 0xFF1F.
+# Bytes 12-15 (ethertype, version/IHL, TOS) read as one u32: plain IPv4 = 0x??450008 (mask 0xFFFFFF);
+# bytes 20-23 (flags/fragment offset, TTL, protocol): TCP, not a later fragment = 0x06??00?? masked
+# with 0xFF00FF1F == 0x06000000.
+_FUSED = struct.Struct("<IIII12xIH2xI22xBBH")
 
 
-def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, order: str, scale: float) -> None:
-    """pcap + Ethernet: plain IPv4/TCP frames take an inlined path, everything else the general one.
+def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float) -> None:
+    """Little-endian pcap + Ethernet: one struct call per frame for the plain IPv4/TCP case.
 
-    Only the packets that change a connection's story (SYN/FIN/RST, a direction's first ACK or
-    data, a zero window, a new connection) reach `Tracker.packet`; the others only bump counters.
+    A segment of a known connection without SYN/FIN/RST only bumps counters here; the rest (new
+    connections, SYN/FIN/RST, a direction's first ACK or data, zero windows) goes to the tracker, and
+    anything other than plain Ethernet/IPv4/TCP to the general path.
     """
     end = len(data)
-    hdr = struct.Struct(order + "IIII").unpack_from
-    fast = _FAST.unpack_from
+    hdr = struct.Struct("<IIII").unpack_from
+    fused = _FUSED.unpack_from
+    conns, packet, first, log = tracker.conns, tracker.packet, tracker._first, tracker._log_letter
     seqof = _SEQ.unpack_from
-    conns = tracker.conns
-    packet = tracker.packet
-    decode = linklayer.decode_tcp
-    off, frame, tcp, quick = 24, 0, 0, 0
-    sweep_mask = SWEEP_EVERY - 1
-    before = tracker.tcp_packets
+    feed = _feeder(data, tracker)
+    release = _Releaser(data)
+    off, frame, other = 24, 0, 0
+    mask = SWEEP_EVERY - 1
     while off < end:
-        if off + 16 > end:
+        if off + 66 <= end:
+            ts_s, ts_f, incl, _o, eth_ip, tl, frag_proto, doff, fl, win = fused(data, off)
+        elif off + 16 <= end:
+            ts_s, ts_f, incl, _o = hdr(data, off)
+            eth_ip = 0
+        else:
             result.stop(off, "record header cut short")
             break
-        ts_s, ts_f, incl, _orig = hdr(data, off)
         p = off + 16
         nxt = p + incl
         if nxt > end:
@@ -220,47 +307,43 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, order: str, 
             break
         frame += 1
         off = nxt
-        if incl >= 54:
-            et, vihl, tl, frag, proto, doff, fl, win = fast(data, p)
-            if et == 0x800 and vihl == 0x45 and proto == 6 and not frag & 0x1FFF:
-                plen = tl - 20 - ((doff >> 4) << 2)
-                if not fl & CONTROL and fl & ACK:
-                    ent = conns.get(data[p + 26:p + 38])
-                    if ent is not None:
-                        c, d = ent
-                        quick += 1
-                        c[1] = frame
-                        c[2 + d] += 1
-                        if plen > 0:
-                            if not c[4] & (4 << d):
-                                tracker._first(c, d, "d", 4 << d)
-                        elif not c[4] & (1 << d):
-                            tracker._first(c, d, "a", 1 << d)
-                        if win == 0:
-                            tracker._log_letter(c, d, "w")
-                        if not frame & sweep_mask:
-                            tracker.sweep(ts_s + ts_f * scale)
-                        continue
-                bad = False
-                if fl & CONTROL and 34 + tl - 20 <= incl:
-                    seg = bytes(data[p + 26:p + 34]) + b"\0\x06" + (tl - 20).to_bytes(2, "big") + data[p + 34:p + 14 + tl]
-                    if tl & 1:
-                        seg += b"\0"
-                    bad = int.from_bytes(seg, "big") % 0xFFFF != 0
-                packet(frame, ts_s + ts_f * scale, data[p + 26:p + 38], None, fl, win, plen if plen > 0 else 0,
-                       seqof(data, p + 38)[0], bad)
-                if not frame & sweep_mask:
-                    tracker.sweep(ts_s + ts_f * scale)
-                continue
-        seg = decode(1, data, p, incl)
-        if seg is not None:
-            tcp += 1
-            packet(frame, ts_s + ts_f * scale, seg[0], seg[1], seg[2], seg[3], seg[4], seg[5], seg[6])
-        if not frame & sweep_mask:
+        if not frame & mask:
             tracker.sweep(ts_s + ts_f * scale)
-    tracker.tcp_packets += quick
+            release(off)
+        if eth_ip & 0xFFFFFF == 0x450008 and frag_proto & 0xFF00FF1F == 0x06000000 and incl >= 54:
+            if not fl & 7 and fl & 16:
+                ent = conns.get(data[p + 26:p + 38])
+                if ent is not None:
+                    c, d = ent
+                    c[1] = frame
+                    c[2 + d] += 1
+                    m = 5 << d
+                    if c[4] & m != m:
+                        tl = (tl >> 8) | ((tl & 255) << 8)
+                        if tl - 20 - ((doff >> 4) << 2) > 0:
+                            if not c[4] & (4 << d):
+                                first(c, d, "d", 4 << d)
+                        elif not c[4] & (1 << d):
+                            first(c, d, "a", 1 << d)
+                    if win == 0:
+                        log(c, d, "w")
+                    continue
+            tl = (tl >> 8) | ((tl & 255) << 8)
+            plen = tl - 20 - ((doff >> 4) << 2)
+            bad = False
+            if fl & 0x05 and 14 + tl <= incl:
+                seg = bytes(data[p + 26:p + 34]) + b"\0\x06" + (tl - 20).to_bytes(2, "big") + data[p + 34:p + 14 + tl]
+                if tl & 1:
+                    seg += b"\0"
+                bad = int.from_bytes(seg, "big") % 0xFFFF != 0
+            packet(frame, ts_s + ts_f * scale, data[p + 26:p + 38], None, fl, (win >> 8) | ((win & 255) << 8),
+                   plen if plen > 0 else 0, seqof(data, p + 38)[0], bad)
+            continue
+        if not feed(1, p, incl, frame, ts_s + ts_f * scale):
+            other += 1
+    tracker.tcp_packets += frame - other
     result.frames += frame
-    result.tcp_frames += tracker.tcp_packets - before
+    result.tcp_frames += frame - other
 
 
 # -- pcapng ---------------------------------------------------------------------------------------
@@ -269,7 +352,8 @@ def _read_pcapng(data, result: ReadResult, tracker: Tracker) -> None:
     off, frame, tcp = 0, 0, 0
     order = "<"
     ifaces: list[tuple[int, float, int]] = []  # link type, seconds per tick, offset seconds
-    decode, packet = linklayer.decode_tcp, tracker.packet
+    feed = _feeder(data, tracker)
+    release = _Releaser(data)
     u32 = struct.Struct("<I")
     while off < end:
         if off + 12 > end:
@@ -328,16 +412,16 @@ def _read_pcapng(data, result: ReadResult, tracker: Tracker) -> None:
                 result.skipped["packet for an undeclared interface"] += 1
             else:
                 lt, tick, tsoff = ifaces[iface]
-                seg = decode(lt, data, p, incl)
-                if seg is not None:
+                ts = ts_raw * tick + tsoff
+                if feed(lt, p, incl, frame, ts):
                     tcp += 1
-                    ts = ts_raw * tick + tsoff
-                    packet(frame, ts, seg[0], seg[1], seg[2], seg[3], seg[4], seg[5], seg[6])
-                    if not frame & (SWEEP_EVERY - 1):
-                        tracker.sweep(ts)
+                if not frame & (SWEEP_EVERY - 1):
+                    tracker.sweep(ts)
+                    release(off)
         off += blen
     result.frames += frame
     result.tcp_frames += tcp
+    tracker.tcp_packets += tcp
 
 
 def _idb_options(data, p: int, end: int, order: str, lt: int) -> tuple[int, float, int]:
@@ -396,7 +480,7 @@ def _read_netmon(data, result: ReadResult, tracker: Tracker) -> None:
         offsets = list(struct.unpack_from(f"<{ft_len // 4}I", data, ft_off))
         table_end = ft_off
     default_trailer = 0 if v1 else _TRAILER.get(minor, 0)
-    decode, packet = linklayer.decode_tcp, tracker.packet
+    feed = _feeder(data, tracker)
     frame = tcp = 0
     for i, off in enumerate(offsets):
         number = i + 1
@@ -443,14 +527,13 @@ def _read_netmon(data, result: ReadResult, tracker: Tracker) -> None:
             if lt is None:
                 result.skipped[f"NetMon media type 0x{fmedia:04x}"] += 1
                 continue
-        seg = decode(lt, data, p, incl)
-        if seg is not None:
+        if feed(lt, p, incl, number, ts):
             tcp += 1
-            packet(number, ts, seg[0], seg[1], seg[2], seg[3], seg[4], seg[5], seg[6])
-            if not number & (SWEEP_EVERY - 1):
-                tracker.sweep(ts)
+        if not number & (SWEEP_EVERY - 1):
+            tracker.sweep(ts)
     result.frames += frame
     result.tcp_frames += tcp
+    tracker.tcp_packets += tcp
 
 
 def _netmon_walk(data, v1: bool, minor: int, end: int) -> list[int]:

@@ -115,6 +115,7 @@ def read_text(data, result, tracker: Tracker) -> bool:
         tracker.packet(number, ts, key, rkey, flags, win, plen, int(flags_m.group("seq")), bad)
     result.frames += frames
     result.tcp_frames += tcp
+    tracker.tcp_packets += tcp
     return frames > 0
 
 

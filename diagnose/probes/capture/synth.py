@@ -14,6 +14,7 @@ frames are well formed (valid IPv4/TCP checksums), so tshark decodes them like r
 from __future__ import annotations
 
 import calendar
+import functools
 import ipaddress
 import random
 import struct
@@ -150,10 +151,15 @@ def _csum(data: bytes) -> int:
     return ~s & 0xFFFF
 
 
+@functools.lru_cache(maxsize=4096)
+def _addr(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
+
+
 def ip_packet(seg: Segment, bad_checksum: bool = False) -> bytes:
     """IPv4 or IPv6 + TCP with valid checksums (unless `bad_checksum`)."""
     payload = b"a" * seg.payload
-    src, dst = ipaddress.ip_address(seg.src), ipaddress.ip_address(seg.dst)
+    src, dst = _addr(seg.src), _addr(seg.dst)
     tcp = struct.pack("!HHIIBBHHH", seg.sport, seg.dport, seg.seq, seg.ack, 5 << 4, seg.flags, seg.win, 0, 0)
     seg_bytes = tcp + payload
     pseudo = src.packed + dst.packed + struct.pack("!HH", 6, len(seg_bytes))
@@ -203,6 +209,15 @@ def frame(link: str, ip: bytes) -> bytes:
 
 # -- writers --------------------------------------------------------------------------------------
 Record = tuple[float, int, bytes]  # time, link type, frame
+
+
+def pcap_header(linktype: int) -> bytes:
+    return struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype)
+
+
+def pcap_record(ts: float, data: bytes) -> bytes:
+    sec = int(ts)
+    return struct.pack("<IIII", sec, round((ts - sec) * 1e6), len(data), len(data)) + data
 
 
 def write_pcap(fh: BinaryIO, records: Iterable[Record], linktype: int, nanos: bool = False,

@@ -42,7 +42,7 @@ INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 # indices of the per-connection list
 (C_FIRST, C_LAST, C_PK0, C_PK1, C_SEEN, C_HIST, C_T0, C_TL, C_ST0, C_ST1, C_FIN0, C_FIN1, C_FTS0,
  C_FTS1, C_RST0, C_RST1, C_RTS0, C_RTS1, C_RZW, C_KEY, C_CSUM, C_SEQ, C_LOG, C_SRC, C_CLOSED,
- C_DONE, C_SYNS, C_SYNACK, C_FINSEEN_BEFORE_RST) = range(29)
+ C_DONE, C_SYNS, C_SYNACK, C_SPARE) = range(29)
 _WIDTH = 29
 
 # bits of C_SEEN (once-per-direction letters), originator bit first
@@ -126,9 +126,10 @@ def _server_like(port: int) -> bool:
 
 
 class Tracker:
-    """Feeds TCP segments into per-connection state; hands finished connections to `sink`."""
+    """Feeds TCP segments into per-connection state; hands finished connections (the raw state
+    list; `build_connection` makes a `Connection` of it) to `sink`."""
 
-    def __init__(self, sink: Callable[[Connection], None]) -> None:
+    def __init__(self, sink: Callable[[list], None]) -> None:
         # key (sender order) -> (connection list, direction 0 = originator / 1 = responder)
         self.conns: dict[bytes | str, tuple[list, int]] = {}
         self.closing: deque[list] = deque()
@@ -151,59 +152,103 @@ class Tracker:
             c, d = self._new(frame, ts, key, rkey, flags)
         else:
             c, d = ent
-            if flags & (SYN | ACK) == SYN and c[C_CLOSED] is not None and seq != c[C_SEQ].get(f"s{d}"):
+            if flags & 0x12 == SYN and c[C_CLOSED] is not None and seq != c[C_SEQ][2 + d]:
                 # a new SYN on a connection that has ended: port reuse, a new connection
                 self._finish(c)
                 c, d = self._new(frame, ts, key, rkey, flags)
-        self.tcp_packets += 1
         c[C_LAST] = frame
         c[C_PK0 + d] += 1
         if bad:
             self.bad_checksums += 1
             c[C_CSUM] += 1
             self._log_letter(c, d, "c")
-        if flags & CONTROL or not flags & ACK:
-            self._control(c, d, frame, ts, flags, win, plen, seq)
+        if not flags & CONTROL and flags & ACK:
+            seen = c[C_SEEN]
+            if plen > 0:
+                if not seen & SEEN_D[d]:
+                    self._first(c, d, "d", SEEN_D[d])
+            elif not seen & SEEN_A[d]:
+                self._first(c, d, "a", SEEN_A[d])
+            if win == 0:
+                self._log_letter(c, d, "w")
             return
-        seen = c[C_SEEN]
-        if plen > 0:
-            if not seen & SEEN_D[d]:
-                self._first(c, d, "d", SEEN_D[d])
-        elif not seen & SEEN_A[d]:
-            self._first(c, d, "a", SEEN_A[d])
-        if win == 0:
+        # SYN, FIN or RST (or a segment without ACK)
+        c[C_TL] = ts
+        seqs = c[C_SEQ]
+        hist = c[C_HIST]
+        st = C_ST0 + d
+        if flags & SYN:
+            if flags & ACK:
+                if seqs[d] != seq:
+                    seqs[d] = seq
+                    hist += "h" if d else "H"
+                c[C_SYNACK] = True
+                if c[st] in (INACTIVE, PARTIAL):
+                    c[st] = SYN_ACK_SENT
+            else:
+                if seqs[2 + d] != seq:
+                    seqs[2 + d] = seq
+                    hist += "s" if d else "S"
+                c[C_SYNS] = True
+                if c[st] in (INACTIVE, PARTIAL):
+                    c[st] = SYN_SENT
+            if flags & (FIN | RST) and not c[C_SEEN] & SEEN_Q[d]:
+                c[C_SEEN] |= SEEN_Q[d]
+                hist += "q" if d else "Q"
+        else:
+            c[C_HIST] = hist
+            if flags & ACK:
+                self._active(c, d)
+            elif c[st] == INACTIVE:
+                c[st] = PARTIAL
+            hist = c[C_HIST]
+            seen = c[C_SEEN]
+            if plen > 0:
+                if not seen & SEEN_D[d]:
+                    c[C_SEEN] |= SEEN_D[d]
+                    hist += "d" if d else "D"
+            if flags & FIN and flags & RST and not seen & SEEN_I[d]:
+                c[C_SEEN] |= SEEN_I[d]
+                hist += "i" if d else "I"
+        if flags & FIN:
+            if seqs[4 + d] != seq:
+                seqs[4 + d] = seq
+                hist += "f" if d else "F"
+            if not c[C_FIN0 + d]:
+                c[C_FIN0 + d] = frame
+                c[C_FTS0 + d] = ts
+            if c[st] != RESET:
+                c[st] = CLOSED
+        if flags & RST:
+            if seqs[6 + d] != seq:
+                seqs[6 + d] = seq
+                hist += "r" if d else "R"
+            if not c[C_RST0 + d]:
+                c[C_RST0 + d] = frame
+                c[C_RTS0 + d] = ts
+                if c[C_RZW] is None:
+                    c[C_RZW] = win == 0
+            c[st] = RESET
+        c[C_HIST] = hist
+        if win == 0 and not flags & (SYN | RST):
             self._log_letter(c, d, "w")
+        if c[C_CLOSED] is None and (c[C_RST0] or c[C_RST1] or (c[C_FIN0] and c[C_FIN1])):
+            c[C_CLOSED] = ts
+            self.closing.append(c)
 
     def _new(self, frame: int, ts: float, key: bytes | str, rkey: bytes | str | None,
              flags: int) -> tuple[list, int]:
         if rkey is None:
             rkey = reverse_key(key) if isinstance(key, bytes) else _reverse_text_key(key)
-        c: list = [None] * _WIDTH
-        c[C_FIRST] = c[C_LAST] = frame
-        c[C_PK0] = c[C_PK1] = c[C_SEEN] = c[C_CSUM] = 0
-        c[C_T0] = c[C_TL] = ts
-        c[C_ST0] = c[C_ST1] = INACTIVE
-        c[C_FIN0] = c[C_FIN1] = c[C_RST0] = c[C_RST1] = 0
-        c[C_SEQ] = {}
-        c[C_LOG] = {}
-        c[C_SRC] = self.source_index
-        c[C_DONE] = False
-        c[C_SYNS] = c[C_SYNACK] = False
-        flip = False
-        if flags & (SYN | ACK) == SYN | ACK:
-            flip = True
+        d = 0
+        if flags & 0x12 == 0x12:
+            d = 1
         elif not flags & SYN:
             sport, dport = _ports(key)
             if _server_like(sport) and not _server_like(dport):
-                flip = True
-        if flip:
-            c[C_KEY] = rkey
-            c[C_HIST] = "^"
-            d = 1
-        else:
-            c[C_KEY] = key
-            c[C_HIST] = ""
-            d = 0
+                d = 1
+        c = [frame, frame, 0, 0, 0, "^" if d else "", ts, ts, INACTIVE, INACTIVE, 0, 0, None, None, 0, 0, None,
+             None, None, rkey if d else key, 0, [None] * 8, None, self.source_index, None, False, False, False, None]
         self.conns[key] = (c, d)
         self.conns[rkey] = (c, 1 - d)
         return c, d
@@ -228,6 +273,8 @@ class Tracker:
 
     def _log_letter(self, c: list, d: int, letter: str) -> None:
         """c, w: logarithmic letters (1st, 10th, 100th ... instance)."""
+        if c[C_LOG] is None:
+            c[C_LOG] = {}
         name = letter + str(d)
         n = c[C_LOG].get(name, 0) + 1
         c[C_LOG][name] = n
@@ -235,65 +282,6 @@ class Tracker:
             n //= 10
         if n == 1:
             c[C_HIST] += letter if d else letter.upper()
-
-    def _repeat_letter(self, c: list, d: int, letter: str, seq: int) -> None:
-        """s, h, f, r: recorded again only when the sequence number differs from the last one."""
-        name = letter + str(d)
-        if c[C_SEQ].get(name) != seq:
-            c[C_SEQ][name] = seq
-            c[C_HIST] += letter if d else letter.upper()
-
-    def _control(self, c: list, d: int, frame: int, ts: float, flags: int, win: int, plen: int, seq: int) -> None:
-        c[C_TL] = ts
-        up = d == 0
-        if flags & SYN:
-            if flags & ACK:
-                self._repeat_letter(c, d, "h", seq)
-                c[C_SYNACK] = True
-                if c[C_ST0 + d] in (INACTIVE, PARTIAL):
-                    c[C_ST0 + d] = SYN_ACK_SENT
-            else:
-                self._repeat_letter(c, d, "s", seq)
-                c[C_SYNS] = True
-                if c[C_ST0 + d] in (INACTIVE, PARTIAL):
-                    c[C_ST0 + d] = SYN_SENT
-            if flags & (FIN | RST) and not c[C_SEEN] & SEEN_Q[d]:
-                c[C_SEEN] |= SEEN_Q[d]
-                c[C_HIST] += "Q" if up else "q"
-        elif flags & ACK:
-            self._active(c, d)
-        elif c[C_ST0 + d] == INACTIVE:
-            c[C_ST0 + d] = PARTIAL
-        if plen > 0 and not c[C_SEEN] & SEEN_D[d]:
-            c[C_SEEN] |= SEEN_D[d]
-            c[C_HIST] += "D" if up else "d"
-        elif (not flags & (SYN | FIN | RST) and flags & ACK and plen == 0
-              and not c[C_SEEN] & SEEN_A[d]):
-            c[C_SEEN] |= SEEN_A[d]
-            c[C_HIST] += "A" if up else "a"
-        if flags & FIN and flags & RST and not c[C_SEEN] & SEEN_I[d]:
-            c[C_SEEN] |= SEEN_I[d]
-            c[C_HIST] += "I" if up else "i"
-        if flags & FIN:
-            self._repeat_letter(c, d, "f", seq)
-            if not c[C_FIN0 + d]:
-                c[C_FIN0 + d] = frame
-                c[C_FTS0 + d] = ts
-            if c[C_ST0 + d] != RESET:
-                c[C_ST0 + d] = CLOSED
-        if flags & RST:
-            self._repeat_letter(c, d, "r", seq)
-            if not c[C_RST0 + d]:
-                c[C_RST0 + d] = frame
-                c[C_RTS0 + d] = ts
-                if c[C_RZW] is None:
-                    c[C_RZW] = win == 0
-            c[C_ST0 + d] = RESET
-        if win == 0 and not flags & (SYN | RST):
-            self._log_letter(c, d, "w")
-        if c[C_CLOSED] is None and (c[C_RST0] or c[C_RST1] or (c[C_FIN0] and c[C_FIN1])):
-            c[C_CLOSED] = ts
-            self.closing.append(c)
 
     # -- finishing -------------------------------------------------------------------------------
     def sweep(self, now: float) -> None:
@@ -314,7 +302,7 @@ class Tracker:
             rkey = reverse_key(key) if isinstance(key, bytes) else _reverse_text_key(key)
             if self.conns.get(rkey, (None,))[0] is c:
                 del self.conns[rkey]
-        self.sink(build_connection(c, self.sources[c[C_SRC]]))
+        self.sink(c)
 
     def finish_all(self) -> None:
         """End of input: every connection still known is finalised."""
@@ -324,7 +312,7 @@ class Tracker:
                 continue
             seen.add(id(c))
             c[C_DONE] = True
-            self.sink(build_connection(c, self.sources[c[C_SRC]]))
+            self.sink(c)
         self.conns.clear()
         self.closing.clear()
 
