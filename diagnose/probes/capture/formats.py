@@ -20,7 +20,6 @@ Formats (see `knowledge/capture-formats.md` for the sources):
 from __future__ import annotations
 
 import calendar
-import gzip
 import mmap
 import os
 import struct
@@ -98,15 +97,33 @@ class _Buffer:
 
 
 def _gunzip(src, dst, result: ReadResult) -> None:
-    done = 0
+    """Decompress every gzip member; on damage keep what was decompressed before it."""
+    done = consumed = 0
+    z = zlib.decompressobj(wbits=31)
     try:
-        with gzip.GzipFile(fileobj=src, mode="rb") as gz:
-            while chunk := gz.read(1 << 20):
-                dst.write(chunk)
-                done += len(chunk)
-    except (EOFError, OSError, zlib.error) as exc:
-        # keep what was decompressed; frames beyond it are lost
-        result.stop(done, f"gzip stream damaged after {done} decompressed bytes ({exc})")
+        while chunk := src.read(1 << 20):
+            while chunk:
+                out = z.decompress(chunk)
+                dst.write(out)
+                done += len(out)
+                consumed += len(chunk) - len(z.unused_data)
+                if z.eof:
+                    chunk = z.unused_data
+                    if chunk.strip(b"\0"):
+                        z = zlib.decompressobj(wbits=31)
+                    else:
+                        chunk = b""
+                else:
+                    chunk = b""
+        tail = z.flush()
+        dst.write(tail)
+        done += len(tail)
+        if not z.eof:
+            result.stop(done, f"gzip stream ends early (compressed file cut at byte {consumed}); "
+                        f"{done} bytes decompressed")
+    except zlib.error as exc:
+        result.stop(done, f"gzip stream damaged near compressed byte {consumed} ({exc}); "
+                    f"{done} bytes decompressed")
 
 
 def read_capture(path: Path, tracker: Tracker) -> ReadResult:
@@ -470,11 +487,17 @@ def _read_netmon(data, result: ReadResult, tracker: Tracker) -> None:
     result.format = f"netmon {major}.{minor}"
     base = _systemtime(st)
     offsets: list[int] = []
-    if ft_len == 0 or ft_len % 4 or ft_off + ft_len > end or ft_off < 16:
+    if 128 <= ft_off < end and ft_len and ft_off + ft_len > end:
+        # the file was cut inside its frame table: the entries that are there are still good
+        have = (end - ft_off) // 4
+        offsets = list(struct.unpack_from(f"<{have}I", data, ft_off))
+        result.stop(ft_off + 4 * have, f"frame table cut short: {have} of {ft_len // 4} entries")
+        table_end = ft_off
+    elif ft_len == 0 or ft_len % 4 or ft_off + ft_len > end or ft_off < 128:
         reason = (f"frame table at {ft_off} (+{ft_len}) is past the end of the file" if ft_off + ft_len > end
-                  else f"frame table length {ft_len} is not valid")
+                  else f"frame table at {ft_off} (+{ft_len}) is not valid")
         offsets = _netmon_walk(data, v1, minor, end)
-        result.stop(ft_off if ft_off < end else end, reason + f"; {len(offsets)} frames found by walking the file")
+        result.stop(min(ft_off, end), reason + f"; {len(offsets)} frames found by walking the file")
         table_end = end
     else:
         offsets = list(struct.unpack_from(f"<{ft_len // 4}I", data, ft_off))
@@ -511,7 +534,7 @@ def _read_netmon(data, result: ReadResult, tracker: Tracker) -> None:
         if trailer >= 14:
             ft = struct.unpack_from("<Q", data, data_end + 6)[0]
             if ft:
-                ts = ft / 1e7 - FILETIME_EPOCH
+                ts = (ft - FILETIME_EPOCH * 10_000_000) / 1e7
         frame = number
         if fmedia in METADATA_MEDIA:
             result.skipped["NetMon metadata frame"] += 1

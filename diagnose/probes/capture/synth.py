@@ -252,7 +252,9 @@ def write_pcapng(fh: BinaryIO, records: Iterable[Record], tsresol: dict[int, int
             blen = 16 + len(data) + pad
             fh.write(struct.pack(o + "III", 3, blen, len(data)) + data + b"\0" * pad + struct.pack(o + "I", blen))
             continue
-        ticks = round(ts * 10 ** resol.get(lt, 6))
+        r = resol.get(lt, 6)
+        micros = round(ts * 1e6)  # integer arithmetic: a float cannot hold epoch nanoseconds
+        ticks = micros * 10 ** (r - 6) if r >= 6 else micros // 10 ** (6 - r)
         blen = 32 + len(data) + pad
         fh.write(struct.pack(o + "IIIIIII", 6, blen, iface, ticks >> 32, ticks & 0xFFFFFFFF, len(data), len(data))
                  + data + b"\0" * pad + struct.pack(o + "I", blen))
@@ -312,7 +314,7 @@ def write_netmon(fh: BinaryIO, records: Iterable[Record], minor: int = 1, metada
         if minor >= 2:
             rec += struct.pack("<I", 0xFFFFFFFF)
         if minor >= 3:
-            rec += struct.pack("<QB", int(round((ts + 11644473600) * 1e7)), 0)
+            rec += struct.pack("<QB", (round(ts * 1e6) + 11644473600 * 10**6) * 10, 0)
         fh.write(rec)
         pos += len(rec)
     fh.write(struct.pack(f"<{len(offsets)}I", *offsets))
