@@ -355,3 +355,48 @@ def test_partial_file_through_the_cli_says_where_reading_stopped(tmp_path: Path,
     assert f"cut.pcap@{offset}" in out["probe"]["reason"]
     text = cli("probe", "capture", str(path))
     assert "partial" in text.stdout.splitlines()[0]
+
+
+# -- legs, roles and the probe's facts -------------------------------------------------------------------------
+def _two_legs(tmp_path: Path) -> Path:
+    """Clients -> TMG external 203.0.113.1:443 (graceful), TMG internal 10.0.0.1 -> CAS 10.0.0.10:443
+    (dirty closes by the TMG, and one server reset)."""
+    segs: list[synth.Segment] = []
+    t = 1_700_000_000.0
+    for i in range(6):
+        segs += synth.script_segments(synth.SCENARIOS["graceful-server-first"], (f"198.51.100.{i + 1}", 50000 + i),
+                                      ("203.0.113.1", 443), t, conn=2 * i)
+        name = "server-reset" if i == 5 else "dirty-close"
+        segs += synth.script_segments(synth.SCENARIOS[name], ("10.0.0.1", 31000 + i), ("10.0.0.10", 443),
+                                      t + 0.0005, conn=2 * i + 1)
+        t += 1
+    segs.sort(key=lambda s: s.ts)
+    return synth.write_file(tmp_path / "legs.pcap", "pcap", synth.records_for(segs))
+
+
+@pytest.mark.parametrize("how", ["given", "internal", "inferred"])
+def test_legs_and_roles_from_given_or_inferred_tmg(tmp_path: Path, how: str) -> None:
+    from diagnose.kinds import fact_kinds
+    from diagnose.probes import ProbeContext
+    from diagnose.probes.capture import probe
+
+    spec: dict = {"paths": [str(_two_legs(tmp_path))], "samples": 2}
+    if how == "given":
+        spec["tmg_addresses"] = ["10.0.0.1", "203.0.113.1"]
+    elif how == "internal":
+        spec["internal_addresses"] = ["10.0.0.10"]
+    result = probe(ProbeContext(), spec)
+    fact_kinds().check(list(result.facts), "capture probe")
+    by_subject = {f.subject: f.attrs for f in result.facts if f.kind == "capture.teardown_summary"}
+    server_leg = by_subject["leg:server"]
+    assert (server_leg["connections"], server_leg["dirty_close"], server_leg["dirty_close_by_tmg"]) == (6, 5, 5)
+    assert (server_leg["reset"], server_leg["reset_by_server"]) == (1, 1)
+    assert by_subject["server:10.0.0.10:443"]["dirty_close"] == 5
+    assert by_subject["all"]["graceful"] == 6 and by_subject["all"]["tmg_inferred"] is (how != "given")
+    if how == "given":
+        assert by_subject["leg:client"]["graceful"] == 6
+    samples = [f.attrs for f in result.facts if f.kind == "capture.connection"]
+    dirty = [s for s in samples if s["teardown"] == "dirty-close"]
+    assert len(dirty) == 2 and all((s["reset_by_role"], s["fin_by_role"]) == ("tmg", "server") for s in dirty)
+    reset = [s for s in samples if s["teardown"] == "reset"]
+    assert reset[0]["reset_by_role"] == "server" and reset[0]["history"] == "ShADar"

@@ -8,6 +8,7 @@ connections per label are kept as examples (all of them with `keep_all`).
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -111,14 +112,18 @@ class CaptureAnalysis:
 
     # -- roles ------------------------------------------------------------------------------------
     def decide_tmg(self, given: Iterable[str]) -> None:
+        """The TMG addresses: as given; else an address that both serves and opens 443/80
+        connections; else the addresses opening 443/80 connections to private (internal) servers;
+        else every address opening 443/80 connections."""
         given = frozenset(given)
         if given:
             self.tmg, self.tmg_inferred = given, False
             return
         originators = {k.orig_ip for k in self.counts if k.resp_port in WEB_PORTS}
         web_servers = {k.resp_ip for k in self.counts if k.resp_port in WEB_PORTS}
-        proxy = originators & web_servers
-        self.tmg = frozenset(proxy or originators)
+        proxy = originators & web_servers  # one address both serves 443/80 and connects to 443/80
+        inward = {k.orig_ip for k in self.counts if k.resp_port in WEB_PORTS and _private(k.resp_ip)}
+        self.tmg = frozenset(proxy or inward or originators)
         self.tmg_inferred = True
 
     def leg(self, orig_ip: str, resp_ip: str) -> str:
@@ -188,6 +193,19 @@ class CaptureAnalysis:
             if picked:
                 out[label] = sorted(picked, key=lambda c: (c.source, c.first_frame))
         return out
+
+
+_INTERNAL_NETS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7", "::1/128"))
+
+
+def _private(ip: str) -> bool:
+    """RFC 1918 / unique-local / loopback: where a published Exchange server lives."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in net for net in _INTERNAL_NETS if net.version == addr.version)
 
 
 def _endpoint(ip: str, port: int) -> str:
