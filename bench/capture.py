@@ -53,17 +53,39 @@ def generate(directory: Path, connections: int) -> tuple[Path, Path, Path, int]:
     return plain, tagged, quarter, count
 
 
+def _hwm(pid: int) -> int:
+    """The process's peak resident set (VmHWM) in bytes; 0 once it has gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for text in fh:
+                if text.startswith("VmHWM:"):
+                    return int(text.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def run_measured(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and max RSS (bytes) of one child process."""
+    """Wall seconds and peak RSS (bytes) of one child process.
+
+    The peak is read from /proc/PID/status (VmHWM) while the child runs: `ru_maxrss` of a child
+    would include the high-water mark this (big) parent had when it forked.
+    """
     env = dict(os.environ, PYTHONPATH=str(REPO))
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _pid, status, usage = os.wait4(proc.pid, 0)
+    peak = 0
+    while True:
+        pid, status = os.waitpid(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        peak = max(peak, _hwm(proc.pid))
+        time.sleep(0.005)
     elapsed = time.perf_counter() - started
     if status != 0:
         err = proc.stderr.read().decode() if proc.stderr else ""
         raise SystemExit(f"{' '.join(cmd)} failed: {err}")
-    return elapsed, usage.ru_maxrss * 1024
+    return elapsed, peak
 
 
 def line(name: str, seconds: float, packets: int, size: int, rss: int | None = None) -> str:

@@ -209,7 +209,7 @@ def _feeder(data, tracker: Tracker):
             if vihl == 0x45 and proto == 6 and not frag & 0x1FFF:
                 key = data[ip + 12:ip + 24]
                 plen = tl - 20 - ((doff >> 4) << 2)
-                if not fl & CONTROL and fl & ACK:
+                if fl & 0x17 == 0x10:  # ACK, no SYN/FIN/RST
                     ent = conns.get(key)
                     if ent is not None:
                         c, d = ent
@@ -227,10 +227,9 @@ def _feeder(data, tracker: Tracker):
                         return True
                 bad = False
                 if fl & 0x05 and ip + tl <= end:
-                    seg = bytes(data[ip + 12:ip + 20]) + b"\0\x06" + (tl - 20).to_bytes(2, "big") + data[ip + 20:ip + tl]
-                    if tl & 1:
-                        seg += b"\0"
-                    bad = int.from_bytes(seg, "big") % 0xFFFF != 0
+                    # ones-complement sum = value mod 0xFFFF (odd length: pad one zero byte = * 256)
+                    v = int.from_bytes(data[ip + 20:ip + tl], "big") << (8 * (tl & 1))
+                    bad = (int.from_bytes(data[ip + 12:ip + 20], "big") + tl - 14 + v) % 0xFFFF != 0
                 packet(frame, ts, key, None, fl, win, plen if plen > 0 else 0, seqof(data, ip + 24)[0], bad)
                 return True
         seg = decode(lt, data, p, incl)
@@ -328,7 +327,7 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
             tracker.sweep(ts_s + ts_f * scale)
             release(off)
         if eth_ip & 0xFFFFFF == 0x450008 and frag_proto & 0xFF00FF1F == 0x06000000 and incl >= 54:
-            if not fl & 7 and fl & 16:
+            if fl & 0x17 == 0x10:  # ACK, no SYN/FIN/RST
                 ent = conns.get(data[p + 26:p + 38])
                 if ent is not None:
                     c, d = ent
@@ -348,11 +347,9 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
             tl = (tl >> 8) | ((tl & 255) << 8)
             plen = tl - 20 - ((doff >> 4) << 2)
             bad = False
-            if fl & 0x05 and 14 + tl <= incl:
-                seg = bytes(data[p + 26:p + 34]) + b"\0\x06" + (tl - 20).to_bytes(2, "big") + data[p + 34:p + 14 + tl]
-                if tl & 1:
-                    seg += b"\0"
-                bad = int.from_bytes(seg, "big") % 0xFFFF != 0
+            if fl & 0x05 and 14 + tl <= incl:  # FIN/RST: verify the TCP checksum (see _feeder)
+                v = int.from_bytes(data[p + 34:p + 14 + tl], "big") << (8 * (tl & 1))
+                bad = (int.from_bytes(data[p + 26:p + 34], "big") + tl - 14 + v) % 0xFFFF != 0
             packet(frame, ts_s + ts_f * scale, data[p + 26:p + 38], None, fl, (win >> 8) | ((win & 255) << 8),
                    plen if plen > 0 else 0, seqof(data, p + 38)[0], bad)
             continue

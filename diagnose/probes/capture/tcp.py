@@ -34,7 +34,7 @@ WELL_KNOWN = frozenset({21, 22, 23, 25, 53, 80, 110, 139, 143, 443, 445, 993, 99
                         8080, 8443})
 
 LINGER = 30.0  # seconds a closed connection is kept for late packets (Zeek: tcp_close_delay 5 s)
-SWEEP_EVERY = 1 << 16  # frames between sweeps of closed connections
+SWEEP_EVERY = 1 << 14  # frames between sweeps of closed connections (and releases of read pages)
 
 # Zeek endpoint states
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
