@@ -183,7 +183,7 @@ def test_gzipped_input_of_any_format(tmp_path: Path, twin, fmt: str) -> None:
         synth.write_file(plain, fmt, synth.records_for(segs))
     packed = tmp_path / f"packed.{fmt}.gz"
     packed.write_bytes(gzip.compress(plain.read_bytes()))
-    a, ra = _conns(plain)
+    a, _ra = _conns(plain)
     b, rb = _conns(packed)
     assert rb.compressed and not rb.partial
     assert _comparable(a) == _comparable(b)

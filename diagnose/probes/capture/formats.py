@@ -32,7 +32,7 @@ from pathlib import Path
 
 from diagnose.errors import InputError, where
 from diagnose.probes.capture import linklayer
-from diagnose.probes.capture.tcp import ACK, CONTROL, SWEEP_EVERY, Tracker
+from diagnose.probes.capture.tcp import SWEEP_EVERY, Tracker
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
@@ -80,7 +80,7 @@ class _Buffer:
         src = self._file
         if head == GZIP_MAGIC:
             result.compressed = True
-            self._tmp = tempfile.TemporaryFile()
+            self._tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
             _gunzip(self._file, self._tmp, result)
             self._tmp.flush()
             src = self._tmp

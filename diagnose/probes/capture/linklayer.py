@@ -151,7 +151,7 @@ def decode_tcp(lt: int, buf, p: int, caplen: int) -> Segment | None:
         seg_len = ip_end - t
     if t + 20 > end or seg_len < 20:
         return None
-    sport, dport, seq, _ack, off, flags, win = _TCP.unpack_from(buf, t)
+    _sport, _dport, seq, _ack, off, flags, win = _TCP.unpack_from(buf, t)
     plen = seg_len - (off >> 4) * 4
     if plen < 0:
         plen = 0

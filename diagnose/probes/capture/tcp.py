@@ -203,10 +203,9 @@ class Tracker:
                 c[st] = PARTIAL
             hist = c[C_HIST]
             seen = c[C_SEEN]
-            if plen > 0:
-                if not seen & SEEN_D[d]:
-                    c[C_SEEN] |= SEEN_D[d]
-                    hist += "d" if d else "D"
+            if plen > 0 and not seen & SEEN_D[d]:
+                c[C_SEEN] |= SEEN_D[d]
+                hist += "d" if d else "D"
             if flags & FIN and flags & RST and not seen & SEEN_I[d]:
                 c[C_SEEN] |= SEEN_I[d]
                 hist += "i" if d else "I"
