@@ -67,8 +67,9 @@ def _text(facts: tuple[Fact, ...], run: ProbeRun) -> list[str]:
     lines.append(f"frames: {a.get('packets', 0)}  TCP segments: {a.get('tcp_packets', 0)}  "
                  f"connections: {a['connections']}  bad checksums: {a['bad_checksums']} (offload, not a fault)")
     if a.get("tmg"):
-        lines.append(f"TMG: {a['tmg']}" + (" (inferred: the side connecting to the servers' 443/80)"
-                                           if a.get("tmg_inferred") else ""))
+        shown = "the originating side (the export has no address columns)" if a["tmg"] == "?" else a["tmg"]
+        lines.append(f"TMG: {shown}" + (" (inferred: the side connecting to the servers' 443/80)"
+                                        if a.get("tmg_inferred") else ""))
     # counts per label, one column per scope
     scopes = [f for f in summaries if f.attrs.get("scope") in ("all", "leg")]
     names = [f.subject for f in scopes]
