@@ -67,6 +67,7 @@ PROBES: dict[str, str] = {
     "services": "diagnose.probes.services:probe",
     "host": "diagnose.probes.host:probe",
     "logs": "diagnose.probes.logs:probe",
+    "capture": "diagnose.probes.capture:probe",
 }
 
 
