@@ -252,7 +252,7 @@ def _recv_exact(conn: socket.socket, size: int) -> bytes | None:
 @dataclass(frozen=True)
 class Response:
     status: int
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str | list[str]] = field(default_factory=dict)  # a list repeats the header
     body: bytes = b""
     reset_after: int | None = None  # send this many body bytes, then reset the connection
 
@@ -261,7 +261,8 @@ class Response:
                   503: "Service Unavailable"}.get(self.status, "Status")
         lines = [f"HTTP/1.1 {self.status} {reason}", "Server: Microsoft-IIS/7.5", "Connection: close",
                  f"Content-Length: {len(self.body)}"]
-        lines += [f"{k}: {v}" for k, v in self.headers.items()]
+        for key, value in self.headers.items():
+            lines += [f"{key}: {v}" for v in ([value] if isinstance(value, str) else value)]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -272,7 +273,7 @@ LOGON_FORM = (b"<html><head><title>Outlook Web App</title></head><body>"
               b"<input type=\"text\" id=\"username\" name=\"username\">"
               b"<input type=\"password\" id=\"password\" name=\"password\">"
               b"<input type=\"submit\" value=\"Sign in\"></form></body></html>")
-_AUTH = {"WWW-Authenticate": "Negotiate", "X-Auth-2": "NTLM"}
+_AUTH = {"WWW-Authenticate": ["Negotiate", "NTLM", 'Basic realm="cas01.contoso.local"']}
 
 
 def owa_app(*, fba_running: bool = True, reset_ews: bool = False) -> HttpApp:
@@ -299,9 +300,8 @@ def owa_app(*, fba_running: bool = True, reset_ews: bool = False) -> HttpApp:
         if bare in ("/rpc/rpcproxy.dll", "/microsoft-server-activesync", "/ews/exchange.asmx",
                     "/autodiscover/autodiscover.xml"):
             if reset_ews and bare == "/ews/exchange.asmx":
-                return Response(401, dict(_AUTH), b"x" * 4000, reset_after=100)
-            return Response(401, dict(_AUTH) | {"WWW-Authenticate": "Basic realm=\"cas\""},
-                            b"<html>401 - Unauthorized</html>")
+                return Response(401, _AUTH, b"x" * 4000, reset_after=100)
+            return Response(401, _AUTH, b"<html>401 - Unauthorized</html>")
         return Response(404, {}, b"<html>404 - File or directory not found.</html>")
 
     return app

@@ -46,6 +46,7 @@ def main() -> None:
 
 def _register() -> None:
     from diagnose.cli import probe
+    from diagnose.cli import probe_network  # noqa: F401  (adds probe dns|tls|http|tcp)
 
     main.add_command(probe.probe)
 
