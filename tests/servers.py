@@ -37,7 +37,6 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-
 from certs import Issued
 
 LOOPBACK = "127.0.0.1"

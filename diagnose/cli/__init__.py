@@ -45,8 +45,10 @@ def main() -> None:
 
 
 def _register() -> None:
-    from diagnose.cli import probe
-    from diagnose.cli import probe_network  # noqa: F401  (adds probe dns|tls|http|tcp)
+    from diagnose.cli import (
+        probe,
+        probe_network,  # noqa: F401  (adds probe dns|tls|http|tcp)
+    )
 
     main.add_command(probe.probe)
 

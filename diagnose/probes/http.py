@@ -56,6 +56,7 @@ from diagnose.probes.netio import (
     spec_number,
     spec_port,
     spec_text,
+    unverified_client_context,
 )
 
 PROBE = "http"
@@ -215,14 +216,7 @@ def fetch(request: Request, budget: float, check: str | None) -> Fact:
     try:
         sock.settimeout(max(0.05, deadline - time.monotonic()))
         if request.scheme == "https":
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            context.minimum_version = ssl.TLSVersion.TLSv1
-            try:
-                context.set_ciphers("ALL:@SECLEVEL=0")
-            except ssl.SSLError:  # pragma: no cover
-                pass
+            context = unverified_client_context()
             sni = None if is_address(request.host_header) else request.host_header
             try:
                 sock = context.wrap_socket(sock, server_hostname=sni)

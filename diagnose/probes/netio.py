@@ -11,7 +11,9 @@ from __future__ import annotations
 import errno
 import ipaddress
 import socket
+import ssl
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -223,3 +225,27 @@ def connect(endpoint: Endpoint, timeout: float) -> socket.socket:
 
 def elapsed_ms(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
+
+
+# ------------------------------------------------------------------------------------ TLS
+
+def allow_legacy_tls(context: ssl.SSLContext) -> None:
+    """Let OpenSSL speak what a 2010-era server speaks (TLS 1.0 and 1.1, old ciphers), as TMG 2010 does."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0 is deprecated, and that is the point
+        context.minimum_version = ssl.TLSVersion.TLSv1
+    try:
+        context.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:  # pragma: no cover - an OpenSSL without security levels
+        context.set_ciphers("ALL")
+
+
+def unverified_client_context(max_version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    """A client context that accepts any certificate (it is examined, or ignored, afterwards)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    allow_legacy_tls(context)
+    if max_version is not None:
+        context.maximum_version = max_version
+    return context

@@ -45,6 +45,7 @@ from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.netio import (
     ConnectFailure,
     Endpoint,
+    allow_legacy_tls,
     classify_os_error,
     connect,
     elapsed_ms,
@@ -55,6 +56,7 @@ from diagnose.probes.netio import (
     spec_number,
     spec_port,
     spec_text,
+    unverified_client_context,
 )
 
 PROBE = "tls"
@@ -122,7 +124,7 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
 def trust_context(ca_file: str | None) -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False  # names are judged separately, against every name that matters
-    _allow_legacy(context)
+    allow_legacy_tls(context)
     if ca_file:
         try:
             context.load_verify_locations(cafile=ca_file)
@@ -133,31 +135,13 @@ def trust_context(ca_file: str | None) -> ssl.SSLContext:
     return context
 
 
-def _allow_legacy(context: ssl.SSLContext) -> None:
-    """Let OpenSSL speak what a 2010-era server speaks (TLS 1.0 and 1.1, old ciphers)."""
-    context.minimum_version = ssl.TLSVersion.TLSv1
-    try:
-        context.set_ciphers("ALL:@SECLEVEL=0")
-    except ssl.SSLError:  # pragma: no cover - an OpenSSL without security levels
-        context.set_ciphers("ALL")
-
-
 def tmg_context() -> ssl.SSLContext:
     """A client like TMG 2010's: TLS 1.0 to 1.2, any certificate accepted (it is examined afterwards)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    _allow_legacy(context)
-    context.maximum_version = ssl.TLSVersion.TLSv1_2
-    return context
+    return unverified_client_context(ssl.TLSVersion.TLSv1_2)
 
 
 def modern_context() -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    _allow_legacy(context)
-    return context
+    return unverified_client_context()
 
 
 def observe(endpoint: Endpoint, sni: str | None, budget: float, trust: ssl.SSLContext) -> Observation:
