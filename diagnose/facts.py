@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ BUNDLE_FORMAT = "diagnose-evidence"
 BUNDLE_VERSION = 1
 
 
-class ProbeStatus(str, Enum):
+class ProbeStatus(StrEnum):
     COMPLETE = "complete"
     PARTIAL = "partial"
     UNAVAILABLE = "unavailable"
@@ -232,7 +232,8 @@ def parse_fact(raw: Any, jpath: str, r: _Reader) -> Fact:
                 raise r.fail(apath, "numbers must be finite")
             attrs[key] = value
         else:
-            raise r.fail(apath, f"attributes are flat: expected string, number, boolean or list, got {_json_type(value)}")
+            raise r.fail(apath, "attributes are flat: expected string, number, boolean or list, "
+                                f"got {_json_type(value)}")
     prov_raw = r.obj(obj.get("provenance", {"probe": "recorded"}), f"{jpath}.provenance")
     r.keys(prov_raw, f"{jpath}.provenance", Provenance.__slots__, ("probe",))
     prov = Provenance(**{k: r.text(v, f"{jpath}.provenance.{k}", optional=k != "probe") for k, v in prov_raw.items()})
@@ -285,11 +286,13 @@ def bundle_from_json(raw: Any, source: str) -> EvidenceBundle:
             status = ProbeStatus(p["status"])
         except ValueError:
             raise r.fail(f"{jp}.status", f"unknown probe status {p['status']!r}") from None
-        kinds = tuple(r.text(k, f"{jp}.kinds[{j}]") or "" for j, k in enumerate(r.array(p.get("kinds", []), f"{jp}.kinds")))
+        kinds_raw = r.array(p.get("kinds", []), f"{jp}.kinds")
+        kinds = tuple(r.text(k, f"{jp}.kinds[{j}]") or "" for j, k in enumerate(kinds_raw))
         elapsed = p.get("elapsed")
         if elapsed is not None and (isinstance(elapsed, bool) or not isinstance(elapsed, int | float)):
             raise r.fail(f"{jp}.elapsed", "expected a number")
-        probes.append(ProbeRun(r.text(p["probe"], f"{jp}.probe") or "", status, r.text(p.get("reason", ""), f"{jp}.reason") or "",
+        probes.append(ProbeRun(r.text(p["probe"], f"{jp}.probe") or "", status,
+                               r.text(p.get("reason", ""), f"{jp}.reason") or "",
                                r.text(p.get("check"), f"{jp}.check", optional=True), kinds, elapsed))
     answers = r.obj(obj.get("answers", {}), "$.answers")
     for key, value in answers.items():

@@ -45,12 +45,11 @@ def main() -> None:
 
 
 def _register() -> None:
-    from diagnose.cli import (
-        probe,
-        probe_network,  # noqa: F401  (adds probe dns|tls|http|tcp)
-    )
+    from diagnose.cli import causes, probe, rules, run
+    from diagnose.cli import probe_network  # noqa: F401  (adds probe dns|tls|http|tcp)
 
-    main.add_command(probe.probe)
+    for command in (run.run, run.collect_cmd, run.analyze, run.examples, rules.rules, causes.causes, probe.probe):
+        main.add_command(command)
 
 
 _register()

@@ -1,0 +1,234 @@
+"""From an evidence bundle to a diagnosis: run the engine, then rank, explain and list unknowns.
+
+Missing evidence is not negative evidence. A kind of fact is *available* when facts of it exist or
+a probe that delivers it ran (complete or partial). For each rule:
+
+* fired   - the engine matched it, and every kind it negates was available;
+* unknown - it did not fire and needs a kind that was not available, or it fired only because a
+            negated kind was not available ("no stopped service" proves nothing if services were
+            never read). Answers are available per question.
+* silent  - it did not fire although its evidence was available.
+"""
+
+from __future__ import annotations
+
+import string
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from diagnose.engine import Engine, Firing, create_engine
+from diagnose.facts import EvidenceBundle, Fact, make_fact
+from diagnose.profile import profile_from_mapping
+from diagnose.ranking import ESTABLISHED, SEVERITY, combine_all, verdict
+from diagnose.rulebook.model import Binding, Cause, Question, Rule, Rulebook, Verdict
+
+MAX_MATCHES = 20  # fact combinations kept per rule for the explanation (the count is always kept)
+
+
+@dataclass(frozen=True)
+class RuleSupport:
+    rule: Rule
+    certainty: float
+    explain: str
+    matches: tuple[tuple[tuple[str, int], ...], ...]  # per firing: (binding, fact index)
+    firings: int
+
+
+@dataclass(frozen=True)
+class CauseFinding:
+    cause: Cause
+    certainty: float
+    support: tuple[RuleSupport, ...]
+    evidence: tuple[int, ...]  # fact indices, in first-cited order
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    rule: Rule
+    status: str  # fired | silent | unknown
+    missing: tuple[str, ...] = ()
+
+    @property
+    def reason(self) -> str:
+        if self.status == "unknown":
+            return "needs evidence that was not gathered: " + ", ".join(self.missing)
+        if self.status == "fired":
+            return "its conditions held"
+        return "its conditions did not hold on the evidence gathered"
+
+
+@dataclass(frozen=True)
+class QuestionPrompt:
+    question: Question
+    weight: float
+    rules: tuple[str, ...]
+    causes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    verdict: Verdict
+    causes: tuple[CauseFinding, ...]
+    outcomes: tuple[RuleOutcome, ...]
+    questions: tuple[QuestionPrompt, ...]
+    facts: tuple[Fact, ...]
+    bundle: EvidenceBundle
+    rulebook: Rulebook
+    warnings: tuple[str, ...]
+    unused_kinds: tuple[str, ...]
+    engine: str
+    firings: tuple[Firing, ...] = ()
+
+    @property
+    def unknowns(self) -> tuple[RuleOutcome, ...]:
+        return tuple(o for o in self.outcomes if o.status == "unknown")
+
+    def fact_index(self, fact: Fact) -> int:
+        return self.facts.index(fact)
+
+
+def diagnosis_facts(bundle: EvidenceBundle) -> tuple[Fact, ...]:
+    """The bundle's facts plus the profile and the answers as facts (unless already there)."""
+    facts = list(bundle.facts)
+    kinds = {f.kind for f in facts}
+    if bundle.profile and "site.profile" not in kinds:
+        facts.append(profile_from_mapping(bundle.profile, "bundle profile").to_fact())
+    answered = {f.subject for f in facts if f.kind == "answer"}
+    for question, value in bundle.answers.items():
+        if question not in answered:
+            facts.append(make_fact("answer", question, "answers", source="answers", value=value))
+    return tuple(facts)
+
+
+def _answer_question(binding: Binding) -> str | None:
+    for test in binding.tests:
+        if test.field == "subject" and test.op == "eq" and isinstance(test.value, str):
+            return test.value
+    return None
+
+
+class Availability:
+    """Which evidence was gathered: kinds, and answers per question."""
+
+    def __init__(self, kinds: set[str] | None, answered: set[str] | None, unavailable: Sequence[str] = ()) -> None:
+        """`None` means everything (used by rule tests); `unavailable` then takes kinds or `answer:QID` away."""
+        self.all_kinds = kinds is None
+        self.kinds = set() if kinds is None else set(kinds)
+        self.all_answers = answered is None and "answer" not in unavailable
+        self.answered = set(answered or ())
+        self.unavailable = set(unavailable)
+
+    @classmethod
+    def of(cls, bundle: EvidenceBundle, facts: Sequence[Fact]) -> Availability:
+        return cls(bundle.available_kinds() | {f.kind for f in facts}, {f.subject for f in facts if f.kind == "answer"})
+
+    def missing(self, binding: Binding) -> str | None:
+        if binding.kind == "answer":
+            question = _answer_question(binding)
+            label = "answer" if question is None else f"answer:{question}"
+            if label in self.unavailable or "answer" in self.unavailable:
+                return label
+            if self.all_answers or (question is None and self.answered) or question in self.answered:
+                return None
+            return label
+        if binding.kind in self.unavailable:
+            return binding.kind
+        return None if self.all_kinds or binding.kind in self.kinds else binding.kind
+
+
+def evaluate(rule: Rule, fired: bool, availability: Availability) -> RuleOutcome:
+    negated = rule.negated_names()
+    missing_negated = sorted({m for b in rule.when.bindings() if b.name in negated
+                              and (m := availability.missing(b))})
+    if fired:
+        if missing_negated:
+            return RuleOutcome(rule, "unknown", tuple(missing_negated))
+        return RuleOutcome(rule, "fired")
+    missing = sorted({m for b in rule.when.bindings() if b.name not in negated and (m := availability.missing(b))})
+    if missing:
+        return RuleOutcome(rule, "unknown", tuple(missing))
+    return RuleOutcome(rule, "silent")
+
+
+_FORMATTER = string.Formatter()
+
+
+def render(template: str, bound: Mapping[str, Fact]) -> str:
+    """Fill `{binding.field}` (or `{binding}` for the subject) from the bound facts."""
+    out = []
+    for literal, field, _, _ in _FORMATTER.parse(template):
+        out.append(literal)
+        if field is None:
+            continue
+        name, _, attr = field.partition(".")
+        fact = bound.get(name)
+        value = None if fact is None else fact.get(attr or "subject")
+        if isinstance(value, tuple):
+            value = ", ".join(value)
+        elif isinstance(value, float):
+            value = f"{value:g}"
+        out.append("?" if value is None else str(value))
+    return "".join(out)
+
+
+def analyze(bundle: EvidenceBundle, rulebook: Rulebook, engine: Engine | None = None,
+            availability: Availability | None = None) -> Diagnosis:
+    engine = engine or create_engine(rulebook)
+    facts = diagnosis_facts(bundle)
+    result = engine.run(facts)
+    by_rule: dict[str, list[Firing]] = defaultdict(list)
+    for firing in result.firings:
+        by_rule[firing.rule_id].append(firing)
+    availability = availability or Availability.of(bundle, facts)
+    outcomes = tuple(evaluate(rule, rule.id in by_rule, availability) for rule in rulebook.rules)
+
+    supports: dict[str, list[RuleSupport]] = defaultdict(list)
+    for outcome in outcomes:
+        if outcome.status != "fired":
+            continue
+        rule = outcome.rule
+        firings = sorted(by_rule[rule.id], key=lambda f: f.bindings)
+        first = {name: facts[i] for name, i in firings[0].bindings}
+        supports[rule.conclude.cause].append(RuleSupport(
+            rule, rule.conclude.certainty, render(rule.conclude.explain, first),
+            tuple(f.bindings for f in firings[:MAX_MATCHES]), len(firings)))
+
+    findings = []
+    for cause_id, items in supports.items():
+        cause = rulebook.causes[cause_id]
+        items.sort(key=lambda s: (-s.certainty, s.rule.id))
+        evidence: dict[int, None] = {}
+        for item in items:
+            for match in item.matches:
+                for _, index in match:
+                    evidence.setdefault(index, None)
+        findings.append(CauseFinding(cause, round(combine_all(s.certainty for s in items), 4), tuple(items),
+                                     tuple(evidence)))
+    problems = (Verdict.MISCONFIGURATION, Verdict.FAULT)
+    problem_established = any(f.certainty >= ESTABLISHED and f.cause.verdict in problems for f in findings)
+    if problem_established:
+        findings = [f for f in findings if f.cause.verdict is not Verdict.INCONCLUSIVE]
+    findings.sort(key=lambda f: (-f.certainty, SEVERITY[f.cause.verdict], f.cause.id))
+    final = verdict((f.cause.verdict, f.certainty) for f in findings)
+    return Diagnosis(final, tuple(findings), outcomes, questions_to_ask(rulebook, outcomes), facts, bundle, rulebook,
+                     result.warnings, result.unused_kinds, engine.name, result.firings)
+
+
+def questions_to_ask(rulebook: Rulebook, outcomes: Sequence[RuleOutcome]) -> tuple[QuestionPrompt, ...]:
+    """Questions whose answer would decide rules that are now unknown, most influential first."""
+    weight: dict[str, float] = defaultdict(float)
+    rules: dict[str, list[str]] = defaultdict(list)
+    causes: dict[str, set[str]] = defaultdict(set)
+    for outcome in outcomes:
+        if outcome.status != "unknown":
+            continue
+        for missing in outcome.missing:
+            if missing.startswith("answer:") and missing[7:] in rulebook.questions:
+                qid = missing[7:]
+                weight[qid] += abs(outcome.rule.conclude.certainty)
+                rules[qid].append(outcome.rule.id)
+                causes[qid].add(outcome.rule.conclude.cause)
+    ordered = sorted(weight, key=lambda q: (-weight[q], q))
+    return tuple(QuestionPrompt(rulebook.questions[q], round(weight[q], 4), tuple(rules[q]), tuple(sorted(causes[q])))
+                 for q in ordered)

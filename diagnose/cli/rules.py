@@ -1,0 +1,131 @@
+"""`diagnose rules list|show|lint|test|new`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from diagnose.cli.common import load_rules, rule_dirs, rules_option
+from diagnose.errors import RuleError, UsageError
+from diagnose.rulebook.loader import RuleErrors, load_rulebook
+
+
+@click.group()
+def rules() -> None:
+    """List, show, lint, test and create rules."""
+
+
+@rules.command("list")
+@rules_option
+def list_rules(rule_dirs: tuple[str, ...]) -> None:
+    """One line per rule: id, status, certainty, cause."""
+    rulebook = load_rules(rule_dirs)
+    width = max((len(r.id) for r in rulebook.rules), default=10)
+    for rule in rulebook.rules:
+        click.echo(f"{rule.id:<{width}}  {rule.status.value:<12} {rule.conclude.certainty:+.2f}  "
+                   f"{rule.conclude.cause}")
+    click.echo(f"\n{len(rulebook.rules)} rules, {len(rulebook.causes)} causes, {len(rulebook.questions)} questions; "
+               f"rulebook {rulebook.version}")
+
+
+@rules.command("show")
+@click.argument("rule_id")
+@rules_option
+def show_rule(rule_id: str, rule_dirs: tuple[str, ...]) -> None:
+    """Show a rule's file and what it concludes."""
+    rulebook = load_rules(rule_dirs)
+    rule = rulebook.rule(rule_id)
+    if rule is None:
+        raise UsageError(f"no rule {rule_id!r} (see `diagnose rules list`)")
+    click.echo(f"# {rule.path}")
+    click.echo(Path(rule.path).read_text(encoding="utf-8-sig").rstrip())
+    cause = rulebook.causes[rule.conclude.cause]
+    click.echo(f"\n# concludes {cause.id} ({cause.verdict.value}): {cause.title}")
+
+
+@rules.command("lint")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+def lint(directory: str | None) -> None:
+    """Check the shipped rules, plus DIRECTORY's (which win by id). Exit 3 on any error."""
+    dirs = rule_dirs((directory,) if directory else ())
+    if directory and not Path(directory).is_dir():
+        raise UsageError(f"no such directory: {directory}")
+    try:
+        rulebook = load_rulebook(dirs)
+    except RuleErrors as exc:
+        for error in exc.errors:
+            click.echo(f"{error}", err=True)
+        sys.exit(RuleError.exit_code)
+    click.echo(f"ok: {len(rulebook.rules)} rules, {len(rulebook.causes)} causes, "
+               f"{len(rulebook.questions)} questions (rulebook {rulebook.version})")
+
+
+@rules.command("test")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.option("--rule", "only", multiple=True, help="Only this rule (repeatable).")
+@click.option("-v", "--verbose", is_flag=True, help="List passing tests too.")
+def test(directory: str | None, only: tuple[str, ...], verbose: bool) -> None:
+    """Run every rule's inline tests through both engines (durable_rules and the reference)."""
+    from diagnose.ruletests import run_rule_tests
+
+    rulebook = load_rules((directory,) if directory else ())
+    passed = failed = 0
+    for outcome in run_rule_tests(rulebook, only):
+        if outcome.passed:
+            passed += 1
+            if verbose:
+                click.echo(f"PASS {outcome.rule.id}: {outcome.test.name}")
+        else:
+            failed += 1
+            click.echo(f"FAIL {outcome.where}: {outcome.rule.id}: {outcome.test.name}: {outcome.detail}")
+    click.echo(f"{passed} passed, {failed} failed (each through durable_rules and the reference evaluator)")
+    if failed:
+        sys.exit(RuleError.exit_code)
+
+
+TEMPLATE = """\
+id: {id}
+title: {title}
+status: experimental          # experimental | test | stable (test/stable need a firing and a silent test)
+description: >-
+  What the rule recognises, and why it points at the cause.
+references: []
+when:
+  log: {{kind: log.status_summary, scope: all, status64_count: {{gt: 0}}}}
+conclude:
+  cause: {cause}
+  certainty: 0.5
+  explain: "{{log.status64_count}} Status 64 entries"
+tests:
+  - name: fires when ...
+    facts:
+      - {{kind: log.status_summary, subject: all, attrs: {{scope: all, status64_count: 3}}}}
+    expect: {{fires: true}}
+  - name: silent when ...
+    facts:
+      - {{kind: log.status_summary, subject: all, attrs: {{scope: all, status64_count: 0}}}}
+    expect: {{fires: false}}
+"""
+
+
+@rules.command("new")
+@click.argument("rule_id")
+@click.option("--dir", "directory", default="rules.d", show_default=True, type=click.Path(file_okay=False),
+              help="Where to write the rule (use with --rules DIR / DIAGNOSE_RULES).")
+@click.option("--cause", default="dirty-close-by-design", show_default=True, help="The cause it concludes.")
+@click.option("--title", default="Describe what this rule recognises", help="Rule title.")
+def new(rule_id: str, directory: str, cause: str, title: str) -> None:
+    """Write a rule skeleton, with a firing and a silent test, ready to edit, lint and test."""
+    import re
+
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", rule_id):
+        raise UsageError("a rule id is lowercase letters, digits and dashes")
+    path = Path(directory) / f"{rule_id}.yaml"
+    if path.exists():
+        raise UsageError(f"{path} exists; not overwriting it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(TEMPLATE.format(id=rule_id, title=title, cause=cause), encoding="utf-8")
+    click.echo(f"wrote {path}\nnext: edit it, then `diagnose rules lint {directory}` and `diagnose rules test "
+               f"{directory}`; use it with `--rules {directory}`")

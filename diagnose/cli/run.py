@@ -1,0 +1,211 @@
+"""`diagnose run`, `collect`, `analyze` and `examples`: collect -> infer -> report."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from diagnose.cli.common import load_rules, note, rules_option, use_color, write_output
+from diagnose.collect import RunInputs, collect, default_check_dirs, load_checks
+from diagnose.errors import ConfigError, UsageError
+from diagnose.facts import EvidenceBundle, ProbeStatus, load_bundle
+from diagnose.paths import data_dir, extra_dirs
+from diagnose.profile import SiteProfile, load_profile
+from diagnose.yamlio import load_yaml
+
+EXIT_FINDING, EXIT_INCOMPLETE = 1, 4
+
+
+def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The evidence inputs shared by `run` and `collect`."""
+    options = [
+        click.option("--profile", type=click.Path(dir_okay=False), help="Site profile (YAML)."),
+        click.option("--log", "logs", multiple=True, type=click.Path(), help="TMG/ISA log file, folder or glob."),
+        click.option("--capture", "captures", multiple=True, type=click.Path(), help="Packet capture file."),
+        click.option("--evidence", "evidence", multiple=True, type=click.Path(dir_okay=False),
+                     help="Recorded facts (a bundle or {\"facts\": [...]})."),
+        click.option("--dns-server", "dns_servers", multiple=True, help="Resolver ADDR[:PORT] (repeatable)."),
+        click.option("--hosts-file", type=click.Path(dir_okay=False), help="HOSTS file as TMG has it."),
+        click.option("--services-export", type=click.Path(dir_okay=False), help="Exported service list."),
+        click.option("--services-host", help="Query services on HOST with sc.exe."),
+        click.option("--tmg", "tmg", multiple=True, help="A TMG address (repeatable)."),
+        click.option("--tz", help="Time zone of ISA text-format logs (e.g. Europe/Berlin)."),
+        click.option("--checks", "check_dirs", multiple=True, type=click.Path(file_okay=False),
+                     help="Extra checks directory (repeatable). Also DIAGNOSE_CHECKS."),
+        click.option("--timeout", type=float, default=60.0, show_default=True, help="Overall probe deadline, s."),
+        click.option("--answers", "answers_file", type=click.Path(dir_okay=False), help="Answers file (YAML)."),
+        click.option("--no-input", is_flag=True, help="Never ask questions."),
+        click.option("--progress/--quiet", default=None, help="Progress lines on stderr (default: on a terminal)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+                     show_default=True),
+        click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE."),
+        click.option("--why", is_flag=True, help="Show every rule considered and why it fired or not."),
+        click.option("--fail-on", type=click.FloatRange(-1, 1), default=None,
+                     help="Exit 1 when a misconfiguration/fault cause reaches this certainty."),
+        click.option("--strict", is_flag=True, help="Exit 4 when evidence is incomplete."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@dataclass
+class Plan:
+    profile: SiteProfile
+    inputs: RunInputs
+    answers: dict[str, str]
+    description: str = ""
+
+
+def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
+    from diagnose.answers import load_answers
+
+    profile = load_profile(o["profile"]) if o.get("profile") else SiteProfile()
+    if o.get("tmg"):
+        profile = profile.merged({"tmg_addresses": list(profile.tmg_addresses) + list(o["tmg"])})
+    inputs = RunInputs(list(o.get("logs") or ()), list(o.get("captures") or ()), list(o.get("evidence") or ()),
+                       list(o.get("dns_servers") or ()), o.get("hosts_file"), o.get("services_export"),
+                       o.get("services_host"), o.get("tz"))
+    answers = load_answers(o["answers_file"], questions) if o.get("answers_file") else {}
+    return Plan(profile, inputs, answers)
+
+
+def plan_from_example(name: str, questions: Any) -> Plan:
+    """An example runs exactly like a real run, from the files it ships, offline."""
+    from diagnose.answers import check_answers
+
+    folder = data_dir("examples") / name
+    manifest = folder / "example.yaml"
+    if not manifest.is_file():
+        raise UsageError(f"no example {name!r} (see `diagnose examples`)")
+    data, lines = load_yaml(manifest, error=ConfigError)
+    inputs_raw = data.get("inputs", {})
+
+    def files(key: str) -> list[str]:
+        return [str(folder / p) for p in inputs_raw.get(key, [])]
+
+    profile = load_profile(folder / data["profile"]) if data.get("profile") else SiteProfile()
+    single = {k: str(folder / inputs_raw[k]) for k in ("hosts_file", "services_export", "dns_recorded")
+              if inputs_raw.get(k)}
+    inputs = RunInputs(files("log"), files("capture"), files("evidence"), [], single.get("hosts_file"),
+                       single.get("services_export"), None, inputs_raw.get("tz"), offline=True,
+                       extra={k: v for k, v in single.items() if k == "dns_recorded"})
+    answers = check_answers(data.get("answers", {}), questions, lines) if data.get("answers") else {}
+    return Plan(profile, inputs, answers, str(data.get("description", "")).strip())
+
+
+def progress_printer(enabled: bool | None) -> Callable[[str, str], None] | None:
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+
+    def show(check: str, message: str) -> None:
+        click.echo(f"  {check:<28} {message}", err=True)
+
+    return show
+
+
+def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output: str | None, why: bool,
+           fail_on: float | None, strict: bool, rulebook: Any = None) -> None:
+    """Analyze a bundle, write the report, and exit with the documented code."""
+    from diagnose.analysis import analyze
+    from diagnose.report import render
+
+    rulebook = rulebook or load_rules(rule_dirs)
+    diagnosis = analyze(bundle, rulebook)
+    write_output(render(diagnosis, fmt, color=use_color(output), why=why), output)
+    if fail_on is not None and any(c.certainty >= fail_on and c.cause.verdict.value in ("misconfiguration", "fault")
+                                   for c in diagnosis.causes):
+        sys.exit(EXIT_FINDING)
+    incomplete = diagnosis.unknowns or any(p.status is not ProbeStatus.COMPLETE for p in bundle.probes)
+    if strict and incomplete:
+        note("diagnose: evidence incomplete (--strict): " + ", ".join(
+            [p.check or p.probe for p in bundle.probes if p.status is not ProbeStatus.COMPLETE]
+            + [o.rule.id for o in diagnosis.unknowns]))
+        sys.exit(EXIT_INCOMPLETE)
+
+
+@click.command()
+@input_options
+@output_options
+@rules_option
+@click.option("--example", help="Run a bundled example case (see `diagnose examples`).")
+@click.option("--save-evidence", type=click.Path(dir_okay=False), help="Also save the evidence bundle.")
+def run(example: str | None, save_evidence: str | None, rule_dirs: tuple[str, ...], fmt: str, output: str | None,
+        why: bool, fail_on: float | None, strict: bool, **options: Any) -> None:
+    """Gather the evidence, reason over it and report: the whole diagnosis."""
+    rulebook = load_rules(rule_dirs)
+    plan = plan_from_example(example, rulebook.questions) if example else plan_from_options(options,
+                                                                                              rulebook.questions)
+    checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
+    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
+                     options.get("timeout") or 60.0, plan.answers, plan.description)
+    if save_evidence:
+        bundle.save(save_evidence)
+    report(bundle, rule_dirs, fmt, output, why, fail_on, strict, rulebook)
+
+
+@click.command(name="collect")
+@input_options
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Bundle to write.")
+def collect_cmd(output: str, **options: Any) -> None:
+    """Gather the evidence into a bundle, without reasoning (no inference engine is loaded)."""
+    from diagnose.cli.common import rule_dirs
+    from diagnose.rulebook.loader import load_rulebook
+
+    questions = load_rulebook(rule_dirs()).questions if options.get("answers_file") else {}
+    plan = plan_from_options(options, questions)
+    checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
+    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
+                     options.get("timeout") or 60.0, plan.answers)
+    bundle.save(output)
+    note(f"diagnose: wrote {output}: {len(bundle.facts)} facts from {len(bundle.probes)} checks")
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(dir_okay=False))
+@click.option("--answers", "answers_file", type=click.Path(dir_okay=False), help="Answers file (YAML).")
+@output_options
+@rules_option
+def analyze(bundle: str, answers_file: str | None, rule_dirs: tuple[str, ...], fmt: str, output: str | None,
+            why: bool, fail_on: float | None, strict: bool) -> None:
+    """Reason over an evidence bundle and report."""
+    from diagnose.answers import load_answers
+    from diagnose.kinds import fact_kinds
+
+    rulebook = load_rules(rule_dirs)
+    evidence = load_bundle(bundle)
+    fact_kinds().check_bundle(evidence, bundle)
+    if answers_file:
+        evidence = EvidenceBundle(**{**evidence.__dict__,
+                                     "answers": {**evidence.answers, **load_answers(answers_file, rulebook.questions)}})
+    report(evidence, rule_dirs, fmt, output, why, fail_on, strict, rulebook)
+
+
+@click.command()
+def examples() -> None:
+    """List the bundled example cases."""
+    root = data_dir("examples")
+    for manifest in sorted(root.glob("*/example.yaml")):
+        data, _ = load_yaml(manifest, error=ConfigError)
+        expect = data.get("expect", {})
+        click.echo(f"{manifest.parent.name:<14} {expect.get('verdict', '?'):<17} {data.get('title', '')}")
+    click.echo("\nRun one with: diagnose run --example NAME")
+
+
+def example_names() -> list[str]:
+    return sorted(p.parent.name for p in Path(data_dir("examples")).glob("*/example.yaml"))

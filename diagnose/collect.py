@@ -1,0 +1,216 @@
+"""The collect stage: fill the checks catalogue from the profile and inputs, run the probes
+concurrently, and gather their facts into an evidence bundle.
+
+This module must not import the inference engine (`diagnose collect` runs where only probes can).
+
+A check file (`checks/*.yaml`) holds a `checks:` list:
+
+    checks:
+      - id: dns-names
+        probe: dns
+        title: Resolve the published names and certificate FQDN as TMG does
+        kinds: [dns.resolution, dns.consistency]
+        requires: [published_names]       # context keys that must be non-empty
+        network: true                      # sends traffic: skipped in offline runs (examples)
+        params:
+          names: "{published_names}"       # "{key}" alone keeps the value's type
+          hint: "resolver {dns_servers}"   # inside a longer string it is formatted
+
+Other top-level keys in a check file are catalogue data for probes (e.g. service lists) and are
+ignored here.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from diagnose import __version__
+from diagnose.errors import DiagnoseError, RuleError
+from diagnose.facts import EvidenceBundle, Fact, ProbeRun, ProbeStatus
+from diagnose.paths import data_dir
+from diagnose.probes import PROBES, ProbeContext, ProbeResult, get_probe
+from diagnose.profile import SiteProfile
+from diagnose.yamlio import load_yaml
+
+CHECK_KEYS = ("id", "probe", "title", "kinds", "requires", "params", "network", "description")
+_PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+HINTS = {
+    "log_paths": "--log PATH",
+    "capture_paths": "--capture PATH",
+    "evidence_paths": "--evidence FILE",
+    "services_export": "--services-export FILE or --services-host HOST",
+    "services_host": "--services-host HOST",
+    "published_names": "published_names in the profile",
+    "internal_name": "internal_name in the profile",
+    "internal_addresses": "internal_addresses in the profile",
+    "certificate_fqdn": "certificate_fqdn in the profile",
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    probe: str
+    title: str
+    kinds: tuple[str, ...]
+    requires: tuple[str, ...]
+    params: Mapping[str, Any]
+    network: bool = False
+    path: str = ""
+
+
+def load_checks(dirs: Sequence[Path]) -> list[Check]:
+    """Checks from every `*.yaml` in `dirs` (later directories override earlier ones by id)."""
+    found: dict[str, Check] = {}
+    for directory in dirs:
+        for path in sorted(directory.glob("*.yaml")):
+            data, lines = load_yaml(path)
+            if not isinstance(data, dict) or "checks" not in data:
+                continue
+            if not isinstance(data["checks"], list):
+                raise RuleError("checks must be a list", lines.at("checks"))
+            for i, raw in enumerate(data["checks"]):
+                at = ("checks", i)
+                if not isinstance(raw, dict):
+                    raise RuleError("each check is a mapping", lines.at(*at))
+                for key in raw:
+                    if key not in CHECK_KEYS:
+                        raise RuleError(f"unknown key {key!r} in check (allowed: {', '.join(CHECK_KEYS)})",
+                                        lines.at(*at, key, "<key>"))
+                for key in ("id", "probe"):
+                    if not isinstance(raw.get(key), str):
+                        raise RuleError(f"check needs a string {key}", lines.at(*at))
+                if raw["probe"] not in PROBES:
+                    raise RuleError(f"unknown probe {raw['probe']!r} (known: {', '.join(sorted(PROBES))})",
+                                    lines.at(*at, "probe"))
+                params = raw.get("params") or {}
+                if not isinstance(params, dict):
+                    raise RuleError("params must be a mapping", lines.at(*at, "params"))
+                found[raw["id"]] = Check(
+                    raw["id"], raw["probe"], str(raw.get("title", raw["id"])),
+                    tuple(raw.get("kinds") or ()), tuple(raw.get("requires") or ()), params,
+                    bool(raw.get("network", False)), f"{path}:{lines.line(*at)}")
+    return list(found.values())
+
+
+def default_check_dirs(extra: Sequence[Path] = ()) -> list[Path]:
+    return [data_dir("checks"), *extra]
+
+
+def fill(value: Any, context: Mapping[str, Any]) -> Any:
+    """Fill `{key}` placeholders from the context; a lone placeholder keeps the value's type."""
+    if isinstance(value, str):
+        whole = _PLACEHOLDER.fullmatch(value)
+        if whole:
+            return context.get(whole.group(1))
+        return _PLACEHOLDER.sub(lambda m: _as_text(context.get(m.group(1))), value)
+    if isinstance(value, list):
+        return [fill(v, context) for v in value]
+    if isinstance(value, dict):
+        return {k: fill(v, context) for k, v in value.items()}
+    return value
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == ()
+
+
+@dataclass
+class RunInputs:
+    """What the user gave a run beside the profile."""
+
+    log_paths: list[str] = field(default_factory=list)
+    capture_paths: list[str] = field(default_factory=list)
+    evidence_paths: list[str] = field(default_factory=list)
+    dns_servers: list[str] = field(default_factory=list)
+    hosts_file: str | None = None
+    services_export: str | None = None
+    services_host: str | None = None
+    tz: str | None = None
+    offline: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def context(self, profile: SiteProfile) -> dict[str, Any]:
+        ctx: dict[str, Any] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in profile.__dict__.items()}
+        ctx.update(log_paths=self.log_paths, capture_paths=self.capture_paths, evidence_paths=self.evidence_paths,
+                   services_export=self.services_export, services_host=self.services_host, tz=self.tz,
+                   offline=self.offline)
+        ctx["dns_servers"] = self.dns_servers or list(profile.dns_servers)
+        ctx["hosts_file"] = self.hosts_file or profile.hosts_file
+        ctx.update(self.extra)
+        return ctx
+
+
+Progress = Callable[[str, str], None]
+
+
+def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, progress: Progress | None = None,
+            timeout: float = 60.0, answers: Mapping[str, str] | None = None, description: str = "") -> EvidenceBundle:
+    """Run every applicable check concurrently; checks that cannot run are recorded with the reason."""
+    report = progress or (lambda check, message: None)
+    context = inputs.context(profile)
+    runs: list[ProbeRun] = []
+    facts: list[Fact] = []
+    excerpts: dict[str, str] = {}
+    todo: list[tuple[Check, dict[str, Any]]] = []
+    for check in checks:
+        missing = [key for key in check.requires if _empty(context.get(key))]
+        if missing:
+            reason = "needs " + ", ".join(HINTS.get(k, k) for k in missing)
+            runs.append(ProbeRun(check.probe, ProbeStatus.UNAVAILABLE, reason, check.id, check.kinds))
+            report(check.id, f"unavailable: {reason}")
+            continue
+        if check.network and inputs.offline:
+            reason = "offline run: no network probes"
+            runs.append(ProbeRun(check.probe, ProbeStatus.UNAVAILABLE, reason, check.id, check.kinds))
+            report(check.id, f"unavailable: {reason}")
+            continue
+        todo.append((check, fill(dict(check.params), context)))
+    deadline = time.monotonic() + timeout
+
+    def run_one(check: Check, spec: dict[str, Any]) -> tuple[ProbeResult, float]:
+        ctx = ProbeContext(profile=profile, deadline=deadline, progress=report, check=check.id)
+        started = time.monotonic()
+        report(check.id, "running")
+        return get_probe(check.probe)(ctx, spec), time.monotonic() - started
+
+    results: dict[str, tuple[ProbeResult, float]] = {}
+    if todo:
+        with cf.ThreadPoolExecutor(max_workers=min(16, len(todo)), thread_name_prefix="probe") as pool:
+            futures = {pool.submit(run_one, check, spec): check for check, spec in todo}
+            for future in cf.as_completed(futures):
+                check = futures[future]
+                try:
+                    results[check.id] = future.result()
+                except DiagnoseError:
+                    for other in futures:
+                        other.cancel()
+                    raise
+    for check, _ in todo:
+        result, elapsed = results[check.id]
+        runs.append(ProbeRun(check.probe, result.status, result.reason, check.id, check.kinds, elapsed))
+        facts.extend(result.facts)
+        excerpts.update(result.excerpts)
+        report(check.id, result.status.value + (f": {result.reason}" if result.reason else "")
+               + f" ({len(result.facts)} facts, {elapsed:.2f} s)")
+    if not profile.is_empty():
+        facts.append(profile.to_fact())
+    order = {c.id: n for n, c in enumerate(checks)}
+    runs.sort(key=lambda r: order.get(r.check or "", 0))
+    return EvidenceBundle(facts=tuple(facts), probes=tuple(runs), profile=profile.to_json(),
+                          answers=dict(answers or {}), excerpts=excerpts, tool_version=__version__,
+                          description=description)

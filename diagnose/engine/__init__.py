@@ -1,0 +1,82 @@
+"""Inference engines for the rule language: what they share.
+
+Two engines run the same compiled rulebook: `durable` (durable_rules 2.0.28, the production
+engine, in `diagnose.engine.durable`, the only module that imports it) and `reference` (a small
+pure-Python evaluator used to check the first). Both take facts and return `Firing`s; all certainty
+arithmetic, ranking and explanation happens afterwards in plain Python (`diagnose.ranking`).
+
+Semantics shared by both engines (and by the tests that hold them to it):
+* A binding matches a fact of its kind whose fields pass every test.
+* A field that is missing, or whose value is not of the declared type, fails every test except
+  `exists: false`. (Mistyped values are dropped with a warning before matching.)
+* eq/ne/lt/le/gt/ge compare like types only: ints and floats numerically, bools only with bools.
+* `in`: equal to one of the listed values. `contains`: substring of a string field, or an element of
+  a list field. `matches`: glob (`*`, `?`) over the whole value, ASCII case-insensitive.
+* One firing per distinct combination of facts bound to the positive bindings of one alternative
+  (a fact may not fill two bindings of the same combination). `not` holds when no fact matches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from diagnose.facts import Fact
+from diagnose.kinds import FactKinds, accepts, type_of
+
+
+@dataclass(frozen=True)
+class Firing:
+    rule_id: str
+    bindings: tuple[tuple[str, int], ...]  # (binding name, index into the facts given)
+
+    def key(self) -> tuple[str, tuple[tuple[str, int], ...]]:
+        return (self.rule_id, self.bindings)
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    firings: tuple[Firing, ...]
+    warnings: tuple[str, ...] = ()
+    unused_kinds: tuple[str, ...] = ()
+
+
+class Engine(Protocol):
+    name: str
+
+    def run(self, facts: Sequence[Fact]) -> EngineResult: ...
+
+
+def usable_attrs(fact: Fact, kinds: FactKinds, warnings: list[str]) -> dict[str, object]:
+    """The fact's attributes that are safe to match on: declared, of the declared type, finite."""
+    kind = kinds.kinds.get(fact.kind)
+    out: dict[str, object] = {}
+    for name, value in fact.attrs.items():
+        declared = kind.field_type(name) if kind else None
+        if declared is None:
+            warnings.append(f"{fact.kind} {fact.subject}: attribute {name!r} is not declared; ignored")
+            continue
+        if not accepts(declared, value):
+            warnings.append(f"{fact.kind} {fact.subject}: {name} should be {declared}, got {type_of(value)}; ignored")
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            warnings.append(f"{fact.kind} {fact.subject}: {name} is not a finite number; ignored")
+            continue
+        out[name] = value
+    return out
+
+
+def create_engine(rulebook: object, name: str = "durable") -> Engine:
+    """Build an engine by name ("durable" or "reference") for a loaded rulebook."""
+    from diagnose.rulebook.model import Rulebook
+
+    assert isinstance(rulebook, Rulebook)
+    if name == "reference":
+        from diagnose.engine.reference import ReferenceEngine
+
+        return ReferenceEngine(rulebook)
+    from diagnose.engine.durable import DurableEngine
+
+    return DurableEngine(rulebook)

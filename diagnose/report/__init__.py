@@ -1,0 +1,40 @@
+"""Renderers for a diagnosis: text (for people at a terminal), json (the public contract), markdown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from diagnose.analysis import Diagnosis
+from diagnose.errors import UsageError
+
+FORMATS = ("text", "json", "markdown")
+
+
+def render(diagnosis: Diagnosis, fmt: str, color: bool = False, why: bool = False) -> str:
+    renderer: Callable[..., str]
+    if fmt == "json":
+        from diagnose.report.json import render_json as renderer
+    elif fmt == "markdown":
+        from diagnose.report.markdown import render_markdown as renderer
+    elif fmt == "text":
+        from diagnose.report.text import render_text as renderer
+    else:
+        raise UsageError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+    return renderer(diagnosis, color=color, why=why)
+
+
+def headline(diagnosis: Diagnosis) -> str:
+    """One sentence: the verdict and why."""
+    top = diagnosis.causes[0] if diagnosis.causes else None
+    verdict = diagnosis.verdict.value
+    if top is None:
+        return f"{verdict}: no cause could be established from the evidence gathered"
+    if top.cause.verdict.value == verdict or verdict == "inconclusive":
+        return f"{verdict}: {top.cause.title} (certainty {top.certainty:.2f})"
+    lead = next((c for c in diagnosis.causes if c.cause.verdict.value == verdict), top)
+    return f"{verdict}: {lead.cause.title} (certainty {lead.certainty:.2f})"
+
+
+def cite(diagnosis: Diagnosis, index: int) -> str:
+    fact = diagnosis.facts[index]
+    return f"{fact.kind} {fact.subject} [{fact.provenance.cite()}]"

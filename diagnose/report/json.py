@@ -1,0 +1,69 @@
+"""The diagnosis as JSON: the public contract (DESIGN.md). Change it only additively; bump SCHEMA_VERSION."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from diagnose import __version__
+from diagnose.analysis import Diagnosis
+from diagnose.report import cite, headline
+
+SCHEMA = "diagnose-diagnosis"
+SCHEMA_VERSION = 1
+
+
+def diagnosis_to_json(d: Diagnosis) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": __version__,
+        "rulebook_version": d.rulebook.version,
+        "engine": d.engine,
+        "verdict": d.verdict.value,
+        "headline": headline(d),
+        "causes": [
+            {
+                "id": c.cause.id,
+                "title": c.cause.title,
+                "verdict": c.cause.verdict.value,
+                "certainty": c.certainty,
+                "rules": [
+                    {
+                        "id": s.rule.id,
+                        "title": s.rule.title,
+                        "certainty": s.certainty,
+                        "explain": s.explain,
+                        "firings": s.firings,
+                        "matches": [[{"binding": name, "fact": index} for name, index in m] for m in s.matches],
+                    }
+                    for s in c.support
+                ],
+                "evidence": [{"fact": i, "cite": cite(d, i), "provenance": d.facts[i].provenance.to_json()}
+                             for i in c.evidence],
+                "remediation": list(c.cause.remediation),
+                "gather": list(c.cause.gather),
+                "references": list(c.cause.references),
+            }
+            for c in d.causes
+        ],
+        "unknowns": [
+            {"rule": o.rule.id, "title": o.rule.title, "cause": o.rule.conclude.cause, "missing": list(o.missing),
+             "reason": o.reason}
+            for o in d.unknowns
+        ],
+        "questions": [
+            {"id": q.question.id, "text": q.question.text, "choices": list(q.question.choices), "weight": q.weight,
+             "rules": list(q.rules), "causes": list(q.causes)}
+            for q in d.questions
+        ],
+        "rules_considered": [{"rule": o.rule.id, "status": o.status, "reason": o.reason} for o in d.outcomes],
+        "probes": [p.to_json() for p in d.bundle.probes],
+        "facts": [dict(f.to_json(), index=i) for i, f in enumerate(d.facts)],
+        "warnings": list(d.warnings),
+        "unused_kinds": list(d.unused_kinds),
+    }
+
+
+def render_json(d: Diagnosis, color: bool = False, why: bool = False) -> str:
+    return json.dumps(diagnosis_to_json(d), indent=1, ensure_ascii=False)

@@ -1,0 +1,181 @@
+"""The rule language as typed data. Nothing here knows about any engine.
+
+A rule's `when` is a tree: `All`, `Any` and `Not` groups over named `Binding`s. A binding matches
+one fact of a kind whose fields satisfy all its `Test`s. A test compares a field with a literal or
+with a field of an earlier binding (`Ref`, a join).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from diagnose.facts import Fact, Value
+
+OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "contains", "matches", "exists")
+
+
+class Status(StrEnum):
+    EXPERIMENTAL = "experimental"
+    TEST = "test"
+    STABLE = "stable"
+
+
+class Verdict(StrEnum):
+    BENIGN = "benign"
+    MISCONFIGURATION = "misconfiguration"
+    FAULT = "fault"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A join: the value of `field` in the fact bound to `binding`."""
+
+    binding: str
+    field: str
+
+    def __str__(self) -> str:
+        return f"${self.binding}.{self.field}"
+
+
+Operand = Value | tuple[Value, ...] | Ref | None
+
+
+@dataclass(frozen=True, slots=True)
+class Test:
+    field: str
+    op: str
+    value: Operand
+    line: int = 0
+
+    def describe(self) -> str:
+        words = {"eq": "=", "ne": "≠", "lt": "<", "le": "≤", "gt": ">", "ge": "≥"}
+        if self.op == "exists":
+            return f"{self.field} {'exists' if self.value else 'is absent'}"
+        if self.op == "in":
+            assert isinstance(self.value, tuple)
+            return f"{self.field} in [{', '.join(map(str, self.value))}]"
+        shown = str(self.value) if isinstance(self.value, Ref) else repr(self.value)
+        return f"{self.field} {words.get(self.op, self.op)} {shown}"
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    name: str
+    kind: str
+    tests: tuple[Test, ...]
+    line: int = 0
+
+    def refs(self) -> tuple[Ref, ...]:
+        return tuple(t.value for t in self.tests if isinstance(t.value, Ref))
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    op: str  # "all" | "any" | "not"
+    items: tuple[Binding | Group, ...]
+    line: int = 0
+
+    def bindings(self) -> tuple[Binding, ...]:
+        out: list[Binding] = []
+        for item in self.items:
+            out.extend(item.bindings() if isinstance(item, Group) else (item,))
+        return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Conclusion:
+    cause: str
+    certainty: float
+    explain: str
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    fires: bool
+    certainty: float | None = None  # the combined certainty of the rule's cause, when given
+    unknown: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleTest:
+    name: str
+    facts: tuple[Fact, ...]
+    expect: Expectation
+    unavailable: tuple[str, ...] = ()  # fact kinds to treat as not collected
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    status: Status
+    description: str
+    references: tuple[str, ...]
+    when: Group
+    conclude: Conclusion
+    tests: tuple[RuleTest, ...]
+    path: str = ""
+    line: int = 1
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+    def kinds(self) -> frozenset[str]:
+        return frozenset(b.kind for b in self.when.bindings())
+
+    def negated_names(self) -> frozenset[str]:
+        """Names of the bindings that sit inside a `not`."""
+        return frozenset(b.name for b in _negated(self.when))
+
+
+def _negated(group: Group, inside: bool = False) -> list[Binding]:
+    out: list[Binding] = []
+    for item in group.items:
+        if isinstance(item, Group):
+            out.extend(_negated(item, inside or item.op == "not"))
+        elif inside or group.op == "not":
+            out.append(item)
+    return out
+
+
+@dataclass(frozen=True)
+class Cause:
+    id: str
+    verdict: Verdict
+    title: str
+    description: str
+    remediation: tuple[str, ...]
+    references: tuple[str, ...]
+    gather: tuple[str, ...] = ()  # for inconclusive causes: what evidence to gather next
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    text: str
+    choices: tuple[str, ...]
+    help: str = ""
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Rulebook:
+    rules: tuple[Rule, ...]
+    causes: dict[str, Cause]
+    questions: dict[str, Question] = field(default_factory=dict)
+    version: str = ""
+    sources: tuple[str, ...] = ()
+
+    def rule(self, rule_id: str) -> Rule | None:
+        return next((r for r in self.rules if r.id == rule_id), None)
+
+    def kinds(self) -> frozenset[str]:
+        out: set[str] = set()
+        for rule in self.rules:
+            out |= rule.kinds()
+        return frozenset(out)
