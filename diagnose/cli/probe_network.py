@@ -70,7 +70,8 @@ def dns_command(names: tuple[str, ...], dns_servers: tuple[str, ...], hosts_file
         spec: dict[str, Any] = {"names": list(names), "certificate_fqdn": certificate_fqdn,
                                 "internal_name": internal_name}
     else:
-        spec = {"names": list(profile.published_names), "certificate_fqdn": certificate_fqdn or profile.certificate_fqdn,
+        spec = {"names": list(profile.published_names),
+                "certificate_fqdn": certificate_fqdn or profile.certificate_fqdn,
                 "internal_name": internal_name or profile.internal_name}
     spec |= {"servers": list(profile.dns_servers), "hosts_file": profile.hosts_file, "expect": list(expect),
              "timeout": timeout, "use_hosts": not no_hosts}

@@ -59,7 +59,7 @@ def normalise_name(name: str) -> str:
 def system_hosts_path() -> Path:
     """`%SystemRoot%\\System32\\drivers\\etc\\hosts` on Windows, `/etc/hosts` elsewhere."""
     if sys.platform == "win32":
-        root = os.environ.get("SystemRoot", r"C:\Windows")
+        root = os.environ.get("SYSTEMROOT", r"C:\Windows")
         return Path(root) / "System32" / "drivers" / "etc" / "hosts"
     return Path("/etc/hosts")
 

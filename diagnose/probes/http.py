@@ -291,7 +291,8 @@ def judge(exp: Expectation | None, status: int, location: str | None, schemes: S
         if status == 200 and blank:
             why = "a blank page"
             if exp.post_form:
-                why += " after posting the logon form: forms-based authentication is not working (MSExchangeFBA stopped?)"
+                why += (" after posting the logon form: forms-based authentication is not working"
+                        " (MSExchangeFBA stopped?)")
             return "blank", False, why
         return "unexpected", False, f"HTTP {status}, expected {exp.expected}"
     if status in (301, 302, 303, 307, 308) and exp.redirect_to:

@@ -40,7 +40,9 @@ DEFAULT_TIMEOUT = 3.0
 def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     port = spec_port(spec, "port", 443)
     internal_name = spec_text(spec, "internal_name") or ctx.profile.internal_name
-    raw = spec_list(spec, "targets") or list(ctx.profile.internal_addresses) or ([internal_name] if internal_name else [])
+    raw = spec_list(spec, "targets") or list(ctx.profile.internal_addresses)
+    if not raw and internal_name:
+        raw = [internal_name]
     if not raw:
         return ProbeResult.unavailable("no target to connect to (give targets, internal_addresses or internal_name)")
     targets = list(dict.fromkeys(parse_endpoint(t, port) for t in raw))

@@ -99,7 +99,9 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     port = spec_port(spec, "port", 443)
     internal_name = spec_text(spec, "internal_name") or profile.internal_name
     sni = spec_text(spec, "sni") or internal_name
-    raw_targets = spec_list(spec, "targets") or list(profile.internal_addresses) or ([internal_name] if internal_name else [])
+    raw_targets = spec_list(spec, "targets") or list(profile.internal_addresses)
+    if not raw_targets and internal_name:
+        raw_targets = [internal_name]
     if not raw_targets:
         return ProbeResult.unavailable("no server to connect to (give targets, internal_addresses or internal_name)")
     targets = [parse_endpoint(t, port) for t in raw_targets]
@@ -195,21 +197,15 @@ def tmg_handshake(endpoint: Endpoint, server_hostname: str | None,
     try:
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         tls = tmg_context().wrap_bio(incoming, outgoing, server_hostname=server_hostname)
-        while True:
-            try:
-                tls.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                pending = outgoing.read()
-                if pending:
-                    _send(sock, pending, deadline, endpoint)
-                chunk = _recv(sock, deadline, endpoint, received)
-                if not chunk:
-                    raise HandshakeFailure("closed", f"{endpoint} closed the connection during the TLS handshake")
-                received += chunk
-                incoming.write(chunk)
-            except ssl.SSLError as exc:
-                raise _classify_ssl(exc, endpoint, bytes(received)) from None
+        while not _handshake_step(tls, endpoint, received):
+            pending = outgoing.read()
+            if pending:
+                _send(sock, pending, deadline, endpoint)
+            chunk = _recv(sock, deadline, endpoint)
+            if not chunk:
+                raise HandshakeFailure("closed", f"{endpoint} closed the connection during the TLS handshake")
+            received += chunk
+            incoming.write(chunk)
         pending = outgoing.read()
         if pending:
             _send(sock, pending, deadline, endpoint)
@@ -223,6 +219,17 @@ def tmg_handshake(endpoint: Endpoint, server_hostname: str | None,
         sock.close()
 
 
+def _handshake_step(tls: ssl.SSLObject, endpoint: Endpoint, received: bytearray) -> bool:
+    """Advance the handshake: True when done, False when it needs the server's next bytes."""
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        return False
+    except ssl.SSLError as exc:
+        raise _classify_ssl(exc, endpoint, bytes(received)) from None
+    return True
+
+
 def _send(sock: socket.socket, data: bytes, deadline: float, endpoint: Endpoint) -> None:
     sock.settimeout(max(0.05, deadline - time.monotonic()))
     try:
@@ -231,7 +238,7 @@ def _send(sock: socket.socket, data: bytes, deadline: float, endpoint: Endpoint)
         raise _classify_os(exc, endpoint) from None
 
 
-def _recv(sock: socket.socket, deadline: float, endpoint: Endpoint, received: bytes) -> bytes:
+def _recv(sock: socket.socket, deadline: float, endpoint: Endpoint) -> bytes:
     left = deadline - time.monotonic()
     if left <= 0:
         raise HandshakeFailure("timeout", f"{endpoint} did not complete the TLS handshake in time")
@@ -389,7 +396,8 @@ def certificate_fact(obs: Observation, sni: str | None, internal_name: str | Non
         chain_length=len(obs.chain), chain_subjects=[c.subject.rfc4514_string() for c in obs.chain],
         fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
         name_matches_internal=name_on_certificate(internal_name, san_dns, san_ip, cn) if internal_name else None,
-        name_matches_published=all(name_on_certificate(n, san_dns, san_ip, cn) for n in published) if published else None,
+        name_matches_published=(all(name_on_certificate(n, san_dns, san_ip, cn) for n in published)
+                                if published else None),
         name_matches_certificate_fqdn=(name_on_certificate(certificate_fqdn, san_dns, san_ip, cn)
                                        if certificate_fqdn else None),
         unmatched_names=unmatched,

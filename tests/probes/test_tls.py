@@ -54,7 +54,8 @@ def test_matching_certificate(factory: CertFactory) -> None:
     assert cert["issuer"] == "CN=Contoso Test Issuing CA,O=Contoso Test"
     # the chain as sent: leaf and intermediate (servers do not send the root)
     assert cert["chain_length"] == 2
-    assert cert["chain_subjects"] == ("CN=cas01.contoso.local,O=Contoso Test", "CN=Contoso Test Issuing CA,O=Contoso Test")
+    assert cert["chain_subjects"] == ("CN=cas01.contoso.local,O=Contoso Test",
+                                      "CN=Contoso Test Issuing CA,O=Contoso Test")
     assert cert["fingerprint_sha256"] == issued.certificate.fingerprint(hashes.SHA256()).hex()
 
 
