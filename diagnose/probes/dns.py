@@ -13,6 +13,8 @@ Parameters (`spec`):
     expect            the internal addresses (default: the profile's internal_addresses)
     servers           DNS servers as ADDR[:PORT] (default: the profile's dns_servers, else the system's)
     hosts_file        HOSTS file to read first (default: the profile's, else the system's)
+    recorded          files of saved `dig` output, each recorded server answering as it did
+    offline           true: ask no live server, only the HOSTS file and the recorded answers
     use_hosts         false to skip the HOSTS file altogether
     timeout           seconds allowed per name, server and record type (default 2)
     record_types      default [A, AAAA]
@@ -44,6 +46,7 @@ import dns.resolver
 from diagnose.errors import UsageError
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
+from diagnose.probes.dnsrecorded import RecordedServer, read_dig_file
 from diagnose.probes.hostsfile import HostsFile, normalise_name, read_hosts, system_hosts_path
 from diagnose.probes.netio import (
     Endpoint,
@@ -83,7 +86,14 @@ class Answer:
 class Source:
     kind: str  # hosts | dns
     label: str  # the hosts file path, or the server as ADDR:PORT
-    endpoint: Endpoint | None = None
+    endpoint: Endpoint | RecordedServer | None = None
+
+    @property
+    def origin(self) -> str:
+        """Where the answer came from, for provenance: the file, or the live server."""
+        if isinstance(self.endpoint, RecordedServer):
+            return self.endpoint.path
+        return self.label if self.kind == "hosts" else f"dns {self.label}"
 
 
 @dataclass
@@ -127,11 +137,15 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
                 notes.append(f"{hosts.path}:{bad.line} ignored ({bad.why})")
                 excerpts[f"{hosts.path}:{bad.line}"] = bad.text
 
-    servers, server_note = _servers(spec, ctx)
+    offline = spec_bool(spec, "offline", False)
+    servers, server_note = ([], "offline: no live DNS server asked") if offline else _servers(spec, ctx)
+    recorded = [server for path in spec_list(spec, "recorded") for server in read_dig_file(path)]
+    if recorded and not spec_list(spec, "servers") and not offline:
+        servers, server_note = [], ""  # recorded answers stand for the servers
     if server_note:
         notes.append(server_note)
     hosts_source = Source("hosts", hosts.path) if hosts is not None else None
-    dns_sources = [Source("dns", str(s), s) for s in servers]
+    dns_sources = [Source("dns", str(s), s) for s in servers] + [Source("dns", r.label, r) for r in recorded]
 
     reports = [NameReport(name, rs) for name, rs in roles.items()]
     for report in reports:
@@ -150,7 +164,8 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     def work(job: tuple[NameReport, Source, dns.rdatatype.RdataType], budget: float) -> Answer:
         report, source, rdtype = job
         assert source.endpoint is not None
-        ctx.progress(ctx.check or PROBE, f"asking {source.label} for {report.name} {rdtype.name}")
+        if not isinstance(source.endpoint, RecordedServer):
+            ctx.progress(ctx.check or PROBE, f"asking {source.label} for {report.name} {rdtype.name}")
         return resolve_at(report.name, rdtype, source.endpoint, budget)
 
     def expired(job: tuple[NameReport, Source, dns.rdatatype.RdataType]) -> Answer:
@@ -162,7 +177,9 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
         per_name.setdefault((report.name, source), []).append(answer)
     for report in reports:
         for source in dns_sources:
-            report.answers[source] = merge_record_types(per_name[(report.name, source)])
+            merged = merge_record_types(per_name[(report.name, source)])
+            if merged.outcome != "not-recorded":  # a recorded server that was never asked about this name
+                report.answers[source] = merged
         report.effective = _effective_source(report, hosts_source, dns_sources)
 
     facts: list[Fact] = []
@@ -179,45 +196,64 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
 
 # ------------------------------------------------------------------------------------ resolution
 
-def resolve_at(name: str, rdtype: dns.rdatatype.RdataType, server: Endpoint, budget: float) -> Answer:
+def resolve_at(name: str, rdtype: dns.rdatatype.RdataType, server: Endpoint | RecordedServer,
+               budget: float) -> Answer:
     """Ask one server for one record type of `name`, following CNAMEs (also across answers)."""
     started = time.monotonic()
     deadline = started + budget
+    label = server.label if isinstance(server, RecordedServer) else str(server)
+    chain: list[str] = []
+    lines: list[int] = []
+
+    def done(outcome: str, detail: str = "", addresses: tuple[str, ...] = ()) -> Answer:
+        return Answer(outcome, addresses, tuple(chain), detail, elapsed_ms(started), tuple(lines))
+
     try:
         current = dns.name.from_text(name)
     except dns.exception.DNSException as exc:
-        return Answer("error", detail=f"{name!r} is not a valid DNS name: {exc}")
-    chain: list[str] = []
+        return done("error", f"{name!r} is not a valid DNS name: {exc}")
     seen = {current}
     for _hop in range(MAX_CNAME_HOPS + 1):
-        outcome, response, detail = _ask(current, rdtype, server, deadline)
+        if isinstance(server, RecordedServer):
+            outcome, response, detail = _recorded(current, rdtype, server, lines)
+        else:
+            outcome, response, detail = _ask(current, rdtype, server, deadline)
         if response is None:
-            return Answer(outcome, (), tuple(chain), detail, elapsed_ms(started))
+            return done(outcome, detail)
         target = current
         while (cname := response.get_rrset(response.answer, target, dns.rdataclass.IN, dns.rdatatype.CNAME)):
             target = cname[0].target
             if target in seen:
-                return Answer("error", (), tuple(chain), f"CNAME loop at {target.to_text(True)}", elapsed_ms(started))
+                return done("error", f"CNAME loop at {target.to_text(True)}")
             seen.add(target)
             chain.append(target.to_text(omit_final_dot=True).lower())
         data = response.get_rrset(response.answer, target, dns.rdataclass.IN, rdtype)
         if data:
-            return Answer("ok", tuple(r.address for r in data), tuple(chain), "", elapsed_ms(started))
+            return done("ok", addresses=tuple(r.address for r in data))
         rcode = response.rcode()
         if rcode == dns.rcode.NXDOMAIN:
-            return Answer("nxdomain", (), tuple(chain), f"{server} says {target.to_text(True)} does not exist",
-                          elapsed_ms(started))
+            return done("nxdomain", f"{label} says {target.to_text(True)} does not exist")
         if rcode == dns.rcode.SERVFAIL:
-            return Answer("servfail", (), tuple(chain), f"{server} answered SERVFAIL", elapsed_ms(started))
+            return done("servfail", f"{label} answered SERVFAIL")
         if rcode == dns.rcode.REFUSED:
-            return Answer("refused", (), tuple(chain), f"{server} refused the query", elapsed_ms(started))
+            return done("refused", f"{label} refused the query")
         if rcode != dns.rcode.NOERROR:
-            return Answer("error", (), tuple(chain), f"{server} answered {dns.rcode.to_text(rcode)}",
-                          elapsed_ms(started))
+            return done("error", f"{label} answered {dns.rcode.to_text(rcode)}")
         if target == current:
-            return Answer("no-answer", (), tuple(chain), f"no {rdtype.name} record", elapsed_ms(started))
+            return done("no-answer", f"no {rdtype.name} record")
         current = target  # the server gave the alias but not its data: ask for the target
-    return Answer("error", (), tuple(chain), f"CNAME chain longer than {MAX_CNAME_HOPS}", elapsed_ms(started))
+    return done("error", f"CNAME chain longer than {MAX_CNAME_HOPS}")
+
+
+def _recorded(qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, server: RecordedServer,
+              lines: list[int]) -> tuple[str, dns.message.Message | None, str]:
+    recorded = server.lookup(qname, rdtype)
+    if recorded is None:
+        return "not-recorded", None, f"no recorded {rdtype.name} answer for {qname.to_text(True)} in {server.path}"
+    lines.append(recorded.line)
+    if recorded.rcode is None:
+        return "timeout", None, f"{server.label} did not answer (recorded)"
+    return "ok", server.response(recorded), ""
 
 
 def _ask(qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, server: Endpoint,
@@ -245,33 +281,38 @@ def _ask(qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, server: Endpoint
 
 
 def merge_record_types(answers: Sequence[Answer]) -> Answer:
-    """One answer for a name from one server, out of its A and AAAA answers."""
-    ok = [a for a in answers if a.outcome == "ok"]
+    """One answer for a name from one server, out of its A and AAAA answers.
+
+    Addresses of either family make it `ok`; else NXDOMAIN settles it; else a failure (timeout, SERVFAIL,
+    refused...) wins over "no records of this type"; a type with no recorded answer counts for nothing.
+    """
     elapsed = max((a.elapsed_ms for a in answers if a.elapsed_ms is not None), default=None)
     chain = max((a.cname_chain for a in answers), key=len, default=())
+    lines = tuple(sorted({n for a in answers for n in a.lines}))
+    if lines:
+        elapsed = None  # recorded answers: the time taken here says nothing
+    ok = [a for a in answers if a.outcome == "ok"]
     if ok:
         addresses = tuple(unique(addr for a in ok for addr in a.addresses))
-        return Answer("ok", addresses, chain, "", elapsed)
-    for outcome in ("nxdomain",):
-        for a in answers:
-            if a.outcome == outcome:
-                return Answer(outcome, (), chain, a.detail, elapsed)
-    failures = [a for a in answers if a.outcome != "no-answer"]
-    if not failures:
-        return Answer("no-answer", (), chain, "no address records", elapsed)
-    first = failures[0]
-    return Answer(first.outcome, (), chain, first.detail, elapsed)
+        return Answer("ok", addresses, chain, "", elapsed, lines)
+    known = [a for a in answers if a.outcome != "not-recorded"] or list(answers)
+    for preference in (("nxdomain",), tuple({a.outcome for a in known} - {"no-answer"}), ("no-answer",)):
+        for a in known:
+            if a.outcome in preference:
+                return Answer(a.outcome, (), chain, a.detail, elapsed, lines)
+    return Answer("error", (), chain, "no answer", elapsed, lines)
 
 
 def _effective_source(report: NameReport, hosts: Source | None, servers: Sequence[Source]) -> Source | None:
     """The source the TMG host would take: HOSTS when listed, else the first server that settles it."""
     if hosts is not None and report.answers[hosts].outcome == "ok":
         return hosts
-    for source in servers:
+    asked = [s for s in servers if s in report.answers]
+    for source in asked:
         if report.answers[source].outcome in DEFINITIVE:
             return source
-    if servers:
-        return servers[0]
+    if asked:
+        return asked[0]
     return hosts
 
 
@@ -280,12 +321,9 @@ def _effective_source(report: NameReport, hosts: Source | None, servers: Sequenc
 def _resolution_facts(report: NameReport, expected: frozenset[str], check: str | None) -> list[Fact]:
     facts = []
     for source, answer in report.answers.items():
-        location = None
-        if source.kind == "hosts" and answer.lines:
-            location = "line " + ", ".join(str(n) for n in answer.lines)
+        location = "line " + ", ".join(str(n) for n in sorted(set(answer.lines))) if answer.lines else None
         facts.append(make_fact(
-            "dns.resolution", report.name, PROBE, check=check,
-            source=source.label if source.kind == "hosts" else f"dns {source.label}", location=location,
+            "dns.resolution", report.name, PROBE, check=check, source=source.origin, location=location,
             name=report.name, role=report.role, roles=report.roles, source_kind=source.kind,
             server=source.label, outcome=answer.outcome, addresses=list(answer.addresses),
             cname_chain=list(answer.cname_chain) or None,
@@ -334,7 +372,7 @@ def _consistency_fact(reports: Sequence[NameReport], expected: frozenset[str], s
             reference = max(counts, key=lambda s: counts[s])
         mismatched = [r.name for r in reports if r.name not in sets or sets[r.name] != reference]
     split = [r.name for r in reports if len({(r.answers[s].outcome, frozenset(r.answers[s].addresses))
-                                             for s in servers}) > 1]
+                                             for s in servers if s in r.answers}) > 1]
     by_role = {role: [r.name for r in reports if role in r.roles] for role in ROLE_ORDER}
     published_sets = {sets.get(n) for n in by_role["published"]}
     cert_sets = {sets.get(n) for n in by_role["certificate"]}
