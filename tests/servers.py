@@ -448,7 +448,7 @@ class UnansweredPort(_Threads):
             filler.setblocking(False)
             filler.connect_ex((LOOPBACK, self.port))
             self._keep(filler)
-            _, writable, _ = select.select([], [filler], [], 0.3)
+            _, writable, _ = select.select([], [filler], [], 0.1)
             if not writable:
                 return  # this SYN was dropped: the queue is full
         raise RuntimeError("could not fill the accept queue")

@@ -122,10 +122,13 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     excerpts: dict[str, str] = {}
 
     hosts: HostsFile | None = None
+    offline = spec_bool(spec, "offline", False)
     if spec_bool(spec, "use_hosts", True):
         named = spec_text(spec, "hosts_file") or profile.hosts_file
         if named:
             hosts = read_hosts(named)  # the user named it: a missing file is an error
+        elif offline:
+            notes.append("offline: no HOSTS file given (this host's is not the TMG host's)")
         else:
             default = system_hosts_path()
             if default.is_file():
@@ -137,7 +140,6 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
                 notes.append(f"{hosts.path}:{bad.line} ignored ({bad.why})")
                 excerpts[f"{hosts.path}:{bad.line}"] = bad.text
 
-    offline = spec_bool(spec, "offline", False)
     servers, server_note = ([], "offline: no live DNS server asked") if offline else _servers(spec, ctx)
     recorded = [server for path in spec_list(spec, "recorded") for server in read_dig_file(path)]
     if recorded and not spec_list(spec, "servers") and not offline:

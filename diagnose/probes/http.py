@@ -242,6 +242,8 @@ def fetch(request: Request, budget: float, check: str | None) -> Fact:
         try:
             while len(body) < BODY_LIMIT and (chunk := response.read(min(65536, BODY_LIMIT - len(body)))):
                 body += chunk
+            if response.length and len(body) < BODY_LIMIT:  # the connection ended before Content-Length
+                raise http.client.IncompleteRead(b"", response.length)
         except (http.client.IncompleteRead, ConnectionResetError) as exc:
             if isinstance(exc, http.client.IncompleteRead):
                 body += exc.partial
@@ -308,9 +310,13 @@ def judge(exp: Expectation | None, status: int, location: str | None, schemes: S
     return "ok", True, f"HTTP {status}" + (f" ({', '.join(schemes)})" if status == 401 else "")
 
 
-def _fact(request: Request, check: str | None, **attrs: Any) -> Fact:
+def _fact(request: Request, check: str | None, location: str | None = None, **attrs: Any) -> Fact:
     exp = request.expectation
-    return make_fact("http.endpoint", request.url, PROBE, check=check, source=str(request.endpoint),
+    fact = make_fact("http.endpoint", request.url, PROBE, check=check, source=str(request.endpoint),
                      url=request.url, path=request.path, method=request.method,
                      address=request.endpoint.host, protocol=exp.protocol if exp else None,
                      expected=exp.expected if exp else "any answer but an error", **attrs)
+    if location is None:
+        return fact
+    # `location` (the redirect target) is an attribute here, not make_fact's provenance location
+    return Fact(fact.kind, fact.subject, dict(fact.attrs) | {"location": location}, fact.provenance)
