@@ -6,7 +6,7 @@ context manager (or call `close()`):
     with DnsServer({"mail.contoso.com": {"A": ["127.0.0.200"]}}) as dns_server:
         ... dns_server.address  ->  "127.0.0.1:40123" (UDP and TCP on the same port)
 
-    with TlsServer(factory.issue("cas01.contoso.local"), app=owa_app(healthy=True)) as web:
+    with TlsServer(factory.issue("cas01.contoso.local"), app=owa_app(), host="127.0.0.10") as web:
         ... web.port
 
     with SilentPeer() as peer: ...        accepts TCP connections and never says a word
@@ -82,10 +82,12 @@ class _Threads:
         self.close()
 
 
-def _listener(backlog: int = 64, port: int = 0) -> socket.socket:
+def _listener(backlog: int = 64, port: int = 0, host: str = LOOPBACK) -> socket.socket:
+    if not host.startswith("127."):
+        raise ValueError(f"test servers listen on loopback only, not {host}")
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((LOOPBACK, port))
+    sock.bind((host, port))
     sock.listen(backlog)
     return sock
 
@@ -318,7 +320,7 @@ class TlsServer(_Threads):
     """
 
     def __init__(self, issued: Issued | None, *, app: HttpApp | None = None, behaviour: str = "serve",
-                 versions: tuple[ssl.TLSVersion, ssl.TLSVersion] | None = None) -> None:
+                 versions: tuple[ssl.TLSVersion, ssl.TLSVersion] | None = None, host: str = LOOPBACK) -> None:
         super().__init__()
         self.app = app
         self.behaviour = behaviour
@@ -328,10 +330,10 @@ class TlsServer(_Threads):
             self.context.load_cert_chain(str(issued.chain), str(issued.key))
             if versions:
                 self.context.minimum_version, self.context.maximum_version = versions
-        self.sock = _listener()
+        self.sock = _listener(host=host)
         self._keep(self.sock)
         self.port = self.sock.getsockname()[1]
-        self.address = f"{LOOPBACK}:{self.port}"
+        self.address = f"{host}:{self.port}"
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._spawn(self._accept)
 

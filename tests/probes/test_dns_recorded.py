@@ -95,3 +95,24 @@ def test_unreadable_recorded_files_name_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
         read_dig_file(tmp_path / "missing.txt")
     assert str(err.value) == f"{tmp_path / 'missing.txt'}: recorded DNS answers not found"
+
+
+DATA = Path(__file__).parent / "data" / "dns-mismatch"
+
+
+def test_shipped_recorded_case_offline() -> None:
+    """The files an offline example can ship: TMG's HOSTS file (Windows format) and recorded `dig` output."""
+    spec = {"names": ["mail.contoso.com"], "certificate_fqdn": "mail.contoso.com",
+            "internal_name": "cas01.contoso.local", "expect": ["10.1.5.11"], "offline": True,
+            "hosts_file": str(DATA / "hosts"), "recorded": [str(DATA / "dig.txt")]}
+    result, _ = run_probe("dns", ProbeContext(), spec)
+    fact_kinds().check(result.facts, "dns probe")
+    effective = {f.subject: f.attrs for f in result.facts if f.kind == "dns.resolution" and f.attrs["effective"]}
+    assert effective["mail.contoso.com"]["addresses"] == ("203.0.113.10",)
+    assert effective["mail.contoso.com"]["matches_internal"] is False
+    assert effective["mail.contoso.com"]["roles"] == ("published", "certificate")
+    assert effective["cas01.contoso.local"]["matches_internal"] is True
+    hosts_facts = [f for f in result.facts if f.kind == "dns.resolution" and f.attrs["source"] == "hosts"]
+    assert {f.attrs["outcome"] for f in hosts_facts} == {"not-listed"}
+    (summary,) = [f for f in result.facts if f.kind == "dns.consistency"]
+    assert summary.attrs["mismatched"] == ("mail.contoso.com",) and summary.attrs["all_internal"] is False

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
 
 from conftest import run_cli
 from servers import SilentPeer, UnansweredPort, closed_port
