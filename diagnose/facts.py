@@ -78,10 +78,15 @@ class Fact:
 
 
 def make_fact(kind: str, subject: str, probe: str, /, *, source: str | None = None,
-              location: str | None = None, check: str | None = None, **attrs: Any) -> Fact:
-    """Build a fact; `None` attributes are left out (missing is not the same as empty), lists become tuples."""
+              location: str | None = None, check: str | None = None, attrs: Mapping[str, Any] | None = None,
+              **more: Any) -> Fact:
+    """Build a fact; `None` attributes are left out (missing is not the same as empty), lists become tuples.
+
+    Attributes come as keywords, or in `attrs` for names that clash with the provenance keywords
+    (`source`, `location`, `check`, `attrs`).
+    """
     clean: dict[str, Value] = {}
-    for key, value in attrs.items():
+    for key, value in {**(attrs or {}), **more}.items():
         if value is None:
             continue
         clean[key] = tuple(value) if isinstance(value, list | tuple | set | frozenset) else value

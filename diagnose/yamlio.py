@@ -84,7 +84,7 @@ def _convert(
     error: type[DiagnoseError],
 ) -> Any:
     line = node.start_mark.line + 1
-    lines.lines[keys] = line
+    lines.lines.setdefault(keys, line)
     counter[0] += 1
     if counter[0] > _MAX_NODES:
         raise error(f"document too large (more than {_MAX_NODES} nodes)", f"{lines.path}:{line}")
@@ -93,8 +93,9 @@ def _convert(
             return _constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             raise error(f"bad value: {exc}", f"{lines.path}:{line}") from None
-    if id(node) in seen:
-        raise error("YAML anchors and aliases are not allowed", f"{lines.path}:{line}")
+    if id(node) in seen:  # the same node again: an alias; name the line where it is used
+        used = (lines.lines.get((*keys, "<key>")) or lines.lines.get(keys[:-1], line)) if keys else line
+        raise error("YAML anchors and aliases are not allowed", f"{lines.path}:{used}")
     seen.add(id(node))
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, (*keys, i), lines, seen, counter, error) for i, item in enumerate(node.value)]

@@ -45,8 +45,8 @@ def main() -> None:
 
 
 def _register() -> None:
-    # probe_network adds `probe dns|tls|http|tcp` to the probe group
-    from diagnose.cli import causes, probe, probe_network, rules, run  # noqa: F401
+    # probe_network adds `probe dns|tls|http|tcp`, probe_services `probe services|host` to the probe group
+    from diagnose.cli import causes, probe, probe_network, probe_services, rules, run  # noqa: F401
 
     for command in (run.run, run.collect_cmd, run.analyze, run.examples, rules.rules, causes.causes, probe.probe):
         main.add_command(command)

@@ -149,8 +149,12 @@ def run(example: str | None, save_evidence: str | None, rule_dirs: tuple[str, ..
         why: bool, fail_on: float | None, strict: bool, **options: Any) -> None:
     """Gather the evidence, reason over it and report: the whole diagnosis."""
     rulebook = load_rules(rule_dirs)
-    plan = plan_from_example(example, rulebook.questions) if example else plan_from_options(options,
-                                                                                              rulebook.questions)
+    if example:
+        plan = plan_from_example(example, rulebook.questions)
+        extra = plan_from_options({"answers_file": options.get("answers_file")}, rulebook.questions)
+        plan.answers.update(extra.answers)
+    else:
+        plan = plan_from_options(options, rulebook.questions)
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
     bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
                      options.get("timeout") or 60.0, plan.answers, plan.description)

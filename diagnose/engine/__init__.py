@@ -12,6 +12,8 @@ Semantics shared by both engines (and by the tests that hold them to it):
 * eq/ne/lt/le/gt/ge compare like types only: ints and floats numerically, bools only with bools.
 * `in`: equal to one of the listed values. `contains`: substring of a string field, or an element of
   a list field. `matches`: glob (`*`, `?`) over the whole value, ASCII case-insensitive.
+* A field that a later binding joins to (`"$a.host"`) is required: a fact without it cannot fill
+  binding `a`. (durable_rules fails the whole assert with error 311 otherwise.)
 * One firing per distinct combination of facts bound to the positive bindings of one alternative
   (a fact may not fill two bindings of the same combination). `not` holds when no fact matches.
 """

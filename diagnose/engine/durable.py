@@ -20,6 +20,11 @@ handled here, and each has a conformance test in tests/engine/:
 * Thread safety: the C module has no locks; every call goes through one process-wide lock.
 * The 1024-live-sid limit and the per-ruleset leaks: one ruleset per rulebook version, compiled
   once and cached; one sid per diagnosis, deleted when the diagnosis ends.
+* Found here, not in the notes: the alpha network is walked with a fixed stack of 64 nodes
+  (`MAX_STACK_SIZE` in events.c), so a fact that passes the tests of more than about 64 sibling
+  conditions fails with error 303 (e.g. 80 rules `status64_count > N` and a large count). The
+  rulebook is therefore split into partitions with at most PARTITION_BUDGET conditions per fact
+  kind; each partition is its own ruleset and gets only the facts of the kinds it uses.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import itertools
 import json
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import durable_rules_engine as _c
@@ -37,7 +43,7 @@ from diagnose.errors import EngineError
 from diagnose.facts import Fact
 from diagnose.kinds import FactKinds, fact_kinds
 from diagnose.rulebook.loader import disjuncts
-from diagnose.rulebook.model import Binding, Ref, Rulebook, Test
+from diagnose.rulebook.model import Binding, Ref, Rule, Rulebook, Test
 
 GATE_KIND = "$gate"
 GATE_ALIAS = "gate_"
@@ -45,8 +51,9 @@ SENTINEL = "$sentinel"
 _LOCK = threading.RLock()
 _names = itertools.count()
 _sids = itertools.count()
-_COMPILED: dict[str, tuple[int, dict[str, str]]] = {}
+_COMPILED: dict[str, list[Any]] = {}
 _PATTERN_SPECIALS = set(".|?*+()[]{}%")
+PARTITION_BUDGET = 40  # conditions on one fact kind per ruleset; durable's alpha stack holds 64
 _RESULT_OBSERVED = 2  # 1 = not handled (no condition observes the fact): fine, it cannot matter
 
 
@@ -77,6 +84,17 @@ def dumps(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ",".join(dumps(v) for v in value) + "]"
     raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dumps_flat(message: dict[str, Any]) -> str:
+    """`dumps` for a flat fact message, at the speed of the C JSON encoder: only floats need our writer."""
+    floats = [k for k, v in message.items() if type(v) is float]
+    if not floats:
+        return json.dumps(message, ensure_ascii=False)
+    rest = {k: v for k, v in message.items() if type(v) is not float}
+    extra = ",".join(f"{json.dumps(k, ensure_ascii=False)}:{_number(message[k])}" for k in floats)
+    return (json.dumps(rest, ensure_ascii=False)[:-1] + ("," if rest else "") + extra + "}") if rest else \
+        "{" + extra + "}"
 
 
 # -------------------------------------------------------------------------------------- compiling
@@ -120,11 +138,12 @@ def _test(test: Test) -> list[dict[str, Any]]:
     raise EngineError(f"operator {op!r} has no durable translation")
 
 
-def _condition(binding: Binding, kinds: FactKinds) -> dict[str, Any]:
+def _condition(binding: Binding, kinds: FactKinds, joined: frozenset[str] = frozenset()) -> dict[str, Any]:
     kind = kinds[binding.kind]
     terms: list[dict[str, Any]] = [{"kind": binding.kind}]
     for test in binding.tests:
         terms.extend(_translate(test, kind.field_type(test.field) == "list"))
+    terms.extend({"$ex": {f: 1}} for f in sorted(joined))
     return {"$and": terms}
 
 
@@ -138,15 +157,36 @@ def _translate(test: Test, field_is_list: bool) -> list[dict[str, Any]]:
     return _test(test)
 
 
-def compile_rulebook(rulebook: Rulebook, kinds: FactKinds) -> tuple[dict[str, Any], dict[str, str]]:
-    """The durable ruleset document, and the map from durable rule names to our rule ids."""
+def partition(rules: Sequence[Rule]) -> list[list[Rule]]:
+    """Split rules into groups with at most PARTITION_BUDGET conditions on any one fact kind."""
+    groups: list[tuple[list[Rule], dict[str, int]]] = []
+    for rule in rules:
+        need: dict[str, int] = {}
+        for positives, negatives in disjuncts(rule.when):
+            for binding in positives + negatives:
+                need[binding.kind] = need.get(binding.kind, 0) + 1
+        for members, load in groups:  # noqa: B007 - the loop leaves the chosen group in members/load
+            if all(load.get(k, 0) + n <= PARTITION_BUDGET for k, n in need.items()):
+                break
+        else:
+            members, load = [], {}
+            groups.append((members, load))
+        members.append(rule)
+        for k, n in need.items():
+            load[k] = load.get(k, 0) + n
+    return [members for members, _ in groups] or [[]]
+
+
+def compile_rules(rules: Sequence[Rule], kinds: FactKinds) -> tuple[dict[str, Any], dict[str, str]]:
+    """The durable ruleset document for `rules`, and the map from durable rule names to our rule ids."""
     gate = {GATE_ALIAS: {"$and": [{"kind": GATE_KIND}]}}
     document: dict[str, Any] = {SENTINEL: {"all": [gate]}}
     names: dict[str, str] = {}
-    for rule in rulebook.rules:
+    for rule in rules:
+        joined = rule.joined_fields()
         for n, (positives, negatives) in enumerate(disjuncts(rule.when)):
             conditions: list[dict[str, Any]] = [gate]
-            conditions += [{b.name: _condition(b, kinds)} for b in positives]
+            conditions += [{b.name: _condition(b, kinds, joined.get(b.name, frozenset()))} for b in positives]
             conditions += [{f"{b.name}$not": _condition(b, kinds)} for b in negatives]
             name = f"{rule.id}#{n}"
             document[name] = {"all": conditions}
@@ -156,6 +196,25 @@ def compile_rulebook(rulebook: Rulebook, kinds: FactKinds) -> tuple[dict[str, An
 
 # -------------------------------------------------------------------------------------- running
 
+@dataclass(frozen=True)
+class _Partition:
+    handle: int
+    names: dict[str, str]
+    kinds: frozenset[str]
+
+
+def _compile(rulebook: Rulebook, kinds: FactKinds) -> list[_Partition]:
+    parts = []
+    for rules in partition(rulebook.rules):
+        document, names = compile_rules(rules, kinds)
+        try:
+            handle = _c.create_ruleset(f"diagnose{next(_names)}", dumps(document))
+        except Exception as exc:  # the C module raises its own error type
+            raise EngineError(f"durable_rules rejected the compiled rulebook: {exc}") from None
+        parts.append(_Partition(handle, names, frozenset(k for r in rules for k in r.kinds())))
+    return parts
+
+
 class DurableEngine:
     name = "durable"
 
@@ -164,17 +223,12 @@ class DurableEngine:
         self.used = rulebook.kinds()
         key = rulebook.version or str(id(rulebook))
         with _LOCK:
-            cached = _COMPILED.get(key)
-            if cached is None:
-                document, names = compile_rulebook(rulebook, self.kinds)
-                try:
-                    handle = _c.create_ruleset(f"diagnose{next(_names)}", dumps(document))
-                except Exception as exc:  # the C module raises its own error type
-                    raise EngineError(f"durable_rules rejected the compiled rulebook: {exc}") from None
-                cached = (handle, names)
-                if rulebook.version:
-                    _COMPILED[key] = cached
-            self.handle, self.names = cached
+            parts = _COMPILED.get(key)
+            if parts is None:
+                parts = _compile(rulebook, self.kinds)
+                if rulebook.version:  # cached per rulebook version: durable never frees a ruleset
+                    _COMPILED[key] = parts
+            self.partitions = parts
 
     def run(self, facts: Sequence[Fact]) -> EngineResult:
         warnings: list[str] = []
@@ -188,51 +242,57 @@ class DurableEngine:
             message["kind"] = fact.kind
             message["subject"] = fact.subject
             messages.append((index, message))
+        firings: list[Firing] = []
         with _LOCK:
-            sid = f"d{next(_sids)}"
-            firings, error = self._session(sid, messages)
-            # Safe only because the sentinel's action has completed in this sid (see module doc).
-            _c.delete_state(self.handle, sid)
-        if error:
-            raise EngineError(error)
+            for part in self.partitions:
+                sid = f"d{next(_sids)}"
+                mine = messages if len(self.partitions) == 1 else [(i, m) for i, m in messages
+                                                                   if m["kind"] in part.kinds]
+                found, error = self._session(part, sid, mine)
+                # Safe only because the sentinel's action has completed in this sid (see module doc).
+                _c.delete_state(part.handle, sid)
+                if error:
+                    raise EngineError(error)
+                firings.extend(found)
         return EngineResult(tuple(firings), tuple(warnings), tuple(sorted(unused)))
 
-    def _assert(self, sid: str, message: dict[str, Any], fact_id: str) -> int:
+    def _assert(self, part: _Partition, sid: str, message: dict[str, Any], fact_id: str) -> int:
         """Assert one fact; returns the state handle. A fact no condition observes is simply not stored."""
         for attempt in range(8):
             message["sid"] = sid
             message["id"] = fact_id if attempt == 0 else f"{fact_id}~{attempt}"
-            result = _c.assert_fact(self.handle, dumps(message))
+            result = _c.assert_fact(part.handle, dumps_flat(message))
             code = result[0] if isinstance(result, tuple) else 0
             if code == _RESULT_OBSERVED:  # a 32-bit id-hash collision (#376): try another id
                 continue
             return int(result[1]) if isinstance(result, tuple) else int(result)
         raise EngineError(f"durable_rules kept rejecting fact {fact_id} as a duplicate")
 
-    def _session(self, sid: str, messages: list[tuple[int, dict[str, Any]]]) -> tuple[list[Firing], str | None]:
+    def _session(self, part: _Partition, sid: str,
+                 messages: list[tuple[int, dict[str, Any]]]) -> tuple[list[Firing], str | None]:
         """Assert the evidence, then the gate, and collect the firings. Always reaches the gate, so the
         sentinel completes and the sid can be deleted, even when a fact was rejected."""
         error: str | None = None
         for index, message in messages:
             try:
-                self._assert(sid, message, f"f{index}")
+                self._assert(part, sid, message, f"f{index}")
             except Exception as exc:
                 error = f"durable_rules rejected fact #{index} ({message.get('kind')}): {exc}"
                 break
-        state = self._assert(sid, {"kind": GATE_KIND}, "gate")
+        state = self._assert(part, sid, {"kind": GATE_KIND}, "gate")
         firings: dict[tuple[str, tuple[tuple[str, int], ...]], Firing] = {}
         sentinel_fired = False
-        result = _c.start_action_for_state(self.handle, state)
+        result = _c.start_action_for_state(part.handle, state)
         raw = result[1] if result else None
         while raw:
             for name, bound in json.loads(raw).items():
                 if name == SENTINEL:
                     sentinel_fired = True
                     continue
-                rule_id = self.names[name]
+                rule_id = part.names[name]
                 key = tuple(sorted((alias, _index(fact["id"])) for alias, fact in bound.items() if alias != GATE_ALIAS))
                 firings.setdefault((rule_id, key), Firing(rule_id, key))
-            raw = _c.complete_and_start_action(self.handle, state)
+            raw = _c.complete_and_start_action(part.handle, state)
         if not sentinel_fired:
             raise EngineError("durable_rules session ended without its sentinel firing")
         return list(firings.values()), error

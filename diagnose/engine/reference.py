@@ -66,7 +66,7 @@ class ReferenceEngine:
 
     def __init__(self, rulebook: Rulebook, kinds: FactKinds | None = None) -> None:
         self.kinds = kinds or fact_kinds()
-        self.rules = [(rule.id, disjuncts(rule.when)) for rule in rulebook.rules]
+        self.rules = [(rule.id, disjuncts(rule.when), rule.joined_fields()) for rule in rulebook.rules]
         self.used = rulebook.kinds()
 
     def run(self, facts: Sequence[Fact]) -> EngineResult:
@@ -82,9 +82,9 @@ class ReferenceEngine:
             fields["kind"] = fact.kind
             by_kind[fact.kind].append((index, fields))
         firings: dict[tuple[str, tuple[tuple[str, int], ...]], Firing] = {}
-        for rule_id, alternatives in self.rules:
+        for rule_id, alternatives, joined in self.rules:
             for positives, negatives in alternatives:
-                for assignment in self._assign(positives, 0, {}, {}, by_kind):
+                for assignment in self._assign(positives, 0, {}, {}, by_kind, joined):
                     if any(self._exists(n, assignment[1], by_kind) for n in negatives):
                         continue
                     key = tuple(sorted(assignment[0].items()))
@@ -92,7 +92,9 @@ class ReferenceEngine:
         return EngineResult(tuple(firings.values()), tuple(warnings), tuple(sorted(unused)))
 
     def _assign(self, positives: list[Binding], i: int, chosen: dict[str, int],
-                values: dict[str, Mapping[str, object]], by_kind: Mapping[str, list[tuple[int, Mapping[str, object]]]]):
+                values: dict[str, Mapping[str, object]],
+                by_kind: Mapping[str, list[tuple[int, Mapping[str, object]]]],
+                joined: Mapping[str, frozenset[str]]):
         if i == len(positives):
             yield dict(chosen), dict(values)
             return
@@ -100,10 +102,12 @@ class ReferenceEngine:
         for index, fields in by_kind.get(binding.kind, ()):
             if index in chosen.values():
                 continue
+            if any(f not in fields for f in joined.get(binding.name, ())):
+                continue
             if self._matches(binding, fields, values):
                 chosen[binding.name] = index
                 values[binding.name] = fields
-                yield from self._assign(positives, i + 1, chosen, values, by_kind)
+                yield from self._assign(positives, i + 1, chosen, values, by_kind, joined)
                 del chosen[binding.name]
                 del values[binding.name]
 

@@ -68,6 +68,8 @@ PROBES: dict[str, str] = {
     "tls": "diagnose.probes.tls:probe",
     "http": "diagnose.probes.http:probe",
     "tcp": "diagnose.probes.tcp:probe",
+    "services": "diagnose.probes.services:probe",
+    "host": "diagnose.probes.host:probe",
 }
 
 

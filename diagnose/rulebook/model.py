@@ -127,6 +127,14 @@ class Rule:
     def kinds(self) -> frozenset[str]:
         return frozenset(b.kind for b in self.when.bindings())
 
+    def joined_fields(self) -> dict[str, frozenset[str]]:
+        """For each binding, the fields of it that other bindings join to (they must exist)."""
+        out: dict[str, set[str]] = {}
+        for binding in self.when.bindings():
+            for ref in binding.refs():
+                out.setdefault(ref.binding, set()).add(ref.field)
+        return {k: frozenset(v) for k, v in out.items()}
+
     def negated_names(self) -> frozenset[str]:
         """Names of the bindings that sit inside a `not`."""
         return frozenset(b.name for b in _negated(self.when))

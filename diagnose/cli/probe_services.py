@@ -1,0 +1,121 @@
+"""`diagnose probe services` and `diagnose probe host`."""
+
+from __future__ import annotations
+
+import click
+
+from diagnose.cli.probe import emit, format_option, output_option, probe
+from diagnose.probes import ProbeContext, run_probe
+from diagnose.profile import EXCHANGE_VERSIONS, PROTOCOLS, SiteProfile, load_profile
+
+
+def _context(profile_path: str | None, check: str) -> ProbeContext:
+    profile = load_profile(profile_path) if profile_path else SiteProfile()
+    return ProbeContext(profile=profile, check=check)
+
+
+@probe.command("services")
+@click.option(
+    "--services-export",
+    "exports",
+    type=click.Path(dir_okay=False),
+    multiple=True,
+    help="Exported list (repeatable): sc query text, Get-Service/Win32_Service CSV/JSON, systemctl show.",
+)
+@click.option(
+    "--services-host",
+    "host",
+    default=None,
+    help="Query a remote Windows server with sc.exe (needs Windows and rights on HOST).",
+)
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Site profile (exchange_version and published protocols rate the impact).",
+)
+@click.option(
+    "--exchange-version",
+    type=click.Choice(EXCHANGE_VERSIONS),
+    default=None,
+    help="Exchange version (overrides the profile).",
+)
+@click.option(
+    "--published",
+    multiple=True,
+    type=click.Choice(PROTOCOLS),
+    help="A published protocol (repeatable; overrides the profile).",
+)
+@click.option("--all", "emit_all", is_flag=True, help="Report every service read, not only the catalogue's.")
+@format_option
+@output_option
+def services_command(
+    exports: tuple[str, ...],
+    host: str | None,
+    profile_path: str | None,
+    exchange_version: str | None,
+    published: tuple[str, ...],
+    emit_all: bool,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """State of the Exchange, IIS and TMG services, and which published protocols they break.
+
+    Without --services-export or --services-host, reads this machine (psutil on Windows, systemd on
+    Linux); where neither is possible the probe says `unavailable`.
+    """
+    if exports and host:
+        raise click.UsageError("give either --services-export or --services-host, not both")
+    ctx = _context(profile_path, "services")
+    spec = {
+        "export": list(exports),
+        "host": host,
+        "exchange_version": exchange_version,
+        "published": list(published),
+        "all": emit_all,
+    }
+    result, run = run_probe("services", ctx, spec, ("service.state", "service.protocol_impact"))
+    emit(result, run, fmt, output)
+
+
+@probe.command("host")
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Site profile (internal_addresses mark the TMG-to-server leg).",
+)
+@click.option(
+    "--server", "servers", multiple=True, help="Address of a published internal server (repeatable)."
+)
+@click.option(
+    "--remote-port",
+    "remote_ports",
+    multiple=True,
+    type=click.IntRange(1, 65535),
+    help="Only this server port counts as the server leg (repeatable).",
+)
+@click.option(
+    "--process", "processes", multiple=True, help="Proxy process name (default wspsrv.exe; repeatable)."
+)
+@format_option
+@output_option
+def host_command(
+    profile_path: str | None,
+    servers: tuple[str, ...],
+    remote_ports: tuple[int, ...],
+    processes: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+) -> None:
+    """TCP connections by state, ephemeral port usage, TIME_WAIT length and the proxy process on this host."""
+    ctx = _context(profile_path, "host")
+    spec = {
+        "server_addresses": list(servers),
+        "remote_ports": list(remote_ports),
+        "process_names": list(processes),
+    }
+    result, run = run_probe("host", ctx, spec, ("host.tcp_states", "host.port_usage", "host.process"))
+    emit(result, run, fmt, output)
