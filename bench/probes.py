@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from certs import CertFactory  # noqa: E402
-from servers import DnsServer, SilentPeer, TlsServer, UnansweredPort  # noqa: E402
+sys.path.insert(0, str(REPO))
 
 from diagnose.probes import ProbeContext, run_probe  # noqa: E402
+from tests.certs import CertFactory  # noqa: E402
+from tests.servers import DnsServer, SilentPeer, TlsServer, UnansweredPort  # noqa: E402
 
 TIMEOUT = 2.0
 

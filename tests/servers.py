@@ -37,7 +37,8 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-from certs import Issued
+
+from tests.certs import Issued
 
 LOOPBACK = "127.0.0.1"
 

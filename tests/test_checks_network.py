@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import REPO
-from servers import DnsServer
-
 from diagnose.collect import Check, RunInputs, fill, load_checks
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, get_probe
 from diagnose.profile import SiteProfile
+from tests.conftest import REPO
+from tests.servers import DnsServer
 
 PROFILE = SiteProfile(published_names=("mail.contoso.com",), certificate_fqdn="mail.contoso.com",
                       internal_name="cas01.contoso.local", internal_addresses=("127.0.0.10",),

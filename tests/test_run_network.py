@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from certs import CertFactory
-from conftest import REPO, run_cli
-from servers import DnsServer, TlsServer, owa_app
+
+from tests.certs import CertFactory
+from tests.conftest import REPO, run_cli
+from tests.servers import DnsServer, TlsServer, owa_app
 
 pytestmark = pytest.mark.skipif(not (REPO / "rules" / "causes" / "name-resolution-mismatch.yaml").exists(),
                                 reason="the name-resolution-mismatch rules are not in this checkout yet")

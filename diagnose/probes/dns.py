@@ -49,16 +49,19 @@ from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.dnsrecorded import RecordedServer, read_dig_file
 from diagnose.probes.hostsfile import HostsFile, normalise_name, read_hosts, system_hosts_path
 from diagnose.probes.netio import (
+    NETWORK_ENV,
     Endpoint,
     classify_os_error,
     elapsed_ms,
     is_address,
+    loopback_only,
     parse_endpoint,
     run_concurrently,
     spec_bool,
     spec_list,
     spec_number,
     spec_text,
+    split_reachable,
     unique,
 )
 
@@ -141,6 +144,9 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
                 excerpts[f"{hosts.path}:{bad.line}"] = bad.text
 
     servers, server_note = ([], "offline: no live DNS server asked") if offline else _servers(spec, ctx)
+    servers, held = split_reachable(servers)
+    if held:
+        notes.append(held)
     recorded = [server for path in spec_list(spec, "recorded") for server in read_dig_file(path)]
     if recorded and not spec_list(spec, "servers") and not offline:
         servers, server_note = [], ""  # recorded answers stand for the servers
@@ -187,12 +193,10 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     facts: list[Fact] = []
     for report in reports:
         facts.extend(_resolution_facts(report, expected, ctx.check))
-    facts.append(_consistency_fact(reports, expected, dns_sources, ctx.check))
-    status = ProbeStatus.COMPLETE
-    if not dns_sources and hosts is None:
+    if not any(r.effective for r in reports):
         return ProbeResult.unavailable("; ".join(notes) or "no HOSTS file and no DNS server to ask")
-    if not dns_sources:
-        status = ProbeStatus.PARTIAL
+    facts.append(_consistency_fact(reports, expected, dns_sources, ctx.check))
+    status = ProbeStatus.COMPLETE if dns_sources else ProbeStatus.PARTIAL
     return ProbeResult(tuple(facts), status, "; ".join(notes), excerpts)
 
 
@@ -315,7 +319,7 @@ def _effective_source(report: NameReport, hosts: Source | None, servers: Sequenc
             return source
     if asked:
         return asked[0]
-    return hosts
+    return None  # no DNS server was asked and HOSTS does not list it: unknown
 
 
 # ------------------------------------------------------------------------------------------ facts
@@ -357,22 +361,26 @@ def _matches_internal(answer: Answer, expected: frozenset[str]) -> bool | None:
 def _consistency_fact(reports: Sequence[NameReport], expected: frozenset[str], servers: Sequence[Source],
                       check: str | None) -> Fact:
     effective = {r.name: r.answers[r.effective] for r in reports if r.effective is not None}
+    unknown = [r.name for r in reports if r.name not in effective]  # no source was asked: not evidence
+    known = [r for r in reports if r.name in effective]
     sets = {name: frozenset(_canonical(a) for a in ans.addresses) for name, ans in effective.items()
             if ans.outcome == "ok"}
-    unresolved = [r.name for r in reports if r.name not in sets]
-    consistent = not unresolved and len(set(sets.values())) <= 1
+    unresolved = [r.name for r in known if r.name not in sets]
+    consistent: bool | None = not unresolved and len(set(sets.values())) <= 1
+    if consistent and unknown:
+        consistent = None
     all_internal: bool | None = None
     if expected:
-        mismatched = [r.name for r in reports if r.name not in sets or not sets[r.name] <= expected]
-        all_internal = not mismatched
+        mismatched = [r.name for r in known if r.name not in sets or not sets[r.name] <= expected]
+        all_internal = False if mismatched else (None if unknown else True)
     else:
-        reference = next((sets[r.name] for r in reports if "internal" in r.roles and r.name in sets), None)
+        reference = next((sets[r.name] for r in known if "internal" in r.roles and r.name in sets), None)
         if reference is None and sets:
             counts: dict[frozenset[str], int] = {}
             for s in sets.values():
                 counts[s] = counts.get(s, 0) + 1
             reference = max(counts, key=lambda s: counts[s])
-        mismatched = [r.name for r in reports if r.name not in sets or sets[r.name] != reference]
+        mismatched = [r.name for r in known if r.name not in sets or sets[r.name] != reference]
     split = [r.name for r in reports if len({(r.answers[s].outcome, frozenset(r.answers[s].addresses))
                                              for s in servers if s in r.answers}) > 1]
     by_role = {role: [r.name for r in reports if role in r.roles] for role in ROLE_ORDER}
@@ -388,7 +396,7 @@ def _consistency_fact(reports: Sequence[NameReport], expected: frozenset[str], s
     return make_fact(
         "dns.consistency", "names", PROBE, check=check,
         names=[r.name for r in reports], consistent=consistent, all_internal=all_internal,
-        mismatched=mismatched, unresolved=unresolved, split_brain=split,
+        mismatched=mismatched, unresolved=unresolved, unknown=unknown, split_brain=split,
         published_match_certificate=published_match_certificate,
         published_names=by_role["published"], certificate_names=by_role["certificate"],
         internal_names=by_role["internal"], expected=sorted(expected), detail=detail,
@@ -397,7 +405,7 @@ def _consistency_fact(reports: Sequence[NameReport], expected: frozenset[str], s
 
 def _describe(report: NameReport) -> str:
     if report.effective is None:
-        return f"{report.name}: not resolved (no source)"
+        return f"{report.name}: unknown (not in HOSTS, no DNS server asked)"
     answer = report.answers[report.effective]
     where = "HOSTS" if report.effective.kind == "hosts" else f"DNS {report.effective.label}"
     if answer.outcome == "ok":
@@ -462,6 +470,8 @@ def _servers(spec: Mapping[str, Any], ctx: ProbeContext) -> tuple[list[Endpoint]
         return unique_endpoints(servers), ""
     if not spec_bool(spec, "use_system_resolvers", True):
         return [], "no DNS server given"
+    if loopback_only():  # even a loopback stub resolver forwards beyond this host
+        return [], f"{NETWORK_ENV}=loopback: this host's resolvers are not asked"
     try:
         resolver = dns.resolver.Resolver(configure=True)
     except (dns.resolver.NoResolverConfiguration, OSError) as exc:

@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from diagnose.errors import UsageError
-from diagnose.facts import Fact, make_fact
+from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.netio import (
     ConnectFailure,
@@ -56,6 +56,7 @@ from diagnose.probes.netio import (
     spec_number,
     spec_port,
     spec_text,
+    split_reachable,
     unverified_client_context,
 )
 
@@ -147,6 +148,10 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     requests = _url_requests(spec) if spec_list(spec, "urls") else _catalogue_requests(ctx, spec)
     if not requests:
         return ProbeResult.unavailable("nothing to request (give urls, or server and published protocols)")
+    allowed, held = split_reachable(list(dict.fromkeys(r.endpoint for r in requests)))
+    requests = [r for r in requests if r.endpoint in allowed]
+    if not requests:
+        return ProbeResult.unavailable(held)
 
     def work(request: Request, budget: float) -> Fact:
         ctx.progress(ctx.check or PROBE, f"{request.method} {request.url}")
@@ -156,7 +161,8 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
         return _fact(request, ctx.check, outcome="timeout", healthy=False,
                      reason="not requested: the probe's deadline had passed")
 
-    return ProbeResult(tuple(run_concurrently(ctx, requests, work, expired, timeout)))
+    facts = tuple(run_concurrently(ctx, requests, work, expired, timeout))
+    return ProbeResult(facts, ProbeStatus.PARTIAL if held else ProbeStatus.COMPLETE, held)
 
 
 def _catalogue_requests(ctx: ProbeContext, spec: Mapping[str, Any]) -> list[Request]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import os
 import socket
 import ssl
 import time
@@ -72,6 +73,33 @@ def is_address(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# ------------------------------------------------------------------------------------ loopback guard
+
+NETWORK_ENV = "DIAGNOSE_NETWORK"
+
+
+def loopback_only() -> bool:
+    """True when `DIAGNOSE_NETWORK=loopback`: probes may reach 127.0.0.0/8 and ::1 only (tests set it)."""
+    return os.environ.get(NETWORK_ENV, "").strip().lower() == "loopback"
+
+
+def reachable(host: str) -> bool:
+    """Whether the guard lets a probe send traffic to `host` (names would need a resolver: not allowed)."""
+    if not loopback_only():
+        return True
+    if not is_address(host):
+        return host.lower() == "localhost"
+    return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+
+
+def split_reachable(endpoints: Sequence[Endpoint]) -> tuple[list[Endpoint], str]:
+    """(the endpoints the guard allows, a note naming those it holds back)."""
+    allowed = [e for e in endpoints if reachable(e.host)]
+    held = [str(e) for e in endpoints if not reachable(e.host)]
+    note = f"not probed ({NETWORK_ENV}=loopback): {', '.join(held)}" if held else ""
+    return allowed, note
 
 
 # ------------------------------------------------------------------------------------ spec values

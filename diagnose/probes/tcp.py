@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from diagnose.facts import Fact, make_fact
+from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.netio import (
     ConnectFailure,
@@ -31,6 +31,7 @@ from diagnose.probes.netio import (
     spec_number,
     spec_port,
     spec_text,
+    split_reachable,
 )
 
 PROBE = "tcp"
@@ -45,7 +46,9 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
         raw = [internal_name]
     if not raw:
         return ProbeResult.unavailable("no target to connect to (give targets, internal_addresses or internal_name)")
-    targets = list(dict.fromkeys(parse_endpoint(t, port) for t in raw))
+    targets, held = split_reachable(list(dict.fromkeys(parse_endpoint(t, port) for t in raw)))
+    if not targets:
+        return ProbeResult.unavailable(held)
     timeout = spec_number(spec, "timeout", DEFAULT_TIMEOUT)
 
     def work(endpoint: Endpoint, budget: float) -> Fact:
@@ -61,7 +64,8 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     def expired(endpoint: Endpoint) -> Fact:
         return _fact(endpoint, ctx.check, "timeout", "not tried: the probe's deadline had passed", None)
 
-    return ProbeResult(tuple(run_concurrently(ctx, targets, work, expired, timeout)))
+    facts = tuple(run_concurrently(ctx, targets, work, expired, timeout))
+    return ProbeResult(facts, ProbeStatus.PARTIAL if held else ProbeStatus.COMPLETE, held)
 
 
 def _fact(endpoint: Endpoint, check: str | None, outcome: str, detail: str, elapsed: float | None) -> Fact:

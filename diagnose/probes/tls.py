@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from diagnose.errors import InputError
-from diagnose.facts import Fact, make_fact
+from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.netio import (
     ConnectFailure,
@@ -56,6 +56,7 @@ from diagnose.probes.netio import (
     spec_number,
     spec_port,
     spec_text,
+    split_reachable,
     unverified_client_context,
 )
 
@@ -104,7 +105,9 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
         raw_targets = [internal_name]
     if not raw_targets:
         return ProbeResult.unavailable("no server to connect to (give targets, internal_addresses or internal_name)")
-    targets = [parse_endpoint(t, port) for t in raw_targets]
+    targets, held = split_reachable([parse_endpoint(t, port) for t in raw_targets])
+    if not targets:
+        return ProbeResult.unavailable(held)
     published = [n.lower().rstrip(".") for n in spec_list(spec, "published_names") or list(profile.published_names)]
     certificate_fqdn = spec_text(spec, "certificate_fqdn") or profile.certificate_fqdn
     timeout = spec_number(spec, "timeout", DEFAULT_TIMEOUT)
@@ -120,7 +123,7 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
 
     observations = run_concurrently(ctx, targets, work, expired, timeout)
     facts = [certificate_fact(o, sni, internal_name, published, certificate_fqdn, ctx.check) for o in observations]
-    return ProbeResult(tuple(facts))
+    return ProbeResult(tuple(facts), ProbeStatus.PARTIAL if held else ProbeStatus.COMPLETE, held)
 
 
 def trust_context(ca_file: str | None) -> ssl.SSLContext:

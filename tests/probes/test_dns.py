@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import run_cli
-from servers import DnsServer
 
 from diagnose.facts import Fact
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, run_probe
 from diagnose.profile import SiteProfile
+from tests.conftest import run_cli
+from tests.servers import DnsServer
 
 INTERNAL = "127.0.0.10"
 PUBLIC = "127.0.0.200"  # stands for the published name's public address (a hairpin back to TMG)

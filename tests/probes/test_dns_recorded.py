@@ -7,12 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from servers import DnsServer
 
 from diagnose.errors import InputError
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, run_probe
 from diagnose.probes.dnsrecorded import read_dig_file
+from tests.servers import DnsServer
 
 INTERNAL, PUBLIC = "127.0.0.10", "127.0.0.200"
 ZONE = {"mail.contoso.com": {"A": [PUBLIC]}, "webmail.contoso.com": {"CNAME": "cas01.contoso.local"},

@@ -7,14 +7,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from certs import CertFactory
-from conftest import run_cli
-from servers import SilentPeer, TlsServer, closed_port, owa_app
 
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, run_probe
 from diagnose.probes.http import Expectation, judge
 from diagnose.profile import PROTOCOLS, SiteProfile
+from tests.certs import CertFactory
+from tests.conftest import run_cli
+from tests.servers import SilentPeer, TlsServer, closed_port, owa_app
 
 INTERNAL_NAME = "cas01.contoso.local"
 

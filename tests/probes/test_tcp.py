@@ -6,11 +6,10 @@ import json
 import threading
 import time
 
-from conftest import run_cli
-from servers import SilentPeer, UnansweredPort, closed_port
-
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, run_probe
+from tests.conftest import run_cli
+from tests.servers import SilentPeer, UnansweredPort, closed_port
 
 
 def test_open_refused_and_timeout() -> None:
@@ -73,3 +72,17 @@ def test_cli_tcp() -> None:
     assert [f["attrs"]["outcome"] for f in json.loads(proc.stdout)["facts"]] == ["open", "refused"]
     proc = run_cli("probe", "tcp", "127.0.0.1:99999")
     assert proc.returncode == 2 and proc.stderr.startswith("diagnose: error: '127.0.0.1:99999': port must be")
+
+
+def test_loopback_guard_holds_back_other_addresses() -> None:
+    """Tests run with DIAGNOSE_NETWORK=loopback (tests/conftest.py): nothing leaves this host."""
+    with SilentPeer() as listening:
+        result, run = run_probe("tcp", ProbeContext(), {"targets": ["10.1.5.11:443", listening.address]})
+    assert [f.subject for f in result.facts] == [listening.address]
+    assert run.status.value == "partial" and run.reason == "not probed (DIAGNOSE_NETWORK=loopback): 10.1.5.11:443"
+    for probe, spec in (("tcp", {"targets": ["cas01.contoso.local"]}), ("tls", {"targets": ["192.0.2.7"]}),
+                        ("http", {"urls": ["https://203.0.113.10/owa/"]}),
+                        ("dns", {"names": ["mail.contoso.com"], "servers": ["192.0.2.53"], "use_hosts": False}),
+                        ("dns", {"names": ["mail.contoso.com"], "use_hosts": False})):
+        result, run = run_probe(probe, ProbeContext(), spec)
+        assert run.status.value == "unavailable" and "DIAGNOSE_NETWORK=loopback" in run.reason, (probe, run)

@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from certs import CertFactory
-from conftest import run_cli
 from cryptography.hazmat.primitives import hashes
-from servers import SilentPeer, TlsServer, closed_port
 
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, run_probe
 from diagnose.probes.tls import certificates_from_handshake, name_on_certificate
 from diagnose.profile import SiteProfile
+from tests.certs import CertFactory
+from tests.conftest import run_cli
+from tests.servers import SilentPeer, TlsServer, closed_port
 
 INTERNAL_NAME = "cas01.contoso.local"
 PUBLISHED = ["mail.contoso.com", "autodiscover.contoso.com"]
