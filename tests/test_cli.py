@@ -70,16 +70,30 @@ def test_markdown_report_and_output_file(tmp_path: Path):
     assert "`name-resolution-mismatch`" in text
 
 
-def test_collect_then_analyze_gives_the_same_diagnosis(tmp_path: Path):
+@pytest.mark.parametrize("name", ["seed", "dns-mismatch", "fba-stopped"])
+def test_collect_then_analyze_gives_the_same_diagnosis(tmp_path: Path, name: str):
+    bundle = tmp_path / f"{name}.json"
+    collected = run_cli("collect", "--example", name, "-o", str(bundle))
+    assert collected.returncode == 0, collected.stderr
+    analyzed = diagnose_json("analyze", str(bundle))
+    direct = diagnose_json("run", "--example", name)
+    for key in ("verdict", "causes", "unknowns", "questions"):
+        assert analyzed[key] == direct[key], key
+
+
+def test_answers_file_completes_a_bundle(tmp_path: Path):
     example = REPO / "examples" / "seed"
     bundle = tmp_path / "seed.json"
     collected = run_cli("collect", "--profile", str(example / "profile.yaml"), "--evidence",
-                        str(example / "evidence.json"), "-o", str(bundle))
+                        str(example / "evidence.json"), "--log", str(example / "ISALOG_20110504_FWS_000.w3c"),
+                        "-o", str(bundle))
     assert collected.returncode == 0, collected.stderr
+    assert diagnose_json("analyze", str(bundle))["questions"][0]["id"] == "users-report-failures"
     answers = tmp_path / "answers.yaml"
     answers.write_text("users-report-failures: no\n")
     d = diagnose_json("analyze", str(bundle), "--answers", str(answers))
     assert d["verdict"] == "benign" and d["causes"][0]["id"] == "dirty-close-by-design"
+    assert d["questions"] == []
     assert d["causes"][0]["certainty"] == diagnose_json("run", "--example", "seed")["causes"][0]["certainty"]
 
 

@@ -45,8 +45,8 @@ def main() -> None:
 
 
 def _register() -> None:
-    # probe_network adds `probe dns|tls|http|tcp`, probe_services `probe services|host` to the probe group
-    from diagnose.cli import causes, probe, probe_network, probe_services, rules, run  # noqa: F401
+    # the probe_* modules add their subcommands to the probe group when imported
+    from diagnose.cli import causes, probe, probe_logs, probe_network, probe_services, rules, run  # noqa: F401
 
     for command in (run.run, run.collect_cmd, run.analyze, run.examples, rules.rules, causes.causes, probe.probe):
         main.add_command(command)

@@ -165,17 +165,18 @@ def run(example: str | None, save_evidence: str | None, rule_dirs: tuple[str, ..
 
 @click.command(name="collect")
 @input_options
+@click.option("--example", help="Collect a bundled example case's evidence.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Bundle to write.")
-def collect_cmd(output: str, **options: Any) -> None:
+def collect_cmd(output: str, example: str | None, **options: Any) -> None:
     """Gather the evidence into a bundle, without reasoning (no inference engine is loaded)."""
     from diagnose.cli.common import rule_dirs
     from diagnose.rulebook.loader import load_rulebook
 
-    questions = load_rulebook(rule_dirs()).questions if options.get("answers_file") else {}
-    plan = plan_from_options(options, questions)
+    questions = load_rulebook(rule_dirs()).questions if options.get("answers_file") or example else {}
+    plan = plan_from_example(example, questions) if example else plan_from_options(options, questions)
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
     bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
-                     options.get("timeout") or 60.0, plan.answers)
+                     options.get("timeout") or 60.0, plan.answers, plan.description)
     bundle.save(output)
     note(f"diagnose: wrote {output}: {len(bundle.facts)} facts from {len(bundle.probes)} checks")
 

@@ -70,6 +70,7 @@ PROBES: dict[str, str] = {
     "tcp": "diagnose.probes.tcp:probe",
     "services": "diagnose.probes.services:probe",
     "host": "diagnose.probes.host:probe",
+    "logs": "diagnose.probes.logs:probe",
 }
 
 
