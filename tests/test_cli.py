@@ -88,8 +88,8 @@ def test_collect_then_analyze_gives_the_same_diagnosis(tmp_path: Path, name: str
 def test_answers_file_completes_a_bundle(tmp_path: Path):
     example = REPO / "examples" / "seed"
     bundle = tmp_path / "seed.json"
-    collected = run_cli("collect", "--profile", str(example / "profile.yaml"), "--evidence",
-                        str(example / "evidence.json"), "--log", str(example / "ISALOG_20110504_FWS_000.w3c"),
+    collected = run_cli("collect", "--offline", "--profile", str(example / "profile.yaml"), "--capture",
+                        str(example / "netmon-trace.txt"), "--log", str(example / "ISALOG_20110504_FWS_000.w3c"),
                         "-o", str(bundle))
     assert collected.returncode == 0, collected.stderr
     assert diagnose_json("analyze", str(bundle))["questions"][0]["id"] == "users-report-failures"
@@ -103,7 +103,7 @@ def test_answers_file_completes_a_bundle(tmp_path: Path):
 
 def test_unanswered_question_is_offered(tmp_path: Path):
     example = REPO / "examples" / "seed"
-    d = diagnose_json("run", "--profile", str(example / "profile.yaml"), "--evidence", str(example / "evidence.json"),
+    d = diagnose_json("run", "--offline", "--profile", str(example / "profile.yaml"), "--capture", str(example / "netmon-trace.txt"),
                       "--no-input")
     assert [q["id"] for q in d["questions"]][:1] == ["users-report-failures"]
     assert any(u["rule"] == "no-user-impact" for u in d["unknowns"])

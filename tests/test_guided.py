@@ -22,8 +22,8 @@ def spawn(*args: str) -> pexpect.spawn:
 
 def test_guided_session_asks_what_matters_and_explains_why(tmp_path):
     saved = tmp_path / "bundle.json"
-    child = spawn("run", "--profile", str(SEED / "profile.yaml"), "--log", str(SEED / "ISALOG_20110504_FWS_000.w3c"),
-                  "--evidence", str(SEED / "evidence.json"), "--save-evidence", str(saved))
+    child = spawn("run", "--offline", "--profile", str(SEED / "profile.yaml"), "--log", str(SEED / "ISALOG_20110504_FWS_000.w3c"),
+                  "--capture", str(SEED / "netmon-trace.txt"), "--save-evidence", str(saved))
     child.expect(r"Question 1: Are external users reporting failures.*\[yes/no, \? why, s skip\]: ")
     child.sendline("?")
     child.expect("Asked because the answer decides rule")
@@ -42,7 +42,7 @@ def test_guided_session_asks_what_matters_and_explains_why(tmp_path):
 
 
 def test_guided_session_stops_cleanly_at_end_of_input():
-    child = spawn("run", "--profile", str(SEED / "profile.yaml"), "--evidence", str(SEED / "evidence.json"))
+    child = spawn("run", "--offline", "--profile", str(SEED / "profile.yaml"), "--capture", str(SEED / "netmon-trace.txt"))
     child.expect(r"Question 1: ")
     child.sendeof()
     child.expect("Verdict: BENIGN")

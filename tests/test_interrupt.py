@@ -20,7 +20,7 @@ def test_ctrl_c_keeps_a_partial_bundle(tmp_path):
     os.mkfifo(hanging)  # reading a FIFO nobody writes blocks: a probe that never finishes
     bundle = tmp_path / "partial.json"
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
-    child = pexpect.spawn(sys.executable, ["-m", "diagnose", "collect", "--profile", str(SEED / "profile.yaml"),
+    child = pexpect.spawn(sys.executable, ["-m", "diagnose", "collect", "--offline", "--profile", str(SEED / "profile.yaml"),
                                            "--log", str(SEED / "ISALOG_20110504_FWS_000.w3c"), "--evidence",
                                            str(hanging), "-o", str(bundle), "--progress"],
                           cwd=str(REPO), env=env, encoding="utf-8", timeout=30)

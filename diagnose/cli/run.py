@@ -58,6 +58,8 @@ def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timeout", type=float, default=60.0, show_default=True, help="Overall probe deadline, s."),
         click.option("--answers", "answers_file", type=click.Path(dir_okay=False), help="Answers file (YAML)."),
         click.option("--no-input", is_flag=True, help="Never ask questions."),
+        click.option("--offline", is_flag=True,
+                     help="Send nothing on the network: no DNS queries, no connections; read only the files given."),
         click.option("--progress/--quiet", default=None, help="Progress lines on stderr (default: on a terminal)."),
     ]
     for option in reversed(options):
@@ -96,7 +98,7 @@ def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
         profile = profile.merged({"tmg_addresses": list(profile.tmg_addresses) + list(o["tmg"])})
     inputs = RunInputs(list(o.get("logs") or ()), list(o.get("captures") or ()), list(o.get("evidence") or ()),
                        list(o.get("dns_servers") or ()), o.get("hosts_file"), o.get("services_export"),
-                       o.get("services_host"), o.get("tz"))
+                       o.get("services_host"), o.get("tz"), offline=bool(o.get("offline")))
     answers = load_answers(o["answers_file"], questions) if o.get("answers_file") else {}
     return Plan(profile, inputs, answers)
 

@@ -116,9 +116,12 @@ class CaptureAnalysis:
         connections; else the addresses opening 443/80 connections to private (internal) servers;
         else every address opening 443/80 connections."""
         given = frozenset(given)
-        if given:
+        seen = {k.orig_ip for k in self.counts} | {k.resp_ip for k in self.counts}
+        if given & seen:
             self.tmg, self.tmg_inferred = given, False
             return
+        # none of the given addresses is in the capture (e.g. a NetMon text export without address
+        # columns, or a trace taken elsewhere): infer, as when none is given
         originators = {k.orig_ip for k in self.counts if k.resp_port in WEB_PORTS}
         web_servers = {k.resp_ip for k in self.counts if k.resp_port in WEB_PORTS}
         proxy = originators & web_servers  # one address both serves 443/80 and connects to 443/80
