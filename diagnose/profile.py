@@ -25,6 +25,7 @@ class SiteProfile:
     published_names: tuple[str, ...] = ()
     internal_name: str | None = None
     internal_addresses: tuple[str, ...] = ()
+    internal_port: int | None = None  # the rule's bridging port to the server; 443 when not given
     certificate_fqdn: str | None = None
     tmg_addresses: tuple[str, ...] = ()
     published: tuple[str, ...] = ()
@@ -87,6 +88,11 @@ def profile_from_mapping(data: Mapping[str, Any], source: str, lines: Any = None
                                           at(key, i))
             if key == "published_names":
                 value = tuple(v.lower().rstrip(".") for v in value)
+        elif key == "internal_port":
+            if isinstance(value, str) and value.isdigit():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+                raise ConfigError("internal_port must be a port number (1-65535)", at(key))
         else:
             if isinstance(value, int) and not isinstance(value, bool) and key == "exchange_version":
                 value = str(value)
