@@ -271,10 +271,11 @@ def questions_to_ask(rulebook: Rulebook, facts: Sequence[Fact], outcomes: Sequen
                      by_rule: Mapping[str, Sequence[Firing]], availability: Availability,
                      current: tuple[Verdict, Sequence[CauseFinding]]) -> tuple[QuestionPrompt, ...]:
     """The unanswered questions whose answer could change the verdict or the top of the ranking,
-    the most influential first: a verdict change counts 2, a new top cause 1, plus how far the top
-    cause's certainty would move."""
+    the most influential first: a verdict change counts 2, a new top cause 1, plus the largest move
+    of any cause's certainty."""
     verdict_now, findings_now = current
-    top_now, cf_now = _top(findings_now)
+    top_now, _ = _top(findings_now)
+    before = {f.cause.id: f.certainty for f in findings_now}
     prompts = []
     for qid, question in rulebook.questions.items():
         if availability.all_answers or qid in availability.answered:
@@ -288,9 +289,9 @@ def questions_to_ask(rulebook: Rulebook, facts: Sequence[Fact], outcomes: Sequen
             top, cf = _top(new_findings)
             effects.append(AnswerEffect(choice, new_verdict, top, cf))
             if new_verdict is not verdict_now or top != top_now:
-                new_cf = next((f.certainty for f in new_findings if f.cause.id == top_now), 0.0)
-                value = max(value, 2.0 * (new_verdict is not verdict_now) + 1.0 * (top != top_now)
-                            + abs(new_cf - cf_now))
+                after = {f.cause.id: f.certainty for f in new_findings}
+                shift = max(abs(after.get(c, 0.0) - before.get(c, 0.0)) for c in after.keys() | before.keys())
+                value = max(value, 2.0 * (new_verdict is not verdict_now) + 1.0 * (top != top_now) + shift)
         if value > 0:
             prompts.append(QuestionPrompt(question, round(value, 4), tuple(r.id for r in affected),
                                           tuple(sorted({r.conclude.cause for r in affected})), tuple(effects)))

@@ -52,6 +52,8 @@ def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--services-export", type=click.Path(dir_okay=False), help="Exported service list."),
         click.option("--services-host", help="Query services on HOST with sc.exe."),
         click.option("--tmg", "tmg", multiple=True, help="A TMG address (repeatable)."),
+        click.option("--ca-file", type=click.Path(dir_okay=False),
+                     help="CA certificates (PEM) TMG trusts, e.g. exported from its computer store."),
         click.option("--tz", help="Time zone of ISA text-format logs (e.g. Europe/Berlin)."),
         click.option("--checks", "check_dirs", multiple=True, type=click.Path(file_okay=False),
                      help="Extra checks directory (repeatable). Also DIAGNOSE_CHECKS."),
@@ -98,7 +100,8 @@ def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
         profile = profile.merged({"tmg_addresses": list(profile.tmg_addresses) + list(o["tmg"])})
     inputs = RunInputs(list(o.get("logs") or ()), list(o.get("captures") or ()), list(o.get("evidence") or ()),
                        list(o.get("dns_servers") or ()), o.get("hosts_file"), o.get("services_export"),
-                       o.get("services_host"), o.get("tz"), offline=bool(o.get("offline")))
+                       o.get("services_host"), o.get("tz"), offline=bool(o.get("offline")),
+                       extra={"ca_file": o.get("ca_file")})
     answers = load_answers(o["answers_file"], questions) if o.get("answers_file") else {}
     return Plan(profile, inputs, answers)
 
