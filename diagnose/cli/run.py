@@ -62,6 +62,19 @@ def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+redact_option = click.option("--redact", is_flag=True,
+                             help="Pseudonymise addresses, host names, domains and users (bundle and report).")
+
+
+def redacted(bundle: EvidenceBundle, redact: bool) -> EvidenceBundle:
+    """The bundle as it may leave the site: every address, name and user replaced by a consistent token."""
+    if not redact:
+        return bundle
+    from diagnose.redact import redact_bundle
+
+    return redact_bundle(bundle)
+
+
 @dataclass
 class Plan:
     profile: SiteProfile
@@ -145,8 +158,9 @@ def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output:
 @rules_option
 @click.option("--example", help="Run a bundled example case (see `diagnose examples`).")
 @click.option("--save-evidence", type=click.Path(dir_okay=False), help="Also save the evidence bundle.")
-def run(example: str | None, save_evidence: str | None, rule_dirs: tuple[str, ...], fmt: str, output: str | None,
-        why: bool, fail_on: float | None, strict: bool, **options: Any) -> None:
+@redact_option
+def run(example: str | None, save_evidence: str | None, redact: bool, rule_dirs: tuple[str, ...], fmt: str,
+        output: str | None, why: bool, fail_on: float | None, strict: bool, **options: Any) -> None:
     """Gather the evidence, reason over it and report: the whole diagnosis."""
     rulebook = load_rules(rule_dirs)
     if example:
@@ -158,6 +172,7 @@ def run(example: str | None, save_evidence: str | None, rule_dirs: tuple[str, ..
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
     bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
                      options.get("timeout") or 60.0, plan.answers, plan.description)
+    bundle = redacted(bundle, redact)
     if save_evidence:
         bundle.save(save_evidence)
     report(bundle, rule_dirs, fmt, output, why, fail_on, strict, rulebook)
@@ -166,7 +181,8 @@ def run(example: str | None, save_evidence: str | None, rule_dirs: tuple[str, ..
 @click.command(name="collect")
 @input_options
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Bundle to write.")
-def collect_cmd(output: str, **options: Any) -> None:
+@redact_option
+def collect_cmd(output: str, redact: bool, **options: Any) -> None:
     """Gather the evidence into a bundle, without reasoning (no inference engine is loaded)."""
     from diagnose.cli.common import rule_dirs
     from diagnose.rulebook.loader import load_rulebook
@@ -176,6 +192,7 @@ def collect_cmd(output: str, **options: Any) -> None:
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
     bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
                      options.get("timeout") or 60.0, plan.answers)
+    bundle = redacted(bundle, redact)
     bundle.save(output)
     note(f"diagnose: wrote {output}: {len(bundle.facts)} facts from {len(bundle.probes)} checks")
 
@@ -185,8 +202,9 @@ def collect_cmd(output: str, **options: Any) -> None:
 @click.option("--answers", "answers_file", type=click.Path(dir_okay=False), help="Answers file (YAML).")
 @output_options
 @rules_option
-def analyze(bundle: str, answers_file: str | None, rule_dirs: tuple[str, ...], fmt: str, output: str | None,
-            why: bool, fail_on: float | None, strict: bool) -> None:
+@redact_option
+def analyze(bundle: str, answers_file: str | None, redact: bool, rule_dirs: tuple[str, ...], fmt: str,
+            output: str | None, why: bool, fail_on: float | None, strict: bool) -> None:
     """Reason over an evidence bundle and report."""
     from diagnose.answers import load_answers
     from diagnose.kinds import fact_kinds
@@ -197,7 +215,7 @@ def analyze(bundle: str, answers_file: str | None, rule_dirs: tuple[str, ...], f
     if answers_file:
         evidence = EvidenceBundle(**{**evidence.__dict__,
                                      "answers": {**evidence.answers, **load_answers(answers_file, rulebook.questions)}})
-    report(evidence, rule_dirs, fmt, output, why, fail_on, strict, rulebook)
+    report(redacted(evidence, redact), rule_dirs, fmt, output, why, fail_on, strict, rulebook)
 
 
 @click.command()
