@@ -59,11 +59,20 @@ class RuleOutcome:
 
 
 @dataclass(frozen=True)
+class AnswerEffect:
+    choice: str
+    verdict: Verdict
+    top: str | None
+    certainty: float
+
+
+@dataclass(frozen=True)
 class QuestionPrompt:
     question: Question
     weight: float
     rules: tuple[str, ...]
     causes: tuple[str, ...]
+    effects: tuple[AnswerEffect, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,7 +191,15 @@ def analyze(bundle: EvidenceBundle, rulebook: Rulebook, engine: Engine | None = 
         by_rule[firing.rule_id].append(firing)
     availability = availability or Availability.of(bundle, facts)
     outcomes = tuple(evaluate(rule, rule.id in by_rule, availability) for rule in rulebook.rules)
+    final, findings = conclude(outcomes, by_rule, facts, rulebook)
+    questions = questions_to_ask(rulebook, facts, outcomes, by_rule, availability, (final, findings))
+    return Diagnosis(final, findings, outcomes, questions, facts, bundle, rulebook,
+                     result.warnings, result.unused_kinds, engine.name, result.firings)
 
+
+def conclude(outcomes: Sequence[RuleOutcome], by_rule: Mapping[str, Sequence[Firing]], facts: Sequence[Fact],
+             rulebook: Rulebook) -> tuple[Verdict, tuple[CauseFinding, ...]]:
+    """Rank the causes of the rules that fired, and reach the verdict."""
     supports: dict[str, list[RuleSupport]] = defaultdict(list)
     for outcome in outcomes:
         if outcome.status != "fired":
@@ -210,25 +227,72 @@ def analyze(bundle: EvidenceBundle, rulebook: Rulebook, engine: Engine | None = 
     if problem_established:
         findings = [f for f in findings if f.cause.verdict is not Verdict.INCONCLUSIVE]
     findings.sort(key=lambda f: (-f.certainty, SEVERITY[f.cause.verdict], f.cause.id))
-    final = verdict((f.cause.verdict, f.certainty) for f in findings)
-    return Diagnosis(final, tuple(findings), outcomes, questions_to_ask(rulebook, outcomes), facts, bundle, rulebook,
-                     result.warnings, result.unused_kinds, engine.name, result.firings)
+    return verdict((f.cause.verdict, f.certainty) for f in findings), tuple(findings)
 
 
-def questions_to_ask(rulebook: Rulebook, outcomes: Sequence[RuleOutcome]) -> tuple[QuestionPrompt, ...]:
-    """Questions whose answer would decide rules that are now unknown, most influential first."""
-    weight: dict[str, float] = defaultdict(float)
-    rules: dict[str, list[str]] = defaultdict(list)
-    causes: dict[str, set[str]] = defaultdict(set)
-    for outcome in outcomes:
-        if outcome.status != "unknown":
+def question_ids(rule: Rule) -> frozenset[str]:
+    """The questions a rule reads an answer to."""
+    return frozenset(q for b in rule.when.bindings() if b.kind == "answer" and (q := _answer_question(b)))
+
+
+def _top(findings: Sequence[CauseFinding]) -> tuple[str | None, float]:
+    return (findings[0].cause.id, findings[0].certainty) if findings else (None, 0.0)
+
+
+def what_if(rulebook: Rulebook, facts: Sequence[Fact], outcomes: Sequence[RuleOutcome],
+            by_rule: Mapping[str, Sequence[Firing]], availability: Availability, qid: str,
+            choice: str) -> tuple[Verdict, tuple[CauseFinding, ...]]:
+    """The verdict and ranking if question `qid` were answered `choice`. Only the rules that read that
+    answer are re-evaluated (with the reference evaluator); every other outcome stands."""
+    from diagnose.engine.reference import ReferenceEngine
+
+    affected = [r for r in rulebook.rules if qid in question_ids(r)]
+    combined = [*facts, make_fact("answer", qid, "answers", source="what-if", value=choice)]
+    kinds = frozenset().union(*(r.kinds() for r in affected)) if affected else frozenset()
+    chosen = [i for i, f in enumerate(combined) if f.kind in kinds and not (f.kind == "answer" and f.subject == qid
+                                                                             and i < len(facts))]
+    sub_book = Rulebook(tuple(affected), rulebook.causes, rulebook.questions)
+    result = ReferenceEngine(sub_book).run([combined[i] for i in chosen])
+    new_by_rule: dict[str, list[Firing]] = {k: list(v) for k, v in by_rule.items()}
+    for rule in affected:
+        new_by_rule[rule.id] = []
+    for firing in result.firings:
+        new_by_rule[firing.rule_id].append(Firing(firing.rule_id, tuple((n, chosen[i]) for n, i in firing.bindings)))
+    answered = Availability(None if availability.all_kinds else availability.kinds,
+                            None if availability.all_answers else availability.answered | {qid},
+                            tuple(availability.unavailable - {f"answer:{qid}", "answer"}))
+    ids = {r.id for r in affected}
+    new_outcomes = [evaluate(o.rule, bool(new_by_rule.get(o.rule.id)), answered) if o.rule.id in ids else o
+                    for o in outcomes]
+    return conclude(new_outcomes, new_by_rule, combined, rulebook)
+
+
+def questions_to_ask(rulebook: Rulebook, facts: Sequence[Fact], outcomes: Sequence[RuleOutcome],
+                     by_rule: Mapping[str, Sequence[Firing]], availability: Availability,
+                     current: tuple[Verdict, Sequence[CauseFinding]]) -> tuple[QuestionPrompt, ...]:
+    """The unanswered questions whose answer could change the verdict or the top of the ranking,
+    the most influential first: a verdict change counts 2, a new top cause 1, plus how far the top
+    cause's certainty would move."""
+    verdict_now, findings_now = current
+    top_now, cf_now = _top(findings_now)
+    prompts = []
+    for qid, question in rulebook.questions.items():
+        if availability.all_answers or qid in availability.answered:
             continue
-        for missing in outcome.missing:
-            if missing.startswith("answer:") and missing[7:] in rulebook.questions:
-                qid = missing[7:]
-                weight[qid] += abs(outcome.rule.conclude.certainty)
-                rules[qid].append(outcome.rule.id)
-                causes[qid].add(outcome.rule.conclude.cause)
-    ordered = sorted(weight, key=lambda q: (-weight[q], q))
-    return tuple(QuestionPrompt(rulebook.questions[q], round(weight[q], 4), tuple(rules[q]), tuple(sorted(causes[q])))
-                 for q in ordered)
+        affected = [r for r in rulebook.rules if qid in question_ids(r)]
+        if not affected:
+            continue
+        effects, value = [], 0.0
+        for choice in question.choices:
+            new_verdict, new_findings = what_if(rulebook, facts, outcomes, by_rule, availability, qid, choice)
+            top, cf = _top(new_findings)
+            effects.append(AnswerEffect(choice, new_verdict, top, cf))
+            if new_verdict is not verdict_now or top != top_now:
+                new_cf = next((f.certainty for f in new_findings if f.cause.id == top_now), 0.0)
+                value = max(value, 2.0 * (new_verdict is not verdict_now) + 1.0 * (top != top_now)
+                            + abs(new_cf - cf_now))
+        if value > 0:
+            prompts.append(QuestionPrompt(question, round(value, 4), tuple(r.id for r in affected),
+                                          tuple(sorted({r.conclude.cause for r in affected})), tuple(effects)))
+    prompts.sort(key=lambda p: (-p.weight, p.question.id))
+    return tuple(prompts)

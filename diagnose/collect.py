@@ -189,24 +189,40 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
         return get_probe(check.probe)(ctx, spec), time.monotonic() - started
 
     results: dict[str, tuple[ProbeResult, float]] = {}
+    started = time.monotonic()
     if todo:
-        with cf.ThreadPoolExecutor(max_workers=min(16, len(todo)), thread_name_prefix="probe") as pool:
-            futures = {pool.submit(run_one, check, spec): check for check, spec in todo}
+        pool = cf.ThreadPoolExecutor(max_workers=min(16, len(todo)), thread_name_prefix="probe")
+        futures = {pool.submit(run_one, check, spec): check for check, spec in todo}
+        try:
             for future in cf.as_completed(futures):
                 check = futures[future]
-                try:
+                result, elapsed = results[check.id] = future.result()
+                report(check.id, result.status.value + (f": {result.reason}" if result.reason else "")
+                       + f" ({len(result.facts)} facts, {elapsed:.2f} s)")
+        except KeyboardInterrupt:
+            # Ctrl-C: keep what finished, mark the rest interrupted; running probes are abandoned
+            # (their threads end with their own timeouts) and the caller still gets a usable bundle.
+            for future, check in futures.items():
+                if check.id not in results and future.done() and not future.cancelled() and not future.exception():
                     results[check.id] = future.result()
-                except DiagnoseError:
-                    for other in futures:
-                        other.cancel()
-                    raise
+            interrupted = True
+        except DiagnoseError:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        else:
+            interrupted = False
+        pool.shutdown(wait=not interrupted, cancel_futures=True)
     for check, _ in todo:
+        if check.id not in results:
+            reason = "interrupted (Ctrl-C) before it finished"
+            runs.append(ProbeRun(check.probe, ProbeStatus.INTERRUPTED, reason, check.id, check.kinds,
+                                 time.monotonic() - started))
+            report(check.id, reason)
+            continue
         result, elapsed = results[check.id]
         runs.append(ProbeRun(check.probe, result.status, result.reason, check.id, check.kinds, elapsed))
         facts.extend(result.facts)
         excerpts.update(result.excerpts)
-        report(check.id, result.status.value + (f": {result.reason}" if result.reason else "")
-               + f" ({len(result.facts)} facts, {elapsed:.2f} s)")
     if not profile.is_empty():
         facts.append(profile.to_fact())
     order = {c.id: n for n, c in enumerate(checks)}

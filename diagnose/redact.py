@@ -110,6 +110,9 @@ _UNC = r"\\\\(?P<unchost>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?P<uncrest>(?:\\[^\
 _HOMEDIR = (r"(?<=[\\/])(?P<homes>(?i:users|home|documents and settings))[\\/]"
             r"(?P<homeuser>[^\\/\t\r\n\"'<>|*?:]+)")
 
+_COMPUTER = re.compile(r"(?=[A-Z0-9-]*\d)[A-Z][A-Z0-9-]{1,14}")
+_NOT_COMPUTER = re.compile(r"(?i)W3SVC\d*|X64|X86|WIN(?:32|64)|UTF-?(?:8|16)|IPV[46]|TLS\d*|SSL\d|MD5|SHA\d+|RC4|"
+                           r"AES\d+|DES3|MSIE\d*|IE\d+|NT\d*|HTTP-?\d?")
 _MAYBE_IDENTIFYING = re.compile(r"[.:\\@/]")  # every address, name, path or user shape has one of these
 _RUNS = re.compile(r"[a-z0-9]+")
 _TOKEN = re.compile(r"(?i)(?:host|dom|user)-\d+")
@@ -259,9 +262,17 @@ class Redactor:
             probes=tuple(self.probe_run(p) for p in b.probes),
             profile=self.profile(b.profile),
             answers={k: self.text(v) for k, v in b.answers.items()},
-            excerpts={self.text(k): self.text(v) for k, v in b.excerpts.items()},
+            excerpts={self.text(k): self.excerpt(v) for k, v in b.excerpts.items()},
             description=self.text(b.description),
         )
+
+    def excerpt(self, value: str) -> str:
+        """Raw evidence. In a tab-separated log record a whole field shaped like a Windows computer name
+        (`TMG01`, `CAS-02`: capitals and digits) is a host name too: the TMG logs' computer column."""
+        if value.count("\t") < 4:
+            return self.text(value)
+        return "\t".join(self._label("host", f) if _COMPUTER.fullmatch(f) and not _NOT_COMPUTER.fullmatch(f)
+                         else self.text(f) for f in value.split("\t"))
 
     def fact(self, fact: Fact) -> Fact:
         names = NAME_ATTRS.get(fact.kind, frozenset()) | ANY_KIND_NAME_ATTRS

@@ -4,12 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
-for tool in tshark tcpdump; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
+# dig comes from the package bind9-dnsutils
+for tool in tshark tcpdump dig; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
-        apt-get install -y -qq --no-install-recommends tshark tcpdump >/dev/null
+        apt-get install -y -qq --no-install-recommends tshark tcpdump bind9-dnsutils >/dev/null
     else
         echo "note: ${need[*]} missing and cannot be installed here; tests that need them will skip" >&2
     fi

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# Network probes in tests (and the CLI they start) may reach loopback only; see diagnose/probes/netio.py.
+os.environ["DIAGNOSE_NETWORK"] = "loopback"
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 CORPUS = SHARED / "corpus"

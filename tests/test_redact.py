@@ -37,6 +37,7 @@ V6 = re.compile(r"(?<![\w.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)\
 DOTTED = re.compile(r"(?<![\w.-])(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+([A-Za-z]{2,})(?![\w-])")
 DOMAIN_USER = re.compile(r"(?<![\w\\:])([A-Za-z][\w-]{0,14})\\([\w.$-]*\w)(?![\w\\])")
 MAIL_USER = re.compile(r"([\w.+-]*\w)@((?:[\w-]+\.)+[A-Za-z]{2,})")
+COMPUTER_FIELD = re.compile(r"(?=[A-Z0-9-]*\d)[A-Z][A-Z0-9-]{1,14}")  # TMG01: a log record's computer column
 HOME_USER = re.compile(r"(?i)[\\/](?:users|home)[\\/]([^\\/\s\"']+)")
 
 
@@ -121,6 +122,11 @@ def originals_of(bundle: dict[str, Any]) -> Originals:
     texts += strings(profile)
     texts += strings(bundle.get("answers", {}))
     texts += strings(bundle.get("excerpts", {}))
+    for line in bundle.get("excerpts", {}).values():
+        if line.count("\t") >= 4:
+            for column in line.split("\t"):
+                if COMPUTER_FIELD.fullmatch(column) and not re.fullmatch(r"W3SVC\d*|HTTP\d?|TLS\d*", column):
+                    found.add_name(column)
     texts += [p.get("reason", "") for p in bundle.get("probes", [])]
     texts.append(bundle.get("description", ""))
     for text in texts:
@@ -201,14 +207,14 @@ def test_redacted_example_leaks_nothing_and_keeps_the_diagnosis(example, tmp_pat
             assert not leaks(secrets, again)
 
 
-def test_collect_and_analyze_redact(tmp_path):
-    folder = REPO / "examples" / "dns-mismatch"
+@pytest.mark.parametrize("example", ["seed", "dns-mismatch"])
+def test_collect_and_analyze_redact(example, tmp_path):
     plain_bundle, redacted_bundle = tmp_path / "plain.json", tmp_path / "redacted.json"
-    common = ["--profile", str(folder / "profile.yaml"), "--evidence", str(folder / "evidence.json"), "--quiet"]
-    diagnose_ok("collect", *common, "-o", str(plain_bundle))
-    diagnose_ok("collect", *common, "--redact", "-o", str(redacted_bundle))
-    secrets = originals_of(json.loads(plain_bundle.read_text(encoding="utf-8"))).all()
-    assert "10.1.5.11" in secrets and "contoso" in secrets
+    diagnose_ok("collect", "--example", example, "--quiet", "-o", str(plain_bundle))
+    diagnose_ok("collect", "--example", example, "--quiet", "--redact", "-o", str(redacted_bundle))
+    found = originals_of(json.loads(plain_bundle.read_text(encoding="utf-8")))
+    assert found.addresses and found.names
+    secrets = found.all()
     assert not leaks(secrets, redacted_bundle.read_text(encoding="utf-8"))
     plain = json.loads(diagnose_ok("analyze", str(plain_bundle), "--format", "json"))
     for fmt in FORMATS:

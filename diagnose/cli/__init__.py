@@ -45,7 +45,17 @@ def main() -> None:
 
 
 def _register() -> None:
-    from diagnose.cli import causes, probe, probe_services, rules, run  # noqa: F401 (probe_services: probe services|host)
+    # the probe_* modules add their subcommands to the probe group when imported
+    from diagnose.cli import (  # noqa: F401 - probe_* modules add their subcommands to the probe group
+        causes,
+        probe,
+        probe_capture,
+        probe_logs,
+        probe_network,
+        probe_services,
+        rules,
+        run,
+    )
 
     for command in (run.run, run.collect_cmd, run.analyze, run.examples, rules.rules, causes.causes, probe.probe):
         main.add_command(command)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,24 @@ from diagnose.paths import data_dir, extra_dirs
 from diagnose.profile import SiteProfile, load_profile
 from diagnose.yamlio import load_yaml
 
-EXIT_FINDING, EXIT_INCOMPLETE = 1, 4
+EXIT_FINDING, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 4, 130
+
+
+def interrupted(bundle: EvidenceBundle) -> bool:
+    return any(p.status is ProbeStatus.INTERRUPTED for p in bundle.probes)
+
+
+def leave_if_interrupted(bundle: EvidenceBundle, saved: str | None) -> None:
+    """After Ctrl-C in collection: say what was kept, and exit 130 at once (abandoned probe threads
+    must not hold the process open)."""
+    if not interrupted(bundle):
+        return
+    where = f"; partial bundle written to {saved}" if saved else ""
+    note(f"diagnose: interrupted: {sum(p.status is ProbeStatus.INTERRUPTED for p in bundle.probes)} check(s) "
+         f"did not finish{where}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_INTERRUPTED)
 
 
 def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -40,6 +58,8 @@ def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timeout", type=float, default=60.0, show_default=True, help="Overall probe deadline, s."),
         click.option("--answers", "answers_file", type=click.Path(dir_okay=False), help="Answers file (YAML)."),
         click.option("--no-input", is_flag=True, help="Never ask questions."),
+        click.option("--offline", is_flag=True,
+                     help="Send nothing on the network: no DNS queries, no connections; read only the files given."),
         click.option("--progress/--quiet", default=None, help="Progress lines on stderr (default: on a terminal)."),
     ]
     for option in reversed(options):
@@ -91,7 +111,7 @@ def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
         profile = profile.merged({"tmg_addresses": list(profile.tmg_addresses) + list(o["tmg"])})
     inputs = RunInputs(list(o.get("logs") or ()), list(o.get("captures") or ()), list(o.get("evidence") or ()),
                        list(o.get("dns_servers") or ()), o.get("hosts_file"), o.get("services_export"),
-                       o.get("services_host"), o.get("tz"))
+                       o.get("services_host"), o.get("tz"), offline=bool(o.get("offline")))
     answers = load_answers(o["answers_file"], questions) if o.get("answers_file") else {}
     return Plan(profile, inputs, answers)
 
@@ -132,15 +152,51 @@ def progress_printer(enabled: bool | None) -> Callable[[str, str], None] | None:
     return show
 
 
+def terminal_ask(prompt: Any, number: int) -> str | None:
+    """Ask one question on the terminal (stderr); `?` explains, `s` skips, end of input stops."""
+    from diagnose.guide import SKIP
+    from diagnose.guide import why as explain
+
+    choices = "/".join(prompt.question.choices)
+    while True:
+        click.echo(f"\nQuestion {number}: {prompt.question.text} [{choices}, ? why, s skip]: ", err=True, nl=False)
+        line = sys.stdin.readline()
+        if not line:  # end of input: stop asking, report what is known
+            click.echo("", err=True)
+            return None
+        answer = line.strip().lower()
+        if answer == "?":
+            for text in explain(prompt):
+                click.echo(f"  {text}", err=True)
+            continue
+        if answer in ("s", SKIP):
+            return SKIP
+        matches = [c for c in prompt.question.choices if c.lower() == answer or c.lower().startswith(answer)]
+        if answer and len(matches) == 1:
+            return matches[0]
+        click.echo(f"  please answer one of: {choices} (or ? / s)", err=True)
+
+
 def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output: str | None, why: bool,
-           fail_on: float | None, strict: bool, rulebook: Any = None) -> None:
-    """Analyze a bundle, write the report, and exit with the documented code."""
+           fail_on: float | None, strict: bool, rulebook: Any = None, interactive: bool = False,
+           save_evidence: str | None = None, exit_after: bool = True) -> None:
+    """Analyze a bundle (asking the questions that matter, when interactive), write the report, and
+    exit with the documented code."""
     from diagnose.analysis import analyze
     from diagnose.report import render
 
     rulebook = rulebook or load_rules(rule_dirs)
-    diagnosis = analyze(bundle, rulebook)
+    if interactive:
+        from diagnose.guide import guided
+
+        bundle, diagnosis, _ = guided(bundle, rulebook, terminal_ask)
+    else:
+        diagnosis = analyze(bundle, rulebook)
+    if save_evidence:
+        bundle.save(save_evidence)
     write_output(render(diagnosis, fmt, color=use_color(output), why=why), output)
+    if not exit_after:
+        return
     if fail_on is not None and any(c.certainty >= fail_on and c.cause.verdict.value in ("misconfiguration", "fault")
                                    for c in diagnosis.causes):
         sys.exit(EXIT_FINDING)
@@ -173,38 +229,51 @@ def run(example: str | None, save_evidence: str | None, redact: bool, rule_dirs:
     bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
                      options.get("timeout") or 60.0, plan.answers, plan.description)
     bundle = redacted(bundle, redact)
-    if save_evidence:
-        bundle.save(save_evidence)
-    report(bundle, rule_dirs, fmt, output, why, fail_on, strict, rulebook)
+    stopped = interrupted(bundle)
+    if stopped:
+        note("diagnose: interrupted: reporting on the evidence gathered so far")
+    report(bundle, rule_dirs, fmt, output, why, fail_on, strict, rulebook,
+           interactive(options.get("no_input")) and not stopped, save_evidence, exit_after=not stopped)
+    leave_if_interrupted(bundle, save_evidence)
 
 
 @click.command(name="collect")
 @input_options
+@click.option("--example", help="Collect a bundled example case's evidence.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Bundle to write.")
 @redact_option
-def collect_cmd(output: str, redact: bool, **options: Any) -> None:
+def collect_cmd(output: str, example: str | None, redact: bool, **options: Any) -> None:
     """Gather the evidence into a bundle, without reasoning (no inference engine is loaded)."""
     from diagnose.cli.common import rule_dirs
     from diagnose.rulebook.loader import load_rulebook
 
-    questions = load_rulebook(rule_dirs()).questions if options.get("answers_file") else {}
-    plan = plan_from_options(options, questions)
+    questions = load_rulebook(rule_dirs()).questions if options.get("answers_file") or example else {}
+    plan = plan_from_example(example, questions) if example else plan_from_options(options, questions)
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
     bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
-                     options.get("timeout") or 60.0, plan.answers)
+                     options.get("timeout") or 60.0, plan.answers, plan.description)
     bundle = redacted(bundle, redact)
     bundle.save(output)
+    leave_if_interrupted(bundle, output)
     note(f"diagnose: wrote {output}: {len(bundle.facts)} facts from {len(bundle.probes)} checks")
+
+
+def interactive(no_input: bool | None) -> bool:
+    """Questions are asked only on a terminal, and never with --no-input."""
+    return not no_input and sys.stdin.isatty() and sys.stderr.isatty()
 
 
 @click.command()
 @click.argument("bundle", type=click.Path(dir_okay=False))
 @click.option("--answers", "answers_file", type=click.Path(dir_okay=False), help="Answers file (YAML).")
+@click.option("--no-input", is_flag=True, help="Never ask questions.")
+@click.option("--save-evidence", type=click.Path(dir_okay=False), help="Save the bundle with the answers given.")
 @output_options
 @rules_option
 @redact_option
-def analyze(bundle: str, answers_file: str | None, redact: bool, rule_dirs: tuple[str, ...], fmt: str,
-            output: str | None, why: bool, fail_on: float | None, strict: bool) -> None:
+def analyze(bundle: str, answers_file: str | None, no_input: bool, save_evidence: str | None, redact: bool,
+            rule_dirs: tuple[str, ...], fmt: str, output: str | None, why: bool, fail_on: float | None,
+            strict: bool) -> None:
     """Reason over an evidence bundle and report."""
     from diagnose.answers import load_answers
     from diagnose.kinds import fact_kinds
@@ -215,7 +284,8 @@ def analyze(bundle: str, answers_file: str | None, redact: bool, rule_dirs: tupl
     if answers_file:
         evidence = EvidenceBundle(**{**evidence.__dict__,
                                      "answers": {**evidence.answers, **load_answers(answers_file, rulebook.questions)}})
-    report(redacted(evidence, redact), rule_dirs, fmt, output, why, fail_on, strict, rulebook)
+    report(redacted(evidence, redact), rule_dirs, fmt, output, why, fail_on, strict, rulebook, interactive(no_input),
+           save_evidence)
 
 
 @click.command()

@@ -54,7 +54,9 @@ def diagnosis_to_json(d: Diagnosis) -> dict[str, Any]:
         ],
         "questions": [
             {"id": q.question.id, "text": q.question.text, "choices": list(q.question.choices), "weight": q.weight,
-             "rules": list(q.rules), "causes": list(q.causes)}
+             "rules": list(q.rules), "causes": list(q.causes),
+             "effects": [{"answer": e.choice, "verdict": e.verdict.value, "top": e.top, "certainty": e.certainty}
+                         for e in q.effects]}
             for q in d.questions
         ],
         "rules_considered": [{"rule": o.rule.id, "status": o.status, "reason": o.reason} for o in d.outcomes],

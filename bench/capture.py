@@ -1,0 +1,152 @@
+"""Benchmark of the capture probe against tshark.
+
+Generates a synthetic capture (default ~1 M packets, 52 k TCP connections, 200 open at a time, every
+teardown label) as plain Ethernet/IPv4 pcap and as 802.1Q-tagged pcap (which goes through the general
+link-layer decoder), then times, in the same run:
+
+* `diagnose probe capture FILE` (a subprocess, like a user; wall time incl. start-up) and the
+  analysis alone in this process;
+* `tshark -q -z conv,tcp -r FILE`;
+* peak memory (max RSS) of the `diagnose` process, on the whole file and on its first quarter:
+  with the same number of live connections, memory must not grow with the number of packets.
+
+Usage: python bench/capture.py [--connections N] [--keep DIR] [--no-tshark]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from diagnose.probes.capture import synth  # noqa: E402
+from diagnose.probes.capture.analysis import analyse  # noqa: E402
+
+
+def generate(directory: Path, connections: int) -> tuple[Path, Path, Path, int]:
+    plain, tagged, quarter = directory / "bench-eth.pcap", directory / "bench-vlan.pcap", directory / "quarter.pcap"
+    count = 0
+    with open(plain, "wb") as f1, open(tagged, "wb") as f2, open(quarter, "wb") as f3:
+        for fh in (f1, f2, f3):
+            fh.write(synth.pcap_header(1))
+        target_quarter = None
+        for seg in synth.conversations(connections, seed=42, concurrency=200, extra_data=4):
+            ip = synth.ip_packet(seg)
+            eth = synth.frame("ethernet", ip)
+            rec = synth.pcap_record(seg.ts, eth)
+            f1.write(rec)
+            f2.write(synth.pcap_record(seg.ts, synth.frame("vlan", ip)))
+            if target_quarter is None or count < target_quarter:
+                f3.write(rec)
+            count += 1
+            if count == 1:
+                target_quarter = connections * 19 // 4
+    return plain, tagged, quarter, count
+
+
+def _hwm(pid: int) -> int:
+    """The process's peak resident set (VmHWM) in bytes; 0 once it has gone."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for text in fh:
+                if text.startswith("VmHWM:"):
+                    return int(text.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_measured(cmd: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes) of one child process.
+
+    The peak is read from /proc/PID/status (VmHWM) while the child runs: `ru_maxrss` of a child
+    would include the high-water mark this (big) parent had when it forked.
+    """
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    peak = 0
+    while True:
+        pid, status = os.waitpid(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        peak = max(peak, _hwm(proc.pid))
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    if status != 0:
+        err = proc.stderr.read().decode() if proc.stderr else ""
+        raise SystemExit(f"{' '.join(cmd)} failed: {err}")
+    return elapsed, peak
+
+
+def line(name: str, seconds: float, packets: int, size: int, rss: int | None = None) -> str:
+    text = (f"{name:<46} {seconds:7.2f} s  {packets / seconds / 1e6:6.2f} M packets/s  "
+            f"{size / seconds / 1e6:7.1f} MB/s")
+    return text + (f"  peak RSS {rss / 1e6:6.1f} MB" if rss else "")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connections", type=int, default=52_000)
+    parser.add_argument("--keep", type=Path, help="write the captures here and keep them")
+    parser.add_argument("--no-tshark", action="store_true")
+    args = parser.parse_args()
+    directory = args.keep or Path(tempfile.mkdtemp(prefix="bench-capture-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}, "
+          f"Python {platform.python_version()}")
+    t0 = time.perf_counter()
+    plain, tagged, quarter, packets = generate(directory, args.connections)
+    size, vsize = plain.stat().st_size, tagged.stat().st_size
+    print(f"generated {packets} packets, {args.connections} connections, {size / 1e6:.0f} MB "
+          f"in {time.perf_counter() - t0:.1f} s ({directory})")
+    cmd = [sys.executable, "-m", "diagnose", "probe", "capture", "--format", "json", "-o", os.devnull]
+
+    # the analysis alone, in this process (no interpreter start-up)
+    for name, path, sz in (("analysis in-process, Ethernet/IPv4 (fast path)", plain, size),
+                           ("analysis in-process, 802.1Q (general decoder)", tagged, vsize)):
+        t = time.perf_counter()
+        result = analyse([path])
+        line_text = line(name, time.perf_counter() - t, packets, sz)
+        print(line_text + f"  [{sum(result.counts.values())} connections]")
+    secs, rss = run_measured([*cmd, str(plain)])
+    print(line("diagnose probe capture, Ethernet/IPv4", secs, packets, size, rss))
+    secs_v, rss_v = run_measured([*cmd, str(tagged)])
+    print(line("diagnose probe capture, 802.1Q (general)", secs_v, packets, vsize, rss_v))
+    qpackets = sum(1 for _ in _records(quarter))
+    secs_q, rss_q = run_measured([*cmd, str(quarter)])
+    print(line(f"diagnose probe capture, first {qpackets} packets", secs_q, qpackets, quarter.stat().st_size, rss_q))
+    print(f"memory: {rss_q / 1e6:.1f} MB for {qpackets} packets vs {rss / 1e6:.1f} MB for {packets} packets "
+          f"(x{rss / rss_q:.2f} for x{packets / qpackets:.1f} packets; same 200 live connections)")
+    if not args.no_tshark and shutil.which("tshark"):
+        secs_t, rss_t = run_measured(["tshark", "-q", "-z", "conv,tcp", "-r", str(plain)])
+        print(line("tshark -q -z conv,tcp, Ethernet/IPv4", secs_t, packets, size, rss_t))
+        print(f"speed-up over tshark: x{secs_t / secs:.1f} (whole command), "
+              f"tshark peak RSS {rss_t / 1e6:.0f} MB")
+    if not args.keep:
+        shutil.rmtree(directory)
+
+
+def _records(path: Path):
+    import struct
+
+    with open(path, "rb") as fh:
+        data = fh.read()
+    off = 24
+    while off + 16 <= len(data):
+        incl = struct.unpack_from("<I", data, off + 8)[0]
+        off += 16 + incl
+        yield off
+
+
+if __name__ == "__main__":
+    main()

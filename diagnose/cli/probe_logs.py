@@ -1,0 +1,128 @@
+"""`diagnose probe logs PATH...`: read TMG / ISA logs and print the `log.status_summary` facts."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from diagnose.cli.probe import _text_lines, format_option, output_option, probe
+from diagnose.facts import ProbeRun
+from diagnose.probes import ProbeContext
+from diagnose.profile import SiteProfile, load_profile
+
+MAX_NOTES_SHOWN = 20
+
+
+class _Progress:
+    """One self-overwriting status line on stderr, only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self.shown = False
+
+    def __call__(self, check: str, message: str) -> None:
+        if self.enabled:
+            click.echo(f"\r\033[K{check}: {message}", err=True, nl=False)
+            self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            click.echo("\r\033[K", err=True, nl=False)
+
+
+@probe.command("logs")
+@click.argument("paths", nargs=-1, required=True)
+@click.option(
+    "--tz",
+    default=None,
+    metavar="ZONE",
+    help="Time zone of the TMG server (IANA name), for formats that log local time.",
+)
+@click.option(
+    "--profile",
+    "profile_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Site profile (YAML): tmg_addresses and internal_addresses decide the legs.",
+)
+@click.option(
+    "--tmg", "tmg", multiple=True, metavar="ADDR", help="An address of the TMG server (repeatable)."
+)
+@click.option(
+    "--internal",
+    "internal",
+    multiple=True,
+    metavar="ADDR",
+    help="An address of a published internal server (repeatable).",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(0, 64),
+    default=0,
+    show_default=True,
+    help="Worker processes (0 = one per core, at most 2).",
+)
+@format_option
+@output_option
+def logs(
+    paths: tuple[str, ...],
+    tz: str | None,
+    profile_path: str | None,
+    tmg: tuple[str, ...],
+    internal: tuple[str, ...],
+    jobs: int,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Read TMG / ISA Firewall and Web Proxy logs (W3C, text, log-viewer copies, SQL CSV exports,
+    syslog-relayed lines; plain, .gz, .zip, folders, globs) and summarise Status 64 and the codes
+    that point to a cause."""
+    from diagnose.probes.logs import collect
+
+    profile = load_profile(profile_path) if profile_path else SiteProfile()
+    profile = profile.merged({"tmg_addresses": list(tmg), "internal_addresses": list(internal)})
+    progress = _Progress()
+    ctx = ProbeContext(profile=profile, progress=progress, check="logs")
+    spec = {"paths": list(paths), "tz": tz, "jobs": jobs}
+    started = time.monotonic()
+    try:
+        result, problems = collect(ctx, spec)
+    finally:
+        progress.close()
+    run = ProbeRun(
+        "logs", result.status, result.reason, "logs", ("log.status_summary",), time.monotonic() - started
+    )
+    for problem in problems[:MAX_NOTES_SHOWN]:
+        click.echo(f"diagnose: note: {problem}", err=True)
+    if len(problems) > MAX_NOTES_SHOWN:
+        click.echo(
+            f'diagnose: note: ... {len(problems) - MAX_NOTES_SHOWN} more (see "problems" in --format json)',
+            err=True,
+        )
+    if fmt == "json":
+        text = json.dumps(
+            {
+                "facts": [f.to_json() for f in result.facts],
+                "status": result.status.value,
+                "reason": result.reason,
+                "problems": problems,
+                "probe": run.to_json(),
+                "excerpts": dict(result.excerpts),
+            },
+            indent=1,
+            ensure_ascii=False,
+        )
+    else:
+        lines = list(_text_lines(result.facts, run))
+        if result.excerpts:
+            lines.append("excerpts:")
+            lines += [f"    {where}: {raw}" for where, raw in result.excerpts.items()]
+        text = "\n".join(lines)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    else:
+        click.echo(text)

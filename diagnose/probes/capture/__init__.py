@@ -1,0 +1,143 @@
+"""The `capture` probe: how each TCP connection in packet captures ended, and who ended it.
+
+Spec keys: `paths` (capture files: pcap, pcapng, NetMon .cap, NetMon text export, any of them
+gzip'd), `tmg_addresses` (else the profile's, else inferred), `internal_addresses` (the published
+servers; used to name the server leg when no TMG address is known), `samples` (connections kept
+per teardown label, default 5), `connections` (true: one fact per connection), `strict` (true: a
+file that is missing or not a capture raises `InputError` instead of being reported).
+
+Facts: `capture.teardown_summary` for all connections, each leg and each server, and
+`capture.connection` for sample connections of each label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from diagnose.errors import InputError
+from diagnose.facts import Fact, ProbeStatus, make_fact
+from diagnose.probes import ProbeContext, ProbeResult
+from diagnose.probes.capture.analysis import CaptureAnalysis, analyse
+from diagnose.probes.capture.tcp import Connection
+
+PROBE = "capture"
+
+
+def _as_list(value: Any) -> list[str]:
+    if value in (None, "", [], ()):
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
+    paths = [Path(p) for p in _as_list(spec.get("paths"))]
+    if not paths:
+        return ProbeResult.unavailable("no capture file given")
+    strict = bool(spec.get("strict"))
+    tmg = _as_list(spec.get("tmg_addresses")) or list(ctx.profile.tmg_addresses)
+    internal = set(_as_list(spec.get("internal_addresses")) or ctx.profile.internal_addresses)
+    samples = int(spec.get("samples", 5) or 0)
+    problems: list[str] = []
+    readable: list[Path] = []
+    for path in paths:
+        if not path.is_file():
+            if strict:
+                raise InputError("capture file not found", str(path))
+            problems.append(f"{path}: not found")
+            continue
+        readable.append(path)
+    try:
+        analysis = analyse(readable, tmg, samples=samples, keep_all=bool(spec.get("connections")),
+                           progress=lambda m: ctx.progress(ctx.check or PROBE, m))
+    except InputError as exc:
+        if strict:
+            raise
+        problems.append(str(exc))
+        return ProbeResult((), ProbeStatus.UNAVAILABLE, "; ".join(problems))
+    if not tmg and internal:
+        # the published servers are known: the side that connects to them is the TMG
+        originators = {k.orig_ip for k in analysis.counts if k.resp_ip in internal}
+        if originators:
+            analysis.tmg, analysis.tmg_inferred = frozenset(originators), True
+    facts = build_facts(analysis)
+    for read in analysis.reads:
+        if read.partial:
+            problems.append(f"{read.source}@{read.stopped_at}: {read.reason}")
+    status = ProbeStatus.PARTIAL if problems else ProbeStatus.COMPLETE
+    if not readable:
+        status = ProbeStatus.UNAVAILABLE
+    return ProbeResult(tuple(facts), status, "; ".join(problems), excerpts=_excerpts(analysis))
+
+
+def connection_fact(analysis: CaptureAnalysis, conn: Connection) -> Fact:
+    leg = analysis.leg(conn.orig_ip, conn.resp_ip)
+    cited = [f for f in (conn.fin_frame, conn.rst_frame) if f]
+    location = f"frames {conn.first_frame}-{conn.last_frame}" + (
+        f" (FIN/RST {', '.join(map(str, cited))})" if cited else "")
+    return make_fact(
+        "capture.connection", conn.subject, PROBE, source=conn.source, location=location,
+        originator=conn.originator, responder=conn.responder, conn_state=conn.conn_state, history=conn.history,
+        teardown=conn.teardown, first_fin_by=conn.first_fin_by, first_reset_by=conn.first_reset_by,
+        fin_by_role=analysis.role(conn.first_fin_by, leg), reset_by_role=analysis.role(conn.first_reset_by, leg),
+        fin_to_rst_seconds=conn.fin_to_rst_seconds, rst_zero_window=conn.rst_zero_window,
+        first_frame=conn.first_frame, last_frame=conn.last_frame, fin_frame=conn.fin_frame,
+        rst_frame=conn.rst_frame, leg=leg, server_port=conn.resp_port, bad_checksums=conn.bad_checksums,
+        packets=conn.packets_orig + conn.packets_resp)
+
+
+def build_facts(analysis: CaptureAnalysis) -> list[Fact]:
+    facts: list[Fact] = []
+    partial = any(r.partial for r in analysis.reads)
+    sources = [Path(r.source).name for r in analysis.reads]
+    chosen = analysis.chosen_samples()
+    tmg = ", ".join(sorted(analysis.tmg)) if analysis.tmg else None
+    for subject, (scope, leg, server, counts) in analysis.scopes().items():
+        tally = analysis.tally(counts)
+        cites = []
+        for label, conns in chosen.items():
+            for c in conns:
+                if (leg is None or analysis.leg(c.orig_ip, c.resp_ip) == leg) and (
+                        server is None or c.responder == server):
+                    cites.append(f"{label}: {c.source} frames {c.first_frame}-{c.last_frame}")
+        extra: dict[str, Any] = {}
+        if scope == "all":
+            extra = dict(packets=sum(r.frames for r in analysis.reads), tcp_packets=analysis.tcp_packets,
+                         formats=sorted({r.format for r in analysis.reads if r.format}),
+                         stopped_at=[f"{Path(r.source).name}@{r.stopped_at}: {r.reason}"
+                                     for r in analysis.reads if r.partial])
+        facts.append(make_fact(
+            "capture.teardown_summary", subject, PROBE, source=", ".join(sources) or None,
+            scope=scope, leg=leg, server=server, tmg=tmg, tmg_inferred=analysis.tmg_inferred if tmg else None,
+            partial=partial, samples=cites[:40], **tally, **extra))
+    if analysis.all_connections is not None:
+        conns = analysis.all_connections
+    else:
+        conns = [c for cs in chosen.values() for c in cs]
+    facts.extend(connection_fact(analysis, c) for c in conns)
+    return facts
+
+
+def _excerpts(analysis: CaptureAnalysis) -> dict[str, str]:
+    """The raw lines of cited frames in NetMon text exports (`file:line` -> text)."""
+    out: dict[str, str] = {}
+    wanted: dict[str, set[int]] = {}
+    for conns in analysis.chosen_samples().values():
+        for c in conns:
+            wanted.setdefault(c.source, set()).update(
+                f for f in (c.first_frame, c.fin_frame, c.rst_frame, c.last_frame) if f)
+    for read in analysis.reads:
+        if read.format != "netmon text" or read.compressed:
+            continue
+        frames = wanted.get(Path(read.source).name)
+        if not frames:
+            continue
+        from diagnose.probes.capture.netmon_text import frame_lines
+
+        for lineno, number, text in frame_lines(Path(read.source)):
+            if number in frames:
+                out[f"{Path(read.source).name}:{lineno}"] = text
+    return out

@@ -1,0 +1,603 @@
+"""Capture file readers of our own (mmap + struct): pcap, pcapng, NetMon .cap, NetMon text, gzip'd.
+
+Every reader walks its file, hands each TCP segment to a `Tracker` and returns a `ReadResult`. A file
+that ends early or is corrupt keeps every frame read before the damage: the result says where
+reading stopped (`stopped_at`, a byte offset; for gzip'd input an offset into the decompressed
+stream) and why. Nothing here raises on bad content except `InputError` for a file that is not a
+capture at all.
+
+Formats (see `knowledge/capture-formats.md` for the sources):
+* pcap: magic a1b2c3d4 (microseconds) / a1b23c4d (nanoseconds), either byte order; 16-byte records.
+* pcapng: SHB (byte-order magic per section), IDB (link type, if_tsresol, if_tsoffset), EPB, SPB and
+  the obsolete PB; other blocks are skipped; interface ids are per section.
+* NetMon 2.0-2.3 (`GMBU`) and 1.x (`RTSS`): frames through the frame table; the trailer after each
+  frame is sized by the gap to the next frame; metadata frames (0xFFFB-0xFFFF) are skipped; 0xFFE0
+  NetEvent frames carrying NDIS-PacketCapture packets are unwrapped; media 0 and 1 are Ethernet,
+  0xE000|linktype a pcap link type, 7/8/9 raw IP. Frame numbers are NetMon's (frame-table index + 1).
+  When the frame table is missing (a truncated file), frames are walked sequentially from byte 128.
+"""
+
+from __future__ import annotations
+
+import calendar
+import mmap
+import os
+import struct
+import tempfile
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from diagnose.errors import InputError, where
+from diagnose.probes.capture import linklayer
+from diagnose.probes.capture.tcp import SWEEP_EVERY, Tracker
+
+PCAP_MAGICS = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+}
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
+NETMON2, NETMON1 = b"GMBU", b"RTSS"
+GZIP_MAGIC = b"\x1f\x8b"
+
+NDIS_PROVIDER = bytes.fromhex("6e00d62e29470946b4233ee7bcd678ef")  # {2ED6006E-4729-4609-B423-3EE7BCD678EF}
+PKTMON_PROVIDER = bytes.fromhex("d9804f4dbdc8734dbb5b19c90402c5ac")  # {4D4F80D9-C8BD-4D73-BB5B-19C90402C5AC}
+FILETIME_EPOCH = 11644473600  # seconds from 1601-01-01 to 1970-01-01
+
+
+@dataclass
+class ReadResult:
+    source: str
+    format: str = ""
+    frames: int = 0
+    tcp_frames: int = 0
+    stopped_at: int | None = None  # byte offset where reading stopped early (partial)
+    reason: str = ""
+    skipped: Counter = field(default_factory=Counter)  # why frames were not decoded
+    compressed: bool = False
+
+    @property
+    def partial(self) -> bool:
+        return self.stopped_at is not None
+
+    def stop(self, offset: int, reason: str) -> None:
+        if self.stopped_at is None:
+            self.stopped_at = offset
+            self.reason = reason
+
+
+class _Buffer:
+    """A read-only view of a (possibly decompressed) capture: mmap when possible."""
+
+    def __init__(self, path: Path, result: ReadResult) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._tmp = None
+        self.data: mmap.mmap | bytes = b""
+        head = self._file.read(2)
+        self._file.seek(0)
+        src = self._file
+        if head == GZIP_MAGIC:
+            result.compressed = True
+            self._tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+            _gunzip(self._file, self._tmp, result)
+            self._tmp.flush()
+            src = self._tmp
+        size = os.fstat(src.fileno()).st_size
+        if size:
+            self.data = mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ)
+
+    def close(self) -> None:
+        if isinstance(self.data, mmap.mmap):
+            self.data.close()
+        if self._tmp is not None:
+            self._tmp.close()
+        self._file.close()
+
+
+def _gunzip(src, dst, result: ReadResult) -> None:
+    """Decompress every gzip member; on damage keep what was decompressed before it."""
+    done = consumed = 0
+    z = zlib.decompressobj(wbits=31)
+    try:
+        while chunk := src.read(1 << 20):
+            while chunk:
+                out = z.decompress(chunk)
+                dst.write(out)
+                done += len(out)
+                consumed += len(chunk) - len(z.unused_data)
+                if z.eof:
+                    chunk = z.unused_data
+                    if chunk.strip(b"\0"):
+                        z = zlib.decompressobj(wbits=31)
+                    else:
+                        chunk = b""
+                else:
+                    chunk = b""
+        tail = z.flush()
+        dst.write(tail)
+        done += len(tail)
+        if not z.eof:
+            result.stop(done, f"gzip stream ends early (compressed file cut at byte {consumed}); "
+                        f"{done} bytes decompressed")
+    except zlib.error as exc:
+        result.stop(done, f"gzip stream damaged near compressed byte {consumed} ({exc}); "
+                    f"{done} bytes decompressed")
+
+
+def read_capture(path: Path, tracker: Tracker) -> ReadResult:
+    """Read one capture file of any supported format into `tracker`."""
+    result = ReadResult(str(path))
+    try:
+        buf = _Buffer(path, result)
+    except OSError as exc:
+        raise InputError(f"cannot read capture: {exc.strerror or exc}", str(path)) from None
+    try:
+        data = buf.data
+        gz_stop, gz_reason = result.stopped_at, result.reason
+        result.stopped_at, result.reason = None, ""
+        tracker.start_source(path.name)
+        head = bytes(data[:4])
+        if head in PCAP_MAGICS:
+            result.format = "pcap"
+            _read_pcap(data, result, tracker)
+        elif head == PCAPNG_MAGIC:
+            result.format = "pcapng"
+            _read_pcapng(data, result, tracker)
+        elif head in (NETMON2, NETMON1):
+            _read_netmon(data, result, tracker)
+        else:
+            from diagnose.probes.capture.netmon_text import read_text
+
+            if not read_text(data, result, tracker):
+                shown = head.hex() if head else "empty file"
+                raise InputError(f"not a capture: no pcap, pcapng, NetMon or NetMon text content ({shown})",
+                                 where(path, offset=0))
+        if gz_stop is not None:
+            # the compressed stream broke: that is where reading stopped, whatever the inner reader saw
+            inner = f"; {result.reason}" if result.reason else ""
+            result.stopped_at, result.reason = gz_stop, gz_reason + inner
+        return result
+    finally:
+        buf.close()
+
+
+# -- shared per-frame path ------------------------------------------------------------------------
+_IP4TCP = struct.Struct("!BxH2xHxB10x12xBBH")  # vihl total frag proto | tcp off flags win
+_SEQ = struct.Struct("!I")
+PAGE = mmap.PAGESIZE
+
+
+class _Releaser:
+    """Drops already-read pages of a mapped file from this process's resident set (they stay in the
+    page cache), so resident memory does not grow with the size of the capture."""
+
+    def __init__(self, data) -> None:
+        self.data = data if isinstance(data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED") else None
+        self.done = 0
+
+    def __call__(self, upto: int) -> None:
+        if self.data is None:
+            return
+        upto = upto - upto % PAGE
+        if upto > self.done:
+            self.data.madvise(mmap.MADV_DONTNEED, self.done, upto - self.done)
+            self.done = upto
+
+
+def _feeder(data, tracker: Tracker):
+    """`feed(lt, p, incl, frame, ts) -> bool`: one frame into the tracker; False when it is not TCP.
+
+    Plain IPv4 (no options, not a fragment) after any link layer takes an inlined path in which a
+    segment of a known connection without SYN/FIN/RST only bumps counters; everything else (IPv6,
+    IP options, fragments) goes through `linklayer.decode_tcp`.
+    """
+    conns, packet, first, log = tracker.conns, tracker.packet, tracker._first, tracker._log_letter
+    ip4 = _IP4TCP.unpack_from
+    seqof = _SEQ.unpack_from
+    ip_offset, decode = linklayer.ip_offset, linklayer.decode_tcp
+
+    def feed(lt: int, p: int, incl: int, frame: int, ts: float) -> bool:
+        end = p + incl
+        if lt == 1 and incl >= 54 and data[p + 12] == 8 and data[p + 13] == 0:
+            ip, version = p + 14, 4
+        else:
+            ip, version = ip_offset(lt, data, p, end)
+        if version == 4 and ip + 40 <= end:
+            vihl, tl, frag, proto, doff, fl, win = ip4(data, ip)
+            if vihl == 0x45 and proto == 6 and not frag & 0x1FFF:
+                key = data[ip + 12:ip + 24]
+                plen = tl - 20 - ((doff >> 4) << 2)
+                if fl & 0x17 == 0x10:  # ACK, no SYN/FIN/RST
+                    ent = conns.get(key)
+                    if ent is not None:
+                        c, d = ent
+                        c[1] = frame
+                        c[2 + d] += 1
+                        m = 5 << d
+                        if c[4] & m != m:
+                            if plen > 0:
+                                if not c[4] & (4 << d):
+                                    first(c, d, "d", 4 << d)
+                            elif not c[4] & (1 << d):
+                                first(c, d, "a", 1 << d)
+                        if win == 0:
+                            log(c, d, "w")
+                        return True
+                bad = False
+                if fl & 0x05 and ip + tl <= end:
+                    # ones-complement sum = value mod 0xFFFF (odd length: pad one zero byte = * 256)
+                    v = int.from_bytes(data[ip + 20:ip + tl], "big") << (8 * (tl & 1))
+                    bad = (int.from_bytes(data[ip + 12:ip + 20], "big") + tl - 14 + v) % 0xFFFF != 0
+                packet(frame, ts, key, None, fl, win, plen if plen > 0 else 0, seqof(data, ip + 24)[0], bad)
+                return True
+        seg = decode(lt, data, p, incl)
+        if seg is None:
+            return False
+        packet(frame, ts, seg[0], seg[1], seg[2], seg[3], seg[4], seg[5], seg[6])
+        return True
+
+    return feed
+
+
+# -- pcap -----------------------------------------------------------------------------------------
+def _read_pcap(data, result: ReadResult, tracker: Tracker) -> None:
+    end = len(data)
+    if end < 24:
+        result.stop(0, "pcap file header incomplete")
+        return
+    order, scale = PCAP_MAGICS[bytes(data[:4])]
+    lt = struct.unpack_from(order + "I", data, 20)[0] & 0xFFFF
+    result.format = f"pcap ({'ns' if scale == 1e-9 else 'us'}, {'big' if order == '>' else 'little'}-endian)"
+    if lt not in linklayer.SUPPORTED:
+        result.skipped[f"link type {lt}"] += 1
+    if lt == linklayer.ETHERNET and order == "<":
+        _pcap_fast_ethernet(data, result, tracker, scale)
+        return
+    hdr = struct.Struct(order + "IIII").unpack_from
+    feed = _feeder(data, tracker)
+    release = _Releaser(data)
+    off, frame, tcp = 24, 0, 0
+    mask = SWEEP_EVERY - 1
+    while off < end:
+        if off + 16 > end:
+            result.stop(off, "record header cut short")
+            break
+        ts_s, ts_f, incl, _orig = hdr(data, off)
+        p = off + 16
+        if p + incl > end:
+            result.stop(off, f"frame {frame + 1} cut short ({incl} bytes announced, {end - p} left)")
+            break
+        frame += 1
+        off = p + incl
+        ts = ts_s + ts_f * scale
+        if feed(lt, p, incl, frame, ts):
+            tcp += 1
+        if not frame & mask:
+            tracker.sweep(ts)
+            release(off)
+    result.frames += frame
+    result.tcp_frames += tcp
+    tracker.tcp_packets += tcp
+
+
+# pcap record header (little-endian) fused with Ethernet + IPv4 + TCP fields read little-endian:
+# ethertype 0x0800 reads 0x0008, the IP total length and TCP window come out byte-swapped, and the
+# fragment-offset mask 0x1FFF becomes 0xFF1F.
+# Bytes 12-15 (ethertype, version/IHL, TOS) read as one u32: plain IPv4 = 0x??450008 (mask 0xFFFFFF);
+# bytes 20-23 (flags/fragment offset, TTL, protocol): TCP, not a later fragment = 0x06??00?? masked
+# with 0xFF00FF1F == 0x06000000.
+_FUSED = struct.Struct("<IIII12xIH2xI22xBBH")
+
+
+def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float) -> None:
+    """Little-endian pcap + Ethernet: one struct call per frame for the plain IPv4/TCP case.
+
+    A segment of a known connection without SYN/FIN/RST only bumps counters here; the rest (new
+    connections, SYN/FIN/RST, a direction's first ACK or data, zero windows) goes to the tracker, and
+    anything other than plain Ethernet/IPv4/TCP to the general path.
+    """
+    end = len(data)
+    hdr = struct.Struct("<IIII").unpack_from
+    fused = _FUSED.unpack_from
+    conns, packet, first, log = tracker.conns, tracker.packet, tracker._first, tracker._log_letter
+    seqof = _SEQ.unpack_from
+    feed = _feeder(data, tracker)
+    release = _Releaser(data)
+    off, frame, other = 24, 0, 0
+    mask = SWEEP_EVERY - 1
+    while off < end:
+        if off + 66 <= end:
+            ts_s, ts_f, incl, _o, eth_ip, tl, frag_proto, doff, fl, win = fused(data, off)
+        elif off + 16 <= end:
+            ts_s, ts_f, incl, _o = hdr(data, off)
+            eth_ip = 0
+        else:
+            result.stop(off, "record header cut short")
+            break
+        p = off + 16
+        nxt = p + incl
+        if nxt > end:
+            result.stop(off, f"frame {frame + 1} cut short ({incl} bytes announced, {end - p} left)")
+            break
+        frame += 1
+        off = nxt
+        if not frame & mask:
+            tracker.sweep(ts_s + ts_f * scale)
+            release(off)
+        if eth_ip & 0xFFFFFF == 0x450008 and frag_proto & 0xFF00FF1F == 0x06000000 and incl >= 54:
+            if fl & 0x17 == 0x10:  # ACK, no SYN/FIN/RST
+                ent = conns.get(data[p + 26:p + 38])
+                if ent is not None:
+                    c, d = ent
+                    c[1] = frame
+                    c[2 + d] += 1
+                    m = 5 << d
+                    if c[4] & m != m:
+                        tl = (tl >> 8) | ((tl & 255) << 8)
+                        if tl - 20 - ((doff >> 4) << 2) > 0:
+                            if not c[4] & (4 << d):
+                                first(c, d, "d", 4 << d)
+                        elif not c[4] & (1 << d):
+                            first(c, d, "a", 1 << d)
+                    if win == 0:
+                        log(c, d, "w")
+                    continue
+            tl = (tl >> 8) | ((tl & 255) << 8)
+            plen = tl - 20 - ((doff >> 4) << 2)
+            bad = False
+            if fl & 0x05 and 14 + tl <= incl:  # FIN/RST: verify the TCP checksum (see _feeder)
+                v = int.from_bytes(data[p + 34:p + 14 + tl], "big") << (8 * (tl & 1))
+                bad = (int.from_bytes(data[p + 26:p + 34], "big") + tl - 14 + v) % 0xFFFF != 0
+            packet(frame, ts_s + ts_f * scale, data[p + 26:p + 38], None, fl, (win >> 8) | ((win & 255) << 8),
+                   plen if plen > 0 else 0, seqof(data, p + 38)[0], bad)
+            continue
+        if not feed(1, p, incl, frame, ts_s + ts_f * scale):
+            other += 1
+    tracker.tcp_packets += frame - other
+    result.frames += frame
+    result.tcp_frames += frame - other
+
+
+# -- pcapng ---------------------------------------------------------------------------------------
+def _read_pcapng(data, result: ReadResult, tracker: Tracker) -> None:
+    end = len(data)
+    off, frame, tcp = 0, 0, 0
+    order = "<"
+    ifaces: list[tuple[int, float, int]] = []  # link type, seconds per tick, offset seconds
+    feed = _feeder(data, tracker)
+    release = _Releaser(data)
+    u32 = struct.Struct("<I")
+    while off < end:
+        if off + 12 > end:
+            result.stop(off, "block header cut short")
+            break
+        btype = struct.unpack_from(order + "I", data, off)[0]
+        if btype == 0x0A0D0D0A:
+            bom = bytes(data[off + 8:off + 12])
+            if bom == b"\x4d\x3c\x2b\x1a":
+                order = "<"
+            elif bom == b"\x1a\x2b\x3c\x4d":
+                order = ">"
+            else:
+                result.stop(off, "section header with an unknown byte-order magic")
+                break
+            u32 = struct.Struct(order + "I")
+            ifaces = []
+        blen = u32.unpack_from(data, off + 4)[0]
+        if blen < 12 or blen % 4 or off + blen > end:
+            result.stop(off, f"block of type 0x{btype:x} with length {blen} "
+                        + ("past the end of the file" if off + blen > end else "that is not valid"))
+            break
+        if u32.unpack_from(data, off + blen - 4)[0] != blen:
+            result.stop(off, f"block of type 0x{btype:x}: trailing length differs from {blen}")
+            break
+        body = off + 8
+        if btype == 1:  # IDB
+            if blen < 20:
+                result.stop(off, "interface description block too short")
+                break
+            lt = struct.unpack_from(order + "H", data, body)[0]
+            ifaces.append(_idb_options(data, body + 8, off + blen - 4, order, lt))
+            if lt not in linklayer.SUPPORTED:
+                result.skipped[f"link type {lt}"] += 0  # declared; counted per packet below
+        elif btype in (6, 2, 3):
+            frame += 1
+            if btype == 3:  # SPB: interface 0, no timestamp
+                iface, ts_raw, incl = 0, 0, min(u32.unpack_from(data, body)[0], blen - 16)
+                p = body + 4
+            elif btype == 6:
+                if blen < 32:
+                    result.stop(off, "enhanced packet block too short")
+                    break
+                iface, hi, lo, incl, _orig = struct.unpack_from(order + "IIIII", data, body)
+                ts_raw, p = (hi << 32) | lo, body + 20
+            else:
+                if blen < 32:
+                    result.stop(off, "packet block too short")
+                    break
+                iface, _drops, hi, lo, incl, _orig = struct.unpack_from(order + "HHIIII", data, body)
+                ts_raw, p = (hi << 32) | lo, body + 20
+            if p + incl > off + blen - 4 or incl < 0:
+                result.stop(off, f"packet {frame}: captured length {incl} exceeds its block")
+                break
+            if iface >= len(ifaces):
+                result.skipped["packet for an undeclared interface"] += 1
+            else:
+                lt, tick, tsoff = ifaces[iface]
+                ts = ts_raw * tick + tsoff
+                if feed(lt, p, incl, frame, ts):
+                    tcp += 1
+                if not frame & (SWEEP_EVERY - 1):
+                    tracker.sweep(ts)
+                    release(off)
+        off += blen
+    result.frames += frame
+    result.tcp_frames += tcp
+    tracker.tcp_packets += tcp
+
+
+def _idb_options(data, p: int, end: int, order: str, lt: int) -> tuple[int, float, int]:
+    tick, tsoff = 1e-6, 0
+    opt = struct.Struct(order + "HH")
+    while p + 4 <= end:
+        code, length = opt.unpack_from(data, p)
+        if code == 0:
+            break
+        v = p + 4
+        if code == 9 and length >= 1:
+            r = data[v]
+            tick = 2.0 ** -(r & 0x7F) if r & 0x80 else 10.0 ** -r
+        elif code == 14 and length >= 8:
+            tsoff = struct.unpack_from(order + "q", data, v)[0]
+        p = v + ((length + 3) & ~3)
+    return lt, tick, tsoff
+
+
+# -- NetMon .cap ----------------------------------------------------------------------------------
+_NM_HDR = struct.Struct("<4sBBH8HIIII")
+_NM_FRAME2 = struct.Struct("<qII")
+_NM_FRAME1 = struct.Struct("<IHH")
+_TRAILER = {0: 0, 1: 2, 2: 6, 3: 15}  # 2.x minor version -> trailer bytes
+METADATA_MEDIA = frozenset({0xFFFB, 0xFFFC, 0xFFFD, 0xFFFE, 0xFFFF})
+
+
+def _media_to_linktype(media: int) -> int | None:
+    if media in (0, 1):
+        return linklayer.ETHERNET
+    if media in (7, 8, 9):
+        return linklayer.RAW
+    if media & 0xF000 == 0xE000 and not 0xE080 <= media <= 0xE08A:
+        return media & 0x0FFF
+    return None
+
+
+def _read_netmon(data, result: ReadResult, tracker: Tracker) -> None:
+    end = len(data)
+    if end < 128:
+        result.format = "netmon"
+        result.stop(0, "NetMon file header incomplete")
+        return
+    magic, minor, major, media, *st, ft_off, ft_len, _ud_off, _ud_len = _NM_HDR.unpack_from(data, 0)
+    v1 = magic == NETMON1
+    result.format = f"netmon {major}.{minor}"
+    base = _systemtime(st)
+    offsets: list[int] = []
+    if 128 <= ft_off < end and ft_len and ft_off + ft_len > end:
+        # the file was cut inside its frame table: the entries that are there are still good
+        have = (end - ft_off) // 4
+        offsets = list(struct.unpack_from(f"<{have}I", data, ft_off))
+        result.stop(ft_off + 4 * have, f"frame table cut short: {have} of {ft_len // 4} entries")
+        table_end = ft_off
+    elif ft_len == 0 or ft_len % 4 or ft_off + ft_len > end or ft_off < 128:
+        reason = (f"frame table at {ft_off} (+{ft_len}) is past the end of the file" if ft_off + ft_len > end
+                  else f"frame table at {ft_off} (+{ft_len}) is not valid")
+        offsets = _netmon_walk(data, v1, minor, end)
+        result.stop(min(ft_off, end), reason + f"; {len(offsets)} frames found by walking the file")
+        table_end = end
+    else:
+        offsets = list(struct.unpack_from(f"<{ft_len // 4}I", data, ft_off))
+        table_end = ft_off
+    default_trailer = 0 if v1 else _TRAILER.get(minor, 0)
+    feed = _feeder(data, tracker)
+    frame = tcp = 0
+    for i, off in enumerate(offsets):
+        number = i + 1
+        hlen = 8 if v1 else 16
+        if off + hlen > end or off < 16:
+            result.stop(off, f"frame {number}: offset {off} is outside the file")
+            break
+        if v1:
+            ms, _orig, incl = _NM_FRAME1.unpack_from(data, off)
+            delta = ms / 1000.0
+        else:
+            us, _orig, incl = _NM_FRAME2.unpack_from(data, off)
+            delta = us / 1e6
+        p = off + hlen
+        if p + incl > end:
+            result.stop(off, f"frame {number} cut short ({incl} bytes announced, {end - p} left)")
+            break
+        data_end = p + incl
+        nxt = offsets[i + 1] if i + 1 < len(offsets) else table_end
+        gap = nxt - data_end
+        trailer = gap if 0 <= gap <= 64 else default_trailer
+        if data_end + trailer > end:
+            trailer = max(0, end - data_end)
+        fmedia = media
+        if trailer >= 2:
+            fmedia = struct.unpack_from("<H", data, data_end)[0]
+        ts = base + delta
+        if trailer >= 14:
+            ft = struct.unpack_from("<Q", data, data_end + 6)[0]
+            if ft:
+                ts = (ft - FILETIME_EPOCH * 10_000_000) / 1e7
+        frame = number
+        if fmedia in METADATA_MEDIA:
+            result.skipped["NetMon metadata frame"] += 1
+            continue
+        if fmedia == 0xFFE0:
+            inner = _unwrap_netevent(data, p, incl)
+            if inner is None:
+                result.skipped["NetEvent frame without a whole NDIS packet"] += 1
+                continue
+            p, incl, lt = inner
+        else:
+            lt = _media_to_linktype(fmedia)
+            if lt is None:
+                result.skipped[f"NetMon media type 0x{fmedia:04x}"] += 1
+                continue
+        if feed(lt, p, incl, number, ts):
+            tcp += 1
+        if not number & (SWEEP_EVERY - 1):
+            tracker.sweep(ts)
+    result.frames += frame
+    result.tcp_frames += tcp
+    tracker.tcp_packets += tcp
+
+
+def _netmon_walk(data, v1: bool, minor: int, end: int) -> list[int]:
+    """Frame offsets found by walking records from byte 128 (when the frame table is lost)."""
+    offsets, off = [], 128
+    hlen = 8 if v1 else 16
+    trailer = 0 if v1 else _TRAILER.get(minor, 0)
+    while off + hlen <= end:
+        incl = _NM_FRAME1.unpack_from(data, off)[2] if v1 else _NM_FRAME2.unpack_from(data, off)[2]
+        nxt = off + hlen + incl + trailer
+        if nxt > end or incl > 0x40000:
+            break
+        offsets.append(off)
+        off = nxt
+    return offsets
+
+
+def _unwrap_netevent(data, p: int, incl: int) -> tuple[int, int, int] | None:
+    """An ETW NetEvent frame: the NDIS-PacketCapture (or PktMon) packet inside, as (offset, length, lt)."""
+    if incl < 89:
+        return None
+    provider = bytes(data[p + 24:p + 40])
+    event_id = struct.unpack_from("<H", data, p + 40)[0]
+    keyword = struct.unpack_from("<Q", data, p + 48)[0]
+    user_len = struct.unpack_from("<H", data, p + 86)[0]
+    u = p + 89
+    if u + user_len > p + incl:
+        return None
+    if provider == NDIS_PROVIDER and event_id == 1001 and user_len >= 12:
+        if keyword & 0xC0000000 != 0xC0000000:  # a fragment of a packet, not the whole frame
+            return None
+        if not keyword & 1:  # 802.11 media: not decoded
+            return None
+        size = struct.unpack_from("<I", data, u + 8)[0]
+        size = min(size, user_len - 12)
+        return u + 12, size, linklayer.ETHERNET
+    return None
+
+
+def _systemtime(st: list[int]) -> float:
+    """Capture start (local time of the capturing host, no zone) as seconds, read as if UTC."""
+    year, month, _dow, day, hour, minute, sec, ms = st
+    try:
+        start = datetime(year, month, day, hour, minute, sec)
+    except (ValueError, OverflowError):
+        return 0.0
+    return calendar.timegm(start.timetuple()) + (ms / 1000 if ms < 1000 else 0)

@@ -1,0 +1,328 @@
+"""The `http` probe: request the published Exchange endpoints from the TMG host, and judge each answer.
+
+Unauthenticated requests are cheap and tell a lot (causes.md section 4): a healthy Exchange 2010 CAS
+redirects /owa/ to the forms logon page, serves the page with its form, answers a posted (empty) logon
+form with a redirect back to the page, and asks for authentication (401) on rpcproxy, ActiveSync, EWS
+and Autodiscover. With the Forms-Based Authentication service stopped the logon page still renders
+but posting it gives a blank page, while the other protocols are unaffected.
+
+Like TMG, the probe connects to the internal server's address and sends the internal name as Host
+header and SNI (TMG replaces the Host header with the To name unless "forward the original host
+header" is set; give `host_header` to imitate that). Certificates are not checked here: that is the
+`tls` probe's job.
+
+Parameters (`spec`), either the catalogue form:
+    server            the internal name (default: the profile's internal_name)
+    addresses         addresses to connect to (default: the profile's internal_addresses, else server)
+    published         protocols to request (default: the profile's, else all)
+    exchange_version  picks the logon form target and whether healthcheck.htm exists
+    port, scheme      443, https
+    host_header       Host header and SNI to send (default: server)
+    healthcheck       request /<vdir>/healthcheck.htm (default: on for Exchange 2013 and later)
+or the URL form:
+    urls              full URLs; each path is judged by the table when it knows it
+    connect           an address to connect to instead of the URL's host
+and for both:
+    timeout           seconds per request (default 5)
+
+Facts: `http.endpoint`, one per request (subject = URL).
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import ssl
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from diagnose.errors import UsageError
+from diagnose.facts import Fact, ProbeStatus, make_fact
+from diagnose.probes import ProbeContext, ProbeResult
+from diagnose.probes.netio import (
+    ConnectFailure,
+    Endpoint,
+    classify_os_error,
+    connect,
+    elapsed_ms,
+    is_address,
+    parse_endpoint,
+    run_concurrently,
+    spec_bool,
+    spec_list,
+    spec_number,
+    spec_port,
+    spec_text,
+    split_reachable,
+    unverified_client_context,
+)
+
+PROBE = "http"
+DEFAULT_TIMEOUT = 5.0
+BODY_LIMIT = 256 * 1024
+USER_AGENT = "diagnose/0.1 (TMG publishing check)"
+PROTOCOLS = ("owa", "ecp", "outlook-anywhere", "activesync", "ews", "autodiscover")
+_FORM = re.compile(rb"<form\b", re.IGNORECASE)
+_PASSWORD = re.compile(rb"type\s*=\s*[\"']?password", re.IGNORECASE)
+_LOGON = "/owa/auth/logon.aspx"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """One Exchange endpoint and what a healthy one answers without credentials."""
+
+    protocol: str
+    path: str
+    statuses: frozenset[int]
+    expected: str
+    method: str = "GET"
+    redirect_to: str | None = None  # a 3xx must point here (path prefix, case-insensitive)
+    form: bool = False  # a 200 must carry the logon form
+    empty_ok: bool = True  # a 200 with an empty body is healthy
+    post_form: bool = False
+
+
+def exchange_endpoints(published: Sequence[str], version: str | None, healthcheck: bool) -> list[Expectation]:
+    legacy = version in (None, "2007", "2010")
+    logon_target = "/owa/auth/owaauth.dll" if legacy else "/owa/auth.owa"
+    table: dict[str, list[Expectation]] = {
+        "owa": [
+            Expectation("owa", "/owa/", frozenset({302, 401}),
+                        "302 to /owa/auth/logon.aspx (forms logon), or 401 when the vdir asks for HTTP authentication",
+                        redirect_to=_LOGON, empty_ok=False),
+            Expectation("owa", _LOGON, frozenset({200, 401}), "200 with the logon form (or 401 without forms logon)",
+                        form=True, empty_ok=False),
+            Expectation("owa", logon_target, frozenset({302, 401}),
+                        "302 back to the logon page (or to /owa) when the empty logon form is posted",
+                        method="POST", empty_ok=False, post_form=True),
+        ],
+        "ecp": [Expectation("ecp", "/ecp/", frozenset({302, 401}),
+                            "302 to /owa/auth/logon.aspx, or 401", redirect_to=_LOGON, empty_ok=False)],
+        "outlook-anywhere": [Expectation("outlook-anywhere", "/rpc/rpcproxy.dll", frozenset({401}),
+                                         "401 asking for authentication")],
+        "activesync": [Expectation("activesync", "/Microsoft-Server-ActiveSync", frozenset({401}),
+                                   "401 asking for authentication")],
+        "ews": [Expectation("ews", "/EWS/Exchange.asmx", frozenset({401}), "401 asking for authentication")],
+        "autodiscover": [Expectation("autodiscover", "/autodiscover/autodiscover.xml", frozenset({401, 302}),
+                                     "401 asking for authentication (or a 302 redirect)")],
+    }
+    vdirs = {"owa": "owa", "ecp": "ecp", "outlook-anywhere": "rpc", "activesync": "Microsoft-Server-ActiveSync",
+             "ews": "ews", "autodiscover": "autodiscover"}
+    out: list[Expectation] = []
+    for protocol in PROTOCOLS:
+        if protocol not in published:
+            continue
+        out.extend(table[protocol])
+        if healthcheck:
+            out.append(Expectation("healthcheck", f"/{vdirs[protocol]}/healthcheck.htm", frozenset({200}),
+                                   "200 (the component is active)"))
+    return out
+
+
+def known_expectation(path: str, method: str = "GET") -> Expectation | None:
+    bare = path.split("?", 1)[0].lower()
+    for exp in exchange_endpoints(PROTOCOLS, "2010", True) + exchange_endpoints(["owa"], "2016", False):
+        if exp.path.lower() == bare and exp.method == method:
+            return exp
+    return None
+
+
+# ------------------------------------------------------------------------------------------ probe
+
+@dataclass(frozen=True)
+class Request:
+    url: str
+    endpoint: Endpoint
+    scheme: str
+    host_header: str
+    path: str
+    expectation: Expectation | None
+    method: str = "GET"
+
+
+def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
+    timeout = spec_number(spec, "timeout", DEFAULT_TIMEOUT)
+    requests = _url_requests(spec) if spec_list(spec, "urls") else _catalogue_requests(ctx, spec)
+    if not requests:
+        return ProbeResult.unavailable("nothing to request (give urls, or server and published protocols)")
+    allowed, held = split_reachable(list(dict.fromkeys(r.endpoint for r in requests)))
+    requests = [r for r in requests if r.endpoint in allowed]
+    if not requests:
+        return ProbeResult.unavailable(held)
+
+    def work(request: Request, budget: float) -> Fact:
+        ctx.progress(ctx.check or PROBE, f"{request.method} {request.url}")
+        return fetch(request, budget, ctx.check)
+
+    def expired(request: Request) -> Fact:
+        return _fact(request, ctx.check, outcome="timeout", healthy=False,
+                     reason="not requested: the probe's deadline had passed")
+
+    facts = tuple(run_concurrently(ctx, requests, work, expired, timeout))
+    return ProbeResult(facts, ProbeStatus.PARTIAL if held else ProbeStatus.COMPLETE, held)
+
+
+def _catalogue_requests(ctx: ProbeContext, spec: Mapping[str, Any]) -> list[Request]:
+    profile = ctx.profile
+    server = spec_text(spec, "server") or profile.internal_name
+    addresses = spec_list(spec, "addresses") or list(profile.internal_addresses)
+    if not server and not addresses:
+        return []
+    published = spec_list(spec, "published") or list(profile.published) or list(PROTOCOLS)
+    for p in published:
+        if p not in PROTOCOLS:
+            raise UsageError(f"published: unknown protocol {p!r} (one of {', '.join(PROTOCOLS)})")
+    version = spec_text(spec, "exchange_version") or profile.exchange_version
+    healthcheck = spec_bool(spec, "healthcheck", version not in (None, "2007", "2010"))
+    scheme = (spec_text(spec, "scheme") or "https").lower()
+    if scheme not in ("http", "https"):
+        raise UsageError(f"scheme must be http or https, not {scheme!r}")
+    port = spec_port(spec, "port", 443 if scheme == "https" else 80)
+    host_header = spec_text(spec, "host_header") or server or addresses[0]
+    targets = [parse_endpoint(a, port) for a in addresses] or [Endpoint(server or "", port)]
+    default_port = 443 if scheme == "https" else 80
+    authority = host_header if port == default_port else f"{host_header}:{port}"
+    return [Request(f"{scheme}://{authority}{exp.path}", target, scheme, host_header, exp.path, exp, exp.method)
+            for target in targets for exp in exchange_endpoints(published, version, healthcheck)]
+
+
+def _url_requests(spec: Mapping[str, Any]) -> list[Request]:
+    connect_to = spec_text(spec, "connect")
+    requests = []
+    for url in spec_list(spec, "urls"):
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"{url!r}: give an http:// or https:// URL with a host")
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            raise UsageError(f"{url!r}: bad port") from None
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        endpoint = parse_endpoint(connect_to, port) if connect_to else Endpoint(parts.hostname, port)
+        exp = known_expectation(path)
+        requests.append(Request(url, endpoint, parts.scheme, parts.hostname, path, exp))
+    return requests
+
+
+# ------------------------------------------------------------------------------------------ fetch
+
+def fetch(request: Request, budget: float, check: str | None) -> Fact:
+    started = time.monotonic()
+    deadline = started + budget
+    try:
+        sock = connect(request.endpoint, budget)
+    except ConnectFailure as exc:
+        return _fact(request, check, outcome=exc.outcome if exc.outcome in ("refused", "timeout") else "error",
+                     healthy=False, reason=exc.detail, elapsed_ms=elapsed_ms(started))
+    try:
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        if request.scheme == "https":
+            context = unverified_client_context()
+            sni = None if is_address(request.host_header) else request.host_header
+            try:
+                sock = context.wrap_socket(sock, server_hostname=sni)
+            except ssl.SSLError as exc:
+                return _fact(request, check, outcome="tls-error", healthy=False,
+                             reason=f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}",
+                             elapsed_ms=elapsed_ms(started))
+        body_out = b""
+        headers = [("Host", request.host_header), ("User-Agent", USER_AGENT), ("Accept", "*/*"),
+                   ("Connection", "close")]
+        if request.method == "POST":
+            destination = f"{request.scheme}://{request.host_header}/owa/"
+            body_out = urlencode({"destination": destination, "flags": "0", "forcedownlevel": "0",
+                                  "trusted": "0", "username": "", "password": "", "isUtf8": "1"}).encode()
+            headers += [("Content-Type", "application/x-www-form-urlencoded"),
+                        ("Content-Length", str(len(body_out)))]
+        head = f"{request.method} {request.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
+        sock.sendall(head.encode("latin-1") + b"\r\n" + body_out)
+        response = http.client.HTTPResponse(sock, method=request.method)
+        response.begin()
+        status = response.status
+        body = b""
+        try:
+            while len(body) < BODY_LIMIT and (chunk := response.read(min(65536, BODY_LIMIT - len(body)))):
+                body += chunk
+            if response.length and len(body) < BODY_LIMIT:  # the connection ended before Content-Length
+                raise http.client.IncompleteRead(b"", response.length)
+        except (http.client.IncompleteRead, ConnectionResetError) as exc:
+            if isinstance(exc, http.client.IncompleteRead):
+                body += exc.partial
+            return _fact(request, check, status=status, outcome="reset", healthy=False,
+                         reason=f"the connection was reset in mid-response after {len(body)} body bytes",
+                         location=response.getheader("Location"), auth_schemes=_schemes(response),
+                         server=response.getheader("Server"), elapsed_ms=elapsed_ms(started))
+    except TimeoutError:
+        return _fact(request, check, outcome="timeout", healthy=False, reason="no complete answer in time",
+                     elapsed_ms=elapsed_ms(started))
+    except (http.client.HTTPException, ssl.SSLError) as exc:
+        reason = "the server closed the connection without answering" \
+            if isinstance(exc, http.client.RemoteDisconnected) else f"not a valid HTTP answer: {exc}"
+        return _fact(request, check, outcome="reset" if isinstance(exc, http.client.RemoteDisconnected) else "error",
+                     healthy=False, reason=reason, elapsed_ms=elapsed_ms(started))
+    except OSError as exc:
+        outcome = classify_os_error(exc)
+        return _fact(request, check, outcome=outcome if outcome in ("reset", "timeout", "refused") else "error",
+                     healthy=False, reason=f"{exc.strerror or exc}", elapsed_ms=elapsed_ms(started))
+    finally:
+        sock.close()
+    outcome, healthy, reason = judge(request.expectation, status, response.getheader("Location"),
+                                     _schemes(response), body)
+    return _fact(request, check, status=status, outcome=outcome, healthy=healthy, reason=reason,
+                 location=response.getheader("Location"), auth_schemes=_schemes(response), body_bytes=len(body),
+                 server=response.getheader("Server"), elapsed_ms=elapsed_ms(started))
+
+
+def _schemes(response: http.client.HTTPResponse) -> list[str]:
+    return [v.split()[0] for v in response.headers.get_all("WWW-Authenticate") or [] if v.strip()]
+
+
+def judge(exp: Expectation | None, status: int, location: str | None, schemes: Sequence[str],
+          body: bytes) -> tuple[str, bool, str]:
+    """(outcome, healthy, reason) for one answer, against the endpoint's healthy answer."""
+    blank = not body.strip()
+    if exp is None:
+        healthy = status < 400 or status == 401
+        return ("ok" if healthy else "unexpected", healthy, f"HTTP {status}")
+    if status not in exp.statuses:
+        if status == 404 and exp.protocol == "healthcheck":
+            return "absent", False, "healthcheck.htm is not served: the component is inactive (or Exchange < 2013 SP1)"
+        if status == 404:
+            return "absent", False, f"{exp.path} is not found on the server"
+        if status == 400:
+            return "unexpected", False, "400 Bad Request: the server may not accept the Host header TMG sends"
+        if status == 200 and blank:
+            why = "a blank page"
+            if exp.post_form:
+                why += (" after posting the logon form: forms-based authentication is not working"
+                        " (MSExchangeFBA stopped?)")
+            return "blank", False, why
+        return "unexpected", False, f"HTTP {status}, expected {exp.expected}"
+    if status in (301, 302, 303, 307, 308) and exp.redirect_to:
+        target = urlsplit(location or "").path.lower()
+        if not target.startswith(exp.redirect_to.lower()):
+            return "unexpected", False, f"redirects to {location or 'nowhere'}, expected {exp.redirect_to}"
+    if status == 401 and not schemes:
+        return "unexpected", False, "401 without a WWW-Authenticate header"
+    if status == 200 and blank and not exp.empty_ok:
+        return "blank", False, f"{exp.path} answers 200 with a blank page"
+    if status == 200 and exp.form and not (_FORM.search(body) and _PASSWORD.search(body)):
+        return "no-form", False, "the logon page has no logon form"
+    return "ok", True, f"HTTP {status}" + (f" ({', '.join(schemes)})" if status == 401 else "")
+
+
+def _fact(request: Request, check: str | None, location: str | None = None, **attrs: Any) -> Fact:
+    exp = request.expectation
+    fact = make_fact("http.endpoint", request.url, PROBE, check=check, source=str(request.endpoint),
+                     url=request.url, path=request.path, method=request.method,
+                     address=request.endpoint.host, protocol=exp.protocol if exp else None,
+                     expected=exp.expected if exp else "any answer but an error", **attrs)
+    if location is None:
+        return fact
+    # `location` (the redirect target) is an attribute here, not make_fact's provenance location
+    return Fact(fact.kind, fact.subject, dict(fact.attrs) | {"location": location}, fact.provenance)

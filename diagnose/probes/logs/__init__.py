@@ -1,0 +1,526 @@
+"""The `logs` probe: Forefront TMG / ISA Server Firewall and Web Proxy logs -> `log.status_summary` facts.
+
+Spec keys: `paths` (files, folders, globs; .gz and .zip read in place), `tz` (the TMG server's time
+zone, for formats that log local time), `tmg_addresses`, `internal_addresses` (for deciding legs),
+`jobs` (worker processes; default: both cores).
+
+Work is cut into units, a whole file or a byte range of a large plain W3C file; each unit gives a
+`LogSummary`; summaries are merged in file order and the facts are made once, at the end.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import gc
+import glob
+import gzip
+import io
+import multiprocessing
+import os
+import re
+import signal
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from diagnose.errors import InputError, UsageError
+from diagnose.facts import ProbeStatus
+from diagnose.probes import ProbeContext, ProbeResult
+from diagnose.probes.logs.layout import FIXED_FIREWALL, FIXED_WEB, Layout, LogKind
+from diagnose.probes.logs.scan import (
+    COLLAPSED_LAYOUT,
+    CanonBuilder,
+    Scanner,
+    Site,
+    collapsed_viewer_records,
+    csv_records,
+    decoded_blocks,
+    isa_text_records,
+    line_blocks,
+    local_zone_note,
+    scan_records,
+    scan_w3c,
+    text_lines,
+    viewer_records,
+)
+from diagnose.probes.logs.summary import LogSummary, build_facts
+
+__all__ = ["LogInput", "collect", "probe", "summarise"]
+
+SPLIT_AT = 48 << 20  # plain W3C files larger than this are cut into byte ranges of about this size
+_LOG_SUFFIXES = (".w3c", ".iis", ".log", ".txt", ".csv", ".tsv", ".gz", ".zip")
+_ROTATION = re.compile(r"(\d{8})(?:_(?:FWS|WEB)_?(\d+))?", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class LogInput:
+    """One log to read: a file, or a member of a zip archive (`member`)."""
+
+    path: str
+    member: str | None = None
+    named: bool = True  # the user named this file (a bad one is an error, not a note)
+
+    @property
+    def name(self) -> str:
+        return f"{self.path}!{self.member}" if self.member else self.path
+
+    def open(self) -> IO[bytes]:
+        if self.member is not None:
+            archive = zipfile.ZipFile(self.path)
+            return archive.open(self.member)
+        raw = open(self.path, "rb")  # noqa: SIM115 - closed by the caller
+        if raw.read(2) == b"\x1f\x8b":
+            raw.seek(0)
+            return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+        raw.seek(0)
+        return raw
+
+    def plain(self) -> bool:
+        if self.member is not None:
+            return False
+        with open(self.path, "rb") as fh:
+            return fh.read(2) != b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class Unit:
+    log: LogInput
+    start: int = 0
+    end: int | None = None
+    fields: tuple[str, ...] | None = None  # the #Fields in force at `start` (byte ranges after the first)
+    index: int = 0
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def expand(paths: Sequence[str]) -> tuple[list[LogInput], list[str]]:
+    """Files, folders and globs -> logs in time order; (logs, problems)."""
+    found: list[LogInput] = []
+    problems: list[str] = []
+    for given in paths:
+        matches = sorted(glob.glob(given)) if glob.has_magic(given) else [given]
+        if not matches:
+            problems.append(f"{given}: no file matches")
+            continue
+        for item in matches:
+            path = Path(item)
+            if path.is_dir():
+                files = [
+                    p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in _LOG_SUFFIXES
+                ]
+                found.extend(_with_members(str(p), named=False) for p in files)
+            elif path.is_file():
+                found.append(_with_members(str(path), named=True))
+            else:
+                raise InputError("no such file or folder", str(path))
+    flat: list[LogInput] = []
+    for item in found:
+        flat.extend(item if isinstance(item, list) else [item])
+    flat.sort(key=_time_order)
+    return flat, problems
+
+
+def _with_members(path: str, named: bool) -> LogInput | list[LogInput]:  # type: ignore[return]
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return [LogInput(path, m.filename, named) for m in archive.infolist() if not m.is_dir()]
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise InputError(f"unreadable zip archive: {exc}", path) from None
+    return LogInput(path, None, named)
+
+
+def _time_order(log: LogInput) -> tuple[str, int, str]:
+    name = os.path.basename(log.member or log.path)
+    m = _ROTATION.search(name)
+    if m:
+        return (m.group(1), int(m.group(2) or 0), name)
+    return ("", 0, log.name)
+
+
+# ------------------------------------------------------------------ format detection
+
+
+@dataclass(frozen=True)
+class Detected:
+    format: str  # w3c | syslog | isa-text | viewer | viewer-collapsed | sql-csv
+    kind: LogKind
+    header: tuple[str, ...] = ()
+
+
+def detect(head: bytes, name: str) -> Detected:
+    """Tell the format from the first kilobytes; raises NotALogError with the reason."""
+    text = head.decode("utf-8", "replace")
+    lines = [ln.rstrip("\r") for ln in text.split("\n")[:50]]
+    first = next((ln for ln in lines if ln.strip()), "")
+    for ln in lines:
+        if ln.lower().startswith("#fields:"):
+            names = ln[8:].strip().split("\t")
+            return Detected("w3c", Layout.from_names(names).kind, tuple(n.strip() for n in names))
+        if "ISAWebLog" in ln or "ISAFWSLog" in ln:
+            return Detected("syslog", LogKind.WEB if "ISAWebLog" in ln else LogKind.FIREWALL)
+    if first.startswith("#Software:") or first.startswith("#Version:"):
+        return Detected("w3c", LogKind.FIREWALL)
+    if "\t" in first:
+        names = [c.strip() for c in first.split("\t")]
+        layout = Layout.from_names(names, LogKind.MIXED)
+        if layout.looks_like_log():
+            kind = LogKind.MIXED if "record_type" in layout.index else Layout.from_names(names).kind
+            return Detected("viewer", kind, tuple(names))
+    if "," in first and ", " not in first:
+        names = [c.strip().strip('"') for c in first.split(",")]
+        lowered = {n.lower() for n in names}
+        if "resultcode" in lowered and ({"logtime", "gmtlogtime"} & lowered):
+            kind = LogKind.WEB if {"clientip", "uri", "operation"} & lowered else LogKind.FIREWALL
+            return Detected("sql-csv", kind, tuple(names))
+    if "Result Code" in first and "Log Time" in first:
+        return Detected("viewer-collapsed", LogKind.MIXED)
+    if ", " in first:
+        values = first.split(", ")
+        date_at = (
+            1
+            if re.fullmatch(r"\d{1,2}/\d{1,2}/\d{4}", values[1].strip() if len(values) > 1 else "")
+            else None
+        )
+        web_date = len(values) > 4 and re.fullmatch(r"\d{1,2}/\d{1,2}/\d{4}", values[4].strip())
+        if date_at is not None and len(values) in (28, 31, 44):
+            return Detected("isa-text", LogKind.FIREWALL)
+        if web_date and len(values) >= 29:
+            return Detected("isa-text", LogKind.WEB)
+    raise NotALogError(name)
+
+
+class NotALogError(InputError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            "not a TMG or ISA Server log (no W3C #Fields header, log-viewer header, SQL export "
+            "header, syslog ISAWebLog/ISAFWSLog tag or ISA text-format record found)",
+            name,
+        )
+
+
+# ------------------------------------------------------------------ units and workers
+
+
+def plan_units(logs: Sequence[LogInput], jobs: int) -> tuple[list[Unit], list[str]]:
+    units: list[Unit] = []
+    problems: list[str] = []
+    for log in logs:
+        size = os.path.getsize(log.path) if log.member is None else 0
+        if log.member is None and size > SPLIT_AT and jobs > 1 and log.plain():
+            try:
+                units.extend(_ranges(log, size))
+                continue
+            except OSError as exc:
+                problems.append(f"{log.name}: {exc.strerror or exc}")
+        units.append(Unit(log))
+    return units, problems
+
+
+def _ranges(log: LogInput, size: int) -> list[Unit]:
+    """Byte ranges cut at line ends. Each range is given the file's first #Fields; a range that
+    follows a header change is read again with the right one when the results are merged."""
+    with open(log.path, "rb") as fh:
+        head = fh.read(65536)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"#Fields:" not in head:
+            return [Unit(log)]
+        fields = _fields_of(head)
+        bounds = [0]
+        while bounds[-1] + SPLIT_AT < size:
+            fh.seek(bounds[-1] + SPLIT_AT)
+            tail = fh.read(1 << 20)
+            cut = tail.find(b"\n")
+            if cut < 0 or bounds[-1] + SPLIT_AT + cut + 1 >= size:
+                break
+            bounds.append(bounds[-1] + SPLIT_AT + cut + 1)
+        bounds.append(size)
+    return [Unit(log, bounds[k], bounds[k + 1], fields if k else None, k) for k in range(len(bounds) - 1)]
+
+
+def _fields_of(head: bytes) -> tuple[str, ...] | None:
+    at = head.find(b"#Fields:")
+    if at < 0:
+        return None
+    end = head.find(b"\n", at)
+    line = head[at + 8 : end if end >= 0 else len(head)].decode("utf-8", "replace").strip("\r\n ")
+    return tuple(n.strip() for n in line.split("\t"))
+
+
+def run_unit(unit: Unit, site: Site) -> tuple[LogSummary, int, tuple[str, ...] | None]:
+    """Read one unit; returns its summary, how many lines it held and the #Fields in force at its end."""
+    # The scan makes millions of short-lived lists of bytes and no reference cycles: the cyclic
+    # garbage collector would only walk them over and over.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _run_unit(unit, site)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _run_unit(unit: Unit, site: Site) -> tuple[LogSummary, int, tuple[str, ...] | None]:
+    summary = LogSummary()
+    log = unit.log
+    scanner = Scanner(summary, site, log.name)
+    try:
+        with log.open() as stream:
+            if unit.end is not None:
+                stream.seek(unit.start)
+                blocks = _bounded(stream, unit.end - unit.start)
+                layout = Layout.from_names(unit.fields) if unit.fields else None
+                lines = scan_w3c(scanner, line_blocks(blocks), 1, layout)
+                summary.lines = lines
+                if unit.index == 0:
+                    summary.files.append(log.name)
+                    summary.formats["w3c"] += 1
+                return summary, lines, scanner.layout.names if scanner.layout else None
+            head = stream.read(65536)
+            blocks_iter = decoded_blocks(stream, head)
+            first = next(blocks_iter, b"")
+            detected = detect(first[:65536], log.name)
+            summary.files.append(log.name)
+            summary.formats[detected.format] += 1
+            _scan_detected(scanner, detected, _chain(first, blocks_iter), site)
+    except NotALogError:
+        raise
+    except (OSError, EOFError, zipfile.BadZipFile, gzip.BadGzipFile) as exc:
+        summary.unreadable += 1
+        summary.note(log.name, 0, f"could not be read to its end: {exc}")
+    return summary, summary.lines, scanner.layout.names if scanner.layout else None
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
+def _bounded(stream: IO[bytes], length: int) -> Iterator[bytes]:
+    left = length
+    while left > 0:
+        block = stream.read(min(left, 1 << 20))
+        if not block:
+            return
+        left -= len(block)
+        yield block
+
+
+def _scan_detected(scanner: Scanner, detected: Detected, blocks: Iterator[bytes], site: Site) -> None:
+    summary = scanner.summary
+    if detected.format in ("w3c", "syslog"):
+        summary.lines = scan_w3c(scanner, line_blocks(blocks))
+        return
+    zone = site.zone
+    if detected.format == "sql-csv":
+        layout = Layout.from_names(list(detected.header), detected.kind)
+        local = "gmt" not in layout.index
+        _zone_note(scanner, local, zone)
+        text = io.TextIOWrapper(_BlockReader(blocks), encoding="utf-8", errors="replace", newline="")
+        scan_records(
+            scanner, csv_records(text, layout.width), CanonBuilder(layout, zone, local), detected.kind
+        )
+        return
+    lines = text_lines(line_blocks(blocks))
+    if detected.format == "viewer":
+        layout = Layout.from_names(list(detected.header), detected.kind)
+        local = "gmt" not in layout.index
+        _zone_note(scanner, local, zone)
+        scan_records(
+            scanner, viewer_records(lines, layout.width), CanonBuilder(layout, zone, local), detected.kind
+        )
+    elif detected.format == "viewer-collapsed":
+        summary.note(
+            scanner.source,
+            1,
+            "log-viewer copy with its TABs collapsed: only the action, result code, "
+            "record type and GMT time can be recognised",
+        )
+        scan_records(
+            scanner,
+            collapsed_viewer_records(lines),
+            CanonBuilder(COLLAPSED_LAYOUT, zone, False),
+            LogKind.MIXED,
+        )
+    elif detected.format == "isa-text":
+        widths = FIXED_WEB if detected.kind is LogKind.WEB else FIXED_FIREWALL
+        layout = max(widths.values(), key=lambda lay: lay.width)
+        # all fixed layouts of one kind share their leading positions; the builder reads by name
+        _zone_note(scanner, True, zone)
+        records = list_by_width(isa_text_records(lines, detected.kind), widths)
+        for width, batch in records:
+            scan_records(scanner, batch, CanonBuilder(widths.get(width, layout), zone, True), detected.kind)
+
+
+def list_by_width(
+    records: Iterator[tuple[int, list[str] | None, str]], widths: Mapping[int, Layout]
+) -> Iterator[tuple[int, list[tuple[int, list[str] | None, str]]]]:
+    """Group consecutive records of the same width (one text log holds one width, but be safe)."""
+    batch: list[tuple[int, list[str] | None, str]] = []
+    width = 0
+    for record in records:
+        w = len(record[1]) if record[1] is not None else width
+        if batch and w != width:
+            yield width, batch
+            batch = []
+        width = w
+        batch.append(record)
+        if len(batch) >= 4096:
+            yield width, batch
+            batch = []
+    if batch:
+        yield width, batch
+
+
+def _zone_note(scanner: Scanner, local: bool, zone: Any) -> None:
+    note = local_zone_note(local, zone)
+    if note:
+        scanner.summary.note(scanner.source, 0, note)
+
+
+class _BlockReader(io.RawIOBase):
+    def __init__(self, blocks: Iterator[bytes]) -> None:
+        self._blocks = blocks
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._buf:
+            block = next(self._blocks, None)
+            if block is None:
+                return 0
+            self._buf = block
+        n = min(len(target), len(self._buf))
+        target[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+# ------------------------------------------------------------------ the whole run
+
+
+def summarise(
+    paths: Sequence[str], site: Site, jobs: int = 0, progress: Any = None
+) -> tuple[LogSummary, list[str]]:
+    """Read every log under `paths`; returns the merged summary and the problems met."""
+    logs, problems = expand(paths)
+    jobs = jobs or min(2, os.cpu_count() or 1)
+    units, more = plan_units(logs, jobs)
+    problems += more
+    total = LogSummary()
+    line_base: dict[str, int] = {}
+    fields_at_end: dict[str, tuple[str, ...] | None] = {}
+    done = 0
+
+    def absorb(unit: Unit, outcome: tuple[LogSummary, int, tuple[str, ...] | None] | BaseException) -> None:
+        nonlocal done
+        name = unit.log.name
+        if isinstance(outcome, NotALogError):
+            if unit.log.named:
+                raise outcome
+            problems.append(f"{name}: skipped, {outcome.message}")
+            return
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if unit.index and unit.fields != fields_at_end.get(name):
+            # the header changed in an earlier range: read this one again with the header in force
+            unit = Unit(unit.log, unit.start, unit.end, fields_at_end.get(name), unit.index)
+            outcome = run_unit(unit, site)
+        summary, lines, end_fields = outcome
+        base = line_base.get(name, 0)
+        total.merge(summary.shifted(name, base))
+        line_base[name] = base + lines
+        fields_at_end[name] = end_fields
+        done += 1
+        if progress is not None:
+            progress(f"{done}/{len(units)} parts read")
+
+    if jobs <= 1 or len(units) <= 1:
+        for unit in units:
+            try:
+                absorb(unit, run_unit(unit, site))
+            except NotALogError as exc:
+                absorb(unit, exc)
+    else:
+        context = multiprocessing.get_context(
+            "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        )
+        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                                    initializer=_ignore_interrupts) as pool:
+            futures = [pool.submit(run_unit, unit, site) for unit in units]
+            for unit, future in zip(units, futures, strict=True):
+                try:
+                    absorb(unit, future.result())
+                except NotALogError as exc:
+                    absorb(unit, exc)
+    for source, line, message in total.notes:
+        problems.append(f"{source}:{line}: {message}" if line else f"{source}: {message}")
+    if total.notes_dropped:
+        problems.append(f"... and {total.notes_dropped} more problems")
+    return total, problems
+
+
+def _ignore_interrupts() -> None:
+    """Workers leave Ctrl-C to the parent, which stops the run and keeps what was read."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def site_from(ctx: ProbeContext, spec: Mapping[str, Any]) -> Site:
+    def listed(key: str, profile_value: tuple[str, ...]) -> frozenset[str]:
+        value = spec.get(key) or []
+        if isinstance(value, str):
+            value = [value]
+        return frozenset(str(v).strip() for v in (*value, *profile_value) if str(v).strip())
+
+    tz = spec.get("tz") or None
+    if tz:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(str(tz))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise UsageError(f"unknown time zone {tz!r} (use an IANA name such as Europe/Berlin)") from None
+    return Site(
+        listed("tmg_addresses", ctx.profile.tmg_addresses),
+        listed("internal_addresses", ctx.profile.internal_addresses),
+        str(tz) if tz else None,
+    )
+
+
+def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, list[str]]:
+    """Run the probe and also return the problems met (bad lines, skipped files), for the CLI."""
+    paths = spec.get("paths") or []
+    if isinstance(paths, str):
+        paths = [paths]
+    if not paths:
+        return ProbeResult.unavailable("no TMG logs given (--log PATH)"), []
+    site = site_from(ctx, spec)
+    jobs = int(spec.get("jobs") or 0)
+    check = ctx.check or "logs"
+    summary, problems = summarise(
+        [str(p) for p in paths], site, jobs, lambda message: ctx.progress(check, message)
+    )
+    if not summary.files:
+        reason = "; ".join(problems) or "no log files found"
+        return ProbeResult((), ProbeStatus.UNAVAILABLE, reason), problems
+    facts, excerpts = build_facts(summary, ctx.check)
+    status = ProbeStatus.PARTIAL if summary.partial else ProbeStatus.COMPLETE
+    reason = ""
+    if summary.partial:
+        reason = (
+            f"{summary.bad_lines} line(s) could not be read"
+            + (f", {summary.truncated} truncated" if summary.truncated else "")
+            + (f", {summary.unreadable} file(s) not read to the end" if summary.unreadable else "")
+        )
+    return ProbeResult(tuple(facts), status, reason, excerpts), problems
+
+
+def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
+    result, problems = collect(ctx, spec)
+    for problem in problems:
+        ctx.log.warning("%s", problem)
+    return result

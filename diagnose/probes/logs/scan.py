@@ -1,0 +1,871 @@
+"""Reading one log (or one byte range of one) into a `LogSummary`.
+
+Speed comes from doing per-line work in C: a block of lines is split with `bytes.split` (limited to
+the columns needed), the low-cardinality columns (destination, networks, action, status, rule) are
+picked with `itemgetter` and counted with `Counter`; each distinct combination is then classified
+once in Python. Only the lines that need more (Status 64, client-visible failures, the first few of
+each notable code) are looked at one by one, and they are found with `itertools.compress`, again
+without a Python loop over every line. Blocks that are not clean (a header line, a line with the
+wrong number of fields, a NUL byte) take the careful line-by-line path, which shares the counting
+code, so both paths give the same figures.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import ipaddress
+import re
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from itertools import compress
+from operator import itemgetter, methodcaller, or_
+from typing import IO, NamedTuple
+from zoneinfo import ZoneInfo
+
+from diagnose.probes.logs.codes import STATUS64, ResultCode, result_code
+from diagnose.probes.logs.layout import (
+    ACTION_STRINGS,
+    CANON,
+    FIXED_FIREWALL,
+    FIXED_WEB,
+    NOT_CONNECTIONS,
+    WEB_FILTERINFO,
+    Layout,
+    LogKind,
+    normalise_action,
+)
+from diagnose.probes.logs.summary import MAX_CODE_SAMPLES, MAX_SAMPLES, OA_LONG_MS, LogSummary
+
+BLOCK = 1 << 20
+KEY_FIELDS = (
+    "source",
+    "dest",
+    "dest_port",
+    "src_net",
+    "dst_net",
+    "action",
+    "status",
+    "http_status",
+    "rule",
+    "record_type",
+)
+OA_METHODS = frozenset({b"RPC_IN_DATA", b"RPC_OUT_DATA"})
+_RPCPROXY = re.compile(rb"/rpc/rpcproxy\.dll", re.IGNORECASE)
+_RPCPROXY_HINTS = (b"rpcproxy", b"RpcProxy", b"RPCPROXY", b"rpcProxy", b"RPCProxy")
+_GARBAGE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_COUNT_TAB = methodcaller("count", b"\t")
+# Codes that only say a connection was torn down; a failed request with one of them is not by itself
+# an error the client saw.
+_NOISE_GROUPS = frozenset({"status64", "teardown", "graceful", "auth_challenge"})
+_INTERNAL_NET_SKIP = frozenset({"", "-", "external", "local host", "vpn clients", "quarantined vpn clients"})
+_NO_CLIENT = frozenset({"", "-", "0.0.0.0", "::", "0"})
+
+
+class NotALog(Exception):
+    """The input is not a TMG / ISA log in any known format."""
+
+
+@dataclass(frozen=True)
+class Site:
+    """What the probe knows about the site, for deciding legs and local times."""
+
+    tmg_addresses: frozenset[str] = frozenset()
+    internal_addresses: frozenset[str] = frozenset()
+    tz: str | None = None
+
+    @property
+    def zone(self) -> ZoneInfo | None:
+        return _zone(self.tz) if self.tz else None
+
+
+@lru_cache(maxsize=8)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+class KeyInfo(NamedTuple):
+    action: str
+    code: ResultCode
+    leg: str
+    server: str
+    rule: str
+    metrics: tuple[str, ...]
+    s64: bool
+    client_failure: bool
+    sample_group: str
+    web: bool
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    try:
+        return value.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return value.decode("cp1252", "replace").strip()
+
+
+@lru_cache(maxsize=65536)
+def split_address(text: str) -> tuple[str, str]:
+    """`10.0.0.5:443` -> (10.0.0.5, 443); `[fe80::1]:443` and bare IPv6 handled; no port -> ''."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, rest.lstrip(":")
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, port
+    if text.count(":") > 1:
+        try:
+            ipaddress.ip_address(text)
+            return text, ""
+        except ValueError:
+            host, _, port = text.rpartition(":")
+            return host, port
+    return text, ""
+
+
+@lru_cache(maxsize=65536)
+def _is_global(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_global
+    except ValueError:
+        return False
+
+
+def decide_leg(site: Site, src: str, dst: str, src_net: str, dst_net: str) -> str:
+    """Which leg a record is on: "server" (TMG to the published server), "client" or "unknown".
+
+    Known facts first: a source that is TMG (a profile/--tmg address, or TMG's own network "Local
+    Host") or a destination that is a profile internal address is the server leg. A destination that
+    is TMG itself is the client leg. Heuristics when neither is known: a destination network named
+    by TMG as anything but External / Local Host / VPN clients (Internal, Perimeter, ...) is an
+    internal server, so the server leg; otherwise an External source network, or a public source
+    address when no network is logged, is a client; a private destination address with no network
+    logged is taken as an internal server. Anything else (e.g. forward-proxy traffic from an
+    internal client to the Internet) is "unknown".
+    """
+    sn, dn = src_net.lower(), dst_net.lower()
+    if src in site.tmg_addresses or sn == "local host":
+        return "server"
+    if dst and dst in site.internal_addresses:
+        return "server"
+    if (dst and dst in site.tmg_addresses) or dn == "local host":
+        return "client"
+    if dn not in _INTERNAL_NET_SKIP:
+        return "server"
+    if sn == "external" or (not sn and src and _is_global(src)):
+        return "client"
+    if not dn and dst and not _is_global(dst) and not site.internal_addresses:
+        try:
+            ipaddress.ip_address(dst)
+            return "server"
+        except ValueError:
+            pass
+    return "unknown"
+
+
+# ------------------------------------------------------------------ time
+
+_DATETIME = re.compile(
+    r"(\d{1,4})([./-])(\d{1,2})[./-](\d{1,4})[ T,]+(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?\s*([AaPp][Mm])?"
+)
+
+
+def parse_datetime(text: str) -> datetime | None:
+    """Dates as the product and Windows locales write them: 2011-09-28, 9/28/2011, 28.09.2011, 28/09/2011."""
+    m = _DATETIME.search(text)
+    if not m:
+        return None
+    a, sep, b, c, hh, mm, ss, ampm = m.groups()
+    ai, bi, ci = int(a), int(b), int(c)
+    if len(a) == 4:
+        year, month, day = ai, bi, ci
+    elif sep == "." or (sep == "/" and ai > 12):
+        day, month, year = ai, bi, ci
+    else:
+        month, day, year = ai, bi, ci
+    hour = int(hh)
+    if ampm:
+        hour = hour % 12 + (12 if ampm.lower() == "pm" else 0)
+    try:
+        return datetime(year, month, day, hour, int(mm), int(ss))
+    except ValueError:
+        return None
+
+
+def to_utc(moment: datetime, zone: ZoneInfo | None) -> datetime:
+    if zone is None:
+        return moment
+    return moment.replace(tzinfo=zone).astimezone(UTC).replace(tzinfo=None)
+
+
+@lru_cache(maxsize=4096)
+def _day_epoch(date: bytes) -> int | None:
+    try:
+        d = datetime.strptime(date.decode("ascii"), "%Y-%m-%d")
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return int((d - datetime(1970, 1, 1)).total_seconds())
+
+
+def epoch_of(date: bytes, time: bytes) -> int | None:
+    day = _day_epoch(date)
+    if day is None:
+        return None
+    try:
+        h, m, s = time.split(b":")
+        return day + int(h) * 3600 + int(m) * 60 + int(float(s))
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------ the scanner
+
+
+class Scanner:
+    """Feeds records of one layout at a time into a summary; `source` names the file for citations."""
+
+    def __init__(self, summary: LogSummary, site: Site, source: str) -> None:
+        self.summary = summary
+        self.site = site
+        self.source = source
+        self.layout: Layout | None = None
+        self._infos: dict[tuple[bytes | None, ...], KeyInfo] = {}
+
+    # -- layout
+    def set_layout(self, layout: Layout) -> None:
+        if layout == self.layout:
+            return
+        self.layout = layout
+        self._infos = {}
+        idx = layout.index
+        present = [f for f in KEY_FIELDS if f in idx]
+        self.key_fields = tuple(present)
+        self.key_get = _getter([idx[f] for f in present])
+        self.k_status = present.index("status") if "status" in present else -1
+        # the source address is only needed when TMG's own network name is not logged (see decide_leg)
+        # columns read for every record; detail lines are split again in full (`_full`)
+        columnar = (
+            ("date", "time", "method", "uri", "time_taken")
+            if layout.kind is not LogKind.FIREWALL
+            else ("date", "time")
+        )
+        needed = [idx[f] for f in columnar if f in idx] + [idx[f] for f in present]
+        self.maxsplit = max(needed) + 1 if needed and max(needed) + 1 < layout.width - 1 else -1
+        if "src_net" in idx and "source" in present and layout.kind is not LogKind.WEB:
+            # TMG's own addresses are by definition its Local Host network: with that logged, the
+            # source address adds nothing to the leg and would only multiply the counted keys.
+            self.key_fields = tuple(f for f in present if f != "source")
+            self.key_get = _getter([idx[f] for f in self.key_fields])
+            self.k_status = self.key_fields.index("status") if "status" in self.key_fields else -1
+        if layout.kind is LogKind.WEB and "source" in self.key_fields and "src_net" in idx:
+            self.key_fields = tuple(f for f in self.key_fields if f != "source")
+            self.key_get = _getter([idx[f] for f in self.key_fields])
+            self.k_status = self.key_fields.index("status") if "status" in self.key_fields else -1
+
+    # -- classification of one distinct key
+    def info(self, key: tuple[bytes | None, ...]) -> KeyInfo:
+        found = self._infos.get(key)
+        if found is not None:
+            return found
+        assert self.layout is not None
+        values = {f: _text(v) for f, v in zip(self.key_fields, key, strict=True)}
+        kind = self.layout.kind
+        if kind is LogKind.MIXED:
+            web = not values.get("record_type", "").lower().startswith("firewall")
+        else:
+            web = kind is LogKind.WEB
+        action = normalise_action(values.get("action", "-"))
+        code = result_code(values.get("status", ""))
+        http = result_code(values.get("http_status", "")) if values.get("http_status") else None
+        src, _ = split_address(values.get("source", ""))
+        dst = split_address(values.get("dest", ""))[0]
+        leg = decide_leg(self.site, src, dst, values.get("src_net", ""), values.get("dst_net", ""))
+        rule = values.get("rule", "")
+        s64 = code.value == STATUS64
+        value = code.value
+        http_value = http.value if http is not None else None
+        client_failure = False
+        if (
+            web
+            and not s64
+            and (
+                (
+                    value is not None
+                    and (500 <= value <= 599 or (12000 <= value <= 12999 and code.group != "auth_challenge"))
+                )
+                or (http_value is not None and 500 <= http_value <= 599)
+                or (action == "failed" and value not in (None, 0) and code.group not in _NOISE_GROUPS)
+            )
+        ):
+            client_failure = True
+        metrics: list[str] = []
+        if action not in NOT_CONNECTIONS:
+            metrics.append("connections")
+        metrics.append(f"leg_{leg}")
+        group = code.group
+        if s64:
+            metrics += ["status64_count", f"status64_{leg}_leg"]
+        cert_500 = group in ("cert", "cert_name_mismatch") and (
+            http_value in (None, 500) and (web or http_value == 500)
+        )
+        named = {
+            "host_not_found": "host_not_found",
+            "timed_out": "timed_out",
+            "refused": "refused",
+            "address_in_use": "address_in_use",
+            "connection_killed": "connection_killed",
+            "cert_name_mismatch": "cert_name_mismatch",
+            "flood": "flood_denials",
+        }
+        if group in named:
+            metrics.append(named[group])
+        if cert_500:
+            metrics.append("cert_errors_500")
+        sample_group = named.get(group, "")
+        if cert_500 and not sample_group:
+            sample_group = "cert_errors_500"
+        if client_failure and not sample_group:
+            sample_group = "client_error"
+        server = dst if dst not in ("", "-") else ""  # the server's address, without the port
+        found = KeyInfo(
+            action,
+            code,
+            leg,
+            server,
+            rule if rule not in ("", "-") else "",
+            tuple(metrics),
+            s64,
+            client_failure,
+            sample_group,
+            web,
+        )
+        self._infos[key] = found
+        return found
+
+    # -- counting
+    def consume(self, parts: list[list[bytes]], lineno: Callable[[int], int]) -> None:
+        """Count a batch of split records of the current layout; `lineno(i)` gives record i's line."""
+        if not parts or self.layout is None:
+            return
+        summary = self.summary
+        keys = list(map(self.key_get, parts))
+        counts = Counter(keys)
+        detail_status: set[bytes | None] = set()
+        for key, n in counts.items():
+            info = self.info(key)
+            summary.records += n
+            summary.action_status[(info.action, info.code.label)] += n
+            scopes = [summary.scope("all", "all"), summary.scope("leg", info.leg)]
+            if info.server:
+                scopes.append(summary.scope("server", info.server))
+            if info.rule:
+                scopes.append(summary.scope("rule", info.rule))
+            for scope in scopes:
+                for metric in info.metrics:
+                    scope[metric] += n
+            if info.s64:
+                summary.s64_actions[info.action] += n
+            if (
+                info.s64
+                or info.client_failure
+                or (info.sample_group and len(summary.code_samples.get(info.sample_group, ())) < 3)
+            ):
+                detail_status.add(key[self.k_status] if self.k_status >= 0 else None)
+        idx = self.layout.index
+        if detail_status:
+            if self.k_status >= 0:
+                status_col = map(itemgetter(idx["status"]), parts)
+                chosen: Iterable[int] = compress(
+                    range(len(parts)), map(detail_status.__contains__, status_col)
+                )
+            else:
+                chosen = range(len(parts))
+            for i in chosen:
+                self._detail(parts[i], lineno(i), self.info(keys[i]))
+        if "date" in idx and "time" in idx:
+            dates = list(map(itemgetter(idx["date"]), parts))
+            first_day, last_day = min(dates), max(dates)
+            if first_day == last_day:  # the usual case: a daily log file
+                times = list(map(itemgetter(idx["time"]), parts))
+                lo, hi = (first_day, min(times)), (last_day, max(times))
+            else:
+                stamps = list(zip(dates, map(itemgetter(idx["time"]), parts), strict=True))
+                lo, hi = min(stamps), max(stamps)
+            summary.see_time(_iso_stamp(*lo), _iso_stamp(*hi))
+        self._outlook_anywhere(parts)
+
+    def _outlook_anywhere(self, parts: list[list[bytes]]) -> None:
+        idx = self.layout.index if self.layout else {}
+        flags: list[bool] | None = None
+        if "method" in idx:
+            flags = list(map(OA_METHODS.__contains__, map(itemgetter(idx["method"]), parts)))
+        if "uri" in idx:
+            uris = list(map(itemgetter(idx["uri"]), parts))
+            joined = b"\n".join(u for u in uris if isinstance(u, bytes))
+            if any(h in joined for h in _RPCPROXY_HINTS):
+                by_uri = list(map(bool, map(_RPCPROXY.search, uris)))
+                flags = by_uri if flags is None else list(map(or_, flags, by_uri))
+        if not flags:
+            return
+        found = sum(flags)
+        if not found:
+            return
+        self.summary.outlook_anywhere += found
+        if "time_taken" in idx:
+            taken = compress(map(itemgetter(idx["time_taken"]), parts), flags)
+            try:
+                self.summary.outlook_anywhere_long += sum(map(OA_LONG_MS.__le__, map(int, taken)))
+            except ValueError:
+                taken = compress(map(itemgetter(idx["time_taken"]), parts), flags)
+                self.summary.outlook_anywhere_long += sum(1 for t in taken if _int(t) >= OA_LONG_MS)
+
+    def _detail(self, parts: list[bytes], line: int, info: KeyInfo) -> None:
+        summary = self.summary
+        idx = self.layout.index if self.layout else {}
+        when = None
+        if "date" in idx and "time" in idx:
+            when = epoch_of(parts[idx["date"]], parts[idx["time"]])
+        if len(parts) < self.layout.width if self.layout else False:
+            parts = b"\t".join(parts).split(b"\t")
+        client = ""
+        if info.web or info.leg == "client":
+            client = split_address(_text(parts[idx["source"]]))[0] if "source" in idx else ""
+        if (not client or info.leg == "server") and "orig_client" in idx and not info.web:
+            client = split_address(_text(parts[idx["orig_client"]]))[0]
+        if client in _NO_CLIENT:
+            client = ""
+        if info.s64:
+            if when is not None:
+                summary.s64_minutes[when // 60] += 1
+                if client:
+                    summary.s64_events.setdefault(client, _new_times()).append(when)
+                else:
+                    summary.s64_no_client += 1
+            if len(summary.samples) < MAX_SAMPLES:
+                summary.samples.append((self.source, line, _text(b"\t".join(parts))))
+        if info.client_failure and when is not None and client:
+            summary.failure_events.setdefault(client, _new_times()).append(when)
+        if info.sample_group and len(summary.code_samples.get(info.sample_group, ())) < MAX_CODE_SAMPLES:
+            summary.cite(info.sample_group, (self.source, line, _text(b"\t".join(parts))))
+
+
+def _new_times() -> array[int]:
+    return array("q")
+
+
+def _int(value: bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return -1
+
+
+def _iso_stamp(date: bytes, time: bytes) -> str:
+    try:
+        return f"{date.decode('ascii')}T{time.decode('ascii')}Z"
+    except (UnicodeDecodeError, AttributeError):
+        return ""
+
+
+def _getter(indexes: list[int]) -> Callable[[list[bytes]], tuple[bytes | None, ...]]:
+    if len(indexes) == 1:
+        one = itemgetter(indexes[0])
+        return lambda parts: (one(parts),)
+    if not indexes:
+        return lambda parts: ()
+    getter: Callable[[list[bytes]], tuple[bytes | None, ...]] = itemgetter(*indexes)
+    return getter
+
+
+# ------------------------------------------------------------------ byte streams and encodings
+
+
+def decoded_blocks(stream: IO[bytes], first: bytes = b"") -> Iterator[bytes]:
+    """UTF-8 (or single-byte ANSI) blocks from a stream in any of the encodings TMG files come in."""
+    head = first + stream.read(max(0, 4096 - len(first)))
+    if head.startswith(codecs.BOM_UTF8):
+        head = head[3:]
+    encoding = None
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding = "utf-16"
+    elif len(head) >= 4 and head[1:2] == b"\x00" and head[3:4] == b"\x00" and head[0:1] != b"\x00":
+        encoding = "utf-16-le"
+    elif len(head) >= 4 and head[0:1] == b"\x00" and head[2:3] == b"\x00" and head[1:2] != b"\x00":
+        encoding = "utf-16-be"
+    if encoding is None:
+        yield head
+        while block := stream.read(BLOCK):
+            yield block
+        return
+    decoder = codecs.getincrementaldecoder(encoding)("replace")
+    yield decoder.decode(head).encode("utf-8")
+    while block := stream.read(BLOCK):
+        yield decoder.decode(block).encode("utf-8")
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail.encode("utf-8")
+
+
+def line_blocks(blocks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """Blocks of whole lines; the last block (flag True) may end without a newline."""
+    carry = b""
+    for block in blocks:
+        data = carry + block if carry else block
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            carry = data
+            continue
+        carry = data[cut + 1 :]
+        yield data[: cut + 1], False
+    yield carry, True
+
+
+# ------------------------------------------------------------------ W3C (and syslog-relayed W3C)
+
+_SYSLOG_TAG = re.compile(rb"ISA(Web|FWS)Log\s+(?:\d+\s+)?")
+
+
+def scan_w3c(
+    scanner: Scanner, blocks: Iterable[tuple[bytes, bool]], first_line: int = 1, layout: Layout | None = None
+) -> int:
+    """Scan W3C extended lines; returns the number of physical lines read."""
+    if layout is not None:
+        scanner.set_layout(layout)
+    line = first_line
+    for block, last in blocks:
+        if not block:
+            continue
+        n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        if not _fast_block(scanner, block, line):
+            _slow_block(scanner, block, line, last)
+        line += n_lines
+    return line - first_line
+
+
+def _fast_block(scanner: Scanner, block: bytes, first_line: int) -> bool:
+    layout = scanner.layout
+    if (
+        layout is None
+        or not block.endswith(b"\n")
+        or block.startswith(b"#")
+        or b"\n#" in block
+        or b"\x00" in block
+    ):
+        return False
+    if b"\r" in block:
+        block = block.replace(b"\r\n", b"\n")
+        if b"\r" in block:
+            return False
+    lines = block.split(b"\n")
+    lines.pop()
+    # Every line must hold exactly width-1 TABs: the block total is checked, and every line must
+    # reach the last column read. A line with surplus TABs balanced, in the same block, by another
+    # one short only in columns past the last one read would slip through; real damage (a crash
+    # cutting a line) does not look like that, and such a line's own columns still parse.
+    if not lines or block.count(b"\t") != (layout.width - 1) * len(lines):
+        return False
+    parts = list(map(methodcaller("split", b"\t", scanner.maxsplit), lines))
+    if scanner.maxsplit >= 0:
+        if min(map(len, parts)) != scanner.maxsplit + 1:
+            return False
+    elif set(map(len, parts)) != {layout.width}:
+        return False
+    scanner.consume(parts, first_line.__add__)
+    return True
+
+
+def _slow_block(scanner: Scanner, block: bytes, first_line: int, last: bool) -> None:
+    summary = scanner.summary
+    pending: list[list[bytes]] = []
+    numbers: list[int] = []
+
+    def flush() -> None:
+        if pending:
+            scanner.consume(pending, numbers.__getitem__)
+            pending.clear()
+            numbers.clear()
+
+    raw_lines = block.split(b"\n")
+    ends_clean = block.endswith(b"\n")
+    if ends_clean:
+        raw_lines.pop()
+    for offset, raw in enumerate(raw_lines):
+        number = first_line + offset
+        text = raw[:-1] if raw.endswith(b"\r") else raw
+        if not text.strip():
+            continue
+        final_unterminated = last and not ends_clean and offset == len(raw_lines) - 1
+        relayed = _SYSLOG_TAG.search(text) if b"ISA" in text else None
+        if relayed:
+            text = text[relayed.end() :]
+        if text.startswith(b"#"):
+            if text[:8].lower() == b"#fields:":
+                flush()
+                names = [n.strip() for n in _text(text[8:]).split("\t")]
+                if len(names) == 1:
+                    names = _text(text[8:]).split()
+                new = Layout.from_names(names)
+                if not new.looks_like_log():
+                    summary.note(scanner.source, number, "#Fields header without action/status fields")
+                scanner.set_layout(new)
+            continue
+        if _GARBAGE.search(text):
+            if final_unterminated:
+                summary.bad_line(scanner.source, number, "truncated last line (binary data) skipped", True)
+            else:
+                summary.bad_line(scanner.source, number, "binary garbage skipped")
+            continue
+        parts = text.split(b"\t")
+        layout = scanner.layout
+        if relayed and (layout is None or len(parts) != layout.width):
+            fixed = (FIXED_WEB if relayed.group(1) == b"Web" else FIXED_FIREWALL).get(len(parts))
+            if fixed is not None:
+                flush()
+                scanner.set_layout(fixed)
+                layout = fixed
+        if layout is None:
+            summary.bad_line(scanner.source, number, "record before any #Fields header")
+            continue
+        if len(parts) != layout.width:
+            if final_unterminated and len(parts) < layout.width:
+                summary.bad_line(
+                    scanner.source,
+                    number,
+                    f"truncated last line ({len(parts)} of {layout.width} fields)",
+                    True,
+                )
+            else:
+                summary.bad_line(
+                    scanner.source, number, f"{len(parts)} fields where the #Fields header has {layout.width}"
+                )
+            continue
+        pending.append(parts)
+        numbers.append(number)
+    flush()
+
+
+# ------------------------------------------------------------------ records converted to canonical fields
+
+
+def canon_layout(kind: LogKind) -> Layout:
+    return Layout(kind, CANON, {name: i for i, name in enumerate(CANON)})
+
+
+class CanonBuilder:
+    """Turns a record of any layout into canonical fields, with its time in UTC."""
+
+    def __init__(self, layout: Layout, zone: ZoneInfo | None, local: bool) -> None:
+        self.layout = layout
+        self.zone = zone if local else None
+        self.local = local
+
+    def build(self, values: list[str]) -> list[bytes] | None:
+        idx = self.layout.index
+        out: list[bytes] = [b"-"] * len(CANON)
+        for i, name in enumerate(CANON):
+            j = idx.get(name)
+            if j is not None and j < len(values):
+                out[i] = values[j].strip().encode("utf-8") or b"-"
+        moment = None
+        if "gmt" in idx and idx["gmt"] < len(values):
+            moment = parse_datetime(values[idx["gmt"]])
+        if moment is None and "logtime" in idx and idx["logtime"] < len(values):
+            found = parse_datetime(values[idx["logtime"]])
+            moment = to_utc(found, self.zone) if found else None
+        if moment is None and "date" in idx and "time" in idx and max(idx["date"], idx["time"]) < len(values):
+            found = parse_datetime(f"{values[idx['date']]} {values[idx['time']]}")
+            moment = to_utc(found, self.zone) if found else None
+        if moment is not None:
+            out[CANON.index("date")] = moment.strftime("%Y-%m-%d").encode()
+            out[CANON.index("time")] = moment.strftime("%H:%M:%S").encode()
+        for addr, port in (("source", "source_port"), ("dest", "dest_port")):
+            a, p = CANON.index(addr), CANON.index(port)
+            out[a] = _sql_address(out[a])
+            if out[p] not in (b"-", b"") and b":" not in out[a]:
+                out[a] = out[a] + b":" + out[p]
+        return out
+
+
+def _sql_address(value: bytes) -> bytes:
+    """SQL exports: ISA stores IPv4 as a number, TMG as a GUID-like string whose first group is the IPv4."""
+    text = value.decode("utf-8", "replace")
+    if re.fullmatch(r"\d{5,10}", text):
+        return str(ipaddress.IPv4Address(int(text) & 0xFFFFFFFF)).encode()
+    m = re.fullmatch(
+        r"([0-9A-Fa-f]{8})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{12})", text
+    )
+    if m:
+        if m.group(2).upper() == "FFFF" and set(m.group(3) + m.group(4) + m.group(5)) <= {"0"}:
+            return str(ipaddress.IPv4Address(int(m.group(1), 16))).encode()
+        return str(ipaddress.IPv6Address(int("".join(m.groups()), 16))).encode()
+    return value
+
+
+def scan_records(
+    scanner: Scanner,
+    records: Iterable[tuple[int, list[str] | None, str]],
+    builder: CanonBuilder,
+    kind: LogKind,
+) -> None:
+    """Scan (line, values, problem) records already split by a format reader."""
+    scanner.set_layout(canon_layout(kind))
+    pending: list[list[bytes]] = []
+    numbers: list[int] = []
+    for number, values, problem in records:
+        if values is None:
+            scanner.summary.bad_line(
+                scanner.source, number, problem, truncated=problem.startswith("truncated")
+            )
+            continue
+        row = builder.build(values)
+        if row is None:
+            continue
+        pending.append(row)
+        numbers.append(number)
+        if len(pending) >= 4096:
+            scanner.consume(pending, numbers.__getitem__)
+            pending, numbers = [], []
+    scanner.consume(pending, numbers.__getitem__)
+
+
+def text_lines(blocks: Iterable[tuple[bytes, bool]]) -> Iterator[tuple[int, str, bool, bool]]:
+    """(line number, text, is garbage, is an unterminated last line)."""
+    number = 0
+    for block, last in blocks:
+        raws = block.split(b"\n")
+        clean = block.endswith(b"\n")
+        if clean:
+            raws.pop()
+        for k, raw in enumerate(raws):
+            number += 1
+            raw = raw.rstrip(b"\r")
+            yield number, _text(raw), bool(_GARBAGE.search(raw)), last and not clean and k == len(raws) - 1
+
+
+def isa_text_records(
+    lines: Iterable[tuple[int, str, bool, bool]], kind: LogKind
+) -> Iterator[tuple[int, list[str] | None, str]]:
+    """The ISA/TMG text format: ", " separated, every field present, known width per product."""
+    widths = FIXED_WEB if kind is LogKind.WEB else FIXED_FIREWALL
+    for number, text, garbage, unterminated in lines:
+        if not text or text.startswith("#"):
+            continue
+        if garbage:
+            yield number, None, ("truncated last line skipped" if unterminated else "binary garbage skipped")
+            continue
+        values = text.split(", ")
+        width = _fit_width(len(values), widths)
+        if width is None:
+            yield (
+                number,
+                None,
+                (
+                    "truncated last line"
+                    if unterminated
+                    else f"{len(values)} fields, not a known {kind.value} text-log width"
+                ),
+            )
+            continue
+        if len(values) > width:  # FilterInfo holds ", " of its own
+            surplus = len(values) - width
+            values[WEB_FILTERINFO : WEB_FILTERINFO + surplus + 1] = [
+                ", ".join(values[WEB_FILTERINFO : WEB_FILTERINFO + surplus + 1])
+            ]
+        yield number, [v.strip() for v in values], ""
+
+
+def _fit_width(count: int, widths: dict[int, Layout]) -> int | None:
+    if count in widths:
+        return count
+    if widths is FIXED_WEB:
+        fits = [w for w in widths if w < count]
+        return max(fits) if fits else None
+    return None
+
+
+def viewer_records(
+    lines: Iterable[tuple[int, str, bool, bool]], width: int
+) -> Iterator[tuple[int, list[str] | None, str]]:
+    """Log viewer / Live Logging copies: TAB separated under a header row of display names."""
+    for number, text, garbage, unterminated in lines:
+        if number == 1 or not text:
+            continue
+        if garbage:
+            yield number, None, ("truncated last line skipped" if unterminated else "binary garbage skipped")
+            continue
+        values = text.split("\t")
+        if len(values) != width:
+            if unterminated and len(values) < width:
+                yield number, None, f"truncated last line ({len(values)} of {width} columns)"
+            else:
+                yield number, None, f"{len(values)} columns where the header has {width}"
+            continue
+        yield number, values, ""
+
+
+_COLLAPSED_ACTION = re.compile("|".join(re.escape(a) for a in ACTION_STRINGS))
+_COLLAPSED_RESULT = re.compile(
+    r"\s(0x[0-9a-fA-F]+)\s+([A-Z][A-Z0-9_]+)\s|\s(\d{1,5})\s+([A-Z][A-Za-z .'-]*?)\s+0x[0-9a-fA-F]+\s"
+)
+_COLLAPSED_TYPE = re.compile(r"(Firewall|Web Proxy(?: Filter| \(Forward\)| \(Reverse\))?)\s*\S*\s*$")
+_COLLAPSED_TIMES = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\s+\d{1,2}:\d{2}:\d{2}")
+
+
+def collapsed_viewer_records(
+    lines: Iterable[tuple[int, str, bool, bool]],
+) -> Iterator[tuple[int, list[str] | None, str]]:
+    """A log-viewer copy whose TABs were collapsed to spaces: columns are gone, so only what can be
+    recognised by its shape is read (action string, result code, record type, the GMT time)."""
+    for number, text, garbage, unterminated in lines:
+        if number == 1 or not text:
+            continue
+        if garbage:
+            yield number, None, ("truncated last line skipped" if unterminated else "binary garbage skipped")
+            continue
+        action = _COLLAPSED_ACTION.search(text)
+        result = _COLLAPSED_RESULT.search(f" {text} ")
+        rtype = _COLLAPSED_TYPE.search(text)
+        if not action or not result:
+            yield number, None, "no action string and result code recognised"
+            continue
+        code = result.group(1) or result.group(3)
+        times = _COLLAPSED_TIMES.findall(text)
+        gmt = times[1] if len(times) > 1 else (times[0] if times else "")
+        yield number, [action.group(0), code, rtype.group(1) if rtype else "Firewall", gmt], ""
+
+
+COLLAPSED_LAYOUT = Layout.from_names(
+    ["action", "result code", "log record type", "gmt log time"], LogKind.MIXED
+)
+
+
+def csv_records(text_stream: io.TextIOBase, width: int) -> Iterator[tuple[int, list[str] | None, str]]:
+    reader = csv.reader(text_stream)
+    for values in reader:
+        number = reader.line_num
+        if number == 1 or not values:
+            continue
+        joined = "".join(values)
+        if _GARBAGE.search(joined.encode("utf-8", "replace")):
+            yield number, None, "binary garbage skipped"
+            continue
+        if len(values) != width:
+            yield number, None, f"{len(values)} columns where the header has {width}"
+            continue
+        yield number, values, ""
+
+
+def local_zone_note(local: bool, zone: ZoneInfo | None) -> str:
+    if local and zone is None:
+        return "times in this format are the TMG server's local time; no --tz given, so they are taken as UTC"
+    return ""

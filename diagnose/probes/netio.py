@@ -1,0 +1,279 @@
+"""Shared plumbing of the network probes (dns, tls, http, tcp): endpoints, spec parameters, concurrency.
+
+Every network operation has its own timeout, and the operations of one probe run side by side in a
+thread pool, so probing twenty targets of which ten never answer takes one timeout, not ten. The
+probe's deadline (`ctx.deadline`) caps every timeout; work still queued when it passes is reported as
+timed out rather than started late.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+import ssl
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from diagnose.errors import UsageError
+from diagnose.probes import ProbeContext
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+MAX_WORKERS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A host (name or address) and a port, e.g. from `10.1.5.11:443`, `[fe80::1]:443` or `cas01`."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_endpoint(text: str, default_port: int) -> Endpoint:
+    """Parse `HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address; raise UsageError when malformed."""
+    text = text.strip()
+    if not text:
+        raise UsageError("empty address")
+    host, port_text = text, ""
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise UsageError(f"{text!r}: missing ']' after an IPv6 address")
+        host, rest = text[1:close], text[close + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                raise UsageError(f"{text!r}: expected ':PORT' after ']'")
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, port_text = text.split(":")
+    if not host:
+        raise UsageError(f"{text!r}: no host")
+    port = default_port
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise UsageError(f"{text!r}: port must be a number from 1 to 65535")
+        port = int(port_text)
+    return Endpoint(host.lower().rstrip(".") if not is_address(host) else host, port)
+
+
+def is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------------ loopback guard
+
+NETWORK_ENV = "DIAGNOSE_NETWORK"
+
+
+def loopback_only() -> bool:
+    """True when `DIAGNOSE_NETWORK=loopback`: probes may reach 127.0.0.0/8 and ::1 only (tests set it)."""
+    return os.environ.get(NETWORK_ENV, "").strip().lower() == "loopback"
+
+
+def reachable(host: str) -> bool:
+    """Whether the guard lets a probe send traffic to `host` (names would need a resolver: not allowed)."""
+    if not loopback_only():
+        return True
+    if not is_address(host):
+        return host.lower() == "localhost"
+    return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+
+
+def split_reachable(endpoints: Sequence[Endpoint]) -> tuple[list[Endpoint], str]:
+    """(the endpoints the guard allows, a note naming those it holds back)."""
+    allowed = [e for e in endpoints if reachable(e.host)]
+    held = [str(e) for e in endpoints if not reachable(e.host)]
+    note = f"not probed ({NETWORK_ENV}=loopback): {', '.join(held)}" if held else ""
+    return allowed, note
+
+
+# ------------------------------------------------------------------------------------ spec values
+
+def spec_list(spec: Mapping[str, Any], key: str) -> list[str]:
+    """A list parameter: absent, None, "" and [] are all empty; a lone string is a one-item list."""
+    value = spec.get(key)
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value if v is not None and str(v) != ""]
+    raise UsageError(f"parameter {key!r} must be a string or a list of strings")
+
+
+def spec_text(spec: Mapping[str, Any], key: str) -> str | None:
+    value = spec.get(key)
+    if value is None or value == "" or value == []:
+        return None
+    if isinstance(value, list | tuple):
+        return str(value[0]) if value else None
+    return str(value)
+
+
+def spec_number(spec: Mapping[str, Any], key: str, default: float) -> float:
+    value = spec.get(key)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"parameter {key!r} must be a number, got {value!r}") from None
+    if number <= 0:
+        raise UsageError(f"parameter {key!r} must be positive")
+    return number
+
+
+def spec_port(spec: Mapping[str, Any], key: str, default: int) -> int:
+    value = spec.get(key)
+    if value is None or value == "":
+        return default
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"parameter {key!r} must be a port number, got {value!r}") from None
+    if not 0 < port < 65536:
+        raise UsageError(f"parameter {key!r} must be from 1 to 65535")
+    return port
+
+
+def spec_bool(spec: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = spec.get(key)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1", "on"):
+        return True
+    if text in ("false", "no", "0", "off"):
+        return False
+    raise UsageError(f"parameter {key!r} must be true or false, got {value!r}")
+
+
+# ------------------------------------------------------------------------------------ concurrency
+
+def run_concurrently(ctx: ProbeContext, items: Sequence[T], work: Callable[[T, float], R],
+                     on_expired: Callable[[T], R], timeout: float) -> list[R]:
+    """Run `work(item, timeout)` for every item side by side; results come back in the items' order.
+
+    Each call gets the per-operation `timeout`, shortened to what is left of the probe's deadline. An
+    item whose turn comes after the deadline is not started: `on_expired(item)` stands for it.
+    """
+    if not items:
+        return []
+
+    def guarded(item: T) -> R:
+        left = ctx.remaining(timeout)
+        if ctx.deadline is not None and ctx.deadline - time.monotonic() <= 0:
+            return on_expired(item)
+        return work(item, left)
+
+    if len(items) == 1:
+        return [guarded(items[0])]
+    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(items)), thread_name_prefix="probe") as pool:
+        return list(pool.map(guarded, items))
+
+
+def unique(values: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for v in values:
+        seen.setdefault(v, None)
+    return list(seen)
+
+
+# ------------------------------------------------------------------------------------ TCP
+
+class ConnectFailure(Exception):
+    """A TCP connect that failed in one of the classified ways."""
+
+    def __init__(self, outcome: str, detail: str) -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+
+
+_UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN, errno.EADDRNOTAVAIL}
+
+
+def classify_os_error(exc: OSError) -> str:
+    """refused | reset | timeout | unreachable | error, for a socket error."""
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+        return "reset"
+    if isinstance(exc, socket.gaierror):
+        return "unresolved"
+    if exc.errno in _UNREACHABLE:
+        return "unreachable"
+    return "error"
+
+
+def connect(endpoint: Endpoint, timeout: float) -> socket.socket:
+    """Open a TCP connection (the first address that accepts), raising ConnectFailure with its class."""
+    try:
+        infos = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConnectFailure("unresolved", f"{endpoint.host} does not resolve here: {exc.strerror}") from None
+    failure: ConnectFailure | None = None
+    started = time.monotonic()
+    for family, kind, proto, _name, address in infos:
+        left = timeout - (time.monotonic() - started)
+        if left <= 0:
+            break
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(left)
+        try:
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            outcome = classify_os_error(exc)
+            detail = f"connect to {endpoint}: " + ("timed out" if outcome == "timeout" else exc.strerror or str(exc))
+            failure = ConnectFailure(outcome, detail)
+            continue
+        return sock
+    raise failure or ConnectFailure("timeout", f"connect to {endpoint}: timed out")
+
+
+def elapsed_ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)
+
+
+# ------------------------------------------------------------------------------------ TLS
+
+def allow_legacy_tls(context: ssl.SSLContext) -> None:
+    """Let OpenSSL speak what a 2010-era server speaks (TLS 1.0 and 1.1, old ciphers), as TMG 2010 does."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0 is deprecated, and that is the point
+        context.minimum_version = ssl.TLSVersion.TLSv1
+    try:
+        context.set_ciphers("ALL:@SECLEVEL=0")
+    except ssl.SSLError:  # pragma: no cover - an OpenSSL without security levels
+        context.set_ciphers("ALL")
+
+
+def unverified_client_context(max_version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    """A client context that accepts any certificate (it is examined, or ignored, afterwards)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    allow_legacy_tls(context)
+    if max_version is not None:
+        context.maximum_version = max_version
+    return context

@@ -1,0 +1,219 @@
+"""The dns probe against real DNS servers on loopback (tests/servers.py), with real HOSTS files."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from diagnose.facts import Fact
+from diagnose.kinds import fact_kinds
+from diagnose.probes import ProbeContext, run_probe
+from diagnose.profile import SiteProfile
+from tests.conftest import run_cli
+from tests.servers import DnsServer
+
+INTERNAL = "127.0.0.10"
+PUBLIC = "127.0.0.200"  # stands for the published name's public address (a hairpin back to TMG)
+
+SITE_ZONE = {
+    "mail.contoso.com": {"A": [PUBLIC]},                      # published name: resolves to the outside
+    "webmail.contoso.com": {"CNAME": "cas01.contoso.local"},  # certificate FQDN: an alias of the CAS
+    "cas01.contoso.local": {"A": [INTERNAL]},                 # internal name (the To tab)
+    "v6.contoso.com": {"AAAA": ["::1"]},
+    "txt.contoso.com": {"TXT": ['"v=spf1 -all"']},
+    "big.contoso.com": {"A": [f"127.0.0.{i}" for i in range(1, 40)]},
+    "loop1.contoso.com": {"CNAME": "loop2.contoso.com"},
+    "loop2.contoso.com": {"CNAME": "loop1.contoso.com"},
+}
+
+
+@pytest.fixture(scope="module")
+def site_dns() -> Iterator[DnsServer]:
+    with DnsServer(SITE_ZONE, rcodes={"autodiscover.contoso.com": "SERVFAIL"},
+                   truncate=["big.contoso.com"]) as server:
+        yield server
+
+
+def probe_dns(spec: dict[str, Any], profile: SiteProfile | None = None,
+              deadline: float | None = None) -> tuple[list[Fact], Any]:
+    ctx = ProbeContext(profile=profile or SiteProfile(), deadline=deadline)
+    spec = {"use_hosts": False, "timeout": 1.0} | spec
+    result, _run = run_probe("dns", ctx, spec, ("dns.resolution", "dns.consistency"))
+    fact_kinds().check(result.facts, "dns probe")  # every fact fits the declared kinds
+    return list(result.facts), result
+
+
+def resolution(facts: list[Fact], name: str, source: str = "dns", server: str | None = None) -> dict[str, Any]:
+    found = [f for f in facts if f.kind == "dns.resolution" and f.subject == name and f.attrs["source"] == source
+             and (server is None or f.attrs["server"] == server)]
+    assert len(found) == 1, found
+    return dict(found[0].attrs)
+
+
+def consistency(facts: list[Fact]) -> dict[str, Any]:
+    (fact,) = [f for f in facts if f.kind == "dns.consistency"]
+    return dict(fact.attrs)
+
+
+def test_published_name_and_certificate_fqdn_resolve_differently(site_dns: DnsServer) -> None:
+    facts, result = probe_dns({"names": ["mail.contoso.com"], "certificate_fqdn": "webmail.contoso.com",
+                               "internal_name": "cas01.contoso.local", "servers": [site_dns.address],
+                               "expect": [INTERNAL]})
+    assert result.status.value == "complete"
+    mail = resolution(facts, "mail.contoso.com")
+    assert (mail["outcome"], mail["addresses"], mail["matches_internal"], mail["role"], mail["effective"]) == \
+        ("ok", (PUBLIC,), False, "published", True)
+    cert = resolution(facts, "webmail.contoso.com")
+    assert cert["addresses"] == (INTERNAL,)
+    assert cert["cname_chain"] == ("cas01.contoso.local",)
+    assert cert["matches_internal"] is True and cert["role"] == "certificate"
+    summary = consistency(facts)
+    assert summary["consistent"] is False
+    assert summary["all_internal"] is False
+    assert summary["mismatched"] == ("mail.contoso.com",)
+    assert summary["published_match_certificate"] is False
+    assert summary["unresolved"] == ()
+    assert "mail.contoso.com -> 127.0.0.200" in summary["detail"]
+    # the probe asked the server for both address families of every name
+    asked = {(name, rdtype) for _transport, name, rdtype in site_dns.queries}
+    assert {("mail.contoso.com", "A"), ("mail.contoso.com", "AAAA"), ("webmail.contoso.com", "A")} <= asked
+
+
+@pytest.mark.parametrize(("name", "outcome"), [
+    ("legacy.contoso.com", "nxdomain"),
+    ("autodiscover.contoso.com", "servfail"),
+    ("txt.contoso.com", "no-answer"),
+    ("loop1.contoso.com", "error"),
+])
+def test_failure_outcomes(site_dns: DnsServer, name: str, outcome: str) -> None:
+    facts, _ = probe_dns({"names": [name], "servers": [site_dns.address], "expect": [INTERNAL]})
+    got = resolution(facts, name)
+    assert got["outcome"] == outcome
+    assert got["addresses"] == ()
+    # not resolving is not resolving to the internal server; a broken server is unknown
+    assert got.get("matches_internal") == ({"nxdomain": False, "no-answer": False}.get(outcome))
+    assert consistency(facts)["unresolved"] == (name,)
+
+
+def test_refused_and_timeout() -> None:
+    with DnsServer({}, refuse_all=True) as refusing, DnsServer({}, silent=["*"]) as silent:
+        started = time.monotonic()
+        facts, _ = probe_dns({"names": ["mail.contoso.com"], "servers": [refusing.address, silent.address],
+                              "timeout": 0.5})
+        elapsed = time.monotonic() - started
+    assert resolution(facts, "mail.contoso.com", server=refusing.address)["outcome"] == "refused"
+    timed_out = resolution(facts, "mail.contoso.com", server=silent.address)
+    assert timed_out["outcome"] == "timeout"
+    assert "did not answer" in timed_out["detail"]
+    assert elapsed < 3  # A and AAAA at both servers were asked side by side (0.5 s each)
+
+
+def test_ipv6_only_name_and_truncated_answer_over_tcp(site_dns: DnsServer) -> None:
+    facts, _ = probe_dns({"names": ["v6.contoso.com", "big.contoso.com"], "servers": [site_dns.address]})
+    assert resolution(facts, "v6.contoso.com")["addresses"] == ("::1",)
+    big = resolution(facts, "big.contoso.com")
+    assert len(big["addresses"]) == 39
+    assert ("tcp", "big.contoso.com", "A") in site_dns.queries  # the TC bit sent the probe to TCP
+
+
+def test_cname_chain_followed_across_answers() -> None:
+    zone = {"owa.contoso.com": {"CNAME": "web.contoso.com"}, "web.contoso.com": {"CNAME": "cas01.contoso.local"},
+            "cas01.contoso.local": {"A": [INTERNAL]}}
+    with DnsServer(zone, chase=False) as server:
+        facts, _ = probe_dns({"names": ["owa.contoso.com"], "servers": [server.address], "expect": [INTERNAL]})
+        got = resolution(facts, "owa.contoso.com")
+        assert got["cname_chain"] == ("web.contoso.com", "cas01.contoso.local")
+        assert got["addresses"] == (INTERNAL,) and got["matches_internal"] is True
+        assert [q[1] for q in server.queries if q[2] == "A"] == \
+            ["owa.contoso.com", "web.contoso.com", "cas01.contoso.local"]
+
+
+def test_split_brain_between_configured_servers(site_dns: DnsServer) -> None:
+    with DnsServer({"mail.contoso.com": {"A": [INTERNAL]}}) as second:
+        facts, _ = probe_dns({"names": ["mail.contoso.com"], "servers": [site_dns.address, second.address],
+                              "expect": [INTERNAL]})
+    first = resolution(facts, "mail.contoso.com", server=site_dns.address)
+    other = resolution(facts, "mail.contoso.com", server=second.address)
+    assert first["addresses"] == (PUBLIC,) and first["effective"] is True  # the first server settles it
+    assert other["addresses"] == (INTERNAL,) and other["effective"] is False
+    summary = consistency(facts)
+    assert summary["split_brain"] == ("mail.contoso.com",)
+    assert summary["mismatched"] == ("mail.contoso.com",)
+
+
+def test_next_server_is_used_when_the_first_does_not_answer() -> None:
+    with DnsServer({}, silent=["*"]) as dead, DnsServer({"mail.contoso.com": {"A": [INTERNAL]}}) as alive:
+        facts, _ = probe_dns({"names": ["mail.contoso.com"], "servers": [dead.address, alive.address],
+                              "expect": [INTERNAL], "timeout": 0.5})
+    assert resolution(facts, "mail.contoso.com", server=dead.address)["effective"] is False
+    assert resolution(facts, "mail.contoso.com", server=alive.address)["effective"] is True
+    assert consistency(facts)["all_internal"] is True
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\n"])
+def test_hosts_file_wins_over_dns(site_dns: DnsServer, tmp_path: Path, newline: str) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text(newline.join(["# TMG fix for the published name", "127.0.0.1 localhost",
+                                   f"{INTERNAL}  mail.contoso.com  webmail.contoso.com   # CAS", ""]),
+                     encoding="utf-8", newline="")
+    facts, result = probe_dns({"names": ["mail.contoso.com"], "certificate_fqdn": "webmail.contoso.com",
+                               "internal_name": "cas01.contoso.local", "servers": [site_dns.address],
+                               "hosts_file": str(hosts), "use_hosts": True, "expect": [INTERNAL]})
+    from_hosts = resolution(facts, "mail.contoso.com", source="hosts")
+    assert (from_hosts["outcome"], from_hosts["addresses"], from_hosts["effective"]) == ("ok", (INTERNAL,), True)
+    assert from_hosts["server"] == str(hosts)
+    assert resolution(facts, "mail.contoso.com")["effective"] is False  # DNS still says PUBLIC, but is not used
+    assert resolution(facts, "cas01.contoso.local", source="hosts")["outcome"] == "not-listed"
+    fact = next(f for f in facts if f.subject == "mail.contoso.com" and f.attrs["source"] == "hosts")
+    assert fact.provenance.location == "line 3"
+    assert result.excerpts[f"{hosts}:3"].startswith(f"{INTERNAL}  mail.contoso.com")
+    summary = consistency(facts)
+    assert summary["all_internal"] is True and summary["consistent"] is True
+
+
+def test_profile_supplies_expected_addresses_and_servers(site_dns: DnsServer) -> None:
+    profile = SiteProfile(internal_addresses=(INTERNAL,), dns_servers=(site_dns.address,))
+    facts, _ = probe_dns({"internal_name": "cas01.contoso.local"}, profile=profile)
+    assert resolution(facts, "cas01.contoso.local")["matches_internal"] is True
+
+
+def test_template_leftovers_count_as_not_given(site_dns: DnsServer) -> None:
+    facts, _ = probe_dns({"names": ["mail.contoso.com"], "certificate_fqdn": "", "internal_name": None,
+                          "hosts_file": "", "servers": [site_dns.address], "expect": []})
+    assert [f.subject for f in facts] == ["mail.contoso.com", "names"]
+    assert "matches_internal" not in facts[0].attrs  # no internal addresses: unknown, not false
+
+
+def test_nothing_to_resolve_is_unavailable() -> None:
+    _, result = probe_dns({"names": []})
+    assert result.status.value == "unavailable"
+    assert "no names" in result.reason
+
+
+def test_cli_dns_json(site_dns: DnsServer, tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(f"{INTERNAL}\tcas01.contoso.local\r\n".encode("utf-16"))
+    proc = run_cli("probe", "dns", "mail.contoso.com", "--internal-name", "cas01.contoso.local",
+                   "--dns-server", site_dns.address, "--hosts-file", str(hosts), "--expect", INTERNAL,
+                   "--format", "json", "--timeout", "1")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["probe"]["status"] == "complete"
+    effective = {f["subject"]: f["attrs"] for f in out["facts"]
+                 if f["kind"] == "dns.resolution" and f["attrs"]["effective"]}
+    assert effective["mail.contoso.com"]["addresses"] == [PUBLIC]
+    assert effective["cas01.contoso.local"]["source"] == "hosts"
+
+
+def test_cli_bad_inputs_give_one_line(tmp_path: Path) -> None:
+    proc = run_cli("probe", "dns", "mail.contoso.com", "--hosts-file", str(tmp_path / "missing"),
+                   "--dns-server", "127.0.0.1:53")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"diagnose: error: {tmp_path / 'missing'}: hosts file not found"
+    proc = run_cli("probe", "dns", "mail.contoso.com", "--dns-server", "dns.example:53", "--no-hosts")
+    assert proc.returncode == 2 and "give an IP address" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,118 @@
+"""The dns probe offline: answers recorded with the real `dig` from a loopback server, replayed from a file."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from diagnose.errors import InputError
+from diagnose.kinds import fact_kinds
+from diagnose.probes import ProbeContext, run_probe
+from diagnose.probes.dnsrecorded import read_dig_file
+from tests.servers import DnsServer
+
+INTERNAL, PUBLIC = "127.0.0.10", "127.0.0.200"
+ZONE = {"mail.contoso.com": {"A": [PUBLIC]}, "webmail.contoso.com": {"CNAME": "cas01.contoso.local"},
+        "cas01.contoso.local": {"A": [INTERNAL]}}
+needs_dig = pytest.mark.skipif(shutil.which("dig") is None, reason="dig (bind9-dnsutils) is not installed")
+
+
+def dig(server: DnsServer | int, name: str, rdtype: str) -> str:
+    port = server if isinstance(server, int) else server.port
+    return subprocess.run(["dig", "+tries=1", "+time=1", "-p", str(port), "@127.0.0.1", name, rdtype],
+                          capture_output=True, text=True, timeout=10).stdout
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    if shutil.which("dig") is None:
+        pytest.skip("dig (bind9-dnsutils) is not installed")
+    out = []
+    with DnsServer(ZONE, rcodes={"autodiscover.contoso.com": "SERVFAIL"}) as server:
+        for name in ("mail.contoso.com", "webmail.contoso.com", "autodiscover.contoso.com", "legacy.contoso.com"):
+            out += [dig(server, name, "A"), dig(server, name, "AAAA")]
+        address = server.address
+    with DnsServer({}, silent=["*"]) as silent:
+        out.append(dig(silent, "cas01.contoso.local", "A"))
+    path = tmp_path_factory.mktemp("dns") / "dig.txt"
+    path.write_text("".join(out), encoding="utf-8")
+    return path, address
+
+
+@needs_dig
+def test_recorded_answers_replay_as_the_server_gave_them(recorded: tuple[Path, str], tmp_path: Path) -> None:
+    path, address = recorded
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"{INTERNAL} cas01.contoso.local\n", encoding="utf-8")
+    spec = {"names": ["mail.contoso.com", "autodiscover.contoso.com", "legacy.contoso.com"],
+            "certificate_fqdn": "webmail.contoso.com", "internal_name": "cas01.contoso.local",
+            "recorded": [str(path)], "offline": True, "hosts_file": str(hosts), "expect": [INTERNAL],
+            "servers": ["127.0.0.1:9"]}  # offline: never asked
+    result, _ = run_probe("dns", ProbeContext(), spec)
+    fact_kinds().check(result.facts, "dns probe")
+    dns_facts = {f.subject: f for f in result.facts if f.kind == "dns.resolution" and f.attrs["source"] == "dns"}
+    # one fact per name: each recorded server answers only the questions it was asked
+    assert len([f for f in result.facts if f.kind == "dns.resolution" and f.attrs["source"] == "dns"]) == 5
+    mail = dns_facts["mail.contoso.com"]
+    assert mail.attrs["server"] == address
+    assert (mail.attrs["outcome"], mail.attrs["addresses"], mail.attrs["matches_internal"]) == ("ok", (PUBLIC,), False)
+    assert mail.provenance.source == str(path) and mail.provenance.location.startswith("line ")
+    assert dns_facts["webmail.contoso.com"].attrs["cname_chain"] == ("cas01.contoso.local",)
+    assert dns_facts["webmail.contoso.com"].attrs["addresses"] == (INTERNAL,)
+    assert dns_facts["autodiscover.contoso.com"].attrs["outcome"] == "servfail"
+    assert dns_facts["legacy.contoso.com"].attrs["outcome"] == "nxdomain"
+    assert dns_facts["cas01.contoso.local"].attrs["outcome"] == "timeout"  # recorded from a silent server
+    assert dns_facts["cas01.contoso.local"].attrs["effective"] is False  # the HOSTS entry is used
+    (summary,) = [f for f in result.facts if f.kind == "dns.consistency"]
+    assert summary.attrs["mismatched"] == ("mail.contoso.com", "autodiscover.contoso.com", "legacy.contoso.com")
+    assert "offline" in result.reason
+
+
+@needs_dig
+def test_recorded_file_lists_its_servers(recorded: tuple[Path, str]) -> None:
+    path, address = recorded
+    servers = read_dig_file(path)
+    assert [s.label for s in servers] == [address, "127.0.0.1:" + servers[1].label.split(":")[1]]
+    assert len(servers[0].answers) == 8
+
+
+def test_unreadable_recorded_files_name_file_and_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("nothing here\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        read_dig_file(empty)
+    assert str(err.value).startswith(f"{empty}:1: no dig output found")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("; <<>> DiG 9.18 <<>> mail.contoso.com\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n"
+                   ";; QUESTION SECTION:\n;mail.contoso.com.\t\tIN\tA\n\n;; ANSWER SECTION:\n"
+                   "mail.contoso.com.\t60\tIN\tA\tnot-an-address\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        read_dig_file(bad)
+    assert str(err.value).startswith(f"{bad}:7: cannot read the record")
+    with pytest.raises(InputError) as err:
+        read_dig_file(tmp_path / "missing.txt")
+    assert str(err.value) == f"{tmp_path / 'missing.txt'}: recorded DNS answers not found"
+
+
+DATA = Path(__file__).parent / "data" / "dns-mismatch"
+
+
+def test_shipped_recorded_case_offline() -> None:
+    """The files an offline example can ship: TMG's HOSTS file (Windows format) and recorded `dig` output."""
+    spec = {"names": ["mail.contoso.com"], "certificate_fqdn": "mail.contoso.com",
+            "internal_name": "cas01.contoso.local", "expect": ["10.1.5.11"], "offline": True,
+            "hosts_file": str(DATA / "hosts"), "recorded": [str(DATA / "dig.txt")]}
+    result, _ = run_probe("dns", ProbeContext(), spec)
+    fact_kinds().check(result.facts, "dns probe")
+    effective = {f.subject: f.attrs for f in result.facts if f.kind == "dns.resolution" and f.attrs["effective"]}
+    assert effective["mail.contoso.com"]["addresses"] == ("203.0.113.10",)
+    assert effective["mail.contoso.com"]["matches_internal"] is False
+    assert effective["mail.contoso.com"]["roles"] == ("published", "certificate")
+    assert effective["cas01.contoso.local"]["matches_internal"] is True
+    hosts_facts = [f for f in result.facts if f.kind == "dns.resolution" and f.attrs["source"] == "hosts"]
+    assert {f.attrs["outcome"] for f in hosts_facts} == {"not-listed"}
+    (summary,) = [f for f in result.facts if f.kind == "dns.consistency"]
+    assert summary.attrs["mismatched"] == ("mail.contoso.com",) and summary.attrs["all_internal"] is False

@@ -1,0 +1,124 @@
+"""The http probe against HTTPS servers on loopback imitating an Exchange 2010 CAS, healthy and with FBA down."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from diagnose.kinds import fact_kinds
+from diagnose.probes import ProbeContext, run_probe
+from diagnose.probes.http import Expectation, judge
+from diagnose.profile import PROTOCOLS, SiteProfile
+from tests.certs import CertFactory
+from tests.conftest import run_cli
+from tests.servers import SilentPeer, TlsServer, closed_port, owa_app
+
+INTERNAL_NAME = "cas01.contoso.local"
+
+
+@pytest.fixture(scope="module")
+def issued(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return CertFactory(tmp_path_factory.mktemp("certs")).issue(INTERNAL_NAME, san=[INTERNAL_NAME])
+
+
+@pytest.fixture(scope="module")
+def healthy(issued: Any) -> Iterator[TlsServer]:
+    with TlsServer(issued, app=owa_app()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def fba_down(issued: Any) -> Iterator[TlsServer]:
+    with TlsServer(issued, app=owa_app(fba_running=False)) as server:
+        yield server
+
+
+def probe_site(server: TlsServer | int, **spec: Any) -> dict[str, dict[str, Any]]:
+    port = server if isinstance(server, int) else server.port
+    profile = SiteProfile(internal_name=INTERNAL_NAME, internal_addresses=("127.0.0.1",), published=PROTOCOLS,
+                          exchange_version="2010")
+    result, run = run_probe("http", ProbeContext(profile=profile), {"port": port, "timeout": 1.0} | spec)
+    fact_kinds().check(result.facts, "http probe")
+    assert run.status.value == "complete"
+    return {f"{f.attrs['method']} {f.attrs['path']}": dict(f.attrs) for f in result.facts}
+
+
+def test_healthy_owa(healthy: TlsServer) -> None:
+    facts = probe_site(healthy)
+    assert list(facts) == ["GET /owa/", "GET /owa/auth/logon.aspx", "POST /owa/auth/owaauth.dll", "GET /ecp/",
+                           "GET /rpc/rpcproxy.dll", "GET /Microsoft-Server-ActiveSync", "GET /EWS/Exchange.asmx",
+                           "GET /autodiscover/autodiscover.xml"]
+    assert all(f["healthy"] and f["outcome"] == "ok" for f in facts.values()), facts
+    owa = facts["GET /owa/"]
+    assert owa["status"] == 302 and "/owa/auth/logon.aspx" in owa["location"]
+    assert owa["url"] == f"https://{INTERNAL_NAME}:{healthy.port}/owa/" and owa["address"] == "127.0.0.1"
+    assert facts["GET /rpc/rpcproxy.dll"]["auth_schemes"] == ("Negotiate", "NTLM", "Basic")
+    assert facts["GET /rpc/rpcproxy.dll"]["protocol"] == "outlook-anywhere"
+    # like TMG, the probe sends the internal name as Host header (and SNI)
+    assert {headers["host"] for _m, _p, headers in healthy.requests} == {INTERNAL_NAME}
+
+
+def test_owa_with_forms_based_authentication_down(fba_down: TlsServer) -> None:
+    facts = probe_site(fba_down)
+    post = facts["POST /owa/auth/owaauth.dll"]
+    assert (post["status"], post["outcome"], post["healthy"]) == (200, "blank", False)
+    assert "MSExchangeFBA" in post["reason"]
+    # the logon page still renders and the other protocols are unaffected: a protocol-selective failure
+    unhealthy = [k for k, f in facts.items() if not f["healthy"]]
+    assert unhealthy == ["POST /owa/auth/owaauth.dll"]
+
+
+def test_reset_in_mid_response(issued: Any) -> None:
+    with TlsServer(issued, app=owa_app(reset_ews=True)) as server:
+        facts = probe_site(server, published=["ews"])
+    ews = facts["GET /EWS/Exchange.asmx"]
+    assert (ews["status"], ews["outcome"], ews["healthy"]) == (401, "reset", False)
+    assert "reset in mid-response" in ews["reason"]
+
+
+def test_refused_and_timeout() -> None:
+    facts = probe_site(closed_port(), published=["activesync"])
+    assert facts["GET /Microsoft-Server-ActiveSync"]["outcome"] == "refused"
+    with SilentPeer() as silent:
+        facts = probe_site(silent, published=["activesync"], timeout=0.3)
+    silent_fact = facts["GET /Microsoft-Server-ActiveSync"]
+    assert (silent_fact["outcome"], silent_fact["healthy"]) == ("timeout", False)
+
+
+def test_healthcheck_pages_for_exchange_2013_and_later(healthy: TlsServer) -> None:
+    facts = probe_site(healthy, published=["ews"], exchange_version="2016")
+    check = facts["GET /ews/healthcheck.htm"]
+    assert (check["status"], check["outcome"], check["protocol"]) == (404, "absent", "healthcheck")
+
+
+@pytest.mark.parametrize(("status", "location", "schemes", "body", "outcome"), [
+    (302, "https://cas/owa/auth/logon.aspx?reason=0", [], b"", "ok"),
+    (302, "https://cas/owa/error.aspx", [], b"", "unexpected"),
+    (401, None, [], b"", "unexpected"),
+    (200, None, [], b"  \r\n", "blank"),
+    (503, None, [], b"Service Unavailable", "unexpected"),
+    (400, None, [], b"Bad Request - Invalid Hostname", "unexpected"),
+])
+def test_judging_owa(status: int, location: str | None, schemes: list[str], body: bytes, outcome: str) -> None:
+    owa = Expectation("owa", "/owa/", frozenset({302, 401}), "302 or 401", redirect_to="/owa/auth/logon.aspx",
+                      empty_ok=False)
+    assert judge(owa, status, location, schemes, body)[:2] == (outcome, outcome == "ok")
+
+
+def test_logon_page_without_its_form() -> None:
+    logon = Expectation("owa", "/owa/auth/logon.aspx", frozenset({200, 401}), "200", form=True, empty_ok=False)
+    assert judge(logon, 200, None, [], b"<html><body>Sorry</body></html>")[0] == "no-form"
+
+
+def test_cli_http_urls(healthy: TlsServer) -> None:
+    proc = run_cli("probe", "http", f"https://{INTERNAL_NAME}:{healthy.port}/owa/",
+                   f"https://{INTERNAL_NAME}:{healthy.port}/unknown", "--connect", "127.0.0.1", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    owa, unknown = json.loads(proc.stdout)["facts"]
+    assert owa["attrs"]["healthy"] is True and owa["attrs"]["protocol"] == "owa"
+    assert unknown["attrs"]["status"] == 404 and unknown["attrs"]["healthy"] is False
+    proc = run_cli("probe", "http", "ftp://cas01/")
+    assert proc.returncode == 2 and "give an http:// or https:// URL" in proc.stderr

@@ -1,0 +1,593 @@
+"""The logs probe on real ISA samples and on files written here in the exact formats TMG writes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from diagnose.kinds import fact_kinds
+from diagnose.probes import ProbeContext
+from diagnose.probes.logs import collect, summarise
+from diagnose.probes.logs.codes import result_code
+from diagnose.probes.logs.scan import Site
+from tests.conftest import run_cli
+
+FW_FIELDS = [
+    "computer",
+    "date",
+    "time",
+    "IP protocol",
+    "source",
+    "destination",
+    "original client IP",
+    "source network",
+    "destination network",
+    "action",
+    "status",
+    "rule",
+    "application protocol",
+    "bidirectional",
+    "bytes sent",
+    "bytes sent intermediate",
+    "bytes received",
+    "bytes received intermediate",
+    "connection time",
+    "connection time intermediate",
+    "destination name",
+    "username",
+    "agent",
+    "session ID",
+    "connection ID",
+    "interface",
+    "IP header",
+    "protocol payload",
+]
+WEB_FIELDS = [
+    "c-ip",
+    "cs-username",
+    "c-agent",
+    "sc-authenticated",
+    "date",
+    "time",
+    "s-svcname",
+    "s-computername",
+    "cs-referred",
+    "r-host",
+    "r-ip",
+    "r-port",
+    "time-taken",
+    "cs-bytes",
+    "sc-bytes",
+    "cs-protocol",
+    "cs-transport",
+    "s-operation",
+    "cs-uri",
+    "cs-mime-type",
+    "s-object-source",
+    "sc-status",
+    "s-cache-info",
+    "rule",
+    "FilterInfo",
+    "cs-Network",
+    "sc-Network",
+    "error-info",
+    "action",
+    "GMT Time",
+    "AuthenticationServer",
+]
+HEADER = (
+    "#Software: Microsoft Forefront Threat Management Gateway\n#Version: 2.0\n#Date: 2024-03-04 10:00:00\n"
+)
+
+
+def fw_row(
+    time: str = "10:00:01",
+    src: str = "10.0.0.1:50000",
+    dst: str = "10.0.0.20:443",
+    action: str = "Failed",
+    status: str = "0x80070040",
+    rule: str = "Publish OWA",
+    srcnet: str = "Local Host",
+    dstnet: str = "Internal",
+    orig: str = "198.51.100.7",
+    fields: list[str] | None = None,
+) -> str:
+    values = {
+        "computer": "TMG01",
+        "date": "2024-03-04",
+        "time": time,
+        "IP protocol": "TCP",
+        "source": src,
+        "destination": dst,
+        "original client IP": orig,
+        "source network": srcnet,
+        "destination network": dstnet,
+        "action": action,
+        "status": status,
+        "rule": rule,
+        "application protocol": "HTTPS Server",
+        "bidirectional": "-",
+        "connection time": "1500",
+    }
+    return "\t".join(
+        values.get(f, "-" if f not in ("bytes sent", "bytes received") else "0")
+        for f in (fields or FW_FIELDS)
+    )
+
+
+def web_row(
+    time: str = "10:00:02",
+    cip: str = "198.51.100.7",
+    status: str = "200",
+    action: str = "Allowed",
+    method: str = "GET",
+    uri: str = "https://mail.contoso.com/owa/",
+    taken: str = "15",
+    rip: str = "10.0.0.20",
+) -> str:
+    values = {
+        "c-ip": cip,
+        "cs-username": "anonymous",
+        "c-agent": "Mozilla/4.0 (compatible; MSIE 7.0)",
+        "sc-authenticated": "N",
+        "date": "2024-03-04",
+        "time": time,
+        "s-svcname": "w3reverseproxy",
+        "s-computername": "TMG01",
+        "r-host": "mail.contoso.com",
+        "r-ip": rip,
+        "r-port": "443",
+        "time-taken": taken,
+        "cs-bytes": "300",
+        "sc-bytes": "1200",
+        "cs-protocol": "https",
+        "cs-transport": "TCP",
+        "s-operation": method,
+        "cs-uri": uri,
+        "sc-status": status,
+        "rule": "Publish Exchange",
+        "FilterInfo": "Req ID: 0a1b2c3d; Compression: client=No, server=No",
+        "cs-Network": "External",
+        "sc-Network": "Internal",
+        "error-info": "0x0",
+        "action": action,
+        "GMT Time": f"2024-03-04 {time}",
+    }
+    return "\t".join(values.get(f, "-") for f in WEB_FIELDS)
+
+
+def w3c(fields: list[str], rows: list[str], eol: str = "\n") -> str:
+    return (HEADER + "#Fields: " + "\t".join(fields) + "\n" + "\n".join(rows) + "\n").replace("\n", eol)
+
+
+def probe_json(*args: str) -> dict[str, Any]:
+    proc = run_cli("probe", "logs", *args, "--format", "json", "--jobs", "1")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def overall(doc: dict[str, Any]) -> dict[str, Any]:
+    return next(f["attrs"] for f in doc["facts"] if f["subject"] == "all")
+
+
+def by_subject(doc: dict[str, Any], subject: str) -> dict[str, Any]:
+    return next(f["attrs"] for f in doc["facts"] if f["subject"] == subject)
+
+
+# ------------------------------------------------------------------ real samples
+
+
+def test_real_isa2004_firewall_log(corpus: Path) -> None:
+    doc = probe_json(str(corpus / "tmg-logs" / "isa2004_firewall_w3c_ISALOG_FWS.w3c"))
+    attrs = overall(doc)
+    # SOURCE.md: 33 data lines, 31 Denied 0xc004000d, 2 Intermediate 0x0
+    assert attrs["records"] == 33 and attrs["bad_lines"] == 0 and attrs["status64_count"] == 0
+    assert attrs["connections"] == 31  # the two Intermediate progress rows are not connections
+    assert attrs["first_time"] == "2006-10-27T00:00:00Z"
+    assert by_subject(doc, "rule:Allow RPC from ISA Server to trusted servers")["leg"] == "server"
+    assert doc["status"] == "complete"
+
+
+def test_real_isa2004_webproxy_log(corpus: Path) -> None:
+    path = corpus / "tmg-logs" / "isa2004_webproxy_w3c_ISALOG_WEB.w3c"
+    doc = probe_json(str(path))
+    attrs = overall(doc)
+    assert attrs["records"] == 38 and attrs["bad_lines"] == 0
+    # 2 x 12202 denials and 2 x Failed with status 5 are client-visible; the 4 x 12209 (407) are not
+    cited = [s.split(" ", 1)[1] for s in attrs["other_samples"] if s.startswith("client_error")]
+    lines = path.read_text().splitlines()
+    assert cited and all(
+        (
+            "\t12202\t" in lines[int(c.rsplit(":", 1)[1]) - 1]
+            or lines[int(c.rsplit(":", 1)[1]) - 1].endswith("Failed")
+        )
+        for c in cited
+    )
+
+
+def test_real_collapsed_log_viewer_copy(corpus: Path) -> None:
+    doc = probe_json(str(corpus / "tmg-logs" / "pastebin_xM4JAaBb_logviewer_copy_excerpt.txt"))
+    attrs = overall(doc)
+    assert attrs["records"] == 4 and attrs["formats"] == ["viewer-collapsed"]
+    assert attrs["first_time"] == "2011-09-28T14:36:14Z"  # the GMT column, not the local one
+    assert any("TABs collapsed" in p for p in doc["problems"])
+
+
+# ------------------------------------------------------------------ Status 64 in every spelling
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "64",
+        "0x80070040",
+        "0x80070040 ERROR_NETNAME_DELETED",
+        "ERROR_NETNAME_DELETED",
+        "The specified network name is no longer available.",
+        "64 The specified network name is no longer available.",
+        "-2147024832",
+        "Status: 64",
+    ],
+)
+def test_status64_spellings(text: str) -> None:
+    assert result_code(text).value == 64
+
+
+def test_other_codes_normalised() -> None:
+    assert result_code("0x80074e24").group == "connection_killed"
+    assert result_code("0x8007274d").value == 10061
+    assert result_code("0xC004000D").name == "FWX_E_POLICY_RULES_DENIED"
+    assert result_code("0xc0040037 FWX_E_TCP_RATE_QUOTA_EXCEEDED_DROPPED").group == "flood"
+    assert result_code("-2146893022").name == "SEC_E_WRONG_PRINCIPAL"
+    assert result_code("200 OK.").is_http and result_code("-").value is None
+
+
+def test_status64_counted_exactly_in_each_spelling(tmp_path: Path) -> None:
+    rows = [
+        fw_row(time=f"10:00:{i:02d}", status=s)
+        for i, s in enumerate(["0x80070040", "0x80070040 ERROR_NETNAME_DELETED", "64", "0x0", "0x80074e20"])
+    ]
+    (tmp_path / "ISALOG_20240304_FWS_000.w3c").write_text(w3c(FW_FIELDS, rows))
+    attrs = overall(probe_json(str(tmp_path)))
+    assert attrs["records"] == 5 and attrs["status64_count"] == 3 and attrs["status64_server_leg"] == 3
+
+
+# ------------------------------------------------------------------ W3C layout handling
+
+
+def test_reordered_fields_and_header_change_mid_file(tmp_path: Path) -> None:
+    reordered = list(reversed(FW_FIELDS))
+    text = (
+        w3c(FW_FIELDS, [fw_row()])
+        + "#Fields: "
+        + "\t".join(reordered)
+        + "\n"
+        + "\n".join([fw_row(fields=reordered), fw_row(status="0x0", action="Establish", fields=reordered)])
+        + "\n"
+    )
+    path = tmp_path / "fw.w3c"
+    path.write_text(text)
+    attrs = overall(probe_json(str(path)))
+    assert attrs["records"] == 3 and attrs["status64_count"] == 2 and attrs["bad_lines"] == 0
+
+
+def test_absent_and_dash_fields(tmp_path: Path) -> None:
+    few = ["date", "time", "destination", "action", "status"]
+    rows = ["2024-03-04\t10:00:00\t10.0.0.20:443\tFailed\t0x80070040", "2024-03-04\t10:00:01\t-\t-\t-"]
+    path = tmp_path / "fw.w3c"
+    path.write_text(w3c(few, rows))
+    attrs = overall(probe_json(str(path)))
+    assert attrs["records"] == 2 and attrs["status64_count"] == 1
+
+
+def test_truncated_last_line_and_binary_garbage(tmp_path: Path) -> None:
+    rows = [fw_row(), fw_row(status="0x0", action="Establish")]
+    good = w3c(FW_FIELDS, rows).encode()
+    garbage = b"\x00\x17\xff\xfe\x01binary\x02\x03" * 4 + b"\n"
+    path = tmp_path / "fw.w3c"
+    path.write_bytes(good + garbage + fw_row(time="10:00:05").encode() + b"\n" + fw_row()[:40].encode())
+    proc = run_cli("probe", "logs", str(path), "--format", "json")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr
+    doc = json.loads(proc.stdout)
+    attrs = overall(doc)
+    garbage_line = good.count(b"\n") + 1
+    assert attrs["records"] == 3 and attrs["status64_count"] == 2
+    assert attrs["bad_lines"] == 2 and attrs["truncated_lines"] == 1 and attrs["partial"] is True
+    assert f"{path}:{garbage_line}" in attrs["bad_line_samples"]
+    assert f"{path}:{garbage_line}: binary garbage skipped" in proc.stderr
+    assert doc["status"] == "partial"
+
+
+@pytest.mark.parametrize("encoding", ["crlf", "utf-8-sig", "utf-16", "utf-16-le-nobom", "cp1252"])
+def test_encodings(tmp_path: Path, encoding: str) -> None:
+    rows = [fw_row(rule="Publication Exchange é"), fw_row(status="0x0", action="Establish")]
+    text = w3c(FW_FIELDS, rows, eol="\r\n" if encoding != "cp1252" else "\n")
+    path = tmp_path / "fw.w3c"
+    data = {
+        "crlf": text.encode(),
+        "utf-8-sig": text.encode("utf-8-sig"),
+        "utf-16": text.encode("utf-16"),
+        "utf-16-le-nobom": text.encode("utf-16-le"),
+        "cp1252": text.encode("cp1252"),
+    }[encoding]
+    path.write_bytes(data)
+    doc = probe_json(str(path))
+    attrs = overall(doc)
+    assert attrs["records"] == 2 and attrs["status64_count"] == 1 and attrs["bad_lines"] == 0
+    assert by_subject(doc, "rule:Publication Exchange é")["status64_count"] == 1
+
+
+# ------------------------------------------------------------------ the other formats
+
+
+def test_web_proxy_coincidence_outlook_anywhere_and_legs(tmp_path: Path) -> None:
+    rows = [
+        web_row(
+            time="10:00:00",
+            status="64",
+            action="Failed",
+            method="RPC_IN_DATA",
+            uri="https://mail.contoso.com/rpc/rpcproxy.dll?cas01:6001",
+            taken="900000",
+        ),
+        web_row(time="10:00:20", status="502", action="Failed"),
+        web_row(
+            time="10:30:00",
+            cip="203.0.113.9",
+            status="64",
+            action="Failed",
+            method="RPC_OUT_DATA",
+            uri="https://mail.contoso.com/rpc/rpcproxy.dll?cas01:6002",
+            taken="100",
+        ),
+        web_row(time="10:31:00", cip="203.0.113.9", status="12209", action="Denied"),
+        web_row(time="10:32:00", status="10061", action="Failed"),
+    ]
+    path = tmp_path / "ISALOG_20240304_WEB_000.w3c"
+    path.write_text(w3c(WEB_FIELDS, rows))
+    doc = probe_json(str(path), "--internal", "10.0.0.20")
+    attrs = overall(doc)
+    assert attrs["status64_count"] == 2 and attrs["status64_with_client_error"] == 1
+    assert attrs["outlook_anywhere"] == 2 and attrs["outlook_anywhere_long"] == 1
+    assert attrs["refused"] == 1 and attrs["status64_server_leg"] == 2
+    server = by_subject(doc, "server:10.0.0.20")
+    assert server["status64_count"] == 2 and server["connections"] == 5 and server["status64_share"] == 0.4
+    assert attrs["samples"] == [f"{path}:5", f"{path}:7"]
+    assert doc["excerpts"][f"{path}:5"].startswith("198.51.100.7\t")
+
+
+def test_client_leg_from_tmg_address(tmp_path: Path) -> None:
+    fields = [f for f in FW_FIELDS if f not in ("source network", "destination network")]
+    rows = [
+        fw_row(src="198.51.100.7:50000", dst="192.0.2.10:443", fields=fields),
+        fw_row(src="192.0.2.10:40000", dst="10.0.0.20:443", fields=fields),
+    ]
+    path = tmp_path / "fw.w3c"
+    path.write_text(w3c(fields, rows))
+    attrs = overall(probe_json(str(path), "--tmg", "192.0.2.10"))
+    assert attrs["status64_client_leg"] == 1 and attrs["status64_server_leg"] == 1
+
+
+def test_isa_text_format_with_local_time(tmp_path: Path) -> None:
+    def row(time: str, action: str, status: str) -> str:
+        values = [
+            "TMG01",
+            "3/4/2024",
+            time,
+            "TCP",
+            "10.0.0.1:50000",
+            "10.0.0.20:443",
+            "198.51.100.7",
+            "Local Host",
+            "Internal",
+            action,
+            status,
+            "Publish OWA",
+            "HTTPS Server",
+            "-",
+            "0",
+            "0",
+            "0",
+            "0",
+            "1500",
+            "0",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+            "-",
+        ]
+        return ", ".join(values)
+
+    path = tmp_path / "ISALOG_20240304_FWS_000.iis"
+    path.write_text(
+        "\n".join([row("11:00:01", "Failed", "0x80070040"), row("11:00:02", "Establish", "0x0")]) + "\n"
+    )
+    attrs = overall(probe_json(str(path), "--tz", "Europe/Berlin"))
+    assert attrs["records"] == 2 and attrs["status64_count"] == 1
+    assert attrs["first_time"] == "2024-03-04T10:00:01Z"  # CET is UTC+1
+    assert attrs["formats"] == ["isa-text"]
+
+
+def test_log_viewer_tab_copy(tmp_path: Path) -> None:
+    header = [
+        "Log Time",
+        "GMT Log Time",
+        "Client IP",
+        "Destination IP",
+        "Destination Port",
+        "Source Network",
+        "Destination Network",
+        "Action",
+        "Rule",
+        "Result Code",
+        "HTTP Status Code",
+        "URL",
+        "Log Record Type",
+    ]
+    rows = [
+        [
+            "04.03.2024 11:00:00",
+            "04.03.2024 10:00:00",
+            "10.0.0.1",
+            "10.0.0.20",
+            "443",
+            "Local Host",
+            "Internal",
+            "Failed Connection Attempt",
+            "Publish OWA",
+            "64 The specified network name is no longer available.",
+            "-",
+            "-",
+            "Web Proxy Filter",
+        ],
+        [
+            "04.03.2024 11:00:01",
+            "04.03.2024 10:00:01",
+            "10.0.0.1",
+            "10.0.0.20",
+            "443",
+            "Local Host",
+            "Internal",
+            "Closed Connection",
+            "Publish OWA",
+            "0x80074e20 FWX_E_GRACEFUL_SHUTDOWN",
+            "-",
+            "-",
+            "Firewall",
+        ],
+    ]
+    path = tmp_path / "live.txt"
+    path.write_text("\n".join("\t".join(r) for r in [header, *rows]) + "\n", encoding="utf-8")
+    attrs = overall(probe_json(str(path)))
+    assert attrs["records"] == 2 and attrs["status64_count"] == 1 and attrs["connections"] == 1
+    assert attrs["first_time"] == "2024-03-04T10:00:00Z" and attrs["status64_server_leg"] == 1
+
+
+def test_sql_express_csv_export(tmp_path: Path) -> None:
+    header = (
+        "servername,logTime,protocol,SourceIP,SourcePort,DestinationIP,DestinationPort,OriginalClientIP,"
+        "SourceNetwork,DestinationNetwork,Action,resultcode,rule,ApplicationProtocol,GmtLogTime"
+    )
+    rows = [
+        "TMG01,2024-03-04 11:00:00.000,TCP,0A000001-FFFF-0000-0000-000000000000,50000,"
+        "0A000014-FFFF-0000-0000-000000000000,443,C6336407-FFFF-0000-0000-000000000000,"
+        "Local Host,Internal,10,"
+        '-2147024832,"Publish OWA, Exchange",HTTPS Server,2024-03-04 10:00:00.000',
+        "TMG01,2024-03-04 11:00:01.000,TCP,0A000001-FFFF-0000-0000-000000000000,50001,"
+        "0A000014-FFFF-0000-0000-000000000000,443,C6336407-FFFF-0000-0000-000000000000,"
+        "Local Host,Internal,10,"
+        '-2147014835,"Publish OWA, Exchange",HTTPS Server,2024-03-04 10:00:01.000',
+    ]
+    path = tmp_path / "FirewallLog.csv"
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    doc = probe_json(str(path))
+    attrs = overall(doc)
+    assert attrs["records"] == 2 and attrs["status64_count"] == 1 and attrs["refused"] == 1
+    assert by_subject(doc, "server:10.0.0.20")["connections"] == 2
+    assert by_subject(doc, "rule:Publish OWA, Exchange")["status64_count"] == 1
+
+
+def test_syslog_relayed_lines(tmp_path: Path) -> None:
+    rows = [
+        f"<13>Mar  4 10:00:02 TMG01 ISAWebLog\t0\t{web_row(status='64', action='Failed')}",
+        f"<13>Mar  4 10:00:03 TMG01 ISAWebLog\t0\t{web_row()}",
+    ]
+    path = tmp_path / "syslog.log"
+    path.write_text("\n".join(rows) + "\n")
+    attrs = overall(probe_json(str(path)))
+    assert attrs["records"] == 2 and attrs["status64_count"] == 1 and attrs["formats"] == ["syslog"]
+
+
+def test_gzip_zip_folders_and_globs_in_time_order(tmp_path: Path) -> None:
+    day1 = w3c(FW_FIELDS, [fw_row()])
+    day2 = w3c(FW_FIELDS, [fw_row(), fw_row(status="0x0", action="Establish")]).replace(
+        "2024-03-04", "2024-03-05"
+    )
+    with gzip.open(tmp_path / "ISALOG_20240305_FWS_000.w3c.gz", "wt") as fh:
+        fh.write(day2)
+    with zipfile.ZipFile(tmp_path / "old.zip", "w") as archive:
+        archive.writestr("ISALOG_20240304_FWS_000.w3c", day1)
+    summary, _ = summarise([str(tmp_path)], Site(), 1)
+    assert summary.records == 3 and summary.scope("all", "all")["status64_count"] == 2
+    assert summary.files[0].endswith("old.zip!ISALOG_20240304_FWS_000.w3c")
+    glob_doc = probe_json(str(tmp_path / "*.gz"))
+    assert overall(glob_doc)["records"] == 2
+
+
+def test_not_a_log_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    proc = run_cli("probe", "logs", str(path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"diagnose: error: {path}: not a TMG or ISA Server log (no W3C #Fields header, log-viewer header, "
+        "SQL "
+        "export header, syslog ISAWebLog/ISAFWSLog tag or ISA text-format record found)"
+    ]
+
+
+def test_byte_ranges_merge_to_the_same_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import diagnose.probes.logs as logs_pkg
+
+    reordered = list(reversed(FW_FIELDS))  # the header changes mid-file: later ranges must follow it
+    rows = []
+    for i in range(6000):
+        status = "0x80070040" if i % 7 == 0 else "0x0"
+        rows.append(
+            fw_row(
+                time=f"10:{i // 600:02d}:{i // 10 % 60:02d}",
+                status=status,
+                dst=f"10.0.0.{20 + i % 3}:443",
+                src=f"10.0.0.1:{40000 + i}",
+                fields=FW_FIELDS if i < 3000 else reordered,
+            )
+        )
+    text = (
+        w3c(FW_FIELDS, rows[:3000])
+        + "#Fields: "
+        + "\t".join(reordered)
+        + "\n"
+        + "\n".join(rows[3000:])
+        + "\n"
+    )
+    path = tmp_path / "fw.w3c"
+    path.write_text(text)
+    whole, _ = summarise([str(path)], Site(), 1)
+    monkeypatch.setattr(logs_pkg, "SPLIT_AT", 200_000)
+    parts, _ = summarise([str(path)], Site(), 2)
+    assert whole.records == parts.records == 6000 and whole.bad_lines == parts.bad_lines == 0
+    assert whole.scope("all", "all")["status64_count"] == 858
+    assert whole.scopes == parts.scopes and whole.s64_minutes == parts.s64_minutes
+    assert whole.samples == parts.samples and whole.first_time == parts.first_time
+
+
+def test_facts_match_their_declared_kinds(tmp_path: Path) -> None:
+    path = tmp_path / "fw.w3c"
+    path.write_text(w3c(FW_FIELDS, [fw_row(), fw_row(status="0x8007274c"), fw_row(status="0xc0040037")]))
+    result, _ = collect(ProbeContext(check="tmg-logs"), {"paths": [str(path)], "jobs": 1})
+    fact_kinds().check(result.facts, "probe")
+    attrs = result.facts[0].attrs
+    assert attrs["timed_out"] == 1 and attrs["flood_denials"] == 1 and attrs["status64_count"] == 1
+
+
+def test_bursts_and_hourly_buckets(tmp_path: Path) -> None:
+    rows = [fw_row(time=f"1{h}:00:00") for h in range(4)]
+    rows += [fw_row(time=f"14:10:{s:02d}", src=f"10.0.0.1:{50000 + s}") for s in range(30)]
+    path = tmp_path / "fw.w3c"
+    path.write_text(w3c(FW_FIELDS, rows))
+    attrs = overall(probe_json(str(path)))
+    assert attrs["bursts"] == 1 and attrs["burst_minutes"] == ["2024-03-04T14:10:00Z"]
+    assert attrs["status64_peak_per_minute"] == 30
+    assert attrs["status64_by_hour"][-1] == "2024-03-04T14:00:00Z 30"

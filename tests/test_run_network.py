@@ -1,0 +1,104 @@
+"""`diagnose run` over the network checks, against a live DNS server on loopback started by the test."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.certs import CertFactory
+from tests.conftest import REPO, run_cli
+from tests.servers import DnsServer, TlsServer, owa_app
+
+pytestmark = pytest.mark.skipif(not (REPO / "rules" / "causes" / "name-resolution-mismatch.yaml").exists(),
+                                reason="the name-resolution-mismatch rules are not in this checkout yet")
+
+INTERNAL, PUBLIC = "127.0.0.10", "127.0.0.200"
+
+
+def write_site(tmp_path: Path) -> tuple[Path, Path]:
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(
+        "published_names: [mail.contoso.com]\n"
+        "certificate_fqdn: webmail.contoso.com\n"
+        "internal_name: cas01.contoso.local\n"
+        f"internal_addresses: [{INTERNAL}]\n"
+        "tmg_addresses: [127.0.0.2]\n"
+        "published: [owa, outlook-anywhere]\n"
+        "exchange_version: '2010'\n", encoding="utf-8")
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(("# TMG HOSTS file\r\n"
+                       f"{INTERNAL}    cas01.contoso.local    cas01    # the CAS\r\n").encode("cp1252"))
+    return profile, hosts
+
+
+def healthy_cas_checks(tmp_path: Path, port: int, root: Path) -> Path:
+    """User checks overriding the shipped ones by id: the same probes, aimed at the test's CAS port."""
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    (checks / "network.yaml").write_text(f"""checks:
+  - id: tls-internal-certificate
+    probe: tls
+    network: true
+    kinds: [tls.certificate]
+    requires: [internal_name]
+    params: {{targets: "{{internal_addresses}}", port: {port}, sni: "{{internal_name}}",
+              internal_name: "{{internal_name}}", published_names: "{{published_names}}",
+              certificate_fqdn: "{{certificate_fqdn}}", ca_file: "{root}"}}
+  - id: http-published-endpoints
+    probe: http
+    network: true
+    kinds: [http.endpoint]
+    requires: [internal_name, published]
+    params: {{server: "{{internal_name}}", addresses: "{{internal_addresses}}", published: "{{published}}",
+              exchange_version: "{{exchange_version}}", port: {port}}}
+  - id: tcp-internal-443
+    probe: tcp
+    network: true
+    kinds: [tcp.reachability]
+    requires: [internal_addresses]
+    params: {{targets: "{{internal_addresses}}", port: {port}}}
+""", encoding="utf-8")
+    return checks
+
+
+def test_run_ranks_name_resolution_mismatch_first(tmp_path: Path) -> None:
+    profile, hosts = write_site(tmp_path)
+    zone = {"mail.contoso.com": {"A": [PUBLIC]},            # published name: the public address
+            "webmail.contoso.com": {"A": [INTERNAL]},       # certificate FQDN: the CAS
+            "cas01.contoso.local": {"A": [INTERNAL]}}
+    factory = CertFactory(tmp_path / "certs")
+    issued = factory.issue("cas01.contoso.local", san=["cas01.contoso.local", "webmail.contoso.com",
+                                                       "mail.contoso.com"])
+    # a healthy CAS at the internal address: the only fault is name resolution
+    with DnsServer(zone) as dns_server, TlsServer(issued, app=owa_app(), host=INTERNAL) as cas:
+        checks = healthy_cas_checks(tmp_path, cas.port, factory.root_pem)
+        proc = run_cli("run", "--profile", str(profile), "--hosts-file", str(hosts), "--checks", str(checks),
+                       "--dns-server", dns_server.address, "--no-input", "--format", "json", "--timeout", "20")
+        asked = {name for _transport, name, _type in dns_server.queries}
+        cas_requests = list(cas.requests)
+    assert proc.returncode in (0, 1), proc.stderr
+    diagnosis = json.loads(proc.stdout)
+    assert diagnosis["causes"], diagnosis
+    assert diagnosis["causes"][0]["id"] == "name-resolution-mismatch"
+    assert diagnosis["verdict"] == "misconfiguration"
+    assert {"mail.contoso.com", "webmail.contoso.com"} <= asked  # the answer came from the live server
+    facts = [f for f in diagnosis["facts"] if f["kind"] == "dns.resolution" and f["subject"] == "mail.contoso.com"]
+    assert any(f["attrs"]["addresses"] == [PUBLIC] and f["attrs"]["effective"] for f in facts)
+    assert len(cas_requests) == 4  # the endpoints of OWA and Outlook Anywhere were requested from the CAS
+    healthy = {f["attrs"]["path"]: f["attrs"]["healthy"] for f in diagnosis["facts"] if f["kind"] == "http.endpoint"}
+    assert all(healthy.values()) and len(healthy) == 4
+    (cert,) = [f["attrs"] for f in diagnosis["facts"] if f["kind"] == "tls.certificate"]
+    assert cert["trusted"] is True and cert["name_matches_internal"] is True
+
+
+def test_run_is_quiet_about_names_when_hosts_fixes_them(tmp_path: Path) -> None:
+    profile, hosts = write_site(tmp_path)
+    hosts.write_text(f"{INTERNAL} cas01.contoso.local mail.contoso.com webmail.contoso.com\n", encoding="utf-8")
+    with DnsServer({"mail.contoso.com": {"A": [PUBLIC]}}) as dns_server:
+        proc = run_cli("run", "--profile", str(profile), "--hosts-file", str(hosts),
+                       "--dns-server", dns_server.address, "--no-input", "--format", "json", "--timeout", "20")
+    assert proc.returncode in (0, 1), proc.stderr
+    diagnosis = json.loads(proc.stdout)
+    assert "name-resolution-mismatch" not in [c["id"] for c in diagnosis["causes"]]
