@@ -79,9 +79,9 @@ NAME_ATTRS: Mapping[str, frozenset[str]] = {
     "dns.consistency": frozenset({"mismatched", "unresolved"}),
     "tls.certificate": frozenset({"sni", "subject_cn", "san_dns", "unmatched_names"}),
 }
-ANY_KIND_NAME_ATTRS = frozenset({"host", "hostname", "host_name", "fqdn", "computer", "computer_name", "machine",
-                                 "server_name", "sni", "internal_name", "certificate_fqdn", "published_names",
-                                 "published_name", "dest_host", "destination_host", "services_host"})
+ANY_KIND_NAME_ATTRS = frozenset({"host", "hostname", "host_name", "fqdn", "computer", "computers", "computer_name",
+                                 "machine", "server_name", "sni", "internal_name", "certificate_fqdn",
+                                 "published_names", "published_name", "dest_host", "destination_host", "services_host"})
 NAME_SUBJECT_KINDS = frozenset({"dns.resolution"})
 USER_ATTRS = frozenset({"user", "username", "user_name", "client_username", "client_user", "cs_username",
                         "cs-username", "account", "logon_user", "authenticated_user", "users", "usernames"})
