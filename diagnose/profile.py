@@ -14,6 +14,7 @@ from typing import Any
 
 from diagnose.errors import ConfigError
 from diagnose.facts import Fact, make_fact
+from diagnose.redact import is_address_token
 from diagnose.yamlio import load_yaml
 
 PROTOCOLS = ("owa", "ecp", "outlook-anywhere", "activesync", "ews", "autodiscover")
@@ -80,7 +81,8 @@ def profile_from_mapping(data: Mapping[str, Any], source: str, lines: Any = None
                     try:
                         ipaddress.ip_address(item)
                     except ValueError:
-                        raise ConfigError(f"{key}: {item!r} is not an IP address", at(key, i)) from None
+                        if not is_address_token(item):  # the profile of a redacted bundle
+                            raise ConfigError(f"{key}: {item!r} is not an IP address", at(key, i)) from None
             if key == "published":
                 for i, item in enumerate(value):
                     if item not in PROTOCOLS:

@@ -84,6 +84,19 @@ def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+redact_option = click.option("--redact", is_flag=True,
+                             help="Pseudonymise addresses, host names, domains and users (bundle and report).")
+
+
+def redacted(bundle: EvidenceBundle, redact: bool) -> EvidenceBundle:
+    """The bundle as it may leave the site: every address, name and user replaced by a consistent token."""
+    if not redact:
+        return bundle
+    from diagnose.redact import redact_bundle
+
+    return redact_bundle(bundle)
+
+
 @dataclass
 class Plan:
     profile: SiteProfile
@@ -204,8 +217,9 @@ def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output:
 @rules_option
 @click.option("--example", help="Run a bundled example case (see `diagnose examples`).")
 @click.option("--save-evidence", type=click.Path(dir_okay=False), help="Also save the evidence bundle.")
-def run(example: str | None, save_evidence: str | None, rule_dirs: tuple[str, ...], fmt: str, output: str | None,
-        why: bool, fail_on: float | None, strict: bool, **options: Any) -> None:
+@redact_option
+def run(example: str | None, save_evidence: str | None, redact: bool, rule_dirs: tuple[str, ...], fmt: str,
+        output: str | None, why: bool, fail_on: float | None, strict: bool, **options: Any) -> None:
     """Gather the evidence, reason over it and report: the whole diagnosis."""
     rulebook = load_rules(rule_dirs)
     if example:
@@ -217,6 +231,7 @@ def run(example: str | None, save_evidence: str | None, rule_dirs: tuple[str, ..
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
     bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
                      options.get("timeout") or 60.0, plan.answers, plan.description)
+    bundle = redacted(bundle, redact)
     stopped = interrupted(bundle)
     if stopped:
         note("diagnose: interrupted: reporting on the evidence gathered so far")
@@ -229,7 +244,8 @@ def run(example: str | None, save_evidence: str | None, rule_dirs: tuple[str, ..
 @input_options
 @click.option("--example", help="Collect a bundled example case's evidence.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Bundle to write.")
-def collect_cmd(output: str, example: str | None, **options: Any) -> None:
+@redact_option
+def collect_cmd(output: str, example: str | None, redact: bool, **options: Any) -> None:
     """Gather the evidence into a bundle, without reasoning (no inference engine is loaded)."""
     from diagnose.cli.common import rule_dirs
     from diagnose.rulebook.loader import load_rulebook
@@ -239,6 +255,7 @@ def collect_cmd(output: str, example: str | None, **options: Any) -> None:
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
     bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
                      options.get("timeout") or 60.0, plan.answers, plan.description)
+    bundle = redacted(bundle, redact)
     bundle.save(output)
     leave_if_interrupted(bundle, output)
     note(f"diagnose: wrote {output}: {len(bundle.facts)} facts from {len(bundle.probes)} checks")
@@ -256,7 +273,8 @@ def interactive(no_input: bool | None) -> bool:
 @click.option("--save-evidence", type=click.Path(dir_okay=False), help="Save the bundle with the answers given.")
 @output_options
 @rules_option
-def analyze(bundle: str, answers_file: str | None, no_input: bool, save_evidence: str | None,
+@redact_option
+def analyze(bundle: str, answers_file: str | None, no_input: bool, save_evidence: str | None, redact: bool,
             rule_dirs: tuple[str, ...], fmt: str, output: str | None, why: bool, fail_on: float | None,
             strict: bool) -> None:
     """Reason over an evidence bundle and report."""
@@ -269,7 +287,8 @@ def analyze(bundle: str, answers_file: str | None, no_input: bool, save_evidence
     if answers_file:
         evidence = EvidenceBundle(**{**evidence.__dict__,
                                      "answers": {**evidence.answers, **load_answers(answers_file, rulebook.questions)}})
-    report(evidence, rule_dirs, fmt, output, why, fail_on, strict, rulebook, interactive(no_input), save_evidence)
+    report(redacted(evidence, redact), rule_dirs, fmt, output, why, fail_on, strict, rulebook, interactive(no_input),
+           save_evidence)
 
 
 @click.command()
