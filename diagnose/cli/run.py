@@ -119,6 +119,33 @@ def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
     return Plan(profile, inputs, answers)
 
 
+def interview_for_profile(plan: Plan) -> None:
+    """No profile on a terminal: discover what can be read, ask for the rest, offer to save it."""
+    from diagnose.interview import discover, interview, save_profile
+
+    inputs = plan.inputs
+    found = discover(inputs.log_paths, inputs.hosts_file, inputs.offline)
+    if found.log_paths and not inputs.log_paths:
+        inputs.log_paths = list(found.log_paths)
+    click.echo("No site profile given: a few questions about the publishing (Enter takes the [default]).", err=True)
+
+    def ask(text: str, default: str) -> str | None:
+        click.echo(f"  {text}" + (f" [{default}]" if default else "") + ": ", err=True, nl=False)
+        line = sys.stdin.readline()
+        return None if not line else line.rstrip("\n")
+
+    profile = interview(found, ask, lambda text: click.echo(f"  {text}", err=True))
+    if profile is None:
+        click.echo("", err=True)
+        return
+    plan.profile = profile.merged(plan.profile.to_json())
+    answer = ask("Save this profile for next time? (a file name, or n)", "diagnose-profile.yaml")
+    if answer is not None and answer.strip().lower() not in ("n", "no"):
+        target = Path(answer.strip() or "diagnose-profile.yaml")
+        save_profile(plan.profile, target)
+        click.echo(f"  saved {target}; next time: diagnose run --profile {target}", err=True)
+
+
 def plan_from_example(name: str, questions: Any) -> Plan:
     """An example runs exactly like a real run, from the files it ships, offline."""
     from diagnose.answers import check_answers
@@ -228,6 +255,8 @@ def run(example: str | None, save_evidence: str | None, redact: bool, rule_dirs:
         plan.answers.update(extra.answers)
     else:
         plan = plan_from_options(options, rulebook.questions)
+        if not options.get("profile") and interactive(options.get("no_input")):
+            interview_for_profile(plan)
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
     bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
                      options.get("timeout") or 60.0, plan.answers, plan.description)
