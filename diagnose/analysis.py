@@ -17,11 +17,12 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from diagnose.engine import Engine, Firing, create_engine
+from diagnose.engine import Engine, Firing, create_engine, usable_attrs
 from diagnose.facts import EvidenceBundle, Fact, make_fact
 from diagnose.profile import profile_from_mapping
 from diagnose.ranking import ESTABLISHED, SEVERITY, combine_all, verdict
-from diagnose.rulebook.model import Binding, Cause, Question, Rule, Rulebook, Verdict
+from diagnose.rulebook.loader import disjuncts
+from diagnose.rulebook.model import Binding, Cause, Question, Ref, Rule, Rulebook, Verdict
 
 MAX_MATCHES = 20  # fact combinations kept per rule for the explanation (the count is always kept)
 
@@ -146,17 +147,45 @@ class Availability:
         return None if self.all_kinds or binding.kind in self.kinds else binding.kind
 
 
-def evaluate(rule: Rule, fired: bool, availability: Availability) -> RuleOutcome:
+class FactIndex:
+    """Facts by kind, as the engines see them, to ask "could this binding match anything?"."""
+
+    def __init__(self, facts: Sequence[Fact]) -> None:
+        from diagnose.kinds import fact_kinds
+
+        kinds, ignored = fact_kinds(), []
+        self.by_kind: dict[str, list[dict[str, object]]] = defaultdict(list)
+        for fact in facts:
+            fields = usable_attrs(fact, kinds, ignored)
+            fields["subject"] = fact.subject
+            self.by_kind[fact.kind].append(fields)
+
+    def could_match(self, binding: Binding) -> bool:
+        """Some fact passes every test of `binding` that does not join to another binding."""
+        from diagnose.engine.reference import _MISSING, holds
+
+        tests = [t for t in binding.tests if not isinstance(t.value, Ref)]
+        return any(all(holds(t, fields.get(t.field, _MISSING), t.value) for t in tests)
+                   for fields in self.by_kind.get(binding.kind, ()))
+
+
+def evaluate(rule: Rule, fired: bool, availability: Availability, index: FactIndex) -> RuleOutcome:
     negated = rule.negated_names()
-    missing_negated = sorted({m for b in rule.when.bindings() if b.name in negated
-                              and (m := availability.missing(b))})
     if fired:
+        missing_negated = sorted({m for b in rule.when.bindings() if b.name in negated
+                                  and (m := availability.missing(b))})
         if missing_negated:
             return RuleOutcome(rule, "unknown", tuple(missing_negated))
         return RuleOutcome(rule, "fired")
-    missing = sorted({m for b in rule.when.bindings() if b.name not in negated and (m := availability.missing(b))})
+    # Not fired: undecided if some alternative lacks evidence while the evidence it does have could
+    # match; an alternative whose gathered evidence already fails cannot be rescued by more evidence.
+    missing: set[str] = set()
+    for positives, _ in disjuncts(rule.when):
+        gaps = [m for b in positives if (m := availability.missing(b))]
+        if gaps and all(index.could_match(b) for b in positives if not availability.missing(b)):
+            missing.update(gaps)
     if missing:
-        return RuleOutcome(rule, "unknown", tuple(missing))
+        return RuleOutcome(rule, "unknown", tuple(sorted(missing)))
     return RuleOutcome(rule, "silent")
 
 
@@ -190,7 +219,8 @@ def analyze(bundle: EvidenceBundle, rulebook: Rulebook, engine: Engine | None = 
     for firing in result.firings:
         by_rule[firing.rule_id].append(firing)
     availability = availability or Availability.of(bundle, facts)
-    outcomes = tuple(evaluate(rule, rule.id in by_rule, availability) for rule in rulebook.rules)
+    index = FactIndex(facts)
+    outcomes = tuple(evaluate(rule, rule.id in by_rule, availability, index) for rule in rulebook.rules)
     final, findings = conclude(outcomes, by_rule, facts, rulebook)
     questions = questions_to_ask(rulebook, facts, outcomes, by_rule, availability, (final, findings))
     return Diagnosis(final, findings, outcomes, questions, facts, bundle, rulebook,
@@ -262,7 +292,8 @@ def what_if(rulebook: Rulebook, facts: Sequence[Fact], outcomes: Sequence[RuleOu
                             None if availability.all_answers else availability.answered | {qid},
                             tuple(availability.unavailable - {f"answer:{qid}", "answer"}))
     ids = {r.id for r in affected}
-    new_outcomes = [evaluate(o.rule, bool(new_by_rule.get(o.rule.id)), answered) if o.rule.id in ids else o
+    index = FactIndex(combined)
+    new_outcomes = [evaluate(o.rule, bool(new_by_rule.get(o.rule.id)), answered, index) if o.rule.id in ids else o
                     for o in outcomes]
     return conclude(new_outcomes, new_by_rule, combined, rulebook)
 

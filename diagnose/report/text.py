@@ -71,8 +71,11 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
         out.append("")
     if d.unknowns:
         out.append(style("Undecided for lack of evidence", bold=True))
+        by_missing: dict[str, list[str]] = {}
         for o in d.unknowns:
-            out.extend(_wrap(f"- {o.rule.id} -> {o.rule.conclude.cause}: needs {', '.join(o.missing)}", "  ", "    "))
+            by_missing.setdefault(", ".join(o.missing), []).append(o.rule.conclude.cause)
+        for missing, causes in sorted(by_missing.items()):
+            out.extend(_wrap(f"- without {missing}: {', '.join(dict.fromkeys(causes))}", "  ", "    "))
         out.append("")
     if why:
         out.append(style("Rules considered", bold=True))
