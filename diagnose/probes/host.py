@@ -33,6 +33,7 @@ from typing import Any
 
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
+from diagnose.probes.spec import spec_list
 
 PROBE = "host"
 DEFAULT_PROCESSES = ("wspsrv.exe",)
@@ -319,14 +320,6 @@ def local_addresses(psutil_mod: Any) -> set[str]:
     return out
 
 
-def _as_list(value: Any) -> list[str]:
-    if value in (None, "", (), []):
-        return []
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return [str(v) for v in value]
-
-
 def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     import psutil
 
@@ -334,7 +327,7 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
         return ProbeResult.unavailable("offline run: this machine's TCP state is not part of the evidence")
     ctx.progress(ctx.check or PROBE, "reading TCP connections")
     notes: list[str] = []
-    tmg = {_norm_addr(a) for a in _as_list(spec.get("tmg_addresses"))}
+    tmg = {_norm_addr(a) for a in spec_list(spec, "tmg_addresses", split=True)}
     if tmg:
         local = local_addresses(psutil)
         if not tmg & local:
@@ -349,10 +342,10 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     except OSError as exc:
         return ProbeResult.unavailable(f"cannot list TCP connections: {exc}")
     servers = {
-        _norm_addr(a) for a in (_as_list(spec.get("server_addresses")) or ctx.profile.internal_addresses)
+        _norm_addr(a) for a in (spec_list(spec, "server_addresses", split=True) or ctx.profile.internal_addresses)
     }
     try:
-        ports = {int(p) for p in _as_list(spec.get("remote_ports"))}
+        ports = {int(p) for p in spec_list(spec, "remote_ports", split=True)}
     except ValueError:
         return ProbeResult.unavailable(f"remote_ports must be port numbers, got {spec.get('remote_ports')!r}")
     top = int(spec.get("top") or 20)
@@ -364,7 +357,7 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
         facts.append(port_usage_fact(sockets, rng, ctx.check))
     else:
         notes.append(note)
-    names = _as_list(spec.get("process_names")) or list(DEFAULT_PROCESSES)
+    names = spec_list(spec, "process_names", split=True) or list(DEFAULT_PROCESSES)
     procs = process_facts(psutil, names, ctx.check)
     facts.extend(procs)
     if not procs:

@@ -15,13 +15,14 @@ import socket
 import ssl
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from diagnose.errors import UsageError
 from diagnose.probes import ProbeContext
+from diagnose.probes.spec import spec_bool, spec_list, spec_number, spec_port, spec_text  # noqa: F401 - re-exported
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -100,69 +101,6 @@ def split_reachable(endpoints: Sequence[Endpoint]) -> tuple[list[Endpoint], str]
     held = [str(e) for e in endpoints if not reachable(e.host)]
     note = f"not probed ({NETWORK_ENV}=loopback): {', '.join(held)}" if held else ""
     return allowed, note
-
-
-# ------------------------------------------------------------------------------------ spec values
-
-def spec_list(spec: Mapping[str, Any], key: str) -> list[str]:
-    """A list parameter: absent, None, "" and [] are all empty; a lone string is a one-item list."""
-    value = spec.get(key)
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list | tuple):
-        return [str(v) for v in value if v is not None and str(v) != ""]
-    raise UsageError(f"parameter {key!r} must be a string or a list of strings")
-
-
-def spec_text(spec: Mapping[str, Any], key: str) -> str | None:
-    value = spec.get(key)
-    if value is None or value == "" or value == []:
-        return None
-    if isinstance(value, list | tuple):
-        return str(value[0]) if value else None
-    return str(value)
-
-
-def spec_number(spec: Mapping[str, Any], key: str, default: float) -> float:
-    value = spec.get(key)
-    if value is None or value == "":
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"parameter {key!r} must be a number, got {value!r}") from None
-    if number <= 0:
-        raise UsageError(f"parameter {key!r} must be positive")
-    return number
-
-
-def spec_port(spec: Mapping[str, Any], key: str, default: int) -> int:
-    value = spec.get(key)
-    if value is None or value == "":
-        return default
-    try:
-        port = int(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"parameter {key!r} must be a port number, got {value!r}") from None
-    if not 0 < port < 65536:
-        raise UsageError(f"parameter {key!r} must be from 1 to 65535")
-    return port
-
-
-def spec_bool(spec: Mapping[str, Any], key: str, default: bool) -> bool:
-    value = spec.get(key)
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "1", "on"):
-        return True
-    if text in ("false", "no", "0", "off"):
-        return False
-    raise UsageError(f"parameter {key!r} must be true or false, got {value!r}")
 
 
 # ------------------------------------------------------------------------------------ concurrency

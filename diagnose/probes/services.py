@@ -46,6 +46,7 @@ from diagnose.probes.service_exports import (
     start_type_from,
     state_from,
 )
+from diagnose.probes.spec import spec_list
 from diagnose.profile import EXCHANGE_VERSIONS, PROTOCOLS
 
 PROBE = "services"
@@ -316,14 +317,6 @@ class _LocalLinux:
 # ---------------------------------------------------------------------------------------- probe
 
 
-def _as_list(value: Any) -> list[str]:
-    if value in (None, "", (), []):
-        return []
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    return [str(v) for v in value]
-
-
 def _exports(spec: Mapping[str, Any]) -> list[str]:
     value = spec.get("export")
     if value in (None, "", (), []):
@@ -342,7 +335,7 @@ def probe(
     version = str(spec.get("exchange_version") or ctx.profile.exchange_version or "") or None
     if version and version not in EXCHANGE_VERSIONS:
         raise UsageError(f"exchange_version must be one of {', '.join(EXCHANGE_VERSIONS)}, got {version!r}")
-    published = _as_list(spec.get("published")) or list(ctx.profile.published)
+    published = spec_list(spec, "published", split=True) or list(ctx.profile.published)
     for p in published:
         if p not in PROTOCOLS:
             raise UsageError(f"unknown published protocol {p!r} (one of {', '.join(PROTOCOLS)})")
