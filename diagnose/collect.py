@@ -159,7 +159,8 @@ Progress = Callable[[str, str], None]
 
 
 def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, progress: Progress | None = None,
-            timeout: float = 60.0, answers: Mapping[str, str] | None = None, description: str = "") -> EvidenceBundle:
+            timeout: float = 60.0, answers: Mapping[str, str] | None = None, description: str = "",
+            rulebook_version: str | None = None) -> EvidenceBundle:
     """Run every applicable check concurrently; checks that cannot run are recorded with the reason."""
     report = progress or (lambda check, message: None)
     context = inputs.context(profile)
@@ -229,4 +230,4 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
     runs.sort(key=lambda r: order.get(r.check or "", 0))
     return EvidenceBundle(facts=tuple(facts), probes=tuple(runs), profile=profile.to_json(),
                           answers=dict(answers or {}), excerpts=excerpts, tool_version=__version__,
-                          description=description)
+                          rulebook_version=rulebook_version, description=description)

@@ -213,3 +213,14 @@ def test_bad_profile_field(tmp_path: Path):
 def test_unknown_example():
     line = one_error_line(run_cli("run", "--example", "nope"), 2)
     assert "no example 'nope'" in line
+
+
+def test_collect_never_imports_the_inference_engine(tmp_path: Path):
+    bundle = tmp_path / "b.json"
+    result = run_cli("collect", "--example", "seed", "-o", str(bundle), env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0, result.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert "diagnose.collect" in imported and "diagnose.probes.capture.tcp" in imported  # the check itself works
+    assert not {m for m in imported if m.startswith(("durable", "diagnose.engine", "diagnose.analysis"))}
+    data = json.loads(bundle.read_text())
+    assert data["rulebook_version"] and data["tool_version"]

@@ -259,7 +259,7 @@ def run(example: str | None, save_evidence: str | None, redact: bool, rule_dirs:
             interview_for_profile(plan)
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
     bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
-                     options.get("timeout") or 60.0, plan.answers, plan.description)
+                     options.get("timeout") or 60.0, plan.answers, plan.description, rulebook.version)
     bundle = redacted(bundle, redact)
     stopped = interrupted(bundle)
     if stopped:
@@ -279,11 +279,12 @@ def collect_cmd(output: str, example: str | None, redact: bool, **options: Any) 
     from diagnose.cli.common import rule_dirs
     from diagnose.rulebook.loader import load_rulebook
 
-    questions = load_rulebook(rule_dirs()).questions if options.get("answers_file") or example else {}
-    plan = plan_from_example(example, questions) if example else plan_from_options(options, questions)
+    rulebook = load_rulebook(rule_dirs())  # the rule files only: answers are checked against the questions
+    plan = plan_from_example(example, rulebook.questions) if example else plan_from_options(options,
+                                                                                            rulebook.questions)
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
     bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
-                     options.get("timeout") or 60.0, plan.answers, plan.description)
+                     options.get("timeout") or 60.0, plan.answers, plan.description, rulebook.version)
     bundle = redacted(bundle, redact)
     bundle.save(output)
     leave_if_interrupted(bundle, output)
