@@ -162,10 +162,10 @@ class FactIndex:
 
     def could_match(self, binding: Binding) -> bool:
         """Some fact passes every test of `binding` that does not join to another binding."""
-        from diagnose.engine.reference import _MISSING, holds
+        from diagnose.engine.reference import MISSING, holds
 
         tests = [t for t in binding.tests if not isinstance(t.value, Ref)]
-        return any(all(holds(t, fields.get(t.field, _MISSING), t.value) for t in tests)
+        return any(all(holds(t, fields.get(t.field, MISSING), t.value) for t in tests)
                    for fields in self.by_kind.get(binding.kind, ()))
 
 

@@ -17,7 +17,7 @@ from diagnose.rulebook.loader import disjuncts
 from diagnose.rulebook.model import Binding, Ref, Rulebook, Test
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-_MISSING = object()
+MISSING = object()
 
 
 def _same_type(a: object, b: object) -> bool:
@@ -34,10 +34,10 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 
 
 def holds(test: Test, value: object, operand: object) -> bool:
-    """Does `value` (the fact's field, or _MISSING) pass `test` with `operand` (literal or resolved join)?"""
+    """Does `value` (the fact's field, or MISSING) pass `test` with `operand` (literal or resolved join)?"""
     if test.op == "exists":
-        return (value is not _MISSING) == operand
-    if value is _MISSING or operand is _MISSING:
+        return (value is not MISSING) == operand
+    if value is MISSING or operand is MISSING:
         return False
     op = test.op
     if op == "contains":
@@ -120,7 +120,7 @@ class ReferenceEngine:
         for test in binding.tests:
             operand = test.value
             if isinstance(operand, Ref):
-                operand = values[operand.binding].get(operand.field, _MISSING)
-            if not holds(test, fields.get(test.field, _MISSING), operand):
+                operand = values[operand.binding].get(operand.field, MISSING)
+            if not holds(test, fields.get(test.field, MISSING), operand):
                 return False
         return True
