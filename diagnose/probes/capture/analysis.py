@@ -125,7 +125,8 @@ class CaptureAnalysis:
         originators = {k.orig_ip for k in self.counts if k.resp_port in WEB_PORTS}
         web_servers = {k.resp_ip for k in self.counts if k.resp_port in WEB_PORTS}
         proxy = originators & web_servers  # one address both serves 443/80 and connects to 443/80
-        inward = {k.orig_ip for k in self.counts if k.resp_port in WEB_PORTS and _private(k.resp_ip)}
+        private = {ip: _private(ip) for ip in web_servers}  # one parse per address, not per tally row
+        inward = {k.orig_ip for k in self.counts if k.resp_port in WEB_PORTS and private[k.resp_ip]}
         self.tmg = frozenset(proxy or inward or originators)
         self.tmg_inferred = True
 

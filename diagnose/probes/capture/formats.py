@@ -282,13 +282,16 @@ def _read_pcap(data, result: ReadResult, tracker: Tracker) -> None:
     tracker.tcp_packets += tcp
 
 
-# pcap record header (little-endian) fused with Ethernet + IPv4 + TCP fields read little-endian:
-# ethertype 0x0800 reads 0x0008, the IP total length and TCP window come out byte-swapped, and the
-# fragment-offset mask 0x1FFF becomes 0xFF1F.
-# Bytes 12-15 (ethertype, version/IHL, TOS) read as one u32: plain IPv4 = 0x??450008 (mask 0xFFFFFF);
-# bytes 20-23 (flags/fragment offset, TTL, protocol): TCP, not a later fragment = 0x06??00?? masked
-# with 0xFF00FF1F == 0x06000000.
-_FUSED = struct.Struct("<IIII12xIH2xI22xBBH")
+# pcap record header (little-endian) fused with the Ethernet + IPv4 + TCP fields the common case
+# needs, in one struct call of four little-endian u32 (few values: building them is most of the cost):
+# * captured length (record bytes 8-11);
+# * frame bytes 12-15 (ethertype, version/IHL, TOS): plain IPv4 reads 0x??450008 (mask 0xFFFFFF);
+# * frame bytes 20-23 (flags/fragment offset, TTL, protocol): TCP and not a later fragment reads
+#   0x06??00?? (mask 0xFF00FF1F == 0x06000000);
+# * frame bytes 46-49 (TCP data offset, flags, window): the flags are bits 8-15 (ACK without
+#   SYN/FIN/RST is `& 0x1700 == 0x1000`), a zero window reads below 0x10000.
+_FUSED = struct.Struct("<8xI16xI4xI22xI")
+_TS = struct.Struct("<II")
 
 
 def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float) -> None:
@@ -299,20 +302,22 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
     anything other than plain Ethernet/IPv4/TCP to the general path.
     """
     end = len(data)
+    limit = end - _FUSED.size
     hdr = struct.Struct("<IIII").unpack_from
     fused = _FUSED.unpack_from
-    conns, packet, first, log = tracker.conns, tracker.packet, tracker._first, tracker._log_letter
+    tsof = _TS.unpack_from
+    get, packet, first, log = tracker.conns.get, tracker.packet, tracker._first, tracker._log_letter
     seqof = _SEQ.unpack_from
     feed = _feeder(data, tracker)
     release = _Releaser(data)
     off, frame, other = 24, 0, 0
     mask = SWEEP_EVERY - 1
     while off < end:
-        if off + 66 <= end:
-            ts_s, ts_f, incl, _o, eth_ip, tl, frag_proto, doff, fl, win = fused(data, off)
+        if off <= limit:
+            incl, eth_ip, frag_proto, tcpw = fused(data, off)
         elif off + 16 <= end:
-            ts_s, ts_f, incl, _o = hdr(data, off)
-            eth_ip = 0
+            incl = hdr(data, off)[2]
+            eth_ip = frag_proto = tcpw = 0
         else:
             result.stop(off, "record header cut short")
             break
@@ -324,35 +329,38 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
         frame += 1
         off = nxt
         if not frame & mask:
+            ts_s, ts_f = tsof(data, p - 16)
             tracker.sweep(ts_s + ts_f * scale)
             release(off)
         if eth_ip & 0xFFFFFF == 0x450008 and frag_proto & 0xFF00FF1F == 0x06000000 and incl >= 54:
-            if fl & 0x17 == 0x10:  # ACK, no SYN/FIN/RST
-                ent = conns.get(data[p + 26:p + 38])
+            if tcpw & 0x1700 == 0x1000:  # ACK, no SYN/FIN/RST
+                ent = get(data[p + 26:p + 38])
                 if ent is not None:
                     c, d = ent
                     c[1] = frame
                     c[2 + d] += 1
                     m = 5 << d
                     if c[4] & m != m:
-                        tl = (tl >> 8) | ((tl & 255) << 8)
-                        if tl - 20 - ((doff >> 4) << 2) > 0:
+                        if ((data[p + 16] << 8) | data[p + 17]) - 20 - ((tcpw & 0xF0) >> 2) > 0:
                             if not c[4] & (4 << d):
                                 first(c, d, "d", 4 << d)
                         elif not c[4] & (1 << d):
                             first(c, d, "a", 1 << d)
-                    if win == 0:
+                    if tcpw < 0x10000:
                         log(c, d, "w")
                     continue
-            tl = (tl >> 8) | ((tl & 255) << 8)
-            plen = tl - 20 - ((doff >> 4) << 2)
+            tl = (data[p + 16] << 8) | data[p + 17]
+            plen = tl - 20 - ((tcpw & 0xF0) >> 2)
+            fl = (tcpw >> 8) & 0xFF
             bad = False
             if fl & 0x05 and 14 + tl <= incl:  # FIN/RST: verify the TCP checksum (see _feeder)
                 v = int.from_bytes(data[p + 34:p + 14 + tl], "big") << (8 * (tl & 1))
                 bad = (int.from_bytes(data[p + 26:p + 34], "big") + tl - 14 + v) % 0xFFFF != 0
-            packet(frame, ts_s + ts_f * scale, data[p + 26:p + 38], None, fl, (win >> 8) | ((win & 255) << 8),
+            ts_s, ts_f = tsof(data, p - 16)
+            packet(frame, ts_s + ts_f * scale, data[p + 26:p + 38], None, fl, ((tcpw >> 8) & 0xFF00) | (tcpw >> 24),
                    plen if plen > 0 else 0, seqof(data, p + 38)[0], bad)
             continue
+        ts_s, ts_f = tsof(data, p - 16)
         if not feed(1, p, incl, frame, ts_s + ts_f * scale):
             other += 1
     tracker.tcp_packets += frame - other
