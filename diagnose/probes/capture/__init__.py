@@ -21,25 +21,18 @@ from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.capture.analysis import CaptureAnalysis, analyse
 from diagnose.probes.capture.tcp import Connection
+from diagnose.probes.spec import spec_list
 
 PROBE = "capture"
 
 
-def _as_list(value: Any) -> list[str]:
-    if value in (None, "", [], ()):
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]
-
-
 def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
-    paths = [Path(p) for p in _as_list(spec.get("paths"))]
+    paths = [Path(p) for p in spec_list(spec, "paths")]
     if not paths:
         return ProbeResult.unavailable("no capture file given")
     strict = bool(spec.get("strict"))
-    tmg = _as_list(spec.get("tmg_addresses")) or list(ctx.profile.tmg_addresses)
-    internal = set(_as_list(spec.get("internal_addresses")) or ctx.profile.internal_addresses)
+    tmg = spec_list(spec, "tmg_addresses", split=True) or list(ctx.profile.tmg_addresses)
+    internal = set(spec_list(spec, "internal_addresses", split=True) or ctx.profile.internal_addresses)
     samples = int(spec.get("samples", 5) or 0)
     problems: list[str] = []
     readable: list[Path] = []
