@@ -273,6 +273,7 @@ def _run_unit(unit: Unit, site: Site) -> tuple[LogSummary, int, tuple[str, ...] 
                 blocks = _bounded(stream, unit.end - unit.start)
                 layout = Layout.from_names(unit.fields) if unit.fields else None
                 lines = scan_w3c(scanner, line_blocks(blocks), 1, layout)
+                scanner.flush()
                 summary.lines = lines
                 if unit.index == 0:
                     summary.files.append(log.name)
@@ -290,6 +291,7 @@ def _run_unit(unit: Unit, site: Site) -> tuple[LogSummary, int, tuple[str, ...] 
     except (OSError, EOFError, zipfile.BadZipFile, gzip.BadGzipFile) as exc:
         summary.unreadable += 1
         summary.note(log.name, 0, f"could not be read to its end: {exc}")
+    scanner.flush()
     return summary, summary.lines, scanner.layout.names if scanner.layout else None
 
 
