@@ -577,18 +577,23 @@ def _iso_stamp(date: bytes, time: bytes) -> str:
 # ------------------------------------------------------------------ byte streams and encodings
 
 
+def utf16_encoding(head: bytes) -> str | None:
+    """The UTF-16 flavour of a file from its first bytes, or None for UTF-8 / single-byte ANSI."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if len(head) >= 4 and head[1:2] == b"\x00" and head[3:4] == b"\x00" and head[0:1] != b"\x00":
+        return "utf-16-le"
+    if len(head) >= 4 and head[0:1] == b"\x00" and head[2:3] == b"\x00" and head[1:2] != b"\x00":
+        return "utf-16-be"
+    return None
+
+
 def decoded_blocks(stream: IO[bytes], first: bytes = b"") -> Iterator[bytes]:
     """UTF-8 (or single-byte ANSI) blocks from a stream in any of the encodings TMG files come in."""
     head = first + stream.read(max(0, 4096 - len(first)))
     if head.startswith(codecs.BOM_UTF8):
         head = head[3:]
-    encoding = None
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
-    elif len(head) >= 4 and head[1:2] == b"\x00" and head[3:4] == b"\x00" and head[0:1] != b"\x00":
-        encoding = "utf-16-le"
-    elif len(head) >= 4 and head[0:1] == b"\x00" and head[2:3] == b"\x00" and head[1:2] != b"\x00":
-        encoding = "utf-16-be"
+    encoding = utf16_encoding(head)
     if encoding is None:
         yield head
         while block := stream.read(BLOCK):
@@ -617,6 +622,43 @@ def line_blocks(blocks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
     yield carry, True
 
 
+def stream_line_blocks(
+    stream: IO[bytes], first: bytes = b"", limit: int | None = None
+) -> Iterator[tuple[bytes, bool]]:
+    """`line_blocks` straight from a byte stream (at most `limit` bytes after `first`): read into
+    one reused buffer, so each block of whole lines is copied once, and no block is allocated and
+    faulted in afresh for every read."""
+    size = max(BLOCK, 2 * len(first))
+    buf = bytearray(size)
+    have = len(first)
+    buf[:have] = first
+    left = limit
+    while True:
+        want = size - have if left is None else min(size - have, left)
+        got = 0
+        if want > 0:
+            with memoryview(buf) as view:
+                got = stream.readinto(view[have : have + want]) or 0  # type: ignore[attr-defined]
+        if got == 0:
+            yield bytes(buf[:have]), True
+            return
+        have += got
+        if left is not None:
+            left -= got
+        cut = buf.rfind(b"\n", 0, have)
+        if cut < 0:
+            if have == size:  # a line longer than the buffer: make room
+                buf.extend(bytes(size))
+                size *= 2
+            continue
+        with memoryview(buf) as view:
+            block = bytes(view[: cut + 1])
+        tail = have - cut - 1
+        buf[:tail] = buf[cut + 1 : have]
+        have = tail
+        yield block, False
+
+
 # ------------------------------------------------------------------ W3C (and syslog-relayed W3C)
 
 _SYSLOG_TAG = re.compile(rb"ISA(Web|FWS)Log\s+(?:\d+\s+)?")
@@ -632,38 +674,41 @@ def scan_w3c(
     for block, last in blocks:
         if not block:
             continue
-        n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-        if not _fast_block(scanner, block, line):
+        n_lines = _fast_block(scanner, block, line)
+        if n_lines < 0:
+            n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
             _slow_block(scanner, block, line, last)
         line += n_lines
     return line - first_line
 
 
-def _fast_block(scanner: Scanner, block: bytes, first_line: int) -> bool:
-    """A block of whole lines, all records of the current layout: split in one go into columns."""
+def _fast_block(scanner: Scanner, block: bytes, first_line: int) -> int:
+    """A block of whole lines, all records of the current layout, split in one go into columns;
+    returns the number of lines, or -1 when the block needs the careful path."""
     layout = scanner.layout
     if layout is None or not block.endswith(b"\n") or b"\x00" in block:
-        return False
+        return -1
     if b"\r" in block:
         block = block.replace(b"\r\n", b"\n")
         if b"\r" in block:
-            return False
-    n = block.count(b"\n")
+            return -1
     width = layout.width
     stride = width + 1
     # Every line end becomes a field of its own (b"\n", the only field that can hold one), so the
     # whole block splits into one list: record i is fields[i*stride : i*stride+width]. The split is
     # exact when there are n*stride fields (plus the empty one after the last TAB) and every
     # stride-th field is a line end: then each of the n lines holds exactly `width` fields.
-    fields = block.replace(b"\n", b"\t\n\t").split(b"\t")
+    spread = block.replace(b"\n", b"\t\n\t")
+    n = (len(spread) - len(block)) >> 1  # the line ends, counted by the replacement
+    fields = spread.split(b"\t")
+    del spread
     if len(fields) != n * stride + 1 or fields[width::stride].count(b"\n") != n:
-        return False
+        return -1
     fields.pop()
-    firsts = fields[0::stride]
-    if b"\n#" in b"\n" + b"\n".join(firsts):  # a header or comment line: the careful path
-        return False
+    if b"\n#" in b"\n" + b"\n".join(fields[0::stride]):  # a header or comment line: the careful path
+        return -1
     scanner.consume(fields, stride, first_line.__add__)
-    return True
+    return n
 
 
 def _slow_block(scanner: Scanner, block: bytes, first_line: int, last: bool) -> None:
