@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from itertools import chain, compress, repeat
-from operator import add, itemgetter, mul, not_, or_
+from operator import add, floordiv, itemgetter, mul, not_, or_
 from typing import IO, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -482,7 +482,7 @@ class Scanner:
             whens = self._whens(pick(fields[idx["date"] :: stride]), pick(fields[idx["time"] :: stride]))
         sources = pick(fields[idx["source"] :: stride]) if "source" in idx else none
         originals = pick(fields[idx["orig_client"] :: stride]) if "orig_client" in idx else none
-        s64_minutes = summary.s64_minutes
+        s64_whens: list[int] = []
         s64_events = summary.s64_events
         failure_events = summary.failure_events
         open_groups = self._samples_open
@@ -494,16 +494,17 @@ class Scanner:
                 continue
             client = ""
             if when is not None:
-                if source is not None and (info.web or info.leg == "client"):
+                web = info.web
+                if source is not None and (web or info.leg == "client"):
                     client = known(source)
                     if client is None:
                         client = self._client(source)
-                if original is not None and not info.web and (not client or info.leg == "server"):
+                if original is not None and not web and (not client or info.leg == "server"):
                     client = known(original)
                     if client is None:
                         client = self._client(original)
                 if s64:
-                    s64_minutes[when // 60] += 1
+                    s64_whens.append(when)
                     if client:
                         times_of = s64_events.get(client)
                         if times_of is None:
@@ -526,6 +527,8 @@ class Scanner:
                 if len(summary.code_samples[group]) >= MAX_CODE_SAMPLES:
                     open_groups.discard(group)
                     self._refresh_detail()
+        if s64_whens:
+            summary.s64_minutes.update(map(floordiv, s64_whens, repeat(60)))
 
     def _whens(self, dates: Sequence[bytes], times: Sequence[bytes]) -> Sequence[int | None]:
         """Epoch seconds of (date, time) pairs; the usual `HH:MM:SS` times of one day are converted
