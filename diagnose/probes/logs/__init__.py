@@ -53,7 +53,7 @@ from diagnose.probes.logs.summary import LogSummary, build_facts
 
 __all__ = ["LogInput", "collect", "probe", "summarise"]
 
-SPLIT_AT = 48 << 20  # plain W3C files larger than this are cut into byte ranges of about this size
+SPLIT_AT = 16 << 20  # plain W3C files larger than this are cut into byte ranges of about this size
 _LOG_SUFFIXES = (".w3c", ".iis", ".log", ".txt", ".csv", ".tsv", ".gz", ".zip")
 _ROTATION = re.compile(r"(\d{8})(?:_(?:FWS|WEB)_?(\d+))?", re.IGNORECASE)
 
