@@ -105,6 +105,7 @@ class KeyInfo(NamedTuple):
     client_failure: bool
     sample_group: str
     web: bool
+    client_from: str  # where the client's address is read: "source", "original" or "source+original"
 
 
 def _text(value: bytes | str | None) -> str:
@@ -346,6 +347,7 @@ class Scanner:
             client_failure,
             sample_group,
             web,
+            "source" if web else ("source+original" if leg == "client" else "original"),
         )
         self._infos[key] = found
         return found
@@ -488,18 +490,19 @@ class Scanner:
         open_groups = self._samples_open
         known = self._clients.get
         for i, info, when, source, original in zip(rows, infos, whens, sources, originals, strict=True):
-            group = info.sample_group if info.sample_group in open_groups else ""
             s64 = info.s64
+            group = info.sample_group
+            if group and group not in open_groups:
+                group = ""
             if not (s64 or info.client_failure or group):
                 continue
-            client = ""
             if when is not None:
-                web = info.web
-                if source is not None and (web or info.leg == "client"):
+                client = ""
+                if source is not None and info.client_from != "original":
                     client = known(source)
                     if client is None:
                         client = self._client(source)
-                if original is not None and not web and (not client or info.leg == "server"):
+                if not client and original is not None and info.client_from != "source":
                     client = known(original)
                     if client is None:
                         client = self._client(original)
