@@ -10,6 +10,7 @@ Work is cut into units, a whole file or a byte range of a large plain W3C file; 
 
 from __future__ import annotations
 
+import codecs
 import concurrent.futures
 import gc
 import glob
@@ -30,6 +31,7 @@ from diagnose.facts import ProbeStatus
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.logs.layout import FIXED_FIREWALL, FIXED_WEB, Layout, LogKind
 from diagnose.probes.logs.scan import (
+    BLOCK,
     COLLAPSED_LAYOUT,
     CanonBuilder,
     Scanner,
@@ -42,14 +44,16 @@ from diagnose.probes.logs.scan import (
     local_zone_note,
     scan_records,
     scan_w3c,
+    stream_line_blocks,
     text_lines,
+    utf16_encoding,
     viewer_records,
 )
 from diagnose.probes.logs.summary import LogSummary, build_facts
 
 __all__ = ["LogInput", "collect", "probe", "summarise"]
 
-SPLIT_AT = 48 << 20  # plain W3C files larger than this are cut into byte ranges of about this size
+SPLIT_AT = 16 << 20  # plain W3C files larger than this are cut into byte ranges of about this size
 _LOG_SUFFIXES = (".w3c", ".iis", ".log", ".txt", ".csv", ".tsv", ".gz", ".zip")
 _ROTATION = re.compile(r"(\d{8})(?:_(?:FWS|WEB)_?(\d+))?", re.IGNORECASE)
 
@@ -270,26 +274,38 @@ def _run_unit(unit: Unit, site: Site) -> tuple[LogSummary, int, tuple[str, ...] 
         with log.open() as stream:
             if unit.end is not None:
                 stream.seek(unit.start)
-                blocks = _bounded(stream, unit.end - unit.start)
                 layout = Layout.from_names(unit.fields) if unit.fields else None
-                lines = scan_w3c(scanner, line_blocks(blocks), 1, layout)
+                lines = scan_w3c(scanner, stream_line_blocks(stream, b"", unit.end - unit.start), 1, layout)
+                scanner.flush()
                 summary.lines = lines
                 if unit.index == 0:
                     summary.files.append(log.name)
                     summary.formats["w3c"] += 1
                 return summary, lines, scanner.layout.names if scanner.layout else None
             head = stream.read(65536)
-            blocks_iter = decoded_blocks(stream, head)
-            first = next(blocks_iter, b"")
-            detected = detect(first[:65536], log.name)
-            summary.files.append(log.name)
-            summary.formats[detected.format] += 1
-            _scan_detected(scanner, detected, _chain(first, blocks_iter), site)
+            if head.startswith(codecs.BOM_UTF8):
+                head = head[3:]
+            if utf16_encoding(head) is None:
+                detected = detect(head, log.name)
+                summary.files.append(log.name)
+                summary.formats[detected.format] += 1
+                if detected.format in ("w3c", "syslog"):
+                    summary.lines = scan_w3c(scanner, stream_line_blocks(stream, head))
+                else:
+                    _scan_detected(scanner, detected, _chain(head, _raw_blocks(stream)), site)
+            else:
+                blocks_iter = decoded_blocks(stream, head)
+                first = next(blocks_iter, b"")
+                detected = detect(first[:65536], log.name)
+                summary.files.append(log.name)
+                summary.formats[detected.format] += 1
+                _scan_detected(scanner, detected, _chain(first, blocks_iter), site)
     except NotALogError:
         raise
     except (OSError, EOFError, zipfile.BadZipFile, gzip.BadGzipFile) as exc:
         summary.unreadable += 1
         summary.note(log.name, 0, f"could not be read to its end: {exc}")
+    scanner.flush()
     return summary, summary.lines, scanner.layout.names if scanner.layout else None
 
 
@@ -298,13 +314,8 @@ def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
-def _bounded(stream: IO[bytes], length: int) -> Iterator[bytes]:
-    left = length
-    while left > 0:
-        block = stream.read(min(left, 1 << 20))
-        if not block:
-            return
-        left -= len(block)
+def _raw_blocks(stream: IO[bytes]) -> Iterator[bytes]:
+    while block := stream.read(BLOCK):
         yield block
 
 

@@ -1,13 +1,14 @@
 """Reading one log (or one byte range of one) into a `LogSummary`.
 
-Speed comes from doing per-line work in C: a block of lines is split with `bytes.split` (limited to
-the columns needed), the low-cardinality columns (destination, networks, action, status, rule) are
-picked with `itemgetter` and counted with `Counter`; each distinct combination is then classified
-once in Python. Only the lines that need more (Status 64, client-visible failures, the first few of
-each notable code) are looked at one by one, and they are found with `itertools.compress`, again
-without a Python loop over every line. Blocks that are not clean (a header line, a line with the
-wrong number of fields, a NUL byte) take the careful line-by-line path, which shares the counting
-code, so both paths give the same figures.
+Speed comes from doing per-line work in C. A W3C log is read in blocks of whole lines (128 KiB, read
+into one reused buffer). A clean block is split in one go: every line end is made a field of its
+own, so one `bytes.split` gives a flat list in which record i is fields[i*stride : i*stride+width],
+and each column is a slice. The key columns (destination, networks, action, status, rule) are
+counted with one `Counter` over `zip` of their slices, across blocks; each distinct combination is
+classified once in Python. Only the records that need more (Status 64, client-visible failures, the
+first few of each notable code) are looked at one by one, picked with `itemgetter`. Blocks that are
+not clean (a header line, a line with the wrong number of fields, a NUL byte) take the careful
+line-by-line path, which feeds the same counting code, so both paths give the same figures.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import ipaddress
 import re
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from itertools import compress
-from operator import itemgetter, methodcaller, or_
+from itertools import chain, compress, repeat
+from operator import add, floordiv, itemgetter, mul, not_, or_
 from typing import IO, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -40,13 +41,19 @@ from diagnose.probes.logs.layout import (
     LogKind,
     normalise_action,
 )
-from diagnose.probes.logs.summary import MAX_CODE_SAMPLES, MAX_SAMPLES, OA_LONG_MS, LogSummary
+from diagnose.probes.logs.summary import (
+    MAX_CODE_SAMPLES,
+    MAX_SAMPLES,
+    OA_LONG_MS,
+    SAMPLED_GROUPS,
+    LogSummary,
+)
 
-BLOCK = 1 << 20
+BLOCK = 1 << 17  # small enough that a block's fields stay in the CPU cache while it is counted
+MAX_KEYS = 65536  # distinct keys (and cached times, clients) kept before counts are folded in
 KEY_FIELDS = (
     "source",
     "dest",
-    "dest_port",
     "src_net",
     "dst_net",
     "action",
@@ -57,9 +64,8 @@ KEY_FIELDS = (
 )
 OA_METHODS = frozenset({b"RPC_IN_DATA", b"RPC_OUT_DATA"})
 _RPCPROXY = re.compile(rb"/rpc/rpcproxy\.dll", re.IGNORECASE)
-_RPCPROXY_HINTS = (b"rpcproxy", b"RpcProxy", b"RPCPROXY", b"rpcProxy", b"RPCProxy")
+_RPCPROXY_TEXT = b"/rpc/rpcproxy.dll"
 _GARBAGE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_COUNT_TAB = methodcaller("count", b"\t")
 # Codes that only say a connection was torn down; a failed request with one of them is not by itself
 # an error the client saw.
 _NOISE_GROUPS = frozenset({"status64", "teardown", "graceful", "auth_challenge"})
@@ -100,6 +106,7 @@ class KeyInfo(NamedTuple):
     client_failure: bool
     sample_group: str
     web: bool
+    client_from: str  # where the client's address is read: "source", "original" or "source+original"
 
 
 def _text(value: bytes | str | None) -> str:
@@ -217,22 +224,18 @@ def _day_epoch(date: bytes) -> int | None:
     return int((d - datetime(1970, 1, 1)).total_seconds())
 
 
-def epoch_of(date: bytes, time: bytes) -> int | None:
-    day = _day_epoch(date)
-    if day is None:
-        return None
-    try:
-        h, m, s = time.split(b":")
-        return day + int(h) * 3600 + int(m) * 60 + int(float(s))
-    except ValueError:
-        return None
-
-
 # ------------------------------------------------------------------ the scanner
 
 
 class Scanner:
-    """Feeds records of one layout at a time into a summary; `source` names the file for citations."""
+    """Feeds records of one layout at a time into a summary; `source` names the file for citations.
+
+    Records arrive as columns: one flat list of fields, `stride` per record (`consume`). The key
+    columns of every record are counted with one `Counter` (a C loop over `zip` of the columns);
+    the counts are turned into figures once per distinct key, when the layout changes and at the
+    end (`flush`). Only the records that need more (Status 64, client-visible failures, the first
+    few of each notable code) are looked at one by one.
+    """
 
     def __init__(self, summary: LogSummary, site: Site, source: str) -> None:
         self.summary = summary
@@ -240,37 +243,34 @@ class Scanner:
         self.source = source
         self.layout: Layout | None = None
         self._infos: dict[tuple[bytes | None, ...], KeyInfo] = {}
+        self._counts: Counter[tuple[bytes | None, ...]] = Counter()
+        self._detail_status: frozenset[bytes | None] = frozenset()
+        self._detail_all = False
+        self._samples_open: set[str] = set(SAMPLED_GROUPS)
+        self._clients: dict[bytes, str] = {}
+        self.key_fields: tuple[str, ...] = ()
+        self.key_index: tuple[int, ...] = ()
+        self.k_status = -1
 
     # -- layout
     def set_layout(self, layout: Layout) -> None:
         if layout == self.layout:
             return
+        self.flush()
         self.layout = layout
         self._infos = {}
+        self._detail_status = frozenset()
+        self._detail_all = False
         idx = layout.index
         present = [f for f in KEY_FIELDS if f in idx]
+        if "src_net" in idx:
+            # TMG's own addresses are by definition its Local Host network: with the networks logged,
+            # the source address adds nothing to the leg (see decide_leg) and would only multiply the
+            # counted keys.
+            present = [f for f in present if f != "source"]
         self.key_fields = tuple(present)
-        self.key_get = _getter([idx[f] for f in present])
+        self.key_index = tuple(idx[f] for f in present)
         self.k_status = present.index("status") if "status" in present else -1
-        # the source address is only needed when TMG's own network name is not logged (see decide_leg)
-        # columns read for every record; detail lines are split again in full (`_full`)
-        columnar = (
-            ("date", "time", "method", "uri", "time_taken")
-            if layout.kind is not LogKind.FIREWALL
-            else ("date", "time")
-        )
-        needed = [idx[f] for f in columnar if f in idx] + [idx[f] for f in present]
-        self.maxsplit = max(needed) + 1 if needed and max(needed) + 1 < layout.width - 1 else -1
-        if "src_net" in idx and "source" in present and layout.kind is not LogKind.WEB:
-            # TMG's own addresses are by definition its Local Host network: with that logged, the
-            # source address adds nothing to the leg and would only multiply the counted keys.
-            self.key_fields = tuple(f for f in present if f != "source")
-            self.key_get = _getter([idx[f] for f in self.key_fields])
-            self.k_status = self.key_fields.index("status") if "status" in self.key_fields else -1
-        if layout.kind is LogKind.WEB and "source" in self.key_fields and "src_net" in idx:
-            self.key_fields = tuple(f for f in self.key_fields if f != "source")
-            self.key_get = _getter([idx[f] for f in self.key_fields])
-            self.k_status = self.key_fields.index("status") if "status" in self.key_fields else -1
 
     # -- classification of one distinct key
     def info(self, key: tuple[bytes | None, ...]) -> KeyInfo:
@@ -348,24 +348,76 @@ class Scanner:
             client_failure,
             sample_group,
             web,
+            "source" if web else ("source+original" if leg == "client" else "original"),
         )
         self._infos[key] = found
         return found
 
+    def _wants_detail(self, info: KeyInfo) -> bool:
+        return info.s64 or info.client_failure or info.sample_group in self._samples_open
+
+    def _refresh_detail(self) -> None:
+        """Which status values mark the records that must be read one by one."""
+        wanted = [key for key in self._counts if self._wants_detail(self.info(key))]
+        if self.k_status < 0:
+            self._detail_all = bool(wanted)
+            self._detail_status = frozenset()
+        else:
+            self._detail_status = frozenset(key[self.k_status] for key in wanted)
+
     # -- counting
-    def consume(self, parts: list[list[bytes]], lineno: Callable[[int], int]) -> None:
-        """Count a batch of split records of the current layout; `lineno(i)` gives record i's line."""
-        if not parts or self.layout is None:
+    def consume(self, fields: list[bytes], stride: int, lineno: Callable[[int], int]) -> None:
+        """Count a batch of records of the current layout, given as one flat list of fields with
+        `stride` fields per record (the layout's width, or one more when a separator column follows
+        each record); `lineno(i)` gives record i's line."""
+        if not fields or self.layout is None:
+            return
+        n = len(fields) // stride
+        counts = self._counts
+        key_cols = [fields[k::stride] for k in self.key_index]
+        before = len(counts)
+        if len(key_cols) == 1:
+            counts.update(zip(key_cols[0]))
+        else:
+            counts.update(zip(*key_cols, strict=True))
+        if len(counts) != before:
+            self._refresh_detail()
+        idx = self.layout.index
+        if self._detail_status or self._detail_all:
+            if self.k_status >= 0:
+                rows = list(compress(range(n), map(self._detail_status.__contains__, key_cols[self.k_status])))
+            else:
+                rows = list(range(n))
+            if rows:
+                self._details(fields, stride, rows, key_cols, lineno)
+        if "date" in idx and "time" in idx:
+            dates = fields[idx["date"] :: stride]
+            times = fields[idx["time"] :: stride]
+            first_day = dates[0]
+            if dates.count(first_day) == n:  # the usual case: a daily log file
+                lo, hi = (first_day, min(times)), (first_day, max(times))
+            else:
+                stamps = list(zip(dates, times, strict=True))
+                lo, hi = min(stamps), max(stamps)
+            self.summary.see_time(_iso_stamp(*lo), _iso_stamp(*hi))
+        if self.layout.kind is not LogKind.FIREWALL:
+            self._outlook_anywhere(fields, stride, n)
+        if len(self._infos) > MAX_KEYS:
+            self.flush()
+            self._infos = {}
+            self._refresh_detail()
+
+    def flush(self) -> None:
+        """Turn the counted keys into figures of the summary."""
+        if not self._counts:
             return
         summary = self.summary
-        keys = list(map(self.key_get, parts))
-        counts = Counter(keys)
-        detail_status: set[bytes | None] = set()
-        for key, n in counts.items():
+        total = summary.scope("all", "all")
+        for key, n in self._counts.items():
             info = self.info(key)
             summary.records += n
             summary.action_status[(info.action, info.code.label)] += n
-            scopes = [summary.scope("all", "all"), summary.scope("leg", info.leg)]
+            scopes = [total, summary.scope("leg", info.leg)]
             if info.server:
                 scopes.append(summary.scope("server", info.server))
             if info.rule:
@@ -375,44 +427,18 @@ class Scanner:
                     scope[metric] += n
             if info.s64:
                 summary.s64_actions[info.action] += n
-            if (
-                info.s64
-                or info.client_failure
-                or (info.sample_group and len(summary.code_samples.get(info.sample_group, ())) < 3)
-            ):
-                detail_status.add(key[self.k_status] if self.k_status >= 0 else None)
-        idx = self.layout.index
-        if detail_status:
-            if self.k_status >= 0:
-                status_col = map(itemgetter(idx["status"]), parts)
-                chosen: Iterable[int] = compress(
-                    range(len(parts)), map(detail_status.__contains__, status_col)
-                )
-            else:
-                chosen = range(len(parts))
-            for i in chosen:
-                self._detail(parts[i], lineno(i), self.info(keys[i]))
-        if "date" in idx and "time" in idx:
-            dates = list(map(itemgetter(idx["date"]), parts))
-            first_day, last_day = min(dates), max(dates)
-            if first_day == last_day:  # the usual case: a daily log file
-                times = list(map(itemgetter(idx["time"]), parts))
-                lo, hi = (first_day, min(times)), (last_day, max(times))
-            else:
-                stamps = list(zip(dates, map(itemgetter(idx["time"]), parts), strict=True))
-                lo, hi = min(stamps), max(stamps)
-            summary.see_time(_iso_stamp(*lo), _iso_stamp(*hi))
-        self._outlook_anywhere(parts)
+        self._counts = Counter()
 
-    def _outlook_anywhere(self, parts: list[list[bytes]]) -> None:
+    def _outlook_anywhere(self, fields: list[bytes], stride: int, n: int) -> None:
         idx = self.layout.index if self.layout else {}
         flags: list[bool] | None = None
         if "method" in idx:
-            flags = list(map(OA_METHODS.__contains__, map(itemgetter(idx["method"]), parts)))
+            flags = list(map(OA_METHODS.__contains__, fields[idx["method"] :: stride]))
         if "uri" in idx:
-            uris = list(map(itemgetter(idx["uri"]), parts))
-            joined = b"\n".join(u for u in uris if isinstance(u, bytes))
-            if any(h in joined for h in _RPCPROXY_HINTS):
+            uris = fields[idx["uri"] :: stride]
+            # only the records not already marked by their method need their URI read
+            rest = uris if flags is None else list(compress(uris, map(not_, flags)))
+            if _RPCPROXY_TEXT in b"\n".join(rest).lower():
                 by_uri = list(map(bool, map(_RPCPROXY.search, uris)))
                 flags = by_uri if flags is None else list(map(or_, flags, by_uri))
         if not flags:
@@ -422,41 +448,137 @@ class Scanner:
             return
         self.summary.outlook_anywhere += found
         if "time_taken" in idx:
-            taken = compress(map(itemgetter(idx["time_taken"]), parts), flags)
+            taken = list(compress(fields[idx["time_taken"] :: stride], flags))
             try:
                 self.summary.outlook_anywhere_long += sum(map(OA_LONG_MS.__le__, map(int, taken)))
             except ValueError:
-                taken = compress(map(itemgetter(idx["time_taken"]), parts), flags)
                 self.summary.outlook_anywhere_long += sum(1 for t in taken if _int(t) >= OA_LONG_MS)
 
-    def _detail(self, parts: list[bytes], line: int, info: KeyInfo) -> None:
+    def _details(
+        self,
+        fields: list[bytes],
+        stride: int,
+        rows: list[int],
+        key_cols: list[list[bytes]],
+        lineno: Callable[[int], int],
+    ) -> None:
+        """Status 64 records, client-visible failures and samples, one by one."""
+        assert self.layout is not None
         summary = self.summary
-        idx = self.layout.index if self.layout else {}
-        when = None
+        idx = self.layout.index
+        width = self.layout.width
+        count = len(rows)
+        pick: Callable[[list[bytes]], tuple[bytes, ...]]
+        if count == 1:
+            only = rows[0]
+
+            def pick(column: list[bytes]) -> tuple[bytes, ...]:
+                return (column[only],)
+
+        else:
+            pick = itemgetter(*rows)  # type: ignore[assignment]
+        keys = zip(*map(pick, key_cols), strict=True) if len(key_cols) > 1 else zip(pick(key_cols[0]))
+        infos = map(self._infos.__getitem__, keys)
+        none: list[None] = [None] * count
+        whens: Sequence[int | None] = none
         if "date" in idx and "time" in idx:
-            when = epoch_of(parts[idx["date"]], parts[idx["time"]])
-        if len(parts) < self.layout.width if self.layout else False:
-            parts = b"\t".join(parts).split(b"\t")
-        client = ""
-        if info.web or info.leg == "client":
-            client = split_address(_text(parts[idx["source"]]))[0] if "source" in idx else ""
-        if (not client or info.leg == "server") and "orig_client" in idx and not info.web:
-            client = split_address(_text(parts[idx["orig_client"]]))[0]
-        if client in _NO_CLIENT:
-            client = ""
-        if info.s64:
+            whens = self._whens(pick(fields[idx["date"] :: stride]), pick(fields[idx["time"] :: stride]))
+        sources = pick(fields[idx["source"] :: stride]) if "source" in idx else none
+        originals = pick(fields[idx["orig_client"] :: stride]) if "orig_client" in idx else none
+        s64_whens: list[int] = []
+        s64_events = summary.s64_events
+        failure_events = summary.failure_events
+        open_groups = self._samples_open
+        known = self._clients.get
+        for i, info, when, source, original in zip(rows, infos, whens, sources, originals, strict=True):
+            s64 = info.s64
+            group = info.sample_group
+            if group and group not in open_groups:
+                group = ""
+            if not (s64 or info.client_failure or group):
+                continue
             if when is not None:
-                summary.s64_minutes[when // 60] += 1
-                if client:
-                    summary.s64_events.setdefault(client, _new_times()).append(when)
-                else:
-                    summary.s64_no_client += 1
-            if len(summary.samples) < MAX_SAMPLES:
-                summary.samples.append((self.source, line, _text(b"\t".join(parts))))
-        if info.client_failure and when is not None and client:
-            summary.failure_events.setdefault(client, _new_times()).append(when)
-        if info.sample_group and len(summary.code_samples.get(info.sample_group, ())) < MAX_CODE_SAMPLES:
-            summary.cite(info.sample_group, (self.source, line, _text(b"\t".join(parts))))
+                client = ""
+                if source is not None and info.client_from != "original":
+                    client = known(source)
+                    if client is None:
+                        client = self._client(source)
+                if not client and original is not None and info.client_from != "source":
+                    client = known(original)
+                    if client is None:
+                        client = self._client(original)
+                if s64:
+                    s64_whens.append(when)
+                    if client:
+                        times_of = s64_events.get(client)
+                        if times_of is None:
+                            times_of = s64_events[client] = _new_times()
+                        times_of.append(when)
+                    else:
+                        summary.s64_no_client += 1
+                elif client and info.client_failure:
+                    times_of = failure_events.get(client)
+                    if times_of is None:
+                        times_of = failure_events[client] = _new_times()
+                    times_of.append(when)
+            if s64 and len(summary.samples) < MAX_SAMPLES:
+                start = i * stride
+                text = _text(b"\t".join(fields[start : start + width]))
+                summary.samples.append((self.source, lineno(i), text))
+            if group:
+                start = i * stride
+                summary.cite(group, (self.source, lineno(i), _text(b"\t".join(fields[start : start + width]))))
+                if len(summary.code_samples[group]) >= MAX_CODE_SAMPLES:
+                    open_groups.discard(group)
+                    self._refresh_detail()
+        if s64_whens:
+            summary.s64_minutes.update(map(floordiv, s64_whens, repeat(60)))
+
+    def _whens(self, dates: Sequence[bytes], times: Sequence[bytes]) -> Sequence[int | None]:
+        """Epoch seconds of (date, time) pairs; the usual `HH:MM:SS` times of one day are converted
+        all together, without a Python step per record."""
+        parts = b":".join(times).split(b":")
+        if len(parts) == 3 * len(times):
+            try:
+                numbers = list(map(int, parts))
+            except ValueError:
+                numbers = []
+            if numbers:
+                hours = map(mul, numbers[0::3], repeat(3600))
+                minutes = map(mul, numbers[1::3], repeat(60))
+                seconds = map(add, map(add, hours, minutes), numbers[2::3])
+                first = dates[0]
+                if dates.count(first) == len(dates):
+                    day = _day_epoch(first)
+                    if day is not None:
+                        return list(map(add, seconds, repeat(day)))
+        return list(map(self._epoch, dates, times))
+
+    def _epoch(self, date: bytes, time: bytes) -> int | None:
+        day = _day_epoch(date)
+        if day is None:
+            return None
+        try:
+            h, m, s = time.split(b":")
+            return day + int(h) * 3600 + int(m) * 60 + int(float(s))
+        except ValueError:
+            return None
+
+    def _client(self, raw: bytes) -> str:
+        client = self._clients.get(raw)
+        if client is None:
+            client = split_address(_text(raw))[0]
+            if client in _NO_CLIENT:
+                client = ""
+            if len(self._clients) > MAX_KEYS:
+                self._clients.clear()
+            self._clients[raw] = client
+        return client
+
+    def consume_rows(self, rows: list[list[bytes]], lineno: Callable[[int], int]) -> None:
+        """Count records split one by one (each exactly the layout's width)."""
+        if rows and self.layout is not None:
+            self.consume(list(chain.from_iterable(rows)), self.layout.width, lineno)
 
 
 def _new_times() -> array[int]:
@@ -477,17 +599,18 @@ def _iso_stamp(date: bytes, time: bytes) -> str:
         return ""
 
 
-def _getter(indexes: list[int]) -> Callable[[list[bytes]], tuple[bytes | None, ...]]:
-    if len(indexes) == 1:
-        one = itemgetter(indexes[0])
-        return lambda parts: (one(parts),)
-    if not indexes:
-        return lambda parts: ()
-    getter: Callable[[list[bytes]], tuple[bytes | None, ...]] = itemgetter(*indexes)
-    return getter
-
-
 # ------------------------------------------------------------------ byte streams and encodings
+
+
+def utf16_encoding(head: bytes) -> str | None:
+    """The UTF-16 flavour of a file from its first bytes, or None for UTF-8 / single-byte ANSI."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if len(head) >= 4 and head[1:2] == b"\x00" and head[3:4] == b"\x00" and head[0:1] != b"\x00":
+        return "utf-16-le"
+    if len(head) >= 4 and head[0:1] == b"\x00" and head[2:3] == b"\x00" and head[1:2] != b"\x00":
+        return "utf-16-be"
+    return None
 
 
 def decoded_blocks(stream: IO[bytes], first: bytes = b"") -> Iterator[bytes]:
@@ -495,13 +618,7 @@ def decoded_blocks(stream: IO[bytes], first: bytes = b"") -> Iterator[bytes]:
     head = first + stream.read(max(0, 4096 - len(first)))
     if head.startswith(codecs.BOM_UTF8):
         head = head[3:]
-    encoding = None
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding = "utf-16"
-    elif len(head) >= 4 and head[1:2] == b"\x00" and head[3:4] == b"\x00" and head[0:1] != b"\x00":
-        encoding = "utf-16-le"
-    elif len(head) >= 4 and head[0:1] == b"\x00" and head[2:3] == b"\x00" and head[1:2] != b"\x00":
-        encoding = "utf-16-be"
+    encoding = utf16_encoding(head)
     if encoding is None:
         yield head
         while block := stream.read(BLOCK):
@@ -530,6 +647,43 @@ def line_blocks(blocks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
     yield carry, True
 
 
+def stream_line_blocks(
+    stream: IO[bytes], first: bytes = b"", limit: int | None = None
+) -> Iterator[tuple[bytes, bool]]:
+    """`line_blocks` straight from a byte stream (at most `limit` bytes after `first`): read into
+    one reused buffer, so each block of whole lines is copied once, and no block is allocated and
+    faulted in afresh for every read."""
+    size = max(BLOCK, 2 * len(first))
+    buf = bytearray(size)
+    have = len(first)
+    buf[:have] = first
+    left = limit
+    while True:
+        want = size - have if left is None else min(size - have, left)
+        got = 0
+        if want > 0:
+            with memoryview(buf) as view:
+                got = stream.readinto(view[have : have + want]) or 0  # type: ignore[attr-defined]
+        if got == 0:
+            yield bytes(buf[:have]), True
+            return
+        have += got
+        if left is not None:
+            left -= got
+        cut = buf.rfind(b"\n", 0, have)
+        if cut < 0:
+            if have == size:  # a line longer than the buffer: make room
+                buf.extend(bytes(size))
+                size *= 2
+            continue
+        with memoryview(buf) as view:
+            block = bytes(view[: cut + 1])
+        tail = have - cut - 1
+        buf[:tail] = buf[cut + 1 : have]
+        have = tail
+        yield block, False
+
+
 # ------------------------------------------------------------------ W3C (and syslog-relayed W3C)
 
 _SYSLOG_TAG = re.compile(rb"ISA(Web|FWS)Log\s+(?:\d+\s+)?")
@@ -545,43 +699,41 @@ def scan_w3c(
     for block, last in blocks:
         if not block:
             continue
-        n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-        if not _fast_block(scanner, block, line):
+        n_lines = _fast_block(scanner, block, line)
+        if n_lines < 0:
+            n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
             _slow_block(scanner, block, line, last)
         line += n_lines
     return line - first_line
 
 
-def _fast_block(scanner: Scanner, block: bytes, first_line: int) -> bool:
+def _fast_block(scanner: Scanner, block: bytes, first_line: int) -> int:
+    """A block of whole lines, all records of the current layout, split in one go into columns;
+    returns the number of lines, or -1 when the block needs the careful path."""
     layout = scanner.layout
-    if (
-        layout is None
-        or not block.endswith(b"\n")
-        or block.startswith(b"#")
-        or b"\n#" in block
-        or b"\x00" in block
-    ):
-        return False
+    if layout is None or not block.endswith(b"\n") or b"\x00" in block:
+        return -1
     if b"\r" in block:
         block = block.replace(b"\r\n", b"\n")
         if b"\r" in block:
-            return False
-    lines = block.split(b"\n")
-    lines.pop()
-    # Every line must hold exactly width-1 TABs: the block total is checked, and every line must
-    # reach the last column read. A line with surplus TABs balanced, in the same block, by another
-    # one short only in columns past the last one read would slip through; real damage (a crash
-    # cutting a line) does not look like that, and such a line's own columns still parse.
-    if not lines or block.count(b"\t") != (layout.width - 1) * len(lines):
-        return False
-    parts = list(map(methodcaller("split", b"\t", scanner.maxsplit), lines))
-    if scanner.maxsplit >= 0:
-        if min(map(len, parts)) != scanner.maxsplit + 1:
-            return False
-    elif set(map(len, parts)) != {layout.width}:
-        return False
-    scanner.consume(parts, first_line.__add__)
-    return True
+            return -1
+    width = layout.width
+    stride = width + 1
+    # Every line end becomes a field of its own (b"\n", the only field that can hold one), so the
+    # whole block splits into one list: record i is fields[i*stride : i*stride+width]. The split is
+    # exact when there are n*stride fields (plus the empty one after the last TAB) and every
+    # stride-th field is a line end: then each of the n lines holds exactly `width` fields.
+    spread = block.replace(b"\n", b"\t\n\t")
+    n = (len(spread) - len(block)) >> 1  # the line ends, counted by the replacement
+    fields = spread.split(b"\t")
+    del spread
+    if len(fields) != n * stride + 1 or fields[width::stride].count(b"\n") != n:
+        return -1
+    fields.pop()
+    if b"\n#" in b"\n" + b"\n".join(fields[0::stride]):  # a header or comment line: the careful path
+        return -1
+    scanner.consume(fields, stride, first_line.__add__)
+    return n
 
 
 def _slow_block(scanner: Scanner, block: bytes, first_line: int, last: bool) -> None:
@@ -591,7 +743,7 @@ def _slow_block(scanner: Scanner, block: bytes, first_line: int, last: bool) -> 
 
     def flush() -> None:
         if pending:
-            scanner.consume(pending, numbers.__getitem__)
+            scanner.consume_rows(pending, numbers.__getitem__)
             pending.clear()
             numbers.clear()
 
@@ -733,9 +885,9 @@ def scan_records(
         pending.append(row)
         numbers.append(number)
         if len(pending) >= 4096:
-            scanner.consume(pending, numbers.__getitem__)
+            scanner.consume_rows(pending, numbers.__getitem__)
             pending, numbers = [], []
-    scanner.consume(pending, numbers.__getitem__)
+    scanner.consume_rows(pending, numbers.__getitem__)
 
 
 def text_lines(blocks: Iterable[tuple[bytes, bool]]) -> Iterator[tuple[int, str, bool, bool]]:
