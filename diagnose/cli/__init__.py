@@ -45,17 +45,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    # the probe_* modules add their subcommands to the probe group when imported
-    from diagnose.cli import (  # noqa: F401 - probe_* modules add their subcommands to the probe group
-        causes,
-        probe,
-        probe_capture,
-        probe_logs,
-        probe_network,
-        probe_services,
-        rules,
-        run,
-    )
+    from diagnose.cli import causes, probe, rules, run
 
     for command in (run.run, run.collect_cmd, run.analyze, run.examples, rules.rules, causes.causes, probe.probe):
         main.add_command(command)

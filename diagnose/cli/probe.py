@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Iterable
 
@@ -10,8 +11,24 @@ import click
 from diagnose.facts import Fact, ProbeRun
 from diagnose.probes import ProbeResult
 
+# Each subcommand lives in its own module, imported only when that subcommand is used (or help lists
+# them all), so that `diagnose analyze` does not pay for the capture, log and network code.
+SUBCOMMANDS = {"logs": "probe_logs", "capture": "probe_capture", "dns": "probe_network", "tls": "probe_network",
+               "http": "probe_network", "tcp": "probe_network", "services": "probe_services",
+               "host": "probe_services"}
 
-@click.group()
+
+class _ProbeGroup(click.Group):
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in SUBCOMMANDS:
+            importlib.import_module(f"diagnose.cli.{SUBCOMMANDS[cmd_name]}")
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(SUBCOMMANDS))
+
+
+@click.group(cls=_ProbeGroup)
 def probe() -> None:
     """Run one probe and print the facts it gathers."""
 
