@@ -49,6 +49,7 @@ class RuleOutcome:
     rule: Rule
     status: str  # fired | silent | unknown
     missing: tuple[str, ...] = ()
+    why_not: str = ""  # for a silent rule: the first condition that failed, and on which fact
 
     @property
     def reason(self) -> str:
@@ -56,7 +57,7 @@ class RuleOutcome:
             return "needs evidence that was not gathered: " + ", ".join(self.missing)
         if self.status == "fired":
             return "its conditions held"
-        return "its conditions did not hold on the evidence gathered"
+        return self.why_not or "its conditions did not hold on the evidence gathered"
 
 
 @dataclass(frozen=True)
@@ -162,11 +163,48 @@ class FactIndex:
 
     def could_match(self, binding: Binding) -> bool:
         """Some fact passes every test of `binding` that does not join to another binding."""
+        return any(not self._failing(binding, fields) for fields in self.by_kind.get(binding.kind, ()))
+
+    @staticmethod
+    def _failing(binding: Binding, fields: Mapping[str, object]) -> list[str]:
         from diagnose.engine.reference import MISSING, holds
 
-        tests = [t for t in binding.tests if not isinstance(t.value, Ref)]
-        return any(all(holds(t, fields.get(t.field, MISSING), t.value) for t in tests)
-                   for fields in self.by_kind.get(binding.kind, ()))
+        out = []
+        for test in binding.tests:
+            if isinstance(test.value, Ref):
+                continue
+            value = fields.get(test.field, MISSING)
+            if not holds(test, value, test.value):
+                shown = "absent" if value is MISSING else repr(list(value) if isinstance(value, tuple) else value)
+                out.append(f"{test.describe()} (it is {shown})")
+        return out
+
+    def why_not(self, rule: Rule, availability: Availability) -> str:
+        """One sentence on why a silent rule did not fire: the first binding on gathered evidence that
+        no fact satisfies, with the nearest fact's failing tests, or the fact that blocked a `not`."""
+        reasons = []
+        for positives, negatives in disjuncts(rule.when):
+            gathered = [b for b in positives if not availability.missing(b)]
+            for binding in gathered:
+                candidates = self.by_kind.get(binding.kind, ())
+                if not candidates:
+                    reasons.append(f"no {binding.kind} fact")
+                    break
+                failing = min((self._failing(binding, f) for f in candidates), key=len)
+                if failing:
+                    nearest = next(f for f in candidates if self._failing(binding, f) == failing)
+                    reasons.append(f"{binding.name}: no {binding.kind} with {'; '.join(failing)} "
+                                   f"on the nearest, {nearest['subject']}")
+                    break
+            else:
+                blocked = [b for b in negatives if self.could_match(b)]
+                if blocked:
+                    b = blocked[0]
+                    subject = next(f["subject"] for f in self.by_kind[b.kind] if not self._failing(b, f))
+                    reasons.append(f"blocked by {b.kind} {subject} (not: {b.name})")
+                else:
+                    reasons.append("the matching facts do not join")
+        return "did not hold: " + " | ".join(dict.fromkeys(reasons)) if reasons else ""
 
 
 def evaluate(rule: Rule, fired: bool, availability: Availability, index: FactIndex) -> RuleOutcome:
@@ -186,7 +224,7 @@ def evaluate(rule: Rule, fired: bool, availability: Availability, index: FactInd
             missing.update(gaps)
     if missing:
         return RuleOutcome(rule, "unknown", tuple(sorted(missing)))
-    return RuleOutcome(rule, "silent")
+    return RuleOutcome(rule, "silent", why_not=index.why_not(rule, availability))
 
 
 _FORMATTER = string.Formatter()

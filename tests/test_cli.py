@@ -224,3 +224,18 @@ def test_collect_never_imports_the_inference_engine(tmp_path: Path):
     assert not {m for m in imported if m.startswith(("durable", "diagnose.engine", "diagnose.analysis"))}
     data = json.loads(bundle.read_text())
     assert data["rulebook_version"] and data["tool_version"]
+
+
+def test_why_says_why_each_rule_fired_or_not():
+    result = run_cli("run", "--example", "seed", "--why")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split(":", 1)[0].split()[-1]: line for line in result.stdout.splitlines()
+             if line.startswith(("  fired", "  silent", "  unknown"))}
+    assert lines["dirty-close-by-design"].startswith("  fired")
+    assert "owa: no site.profile with published contains 'owa' (it is ['outlook-anywhere'])" in lines[
+        "exchange-fba-service-stopped"]
+    assert "users: no answer with value = 'yes' (it is 'no')" in lines["unexplained-user-impact"]
+    assert "needs evidence that was not gathered: dns.resolution" in lines["name-resolution-mismatch"]
+    considered = {r["rule"]: r for r in diagnose_json("run", "--example", "seed")["rules_considered"]}
+    assert considered["tmg-logs-host-not-found"]["status"] == "silent"
+    assert "host_not_found > 0 (it is 0)" in considered["tmg-logs-host-not-found"]["reason"]
