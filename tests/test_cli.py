@@ -239,3 +239,37 @@ def test_why_says_why_each_rule_fired_or_not():
     considered = {r["rule"]: r for r in diagnose_json("run", "--example", "seed")["rules_considered"]}
     assert considered["tmg-logs-host-not-found"]["status"] == "silent"
     assert "host_not_found > 0 (it is 0)" in considered["tmg-logs-host-not-found"]["reason"]
+
+
+def test_html_report_is_self_contained_and_escapes_evidence(tmp_path: Path):
+    from html.parser import HTMLParser
+
+    bundle = tmp_path / "evil.json"
+    bundle.write_text(json.dumps({"format_version": 1, "facts": [
+        {"kind": "dns.resolution", "subject": "<script>alert(1)</script>.example",
+         "attrs": {"name": "<script>alert(1)</script>.example", "role": "published", "source": "dns",
+                   "outcome": "ok", "effective": True, "matches_internal": False, "addresses": ["203.0.113.9"]},
+         "provenance": {"probe": "dns"}}]}))
+    result = run_cli("analyze", str(bundle), "--format", "html", "--why")
+    assert result.returncode == 0, result.stderr
+    page = result.stdout
+    assert page.startswith("<!doctype html>") and "misconfiguration" in page
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "src=" not in page and "<link" not in page  # nothing fetched from elsewhere
+
+    class Tags(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.open: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in ("meta", "br"):
+                self.open.append(tag)
+
+        def handle_endtag(self, tag):
+            assert self.open and self.open[-1] == tag, (tag, self.open[-3:])
+            self.open.pop()
+
+    parser = Tags()
+    parser.feed(page)
+    assert parser.open == []

@@ -71,7 +71,7 @@ def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+        click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text",
                      show_default=True),
         click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE."),
         click.option("--why", is_flag=True, help="Show every rule considered and why it fired or not."),

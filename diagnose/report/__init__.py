@@ -7,7 +7,7 @@ from collections.abc import Callable
 from diagnose.analysis import Diagnosis
 from diagnose.errors import UsageError
 
-FORMATS = ("text", "json", "markdown")
+FORMATS = ("text", "json", "markdown", "html")
 
 
 def render(diagnosis: Diagnosis, fmt: str, color: bool = False, why: bool = False) -> str:
@@ -16,6 +16,8 @@ def render(diagnosis: Diagnosis, fmt: str, color: bool = False, why: bool = Fals
         from diagnose.report.json import render_json as renderer
     elif fmt == "markdown":
         from diagnose.report.markdown import render_markdown as renderer
+    elif fmt == "html":
+        from diagnose.report.html import render_html as renderer
     elif fmt == "text":
         from diagnose.report.text import render_text as renderer
     else:

@@ -1,0 +1,75 @@
+"""The diagnosis as one self-contained HTML page (no scripts, no external resources), for mail and tickets."""
+
+from __future__ import annotations
+
+from html import escape
+
+from diagnose.analysis import Diagnosis
+from diagnose.report import cite, headline
+
+_COLOUR = {"benign": "#1a7f37", "misconfiguration": "#cf222e", "fault": "#cf222e", "inconclusive": "#9a6700"}
+_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:60rem;
+color:#1f2328;line-height:1.45}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #d0d7de}
+table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #d0d7de;padding:.25rem .6rem;text-align:left}
+th{background:#f6f8fa}.cf{text-align:right;font-variant-numeric:tabular-nums}.v{font-weight:600}
+code{background:#f6f8fa;padding:0 .25rem}.muted{color:#656d76}li{margin:.15rem 0}
+"""
+
+
+def _v(value: str) -> str:
+    return f'<span class="v" style="color:{_COLOUR.get(value, "#1f2328")}">{escape(value)}</span>'
+
+
+def render_html(d: Diagnosis, color: bool = False, why: bool = False) -> str:
+    e = escape
+    out = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+           f"<title>diagnose: {e(d.verdict.value)}</title><style>{_STYLE}</style></head><body>",
+           f"<h1>Verdict: {_v(d.verdict.value)}</h1>", f"<p>{e(headline(d))}</p>"]
+    if d.causes:
+        out.append("<table><tr><th>#</th><th>certainty</th><th>class</th><th>cause</th></tr>")
+        for n, c in enumerate(d.causes, 1):
+            out.append(f'<tr><td>{n}</td><td class="cf">{c.certainty:.2f}</td><td>{_v(c.cause.verdict.value)}</td>'
+                       f'<td><a href="#{e(c.cause.id)}">{e(c.cause.title)}</a></td></tr>')
+        out.append("</table>")
+        for c in d.causes:
+            out.append(f'<h2 id="{e(c.cause.id)}">{e(c.cause.title)}</h2>')
+            out.append(f'<p class="muted"><code>{e(c.cause.id)}</code>, {_v(c.cause.verdict.value)}, certainty '
+                       f"{c.certainty:.2f}</p><ul>")
+            for s in c.support:
+                word = "supports" if s.certainty >= 0 else "weakens"
+                out.append(f"<li>{word} ({s.certainty:+.2f}, rule <code>{e(s.rule.id)}</code>): {e(s.explain)}</li>")
+            out.append("</ul>")
+            if c.evidence:
+                out.append("<p>Evidence:</p><ul>" + "".join(f"<li>{e(cite(d, i))}</li>" for i in c.evidence) + "</ul>")
+            steps = [e(step) for step in c.cause.remediation] + [f"Gather: {e(g)}" for g in c.cause.gather]
+            if steps:
+                out.append("<p>What to do:</p><ol>" + "".join(f"<li>{step}</li>" for step in steps) + "</ol>")
+            if c.cause.references:
+                out.append("<p class='muted'>References: " + ", ".join(
+                    f'<a href="{e(r)}">{e(r)}</a>' for r in c.cause.references) + "</p>")
+    else:
+        out.append("<p>No cause could be established from the evidence gathered.</p>")
+    if d.questions:
+        out.append("<h2>Questions that could change this</h2><ul>")
+        out += [f"<li>{e(q.question.text)} <span class='muted'>({e(' / '.join(q.question.choices))})</span></li>"
+                for q in d.questions]
+        out.append("</ul>")
+    if d.unknowns:
+        out.append("<h2>Undecided for lack of evidence</h2><ul>")
+        out += [f"<li><code>{e(o.rule.id)}</code> &rarr; <code>{e(o.rule.conclude.cause)}</code>: needs "
+                f"{e(', '.join(o.missing))}</li>" for o in d.unknowns]
+        out.append("</ul>")
+    if why:
+        out.append("<h2>Rules considered</h2><table><tr><th>rule</th><th>status</th><th>why</th></tr>")
+        out += [f"<tr><td><code>{e(o.rule.id)}</code></td><td>{e(o.status)}</td><td>{e(o.reason)}</td></tr>"
+                for o in d.outcomes]
+        out.append("</table>")
+    if d.bundle.probes:
+        out.append("<h2>Evidence gathered</h2><table><tr><th>check</th><th>status</th><th>reason</th></tr>")
+        out += [f"<tr><td>{e(p.check or p.probe)}</td><td>{e(p.status.value)}</td><td>{e(p.reason)}</td></tr>"
+                for p in d.bundle.probes]
+        out.append("</table>")
+    out.append(f'<p class="muted">diagnose, rulebook {e(d.rulebook.version)}</p></body></html>')
+    return "\n".join(out) + "\n"
