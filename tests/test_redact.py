@@ -22,7 +22,7 @@ from diagnose.redact import Redactor
 from tests.conftest import REPO, run_cli
 
 EXAMPLES = sorted(p.parent.name for p in (REPO / "examples").glob("*/example.yaml"))
-FORMATS = ("text", "json", "markdown")
+FORMATS = ("text", "json", "markdown", "html")
 
 # ----------------------------------------------------------------------------- discovering the originals
 
