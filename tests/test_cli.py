@@ -273,3 +273,17 @@ def test_html_report_is_self_contained_and_escapes_evidence(tmp_path: Path):
     parser = Tags()
     parser.feed(page)
     assert parser.open == []
+
+
+@pytest.mark.parametrize("option,content", [("--capture", b"hello, not a capture\n"), ("--log", b"\x00\x01garbage\xff" * 50),
+                                            ("--services-export", b"nothing to see\n")])
+def test_a_named_input_that_is_not_what_it_claims_is_one_error_line(tmp_path: Path, option: str, content: bytes):
+    bad = tmp_path / "input.bin"
+    bad.write_bytes(content)
+    line = one_error_line(run_cli("run", "--offline", "--no-input", option, str(bad)), 2)
+    assert str(bad) in line
+
+
+def test_missing_capture_is_an_error_not_a_silent_skip(tmp_path: Path):
+    line = one_error_line(run_cli("run", "--offline", "--no-input", "--capture", str(tmp_path / "none.pcap")), 2)
+    assert "none.pcap" in line and "not found" in line
