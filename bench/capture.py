@@ -4,13 +4,18 @@ Generates a synthetic capture (default ~1 M packets, 52 k TCP connections, 200 o
 teardown label) as plain Ethernet/IPv4 pcap and as 802.1Q-tagged pcap (which goes through the general
 link-layer decoder), then times, in the same run:
 
-* `diagnose probe capture FILE` (a subprocess, like a user; wall time incl. start-up) and the
-  analysis alone in this process;
+* `diagnose probe capture FILE` (a subprocess, like a user; wall time incl. start-up) with one
+  worker process (`--jobs 1`) and with every CPU (`--jobs N`, each worker tracking its share of the
+  connections), and the analysis alone in this process, both ways;
 * `tshark -q -z conv,tcp -r FILE`;
-* peak memory (max RSS) of the `diagnose` process, on the whole file and on its first quarter:
-  with the same number of live connections, memory must not grow with the number of packets.
+* peak memory (max RSS) of the `diagnose` processes (the workers' peaks added), on the whole file
+  and on its first quarter: with the same number of live connections, memory must not grow with
+  the number of packets.
 
-Usage: python bench/capture.py [--connections N] [--keep DIR] [--no-tshark]
+Every figure is the best of `--repeat` runs on a warm page cache; the load average before each
+block is printed (the machine may be shared).
+
+Usage: python bench/capture.py [--connections N] [--keep DIR] [--reuse] [--repeat N] [--no-tshark]
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from diagnose.probes.capture import synth  # noqa: E402
-from diagnose.probes.capture.analysis import analyse  # noqa: E402
+from diagnose.probes.capture.analysis import analyse, cpu_count  # noqa: E402
 
 
 def generate(directory: Path, connections: int) -> tuple[Path, Path, Path, int]:
@@ -65,8 +70,16 @@ def _hwm(pid: int) -> int:
     return 0
 
 
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(x) for x in fh.read().split()]
+    except OSError:
+        return []
+
+
 def run_measured(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of one child process.
+    """Wall seconds and peak RSS (bytes) of one child process and the workers it starts (added).
 
     The peak is read from /proc/PID/status (VmHWM) while the child runs: `ru_maxrss` of a child
     would include the high-water mark this (big) parent had when it forked.
@@ -74,18 +87,29 @@ def run_measured(cmd: list[str]) -> tuple[float, int]:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    peak = 0
+    peaks: dict[int, int] = {}
     while True:
         pid, status = os.waitpid(proc.pid, os.WNOHANG)
         if pid:
             break
-        peak = max(peak, _hwm(proc.pid))
+        for p in (proc.pid, *_children(proc.pid)):
+            peaks[p] = max(peaks.get(p, 0), _hwm(p))
         time.sleep(0.005)
+    peak = sum(peaks.values())
     elapsed = time.perf_counter() - started
     if status != 0:
         err = proc.stderr.read().decode() if proc.stderr else ""
         raise SystemExit(f"{' '.join(cmd)} failed: {err}")
     return elapsed, peak
+
+
+def best_of(n: int, cmd: list[str]) -> tuple[float, int]:
+    runs = [run_measured(cmd) for _ in range(n)]
+    return min(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def load() -> str:
+    return f"load average {os.getloadavg()[0]:.2f}"
 
 
 def line(name: str, seconds: float, packets: int, size: int, rss: int | None = None) -> str:
@@ -98,43 +122,70 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", type=int, default=52_000)
     parser.add_argument("--keep", type=Path, help="write the captures here and keep them")
+    parser.add_argument("--reuse", action="store_true", help="use the captures already in --keep DIR")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the best is shown")
     parser.add_argument("--no-tshark", action="store_true")
     args = parser.parse_args()
     directory = args.keep or Path(tempfile.mkdtemp(prefix="bench-capture-"))
     directory.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}, "
-          f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
+    cpus = cpu_count()
+    print(f"machine: {platform.machine()} {cpus} CPUs, {platform.platform()}, "
+          f"Python {platform.python_version()}, {load()}")
     t0 = time.perf_counter()
-    plain, tagged, quarter, packets = generate(directory, args.connections)
+    plain, tagged, quarter = (directory / "bench-eth.pcap", directory / "bench-vlan.pcap",
+                              directory / "quarter.pcap")
+    if args.reuse and plain.exists() and tagged.exists() and quarter.exists():
+        packets = sum(1 for _ in _records(plain))
+        print(f"reusing {packets} packets from {directory}")
+    else:
+        plain, tagged, quarter, packets = generate(directory, args.connections)
+        print(f"generated {packets} packets, {args.connections} connections, {plain.stat().st_size / 1e6:.0f} MB "
+              f"in {time.perf_counter() - t0:.1f} s ({directory})")
     size, vsize = plain.stat().st_size, tagged.stat().st_size
-    print(f"generated {packets} packets, {args.connections} connections, {size / 1e6:.0f} MB "
-          f"in {time.perf_counter() - t0:.1f} s ({directory})")
+    for path in (plain, tagged, quarter):  # warm the page cache
+        with open(path, "rb") as fh:
+            while fh.read(1 << 24):
+                pass
     cmd = [sys.executable, "-m", "diagnose", "probe", "capture", "--format", "json", "-o", os.devnull]
+    n = max(1, args.repeat)
 
     # the analysis alone, in this process (no interpreter start-up)
-    for name, path, sz in (("analysis in-process, Ethernet/IPv4 (fast path)", plain, size),
-                           ("analysis in-process, 802.1Q (general decoder)", tagged, vsize)):
-        t, cpu = time.perf_counter(), time.process_time()
-        result = analyse([path])
-        wall, cpu = time.perf_counter() - t, time.process_time() - cpu
-        line_text = line(name, wall, packets, sz)
-        # CPU time too: on a shared machine, wall time also measures the neighbours
-        print(line_text + f"  [{sum(result.counts.values())} connections; CPU {cpu:.2f} s = "
-              f"{packets / cpu / 1e6:.2f} M packets/s]")
-    secs, rss = run_measured([*cmd, str(plain)])
-    print(line("diagnose probe capture, Ethernet/IPv4", secs, packets, size, rss))
-    secs_v, rss_v = run_measured([*cmd, str(tagged)])
-    print(line("diagnose probe capture, 802.1Q (general)", secs_v, packets, vsize, rss_v))
+    print(f"-- analysis in this process, best of {n} ({load()})")
+    for name, path, sz in (("Ethernet/IPv4 (fast path)", plain, size), ("802.1Q (general decoder)", tagged, vsize)):
+        for jobs in sorted({1, cpus}):
+            best = (float("inf"), 0.0, 0)
+            for _ in range(n):
+                t, cpu = time.perf_counter(), time.process_time()
+                result = analyse([path], jobs=jobs)
+                best = min(best, (time.perf_counter() - t, time.process_time() - cpu, sum(result.counts.values())))
+            wall, cpu, conns = best
+            # CPU time of this process too: on a shared machine, wall time also measures the neighbours
+            print(line(f"in-process {jobs} worker{'s' if jobs > 1 else ''}, {name}", wall, packets, sz)
+                  + f"  [{conns} connections; this process's CPU {cpu:.2f} s]")
+
+    print(f"-- diagnose probe capture (whole command), best of {n} ({load()})")
+    secs: dict[int, float] = {}
+    rss: dict[int, int] = {}
+    for jobs in sorted({1, cpus}):
+        secs[jobs], rss[jobs] = best_of(n, [*cmd, "--jobs", str(jobs), str(plain)])
+        print(line(f"diagnose probe capture --jobs {jobs}, Ethernet/IPv4", secs[jobs], packets, size, rss[jobs]))
+    for jobs in sorted({1, cpus}):
+        secs_v, rss_v = best_of(n, [*cmd, "--jobs", str(jobs), str(tagged)])
+        print(line(f"diagnose probe capture --jobs {jobs}, 802.1Q (general)", secs_v, packets, vsize, rss_v))
     qpackets = sum(1 for _ in _records(quarter))
-    secs_q, rss_q = run_measured([*cmd, str(quarter)])
-    print(line(f"diagnose probe capture, first {qpackets} packets", secs_q, qpackets, quarter.stat().st_size, rss_q))
-    print(f"memory: {rss_q / 1e6:.1f} MB for {qpackets} packets vs {rss / 1e6:.1f} MB for {packets} packets "
-          f"(x{rss / rss_q:.2f} for x{packets / qpackets:.1f} packets; same 200 live connections)")
+    secs_q, rss_q = best_of(n, [*cmd, "--jobs", str(cpus), str(quarter)])
+    print(line(f"diagnose probe capture --jobs {cpus}, first {qpackets} packets", secs_q, qpackets,
+               quarter.stat().st_size, rss_q))
+    print(f"memory: {rss_q / 1e6:.1f} MB for {qpackets} packets vs {rss[cpus] / 1e6:.1f} MB for {packets} packets "
+          f"(x{rss[cpus] / rss_q:.2f} for x{packets / qpackets:.1f} packets; same 200 live connections)")
     if not args.no_tshark and shutil.which("tshark"):
-        secs_t, rss_t = run_measured(["tshark", "-q", "-z", "conv,tcp", "-r", str(plain)])
+        print(f"-- tshark, best of {n} ({load()})")
+        secs_t, rss_t = best_of(n, ["tshark", "-q", "-z", "conv,tcp", "-r", str(plain)])
         print(line("tshark -q -z conv,tcp, Ethernet/IPv4", secs_t, packets, size, rss_t))
-        print(f"speed-up over tshark: x{secs_t / secs:.1f} (whole command), "
-              f"tshark peak RSS {rss_t / 1e6:.0f} MB")
+        print("speed-up over tshark (whole command): "
+              + ", ".join(f"x{secs_t / secs[j]:.1f} with --jobs {j}" for j in sorted(secs))
+              + f"; tshark peak RSS {rss_t / 1e6:.0f} MB")
+    print(f"({load()} at the end)")
     if not args.keep:
         shutil.rmtree(directory)
 

@@ -26,10 +26,13 @@ from diagnose.profile import SiteProfile, load_profile
 @click.option("--samples", type=click.IntRange(0, 1000), default=5, show_default=True,
               help="Sample connections kept per teardown label.")
 @click.option("--connections", is_flag=True, help="One capture.connection fact per connection.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=None,
+              help="Worker processes (each tracks its share of the connections; same facts). "
+                   "Default: every CPU for captures of 32 MB or more, else 1.")
 @format_option
 @output_option
 def capture_command(paths: tuple[Path, ...], tmg: tuple[str, ...], profile_path: Path | None, samples: int,
-                    connections: bool, fmt: str, output: str | None) -> None:
+                    connections: bool, jobs: int | None, fmt: str, output: str | None) -> None:
     """Read pcap, pcapng, NetMon .cap or NetMon text captures (gzip'd or not) and tell, for every
     TCP connection, how it ended (graceful, dirty-close, reset, refused, ...) and who ended it."""
     for addr in tmg:
@@ -40,7 +43,7 @@ def capture_command(paths: tuple[Path, ...], tmg: tuple[str, ...], profile_path:
     profile = load_profile(profile_path) if profile_path else SiteProfile()
     ctx = ProbeContext(profile=profile)
     spec = {"paths": [str(p) for p in paths], "tmg_addresses": list(tmg), "samples": samples,
-            "connections": connections, "strict": True}
+            "connections": connections, "strict": True, "jobs": jobs}
     started = time.monotonic()
     result = capture_probe(ctx, spec)
     run = ProbeRun("capture", result.status, result.reason, None,

@@ -3,21 +3,40 @@
 Finished connections are folded into counters keyed by (teardown, originator address, responder
 address and port, who sent the first FIN and RST), so memory stays bounded by the number of distinct
 host pairs and the live connections, not by the number of connections or packets. Up to `samples`
-connections per label are kept as examples (all of them with `keep_all`).
+connections per label and host pair are kept as examples (all of them with `keep_all`), for at most
+`MAX_BUCKETS` host pairs per label: the pairs that sort first by address bytes.
+
+Large captures are read by several processes at once (`jobs`): every worker reads every frame, but
+tracks only the connections it owns (`tcp.owner_of`: by ports, the same for both directions), so
+each connection is decided by one worker from all of its packets. The workers' `CaptureAnalysis`
+objects are then merged field by field (`CaptureAnalysis.merged`): counters add, per-file reads are
+taken from worker 0 (every worker reads the same frames), and the samples and the list of all
+connections are merged by the connections' finishing-order key (`tcp.C_ORDER`). The sample policy
+only depends on that key and on the host pair itself, so the result is the one a single process
+gives, fact for fact.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import ipaddress
+import os
+import pickle
+import threading
+import traceback
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
+from diagnose.errors import DiagnoseError
 from diagnose.probes.capture.formats import ReadResult, read_capture
 from diagnose.probes.capture.tcp import (
     C_CSUM,
     C_KEY,
+    C_ORDER,
     C_RZW,
     C_SRC,
     TEARDOWNS,
@@ -30,6 +49,13 @@ from diagnose.probes.capture.tcp import (
 
 WEB_PORTS = frozenset({443, 80})
 MAX_BUCKETS = 64  # sample buckets (host pairs) kept per label
+SPLIT_MIN_BYTES = 32 << 20  # below this total size a capture is read by one process
+MAX_AUTO_JOBS = 8
+
+# How `CaptureAnalysis.merged` combines a field of the workers' results (dataclass field metadata
+# "merge"; a field without it is added when it is a Counter or a number, concatenated when a list):
+FIRST = {"merge": "first"}  # the same in every worker (per-file reads, settings): worker 0's
+LATER = {"merge": "none"}  # derived after the merge (settle, decide_tmg): left empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,20 +71,25 @@ class AggKey:
 
 @dataclass
 class CaptureAnalysis:
-    reads: list[ReadResult] = field(default_factory=list)
-    counts: Counter = field(default_factory=Counter)  # AggKey -> connections
-    bad_checksums: Counter = field(default_factory=Counter)  # AggKey -> bad-checksum frames
-    samples: dict[str, dict[tuple[str, str], list[Connection]]] = field(default_factory=dict)
-    all_connections: list[Connection] | None = None
-    tmg: frozenset[str] = frozenset()
-    tmg_inferred: bool = False
-    tcp_packets: int = 0
-    total_bad_checksums: int = 0
-    sample_limit: int = 5
-    sources: list[str] = field(default_factory=list)
+    reads: list[ReadResult] = field(default_factory=list, metadata=FIRST)
+    counts: Counter = field(default_factory=Counter, metadata=LATER)  # AggKey -> connections
+    bad_checksums: Counter = field(default_factory=Counter, metadata=LATER)  # AggKey -> bad-checksum frames
+    samples: dict[str, dict[tuple[str, str], list[Connection]]] = field(default_factory=dict, metadata=LATER)
+    all_connections: list[Connection] | None = field(default=None, metadata=LATER)
+    tmg: frozenset[str] = field(default=frozenset(), metadata=LATER)
+    tmg_inferred: bool = field(default=False, metadata=LATER)
+    tcp_packets: int = field(default=0, metadata=FIRST)  # every worker counts every TCP frame
+    total_bad_checksums: int = 0  # counted by the worker that owns the connection
+    sample_limit: int = field(default=5, metadata=FIRST)
+    sources: list[str] = field(default_factory=list, metadata=FIRST)
     raw_counts: Counter = field(default_factory=Counter)
     raw_bad: Counter = field(default_factory=Counter)
-    raw_samples: dict = field(default_factory=dict)
+    # label -> host pair (raw) -> [(finishing order, Connection)], at most MAX_BUCKETS pairs per label
+    raw_samples: dict = field(default_factory=dict, metadata={"merge": "samples"})
+    # [(finishing order, Connection)] with keep_all
+    raw_connections: list | None = field(default=None, metadata={"merge": "ordered"})
+    # label -> (rank, pair) of the last-sorting pair kept while a label has MAX_BUCKETS pairs
+    bucket_cut: dict = field(default_factory=dict, metadata=LATER)
 
     # -- collecting -------------------------------------------------------------------------------
     def add(self, c: list) -> None:
@@ -75,8 +106,8 @@ class CaptureAnalysis:
         self.raw_counts[raw] += 1
         if c[C_CSUM]:
             self.raw_bad[raw] += c[C_CSUM]
-        if self.all_connections is not None:
-            self.all_connections.append(build_connection(c, self.sources[c[C_SRC]]))
+        if self.raw_connections is not None:
+            self.raw_connections.append((c[C_ORDER], build_connection(c, self.sources[c[C_SRC]])))
         if not self.sample_limit:
             return
         buckets = self.raw_samples.setdefault(label, {})
@@ -84,10 +115,19 @@ class CaptureAnalysis:
         bucket = buckets.get(pair)
         if bucket is None:
             if len(buckets) >= MAX_BUCKETS:
-                return
+                # keep the MAX_BUCKETS pairs that sort first: a pair dropped here has that many
+                # smaller pairs in this worker alone, so it is not among the kept ones of any run
+                cut = self.bucket_cut.get(label)
+                if cut is None:
+                    last = max(buckets, key=_pair_rank)
+                    cut = self.bucket_cut[label] = (_pair_rank(last), last)
+                if _pair_rank(pair) >= cut[0]:
+                    return
+                del buckets[cut[1]]
+                del self.bucket_cut[label]
             bucket = buckets[pair] = []
         if len(bucket) < self.sample_limit:
-            bucket.append(build_connection(c, self.sources[c[C_SRC]]))
+            bucket.append((c[C_ORDER], build_connection(c, self.sources[c[C_SRC]])))
 
     def settle(self) -> None:
         """Turn the raw (bytes-keyed) tallies into address-keyed ones."""
@@ -108,7 +148,46 @@ class CaptureAnalysis:
             if raw in self.raw_bad:
                 self.bad_checksums[key] += self.raw_bad[raw]
         for label, buckets in self.raw_samples.items():
-            self.samples[label] = {(text(a), text(b)): conns for (a, b), conns in buckets.items()}
+            # pairs in the order their first sample finished, samples in finishing order
+            ordered = sorted(buckets.items(), key=lambda kv: kv[1][0][0])
+            self.samples[label] = {(text(a), text(b)): [conn for _order, conn in conns] for (a, b), conns in ordered}
+        if self.raw_connections is not None:
+            self.all_connections = [conn for _order, conn in self.raw_connections]
+
+    # -- merging the workers of a split run ---------------------------------------------------------
+    @classmethod
+    def merged(cls, parts: list[CaptureAnalysis]) -> CaptureAnalysis:
+        """One analysis from the (unsettled) analyses of the workers of a split run, as if one
+        process had read the capture: every field is combined by its "merge" metadata."""
+        out = cls()
+        first = parts[0]
+        for f in fields(cls):
+            how = f.metadata.get("merge")
+            values = [getattr(p, f.name) for p in parts]
+            if how == "none":
+                continue
+            if how == "first":
+                value = values[0]
+            elif how == "samples":
+                value = _merge_samples(values, first.sample_limit)
+            elif how == "ordered":
+                value = None if values[0] is None else list(heapq.merge(*values, key=lambda t: t[0]))
+            elif isinstance(values[0], Counter):
+                value = Counter()
+                for v in values:
+                    value.update(v)
+            elif isinstance(values[0], (int, float)) and not isinstance(values[0], bool):
+                value = sum(values)
+            elif isinstance(values[0], list):
+                value = [x for v in values for x in v]
+            elif isinstance(values[0], dict):
+                value = {}
+                for v in values:
+                    value.update(v)
+            else:
+                value = values[0]
+            setattr(out, f.name, value)
+        return out
 
     # -- roles ------------------------------------------------------------------------------------
     def decide_tmg(self, given: Iterable[str]) -> None:
@@ -160,7 +239,7 @@ class CaptureAnalysis:
                 servers[_endpoint(key.resp_ip, key.resp_port)][key] += n
         for leg, counts in sorted(legs.items()):
             out[f"leg:{leg}"] = ("leg", leg, None, counts)
-        top = sorted(servers.items(), key=lambda kv: -sum(kv[1].values()))[:50]
+        top = sorted(servers.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:50]
         for server, counts in top:
             out[f"server:{server}"] = ("server", None, server, counts)
         return out
@@ -216,13 +295,69 @@ def _endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+def _pair_rank(pair: tuple[bytes | str, bytes | str]) -> tuple[bytes, bytes]:
+    """A total order of host pairs that does not depend on when they were seen."""
+    a, b = pair
+    return (a.encode() if isinstance(a, str) else a, b.encode() if isinstance(b, str) else b)
+
+
+def _merge_samples(values: list[dict], limit: int) -> dict:
+    out: dict = {}
+    for label in {label for v in values for label in v}:
+        pairs: dict = {}
+        for v in values:
+            for pair, conns in v.get(label, {}).items():
+                pairs.setdefault(pair, []).append(conns)
+        kept = sorted(pairs, key=_pair_rank)[:MAX_BUCKETS]
+        out[label] = {pair: list(heapq.merge(*pairs[pair], key=lambda t: t[0]))[:limit] for pair in kept}
+    return out
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def plan_jobs(paths: list[Path], jobs: int | None) -> int:
+    """Worker processes for these files: `jobs` when given, else every CPU (at most MAX_AUTO_JOBS)
+    when the files total at least SPLIT_MIN_BYTES, else 1."""
+    if jobs is not None:
+        return max(1, jobs)
+    size = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            size += path.stat().st_size
+    return min(cpu_count(), MAX_AUTO_JOBS) if size >= SPLIT_MIN_BYTES else 1
+
+
 def analyse(paths: Iterable[Path], tmg_addresses: Iterable[str] = (), samples: int = 5, keep_all: bool = False,
-            progress: Callable[[str], None] | None = None) -> CaptureAnalysis:
-    """Read every capture (InputError for a file that is not a capture) and aggregate its connections."""
+            progress: Callable[[str], None] | None = None, jobs: int | None = None,
+            method: str | None = None) -> CaptureAnalysis:
+    """Read every capture (InputError for a file that is not a capture) and aggregate its connections.
+
+    `jobs`: worker processes (default: see `plan_jobs`); `method`: how workers start, "fork" (the
+    default where the platform has it and this process runs no other thread) or "spawn".
+    """
+    paths = [Path(p) for p in paths]
+    n = plan_jobs(paths, jobs)
+    if n <= 1:
+        result = analyse_share(paths, samples, keep_all, 1, 0, progress)
+    else:
+        result = _split(paths, samples, keep_all, n, progress, method)
+    result.settle()
+    result.decide_tmg(tmg_addresses)
+    return result
+
+
+def analyse_share(paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
+                  progress: Callable[[str], None] | None = None) -> CaptureAnalysis:
+    """The connections owned by worker `index` of `jobs` (all of them for 1 of 1), not yet settled."""
     result = CaptureAnalysis(sample_limit=max(0, samples))
     if keep_all:
-        result.all_connections = []
-    tracker = Tracker(result.add)
+        result.raw_connections = []
+    tracker = Tracker(result.add, jobs, index)
     result.sources = tracker.sources
     for path in paths:
         if progress:
@@ -232,6 +367,122 @@ def analyse(paths: Iterable[Path], tmg_addresses: Iterable[str] = (), samples: i
         tracker.finish_all()
     result.tcp_packets = tracker.tcp_packets
     result.total_bad_checksums = tracker.bad_checksums
-    result.settle()
-    result.decide_tmg(tmg_addresses)
     return result
+
+
+# -- worker processes -------------------------------------------------------------------------------
+def _share_payload(paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int) -> bytes:
+    """A worker's result, or its failure, pickled for the parent."""
+    payload: tuple[str, Any]
+    try:
+        payload = ("ok", analyse_share(paths, samples, keep_all, jobs, index))
+    except DiagnoseError as exc:
+        payload = ("diagnose", (type(exc), exc.message, exc.where))
+    except BaseException:  # any failure (even Ctrl-C) is reported to the parent, which raises it
+        payload = ("error", traceback.format_exc())
+    return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unpack(data: bytes, index: int) -> CaptureAnalysis:
+    if not data:
+        raise RuntimeError(f"capture worker {index} ended without a result")
+    status, value = pickle.loads(data)
+    if status == "ok":
+        return value
+    if status == "diagnose":
+        kind, message, at = value
+        raise kind(message, at)
+    raise RuntimeError(f"capture worker {index} failed:\n{value}")
+
+
+def _spawned(conn, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int) -> None:
+    """Entry point of a spawned worker."""
+    conn.send_bytes(_share_payload(paths, samples, keep_all, jobs, index))
+    conn.close()
+
+
+class _Forked:
+    """Worker `index` in a forked child; its pickled result comes back through a pipe."""
+
+    def __init__(self, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int) -> None:
+        self.index = index
+        read_fd, write_fd = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: compute, write, leave without running the parent's cleanup
+            status = 1
+            try:
+                os.close(read_fd)
+                data = _share_payload(paths, samples, keep_all, jobs, index)
+                with os.fdopen(write_fd, "wb") as fh:
+                    fh.write(data)
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write_fd)
+        self.fd = read_fd
+
+    def result(self) -> CaptureAnalysis:
+        with os.fdopen(self.fd, "rb") as fh:
+            data = fh.read()
+        os.waitpid(self.pid, 0)
+        self.pid = 0
+        return _unpack(data, self.index)
+
+    def stop(self) -> None:
+        if self.pid:
+            try:
+                os.kill(self.pid, 15)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.pid = 0
+
+
+class _Spawned:
+    """Worker `index` in a spawned interpreter (no fork, or other threads in this process)."""
+
+    def __init__(self, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.index = index
+        self.conn, child = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_spawned, args=(child, paths, samples, keep_all, jobs, index), daemon=True)
+        self.proc.start()
+        child.close()
+
+    def result(self) -> CaptureAnalysis:
+        try:
+            data = self.conn.recv_bytes()
+        except EOFError:
+            data = b""
+        self.proc.join()
+        return _unpack(data, self.index)
+
+    def stop(self) -> None:
+        if self.proc.is_alive():
+            self.proc.terminate()
+        self.proc.join()
+
+
+def _split(paths: list[Path], samples: int, keep_all: bool, jobs: int,
+           progress: Callable[[str], None] | None, method: str | None) -> CaptureAnalysis:
+    """Workers 1 .. jobs-1 in child processes, worker 0 here; their results merged."""
+    if method is None:
+        method = "fork" if hasattr(os, "fork") and threading.active_count() == 1 else "spawn"
+    if method not in ("fork", "spawn"):
+        raise ValueError(f"unknown start method {method!r}")
+    if method == "fork":
+        # whatever the workers import later is imported now, before the fork
+        from diagnose.probes.capture import netmon_text  # noqa: F401
+    starter = _Forked if method == "fork" else _Spawned
+    children: list[_Forked | _Spawned] = []
+    try:
+        for index in range(1, jobs):
+            children.append(starter(paths, samples, keep_all, jobs, index))
+        parts = [analyse_share(paths, samples, keep_all, jobs, 0, progress)]
+        parts.extend(child.result() for child in children)
+    finally:
+        for child in children:
+            child.stop()
+    return CaptureAnalysis.merged(parts)

@@ -197,6 +197,7 @@ def _feeder(data, tracker: Tracker):
     ip4 = _IP4TCP.unpack_from
     seqof = _SEQ.unpack_from
     ip_offset, decode = linklayer.ip_offset, linklayer.decode_tcp
+    jobs, index = tracker.jobs, tracker.index
 
     def feed(lt: int, p: int, incl: int, frame: int, ts: float) -> bool:
         end = p + incl
@@ -207,6 +208,8 @@ def _feeder(data, tracker: Tracker):
         if version == 4 and ip + 40 <= end:
             vihl, tl, frag, proto, doff, fl, win = ip4(data, ip)
             if vihl == 0x45 and proto == 6 and not frag & 0x1FFF:
+                if jobs > 1 and (data[ip + 21] ^ data[ip + 23]) % jobs != index:
+                    return True  # another worker's connection (tcp.owner_of)
                 key = data[ip + 12:ip + 24]
                 plen = tl - 20 - ((doff >> 4) << 2)
                 if fl & 0x17 == 0x10:  # ACK, no SYN/FIN/RST
@@ -275,7 +278,7 @@ def _read_pcap(data, result: ReadResult, tracker: Tracker) -> None:
         if feed(lt, p, incl, frame, ts):
             tcp += 1
         if not frame & mask:
-            tracker.sweep(ts)
+            tracker.sweep(ts, frame)
             release(off)
     result.frames += frame
     result.tcp_frames += tcp
@@ -288,9 +291,11 @@ def _read_pcap(data, result: ReadResult, tracker: Tracker) -> None:
 # * frame bytes 12-15 (ethertype, version/IHL, TOS): plain IPv4 reads 0x??450008 (mask 0xFFFFFF);
 # * frame bytes 20-23 (flags/fragment offset, TTL, protocol): TCP and not a later fragment reads
 #   0x06??00?? (mask 0xFF00FF1F == 0x06000000);
+# * frame bytes 35 and 37, the low bytes of the TCP source and destination ports (which worker owns
+#   the connection in a split run: `tcp.owner_of`), as small ints;
 # * frame bytes 46-49 (TCP data offset, flags, window): the flags are bits 8-15 (ACK without
 #   SYN/FIN/RST is `& 0x1700 == 0x1000`), a zero window reads below 0x10000.
-_FUSED = struct.Struct("<8xI16xI4xI22xI")
+_FUSED = struct.Struct("<8xI16xI4xI11xBxB8xI")
 _TS = struct.Struct("<II")
 
 
@@ -299,7 +304,9 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
 
     A segment of a known connection without SYN/FIN/RST only bumps counters here; the rest (new
     connections, SYN/FIN/RST, a direction's first ACK or data, zero windows) goes to the tracker, and
-    anything other than plain Ethernet/IPv4/TCP to the general path.
+    anything other than plain Ethernet/IPv4/TCP to the general path. A worker of a split run
+    (`tracker.jobs` > 1) drops the segments of connections it does not own right here: the low bytes
+    of the two ports (frame bytes 35 and 37) XORed, modulo the number of workers (`tcp.owner_of`).
     """
     end = len(data)
     limit = end - _FUSED.size
@@ -312,12 +319,14 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
     release = _Releaser(data)
     off, frame, other = 24, 0, 0
     mask = SWEEP_EVERY - 1
+    jobs, index = tracker.jobs, tracker.index
+    mine = tuple(x % jobs == index for x in range(256))  # by sport ^ dport low bytes (tcp.owner_of)
     while off < end:
         if off <= limit:
-            incl, eth_ip, frag_proto, tcpw = fused(data, off)
+            incl, eth_ip, frag_proto, sport, dport, tcpw = fused(data, off)
         elif off + 16 <= end:
             incl = hdr(data, off)[2]
-            eth_ip = frag_proto = tcpw = 0
+            eth_ip = frag_proto = tcpw = sport = dport = 0
         else:
             result.stop(off, "record header cut short")
             break
@@ -330,9 +339,11 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
         off = nxt
         if not frame & mask:
             ts_s, ts_f = tsof(data, p - 16)
-            tracker.sweep(ts_s + ts_f * scale)
+            tracker.sweep(ts_s + ts_f * scale, frame - 1)  # before this frame is read
             release(off)
         if eth_ip & 0xFFFFFF == 0x450008 and frag_proto & 0xFF00FF1F == 0x06000000 and incl >= 54:
+            if not mine[sport ^ dport]:
+                continue  # another worker's connection
             if tcpw & 0x1700 == 0x1000:  # ACK, no SYN/FIN/RST
                 ent = get(data[p + 26:p + 38])
                 if ent is not None:
@@ -438,7 +449,7 @@ def _read_pcapng(data, result: ReadResult, tracker: Tracker) -> None:
                 if feed(lt, p, incl, frame, ts):
                     tcp += 1
                 if not frame & (SWEEP_EVERY - 1):
-                    tracker.sweep(ts)
+                    tracker.sweep(ts, frame)
                     release(off)
         off += blen
     result.frames += frame
@@ -558,7 +569,7 @@ def _read_netmon(data, result: ReadResult, tracker: Tracker) -> None:
         if feed(lt, p, incl, number, ts):
             tcp += 1
         if not number & (SWEEP_EVERY - 1):
-            tracker.sweep(ts)
+            tracker.sweep(ts, number)
     result.frames += frame
     result.tcp_frames += tcp
     tracker.tcp_packets += tcp

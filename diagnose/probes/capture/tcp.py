@@ -42,8 +42,16 @@ INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 # indices of the per-connection list
 (C_FIRST, C_LAST, C_PK0, C_PK1, C_SEEN, C_HIST, C_T0, C_TL, C_ST0, C_ST1, C_FIN0, C_FIN1, C_FTS0,
  C_FTS1, C_RST0, C_RST1, C_RTS0, C_RTS1, C_RZW, C_KEY, C_CSUM, C_SEQ, C_LOG, C_SRC, C_CLOSED,
- C_DONE, C_SYNS, C_SYNACK, C_SPARE) = range(29)
-_WIDTH = 29
+ C_DONE, C_SYNS, C_SYNACK, C_SPARE, C_ORDER) = range(30)
+_WIDTH = 30
+
+# finishing-order key of a connection (C_ORDER), set when it is handed to the sink:
+# (source index, frame, phase, close time, frame). Phase 0: a port reuse while frame `frame` was read;
+# 1: a sweep after frame `frame` (then by close time and the frame that closed it); 2: end of the file
+# (frame = END, then by first frame). Each connection's key depends only on its own packets and on
+# the frames at which sweeps happen, never on other connections, so the connections of a capture
+# split between processes by ownership (`owner_of`) come out in the same order when merged by key.
+END = 1 << 62
 
 # bits of C_SEEN (once-per-direction letters), originator bit first
 SEEN_A = (1, 2)
@@ -121,18 +129,37 @@ def _ports(key: bytes | str) -> tuple[int, int]:
     return (key[2 * n] << 8) | key[2 * n + 1], (key[2 * n + 2] << 8) | key[2 * n + 3]
 
 
+def owner_of(key: bytes | str, jobs: int) -> int:
+    """The worker (0 .. jobs-1) that tracks the connection of `key`: the low bytes of the two ports
+    XORed, modulo `jobs`, the same for both directions. The fused pcap loop computes the same from
+    frame bytes 35 and 37."""
+    if isinstance(key, str):
+        _src, _dst, sport, dport, _conv = key.split("|")
+        return ((int(sport) ^ int(dport)) & 0xFF) % jobs
+    return (key[-1] ^ key[-3]) % jobs
+
+
 def _server_like(port: int) -> bool:
     return port in WELL_KNOWN or port < 1024
 
 
 class Tracker:
     """Feeds TCP segments into per-connection state; hands finished connections (the raw state
-    list; `build_connection` makes a `Connection` of it) to `sink`."""
+    list; `build_connection` makes a `Connection` of it) to `sink`, in finishing order (`C_ORDER`).
 
-    def __init__(self, sink: Callable[[list], None]) -> None:
+    With `jobs` > 1 this tracker is one of `jobs` workers that all read the same capture: it keeps
+    only the connections it owns (`owner_of(key, jobs) == index`) and ignores other segments.
+    """
+
+    def __init__(self, sink: Callable[[list], None], jobs: int = 1, index: int = 0) -> None:
         # key (sender order) -> (connection list, direction 0 = originator / 1 = responder)
         self.conns: dict[bytes | str, tuple[list, int]] = {}
-        self.closing: deque[list] = deque()
+        # (close time, frame that closed it, connection), kept sorted by (time, frame)
+        self.closing: deque[tuple[float, int, list]] = deque()
+        self._last_close = float("-inf")
+        self._unsorted = False
+        self.jobs = max(1, jobs)
+        self.index = index
         self.sink = sink
         self.source = ""
         self.source_index = 0
@@ -149,12 +176,14 @@ class Tracker:
                plen: int, seq: int, bad: bool) -> None:
         ent = self.conns.get(key)
         if ent is None:
+            if self.jobs > 1 and owner_of(key, self.jobs) != self.index:
+                return  # another worker's connection
             c, d = self._new(frame, ts, key, rkey, flags)
         else:
             c, d = ent
             if flags & 0x12 == SYN and c[C_CLOSED] is not None and seq != c[C_SEQ][2 + d]:
                 # a new SYN on a connection that has ended: port reuse, a new connection
-                self._finish(c)
+                self._finish(c, (self.source_index, frame, 0, 0.0, 0))
                 c, d = self._new(frame, ts, key, rkey, flags)
         c[C_LAST] = frame
         c[C_PK0 + d] += 1
@@ -233,7 +262,11 @@ class Tracker:
             self._log_letter(c, d, "w")
         if c[C_CLOSED] is None and (c[C_RST0] or c[C_RST1] or (c[C_FIN0] and c[C_FIN1])):
             c[C_CLOSED] = ts
-            self.closing.append(c)
+            self.closing.append((ts, frame, c))
+            if ts < self._last_close:
+                self._unsorted = True  # time went backwards: sort before the next sweep
+            else:
+                self._last_close = ts
 
     def _new(self, frame: int, ts: float, key: bytes | str, rkey: bytes | str | None,
              flags: int) -> tuple[list, int]:
@@ -247,7 +280,8 @@ class Tracker:
             if _server_like(sport) and not _server_like(dport):
                 d = 1
         c = [frame, frame, 0, 0, 0, "^" if d else "", ts, ts, INACTIVE, INACTIVE, 0, 0, None, None, 0, 0, None,
-             None, None, rkey if d else key, 0, [None] * 8, None, self.source_index, None, False, False, False, None]
+             None, None, rkey if d else key, 0, [None] * 8, None, self.source_index, None, False, False, False, None,
+             None]
         self.conns[key] = (c, d)
         self.conns[rkey] = (c, 1 - d)
         return c, d
@@ -283,17 +317,23 @@ class Tracker:
             c[C_HIST] += letter if d else letter.upper()
 
     # -- finishing -------------------------------------------------------------------------------
-    def sweep(self, now: float) -> None:
-        """Finalise connections closed more than LINGER seconds before `now`."""
+    def sweep(self, now: float, after: int = 0) -> None:
+        """Finalise every connection closed more than LINGER seconds before `now`, in the order of
+        (close time, closing frame); `after` is the last frame read before this sweep."""
         closing = self.closing
+        if self._unsorted:
+            self.closing = closing = deque(sorted(closing, key=lambda t: (t[0], t[1])))
+            self._unsorted = False
         limit = now - LINGER
-        while closing and closing[0][C_CLOSED] <= limit:
-            c = closing.popleft()
+        src = self.source_index
+        while closing and closing[0][0] <= limit:
+            ts, frame, c = closing.popleft()
             if not c[C_DONE]:
-                self._finish(c)
+                self._finish(c, (src, after, 1, ts, frame))
 
-    def _finish(self, c: list) -> None:
+    def _finish(self, c: list, order: tuple) -> None:
         c[C_DONE] = True
+        c[C_ORDER] = order
         key = c[C_KEY]
         ent = self.conns.get(key)
         if ent is not None and ent[0] is c:
@@ -304,16 +344,16 @@ class Tracker:
         self.sink(c)
 
     def finish_all(self) -> None:
-        """End of input: every connection still known is finalised."""
-        seen: set[int] = set()
-        for c, _d in list(self.conns.values()):
-            if id(c) in seen or c[C_DONE]:
-                continue
-            seen.add(id(c))
+        """End of input: every connection still known is finalised, in the order they began."""
+        src = self.source_index
+        for c in sorted((c for c in self.live() if not c[C_DONE]), key=lambda c: c[C_FIRST]):
             c[C_DONE] = True
+            c[C_ORDER] = (src, END, 2, 0.0, c[C_FIRST])
             self.sink(c)
         self.conns.clear()
         self.closing.clear()
+        self._last_close = float("-inf")
+        self._unsorted = False
 
     def live(self) -> Iterator[list]:
         seen: set[int] = set()
