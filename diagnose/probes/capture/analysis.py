@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from diagnose.probes.capture.formats import ReadResult, read_capture
 from diagnose.probes.capture.tcp import (
@@ -59,6 +60,11 @@ class CaptureAnalysis:
     raw_counts: Counter = field(default_factory=Counter)
     raw_bad: Counter = field(default_factory=Counter)
     raw_samples: dict = field(default_factory=dict)
+    # Status 64 matching (see match.py): the matcher is input, not a result; candidates concatenate
+    # across workers, spans merge by min/max per source
+    matcher: Any = None
+    s64_candidates: list[tuple] = field(default_factory=list)
+    s64_spans: dict[int, list[float]] = field(default_factory=dict)
 
     # -- collecting -------------------------------------------------------------------------------
     def add(self, c: list) -> None:
@@ -73,6 +79,8 @@ class CaptureAnalysis:
             orig, resp, port = key[:n], key[n:2 * n], (key[2 * n + 2] << 8) | key[2 * n + 3]
         raw = (label, orig, resp, port, fin_by, rst_by, bool(c[C_RZW]))
         self.raw_counts[raw] += 1
+        if self.matcher is not None:
+            self.matcher.see(c, self)
         if c[C_CSUM]:
             self.raw_bad[raw] += c[C_CSUM]
         if self.all_connections is not None:
@@ -217,9 +225,10 @@ def _endpoint(ip: str, port: int) -> str:
 
 
 def analyse(paths: Iterable[Path], tmg_addresses: Iterable[str] = (), samples: int = 5, keep_all: bool = False,
-            progress: Callable[[str], None] | None = None) -> CaptureAnalysis:
-    """Read every capture (InputError for a file that is not a capture) and aggregate its connections."""
-    result = CaptureAnalysis(sample_limit=max(0, samples))
+            progress: Callable[[str], None] | None = None, matcher: Any = None) -> CaptureAnalysis:
+    """Read every capture (InputError for a file that is not a capture) and aggregate its connections;
+    `matcher` (a `match.Status64Matcher`) sees every finished connection."""
+    result = CaptureAnalysis(sample_limit=max(0, samples), matcher=matcher)
     if keep_all:
         result.all_connections = []
     tracker = Tracker(result.add)
