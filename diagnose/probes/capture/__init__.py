@@ -117,7 +117,7 @@ def match_fact(matcher: Status64Matcher, analysis: CaptureAnalysis,
     excerpts.update(text_excerpts(readable, out.cited_frames))
     fact = make_fact(
         "capture.status64_match", "all", PROBE,
-        source=", ".join(Path(f).name for f in found.files[:5]) + (" ..." if len(found.files) > 5 else "") or None,
+        source=_names([p.name for p in readable]) + " <-> " + _names([Path(f).name for f in found.files]),
         entries=entries, matched=sum(out.matched.values()),
         matched_dirty_close_by_tmg=out.matched["dirty_close_by_tmg"],
         matched_reset_by_server=out.matched["reset_by_server"], matched_other=out.matched["other"],
@@ -199,3 +199,7 @@ def _excerpts(analysis: CaptureAnalysis) -> dict[str, str]:
             if number in frames:
                 out[f"{Path(read.source).name}:{lineno}"] = text
     return out
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "") or "-"
