@@ -386,13 +386,14 @@ def classify(e: Status64Entry, cand: tuple, analysis: CaptureAnalysis) -> str:
     """dirty_close_by_tmg | reset_by_server | other, for an entry and its matched connection."""
     teardown, fin_by, rst_by, orig_ip, resp_ip, entry_side = cand[7], cand[8], cand[9], cand[10], cand[11], cand[12]
     other = {"originator": "responder", "responder": "originator"}
-    if e.leg == "server":
-        tmg_side: str | None = entry_side
-    elif e.leg == "client":
-        return "other"
-    else:
-        leg = analysis.leg(orig_ip, resp_ip)
-        tmg_side = "originator" if leg == "server" else None
+    # the capture's side of TMG (given, else inferred) when it has addresses; for a port-only match
+    # (or when the capture cannot tell) the log's: on the server leg TMG is the entry's source
+    leg = analysis.leg(orig_ip, resp_ip) if orig_ip != "?" else "unknown"
+    tmg_side: str | None = None
+    if leg == "server":
+        tmg_side = "originator"
+    elif leg == "unknown" and e.leg == "server":
+        tmg_side = entry_side
     if tmg_side is None:
         return "other"
     server_side = other[tmg_side]
