@@ -173,23 +173,24 @@ class Status64Matcher:
         self.zone = ZoneInfo(tz) if tz else None
         self.tz = tz
         self.tolerance = float(tolerance)
-        self.by_key: dict[bytes, Any] = {}  # canonical packed 4-tuple -> (entry id, forward) or a list
+        self.by_key: dict[bytes, Any] = {}  # canonical packed 4-tuple -> id << 1 | forward, or a list
         self.by_text: dict[tuple, Any] = {}  # canonical (ip, port, ip, port) -> same
         self.by_ports: dict[tuple[int, int], Any] = {}
         self.best: dict[int, int] = {}  # entry id -> index into analysis.s64_candidates
         self.port_only: set[int] = set()  # sources keyed by ports only (text exports without addresses)
-        want_ports = any(c.kind == "text" for c in self.clocks)
+        texts = any(c.kind == "text" for c in self.clocks)  # text exports are keyed by text, or ports
         for eid, e in enumerate(self.entries):
             if e.src_ip and e.dst_ip:
                 packed = _pack(e.src_ip, e.src_port, e.dst_ip, e.dst_port)
                 if packed is not None:
                     fwd, rev = packed
-                    _put(self.by_key, min(fwd, rev), (eid, fwd <= rev))
-                a, b = (e.src_ip, e.src_port), (e.dst_ip, e.dst_port)
-                _put(self.by_text, (a + b) if a <= b else (b + a), (eid, a <= b))
-            if want_ports:
-                a2, b2 = e.src_port, e.dst_port
-                _put(self.by_ports, (a2, b2) if a2 <= b2 else (b2, a2), (eid, a2 <= b2))
+                    _put(self.by_key, min(fwd, rev), eid << 1 | (fwd <= rev))
+                if texts:
+                    a, b = (e.src_ip, e.src_port), (e.dst_ip, e.dst_port)
+                    _put(self.by_text, (a + b) if a <= b else (b + a), eid << 1 | (a <= b))
+            if texts:
+                p, q = e.src_port, e.dst_port
+                _put(self.by_ports, (p, q) if p <= q else (q, p), eid << 1 | (p <= q))
         for clock in self.clocks:
             if clock.kind == "text":
                 self._fit(clock)
@@ -289,7 +290,8 @@ class Status64Matcher:
             return
         clock = self.clocks[src] if src < len(self.clocks) else SourceClock("absolute")
         end = tl if c[C_CLOSED] is not None else None
-        for eid, entry_forward in (hit if isinstance(hit, list) else (hit,)):
+        for packed_id in (hit if isinstance(hit, list) else (hit,)):
+            eid, entry_forward = packed_id >> 1, bool(packed_id & 1)
             e = self.entries[eid]
             t = self.entry_time(e, clock)
             if t is None:
@@ -404,7 +406,8 @@ def classify(e: Status64Entry, cand: tuple, analysis: CaptureAnalysis) -> str:
     return "other"
 
 
-def _put(index: dict, key: Any, value: tuple[int, bool]) -> None:
+def _put(index: dict, key: Any, value: int) -> None:
+    """value: entry id << 1 | (the key is in the entry's source-to-destination order)."""
     have = index.get(key)
     if have is None:
         index[key] = value
