@@ -5,10 +5,14 @@ gzip'd), `tmg_addresses` (else the profile's, else inferred), `internal_addresse
 servers; used to name the server leg when no TMG address is known), `samples` (connections kept
 per teardown label, default 5), `connections` (true: one fact per connection), `strict` (true: a
 file that is missing or not a capture raises `InputError` instead of being reported), `jobs` (worker
-processes; default: every CPU for captures of 32 MB or more, else one; the facts are the same).
+processes; default: every CPU for captures of 32 MB or more, else one; the facts are the same),
+`log_paths` and `tz` (TMG logs, and their zone for local-time formats: their Status 64 entries are
+matched to the captured connections), `match_tolerance` (seconds, default 2), `match_limit`
+(entries kept, default 200,000).
 
-Facts: `capture.teardown_summary` for all connections, each leg and each server, and
-`capture.connection` for sample connections of each label.
+Facts: `capture.teardown_summary` for all connections, each leg and each server,
+`capture.connection` for sample connections of each label, and with `log_paths`
+`capture.status64_match`: how many Status 64 entries match TMG's dirty closes toward the server.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from diagnose.errors import InputError
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.capture.analysis import CaptureAnalysis, analyse
+from diagnose.probes.capture.match import Status64Matcher
 from diagnose.probes.capture.tcp import Connection
 from diagnose.probes.spec import spec_list
 
@@ -46,9 +51,10 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
             problems.append(f"{path}: not found")
             continue
         readable.append(path)
+    matcher = _matcher(ctx, spec, readable, tmg, internal, problems, strict)
     try:
         analysis = analyse(readable, tmg, samples=samples, keep_all=bool(spec.get("connections")),
-                           progress=lambda m: ctx.progress(ctx.check or PROBE, m), jobs=jobs)
+                           progress=lambda m: ctx.progress(ctx.check or PROBE, m), jobs=jobs, matcher=matcher)
     except InputError as exc:
         if strict:
             raise
@@ -60,13 +66,72 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
         if originators:
             analysis.tmg, analysis.tmg_inferred = frozenset(originators), True
     facts = build_facts(analysis)
+    excerpts = _excerpts(analysis)
+    if matcher is not None:
+        fact, cited = match_fact(matcher, analysis, readable)
+        facts.append(fact)
+        excerpts.update(cited)
     for read in analysis.reads:
         if read.partial:
             problems.append(f"{read.source}@{read.stopped_at}: {read.reason}")
     status = ProbeStatus.PARTIAL if problems else ProbeStatus.COMPLETE
     if not readable:
         status = ProbeStatus.UNAVAILABLE
-    return ProbeResult(tuple(facts), status, "; ".join(problems), excerpts=_excerpts(analysis))
+    return ProbeResult(tuple(facts), status, "; ".join(problems), excerpts=excerpts)
+
+
+def _matcher(ctx: ProbeContext, spec: Mapping[str, Any], readable: list[Path], tmg: list[str],
+             internal: set[str], problems: list[str], strict: bool) -> Status64Matcher | None:
+    """The Status 64 entries of the logs given (`log_paths`), indexed for matching; None without logs."""
+    log_paths = [str(p) for p in spec_list(spec, "log_paths")]
+    if not log_paths or not readable:
+        return None
+    from diagnose.probes.capture.match import TOLERANCE, Status64Matcher, clock_of
+    from diagnose.probes.logs import site_from
+    from diagnose.probes.logs.entries import MAX_ENTRIES, status64_entries
+
+    tz = str(spec.get("tz") or "") or None
+    site = site_from(ctx, {"tmg_addresses": tmg, "internal_addresses": sorted(internal), "tz": tz})
+    try:
+        found = status64_entries(log_paths, site, int(spec.get("match_limit") or MAX_ENTRIES),
+                                 progress=lambda m: ctx.progress(ctx.check or PROBE, m))
+    except InputError as exc:
+        if strict:
+            raise
+        problems.append(f"Status 64 matching skipped: {exc}")
+        return None
+    problems.extend(f"Status 64 matching: {p}" for p in found.problems)
+    if found.capped:
+        problems.append(f"Status 64 matching: only the first {found.limit} entries kept, "
+                        f"{found.capped} more not matched")
+    tolerance = float(spec.get("match_tolerance") if spec.get("match_tolerance") not in (None, "") else TOLERANCE)
+    return Status64Matcher(found, [clock_of(p) for p in readable], tz, tolerance)
+
+
+def match_fact(matcher: Status64Matcher, analysis: CaptureAnalysis,
+               readable: list[Path]) -> tuple[Fact, dict[str, str]]:
+    """The `capture.status64_match` fact and the log lines and frames it cites."""
+    from diagnose.probes.capture.match import text_excerpts
+
+    out = matcher.outcome(analysis)
+    found = matcher.found
+    entries = out.entries
+    excerpts = found.lines(out.cited_entries)
+    excerpts.update(text_excerpts(readable, out.cited_frames))
+    fact = make_fact(
+        "capture.status64_match", "all", PROBE,
+        source=_names([p.name for p in readable]) + " <-> " + _names([Path(f).name for f in found.files]),
+        entries=entries, matched=sum(out.matched.values()),
+        matched_dirty_close_by_tmg=out.matched["dirty_close_by_tmg"],
+        matched_reset_by_server=out.matched["reset_by_server"], matched_other=out.matched["other"],
+        unmatched=out.unmatched, outside_capture=out.outside,
+        share_dirty_close_by_tmg=round(out.matched["dirty_close_by_tmg"] / entries, 4) if entries else 0.0,
+        share_reset_by_server=round(out.matched["reset_by_server"] / entries, 4) if entries else 0.0,
+        match_basis=out.match_basis, time_basis=out.time_basis, tolerance_seconds=matcher.tolerance,
+        status64_logged=found.status64, unusable=sum(found.unusable.values()),
+        unusable_reasons=[f"{n} {reason}" for reason, n in found.unusable.most_common()],
+        capped=found.capped, samples=out.samples)
+    return fact, excerpts
 
 
 def connection_fact(analysis: CaptureAnalysis, conn: Connection) -> Fact:
@@ -137,3 +202,7 @@ def _excerpts(analysis: CaptureAnalysis) -> dict[str, str]:
             if number in frames:
                 out[f"{Path(read.source).name}:{lineno}"] = text
     return out
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" (+{len(names) - 3} more)" if len(names) > 3 else "") or "-"

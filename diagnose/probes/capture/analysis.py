@@ -90,6 +90,13 @@ class CaptureAnalysis:
     raw_connections: list | None = field(default=None, metadata={"merge": "ordered"})
     # label -> (rank, pair) of the last-sorting pair kept while a label has MAX_BUCKETS pairs
     bucket_cut: dict = field(default_factory=dict, metadata=LATER)
+    # Status 64 matching (see match.py): the matcher is input, not a result (worker 0's is kept; the
+    # others send none back); candidates concatenate across workers, spans merge by min/max per
+    # source, and the sources matched by ports alone by union
+    matcher: Any = field(default=None, metadata=FIRST)
+    s64_candidates: list[tuple] = field(default_factory=list)
+    s64_spans: dict[int, list[float]] = field(default_factory=dict, metadata={"merge": "spans"})
+    s64_port_only: set[int] = field(default_factory=set)
 
     # -- collecting -------------------------------------------------------------------------------
     def add(self, c: list) -> None:
@@ -104,6 +111,8 @@ class CaptureAnalysis:
             orig, resp, port = key[:n], key[n:2 * n], (key[2 * n + 2] << 8) | key[2 * n + 3]
         raw = (label, orig, resp, port, fin_by, rst_by, bool(c[C_RZW]))
         self.raw_counts[raw] += 1
+        if self.matcher is not None:
+            self.matcher.see(c, self)
         if c[C_CSUM]:
             self.raw_bad[raw] += c[C_CSUM]
         if self.raw_connections is not None:
@@ -172,6 +181,14 @@ class CaptureAnalysis:
                 value = _merge_samples(values, first.sample_limit)
             elif how == "ordered":
                 value = None if values[0] is None else list(heapq.merge(*values, key=lambda t: t[0]))
+            elif how == "spans":
+                value = {}
+                for v in values:
+                    for source, (t0, tl) in v.items():
+                        have = value.get(source)
+                        value[source] = [t0, tl] if have is None else [min(have[0], t0), max(have[1], tl)]
+            elif isinstance(values[0], set):
+                value = set().union(*values)
             elif isinstance(values[0], Counter):
                 value = Counter()
                 for v in values:
@@ -334,27 +351,28 @@ def plan_jobs(paths: list[Path], jobs: int | None) -> int:
 
 def analyse(paths: Iterable[Path], tmg_addresses: Iterable[str] = (), samples: int = 5, keep_all: bool = False,
             progress: Callable[[str], None] | None = None, jobs: int | None = None,
-            method: str | None = None) -> CaptureAnalysis:
+            method: str | None = None, matcher: Any = None) -> CaptureAnalysis:
     """Read every capture (InputError for a file that is not a capture) and aggregate its connections.
 
     `jobs`: worker processes (default: see `plan_jobs`); `method`: how workers start, "fork" (the
-    default where the platform has it and this process runs no other thread) or "spawn".
+    default where the platform has it and this process runs no other thread) or "spawn";
+    `matcher` (a `match.Status64Matcher`) sees every finished connection, in whichever worker owns it.
     """
     paths = [Path(p) for p in paths]
     n = plan_jobs(paths, jobs)
     if n <= 1:
-        result = analyse_share(paths, samples, keep_all, 1, 0, progress)
+        result = analyse_share(paths, samples, keep_all, 1, 0, progress, matcher)
     else:
-        result = _split(paths, samples, keep_all, n, progress, method)
+        result = _split(paths, samples, keep_all, n, progress, method, matcher)
     result.settle()
     result.decide_tmg(tmg_addresses)
     return result
 
 
 def analyse_share(paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
-                  progress: Callable[[str], None] | None = None) -> CaptureAnalysis:
+                  progress: Callable[[str], None] | None = None, matcher: Any = None) -> CaptureAnalysis:
     """The connections owned by worker `index` of `jobs` (all of them for 1 of 1), not yet settled."""
-    result = CaptureAnalysis(sample_limit=max(0, samples))
+    result = CaptureAnalysis(sample_limit=max(0, samples), matcher=matcher)
     if keep_all:
         result.raw_connections = []
     tracker = Tracker(result.add, jobs, index)
@@ -371,11 +389,15 @@ def analyse_share(paths: list[Path], samples: int, keep_all: bool, jobs: int, in
 
 
 # -- worker processes -------------------------------------------------------------------------------
-def _share_payload(paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int) -> bytes:
-    """A worker's result, or its failure, pickled for the parent."""
+def _share_payload(paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
+                   matcher: Any = None) -> bytes:
+    """A worker's result, or its failure, pickled for the parent (without the matcher, which the
+    parent has)."""
     payload: tuple[str, Any]
     try:
-        payload = ("ok", analyse_share(paths, samples, keep_all, jobs, index))
+        share = analyse_share(paths, samples, keep_all, jobs, index, matcher=matcher)
+        share.matcher = None
+        payload = ("ok", share)
     except DiagnoseError as exc:
         payload = ("diagnose", (type(exc), exc.message, exc.where))
     except BaseException:  # any failure (even Ctrl-C) is reported to the parent, which raises it
@@ -395,16 +417,18 @@ def _unpack(data: bytes, index: int) -> CaptureAnalysis:
     raise RuntimeError(f"capture worker {index} failed:\n{value}")
 
 
-def _spawned(conn, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int) -> None:
+def _spawned(conn, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
+             matcher: Any = None) -> None:
     """Entry point of a spawned worker."""
-    conn.send_bytes(_share_payload(paths, samples, keep_all, jobs, index))
+    conn.send_bytes(_share_payload(paths, samples, keep_all, jobs, index, matcher))
     conn.close()
 
 
 class _Forked:
     """Worker `index` in a forked child; its pickled result comes back through a pipe."""
 
-    def __init__(self, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int) -> None:
+    def __init__(self, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
+                 matcher: Any = None) -> None:
         self.index = index
         read_fd, write_fd = os.pipe()
         self.pid = os.fork()
@@ -412,7 +436,7 @@ class _Forked:
             status = 1
             try:
                 os.close(read_fd)
-                data = _share_payload(paths, samples, keep_all, jobs, index)
+                data = _share_payload(paths, samples, keep_all, jobs, index, matcher)
                 with os.fdopen(write_fd, "wb") as fh:
                     fh.write(data)
                 status = 0
@@ -441,13 +465,15 @@ class _Forked:
 class _Spawned:
     """Worker `index` in a spawned interpreter (no fork, or other threads in this process)."""
 
-    def __init__(self, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int) -> None:
+    def __init__(self, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
+                 matcher: Any = None) -> None:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
         self.index = index
         self.conn, child = ctx.Pipe(duplex=False)
-        self.proc = ctx.Process(target=_spawned, args=(child, paths, samples, keep_all, jobs, index), daemon=True)
+        self.proc = ctx.Process(target=_spawned, args=(child, paths, samples, keep_all, jobs, index, matcher),
+                                daemon=True)
         self.proc.start()
         child.close()
 
@@ -466,7 +492,7 @@ class _Spawned:
 
 
 def _split(paths: list[Path], samples: int, keep_all: bool, jobs: int,
-           progress: Callable[[str], None] | None, method: str | None) -> CaptureAnalysis:
+           progress: Callable[[str], None] | None, method: str | None, matcher: Any = None) -> CaptureAnalysis:
     """Workers 1 .. jobs-1 in child processes, worker 0 here; their results merged."""
     if method is None:
         method = "fork" if hasattr(os, "fork") and threading.active_count() == 1 else "spawn"
@@ -479,8 +505,8 @@ def _split(paths: list[Path], samples: int, keep_all: bool, jobs: int,
     children: list[_Forked | _Spawned] = []
     try:
         for index in range(1, jobs):
-            children.append(starter(paths, samples, keep_all, jobs, index))
-        parts = [analyse_share(paths, samples, keep_all, jobs, 0, progress)]
+            children.append(starter(paths, samples, keep_all, jobs, index, matcher))
+        parts = [analyse_share(paths, samples, keep_all, jobs, 0, progress, matcher)]
         parts.extend(child.result() for child in children)
     finally:
         for child in children:

@@ -21,7 +21,7 @@ import os
 import re
 import signal
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -253,23 +253,27 @@ def _fields_of(head: bytes) -> tuple[str, ...] | None:
     return tuple(n.strip() for n in line.split("\t"))
 
 
-def run_unit(unit: Unit, site: Site) -> tuple[LogSummary, int, tuple[str, ...] | None]:
+def run_unit(
+    unit: Unit, site: Site, scanner_type: Callable[[LogSummary, Site, str], Scanner] = Scanner
+) -> tuple[LogSummary, int, tuple[str, ...] | None]:
     """Read one unit; returns its summary, how many lines it held and the #Fields in force at its end."""
     # The scan makes millions of short-lived lists of bytes and no reference cycles: the cyclic
     # garbage collector would only walk them over and over.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run_unit(unit, site)
+        return _run_unit(unit, site, scanner_type)
     finally:
         if was_enabled:
             gc.enable()
 
 
-def _run_unit(unit: Unit, site: Site) -> tuple[LogSummary, int, tuple[str, ...] | None]:
+def _run_unit(
+    unit: Unit, site: Site, scanner_type: Callable[[LogSummary, Site, str], Scanner] = Scanner
+) -> tuple[LogSummary, int, tuple[str, ...] | None]:
     summary = LogSummary()
     log = unit.log
-    scanner = Scanner(summary, site, log.name)
+    scanner = scanner_type(summary, site, log.name)
     try:
         with log.open() as stream:
             if unit.end is not None:

@@ -39,6 +39,7 @@ CANON = (
     "uri",
     "time_taken",
     "record_type",
+    "protocol",
 )
 
 # Names as written by W3C headers, the log viewer, and SQL tables (compared case-insensitively).
@@ -69,6 +70,9 @@ _NAMES: dict[str, tuple[str, ...]] = {
     "uri": ("cs-uri", "url", "uri"),
     "time_taken": ("time-taken", "connection time", "processing time", "connectiontime", "processingtime"),
     "record_type": ("log record type",),
+    # the transport (TCP/UDP); the log viewer's "Protocol" is the application protocol (HTTPS), which
+    # says TCP as well; read only to match Status 64 entries to captured connections
+    "protocol": ("ip protocol", "transport", "cs-transport", "protocol"),
 }
 NAME_TO_CANON = {name: canon for canon, names in _NAMES.items() for name in names}
 
