@@ -29,10 +29,14 @@ from diagnose.profile import SiteProfile, load_profile
 @click.option("--jobs", type=click.IntRange(1, 64), default=None,
               help="Worker processes (each tracks its share of the connections; same facts). "
                    "Default: every CPU for captures of 32 MB or more, else 1.")
+@click.option("--log", "logs", multiple=True, type=click.Path(path_type=Path),
+              help="TMG logs whose Status 64 entries are matched to the connections (repeatable).")
+@click.option("--tz", help="Time zone of local-time logs and captures (ISA text format, NetMon 2.0-2.2 and text).")
 @format_option
 @output_option
 def capture_command(paths: tuple[Path, ...], tmg: tuple[str, ...], profile_path: Path | None, samples: int,
-                    connections: bool, jobs: int | None, fmt: str, output: str | None) -> None:
+                    connections: bool, jobs: int | None, logs: tuple[Path, ...], tz: str | None, fmt: str,
+                    output: str | None) -> None:
     """Read pcap, pcapng, NetMon .cap or NetMon text captures (gzip'd or not) and tell, for every
     TCP connection, how it ended (graceful, dirty-close, reset, refused, ...) and who ended it."""
     for addr in tmg:
@@ -43,7 +47,8 @@ def capture_command(paths: tuple[Path, ...], tmg: tuple[str, ...], profile_path:
     profile = load_profile(profile_path) if profile_path else SiteProfile()
     ctx = ProbeContext(profile=profile)
     spec = {"paths": [str(p) for p in paths], "tmg_addresses": list(tmg), "samples": samples,
-            "connections": connections, "strict": True, "jobs": jobs}
+            "connections": connections, "strict": True, "jobs": jobs,
+            "log_paths": [str(p) for p in logs], "tz": tz}
     started = time.monotonic()
     result = capture_probe(ctx, spec)
     run = ProbeRun("capture", result.status, result.reason, None,
@@ -82,6 +87,15 @@ def _text(facts: tuple[Fact, ...], run: ProbeRun) -> list[str]:
     for label in (*TEARDOWNS, "dirty-close-by-tmg", "reset-by-server", "zero-window-resets"):
         key = label.replace("-", "_")
         lines.append(f"{label:<22}" + "".join(f"{f.attrs.get(key, 0):>{width + 2}}" for f in scopes))
+    matched = next((f for f in facts if f.kind == "capture.status64_match"), None)
+    if matched is not None:
+        m = matched.attrs
+        lines.append("")
+        lines.append(f"Status 64 log entries during the capture: {m.get('entries', 0)}; matched {m.get('matched', 0)} "
+                     f"(dirty close by TMG {m.get('matched_dirty_close_by_tmg', 0)}, reset by the server "
+                     f"{m.get('matched_reset_by_server', 0)}, other {m.get('matched_other', 0)}), unmatched "
+                     f"{m.get('unmatched', 0)}; by {m.get('match_basis', '?')}, +-{m.get('tolerance_seconds', 0):g} s")
+        lines.extend(f"  {sample}" for sample in m.get("samples", ()))
     servers = [f for f in summaries if f.attrs.get("scope") == "server"][:10]
     if servers:
         lines.append("")

@@ -398,3 +398,12 @@ def test_matching_is_the_same_when_the_capture_is_split_between_workers(tmp_path
     assert used == ["split"]
     assert one == two
     assert (one["matched_dirty_close_by_tmg"], one["matched_reset_by_server"], one["unmatched"]) == (14, 13, 1)
+
+
+def test_probe_capture_cli_matches_the_seed_log() -> None:
+    seed = REPO / "examples" / "seed"
+    result = run_cli("probe", "capture", str(seed / "netmon-trace.txt"), "--log", str(seed / "ISALOG_20110504_FWS_000.w3c"))
+    assert result.returncode == 0, result.stderr
+    assert "matched 1 (dirty close by TMG 1, reset by the server 0, other 0), unmatched 0; by ports" in result.stdout
+    assert "ISALOG_20110504_FWS_000.w3c:7 (10.1.4.98:31024 > 10.1.5.11:443" in result.stdout
+    assert "netmon-trace.txt frames 1348-1410 (dirty close by TMG)" in result.stdout
