@@ -8,12 +8,8 @@ tcpdump on loopback with real sockets.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Iterable
@@ -30,6 +26,7 @@ from diagnose.probes.capture.match import _tod_delta
 from diagnose.probes.logs.entries import WEB_PROXY, status64_entries
 from diagnose.probes.logs.scan import Site
 from tests.conftest import REPO, run_cli
+from tests.probes.loopback import Tcpdump, cannot_capture, free_port
 
 TMG, CAS = "10.1.4.98", "10.1.5.11"
 S = 1_714_816_800  # 2024-05-04 10:00:00 UTC
@@ -290,12 +287,6 @@ def test_run_with_capture_and_log_options(tmp_path: Path) -> None:
 
 
 # -- loopback: real sockets, captured by tcpdump ---------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _serve(port: int, behaviour: str, ready: threading.Event) -> None:
     with socket.socket() as ls:
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -335,19 +326,12 @@ def _connect(port: int, behaviour: str) -> tuple[int, float]:
 
 
 def test_loopback_capture_matches_real_dirty_close_and_server_reset(tmp_path: Path) -> None:
-    if shutil.which("tcpdump") is None or os.geteuid() != 0:
-        pytest.skip("capturing on loopback needs tcpdump and root")
-    ports = {"dirty-close": _free_port(), "server-reset": _free_port()}
+    why = cannot_capture()
+    if why:
+        pytest.skip(why)
+    ports = {"dirty-close": free_port(), "server-reset": free_port()}
     cap = tmp_path / "lo.pcap"
-    proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-Z", "root", "-w", str(cap),
-                             " or ".join(f"tcp port {p}" for p in ports.values())],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 10
-    line = b""
-    while b"listening" not in line and time.monotonic() < deadline and proc.poll() is None:
-        line = proc.stderr.readline()
-    time.sleep(0.5)
+    tcpdump = Tcpdump(cap, " or ".join(f"tcp port {p}" for p in ports.values()))
     clients: dict[str, tuple[int, float]] = {}
     try:
         for behaviour, port in ports.items():
@@ -358,9 +342,7 @@ def test_loopback_capture_matches_real_dirty_close_and_server_reset(tmp_path: Pa
             clients[behaviour] = _connect(port, behaviour)
             t.join(10)
     finally:
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
+        tcpdump.stop()
     rows = [fw_row(int(clients[b][1]), f"127.0.0.1:{clients[b][0]}", f"127.0.0.1:{ports[b]}") for b in ports]
     log = write_w3c(tmp_path / "fws.w3c", rows)
     attrs, _ = match([cap], [log], tmg_addresses=["127.0.0.1"])

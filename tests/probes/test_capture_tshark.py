@@ -7,12 +7,8 @@ for every label and link layer; the real corpus captures when present.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
 import socket
 import struct
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -24,6 +20,7 @@ from capture_oracle import compare, have_tshark
 from diagnose.probes.capture import synth
 from diagnose.probes.capture.analysis import analyse
 from diagnose.probes.capture.tcp import TEARDOWNS
+from tests.probes.loopback import Tcpdump, cannot_capture, free_port
 
 pytestmark = pytest.mark.skipif(not have_tshark(), reason="tshark is not installed")
 
@@ -64,40 +61,6 @@ def test_synthetic_pcapng_several_interfaces_agrees_with_tshark(tmp_path: Path) 
 
 
 # -- loopback: real sockets, captured by tcpdump ----------------------------------------------------
-def _can_capture() -> str | None:
-    if shutil.which("tcpdump") is None:
-        return "tcpdump is not installed"
-    if os.geteuid() != 0:
-        return "capturing on loopback needs root"
-    return None
-
-
-class Tcpdump:
-    def __init__(self, path: Path, port_filter: str) -> None:
-        self.proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-Z", "root", "-w", str(path), port_filter],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        assert self.proc.stderr is not None
-        deadline = time.monotonic() + 10
-        line = b""
-        while b"listening" not in line and time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line and self.proc.poll() is not None:
-                raise RuntimeError("tcpdump did not start")
-        time.sleep(0.5)  # the capture is attached a moment after tcpdump says it is listening
-
-    def stop(self) -> None:
-        time.sleep(0.3)
-        self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=10)
-        self.stats = self.proc.stderr.read().decode() if self.proc.stderr else ""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _server(port: int, behaviour: str, ready: threading.Event) -> None:
     with socket.socket() as ls:
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -152,11 +115,11 @@ def _raw_syn(port: int) -> None:
 
 @pytest.fixture(scope="module")
 def loopback_capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
-    reason = _can_capture()
+    reason = cannot_capture()
     if reason:
         pytest.skip(reason)
     path = tmp_path_factory.mktemp("lo") / "loopback.pcap"
-    ports = {name: _free_port() for name in ("graceful", "dirty-close", "reset-mid-transfer", "refused", "unanswered")}
+    ports = {name: free_port() for name in ("graceful", "dirty-close", "reset-mid-transfer", "refused", "unanswered")}
     dump = Tcpdump(path, " or ".join(f"tcp port {p}" for p in ports.values()))
     try:
         for behaviour in ("graceful", "dirty-close", "reset-mid-transfer"):

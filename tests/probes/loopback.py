@@ -1,0 +1,48 @@
+"""Real TCP traffic on loopback, captured with tcpdump: shared by the capture tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def cannot_capture() -> str | None:
+    """Why a loopback capture cannot be made here, or None."""
+    if shutil.which("tcpdump") is None:
+        return "tcpdump is not installed"
+    if os.geteuid() != 0:
+        return "capturing on loopback needs root"
+    return None
+
+
+class Tcpdump:
+    """tcpdump writing `path` for `port_filter` on lo, from when it listens until `stop()`."""
+
+    def __init__(self, path: Path, port_filter: str) -> None:
+        self.proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-Z", "root", "-w",
+                                      str(path), port_filter], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + 10
+        line = b""
+        while b"listening" not in line and time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            if not line and self.proc.poll() is not None:
+                raise RuntimeError("tcpdump did not start")
+        time.sleep(0.5)  # the capture is attached a moment after tcpdump says it is listening
+
+    def stop(self) -> None:
+        time.sleep(0.3)
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=10)
+        self.stats = self.proc.stderr.read().decode() if self.proc.stderr else ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
