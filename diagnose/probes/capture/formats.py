@@ -32,7 +32,7 @@ from pathlib import Path
 
 from diagnose.errors import InputError, where
 from diagnose.probes.capture import linklayer
-from diagnose.probes.capture.tcp import SWEEP_EVERY, Tracker
+from diagnose.probes.capture.tcp import ESTABLISHED, SWEEP_EVERY, Tracker
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
@@ -296,6 +296,8 @@ def _read_pcap(data, result: ReadResult, tracker: Tracker) -> None:
 # * frame bytes 46-49 (TCP data offset, flags, window): the flags are bits 8-15 (ACK without
 #   SYN/FIN/RST is `& 0x1700 == 0x1000`), a zero window reads below 0x10000.
 _FUSED = struct.Struct("<8xI16xI4xI11xBxB8xI")
+_FIRSTS = (5, 10)  # SEEN_A | SEEN_D of each direction (tcp.SEEN_*)
+_LETTER_A, _LETTER_D = ("A", "a"), ("D", "d")
 _TS = struct.Struct("<II")
 
 
@@ -313,7 +315,8 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
     hdr = struct.Struct("<IIII").unpack_from
     fused = _FUSED.unpack_from
     tsof = _TS.unpack_from
-    get, packet, first, log = tracker.conns.get, tracker.packet, tracker._first, tracker._log_letter
+    get, packet, active, log = tracker.conns.get, tracker.packet, tracker._active, tracker._log_letter
+    open_syn = tracker.open_syn
     seqof = _SEQ.unpack_from
     feed = _feeder(data, tracker)
     release = _Releaser(data)
@@ -348,21 +351,34 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
                 ent = get(data[p + 26:p + 38])
                 if ent is not None:
                     c, d = ent
-                    c[1] = frame
-                    c[2 + d] += 1
-                    m = 5 << d
-                    if c[4] & m != m:
+                    c[1] = frame  # C_LAST
+                    c[2 + d] += 1  # C_PK0 + d
+                    seen = c[4]  # C_SEEN
+                    if seen & _FIRSTS[d] != _FIRSTS[d]:  # this direction's first data or pure ACK?
                         if ((data[p + 16] << 8) | data[p + 17]) - 20 - ((tcpw & 0xF0) >> 2) > 0:
-                            if not c[4] & (4 << d):
-                                first(c, d, "d", 4 << d)
-                        elif not c[4] & (1 << d):
-                            first(c, d, "a", 1 << d)
+                            bit = 4 << d  # SEEN_D
+                            if not seen & bit:
+                                c[4] = seen | bit
+                                c[5] += _LETTER_D[d]  # C_HIST
+                                if c[8 + d] < ESTABLISHED:  # C_ST0 + d
+                                    active(c, d)
+                        elif not seen & (1 << d):  # SEEN_A
+                            c[4] = seen | (1 << d)
+                            c[5] += _LETTER_A[d]
+                            if c[8 + d] < ESTABLISHED:
+                                active(c, d)
                     if tcpw < 0x10000:
                         log(c, d, "w")
                     continue
+            fl = (tcpw >> 8) & 0xFF
+            if fl & 0x17 == 0x02:  # SYN without ACK/FIN/RST (no checksum check): a new connection?
+                key = data[p + 26:p + 38]
+                if get(key) is None:
+                    ts_s, ts_f = tsof(data, p - 16)
+                    open_syn(frame, ts_s + ts_f * scale, key, None, seqof(data, p + 38)[0])
+                    continue
             tl = (data[p + 16] << 8) | data[p + 17]
             plen = tl - 20 - ((tcpw & 0xF0) >> 2)
-            fl = (tcpw >> 8) & 0xFF
             bad = False
             if fl & 0x05 and 14 + tl <= incl:  # FIN/RST: verify the TCP checksum (see _feeder)
                 v = int.from_bytes(data[p + 34:p + 14 + tl], "big") << (8 * (tl & 1))

@@ -39,11 +39,13 @@ SWEEP_EVERY = 1 << 14  # frames between sweeps of closed connections (and releas
 # Zeek endpoint states
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 
-# indices of the per-connection list
-(C_FIRST, C_LAST, C_PK0, C_PK1, C_SEEN, C_HIST, C_T0, C_TL, C_ST0, C_ST1, C_FIN0, C_FIN1, C_FTS0,
- C_FTS1, C_RST0, C_RST1, C_RTS0, C_RTS1, C_RZW, C_KEY, C_CSUM, C_SEQ, C_LOG, C_SRC, C_CLOSED,
- C_DONE, C_SYNS, C_SYNACK, C_SPARE, C_ORDER) = range(30)
-_WIDTH = 30
+# indices of the per-connection list; the last eight slots (from C_SEQ) hold the sequence numbers of
+# the last SYN-ACK (C_SEQ + d), SYN (+ 2 + d), FIN (+ 4 + d) and RST (+ 6 + d) of each direction d,
+# which tell a retransmission (same letter once) from a new instance (the letter again)
+(C_FIRST, C_LAST, C_PK0, C_PK1, C_SEEN, C_HIST, C_T0, C_TL, C_ST0, C_ST1, C_FIN0, C_FIN1, C_FTS0, C_FTS1,
+ C_RST0, C_RST1, C_RTS0, C_RTS1, C_RZW, C_KEY, C_CSUM, C_LOG, C_SRC, C_CLOSED, C_DONE, C_SYNS, C_SYNACK,
+ C_RKEY, C_ORDER, C_SEQ) = range(30)
+_WIDTH = C_SEQ + 8
 
 # finishing-order key of a connection (C_ORDER), set when it is handed to the sink:
 # (source index, frame, phase, close time, frame). Phase 0: a port reuse while frame `frame` was read;
@@ -178,12 +180,18 @@ class Tracker:
         if ent is None:
             if self.jobs > 1 and owner_of(key, self.jobs) != self.index:
                 return  # another worker's connection
+            if flags & 0x17 == SYN and not bad:
+                self.open_syn(frame, ts, key, rkey, seq)
+                return
             c, d = self._new(frame, ts, key, rkey, flags)
         else:
             c, d = ent
-            if flags & 0x12 == SYN and c[C_CLOSED] is not None and seq != c[C_SEQ][2 + d]:
+            if flags & 0x12 == SYN and c[C_CLOSED] is not None and seq != c[C_SEQ + 2 + d]:
                 # a new SYN on a connection that has ended: port reuse, a new connection
                 self._finish(c, (self.source_index, frame, 0, 0.0, 0))
+                if flags & 0x17 == SYN and not bad:
+                    self.open_syn(frame, ts, key, rkey, seq)
+                    return
                 c, d = self._new(frame, ts, key, rkey, flags)
         c[C_LAST] = frame
         c[C_PK0 + d] += 1
@@ -191,74 +199,83 @@ class Tracker:
             self.bad_checksums += 1
             c[C_CSUM] += 1
             self._log_letter(c, d, "c")
-        if not flags & CONTROL and flags & ACK:
-            seen = c[C_SEEN]
-            if plen > 0:
-                if not seen & SEEN_D[d]:
-                    self._first(c, d, "d", SEEN_D[d])
-            elif not seen & SEEN_A[d]:
-                self._first(c, d, "a", SEEN_A[d])
+        if not flags & CONTROL:
+            if flags & ACK:
+                seen = c[C_SEEN]
+                if plen > 0:
+                    if not seen & SEEN_D[d]:
+                        self._first(c, d, "d", SEEN_D[d])
+                elif not seen & SEEN_A[d]:
+                    self._first(c, d, "a", SEEN_A[d])
+                if win == 0:
+                    self._log_letter(c, d, "w")
+                return
+            # a segment without SYN, FIN, RST or ACK
+            c[C_TL] = ts
+            if c[C_ST0 + d] == INACTIVE:
+                c[C_ST0 + d] = PARTIAL
+            if plen > 0 and not c[C_SEEN] & SEEN_D[d]:
+                c[C_SEEN] |= SEEN_D[d]
+                c[C_HIST] += "d" if d else "D"
             if win == 0:
                 self._log_letter(c, d, "w")
             return
-        # SYN, FIN or RST (or a segment without ACK)
+        # SYN, FIN or RST
         c[C_TL] = ts
-        seqs = c[C_SEQ]
-        hist = c[C_HIST]
         st = C_ST0 + d
         if flags & SYN:
             if flags & ACK:
-                if seqs[d] != seq:
-                    seqs[d] = seq
-                    hist += "h" if d else "H"
+                if c[C_SEQ + d] != seq:
+                    c[C_SEQ + d] = seq
+                    c[C_HIST] += "h" if d else "H"
                 c[C_SYNACK] = True
-                if c[st] in (INACTIVE, PARTIAL):
+                if c[st] == INACTIVE or c[st] == PARTIAL:
                     c[st] = SYN_ACK_SENT
             else:
-                if seqs[2 + d] != seq:
-                    seqs[2 + d] = seq
-                    hist += "s" if d else "S"
+                if c[C_SEQ + 2 + d] != seq:
+                    c[C_SEQ + 2 + d] = seq
+                    c[C_HIST] += "s" if d else "S"
                 c[C_SYNS] = True
-                if c[st] in (INACTIVE, PARTIAL):
+                if c[st] == INACTIVE or c[st] == PARTIAL:
                     c[st] = SYN_SENT
-            if flags & (FIN | RST) and not c[C_SEEN] & SEEN_Q[d]:
+            if not flags & (FIN | RST):
+                return  # nothing closed: no zero-window letter on a SYN
+            if not c[C_SEEN] & SEEN_Q[d]:
                 c[C_SEEN] |= SEEN_Q[d]
-                hist += "q" if d else "Q"
+                c[C_HIST] += "q" if d else "Q"
         else:
-            c[C_HIST] = hist
             if flags & ACK:
-                self._active(c, d)
+                if c[st] < ESTABLISHED:
+                    self._active(c, d)
             elif c[st] == INACTIVE:
                 c[st] = PARTIAL
-            hist = c[C_HIST]
             seen = c[C_SEEN]
             if plen > 0 and not seen & SEEN_D[d]:
                 c[C_SEEN] |= SEEN_D[d]
-                hist += "d" if d else "D"
+                c[C_HIST] += "d" if d else "D"
             if flags & FIN and flags & RST and not seen & SEEN_I[d]:
                 c[C_SEEN] |= SEEN_I[d]
-                hist += "i" if d else "I"
+                c[C_HIST] += "i" if d else "I"
         if flags & FIN:
-            if seqs[4 + d] != seq:
-                seqs[4 + d] = seq
-                hist += "f" if d else "F"
+            if c[C_SEQ + 4 + d] != seq:
+                c[C_SEQ + 4 + d] = seq
+                c[C_HIST] += "f" if d else "F"
             if not c[C_FIN0 + d]:
                 c[C_FIN0 + d] = frame
                 c[C_FTS0 + d] = ts
             if c[st] != RESET:
                 c[st] = CLOSED
         if flags & RST:
-            if seqs[6 + d] != seq:
-                seqs[6 + d] = seq
-                hist += "r" if d else "R"
+            if c[C_SEQ + 6 + d] != seq:
+                c[C_SEQ + 6 + d] = seq
+                c[C_HIST] += "r" if d else "R"
             if not c[C_RST0 + d]:
                 c[C_RST0 + d] = frame
                 c[C_RTS0 + d] = ts
                 if c[C_RZW] is None:
                     c[C_RZW] = win == 0
             c[st] = RESET
-        c[C_HIST] = hist
-        if win == 0 and not flags & (SYN | RST):
+        elif win == 0 and not flags & SYN:
             self._log_letter(c, d, "w")
         if c[C_CLOSED] is None and (c[C_RST0] or c[C_RST1] or (c[C_FIN0] and c[C_FIN1])):
             c[C_CLOSED] = ts
@@ -267,6 +284,21 @@ class Tracker:
                 self._unsorted = True  # time went backwards: sort before the next sweep
             else:
                 self._last_close = ts
+
+    def open_syn(self, frame: int, ts: float, key: bytes | str, rkey: bytes | str | None, seq: int) -> None:
+        """A SYN without ACK, FIN or RST (and a good checksum) that starts a connection: the state
+        `_new` and `packet` would make of it, built at once."""
+        if rkey is None:
+            if isinstance(key, bytes) and len(key) == 12:  # IPv4
+                rkey = key[4:8] + key[:4] + key[10:12] + key[8:10]
+            else:
+                rkey = reverse_key(key) if isinstance(key, bytes) else _reverse_text_key(key)
+        c = [frame, frame, 1, 0, 0, "S", ts, ts, SYN_SENT, INACTIVE, 0, 0, None, None, 0, 0, None, None, None, key,
+             0, None, self.source_index, None, False, True, False, rkey, None,
+             None, None, seq, None, None, None, None, None]
+        conns = self.conns
+        conns[key] = (c, 0)
+        conns[rkey] = (c, 1)
 
     def _new(self, frame: int, ts: float, key: bytes | str, rkey: bytes | str | None,
              flags: int) -> tuple[list, int]:
@@ -280,17 +312,19 @@ class Tracker:
             if _server_like(sport) and not _server_like(dport):
                 d = 1
         c = [frame, frame, 0, 0, 0, "^" if d else "", ts, ts, INACTIVE, INACTIVE, 0, 0, None, None, 0, 0, None,
-             None, None, rkey if d else key, 0, [None] * 8, None, self.source_index, None, False, False, False, None,
-             None]
-        self.conns[key] = (c, d)
+             None, None, rkey if d else key, 0, None, self.source_index, None, False, False, False,
+             key if d else rkey, None, None, None, None, None, None, None, None, None]
+        ent = (c, d)
+        self.conns[key] = ent
         self.conns[rkey] = (c, 1 - d)
-        return c, d
+        return ent
 
     def _first(self, c: list, d: int, letter: str, bit: int) -> None:
         """First pure ACK / data packet in a direction: history letter and endpoint state."""
         c[C_SEEN] |= bit
         c[C_HIST] += letter if d else letter.upper()
-        self._active(c, d)
+        if c[C_ST0 + d] < ESTABLISHED:
+            self._active(c, d)
 
     def _active(self, c: list, d: int) -> None:
         st = C_ST0 + d
@@ -334,13 +368,15 @@ class Tracker:
     def _finish(self, c: list, order: tuple) -> None:
         c[C_DONE] = True
         c[C_ORDER] = order
+        conns = self.conns
         key = c[C_KEY]
-        ent = self.conns.get(key)
+        ent = conns.get(key)
         if ent is not None and ent[0] is c:
-            del self.conns[key]
-            rkey = reverse_key(key) if isinstance(key, bytes) else _reverse_text_key(key)
-            if self.conns.get(rkey, (None,))[0] is c:
-                del self.conns[rkey]
+            del conns[key]
+            rkey = c[C_RKEY]
+            ent = conns.get(rkey)
+            if ent is not None and ent[0] is c:
+                del conns[rkey]
         self.sink(c)
 
     def finish_all(self) -> None:
