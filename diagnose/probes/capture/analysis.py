@@ -44,7 +44,7 @@ from diagnose.probes.capture.tcp import (
     Tracker,
     _ip_text,
     build_connection,
-    teardown_of,
+    ending_of,
 )
 
 WEB_PORTS = frozenset({443, 80})
@@ -101,14 +101,17 @@ class CaptureAnalysis:
     # -- collecting -------------------------------------------------------------------------------
     def add(self, c: list) -> None:
         """One finished connection (the tracker's state list)."""
-        label, fin_by, rst_by, _gap = teardown_of(c)
+        label, fin_by, rst_by = ending_of(c)
         key = c[C_KEY]
-        if isinstance(key, str):
+        if type(key) is bytes:
+            if len(key) == 12:  # IPv4
+                orig, resp, port = key[:4], key[4:8], (key[10] << 8) | key[11]
+            else:
+                n = (len(key) - 4) >> 1
+                orig, resp, port = key[:n], key[n:2 * n], (key[2 * n + 2] << 8) | key[2 * n + 3]
+        else:
             src, dst, _sport, dport, _conv = key.split("|")
             orig, resp, port = src, dst, int(dport)
-        else:
-            n = (len(key) - 4) >> 1
-            orig, resp, port = key[:n], key[n:2 * n], (key[2 * n + 2] << 8) | key[2 * n + 3]
         raw = (label, orig, resp, port, fin_by, rst_by, bool(c[C_RZW]))
         self.raw_counts[raw] += 1
         if self.matcher is not None:
@@ -119,7 +122,9 @@ class CaptureAnalysis:
             self.raw_connections.append((c[C_ORDER], build_connection(c, self.sources[c[C_SRC]])))
         if not self.sample_limit:
             return
-        buckets = self.raw_samples.setdefault(label, {})
+        buckets = self.raw_samples.get(label)
+        if buckets is None:
+            buckets = self.raw_samples[label] = {}
         pair = (orig, resp)
         bucket = buckets.get(pair)
         if bucket is None:
@@ -130,7 +135,7 @@ class CaptureAnalysis:
                 if cut is None:
                     last = max(buckets, key=_pair_rank)
                     cut = self.bucket_cut[label] = (_pair_rank(last), last)
-                if _pair_rank(pair) >= cut[0]:
+                if (pair if type(orig) is bytes else _pair_rank(pair)) >= cut[0]:
                     return
                 del buckets[cut[1]]
                 del self.bucket_cut[label]

@@ -462,6 +462,33 @@ def teardown_of(c: list) -> tuple[str, str, str, float | None]:
     return label, fin_by, rst_by, fin_to_rst
 
 
+def ending_of(c: list) -> tuple[str, str, str]:
+    """(teardown, first_fin_by, first_reset_by) of a connection list: `teardown_of` without the
+    FIN-to-RST time, in fewer steps (it runs once per connection)."""
+    fin0, fin1, rst0, rst1 = c[C_FIN0], c[C_FIN1], c[C_RST0], c[C_RST1]
+    if fin0 and (not fin1 or fin0 < fin1):
+        fin_by, fin = "originator", fin0
+    elif fin1:
+        fin_by, fin = "responder", fin1
+    else:
+        fin_by, fin = "none", 0
+    if rst0 and (not rst1 or rst0 < rst1):
+        if fin and fin < rst0:
+            return ("reset-after-own-fin" if fin0 and fin0 < rst0 else "dirty-close"), fin_by, "originator"
+        return "reset", fin_by, "originator"
+    if rst1:
+        if fin and fin < rst1:
+            return ("reset-after-own-fin" if fin1 and fin1 < rst1 else "dirty-close"), fin_by, "responder"
+        if c[C_SYNS] and not c[C_SYNACK]:
+            return "refused", fin_by, "responder"
+        return "reset", fin_by, "responder"
+    if fin:
+        return ("graceful" if fin0 and fin1 else "half-closed"), fin_by, "none"
+    if c[C_SYNS] and not c[C_SYNACK] and c[C_PK1] == 0:
+        return "unanswered", fin_by, "none"
+    return "open", fin_by, "none"
+
+
 def _first_side(f0: int, f1: int) -> int | None:
     if f0 and (not f1 or f0 < f1):
         return 0
