@@ -19,15 +19,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diagnose.errors import InputError
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.capture.analysis import CaptureAnalysis, analyse
-from diagnose.probes.capture.match import Status64Matcher
 from diagnose.probes.capture.tcp import Connection
 from diagnose.probes.spec import spec_list
+
+if TYPE_CHECKING:  # imported when logs are given (start-up time of the command)
+    from diagnose.probes.capture.match import Status64Matcher
 
 PROBE = "capture"
 

@@ -22,7 +22,6 @@ import contextlib
 import heapq
 import ipaddress
 import os
-import pickle
 import threading
 import traceback
 from collections import Counter, defaultdict
@@ -398,6 +397,8 @@ def _share_payload(paths: list[Path], samples: int, keep_all: bool, jobs: int, i
                    matcher: Any = None) -> bytes:
     """A worker's result, or its failure, pickled for the parent (without the matcher, which the
     parent has)."""
+    import pickle
+
     payload: tuple[str, Any]
     try:
         share = analyse_share(paths, samples, keep_all, jobs, index, matcher=matcher)
@@ -413,6 +414,8 @@ def _share_payload(paths: list[Path], samples: int, keep_all: bool, jobs: int, i
 def _unpack(data: bytes, index: int) -> CaptureAnalysis:
     if not data:
         raise RuntimeError(f"capture worker {index} ended without a result")
+    import pickle
+
     status, value = pickle.loads(data)
     if status == "ok":
         return value

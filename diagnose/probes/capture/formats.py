@@ -23,7 +23,6 @@ import calendar
 import mmap
 import os
 import struct
-import tempfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -80,6 +79,8 @@ class _Buffer:
         src = self._file
         if head == GZIP_MAGIC:
             result.compressed = True
+            import tempfile  # only for gzip'd input (start-up time)
+
             self._tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
             _gunzip(self._file, self._tmp, result)
             self._tmp.flush()

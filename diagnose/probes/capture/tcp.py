@@ -17,7 +17,6 @@ payload), `g` (content gap) and `x`, which need sequence-space reassembly.
 
 from __future__ import annotations
 
-import socket
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -95,9 +94,23 @@ class Connection:
 
 
 def _ip_text(raw: bytes) -> str:
-    if len(raw) == 4:
-        return socket.inet_ntop(socket.AF_INET, raw)
-    return socket.inet_ntop(socket.AF_INET6, raw)
+    ntop = _NTOP.get(len(raw))
+    if ntop is None:
+        ntop = _load_ntop(len(raw))
+    return ntop(raw)
+
+
+_NTOP: dict[int, Callable[[bytes], str]] = {}  # address length -> bytes-to-text (socket.inet_ntop)
+
+
+def _load_ntop(size: int) -> Callable[[bytes], str]:
+    """socket is imported on first use, not at start-up (only facts need address text)."""
+    import functools
+    import socket
+
+    _NTOP[4] = functools.partial(socket.inet_ntop, socket.AF_INET)
+    _NTOP[16] = functools.partial(socket.inet_ntop, socket.AF_INET6)
+    return _NTOP.get(size, _NTOP[16])
 
 
 def endpoints_of(key: bytes | str) -> tuple[str, str, str, str, int]:
