@@ -47,6 +47,7 @@ from diagnose.probes.capture.tcp import (
 )
 
 WEB_PORTS = frozenset({443, 80})
+_TEARDOWN_FIELDS = {name: name.replace("-", "_") for name in TEARDOWNS}  # label -> fact attribute
 MAX_BUCKETS = 64  # sample buckets (host pairs) kept per label
 SPLIT_MIN_BYTES = 32 << 20  # below this total size a capture is read by one process
 MAX_AUTO_JOBS = 8
@@ -154,12 +155,19 @@ class CaptureAnalysis:
                 t = texts[ip] = _ip_text(ip)
             return t
 
+        # tallied by plain tuples first (hashed in C), then one AggKey per distinct key
+        counts: dict[tuple, int] = {}
+        bad: dict[tuple, int] = {}
+        raw_bad = self.raw_bad
         for raw, n in self.raw_counts.items():
             label, orig, resp, port, fin_by, rst_by, zw = raw
-            key = AggKey(label, text(orig), text(resp), port, fin_by, rst_by, zw)
-            self.counts[key] += n
-            if raw in self.raw_bad:
-                self.bad_checksums[key] += self.raw_bad[raw]
+            t = (label, text(orig), text(resp), port, fin_by, rst_by, zw)
+            counts[t] = counts.get(t, 0) + n
+            if raw_bad and raw in raw_bad:
+                bad[t] = bad.get(t, 0) + raw_bad[raw]
+        keys = {t: AggKey(*t) for t in counts}
+        self.counts.update({keys[t]: n for t, n in counts.items()})
+        self.bad_checksums.update({keys[t]: n for t, n in bad.items()})
         for label, buckets in self.raw_samples.items():
             # pairs in the order their first sample finished, samples in finishing order
             ordered = sorted(buckets.items(), key=lambda kv: kv[1][0][0])
@@ -248,38 +256,55 @@ class CaptureAnalysis:
         return "client" if side == "originator" else "server"
 
     # -- views --------------------------------------------------------------------------------------
-    def scopes(self) -> dict[str, tuple[str, str | None, str | None, Counter]]:
-        """subject -> (scope, leg, server, counts by AggKey) for all, each leg and each server."""
-        out: dict[str, tuple[str, str | None, str | None, Counter]] = {"all": ("all", None, None, self.counts)}
-        legs: dict[str, Counter] = defaultdict(Counter)
-        servers: dict[str, Counter] = defaultdict(Counter)
-        for key, n in self.counts.items():
-            leg = self.leg(key.orig_ip, key.resp_ip)
-            legs[leg][key] += n
+    def scopes(self) -> dict[str, tuple[str, str | None, str | None, Counter | list[tuple[AggKey, int]]]]:
+        """subject -> (scope, leg, server, counts by AggKey: the Counter, or its (key, n) items) for
+        all, each leg and each server."""
+        out: dict[str, tuple[str, str | None, str | None, Counter | list[tuple[AggKey, int]]]] = {
+            "all": ("all", None, None, self.counts)}
+        legs: dict[str, list[tuple[AggKey, int]]] = defaultdict(list)
+        servers: dict[str, list[tuple[AggKey, int]]] = defaultdict(list)
+        leg_of: dict[tuple[str, str], str] = {}
+        for item in self.counts.items():
+            key = item[0]
+            pair = (key.orig_ip, key.resp_ip)
+            leg = leg_of.get(pair)
+            if leg is None:
+                leg = leg_of[pair] = self.leg(*pair)
+            legs[leg].append(item)
             if leg != "client":
-                servers[_endpoint(key.resp_ip, key.resp_port)][key] += n
-        for leg, counts in sorted(legs.items()):
-            out[f"leg:{leg}"] = ("leg", leg, None, counts)
-        top = sorted(servers.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:50]
-        for server, counts in top:
-            out[f"server:{server}"] = ("server", None, server, counts)
+                servers[_endpoint(key.resp_ip, key.resp_port)].append(item)
+        for leg, items in sorted(legs.items()):
+            out[f"leg:{leg}"] = ("leg", leg, None, items)
+        top = sorted(servers.items(), key=lambda kv: (-sum(n for _k, n in kv[1]), kv[0]))[:50]
+        for server, items in top:
+            out[f"server:{server}"] = ("server", None, server, items)
         return out
 
-    def tally(self, counts: Counter) -> dict[str, int]:
-        out = {name.replace("-", "_"): 0 for name in TEARDOWNS}
+    def tally(self, counts: Counter | Iterable[tuple[AggKey, int]]) -> dict[str, int]:
+        out = {name: 0 for name in _TEARDOWN_FIELDS.values()}
         out.update(connections=0, dirty_close_by_tmg=0, reset_by_server=0, zero_window_resets=0, bad_checksums=0)
-        for key, n in counts.items():
-            out[key.teardown.replace("-", "_")] += n
-            out["connections"] += n
-            leg = self.leg(key.orig_ip, key.resp_ip)
-            if (key.teardown == "dirty-close" and leg == "server" and key.first_reset_by == "originator"
+        bad = self.bad_checksums
+        leg_of: dict[tuple[str, str], str] = {}
+        connections = by_tmg = by_server = zero_window = bad_frames = 0
+        for key, n in (counts.items() if isinstance(counts, dict) else counts):
+            out[_TEARDOWN_FIELDS[key.teardown]] += n
+            connections += n
+            pair = (key.orig_ip, key.resp_ip)
+            leg = leg_of.get(pair)
+            if leg is None:
+                leg = leg_of[pair] = self.leg(*pair)
+            rst_by = key.first_reset_by
+            if (key.teardown == "dirty-close" and leg == "server" and rst_by == "originator"
                     and key.first_fin_by == "responder"):
-                out["dirty_close_by_tmg"] += n
-            if self.role(key.first_reset_by, leg) == "server":
-                out["reset_by_server"] += n
-            if key.first_reset_by != "none" and key.rst_zero_window:
-                out["zero_window_resets"] += n
-            out["bad_checksums"] += self.bad_checksums.get(key, 0)
+                by_tmg += n
+            if rst_by == "responder" and leg != "client":  # role(rst_by, leg) == "server"
+                by_server += n
+            if rst_by != "none" and key.rst_zero_window:
+                zero_window += n
+            if bad:
+                bad_frames += bad.get(key, 0)
+        out.update(connections=connections, dirty_close_by_tmg=by_tmg, reset_by_server=by_server,
+                   zero_window_resets=zero_window, bad_checksums=bad_frames)
         return out
 
     def chosen_samples(self) -> dict[str, list[Connection]]:
