@@ -133,7 +133,7 @@ class CaptureAnalysis:
                 # smaller pairs in this worker alone, so it is not among the kept ones of any run
                 cut = self.bucket_cut.get(label)
                 if cut is None:
-                    last = max(buckets, key=_pair_rank)
+                    last = _last_pair(buckets)
                     cut = self.bucket_cut[label] = (_pair_rank(last), last)
                 if (pair if type(orig) is bytes else _pair_rank(pair)) >= cut[0]:
                     return
@@ -141,10 +141,21 @@ class CaptureAnalysis:
                 del self.bucket_cut[label]
             bucket = buckets[pair] = []
         if len(bucket) < self.sample_limit:
-            bucket.append((c[C_ORDER], build_connection(c, self.sources[c[C_SRC]])))
+            bucket.append((c[C_ORDER], c))  # a Connection is made of it if it is kept (`built`)
+
+    def built(self) -> None:
+        """The samples still held as tracker state lists become `Connection`s (at the end of a
+        worker's share: samples that a smaller host pair pushed out are never built)."""
+        sources = self.sources
+        for buckets in self.raw_samples.values():
+            for bucket in buckets.values():
+                for i, (order, conn) in enumerate(bucket):
+                    if type(conn) is list:
+                        bucket[i] = (order, build_connection(conn, sources[conn[C_SRC]]))
 
     def settle(self) -> None:
         """Turn the raw (bytes-keyed) tallies into address-keyed ones."""
+        self.built()
         texts: dict[bytes | str, str] = {}
 
         def text(ip: bytes | str) -> str:
@@ -347,6 +358,14 @@ def _pair_rank(pair: tuple[bytes | str, bytes | str]) -> tuple[bytes, bytes]:
     return (a.encode() if isinstance(a, str) else a, b.encode() if isinstance(b, str) else b)
 
 
+def _last_pair(buckets: dict) -> tuple:
+    """The host pair that sorts last (`_pair_rank`)."""
+    try:
+        return max(buckets)  # address bytes (or text) alone: the same order, compared in C
+    except TypeError:  # bytes and text pairs (a pcap and a NetMon text export) together
+        return max(buckets, key=_pair_rank)
+
+
 def _merge_samples(values: list[dict], limit: int) -> dict:
     out: dict = {}
     for label in {label for v in values for label in v}:
@@ -412,6 +431,7 @@ def analyse_share(paths: list[Path], samples: int, keep_all: bool, jobs: int, in
         result.reads.append(read_capture(Path(path), tracker))
         # connections do not span files: finish this file's before the next one
         tracker.finish_all()
+    result.built()
     result.tcp_packets = tracker.tcp_packets
     result.total_bad_checksums = tracker.bad_checksums
     return result

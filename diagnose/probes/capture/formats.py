@@ -382,8 +382,12 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
             plen = tl - 20 - ((tcpw & 0xF0) >> 2)
             bad = False
             if fl & 0x05 and 14 + tl <= incl:  # FIN/RST: verify the TCP checksum (see _feeder)
-                v = int.from_bytes(data[p + 34:p + 14 + tl], "big") << (8 * (tl & 1))
-                bad = (int.from_bytes(data[p + 26:p + 34], "big") + tl - 14 + v) % 0xFFFF != 0
+                if tl >= 20:
+                    # addresses and segment in one number: 2**16 is 1 mod 0xFFFF, so its value mod
+                    # 0xFFFF is the sum of its 16-bit words; the 8 address bytes keep the alignment
+                    bad = ((int.from_bytes(data[p + 26:p + 14 + tl], "big") << (8 * (tl & 1))) + tl - 14) % 0xFFFF != 0
+                else:
+                    bad = (int.from_bytes(data[p + 26:p + 34], "big") + tl - 14) % 0xFFFF != 0
             ts_s, ts_f = tsof(data, p - 16)
             packet(frame, ts_s + ts_f * scale, data[p + 26:p + 38], None, fl, ((tcpw >> 8) & 0xFF00) | (tcpw >> 24),
                    plen if plen > 0 else 0, seqof(data, p + 38)[0], bad)
