@@ -287,16 +287,16 @@ def _read_pcap(data, result: ReadResult, tracker: Tracker) -> None:
 
 
 # pcap record header (little-endian) fused with the Ethernet + IPv4 + TCP fields the common case
-# needs, in one struct call of four little-endian u32 (few values: building them is most of the cost):
+# needs, in one struct call; all but the first are small ints (no allocation: building the values is
+# most of the cost of a frame that is only skipped):
 # * captured length (record bytes 8-11);
-# * frame bytes 12-15 (ethertype, version/IHL, TOS): plain IPv4 reads 0x??450008 (mask 0xFFFFFF);
-# * frame bytes 20-23 (flags/fragment offset, TTL, protocol): TCP and not a later fragment reads
-#   0x06??00?? (mask 0xFF00FF1F == 0x06000000);
+# * frame bytes 12-13 (ethertype, little-endian: IPv4 reads 8) and 14 (version/IHL: plain IPv4 0x45);
+# * frame bytes 20-21 (flags/fragment offset, little-endian: not a later fragment is `& 0xFF1F == 0`)
+#   and 23 (protocol: TCP 6);
 # * frame bytes 35 and 37, the low bytes of the TCP source and destination ports (which worker owns
-#   the connection in a split run: `tcp.owner_of`), as small ints;
-# * frame bytes 46-49 (TCP data offset, flags, window): the flags are bits 8-15 (ACK without
-#   SYN/FIN/RST is `& 0x1700 == 0x1000`), a zero window reads below 0x10000.
-_FUSED = struct.Struct("<8xI16xI4xI11xBxB8xI")
+#   the connection in a split run: `tcp.owner_of`);
+# * frame byte 47 (TCP flags) and 48-49 (window, little-endian: only its being zero is used as is).
+_FUSED = struct.Struct("<8xI16xHB5xHxB11xBxB9xBH")
 _FIRSTS = (5, 10)  # SEEN_A | SEEN_D of each direction (tcp.SEEN_*)
 _LETTER_A, _LETTER_D = ("A", "a"), ("D", "d")
 _TS = struct.Struct("<II")
@@ -325,15 +325,77 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
     mask = SWEEP_EVERY - 1
     jobs, index = tracker.jobs, tracker.index
     mine = tuple(x % jobs == index for x in range(256))  # by sport ^ dport low bytes (tcp.owner_of)
+    firsts, letter_a, letter_d, established = _FIRSTS, _LETTER_A, _LETTER_D, ESTABLISHED
     while off < end:
-        if off <= limit:
-            incl, eth_ip, frag_proto, sport, dport, tcpw = fused(data, off)
-        elif off + 16 <= end:
-            incl = hdr(data, off)[2]
-            eth_ip = frag_proto = tcpw = sport = dport = 0
-        else:
+        while off <= limit:  # the fused struct fits: every record but those in the last bytes
+            incl, etype, vihl, frag, proto, sport, dport, fl, win = fused(data, off)
+            off += 16 + incl
+            if off > end:
+                off -= 16 + incl
+                break  # cut short: reported below
+            frame += 1
+            if not frame & mask:
+                ts_s, ts_f = tsof(data, off - incl - 16)
+                tracker.sweep(ts_s + ts_f * scale, frame - 1)  # before this frame is read
+                release(off)
+            p = off - incl  # the frame
+            if etype == 8 and vihl == 0x45 and proto == 6 and not frag & 0xFF1F and incl >= 54:
+                if not mine[sport ^ dport]:
+                    continue  # another worker's connection
+                if fl & 0x17 == 0x10:  # ACK, no SYN/FIN/RST
+                    ent = get(data[p + 26:p + 38])
+                    if ent is not None:
+                        c, d = ent
+                        c[1] = frame  # C_LAST
+                        c[2 + d] += 1  # C_PK0 + d
+                        seen = c[4]  # C_SEEN
+                        if seen & firsts[d] != firsts[d]:  # this direction's first data or pure ACK?
+                            if ((data[p + 16] << 8) | data[p + 17]) - 20 - ((data[p + 46] & 0xF0) >> 2) > 0:
+                                bit = 4 << d  # SEEN_D
+                                if not seen & bit:
+                                    c[4] = seen | bit
+                                    c[5] += letter_d[d]  # C_HIST
+                                    if c[8 + d] < established:  # C_ST0 + d
+                                        active(c, d)
+                            elif not seen & (1 << d):  # SEEN_A
+                                c[4] = seen | (1 << d)
+                                c[5] += letter_a[d]
+                                if c[8 + d] < established:
+                                    active(c, d)
+                        if not win:
+                            log(c, d, "w")
+                        continue
+                if fl & 0x17 == 0x02:  # SYN without ACK/FIN/RST (no checksum check): a new connection?
+                    key = data[p + 26:p + 38]
+                    if get(key) is None:
+                        ts_s, ts_f = tsof(data, p - 16)
+                        open_syn(frame, ts_s + ts_f * scale, key, None, seqof(data, p + 38)[0])
+                        continue
+                tl = (data[p + 16] << 8) | data[p + 17]
+                plen = tl - 20 - ((data[p + 46] & 0xF0) >> 2)
+                bad = False
+                if fl & 0x05 and 14 + tl <= incl:  # FIN/RST: verify the TCP checksum (see _feeder)
+                    if tl >= 20:
+                        # addresses and segment in one number: 2**16 is 1 mod 0xFFFF, so its value mod
+                        # 0xFFFF is the sum of its 16-bit words; the 8 address bytes keep the alignment
+                        v = int.from_bytes(data[p + 26:p + 14 + tl], "big") << (8 * (tl & 1))
+                        bad = (v + tl - 14) % 0xFFFF != 0
+                    else:
+                        bad = (int.from_bytes(data[p + 26:p + 34], "big") + tl - 14) % 0xFFFF != 0
+                ts_s, ts_f = tsof(data, p - 16)
+                packet(frame, ts_s + ts_f * scale, data[p + 26:p + 38], None, fl, ((win & 0xFF) << 8) | (win >> 8),
+                       plen if plen > 0 else 0, seqof(data, p + 38)[0], bad)
+                continue
+            ts_s, ts_f = tsof(data, p - 16)
+            if not feed(1, p, incl, frame, ts_s + ts_f * scale):
+                other += 1
+        if off >= end:
+            break
+        # a record starting in the last _FUSED.size bytes (general path), or one cut short
+        if off + 16 > end:
             result.stop(off, "record header cut short")
             break
+        incl = hdr(data, off)[2]
         p = off + 16
         nxt = p + incl
         if nxt > end:
@@ -345,53 +407,6 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
             ts_s, ts_f = tsof(data, p - 16)
             tracker.sweep(ts_s + ts_f * scale, frame - 1)  # before this frame is read
             release(off)
-        if eth_ip & 0xFFFFFF == 0x450008 and frag_proto & 0xFF00FF1F == 0x06000000 and incl >= 54:
-            if not mine[sport ^ dport]:
-                continue  # another worker's connection
-            if tcpw & 0x1700 == 0x1000:  # ACK, no SYN/FIN/RST
-                ent = get(data[p + 26:p + 38])
-                if ent is not None:
-                    c, d = ent
-                    c[1] = frame  # C_LAST
-                    c[2 + d] += 1  # C_PK0 + d
-                    seen = c[4]  # C_SEEN
-                    if seen & _FIRSTS[d] != _FIRSTS[d]:  # this direction's first data or pure ACK?
-                        if ((data[p + 16] << 8) | data[p + 17]) - 20 - ((tcpw & 0xF0) >> 2) > 0:
-                            bit = 4 << d  # SEEN_D
-                            if not seen & bit:
-                                c[4] = seen | bit
-                                c[5] += _LETTER_D[d]  # C_HIST
-                                if c[8 + d] < ESTABLISHED:  # C_ST0 + d
-                                    active(c, d)
-                        elif not seen & (1 << d):  # SEEN_A
-                            c[4] = seen | (1 << d)
-                            c[5] += _LETTER_A[d]
-                            if c[8 + d] < ESTABLISHED:
-                                active(c, d)
-                    if tcpw < 0x10000:
-                        log(c, d, "w")
-                    continue
-            fl = (tcpw >> 8) & 0xFF
-            if fl & 0x17 == 0x02:  # SYN without ACK/FIN/RST (no checksum check): a new connection?
-                key = data[p + 26:p + 38]
-                if get(key) is None:
-                    ts_s, ts_f = tsof(data, p - 16)
-                    open_syn(frame, ts_s + ts_f * scale, key, None, seqof(data, p + 38)[0])
-                    continue
-            tl = (data[p + 16] << 8) | data[p + 17]
-            plen = tl - 20 - ((tcpw & 0xF0) >> 2)
-            bad = False
-            if fl & 0x05 and 14 + tl <= incl:  # FIN/RST: verify the TCP checksum (see _feeder)
-                if tl >= 20:
-                    # addresses and segment in one number: 2**16 is 1 mod 0xFFFF, so its value mod
-                    # 0xFFFF is the sum of its 16-bit words; the 8 address bytes keep the alignment
-                    bad = ((int.from_bytes(data[p + 26:p + 14 + tl], "big") << (8 * (tl & 1))) + tl - 14) % 0xFFFF != 0
-                else:
-                    bad = (int.from_bytes(data[p + 26:p + 34], "big") + tl - 14) % 0xFFFF != 0
-            ts_s, ts_f = tsof(data, p - 16)
-            packet(frame, ts_s + ts_f * scale, data[p + 26:p + 38], None, fl, ((tcpw >> 8) & 0xFF00) | (tcpw >> 24),
-                   plen if plen > 0 else 0, seqof(data, p + 38)[0], bad)
-            continue
         ts_s, ts_f = tsof(data, p - 16)
         if not feed(1, p, incl, frame, ts_s + ts_f * scale):
             other += 1
