@@ -19,13 +19,14 @@ gives, fact for fact.
 from __future__ import annotations
 
 import contextlib
+import gc
 import heapq
 import ipaddress
 import os
 import threading
 import traceback
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -408,13 +409,28 @@ def analyse(paths: Iterable[Path], tmg_addresses: Iterable[str] = (), samples: i
     """
     paths = [Path(p) for p in paths]
     n = plan_jobs(paths, jobs)
-    if n <= 1:
-        result = analyse_share(paths, samples, keep_all, 1, 0, progress, matcher)
-    else:
-        result = _split(paths, samples, keep_all, n, progress, method, matcher)
-    result.settle()
+    with _no_cycle_collection():
+        if n <= 1:
+            result = analyse_share(paths, samples, keep_all, 1, 0, progress, matcher)
+        else:
+            result = _split(paths, samples, keep_all, n, progress, method, matcher)
+        result.settle()
     result.decide_tmg(tmg_addresses)
     return result
+
+
+@contextlib.contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """The cyclic garbage collector paused: reading makes no reference cycles, but its many
+    long-lived objects (connection states, tallies) would make the collector walk them again and
+    again. Reference counting still frees everything; the collector resumes afterwards."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def analyse_share(paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
@@ -446,7 +462,8 @@ def _share_payload(paths: list[Path], samples: int, keep_all: bool, jobs: int, i
 
     payload: tuple[str, Any]
     try:
-        share = analyse_share(paths, samples, keep_all, jobs, index, matcher=matcher)
+        with _no_cycle_collection():  # (a spawned worker; a forked one has it paused already)
+            share = analyse_share(paths, samples, keep_all, jobs, index, matcher=matcher)
         share.matcher = None
         payload = ("ok", share)
     except DiagnoseError as exc:
