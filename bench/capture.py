@@ -8,6 +8,10 @@ link-layer decoder), then times, in the same run:
   worker process (`--jobs 1`) and with every CPU (`--jobs N`, each worker tracking its share of the
   connections), and the analysis alone in this process, both ways;
 * `tshark -q -z conv,tcp -r FILE`;
+* `diagnose` runs with its modules compiled to bytecode once, as an installed package has them (into
+  a cache directory of the bench: PYTHONDONTWRITEBYTECODE, where set, would make every start compile
+  them); the whole command is also timed compiling at every start, unless --compile-each-start makes
+  that the only way;
 * peak memory (max RSS) of the `diagnose` processes (the workers' peaks added), on the whole file
   and on its first quarter: with the same number of live connections, memory must not grow with
   the number of packets.
@@ -16,6 +20,7 @@ Every figure is the best of `--repeat` runs on a warm page cache; the load avera
 block is printed (the machine may be shared).
 
 Usage: python bench/capture.py [--connections N] [--keep DIR] [--reuse] [--repeat N] [--no-tshark]
+                               [--compile-each-start]
 """
 
 from __future__ import annotations
@@ -78,13 +83,27 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def run_measured(cmd: list[str]) -> tuple[float, int]:
+# Environment of the measured `diagnose` runs (set in main): by default the project's modules are
+# compiled to bytecode once (into a cache directory of the bench, not the source tree), as an installed
+# package has them, even where PYTHONDONTWRITEBYTECODE is set; --compile-each-start keeps that setting.
+RUN_ENV: dict[str, str] = {}
+
+
+def bytecode_env(directory: Path, cached: bool) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    if cached:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(directory / "pycache")
+    return env
+
+
+def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of one child process and the workers it starts (added).
 
     The peak is read from /proc/PID/status (VmHWM) while the child runs: `ru_maxrss` of a child
     would include the high-water mark this (big) parent had when it forked.
     """
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env = env or RUN_ENV or dict(os.environ, PYTHONPATH=str(REPO))
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     peaks: dict[int, int] = {}
@@ -103,8 +122,8 @@ def run_measured(cmd: list[str]) -> tuple[float, int]:
     return elapsed, peak
 
 
-def best_of(n: int, cmd: list[str]) -> tuple[float, int]:
-    runs = [run_measured(cmd) for _ in range(n)]
+def best_of(n: int, cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    runs = [run_measured(cmd, env) for _ in range(n)]
     return min(r[0] for r in runs), max(r[1] for r in runs)
 
 
@@ -125,6 +144,9 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="use the captures already in --keep DIR")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the best is shown")
     parser.add_argument("--no-tshark", action="store_true")
+    parser.add_argument("--compile-each-start", action="store_true",
+                        help="no bytecode cache for diagnose's modules when PYTHONDONTWRITEBYTECODE is set "
+                             "(every start compiles them)")
     args = parser.parse_args()
     directory = args.keep or Path(tempfile.mkdtemp(prefix="bench-capture-"))
     directory.mkdir(parents=True, exist_ok=True)
@@ -148,6 +170,12 @@ def main() -> None:
                 pass
     cmd = [sys.executable, "-m", "diagnose", "probe", "capture", "--format", "json", "-o", os.devnull]
     n = max(1, args.repeat)
+    compiling = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
+    RUN_ENV.update(bytecode_env(directory, not args.compile_each_start))
+    if compiling and not args.compile_each_start:
+        run_measured([*cmd, "--jobs", "1", str(quarter)])  # writes the bytecode cache
+        print(f"bytecode: diagnose's modules compiled once into {directory / 'pycache'} (as installed); "
+              "PYTHONDONTWRITEBYTECODE is set here, so a figure with compiling at every start follows too")
 
     # the analysis alone, in this process (no interpreter start-up)
     print(f"-- analysis in this process, best of {n} ({load()})")
@@ -169,6 +197,10 @@ def main() -> None:
     for jobs in sorted({1, cpus}):
         secs[jobs], rss[jobs] = best_of(n, [*cmd, "--jobs", str(jobs), str(plain)])
         print(line(f"diagnose probe capture --jobs {jobs}, Ethernet/IPv4", secs[jobs], packets, size, rss[jobs]))
+    secs_c = None
+    if compiling and not args.compile_each_start:
+        secs_c, _rss = best_of(n, [*cmd, "--jobs", str(cpus), str(plain)], bytecode_env(directory, False))
+        print(line(f"  same, --jobs {cpus}, compiling at every start", secs_c, packets, size))
     for jobs in sorted({1, cpus}):
         secs_v, rss_v = best_of(n, [*cmd, "--jobs", str(jobs), str(tagged)])
         print(line(f"diagnose probe capture --jobs {jobs}, 802.1Q (general)", secs_v, packets, vsize, rss_v))
@@ -184,6 +216,7 @@ def main() -> None:
         print(line("tshark -q -z conv,tcp, Ethernet/IPv4", secs_t, packets, size, rss_t))
         print("speed-up over tshark (whole command): "
               + ", ".join(f"x{secs_t / secs[j]:.1f} with --jobs {j}" for j in sorted(secs))
+              + (f" (x{secs_t / secs_c:.1f} with --jobs {cpus} compiling at every start)" if secs_c else "")
               + f"; tshark peak RSS {rss_t / 1e6:.0f} MB")
     print(f"({load()} at the end)")
     if not args.keep:
