@@ -317,7 +317,7 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
     fused = _FUSED.unpack_from
     tsof = _TS.unpack_from
     get, packet, active, log = tracker.conns.get, tracker.packet, tracker._active, tracker._log_letter
-    open_syn = tracker.open_syn
+    open_syn, control = tracker.open_syn, tracker.control
     seqof = _SEQ.unpack_from
     feed = _feeder(data, tracker)
     release = _Releaser(data)
@@ -383,7 +383,14 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
                     else:
                         bad = (int.from_bytes(data[p + 26:p + 34], "big") + tl - 14) % 0xFFFF != 0
                 ts_s, ts_f = tsof(data, p - 16)
-                packet(frame, ts_s + ts_f * scale, data[p + 26:p + 38], None, fl, ((win & 0xFF) << 8) | (win >> 8),
+                key = data[p + 26:p + 38]
+                if fl & 0x07 and not bad and fl & 0x12 != 0x02:  # SYN-ACK, FIN, RST: of a known connection?
+                    ent = get(key)
+                    if ent is not None:
+                        control(ent[0], ent[1], frame, ts_s + ts_f * scale, fl, ((win & 0xFF) << 8) | (win >> 8),
+                                plen if plen > 0 else 0, seqof(data, p + 38)[0])
+                        continue
+                packet(frame, ts_s + ts_f * scale, key, None, fl, ((win & 0xFF) << 8) | (win >> 8),
                        plen if plen > 0 else 0, seqof(data, p + 38)[0], bad)
                 continue
             ts_s, ts_f = tsof(data, p - 16)

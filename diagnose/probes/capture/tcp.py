@@ -206,34 +206,41 @@ class Tracker:
                     self.open_syn(frame, ts, key, rkey, seq)
                     return
                 c, d = self._new(frame, ts, key, rkey, flags)
-        c[C_LAST] = frame
-        c[C_PK0 + d] += 1
         if bad:
             self.bad_checksums += 1
             c[C_CSUM] += 1
             self._log_letter(c, d, "c")
-        if not flags & CONTROL:
-            if flags & ACK:
-                seen = c[C_SEEN]
-                if plen > 0:
-                    if not seen & SEEN_D[d]:
-                        self._first(c, d, "d", SEEN_D[d])
-                elif not seen & SEEN_A[d]:
-                    self._first(c, d, "a", SEEN_A[d])
-                if win == 0:
-                    self._log_letter(c, d, "w")
-                return
-            # a segment without SYN, FIN, RST or ACK
-            c[C_TL] = ts
-            if c[C_ST0 + d] == INACTIVE:
-                c[C_ST0 + d] = PARTIAL
-            if plen > 0 and not c[C_SEEN] & SEEN_D[d]:
-                c[C_SEEN] |= SEEN_D[d]
-                c[C_HIST] += "d" if d else "D"
+        if flags & CONTROL:
+            self.control(c, d, frame, ts, flags, win, plen, seq)
+            return
+        c[C_LAST] = frame
+        c[C_PK0 + d] += 1
+        if flags & ACK:  # no SYN, FIN or RST
+            seen = c[C_SEEN]
+            if plen > 0:
+                if not seen & SEEN_D[d]:
+                    self._first(c, d, "d", SEEN_D[d])
+            elif not seen & SEEN_A[d]:
+                self._first(c, d, "a", SEEN_A[d])
             if win == 0:
                 self._log_letter(c, d, "w")
             return
-        # SYN, FIN or RST
+        # a segment without SYN, FIN, RST or ACK
+        c[C_TL] = ts
+        if c[C_ST0 + d] == INACTIVE:
+            c[C_ST0 + d] = PARTIAL
+        if plen > 0 and not c[C_SEEN] & SEEN_D[d]:
+            c[C_SEEN] |= SEEN_D[d]
+            c[C_HIST] += "d" if d else "D"
+        if win == 0:
+            self._log_letter(c, d, "w")
+        return
+
+    def control(self, c: list, d: int, frame: int, ts: float, flags: int, win: int, plen: int, seq: int) -> None:
+        """A segment with SYN, FIN or RST in direction `d` of connection `c` (the fused pcap loop
+        calls this for a known connection, a good checksum and not a SYN without ACK)."""
+        c[C_LAST] = frame
+        c[C_PK0 + d] += 1
         c[C_TL] = ts
         st = C_ST0 + d
         if flags & SYN:
