@@ -237,8 +237,9 @@ class Tracker:
         return
 
     def control(self, c: list, d: int, frame: int, ts: float, flags: int, win: int, plen: int, seq: int) -> None:
-        """A segment with SYN, FIN or RST in direction `d` of connection `c` (the fused pcap loop
-        calls this for a known connection, a good checksum and not a SYN without ACK)."""
+        """A segment with SYN, FIN or RST in direction `d` of connection `c`: from `packet` (which
+        has found the connection, handled port reuse and counted a bad checksum), or straight from the
+        fused pcap loop for a known connection, a good checksum and anything but a SYN without ACK."""
         c[C_LAST] = frame
         c[C_PK0 + d] += 1
         c[C_TL] = ts
