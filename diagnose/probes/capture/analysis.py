@@ -70,6 +70,10 @@ class AggKey:
     rst_zero_window: bool
 
 
+# what a summary needs of a connection: (teardown, leg, first_fin_by, first_reset_by, rst_zero_window)
+Signature = tuple[str, str, str, str, bool]
+
+
 @dataclass
 class CaptureAnalysis:
     reads: list[ReadResult] = field(default_factory=list, metadata=FIRST)
@@ -268,53 +272,72 @@ class CaptureAnalysis:
         return "client" if side == "originator" else "server"
 
     # -- views --------------------------------------------------------------------------------------
-    def scopes(self) -> dict[str, tuple[str, str | None, str | None, Counter | list[tuple[AggKey, int]]]]:
-        """subject -> (scope, leg, server, counts by AggKey: the Counter, or its (key, n) items) for
-        all, each leg and each server."""
-        out: dict[str, tuple[str, str | None, str | None, Counter | list[tuple[AggKey, int]]]] = {
-            "all": ("all", None, None, self.counts)}
-        legs: dict[str, list[tuple[AggKey, int]]] = defaultdict(list)
-        servers: dict[str, list[tuple[AggKey, int]]] = defaultdict(list)
+    def scopes(self) -> dict[str, tuple[str, str | None, str | None, dict[Signature, list[int]]]]:
+        """subject -> (scope, leg, server, tallies) for all, each leg and each server; the tallies
+        of a scope by `Signature` (all a summary needs of a connection) -> [connections, bad-checksum
+        frames], made in one pass over the counts."""
+        bad = self.bad_checksums
+        every: dict[Signature, list[int]] = {}
+        legs: dict[str, dict[Signature, list[int]]] = defaultdict(dict)
+        servers: dict[str, dict[Signature, list[int]]] = defaultdict(dict)
+        totals: Counter = Counter()  # server -> connections
         leg_of: dict[tuple[str, str], str] = {}
-        for item in self.counts.items():
-            key = item[0]
+        server_of: dict[tuple[str, int], str] = {}
+        for key, n in self.counts.items():
             pair = (key.orig_ip, key.resp_ip)
             leg = leg_of.get(pair)
             if leg is None:
                 leg = leg_of[pair] = self.leg(*pair)
-            legs[leg].append(item)
+            sig = (key.teardown, leg, key.first_fin_by, key.first_reset_by, key.rst_zero_window)
+            b = bad.get(key, 0) if bad else 0
+            targets: tuple[dict[Signature, list[int]], ...] = (every, legs[leg])
             if leg != "client":
-                servers[_endpoint(key.resp_ip, key.resp_port)].append(item)
-        for leg, items in sorted(legs.items()):
-            out[f"leg:{leg}"] = ("leg", leg, None, items)
-        top = sorted(servers.items(), key=lambda kv: (-sum(n for _k, n in kv[1]), kv[0]))[:50]
-        for server, items in top:
-            out[f"server:{server}"] = ("server", None, server, items)
+                end = (key.resp_ip, key.resp_port)
+                server = server_of.get(end)
+                if server is None:
+                    server = server_of[end] = _endpoint(*end)
+                totals[server] += n
+                targets += (servers[server],)
+            for target in targets:
+                slot = target.get(sig)
+                if slot is None:
+                    target[sig] = [n, b]
+                else:
+                    slot[0] += n
+                    slot[1] += b
+        out: dict[str, tuple[str, str | None, str | None, dict[Signature, list[int]]]] = {
+            "all": ("all", None, None, every)}
+        for leg, sigs in sorted(legs.items()):
+            out[f"leg:{leg}"] = ("leg", leg, None, sigs)
+        for server in sorted(servers, key=lambda name: (-totals[name], name))[:50]:
+            out[f"server:{server}"] = ("server", None, server, servers[server])
         return out
 
-    def tally(self, counts: Counter | Iterable[tuple[AggKey, int]]) -> dict[str, int]:
+    def tally(self, counts: Counter | dict[Signature, list[int]]) -> dict[str, int]:
+        """The summary counts of a scope: from its tallies by `Signature` (`scopes`), or from
+        counts by `AggKey`."""
+        if counts and isinstance(next(iter(counts)), AggKey):
+            bad = self.bad_checksums
+            sigs: dict[Signature, list[int]] = {}
+            for key, n in counts.items():
+                sig = (key.teardown, self.leg(key.orig_ip, key.resp_ip), key.first_fin_by, key.first_reset_by,
+                       key.rst_zero_window)
+                slot = sigs.setdefault(sig, [0, 0])
+                slot[0] += n
+                slot[1] += bad.get(key, 0)
+            counts = sigs
         out = {name: 0 for name in _TEARDOWN_FIELDS.values()}
-        out.update(connections=0, dirty_close_by_tmg=0, reset_by_server=0, zero_window_resets=0, bad_checksums=0)
-        bad = self.bad_checksums
-        leg_of: dict[tuple[str, str], str] = {}
         connections = by_tmg = by_server = zero_window = bad_frames = 0
-        for key, n in (counts.items() if isinstance(counts, dict) else counts):
-            out[_TEARDOWN_FIELDS[key.teardown]] += n
+        for (teardown, leg, fin_by, rst_by, zero_win), (n, b) in counts.items():
+            out[_TEARDOWN_FIELDS[teardown]] += n
             connections += n
-            pair = (key.orig_ip, key.resp_ip)
-            leg = leg_of.get(pair)
-            if leg is None:
-                leg = leg_of[pair] = self.leg(*pair)
-            rst_by = key.first_reset_by
-            if (key.teardown == "dirty-close" and leg == "server" and rst_by == "originator"
-                    and key.first_fin_by == "responder"):
+            if teardown == "dirty-close" and leg == "server" and rst_by == "originator" and fin_by == "responder":
                 by_tmg += n
             if rst_by == "responder" and leg != "client":  # role(rst_by, leg) == "server"
                 by_server += n
-            if rst_by != "none" and key.rst_zero_window:
+            if rst_by != "none" and zero_win:
                 zero_window += n
-            if bad:
-                bad_frames += bad.get(key, 0)
+            bad_frames += b
         out.update(connections=connections, dirty_close_by_tmg=by_tmg, reset_by_server=by_server,
                    zero_window_resets=zero_window, bad_checksums=bad_frames)
         return out
