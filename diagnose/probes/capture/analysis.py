@@ -158,32 +158,32 @@ class CaptureAnalysis:
                     if type(conn) is list:
                         bucket[i] = (order, build_connection(conn, sources[conn[C_SRC]]))
 
-    def settle(self) -> None:
-        """Turn the raw (bytes-keyed) tallies into address-keyed ones."""
-        self.built()
-        texts: dict[bytes | str, str] = {}
-
-        def text(ip: bytes | str) -> str:
-            if isinstance(ip, str):
-                return ip
-            t = texts.get(ip)
-            if t is None:
-                t = texts[ip] = _ip_text(ip)
-            return t
-
-        # tallied by plain tuples first (hashed in C), then one AggKey per distinct key
-        counts: dict[tuple, int] = {}
-        bad: dict[tuple, int] = {}
+    def textual(self) -> None:
+        """Key the raw tallies by address text instead of address bytes (each worker does it for its
+        share, in parallel, before the parent merges them)."""
+        if all(type(raw[1]) is str and type(raw[2]) is str for raw in self.raw_counts):
+            return
+        text = _Texts()
+        counts: Counter = Counter()
+        bad: Counter = Counter()
         raw_bad = self.raw_bad
         for raw, n in self.raw_counts.items():
             label, orig, resp, port, fin_by, rst_by, zw = raw
             t = (label, text(orig), text(resp), port, fin_by, rst_by, zw)
-            counts[t] = counts.get(t, 0) + n
+            counts[t] += n
             if raw_bad and raw in raw_bad:
-                bad[t] = bad.get(t, 0) + raw_bad[raw]
-        keys = {t: AggKey(*t) for t in counts}
-        self.counts.update({keys[t]: n for t, n in counts.items()})
-        self.bad_checksums.update({keys[t]: n for t, n in bad.items()})
+                bad[t] += raw_bad[raw]
+        self.raw_counts, self.raw_bad = counts, bad
+
+    def settle(self) -> None:
+        """Turn the raw (bytes-keyed) tallies into address-keyed ones."""
+        self.built()
+        self.textual()
+        # one AggKey per distinct key
+        keys = {t: AggKey(*t) for t in self.raw_counts}
+        self.counts.update({keys[t]: n for t, n in self.raw_counts.items()})
+        self.bad_checksums.update({keys[t]: n for t, n in self.raw_bad.items()})
+        text = _Texts()
         for label, buckets in self.raw_samples.items():
             # pairs in the order their first sample finished, samples in finishing order
             ordered = sorted(buckets.items(), key=lambda kv: kv[1][0][0])
@@ -363,6 +363,18 @@ _INTERNAL_NETS = tuple(ipaddress.ip_network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7", "::1/128"))
 
 
+class _Texts(dict):
+    """Address bytes -> text, each converted once; text stays as it is."""
+
+    def __call__(self, ip: bytes | str) -> str:
+        if type(ip) is str:
+            return ip
+        t = self.get(ip)
+        if t is None:
+            t = self[ip] = _ip_text(ip)
+        return t
+
+
 def _private(ip: str) -> bool:
     """RFC 1918 / unique-local / loopback: where a published Exchange server lives."""
     try:
@@ -471,6 +483,7 @@ def analyse_share(paths: list[Path], samples: int, keep_all: bool, jobs: int, in
         # connections do not span files: finish this file's before the next one
         tracker.finish_all()
     result.built()
+    result.textual()
     result.tcp_packets = tracker.tcp_packets
     result.total_bad_checksums = tracker.bad_checksums
     return result

@@ -17,9 +17,10 @@ payload), `g` (content gap) and `x`, which need sequence-space reassembly.
 
 from __future__ import annotations
 
+import operator
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 CONTROL = FIN | SYN | RST
@@ -91,6 +92,14 @@ class Connection:
     @property
     def subject(self) -> str:
         return f"{self.originator}>{self.responder}"
+
+    def __reduce__(self) -> tuple:
+        # pickled (from worker processes) as its field values: rebuilt by __init__, much faster
+        # than the dataclass default, which sets the fields one by one through fields()
+        return Connection, _connection_values(self)
+
+
+_connection_values = operator.attrgetter(*(f.name for f in fields(Connection)))
 
 
 def _ip_text(raw: bytes) -> str:
