@@ -305,9 +305,12 @@ _TS = struct.Struct("<II")
 def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float) -> None:
     """Little-endian pcap + Ethernet: one struct call per frame for the plain IPv4/TCP case.
 
-    A segment of a known connection without SYN/FIN/RST only bumps counters here; the rest (new
-    connections, SYN/FIN/RST, a direction's first ACK or data, zero windows) goes to the tracker, and
-    anything other than plain Ethernet/IPv4/TCP to the general path. A worker of a split run
+    A segment of a known connection without SYN/FIN/RST is handled here (counters, and a direction's
+    first pure ACK or data letter); a SYN that opens a connection goes to `Tracker.open_syn`, a SYN-ACK,
+    FIN or RST of a known connection with a good checksum to `Tracker.control`, any other TCP segment
+    (new connections otherwise, bad checksums, SYNs of known connections) to `Tracker.packet`, zero
+    windows to the tracker's letter log, and anything other than plain Ethernet/IPv4/TCP to the
+    general path. A worker of a split run
     (`tracker.jobs` > 1) drops the segments of connections it does not own right here: the low bytes
     of the two ports (frame bytes 35 and 37) XORed, modulo the number of workers (`tcp.owner_of`).
     """
