@@ -47,6 +47,7 @@ class EngineError(DiagnoseError):
     exit_code = 3
 
 
+
 def where(path: object, line: int | None = None, *, offset: int | None = None, jpath: str | None = None) -> str:
     """Format a location: `file:line`, `file@offset` or `file:$.json.path`."""
     text = str(path)
