@@ -47,7 +47,6 @@ class EngineError(DiagnoseError):
     exit_code = 3
 
 
-
 def where(path: object, line: int | None = None, *, offset: int | None = None, jpath: str | None = None) -> str:
     """Format a location: `file:line`, `file@offset` or `file:$.json.path`."""
     text = str(path)
