@@ -95,9 +95,6 @@ class Diagnosis:
     def unknowns(self) -> tuple[RuleOutcome, ...]:
         return tuple(o for o in self.outcomes if o.status == "unknown")
 
-    def fact_index(self, fact: Fact) -> int:
-        return self.facts.index(fact)
-
 
 def diagnosis_facts(bundle: EvidenceBundle) -> tuple[Fact, ...]:
     """The bundle's facts plus the profile and the answers as facts (unless already there)."""

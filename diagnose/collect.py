@@ -50,6 +50,7 @@ HINTS = {
     "internal_name": "internal_name in the profile",
     "internal_addresses": "internal_addresses in the profile",
     "certificate_fqdn": "certificate_fqdn in the profile",
+    "tmg_addresses": "tmg_addresses in the profile or --tmg ADDR (run on the TMG server itself)",
 }
 
 

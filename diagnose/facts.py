@@ -161,7 +161,7 @@ class EvidenceBundle:
 
 # --------------------------------------------------------------------------------------- loading
 
-class _Reader:
+class JsonReader:
     """Type-checked access to parsed JSON that names the file and JSON path on any error."""
 
     def __init__(self, source: str) -> None:
@@ -215,7 +215,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_fact(raw: Any, jpath: str, r: _Reader) -> Fact:
+def parse_fact(raw: Any, jpath: str, r: JsonReader) -> Fact:
     """Check the shape of one fact (types are checked against the fact kinds later)."""
     obj = r.obj(raw, jpath)
     r.keys(obj, jpath, ("kind", "subject", "attrs", "provenance"), ("kind", "subject"))
@@ -270,7 +270,7 @@ def load_json(path: Path | str) -> Any:
 
 
 def bundle_from_json(raw: Any, source: str) -> EvidenceBundle:
-    r = _Reader(source)
+    r = JsonReader(source)
     obj = r.obj(raw, "$")
     r.keys(obj, "$", ("format", "format_version", "tool_version", "rulebook_version", "created", "description",
                       "profile", "answers", "probes", "facts", "excerpts"), ("format_version", "facts"))

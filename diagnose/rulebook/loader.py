@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from diagnose.errors import InputError, RuleError
-from diagnose.facts import Fact, _Reader, parse_fact
+from diagnose.facts import Fact, JsonReader, parse_fact
 from diagnose.kinds import FactKinds, accepts, fact_kinds, type_of
 from diagnose.rulebook.model import (
     OPERATORS,
@@ -409,7 +409,7 @@ def _tests(body: Any, lines: Lines, kinds: FactKinds) -> Iterable[RuleTest]:
         if not isinstance(test["facts"], list):
             raise RuleError("facts must be a list", lines.at(*at, "facts"))
         facts: list[Fact] = []
-        reader = _Reader(lines.path)
+        reader = JsonReader(lines.path)
         for j, raw in enumerate(test["facts"]):
             try:
                 fact = parse_fact(raw, f"$.tests[{i}].facts[{j}]", reader)
