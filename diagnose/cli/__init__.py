@@ -10,6 +10,7 @@ Exit codes (one table, also in README.md):
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -20,9 +21,33 @@ from diagnose.errors import DiagnoseError
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_RULES, EXIT_INCOMPLETE = 0, 1, 2, 3, 4
 
+# Every command, and where it lives: a module is imported only when its command runs (or help
+# lists them), so `diagnose probe capture` does not pay for the rule loader and `analyze` not for probes.
+COMMANDS = {
+    "run": "diagnose.cli.run:run",
+    "collect": "diagnose.cli.run:collect_cmd",
+    "analyze": "diagnose.cli.run:analyze",
+    "examples": "diagnose.cli.run:examples",
+    "rules": "diagnose.cli.rules:rules",
+    "causes": "diagnose.cli.causes:causes",
+    "probe": "diagnose.cli.probe:probe",
+}
+
 
 class _Group(click.Group):
-    """Turns every expected failure into one line on stderr and its exit code."""
+    """Loads each command when used, and turns every expected failure into one line on stderr and
+    its exit code."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attr = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -42,13 +67,3 @@ class _Group(click.Group):
 def main() -> None:
     """Explain TMG "Failed Connection Attempt / Status 64" entries when publishing Exchange:
     benign dirty close, or the edge of a real misconfiguration?"""
-
-
-def _register() -> None:
-    from diagnose.cli import causes, probe, rules, run
-
-    for command in (run.run, run.collect_cmd, run.analyze, run.examples, rules.rules, causes.causes, probe.probe):
-        main.add_command(command)
-
-
-_register()
