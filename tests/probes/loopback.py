@@ -6,7 +6,9 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -46,3 +48,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def serve_once(port: int, behaviour: str, ready: threading.Event) -> None:
+    """Accept one connection on 127.0.0.1:`port`, read the request, then end it as `behaviour` says:
+    "reset-mid-transfer" (send, then close with SO_LINGER 0: RST), "graceful" (answer, wait for the
+    client's FIN, close), anything else (answer, then FIN first; the client may abort)."""
+    with socket.socket() as ls:
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", port))
+        ls.listen()
+        ready.set()
+        conn, _ = ls.accept()
+        with conn:
+            conn.recv(1000)
+            if behaviour == "reset-mid-transfer":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.sendall(b"x" * 1000)
+                time.sleep(0.1)
+                return  # close with linger 0: RST while the client still sends
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            if behaviour == "graceful":
+                conn.recv(1000)  # wait for the client's FIN, then close
+            else:  # server closes first (FIN); the client aborts with SO_LINGER 0
+                conn.shutdown(socket.SHUT_WR)
+                time.sleep(0.3)

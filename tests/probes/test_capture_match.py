@@ -26,7 +26,7 @@ from diagnose.probes.capture.match import _tod_delta
 from diagnose.probes.logs.entries import WEB_PROXY, status64_entries
 from diagnose.probes.logs.scan import Site
 from tests.conftest import REPO, run_cli
-from tests.probes.loopback import Tcpdump, cannot_capture, free_port
+from tests.probes.loopback import Tcpdump, cannot_capture, free_port, serve_once
 
 TMG, CAS = "10.1.4.98", "10.1.5.11"
 S = 1_714_816_800  # 2024-05-04 10:00:00 UTC
@@ -287,25 +287,6 @@ def test_run_with_capture_and_log_options(tmp_path: Path) -> None:
 
 
 # -- loopback: real sockets, captured by tcpdump ---------------------------------------------------------
-def _serve(port: int, behaviour: str, ready: threading.Event) -> None:
-    with socket.socket() as ls:
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind(("127.0.0.1", port))
-        ls.listen()
-        ready.set()
-        conn, _ = ls.accept()
-        with conn:
-            conn.recv(1000)
-            if behaviour == "server-reset":
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                conn.sendall(b"x" * 100)
-                time.sleep(0.1)
-                return
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            conn.shutdown(socket.SHUT_WR)  # the server closes first; the client (TMG's role) aborts
-            time.sleep(0.3)
-
-
 def _connect(port: int, behaviour: str) -> tuple[int, float]:
     """The client side, playing TMG; returns its port and the time it closed."""
     with socket.create_connection(("127.0.0.1", port)) as c:
@@ -336,7 +317,7 @@ def test_loopback_capture_matches_real_dirty_close_and_server_reset(tmp_path: Pa
     try:
         for behaviour, port in ports.items():
             ready = threading.Event()
-            t = threading.Thread(target=_serve, args=(port, behaviour, ready))
+            t = threading.Thread(target=serve_once, args=(port, "reset-mid-transfer" if behaviour == "server-reset" else behaviour, ready))
             t.start()
             ready.wait(5)
             clients[behaviour] = _connect(port, behaviour)

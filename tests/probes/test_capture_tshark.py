@@ -20,7 +20,7 @@ from capture_oracle import compare, have_tshark
 from diagnose.probes.capture import synth
 from diagnose.probes.capture.analysis import analyse
 from diagnose.probes.capture.tcp import TEARDOWNS
-from tests.probes.loopback import Tcpdump, cannot_capture, free_port
+from tests.probes.loopback import Tcpdump, cannot_capture, free_port, serve_once
 
 pytestmark = pytest.mark.skipif(not have_tshark(), reason="tshark is not installed")
 
@@ -61,28 +61,6 @@ def test_synthetic_pcapng_several_interfaces_agrees_with_tshark(tmp_path: Path) 
 
 
 # -- loopback: real sockets, captured by tcpdump ----------------------------------------------------
-def _server(port: int, behaviour: str, ready: threading.Event) -> None:
-    with socket.socket() as ls:
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind(("127.0.0.1", port))
-        ls.listen()
-        ready.set()
-        conn, _ = ls.accept()
-        with conn:
-            conn.recv(1000)
-            if behaviour == "reset-mid-transfer":
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                conn.sendall(b"x" * 1000)
-                time.sleep(0.1)
-                return  # close with linger 0: RST while the client still sends
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            if behaviour == "graceful":
-                conn.recv(1000)  # wait for the client's FIN, then close
-            else:  # server closes first (FIN); the client aborts with SO_LINGER 0
-                conn.shutdown(socket.SHUT_WR)
-                time.sleep(0.3)
-
-
 def _client(port: int, behaviour: str) -> None:
     with socket.create_connection(("127.0.0.1", port)) as c:
         c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -124,7 +102,7 @@ def loopback_capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, di
     try:
         for behaviour in ("graceful", "dirty-close", "reset-mid-transfer"):
             ready = threading.Event()
-            t = threading.Thread(target=_server, args=(ports[behaviour], behaviour, ready))
+            t = threading.Thread(target=serve_once, args=(ports[behaviour], behaviour, ready))
             t.start()
             ready.wait(5)
             _client(ports[behaviour], behaviour)
