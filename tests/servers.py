@@ -66,6 +66,21 @@ class _Threads:
         with self._lock:
             self.arrivals.append(time.monotonic())
 
+    def _accept_loop(self, sock: socket.socket, handle: Callable[[socket.socket], None] | None) -> None:
+        """Accept until closed; each connection is recorded, kept open, and handed to `handle` if given."""
+        while not self._stop.is_set():
+            try:
+                ready, _, _ = select.select([sock], [], [], 0.1)
+                if not ready:
+                    continue
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            self._arrived()
+            self._keep(conn)
+            if handle is not None:
+                self._spawn(handle, conn)
+
     def close(self) -> None:
         self._stop.set()
         with self._lock:
@@ -336,20 +351,7 @@ class TlsServer(_Threads):
         self.port = self.sock.getsockname()[1]
         self.address = f"{host}:{self.port}"
         self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self._spawn(self._accept)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                ready, _, _ = select.select([self.sock], [], [], 0.1)
-                if not ready:
-                    continue
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self._arrived()
-            self._keep(conn)
-            self._spawn(self._handle, conn)
+        self._spawn(self._accept_loop, self.sock, self._handle)
 
     def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(10)
@@ -422,19 +424,7 @@ class SilentPeer(_Threads):
         self._keep(self.sock)
         self.port = self.sock.getsockname()[1]
         self.address = f"{LOOPBACK}:{self.port}"
-        self._spawn(self._accept)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                ready, _, _ = select.select([self.sock], [], [], 0.1)
-                if not ready:
-                    continue
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self._arrived()
-            self._keep(conn)
+        self._spawn(self._accept_loop, self.sock, None)
 
 
 class UnansweredPort(_Threads):
