@@ -11,7 +11,9 @@ shared machine does not land on one side only. Beside wall-clock time the CPU ti
 the process and its workers) is printed: on a busy machine it shows the work each side does even
 when it had to wait for a core.
 
-    python bench/logs.py [--size-mb 500] [--rounds 3] [--dir DIR] [--keep]
+    python bench/logs.py [--size-mb 500] [--rounds 3] [--dir DIR] [--keep] [--pure]
+
+With --pure, the pure-Python path (DIAGNOSE_PURE_PYTHON=1, no C accelerator) is timed as well.
 
 With --dir and --keep, files already generated there (same size and seed) are read again.
 """
@@ -245,10 +247,10 @@ class Run:
     out: str
 
 
-def timed(cmd: list[str]) -> Run:
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> Run:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, text=True, env=env)
     peak = Peak(proc.pid)
     while proc.poll() is None:
         peak.sample()
@@ -279,6 +281,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each, best reported")
+    parser.add_argument("--pure", action="store_true", help="also time the pure-Python path (no C accelerator)")
     args = parser.parse_args()
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="diagnose-bench-logs-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -287,6 +290,9 @@ def main() -> None:
         f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total >> 20} MB RAM, python "
         f"{sys.version.split()[0]}, awk = {os.path.realpath(awk)}"
     )
+    from diagnose.probes.logs import scan
+
+    print(f"C accelerator: {'built, ' + scan._fastscan.__file__ if scan._fastscan else 'NOT BUILT (pure Python)'}")
     try:
         for kind, tag in (("firewall", "FWS"), ("web", "WEB")):
             path = workdir / f"ISALOG_20240304_{tag}_000.w3c"
@@ -306,26 +312,21 @@ def main() -> None:
             )
             subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
             awk_cmd = [awk, "-F\t", AWK_SCRIPT.format(a=a, s=s), str(path)]
-            probe_cmds = {
-                jobs: [
-                    sys.executable,
-                    "-m",
-                    "diagnose",
-                    "probe",
-                    "logs",
-                    str(path),
-                    "--format",
-                    "json",
-                    "--jobs",
-                    str(jobs),
-                ]
-                for jobs in (1, 2)
+            variants = {  # label: (jobs, pure Python)
+                "--jobs 1": (1, False),
+                "--jobs 2": (2, False),
+                "--jobs 1, pure Python": (1, True),
+                "--jobs 2, pure Python": (2, True),
             }
-            runs: dict[str, list[Run]] = {"awk": [], "1": [], "2": []}
+            if not args.pure:
+                variants = {k: v for k, v in variants.items() if not v[1]}
+            runs: dict[str, list[Run]] = {"awk": [], **{label: [] for label in variants}}
             for _ in range(args.rounds):
                 runs["awk"].append(timed(awk_cmd))
-                for jobs, cmd in probe_cmds.items():
-                    runs[str(jobs)].append(timed(cmd))
+                for label, (jobs, pure) in variants.items():
+                    cmd = [sys.executable, "-m", "diagnose", "probe", "logs", str(path), "--format", "json"]
+                    env = {**os.environ, "DIAGNOSE_PURE_PYTHON": "1"} if pure else None
+                    runs[label].append(timed([*cmd, "--jobs", str(jobs)], env))
             awk_run = best(runs["awk"])
             awk_s64 = sum(
                 int(line.rsplit(" ", 1)[1])
@@ -333,15 +334,15 @@ def main() -> None:
                 if line.split("\t")[1].split(" ")[0] in ("0x80070040", "64")
             )
             print(
-                f"  awk -F'\\t' action x status : {awk_run.wall:6.2f} s  {mb / awk_run.wall:7.1f} MB/s  "
+                f"  awk -F'\\t' action x status     : {awk_run.wall:6.2f} s  {mb / awk_run.wall:7.1f} MB/s  "
                 f"cpu {awk_run.cpu:5.2f} s  peak {awk_run.peak >> 20} MB  (Status 64: {awk_s64})"
             )
-            for jobs in (1, 2):
-                run = best(runs[str(jobs)])
+            for label in variants:
+                run = best(runs[label])
                 facts = json.loads(run.out)["facts"]
                 s64 = next(f["attrs"]["status64_count"] for f in facts if f["subject"] == "all")
                 print(
-                    f"  diagnose probe logs --jobs {jobs}: {run.wall:6.2f} s  {mb / run.wall:7.1f} MB/s  "
+                    f"  probe logs {label:21}: {run.wall:6.2f} s  {mb / run.wall:7.1f} MB/s  "
                     f"cpu {run.cpu:5.2f} s  peak {run.peak >> 20} MB  = {awk_run.wall / run.wall:.2f} x awk "
                     f"(cpu: {awk_run.cpu / run.cpu:.2f} x)  (Status 64: {s64}"
                     f"{'' if s64 == awk_s64 else ' MISMATCH'})"

@@ -4,7 +4,7 @@ A W3C log is read in blocks of whole lines (a reused buffer, grown for a line lo
 clean block is split into columns in one go; a block holding a header, a damaged line or a line
 with the wrong number of fields is read line by line. These tests write logs in the product's
 format and check exact figures, and that they are the same whatever the block size, down to blocks
-smaller than one line.
+smaller than one line. Each runs twice: with the C accelerator and in pure Python.
 """
 
 from __future__ import annotations
@@ -18,6 +18,16 @@ from diagnose.probes.logs import summarise
 from diagnose.probes.logs.scan import Site
 from diagnose.probes.logs.summary import LogSummary
 from tests.probes.test_logs import FW_FIELDS, WEB_FIELDS, fw_row, w3c, web_row
+
+
+@pytest.fixture(autouse=True, params=["accelerated", "pure-python"])
+def scan_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs on both paths: the C accelerator (when built) and pure Python."""
+    if request.param == "pure-python":
+        monkeypatch.setattr(scan, "_fastscan", None)
+    elif scan._fastscan is None:
+        pytest.skip("the C accelerator is not built here")
+    return str(request.param)
 
 
 def _firewall_log(path: Path) -> dict[str, int]:

@@ -17,6 +17,7 @@ import codecs
 import csv
 import io
 import ipaddress
+import os
 import re
 from array import array
 from collections import Counter
@@ -49,6 +50,20 @@ from diagnose.probes.logs.summary import (
     LogSummary,
 )
 
+try:  # the optional C accelerator (built by hatch_build.py); the pure-Python path is the reference
+    from diagnose.probes.logs import _fastscan
+except ImportError:  # pragma: no cover - depends on the build
+    _fastscan = None
+if os.environ.get("DIAGNOSE_PURE_PYTHON"):  # for comparing the two paths (tests, bench/logs.py)
+    _fastscan = None
+
+# (lines, new keys, (lo date, lo time), (hi date, hi time), OA records, long OA, rows, starts, columns)
+_BlockScan = tuple[
+    int, int, tuple[bytes | None, bytes | None], tuple[bytes | None, bytes | None], int, int,
+    list[int], list[int], list[list[bytes]],
+]  # fmt: skip
+_PICKED = ("date", "time", "source", "orig_client")  # the columns `_detail_rows` reads besides the keys
+
 BLOCK = 1 << 17  # small enough that a block's fields stay in the CPU cache while it is counted
 MAX_KEYS = 65536  # distinct keys (and cached times, clients) kept before counts are folded in
 KEY_FIELDS = (
@@ -66,6 +81,7 @@ OA_METHODS = frozenset({b"RPC_IN_DATA", b"RPC_OUT_DATA"})
 _RPCPROXY = re.compile(rb"/rpc/rpcproxy\.dll", re.IGNORECASE)
 _RPCPROXY_TEXT = b"/rpc/rpcproxy.dll"
 _GARBAGE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_CONTROL = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])  # what _GARBAGE matches, for translate
 # Codes that only say a connection was torn down; a failed request with one of them is not by itself
 # an error the client saw.
 _NOISE_GROUPS = frozenset({"status64", "teardown", "graceful", "auth_challenge"})
@@ -407,6 +423,62 @@ class Scanner:
             self._infos = {}
             self._refresh_detail()
 
+    def consume_block(self, block: bytes, first_line: int) -> int:
+        """Count a block of whole lines with the C accelerator; returns the number of lines, or -1
+        (nothing counted) when the block needs the careful path. Gives the same figures as
+        splitting the block and calling `consume`."""
+        layout = self.layout
+        if _fastscan is None or layout is None:
+            return -1
+        idx = layout.index
+        date, time = (idx["date"], idx["time"]) if "date" in idx and "time" in idx else (-1, -1)
+        web = layout.kind is not LogKind.FIREWALL
+        method = idx.get("method", -1) if web else -1
+        uri = idx.get("uri", -1) if web else -1
+        taken = idx.get("time_taken", -1)
+        pick_names = [name for name in _PICKED if name in idx]
+        pick = tuple(self.key_index) + tuple(idx[name] for name in pick_names)
+        status = self.key_index[self.k_status] if self.k_status >= 0 else -1
+
+        def scan(counts: Counter[tuple[bytes | None, ...]] | None) -> _BlockScan | None:
+            detail = tuple(self._detail_status) if self._detail_status else None
+            return _fastscan.scan_block(  # type: ignore[no-any-return]
+                block, layout.width, self.key_index, counts, date, time, method, uri, taken,
+                OA_LONG_MS, status, detail, self._detail_all, pick,
+            )  # fmt: skip
+
+        got = scan(self._counts)
+        if got is None:
+            return -1
+        n, new_keys, lo, hi, oa, oa_long, rows, starts, cols = got
+        if new_keys:
+            before = (self._detail_status, self._detail_all)
+            self._refresh_detail()
+            if (self._detail_status, self._detail_all) != before:
+                again = scan(None)
+                assert again is not None
+                rows, starts, cols = again[6:]
+        if rows:
+            nk = len(self.key_index)
+            named = dict(zip(pick_names, cols[nk:], strict=True))
+            at = dict(zip(rows, starts, strict=True))
+
+            def text(i: int) -> bytes:
+                return block[at[i] : block.index(b"\n", at[i])]
+
+            keys = zip(*cols[:nk], strict=True)
+            self._detail_rows(rows, keys, named.get, text, first_line.__add__)
+        if lo[0] is not None:
+            self.summary.see_time(_iso_stamp(*lo), _iso_stamp(*hi))
+        if oa:
+            self.summary.outlook_anywhere += oa
+            self.summary.outlook_anywhere_long += oa_long
+        if len(self._infos) > MAX_KEYS:
+            self.flush()
+            self._infos = {}
+            self._refresh_detail()
+        return n
+
     def flush(self) -> None:
         """Turn the counted keys into figures of the summary."""
         if not self._counts:
@@ -462,29 +534,50 @@ class Scanner:
         key_cols: list[list[bytes]],
         lineno: Callable[[int], int],
     ) -> None:
-        """Status 64 records, client-visible failures and samples, one by one."""
+        """Status 64 records, client-visible failures and samples, one by one (rows of flat fields)."""
         assert self.layout is not None
-        summary = self.summary
         idx = self.layout.index
         width = self.layout.width
-        count = len(rows)
-        pick: Callable[[list[bytes]], tuple[bytes, ...]]
-        if count == 1:
+        pick: Callable[[list[bytes]], Sequence[bytes]]
+        if len(rows) == 1:
             only = rows[0]
 
-            def pick(column: list[bytes]) -> tuple[bytes, ...]:
+            def pick(column: list[bytes]) -> Sequence[bytes]:
                 return (column[only],)
 
         else:
             pick = itemgetter(*rows)  # type: ignore[assignment]
+
+        def column(name: str) -> Sequence[bytes] | None:
+            return pick(fields[idx[name] :: stride]) if name in idx else None
+
+        def text(i: int) -> bytes:
+            return b"\t".join(fields[i * stride : i * stride + width])
+
         keys = zip(*map(pick, key_cols), strict=True) if len(key_cols) > 1 else zip(pick(key_cols[0]))
+        self._detail_rows(rows, keys, column, text, lineno)
+
+    def _detail_rows(
+        self,
+        rows: Sequence[int],
+        keys: Iterable[tuple[bytes | None, ...]],
+        column: Callable[[str], Sequence[bytes] | None],
+        text: Callable[[int], bytes],
+        lineno: Callable[[int], int],
+    ) -> None:
+        """The per-record work of `_details`: `rows` are record numbers within the batch, `keys` their
+        key-column values, `column(name)` a column's values of just these rows (None when the layout
+        lacks it), `text(row)` a record's line."""
+        summary = self.summary
         infos = map(self._infos.__getitem__, keys)
+        count = len(rows)
         none: list[None] = [None] * count
         whens: Sequence[int | None] = none
-        if "date" in idx and "time" in idx:
-            whens = self._whens(pick(fields[idx["date"] :: stride]), pick(fields[idx["time"] :: stride]))
-        sources = pick(fields[idx["source"] :: stride]) if "source" in idx else none
-        originals = pick(fields[idx["orig_client"] :: stride]) if "orig_client" in idx else none
+        dates, times = column("date"), column("time")
+        if dates is not None and times is not None:
+            whens = self._whens(dates, times)
+        sources: Sequence[bytes | None] = column("source") or none
+        originals: Sequence[bytes | None] = column("orig_client") or none
         s64_whens: list[int] = []
         s64_events = summary.s64_events
         failure_events = summary.failure_events
@@ -522,12 +615,9 @@ class Scanner:
                         times_of = failure_events[client] = _new_times()
                     times_of.append(when)
             if s64 and len(summary.samples) < MAX_SAMPLES:
-                start = i * stride
-                text = _text(b"\t".join(fields[start : start + width]))
-                summary.samples.append((self.source, lineno(i), text))
+                summary.samples.append((self.source, lineno(i), _text(text(i))))
             if group:
-                start = i * stride
-                summary.cite(group, (self.source, lineno(i), _text(b"\t".join(fields[start : start + width]))))
+                summary.cite(group, (self.source, lineno(i), _text(text(i))))
                 if len(summary.code_samples[group]) >= MAX_CODE_SAMPLES:
                     open_groups.discard(group)
                     self._refresh_detail()
@@ -653,23 +743,28 @@ def stream_line_blocks(
     """`line_blocks` straight from a byte stream (at most `limit` bytes after `first`): read into
     one reused buffer, so each block of whole lines is copied once, and no block is allocated and
     faulted in afresh for every read."""
-    size = max(BLOCK, 2 * len(first))
+    size = BLOCK
     buf = bytearray(size)
-    have = len(first)
-    buf[:have] = first
+    have = 0
+    early = first  # read before (format detection); handed out first, in blocks like the rest
     left = limit
     while True:
-        want = size - have if left is None else min(size - have, left)
         got = 0
-        if want > 0:
-            with memoryview(buf) as view:
-                got = stream.readinto(view[have : have + want]) or 0  # type: ignore[attr-defined]
+        if early:
+            got = min(size - have, len(early))
+            buf[have : have + got] = early[:got]
+            early = early[got:]
+        else:
+            want = size - have if left is None else min(size - have, left)
+            if want > 0:
+                with memoryview(buf) as view:
+                    got = stream.readinto(view[have : have + want]) or 0  # type: ignore[attr-defined]
+            if left is not None:
+                left -= got
         if got == 0:
             yield bytes(buf[:have]), True
             return
         have += got
-        if left is not None:
-            left -= got
         cut = buf.rfind(b"\n", 0, have)
         if cut < 0:
             if have == size:  # a line longer than the buffer: make room
@@ -711,7 +806,11 @@ def _fast_block(scanner: Scanner, block: bytes, first_line: int) -> int:
     """A block of whole lines, all records of the current layout, split in one go into columns;
     returns the number of lines, or -1 when the block needs the careful path."""
     layout = scanner.layout
-    if layout is None or not block.endswith(b"\n") or b"\x00" in block:
+    if layout is None or not block.endswith(b"\n"):
+        return -1
+    if _fastscan is not None:
+        return scanner.consume_block(block, first_line)
+    if len(block.translate(None, _CONTROL)) != len(block):  # a control byte: the careful path says where
         return -1
     if b"\r" in block:
         block = block.replace(b"\r\n", b"\n")

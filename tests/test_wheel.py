@@ -1,0 +1,84 @@
+"""The built wheel, installed outside the checkout: it carries the rules, checks and examples, and the
+log scanner's compiled accelerator, and it runs a diagnosis from there.
+
+The wheel is built with the real build backend (hatchling and the hook in hatch_build.py), without
+build isolation so nothing is downloaded: the test extra brings hatchling and setuptools.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _have(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not (_have("hatchling") and _have("setuptools")), reason="hatchling/setuptools not installed")
+def test_the_wheel_ships_data_and_the_accelerator(tmp_path: Path) -> None:
+    out = tmp_path / "dist"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = out.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "diagnose/_data/rules/causes/dirty-close-by-design.yaml" in names
+    assert any(n.startswith("diagnose/_data/examples/seed/") for n in names)
+    accelerator = [n for n in names if n.startswith("diagnose/probes/logs/_fastscan") and not n.endswith(".c")]
+    compiled = len(accelerator) == 1
+    if os.environ.get("CI"):
+        assert compiled, "the wheel has no compiled accelerator"
+    if compiled:
+        assert "-none-any" not in wheel.name  # a platform wheel, not a pure one
+
+    target = tmp_path / "site"
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert installed.returncode == 0, installed.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    env.pop("DIAGNOSE_PURE_PYTHON", None)
+    where = subprocess.run(
+        [sys.executable, "-c", "import diagnose, diagnose.probes.logs.scan as s; print(diagnose.__file__, s._fastscan)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert where.returncode == 0, where.stderr
+    assert where.stdout.startswith(str(target))
+    assert ("_fastscan" in where.stdout.split(" ", 1)[1]) == compiled
+    run = subprocess.run(
+        [sys.executable, "-m", "diagnose", "run", "--example", "seed", "--format", "json"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode in (0, 1), run.stderr
+    report = json.loads(run.stdout)
+    assert report["verdict"] and report["causes"][0]["id"] == "dirty-close-by-design"
