@@ -591,3 +591,52 @@ def test_bursts_and_hourly_buckets(tmp_path: Path) -> None:
     assert attrs["bursts"] == 1 and attrs["burst_minutes"] == ["2024-03-04T14:10:00Z"]
     assert attrs["status64_peak_per_minute"] == 30
     assert attrs["status64_by_hour"][-1] == "2024-03-04T14:00:00Z 30"
+
+
+def test_computers_and_users_of_looked_at_records_are_named(tmp_path: Path) -> None:
+    """The TMG computer and the users of Status 64 / failure records are fact attributes, so the redactor
+    knows them as names: a bare user name in a cited line is pseudonymised in a redacted bundle."""
+    rows = [
+        web_row(time="10:00:00", status="64", action="Failed").replace("anonymous", "jdoe"),
+        web_row(time="10:00:05", status="502", action="Failed").replace("anonymous", "mmuster?"),
+        web_row(time="10:00:09").replace("anonymous", "quietuser").replace("TMG01", "TMG02"),  # nothing to look at
+        web_row(time="10:00:10", status="64", action="Failed").replace("TMG01", "TMG03"),  # anonymous
+    ]
+    path = tmp_path / "ISALOG_20240304_WEB_000.w3c"
+    path.write_text(w3c(WEB_FIELDS, rows))
+    attrs = overall(probe_json(str(path)))
+    assert attrs["users"] == ["jdoe", "mmuster"]  # "?": sent but not authenticated
+    assert attrs["computers"] == ["TMG01", "TMG03"]
+
+    plain, redacted = tmp_path / "plain.json", tmp_path / "redacted.json"
+    for out, extra in ((plain, []), (redacted, ["--redact"])):
+        proc = run_cli("collect", "--log", str(path), "--offline", "--no-input", "--quiet", "-o", str(out), *extra)
+        assert proc.returncode == 0, proc.stderr
+    assert "jdoe" in plain.read_text() and "TMG03" in plain.read_text()
+    text = redacted.read_text()
+    assert "jdoe" not in text and "mmuster" not in text and "TMG01" not in text and "TMG03" not in text
+    assert "status64_count" in text
+
+
+def test_per_server_scopes_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forward-proxy traffic to many Internet destinations gets no per-server scope; published servers
+    do, up to MAX_SERVERS, and the rest are counted together."""
+    import diagnose.probes.logs.summary as summary_mod
+
+    rows = [
+        fw_row(dst=f"203.0.113.{i % 250}:{1000 + i}", srcnet="Internal", dstnet="External", status="0x0",
+               action="Establish", time=f"10:{i // 60 % 60:02d}:{i % 60:02d}")
+        for i in range(500)
+    ]
+    rows += [fw_row(dst=f"10.0.0.{20 + i % 5}:443", time=f"11:00:{i:02d}") for i in range(50)]
+    path = tmp_path / "ISALOG_20240304_FWS_000.w3c"
+    path.write_text(w3c(FW_FIELDS, rows))
+    whole, _ = summarise([str(path)], Site(), 1)
+    servers = {name for kind, name in whole.scopes if kind == "server"}
+    assert servers == {f"10.0.0.{20 + i}" for i in range(5)}
+    assert whole.scope("all", "all")["connections"] == 550  # the forward traffic is still counted
+    monkeypatch.setattr(summary_mod, "MAX_SERVERS", 3)
+    capped, _ = summarise([str(path)], Site(), 1)
+    servers = {name: counts for (kind, name), counts in capped.scopes.items() if kind == "server"}
+    assert len(servers) == 4 and summary_mod.SERVERS_BEYOND in servers
+    assert sum(c["status64_count"] for c in servers.values()) == 50

@@ -40,6 +40,8 @@ CANON = (
     "time_taken",
     "record_type",
     "protocol",
+    "computer",
+    "username",
 )
 
 # Names as written by W3C headers, the log viewer, and SQL tables (compared case-insensitively).
@@ -73,6 +75,9 @@ _NAMES: dict[str, tuple[str, ...]] = {
     # the transport (TCP/UDP); the log viewer's "Protocol" is the application protocol (HTTPS), which
     # says TCP as well; read only to match Status 64 entries to captured connections
     "protocol": ("ip protocol", "transport", "cs-transport", "protocol"),
+    # read only from the records cited or looked at one by one, so the redactor knows them for names
+    "computer": ("computer", "s-computername", "server name", "servername"),
+    "username": ("username", "cs-username", "client username", "clientusername"),
 }
 NAME_TO_CANON = {name: canon for canon, names in _NAMES.items() for name in names}
 

@@ -44,6 +44,7 @@ from diagnose.probes.logs.layout import (
 )
 from diagnose.probes.logs.summary import (
     MAX_CODE_SAMPLES,
+    MAX_NAMES,
     MAX_SAMPLES,
     OA_LONG_MS,
     SAMPLED_GROUPS,
@@ -62,7 +63,8 @@ _BlockScan = tuple[
     int, int, tuple[bytes | None, bytes | None], tuple[bytes | None, bytes | None], int, int,
     list[int], list[int], list[list[bytes]],
 ]  # fmt: skip
-_PICKED = ("date", "time", "source", "orig_client")  # the columns `_detail_rows` reads besides the keys
+# the columns `_detail_rows` reads besides the keys
+_PICKED = ("date", "time", "source", "orig_client", "computer", "username")
 
 BLOCK = 1 << 17  # small enough that a block's fields stay in the CPU cache while it is counted
 MAX_KEYS = 65536  # distinct keys (and cached times, clients) kept before counts are folded in
@@ -87,6 +89,7 @@ _CONTROL = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])  # what _
 _NOISE_GROUPS = frozenset({"status64", "teardown", "graceful", "auth_challenge"})
 _INTERNAL_NET_SKIP = frozenset({"", "-", "external", "local host", "vpn clients", "quarantined vpn clients"})
 _NO_CLIENT = frozenset({"", "-", "0.0.0.0", "::", "0"})
+_NO_NAME = frozenset({"", "-", "anonymous"})
 
 
 class NotALog(Exception):
@@ -264,6 +267,7 @@ class Scanner:
         self._detail_all = False
         self._samples_open: set[str] = set(SAMPLED_GROUPS)
         self._clients: dict[bytes, str] = {}
+        self._names_seen: set[bytes | None] = set()
         self.key_fields: tuple[str, ...] = ()
         self.key_index: tuple[int, ...] = ()
         self.k_status = -1
@@ -490,7 +494,7 @@ class Scanner:
             summary.records += n
             summary.action_status[(info.action, info.code.label)] += n
             scopes = [total, summary.scope("leg", info.leg)]
-            if info.server:
+            if info.server and info.leg != "unknown":  # a published server, or TMG's own listener
                 scopes.append(summary.scope("server", info.server))
             if info.rule:
                 scopes.append(summary.scope("rule", info.rule))
@@ -578,18 +582,25 @@ class Scanner:
             whens = self._whens(dates, times)
         sources: Sequence[bytes | None] = column("source") or none
         originals: Sequence[bytes | None] = column("orig_client") or none
+        computers: Sequence[bytes | None] = column("computer") or none
+        users: Sequence[bytes | None] = column("username") or none
+        seen = self._names_seen
         s64_whens: list[int] = []
         s64_events = summary.s64_events
         failure_events = summary.failure_events
         open_groups = self._samples_open
         known = self._clients.get
-        for i, info, when, source, original in zip(rows, infos, whens, sources, originals, strict=True):
+        for i, info, when, source, original, computer, user in zip(
+            rows, infos, whens, sources, originals, computers, users, strict=True
+        ):
             s64 = info.s64
             group = info.sample_group
             if group and group not in open_groups:
                 group = ""
             if not (s64 or info.client_failure or group):
                 continue
+            if computer not in seen or user not in seen:
+                self._names(computer, user, cited=False)
             if when is not None:
                 client = ""
                 if source is not None and info.client_from != "original":
@@ -616,13 +627,33 @@ class Scanner:
                     times_of.append(when)
             if s64 and len(summary.samples) < MAX_SAMPLES:
                 summary.samples.append((self.source, lineno(i), _text(text(i))))
+                self._names(computer, user, cited=True)
             if group:
                 summary.cite(group, (self.source, lineno(i), _text(text(i))))
+                self._names(computer, user, cited=True)
                 if len(summary.code_samples[group]) >= MAX_CODE_SAMPLES:
                     open_groups.discard(group)
                     self._refresh_detail()
         if s64_whens:
             summary.s64_minutes.update(map(floordiv, s64_whens, repeat(60)))
+
+    def _names(self, computer: bytes | None, user: bytes | None, cited: bool) -> None:
+        """Note the TMG computer and the user of a record looked at one by one: always for a cited
+        record (the redactor must know the names in its excerpt), otherwise up to MAX_NAMES each."""
+        seen = self._names_seen
+        if len(seen) > 4 * MAX_NAMES:
+            seen.clear()
+        summary = self.summary
+        if computer is not None:
+            seen.add(computer)
+            name = _text(computer)
+            if name not in _NO_NAME and (cited or len(summary.computers) < MAX_NAMES):
+                summary.computers.add(name)
+        if user is not None:
+            seen.add(user)
+            name = _text(user).rstrip("?")  # "?": sent but not authenticated
+            if name.lower() not in _NO_NAME and (cited or len(summary.users) < MAX_NAMES):
+                summary.users.add(name)
 
     def _whens(self, dates: Sequence[bytes], times: Sequence[bytes]) -> Sequence[int | None]:
         """Epoch seconds of (date, time) pairs; the usual `HH:MM:SS` times of one day are converted

@@ -22,6 +22,9 @@ PROBE = "logs"
 MAX_SAMPLES = 5  # Status 64 citations kept
 MAX_CODE_SAMPLES = 3  # citations kept per other code group
 MAX_NOTES = 50  # problems kept word for word; the rest are only counted
+MAX_NAMES = 100  # TMG computer names and users kept (besides those of cited records)
+MAX_SERVERS = 2000  # per-server scopes kept; the servers beyond are counted together as SERVERS_BEYOND
+SERVERS_BEYOND = "(others)"
 MAX_SCOPE_FACTS = 20  # per-server and per-rule facts emitted (highest Status 64 first)
 COINCIDENCE_WINDOW = 60  # seconds between a Status 64 entry and a client-visible failure of the same client
 BURST_FLOOR = 10  # a burst minute has at least this many Status 64 entries ...
@@ -82,18 +85,29 @@ class LogSummary:
     s64_events: dict[str, array] = field(default_factory=dict)  # client -> epoch seconds
     failure_events: dict[str, array] = field(default_factory=dict)  # client -> epoch seconds
     s64_no_client: int = 0
+    servers: int = 0  # per-server scopes held
     samples: list[Citation] = field(default_factory=list)
     code_samples: dict[str, list[Citation]] = field(default_factory=dict)
     outlook_anywhere: int = 0
     outlook_anywhere_long: int = 0
     first_time: str = ""
     last_time: str = ""
+    computers: set[str] = field(default_factory=set)  # TMG computer names of the records read one by one
+    users: set[str] = field(default_factory=set)  # users of the Status 64, client-failure and cited records
 
     # ------------------------------------------------------------------ accumulating
     def scope(self, kind: str, name: str) -> Counter[str]:
         key = (kind, name)
         found = self.scopes.get(key)
         if found is None:
+            if kind == "server" and name != SERVERS_BEYOND:
+                if self.servers >= MAX_SERVERS:
+                    key = (kind, SERVERS_BEYOND)
+                    found = self.scopes.get(key)
+                    if found is None:
+                        found = self.scopes[key] = Counter()
+                    return found
+                self.servers += 1
             found = self.scopes[key] = Counter()
         return found
 
@@ -175,6 +189,8 @@ class LogSummary:
             for c in cites:
                 self.cite(group, c)
         self.see_time(other.first_time, other.last_time)
+        self.computers |= other.computers
+        self.users |= other.users
         return self
 
     # ------------------------------------------------------------------ derived figures
@@ -273,6 +289,8 @@ def build_facts(summary: LogSummary, check: str | None = None) -> tuple[list[Fac
         status64_peak_per_minute=peak,
         status64_peak_minute=peak_minute or None,
         other_samples=[f"{g} {_cite(c)}" for g, cs in sorted(summary.code_samples.items()) for c in cs],
+        computers=sorted(summary.computers),
+        users=sorted(summary.users),
     )
     if summary.s64_actions:
         attrs["action"] = summary.s64_actions.most_common(1)[0][0]
