@@ -185,6 +185,14 @@ static int read_columns(PyObject *seq, Py_ssize_t *out, int max, Py_ssize_t widt
     return 0;
 }
 
+/* Field i of a line whose field starts are in fstart (fstart[width] is one past the line's end). */
+static span field_at(const unsigned char *line, const Py_ssize_t *fstart, Py_ssize_t i) {
+    span f;
+    f.p = (const char *)line + fstart[i];
+    f.n = fstart[i + 1] - 1 - fstart[i];
+    return f;
+}
+
 static PyObject *span_bytes(span s) { return PyBytes_FromStringAndSize(s.p, s.n); }
 
 static PyObject *pair_or_none(int have, span a, span b) {
@@ -224,9 +232,12 @@ static PyObject *scan_block(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "width outside 1..100000");
         goto done;
     }
-    for (Py_ssize_t *c = (Py_ssize_t[]){date, time, method, uri, taken, status}, *e = c + 6; c < e; c++) {
-        if (*c < -1 || *c >= width) {
-            PyErr_Format(PyExc_ValueError, "column %zd outside -1..%zd", *c, width - 1);
+    Py_ssize_t optional[6];
+    optional[0] = date, optional[1] = time, optional[2] = method, optional[3] = uri, optional[4] = taken;
+    optional[5] = status;
+    for (int k = 0; k < 6; k++) {
+        if (optional[k] < -1 || optional[k] >= width) {
+            PyErr_Format(PyExc_ValueError, "column %zd outside -1..%zd", optional[k], width - 1);
             goto done;
         }
     }
@@ -275,7 +286,7 @@ static PyObject *scan_block(PyObject *self, PyObject *args) {
     int clean = buf.len > 0 && end[-1] == '\n';
     Py_ssize_t row = 0, oa = 0, oa_long_n = 0;
     int have_time = 0;
-    span lo_d = {0}, lo_t = {0}, hi_d = {0}, hi_t = {0};
+    span lo_d = {NULL, 0}, lo_t = {NULL, 0}, hi_d = {NULL, 0}, hi_t = {NULL, 0};
     span key[MAX_KEYS];
 
     while (clean && s < end) {
@@ -305,7 +316,7 @@ static PyObject *scan_block(PyObject *self, PyObject *args) {
         if (!clean) break;
         if (nf != width - 1 || line_end == line) { clean = 0; break; }
         fstart[width] = (line_end - line) + 1;
-#define FIELD(i) ((span){(const char *)line + fstart[i], fstart[(i) + 1] - 1 - fstart[i]})
+#define FIELD(i) field_at(line, fstart, i)
         if (counting) {
             for (int k = 0; k < nkeys; k++) key[k] = FIELD(keycol[k]);
             if (table_add(&tab, key) < 0) { PyErr_NoMemory(); goto done; }
