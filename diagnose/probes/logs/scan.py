@@ -1,16 +1,22 @@
 """Reading one log (or one byte range of one) into a `LogSummary`.
 
-Speed comes from doing per-line work in C. A W3C log is read in blocks of whole lines (128 KiB, read
-into one reused buffer). A clean block is split in one go: every line end is made a field of its
-own, so one `bytes.split` gives a flat list in which record i is fields[i*stride : i*stride+width],
-and each column is a slice. The key columns (destination, networks, action, status, rule) are
-counted with one `Counter` over `zip` of their slices, across blocks; each distinct combination is
-classified once in Python. Only the records that need more (Status 64, client-visible failures, the
-first few of each notable code) are looked at one by one, picked with `itemgetter`. Blocks that are
-not clean (a header line, a line with the wrong number of fields, a NUL byte) take the careful
-line-by-line path, which feeds the same counting code, so both paths give the same figures.
-"""
+A W3C log is read in blocks of whole lines (128 KiB, read into one reused buffer). A clean block,
+all records of the current layout, takes one of two fast ways, which give the same figures:
 
+* the C accelerator (`_fastscan.scan_block`, built at install time; see `hatch_build.py`) checks,
+  splits and counts the block in one pass: the key columns (destination, networks, action, status,
+  rule) counted by distinct combination, the earliest and latest time, Outlook Anywhere records,
+  and the records whose status needs a closer look, handed back with just the columns read below;
+* in pure Python (no compiler at install, or DIAGNOSE_PURE_PYTHON=1), every line end is made a
+  field of its own, so one `bytes.split` gives a flat list in which record i is
+  fields[i*stride : i*stride+width] and each column is a slice; the key columns are counted with
+  one `Counter` over `zip` of their slices.
+
+Each distinct key combination is classified once in Python. Only the records that need more
+(Status 64, client-visible failures, the first few of each notable code) are looked at one by one.
+Blocks that are not clean (a header line, a line with the wrong number of fields, a control byte)
+take the careful line-by-line path, which feeds the same counting code.
+"""
 from __future__ import annotations
 
 import codecs
