@@ -33,6 +33,7 @@ def build_accelerator(root: Path, inplace: bool, out: Path) -> Path | None:
     extension = Extension(MODULE, [SOURCE], optional=True)
     command = build_ext(Distribution({"name": "tmg-diagnose", "ext_modules": [extension]}))
     command.inplace = inplace
+    command.force = True  # never keep a stale build (its timestamp may be newer than an edited source)
     command.build_lib = str(out)
     command.build_temp = str(out / "temp")
     previous = Path.cwd()
