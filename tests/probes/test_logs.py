@@ -640,3 +640,32 @@ def test_per_server_scopes_are_bounded(tmp_path: Path, monkeypatch: pytest.Monke
     servers = {name: counts for (kind, name), counts in capped.scopes.items() if kind == "server"}
     assert len(servers) == 4 and summary_mod.SERVERS_BEYOND in servers
     assert sum(c["status64_count"] for c in servers.values()) == 50
+
+
+@pytest.mark.parametrize("zone", [None, "Europe/Berlin"])
+def test_cached_time_conversion_equals_the_plain_one(zone: str | None) -> None:
+    """The SQL-export / viewer path caches time conversions per second (fraction cut, ISO times taken
+    as they are): on any time text it must give what parsing and converting each one gives."""
+    import random
+    from zoneinfo import ZoneInfo
+
+    from diagnose.probes.logs.scan import _utc_stamp, _utc_stamp_of, parse_datetime, to_utc
+
+    tz = ZoneInfo(zone) if zone else None
+    rng = random.Random(11)
+    texts = ["2024-03-31 01:30:00", "2024-03-31 02:30:00.250", "2024-10-27 02:30:00", "2024-W10-1T10:00:00"]
+    for _ in range(3000):
+        y, mo, d = rng.choice([2011, 2024]), rng.randint(0, 13), rng.randint(0, 32)
+        h, mi, se = rng.randint(0, 25), rng.randint(0, 60), rng.randint(0, 60)
+        sep = rng.choice(["-", "/", "."])
+        date = f"{y}{sep}{mo:02d}{sep}{d:02d}" if rng.random() < 0.7 else f"{mo}/{d}/{y}"
+        tail = rng.choice(["", ".000", ".5", " PM", " AM", ".123 ", "Z", "x"])
+        texts.append(f"{date}{rng.choice([' ', 'T'])}{h:02d}:{mi:02d}:{se:02d}{tail}")
+    texts += [t + ".999" for t in texts if len(t) == 19]  # the same seconds again, another fraction
+    _utc_stamp_of.cache_clear()
+    for text in texts + texts:  # the second time round, answers come from the cache
+        found = parse_datetime(text)
+        moment = to_utc(found, tz) if found else None
+        want = (moment.strftime("%Y-%m-%d").encode(), moment.strftime("%H:%M:%S").encode()) if moment else None
+        assert _utc_stamp(text, tz) == want, text
+    assert _utc_stamp_of.cache_info().hits >= len(texts)

@@ -89,6 +89,7 @@ OA_METHODS = frozenset({b"RPC_IN_DATA", b"RPC_OUT_DATA"})
 _RPCPROXY = re.compile(rb"/rpc/rpcproxy\.dll", re.IGNORECASE)
 _RPCPROXY_TEXT = b"/rpc/rpcproxy.dll"
 _GARBAGE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_GARBAGE_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CONTROL = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])  # what _GARBAGE matches, for translate
 # Codes that only say a connection was torn down; a failed request with one of them is not by itself
 # an error the client saw.
@@ -949,6 +950,11 @@ def canon_layout(kind: LogKind) -> Layout:
     return Layout(kind, CANON, {name: i for i, name in enumerate(CANON)})
 
 
+_DATE, _TIME = CANON.index("date"), CANON.index("time")
+_ADDRESS_PORT = ((CANON.index("source"), CANON.index("source_port")), (CANON.index("dest"), CANON.index("dest_port")))
+_AFTER_SECONDS = re.compile(r"(?:\.\d+)?\s*")  # what may follow `YYYY-MM-DD HH:MM:SS` without changing it
+
+
 class CanonBuilder:
     """Turns a record of any layout into canonical fields, with its time in UTC."""
 
@@ -956,34 +962,75 @@ class CanonBuilder:
         self.layout = layout
         self.zone = zone if local else None
         self.local = local
+        idx = layout.index
+        self._pairs = tuple((i, idx[name]) for i, name in enumerate(CANON) if name in idx)
+        self._gmt = idx.get("gmt")
+        self._logtime = idx.get("logtime")
+        self._date_time = (idx["date"], idx["time"]) if "date" in idx and "time" in idx else None
 
     def build(self, values: list[str]) -> list[bytes] | None:
-        idx = self.layout.index
+        n = len(values)
         out: list[bytes] = [b"-"] * len(CANON)
-        for i, name in enumerate(CANON):
-            j = idx.get(name)
-            if j is not None and j < len(values):
-                out[i] = values[j].strip().encode("utf-8") or b"-"
-        moment = None
-        if "gmt" in idx and idx["gmt"] < len(values):
-            moment = parse_datetime(values[idx["gmt"]])
-        if moment is None and "logtime" in idx and idx["logtime"] < len(values):
-            found = parse_datetime(values[idx["logtime"]])
-            moment = to_utc(found, self.zone) if found else None
-        if moment is None and "date" in idx and "time" in idx and max(idx["date"], idx["time"]) < len(values):
-            found = parse_datetime(f"{values[idx['date']]} {values[idx['time']]}")
-            moment = to_utc(found, self.zone) if found else None
-        if moment is not None:
-            out[CANON.index("date")] = moment.strftime("%Y-%m-%d").encode()
-            out[CANON.index("time")] = moment.strftime("%H:%M:%S").encode()
-        for addr, port in (("source", "source_port"), ("dest", "dest_port")):
-            a, p = CANON.index(addr), CANON.index(port)
-            out[a] = _sql_address(out[a])
-            if out[p] not in (b"-", b"") and b":" not in out[a]:
-                out[a] = out[a] + b":" + out[p]
+        for i, j in self._pairs:
+            if j < n:
+                value = values[j].strip()
+                if value:
+                    out[i] = value.encode("utf-8")
+        stamp = None
+        if self._gmt is not None and self._gmt < n:
+            stamp = _utc_stamp(values[self._gmt], None)  # already UTC
+        if stamp is None and self._logtime is not None and self._logtime < n:
+            stamp = _utc_stamp(values[self._logtime], self.zone)
+        if stamp is None and self._date_time is not None and max(self._date_time) < n:
+            stamp = _utc_stamp(f"{values[self._date_time[0]]} {values[self._date_time[1]]}", self.zone)
+        if stamp is not None:
+            out[_DATE], out[_TIME] = stamp
+        for a, p in _ADDRESS_PORT:
+            address = _sql_address(out[a])
+            if out[p] not in (b"-", b"") and b":" not in address:
+                address = address + b":" + out[p]
+            out[a] = address
         return out
 
 
+def _utc_stamp(text: str, zone: ZoneInfo | None) -> tuple[bytes, bytes] | None:
+    """(date, time) in UTC of a logged time (local to `zone` when given). An ISO time's fraction of a
+    second is cut before the cached conversion, so that the records of one second share it."""
+    if (
+        len(text) > 19
+        and text[4] == text[7] == "-"
+        and text[10] in " T"
+        and text[13] == text[16] == ":"
+        and _AFTER_SECONDS.fullmatch(text, 19)
+    ):
+        text = text[:19]
+    return _utc_stamp_of(text, zone)
+
+
+@lru_cache(maxsize=65536)
+def _utc_stamp_of(text: str, zone: ZoneInfo | None) -> tuple[bytes, bytes] | None:
+    if (
+        zone is None
+        and len(text) == 19
+        and text[4] == text[7] == "-"
+        and text[10] in " T"
+        and text[13] == text[16] == ":"
+        and text.isascii()
+    ):
+        try:
+            datetime.fromisoformat(text)  # a valid ISO time in UTC is its own answer
+        except ValueError:
+            pass
+        else:
+            return text[:10].encode("ascii"), text[11:].encode("ascii")
+    found = parse_datetime(text)
+    if found is None:
+        return None
+    moment = to_utc(found, zone)
+    return moment.strftime("%Y-%m-%d").encode(), moment.strftime("%H:%M:%S").encode()
+
+
+@lru_cache(maxsize=65536)
 def _sql_address(value: bytes) -> bytes:
     """SQL exports: ISA stores IPv4 as a number, TMG as a GUID-like string whose first group is the IPv4."""
     text = value.decode("utf-8", "replace")
@@ -1143,8 +1190,7 @@ def csv_records(text_stream: io.TextIOBase, width: int) -> Iterator[tuple[int, l
         number = reader.line_num
         if number == 1 or not values:
             continue
-        joined = "".join(values)
-        if _GARBAGE.search(joined.encode("utf-8", "replace")):
+        if _GARBAGE_TEXT.search("".join(values)):
             yield number, None, "binary garbage skipped"
             continue
         if len(values) != width:
