@@ -669,3 +669,32 @@ def test_cached_time_conversion_equals_the_plain_one(zone: str | None) -> None:
         want = (moment.strftime("%Y-%m-%d").encode(), moment.strftime("%H:%M:%S").encode()) if moment else None
         assert _utc_stamp(text, tz) == want, text
     assert _utc_stamp_of.cache_info().hits >= len(texts)
+
+
+@pytest.mark.parametrize("zone", [None, "America/New_York"])
+def test_canonical_records_built_a_column_at_a_time_equal_one_by_one(zone: str | None) -> None:
+    """`CanonBuilder.build_batch` (used for SQL exports, viewer copies and ISA text) gives exactly the
+    fields `build` gives record by record, for every fixed layout, with times in any shape and SQL
+    addresses, and with short records that fall back to one by one."""
+    import random
+    from zoneinfo import ZoneInfo
+
+    from diagnose.probes.logs.layout import FIXED_FIREWALL, FIXED_WEB, Layout
+    from diagnose.probes.logs.scan import CanonBuilder
+
+    rng = random.Random(3)
+    sql = Layout.from_names(
+        ["servername", "logTime", "SourceIP", "SourcePort", "DestinationIP", "DestinationPort", "Action",
+         "resultcode", "rule", "GmtLogTime"]
+    )
+    values = ["", " ", "-", "TMG01", "2024-03-04 10:00:00.123", "3/4/2024 10:00:01 PM", "28.09.2011 23:59:59",
+              "2024-02-30 10:00:00", "167772180", "0A000014-FFFF-0000-0000-000000000000", "10.0.0.5:443", "443",
+              "fe80::1", "Failed Connection Attempt", "0x80070040", "Publish OWA, Exchange"]
+    for layout in [sql, *FIXED_FIREWALL.values(), *FIXED_WEB.values()]:
+        builder = CanonBuilder(layout, ZoneInfo(zone) if zone else None, local=True)
+        for short in (False, True):
+            rows = [[rng.choice(values) for _ in range(layout.width)] for _ in range(300)]
+            if short:
+                rows[7] = rows[7][: layout.width // 2]
+            want = [field for row in rows for field in builder.build(row)]
+            assert builder.build_batch(rows) == want, (layout.names[:3], short)

@@ -967,8 +967,9 @@ class CanonBuilder:
         self._gmt = idx.get("gmt")
         self._logtime = idx.get("logtime")
         self._date_time = (idx["date"], idx["time"]) if "date" in idx and "time" in idx else None
+        self._need = max((j + 1 for _, j in self._pairs), default=0)  # columns `build_batch` reads
 
-    def build(self, values: list[str]) -> list[bytes] | None:
+    def build(self, values: list[str]) -> list[bytes]:
         n = len(values)
         out: list[bytes] = [b"-"] * len(CANON)
         for i, j in self._pairs:
@@ -991,6 +992,43 @@ class CanonBuilder:
                 address = address + b":" + out[p]
             out[a] = address
         return out
+
+
+    def build_batch(self, rows: list[list[str]]) -> list[bytes]:
+        """The canonical fields of many records, flat (len(CANON) per record), as `build` gives them
+        one by one, but worked out a column at a time."""
+        if not rows:
+            return []
+        if min(map(len, rows)) < self._need:  # some record lacks a column: one by one
+            return list(chain.from_iterable(map(self.build, rows)))
+        n = len(rows)
+        columns = list(zip(*rows, strict=False))  # as long as the shortest record: enough (_need)
+        out: list[list[bytes]] = [[b"-"] * n for _ in CANON]
+        for i, j in self._pairs:
+            out[i] = [v.encode("utf-8") if v else b"-" for v in map(str.strip, columns[j])]
+        stamps: list[tuple[bytes, bytes] | None] = [None] * n
+        for texts, zone in self._time_sources(columns):
+            stamps = [s if s is not None else _utc_stamp(t, zone) for s, t in zip(stamps, texts, strict=True)]
+        out[_DATE] = [s[0] if s is not None else d for s, d in zip(stamps, out[_DATE], strict=True)]
+        out[_TIME] = [s[1] if s is not None else t for s, t in zip(stamps, out[_TIME], strict=True)]
+        for a, p in _ADDRESS_PORT:
+            out[a] = [
+                address + b":" + port if port not in (b"-", b"") and b":" not in address else address
+                for address, port in zip(map(_sql_address, out[a]), out[p], strict=True)
+            ]
+        return list(chain.from_iterable(zip(*out, strict=True)))
+
+    def _time_sources(self, columns: list[tuple[str, ...]]) -> list[tuple[Sequence[str], ZoneInfo | None]]:
+        """Where a record's time is read, in order of preference (as in `build`)."""
+        sources: list[tuple[Sequence[str], ZoneInfo | None]] = []
+        if self._gmt is not None:
+            sources.append((columns[self._gmt], None))
+        if self._logtime is not None:
+            sources.append((columns[self._logtime], self.zone))
+        if self._date_time is not None:
+            d, t = self._date_time
+            sources.append(([f"{a} {b}" for a, b in zip(columns[d], columns[t], strict=True)], self.zone))
+        return sources
 
 
 def _utc_stamp(text: str, zone: ZoneInfo | None) -> tuple[bytes, bytes] | None:
@@ -1054,23 +1092,25 @@ def scan_records(
 ) -> None:
     """Scan (line, values, problem) records already split by a format reader."""
     scanner.set_layout(canon_layout(kind))
-    pending: list[list[bytes]] = []
+    pending: list[list[str]] = []
     numbers: list[int] = []
+
+    def flush() -> None:
+        if pending:
+            scanner.consume(builder.build_batch(pending), len(CANON), numbers.__getitem__)
+
     for number, values, problem in records:
         if values is None:
             scanner.summary.bad_line(
                 scanner.source, number, problem, truncated=problem.startswith("truncated")
             )
             continue
-        row = builder.build(values)
-        if row is None:
-            continue
-        pending.append(row)
+        pending.append(values)
         numbers.append(number)
         if len(pending) >= 4096:
-            scanner.consume_rows(pending, numbers.__getitem__)
+            flush()
             pending, numbers = [], []
-    scanner.consume_rows(pending, numbers.__getitem__)
+    flush()
 
 
 def text_lines(blocks: Iterable[tuple[bytes, bool]]) -> Iterator[tuple[int, str, bool, bool]]:
