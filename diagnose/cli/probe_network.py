@@ -1,6 +1,7 @@
 """`diagnose probe dns|tls|http|tcp ...`: the network probes, one at a time, facts out.
 
     diagnose probe dns NAME... [--dns-server ADDR[:PORT]]... [--hosts-file PATH] [--expect ADDR]...
+                      [--dns-recorded FILE]... [--offline]
     diagnose probe tls HOST[:PORT]... [--name FQDN]... [--sni NAME] [--ca-file PEM]
     diagnose probe http URL... [--connect ADDR[:PORT]]
     diagnose probe tcp HOST:PORT...
@@ -51,6 +52,10 @@ def _run(name: str, profile: SiteProfile, spec: dict[str, Any], fmt: str, output
 @click.option("--hosts-file", type=click.Path(dir_okay=False), default=None,
               help="HOSTS file read first (Windows or POSIX format; default: this host's).")
 @click.option("--no-hosts", is_flag=True, help="Do not read any HOSTS file.")
+@click.option("--dns-recorded", "--recorded", "recorded", multiple=True, type=click.Path(dir_okay=False),
+              metavar="FILE", help="Answers recorded on the TMG host, replayed as its servers gave them: Windows "
+              "nslookup or Resolve-DnsName output (saved or pasted), or BIND nslookup or dig output (repeatable).")
+@click.option("--offline", is_flag=True, help="Ask no DNS server: only the HOSTS file and the recorded answers.")
 @click.option("--expect", "expect", multiple=True, metavar="ADDR",
               help="The internal server's address (repeatable; default: the profile's internal_addresses).")
 @click.option("--certificate-fqdn", default=None, help="Also resolve the certificate's name.")
@@ -61,10 +66,15 @@ def _run(name: str, profile: SiteProfile, spec: dict[str, Any], fmt: str, output
 @format_option
 @output_option
 def dns_command(names: tuple[str, ...], dns_servers: tuple[str, ...], hosts_file: str | None, no_hosts: bool,
-                expect: tuple[str, ...], certificate_fqdn: str | None, internal_name: str | None,
-                profile_path: str | None, timeout: float | None, deadline: float | None, fmt: str,
-                output: str | None) -> None:
-    """Resolve NAMEs as the TMG host does: HOSTS file first, then each DNS server."""
+                recorded: tuple[str, ...], offline: bool, expect: tuple[str, ...], certificate_fqdn: str | None,
+                internal_name: str | None, profile_path: str | None, timeout: float | None, deadline: float | None,
+                fmt: str, output: str | None) -> None:
+    """Resolve NAMEs as the TMG host does: HOSTS file first, then each DNS server.
+
+    Offline, the servers' answers come from files recorded on the TMG host (`--dns-recorded FILE
+    --offline`), e.g. `nslookup mail.contoso.com > dns.txt 2>&1` in cmd.exe, a pasted console session, or
+    `Resolve-DnsName mail.contoso.com > dns.txt` in PowerShell.
+    """
     profile = _profile(profile_path, {"dns_servers": list(dns_servers), "hosts_file": hosts_file})
     if names:
         spec: dict[str, Any] = {"names": list(names), "certificate_fqdn": certificate_fqdn,
@@ -74,7 +84,7 @@ def dns_command(names: tuple[str, ...], dns_servers: tuple[str, ...], hosts_file
                 "certificate_fqdn": certificate_fqdn or profile.certificate_fqdn,
                 "internal_name": internal_name or profile.internal_name}
     spec |= {"servers": list(profile.dns_servers), "hosts_file": profile.hosts_file, "expect": list(expect),
-             "timeout": timeout, "use_hosts": not no_hosts}
+             "timeout": timeout, "use_hosts": not no_hosts, "recorded": list(recorded), "offline": offline}
     _run("dns", profile, spec, fmt, output, deadline)
 
 

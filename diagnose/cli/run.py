@@ -49,6 +49,9 @@ def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Recorded facts (a bundle or {\"facts\": [...]})."),
         click.option("--dns-server", "dns_servers", multiple=True, help="Resolver ADDR[:PORT] (repeatable)."),
         click.option("--hosts-file", type=click.Path(dir_okay=False), help="HOSTS file as TMG has it."),
+        click.option("--dns-recorded", "dns_recorded", multiple=True, type=click.Path(dir_okay=False),
+                     metavar="FILE", help="DNS answers recorded on TMG, replayed instead of asking a server "
+                     "(nslookup, Resolve-DnsName or dig output; repeatable)."),
         click.option("--services-export", type=click.Path(dir_okay=False), help="Exported service list."),
         click.option("--services-host", help="Query services on HOST with sc.exe."),
         click.option("--tmg", "tmg", multiple=True, help="A TMG address (repeatable)."),
@@ -114,7 +117,7 @@ def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
     inputs = RunInputs(list(o.get("logs") or ()), list(o.get("captures") or ()), list(o.get("evidence") or ()),
                        list(o.get("dns_servers") or ()), o.get("hosts_file"), o.get("services_export"),
                        o.get("services_host"), o.get("tz"), offline=bool(o.get("offline")),
-                       extra={"ca_file": o.get("ca_file")})
+                       extra={"ca_file": o.get("ca_file"), "dns_recorded": list(o.get("dns_recorded") or ())})
     answers = load_answers(o["answers_file"], questions) if o.get("answers_file") else {}
     return Plan(profile, inputs, answers)
 
@@ -161,11 +164,12 @@ def plan_from_example(name: str, questions: Any) -> Plan:
         return [str(folder / p) for p in inputs_raw.get(key, [])]
 
     profile = load_profile(folder / data["profile"]) if data.get("profile") else SiteProfile()
-    single = {k: str(folder / inputs_raw[k]) for k in ("hosts_file", "services_export", "dns_recorded")
-              if inputs_raw.get(k)}
+    single = {k: str(folder / inputs_raw[k]) for k in ("hosts_file", "services_export") if inputs_raw.get(k)}
+    recorded = inputs_raw.get("dns_recorded") or []
+    recorded = [recorded] if isinstance(recorded, str) else recorded
     inputs = RunInputs(files("log"), files("capture"), files("evidence"), [], single.get("hosts_file"),
                        single.get("services_export"), None, inputs_raw.get("tz"), offline=True,
-                       extra={k: v for k, v in single.items() if k == "dns_recorded"})
+                       extra={"dns_recorded": [str(folder / p) for p in recorded]})
     answers = check_answers(data.get("answers", {}), questions, lines) if data.get("answers") else {}
     return Plan(profile, inputs, answers, str(data.get("description", "")).strip())
 

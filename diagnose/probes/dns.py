@@ -13,7 +13,8 @@ Parameters (`spec`):
     expect            the internal addresses (default: the profile's internal_addresses)
     servers           DNS servers as ADDR[:PORT] (default: the profile's dns_servers, else the system's)
     hosts_file        HOSTS file to read first (default: the profile's, else the system's)
-    recorded          files of saved `dig` output, each recorded server answering as it did
+    recorded          files of answers recorded on the TMG host (Windows nslookup or Resolve-DnsName output,
+                      or BIND nslookup or dig output), each recorded server answering as it did
     offline           true: ask no live server, only the HOSTS file and the recorded answers
     use_hosts         false to skip the HOSTS file altogether
     timeout           seconds allowed per name, server and record type (default 2)
@@ -46,7 +47,7 @@ import dns.resolver
 from diagnose.errors import UsageError
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
-from diagnose.probes.dnsrecorded import RecordedServer, read_dig_file
+from diagnose.probes.dnsrecorded import RecordedServer, read_recorded
 from diagnose.probes.hostsfile import HostsFile, normalise_name, read_hosts, system_hosts_path
 from diagnose.probes.netio import (
     NETWORK_ENV,
@@ -147,7 +148,7 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     servers, held = split_reachable(servers)
     if held:
         notes.append(held)
-    recorded = [server for path in spec_list(spec, "recorded") for server in read_dig_file(path)]
+    recorded = [server for path in spec_list(spec, "recorded") for server in read_recorded(path)]
     if recorded and not spec_list(spec, "servers") and not offline:
         servers, server_note = [], ""  # recorded answers stand for the servers
     if server_note:

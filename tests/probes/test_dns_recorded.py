@@ -11,7 +11,7 @@ import pytest
 from diagnose.errors import InputError
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, run_probe
-from diagnose.probes.dnsrecorded import read_dig_file
+from diagnose.probes.dnsrecorded import read_recorded
 from tests.servers import DnsServer
 
 INTERNAL, PUBLIC = "127.0.0.10", "127.0.0.200"
@@ -74,26 +74,32 @@ def test_recorded_answers_replay_as_the_server_gave_them(recorded: tuple[Path, s
 @needs_dig
 def test_recorded_file_lists_its_servers(recorded: tuple[Path, str]) -> None:
     path, address = recorded
-    servers = read_dig_file(path)
+    servers = read_recorded(path)
     assert [s.label for s in servers] == [address, "127.0.0.1:" + servers[1].label.split(":")[1]]
     assert len(servers[0].answers) == 8
 
 
 def test_unreadable_recorded_files_name_file_and_line(tmp_path: Path) -> None:
     empty = tmp_path / "empty.txt"
-    empty.write_text("nothing here\n", encoding="utf-8")
+    empty.write_text("", encoding="utf-8")
     with pytest.raises(InputError) as err:
-        read_dig_file(empty)
-    assert str(err.value).startswith(f"{empty}:1: no dig output found")
+        read_recorded(empty)
+    assert str(err.value).startswith(f"{empty}:1: no recorded DNS answers found")
+    other = tmp_path / "other.txt"
+    other.write_text("\nnothing here\n", encoding="utf-8")
+    with pytest.raises(InputError) as err:
+        read_recorded(other)
+    assert str(err.value) == (f"{other}:2: not dig, nslookup (Windows or BIND) or Resolve-DnsName output: "
+                              "'nothing here'")
     bad = tmp_path / "bad.txt"
     bad.write_text("; <<>> DiG 9.18 <<>> mail.contoso.com\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n"
                    ";; QUESTION SECTION:\n;mail.contoso.com.\t\tIN\tA\n\n;; ANSWER SECTION:\n"
                    "mail.contoso.com.\t60\tIN\tA\tnot-an-address\n", encoding="utf-8")
     with pytest.raises(InputError) as err:
-        read_dig_file(bad)
+        read_recorded(bad)
     assert str(err.value).startswith(f"{bad}:7: cannot read the record")
     with pytest.raises(InputError) as err:
-        read_dig_file(tmp_path / "missing.txt")
+        read_recorded(tmp_path / "missing.txt")
     assert str(err.value) == f"{tmp_path / 'missing.txt'}: recorded DNS answers not found"
 
 

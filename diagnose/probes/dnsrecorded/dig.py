@@ -1,31 +1,24 @@
-"""Recorded DNS answers: the output of `dig`, saved to a file, answering as the server did.
+"""Recorded answers from `dig` output, e.g. `dig @10.1.4.1 mail.contoso.com A >> dns.txt`.
 
-Examples and offline runs take their DNS evidence from such files instead of a live resolver:
-
-    dig @10.1.4.1 mail.contoso.com A    >  dns.txt
-    dig @10.1.4.1 mail.contoso.com AAAA >> dns.txt
-
-Each `dig` run in the file gives one answer: the question, the status (NOERROR, NXDOMAIN, SERVFAIL,
-REFUSED...), the answer section (CNAMEs included) and the server (`;; SERVER: ADDR#PORT(...)`). A run
-that got no answer (`;; connection timed out; no servers could be reached`) records a timeout. A line
-that cannot be read is an error naming the file and line.
+Each `dig` run gives one answer: the question, the status (NOERROR, NXDOMAIN, SERVFAIL, REFUSED...),
+the answer section (CNAMEs included) and the server (`;; SERVER: ADDR#PORT(...)`). A run that got no
+answer (`;; connection timed out; no servers could be reached`, or BIND 9.18's `;; communications
+error to ADDR#PORT: timed out`) records a timeout; its question and server come from the command
+line dig echoes in its banner.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import dns.exception
-import dns.message
 import dns.name
 import dns.rcode
-import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
 from diagnose.errors import InputError
+from diagnose.probes.dnsrecorded.model import RecordedAnswer, server_label
 
 _BANNER = re.compile(r"^; <<>> DiG [^<]*<<>>(?P<args>.*)$")
 _HEADER = re.compile(r"^;; ->>HEADER<<- opcode: (?P<opcode>\w+), status: (?P<status>[A-Z]+), id: \d+")
@@ -34,61 +27,13 @@ _SECTION = re.compile(r"^;; (?P<name>[A-Z]+) SECTION:$")
 _TIMED_OUT = re.compile(r"timed out|no servers could be reached", re.IGNORECASE)
 
 
-@dataclass
-class RecordedAnswer:
-    qname: dns.name.Name
-    rdtype: dns.rdatatype.RdataType
-    rcode: int | None  # None: the query timed out
-    answer: list[dns.rrset.RRset] = field(default_factory=list)
-    server: str | None = None
-    line: int = 0
-
-
-@dataclass(eq=False)  # compared and hashed by identity: one object per recorded server
-class RecordedServer:
-    """The recorded answers of one server, looked up by question."""
-
-    label: str
-    path: str
-    answers: dict[tuple[dns.name.Name, int], RecordedAnswer] = field(default_factory=dict)
-
-    def lookup(self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> RecordedAnswer | None:
-        return self.answers.get((qname, rdtype))
-
-    def response(self, recorded: RecordedAnswer) -> dns.message.Message:
-        query = dns.message.make_query(recorded.qname, recorded.rdtype)
-        response = dns.message.make_response(query)
-        response.set_rcode(recorded.rcode or 0)
-        for rrset in recorded.answer:  # through find_rrset, so that the message's index knows them
-            response.find_rrset(response.answer, rrset.name, rrset.rdclass, rrset.rdtype, create=True).update(rrset)
-        return response
-
-
-def read_dig_file(path: Path | str) -> list[RecordedServer]:
-    """The servers recorded in a file of `dig` outputs, in the order they first appear."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig", errors="replace")
-    except FileNotFoundError:
-        raise InputError("recorded DNS answers not found", str(path)) from None
-    except OSError as exc:
-        raise InputError(exc.strerror or str(exc), str(path)) from None
-    servers: dict[str, RecordedServer] = {}
-    for answer in _parse(text, str(path)):
-        label = answer.server or "recorded"
-        server = servers.setdefault(label, RecordedServer(label, str(path)))
-        server.answers.setdefault((answer.qname, answer.rdtype), answer)
-    if not servers:
-        raise InputError("no dig output found (expected '; <<>> DiG ...' blocks)", f"{path}:1")
-    return list(servers.values())
-
-
-def _parse(text: str, source: str) -> list[RecordedAnswer]:
+def parse(lines: list[tuple[int, str]], source: str) -> list[RecordedAnswer]:
+    """The answers in `dig` output: one per `; <<>> DiG` block."""
     blocks: list[list[tuple[int, str]]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in lines:
         if _BANNER.match(line) or not blocks:
             blocks.append([])
-        blocks[-1].append((number, line.rstrip()))
+        blocks[-1].append((number, line))
     return [a for block in blocks if (a := _parse_block(block, source)) is not None]
 
 
@@ -107,7 +52,7 @@ def _parse_block(block: list[tuple[int, str]], source: str) -> RecordedAnswer | 
         if m := _HEADER.match(line):
             status = m.group("status")
         elif m := _SERVER.match(line):
-            server = f"{m.group('addr')}:{m.group('port')}"
+            server = server_label(m.group('addr'), m.group('port'))
         elif m := _SECTION.match(line):
             section = m.group("name")
         elif line.startswith(";") and section == "QUESTION" and question is None:
@@ -186,4 +131,4 @@ def _from_command(args: str, where: str) -> tuple[tuple[dns.name.Name, dns.rdata
         name = dns.name.from_text(names[0])
     except dns.exception.DNSException:
         raise InputError(f"not a DNS name: {names[0]!r}", where) from None
-    return (name, rdtype), (f"{server}:{port}" if server else None)
+    return (name, rdtype), (server_label(server, port) if server else None)

@@ -1,0 +1,160 @@
+"""What every recorded-answers reader produces, and the helpers they share.
+
+A reader turns one tool's output into `RecordedAnswer`s: one per question (name and record type) with
+the server's answer code (None: the query timed out), the answer records (CNAMEs included) and the
+server that answered. The nslookup and Resolve-DnsName readers first gather each run of the tool into
+a `Run` (the question, the CNAME chain, and what it said per record type), which `Run.answers` turns
+into the same `RecordedAnswer`s the `dig` reader makes.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+from diagnose.errors import InputError
+
+A, AAAA = dns.rdatatype.A, dns.rdatatype.AAAA
+TIMEOUT = None  # the rcode of a query that got no answer
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass
+class RecordedAnswer:
+    qname: dns.name.Name
+    rdtype: dns.rdatatype.RdataType
+    rcode: int | None  # None: the query timed out
+    answer: list[dns.rrset.RRset] = field(default_factory=list)
+    server: str | None = None
+    line: int = 0
+
+
+@dataclass(eq=False)  # compared and hashed by identity: one object per recorded server
+class RecordedServer:
+    """The recorded answers of one server, looked up by question."""
+
+    label: str
+    path: str
+    answers: dict[tuple[dns.name.Name, int], RecordedAnswer] = field(default_factory=dict)
+
+    def lookup(self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> RecordedAnswer | None:
+        return self.answers.get((qname, rdtype))
+
+    def response(self, recorded: RecordedAnswer) -> dns.message.Message:
+        query = dns.message.make_query(recorded.qname, recorded.rdtype)
+        response = dns.message.make_response(query)
+        response.set_rcode(recorded.rcode or 0)
+        for rrset in recorded.answer:  # through find_rrset, so that the message's index knows them
+            response.find_rrset(response.answer, rrset.name, rrset.rdclass, rrset.rdtype, create=True).update(rrset)
+        return response
+
+
+@dataclass
+class Outcome:
+    """What one run of a tool said about one record type of its question."""
+
+    rcode: int | None  # None: timed out
+    addresses: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Run:
+    """One question put to one server, as a tool printed it (several record types at once)."""
+
+    qname: dns.name.Name
+    server: str
+    line: int
+    chain: list[dns.name.Name] = field(default_factory=list)  # CNAME targets from the question on
+    outcomes: dict[dns.rdatatype.RdataType, Outcome] = field(default_factory=dict)
+
+    def answers(self) -> list[RecordedAnswer]:
+        out = []
+        for rdtype, outcome in self.outcomes.items():
+            records: list[dns.rrset.RRset] = []
+            if outcome.rcode is not TIMEOUT:
+                owner = self.qname
+                for target in self.chain:
+                    records.append(dns.rrset.from_text(owner, 0, "IN", "CNAME", target.to_text()))
+                    owner = target
+                if outcome.addresses:
+                    records.append(dns.rrset.from_text_list(owner, 0, "IN", rdtype.name, outcome.addresses))
+            out.append(RecordedAnswer(self.qname, rdtype, outcome.rcode, records, self.server, self.line))
+        return out
+
+
+def family(address: str) -> dns.rdatatype.RdataType:
+    return AAAA if ":" in address else A
+
+
+def ip_address(text: str) -> str | None:
+    """The address in `text` (an IPv6 zone index dropped), or None when it is not one."""
+    try:
+        return str(ipaddress.ip_address(text.strip().split("%", 1)[0]))
+    except ValueError:
+        return None
+
+
+def server_label(host: str, port: int | str = 53) -> str:
+    """How a recorded server is named: ADDR:PORT, [V6]:PORT (as the live probe names its servers)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def dns_name(text: str, where: str) -> dns.name.Name:
+    try:
+        return dns.name.from_text(text.strip())
+    except dns.exception.DNSException:
+        raise InputError(f"not a DNS name: {text.strip()!r}", where) from None
+
+
+def chain_from(qname: dns.name.Name, pairs: list[tuple[dns.name.Name, dns.name.Name]]) -> list[dns.name.Name]:
+    """The CNAME targets from `qname` on, following (alias, target) pairs in any order."""
+    links = dict(pairs)
+    chain: list[dns.name.Name] = []
+    current = qname
+    while current in links and links[current] not in chain and links[current] != qname:
+        current = links[current]
+        chain.append(current)
+    return chain
+
+
+def decode(data: bytes, source: str) -> str:
+    """Text as Windows and Unix tools save it: UTF-16 with a byte-order mark (Windows PowerShell's `>` and
+    Out-File), UTF-8 (with or without a mark), else the OEM code page cmd.exe writes (850)."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"bad UTF-16 text (byte {exc.start})", f"{source}@{exc.start}") from None
+    if b"\x00" in data:
+        offset = data.index(b"\x00")
+        raise InputError(f"not a text file (NUL byte at offset {offset}; UTF-16 needs its byte-order mark)",
+                         f"{source}@{offset}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp850")
+
+
+def numbered_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, text without its line break and trailing blanks); CRLF, LF and CR all end a line."""
+    lines = _LINE_BREAK.split(text)
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [(number, line.rstrip()) for number, line in enumerate(lines, start=1)]
+
+
+def rcode_from_text(text: str, where: str) -> int:
+    try:
+        return dns.rcode.from_text(text)
+    except dns.exception.DNSException:
+        raise InputError(f"unknown DNS status {text!r}", where) from None
