@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class DiagnoseError(Exception):
     """Base of every expected failure. `where` names the file and line, offset or JSON path."""
@@ -57,3 +59,15 @@ def where(path: object, line: int | None = None, *, offset: int | None = None, j
     if jpath is not None:
         return f"{text}:{jpath}"
     return text
+
+
+def read_input(path: Path, missing: str, directory: str) -> bytes:
+    """The bytes of an evidence file; a missing, unreadable or directory path is an InputError naming it."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(missing, str(path)) from None
+    except IsADirectoryError:
+        raise InputError(directory, str(path)) from None
+    except OSError as exc:
+        raise InputError(exc.strerror or str(exc), str(path)) from None

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from diagnose.errors import InputError
+from diagnose.errors import InputError, read_input
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +101,7 @@ def parse_hosts(text: str, path: str) -> HostsFile:
 def read_hosts(path: Path | str) -> HostsFile:
     """Read a HOSTS file; a missing or unreadable file raises InputError naming it."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("hosts file not found", str(path)) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a hosts file", str(path)) from None
-    except OSError as exc:
-        raise InputError(exc.strerror or str(exc), str(path)) from None
+    data = read_input(path, "hosts file not found", "is a directory, not a hosts file")
     if b"\x00" in data and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         offset = data.index(b"\x00")
         raise InputError(f"not a text file (NUL byte at offset {offset})", f"{path}@{offset}")

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from diagnose.errors import InputError
+from diagnose.errors import InputError, read_input
 
 # Normalised values (the `state` / `start_type` attributes of `service.state`)
 RUNNING, STOPPED, START_PENDING, STOP_PENDING = "running", "stopped", "start-pending", "stop-pending"
@@ -497,14 +497,7 @@ def read_export(path: Path | str, host: str | None = None) -> tuple[str, list[Se
     """Read any supported export: returns (format, records). Errors name the file and line."""
     path = Path(path)
     source = str(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("services export not found", source) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, expected a services export file", source) from None
-    except OSError as exc:
-        raise InputError(exc.strerror or str(exc), source) from None
+    data = read_input(path, "services export not found", "is a directory, expected a services export file")
     text = _decode(data, source)
     fmt = detect_format(text)
     parsers = {"json": parse_json, "csv": parse_csv, "sc": parse_sc_query, "systemd": parse_systemctl_show}

@@ -159,6 +159,21 @@ def test_bind_output_without_prompt_lines(bind_recording: tuple[Path, dict[str, 
 
 
 @needs_nslookup
+def test_bind_session_fed_from_a_pipe_invents_no_record_type(tmp_path: Path) -> None:
+    """Commands piped into nslookup are not echoed: `set type=A` is invisible, so AAAA is not recorded."""
+    with DnsServer(ZONE) as server:
+        proc = subprocess.run(["nslookup", f"-port={server.port}", "-", "127.0.0.1"], capture_output=True, text=True,
+                              input="set type=A\nmail.contoso.com\nlegacy.contoso.com\n", timeout=20)
+    piped = tmp_path / "piped.txt"
+    piped.write_text(proc.stdout, encoding="utf-8")
+    (recorded,) = read_recorded(piped)
+    mail, legacy = dns.name.from_text("mail.contoso.com"), dns.name.from_text("legacy.contoso.com")
+    assert [r.to_text() for r in recorded.lookup(mail, dns.rdatatype.A).answer] == ["mail.contoso.com. 0 IN A 127.0.0.200"]
+    assert recorded.lookup(mail, dns.rdatatype.AAAA) is None  # the zone has one, but this run never asked
+    assert recorded.lookup(legacy, dns.rdatatype.A).rcode == dns.rcode.NXDOMAIN
+
+
+@needs_nslookup
 def test_bind_interactive_session_in_a_terminal(tmp_path: Path) -> None:
     pexpect = pytest.importorskip("pexpect")
     with DnsServer(ZONE) as server:
@@ -245,6 +260,38 @@ def test_windows_nslookup_localised_zh_cn() -> None:
                    ("autodiscover.contoso.com", "10.1.4.2:53"): ("servfail", (), ())}
 
 
+def test_windows_nslookup_french_in_the_oem_code_page(tmp_path: Path) -> None:
+    """`nslookup ... > dns.txt` in cmd.exe on a French Windows: code page 850, translated labels."""
+    french = tmp_path / "dns.txt"
+    french.write_bytes("C:\\Users\\Administrateur>nslookup mail.contoso.com 10.1.4.5\r\n"
+                       "Serveur :   dc2.contoso.local\r\nAddress:  10.1.4.5\r\n\r\n"
+                       "Réponse ne faisant pas autorité :\r\nNom :    mail.contoso.com\r\nAddress:  10.1.5.11\r\n\r\n"
+                       "C:\\Users\\Administrateur>nslookup legacy.contoso.com 10.1.4.5\r\n"
+                       "Serveur :   dc2.contoso.local\r\nAddress:  10.1.4.5\r\n\r\n"
+                       "*** dc2.contoso.local ne parvient pas à trouver legacy.contoso.com : Non-existent domain\r\n"
+                       .encode("cp850"))
+    assert "é".encode("cp850") in french.read_bytes()
+    got = summary(resolutions(french, "mail.contoso.com", "legacy.contoso.com"))
+    assert got == {("mail.contoso.com", "10.1.4.5:53"): ("ok", ("10.1.5.11",), ()),
+                   ("legacy.contoso.com", "10.1.4.5:53"): ("nxdomain", (), ())}
+
+
+def test_windows_nslookup_when_the_server_answers_nothing_at_all(tmp_path: Path) -> None:
+    """The server does not even answer the lookup of its own name: no header, no answer."""
+    dead = tmp_path / "dns.txt"
+    dead.write_text("C:\\Users\\Administrator> nslookup mail.contoso.com\n"
+                    "DNS request timed out.\n    timeout was 2 seconds.\nDNS request timed out.\n"
+                    "    timeout was 2 seconds.\n*** Can't find server name for address 10.1.4.1: Timed out\n"
+                    "*** Default servers are not available\n\n"
+                    "C:\\Users\\Administrator>nslookup cas01.contoso.local\nDNS request timed out.\n"
+                    "    timeout was 2 seconds.\n*** Can't find server name for address 10.1.4.5: Timed out\n"
+                    "*** Default servers are not available\nServer:  UnKnown\nAddress:  10.1.4.5\n\n"
+                    "Name:    cas01.contoso.local\nAddress:  10.1.5.11\n\n", encoding="utf-8")
+    got = summary(resolutions(dead, "mail.contoso.com", "cas01.contoso.local"))
+    assert got == {("mail.contoso.com", "10.1.4.1:53"): ("timeout", (), ()),
+                   ("cas01.contoso.local", "10.1.4.5:53"): ("ok", ("10.1.5.11",), ())}
+
+
 def test_windows_nslookup_without_prompt_lines(tmp_path: Path) -> None:
     """Runs told apart by their headers; the error stream of each run may come before or after it."""
     bare = tmp_path / "bare.txt"
@@ -288,6 +335,25 @@ def test_resolve_dnsname_every_outcome() -> None:
     (dc1_server,) = [s for s in read_recorded(DATA / "resolve-dnsname-transcript.txt") if s.label == dc1]
     aaaa = dc1_server.lookup(dns.name.from_text("mail.contoso.com"), dns.rdatatype.AAAA)
     assert aaaa is not None and aaaa.rcode == dns.rcode.NOERROR and not aaaa.answer  # the SOA in Authority
+
+
+def test_resolve_dnsname_in_a_start_transcript_file(tmp_path: Path) -> None:
+    transcript = tmp_path / "PowerShell_transcript.TMG01.txt"
+    transcript.write_bytes(codecs.BOM_UTF8 + (
+        b"**********************\r\nWindows PowerShell transcript start\r\nStart time: 20261127101500\r\n"
+        b"Username: CONTOSO\\Administrator\r\nRunAs User: CONTOSO\\Administrator\r\n"
+        b"Machine: TMG01 (Microsoft Windows NT 6.3.9600.0)\r\n**********************\r\n"
+        b"Transcript started, output file is C:\\Users\\Administrator\\Documents\\dns.txt\r\n"
+        b"PS C:\\Users\\Administrator> Resolve-DnsName -Name mail.contoso.com -Server 10.1.4.1 -Type A\r\n\r\n"
+        b"Name                                           Type   TTL   Section    IPAddress\r\n"
+        b"----                                           ----   ---   -------    ---------\r\n"
+        b"mail.contoso.com                               A      3600  Answer     203.0.113.10\r\n\r\n\r\n"
+        b"PS C:\\Users\\Administrator> Stop-Transcript\r\n**********************\r\n"
+        b"Windows PowerShell transcript end\r\nEnd time: 20261127101600\r\n**********************\r\n"))
+    (recorded,) = read_recorded(transcript)
+    mail = dns.name.from_text("mail.contoso.com")
+    assert recorded.label == "10.1.4.1:53" and recorded.lookup(mail, dns.rdatatype.AAAA) is None  # -Type A
+    assert [r.to_text() for r in recorded.lookup(mail, dns.rdatatype.A).answer] == ["mail.contoso.com. 0 IN A 203.0.113.10"]
 
 
 def test_resolve_dnsname_without_prompts_and_powershell_7_errors(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diagnose.errors import InputError
+from diagnose.errors import InputError, read_input
 from diagnose.probes.dnsrecorded import dig, nslookup, powershell
 from diagnose.probes.dnsrecorded.model import RecordedAnswer, RecordedServer, decode, numbered_lines
 from diagnose.probes.dnsrecorded.transcript import Segment, segments
@@ -31,14 +31,7 @@ FORMATS = "dig, nslookup (Windows or BIND) or Resolve-DnsName output"
 def read_recorded(path: Path | str) -> list[RecordedServer]:
     """The servers recorded in a file of DNS tool output, in the order they first appear."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("recorded DNS answers not found", str(path)) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a file of recorded DNS answers", str(path)) from None
-    except OSError as exc:
-        raise InputError(exc.strerror or str(exc), str(path)) from None
+    data = read_input(path, "recorded DNS answers not found", "is a directory, not a file of recorded DNS answers")
     source = str(path)
     answers: list[RecordedAnswer] = []
     for segment in segments(numbered_lines(decode(data, source))):

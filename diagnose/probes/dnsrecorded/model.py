@@ -21,10 +21,14 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+from dns.rdtypes.ANY.CNAME import CNAME
+from dns.rdtypes.IN.A import A as A_RDATA
+from dns.rdtypes.IN.AAAA import AAAA as AAAA_RDATA
 
 from diagnose.errors import InputError
 
 A, AAAA = dns.rdatatype.A, dns.rdatatype.AAAA
+IN = dns.rdataclass.IN
 TIMEOUT = None  # the rcode of a query that got no answer
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
@@ -84,10 +88,12 @@ class Run:
             if outcome.rcode is not TIMEOUT:
                 owner = self.qname
                 for target in self.chain:
-                    records.append(dns.rrset.from_text(owner, 0, "IN", "CNAME", target.to_text()))
+                    records.append(dns.rrset.from_rdata(owner, 0, CNAME(IN, dns.rdatatype.CNAME, target)))
                     owner = target
                 if outcome.addresses:
-                    records.append(dns.rrset.from_text_list(owner, 0, "IN", rdtype.name, outcome.addresses))
+                    kind = AAAA_RDATA if rdtype == AAAA else A_RDATA
+                    rdatas = [kind(IN, rdtype, address) for address in outcome.addresses]
+                    records.append(dns.rrset.from_rdata_list(owner, 0, rdatas))
             out.append(RecordedAnswer(self.qname, rdtype, outcome.rcode, records, self.server, self.line))
         return out
 

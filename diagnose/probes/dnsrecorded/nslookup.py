@@ -5,7 +5,8 @@ session (`> NAME`, `> set type=A`, `> server ADDR`), with or without the prompt 
 UTF-8, the OEM code page, or UTF-16 with a byte-order mark (what Windows PowerShell's `>` writes).
 Each run is one question to one server and gives one answer per record type it asked: A and AAAA are
 split by address family. A family a run printed no address of counts as "no data" only where the
-output says so; otherwise that record type is left unrecorded. The server is the one on the
+output says so, or (BIND) where the command line shows the run asked both families; otherwise that
+record type is left unrecorded. The server is the one on the
 `Address:` line of the run's header (`Server:` may just say `UnKnown`: nslookup could not find the
 server's own name), else the one the command or the session named.
 
@@ -34,6 +35,9 @@ Windows nslookup.exe, the format facts and where they come from:
   available for NAME` is an answer without addresses; a query nobody answered ends with
   `*** Request to SERVER timed-out` (zh-CN: `*** 请求 UnKnown 超时`). [pymumu/smartdns#326,
   #1431, XTLS/Xray-core#652, AdguardTeam/AdGuardDNS#945, Liu, DNS on Windows Server 2003, 12.7]
+- When the server does not answer the lookup of its own name, nslookup prints `*** Can't find server
+  name for address ADDR: Timed out` and `*** Default servers are not available`; if nothing follows,
+  the server answered nothing at all. [the BSD nslookup main.c that prints it; console pastes on GitHub]
 - Interactive mode starts with `Default Server:  NAME` / `Address:  ADDR`, then `> NAME` per query.
   [MicrosoftDocs/azure-docs articles/dns/dns-web-sites-custom-domain.md, KB 200525]
 - Localised labels read here (others are reported as unreadable lines): Server: 服务器, Serveur,
@@ -87,6 +91,9 @@ _PS_WRAPPED = re.compile(r"^nslookup(?:\.exe)? : (?P<message>.*)$", re.IGNORECAS
 _PS_NOISE = re.compile(  # the rest of a PowerShell error record around a wrapped line
     r"^(?:At line:\d+ char:\d+|\+ .*|\s+\+ (?:CategoryInfo|FullyQualifiedErrorId)\s*:.*|\s*\+\s*~+)$")
 
+_ECHOLESS_OUTPUT = re.compile(r"^(?:(?:Default )?Server|Address|Name|Non-authoritative answer)\s*:|^\*\*|^;;",
+                             re.IGNORECASE)
+
 # Windows
 _SERVER_LABELS = {"server", "serveur", "servidor", "服务器"}
 _DEFAULT_SERVER_LABELS = {"default server", "serveur par défaut"}
@@ -95,6 +102,8 @@ _NONAUTH_LABELS = {"non-authoritative answer", "réponse ne faisant pas autorit�
 _TIMEOUT_NOTE = re.compile(r"^(?:DNS request timed out\.|\s+timeout was \d+ seconds?\.)$")
 _SERVER_NOTE = re.compile(r"^\*\*\* (?:Can't find server|Can't find address for server|Default servers are not)",
                           re.IGNORECASE)
+_SERVER_UNNAMED = re.compile(r"^\*\*\* Can't find server name for address (?P<addr>[^\s:]*?)\s*:\s*(?P<reason>.+?)\.?$",
+                             re.IGNORECASE)
 _NO_RECORDS = re.compile(r"^\*\*\* No .* records available for (?P<name>\S+?)\.?$")
 _REQUEST_TIMED_OUT = re.compile(r"^\*\*\* (?:Request to (?P<server>\S+) timed-out|请求 (?P<server_zh>\S+) 超时)$")
 _CANT_FIND = re.compile(r"^\*\*\* (?P<server>\S+) .+? (?P<name>[^\s:]+)\s*:\s*(?P<reason>[A-Za-z][A-Za-z -]*?)\.?$")
@@ -144,6 +153,7 @@ class _Query:
     cnames: list[tuple[str, str]] = field(default_factory=list)
     failures: dict[dns.rdatatype.RdataType | None, tuple[int | str | None, str | None, int]] = field(
         default_factory=dict)  # per type (None: every type asked) -> (rcode/TIMEOUT/NODATA, name, line)
+    unreachable: str | None = None  # Windows: the server did not answer even the lookup of its own name
     a_done: bool = False  # BIND: the A query's answer has been printed
 
     def has_outcome(self) -> bool:
@@ -248,8 +258,11 @@ class _Reader:
         elif _PS_NOISE.match(line):
             return
         if line.startswith(">"):
-            self._interactive(number, line[1:].strip())
-            return
+            typed = line.lstrip("> \t")
+            if not _ECHOLESS_OUTPUT.match(typed):
+                self._interactive(number, typed.strip())
+                return
+            line = typed  # prompts with the output after them: commands piped in, not typed at a terminal
         if self.skip_output or (self.query is not None and self.query.skip):
             return
         self.line(number, line)
@@ -320,6 +333,9 @@ class _Windows(_Reader):
             raise self.unreadable(number, text)
 
     def _stars(self, number: int, text: str) -> None:
+        if (m := _SERVER_UNNAMED.match(text)) and _REASONS.get(m.group("reason").lower(), 0) is TIMEOUT:
+            self._error(number, ("unreachable", m.group("addr")))  # if no header follows: nothing answered
+            return
         if _SERVER_NOTE.match(text):
             return  # about the server's own name, not the question
         if m := _NO_RECORDS.match(text):
@@ -344,7 +360,10 @@ class _Windows(_Reader):
 
     def _apply(self, query: _Query, number: int, event: tuple) -> None:
         kind, name = event
-        query.failures.setdefault(None, (kind, name, number))
+        if kind == "unreachable":
+            query.unreachable = ip_address(name) or ""
+        else:
+            query.failures.setdefault(None, (kind, name, number))
 
     def _label(self, number: int, label: str, value: str, text: str) -> None:
         query = self.query
@@ -410,6 +429,11 @@ class _Windows(_Reader):
         return super().finish()
 
     def finish_query(self, query: _Query) -> Run | None:
+        if not query.has_outcome() and query.header_line is None and query.unreachable is not None:
+            # `*** Can't find server name for address ADDR: Timed out`, `*** Default servers are not
+            # available`, and nothing more: the server never answered
+            query.failures[None] = (TIMEOUT, None, query.start)
+            query.server_address = query.unreachable or None
         if not query.has_outcome():
             if not query.explicit and query.header_line is None:
                 return None
@@ -554,12 +578,13 @@ class _Bind(_Reader):
                 run.outcomes[rdtype] = Outcome(0, addresses)
             elif failure is not None:
                 run.outcomes[rdtype] = Outcome(0 if failure[0] == NODATA else failure[0])  # type: ignore[arg-type]
-            elif query.types is None and rdtype == A and query.a_done:
+            elif not (query.explicit and query.types is None):
+                continue  # without its command line, a run may have asked one type only (-type=A)
+            elif rdtype == A and query.a_done:
                 run.outcomes[A] = Outcome(0)  # the A answer was printed, without addresses
-            elif query.types is None and rdtype == AAAA and A not in query.failures and (
-                    query.a_done or A in run.outcomes):
+            elif rdtype == AAAA and A not in query.failures and (query.a_done or A in run.outcomes):
                 run.outcomes[AAAA] = Outcome(0)  # BIND prints an AAAA failure; silence means no data
-        if not run.outcomes or (query.types is None and A not in run.outcomes):
+        if not run.outcomes or (query.explicit and query.types is None and A not in run.outcomes):
             raise InputError("this nslookup run has a header but no answer (file cut short?)",
                              self.where(query.header_line or query.start))
         return run
@@ -572,13 +597,14 @@ def parse(lines: list[tuple[int, str]], source: str, command: Command | None, bi
     return reader.finish()
 
 
-_BIND_HINTS = (_SERVER_CANT_FIND, _CANONICAL, _NO_SERVERS, _COMM_ERROR, _NO_ANSWER,
-               re.compile(r"^Address:\s+\S+#\d+$"), re.compile(r"^;; Got \w+ reply from"))
+_BIND_HINT = re.compile("|".join(re.sub(r"\(\?P<\w+>", "(?:", f"(?:{p.pattern})") for p in (
+    _SERVER_CANT_FIND, _CANONICAL, _NO_SERVERS, _COMM_ERROR, _NO_ANSWER,
+    re.compile(r"^Address:\s+\S+#\d+$"), re.compile(r"^;; Got \w+ reply from"))))
 
 
 def is_bind(lines: list[tuple[int, str]]) -> bool:
     """BIND's nslookup rather than Windows': its header shows ADDR#PORT, its errors and CNAMEs their own way."""
-    return any(hint.match(line) for _, line in lines for hint in _BIND_HINTS)
+    return any(_BIND_HINT.match(line) for _, line in lines)
 
 
 _NSLOOKUP_HINT = re.compile(r"^(?:(?:Default )?Server|Address(?:es)?|Name|Aliases|Non-authoritative answer|"
@@ -587,4 +613,4 @@ _NSLOOKUP_HINT = re.compile(r"^(?:(?:Default )?Server|Address(?:es)?|Name|Aliase
 
 def looks_like(line: str) -> bool:
     """A line only nslookup prints (either dialect)."""
-    return bool(_NSLOOKUP_HINT.match(line) or any(hint.match(line) for hint in _BIND_HINTS))
+    return bool(_NSLOOKUP_HINT.match(line) or _BIND_HINT.match(line))
