@@ -162,7 +162,7 @@ class _Reader:
             call.error = (kind, m.group("name"), number)
             self.mode = "error"
             return
-        if self.mode == "error":  # the rest of the error record: position, `+` lines, its id
+        if self.mode == "error" and not _TABLE_HEADER.match(line):  # the rest of the record: position, `+` lines, id
             if (m := _ERROR_ID.match(line)) and self.call is not None and self.call.error is not None:
                 if m.group("id") not in _ERROR_IDS:
                     raise InputError(f"unknown Resolve-DnsName error {m.group('id')!r}", self.where(number))
