@@ -620,18 +620,27 @@ class Scanner:
                         client = self._client(original)
                 if s64:
                     s64_whens.append(when)
-                    if client:
+                    if not client:
+                        summary.s64_no_client += 1
+                    elif summary.event_times < summary.max_event_times:
                         times_of = s64_events.get(client)
                         if times_of is None:
                             times_of = s64_events[client] = _new_times()
                         times_of.append(when)
+                        summary.event_times += 1
                     else:
-                        summary.s64_no_client += 1
+                        summary.s64_unchecked += 1
                 elif client and info.client_failure:
-                    times_of = failure_events.get(client)
-                    if times_of is None:
-                        times_of = failure_events[client] = _new_times()
-                    times_of.append(when)
+                    if summary.event_times < summary.max_event_times:
+                        times_of = failure_events.get(client)
+                        if times_of is None:
+                            times_of = failure_events[client] = _new_times()
+                        times_of.append(when)
+                        summary.event_times += 1
+                    else:
+                        summary.failures_unchecked += 1
+            elif s64:
+                summary.s64_unchecked += 1  # no time logged: it cannot be set beside client errors
             if s64 and len(summary.samples) < MAX_SAMPLES:
                 summary.samples.append((self.source, lineno(i), _text(text(i))))
                 self._names(computer, user, cited=True)
