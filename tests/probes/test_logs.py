@@ -15,6 +15,7 @@ from diagnose.probes import ProbeContext
 from diagnose.probes.logs import collect, summarise
 from diagnose.probes.logs.codes import result_code
 from diagnose.probes.logs.scan import Site
+from diagnose.probes.logs.summary import build_facts
 from tests.conftest import run_cli
 
 FW_FIELDS = [
@@ -698,3 +699,31 @@ def test_canonical_records_built_a_column_at_a_time_equal_one_by_one(zone: str |
                 rows[7] = rows[7][: layout.width // 2]
             want = [field for row in rows for field in builder.build(row)]
             assert builder.build_batch(rows) == want, (layout.names[:3], short)
+
+
+def test_times_kept_for_the_coincidence_check_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory must not grow with the number of Status 64 entries: beyond MAX_EVENT_TIMES their times are
+    not kept, they are counted as unchecked, and the problem is said; one core or two alike."""
+    import diagnose.probes.logs as logs_pkg
+    import diagnose.probes.logs.summary as summary_mod
+
+    rows = [
+        fw_row(time=f"10:{i // 60:02d}:{i % 60:02d}", src=f"10.0.0.1:{40000 + i}", orig=f"198.51.100.{1 + i % 9}")
+        for i in range(3000)
+    ]
+    path = tmp_path / "ISALOG_20240304_FWS_000.w3c"
+    path.write_text(w3c(FW_FIELDS, rows))
+    whole, _ = summarise([str(path)], Site(), 1)
+    assert whole.scope("all", "all")["status64_count"] == 3000 and whole.s64_unchecked == 0
+    assert sum(len(t) for t in whole.s64_events.values()) == 3000
+
+    monkeypatch.setattr(summary_mod, "MAX_EVENT_TIMES", 1000)
+    monkeypatch.setattr(logs_pkg, "SPLIT_AT", 100_000)
+    for jobs in (1, 2):
+        capped, problems = summarise([str(path)], Site(), jobs)
+        assert capped.scope("all", "all")["status64_count"] == 3000  # still counted
+        assert sum(len(t) for t in capped.s64_events.values()) == capped.event_times == 1000
+        assert capped.s64_unchecked == 2000
+        assert any("1,000 Status 64 entries and client errors were kept" in p for p in problems), problems
+        facts, _ = build_facts(capped)
+        assert facts[0].attrs["status64_unchecked"] == 2000

@@ -620,18 +620,14 @@ class Scanner:
                         client = self._client(original)
                 if s64:
                     s64_whens.append(when)
-                    if client:
-                        times_of = s64_events.get(client)
-                        if times_of is None:
-                            times_of = s64_events[client] = _new_times()
-                        times_of.append(when)
-                    else:
+                    if not client:
                         summary.s64_no_client += 1
-                elif client and info.client_failure:
-                    times_of = failure_events.get(client)
-                    if times_of is None:
-                        times_of = failure_events[client] = _new_times()
-                    times_of.append(when)
+                    elif not _keep_time(summary, s64_events, client, when):
+                        summary.s64_unchecked += 1
+                elif client and info.client_failure and not _keep_time(summary, failure_events, client, when):
+                    summary.failures_unchecked += 1
+            elif s64:
+                summary.s64_unchecked += 1  # no time logged: it cannot be set beside client errors
             if s64 and len(summary.samples) < MAX_SAMPLES:
                 summary.samples.append((self.source, lineno(i), _text(text(i))))
                 self._names(computer, user, cited=True)
@@ -709,8 +705,16 @@ class Scanner:
             self.consume(list(chain.from_iterable(rows)), self.layout.width, lineno)
 
 
-def _new_times() -> array[int]:
-    return array("q")
+def _keep_time(summary: LogSummary, events: dict[str, array[int]], client: str, when: int) -> bool:
+    """Keep a client's event time for the coincidence check, unless the summary holds its maximum."""
+    if summary.event_times >= summary.max_event_times:
+        return False
+    times_of = events.get(client)
+    if times_of is None:
+        times_of = events[client] = array("q")
+    times_of.append(when)
+    summary.event_times += 1
+    return True
 
 
 def _int(value: bytes) -> int:
