@@ -349,11 +349,18 @@ def _rename_source(fact: Fact) -> Fact:
 
 
 def _matches_internal(answer: Answer, expected: frozenset[str]) -> bool | None:
-    """True when every address is internal; False when it resolves elsewhere or not at all; else unknown."""
+    """True when every address is internal; False when it resolves elsewhere or not at all; else unknown.
+
+    Only the address families of the internal addresses count: a profile that names the internal
+    server by IPv4 alone says TMG reaches it over IPv4, so an AAAA answer that Windows also gets (a
+    recorded nslookup asks for both) is shown but does not make the name resolve "elsewhere". A name
+    with no address of those families at all does not resolve to the internal server."""
     if not expected:
         return None
     if answer.outcome == "ok":
-        return all(_canonical(a) in expected for a in answer.addresses)
+        families = {_family(a) for a in expected}
+        relevant = [a for a in answer.addresses if _family(a) in families]
+        return bool(relevant) and all(_canonical(a) in expected for a in relevant)
     if answer.outcome in ("nxdomain", "no-answer"):
         return False
     return None
@@ -364,15 +371,16 @@ def _consistency_fact(reports: Sequence[NameReport], expected: frozenset[str], s
     effective = {r.name: r.answers[r.effective] for r in reports if r.effective is not None}
     unknown = [r.name for r in reports if r.name not in effective]  # no source was asked: not evidence
     known = [r for r in reports if r.name in effective]
-    sets = {name: frozenset(_canonical(a) for a in ans.addresses) for name, ans in effective.items()
-            if ans.outcome == "ok"}
+    families = {_family(a) for a in expected} or {4, 6}  # see _matches_internal
+    sets = {name: frozenset(_canonical(a) for a in ans.addresses if _family(a) in families)
+            for name, ans in effective.items() if ans.outcome == "ok"}
     unresolved = [r.name for r in known if r.name not in sets]
     consistent: bool | None = not unresolved and len(set(sets.values())) <= 1
     if consistent and unknown:
         consistent = None
     all_internal: bool | None = None
     if expected:
-        mismatched = [r.name for r in known if r.name not in sets or not sets[r.name] <= expected]
+        mismatched = [r.name for r in known if not sets.get(r.name) or not sets[r.name] <= expected]
         all_internal = False if mismatched else (None if unknown else True)
     else:
         reference = next((sets[r.name] for r in known if "internal" in r.roles and r.name in sets), None)
@@ -428,6 +436,13 @@ def _names_by_role(spec: Mapping[str, Any]) -> dict[str, list[str]]:
             if role not in roles[name]:
                 roles[name].append(role)
     return roles
+
+
+def _family(address: str) -> int:
+    try:
+        return ipaddress.ip_address(address.partition("%")[0]).version
+    except ValueError:
+        return 0
 
 
 def _canonical(address: str) -> str:

@@ -445,3 +445,27 @@ def test_run_ranks_name_resolution_mismatch_first_from_nslookup_on_tmg(tmp_path:
                  and f["subject"] == "mail.contoso.com"]
     assert [(f["attrs"]["server"], f["attrs"]["addresses"], f["provenance"]["source"]) for f in effective] == [
         ("10.1.4.1:53", ["203.0.113.10"], str(recorded))]
+
+
+@pytest.mark.parametrize(("cas_addresses", "all_internal"), [
+    ("fd00:10:1:5::11\r\n\t  10.1.5.11", True),  # A and AAAA, as Windows asks for both
+    ("fd00:10:1:5::11", False),                  # AAAA only: nothing TMG can reach over IPv4
+])
+def test_consistency_counts_the_families_of_the_internal_addresses(tmp_path: Path, cas_addresses: str,
+                                                                   all_internal: bool) -> None:
+    """An IPv4 profile: the AAAA addresses Windows nslookup also prints are shown, but only IPv4 decides
+    whether a name resolves to the internal server."""
+    recorded = tmp_path / "dns.txt"
+    label = "Addresses" if "\n" in cas_addresses else "Address"
+    recorded.write_text(
+        "Server:  dc1.contoso.local\r\nAddress:  10.1.4.1\r\n\r\n"
+        f"Name:    cas01.contoso.local\r\n{label}:  {cas_addresses}\r\n\r\n", encoding="utf-8")
+    proc = run_cli("probe", "dns", "cas01.contoso.local", "--dns-recorded", str(recorded), "--offline",
+                   "--no-hosts", "--expect", "10.1.5.11", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)["facts"]
+    (resolution,) = [f for f in facts if f["kind"] == "dns.resolution"]
+    assert "fd00:10:1:5::11" in resolution["attrs"]["addresses"]
+    (consistency,) = [f for f in facts if f["kind"] == "dns.consistency"]
+    assert consistency["attrs"]["all_internal"] is all_internal
+    assert consistency["attrs"]["mismatched"] == ([] if all_internal else ["cas01.contoso.local"])
