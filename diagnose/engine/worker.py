@@ -157,6 +157,12 @@ def _worker(program: Program, chosen: str) -> Worker:
     return worker
 
 
+def running() -> list[int]:
+    """The process ids of the workers kept now, least recently used first."""
+    with _REGISTRY_LOCK:
+        return [w.pid for w in _REGISTRY.values() if not w.closed]
+
+
 @atexit.register
 def close_all() -> None:
     """Close every worker (they leave at end of input) and wait for them."""
@@ -342,16 +348,16 @@ class Worker:
                 return self.proc.wait()
         end = time.monotonic() + grace
         while True:
+            late = time.monotonic() >= end
+            if late:
+                self._kill()
             try:
-                pid, status = os.waitpid(self._pid, os.WNOHANG if time.monotonic() < end else 0)
+                pid, status = os.waitpid(self._pid, 0 if late else os.WNOHANG)
             except ChildProcessError:
                 return None
             if pid:
                 return os.waitstatus_to_exitcode(status)
-            if time.monotonic() >= end:
-                self._kill()
-            else:
-                time.sleep(0.005)
+            time.sleep(0.005)
 
     def _stop(self, kill: bool, grace: float = 2.0) -> int | None:
         """End the worker (closing its input makes it leave; `kill` does not wait for that), reap it
