@@ -346,7 +346,7 @@ class Worker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 return self.proc.wait()
-        end = time.monotonic() + grace
+        end, pause = time.monotonic() + grace, 0.0002
         while True:
             late = time.monotonic() >= end
             if late:
@@ -357,7 +357,8 @@ class Worker:
                 return None
             if pid:
                 return os.waitstatus_to_exitcode(status)
-            time.sleep(0.005)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.02)
 
     def _stop(self, kill: bool, grace: float = 2.0) -> int | None:
         """End the worker (closing its input makes it leave; `kill` does not wait for that), reap it
