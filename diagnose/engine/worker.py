@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import faulthandler
 import gc
 import io
 import os
@@ -54,6 +55,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 from diagnose.engine.durable_session import Evaluator, Message, PartitionSpec, RawFiring
 from diagnose.errors import EngineError, UsageError
+
+try:  # POSIX; imported here, not in a forked worker (another thread may be importing at fork time)
+    import fcntl
+    import resource
+except ImportError:
+    fcntl = resource = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from diagnose.engine.durable import Program
@@ -428,8 +435,7 @@ def _read_exact(stream: IO[bytes], size: int, deadline: float | None) -> bytearr
 
 def _forked_child(from_parent: int, to_parent: int, stderr: int, program: Sequence[PartitionSpec],
                   fault: str) -> None:
-    import fcntl
-
+    assert fcntl is not None
     gc.freeze()  # the inherited objects stay as they are: never collected (or copied) here
     keep = [fcntl.fcntl(fd, fcntl.F_DUPFD, 3) for fd in (from_parent, to_parent, stderr)]
     null = os.open(os.devnull, os.O_RDWR)
@@ -465,18 +471,13 @@ def _close_inherited(keep: set[int]) -> None:
 
 def _harden() -> None:
     """Ctrl-C is the parent's to handle; no core dump; no Python traceback on a fatal signal."""
-    import faulthandler
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGALRM"):
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
     faulthandler.disable()
-    try:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
-    except (ImportError, ValueError, OSError):
-        pass
+    if resource is not None:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
 
 
 def _inject(fault: str, phase: str) -> None:

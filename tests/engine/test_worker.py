@@ -42,31 +42,36 @@ def gone(pid: int, wait: float = 10.0) -> bool:
     return False
 
 
+def processes() -> list[tuple[int, list[str]]]:
+    """(pid, the fields of /proc/PID/stat after the command name: state, ppid, pgrp, session, ...)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found.append((int(entry.name), (entry / "stat").read_text().rsplit(")", 1)[1].split()))
+            except OSError:
+                continue
+    return found
+
+
 def in_session(sid: int) -> list[int]:
-    """Processes whose session is `sid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":
-                found.append(int(entry.name))
-    return found
+    return [pid for pid, fields in processes() if int(fields[3]) == sid and fields[0] != "Z"]
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
+def children_of(parent: int) -> list[int]:
+    return [pid for pid, fields in processes() if int(fields[1]) == parent]
+
+
+def threshold_book(root: Path, above: int):
+    """A one-rule rulebook: a status summary with more than `above` Status 64 entries."""
+    return rulebook(root, {"r": f"""\
+        id: r
+        title: more than {above}
+        status: experimental
+        when:
+          log: {{kind: log.status_summary, status64_count: {{gt: {above}}}}}
+        conclude: {{cause: c1, certainty: 0.5, explain: "x"}}
+        """})
 
 
 # ------------------------------------------------------------------------ crashes through the CLI
@@ -165,14 +170,7 @@ def test_the_tool_process_never_loads_durable_rules():
 
 @pytest.fixture
 def small_book(tmp_path):
-    return rulebook(tmp_path, {"any-log": """\
-        id: any-log
-        title: any summary
-        status: experimental
-        when:
-          log: {kind: log.status_summary, status64_count: {ge: 0}}
-        conclude: {cause: c1, certainty: 0.5, explain: "x"}
-        """})
+    return threshold_book(tmp_path, -1)
 
 
 @pytest.mark.parametrize("select", [True, False])
@@ -214,14 +212,7 @@ def test_keyboard_interrupt_kills_the_worker(small_book, monkeypatch):
 
 def test_workers_are_recycled_and_evicted(tmp_path, monkeypatch):
     monkeypatch.setattr(worker, "RECYCLE_AFTER", 3)
-    book = rulebook(tmp_path / "a", {"r": """\
-        id: r
-        title: r
-        status: experimental
-        when:
-          log: {kind: log.status_summary, status64_count: {gt: 0}}
-        conclude: {cause: c1, certainty: 0.5, explain: "x"}
-        """})
+    book = threshold_book(tmp_path / "a", 0)
     engine = create_engine(book, "durable")
     facts = [make_fact("log.status_summary", "all", "t", status64_count=1)]
     seen = []
@@ -232,14 +223,7 @@ def test_workers_are_recycled_and_evicted(tmp_path, monkeypatch):
     assert gone(seen[0])
     first = seen[-1]
     for n in range(worker.MAX_WORKERS):  # as many other rulebooks: the least recently used worker goes
-        other = rulebook(tmp_path / f"o{n}", {"r": f"""\
-            id: r
-            title: r
-            status: experimental
-            when:
-              log: {{kind: log.status_summary, status64_count: {{gt: {n + 1}}}}}
-            conclude: {{cause: c1, certainty: 0.5, explain: "x"}}
-            """})
+        other = threshold_book(tmp_path / f"o{n}", n + 1)
         create_engine(other, "durable").run(facts)
     assert len(worker.running()) <= worker.MAX_WORKERS
     assert first not in worker.running() and gone(first)
