@@ -158,6 +158,30 @@ def test_ctrl_c_while_the_engine_works_exits_130_and_stops_the_worker():
     assert all(gone(pid) for pid in workers)
 
 
+def test_ctrl_c_during_collection_of_a_run_leaves_no_worker(tmp_path):
+    # `run` starts the engine worker before collecting; Ctrl-C in collection reports on what was
+    # gathered and leaves at once (os._exit): the worker must still go.
+    pexpect = pytest.importorskip("pexpect")
+    seed = REPO / "examples" / "seed"
+    hanging = tmp_path / "never-written.json"
+    os.mkfifo(hanging)  # a probe that never finishes
+    env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
+    child = pexpect.spawn(sys.executable, ["-m", "diagnose", "run", "--offline", "--no-input", "--profile",
+                                           str(seed / "profile.yaml"), "--log", str(seed / "ISALOG_20110504_FWS_000.w3c"),
+                                           "--evidence", str(hanging), "--progress"],
+                          cwd=str(REPO), env=env, encoding="utf-8", timeout=30)
+    child.expect(r"tmg-logs\s+complete")
+    workers = children_of(child.pid)
+    assert workers
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130
+    assert "Verdict:" in (child.before or "")
+    assert all(gone(pid) for pid in workers)
+    assert [pid for pid in in_session(child.pid) if not gone(pid)] == []
+
+
 # ---------------------------------------------------------------------------- in this process
 
 def test_the_tool_process_never_loads_durable_rules():
