@@ -103,7 +103,7 @@ def deadline_for(facts: int) -> float:
     return value
 
 
-def test_fault() -> str:
+def fault_hook() -> str:
     fault = os.environ.get("DIAGNOSE_TEST_ENGINE_FAULT", "").strip().lower()
     if fault and (fault.partition("@")[0] not in FAULTS or fault.partition("@")[2] not in ("", "start")):
         raise UsageError(f"DIAGNOSE_TEST_ENGINE_FAULT must be one of {', '.join(FAULTS)} (optionally @start), "
@@ -125,7 +125,7 @@ def evaluate(program: Program, messages: Sequence[Message]) -> list[RawFiring]:
     chosen = mode()
     if chosen == "none":
         return _evaluator(program).evaluate(messages)
-    fault, timeout = test_fault(), deadline_for(len(messages))
+    fault, timeout = fault_hook(), deadline_for(len(messages))
     while True:  # a worker closed by another thread (recycled, evicted) is replaced
         found = _worker(program, chosen).evaluate(messages, fault, timeout)
         if found is not None:
@@ -192,7 +192,7 @@ class Worker:
         self.expired = False
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - read after the worker died, closed in _stop
         self.proc: subprocess.Popen[bytes] | None = None
-        fault = test_fault()
+        fault = fault_hook()
         try:
             if chosen == "fork":
                 self._fork(fault)
@@ -258,7 +258,7 @@ class Worker:
                     raise EngineError(str(payload))
                 self.ready = True
             self.runs += 1
-            status, payload = self._call(("run", fault, timeout, list(messages)), timeout,
+            status, payload = self._call(("run", fault, timeout, messages), timeout,
                                          f"evaluating {len(messages):,} facts")
         if status == "error":
             raise EngineError(str(payload))
