@@ -228,7 +228,8 @@ _FORMATTER = string.Formatter()
 
 
 def render(template: str, bound: Mapping[str, Fact]) -> str:
-    """Fill `{binding.field}` (or `{binding}` for the subject) from the bound facts."""
+    """Fill `{binding.field}` (or `{binding}` for the subject) from the bound facts. A value that is
+    not there reads "(field unknown)", an empty list "(none)"."""
     out = []
     for literal, field, _, _ in _FORMATTER.parse(template):
         out.append(literal)
@@ -238,11 +239,25 @@ def render(template: str, bound: Mapping[str, Fact]) -> str:
         fact = bound.get(name)
         value = None if fact is None else fact.get(attr or "subject")
         if isinstance(value, tuple):
-            value = ", ".join(value)
+            value = ", ".join(value) or "(none)"
         elif isinstance(value, float):
             value = f"{value:g}"
-        out.append("?" if value is None else str(value))
+        out.append(f"({attr or name} unknown)" if value is None else str(value))
     return "".join(out)
+
+
+def explanation(rule: Rule, firings: Sequence[Firing], facts: Sequence[Fact]) -> str:
+    """The rule's explain template filled from one of its firings: the first that binds the most of
+    the template's bindings itself. A binding of an `any` alternative that did not match reads from
+    the alternative that did (Group.stand_in), so the sentence speaks of the facts that matched."""
+    wanted = {field.partition(".")[0] for _, field, _, _ in _FORMATTER.parse(rule.conclude.explain) if field}
+    best = max(firings, key=lambda f: len(wanted & {name for name, _ in f.bindings}))
+    bound = {name: facts[i] for name, i in best.bindings}
+    for name in wanted - bound.keys():
+        stand_in = rule.when.stand_in(name, bound.keys())
+        if stand_in is not None:
+            bound[name] = bound[stand_in.name]
+    return render(rule.conclude.explain, bound)
 
 
 def analyze(bundle: EvidenceBundle, rulebook: Rulebook, engine: Engine | None = None,
@@ -271,9 +286,8 @@ def conclude(outcomes: Sequence[RuleOutcome], by_rule: Mapping[str, Sequence[Fir
             continue
         rule = outcome.rule
         firings = sorted(by_rule[rule.id], key=lambda f: f.bindings)
-        first = {name: facts[i] for name, i in firings[0].bindings}
         supports[rule.conclude.cause].append(RuleSupport(
-            rule, rule.conclude.certainty, render(rule.conclude.explain, first),
+            rule, rule.conclude.certainty, explanation(rule, firings, facts),
             tuple(f.bindings for f in firings[:MAX_MATCHES]), len(firings)))
 
     findings = []

@@ -4,7 +4,7 @@ Exit codes (one table, also in README.md):
   0  diagnosis done (or command succeeded)
   1  a misconfiguration/fault cause at or above --fail-on certainty
   2  usage error, or input that cannot be read
-  3  rule, check, profile or configuration error
+  3  rule, check, profile or configuration error, or the rule engine failed (crashed, hung)
   4  evidence incomplete under --strict
 """
 

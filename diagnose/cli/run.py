@@ -226,7 +226,7 @@ def terminal_ask(prompt: Any, number: int) -> str | None:
 
 def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output: str | None, why: bool,
            fail_on: float | None, strict: bool, rulebook: Any = None, interactive: bool = False,
-           save_evidence: str | None = None, exit_after: bool = True) -> None:
+           save_evidence: str | None = None, exit_after: bool = True, engine: Any = None) -> None:
     """Analyze a bundle (asking the questions that matter, when interactive), write the report, and
     exit with the documented code."""
     from diagnose.analysis import analyze
@@ -236,9 +236,9 @@ def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output:
     if interactive:
         from diagnose.guide import guided
 
-        bundle, diagnosis, _ = guided(bundle, rulebook, terminal_ask)
+        bundle, diagnosis, _ = guided(bundle, rulebook, terminal_ask, engine)
     else:
-        diagnosis = analyze(bundle, rulebook)
+        diagnosis = analyze(bundle, rulebook, engine)
     if save_evidence:
         bundle.save(save_evidence)
     write_output(render(diagnosis, fmt, color=use_color(output), why=why), output)
@@ -265,7 +265,10 @@ def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output:
 def run(example: str | None, save_evidence: str | None, redact: bool, rule_dirs: tuple[str, ...], fmt: str,
         output: str | None, why: bool, fail_on: float | None, strict: bool, **options: Any) -> None:
     """Gather the evidence, reason over it and report: the whole diagnosis."""
+    from diagnose.engine import create_engine
+
     rulebook = load_rules(rule_dirs)
+    engine = create_engine(rulebook)  # its worker process loads the rules while the probes run
     if example:
         plan = plan_from_example(example, rulebook.questions)
         extra = plan_from_options({"answers_file": options.get("answers_file")}, rulebook.questions)
@@ -282,7 +285,7 @@ def run(example: str | None, save_evidence: str | None, redact: bool, rule_dirs:
     if stopped:
         note("diagnose: interrupted: reporting on the evidence gathered so far")
     report(bundle, rule_dirs, fmt, output, why, fail_on, strict, rulebook,
-           interactive(options.get("no_input")) and not stopped, save_evidence, exit_after=not stopped)
+           interactive(options.get("no_input")) and not stopped, save_evidence, exit_after=not stopped, engine=engine)
     leave_if_interrupted(bundle, save_evidence)
 
 
@@ -326,16 +329,18 @@ def analyze(bundle: str, answers_file: str | None, no_input: bool, save_evidence
             strict: bool) -> None:
     """Reason over an evidence bundle and report."""
     from diagnose.answers import load_answers
+    from diagnose.engine import create_engine
     from diagnose.kinds import fact_kinds
 
     rulebook = load_rules(rule_dirs)
+    engine = create_engine(rulebook)  # its worker process loads the rules while the bundle is read
     evidence = load_bundle(bundle)
     fact_kinds().check_bundle(evidence, bundle)
     if answers_file:
         evidence = EvidenceBundle(**{**evidence.__dict__,
                                      "answers": {**evidence.answers, **load_answers(answers_file, rulebook.questions)}})
     report(redacted(evidence, redact), rule_dirs, fmt, output, why, fail_on, strict, rulebook, interactive(no_input),
-           save_evidence)
+           save_evidence, engine=engine)
 
 
 @click.command()

@@ -1,9 +1,12 @@
 """Inference engines for the rule language: what they share.
 
 Two engines run the same compiled rulebook: `durable` (durable_rules 2.0.28, the production
-engine, in `diagnose.engine.durable`, the only module that imports it) and `reference` (a small
-pure-Python evaluator used to check the first). Both take facts and return `Firing`s; all certainty
-arithmetic, ranking and explanation happens afterwards in plain Python (`diagnose.ranking`).
+engine: `diagnose.engine.durable` compiles the rulebook and types the facts, `durable_session` is the
+only module that calls durable_rules, and it runs in a worker process, `worker`, so that a crash in
+its C code becomes an EngineError) and `reference` (a small pure-Python evaluator used to check the
+first; it runs in this process: it is plain Python and cannot crash it). Both take facts and
+return `Firing`s; all certainty arithmetic, ranking and explanation happens afterwards in plain
+Python (`diagnose.ranking`).
 
 Semantics shared by both engines (and by the tests that hold them to it):
 * A binding matches a fact of its kind whose fields pass every test.

@@ -1,4 +1,5 @@
-"""The durable_rules adapter: the only module that imports `durable`.
+"""The durable_rules adapter. With `durable_session` (the only module that calls the C engine) and
+`worker` (the process the engine runs in), it is the only code that knows about `durable`.
 
 durable_rules 2.0.28 has defects that bite (see shared/knowledge/durable-rules-notes.md); each is
 handled here, and each has a conformance test in tests/engine/:
@@ -18,8 +19,13 @@ handled here, and each has a conformance test in tests/engine/:
 * The global host and its timer threads: `durable.lang` and `Host` are never used; the C functions
   are called directly, so there is no global registry and no background thread.
 * Thread safety: the C module has no locks; every call goes through one process-wide lock.
-* The 1024-live-sid limit and the per-ruleset leaks: one ruleset per rulebook version, compiled
-  once and cached; one sid per diagnosis, deleted when the diagnosis ends.
+* Crashes (SIGSEGV in #381 and in `delete_state`, aborts from heap corruption): the engine runs in
+  a worker process (diagnose/engine/worker.py), so a crash becomes an EngineError with one clear
+  line instead of taking the tool down. The worker gets the compiled ruleset documents once, then
+  facts per diagnosis, and returns firings.
+* The 1024-live-sid limit and the per-ruleset leaks: each rulebook is loaded into durable once per
+  worker (workers are kept per compiled rulebook, and recycled after many diagnoses); one sid per
+  diagnosis, deleted when the diagnosis ends.
 * Found here, not in the notes: the alpha network is walked with a fixed stack of 64 nodes
   (`MAX_STACK_SIZE` in events.c), so a fact that passes the tests of more than about 64 sibling
   conditions fails with error 303 (e.g. 80 rules `status64_count > N` and a large count). The
@@ -29,72 +35,24 @@ handled here, and each has a conformance test in tests/engine/:
 
 from __future__ import annotations
 
-import itertools
-import json
-import threading
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import durable_rules_engine as _c
-
 from diagnose.engine import EngineResult, Firing, usable_attrs
+from diagnose.engine.durable_session import GATE_ALIAS, GATE_KIND, SENTINEL, Message, PartitionSpec, dumps, dumps_flat
 from diagnose.errors import EngineError
 from diagnose.facts import Fact
 from diagnose.kinds import FactKinds, fact_kinds
 from diagnose.rulebook.loader import disjuncts
 from diagnose.rulebook.model import Binding, Ref, Rule, Rulebook, Test
 
-GATE_KIND = "$gate"
-GATE_ALIAS = "gate_"
-SENTINEL = "$sentinel"
-_LOCK = threading.RLock()
-_names = itertools.count()
-_sids = itertools.count()
-_COMPILED: dict[str, list[Any]] = {}
+__all__ = ["DurableEngine", "Program", "compile_program", "compile_rules", "dumps", "dumps_flat", "glob_to_pattern",
+           "partition"]
+
 _PATTERN_SPECIALS = set(".|?*+()[]{}%")
 PARTITION_BUDGET = 40  # conditions on one fact kind per ruleset; durable's alpha stack holds 64
-_RESULT_OBSERVED = 2  # 1 = not handled (no condition observes the fact): fine, it cannot matter
-
-
-# ----------------------------------------------------------------------------------- JSON writing
-
-def _number(value: int | float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    text = repr(value)
-    if "e" in text or "E" in text:
-        mantissa, _, exponent = text.lower().partition("e")
-        if "." not in mantissa:
-            mantissa += ".0"
-        text = f"{mantissa}e{exponent}"
-    return text
-
-
-def dumps(value: Any) -> str:
-    """JSON the C parser accepts: like json.dumps, but floats always carry a '.' in the mantissa."""
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, int | float):
-        return _number(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{dumps(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(dumps(v) for v in value) + "]"
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def dumps_flat(message: dict[str, Any]) -> str:
-    """`dumps` for a flat fact message, at the speed of the C JSON encoder: only floats need our writer."""
-    floats = [k for k, v in message.items() if type(v) is float]
-    if not floats:
-        return json.dumps(message, ensure_ascii=False)
-    rest = {k: v for k, v in message.items() if type(v) is not float}
-    extra = ",".join(f"{json.dumps(k, ensure_ascii=False)}:{_number(message[k])}" for k in floats)
-    return (json.dumps(rest, ensure_ascii=False)[:-1] + ("," if rest else "") + extra + "}") if rest else \
-        "{" + extra + "}"
 
 
 # -------------------------------------------------------------------------------------- compiling
@@ -194,46 +152,48 @@ def compile_rules(rules: Sequence[Rule], kinds: FactKinds) -> tuple[dict[str, An
     return document, names
 
 
-# -------------------------------------------------------------------------------------- running
-
 @dataclass(frozen=True)
-class _Partition:
-    handle: int
-    names: dict[str, str]
-    kinds: frozenset[str]
+class Program:
+    """A rulebook compiled for durable_rules: plain data, the same in any process. `key` identifies
+    it (two rulebooks that compile alike share one worker)."""
+
+    key: str
+    partitions: tuple[PartitionSpec, ...]
+    rules: int
 
 
-def _compile(rulebook: Rulebook, kinds: FactKinds) -> list[_Partition]:
+def compile_program(rulebook: Rulebook, kinds: FactKinds) -> Program:
     parts = []
     for rules in partition(rulebook.rules):
         document, names = compile_rules(rules, kinds)
-        try:
-            handle = _c.create_ruleset(f"diagnose{next(_names)}", dumps(document))
-        except Exception as exc:  # the C module raises its own error type
-            raise EngineError(f"durable_rules rejected the compiled rulebook: {exc}") from None
-        parts.append(_Partition(handle, names, frozenset(k for r in rules for k in r.kinds())))
-    return parts
+        parts.append(PartitionSpec(dumps(document), names, frozenset(k for r in rules for k in r.kinds())))
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.document.encode())
+        digest.update(b"\0")
+    return Program(digest.hexdigest()[:16], tuple(parts), len(rulebook.rules))
 
 
 class DurableEngine:
+    """The production engine. Facts are checked and typed here; durable_rules itself runs in the
+    engine worker (see diagnose/engine/worker.py: a forked or spawned process, or this one when
+    DIAGNOSE_ENGINE_WORKER=none)."""
+
     name = "durable"
 
     def __init__(self, rulebook: Rulebook, kinds: FactKinds | None = None) -> None:
+        from diagnose.engine import worker
+
         self.kinds = kinds or fact_kinds()
         self.used = rulebook.kinds()
-        key = rulebook.version or str(id(rulebook))
-        with _LOCK:
-            parts = _COMPILED.get(key)
-            if parts is None:
-                parts = _compile(rulebook, self.kinds)
-                if rulebook.version:  # cached per rulebook version: durable never frees a ruleset
-                    _COMPILED[key] = parts
-            self.partitions = parts
+        self.program = compile_program(rulebook, self.kinds)
+        self._worker = worker
+        worker.prepare(self.program)  # a worker starts loading the rules while the caller goes on
 
     def run(self, facts: Sequence[Fact]) -> EngineResult:
         warnings: list[str] = []
         unused: set[str] = set()
-        messages: list[tuple[int, dict[str, Any]]] = []
+        messages: list[Message] = []
         for index, fact in enumerate(facts):
             if fact.kind not in self.used:
                 unused.add(fact.kind)  # durable raises MessageNotHandled for kinds no rule observes
@@ -242,61 +202,6 @@ class DurableEngine:
             message["kind"] = fact.kind
             message["subject"] = fact.subject
             messages.append((index, message))
-        firings: list[Firing] = []
-        with _LOCK:
-            for part in self.partitions:
-                sid = f"d{next(_sids)}"
-                mine = messages if len(self.partitions) == 1 else [(i, m) for i, m in messages
-                                                                   if m["kind"] in part.kinds]
-                found, error = self._session(part, sid, mine)
-                # Safe only because the sentinel's action has completed in this sid (see module doc).
-                _c.delete_state(part.handle, sid)
-                if error:
-                    raise EngineError(error)
-                firings.extend(found)
-        return EngineResult(tuple(firings), tuple(warnings), tuple(sorted(unused)))
-
-    def _assert(self, part: _Partition, sid: str, message: dict[str, Any], fact_id: str) -> int:
-        """Assert one fact; returns the state handle. A fact no condition observes is simply not stored."""
-        for attempt in range(8):
-            message["sid"] = sid
-            message["id"] = fact_id if attempt == 0 else f"{fact_id}~{attempt}"
-            result = _c.assert_fact(part.handle, dumps_flat(message))
-            code = result[0] if isinstance(result, tuple) else 0
-            if code == _RESULT_OBSERVED:  # a 32-bit id-hash collision (#376): try another id
-                continue
-            return int(result[1]) if isinstance(result, tuple) else int(result)
-        raise EngineError(f"durable_rules kept rejecting fact {fact_id} as a duplicate")
-
-    def _session(self, part: _Partition, sid: str,
-                 messages: list[tuple[int, dict[str, Any]]]) -> tuple[list[Firing], str | None]:
-        """Assert the evidence, then the gate, and collect the firings. Always reaches the gate, so the
-        sentinel completes and the sid can be deleted, even when a fact was rejected."""
-        error: str | None = None
-        for index, message in messages:
-            try:
-                self._assert(part, sid, message, f"f{index}")
-            except Exception as exc:
-                error = f"durable_rules rejected fact #{index} ({message.get('kind')}): {exc}"
-                break
-        state = self._assert(part, sid, {"kind": GATE_KIND}, "gate")
-        firings: dict[tuple[str, tuple[tuple[str, int], ...]], Firing] = {}
-        sentinel_fired = False
-        result = _c.start_action_for_state(part.handle, state)
-        raw = result[1] if result else None
-        while raw:
-            for name, bound in json.loads(raw).items():
-                if name == SENTINEL:
-                    sentinel_fired = True
-                    continue
-                rule_id = part.names[name]
-                key = tuple(sorted((alias, _index(fact["id"])) for alias, fact in bound.items() if alias != GATE_ALIAS))
-                firings.setdefault((rule_id, key), Firing(rule_id, key))
-            raw = _c.complete_and_start_action(part.handle, state)
-        if not sentinel_fired:
-            raise EngineError("durable_rules session ended without its sentinel firing")
-        return list(firings.values()), error
-
-
-def _index(fact_id: str) -> int:
-    return int(fact_id[1:].partition("~")[0])
+        raw = self._worker.evaluate(self.program, messages)
+        return EngineResult(tuple(Firing(rule_id, bindings) for rule_id, bindings in raw), tuple(warnings),
+                            tuple(sorted(unused)))

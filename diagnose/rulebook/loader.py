@@ -394,7 +394,28 @@ def _conclusion(body: Any, lines: Lines, when: Group, kinds: FactKinds) -> Concl
         if attr and kinds[names[binding].kind].field_type(attr) is None:
             raise RuleError(f"explain refers to {name!r}, but {names[binding].kind} has no attribute {attr!r}",
                             lines.at("conclude", "explain"))
+    _check_explain_fills(fields, when, lines)
     return Conclusion(cause, float(cf), explain)
+
+
+def _check_explain_fills(fields: Sequence[str], when: Group, lines: Lines) -> None:
+    """Every placeholder must have a fact to read in every way the rule can fire: a binding under
+    `not` never binds one, and a binding in an `any` alternative that did not match needs a binding
+    of the same kind in the alternative that did (Group.stand_in)."""
+    negated = {b.name for b in when.bindings()} - {b.name for b in when.positives()}
+    for positives, _ in disjuncts(when):
+        bound = {b.name for b in positives}
+        for name in fields:
+            binding = name.partition(".")[0]
+            if binding in negated:
+                raise RuleError(f"explain refers to {{{name}}}, but {binding!r} is under `not` and never binds a fact",
+                                lines.at("conclude", "explain"))
+            if binding not in bound and when.stand_in(binding, bound) is None:
+                kind = next(b.kind for b in when.bindings() if b.name == binding)
+                raise RuleError(f"explain refers to {{{name}}}, but when the rule fires on "
+                                f"{', '.join(b.name for b in positives)}, {binding!r} is not bound and no "
+                                f"{kind} binding of the matching alternative takes its place",
+                                lines.at("conclude", "explain"))
 
 
 def _tests(body: Any, lines: Lines, kinds: FactKinds) -> Iterable[RuleTest]:

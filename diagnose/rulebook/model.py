@@ -7,6 +7,7 @@ with a field of an earlier binding (`Ref`, a join).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -82,6 +83,54 @@ class Group:
         for item in self.items:
             out.extend(item.bindings() if isinstance(item, Group) else (item,))
         return tuple(out)
+
+    def positives(self) -> tuple[Binding, ...]:
+        """The bindings that bind a fact when this group holds (not those under a `not`)."""
+        if self.op == "not":
+            return ()
+        out: list[Binding] = []
+        for item in self.items:
+            out.extend(item.positives() if isinstance(item, Group) else (item,))
+        return tuple(out)
+
+    def stand_in(self, name: str, bound: Collection[str]) -> Binding | None:
+        """The binding that takes the place of `name` when a firing did not bind it: `name` sits in
+        an `any` alternative that did not match, so the alternative that did match (the nearest
+        enclosing `any` with a bound binding in another alternative) lends its binding of the same
+        kind, at the same place among that kind's bindings. None if there is no such binding."""
+        path = _path_to(self, name)
+        if not path or any(group.op == "not" for group, _ in path):
+            return None
+        target = path[-1][0].items[path[-1][1]]
+        assert isinstance(target, Binding)
+        for depth in range(len(path) - 1, -1, -1):
+            group, index = path[depth]
+            if group.op != "any":
+                continue
+            mine = _members(group.items[index])
+            place = [b.name for b in mine if b.kind == target.kind].index(name)
+            for other, item in enumerate(group.items):
+                members = _members(item)
+                if other == index or not any(b.name in bound for b in members):
+                    continue
+                same = [b for b in members if b.kind == target.kind and b.name in bound]
+                return same[place] if place < len(same) else (same[0] if same else None)
+        return None
+
+
+def _members(item: Binding | Group) -> tuple[Binding, ...]:
+    return item.positives() if isinstance(item, Group) else (item,)
+
+
+def _path_to(group: Group, name: str) -> list[tuple[Group, int]]:
+    """The groups from `group` down to binding `name`, each with the index of the item leading there."""
+    for index, item in enumerate(group.items):
+        if isinstance(item, Binding):
+            if item.name == name:
+                return [(group, index)]
+        elif below := _path_to(item, name):
+            return [(group, index), *below]
+    return []
 
 
 @dataclass(frozen=True, slots=True)

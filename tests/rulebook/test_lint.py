@@ -67,6 +67,14 @@ CASES = [
     ("contains on a number", "x17", good("x17").replace("{gt: 0}", "{contains: 5}"), 5, "contains needs a string or list"),
     ("fact in a test with a wrong type", "x18", good("x18").replace("status64_count: 2}", "status64_count: two}"), 13,
      "is int, got str"),
+    ("explain reads a binding under not", "x19", good("x19").replace(
+        "status64_count: {gt: 0}}\n", "status64_count: {gt: 0}}\n  not:\n    svc: {kind: service.state, state: running}\n", 1)
+     .replace("{log.status64_count} entries", "{svc.name} runs"), 11, "'svc' is under `not` and never binds a fact"),
+    ("explain reads an alternative with no stand-in", "x20", good("x20").replace(
+        "  log: {kind: log.status_summary, scope: all, status64_count: {gt: 0}}",
+        "  any:\n    log: {kind: log.status_summary, scope: all, status64_count: {gt: 0}}\n"
+        "    cap: {kind: capture.teardown_summary, scope: all, dirty_close: {gt: 0}}"), 11,
+     "when the rule fires on cap, 'log' is not bound and no log.status_summary binding"),
 ]
 
 
