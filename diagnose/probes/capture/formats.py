@@ -15,6 +15,14 @@ Formats (see `knowledge/capture-formats.md` for the sources):
   NetEvent frames carrying NDIS-PacketCapture packets are unwrapped; media 0 and 1 are Ethernet,
   0xE000|linktype a pcap link type, 7/8/9 raw IP. Frame numbers are NetMon's (frame-table index + 1).
   When the frame table is missing (a truncated file), frames are walked sequentially from byte 128.
+
+The optional C accelerator `_fastcap` (diagnose/probes/capture/_fastcap.c, built by hatch_build.py)
+walks pcap records and pcapng packet blocks for the readers below: it decodes Ethernet (802.1Q, QinQ,
+PPPoE), Linux SLL/SLL2 and raw IP frames down to IPv4/IPv6 TCP itself, updates the counters of known
+connections in place and calls the tracker where the Python loops do, hands other frames to the
+Python `feed`, and stops before the first record or block it does not read whole (a damaged one, a
+section or interface header), from which the Python loop goes on. The Python loops are the reference
+(tests/probes/test_capture_accel.py compares the two); DIAGNOSE_PURE_PYTHON=1 forces them.
 """
 
 from __future__ import annotations
