@@ -39,6 +39,7 @@ def build_accelerators(root: Path, inplace: bool, out: Path) -> dict[str, Path]:
     extensions = [Extension(module, [source], optional=True) for module, source in ACCELERATORS.items()]
     command = build_ext(Distribution({"name": "tmg-diagnose", "ext_modules": extensions}))
     command.inplace = inplace
+    command.force = True  # never keep a stale build (its timestamp may be newer than an edited source)
     command.build_lib = str(out)
     command.build_temp = str(out / "temp")
     previous = Path.cwd()

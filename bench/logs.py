@@ -13,6 +13,9 @@ when it had to wait for a core.
 
     python bench/logs.py [--size-mb 500] [--rounds 3] [--dir DIR] [--keep] [--pure]
 
+A CSV export of the SQL Express FirewallLog table (--csv-mb, default 100 MB) is timed as well: that
+format is parsed record by record, so it is far slower than W3C.
+
 With --pure, the pure-Python path (DIAGNOSE_PURE_PYTHON=1, no C accelerator) is timed as well.
 
 With --dir and --keep, files already generated there (same size and seed) are read again.
@@ -220,6 +223,47 @@ def generate(path: Path, kind: str, size: int, seed: int = 7) -> None:
             written += len(text)
 
 
+SQL_HEADER = (
+    "servername,logTime,protocol,SourceIP,SourcePort,DestinationIP,DestinationPort,OriginalClientIP,"
+    "SourceNetwork,DestinationNetwork,Action,resultcode,rule,ApplicationProtocol,bytessent,bytesrecvd,"
+    "connectiontime,DestinationName,ClientUserName,GmtLogTime"
+)
+
+
+def generate_sql_csv(path: Path, size: int, seed: int = 7) -> None:
+    """A CSV export of TMG's SQL Express FirewallLog table: addresses as TMG stores them (GUID-like
+    strings whose first group is the IPv4 address), result codes as signed HRESULTs, local and GMT
+    times with milliseconds, a quoted rule name holding a comma."""
+    rng = random.Random(seed)
+
+    def guid(a: int, b: int, c: int, d: int) -> str:
+        return f"{a:02X}{b:02X}{c:02X}{d:02X}-FFFF-0000-0000-000000000000"
+
+    codes = ["0", "0", "0", "-2147024832", "-2147014835", "-2147463648", "-2147014852"]
+    actions = ["10", "10", "1", "2", "3"]
+    written, second = 0, 0
+    with open(path, "w", encoding="utf-8", newline="\r\n") as out:
+        out.write(SQL_HEADER + "\n")
+        while written < size:
+            batch = []
+            for _ in range(2000):
+                second += 1
+                local = f"2024-03-04 {second // 3600 % 24:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
+                for _ in range(rng.randint(1, 12)):
+                    ms = f".{rng.randint(0, 999):03d}"
+                    gmt = f"2024-03-04 {(second // 3600 - 1) % 24:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
+                    batch.append(
+                        f"TMG01,{local}{ms},TCP,{guid(10, 0, 0, 1)},{rng.randint(1024, 65535)},"
+                        f"{guid(10, 0, 0, rng.randint(20, 22))},443,{guid(198, 51, 100, rng.randint(1, 254))},"
+                        f"Local Host,Internal,{rng.choice(actions)},{rng.choice(codes)},"
+                        f'"Publish Exchange, OWA",HTTPS Server,{rng.randint(0, 99999)},{rng.randint(0, 99999)},'
+                        f"{rng.randint(0, 900000)},cas01.contoso.local,anonymous,{gmt}{ms}"
+                    )
+            text = "\n".join(batch) + "\n"
+            out.write(text)
+            written += len(text)
+
+
 class Peak:
     """Peak resident memory of a process and its children, sampled every 20 ms."""
 
@@ -281,6 +325,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each, best reported")
+    parser.add_argument("--csv-mb", type=int, default=100, help="size of the SQL-export CSV timed too (0: none)")
     parser.add_argument("--pure", action="store_true", help="also time the pure-Python path (no C accelerator)")
     args = parser.parse_args()
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="diagnose-bench-logs-"))
@@ -351,6 +396,25 @@ def main() -> None:
             if not args.keep:
                 path.unlink()
                 path.with_suffix(".size").unlink(missing_ok=True)
+        if args.csv_mb:
+            path = workdir / "FirewallLog.csv"
+            t0 = time.perf_counter()
+            if not (args.keep and path.exists() and path.stat().st_size >= args.csv_mb << 20):
+                generate_sql_csv(path, args.csv_mb << 20)
+            mb = path.stat().st_size / 1e6
+            print(f"\nSQL Express export (CSV): {path.name} {mb:.0f} MB, ready in {time.perf_counter() - t0:.1f} s")
+            subprocess.run(["cat", str(path)], stdout=subprocess.DEVNULL, check=True)
+            cmd = [sys.executable, "-m", "diagnose", "probe", "logs", str(path), "--format", "json", "--jobs", "1"]
+            run = best([timed(cmd) for _ in range(args.rounds)])
+            attrs = json.loads(run.out)["facts"][0]["attrs"]
+            records, s64 = attrs["records"], attrs["status64_count"]
+            print(
+                f"  probe logs --jobs 1: {run.wall:6.2f} s  {mb / run.wall:7.1f} MB/s  "
+                f"{records / run.wall / 1e3:.0f} k records/s  peak {run.peak >> 20} MB  "
+                f"(records {records}, Status 64 {s64})"
+            )
+            if not args.keep:
+                path.unlink()
     finally:
         if not args.keep and args.dir is None:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -102,3 +102,21 @@ def test_run_is_quiet_about_names_when_hosts_fixes_them(tmp_path: Path) -> None:
     assert proc.returncode in (0, 1), proc.stderr
     diagnosis = json.loads(proc.stdout)
     assert "name-resolution-mismatch" not in [c["id"] for c in diagnosis["causes"]]
+
+
+def test_progress_lines_are_redacted_with_redact(tmp_path: Path) -> None:
+    """With --redact, the progress lines on stderr carry tokens, not the names and addresses asked for."""
+    profile, hosts = write_site(tmp_path)
+    zone = {"mail.contoso.com": {"A": [PUBLIC]}, "webmail.contoso.com": {"A": [INTERNAL]},
+            "cas01.contoso.local": {"A": [INTERNAL]}}
+    with DnsServer(zone) as dns_server:
+        common = ("collect", "--profile", str(profile), "--hosts-file", str(hosts), "--dns-server", dns_server.address,
+                  "--no-input", "--progress", "--timeout", "20")
+        plain = run_cli(*common, "-o", str(tmp_path / "plain.json"))
+        redacted = run_cli(*common, "--redact", "-o", str(tmp_path / "redacted.json"))
+    assert plain.returncode == 0 and redacted.returncode == 0, plain.stderr + redacted.stderr
+    assert "mail.contoso.com" in plain.stderr and dns_server.address.split(":")[0] in plain.stderr
+    asking = [line for line in redacted.stderr.splitlines() if "asking" in line]
+    assert asking, redacted.stderr
+    for secret in ("contoso", "cas01", dns_server.address.split(":")[0], INTERNAL):
+        assert secret not in redacted.stderr, secret

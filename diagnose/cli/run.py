@@ -170,14 +170,27 @@ def plan_from_example(name: str, questions: Any) -> Plan:
     return Plan(profile, inputs, answers, str(data.get("description", "")).strip())
 
 
-def progress_printer(enabled: bool | None) -> Callable[[str, str], None] | None:
+def progress_printer(enabled: bool | None, redact: bool = False) -> Callable[[str, str], None] | None:
+    """Progress lines on stderr; with --redact their addresses, names and users are pseudonymised too
+    (tokens of their own: the bundle's are assigned only once everything is gathered)."""
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
         return None
+    scrub: Callable[[str], str] | None = None
+    if redact:
+        import threading
+
+        from diagnose.redact import Redactor
+
+        redactor, lock = Redactor(), threading.Lock()
+
+        def scrub(message: str) -> str:
+            with lock:  # probes report from their own threads
+                return redactor.text(message)
 
     def show(check: str, message: str) -> None:
-        click.echo(f"  {check:<28} {message}", err=True)
+        click.echo(f"  {check:<28} {scrub(message) if scrub else message}", err=True)
 
     return show
 
@@ -258,7 +271,7 @@ def run(example: str | None, save_evidence: str | None, redact: bool, rule_dirs:
         if not options.get("profile") and interactive(options.get("no_input")):
             interview_for_profile(plan)
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
-    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
+    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress"), redact),
                      options.get("timeout") or 60.0, plan.answers, plan.description, rulebook.version)
     bundle = redacted(bundle, redact)
     stopped = interrupted(bundle)
@@ -283,7 +296,7 @@ def collect_cmd(output: str, example: str | None, redact: bool, **options: Any) 
     plan = plan_from_example(example, rulebook.questions) if example else plan_from_options(options,
                                                                                             rulebook.questions)
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
-    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress")),
+    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress"), redact),
                      options.get("timeout") or 60.0, plan.answers, plan.description, rulebook.version)
     bundle = redacted(bundle, redact)
     bundle.save(output)

@@ -15,6 +15,7 @@ from diagnose.probes import ProbeContext
 from diagnose.probes.logs import collect, summarise
 from diagnose.probes.logs.codes import result_code
 from diagnose.probes.logs.scan import Site
+from diagnose.probes.logs.summary import build_facts
 from tests.conftest import run_cli
 
 FW_FIELDS = [
@@ -640,3 +641,89 @@ def test_per_server_scopes_are_bounded(tmp_path: Path, monkeypatch: pytest.Monke
     servers = {name: counts for (kind, name), counts in capped.scopes.items() if kind == "server"}
     assert len(servers) == 4 and summary_mod.SERVERS_BEYOND in servers
     assert sum(c["status64_count"] for c in servers.values()) == 50
+
+
+@pytest.mark.parametrize("zone", [None, "Europe/Berlin"])
+def test_cached_time_conversion_equals_the_plain_one(zone: str | None) -> None:
+    """The SQL-export / viewer path caches time conversions per second (fraction cut, ISO times taken
+    as they are): on any time text it must give what parsing and converting each one gives."""
+    import random
+    from zoneinfo import ZoneInfo
+
+    from diagnose.probes.logs.scan import _utc_stamp, _utc_stamp_of, parse_datetime, to_utc
+
+    tz = ZoneInfo(zone) if zone else None
+    rng = random.Random(11)
+    texts = ["2024-03-31 01:30:00", "2024-03-31 02:30:00.250", "2024-10-27 02:30:00", "2024-W10-1T10:00:00"]
+    for _ in range(3000):
+        y, mo, d = rng.choice([2011, 2024]), rng.randint(0, 13), rng.randint(0, 32)
+        h, mi, se = rng.randint(0, 25), rng.randint(0, 60), rng.randint(0, 60)
+        sep = rng.choice(["-", "/", "."])
+        date = f"{y}{sep}{mo:02d}{sep}{d:02d}" if rng.random() < 0.7 else f"{mo}/{d}/{y}"
+        tail = rng.choice(["", ".000", ".5", " PM", " AM", ".123 ", "Z", "x"])
+        texts.append(f"{date}{rng.choice([' ', 'T'])}{h:02d}:{mi:02d}:{se:02d}{tail}")
+    texts += [t + ".999" for t in texts if len(t) == 19]  # the same seconds again, another fraction
+    _utc_stamp_of.cache_clear()
+    for text in texts + texts:  # the second time round, answers come from the cache
+        found = parse_datetime(text)
+        moment = to_utc(found, tz) if found else None
+        want = (moment.strftime("%Y-%m-%d").encode(), moment.strftime("%H:%M:%S").encode()) if moment else None
+        assert _utc_stamp(text, tz) == want, text
+    assert _utc_stamp_of.cache_info().hits >= len(texts)
+
+
+@pytest.mark.parametrize("zone", [None, "America/New_York"])
+def test_canonical_records_built_a_column_at_a_time_equal_one_by_one(zone: str | None) -> None:
+    """`CanonBuilder.build_batch` (used for SQL exports, viewer copies and ISA text) gives exactly the
+    fields `build` gives record by record, for every fixed layout, with times in any shape and SQL
+    addresses, and with short records that fall back to one by one."""
+    import random
+    from zoneinfo import ZoneInfo
+
+    from diagnose.probes.logs.layout import FIXED_FIREWALL, FIXED_WEB, Layout
+    from diagnose.probes.logs.scan import CanonBuilder
+
+    rng = random.Random(3)
+    sql = Layout.from_names(
+        ["servername", "logTime", "SourceIP", "SourcePort", "DestinationIP", "DestinationPort", "Action",
+         "resultcode", "rule", "GmtLogTime"]
+    )
+    values = ["", " ", "-", "TMG01", "2024-03-04 10:00:00.123", "3/4/2024 10:00:01 PM", "28.09.2011 23:59:59",
+              "2024-02-30 10:00:00", "167772180", "0A000014-FFFF-0000-0000-000000000000", "10.0.0.5:443", "443",
+              "fe80::1", "Failed Connection Attempt", "0x80070040", "Publish OWA, Exchange"]
+    for layout in [sql, *FIXED_FIREWALL.values(), *FIXED_WEB.values()]:
+        builder = CanonBuilder(layout, ZoneInfo(zone) if zone else None, local=True)
+        for short in (False, True):
+            rows = [[rng.choice(values) for _ in range(layout.width)] for _ in range(300)]
+            if short:
+                rows[7] = rows[7][: layout.width // 2]
+            want = [field for row in rows for field in builder.build(row)]
+            assert builder.build_batch(rows) == want, (layout.names[:3], short)
+
+
+def test_times_kept_for_the_coincidence_check_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory must not grow with the number of Status 64 entries: beyond MAX_EVENT_TIMES their times are
+    not kept, they are counted as unchecked, and the problem is said; one core or two alike."""
+    import diagnose.probes.logs as logs_pkg
+    import diagnose.probes.logs.summary as summary_mod
+
+    rows = [
+        fw_row(time=f"10:{i // 60:02d}:{i % 60:02d}", src=f"10.0.0.1:{40000 + i}", orig=f"198.51.100.{1 + i % 9}")
+        for i in range(3000)
+    ]
+    path = tmp_path / "ISALOG_20240304_FWS_000.w3c"
+    path.write_text(w3c(FW_FIELDS, rows))
+    whole, _ = summarise([str(path)], Site(), 1)
+    assert whole.scope("all", "all")["status64_count"] == 3000 and whole.s64_unchecked == 0
+    assert sum(len(t) for t in whole.s64_events.values()) == 3000
+
+    monkeypatch.setattr(summary_mod, "MAX_EVENT_TIMES", 1000)
+    monkeypatch.setattr(logs_pkg, "SPLIT_AT", 100_000)
+    for jobs in (1, 2):
+        capped, problems = summarise([str(path)], Site(), jobs)
+        assert capped.scope("all", "all")["status64_count"] == 3000  # still counted
+        assert sum(len(t) for t in capped.s64_events.values()) == capped.event_times == 1000
+        assert capped.s64_unchecked == 2000
+        assert any("1,000 Status 64 entries and client errors were kept" in p for p in problems), problems
+        facts, _ = build_facts(capped)
+        assert facts[0].attrs["status64_unchecked"] == 2000

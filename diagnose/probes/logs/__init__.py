@@ -476,6 +476,11 @@ def summarise(
         problems.append(f"{source}:{line}: {message}" if line else f"{source}: {message}")
     if total.notes_dropped:
         problems.append(f"... and {total.notes_dropped} more problems")
+    if total.event_times >= total.max_event_times:
+        problems.append(
+            f"the times of {total.max_event_times:,} Status 64 entries and client errors were kept for the coincidence "
+            f"check; {total.s64_unchecked + total.failures_unchecked:,} more were counted but not checked"
+        )
     return total, problems
 
 

@@ -1,16 +1,22 @@
 """Reading one log (or one byte range of one) into a `LogSummary`.
 
-Speed comes from doing per-line work in C. A W3C log is read in blocks of whole lines (128 KiB, read
-into one reused buffer). A clean block is split in one go: every line end is made a field of its
-own, so one `bytes.split` gives a flat list in which record i is fields[i*stride : i*stride+width],
-and each column is a slice. The key columns (destination, networks, action, status, rule) are
-counted with one `Counter` over `zip` of their slices, across blocks; each distinct combination is
-classified once in Python. Only the records that need more (Status 64, client-visible failures, the
-first few of each notable code) are looked at one by one, picked with `itemgetter`. Blocks that are
-not clean (a header line, a line with the wrong number of fields, a NUL byte) take the careful
-line-by-line path, which feeds the same counting code, so both paths give the same figures.
-"""
+A W3C log is read in blocks of whole lines (128 KiB, read into one reused buffer). A clean block,
+all records of the current layout, takes one of two fast ways, which give the same figures:
 
+* the C accelerator (`_fastscan.scan_block`, built at install time; see `hatch_build.py`) checks,
+  splits and counts the block in one pass: the key columns (destination, networks, action, status,
+  rule) counted by distinct combination, the earliest and latest time, Outlook Anywhere records,
+  and the records whose status needs a closer look, handed back with just the columns read below;
+* in pure Python (no compiler at install, or DIAGNOSE_PURE_PYTHON=1), every line end is made a
+  field of its own, so one `bytes.split` gives a flat list in which record i is
+  fields[i*stride : i*stride+width] and each column is a slice; the key columns are counted with
+  one `Counter` over `zip` of their slices.
+
+Each distinct key combination is classified once in Python. Only the records that need more
+(Status 64, client-visible failures, the first few of each notable code) are looked at one by one.
+Blocks that are not clean (a header line, a line with the wrong number of fields, a control byte)
+take the careful line-by-line path, which feeds the same counting code.
+"""
 from __future__ import annotations
 
 import codecs
@@ -83,6 +89,7 @@ OA_METHODS = frozenset({b"RPC_IN_DATA", b"RPC_OUT_DATA"})
 _RPCPROXY = re.compile(rb"/rpc/rpcproxy\.dll", re.IGNORECASE)
 _RPCPROXY_TEXT = b"/rpc/rpcproxy.dll"
 _GARBAGE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_GARBAGE_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _CONTROL = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])  # what _GARBAGE matches, for translate
 # Codes that only say a connection was torn down; a failed request with one of them is not by itself
 # an error the client saw.
@@ -613,18 +620,14 @@ class Scanner:
                         client = self._client(original)
                 if s64:
                     s64_whens.append(when)
-                    if client:
-                        times_of = s64_events.get(client)
-                        if times_of is None:
-                            times_of = s64_events[client] = _new_times()
-                        times_of.append(when)
-                    else:
+                    if not client:
                         summary.s64_no_client += 1
-                elif client and info.client_failure:
-                    times_of = failure_events.get(client)
-                    if times_of is None:
-                        times_of = failure_events[client] = _new_times()
-                    times_of.append(when)
+                    elif not _keep_time(summary, s64_events, client, when):
+                        summary.s64_unchecked += 1
+                elif client and info.client_failure and not _keep_time(summary, failure_events, client, when):
+                    summary.failures_unchecked += 1
+            elif s64:
+                summary.s64_unchecked += 1  # no time logged: it cannot be set beside client errors
             if s64 and len(summary.samples) < MAX_SAMPLES:
                 summary.samples.append((self.source, lineno(i), _text(text(i))))
                 self._names(computer, user, cited=True)
@@ -702,8 +705,16 @@ class Scanner:
             self.consume(list(chain.from_iterable(rows)), self.layout.width, lineno)
 
 
-def _new_times() -> array[int]:
-    return array("q")
+def _keep_time(summary: LogSummary, events: dict[str, array[int]], client: str, when: int) -> bool:
+    """Keep a client's event time for the coincidence check, unless the summary holds its maximum."""
+    if summary.event_times >= summary.max_event_times:
+        return False
+    times_of = events.get(client)
+    if times_of is None:
+        times_of = events[client] = array("q")
+    times_of.append(when)
+    summary.event_times += 1
+    return True
 
 
 def _int(value: bytes) -> int:
@@ -943,6 +954,11 @@ def canon_layout(kind: LogKind) -> Layout:
     return Layout(kind, CANON, {name: i for i, name in enumerate(CANON)})
 
 
+_DATE, _TIME = CANON.index("date"), CANON.index("time")
+_ADDRESS_PORT = ((CANON.index("source"), CANON.index("source_port")), (CANON.index("dest"), CANON.index("dest_port")))
+_AFTER_SECONDS = re.compile(r"(?:\.\d+)?\s*")  # what may follow `YYYY-MM-DD HH:MM:SS` without changing it
+
+
 class CanonBuilder:
     """Turns a record of any layout into canonical fields, with its time in UTC."""
 
@@ -950,34 +966,113 @@ class CanonBuilder:
         self.layout = layout
         self.zone = zone if local else None
         self.local = local
+        idx = layout.index
+        self._pairs = tuple((i, idx[name]) for i, name in enumerate(CANON) if name in idx)
+        self._gmt = idx.get("gmt")
+        self._logtime = idx.get("logtime")
+        self._date_time = (idx["date"], idx["time"]) if "date" in idx and "time" in idx else None
+        self._need = max((j + 1 for _, j in self._pairs), default=0)  # columns `build_batch` reads
 
-    def build(self, values: list[str]) -> list[bytes] | None:
-        idx = self.layout.index
+    def build(self, values: list[str]) -> list[bytes]:
+        n = len(values)
         out: list[bytes] = [b"-"] * len(CANON)
-        for i, name in enumerate(CANON):
-            j = idx.get(name)
-            if j is not None and j < len(values):
-                out[i] = values[j].strip().encode("utf-8") or b"-"
-        moment = None
-        if "gmt" in idx and idx["gmt"] < len(values):
-            moment = parse_datetime(values[idx["gmt"]])
-        if moment is None and "logtime" in idx and idx["logtime"] < len(values):
-            found = parse_datetime(values[idx["logtime"]])
-            moment = to_utc(found, self.zone) if found else None
-        if moment is None and "date" in idx and "time" in idx and max(idx["date"], idx["time"]) < len(values):
-            found = parse_datetime(f"{values[idx['date']]} {values[idx['time']]}")
-            moment = to_utc(found, self.zone) if found else None
-        if moment is not None:
-            out[CANON.index("date")] = moment.strftime("%Y-%m-%d").encode()
-            out[CANON.index("time")] = moment.strftime("%H:%M:%S").encode()
-        for addr, port in (("source", "source_port"), ("dest", "dest_port")):
-            a, p = CANON.index(addr), CANON.index(port)
-            out[a] = _sql_address(out[a])
-            if out[p] not in (b"-", b"") and b":" not in out[a]:
-                out[a] = out[a] + b":" + out[p]
+        for i, j in self._pairs:
+            if j < n:
+                value = values[j].strip()
+                if value:
+                    out[i] = value.encode("utf-8")
+        stamp = None
+        if self._gmt is not None and self._gmt < n:
+            stamp = _utc_stamp(values[self._gmt], None)  # already UTC
+        if stamp is None and self._logtime is not None and self._logtime < n:
+            stamp = _utc_stamp(values[self._logtime], self.zone)
+        if stamp is None and self._date_time is not None and max(self._date_time) < n:
+            stamp = _utc_stamp(f"{values[self._date_time[0]]} {values[self._date_time[1]]}", self.zone)
+        if stamp is not None:
+            out[_DATE], out[_TIME] = stamp
+        for a, p in _ADDRESS_PORT:
+            address = _sql_address(out[a])
+            if out[p] not in (b"-", b"") and b":" not in address:
+                address = address + b":" + out[p]
+            out[a] = address
         return out
 
 
+    def build_batch(self, rows: list[list[str]]) -> list[bytes]:
+        """The canonical fields of many records, flat (len(CANON) per record), as `build` gives them
+        one by one, but worked out a column at a time."""
+        if not rows:
+            return []
+        if min(map(len, rows)) < self._need:  # some record lacks a column: one by one
+            return list(chain.from_iterable(map(self.build, rows)))
+        n = len(rows)
+        columns = list(zip(*rows, strict=False))  # as long as the shortest record: enough (_need)
+        out: list[list[bytes]] = [[b"-"] * n for _ in CANON]
+        for i, j in self._pairs:
+            out[i] = [v.encode("utf-8") if v else b"-" for v in map(str.strip, columns[j])]
+        stamps: list[tuple[bytes, bytes] | None] = [None] * n
+        for texts, zone in self._time_sources(columns):
+            stamps = [s if s is not None else _utc_stamp(t, zone) for s, t in zip(stamps, texts, strict=True)]
+        out[_DATE] = [s[0] if s is not None else d for s, d in zip(stamps, out[_DATE], strict=True)]
+        out[_TIME] = [s[1] if s is not None else t for s, t in zip(stamps, out[_TIME], strict=True)]
+        for a, p in _ADDRESS_PORT:
+            out[a] = [
+                address + b":" + port if port not in (b"-", b"") and b":" not in address else address
+                for address, port in zip(map(_sql_address, out[a]), out[p], strict=True)
+            ]
+        return list(chain.from_iterable(zip(*out, strict=True)))
+
+    def _time_sources(self, columns: list[tuple[str, ...]]) -> list[tuple[Sequence[str], ZoneInfo | None]]:
+        """Where a record's time is read, in order of preference (as in `build`)."""
+        sources: list[tuple[Sequence[str], ZoneInfo | None]] = []
+        if self._gmt is not None:
+            sources.append((columns[self._gmt], None))
+        if self._logtime is not None:
+            sources.append((columns[self._logtime], self.zone))
+        if self._date_time is not None:
+            d, t = self._date_time
+            sources.append(([f"{a} {b}" for a, b in zip(columns[d], columns[t], strict=True)], self.zone))
+        return sources
+
+
+def _utc_stamp(text: str, zone: ZoneInfo | None) -> tuple[bytes, bytes] | None:
+    """(date, time) in UTC of a logged time (local to `zone` when given). An ISO time's fraction of a
+    second is cut before the cached conversion, so that the records of one second share it."""
+    if (
+        len(text) > 19
+        and text[4] == text[7] == "-"
+        and text[10] in " T"
+        and text[13] == text[16] == ":"
+        and _AFTER_SECONDS.fullmatch(text, 19)
+    ):
+        text = text[:19]
+    return _utc_stamp_of(text, zone)
+
+
+@lru_cache(maxsize=65536)
+def _utc_stamp_of(text: str, zone: ZoneInfo | None) -> tuple[bytes, bytes] | None:
+    if (
+        zone is None
+        and len(text) == 19
+        and text[4] == text[7] == "-"
+        and text[10] in " T"
+        and text[13] == text[16] == ":"
+        and text.isascii()
+    ):
+        try:
+            datetime.fromisoformat(text)  # a valid ISO time in UTC is its own answer
+        except ValueError:
+            pass
+        else:
+            return text[:10].encode("ascii"), text[11:].encode("ascii")
+    found = parse_datetime(text)
+    if found is None:
+        return None
+    moment = to_utc(found, zone)
+    return moment.strftime("%Y-%m-%d").encode(), moment.strftime("%H:%M:%S").encode()
+
+
+@lru_cache(maxsize=65536)
 def _sql_address(value: bytes) -> bytes:
     """SQL exports: ISA stores IPv4 as a number, TMG as a GUID-like string whose first group is the IPv4."""
     text = value.decode("utf-8", "replace")
@@ -1001,23 +1096,25 @@ def scan_records(
 ) -> None:
     """Scan (line, values, problem) records already split by a format reader."""
     scanner.set_layout(canon_layout(kind))
-    pending: list[list[bytes]] = []
+    pending: list[list[str]] = []
     numbers: list[int] = []
+
+    def flush() -> None:
+        if pending:
+            scanner.consume(builder.build_batch(pending), len(CANON), numbers.__getitem__)
+
     for number, values, problem in records:
         if values is None:
             scanner.summary.bad_line(
                 scanner.source, number, problem, truncated=problem.startswith("truncated")
             )
             continue
-        row = builder.build(values)
-        if row is None:
-            continue
-        pending.append(row)
+        pending.append(values)
         numbers.append(number)
         if len(pending) >= 4096:
-            scanner.consume_rows(pending, numbers.__getitem__)
+            flush()
             pending, numbers = [], []
-    scanner.consume_rows(pending, numbers.__getitem__)
+    flush()
 
 
 def text_lines(blocks: Iterable[tuple[bytes, bool]]) -> Iterator[tuple[int, str, bool, bool]]:
@@ -1137,8 +1234,7 @@ def csv_records(text_stream: io.TextIOBase, width: int) -> Iterator[tuple[int, l
         number = reader.line_num
         if number == 1 or not values:
             continue
-        joined = "".join(values)
-        if _GARBAGE.search(joined.encode("utf-8", "replace")):
+        if _GARBAGE_TEXT.search("".join(values)):
             yield number, None, "binary garbage skipped"
             continue
         if len(values) != width:

@@ -22,6 +22,9 @@ PROBE = "logs"
 MAX_SAMPLES = 5  # Status 64 citations kept
 MAX_CODE_SAMPLES = 3  # citations kept per other code group
 MAX_NOTES = 50  # problems kept word for word; the rest are only counted
+# Times of Status 64 entries and client-visible failures kept per client for the coincidence check
+# (8 bytes each, 32 MB at most); entries beyond are counted, and counted as unchecked.
+MAX_EVENT_TIMES = 4_000_000
 MAX_NAMES = 100  # TMG computer names and users kept (besides those of cited records)
 MAX_SERVERS = 2000  # per-server scopes kept; the servers beyond are counted together as SERVERS_BEYOND
 SERVERS_BEYOND = "(others)"
@@ -85,6 +88,10 @@ class LogSummary:
     s64_events: dict[str, array] = field(default_factory=dict)  # client -> epoch seconds
     failure_events: dict[str, array] = field(default_factory=dict)  # client -> epoch seconds
     s64_no_client: int = 0
+    event_times: int = 0  # times held in s64_events and failure_events together
+    max_event_times: int = field(default_factory=lambda: MAX_EVENT_TIMES)
+    s64_unchecked: int = 0  # Status 64 entries not set beside client errors: no time, or over MAX_EVENT_TIMES
+    failures_unchecked: int = 0  # client-visible failures whose time was not kept (over MAX_EVENT_TIMES)
     servers: int = 0  # per-server scopes held
     samples: list[Citation] = field(default_factory=list)
     code_samples: dict[str, list[Citation]] = field(default_factory=dict)
@@ -160,6 +167,8 @@ class LogSummary:
             "lines",
             "notes_dropped",
             "s64_no_client",
+            "s64_unchecked",
+            "failures_unchecked",
             "outlook_anywhere",
             "outlook_anywhere_long",
         ):
@@ -175,15 +184,25 @@ class LogSummary:
             self.scope(*key).update(counts)
         self.s64_actions.update(other.s64_actions)
         self.s64_minutes.update(other.s64_minutes)
-        for mine, theirs in (
-            (self.s64_events, other.s64_events),
-            (self.failure_events, other.failure_events),
+        room = self.max_event_times - self.event_times
+        for mine, theirs, s64 in (
+            (self.s64_events, other.s64_events, True),
+            (self.failure_events, other.failure_events, False),
         ):
             for client, times in theirs.items():
-                if client in mine:
-                    mine[client].extend(times)
+                kept = times if len(times) <= room else times[: max(room, 0)]
+                room -= len(kept)
+                if s64:
+                    self.s64_unchecked += len(times) - len(kept)
                 else:
-                    mine[client] = array("q", times)
+                    self.failures_unchecked += len(times) - len(kept)
+                if not kept:
+                    continue
+                if client in mine:
+                    mine[client].extend(kept)
+                else:
+                    mine[client] = array("q", kept)
+        self.event_times = self.max_event_times - room
         self.samples.extend(other.samples[: MAX_SAMPLES - len(self.samples)])
         for group, cites in other.code_samples.items():
             for c in cites:
@@ -274,6 +293,8 @@ def build_facts(summary: LogSummary, check: str | None = None) -> tuple[list[Fac
         truncated_lines=summary.truncated,
         partial=summary.partial,
         status64_with_client_error=summary.coincidences(),
+        status64_unchecked=summary.s64_no_client + summary.s64_unchecked,
+        client_errors_unchecked=summary.failures_unchecked,
         coincidence_window=COINCIDENCE_WINDOW,
         outlook_anywhere=summary.outlook_anywhere,
         outlook_anywhere_long=summary.outlook_anywhere_long,
