@@ -150,41 +150,10 @@ def _same_facts(paths: list[Path], monkeypatch: pytest.MonkeyPatch, **kw: Any) -
 
 
 # -- inputs ---------------------------------------------------------------------------------------------
-FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
-FLAGS = ([ACK] * 10 + [PSH | ACK] * 5 + [SYN] * 3 + [SYN | ACK] * 3 + [FIN | ACK] * 3 + [RST | ACK] * 2
-         + [RST] * 2 + [FIN] + [0, PSH, URG | ACK, SYN | FIN, SYN | RST, FIN | RST | ACK, SYN | ACK | PSH, 0xC0 | ACK])
-
-
 def _traffic(seed: int, n: int, ipv6: bool = False) -> list[synth.Segment]:
-    """Random segments on a few dozen 4-tuples used again and again (port reuse), random flags, windows
-    (zero too), payload lengths (odd too), retransmissions; now and then a gap past the linger time
-    (always one shortly before a sweep) or a step back in time."""
-    rng = random.Random(seed)
-    tuples = [(f"10.1.0.{1 + i % 5}", 40000 + i, f"10.0.0.{10 + i % 3}", (443, 80, 8080, 50000, 1000)[i % 5])
-              for i in range(40)]
-    if ipv6:
-        tuples = [(f"fd00::1:{s.rsplit('.', 1)[1]}", sp, f"fd00::{d.rsplit('.', 1)[1]}", dp) for s, sp, d, dp in tuples]
-    seqs: dict[tuple, int] = {}
-    t = 1_700_000_000.0
-    out = []
-    for k in range(n):
-        src, sport, dst, dport = rng.choice(tuples)
-        if rng.random() < 0.5:
-            src, sport, dst, dport = dst, dport, src, sport
-        flags = rng.choice(FLAGS)
-        payload = rng.choice((0, 0, 0, 1, 7, 517))
-        fwd = (src, sport, dst, dport)
-        seq = seqs.get(fwd, rng.randrange(1 << 32))
-        if rng.random() < 0.7:  # else a retransmission: the same sequence number again
-            seq = (seq + payload + (1 if flags & (SYN | FIN) else 0) + rng.choice((0, 0, 1000))) & 0xFFFFFFFF
-        seqs[fwd] = seq
-        r = rng.random()
-        t = round(t + (45.0 if r < 0.002 else -100.0 if r < 0.003 else rng.choice((0.0001, 0.001, 0.02))), 6)
-        if k % SWEEP_EVERY == SWEEP_EVERY - 10:  # shortly before a sweep: what was closed before is swept
-            t += 45.0
-        win = rng.choice((0, 0, 512, 65535))
-        out.append(synth.Segment(t, src, dst, sport, dport, flags, seq, 0, win, payload, k))
-    return out
+    """Random segments (`synth.random_segments`) on 40 4-tuples; now and then a gap past the linger
+    time (and always one shortly before a sweep) or a step back in time."""
+    return synth.random_segments(n, seed, tuples=40, ipv6=ipv6, gap=0.002, backwards=0.001, gap_every=SWEEP_EVERY)
 
 
 # where a frame of each link layer says which protocol follows (offset, bytes)
@@ -417,14 +386,8 @@ def test_fuzzed_files_read_the_same_both_ways(tmp_path: Path, monkeypatch: pytes
         if name.endswith(".gz"):
             continue
         for _ in range(50):
-            mutated = bytearray(data)
-            for _ in range(rng.randint(1, 40)):
-                pos = rng.randrange(len(mutated))
-                mutated[pos] = rng.randrange(256)
-            if rng.random() < 0.3:
-                mutated = mutated[:rng.randrange(len(mutated))]
             path = tmp_path / f"fuzz-{name}"
-            path.write_bytes(bytes(mutated))
+            path.write_bytes(synth.damaged(data, rng, 40))
             both = _same(path, monkeypatch)
             stopped += both.fast[0] != "error" and both.fast[0]["stopped_at"] is not None
     assert stopped > 20  # the damage is seen, the same way
