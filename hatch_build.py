@@ -1,8 +1,10 @@
-"""Build hook: compiles the log scanner's optional C accelerator (diagnose/probes/logs/_fastscan.c).
+"""Build hook: compiles the optional C accelerators of the log scanner (diagnose/probes/logs/_fastscan.c)
+and of the capture readers (diagnose/probes/capture/_fastcap.c).
 
-A wheel gets the compiled module (and a platform tag); an editable install gets it built in place
-beside the source, where the checkout's own imports find it. Where no C compiler works, the build
-goes on without it, with a warning, and the scanner runs in pure Python: the same figures, slower.
+A wheel gets the compiled modules (and a platform tag); an editable install gets them built in place
+beside the sources, where the checkout's own imports find them. Where no C compiler works, the build
+goes on without them, with a warning, and the scanner and readers run in pure Python: the same
+figures, slower.
 
 The compiler is driven through setuptools' build_ext, which knows each platform's compiler (gcc,
 clang, MSVC) and the flags Python was built with. Run this file directly to build in place:
@@ -21,37 +23,45 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-MODULE = "diagnose.probes.logs._fastscan"
-SOURCE = "diagnose/probes/logs/_fastscan.c"
+# module -> C source (each one optional: one that does not compile leaves its part in pure Python)
+ACCELERATORS = {
+    "diagnose.probes.logs._fastscan": "diagnose/probes/logs/_fastscan.c",
+    "diagnose.probes.capture._fastcap": "diagnose/probes/capture/_fastcap.c",
+}
 
 
-def build_accelerator(root: Path, inplace: bool, out: Path) -> Path | None:
-    """Compile the accelerator; returns the built file, or None (with a warning) when it could not be."""
+def build_accelerators(root: Path, inplace: bool, out: Path) -> dict[str, Path]:
+    """Compile the accelerators; returns the built file of each module that could be built (a warning
+    names each one that could not)."""
     from setuptools import Distribution, Extension
     from setuptools.command.build_ext import build_ext
 
-    extension = Extension(MODULE, [SOURCE], optional=True)
-    command = build_ext(Distribution({"name": "tmg-diagnose", "ext_modules": [extension]}))
+    extensions = [Extension(module, [source], optional=True) for module, source in ACCELERATORS.items()]
+    command = build_ext(Distribution({"name": "tmg-diagnose", "ext_modules": extensions}))
     command.inplace = inplace
     command.force = True  # never keep a stale build (its timestamp may be newer than an edited source)
     command.build_lib = str(out)
     command.build_temp = str(out / "temp")
     previous = Path.cwd()
+    built: dict[str, Path] = {}
     try:
         os.chdir(root)
         command.ensure_finalized()
         with contextlib.redirect_stdout(sys.stderr):
             command.run()
-        built = Path(command.get_ext_fullpath(MODULE))
-        built = built if built.is_absolute() else root / built
+        for module in ACCELERATORS:
+            path = Path(command.get_ext_fullpath(module))
+            path = path if path.is_absolute() else root / path
+            if path.is_file():  # build_ext(optional=True) warns and goes on when the compiler fails
+                built[module] = path
     except Exception as exc:  # any compiler or toolchain failure: go on in pure Python
-        print(f"diagnose: C accelerator not built ({exc}); the log scanner will run in pure Python", file=sys.stderr)
-        return None
+        print(f"diagnose: C accelerators not built ({exc}); running in pure Python", file=sys.stderr)
+        return {}
     finally:
         os.chdir(previous)
-    if not built.is_file():  # build_ext(optional=True) warns and goes on when the compiler fails
-        print("diagnose: C accelerator not built; the log scanner will run in pure Python", file=sys.stderr)
-        return None
+    for module in ACCELERATORS:
+        if module not in built:
+            print(f"diagnose: C accelerator {module} not built; that part runs in pure Python", file=sys.stderr)
     return built
 
 
@@ -63,18 +73,21 @@ class AcceleratorHook(BuildHookInterface):  # type: ignore[type-arg]
             return
         root = Path(self.root)
         if version == "editable":
-            build_accelerator(root, inplace=True, out=Path(tempfile.mkdtemp(prefix="diagnose-build-")))
+            build_accelerators(root, inplace=True, out=Path(tempfile.mkdtemp(prefix="diagnose-build-")))
             return
-        built = build_accelerator(root, inplace=False, out=Path(self.directory) / ".accelerator")
-        if built is None:
+        built = build_accelerators(root, inplace=False, out=Path(self.directory) / ".accelerator")
+        if not built:
             return
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
-        build_data["force_include"][str(built)] = f"{MODULE.replace('.', '/')}{built.name[len('_fastscan') :]}"
+        for module, path in built.items():
+            stem = module.rsplit(".", 1)[1]
+            build_data["force_include"][str(path)] = f"{module.replace('.', '/')}{path.name[len(stem):]}"
 
 
 if __name__ == "__main__":
     here = Path(__file__).resolve().parent
-    result = build_accelerator(here, inplace=True, out=Path(tempfile.mkdtemp(prefix="diagnose-build-")))
-    print(result or "not built")
-    sys.exit(0 if result else 1)
+    result = build_accelerators(here, inplace=True, out=Path(tempfile.mkdtemp(prefix="diagnose-build-")))
+    for built in result.values():
+        print(built)
+    sys.exit(0 if len(result) == len(ACCELERATORS) else 1)

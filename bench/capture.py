@@ -7,6 +7,8 @@ link-layer decoder), then times, in the same run:
 * `diagnose probe capture FILE` (a subprocess, like a user; wall time incl. start-up) with one
   worker process (`--jobs 1`) and with every CPU (`--jobs N`, each worker tracking its share of the
   connections), and the analysis alone in this process, both ways;
+* with --pure, the same with the pure-Python readers as well (DIAGNOSE_PURE_PYTHON=1: no C
+  accelerator), in the same rounds, and a check that both ways give the same facts (every connection);
 * `tshark -q -z conv,tcp -r FILE`;
 * `diagnose` runs with its modules compiled to bytecode once, as an installed package has them (into
   a cache directory of the bench: PYTHONDONTWRITEBYTECODE, where set, would make every start compile
@@ -20,7 +22,7 @@ Every figure is the best of `--repeat` runs on a warm page cache; the load avera
 block is printed (the machine may be shared).
 
 Usage: python bench/capture.py [--connections N] [--keep DIR] [--reuse] [--repeat N] [--no-tshark]
-                               [--compile-each-start]
+                               [--compile-each-start] [--pure]
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from diagnose.probes.capture import synth  # noqa: E402
+from diagnose.probes.capture import formats, synth  # noqa: E402
 from diagnose.probes.capture.analysis import analyse, cpu_count  # noqa: E402
 
 
@@ -127,6 +129,33 @@ def best_of(n: int, cmd: list[str], env: dict[str, str] | None = None) -> tuple[
     return min(r[0] for r in runs), max(r[1] for r in runs)
 
 
+def best_interleaved(n: int, cmds: dict, env_of) -> dict:
+    """{key: (best wall seconds, highest peak RSS)} of the commands `cmds` {key: (argv, pure)}, run in
+    turn in each of `n` rounds (neighbours on a shared machine weigh on every variant alike)."""
+    runs: dict = {key: [] for key in cmds}
+    for _ in range(n):
+        for key, (argv, pure) in cmds.items():
+            runs[key].append(run_measured(argv, env_of(pure)))
+    return {key: (min(r[0] for r in rs), max(r[1] for r in rs)) for key, rs in runs.items()}
+
+
+def same_facts(cmd: list[str], path: Path, jobs: int, directory: Path, env_of) -> bool:
+    """Whether the command gives the same facts (every connection) with and without the accelerator."""
+    import json
+
+    outs = []
+    for pure in (False, True):
+        out = directory / f"facts-{int(pure)}.json"
+        subprocess.run([*cmd, "--connections", "--jobs", str(jobs), "-o", str(out), str(path)], check=True,
+                       stdout=subprocess.DEVNULL, env=env_of(pure))
+        facts = json.loads(out.read_text())["facts"]
+        out.unlink()
+        for fact in facts:
+            fact["provenance"].pop("time", None)
+        outs.append(facts)
+    return outs[0] == outs[1] and len(outs[0]) > 0
+
+
 def load() -> str:
     return f"load average {os.getloadavg()[0]:.2f}"
 
@@ -147,12 +176,18 @@ def main() -> None:
     parser.add_argument("--compile-each-start", action="store_true",
                         help="no bytecode cache for diagnose's modules when PYTHONDONTWRITEBYTECODE is set "
                              "(every start compiles them)")
+    parser.add_argument("--pure", action="store_true",
+                        help="also time the pure-Python readers (DIAGNOSE_PURE_PYTHON=1, no C accelerator)")
     args = parser.parse_args()
     directory = args.keep or Path(tempfile.mkdtemp(prefix="bench-capture-"))
     directory.mkdir(parents=True, exist_ok=True)
     cpus = cpu_count()
     print(f"machine: {platform.machine()} {cpus} CPUs, {platform.platform()}, "
           f"Python {platform.python_version()}, {load()}")
+    accel = formats._fastcap
+    print(f"C accelerator: {'built, ' + accel.__file__ if accel else 'NOT BUILT (pure Python)'}")
+    modes = [False, True] if args.pure and accel else [False]  # pure Python?
+    tag = {False: "C" if accel else "pure", True: "pure"}
     t0 = time.perf_counter()
     plain, tagged, quarter = (directory / "bench-eth.pcap", directory / "bench-vlan.pcap",
                               directory / "quarter.pcap")
@@ -179,31 +214,48 @@ def main() -> None:
 
     # the analysis alone, in this process (no interpreter start-up)
     print(f"-- analysis in this process, best of {n} ({load()})")
-    for name, path, sz in (("Ethernet/IPv4 (fast path)", plain, size), ("802.1Q (general decoder)", tagged, vsize)):
+    for name, path, sz in (("Ethernet/IPv4", plain, size), ("802.1Q", tagged, vsize)):
         for jobs in sorted({1, cpus}):
-            best = (float("inf"), 0.0, 0)
+            best = {pure: (float("inf"), 0.0, 0) for pure in modes}
             for _ in range(n):
-                t, cpu = time.perf_counter(), time.process_time()
-                result = analyse([path], jobs=jobs)
-                best = min(best, (time.perf_counter() - t, time.process_time() - cpu, sum(result.counts.values())))
-            wall, cpu, conns = best
-            # CPU time of this process too: on a shared machine, wall time also measures the neighbours
-            print(line(f"in-process {jobs} worker{'s' if jobs > 1 else ''}, {name}", wall, packets, sz)
-                  + f"  [{conns} connections; this process's CPU {cpu:.2f} s]")
+                for pure in modes:
+                    formats._fastcap = None if pure else accel
+                    t, cpu = time.perf_counter(), time.process_time()
+                    result = analyse([path], jobs=jobs)
+                    took = (time.perf_counter() - t, time.process_time() - cpu, sum(result.counts.values()))
+                    best[pure] = min(best[pure], took)
+            formats._fastcap = accel
+            for pure in modes:
+                wall, cpu, conns = best[pure]
+                # CPU time of this process too: on a shared machine, wall time also measures the neighbours
+                print(line(f"in-process {jobs} worker{'s' if jobs > 1 else ''}, {name}, {tag[pure]}", wall, packets,
+                           sz) + f"  [{conns} connections; this process's CPU {cpu:.2f} s]")
 
-    print(f"-- diagnose probe capture (whole command), best of {n} ({load()})")
-    secs: dict[int, float] = {}
-    rss: dict[int, int] = {}
-    for jobs in sorted({1, cpus}):
-        secs[jobs], rss[jobs] = best_of(n, [*cmd, "--jobs", str(jobs), str(plain)])
-        print(line(f"diagnose probe capture --jobs {jobs}, Ethernet/IPv4", secs[jobs], packets, size, rss[jobs]))
+    print(f"-- diagnose probe capture (whole command), best of {n}, variants in turn ({load()})")
+
+    def env_of(pure: bool) -> dict[str, str]:
+        return {**RUN_ENV, "DIAGNOSE_PURE_PYTHON": "1"} if pure else RUN_ENV
+
+    variants = {(name, jobs, pure): ([*cmd, "--jobs", str(jobs), str(path)], pure)
+                for name, path in (("Ethernet/IPv4", plain), ("802.1Q", tagged))
+                for jobs in sorted({1, cpus}) for pure in modes}
+    got = best_interleaved(n, variants, env_of)
+    for (name, jobs, pure), (seconds, peak) in got.items():
+        print(line(f"diagnose probe capture --jobs {jobs}, {name}, {tag[pure]}", seconds, packets,
+                   size if name == "Ethernet/IPv4" else vsize, peak))
+    secs = {jobs: got["Ethernet/IPv4", jobs, False][0] for jobs in sorted({1, cpus})}
+    rss = {jobs: got["Ethernet/IPv4", jobs, False][1] for jobs in sorted({1, cpus})}
     secs_c = None
     if compiling and not args.compile_each_start:
         secs_c, _rss = best_of(n, [*cmd, "--jobs", str(cpus), str(plain)], bytecode_env(directory, False))
-        print(line(f"  same, --jobs {cpus}, compiling at every start", secs_c, packets, size))
-    for jobs in sorted({1, cpus}):
-        secs_v, rss_v = best_of(n, [*cmd, "--jobs", str(jobs), str(tagged)])
-        print(line(f"diagnose probe capture --jobs {jobs}, 802.1Q (general)", secs_v, packets, vsize, rss_v))
+        print(line(f"  --jobs {cpus}, Ethernet/IPv4, {tag[False]}, compiling at every start", secs_c, packets, size))
+    if len(modes) == 2:
+        print("C accelerator speed-up (whole command): " + ", ".join(
+            f"x{got[name, jobs, True][0] / got[name, jobs, False][0]:.2f} {name} --jobs {jobs}"
+            for name in ("Ethernet/IPv4", "802.1Q") for jobs in sorted({1, cpus})))
+        print("same facts with and without the accelerator (every connection): " + ", ".join(
+            f"--jobs {jobs} {'yes' if same_facts(cmd[:-2], plain, jobs, directory, env_of) else 'NO'}"
+            for jobs in sorted({1, cpus})))
     qpackets = sum(1 for _ in _records(quarter))
     secs_q, rss_q = best_of(n, [*cmd, "--jobs", str(cpus), str(quarter)])
     print(line(f"diagnose probe capture --jobs {cpus}, first {qpackets} packets", secs_q, qpackets,

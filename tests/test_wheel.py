@@ -1,5 +1,5 @@
 """The built wheel, installed outside the checkout: it carries the rules, checks and examples, and the
-log scanner's compiled accelerator, and it runs a diagnosis from there.
+compiled accelerators of the log scanner and the capture readers, and it runs a diagnosis from there.
 
 The wheel is built with the real build backend (hatchling and the hook in hatch_build.py), without
 build isolation so nothing is downloaded: the test extra brings hatchling and setuptools.
@@ -41,10 +41,12 @@ def test_the_wheel_ships_data_and_the_accelerator(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "diagnose/_data/rules/causes/dirty-close-by-design.yaml" in names
     assert any(n.startswith("diagnose/_data/examples/seed/") for n in names)
-    accelerator = [n for n in names if n.startswith("diagnose/probes/logs/_fastscan") and not n.endswith(".c")]
-    compiled = len(accelerator) == 1
+    stems = ("diagnose/probes/logs/_fastscan", "diagnose/probes/capture/_fastcap")
+    built = {stem: [n for n in names if n.startswith(stem) and not n.endswith(".c")] for stem in stems}
+    assert all(len(found) <= 1 for found in built.values()), built
+    compiled = all(built.values())
     if os.environ.get("CI"):
-        assert compiled, "the wheel has no compiled accelerator"
+        assert compiled, f"the wheel lacks a compiled accelerator: {built}"
     if compiled:
         assert "-none-any" not in wheel.name  # a platform wheel, not a pure one
 
@@ -61,7 +63,8 @@ def test_the_wheel_ships_data_and_the_accelerator(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(target)}
     env.pop("DIAGNOSE_PURE_PYTHON", None)
     where = subprocess.run(
-        [sys.executable, "-c", "import diagnose, diagnose.probes.logs.scan as s; print(diagnose.__file__, s._fastscan)"],
+        [sys.executable, "-c", "import diagnose, diagnose.probes.logs.scan as s, diagnose.probes.capture.formats as f; "
+         "print(diagnose.__file__, s._fastscan, f._fastcap)"],
         cwd=elsewhere,
         env=env,
         capture_output=True,
@@ -70,7 +73,8 @@ def test_the_wheel_ships_data_and_the_accelerator(tmp_path: Path) -> None:
     )
     assert where.returncode == 0, where.stderr
     assert where.stdout.startswith(str(target))
-    assert ("_fastscan" in where.stdout.split(" ", 1)[1]) == compiled
+    loaded = where.stdout.split(" ", 1)[1]
+    assert ("_fastscan" in loaded and "_fastcap" in loaded) == compiled
     run = subprocess.run(
         [sys.executable, "-m", "diagnose", "run", "--example", "seed", "--format", "json"],
         cwd=elsewhere,

@@ -12,37 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from diagnose.probes.capture import synth
+from diagnose.probes.capture import formats, synth
 from diagnose.probes.capture.analysis import analyse
 from diagnose.probes.capture.tcp import Connection
-
-FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
-# weighted: mostly ACK/PSH-ACK (the inline path), then every SYN/FIN/RST combination and odd ones
-FLAGS = ([ACK] * 8 + [PSH | ACK] * 4 + [SYN] * 3 + [SYN | ACK] * 3 + [FIN | ACK] * 3 + [RST | ACK] * 2
-         + [RST] * 2 + [FIN] + [0, PSH, URG | ACK, SYN | FIN, SYN | RST, FIN | RST | ACK, SYN | ACK | PSH])
-
-
-def _random_segments(seed: int, n: int) -> list[synth.Segment]:
-    rng = random.Random(seed)
-    tuples = [(f"10.1.0.{1 + i % 5}", 40000 + i, "10.0.0.10", (443, 80, 8080, 50000)[i % 4]) for i in range(12)]
-    seqs: dict[tuple, int] = {}
-    t = 1_700_000_000.0
-    out = []
-    for k in range(n):
-        src, sport, dst, dport = rng.choice(tuples)
-        if rng.random() < 0.5:
-            src, sport, dst, dport = dst, dport, src, sport
-        flags = rng.choice(FLAGS)
-        payload = rng.choice((0, 0, 0, 1, 7, 517))
-        fwd = (src, sport, dst, dport)
-        seq = seqs.get(fwd, rng.randrange(1 << 32))
-        if rng.random() < 0.7:  # else a retransmission: the same sequence number again
-            seq = (seq + payload + (1 if flags & (SYN | FIN) else 0) + rng.choice((0, 0, 1000))) & 0xFFFFFFFF
-        seqs[fwd] = seq
-        t = round(t + rng.choice((0.0001, 0.001, 0.02, 45.0)), 6)  # now and then past the linger time
-        win = rng.choice((0, 0, 512, 65535))
-        out.append(synth.Segment(t, src, dst, sport, dport, flags, seq, 0, win, payload, k))
-    return out
 
 
 def _write(path: Path, segs: list[synth.Segment], link: str, big_endian: bool, bad: set[int]) -> Path:
@@ -57,8 +29,10 @@ def _comparable(conns: list[Connection]) -> list[tuple]:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_fused_loop_decides_like_the_general_readers(tmp_path: Path, seed: int) -> None:
-    segs = _random_segments(seed, 3000)
+def test_fused_loop_decides_like_the_general_readers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      seed: int) -> None:
+    monkeypatch.setattr(formats, "_fastcap", None)  # the Python readers (test_capture_accel.py: the C one)
+    segs = synth.random_segments(3000, seed, gap=0.25)
     bad = set(random.Random(seed).sample(range(len(segs)), 150))
     fast = _write(tmp_path / "fast.pcap", segs, "ethernet", False, bad)  # the fused loop
     general = [_write(tmp_path / "vlan.pcap", segs, "vlan", False, bad),  # link-layer decoder

@@ -15,6 +15,14 @@ Formats (see `knowledge/capture-formats.md` for the sources):
   NetEvent frames carrying NDIS-PacketCapture packets are unwrapped; media 0 and 1 are Ethernet,
   0xE000|linktype a pcap link type, 7/8/9 raw IP. Frame numbers are NetMon's (frame-table index + 1).
   When the frame table is missing (a truncated file), frames are walked sequentially from byte 128.
+
+The optional C accelerator `_fastcap` (diagnose/probes/capture/_fastcap.c, built by hatch_build.py)
+walks pcap records and pcapng packet blocks for the readers below: it decodes Ethernet (802.1Q, QinQ,
+PPPoE), Linux SLL/SLL2 and raw IP frames down to IPv4/IPv6 TCP itself, updates the counters of known
+connections in place and calls the tracker where the Python loops do, hands other frames to the
+Python `feed`, and stops before the first record or block it does not read whole (a damaged one, a
+section or interface header), from which the Python loop goes on. The Python loops are the reference
+(tests/probes/test_capture_accel.py compares the two); DIAGNOSE_PURE_PYTHON=1 forces them.
 """
 
 from __future__ import annotations
@@ -32,6 +40,13 @@ from pathlib import Path
 from diagnose.errors import InputError, where
 from diagnose.probes.capture import linklayer
 from diagnose.probes.capture.tcp import ESTABLISHED, SWEEP_EVERY, Tracker
+
+try:  # the optional C accelerator (built by hatch_build.py); the pure-Python readers are the reference
+    from diagnose.probes.capture import _fastcap
+except ImportError:  # pragma: no cover - depends on the build
+    _fastcap = None
+if os.environ.get("DIAGNOSE_PURE_PYTHON"):  # for comparing the two paths (tests, bench/capture.py)
+    _fastcap = None
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
@@ -245,6 +260,23 @@ def _feeder(data, tracker: Tracker):
     return feed
 
 
+def _handlers(tracker: Tracker, feed, release: _Releaser) -> tuple:
+    """What the C accelerator calls back (see _fastcap.c): the tracker's table and entry points, the
+    Python feeder for the frames it leaves to Python, the page releaser, and the worker's share."""
+    return (tracker.conns, tracker.open_syn, tracker.control, tracker.packet, tracker._first, tracker._log_letter,
+            tracker.sweep, release, feed, tracker.jobs, tracker.index)
+
+
+def _accelerated_pcap(data, tracker: Tracker, feed, release: _Releaser, lt: int, order: str, scale: float,
+                      sweep_before: bool) -> tuple[int, int, int]:
+    """(offset, frames, TCP frames) after the records the C accelerator read (none without it): every
+    whole record; the Python loop goes on from there (a record cut short, the end)."""
+    if _fastcap is None:
+        return 24, 0, 0
+    return _fastcap.pcap(data, 24, 0, lt, order == ">", scale, sweep_before,  # type: ignore[no-any-return]
+                         _handlers(tracker, feed, release))
+
+
 # -- pcap -----------------------------------------------------------------------------------------
 def _read_pcap(data, result: ReadResult, tracker: Tracker) -> None:
     end = len(data)
@@ -262,7 +294,7 @@ def _read_pcap(data, result: ReadResult, tracker: Tracker) -> None:
     hdr = struct.Struct(order + "IIII").unpack_from
     feed = _feeder(data, tracker)
     release = _Releaser(data)
-    off, frame, tcp = 24, 0, 0
+    off, frame, tcp = _accelerated_pcap(data, tracker, feed, release, lt, order, scale, False)
     mask = SWEEP_EVERY - 1
     while off < end:
         if off + 16 > end:
@@ -324,7 +356,8 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
     seqof = _SEQ.unpack_from
     feed = _feeder(data, tracker)
     release = _Releaser(data)
-    off, frame, other = 24, 0, 0
+    off, frame, tcp = _accelerated_pcap(data, tracker, feed, release, linklayer.ETHERNET, "<", scale, True)
+    other = frame - tcp
     mask = SWEEP_EVERY - 1
     jobs, index = tracker.jobs, tracker.index
     mine = tuple(x % jobs == index for x in range(256))  # by sport ^ dport low bytes (tcp.owner_of)
@@ -434,7 +467,14 @@ def _read_pcapng(data, result: ReadResult, tracker: Tracker) -> None:
     feed = _feeder(data, tracker)
     release = _Releaser(data)
     u32 = struct.Struct("<I")
+    fast = _fastcap.pcapng if _fastcap is not None else None
+    handlers = _handlers(tracker, feed, release)
     while off < end:
+        if fast is not None:  # packet blocks and skipped ones; it stops before any other block, for Python
+            off, frame, n = fast(data, off, frame, order == ">", ifaces, handlers)
+            tcp += n
+            if off >= end:
+                break
         if off + 12 > end:
             result.stop(off, "block header cut short")
             break

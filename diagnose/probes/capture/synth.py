@@ -9,6 +9,8 @@ frames are well formed (valid IPv4/TCP checksums), so tshark decodes them like r
   raw IPv4/IPv6, BSD/OpenBSD loopback).
 * `write_pcap`, `write_pcapng`, `write_netmon` (2.0-2.3, metadata frames, NDIS NetEvent wrapping),
   `write_netmon_text`.
+* `random_segments(...)`: random flags, windows, lengths and sequence numbers on a few 4-tuples;
+  `damaged(...)`: bytes changed at random (fuzzing).
 """
 
 from __future__ import annotations
@@ -139,6 +141,57 @@ def conversations(n: int, mix: Iterable[str] | None = None, seed: int = 7, concu
         t = round(t + 0.0001 + rng.random() * 0.0004, 6)
         yield Segment(t, seg.src, seg.dst, seg.sport, seg.dport, seg.flags, seg.seq, seg.ack, seg.win,
                       seg.payload, seg.conn)
+
+
+# weighted: mostly ACK and PSH-ACK, then every SYN/FIN/RST combination and odd ones (no flag, ECN bits)
+RANDOM_FLAGS = ((ACK,) * 10 + (PSH | ACK,) * 5 + (SYN,) * 3 + (SYN | ACK,) * 3 + (FIN | ACK,) * 3 + (RST | ACK,) * 2
+                + (RST,) * 2 + (FIN, 0, PSH, 0x20 | ACK, SYN | FIN, SYN | RST, FIN | RST | ACK, SYN | ACK | PSH,
+                   0xC0 | ACK))
+
+
+def random_segments(n: int, seed: int, tuples: int = 12, ipv6: bool = False, gap: float = 0.0,
+                    backwards: float = 0.0, gap_every: int = 0) -> list[Segment]:
+    """`n` segments in either direction of `tuples` 4-tuples used again and again (port reuse), with
+    random flags (`RANDOM_FLAGS`), windows (zero too), payload lengths (odd too) and sequence numbers
+    (retransmissions: the same one again). Times advance by up to 20 ms, with probability `gap` by 45 s
+    (past the tracker's linger time), with probability `backwards` go back 100 s; with `gap_every`,
+    45 s pass ten segments before every multiple of it."""
+    rng = random.Random(seed)
+    ends = [(f"10.1.0.{1 + i % 5}", 40000 + i, f"10.0.0.{10 + i % 3}", (443, 80, 8080, 50000, 1000)[i % 5])
+            for i in range(tuples)]
+    if ipv6:
+        ends = [(f"fd00::1:{s.rsplit('.', 1)[1]}", sp, f"fd00::{d.rsplit('.', 1)[1]}", dp) for s, sp, d, dp in ends]
+    seqs: dict[tuple, int] = {}
+    t = 1_700_000_000.0
+    out = []
+    for k in range(n):
+        src, sport, dst, dport = rng.choice(ends)
+        if rng.random() < 0.5:
+            src, sport, dst, dport = dst, dport, src, sport
+        flags = rng.choice(RANDOM_FLAGS)
+        payload = rng.choice((0, 0, 0, 1, 7, 517))
+        fwd = (src, sport, dst, dport)
+        seq = seqs.get(fwd, rng.randrange(1 << 32))
+        if rng.random() < 0.7:  # else a retransmission: the same sequence number again
+            seq = (seq + payload + (1 if flags & (SYN | FIN) else 0) + rng.choice((0, 0, 1000))) & 0xFFFFFFFF
+        seqs[fwd] = seq
+        r = rng.random()
+        t = round(t + (45.0 if r < gap else -100.0 if r < gap + backwards else rng.choice((0.0001, 0.001, 0.02))), 6)
+        if gap_every and k % gap_every == gap_every - 10:
+            t += 45.0
+        win = rng.choice((0, 0, 512, 65535))
+        out.append(Segment(t, src, dst, sport, dport, flags, seq, 0, win, payload, k))
+    return out
+
+
+def damaged(data: bytes, rng: random.Random, changes: int) -> bytes:
+    """`data` with 1 to `changes` bytes set at random, and three times in ten cut at a random length."""
+    out = bytearray(data)
+    for _ in range(rng.randint(1, changes)):
+        out[rng.randrange(len(out))] = rng.randrange(256)
+    if rng.random() < 0.3:
+        out = out[:rng.randrange(len(out))]
+    return bytes(out)
 
 
 # -- frames ---------------------------------------------------------------------------------------
