@@ -47,6 +47,9 @@ def build_accelerators(root: Path, inplace: bool, out: Path) -> dict[str, Path]:
     try:
         os.chdir(root)
         command.ensure_finalized()
+        for module in ACCELERATORS:  # a build that fails must not leave an older one looking built
+            with contextlib.suppress(OSError):
+                Path(command.get_ext_fullpath(module)).unlink(missing_ok=True)
         with contextlib.redirect_stdout(sys.stderr):
             command.run()
         for module in ACCELERATORS:
