@@ -166,9 +166,9 @@ def test_ownership_is_the_same_in_both_directions() -> None:
     assert owner_of("a|b|40001|443|TCP1", 2) == owner_of("b|a|443|40001|TCP1", 2) == ((40001 ^ 443) & 0xFF) % 2
     # a worker keeps only its own connections
     tracker = Tracker(lambda c: None, 2, owner_of(key, 2))
-    tracker.packet(1, 1.0, key, None, 0x02, 1000, 0, 1, False)
+    tracker.packet(1, 1.0, key, None, 0x02, 1000, 0, 1, 0, False)
     other = key[:9] + bytes([key[9] ^ 1]) + key[10:]
-    tracker.packet(2, 1.0, other, None, 0x02, 1000, 0, 1, False)
+    tracker.packet(2, 1.0, other, None, 0x02, 1000, 0, 1, 0, False)
     assert set(tracker.conns) == {key, rkey}
 
 

@@ -20,7 +20,7 @@ def _run(segments: list[synth.Segment], bad_from: str | None = None) -> list[Con
     tracker = Tracker(lambda c: out.append(build_connection(c, "t")))
     tracker.start_source("t")
     for i, s in enumerate(segments, 1):
-        tracker.packet(i, s.ts, _key(s), None, s.flags, s.win, s.payload, s.seq, s.src == bad_from)
+        tracker.packet(i, s.ts, _key(s), None, s.flags, s.win, s.payload, s.seq, s.ack, s.src == bad_from)
     tracker.finish_all()
     return out
 
@@ -103,7 +103,7 @@ def test_closed_connections_are_dropped_while_reading() -> None:
     peak = 0
     for i, s in enumerate(segments, 1):
         # 1 s per packet: the capture moves past LINGER quickly
-        tracker.packet(i, float(i), _key(s), None, s.flags, s.win, s.payload, s.seq, False)
+        tracker.packet(i, float(i), _key(s), None, s.flags, s.win, s.payload, s.seq, s.ack, False)
         if i % 500 == 0:
             tracker.sweep(float(i))
             peak = max(peak, len(tracker.conns))

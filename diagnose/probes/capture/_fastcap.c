@@ -7,9 +7,10 @@
  * - a frame of a link layer decoded here (Ethernet with 802.1Q/802.1ad/QinQ tags and PPPoE sessions,
  *   Linux SLL and SLL2, raw IP) carrying IPv4 or IPv6 TCP is decoded here. A segment without SYN, FIN
  *   or RST of a known connection only updates that connection's state list in place (last frame,
- *   packet count; the tracker's _first and _log_letter for a direction's first ACK or data and for zero
- *   windows), as formats._feeder does. Any other segment goes to the tracker's open_syn, control or
- *   packet, with the arguments the Python readers give them;
+ *   packet count, and the sequence space when the segment goes on where its direction is and its ACK
+ *   reveals no gap; the tracker's _first and _log_letter for a direction's first ACK or data and for
+ *   zero windows, its sequence for every other segment), as formats._feeder does. Any other segment
+ *   goes to the tracker's open_syn, control or packet, with the arguments the Python readers give them;
  * - a frame that is not TCP for certain (no IP, another protocol, a later fragment, cut short before
  *   the TCP header) is counted as such; anything else (other link types, IPv6 extension headers,
  *   IPv4 header lengths below 5) goes to the Python `feed` given, frame by frame;
@@ -35,7 +36,12 @@
 #define C_LAST 1
 #define C_PK0 2
 #define C_SEEN 4
-#define MIN_WIDTH 30 /* tcp.C_SEQ: the state list is at least this long */
+#define C_ST0 8
+#define C_HI 37  /* tcp.C_HI: highest sequence end of each direction */
+#define C_NXT 39 /* tcp.C_NXT: the byte up to which each direction is accounted for */
+#define C_OOO 41 /* tcp.C_OOO: ranges seen above it (None: none) */
+#define MIN_WIDTH 43 /* tcp._WIDTH: the state list is this long */
+#define RESET 6      /* tcp.RESET */
 
 static PyObject *LETTER_A, *LETTER_D, *LETTER_W;
 
@@ -43,7 +49,7 @@ typedef struct {
     const uint8_t *b;
     uint64_t end;
     PyObject *conns;
-    PyObject *open_syn, *control, *packet, *first, *log, *sweep, *release, *feed;
+    PyObject *open_syn, *control, *packet, *first, *log, *sequence, *sweep, *release, *feed;
     long jobs, index;
 } walk;
 
@@ -163,8 +169,55 @@ static int set_slot(PyObject *c, Py_ssize_t i, long long v) {
     return 0;
 }
 
+/* The 32-bit value of an int slot; 0 with *ok cleared when the slot holds no int (None: not yet known). */
+static inline uint32_t seq_slot(PyObject *c, Py_ssize_t i, int *ok) {
+    PyObject *o = PyList_GET_ITEM(c, i);
+    if (!PyLong_CheckExact(o)) {
+        *ok = 0;
+        return 0;
+    }
+    return (uint32_t)PyLong_AsUnsignedLongMask(o);
+}
+
+/* The sequence numbers of a segment without SYN, FIN or RST (tcp.Tracker.sequence): in place when it
+ * goes on exactly where its direction is (no range waiting above, not after the direction's own RST)
+ * and its ACK reveals nothing unseen of the other direction; the tracker's sequence() otherwise. */
+static int inline_seq(walk *w, PyObject *c, PyObject *d, long dv, uint32_t fl, long plen, uint32_t seq, uint32_t ack) {
+    int ok = 1;
+    uint32_t hi = seq_slot(c, C_HI + dv, &ok), nxt = seq_slot(c, C_NXT + dv, &ok);
+    PyObject *st = PyList_GET_ITEM(c, C_ST0 + dv);
+    if (ok && hi == seq && nxt == seq && PyList_GET_ITEM(c, C_OOO + dv) == Py_None && PyLong_CheckExact(st) &&
+        PyLong_AsLong(st) != RESET) {
+        PyObject *peer = PyList_GET_ITEM(c, C_HI + 1 - dv);
+        int quiet = peer == Py_None;
+        if (!quiet) {
+            uint32_t pn = seq_slot(c, C_NXT + 1 - dv, &ok);
+            uint32_t ahead = ack - pn;
+            quiet = ok && PyLong_CheckExact(peer) && (ahead == 0 || ahead >= 0x80000000u);
+        }
+        if (quiet) {
+            if (plen > 0) {
+                PyObject *v = PyLong_FromUnsignedLong((unsigned long)(uint32_t)(seq + (uint32_t)plen));
+                if (!v) return -1;
+                Py_INCREF(v);
+                PyObject *old_hi = PyList_GET_ITEM(c, C_HI + dv), *old_nxt = PyList_GET_ITEM(c, C_NXT + dv);
+                PyList_SET_ITEM(c, C_HI + dv, v);
+                PyList_SET_ITEM(c, C_NXT + dv, v);
+                Py_DECREF(old_hi);
+                Py_DECREF(old_nxt);
+            }
+            return 0;
+        }
+    }
+    if (PyErr_Occurred()) return -1;
+    PyObject *a[6] = {ref(c), ref(d), PyLong_FromUnsignedLong(fl), PyLong_FromUnsignedLong(seq), PyLong_FromLong(plen),
+                      PyLong_FromUnsignedLong(ack)};
+    return call_new(w->sequence, a, 6);
+}
+
 /* A segment without SYN, FIN or RST of a known connection: what formats._feeder does inline. */
-static int inline_ack(walk *w, PyObject *ent, long long frame, long plen, uint32_t win) {
+static int inline_ack(walk *w, PyObject *ent, long long frame, long plen, uint32_t win, uint32_t fl, uint32_t seq,
+                      uint32_t ack) {
     PyObject *c, *d;
     long dv;
     long long n, seen;
@@ -190,7 +243,7 @@ static int inline_ack(walk *w, PyObject *ent, long long frame, long plen, uint32
         PyObject *a[3] = {ref(c), ref(d), ref(LETTER_W)};
         if (call_new(w->log, a, 3) < 0) return -1;
     }
-    return 0;
+    return inline_seq(w, c, d, dv, fl, plen, seq, ack);
 }
 
 /* The segment whose TCP header is at t, addresses (2 x alen bytes) at src; plen already >= 0.
@@ -198,7 +251,7 @@ static int inline_ack(walk *w, PyObject *ent, long long frame, long plen, uint32
 static int segment(walk *w, long long frame, double ts, uint64_t src, int alen, uint64_t t, long plen, int bad,
                    int rkey) {
     const uint8_t *b = w->b;
-    uint32_t fl = b[t + 13], win = be16(b + t + 14), seq = be32(b + t + 4);
+    uint32_t fl = b[t + 13], win = be16(b + t + 14), seq = be32(b + t + 4), ack = be32(b + t + 8);
     uint8_t kb[36];
     Py_ssize_t klen = 2 * alen + 4;
     memcpy(kb, b + src, (size_t)(2 * alen));
@@ -210,7 +263,7 @@ static int segment(walk *w, long long frame, double ts, uint64_t src, int alen, 
     Py_XINCREF(ent);
     int rc;
     if ((fl & 0x17) == 0x10 && ent) { /* ACK, no SYN/FIN/RST, a known connection */
-        rc = inline_ack(w, ent, frame, plen, win);
+        rc = inline_ack(w, ent, frame, plen, win, fl, seq, ack);
         Py_DECREF(ent);
         Py_DECREF(key);
         return rc;
@@ -231,18 +284,19 @@ static int segment(walk *w, long long frame, double ts, uint64_t src, int alen, 
         rk = ref(Py_None);
     }
     if ((fl & 0x17) == 0x02 && !bad && !ent) { /* a SYN that opens a connection */
-        PyObject *a[5] = {PyLong_FromLongLong(frame), PyFloat_FromDouble(ts), key, rk, PyLong_FromUnsignedLong(seq)};
-        return call_new(w->open_syn, a, 5);
+        PyObject *a[6] = {PyLong_FromLongLong(frame), PyFloat_FromDouble(ts), key, rk, PyLong_FromUnsignedLong(seq),
+                          PyLong_FromLong(plen)};
+        return call_new(w->open_syn, a, 6);
     }
     if ((fl & 0x07) && !bad && (fl & 0x12) != 0x02 && ent) { /* SYN-ACK, FIN, RST of a known connection */
         PyObject *c, *d;
         long dv;
         rc = entry_of(ent, &c, &d, &dv);
         if (rc == 0) {
-            PyObject *a[8] = {ref(c), ref(d), PyLong_FromLongLong(frame), PyFloat_FromDouble(ts),
+            PyObject *a[9] = {ref(c), ref(d), PyLong_FromLongLong(frame), PyFloat_FromDouble(ts),
                               PyLong_FromUnsignedLong(fl), PyLong_FromUnsignedLong(win), PyLong_FromLong(plen),
-                              PyLong_FromUnsignedLong(seq)};
-            rc = call_new(w->control, a, 8);
+                              PyLong_FromUnsignedLong(seq), PyLong_FromUnsignedLong(ack)};
+            rc = call_new(w->control, a, 9);
         }
         Py_DECREF(ent);
         Py_DECREF(key);
@@ -250,10 +304,10 @@ static int segment(walk *w, long long frame, double ts, uint64_t src, int alen, 
         return rc;
     }
     Py_XDECREF(ent);
-    PyObject *a[9] = {PyLong_FromLongLong(frame), PyFloat_FromDouble(ts), key, rk, PyLong_FromUnsignedLong(fl),
-                      PyLong_FromUnsignedLong(win), PyLong_FromLong(plen), PyLong_FromUnsignedLong(seq),
-                      PyBool_FromLong(bad)};
-    return call_new(w->packet, a, 9);
+    PyObject *a[10] = {PyLong_FromLongLong(frame), PyFloat_FromDouble(ts), key, rk, PyLong_FromUnsignedLong(fl),
+                       PyLong_FromUnsignedLong(win), PyLong_FromLong(plen), PyLong_FromUnsignedLong(seq),
+                       PyLong_FromUnsignedLong(ack), PyBool_FromLong(bad)};
+    return call_new(w->packet, a, 10);
 fail:
     Py_DECREF(key);
     return -1;
@@ -374,9 +428,9 @@ static int frame_tcp(walk *w, long lt, uint64_t p, uint64_t incl, long long fram
 
 /* -- arguments ------------------------------------------------------------------------------------ */
 static int take_handlers(walk *w, PyObject *h) {
-    if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 11) {
-        PyErr_SetString(PyExc_TypeError,
-                        "handlers: (conns, open_syn, control, packet, first, log, sweep, release, feed, jobs, index)");
+    if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 12) {
+        PyErr_SetString(PyExc_TypeError, "handlers: (conns, open_syn, control, packet, first, log, sequence, sweep, "
+                                         "release, feed, jobs, index)");
         return -1;
     }
     w->conns = PyTuple_GET_ITEM(h, 0);
@@ -384,16 +438,17 @@ static int take_handlers(walk *w, PyObject *h) {
         PyErr_SetString(PyExc_TypeError, "handlers: conns must be a dict");
         return -1;
     }
-    PyObject **f[8] = {&w->open_syn, &w->control, &w->packet, &w->first, &w->log, &w->sweep, &w->release, &w->feed};
-    for (int i = 0; i < 8; i++) {
+    PyObject **f[9] = {&w->open_syn, &w->control, &w->packet, &w->first, &w->log, &w->sequence, &w->sweep,
+                       &w->release, &w->feed};
+    for (int i = 0; i < 9; i++) {
         *f[i] = PyTuple_GET_ITEM(h, i + 1);
         if (!PyCallable_Check(*f[i])) {
             PyErr_Format(PyExc_TypeError, "handlers: item %d is not callable", i + 1);
             return -1;
         }
     }
-    w->jobs = PyLong_AsLong(PyTuple_GET_ITEM(h, 9));
-    w->index = PyLong_AsLong(PyTuple_GET_ITEM(h, 10));
+    w->jobs = PyLong_AsLong(PyTuple_GET_ITEM(h, 10));
+    w->index = PyLong_AsLong(PyTuple_GET_ITEM(h, 11));
     if (PyErr_Occurred()) return -1;
     if (w->jobs < 1 || w->index < 0 || w->index >= w->jobs) {
         PyErr_SetString(PyExc_ValueError, "handlers: need 1 <= jobs and 0 <= index < jobs");

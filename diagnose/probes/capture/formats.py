@@ -39,7 +39,7 @@ from pathlib import Path
 
 from diagnose.errors import InputError, where
 from diagnose.probes.capture import linklayer
-from diagnose.probes.capture.tcp import ESTABLISHED, SWEEP_EVERY, Tracker
+from diagnose.probes.capture.tcp import C_HI, C_NXT, C_OOO, ESTABLISHED, HALF, M32, RESET, SWEEP_EVERY, Tracker
 
 try:  # the optional C accelerator (built by hatch_build.py); the pure-Python readers are the reference
     from diagnose.probes.capture import _fastcap
@@ -180,8 +180,9 @@ def read_capture(path: Path, tracker: Tracker) -> ReadResult:
 
 
 # -- shared per-frame path ------------------------------------------------------------------------
-_IP4TCP = struct.Struct("!BxH2xHxB10x12xBBH")  # vihl total frag proto | tcp off flags win
+_IP4TCP = struct.Struct("!BxH2xHxB10x4xIIBBH")  # vihl total frag proto | tcp seq ack off flags win
 _SEQ = struct.Struct("!I")
+_SEQ_ACK = struct.Struct("!II")
 PAGE = mmap.PAGESIZE
 
 
@@ -210,8 +211,8 @@ def _feeder(data, tracker: Tracker):
     IP options, fragments) goes through `linklayer.decode_tcp`.
     """
     conns, packet, first, log = tracker.conns, tracker.packet, tracker._first, tracker._log_letter
+    sequence = tracker.sequence
     ip4 = _IP4TCP.unpack_from
-    seqof = _SEQ.unpack_from
     ip_offset, decode = linklayer.ip_offset, linklayer.decode_tcp
     jobs, index = tracker.jobs, tracker.index
 
@@ -222,12 +223,14 @@ def _feeder(data, tracker: Tracker):
         else:
             ip, version = ip_offset(lt, data, p, end)
         if version == 4 and ip + 40 <= end:
-            vihl, tl, frag, proto, doff, fl, win = ip4(data, ip)
+            vihl, tl, frag, proto, seq, ack, doff, fl, win = ip4(data, ip)
             if vihl == 0x45 and proto == 6 and not frag & 0x1FFF:
                 if jobs > 1 and (data[ip + 21] ^ data[ip + 23]) % jobs != index:
                     return True  # another worker's connection (tcp.owner_of)
                 key = data[ip + 12:ip + 24]
                 plen = tl - 20 - ((doff >> 4) << 2)
+                if plen < 0:
+                    plen = 0
                 if fl & 0x17 == 0x10:  # ACK, no SYN/FIN/RST
                     ent = conns.get(key)
                     if ent is not None:
@@ -243,18 +246,27 @@ def _feeder(data, tracker: Tracker):
                                 first(c, d, "a", 1 << d)
                         if win == 0:
                             log(c, d, "w")
+                        # the sequence numbers (tcp.Tracker.sequence): in place when the segment goes on
+                        # where its direction is and its ACK reveals no gap, else the tracker's way
+                        if (c[C_HI + d] == seq and c[C_NXT + d] == seq and c[C_OOO + d] is None
+                                and c[8 + d] != RESET
+                                and (c[C_HI + 1 - d] is None or not 0 < (ack - c[C_NXT + 1 - d]) & M32 < HALF)):
+                            if plen:
+                                c[C_HI + d] = c[C_NXT + d] = (seq + plen) & M32
+                        else:
+                            sequence(c, d, fl, seq, plen, ack)
                         return True
                 bad = False
                 if fl & 0x05 and ip + tl <= end:
                     # ones-complement sum = value mod 0xFFFF (odd length: pad one zero byte = * 256)
                     v = int.from_bytes(data[ip + 20:ip + tl], "big") << (8 * (tl & 1))
                     bad = (int.from_bytes(data[ip + 12:ip + 20], "big") + tl - 14 + v) % 0xFFFF != 0
-                packet(frame, ts, key, None, fl, win, plen if plen > 0 else 0, seqof(data, ip + 24)[0], bad)
+                packet(frame, ts, key, None, fl, win, plen, seq, ack, bad)
                 return True
         seg = decode(lt, data, p, incl)
         if seg is None:
             return False
-        packet(frame, ts, seg[0], seg[1], seg[2], seg[3], seg[4], seg[5], seg[6])
+        packet(frame, ts, *seg)
         return True
 
     return feed
@@ -264,7 +276,7 @@ def _handlers(tracker: Tracker, feed, release: _Releaser) -> tuple:
     """What the C accelerator calls back (see _fastcap.c): the tracker's table and entry points, the
     Python feeder for the frames it leaves to Python, the page releaser, and the worker's share."""
     return (tracker.conns, tracker.open_syn, tracker.control, tracker.packet, tracker._first, tracker._log_letter,
-            tracker.sweep, release, feed, tracker.jobs, tracker.index)
+            tracker.sequence, tracker.sweep, release, feed, tracker.jobs, tracker.index)
 
 
 def _accelerated_pcap(data, tracker: Tracker, feed, release: _Releaser, lt: int, order: str, scale: float,
@@ -352,8 +364,10 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
     fused = _FUSED.unpack_from
     tsof = _TS.unpack_from
     get, packet, active, log = tracker.conns.get, tracker.packet, tracker._active, tracker._log_letter
-    open_syn, control = tracker.open_syn, tracker.control
+    open_syn, control, sequence = tracker.open_syn, tracker.control, tracker.sequence
     seqof = _SEQ.unpack_from
+    seqack = _SEQ_ACK.unpack_from
+    hi0, nxt0, ooo0, half, m32, reset = C_HI, C_NXT, C_OOO, HALF, M32, RESET
     feed = _feeder(data, tracker)
     release = _Releaser(data)
     off, frame, tcp = _accelerated_pcap(data, tracker, feed, release, linklayer.ETHERNET, "<", scale, True)
@@ -384,9 +398,10 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
                         c, d = ent
                         c[1] = frame  # C_LAST
                         c[2 + d] += 1  # C_PK0 + d
+                        plen = ((data[p + 16] << 8) | data[p + 17]) - 20 - ((data[p + 46] & 0xF0) >> 2)
                         seen = c[4]  # C_SEEN
                         if seen & firsts[d] != firsts[d]:  # this direction's first data or pure ACK?
-                            if ((data[p + 16] << 8) | data[p + 17]) - 20 - ((data[p + 46] & 0xF0) >> 2) > 0:
+                            if plen > 0:
                                 bit = 4 << d  # SEEN_D
                                 if not seen & bit:
                                     c[4] = seen | bit
@@ -400,15 +415,25 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
                                     active(c, d)
                         if not win:
                             log(c, d, "w")
+                        # the sequence numbers, as _feeder does them
+                        seq, ack = seqack(data, p + 38)
+                        if (c[hi0 + d] == seq and c[nxt0 + d] == seq and c[ooo0 + d] is None and c[8 + d] != reset
+                                and (c[hi0 + 1 - d] is None or not 0 < (ack - c[nxt0 + 1 - d]) & m32 < half)):
+                            if plen > 0:
+                                c[hi0 + d] = c[nxt0 + d] = (seq + plen) & m32
+                        else:
+                            sequence(c, d, fl, seq, plen if plen > 0 else 0, ack)
                         continue
+                tl = (data[p + 16] << 8) | data[p + 17]
+                plen = tl - 20 - ((data[p + 46] & 0xF0) >> 2)
+                if plen < 0:
+                    plen = 0
                 if fl & 0x17 == 0x02:  # SYN without ACK/FIN/RST (no checksum check): a new connection?
                     key = data[p + 26:p + 38]
                     if get(key) is None:
                         ts_s, ts_f = tsof(data, p - 16)
-                        open_syn(frame, ts_s + ts_f * scale, key, None, seqof(data, p + 38)[0])
+                        open_syn(frame, ts_s + ts_f * scale, key, None, seqof(data, p + 38)[0], plen)
                         continue
-                tl = (data[p + 16] << 8) | data[p + 17]
-                plen = tl - 20 - ((data[p + 46] & 0xF0) >> 2)
                 bad = False
                 if fl & 0x05 and 14 + tl <= incl:  # FIN/RST: verify the TCP checksum (see _feeder)
                     if tl >= 20:
@@ -424,10 +449,10 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
                     ent = get(key)
                     if ent is not None:
                         control(ent[0], ent[1], frame, ts_s + ts_f * scale, fl, ((win & 0xFF) << 8) | (win >> 8),
-                                plen if plen > 0 else 0, seqof(data, p + 38)[0])
+                                plen, *seqack(data, p + 38))
                         continue
-                packet(frame, ts_s + ts_f * scale, key, None, fl, ((win & 0xFF) << 8) | (win >> 8),
-                       plen if plen > 0 else 0, seqof(data, p + 38)[0], bad)
+                packet(frame, ts_s + ts_f * scale, key, None, fl, ((win & 0xFF) << 8) | (win >> 8), plen,
+                       *seqack(data, p + 38), bad)
                 continue
             ts_s, ts_f = tsof(data, p - 16)
             if not feed(1, p, incl, frame, ts_s + ts_f * scale):

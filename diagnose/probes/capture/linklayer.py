@@ -23,7 +23,7 @@ _U32L = struct.Struct("<I")
 _TCP = struct.Struct("!HHIIBBH")  # sport dport seq ack off flags win
 _IPV4 = struct.Struct("!BBHHHBBH")  # vihl tos total id frag ttl proto cksum
 
-Segment = tuple[bytes, bytes, int, int, int, int, bool]  # key, rkey, flags, win, plen, seq, bad checksum
+Segment = tuple[bytes, bytes, int, int, int, int, int, bool]  # key, rkey, flags, win, plen, seq, ack, bad checksum
 
 
 def _ethertype_to_ip(buf, p: int, end: int, etype: int) -> tuple[int, int]:
@@ -151,7 +151,7 @@ def decode_tcp(lt: int, buf, p: int, caplen: int) -> Segment | None:
         seg_len = ip_end - t
     if t + 20 > end or seg_len < 20:
         return None
-    _sport, _dport, seq, _ack, off, flags, win = _TCP.unpack_from(buf, t)
+    _sport, _dport, seq, ack, off, flags, win = _TCP.unpack_from(buf, t)
     plen = seg_len - (off >> 4) * 4
     if plen < 0:
         plen = 0
@@ -162,4 +162,4 @@ def decode_tcp(lt: int, buf, p: int, caplen: int) -> Segment | None:
     if flags & 0x07 and ip_end <= end:
         pseudo = src + dst + b"\0\x06" + seg_len.to_bytes(2, "big")
         bad = _checksum_bad(buf, pseudo, t, seg_len)
-    return key, rkey, flags, win, plen, seq, bad
+    return key, rkey, flags, win, plen, seq, ack, bad

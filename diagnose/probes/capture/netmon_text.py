@@ -29,7 +29,7 @@ _FRAME = re.compile(r"^\s*(\d+)[\t ]+(.*)$")
 _TCP = re.compile(
     r"Flags=(?P<flags>[CEUAPRSF.…·]{1,8}),\s*SrcPort=(?P<sport>[^,]+),\s*DstPort=(?P<dport>[^,]+),"
     r"(?:\s*PayloadLen=(?P<plen>\d+),)?\s*Seq=(?P<seq>\d+)(?:\s*-\s*\d+)?,"
-    r"(?:\s*Ack=\d+,)?\s*Win=(?P<win>\d+)(?:\s*\(scale factor 0x[0-9a-fA-F]+\)\s*=\s*(?P<swin>\d+))?")
+    r"(?:\s*Ack=(?P<ack>\d+),)?\s*Win=(?P<win>\d+)(?:\s*\(scale factor 0x[0-9a-fA-F]+\)\s*=\s*(?P<swin>\d+))?")
 _PORT = re.compile(r"^\s*(?:[A-Za-z][\w.-]*\()?(\d{1,5})\)?\s*$")
 _CONV = re.compile(r"\{TCP:(\d+)(?:,\s*IPv(?:4|6):(\d+))?[^}]*\}")
 _TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$")
@@ -112,7 +112,8 @@ def read_text(data, result, tracker: Tracker) -> bool:
         plen = int(flags_m.group("plen") or 0)
         bad = "[Bad CheckSum]" in rest or "[Bad Checksum]" in rest
         tcp += 1
-        tracker.packet(number, ts, key, rkey, flags, win, plen, int(flags_m.group("seq")), bad)
+        ack = int(flags_m.group("ack") or 0)
+        tracker.packet(number, ts, key, rkey, flags, win, plen, int(flags_m.group("seq")), ack, bad)
     result.frames += frames
     result.tcp_frames += tcp
     tracker.tcp_packets += tcp

@@ -9,8 +9,11 @@ frames are well formed (valid IPv4/TCP checksums), so tshark decodes them like r
   raw IPv4/IPv6, BSD/OpenBSD loopback).
 * `write_pcap`, `write_pcapng`, `write_netmon` (2.0-2.3, metadata frames, NDIS NetEvent wrapping),
   `write_netmon_text`.
-* `random_segments(...)`: random flags, windows, lengths and sequence numbers on a few 4-tuples;
-  `damaged(...)`: bytes changed at random (fuzzing).
+* `random_segments(...)`: random flags, windows, lengths, sequence and acknowledgement numbers on a
+  few 4-tuples; `damaged(...)`: bytes changed at random (fuzzing).
+* `lossy(...)`: connections with retransmissions, packet loss before and after the capture point,
+  reordering, keep-alive probes, sequence numbers that wrap and captures begun midstream, each with
+  what the capture shows of it (`LossTruth`, worked out on unwrapped byte offsets).
 """
 
 from __future__ import annotations
@@ -157,6 +160,7 @@ def random_segments(n: int, seed: int, tuples: int = 12, ipv6: bool = False, gap
     (past the tracker's linger time), with probability `backwards` go back 100 s; with `gap_every`,
     45 s pass ten segments before every multiple of it."""
     rng = random.Random(seed)
+    acks = random.Random(seed ^ 0x5EED)  # acknowledgement numbers from a stream of their own
     ends = [(f"10.1.0.{1 + i % 5}", 40000 + i, f"10.0.0.{10 + i % 3}", (443, 80, 8080, 50000, 1000)[i % 5])
             for i in range(tuples)]
     if ipv6:
@@ -180,7 +184,227 @@ def random_segments(n: int, seed: int, tuples: int = 12, ipv6: bool = False, gap
         if gap_every and k % gap_every == gap_every - 10:
             t += 45.0
         win = rng.choice((0, 0, 512, 65535))
-        out.append(Segment(t, src, dst, sport, dport, flags, seq, 0, win, payload, k))
+        # mostly what the other direction has sent, sometimes beyond (data the capture did not show)
+        peer = seqs.get((dst, dport, src, sport), 0)
+        ack = (peer + acks.choice((0, 0, 0, 1, 517, 3000, -5))) & 0xFFFFFFFF if acks.random() < 0.9 else \
+            acks.randrange(1 << 32)
+        out.append(Segment(t, src, dst, sport, dport, flags, seq, ack, win, payload, k))
+    return out
+
+
+@dataclass
+class LossTruth:
+    """What a capture shows of one `lossy` connection, in Zeek's terms (see tcp.py)."""
+
+    retransmissions: int = 0  # captured segments with payload ending at or below the highest end seen
+    keepalives: int = 0
+    gaps: int = 0  # holes in the captured data that the peer acknowledged (established connections only)
+    missed_bytes: int = 0
+    teardown: str = ""
+
+
+LOSS_EVENTS = ("retransmit", "upstream", "missed", "reorder")
+ENDINGS = ("dirty-close", "graceful", "reset")  # the reset: by the server
+MSS = 1448
+
+
+class _Side:
+    """One direction of a lossy connection, in unwrapped byte offsets from its ISN."""
+
+    def __init__(self, isn: int) -> None:
+        self.isn = isn
+        self.nxt = 0  # next offset the sender sends
+        self.hi = None  # highest end the capture has shown (None: nothing shown yet)
+        self.received: list[tuple[int, int]] = []  # ranges the receiver has
+        self.captured: list[tuple[int, int]] = []  # data ranges the capture has shown
+        self.accounted = None  # capture: offset below which every byte was seen or counted missing
+
+    def ack(self) -> int:
+        """The receiver's cumulative acknowledgement (offset)."""
+        top = 0
+        for a, b in sorted(self.received):
+            if a > top:
+                break
+            top = max(top, b)
+        return top
+
+
+def lossy(n: int, seed: int, events: float = 0.25, ipv6: bool = False, concurrency: int = 20,
+          start: float = 1_700_000_000.0) -> tuple[list[Segment], dict[int, LossTruth]]:
+    """`n` connections (request, response in bursts, a pause, the end in turn of `ENDINGS`), each data
+    segment with probability `events` subject to one of `LOSS_EVENTS`: sent again later
+    (`retransmit`), lost before the capture point and sent again after the rest of its burst
+    (`upstream`), received but missed by the capture (`missed`), swapped with the next one
+    (`reorder`). One connection in five has sequence numbers that wrap during the transfer, one in
+    three a keep-alive probe in its pause, one in seven is captured from after its handshake. Returns
+    the segments, interleaved, and per connection (`Segment.conn`) what the capture shows of it."""
+    rng = random.Random(seed)
+    conns: list[list[Segment]] = []
+    truth: dict[int, LossTruth] = {}
+    for i in range(n):
+        client = (f"fd00::1:{i:x}" if ipv6 else f"10.2.{i // 250 % 250}.{1 + i % 250}", 20000 + i % 40000)
+        server = ("fd00::10" if ipv6 else "10.0.0.20", 443)
+        segs, t = _lossy_connection(i, rng, client, server, events)
+        conns.append(segs)
+        truth[i] = t
+    return _interleave(conns, rng, concurrency, start), truth
+
+
+def _lossy_connection(i: int, rng: random.Random, client: tuple[str, int], server: tuple[str, int],
+                      events: float) -> tuple[list[Segment], LossTruth]:
+    wrap = i % 5 == 1
+    sides = [_Side(((1 << 32) - rng.randrange(1, 4000)) if wrap else rng.randrange(1 << 32)),
+             _Side(((1 << 32) - rng.randrange(1, 4000)) if wrap else rng.randrange(1 << 32))]
+    truth = LossTruth(teardown=ENDINGS[i % len(ENDINGS)])
+    midstream = i % 7 == 3
+    out: list[Segment] = []
+    shown = [0]  # packets emitted; the first three are not captured when midstream
+
+    def emit(d: int, flags: int, off: int, payload: int, win: int = 500, keepalive: bool = False) -> None:
+        """Direction `d` sends [off, off + payload) (+ SYN/FIN); the capture shows it (unless midstream
+        and still in the handshake): the truth follows what the capture shows."""
+        me, peer = sides[d], sides[1 - d]
+        ack = (peer.isn + peer.ack()) & 0xFFFFFFFF if flags & ACK else 0
+        shown[0] += 1
+        if midstream and shown[0] <= 3:
+            return
+        src, dst = (client, server) if d == 0 else (server, client)
+        out.append(Segment(0.0, src[0], dst[0], src[1], dst[1], flags, (me.isn + off) & 0xFFFFFFFF, ack, win,
+                           payload, i))
+        end = off + payload + (1 if flags & (SYN | FIN) else 0)
+        if me.hi is not None and payload and end <= me.hi:
+            if keepalive:
+                truth.keepalives += 1
+            else:
+                truth.retransmissions += 1
+        if me.hi is None:
+            me.accounted = off + (1 if flags & SYN else 0)
+        me.hi = end if me.hi is None else max(me.hi, end)
+        if payload or flags & FIN:  # (a FIN's sequence number counts as seen)
+            me.captured.append((off, end - (1 if flags & SYN else 0)))
+        if flags & ACK and not flags & RST and peer.accounted is not None:
+            _count_gaps(peer, peer.ack(), truth, established=not midstream)
+
+    # handshake: the SYN and the SYN-ACK take one sequence number each
+    emit(0, SYN, -1, 0, 64240)
+    sides[0].received.append((-1, 0))
+    emit(1, SYN | ACK, -1, 0, 65160)
+    sides[1].received.append((-1, 0))
+    emit(0, ACK, 0, 0)
+    for d, total in ((0, rng.randrange(1, 3 * MSS)), (1, rng.randrange(2 * MSS, 12 * MSS))):
+        _burst(d, total, sides, rng, events, emit)
+    if i % 3 == 0:  # a pause with a keep-alive probe from the client: one byte below what it has sent
+        c = sides[0]
+        emit(0, ACK, c.nxt - 1, 1, keepalive=True)
+        emit(1, ACK, sides[1].nxt, 0)
+    c, s = sides
+    if truth.teardown == "dirty-close":
+        emit(1, FIN | ACK, s.nxt, 0)
+        s.received.append((s.nxt, s.nxt + 1))
+        emit(0, ACK, c.nxt, 0)
+        emit(0, RST | ACK, c.nxt, 0, 0)
+    elif truth.teardown == "graceful":
+        emit(0, FIN | ACK, c.nxt, 0)
+        c.received.append((c.nxt, c.nxt + 1))
+        emit(1, FIN | ACK, s.nxt, 0)
+        s.received.append((s.nxt, s.nxt + 1))
+        emit(0, ACK, c.nxt + 1, 0)
+    else:
+        emit(1, RST | ACK, s.nxt, 0, 0)
+    return out, truth
+
+
+def _burst(d: int, total: int, sides: list[_Side], rng: random.Random, events: float, emit) -> None:
+    """Direction `d` sends `total` bytes in segments of at most MSS, each subject to an event with
+    probability `events`; the receiver acknowledges every second segment it gets and at the end."""
+    me = sides[d]
+    pieces = []
+    while total > 0:
+        size = min(MSS, total)
+        pieces.append((me.nxt, size))
+        me.nxt += size
+        total -= size
+    plan = [rng.choice(LOSS_EVENTS) if rng.random() < events else "" for _ in pieces]
+    later: list[tuple[int, int]] = []  # lost upstream: sent again after the burst
+    got = 0
+    k = 0
+    while k < len(pieces):
+        off, size = pieces[k]
+        event = plan[k]
+        if event == "reorder" and k + 1 < len(pieces) and not plan[k + 1]:
+            order = [pieces[k + 1], pieces[k]]
+            k += 2
+        else:
+            order = [pieces[k]]
+            k += 1
+        for off, size in order:
+            if event == "upstream":
+                later.append((off, size))
+                continue
+            if event == "missed":  # the receiver has it, the capture does not
+                me.received.append((off, off + size))
+            else:
+                emit(d, PSH | ACK, off, size)
+                me.received.append((off, off + size))
+                if event == "retransmit":
+                    emit(d, PSH | ACK, off, size)
+            got += 1
+            if got % 2 == 0:
+                emit(1 - d, ACK, sides[1 - d].nxt, 0)
+    emit(1 - d, ACK, sides[1 - d].nxt, 0)
+    for off, size in later:  # the sender's retransmissions of what was lost, each acknowledged
+        emit(d, PSH | ACK, off, size)
+        me.received.append((off, off + size))
+        emit(1 - d, ACK, sides[1 - d].nxt, 0)
+
+
+def _count_gaps(side: _Side, acked: int, truth: LossTruth, established: bool) -> None:
+    """The receiver acknowledges `side`'s bytes below `acked`: each run of bytes below it that the
+    capture never showed, above what is already accounted for, is a gap."""
+    if acked <= side.accounted:
+        return
+    seen = sorted((a, b) for a, b in side.captured if b > side.accounted)
+    pos = side.accounted
+    for a, b in seen:
+        if a >= acked:
+            break
+        if a > pos and established:
+            truth.gaps += 1
+            truth.missed_bytes += a - pos
+        pos = max(pos, b)
+    if pos < acked:
+        if established:
+            truth.gaps += 1
+            truth.missed_bytes += acked - pos
+        pos = acked
+    side.accounted = pos
+
+
+def _interleave(conns: list[list[Segment]], rng: random.Random, concurrency: int, start: float) -> list[Segment]:
+    """The connections' segments interleaved, `concurrency` connections at a time, times increasing."""
+    out: list[Segment] = []
+    active: list[Iterator[Segment]] = []
+    pending = iter(conns)
+    t = start
+    more = True
+    while more or active:
+        while more and len(active) < concurrency:
+            nxt = next(pending, None)
+            if nxt is None:
+                more = False
+                break
+            active.append(iter(nxt))
+        if not active:
+            break
+        k = rng.randrange(len(active))
+        seg = next(active[k], None)
+        if seg is None:
+            active[k] = active[-1]
+            active.pop()
+            continue
+        t = round(t + 0.0001 + rng.random() * 0.0004, 6)
+        out.append(Segment(t, seg.src, seg.dst, seg.sport, seg.dport, seg.flags, seg.seq, seg.ack, seg.win,
+                           seg.payload, seg.conn))
     return out
 
 

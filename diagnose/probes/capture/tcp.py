@@ -11,8 +11,37 @@ has moved `LINGER` seconds past its close, and a new SYN on a closed connection 
 (port reuse), as tshark does with `tcp.stream`.
 
 Zeek-compatible `conn_state` and `history` (see Zeek `base/protocols/conn/main.zeek`):
-letters s h a d f r c w i q ^, upper case from the originator. Not implemented: `t` (retransmitted
-payload), `g` (content gap) and `x`, which need sequence-space reassembly.
+letters s h a d f r c w i q t g ^, upper case from the originator; c w t g are logarithmic (the 1st,
+10th, 100th ... instance). Not implemented: `x` (Zeek's analysis limits; ours is the bound on
+out-of-order ranges below).
+
+Sequence space, per direction, as Zeek's TCP analyzer and reassembler keep it (TCP.cc
+`update_last_seq`, TCP_Reassembler.cc `Undelivered`), in 32-bit arithmetic (wraparound: every
+comparison is of the signed 32-bit difference):
+* `C_HI + d`: the highest sequence end seen (Zeek's last_seq). A segment's end is seq + payload,
+  + 1 for SYN and FIN, without the payload of a RST. A segment with payload that does not end beyond
+  it is a retransmission (`t`), counted with Zeek's rules: SYN and RST segments more than 1 MiB off
+  are not trusted, nor segments sent after the direction's own RST. A 1-byte segment one below it
+  (a keep-alive probe with its garbage byte, as Windows sends them) is a retransmission for Zeek
+  too; it is counted apart (`keepalives`) and is not evidence of loss.
+* `C_NXT + d`: the byte up to which the direction's stream is accounted for (Zeek's
+  last_reassem_seq): every byte below was seen, or declared missing. Starts after the SYN, or at
+  the first segment seen (a connection picked up midstream: nothing before it is missing); a
+  FIN's sequence number counts as seen.
+* `C_OOO + d`: None, or the ranges seen above `C_NXT + d` (out of order, behind a hole), as a flat
+  sorted list [start, end, start, end, ...]; at most MAX_RANGES ranges (beyond, the two closest
+  merge: the hole between is taken as seen).
+* A content gap (`g`) is what the peer acknowledges that was never seen: an ACK beyond
+  `C_NXT + d` (capped at the direction's FIN) declares each hole below it missing, one gap per
+  hole; `missed_bytes` adds their sizes. As in Zeek, only while both sides are established or
+  closed from established (never for a connection picked up midstream); an ACK in a RST
+  still moves the accounted byte, without a gap. Unlike Zeek, a segment cut short by the snap
+  length counts as seen (its length is the IP header's): a short snap length is no loss.
+
+Retransmissions, keep-alives, gaps and missed bytes are counted in the `C_LOG` dict (keys t0 t1
+k0 k1 g0 g1 m0 m1, and `l`: the frame of the first retransmission or gap, keep-alives aside). A NetMon
+text export shows no TCP details for frames of protocols above TCP, so connections read from one
+(str keys) get no sequence analysis.
 """
 
 from __future__ import annotations
@@ -21,6 +50,7 @@ import operator
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
+from typing import Any
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 CONTROL = FIN | SYN | RST
@@ -33,19 +63,29 @@ TEARDOWNS = ("graceful", "dirty-close", "reset-after-own-fin", "reset", "refused
 WELL_KNOWN = frozenset({21, 22, 23, 25, 53, 80, 110, 139, 143, 443, 445, 993, 995, 1433, 3128, 3389,
                         8080, 8443})
 
+M32 = 0xFFFFFFFF
+HALF = 0x80000000
+BIG_JUMP = 1 << 20  # Zeek's TOO_LARGE_SEQ_DELTA: a SYN or RST this far off is not trusted
+MAX_RANGES = 32  # out-of-order ranges kept per direction
+
 LINGER = 30.0  # seconds a closed connection is kept for late packets (Zeek: tcp_close_delay 5 s)
 SWEEP_EVERY = 1 << 14  # frames between sweeps of closed connections (and releases of read pages)
 
 # Zeek endpoint states
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 
-# indices of the per-connection list; the last eight slots (from C_SEQ) hold the sequence numbers of
-# the last SYN-ACK (C_SEQ + d), SYN (+ 2 + d), FIN (+ 4 + d) and RST (+ 6 + d) of each direction d,
-# which tell a retransmission (same letter once) from a new instance (the letter again)
+# indices of the per-connection list; the eight slots from C_SEQ hold the sequence numbers of the
+# last SYN-ACK (C_SEQ + d), SYN (+ 2 + d), FIN (+ 4 + d: the FIN's own sequence number, after its
+# payload) and RST (+ 6 + d) of each direction d, which tell a retransmission (same letter once) from
+# a new instance (the letter again); then the sequence space of each direction (C_HI, C_NXT, C_OOO:
+# see the module docstring)
 (C_FIRST, C_LAST, C_PK0, C_PK1, C_SEEN, C_HIST, C_T0, C_TL, C_ST0, C_ST1, C_FIN0, C_FIN1, C_FTS0, C_FTS1,
  C_RST0, C_RST1, C_RTS0, C_RTS1, C_RZW, C_KEY, C_CSUM, C_LOG, C_SRC, C_CLOSED, C_DONE, C_SYNS, C_SYNACK,
  C_RKEY, C_ORDER, C_SEQ) = range(30)
-_WIDTH = C_SEQ + 8
+C_HI = C_SEQ + 8
+C_NXT = C_HI + 2
+C_OOO = C_NXT + 2
+_WIDTH = C_OOO + 2
 
 # finishing-order key of a connection (C_ORDER), set when it is handed to the sink:
 # (source index, frame, phase, close time, frame). Phase 0: a port reuse while frame `frame` was read;
@@ -60,6 +100,7 @@ SEEN_A = (1, 2)
 SEEN_D = (4, 8)
 SEEN_I = (16, 32)
 SEEN_Q = (64, 128)
+CLEAN_CLOSE = (256, 512)  # the direction closed (FIN) while established (Zeek: CLOSED after ESTABLISHED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +129,21 @@ class Connection:
     bad_checksums: int
     first_time: float
     last_time: float
+    loss_analysed: bool = False  # sequence numbers analysed (not a NetMon text export)
+    retransmissions: int = 0  # packets with retransmitted payload, keep-alive probes aside (both directions)
+    keepalives: int = 0  # 1-byte keep-alive probes (Zeek counts them as retransmissions)
+    gaps: int = 0  # content gaps: data the peer acknowledged that the capture never showed
+    missed_bytes: int = 0
+    first_loss_frame: int | None = None  # first retransmission or gap (keep-alives aside)
 
     @property
     def subject(self) -> str:
         return f"{self.originator}>{self.responder}"
+
+    @property
+    def loss_before_end(self) -> bool:
+        """A retransmission or content gap before the connection's first RST (any, without one)."""
+        return self.first_loss_frame is not None and (self.rst_frame is None or self.first_loss_frame < self.rst_frame)
 
     def __reduce__(self) -> tuple:
         # pickled (from worker processes) as its field values: rebuilt by __init__, much faster
@@ -197,13 +249,13 @@ class Tracker:
 
     # -- the general entry point: one TCP segment ---------------------------------------------
     def packet(self, frame: int, ts: float, key: bytes | str, rkey: bytes | str | None, flags: int, win: int,
-               plen: int, seq: int, bad: bool) -> None:
+               plen: int, seq: int, ack: int, bad: bool) -> None:
         ent = self.conns.get(key)
         if ent is None:
             if self.jobs > 1 and owner_of(key, self.jobs) != self.index:
                 return  # another worker's connection
             if flags & 0x17 == SYN and not bad:
-                self.open_syn(frame, ts, key, rkey, seq)
+                self.open_syn(frame, ts, key, rkey, seq, plen)
                 return
             c, d = self._new(frame, ts, key, rkey, flags)
         else:
@@ -212,7 +264,7 @@ class Tracker:
                 # a new SYN on a connection that has ended: port reuse, a new connection
                 self._finish(c, (self.source_index, frame, 0, 0.0, 0))
                 if flags & 0x17 == SYN and not bad:
-                    self.open_syn(frame, ts, key, rkey, seq)
+                    self.open_syn(frame, ts, key, rkey, seq, plen)
                     return
                 c, d = self._new(frame, ts, key, rkey, flags)
         if bad:
@@ -220,7 +272,7 @@ class Tracker:
             c[C_CSUM] += 1
             self._log_letter(c, d, "c")
         if flags & CONTROL:
-            self.control(c, d, frame, ts, flags, win, plen, seq)
+            self.control(c, d, frame, ts, flags, win, plen, seq, ack)
             return
         c[C_LAST] = frame
         c[C_PK0 + d] += 1
@@ -233,6 +285,7 @@ class Tracker:
                 self._first(c, d, "a", SEEN_A[d])
             if win == 0:
                 self._log_letter(c, d, "w")
+            self.sequence(c, d, flags, seq, plen, ack)
             return
         # a segment without SYN, FIN, RST or ACK
         c[C_TL] = ts
@@ -243,9 +296,11 @@ class Tracker:
             c[C_HIST] += "d" if d else "D"
         if win == 0:
             self._log_letter(c, d, "w")
+        self.sequence(c, d, flags, seq, plen, ack)
         return
 
-    def control(self, c: list, d: int, frame: int, ts: float, flags: int, win: int, plen: int, seq: int) -> None:
+    def control(self, c: list, d: int, frame: int, ts: float, flags: int, win: int, plen: int, seq: int,
+                ack: int) -> None:
         """A segment with SYN, FIN or RST in direction `d` of connection `c`: from `packet` (which
         has found the connection, handled port reuse and counted a bad checksum), or straight from the
         fused pcap loop for a known connection, a good checksum and anything but a SYN without ACK."""
@@ -253,6 +308,9 @@ class Tracker:
         c[C_PK0 + d] += 1
         c[C_TL] = ts
         st = C_ST0 + d
+        was_reset = c[st] == RESET
+        # a SYN with another sequence number than this direction's last one starts its sequence space anew
+        init = c[C_HI + d] is None or (flags & SYN and c[C_SEQ + (0 if flags & ACK else 2) + d] != seq)
         if flags & SYN:
             if flags & ACK:
                 if c[C_SEQ + d] != seq:
@@ -269,6 +327,9 @@ class Tracker:
                 if c[st] == INACTIVE or c[st] == PARTIAL:
                     c[st] = SYN_SENT
             if not flags & (FIN | RST):
+                self._sent(c, d, flags, seq, plen, was_reset, init)
+                if flags & ACK:
+                    self._acked(c, 1 - d, ack)
                 return  # nothing closed: no zero-window letter on a SYN
             if not c[C_SEEN] & SEEN_Q[d]:
                 c[C_SEEN] |= SEEN_Q[d]
@@ -287,13 +348,16 @@ class Tracker:
                 c[C_SEEN] |= SEEN_I[d]
                 c[C_HIST] += "i" if d else "I"
         if flags & FIN:
-            if c[C_SEQ + 4 + d] != seq:
-                c[C_SEQ + 4 + d] = seq
+            fin_seq = (seq + plen + (1 if flags & SYN else 0)) & M32  # Zeek: the FIN after the payload
+            if c[C_SEQ + 4 + d] != fin_seq:
+                c[C_SEQ + 4 + d] = fin_seq
                 c[C_HIST] += "f" if d else "F"
             if not c[C_FIN0 + d]:
                 c[C_FIN0 + d] = frame
                 c[C_FTS0 + d] = ts
             if c[st] != RESET:
+                if c[st] == ESTABLISHED:
+                    c[C_SEEN] |= CLEAN_CLOSE[d]
                 c[st] = CLOSED
         if flags & RST:
             if c[C_SEQ + 6 + d] != seq:
@@ -307,6 +371,9 @@ class Tracker:
             c[st] = RESET
         elif win == 0 and not flags & SYN:
             self._log_letter(c, d, "w")
+        self._sent(c, d, flags, seq, plen, was_reset, init)
+        if flags & ACK:
+            self._acked(c, 1 - d, ack)
         if c[C_CLOSED] is None and (c[C_RST0] or c[C_RST1] or (c[C_FIN0] and c[C_FIN1])):
             c[C_CLOSED] = ts
             self.closing.append((ts, frame, c))
@@ -315,7 +382,8 @@ class Tracker:
             else:
                 self._last_close = ts
 
-    def open_syn(self, frame: int, ts: float, key: bytes | str, rkey: bytes | str | None, seq: int) -> None:
+    def open_syn(self, frame: int, ts: float, key: bytes | str, rkey: bytes | str | None, seq: int,
+                 plen: int) -> None:
         """A SYN without ACK, FIN or RST (and a good checksum) that starts a connection: the state
         `_new` and `packet` would make of it, built at once."""
         if rkey is None:
@@ -323,9 +391,10 @@ class Tracker:
                 rkey = key[4:8] + key[:4] + key[10:12] + key[8:10]
             else:
                 rkey = reverse_key(key) if isinstance(key, bytes) else _reverse_text_key(key)
+        hi = (seq + 1 + plen) & M32 if type(key) is bytes else None  # the SYN and its data (see _sent)
         c = [frame, frame, 1, 0, 0, "S", ts, ts, SYN_SENT, INACTIVE, 0, 0, None, None, 0, 0, None, None, None, key,
              0, None, self.source_index, None, False, True, False, rkey, None,
-             None, None, seq, None, None, None, None, None]
+             None, None, seq, None, None, None, None, None, hi, None, hi, None, None, None]
         conns = self.conns
         conns[key] = (c, 0)
         conns[rkey] = (c, 1)
@@ -343,11 +412,110 @@ class Tracker:
                 d = 1
         c = [frame, frame, 0, 0, 0, "^" if d else "", ts, ts, INACTIVE, INACTIVE, 0, 0, None, None, 0, 0, None,
              None, None, rkey if d else key, 0, None, self.source_index, None, False, False, False,
-             key if d else rkey, None, None, None, None, None, None, None, None, None]
+             key if d else rkey, None, None, None, None, None, None, None, None, None, None, None, None, None, None,
+             None]
         ent = (c, d)
         self.conns[key] = ent
         self.conns[rkey] = (c, 1 - d)
         return ent
+
+    # -- sequence space: retransmissions, content gaps --------------------------------------------
+    def sequence(self, c: list, d: int, flags: int, seq: int, plen: int, ack: int) -> None:
+        """The sequence numbers of a segment without SYN, FIN or RST in direction `d`: what it sends,
+        then what its ACK acknowledges of the other direction. The readers' inline paths (and the C
+        accelerator) do the common case themselves, a segment that goes on exactly where its direction
+        is with an ACK that reveals no gap, and call this for every other."""
+        self._sent(c, d, flags, seq, plen, c[C_ST0 + d] == RESET, c[C_HI + d] is None)
+        if flags & ACK:
+            self._acked(c, 1 - d, ack)
+
+    def _sent(self, c: list, d: int, flags: int, seq: int, plen: int, was_reset: bool, init: bool) -> None:
+        """Direction `d` sends a segment: its highest sequence end, a retransmission, its data."""
+        if type(c[C_KEY]) is not bytes:
+            return  # a NetMon text export: most data frames are not seen as TCP
+        syn = 1 if flags & SYN else 0
+        fin = 1 if flags & FIN else 0
+        rst = flags & RST
+        end = (seq + syn + fin + (0 if rst else plen)) & M32
+        hi = c[C_HI + d]
+        if init:
+            c[C_HI + d] = end
+            c[C_NXT + d] = (seq + syn) & M32
+            c[C_OOO + d] = None
+        else:
+            delta = ((end - hi + HALF) & M32) - HALF
+            if (syn or rst) and not -BIG_JUMP <= delta <= BIG_JUMP:
+                pass  # not trusted
+            elif was_reset:
+                pass  # nothing after the direction's own RST is trusted
+            elif delta > 0:
+                c[C_HI + d] = end
+            elif plen > 0:
+                log = self._log_letter(c, d, "t")
+                if plen == 1 and not flags & CONTROL and seq == (hi - 1) & M32:
+                    name = "k1" if d else "k0"
+                    log[name] = log.get(name, 0) + 1
+                elif "l" not in log:
+                    log["l"] = c[C_LAST]
+        if (plen or fin) and not rst:
+            start = (seq + syn) & M32
+            self._deliver(c, d, start, (start + plen + fin) & M32)
+
+    def _deliver(self, c: list, d: int, start: int, stop: int) -> None:
+        """Bytes [start, stop) of direction `d` were seen."""
+        nxt = c[C_NXT + d]
+        if not 0 < (stop - nxt) & M32 < HALF:
+            return  # nothing beyond what is accounted for
+        ranges = c[C_OOO + d]
+        if (start - nxt) & M32 == 0 or (start - nxt) & M32 >= HALF:  # reaches the accounted byte
+            nxt = stop
+            if ranges is not None:
+                while ranges and not 0 < (ranges[0] - nxt) & M32 < HALF:  # the next range joins on
+                    if 0 < (ranges[1] - nxt) & M32 < HALF:
+                        nxt = ranges[1]
+                    del ranges[:2]
+                if not ranges:
+                    c[C_OOO + d] = None
+            c[C_NXT + d] = nxt
+            return
+        if ranges is None:
+            c[C_OOO + d] = [start, stop]
+            return
+        _insert_range(ranges, nxt, start, stop)
+
+    def _acked(self, c: list, p: int, ack: int) -> None:
+        """The other direction acknowledges direction `p`'s bytes below `ack`: each hole below it
+        that was never seen is a content gap."""
+        if c[C_HI + p] is None or type(c[C_KEY]) is not bytes:
+            return  # `p` has sent nothing yet: its sequence space starts with its first segment
+        if c[C_FIN0 + p]:
+            after_fin = (c[C_SEQ + 4 + p] + 1) & M32
+            if 0 < (ack - after_fin) & M32 < HALF:
+                ack = after_fin  # an ACK beyond the FIN does not reveal more
+        nxt = c[C_NXT + p]
+        if not 0 < (ack - nxt) & M32 < HALF:
+            return
+        holes = []
+        ranges = c[C_OOO + p]
+        if ranges is not None:
+            while ranges and (ack - ranges[0]) & M32 < HALF:  # a range that begins at or below the ACK
+                holes.append((ranges[0] - nxt) & M32)
+                if 0 < (ranges[1] - nxt) & M32 < HALF:
+                    nxt = ranges[1]
+                del ranges[:2]
+            if not ranges:
+                c[C_OOO + p] = None
+        if 0 < (ack - nxt) & M32 < HALF:
+            holes.append((ack - nxt) & M32)
+            nxt = ack
+        c[C_NXT + p] = nxt
+        if holes and _clean(c, p) and _clean(c, 1 - p):
+            for _hole in holes:
+                log = self._log_letter(c, p, "g")
+            name = "m1" if p else "m0"
+            log[name] = log.get(name, 0) + sum(holes)
+            if "l" not in log:
+                log["l"] = c[C_LAST]
 
     def _first(self, c: list, d: int, letter: str, bit: int) -> None:
         """First pure ACK / data packet in a direction: history letter and endpoint state."""
@@ -368,17 +536,19 @@ class Tracker:
         elif state == SYN_ACK_SENT and d == 1 and c[C_ST0] == ESTABLISHED:
             c[st] = ESTABLISHED
 
-    def _log_letter(self, c: list, d: int, letter: str) -> None:
-        """c, w: logarithmic letters (1st, 10th, 100th ... instance)."""
-        if c[C_LOG] is None:
-            c[C_LOG] = {}
+    def _log_letter(self, c: list, d: int, letter: str) -> dict:
+        """c, w, t, g: logarithmic letters (1st, 10th, 100th ... instance); returns the counts."""
+        log = c[C_LOG]
+        if log is None:
+            log = c[C_LOG] = {}
         name = letter + str(d)
-        n = c[C_LOG].get(name, 0) + 1
-        c[C_LOG][name] = n
+        n = log.get(name, 0) + 1
+        log[name] = n
         while n % 10 == 0:
             n //= 10
         if n == 1:
             c[C_HIST] += letter if d else letter.upper()
+        return log
 
     # -- finishing -------------------------------------------------------------------------------
     def sweep(self, now: float, after: int = 0) -> None:
@@ -427,6 +597,32 @@ class Tracker:
             if id(c) not in seen:
                 seen.add(id(c))
                 yield c
+
+
+def _insert_range(ranges: list[int], nxt: int, start: int, stop: int) -> None:
+    """[start, stop), above `nxt`, into the sorted flat list of ranges, merged with those it touches."""
+    a, b = (start - nxt) & M32, (stop - nxt) & M32  # offsets above nxt: plain integer order
+    i = 0
+    n = len(ranges)
+    while i < n and (ranges[i + 1] - nxt) & M32 < a:  # ranges that end before it
+        i += 2
+    j = i
+    while j < n and (ranges[j] - nxt) & M32 <= b:  # ranges it touches or overlaps
+        if (ranges[j] - nxt) & M32 < a:
+            a = (ranges[j] - nxt) & M32
+        if (ranges[j + 1] - nxt) & M32 > b:
+            b = (ranges[j + 1] - nxt) & M32
+        j += 2
+    ranges[i:j] = [(nxt + a) & M32, (nxt + b) & M32]
+    if len(ranges) > 2 * MAX_RANGES:  # too many: the two closest ranges merge
+        k = min(range(2, len(ranges), 2), key=lambda k: ((ranges[k] - ranges[k - 1]) & M32, k))
+        del ranges[k - 1:k + 1]
+
+
+def _clean(c: list, x: int) -> bool:
+    """Direction `x` is established, or closed from established (Zeek's is_clean)."""
+    st = c[C_ST0 + x]
+    return st == ESTABLISHED or (st == CLOSED and bool(c[C_SEEN] & CLEAN_CLOSE[x]))
 
 
 def _reverse_text_key(key: str) -> str:
@@ -539,4 +735,18 @@ def build_connection(c: list, source: str) -> Connection:
         fin_frame=min(f for f in (c[C_FIN0], c[C_FIN1]) if f) if c[C_FIN0] or c[C_FIN1] else None,
         rst_frame=min(f for f in (c[C_RST0], c[C_RST1]) if f) if c[C_RST0] or c[C_RST1] else None,
         packets_orig=c[C_PK0], packets_resp=c[C_PK1], bad_checksums=c[C_CSUM],
-        first_time=c[C_T0], last_time=c[C_TL])
+        first_time=c[C_T0], last_time=c[C_TL], **loss_of(c))
+
+
+def loss_of(c: list) -> dict[str, Any]:
+    """The loss figures of a connection list (`Connection`'s fields of the same names)."""
+    log = c[C_LOG]
+    analysed = type(c[C_KEY]) is bytes
+    if not log:
+        return {"loss_analysed": analysed, "retransmissions": 0, "keepalives": 0, "gaps": 0, "missed_bytes": 0,
+                "first_loss_frame": None}
+    g = log.get
+    keepalives = g("k0", 0) + g("k1", 0)
+    return {"loss_analysed": analysed, "retransmissions": g("t0", 0) + g("t1", 0) - keepalives,
+            "keepalives": keepalives, "gaps": g("g0", 0) + g("g1", 0), "missed_bytes": g("m0", 0) + g("m1", 0),
+            "first_loss_frame": g("l")}
