@@ -36,20 +36,20 @@
 #define C_LAST 1
 #define C_PK0 2
 #define C_SEEN 4
-#define C_ST0 8
 #define C_HI 37  /* tcp.C_HI: highest sequence end of each direction */
 #define C_NXT 39 /* tcp.C_NXT: the byte up to which each direction is accounted for */
-#define C_OOO 41 /* tcp.C_OOO: ranges seen above it (None: none) */
 #define MIN_WIDTH 43 /* tcp._WIDTH: the state list is this long */
-#define RESET 6      /* tcp.RESET */
 
-static PyObject *LETTER_A, *LETTER_D, *LETTER_W;
+#define C_SEQ 29   /* tcp.C_SEQ: the last SYN-ACK (+ d) and SYN (+ 2 + d) sequence numbers */
+#define C_OOO 41   /* tcp.C_OOO: ranges seen above the accounted byte (None: none) */
+
+static PyObject *LETTER_A, *LETTER_D, *LETTER_W, *DEAD;
 
 typedef struct {
     const uint8_t *b;
     uint64_t end;
     PyObject *conns;
-    PyObject *open_syn, *control, *packet, *first, *log, *sequence, *sweep, *release, *feed;
+    PyObject *open_syn, *control, *control_flags, *packet, *first, *log, *sequence, *sweep, *release, *feed;
     long jobs, index;
 } walk;
 
@@ -169,47 +169,54 @@ static int set_slot(PyObject *c, Py_ssize_t i, long long v) {
     return 0;
 }
 
-/* The 32-bit value of an int slot; 0 with *ok cleared when the slot holds no int (None: not yet known). */
-static inline uint32_t seq_slot(PyObject *c, Py_ssize_t i, int *ok) {
+/* The value of a sequence slot (0 .. 2**32 - 1); -1 when it holds anything else (None: not known yet;
+ * tcp.DEAD; not an int), which no sequence number equals. */
+static inline long long seq_slot(PyObject *c, Py_ssize_t i) {
     PyObject *o = PyList_GET_ITEM(c, i);
-    if (!PyLong_CheckExact(o)) {
-        *ok = 0;
-        return 0;
+    if (!PyLong_CheckExact(o)) return -1;
+    long long v = PyLong_AsLongLong(o);
+    if (v < 0 || v > 0xFFFFFFFFLL) {
+        PyErr_Clear();
+        return -1;
     }
-    return (uint32_t)PyLong_AsUnsignedLongMask(o);
+    return v;
 }
 
 /* The sequence numbers of a segment without SYN, FIN or RST (tcp.Tracker.sequence): in place when it
- * goes on exactly where its direction is (no range waiting above, not after the direction's own RST)
- * and its ACK reveals nothing unseen of the other direction; the tracker's sequence() otherwise. */
+ * starts where its direction's highest end and accounted byte both are (so no range waits above, and
+ * the direction has sent no RST) and its ACK reveals nothing unseen of the other direction; the
+ * tracker's sequence() otherwise. */
+/* The ACK `ack` reveals nothing of the other direction (1 - dv) that the capture did not show: that
+ * direction has sent nothing yet, or `ack` is not beyond its accounted byte (tcp.Tracker._acked). */
+static inline int quiet_ack(PyObject *c, long dv, uint32_t ack) {
+    if (PyList_GET_ITEM(c, C_HI + 1 - dv) == Py_None) return 1;
+    long long pn = seq_slot(c, C_NXT + 1 - dv);
+    uint32_t ahead = ack - (uint32_t)pn;
+    return pn >= 0 && (ahead == 0 || ahead >= 0x80000000u);
+}
+
+/* Slot i set to `v` (a new reference, stolen; NULL: an error). */
+static int put_slot(PyObject *c, Py_ssize_t i, PyObject *v) {
+    if (!v) return -1;
+    PyObject *old = PyList_GET_ITEM(c, i);
+    PyList_SET_ITEM(c, i, v);
+    Py_DECREF(old);
+    return 0;
+}
+
+/* The direction's highest end and accounted byte both set to `to` (mod 2**32). */
+static int advance(PyObject *c, long dv, uint32_t to) {
+    PyObject *v = PyLong_FromUnsignedLong((unsigned long)to);
+    if (!v) return -1;
+    Py_INCREF(v);
+    if (put_slot(c, C_HI + dv, v) < 0) return -1;
+    return put_slot(c, C_NXT + dv, v);
+}
+
 static int inline_seq(walk *w, PyObject *c, PyObject *d, long dv, uint32_t fl, long plen, uint32_t seq, uint32_t ack) {
-    int ok = 1;
-    uint32_t hi = seq_slot(c, C_HI + dv, &ok), nxt = seq_slot(c, C_NXT + dv, &ok);
-    PyObject *st = PyList_GET_ITEM(c, C_ST0 + dv);
-    if (ok && hi == seq && nxt == seq && PyList_GET_ITEM(c, C_OOO + dv) == Py_None && PyLong_CheckExact(st) &&
-        PyLong_AsLong(st) != RESET) {
-        PyObject *peer = PyList_GET_ITEM(c, C_HI + 1 - dv);
-        int quiet = peer == Py_None;
-        if (!quiet) {
-            uint32_t pn = seq_slot(c, C_NXT + 1 - dv, &ok);
-            uint32_t ahead = ack - pn;
-            quiet = ok && PyLong_CheckExact(peer) && (ahead == 0 || ahead >= 0x80000000u);
-        }
-        if (quiet) {
-            if (plen > 0) {
-                PyObject *v = PyLong_FromUnsignedLong((unsigned long)(uint32_t)(seq + (uint32_t)plen));
-                if (!v) return -1;
-                Py_INCREF(v);
-                PyObject *old_hi = PyList_GET_ITEM(c, C_HI + dv), *old_nxt = PyList_GET_ITEM(c, C_NXT + dv);
-                PyList_SET_ITEM(c, C_HI + dv, v);
-                PyList_SET_ITEM(c, C_NXT + dv, v);
-                Py_DECREF(old_hi);
-                Py_DECREF(old_nxt);
-            }
-            return 0;
-        }
-    }
-    if (PyErr_Occurred()) return -1;
+    if (seq_slot(c, C_HI + dv) == (long long)seq && seq_slot(c, C_NXT + dv) == (long long)seq &&
+        quiet_ack(c, dv, ack))
+        return plen > 0 ? advance(c, dv, seq + (uint32_t)plen) : 0;
     PyObject *a[6] = {ref(c), ref(d), PyLong_FromUnsignedLong(fl), PyLong_FromUnsignedLong(seq), PyLong_FromLong(plen),
                       PyLong_FromUnsignedLong(ack)};
     return call_new(w->sequence, a, 6);
@@ -244,6 +251,28 @@ static int inline_ack(walk *w, PyObject *ent, long long frame, long plen, uint32
         if (call_new(w->log, a, 3) < 0) return -1;
     }
     return inline_seq(w, c, d, dv, fl, plen, seq, ack);
+}
+
+/* The sequence numbers of a SYN-ACK, FIN or RST of a known connection, done here in the cases
+ * tcp.Tracker.control does in place (a direction's first SYN-ACK, a FIN or RST where its direction is,
+ * with an ACK that reveals no gap): 1 done, 0 not (for the tracker's control), -1 error. */
+static int control_seq(PyObject *c, long dv, uint32_t fl, long plen, uint32_t seq, uint32_t ack) {
+    if ((fl & 0x10) && !quiet_ack(c, dv, ack)) return 0;
+    if (fl & 0x02) {
+        if (fl & 0x05) return 0;
+        PyObject *prev = PyList_GET_ITEM(c, C_SEQ + ((fl & 0x10) ? 0 : 2) + dv);
+        int init = PyList_GET_ITEM(c, C_HI + dv) == Py_None || !PyLong_CheckExact(prev) ||
+                   PyLong_AsLongLong(prev) != (long long)seq;
+        if (PyErr_Occurred()) return -1;
+        if (!init) return 0;
+        if (advance(c, dv, seq + 1 + (uint32_t)plen) < 0) return -1;
+        return put_slot(c, C_OOO + dv, ref(Py_None)) < 0 ? -1 : 1;
+    }
+    if (seq_slot(c, C_HI + dv) != (long long)seq || seq_slot(c, C_NXT + dv) != (long long)seq ||
+        ((fl & 0x04) && plen > 0))
+        return 0;
+    if (fl & 0x04) return put_slot(c, C_HI + dv, ref(DEAD)) < 0 ? -1 : 1;
+    return advance(c, dv, seq + (uint32_t)plen + 1) < 0 ? -1 : 1; /* a FIN: its sequence number is seen */
 }
 
 /* The segment whose TCP header is at t, addresses (2 x alen bytes) at src; plen already >= 0.
@@ -293,10 +322,18 @@ static int segment(walk *w, long long frame, double ts, uint64_t src, int alen, 
         long dv;
         rc = entry_of(ent, &c, &d, &dv);
         if (rc == 0) {
-            PyObject *a[9] = {ref(c), ref(d), PyLong_FromLongLong(frame), PyFloat_FromDouble(ts),
-                              PyLong_FromUnsignedLong(fl), PyLong_FromUnsignedLong(win), PyLong_FromLong(plen),
-                              PyLong_FromUnsignedLong(seq), PyLong_FromUnsignedLong(ack)};
-            rc = call_new(w->control, a, 9);
+            rc = control_seq(c, dv, fl, plen, seq, ack);
+            if (rc == 1) { /* the sequence numbers done here: the rest is the tracker's control_flags */
+                PyObject *a[8] = {ref(c), ref(d), PyLong_FromLongLong(frame), PyFloat_FromDouble(ts),
+                                  PyLong_FromUnsignedLong(fl), PyLong_FromUnsignedLong(win), PyLong_FromLong(plen),
+                                  PyLong_FromUnsignedLong(seq)};
+                rc = call_new(w->control_flags, a, 8);
+            } else if (rc == 0) {
+                PyObject *a[9] = {ref(c), ref(d), PyLong_FromLongLong(frame), PyFloat_FromDouble(ts),
+                                  PyLong_FromUnsignedLong(fl), PyLong_FromUnsignedLong(win), PyLong_FromLong(plen),
+                                  PyLong_FromUnsignedLong(seq), PyLong_FromUnsignedLong(ack)};
+                rc = call_new(w->control, a, 9);
+            }
         }
         Py_DECREF(ent);
         Py_DECREF(key);
@@ -428,9 +465,9 @@ static int frame_tcp(walk *w, long lt, uint64_t p, uint64_t incl, long long fram
 
 /* -- arguments ------------------------------------------------------------------------------------ */
 static int take_handlers(walk *w, PyObject *h) {
-    if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 12) {
-        PyErr_SetString(PyExc_TypeError, "handlers: (conns, open_syn, control, packet, first, log, sequence, sweep, "
-                                         "release, feed, jobs, index)");
+    if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 13) {
+        PyErr_SetString(PyExc_TypeError, "handlers: (conns, open_syn, control, control_flags, packet, first, log, "
+                                         "sequence, sweep, release, feed, jobs, index)");
         return -1;
     }
     w->conns = PyTuple_GET_ITEM(h, 0);
@@ -438,17 +475,17 @@ static int take_handlers(walk *w, PyObject *h) {
         PyErr_SetString(PyExc_TypeError, "handlers: conns must be a dict");
         return -1;
     }
-    PyObject **f[9] = {&w->open_syn, &w->control, &w->packet, &w->first, &w->log, &w->sequence, &w->sweep,
-                       &w->release, &w->feed};
-    for (int i = 0; i < 9; i++) {
+    PyObject **f[10] = {&w->open_syn, &w->control, &w->control_flags, &w->packet, &w->first, &w->log, &w->sequence,
+                        &w->sweep, &w->release, &w->feed};
+    for (int i = 0; i < 10; i++) {
         *f[i] = PyTuple_GET_ITEM(h, i + 1);
         if (!PyCallable_Check(*f[i])) {
             PyErr_Format(PyExc_TypeError, "handlers: item %d is not callable", i + 1);
             return -1;
         }
     }
-    w->jobs = PyLong_AsLong(PyTuple_GET_ITEM(h, 10));
-    w->index = PyLong_AsLong(PyTuple_GET_ITEM(h, 11));
+    w->jobs = PyLong_AsLong(PyTuple_GET_ITEM(h, 11));
+    w->index = PyLong_AsLong(PyTuple_GET_ITEM(h, 12));
     if (PyErr_Occurred()) return -1;
     if (w->jobs < 1 || w->index < 0 || w->index >= w->jobs) {
         PyErr_SetString(PyExc_ValueError, "handlers: need 1 <= jobs and 0 <= index < jobs");
@@ -620,6 +657,7 @@ PyMODINIT_FUNC PyInit__fastcap(void) {
     LETTER_A = PyUnicode_InternFromString("a");
     LETTER_D = PyUnicode_InternFromString("d");
     LETTER_W = PyUnicode_InternFromString("w");
-    if (!LETTER_A || !LETTER_D || !LETTER_W) return NULL;
+    DEAD = PyLong_FromLong(-1); /* tcp.DEAD */
+    if (!LETTER_A || !LETTER_D || !LETTER_W || !DEAD) return NULL;
     return PyModule_Create(&module);
 }

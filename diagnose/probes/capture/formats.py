@@ -39,7 +39,7 @@ from pathlib import Path
 
 from diagnose.errors import InputError, where
 from diagnose.probes.capture import linklayer
-from diagnose.probes.capture.tcp import C_HI, C_NXT, C_OOO, ESTABLISHED, HALF, M32, RESET, SWEEP_EVERY, Tracker
+from diagnose.probes.capture.tcp import C_HI, C_NXT, ESTABLISHED, HALF, M32, SWEEP_EVERY, Tracker
 
 try:  # the optional C accelerator (built by hatch_build.py); the pure-Python readers are the reference
     from diagnose.probes.capture import _fastcap
@@ -248,8 +248,7 @@ def _feeder(data, tracker: Tracker):
                             log(c, d, "w")
                         # the sequence numbers (tcp.Tracker.sequence): in place when the segment goes on
                         # where its direction is and its ACK reveals no gap, else the tracker's way
-                        if (c[C_HI + d] == seq and c[C_NXT + d] == seq and c[C_OOO + d] is None
-                                and c[8 + d] != RESET
+                        if (c[C_HI + d] == seq and c[C_NXT + d] == seq
                                 and (c[C_HI + 1 - d] is None or not 0 < (ack - c[C_NXT + 1 - d]) & M32 < HALF)):
                             if plen:
                                 c[C_HI + d] = c[C_NXT + d] = (seq + plen) & M32
@@ -275,8 +274,8 @@ def _feeder(data, tracker: Tracker):
 def _handlers(tracker: Tracker, feed, release: _Releaser) -> tuple:
     """What the C accelerator calls back (see _fastcap.c): the tracker's table and entry points, the
     Python feeder for the frames it leaves to Python, the page releaser, and the worker's share."""
-    return (tracker.conns, tracker.open_syn, tracker.control, tracker.packet, tracker._first, tracker._log_letter,
-            tracker.sequence, tracker.sweep, release, feed, tracker.jobs, tracker.index)
+    return (tracker.conns, tracker.open_syn, tracker.control, tracker.control_flags, tracker.packet, tracker._first,
+            tracker._log_letter, tracker.sequence, tracker.sweep, release, feed, tracker.jobs, tracker.index)
 
 
 def _accelerated_pcap(data, tracker: Tracker, feed, release: _Releaser, lt: int, order: str, scale: float,
@@ -367,7 +366,7 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
     open_syn, control, sequence = tracker.open_syn, tracker.control, tracker.sequence
     seqof = _SEQ.unpack_from
     seqack = _SEQ_ACK.unpack_from
-    hi0, nxt0, ooo0, half, m32, reset = C_HI, C_NXT, C_OOO, HALF, M32, RESET
+    hi0, nxt0, half, m32 = C_HI, C_NXT, HALF, M32
     feed = _feeder(data, tracker)
     release = _Releaser(data)
     off, frame, tcp = _accelerated_pcap(data, tracker, feed, release, linklayer.ETHERNET, "<", scale, True)
@@ -417,7 +416,7 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
                             log(c, d, "w")
                         # the sequence numbers, as _feeder does them
                         seq, ack = seqack(data, p + 38)
-                        if (c[hi0 + d] == seq and c[nxt0 + d] == seq and c[ooo0 + d] is None and c[8 + d] != reset
+                        if (c[hi0 + d] == seq and c[nxt0 + d] == seq
                                 and (c[hi0 + 1 - d] is None or not 0 < (ack - c[nxt0 + 1 - d]) & m32 < half)):
                             if plen > 0:
                                 c[hi0 + d] = c[nxt0 + d] = (seq + plen) & m32

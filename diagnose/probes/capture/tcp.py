@@ -18,7 +18,8 @@ out-of-order ranges below).
 Sequence space, per direction, as Zeek's TCP analyzer and reassembler keep it (TCP.cc
 `update_last_seq`, TCP_Reassembler.cc `Undelivered`), in 32-bit arithmetic (wraparound: every
 comparison is of the signed 32-bit difference):
-* `C_HI + d`: the highest sequence end seen (Zeek's last_seq). A segment's end is seq + payload,
+* `C_HI + d`: the highest sequence end seen (Zeek's last_seq); DEAD after the direction's RST.
+  A segment's end is seq + payload,
   + 1 for SYN and FIN, without the payload of a RST. A segment with payload that does not end beyond
   it is a retransmission (`t`), counted with Zeek's rules: SYN and RST segments more than 1 MiB off
   are not trusted, nor segments sent after the direction's own RST. A 1-byte segment one below it
@@ -30,7 +31,9 @@ comparison is of the signed 32-bit difference):
   FIN's sequence number counts as seen.
 * `C_OOO + d`: None, or the ranges seen above `C_NXT + d` (out of order, behind a hole), as a flat
   sorted list [start, end, start, end, ...]; at most MAX_RANGES ranges (beyond, the two closest
-  merge: the hole between is taken as seen).
+  merge: the hole between is taken as seen). While there are any, `C_HI + d` is above `C_NXT + d`:
+  so a segment that starts where both are (the common case, which the readers' inline paths and
+  the C accelerator do in place) needs no look at the ranges.
 * A content gap (`g`) is what the peer acknowledges that was never seen: an ACK beyond
   `C_NXT + d` (capped at the direction's FIN) declares each hole below it missing, one gap per
   hole; `missed_bytes` adds their sizes. As in Zeek, only while both sides are established or
@@ -40,8 +43,8 @@ comparison is of the signed 32-bit difference):
 
 Retransmissions, keep-alives, gaps and missed bytes are counted in the `C_LOG` dict (keys t0 t1
 k0 k1 g0 g1 m0 m1, and `l`: the frame of the first retransmission or gap, keep-alives aside). A NetMon
-text export shows no TCP details for frames of protocols above TCP, so connections read from one
-(str keys) get no sequence analysis.
+text export shows no TCP details for frames of protocols above TCP, so the figures of connections read
+from one (str keys) are not reported (`loss_of`).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ WELL_KNOWN = frozenset({21, 22, 23, 25, 53, 80, 110, 139, 143, 443, 445, 993, 99
 M32 = 0xFFFFFFFF
 HALF = 0x80000000
 BIG_JUMP = 1 << 20  # Zeek's TOO_LARGE_SEQ_DELTA: a SYN or RST this far off is not trusted
+DEAD = -1  # C_HI + d after the direction's RST: its sequence numbers are no longer trusted
 MAX_RANGES = 32  # out-of-order ranges kept per direction
 
 LINGER = 30.0  # seconds a closed connection is kept for late packets (Zeek: tcp_close_delay 5 s)
@@ -304,13 +308,34 @@ class Tracker:
         """A segment with SYN, FIN or RST in direction `d` of connection `c`: from `packet` (which
         has found the connection, handled port reuse and counted a bad checksum), or straight from the
         fused pcap loop for a known connection, a good checksum and anything but a SYN without ACK."""
+        # the first segment of the direction, or a SYN with another sequence number than the direction's
+        # last one: its sequence space starts (anew)
+        init = c[C_HI + d] is None or (flags & SYN and c[C_SEQ + (0 if flags & ACK else 2) + d] != seq)
+        self.control_flags(c, d, frame, ts, flags, win, plen, seq)
+        if flags & SYN and not flags & (FIN | RST) and init:  # what _sent does of it, in place
+            c[C_HI + d] = c[C_NXT + d] = (seq + 1 + plen) & M32
+            c[C_OOO + d] = None
+        elif not init and not flags & SYN and c[C_HI + d] == seq and c[C_NXT + d] == seq and not (flags & RST and plen):
+            # a FIN or RST where its direction is (the common case): what _sent does, in place
+            if flags & FIN and not flags & RST:
+                c[C_HI + d] = c[C_NXT + d] = (seq + plen + 1) & M32
+        else:
+            self._sent(c, d, flags, seq, plen, init)
+        if flags & RST:
+            c[C_HI + d] = DEAD
+        # (an ACK at or below what the other direction has accounted for reveals nothing: _acked's test)
+        if flags & ACK and c[C_HI + 1 - d] is not None and 0 < (ack - c[C_NXT + 1 - d]) & M32 < HALF:
+            self._acked(c, 1 - d, ack)
+
+    def control_flags(self, c: list, d: int, frame: int, ts: float, flags: int, win: int, plen: int,
+                      seq: int) -> None:
+        """`control` without the sequence space: letters, endpoint states, FIN and RST frames, closing.
+        The C accelerator calls it for a segment whose sequence numbers it has done itself (the cases
+        `control` does in place)."""
         c[C_LAST] = frame
         c[C_PK0 + d] += 1
         c[C_TL] = ts
         st = C_ST0 + d
-        was_reset = c[st] == RESET
-        # a SYN with another sequence number than this direction's last one starts its sequence space anew
-        init = c[C_HI + d] is None or (flags & SYN and c[C_SEQ + (0 if flags & ACK else 2) + d] != seq)
         if flags & SYN:
             if flags & ACK:
                 if c[C_SEQ + d] != seq:
@@ -327,9 +352,6 @@ class Tracker:
                 if c[st] == INACTIVE or c[st] == PARTIAL:
                     c[st] = SYN_SENT
             if not flags & (FIN | RST):
-                self._sent(c, d, flags, seq, plen, was_reset, init)
-                if flags & ACK:
-                    self._acked(c, 1 - d, ack)
                 return  # nothing closed: no zero-window letter on a SYN
             if not c[C_SEEN] & SEEN_Q[d]:
                 c[C_SEEN] |= SEEN_Q[d]
@@ -371,9 +393,6 @@ class Tracker:
             c[st] = RESET
         elif win == 0 and not flags & SYN:
             self._log_letter(c, d, "w")
-        self._sent(c, d, flags, seq, plen, was_reset, init)
-        if flags & ACK:
-            self._acked(c, 1 - d, ack)
         if c[C_CLOSED] is None and (c[C_RST0] or c[C_RST1] or (c[C_FIN0] and c[C_FIN1])):
             c[C_CLOSED] = ts
             self.closing.append((ts, frame, c))
@@ -391,7 +410,7 @@ class Tracker:
                 rkey = key[4:8] + key[:4] + key[10:12] + key[8:10]
             else:
                 rkey = reverse_key(key) if isinstance(key, bytes) else _reverse_text_key(key)
-        hi = (seq + 1 + plen) & M32 if type(key) is bytes else None  # the SYN and its data (see _sent)
+        hi = (seq + 1 + plen) & M32  # the SYN and its data (see _sent)
         c = [frame, frame, 1, 0, 0, "S", ts, ts, SYN_SENT, INACTIVE, 0, 0, None, None, 0, 0, None, None, None, key,
              0, None, self.source_index, None, False, True, False, rkey, None,
              None, None, seq, None, None, None, None, None, hi, None, hi, None, None, None]
@@ -423,16 +442,16 @@ class Tracker:
     def sequence(self, c: list, d: int, flags: int, seq: int, plen: int, ack: int) -> None:
         """The sequence numbers of a segment without SYN, FIN or RST in direction `d`: what it sends,
         then what its ACK acknowledges of the other direction. The readers' inline paths (and the C
-        accelerator) do the common case themselves, a segment that goes on exactly where its direction
-        is with an ACK that reveals no gap, and call this for every other."""
-        self._sent(c, d, flags, seq, plen, c[C_ST0 + d] == RESET, c[C_HI + d] is None)
+        accelerator) do the common case themselves, a segment that starts where its direction's
+        `C_HI` and `C_NXT` both are, with an ACK that reveals no gap (nothing from the other direction
+        yet, or not beyond its `C_NXT`), and call this for every other."""
+        self._sent(c, d, flags, seq, plen, c[C_HI + d] is None)
         if flags & ACK:
             self._acked(c, 1 - d, ack)
 
-    def _sent(self, c: list, d: int, flags: int, seq: int, plen: int, was_reset: bool, init: bool) -> None:
-        """Direction `d` sends a segment: its highest sequence end, a retransmission, its data."""
-        if type(c[C_KEY]) is not bytes:
-            return  # a NetMon text export: most data frames are not seen as TCP
+    def _sent(self, c: list, d: int, flags: int, seq: int, plen: int, init: bool) -> None:
+        """Direction `d` sends a segment: its highest sequence end, a retransmission, its data. `init`:
+        the first segment of the direction, or a SYN that starts it anew."""
         syn = 1 if flags & SYN else 0
         fin = 1 if flags & FIN else 0
         rst = flags & RST
@@ -442,12 +461,10 @@ class Tracker:
             c[C_HI + d] = end
             c[C_NXT + d] = (seq + syn) & M32
             c[C_OOO + d] = None
-        else:
+        elif hi != DEAD:  # (nothing after the direction's own RST is trusted)
             delta = ((end - hi + HALF) & M32) - HALF
             if (syn or rst) and not -BIG_JUMP <= delta <= BIG_JUMP:
                 pass  # not trusted
-            elif was_reset:
-                pass  # nothing after the direction's own RST is trusted
             elif delta > 0:
                 c[C_HI + d] = end
             elif plen > 0:
@@ -486,7 +503,7 @@ class Tracker:
     def _acked(self, c: list, p: int, ack: int) -> None:
         """The other direction acknowledges direction `p`'s bytes below `ack`: each hole below it
         that was never seen is a content gap."""
-        if c[C_HI + p] is None or type(c[C_KEY]) is not bytes:
+        if c[C_HI + p] is None:
             return  # `p` has sent nothing yet: its sequence space starts with its first segment
         if c[C_FIN0 + p]:
             after_fin = (c[C_SEQ + 4 + p] + 1) & M32
@@ -741,8 +758,8 @@ def build_connection(c: list, source: str) -> Connection:
 def loss_of(c: list) -> dict[str, Any]:
     """The loss figures of a connection list (`Connection`'s fields of the same names)."""
     log = c[C_LOG]
-    analysed = type(c[C_KEY]) is bytes
-    if not log:
+    analysed = type(c[C_KEY]) is bytes  # (a NetMon text export shows most data frames not as TCP: ignored)
+    if not log or not analysed:
         return {"loss_analysed": analysed, "retransmissions": 0, "keepalives": 0, "gaps": 0, "missed_bytes": 0,
                 "first_loss_frame": None}
     g = log.get
