@@ -87,6 +87,13 @@ def _text(facts: tuple[Fact, ...], run: ProbeRun) -> list[str]:
     for label in (*TEARDOWNS, "dirty-close-by-tmg", "reset-by-server", "zero-window-resets"):
         key = label.replace("-", "_")
         lines.append(f"{label:<22}" + "".join(f"{f.attrs.get(key, 0):>{width + 2}}" for f in scopes))
+    if a.get("loss_analysed"):  # packet loss as Zeek counts it (history t/T, g/G; missed_bytes)
+        for label, key in (("with retransmissions", "connections_with_retransmissions"),
+                           ("retransmitted packets", "retransmitted_packets"),
+                           ("with content gaps", "connections_with_gaps"), ("missed bytes", "missed_bytes"),
+                           ("lost before the end", "connections_with_loss_before_end")):
+            lines.append(f"{label:<22}" + "".join(f"{f.attrs.get(key, '-'):>{width + 2}}" for f in scopes))
+        lines.extend(f"  {cite}" for cite in a.get("loss_samples", ()))
     matched = next((f for f in facts if f.kind == "capture.status64_match"), None)
     if matched is not None:
         m = matched.attrs
@@ -96,6 +103,11 @@ def _text(facts: tuple[Fact, ...], run: ProbeRun) -> list[str]:
                      f"{m.get('matched_reset_by_server', 0)}, other {m.get('matched_other', 0)}), unmatched "
                      f"{m.get('unmatched', 0)}; by {m.get('match_basis', '?')}, +-{m.get('tolerance_seconds', 0):g} s")
         lines.extend(f"  {sample}" for sample in m.get("samples", ()))
+        if m.get("matched_loss_analysed"):
+            lines.append(f"matched connections that lost packets before their end: "
+                         f"{m.get('matched_with_loss_before_end', 0)} of {m['matched_loss_analysed']} "
+                         f"(dirty closes by TMG among them: {m.get('matched_dirty_close_with_loss', 0)})")
+            lines.extend(f"  {sample}" for sample in m.get("loss_samples", ()))
     servers = [f for f in summaries if f.attrs.get("scope") == "server"][:10]
     if servers:
         lines.append("")

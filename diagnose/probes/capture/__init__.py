@@ -10,9 +10,12 @@ processes; default: every CPU for captures of 32 MB or more, else one; the facts
 matched to the captured connections), `match_tolerance` (seconds, default 2), `match_limit`
 (entries kept, default 200,000).
 
-Facts: `capture.teardown_summary` for all connections, each leg and each server,
-`capture.connection` for sample connections of each label, and with `log_paths`
-`capture.status64_match`: how many Status 64 entries match TMG's dirty closes toward the server.
+Facts: `capture.teardown_summary` for all connections, each leg and each server (with the loss
+figures: connections with retransmissions or content gaps, missed bytes), `capture.teardown_loss`
+with the same figures per teardown label (all connections and each leg), `capture.connection` for
+sample connections of each label and the first connections with a retransmission or gap, and with
+`log_paths` `capture.status64_match`: how many Status 64 entries match TMG's dirty closes toward the
+server, and how many of the matched connections lost packets before they ended.
 """
 
 from __future__ import annotations
@@ -132,7 +135,11 @@ def match_fact(matcher: Status64Matcher, analysis: CaptureAnalysis,
         match_basis=out.match_basis, time_basis=out.time_basis, tolerance_seconds=matcher.tolerance,
         status64_logged=found.status64, unusable=sum(found.unusable.values()),
         unusable_reasons=[f"{n} {reason}" for reason, n in found.unusable.most_common()],
-        capped=found.capped, samples=out.samples)
+        capped=found.capped, samples=out.samples, matched_loss_analysed=out.loss_analysed,
+        matched_with_loss_before_end=out.with_loss if out.loss_analysed else None,
+        matched_dirty_close_with_loss=out.dirty_close_with_loss if out.loss_analysed else None,
+        share_matched_with_loss=round(out.with_loss / out.loss_analysed, 4) if out.loss_analysed else None,
+        loss_samples=out.loss_samples)
     return fact, excerpts
 
 
@@ -149,7 +156,10 @@ def connection_fact(analysis: CaptureAnalysis, conn: Connection) -> Fact:
         fin_to_rst_seconds=conn.fin_to_rst_seconds, rst_zero_window=conn.rst_zero_window,
         first_frame=conn.first_frame, last_frame=conn.last_frame, fin_frame=conn.fin_frame,
         rst_frame=conn.rst_frame, leg=leg, server_port=conn.resp_port, bad_checksums=conn.bad_checksums,
-        packets=conn.packets_orig + conn.packets_resp)
+        packets=conn.packets_orig + conn.packets_resp, loss_analysed=conn.loss_analysed,
+        **(dict(retransmissions=conn.retransmissions, keepalives=conn.keepalives, gaps=conn.gaps,
+                missed_bytes=conn.missed_bytes, first_loss_frame=conn.first_loss_frame,
+                loss_before_end=conn.loss_before_end) if conn.loss_analysed else {}))
 
 
 def build_facts(analysis: CaptureAnalysis) -> list[Fact]:
@@ -158,14 +168,17 @@ def build_facts(analysis: CaptureAnalysis) -> list[Fact]:
     sources = [Path(r.source).name for r in analysis.reads]
     chosen = analysis.chosen_samples()
     tmg = ", ".join(sorted(analysis.tmg)) if analysis.tmg else None
+    lossy = analysis.loss_samples
     for subject, (scope, leg, server, counts) in analysis.scopes().items():
         tally = analysis.tally(counts)
-        cites = []
-        for label, conns in chosen.items():
-            for c in conns:
-                if (leg is None or analysis.leg(c.orig_ip, c.resp_ip) == leg) and (
-                        server is None or c.responder == server):
-                    cites.append(f"{label}: {c.source} frames {c.first_frame}-{c.last_frame}")
+
+        def inside(c: Connection, leg: str | None = leg, server: str | None = server) -> bool:
+            return (leg is None or analysis.leg(c.orig_ip, c.resp_ip) == leg) and (
+                server is None or c.responder == server)
+
+        cites = [f"{label}: {c.source} frames {c.first_frame}-{c.last_frame}"
+                 for label, conns in chosen.items() for c in conns if inside(c)]
+        loss_cites = [_loss_cite(c) for c in lossy if inside(c)]
         extra: dict[str, Any] = {}
         if scope == "all":
             extra = dict(packets=sum(r.frames for r in analysis.reads), tcp_packets=analysis.tcp_packets,
@@ -175,13 +188,33 @@ def build_facts(analysis: CaptureAnalysis) -> list[Fact]:
         facts.append(make_fact(
             "capture.teardown_summary", subject, PROBE, source=", ".join(sources) or None,
             scope=scope, leg=leg, server=server, tmg=tmg, tmg_inferred=analysis.tmg_inferred if tmg else None,
-            partial=partial, samples=cites[:40], **tally, **extra))
+            partial=partial, samples=cites[:40], loss_samples=loss_cites, **tally, **extra))
+        if scope == "server":
+            continue
+        for label, figures in analysis.loss_by_teardown(counts).items():
+            facts.append(make_fact(
+                "capture.teardown_loss", f"{subject}/{label}", PROBE, source=", ".join(sources) or None,
+                scope=scope, leg=leg, teardown=label, partial=partial,
+                loss_samples=[_loss_cite(c) for c in lossy if inside(c) and c.teardown == label], **figures))
     if analysis.all_connections is not None:
         conns = analysis.all_connections
     else:
         conns = [c for cs in chosen.values() for c in cs]
+        kept = {(c.source, c.first_frame, c.originator) for c in conns}
+        conns += [c for c in lossy if (c.source, c.first_frame, c.originator) not in kept]
     facts.extend(connection_fact(analysis, c) for c in conns)
     return facts
+
+
+def _loss_cite(c: Connection) -> str:
+    """A connection with a retransmission or content gap, cited."""
+    what = []
+    if c.retransmissions:
+        what.append(f"{c.retransmissions} retransmission{'s' if c.retransmissions > 1 else ''}")
+    if c.gaps:
+        what.append(f"{c.gaps} gap{'s' if c.gaps > 1 else ''} ({c.missed_bytes} bytes missed)")
+    return (f"{c.teardown} {c.subject}: {', '.join(what)}, first at frame {c.first_loss_frame}"
+            f"{' (before the end)' if c.loss_before_end else ''}: {c.source} frames {c.first_frame}-{c.last_frame}")
 
 
 def _excerpts(analysis: CaptureAnalysis) -> dict[str, str]:

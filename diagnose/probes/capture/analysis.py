@@ -36,7 +36,10 @@ from diagnose.probes.capture.formats import ReadResult, read_capture
 from diagnose.probes.capture.tcp import (
     C_CSUM,
     C_KEY,
+    C_LOG,
     C_ORDER,
+    C_RST0,
+    C_RST1,
     C_RZW,
     C_SRC,
     TEARDOWNS,
@@ -73,6 +76,10 @@ class AggKey:
 # what a summary needs of a connection: (teardown, leg, first_fin_by, first_reset_by, rst_zero_window)
 Signature = tuple[str, str, str, str, bool]
 
+# the loss figures tallied per AggKey (`CaptureAnalysis.loss`: (key, index) -> sum), in this order
+LOSS = ("unanalysed", "connections_with_retransmissions", "retransmitted_packets", "connections_with_gaps", "gaps",
+        "missed_bytes", "connections_with_loss_before_end")
+
 
 @dataclass
 class CaptureAnalysis:
@@ -89,10 +96,15 @@ class CaptureAnalysis:
     sources: list[str] = field(default_factory=list, metadata=FIRST)
     raw_counts: Counter = field(default_factory=Counter)
     raw_bad: Counter = field(default_factory=Counter)
+    raw_loss: Counter = field(default_factory=Counter)  # (raw key, LOSS index) -> sum; only what is not 0
+    loss: Counter = field(default_factory=Counter, metadata=LATER)  # (AggKey, LOSS index) -> sum
     # label -> host pair (raw) -> [(finishing order, Connection)], at most MAX_BUCKETS pairs per label
     raw_samples: dict = field(default_factory=dict, metadata={"merge": "samples"})
     # [(finishing order, Connection)] with keep_all
     raw_connections: list | None = field(default=None, metadata={"merge": "ordered"})
+    # [(finishing order, Connection)]: the first `sample_limit` connections with a retransmission or gap
+    raw_loss_samples: list = field(default_factory=list, metadata={"merge": "ordered_first"})
+    loss_samples: list[Connection] = field(default_factory=list, metadata=LATER)
     # label -> (rank, pair) of the last-sorting pair kept while a label has MAX_BUCKETS pairs
     bucket_cut: dict = field(default_factory=dict, metadata=LATER)
     # Status 64 matching (see match.py): the matcher is input, not a result (worker 0's is kept; the
@@ -123,6 +135,11 @@ class CaptureAnalysis:
             self.matcher.see(c, self)
         if c[C_CSUM]:
             self.raw_bad[raw] += c[C_CSUM]
+        if c[C_LOG] is not None or type(key) is not bytes:
+            self._loss(raw, c)
+            if (c[C_LOG] is not None and "l" in c[C_LOG] and type(key) is bytes
+                    and len(self.raw_loss_samples) < self.sample_limit):
+                self.raw_loss_samples.append((c[C_ORDER], build_connection(c, self.sources[c[C_SRC]])))
         if self.raw_connections is not None:
             self.raw_connections.append((c[C_ORDER], build_connection(c, self.sources[c[C_SRC]])))
         if not self.sample_limit:
@@ -148,6 +165,29 @@ class CaptureAnalysis:
         if len(bucket) < self.sample_limit:
             bucket.append((c[C_ORDER], c))  # a Connection is made of it if it is kept (`built`)
 
+    def _loss(self, raw: tuple, c: list) -> None:
+        """The loss figures of a connection with any (see tcp.loss_of), added to the tallies."""
+        loss = self.raw_loss
+        if type(c[C_KEY]) is not bytes:
+            loss[raw, 0] += 1  # a NetMon text export: not analysed
+            return
+        log = c[C_LOG]
+        g = log.get
+        retransmitted = g("t0", 0) + g("t1", 0) - g("k0", 0) - g("k1", 0)
+        gaps = g("g0", 0) + g("g1", 0)
+        if retransmitted:
+            loss[raw, 1] += 1
+            loss[raw, 2] += retransmitted
+        if gaps:
+            loss[raw, 3] += 1
+            loss[raw, 4] += gaps
+            loss[raw, 5] += g("m0", 0) + g("m1", 0)
+        first = g("l")
+        if first is not None:
+            rst = min(f for f in (c[C_RST0], c[C_RST1]) if f) if c[C_RST0] or c[C_RST1] else 0
+            if not rst or first < rst:
+                loss[raw, 6] += 1
+
     def built(self) -> None:
         """The samples still held as tracker state lists become `Connection`s (at the end of a
         worker's share: samples that a smaller host pair pushed out are never built)."""
@@ -167,13 +207,17 @@ class CaptureAnalysis:
         counts: Counter = Counter()
         bad: Counter = Counter()
         raw_bad = self.raw_bad
+        textual: dict[tuple, tuple] = {}
         for raw, n in self.raw_counts.items():
             label, orig, resp, port, fin_by, rst_by, zw = raw
-            t = (label, text(orig), text(resp), port, fin_by, rst_by, zw)
+            t = textual[raw] = (label, text(orig), text(resp), port, fin_by, rst_by, zw)
             counts[t] += n
             if raw_bad and raw in raw_bad:
                 bad[t] += raw_bad[raw]
-        self.raw_counts, self.raw_bad = counts, bad
+        loss: Counter = Counter()
+        for (raw, i), n in self.raw_loss.items():
+            loss[textual[raw], i] += n
+        self.raw_counts, self.raw_bad, self.raw_loss = counts, bad, loss
 
     def settle(self) -> None:
         """Turn the raw (bytes-keyed) tallies into address-keyed ones."""
@@ -183,6 +227,7 @@ class CaptureAnalysis:
         keys = {t: AggKey(*t) for t in self.raw_counts}
         self.counts.update({keys[t]: n for t, n in self.raw_counts.items()})
         self.bad_checksums.update({keys[t]: n for t, n in self.raw_bad.items()})
+        self.loss.update({(keys[t], i): n for (t, i), n in self.raw_loss.items()})
         text = _Texts()
         for label, buckets in self.raw_samples.items():
             # pairs in the order their first sample finished, samples in finishing order
@@ -190,6 +235,7 @@ class CaptureAnalysis:
             self.samples[label] = {(text(a), text(b)): [conn for _order, conn in conns] for (a, b), conns in ordered}
         if self.raw_connections is not None:
             self.all_connections = [conn for _order, conn in self.raw_connections]
+        self.loss_samples = [conn for _order, conn in self.raw_loss_samples]
 
     # -- merging the workers of a split run ---------------------------------------------------------
     @classmethod
@@ -209,6 +255,8 @@ class CaptureAnalysis:
                 value = _merge_samples(values, first.sample_limit)
             elif how == "ordered":
                 value = None if values[0] is None else list(heapq.merge(*values, key=lambda t: t[0]))
+            elif how == "ordered_first":  # each worker's first ones, in order: the first ones of all
+                value = list(heapq.merge(*values, key=lambda t: t[0]))[:first.sample_limit]
             elif how == "spans":
                 value = {}
                 for v in values:
@@ -275,8 +323,12 @@ class CaptureAnalysis:
     def scopes(self) -> dict[str, tuple[str, str | None, str | None, dict[Signature, list[int]]]]:
         """subject -> (scope, leg, server, tallies) for all, each leg and each server; the tallies
         of a scope by `Signature` (all a summary needs of a connection) -> [connections, bad-checksum
-        frames], made in one pass over the counts."""
+        frames, the LOSS figures...], made in one pass over the counts."""
         bad = self.bad_checksums
+        lost: dict[AggKey, list[int]] = {}
+        for (key, i), n in self.loss.items():
+            lost.setdefault(key, [0] * len(LOSS))[i] += n
+        none = [0] * len(LOSS)
         every: dict[Signature, list[int]] = {}
         legs: dict[str, dict[Signature, list[int]]] = defaultdict(dict)
         servers: dict[str, dict[Signature, list[int]]] = defaultdict(dict)
@@ -290,6 +342,7 @@ class CaptureAnalysis:
                 leg = leg_of[pair] = self.leg(*pair)
             sig = (key.teardown, leg, key.first_fin_by, key.first_reset_by, key.rst_zero_window)
             b = bad.get(key, 0) if bad else 0
+            figures = lost.get(key, none) if lost else none
             targets: tuple[dict[Signature, list[int]], ...] = (every, legs[leg])
             if leg != "client":
                 end = (key.resp_ip, key.resp_port)
@@ -301,10 +354,13 @@ class CaptureAnalysis:
             for target in targets:
                 slot = target.get(sig)
                 if slot is None:
-                    target[sig] = [n, b]
+                    target[sig] = [n, b, *figures]
                 else:
                     slot[0] += n
                     slot[1] += b
+                    if figures is not none:
+                        for i, v in enumerate(figures, 2):
+                            slot[i] += v
         out: dict[str, tuple[str, str | None, str | None, dict[Signature, list[int]]]] = {
             "all": ("all", None, None, every)}
         for leg, sigs in sorted(legs.items()):
@@ -313,7 +369,7 @@ class CaptureAnalysis:
             out[f"server:{server}"] = ("server", None, server, servers[server])
         return out
 
-    def tally(self, counts: Counter | dict[Signature, list[int]]) -> dict[str, int]:
+    def tally(self, counts: Counter | dict[Signature, list[int]]) -> dict[str, Any]:
         """The summary counts of a scope: from its tallies by `Signature` (`scopes`), or from
         counts by `AggKey`."""
         if counts and isinstance(next(iter(counts)), AggKey):
@@ -322,13 +378,16 @@ class CaptureAnalysis:
             for key, n in counts.items():
                 sig = (key.teardown, self.leg(key.orig_ip, key.resp_ip), key.first_fin_by, key.first_reset_by,
                        key.rst_zero_window)
-                slot = sigs.setdefault(sig, [0, 0])
+                slot = sigs.setdefault(sig, [0] * (2 + len(LOSS)))
                 slot[0] += n
                 slot[1] += bad.get(key, 0)
+                for i in range(len(LOSS)):
+                    slot[2 + i] += self.loss.get((key, i), 0)
             counts = sigs
-        out = {name: 0 for name in _TEARDOWN_FIELDS.values()}
+        out: dict[str, Any] = {name: 0 for name in _TEARDOWN_FIELDS.values()}
         connections = by_tmg = by_server = zero_window = bad_frames = 0
-        for (teardown, leg, fin_by, rst_by, zero_win), (n, b) in counts.items():
+        figures = [0] * len(LOSS)
+        for (teardown, leg, fin_by, rst_by, zero_win), (n, b, *lost) in counts.items():
             out[_TEARDOWN_FIELDS[teardown]] += n
             connections += n
             if teardown == "dirty-close" and leg == "server" and rst_by == "originator" and fin_by == "responder":
@@ -338,9 +397,23 @@ class CaptureAnalysis:
             if rst_by != "none" and zero_win:
                 zero_window += n
             bad_frames += b
+            for i, v in enumerate(lost):
+                figures[i] += v
         out.update(connections=connections, dirty_close_by_tmg=by_tmg, reset_by_server=by_server,
                    zero_window_resets=zero_window, bad_checksums=bad_frames)
+        out.update(loss_figures(connections, figures))
         return out
+
+    def loss_by_teardown(self, counts: dict[Signature, list[int]]) -> dict[str, dict[str, Any]]:
+        """A scope's loss figures per teardown label (the labels with connections), from `scopes`."""
+        per: dict[str, list[int]] = {}
+        for (teardown, *_rest), (n, _b, *lost) in counts.items():
+            slot = per.setdefault(teardown, [0] * (1 + len(LOSS)))
+            slot[0] += n
+            for i, v in enumerate(lost, 1):
+                slot[i] += v
+        return {label: loss_figures(per[label][0], per[label][1:]) | {"connections": per[label][0]}
+                for label in TEARDOWNS if label in per}
 
     def chosen_samples(self) -> dict[str, list[Connection]]:
         """Up to `sample_limit` connections per label, server-leg connections first."""
@@ -361,6 +434,19 @@ class CaptureAnalysis:
 
 _INTERNAL_NETS = tuple(ipaddress.ip_network(n) for n in (
     "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7", "::1/128"))
+
+
+def loss_figures(connections: int, figures: list[int]) -> dict[str, Any]:
+    """The fact attributes of LOSS figures summed over `connections` connections."""
+    analysed = connections - figures[0]
+    if not analysed:  # (missing, not 0: nothing was analysed)
+        return {"loss_analysed": 0}
+    out: dict[str, Any] = dict(zip(LOSS[1:], figures[1:], strict=True))
+    out["loss_analysed"] = analysed
+    out["share_with_retransmissions"] = round(figures[1] / analysed, 4)
+    out["share_with_gaps"] = round(figures[3] / analysed, 4)
+    out["share_with_loss_before_end"] = round(figures[6] / analysed, 4)
+    return out
 
 
 class _Texts(dict):

@@ -366,7 +366,7 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
     open_syn, control, sequence = tracker.open_syn, tracker.control, tracker.sequence
     seqof = _SEQ.unpack_from
     seqack = _SEQ_ACK.unpack_from
-    hi0, nxt0, half, m32 = C_HI, C_NXT, HALF, M32
+    hi0, nxt0, nxt1, half, m32 = C_HI, C_NXT, C_NXT + 1, HALF, M32
     feed = _feeder(data, tracker)
     release = _Releaser(data)
     off, frame, tcp = _accelerated_pcap(data, tracker, feed, release, linklayer.ETHERNET, "<", scale, True)
@@ -416,8 +416,8 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
                             log(c, d, "w")
                         # the sequence numbers, as _feeder does them
                         seq, ack = seqack(data, p + 38)
-                        if (c[hi0 + d] == seq and c[nxt0 + d] == seq
-                                and (c[hi0 + 1 - d] is None or not 0 < (ack - c[nxt0 + 1 - d]) & m32 < half)):
+                        if c[hi0 + d] == seq == c[nxt0 + d] and (
+                                (peer := c[nxt1 - d]) == ack or peer is None or not 0 < (ack - peer) & m32 < half):
                             if plen > 0:
                                 c[hi0 + d] = c[nxt0 + d] = (seq + plen) & m32
                         else:

@@ -56,6 +56,7 @@ from diagnose.probes.capture.tcp import (
     C_T0,
     C_TL,
     endpoints_of,
+    loss_of,
     teardown_of,
 )
 
@@ -73,7 +74,7 @@ ABSOLUTE, LOCAL, TIME_OF_DAY, NONE = "absolute", "local clock", "time of day", "
 _TIME_RANK = {ABSOLUTE: 0, LOCAL: 1, TIME_OF_DAY: 2, NONE: 3}
 FOUR_TUPLE, PORTS = "4-tuple", "ports"
 CLASSES = ("dirty_close_by_tmg", "reset_by_server", "other")
-SAMPLES = {"dirty_close_by_tmg": 4, "reset_by_server": 4, "other": 2, "unmatched": 2}
+SAMPLES = {"dirty_close_by_tmg": 4, "reset_by_server": 4, "other": 2, "unmatched": 2, "loss": 4}
 
 
 @dataclass
@@ -158,6 +159,10 @@ class MatchOutcome:
     match_basis: str = FOUR_TUPLE
     time_basis: str = ABSOLUTE
     samples: list[str] = field(default_factory=list)
+    loss_analysed: int = 0  # matched entries whose connection's sequence numbers were analysed
+    with_loss: int = 0  # ... that lost packets before the connection's first RST (any, without one)
+    dirty_close_with_loss: int = 0
+    loss_samples: list[str] = field(default_factory=list)
     cited_entries: list[Any] = field(default_factory=list)
     cited_frames: dict[str, set[int]] = field(default_factory=dict)
 
@@ -316,8 +321,14 @@ class Status64Matcher:
         _o, _r, orig_ip, resp_ip, _port = endpoints_of(c[C_KEY])
         fin = min(f for f in (c[C_FIN0], c[C_FIN1]) if f) if c[C_FIN0] or c[C_FIN1] else 0
         rst = min(f for f in (c[C_RST0], c[C_RST1]) if f) if c[C_RST0] or c[C_RST1] else 0
+        loss = loss_of(c)
+        first = loss["first_loss_frame"]
+        # (analysed, retransmissions, gaps, missed bytes, lost packets before the first RST)
+        lost = (loss["loss_analysed"], loss["retransmissions"], loss["gaps"], loss["missed_bytes"],
+                first is not None and (not rst or first < rst))
         return (eid, basis, distance, c[C_SRC], analysis.sources[c[C_SRC]], c[C_FIRST], c[C_LAST], label,
-                fin_by, rst_by, orig_ip, resp_ip, "originator" if entry_is_originator else "responder", fin, rst)
+                fin_by, rst_by, orig_ip, resp_ip, "originator" if entry_is_originator else "responder", fin, rst,
+                lost)
 
     # -- the outcome --------------------------------------------------------------------------------
     def outcome(self, analysis: CaptureAnalysis) -> MatchOutcome:
@@ -337,6 +348,14 @@ class Status64Matcher:
             if cand is not None:
                 kind = classify(e, cand, analysis)
                 out.matched[kind] += 1
+                analysed, _rx, _gaps, _missed, before_end = cand[15]
+                if analysed:
+                    out.loss_analysed += 1
+                    if before_end:
+                        out.with_loss += 1
+                        out.dirty_close_with_loss += kind == "dirty_close_by_tmg"
+                        if len(out.loss_samples) < SAMPLES["loss"]:
+                            out.loss_samples.append(self._cite(e, cand, kind))
                 used_ports |= cand[1] == 1
                 used_time.add(self.time_basis(self.clocks[cand[3]]) if cand[3] < len(self.clocks) else ABSOLUTE)
                 if len(picked[kind]) < SAMPLES[kind]:
@@ -380,6 +399,14 @@ class Status64Matcher:
             return f"{what} <-> no connection"
         described = {"dirty_close_by_tmg": "dirty close by TMG", "reset_by_server": "reset by the server"}
         label = described.get(kind, f"{cand[7]}, first RST by {cand[9]}" if cand[9] != "none" else cand[7])
+        analysed, rx, gaps, missed, before_end = cand[15]
+        lost = []
+        if analysed and rx:
+            lost.append(f"{rx} retransmission{'s' if rx > 1 else ''}")
+        if analysed and gaps:
+            lost.append(f"{gaps} gap{'s' if gaps > 1 else ''} ({missed} bytes missed)")
+        if lost:
+            label += "; " + ", ".join(lost) + (" before the end" if before_end else "")
         return f"{what} <-> {cand[4]} frames {cand[5]}-{cand[6]} ({label})"
 
 
