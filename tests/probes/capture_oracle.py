@@ -108,3 +108,61 @@ def compare(path: Path, connections) -> list[str]:
         if c.first_reset_by != "none" and not s.completeness & 32:
             problems.append(f"stream {s.stream}: reset but completeness {s.completeness}")
     return problems
+
+
+# -- packet loss ---------------------------------------------------------------------------------------
+LOSS_FIELDS = ("tcp.stream", "frame.number", "ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst",
+               "tcp.dstport", "tcp.flags", "tcp.len", "tcp.seq", "tcp.analysis.retransmission",
+               "tcp.analysis.fast_retransmission", "tcp.analysis.spurious_retransmission",
+               "tcp.analysis.out_of_order", "tcp.analysis.keep_alive", "tcp.analysis.lost_segment",
+               "tcp.analysis.ack_lost_segment")
+
+
+@dataclass
+class LossStream:
+    """What tshark says of the sequence numbers of one stream."""
+
+    endpoints: frozenset[str]
+    flagged: set[int]  # frames with payload that tshark calls a retransmission (fast, spurious) or out of order
+    below: set[int]  # frames with payload ending at or below the highest end seen before, keep-alives aside
+    keepalives: int  # frames tshark calls a keep-alive (with one byte of payload)
+    lost: int  # "previous segment(s) not captured" (a hole in the capture)
+    ack_lost: int  # "ACKed segment that wasn't captured"
+    handshake: bool  # a SYN was captured
+
+
+def tshark_loss(path: Path) -> dict[frozenset[str], LossStream]:
+    """Per stream (keyed by its two endpoints), tshark's sequence analysis, and `below` worked out here
+    from tshark's relative sequence numbers: the frames Zeek counts as retransmissions (a payload that
+    does not end beyond the direction's highest end so far), without keep-alive probes."""
+    cmd = ["tshark", "-n", "-r", str(path), "-Y", "tcp", "-T", "fields", "-E", "separator=|",
+           *(x for f in LOSS_FIELDS for x in ("-e", f))]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout
+    streams: dict[int, LossStream] = {}
+    high: dict[tuple[int, str], int] = {}
+    for line in out.splitlines():
+        p = line.split("|")
+        if len(p) != len(LOSS_FIELDS) or not p[0]:
+            continue
+        stream, frame = int(p[0]), int(p[1])
+        src, dst = _ep(p[2] or p[3], p[4]), _ep(p[5] or p[6], p[7])
+        flags, length, seq = int(p[8], 16), int(p[9] or 0), int(p[10] or 0)
+        s = streams.get(stream)
+        if s is None:
+            s = streams[stream] = LossStream(frozenset({src, dst}), set(), set(), 0, 0, 0, False)
+        s.handshake |= bool(flags & 0x02)
+        keepalive = bool(p[15])
+        if length and any(p[i] for i in (11, 12, 13, 14)):
+            s.flagged.add(frame)
+        s.keepalives += keepalive and length == 1
+        s.lost += bool(p[16])
+        s.ack_lost += bool(p[17])
+        # (relative numbers wrap too: a segment from before the first one seen is just below 2**32)
+        end = (seq + (0 if flags & 0x04 else length) + bool(flags & 0x02) + bool(flags & 0x01)) % (1 << 32)
+        top = high.get((stream, src))
+        ahead = None if top is None else (end - top + (1 << 31)) % (1 << 32) - (1 << 31)
+        if ahead is not None and length and ahead <= 0 and not keepalive:
+            s.below.add(frame)
+        if ahead is None or ahead > 0:
+            high[stream, src] = end
+    return {s.endpoints: s for s in streams.values()}

@@ -23,10 +23,12 @@ def cannot_capture() -> str | None:
 
 
 class Tcpdump:
-    """tcpdump writing `path` for `port_filter` on lo, from when it listens until `stop()`."""
+    """tcpdump writing `path` for `port_filter` on lo, from when it listens until `stop()`; `buffer_kib`:
+    its kernel buffer (tcpdump -B), for captures that must not drop packets under load."""
 
-    def __init__(self, path: Path, port_filter: str) -> None:
-        self.proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-Z", "root", "-w",
+    def __init__(self, path: Path, port_filter: str, buffer_kib: int | None = None) -> None:
+        size = ["-B", str(buffer_kib)] if buffer_kib else []
+        self.proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", *size, "-Z", "root", "-w",
                                       str(path), port_filter], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert self.proc.stderr is not None
         deadline = time.monotonic() + 10

@@ -332,6 +332,41 @@ def test_random_traffic_with_odd_frames(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @accelerated
+@pytest.mark.parametrize(("link", "fmt", "ipv6"), [("ethernet", "pcap", False), ("ethernet", "pcapng-be", True),
+                                                   ("vlan", "pcap-ns", False), ("pppoe", "pcapng", True),
+                                                   ("sll", "pcap", False), ("raw", "pcap-be", True)])
+def test_lossy_traffic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link: str, fmt: str, ipv6: bool) -> None:
+    """Retransmissions, holes behind ranges, content gaps, keep-alives, wrapping sequence numbers,
+    connections picked up midstream (`synth.lossy`): the same sequence state, slot for slot, with the
+    sequence numbers of most segments done in C and the rest by the tracker's `sequence` and `control`."""
+    segments, truth = synth.lossy(250, seed=len(link) + 3 * ipv6, ipv6=ipv6)
+    path = _write(tmp_path / f"lossy.{fmt}", fmt, list(synth.records_for(segments, link)), synth.LINKTYPE[link])
+    calls = {"sequence": 0, "control": 0, "control_flags": 0}
+    real = {name: getattr(Tracker, name) for name in calls}
+
+    def counted(name: str) -> Any:
+        def call(self: Tracker, *args: Any) -> Any:
+            calls[name] += 1
+            return real[name](self, *args)
+
+        return call
+
+    both = _same(path, monkeypatch)
+    assert both.c_frames == len(segments) and both.fed == 0
+    with monkeypatch.context() as m:  # the accelerated read again, counting the tracker's calls
+        for name in calls:
+            m.setattr(Tracker, name, counted(name))
+        _trace(path)
+    # most ACKs and data in place in C, the others to the tracker; most SYN-ACKs, FINs and RSTs too
+    assert 0 < calls["sequence"] < len(segments) // 3
+    assert 0 < calls["control"] < calls["control_flags"]
+    histories = "".join(c[5] for c in both.fast[1])
+    assert {"t", "T", "g", "G"} <= set(histories)
+    assert sum(t.gaps for t in truth.values()) > 0
+    _same_facts([path], monkeypatch, keep_all=True, samples=3)
+
+
+@accelerated
 def test_pcapng_interfaces_sections_and_simple_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Interfaces of several link types and resolutions declared along the way, simple packet blocks
     (no time), a second section with its own byte order and interfaces."""
