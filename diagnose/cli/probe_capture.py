@@ -52,7 +52,8 @@ def capture_command(paths: tuple[Path, ...], tmg: tuple[str, ...], profile_path:
     started = time.monotonic()
     result = capture_probe(ctx, spec)
     run = ProbeRun("capture", result.status, result.reason, None,
-                   ("capture.teardown_summary", "capture.connection"), time.monotonic() - started)
+                   ("capture.teardown_summary", "capture.teardown_loss", "capture.connection"),
+                   time.monotonic() - started)
     if fmt == "json":
         emit(result, run, fmt, output)
         return

@@ -31,7 +31,7 @@ from diagnose.probes.capture import build_facts, synth
 from diagnose.probes.capture import probe as capture_probe
 from diagnose.probes.capture.analysis import analyse
 from diagnose.probes.capture.tcp import C_HI, C_OOO, MAX_RANGES, Connection, Tracker, build_connection
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli
 from tests.probes.capture_oracle import have_tshark, tshark_loss
 from tests.probes.loopback import cannot_capture
 from tests.probes.test_capture_match import CAS, TMG, S, fw_row, match, segments, write_pcap, write_w3c
@@ -314,6 +314,42 @@ def test_status64_entries_matched_to_connections_that_lost_packets(tmp_path: Pat
     first, second = attrs["loss_samples"]
     assert "31024" in first and "(dirty close by TMG; 1 retransmission before the end)" in first
     assert "31026" in second and "(dirty close by TMG; 1 gap (1400 bytes missed) before the end)" in second
+
+
+# -- the whole run --------------------------------------------------------------------------------------
+def _server_leg_run(tmp_path: Path, events: float) -> dict[str, Any]:
+    """`diagnose run` on a capture of TMG's connections to the server (`synth.lossy`, TMG the client)
+    and a Firewall log with a Status 64 entry for each dirty close, at its last packet."""
+    segs, truth = synth.lossy(60, seed=9, events=events, client=TMG, server=CAS)
+    cap = synth.write_file(tmp_path / "tmg-internal.pcap", "pcap", synth.records_for(segs))
+    last = {s.conn: s for s in segs}
+    rows = [fw_row(int(last[i].ts), f"{TMG}:{last[i].sport if last[i].src == TMG else last[i].dport}", f"{CAS}:443")
+            for i, t in truth.items() if t.teardown == "dirty-close"]
+    log = write_w3c(tmp_path / "ISALOG_20231114_FWS_000.w3c", rows)
+    done = run_cli("run", "--capture", str(cap), "--log", str(log), "--tmg", TMG, "--no-input", "--format", "json")
+    assert done.returncode in (0, 1), done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_lossy_server_leg_is_a_fault_even_when_the_entries_are_dirty_closes(tmp_path: Path) -> None:
+    doc = _server_leg_run(tmp_path, events=0.25)
+    causes = {c["id"]: c for c in doc["causes"]}
+    loss = causes["network-packet-loss"]
+    # the fault decides the verdict; the entries are dirty closes all the same (ranked by certainty)
+    assert doc["verdict"] == "fault" and doc["headline"].startswith("fault: Packets are lost between TMG")
+    assert loss["certainty"] >= 0.5 and causes["dirty-close-by-design"]["certainty"] >= 0.5
+    fired = {r["id"] for r in loss["rules"]}
+    assert {"server-leg-retransmissions", "status64-connections-lost-packets", "resets-after-loss"} <= fired
+    dirty = causes["dirty-close-by-design"]
+    assert "status64-loss-weakens-dirty-close" in {r["id"] for r in dirty["rules"]}
+    assert "before the end" in json.dumps(loss)  # the matched entries are cited with their loss
+
+
+def test_a_clean_server_leg_speaks_against_packet_loss(tmp_path: Path) -> None:
+    doc = _server_leg_run(tmp_path, events=0.0)
+    assert doc["verdict"] == "benign" and doc["causes"][0]["id"] == "dirty-close-by-design"
+    loss = next(c for c in doc["causes"] if c["id"] == "network-packet-loss")
+    assert loss["certainty"] < 0 and [r["id"] for r in loss["rules"]] == ["server-leg-without-loss"]
 
 
 # -- tshark ---------------------------------------------------------------------------------------------

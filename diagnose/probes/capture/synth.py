@@ -230,21 +230,24 @@ class _Side:
 
 
 def lossy(n: int, seed: int, events: float = 0.25, ipv6: bool = False, concurrency: int = 20,
-          start: float = 1_700_000_000.0) -> tuple[list[Segment], dict[int, LossTruth]]:
+          start: float = 1_700_000_000.0, client: str | None = None,
+          server: str | None = None) -> tuple[list[Segment], dict[int, LossTruth]]:
     """`n` connections (request, response in bursts, a pause, the end in turn of `ENDINGS`), each data
     segment with probability `events` subject to one of `LOSS_EVENTS`: sent again later
     (`retransmit`), lost before the capture point and sent again after the rest of its burst
     (`upstream`), received but missed by the capture (`missed`), swapped with the next one
     (`reorder`). One connection in five has sequence numbers that wrap during the transfer, one in
-    three a keep-alive probe in its pause, one in seven is captured from after its handshake. Returns
-    the segments, interleaved, and per connection (`Segment.conn`) what the capture shows of it."""
+    three a keep-alive probe in its pause, one in seven is captured from after its handshake. The
+    clients have addresses of their own, or all `client` (TMG on its server leg), the server is
+    `server` (default 10.0.0.20 or fd00::10), port 443. Returns the segments, interleaved, and per
+    connection (`Segment.conn`) what the capture shows of it."""
     rng = random.Random(seed)
     conns: list[list[Segment]] = []
     truth: dict[int, LossTruth] = {}
     for i in range(n):
-        client = (f"fd00::1:{i:x}" if ipv6 else f"10.2.{i // 250 % 250}.{1 + i % 250}", 20000 + i % 40000)
-        server = ("fd00::10" if ipv6 else "10.0.0.20", 443)
-        segs, t = _lossy_connection(i, rng, client, server, events)
+        ends = ((client or (f"fd00::1:{i:x}" if ipv6 else f"10.2.{i // 250 % 250}.{1 + i % 250}"), 20000 + i % 40000),
+                (server or ("fd00::10" if ipv6 else "10.0.0.20"), 443))
+        segs, t = _lossy_connection(i, rng, *ends, events)
         conns.append(segs)
         truth[i] = t
     return _interleave(conns, rng, concurrency, start), truth
