@@ -117,11 +117,8 @@ def conversations(n: int, mix: Iterable[str] | None = None, seed: int = 7, concu
     rng = random.Random(seed)
     names = list(mix or SCENARIOS)
     base = int(ipaddress.ip_address(CLIENT_NET))
-    active: list[Iterator[Segment]] = []
-    started = 0
-    t = start
 
-    def new(i: int) -> Iterator[Segment]:
+    def new(i: int) -> list[Segment]:
         sc = SCENARIOS[names[i % len(names)]]
         client_ip = str(ipaddress.ip_address(base + 1 + (i // 20000) % 250 * 256 + i % 250))
         port = 1024 + (i * 7) % 60000
@@ -129,21 +126,9 @@ def conversations(n: int, mix: Iterable[str] | None = None, seed: int = 7, concu
         if ipv6:
             client_ip = f"fd00::1:{i // 65536 % 65536:x}:{i % 65536:x}"
             server = (f"fd00::{10 + i % 4:x}", server[1])
-        return iter(script_segments(sc, (client_ip, port), server, 0.0, i, extra_data=extra_data))
+        return script_segments(sc, (client_ip, port), server, 0.0, i, extra_data=extra_data)
 
-    while started < n or active:
-        while started < n and len(active) < concurrency:
-            active.append(new(started))
-            started += 1
-        k = rng.randrange(len(active))
-        seg = next(active[k], None)
-        if seg is None:
-            active[k] = active[-1]
-            active.pop()
-            continue
-        t = round(t + 0.0001 + rng.random() * 0.0004, 6)
-        yield Segment(t, seg.src, seg.dst, seg.sport, seg.dport, seg.flags, seg.seq, seg.ack, seg.win,
-                      seg.payload, seg.conn)
+    return _interleaved((new(i) for i in range(n)), rng, concurrency, start)
 
 
 # weighted: mostly ACK and PSH-ACK, then every SYN/FIN/RST combination and odd ones (no flag, ECN bits)
@@ -250,7 +235,7 @@ def lossy(n: int, seed: int, events: float = 0.25, ipv6: bool = False, concurren
         segs, t = _lossy_connection(i, rng, *ends, events)
         conns.append(segs)
         truth[i] = t
-    return _interleave(conns, rng, concurrency, start), truth
+    return list(_interleaved(conns, rng, concurrency, start)), truth
 
 
 def _lossy_connection(i: int, rng: random.Random, client: tuple[str, int], server: tuple[str, int],
@@ -383,9 +368,10 @@ def _count_gaps(side: _Side, acked: int, truth: LossTruth, established: bool) ->
     side.accounted = pos
 
 
-def _interleave(conns: list[list[Segment]], rng: random.Random, concurrency: int, start: float) -> list[Segment]:
-    """The connections' segments interleaved, `concurrency` connections at a time, times increasing."""
-    out: list[Segment] = []
+def _interleaved(conns: Iterable[list[Segment]], rng: random.Random, concurrency: int,
+                 start: float) -> Iterator[Segment]:
+    """The connections' segments interleaved, `concurrency` connections at a time (the next one
+    starting when one ends), each at a new time, 0.1 to 0.5 ms after the one before."""
     active: list[Iterator[Segment]] = []
     pending = iter(conns)
     t = start
@@ -406,9 +392,8 @@ def _interleave(conns: list[list[Segment]], rng: random.Random, concurrency: int
             active.pop()
             continue
         t = round(t + 0.0001 + rng.random() * 0.0004, 6)
-        out.append(Segment(t, seg.src, seg.dst, seg.sport, seg.dport, seg.flags, seg.seq, seg.ack, seg.win,
-                           seg.payload, seg.conn))
-    return out
+        yield Segment(t, seg.src, seg.dst, seg.sport, seg.dport, seg.flags, seg.seq, seg.ack, seg.win,
+                      seg.payload, seg.conn)
 
 
 def damaged(data: bytes, rng: random.Random, changes: int) -> bytes:
