@@ -523,8 +523,8 @@ def _handlers(tracker: Tracker, data: Any, **replace: Any) -> tuple:
     feed = formats._feeder(data, tracker)
     release = formats._Releaser(data)
     parts = list(formats._handlers(tracker, feed, release))
-    names = ["conns", "open_syn", "control", "control_flags", "packet", "first", "log", "sequence", "sweep", "release",
-             "feed", "jobs", "index"]
+    names = ["conns", "open_syn", "control", "control_flags", "packet", "log", "sequence", "sweep", "release", "feed",
+             "jobs", "index"]
     for name, value in replace.items():
         parts[names.index(name)] = value
     return tuple(parts)

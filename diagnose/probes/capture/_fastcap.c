@@ -7,9 +7,10 @@
  * - a frame of a link layer decoded here (Ethernet with 802.1Q/802.1ad/QinQ tags and PPPoE sessions,
  *   Linux SLL and SLL2, raw IP) carrying IPv4 or IPv6 TCP is decoded here. A segment without SYN, FIN
  *   or RST of a known connection only updates that connection's state list in place (last frame,
- *   packet count, and the sequence space when the segment goes on where its direction is and its ACK
- *   reveals no gap; the tracker's _first and _log_letter for a direction's first ACK or data and for
- *   zero windows, its sequence for every other segment), as formats._feeder does. Any other segment
+ *   packet count, a direction's first ACK or data letter and the endpoint states it moves on, and the
+ *   sequence space when the segment goes on where its direction is and its ACK reveals no gap; the
+ *   tracker's _log_letter for zero windows, its sequence for every other segment), as formats._feeder
+ *   does. Any other segment
  *   goes to the tracker's open_syn, control or packet, with the arguments the Python readers give them;
  * - a frame that is not TCP for certain (no IP, another protocol, a later fragment, cut short before
  *   the TCP header) is counted as such; anything else (other link types, IPv6 extension headers,
@@ -36,6 +37,9 @@
 #define C_LAST 1
 #define C_PK0 2
 #define C_SEEN 4
+#define C_HIST 5
+#define C_ST0 8      /* tcp.C_ST0: the endpoint state of each direction */
+#define C_SYNACK 26  /* tcp.C_SYNACK: a SYN-ACK was seen */
 #define C_HI 37  /* tcp.C_HI: highest sequence end of each direction */
 #define C_NXT 39 /* tcp.C_NXT: the byte up to which each direction is accounted for */
 #define MIN_WIDTH 43 /* tcp._WIDTH: the state list is this long */
@@ -43,13 +47,15 @@
 #define C_SEQ 29   /* tcp.C_SEQ: the last SYN-ACK (+ d) and SYN (+ 2 + d) sequence numbers */
 #define C_OOO 41   /* tcp.C_OOO: ranges seen above the accounted byte (None: none) */
 
-static PyObject *LETTER_A, *LETTER_D, *LETTER_W, *DEAD;
+enum { INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED }; /* tcp's endpoint states */
+
+static PyObject *LETTER_A, *LETTER_D, *LETTER_W, *UPPER_A, *UPPER_D, *DEAD;
 
 typedef struct {
     const uint8_t *b;
     uint64_t end;
     PyObject *conns;
-    PyObject *open_syn, *control, *control_flags, *packet, *first, *log, *sequence, *sweep, *release, *feed;
+    PyObject *open_syn, *control, *control_flags, *packet, *log, *sequence, *sweep, *release, *feed;
     long jobs, index;
 } walk;
 
@@ -214,12 +220,40 @@ static int advance(PyObject *c, long dv, uint32_t to) {
 }
 
 static int inline_seq(walk *w, PyObject *c, PyObject *d, long dv, uint32_t fl, long plen, uint32_t seq, uint32_t ack) {
-    if (seq_slot(c, C_HI + dv) == (long long)seq && seq_slot(c, C_NXT + dv) == (long long)seq &&
+    /* (after `advance` both slots hold the same int: one conversion then) */
+    PyObject *hi = PyList_GET_ITEM(c, C_HI + dv), *nxt = PyList_GET_ITEM(c, C_NXT + dv);
+    if (seq_slot(c, C_HI + dv) == (long long)seq && (hi == nxt || seq_slot(c, C_NXT + dv) == (long long)seq) &&
         quiet_ack(c, dv, ack))
         return plen > 0 ? advance(c, dv, seq + (uint32_t)plen) : 0;
     PyObject *a[6] = {ref(c), ref(d), PyLong_FromUnsignedLong(fl), PyLong_FromUnsignedLong(seq), PyLong_FromLong(plen),
                       PyLong_FromUnsignedLong(ack)};
     return call_new(w->sequence, a, 6);
+}
+
+/* A direction's first pure ACK or data (tcp.Tracker._first and _active): its bit in C_SEEN, its
+ * letter (upper case from the originator), and the endpoint states it moves on. */
+static int first_letter(PyObject *c, long dv, long long seen, long bit, PyObject *letter) {
+    if (set_slot(c, C_SEEN, seen | bit) < 0) return -1;
+    PyObject *hist = PyList_GET_ITEM(c, C_HIST);
+    if (!PyUnicode_CheckExact(hist)) {
+        PyErr_SetString(PyExc_TypeError, "_fastcap: the history of a connection state is not a str");
+        return -1;
+    }
+    if (put_slot(c, C_HIST, PyUnicode_Concat(hist, letter)) < 0) return -1;
+    long long st, other;
+    if (list_int(c, C_ST0 + dv, &st) < 0) return -1;
+    if (st == INACTIVE) return set_slot(c, C_ST0 + dv, PARTIAL);
+    if (st == SYN_SENT && dv == 0) {
+        int synack = PyObject_IsTrue(PyList_GET_ITEM(c, C_SYNACK));
+        if (synack <= 0) return synack;
+        if (set_slot(c, C_ST0, ESTABLISHED) < 0 || list_int(c, C_ST0 + 1, &other) < 0) return -1;
+        return other == SYN_ACK_SENT ? set_slot(c, C_ST0 + 1, ESTABLISHED) : 0;
+    }
+    if (st == SYN_ACK_SENT && dv == 1) {
+        if (list_int(c, C_ST0, &other) < 0) return -1;
+        return other == ESTABLISHED ? set_slot(c, C_ST0 + 1, ESTABLISHED) : 0;
+    }
+    return 0;
 }
 
 /* A segment without SYN, FIN or RST of a known connection: what formats._feeder does inline. */
@@ -234,16 +268,10 @@ static int inline_ack(walk *w, PyObject *ent, long long frame, long plen, uint32
     if (list_int(c, C_SEEN, &seen) < 0) return -1;
     long m = 5L << dv;
     if ((seen & m) != m) {
-        PyObject *letter = NULL;
-        long bit = 0;
         if (plen > 0) {
-            if (!(seen & (4L << dv))) letter = LETTER_D, bit = 4L << dv;
-        } else if (!(seen & (1L << dv))) {
-            letter = LETTER_A, bit = 1L << dv;
-        }
-        if (letter) {
-            PyObject *a[4] = {ref(c), ref(d), ref(letter), PyLong_FromLong(bit)};
-            if (call_new(w->first, a, 4) < 0) return -1;
+            if (!(seen & (4L << dv)) && first_letter(c, dv, seen, 4L << dv, dv ? LETTER_D : UPPER_D) < 0) return -1;
+        } else if (!(seen & (1L << dv)) && first_letter(c, dv, seen, 1L << dv, dv ? LETTER_A : UPPER_A) < 0) {
+            return -1;
         }
     }
     if (win == 0) {
@@ -465,9 +493,9 @@ static int frame_tcp(walk *w, long lt, uint64_t p, uint64_t incl, long long fram
 
 /* -- arguments ------------------------------------------------------------------------------------ */
 static int take_handlers(walk *w, PyObject *h) {
-    if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 13) {
-        PyErr_SetString(PyExc_TypeError, "handlers: (conns, open_syn, control, control_flags, packet, first, log, "
-                                         "sequence, sweep, release, feed, jobs, index)");
+    if (!PyTuple_Check(h) || PyTuple_GET_SIZE(h) != 12) {
+        PyErr_SetString(PyExc_TypeError, "handlers: (conns, open_syn, control, control_flags, packet, log, sequence, "
+                                         "sweep, release, feed, jobs, index)");
         return -1;
     }
     w->conns = PyTuple_GET_ITEM(h, 0);
@@ -475,17 +503,17 @@ static int take_handlers(walk *w, PyObject *h) {
         PyErr_SetString(PyExc_TypeError, "handlers: conns must be a dict");
         return -1;
     }
-    PyObject **f[10] = {&w->open_syn, &w->control, &w->control_flags, &w->packet, &w->first, &w->log, &w->sequence,
-                        &w->sweep, &w->release, &w->feed};
-    for (int i = 0; i < 10; i++) {
+    PyObject **f[9] = {&w->open_syn, &w->control, &w->control_flags, &w->packet, &w->log, &w->sequence, &w->sweep,
+                       &w->release, &w->feed};
+    for (int i = 0; i < 9; i++) {
         *f[i] = PyTuple_GET_ITEM(h, i + 1);
         if (!PyCallable_Check(*f[i])) {
             PyErr_Format(PyExc_TypeError, "handlers: item %d is not callable", i + 1);
             return -1;
         }
     }
-    w->jobs = PyLong_AsLong(PyTuple_GET_ITEM(h, 11));
-    w->index = PyLong_AsLong(PyTuple_GET_ITEM(h, 12));
+    w->jobs = PyLong_AsLong(PyTuple_GET_ITEM(h, 10));
+    w->index = PyLong_AsLong(PyTuple_GET_ITEM(h, 11));
     if (PyErr_Occurred()) return -1;
     if (w->jobs < 1 || w->index < 0 || w->index >= w->jobs) {
         PyErr_SetString(PyExc_ValueError, "handlers: need 1 <= jobs and 0 <= index < jobs");
@@ -657,7 +685,9 @@ PyMODINIT_FUNC PyInit__fastcap(void) {
     LETTER_A = PyUnicode_InternFromString("a");
     LETTER_D = PyUnicode_InternFromString("d");
     LETTER_W = PyUnicode_InternFromString("w");
+    UPPER_A = PyUnicode_InternFromString("A");
+    UPPER_D = PyUnicode_InternFromString("D");
     DEAD = PyLong_FromLong(-1); /* tcp.DEAD */
-    if (!LETTER_A || !LETTER_D || !LETTER_W || !DEAD) return NULL;
+    if (!LETTER_A || !LETTER_D || !LETTER_W || !UPPER_A || !UPPER_D || !DEAD) return NULL;
     return PyModule_Create(&module);
 }

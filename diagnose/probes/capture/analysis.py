@@ -135,10 +135,12 @@ class CaptureAnalysis:
             self.matcher.see(c, self)
         if c[C_CSUM]:
             self.raw_bad[raw] += c[C_CSUM]
-        if c[C_LOG] is not None or type(key) is not bytes:
-            self._loss(raw, c)
-            if (c[C_LOG] is not None and "l" in c[C_LOG] and type(key) is bytes
-                    and len(self.raw_loss_samples) < self.sample_limit):
+        log = c[C_LOG]
+        if type(key) is not bytes:
+            self.raw_loss[raw, 0] += 1  # a NetMon text export: not analysed
+        elif log is not None and "l" in log:  # a retransmission or gap (keep-alives aside)
+            self._loss(raw, log, c)
+            if len(self.raw_loss_samples) < self.sample_limit:
                 self.raw_loss_samples.append((c[C_ORDER], build_connection(c, self.sources[c[C_SRC]])))
         if self.raw_connections is not None:
             self.raw_connections.append((c[C_ORDER], build_connection(c, self.sources[c[C_SRC]])))
@@ -165,13 +167,10 @@ class CaptureAnalysis:
         if len(bucket) < self.sample_limit:
             bucket.append((c[C_ORDER], c))  # a Connection is made of it if it is kept (`built`)
 
-    def _loss(self, raw: tuple, c: list) -> None:
-        """The loss figures of a connection with any (see tcp.loss_of), added to the tallies."""
+    def _loss(self, raw: tuple, log: dict, c: list) -> None:
+        """The loss figures of a connection with a retransmission or gap (see tcp.loss_of), added to
+        the tallies."""
         loss = self.raw_loss
-        if type(c[C_KEY]) is not bytes:
-            loss[raw, 0] += 1  # a NetMon text export: not analysed
-            return
-        log = c[C_LOG]
         g = log.get
         retransmitted = g("t0", 0) + g("t1", 0) - g("k0", 0) - g("k1", 0)
         gaps = g("g0", 0) + g("g1", 0)
@@ -182,11 +181,10 @@ class CaptureAnalysis:
             loss[raw, 3] += 1
             loss[raw, 4] += gaps
             loss[raw, 5] += g("m0", 0) + g("m1", 0)
-        first = g("l")
-        if first is not None:
-            rst = min(f for f in (c[C_RST0], c[C_RST1]) if f) if c[C_RST0] or c[C_RST1] else 0
-            if not rst or first < rst:
-                loss[raw, 6] += 1
+        first = log["l"]
+        rst = min(f for f in (c[C_RST0], c[C_RST1]) if f) if c[C_RST0] or c[C_RST1] else 0
+        if not rst or first < rst:
+            loss[raw, 6] += 1
 
     def built(self) -> None:
         """The samples still held as tracker state lists become `Connection`s (at the end of a

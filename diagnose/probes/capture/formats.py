@@ -18,8 +18,9 @@ Formats (see `knowledge/capture-formats.md` for the sources):
 
 The optional C accelerator `_fastcap` (diagnose/probes/capture/_fastcap.c, built by hatch_build.py)
 walks pcap records and pcapng packet blocks for the readers below: it decodes Ethernet (802.1Q, QinQ,
-PPPoE), Linux SLL/SLL2 and raw IP frames down to IPv4/IPv6 TCP itself, updates the counters of known
-connections in place and calls the tracker where the Python loops do, hands other frames to the
+PPPoE), Linux SLL/SLL2 and raw IP frames down to IPv4/IPv6 TCP itself, updates the state of known
+connections in place where the Python loops do (counters, first letters, the sequence space in its
+common cases) and calls the tracker for the rest, hands other frames to the
 Python `feed`, and stops before the first record or block it does not read whole (a damaged one, a
 section or interface header), from which the Python loop goes on. The Python loops are the reference
 (tests/probes/test_capture_accel.py compares the two); DIAGNOSE_PURE_PYTHON=1 forces them.
@@ -274,7 +275,7 @@ def _feeder(data, tracker: Tracker):
 def _handlers(tracker: Tracker, feed, release: _Releaser) -> tuple:
     """What the C accelerator calls back (see _fastcap.c): the tracker's table and entry points, the
     Python feeder for the frames it leaves to Python, the page releaser, and the worker's share."""
-    return (tracker.conns, tracker.open_syn, tracker.control, tracker.control_flags, tracker.packet, tracker._first,
+    return (tracker.conns, tracker.open_syn, tracker.control, tracker.control_flags, tracker.packet,
             tracker._log_letter, tracker.sequence, tracker.sweep, release, feed, tracker.jobs, tracker.index)
 
 

@@ -370,7 +370,7 @@ class Tracker:
                 c[C_SEEN] |= SEEN_I[d]
                 c[C_HIST] += "i" if d else "I"
         if flags & FIN:
-            fin_seq = (seq + plen + (1 if flags & SYN else 0)) & M32  # Zeek: the FIN after the payload
+            fin_seq = (seq + plen + (flags & SYN and 1)) & 0xFFFFFFFF  # Zeek: the FIN after the payload
             if c[C_SEQ + 4 + d] != fin_seq:
                 c[C_SEQ + 4 + d] = fin_seq
                 c[C_HIST] += "f" if d else "F"
@@ -410,7 +410,7 @@ class Tracker:
                 rkey = key[4:8] + key[:4] + key[10:12] + key[8:10]
             else:
                 rkey = reverse_key(key) if isinstance(key, bytes) else _reverse_text_key(key)
-        hi = (seq + 1 + plen) & M32  # the SYN and its data (see _sent)
+        hi = (seq + 1 + plen) & 0xFFFFFFFF  # the SYN and its data (see _sent)
         c = [frame, frame, 1, 0, 0, "S", ts, ts, SYN_SENT, INACTIVE, 0, 0, None, None, 0, 0, None, None, None, key,
              0, None, self.source_index, None, False, True, False, rkey, None,
              None, None, seq, None, None, None, None, None, hi, None, hi, None, None, None]
