@@ -19,11 +19,13 @@ Sequence space, per direction, as Zeek's TCP analyzer and reassembler keep it (T
 `update_last_seq`, TCP_Reassembler.cc `Undelivered`), in 32-bit arithmetic (wraparound: every
 comparison is of the signed 32-bit difference):
 * `C_HI + d`: the highest sequence end seen (Zeek's last_seq); DEAD after the direction's RST.
-  A segment's end is seq + payload,
-  + 1 for SYN and FIN, without the payload of a RST. A segment with payload that does not end beyond
-  it is a retransmission (`t`), counted with Zeek's rules: SYN and RST segments more than 1 MiB off
-  are not trusted, nor segments sent after the direction's own RST. A 1-byte segment one below it
-  (a keep-alive probe with its garbage byte, as Windows sends them) is a retransmission for Zeek
+  A segment's end is seq + payload, + 1 for SYN and FIN, without the payload of a RST. A segment
+  with payload that does not end beyond it is a retransmission (`t`), counted with Zeek's rules:
+  SYN and RST segments more than 1 MiB off are not trusted, nor segments sent after the
+  direction's own RST. So a segment that fills a hole late (reordered, or lost before the capture
+  point and sent again) counts; one that is sent again with new data beyond (a bigger segment) does
+  not, nor does a SYN or FIN sent again without data (tshark flags both). A 1-byte segment one below
+  it (a keep-alive probe with its garbage byte, as Windows sends them) is a retransmission for Zeek
   too; it is counted apart (`keepalives`) and is not evidence of loss.
 * `C_NXT + d`: the byte up to which the direction's stream is accounted for (Zeek's
   last_reassem_seq): every byte below was seen, or declared missing. Starts after the SYN, or at
@@ -39,7 +41,11 @@ comparison is of the signed 32-bit difference):
   hole; `missed_bytes` adds their sizes. As in Zeek, only while both sides are established or
   closed from established (never for a connection picked up midstream); an ACK in a RST
   still moves the accounted byte, without a gap. Unlike Zeek, a segment cut short by the snap
-  length counts as seen (its length is the IP header's): a short snap length is no loss.
+  length counts as seen (its length is the IP header's): a short snap length is no loss. Also
+  left out of Zeek's rules: a FIN that moves the highest end back (Zeek trusts it on connections
+  over 2 GB that showed only SYN and FIN), data from before a direction's first segment (Zeek does
+  not reassemble it), and a range that begins exactly at an ACK (joined here; Zeek counts an empty
+  gap for it later).
 
 Retransmissions, keep-alives, gaps and missed bytes are counted in the `C_LOG` dict (keys t0 t1
 k0 k1 g0 g1 m0 m1, and `l`: the frame of the first retransmission or gap, keep-alives aside). A NetMon
