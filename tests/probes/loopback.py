@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.servers import family_of
+
 
 def cannot_capture() -> str | None:
     """Why a loopback capture cannot be made here, or None."""
@@ -44,19 +46,19 @@ class Tcpdump:
         self.stats = self.proc.stderr.read().decode() if self.proc.stderr else ""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(family_of(host)) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def serve_once(port: int, behaviour: str, ready: threading.Event) -> None:
-    """Accept one connection on 127.0.0.1:`port`, read the request, then end it as `behaviour` says:
-    "reset-mid-transfer" (send, then close with SO_LINGER 0: RST), "graceful" (answer, wait for the
-    client's FIN, close), anything else (answer, then FIN first; the client may abort)."""
-    with socket.socket() as ls:
+def serve_once(port: int, behaviour: str, ready: threading.Event, host: str = "127.0.0.1") -> None:
+    """Accept one connection on `host`:`port` (127.0.0.1 or ::1), read the request, then end it as
+    `behaviour` says: "reset-mid-transfer" (send, then close with SO_LINGER 0: RST), "graceful" (answer,
+    wait for the client's FIN, close), anything else (answer, then FIN first; the client may abort)."""
+    with socket.socket(family_of(host)) as ls:
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind(("127.0.0.1", port))
+        ls.bind((host, port))
         ls.listen()
         ready.set()
         conn, _ = ls.accept()

@@ -57,8 +57,10 @@ def test_healthy_owa(healthy: TlsServer) -> None:
     assert owa["url"] == f"https://{INTERNAL_NAME}:{healthy.port}/owa/" and owa["address"] == "127.0.0.1"
     assert facts["GET /rpc/rpcproxy.dll"]["auth_schemes"] == ("Negotiate", "NTLM", "Basic")
     assert facts["GET /rpc/rpcproxy.dll"]["protocol"] == "outlook-anywhere"
-    # like TMG, the probe sends the internal name as Host header (and SNI)
-    assert {headers["host"] for _m, _p, headers in healthy.requests} == {INTERNAL_NAME}
+    # like TMG, the probe sends the internal name as Host header (with the URL's port: it is not 443,
+    # RFC 7230 5.4) and as SNI
+    assert {headers["host"] for _m, _p, headers in healthy.requests} == {f"{INTERNAL_NAME}:{healthy.port}"}
+    assert set(healthy.server_names) == {INTERNAL_NAME}
 
 
 def test_owa_with_forms_based_authentication_down(fba_down: TlsServer) -> None:
