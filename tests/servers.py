@@ -15,7 +15,8 @@ free port and runs in daemon threads; use each server as a context manager (or c
     with UnansweredPort() as port: ...    SYNs are never answered (accept queue full): connects time out
     closed_port()                          a port nobody listens on: connects are refused
 
-`requires_ipv6` skips a test where ::1 cannot be bound (a host or container without IPv6).
+`requires_ipv6` skips a test where ::1 cannot be bound (a host or container without IPv6); `LOOPBACKS`
+parametrizes a test over 127.0.0.1 and ::1 (the IPv6 case skipped there).
 
 Servers record when connections arrive (`arrivals`, time.monotonic()) so tests can prove that a
 probe's operations overlap.
@@ -72,6 +73,8 @@ def _ipv6_loopback_missing() -> str | None:
 
 IPV6_MISSING = _ipv6_loopback_missing()
 requires_ipv6 = pytest.mark.skipif(IPV6_MISSING is not None, reason=IPV6_MISSING or "")
+# parametrize a test or fixture over both loopbacks: `@pytest.mark.parametrize("host", LOOPBACKS)`
+LOOPBACKS = [pytest.param(LOOPBACK, id="ipv4"), pytest.param(LOOPBACK6, id="ipv6", marks=requires_ipv6)]
 
 
 class _Threads:
@@ -184,6 +187,7 @@ class DnsServer(_Threads):
         self.chase = chase
         self.ttl = ttl
         self.queries: list[tuple[str, str, str]] = []
+        self.host = host
         self.udp, self.tcp = self._bind(host)
         self.port = self.udp.getsockname()[1]
         self.address = host_port(host, self.port)
@@ -386,6 +390,7 @@ class TlsServer(_Threads):
                 self.context.minimum_version, self.context.maximum_version = versions
             self.context.sni_callback = self._sni
         self.server_names: list[str | None] = []  # the SNI of each handshake (None: the client sent none)
+        self.host = host
         self.sock = _listener(host=host)
         self._keep(self.sock)
         self.port = self.sock.getsockname()[1]
