@@ -362,7 +362,7 @@ def _run_csv_range(
     assert unit.end is not None and unit.fields is not None
     summary = scanner.summary
     stream.seek(unit.start)
-    data = stream.read(unit.end - unit.start)
+    counted = _LineCounter(stream, unit.end - unit.start)
     detected = detect(",".join(unit.fields).encode("utf-8"), unit.log.name)
     layout = Layout.from_names(list(detected.header), detected.kind)
     local = "gmt" not in layout.index
@@ -370,12 +370,29 @@ def _run_csv_range(
         summary.files.append(unit.log.name)
         summary.formats[detected.format] += 1
         _zone_note(scanner, local, site.zone)
-    text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="replace", newline="")
+    text = io.TextIOWrapper(_BlockReader(iter(counted)), encoding="utf-8", errors="replace", newline="")
     records = csv_records(text, layout.width, header=unit.index == 0)
     scan_records(scanner, records, CanonBuilder(layout, site.zone, local), detected.kind)
     scanner.flush()
-    summary.lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    summary.lines = counted.lines
     return summary, summary.lines, unit.fields
+
+
+class _LineCounter:
+    """The blocks of the next `length` bytes of a stream, counting their lines as they pass."""
+
+    def __init__(self, stream: IO[bytes], length: int) -> None:
+        self.stream, self.left, self.lines = stream, length, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        last = b"\n"
+        while self.left > 0 and (block := self.stream.read(min(BLOCK, self.left))):
+            self.left -= len(block)
+            self.lines += block.count(b"\n")
+            last = block[-1:]
+            yield block
+        if last != b"\n":
+            self.lines += 1  # a last line without its line end
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
