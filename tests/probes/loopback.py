@@ -28,6 +28,7 @@ class Tcpdump:
     """tcpdump writing `path` for `port_filter` on lo, from when it listens until `stop()`."""
 
     def __init__(self, path: Path, port_filter: str) -> None:
+        self.path = path
         self.proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-Z", "root", "-w",
                                       str(path), port_filter], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert self.proc.stderr is not None
@@ -40,7 +41,16 @@ class Tcpdump:
         time.sleep(0.5)  # the capture is attached a moment after tcpdump says it is listening
 
     def stop(self) -> None:
-        time.sleep(0.3)
+        # tcpdump writes each packet as it comes (-U): wait until the file has stopped growing for a
+        # moment, so that the last packets (a final RST) are in it even on a busy machine
+        size, stable_since, deadline = -1, time.monotonic(), time.monotonic() + 5
+        while time.monotonic() < deadline:
+            now = self.path.stat().st_size if self.path.exists() else 0
+            if now != size:
+                size, stable_since = now, time.monotonic()
+            elif time.monotonic() - stable_since >= 0.5:
+                break
+            time.sleep(0.05)
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=10)
         self.stats = self.proc.stderr.read().decode() if self.proc.stderr else ""
