@@ -46,6 +46,16 @@ class Lines:
         return self.lines.get(probe, 1)
 
 
+def _ipv6_hint(text: str, line: int) -> str:
+    """A hint when the line in error holds an unquoted IPv6 address (`[::1]` is a list in YAML, and a plain
+    scalar may not start with a colon)."""
+    lines = text.splitlines()
+    bad = lines[line - 1] if 0 < line <= len(lines) else ""
+    if "::" not in bad:
+        return ""
+    return ' (quote IPv6 addresses: ["::1"], "[fd00::53]:53")'
+
+
 def load_yaml(path: Path | str, text: str | None = None, error: type[DiagnoseError] = RuleError) -> tuple[Any, Lines]:
     """Read one YAML document strictly. Returns the plain value and its line map."""
     path = Path(path)
@@ -64,7 +74,7 @@ def load_yaml(path: Path | str, text: str | None = None, error: type[DiagnoseErr
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise error(f"YAML syntax: {exc.problem or exc.context}", f"{path}:{line}") from None
+        raise error(f"YAML syntax: {exc.problem or exc.context}{_ipv6_hint(text, line)}", f"{path}:{line}") from None
     except yaml.YAMLError as exc:
         raise error(f"YAML syntax: {exc}", str(path)) from None
     if node is None:

@@ -1,10 +1,12 @@
 """Real servers on loopback for the network probe tests (and the guided-session tests that reuse them).
 
-Everything binds to 127.0.0.1 on a free port and runs in daemon threads; use each server as a
-context manager (or call `close()`):
+Everything binds to 127.0.0.1 (or, given `host=`, another 127.x address or the IPv6 loopback ::1) on a
+free port and runs in daemon threads; use each server as a context manager (or call `close()`):
 
     with DnsServer({"mail.contoso.com": {"A": ["127.0.0.200"]}}) as dns_server:
         ... dns_server.address  ->  "127.0.0.1:40123" (UDP and TCP on the same port)
+    with DnsServer(zone, host="::1") as dns_server:
+        ... dns_server.address  ->  "[::1]:40123" (RFC 3986 brackets around an IPv6 host)
 
     with TlsServer(factory.issue("cas01.contoso.local"), app=owa_app(), host="127.0.0.10") as web:
         ... web.port
@@ -12,6 +14,9 @@ context manager (or call `close()`):
     with SilentPeer() as peer: ...        accepts TCP connections and never says a word
     with UnansweredPort() as port: ...    SYNs are never answered (accept queue full): connects time out
     closed_port()                          a port nobody listens on: connects are refused
+
+`requires_ipv6` skips a test where ::1 cannot be bound (a host or container without IPv6); `LOOPBACKS`
+parametrizes a test over 127.0.0.1 and ::1 (the IPv6 case skipped there).
 
 Servers record when connections arrive (`arrivals`, time.monotonic()) so tests can prove that a
 probe's operations overlap.
@@ -37,10 +42,39 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+import pytest
 
 from tests.certs import Issued
 
 LOOPBACK = "127.0.0.1"
+LOOPBACK6 = "::1"
+
+
+def host_port(host: str, port: int) -> str:
+    """HOST:PORT, with an IPv6 host in brackets ([::1]:5353), as a user types a server or a target."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def family_of(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _ipv6_loopback_missing() -> str | None:
+    """Why ::1 cannot be used here, or None."""
+    if not socket.has_ipv6:
+        return "this Python has no IPv6 support"
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind((LOOPBACK6, 0))
+    except OSError as exc:
+        return f"the IPv6 loopback ::1 cannot be bound here ({exc.strerror or exc})"
+    return None
+
+
+IPV6_MISSING = _ipv6_loopback_missing()
+requires_ipv6 = pytest.mark.skipif(IPV6_MISSING is not None, reason=IPV6_MISSING or "")
+# parametrize a test or fixture over both loopbacks: `@pytest.mark.parametrize("host", LOOPBACKS)`
+LOOPBACKS = [pytest.param(LOOPBACK, id="ipv4"), pytest.param(LOOPBACK6, id="ipv6", marks=requires_ipv6)]
 
 
 class _Threads:
@@ -98,23 +132,31 @@ class _Threads:
         self.close()
 
 
-def _listener(backlog: int = 64, port: int = 0, host: str = LOOPBACK) -> socket.socket:
-    if not host.startswith("127."):
+def _loopback_socket(host: str, kind: socket.SocketKind, port: int = 0) -> socket.socket:
+    """A socket of `kind` bound to `host`:`port` (0: a free port); `host` must be a loopback address."""
+    if not (host.startswith("127.") or host == LOOPBACK6):
         raise ValueError(f"test servers listen on loopback only, not {host}")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = socket.socket(family_of(host), kind)
+    try:
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _listener(backlog: int = 64, port: int = 0, host: str = LOOPBACK) -> socket.socket:
+    sock = _loopback_socket(host, socket.SOCK_STREAM, port)
     sock.listen(backlog)
     return sock
 
 
-def closed_port() -> int:
+def closed_port(host: str = LOOPBACK) -> int:
     """A loopback port with no listener (connects are refused)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind((LOOPBACK, 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
+    with _loopback_socket(host, socket.SOCK_STREAM) as sock:
+        return int(sock.getsockname()[1])
 
 
 # ---------------------------------------------------------------------------------------------- DNS
@@ -135,7 +177,7 @@ class DnsServer(_Threads):
 
     def __init__(self, records: Records, *, rcodes: Mapping[str, str] | None = None,
                  silent: Iterable[str] = (), refuse_all: bool = False, truncate: Iterable[str] = (),
-                 chase: bool = True, ttl: int = 60) -> None:
+                 chase: bool = True, ttl: int = 60, host: str = LOOPBACK) -> None:
         super().__init__()
         self.records = {self._key(k): v for k, v in records.items()}
         self.rcodes = {self._key(k): dns.rcode.from_text(v) for k, v in (rcodes or {}).items()}
@@ -145,9 +187,10 @@ class DnsServer(_Threads):
         self.chase = chase
         self.ttl = ttl
         self.queries: list[tuple[str, str, str]] = []
-        self.udp, self.tcp = self._bind()
+        self.host = host
+        self.udp, self.tcp = self._bind(host)
         self.port = self.udp.getsockname()[1]
-        self.address = f"{LOOPBACK}:{self.port}"
+        self.address = host_port(host, self.port)
         self._keep(self.udp)
         self._keep(self.tcp)
         self._spawn(self._serve_udp)
@@ -158,12 +201,11 @@ class DnsServer(_Threads):
         return name.lower().rstrip(".")
 
     @staticmethod
-    def _bind() -> tuple[socket.socket, socket.socket]:
+    def _bind(host: str) -> tuple[socket.socket, socket.socket]:
         for _ in range(50):
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            udp.bind((LOOPBACK, 0))
+            udp = _loopback_socket(host, socket.SOCK_DGRAM)
             try:
-                tcp = _listener(port=udp.getsockname()[1])
+                tcp = _listener(port=udp.getsockname()[1], host=host)
             except OSError:
                 udp.close()
                 continue
@@ -346,12 +388,19 @@ class TlsServer(_Threads):
             self.context.load_cert_chain(str(issued.chain), str(issued.key))
             if versions:
                 self.context.minimum_version, self.context.maximum_version = versions
+            self.context.sni_callback = self._sni
+        self.server_names: list[str | None] = []  # the SNI of each handshake (None: the client sent none)
+        self.host = host
         self.sock = _listener(host=host)
         self._keep(self.sock)
         self.port = self.sock.getsockname()[1]
-        self.address = f"{host}:{self.port}"
+        self.address = host_port(host, self.port)
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._spawn(self._accept_loop, self.sock, self._handle)
+
+    def _sni(self, _tls: object, server_name: str | None, _context: ssl.SSLContext) -> None:
+        with self._lock:
+            self.server_names.append(server_name)
 
     def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(10)
@@ -418,28 +467,28 @@ class TlsServer(_Threads):
 class SilentPeer(_Threads):
     """Accepts TCP connections and never sends a byte (TLS handshakes and HTTP requests time out)."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = LOOPBACK) -> None:
         super().__init__()
-        self.sock = _listener(backlog=128)
+        self.sock = _listener(backlog=128, host=host)
         self._keep(self.sock)
         self.port = self.sock.getsockname()[1]
-        self.address = f"{LOOPBACK}:{self.port}"
+        self.address = host_port(host, self.port)
         self._spawn(self._accept_loop, self.sock, None)
 
 
 class UnansweredPort(_Threads):
     """A listening socket whose accept queue is full and never drained: new SYNs go unanswered."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = LOOPBACK) -> None:
         super().__init__()
-        self.sock = _listener(backlog=0)
+        self.sock = _listener(backlog=0, host=host)
         self._keep(self.sock)
         self.port = self.sock.getsockname()[1]
-        self.address = f"{LOOPBACK}:{self.port}"
+        self.address = host_port(host, self.port)
         for _ in range(16):
-            filler = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            filler = socket.socket(family_of(host), socket.SOCK_STREAM)
             filler.setblocking(False)
-            filler.connect_ex((LOOPBACK, self.port))
+            filler.connect_ex((host, self.port))
             self._keep(filler)
             _, writable, _ = select.select([], [filler], [], 0.1)
             if not writable:

@@ -210,6 +210,18 @@ def test_bad_profile_field(tmp_path: Path):
     assert f"{profile}:2:" in line and "internal_adresses" in line
 
 
+def test_unquoted_ipv6_address_in_a_profile_says_to_quote_it(tmp_path: Path):
+    """`[::1]` is not a valid YAML flow list; the one error line says to quote the address."""
+    profile = tmp_path / "p.yaml"
+    profile.write_text("published_names: [mail.example.com]\ninternal_addresses: [fd00::11, ::1]\n")
+    line = one_error_line(run_cli("run", "--profile", str(profile), "--no-input"), 3)
+    assert line == (f"diagnose: error: {profile}:2: YAML syntax: did not find expected node content "
+                    '(quote IPv6 addresses: ["::1"], "[fd00::53]:53")')
+    profile.write_text("published_names: [mail.example.com]\ninternal_addresses: ['fd00::11', '::1:x']\n")
+    line = one_error_line(run_cli("run", "--profile", str(profile), "--no-input"), 3)
+    assert line == f"diagnose: error: {profile}:2: internal_addresses: '::1:x' is not an IP address"
+
+
 def test_unknown_example():
     line = one_error_line(run_cli("run", "--example", "nope"), 2)
     assert "no example 'nope'" in line

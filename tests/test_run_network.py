@@ -9,7 +9,7 @@ import pytest
 
 from tests.certs import CertFactory
 from tests.conftest import REPO, run_cli
-from tests.servers import DnsServer, TlsServer, owa_app
+from tests.servers import DnsServer, TlsServer, owa_app, requires_ipv6
 
 pytestmark = pytest.mark.skipif(not (REPO / "rules" / "causes" / "name-resolution-mismatch.yaml").exists(),
                                 reason="the name-resolution-mismatch rules are not in this checkout yet")
@@ -91,6 +91,79 @@ def test_run_ranks_name_resolution_mismatch_first(tmp_path: Path) -> None:
     assert all(healthy.values()) and len(healthy) == 4
     (cert,) = [f["attrs"] for f in diagnosis["facts"] if f["kind"] == "tls.certificate"]
     assert cert["trusted"] is True and cert["name_matches_internal"] is True
+
+
+# ------------------------------------------------------------------------------------------ IPv6
+
+def write_site_v6(tmp_path: Path, dns_address: str | None) -> tuple[Path, Path]:
+    """The site over IPv6: the CAS at ::1 and (when given) the DNS server at [::1]:PORT in the profile."""
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(
+        "published_names: [mail.contoso.com]\n"
+        "certificate_fqdn: webmail.contoso.com\n"
+        "internal_name: cas01.contoso.local\n"
+        "internal_addresses: ['::1']\n"
+        "tmg_addresses: ['fd00:10:1:4::98']\n"
+        + (f"dns_servers: ['{dns_address}']\n" if dns_address else "") +
+        "published: [owa, outlook-anywhere]\n"
+        "exchange_version: '2010'\n", encoding="utf-8")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("# TMG HOSTS file: no entries for the site\r\n", encoding="utf-8")
+    return profile, hosts
+
+
+def run_v6(tmp_path: Path, zone: dict, san: list[str], dns_in_profile: bool) -> tuple[dict, list, list]:
+    """`diagnose run` against the site over IPv6, the DNS server named in the profile or by --dns-server."""
+    factory = CertFactory(tmp_path / "certs")
+    issued = factory.issue(san[0], san=san)
+    with DnsServer(zone, host="::1") as dns_server, TlsServer(issued, app=owa_app(), host="::1") as cas:
+        profile, hosts = write_site_v6(tmp_path, dns_server.address if dns_in_profile else None)
+        checks = healthy_cas_checks(tmp_path, cas.port, factory.root_pem)
+        given = () if dns_in_profile else ("--dns-server", dns_server.address)
+        proc = run_cli("run", "--profile", str(profile), "--hosts-file", str(hosts), "--checks", str(checks),
+                       *given, "--no-input", "--format", "json", "--timeout", "20")
+        requests, server_names = list(cas.requests), list(cas.server_names)
+    assert proc.returncode in (0, 1), proc.stderr
+    return json.loads(proc.stdout), requests, server_names
+
+
+@requires_ipv6
+def test_run_over_ipv6_ranks_name_resolution_mismatch_first(tmp_path: Path) -> None:
+    """The published name has AAAA (and A) records of the public side; the CAS is healthy at ::1."""
+    zone = {"mail.contoso.com": {"A": ["203.0.113.10"], "AAAA": ["2001:db8::10"]},
+            "webmail.contoso.com": {"AAAA": ["::1"]}, "cas01.contoso.local": {"AAAA": ["::1"]}}
+    diagnosis, requests, server_names = run_v6(tmp_path, zone, ["cas01.contoso.local", "webmail.contoso.com",
+                                                                 "mail.contoso.com"], dns_in_profile=True)
+    assert diagnosis["verdict"] == "misconfiguration"
+    top = diagnosis["causes"][0]
+    assert top["id"] == "name-resolution-mismatch", diagnosis["causes"]
+    server = next(f["attrs"]["server"] for f in diagnosis["facts"] if f["kind"] == "dns.resolution"
+                  and f["attrs"]["source"] == "dns")
+    assert server.startswith("[::1]:")
+    explained = " ".join(r["explain"] for r in top["rules"])
+    assert f"mail.contoso.com (published name) resolves through dns ({server}) to 203.0.113.10, 2001:db8::10" \
+        in explained
+    # the CAS was reached at ::1 with its name as SNI and Host, and is healthy: names are the only fault
+    assert len(requests) == 4 and set(server_names) == {"cas01.contoso.local"}
+    (cert,) = [f for f in diagnosis["facts"] if f["kind"] == "tls.certificate"]
+    assert cert["subject"].startswith("[::1]:") and cert["attrs"]["name_matches_internal"] is True
+    assert all(f["attrs"]["healthy"] for f in diagnosis["facts"] if f["kind"] == "http.endpoint")
+    (tcp,) = [f["attrs"] for f in diagnosis["facts"] if f["kind"] == "tcp.reachability"]
+    assert (tcp["host"], tcp["outcome"]) == ("::1", "open")
+
+
+@requires_ipv6
+def test_run_over_ipv6_ranks_certificate_name_mismatch_first(tmp_path: Path) -> None:
+    """Every name resolves to the CAS at ::1, but its certificate lacks the rule's To name."""
+    zone = {name: {"AAAA": ["::1"]} for name in ("mail.contoso.com", "webmail.contoso.com", "cas01.contoso.local")}
+    diagnosis, _requests, _names = run_v6(tmp_path, zone, ["mail.contoso.com", "webmail.contoso.com"],
+                                          dns_in_profile=False)
+    assert diagnosis["verdict"] == "misconfiguration"
+    top = diagnosis["causes"][0]
+    assert top["id"] == "certificate-name-mismatch", diagnosis["causes"]
+    assert "name-resolution-mismatch" not in [c["id"] for c in diagnosis["causes"]]
+    (explain,) = [r["explain"] for r in top["rules"]]
+    assert explain.startswith("[::1]:") and "which does not cover cas01.contoso.local" in explain
 
 
 def test_run_is_quiet_about_names_when_hosts_fixes_them(tmp_path: Path) -> None:

@@ -52,8 +52,10 @@ from diagnose.probes.hostsfile import HostsFile, normalise_name, read_hosts, sys
 from diagnose.probes.netio import (
     NETWORK_ENV,
     Endpoint,
+    canonical_address,
     classify_os_error,
     elapsed_ms,
+    endpoint,
     is_address,
     loopback_only,
     parse_endpoint,
@@ -447,7 +449,7 @@ def _family(address: str) -> int:
 
 def _canonical(address: str) -> str:
     try:
-        return str(ipaddress.ip_address(address.split("%", 1)[0]))
+        return canonical_address(address.split("%", 1)[0])
     except ValueError:
         return address
 
@@ -479,10 +481,11 @@ def _servers(spec: Mapping[str, Any], ctx: ProbeContext) -> tuple[list[Endpoint]
     if given:
         servers = []
         for text in given:
-            endpoint = parse_endpoint(text, 53)
-            if not is_address(endpoint.host):
-                raise UsageError(f"DNS server {text!r}: give an IP address, optionally with :PORT")
-            servers.append(endpoint)
+            server = parse_endpoint(text, 53)
+            if not is_address(server.host):
+                raise UsageError(f"DNS server {text!r}: give an IP address, optionally with :PORT "
+                                 "(an IPv6 address with a port in brackets: [fd00::53]:53)")
+            servers.append(server)
         return unique_endpoints(servers), ""
     if not spec_bool(spec, "use_system_resolvers", True):
         return [], "no DNS server given"
@@ -492,7 +495,7 @@ def _servers(spec: Mapping[str, Any], ctx: ProbeContext) -> tuple[list[Endpoint]
         resolver = dns.resolver.Resolver(configure=True)
     except (dns.resolver.NoResolverConfiguration, OSError) as exc:
         return [], f"no DNS servers configured on this host ({exc})"
-    servers = [Endpoint(str(ns), resolver.port) for ns in resolver.nameservers if is_address(str(ns))]
+    servers = [endpoint(str(ns), resolver.port) for ns in resolver.nameservers if is_address(str(ns))]
     return servers, "" if servers else "no DNS servers configured on this host"
 
 

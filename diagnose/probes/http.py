@@ -7,9 +7,9 @@ and Autodiscover. With the Forms-Based Authentication service stopped the logon 
 but posting it gives a blank page, while the other protocols are unaffected.
 
 Like TMG, the probe connects to the internal server's address and sends the internal name as Host
-header and SNI (TMG replaces the Host header with the To name unless "forward the original host
-header" is set; give `host_header` to imitate that). Certificates are not checked here: that is the
-`tls` probe's job.
+header (with the port when it is not the scheme's default, RFC 7230 5.4) and SNI (TMG replaces the
+Host header with the To name unless "forward the original host header" is set; give `host_header` to
+imitate that). Certificates are not checked here: that is the `tls` probe's job.
 
 Parameters (`spec`), either the catalogue form:
     server            the internal name (default: the profile's internal_name)
@@ -17,7 +17,8 @@ Parameters (`spec`), either the catalogue form:
     published         protocols to request (default: the profile's, else all)
     exchange_version  picks the logon form target and whether healthcheck.htm exists
     port, scheme      443, https
-    host_header       Host header and SNI to send (default: server)
+    host_header       the name to send as Host header and SNI (default: server; without a name, each
+                      address stands for itself: `Host: [fd00::11]:8443`, no SNI)
     healthcheck       request /<vdir>/healthcheck.htm (default: on for Exchange 2013 and later)
 or the URL form:
     urls              full URLs; each path is judged by the table when it knows it
@@ -37,7 +38,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from diagnose.errors import UsageError
 from diagnose.facts import Fact, ProbeStatus, make_fact
@@ -45,9 +46,11 @@ from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.netio import (
     ConnectFailure,
     Endpoint,
+    authority,
     classify_os_error,
     connect,
     elapsed_ms,
+    endpoint,
     is_address,
     parse_endpoint,
     run_concurrently,
@@ -64,6 +67,7 @@ PROBE = "http"
 DEFAULT_TIMEOUT = 5.0
 BODY_LIMIT = 256 * 1024
 USER_AGENT = "diagnose/0.1 (TMG publishing check)"
+DEFAULT_PORTS = {"https": 443, "http": 80}
 PROTOCOLS = ("owa", "ecp", "outlook-anywhere", "activesync", "ews", "autodiscover")
 _FORM = re.compile(rb"<form\b", re.IGNORECASE)
 _PASSWORD = re.compile(rb"type\s*=\s*[\"']?password", re.IGNORECASE)
@@ -135,12 +139,18 @@ def known_expectation(path: str, method: str = "GET") -> Expectation | None:
 @dataclass(frozen=True)
 class Request:
     url: str
-    endpoint: Endpoint
+    endpoint: Endpoint  # where the probe connects
     scheme: str
-    host_header: str
+    host: str  # the name (or address) asked for: the Host header's host, and the SNI when it is a name
+    port: int  # the port of the URL
     path: str
     expectation: Expectation | None
     method: str = "GET"
+
+    @property
+    def host_header(self) -> str:
+        """The URL's authority (RFC 7230 5.4): `cas01.contoso.local`, `[fd00::11]:8443`, `10.1.5.11:8080`."""
+        return authority(self.host, self.port, DEFAULT_PORTS[self.scheme])
 
 
 def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
@@ -180,32 +190,38 @@ def _catalogue_requests(ctx: ProbeContext, spec: Mapping[str, Any]) -> list[Requ
     scheme = (spec_text(spec, "scheme") or "https").lower()
     if scheme not in ("http", "https"):
         raise UsageError(f"scheme must be http or https, not {scheme!r}")
-    port = spec_port(spec, "port", 443 if scheme == "https" else 80)
-    host_header = spec_text(spec, "host_header") or server or addresses[0]
-    targets = [parse_endpoint(a, port) for a in addresses] or [Endpoint(server or "", port)]
-    default_port = 443 if scheme == "https" else 80
-    authority = host_header if port == default_port else f"{host_header}:{port}"
-    return [Request(f"{scheme}://{authority}{exp.path}", target, scheme, host_header, exp.path, exp, exp.method)
-            for target in targets for exp in exchange_endpoints(published, version, healthcheck)]
+    port = spec_port(spec, "port", DEFAULT_PORTS[scheme])
+    targets = [parse_endpoint(a, port) for a in addresses] or [endpoint(server or "", port)]
+    named = spec_text(spec, "host_header") or server
+    asked = parse_endpoint(named, port) if named else None  # else each address is asked for by itself
+    requests = []
+    for target in targets:
+        host, url_port = (asked.host, asked.port) if asked else (target.host, target.port)
+        url = f"{scheme}://{authority(host, url_port, DEFAULT_PORTS[scheme])}"
+        requests += [Request(url + exp.path, target, scheme, host, url_port, exp.path, exp, exp.method)
+                     for exp in exchange_endpoints(published, version, healthcheck)]
+    return requests
 
 
 def _url_requests(spec: Mapping[str, Any]) -> list[Request]:
     connect_to = spec_text(spec, "connect")
     requests = []
     for url in spec_list(spec, "urls"):
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"{url!r}: give an http:// or https:// URL with a host")
         try:
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-        except ValueError:
-            raise UsageError(f"{url!r}: bad port") from None
+            parts = urlsplit(url)
+            port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)
+        except ValueError as exc:  # a bad port, or an unbalanced or invalid [IPv6] host
+            hint = "; an IPv6 address goes in brackets: https://[fd00::11]:443/" if "[" not in url else ""
+            raise UsageError(f"{url!r}: not a valid URL ({exc}){hint}") from None
+        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+            raise UsageError(f"{url!r}: give an http:// or https:// URL with a host")
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        endpoint = parse_endpoint(connect_to, port) if connect_to else Endpoint(parts.hostname, port)
+        asked = endpoint(unquote(parts.hostname), port)  # an IPv6 zone is written %25 in a URL (RFC 6874)
+        target = parse_endpoint(connect_to, port) if connect_to else asked
         exp = known_expectation(path)
-        requests.append(Request(url, endpoint, parts.scheme, parts.hostname, path, exp))
+        requests.append(Request(url, target, parts.scheme, asked.host, port, path, exp))
     return requests
 
 
@@ -223,7 +239,7 @@ def fetch(request: Request, budget: float, check: str | None) -> Fact:
         sock.settimeout(max(0.05, deadline - time.monotonic()))
         if request.scheme == "https":
             context = unverified_client_context()
-            sni = None if is_address(request.host_header) else request.host_header
+            sni = None if is_address(request.host) else request.host  # no literal in SNI (RFC 6066 3)
             try:
                 sock = context.wrap_socket(sock, server_hostname=sni)
             except ssl.SSLError as exc:

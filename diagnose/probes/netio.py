@@ -38,11 +38,29 @@ class Endpoint:
     port: int
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return authority(self.host, self.port)
+
+
+def authority(host: str, port: int, default_port: int | None = None) -> str:
+    """HOST:PORT as a URL and a Host header write it (RFC 3986 3.2.2, RFC 7230 5.4): an IPv6 address in
+    brackets (`[::1]:8443`), and no port when it is the scheme's `default_port`."""
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port == default_port else f"{shown}:{port}"
+
+
+def endpoint(host: str, port: int) -> Endpoint:
+    """An Endpoint with its host written one way: an address canonical, a name in lower case without the
+    final dot."""
+    return Endpoint(canonical_address(host) if is_address(host) else host.lower().rstrip("."), port)
 
 
 def parse_endpoint(text: str, default_port: int) -> Endpoint:
-    """Parse `HOST`, `HOST:PORT`, `[V6]:PORT` or a bare IPv6 address; raise UsageError when malformed."""
+    """Parse `HOST`, `HOST:PORT`, `[V6]:PORT`, `[V6]` or a bare IPv6 address; raise UsageError when malformed.
+
+    An address is kept in its canonical form (`0:0::1` -> `::1`), so that a server or target is named
+    the same way however it was typed, in facts as in recorded answers. A bare IPv6 address cannot carry
+    a port (`::1:53` is itself an address): with a port it goes in brackets, `[::1]:53` (RFC 3986).
+    """
     text = text.strip()
     if not text:
         raise UsageError("empty address")
@@ -56,8 +74,14 @@ def parse_endpoint(text: str, default_port: int) -> Endpoint:
             if not rest.startswith(":"):
                 raise UsageError(f"{text!r}: expected ':PORT' after ']'")
             port_text = rest[1:]
+        if host and not (":" in host and is_address(host)):
+            raise UsageError(f"{text!r}: only an IPv6 address goes in brackets")
     elif text.count(":") == 1:
         host, port_text = text.split(":")
+    elif ":" in text and not is_address(text):
+        head, _, tail = text.rpartition(":")
+        hint = f"; with a port, write [{head}]:{tail}" if is_address(head) and tail.isdigit() else ""
+        raise UsageError(f"{text!r} is not an IPv6 address{hint}")
     if not host:
         raise UsageError(f"{text!r}: no host")
     port = default_port
@@ -65,7 +89,7 @@ def parse_endpoint(text: str, default_port: int) -> Endpoint:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             raise UsageError(f"{text!r}: port must be a number from 1 to 65535")
         port = int(port_text)
-    return Endpoint(host.lower().rstrip(".") if not is_address(host) else host, port)
+    return endpoint(host, port)
 
 
 def is_address(text: str) -> bool:
@@ -76,13 +100,24 @@ def is_address(text: str) -> bool:
     return True
 
 
+def canonical_address(text: str) -> str:
+    """The canonical text of an IP address, a zone index kept: RFC 5952 for IPv6 (`0:0::1` -> `::1`), with
+    an IPv4-mapped address in its dotted form (`::ffff:7f00:1` -> `::ffff:127.0.0.1`, section 5), as
+    Python 3.13 and dnspython write it (3.11 and 3.12 would not)."""
+    text, percent, zone = text.partition("%")
+    address = ipaddress.ip_address(text)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"::ffff:{address.ipv4_mapped}{percent}{zone}"
+    return f"{address}{percent}{zone}"
+
+
 # ------------------------------------------------------------------------------------ loopback guard
 
 NETWORK_ENV = "DIAGNOSE_NETWORK"
 
 
 def loopback_only() -> bool:
-    """True when `DIAGNOSE_NETWORK=loopback`: probes may reach 127.0.0.0/8 and ::1 only (tests set it)."""
+    """True when `DIAGNOSE_NETWORK=loopback`: probes may reach this host's loopback only (tests set it)."""
     return os.environ.get(NETWORK_ENV, "").strip().lower() == "loopback"
 
 
@@ -92,7 +127,17 @@ def reachable(host: str) -> bool:
         return True
     if not is_address(host):
         return host.lower() == "localhost"
-    return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    return is_loopback(host)
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1, and 127.x written as an IPv4-mapped IPv6 address (::ffff:127.0.0.1), which an
+    IPv6 socket sends to IPv4 loopback. Nothing else: not the unspecified address (::, 0.0.0.0), not
+    link-local or site addresses of this host, not the IPv4-compatible ::127.0.0.1 (not loopback)."""
+    address = ipaddress.ip_address(host.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def split_reachable(endpoints: Sequence[Endpoint]) -> tuple[list[Endpoint], str]:

@@ -105,7 +105,7 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
         raw_targets = [internal_name]
     if not raw_targets:
         return ProbeResult.unavailable("no server to connect to (give targets, internal_addresses or internal_name)")
-    targets, held = split_reachable([parse_endpoint(t, port) for t in raw_targets])
+    targets, held = split_reachable(list(dict.fromkeys(parse_endpoint(t, port) for t in raw_targets)))
     if not targets:
         return ProbeResult.unavailable(held)
     published = [n.lower().rstrip(".") for n in spec_list(spec, "published_names") or list(profile.published_names)]
@@ -348,7 +348,7 @@ def name_on_certificate(name: str, san_dns: Sequence[str], san_ip: Sequence[str]
     """
     name = name.lower().rstrip(".")
     if is_address(name):
-        wanted = ipaddress.ip_address(name)
+        wanted = ipaddress.ip_address(name.partition("%")[0])  # a zone index is not part of the address
         return any(ipaddress.ip_address(ip) == wanted for ip in san_ip)
     patterns = list(san_dns) if san_dns else ([cn.lower()] if cn else [])
     return any(_pattern_matches(p.rstrip("."), name) for p in patterns)

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+from tests.servers import family_of
+
 
 def cannot_capture() -> str | None:
     """Why a loopback capture cannot be made here, or None."""
@@ -27,6 +29,7 @@ class Tcpdump:
     its kernel buffer (tcpdump -B), for captures that must not drop packets under load."""
 
     def __init__(self, path: Path, port_filter: str, buffer_kib: int | None = None) -> None:
+        self.path = path
         size = ["-B", str(buffer_kib)] if buffer_kib else []
         self.proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", *size, "-Z", "root", "-w",
                                       str(path), port_filter], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -40,25 +43,34 @@ class Tcpdump:
         time.sleep(0.5)  # the capture is attached a moment after tcpdump says it is listening
 
     def stop(self) -> None:
-        time.sleep(0.3)
+        # tcpdump writes each packet as it comes (-U): wait until the file has stopped growing for a
+        # moment, so that the last packets (a final RST) are in it even on a busy machine
+        size, stable_since, deadline = -1, time.monotonic(), time.monotonic() + 5
+        while time.monotonic() < deadline:
+            now = self.path.stat().st_size if self.path.exists() else 0
+            if now != size:
+                size, stable_since = now, time.monotonic()
+            elif time.monotonic() - stable_since >= 0.5:
+                break
+            time.sleep(0.05)
         self.proc.send_signal(signal.SIGINT)
         self.proc.wait(timeout=10)
         self.stats = self.proc.stderr.read().decode() if self.proc.stderr else ""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(family_of(host)) as s:
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
-def serve_once(port: int, behaviour: str, ready: threading.Event) -> None:
-    """Accept one connection on 127.0.0.1:`port`, read the request, then end it as `behaviour` says:
-    "reset-mid-transfer" (send, then close with SO_LINGER 0: RST), "graceful" (answer, wait for the
-    client's FIN, close), anything else (answer, then FIN first; the client may abort)."""
-    with socket.socket() as ls:
+def serve_once(port: int, behaviour: str, ready: threading.Event, host: str = "127.0.0.1") -> None:
+    """Accept one connection on `host`:`port` (127.0.0.1 or ::1), read the request, then end it as
+    `behaviour` says: "reset-mid-transfer" (send, then close with SO_LINGER 0: RST), "graceful" (answer,
+    wait for the client's FIN, close), anything else (answer, then FIN first; the client may abort)."""
+    with socket.socket(family_of(host)) as ls:
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind(("127.0.0.1", port))
+        ls.bind((host, port))
         ls.listen()
         ready.set()
         conn, _ = ls.accept()

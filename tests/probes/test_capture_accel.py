@@ -487,22 +487,26 @@ def test_tcpdump_loopback_capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     reason = cannot_capture()
     if reason:
         pytest.skip(reason)
-    path = tmp_path / "lo.pcap"
-    ports = [free_port() for _ in range(4)]
-    dump = Tcpdump(path, " or ".join(f"tcp port {p}" for p in ports))
-    try:
-        for port, behaviour in zip(ports, ("graceful", "dirty-close", "graceful", "dirty-close"), strict=True):
-            ready = threading.Event()
-            server = threading.Thread(target=serve_once, args=(port, behaviour, ready))
-            server.start()
-            ready.wait(5)
-            _client(port, behaviour)
-            server.join(10)
-    finally:
-        dump.stop()
-    both = _same(path, monkeypatch)
-    labels = sorted(ending_of(c)[0] for c in both.fast[1])
-    assert labels == ["dirty-close", "dirty-close", "graceful", "graceful"]
+    expected = ["dirty-close", "dirty-close", "graceful", "graceful"]
+    for attempt in range(2):  # a second capture only when the first lost packets on a busy machine
+        path = tmp_path / f"lo{attempt}.pcap"
+        ports = [free_port() for _ in range(4)]
+        dump = Tcpdump(path, " or ".join(f"tcp port {p}" for p in ports))
+        try:
+            for port, behaviour in zip(ports, ("graceful", "dirty-close", "graceful", "dirty-close"), strict=True):
+                ready = threading.Event()
+                server = threading.Thread(target=serve_once, args=(port, behaviour, ready))
+                server.start()
+                ready.wait(5)
+                _client(port, behaviour)
+                server.join(10)
+        finally:
+            dump.stop()
+        both = _same(path, monkeypatch)  # accelerated and pure agree on every capture, whatever it holds
+        labels = sorted(ending_of(c)[0] for c in both.fast[1])
+        if labels == expected:
+            break
+    assert labels == expected, f"ports {ports}; tcpdump: {dump.stats.strip()}"
     assert both.c_frames == both.fast[0]["frames"] > 20 and both.fed == 0
     assert both.fast[3] > 0  # loopback checksums are left to the NIC: counted as bad, the same way
     _same_facts([path], monkeypatch, keep_all=True)

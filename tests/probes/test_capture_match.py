@@ -27,6 +27,7 @@ from diagnose.probes.logs.entries import WEB_PROXY, status64_entries
 from diagnose.probes.logs.scan import Site
 from tests.conftest import REPO, run_cli
 from tests.probes.loopback import Tcpdump, cannot_capture, free_port, serve_once
+from tests.servers import LOOPBACKS, host_port, requires_ipv6
 
 TMG, CAS = "10.1.4.98", "10.1.5.11"
 S = 1_714_816_800  # 2024-05-04 10:00:00 UTC
@@ -287,9 +288,9 @@ def test_run_with_capture_and_log_options(tmp_path: Path) -> None:
 
 
 # -- loopback: real sockets, captured by tcpdump ---------------------------------------------------------
-def _connect(port: int, behaviour: str) -> tuple[int, float]:
+def _connect(port: int, behaviour: str, host: str = "127.0.0.1") -> tuple[int, float]:
     """The client side, playing TMG; returns its port and the time it closed."""
-    with socket.create_connection(("127.0.0.1", port)) as c:
+    with socket.create_connection((host, port)) as c:
         local = c.getsockname()[1]
         c.sendall(b"GET / HTTP/1.1\r\nHost: cas01\r\n\r\n")
         if behaviour == "server-reset":
@@ -300,36 +301,93 @@ def _connect(port: int, behaviour: str) -> tuple[int, float]:
             except OSError:
                 pass
             return local, time.time()
+        if behaviour == "graceful":  # the answer, then FIN first; the server closes after it
+            data = b""
+            while b"ok" not in data:
+                data += c.recv(1000)
+            c.shutdown(socket.SHUT_WR)
+            while c.recv(1000):
+                pass
+            return local, time.time()
         while c.recv(1000):
             pass
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     return local, time.time()
 
 
-def test_loopback_capture_matches_real_dirty_close_and_server_reset(tmp_path: Path) -> None:
-    why = cannot_capture()
-    if why:
-        pytest.skip(why)
-    ports = {"dirty-close": free_port(), "server-reset": free_port()}
-    cap = tmp_path / "lo.pcap"
+def _loopback_connections(cap: Path, host: str, behaviours: Iterable[str]) -> tuple[dict[str, int],
+                                                                                  dict[str, tuple[int, float]]]:
+    """Real connections on `host`, one per behaviour, captured by tcpdump into `cap`: (server ports, clients)."""
+    ports = {behaviour: free_port(host) for behaviour in behaviours}
     tcpdump = Tcpdump(cap, " or ".join(f"tcp port {p}" for p in ports.values()))
     clients: dict[str, tuple[int, float]] = {}
     try:
         for behaviour, port in ports.items():
+            if behaviour == "refused":
+                with pytest.raises(ConnectionRefusedError), socket.create_connection((host, port)):
+                    pass
+                continue
             ready = threading.Event()
-            t = threading.Thread(target=serve_once, args=(port, "reset-mid-transfer" if behaviour == "server-reset" else behaviour, ready))
+            server = "reset-mid-transfer" if behaviour == "server-reset" else behaviour
+            t = threading.Thread(target=serve_once, args=(port, server, ready, host))
             t.start()
             ready.wait(5)
-            clients[behaviour] = _connect(port, behaviour)
+            clients[behaviour] = _connect(port, behaviour, host)
             t.join(10)
     finally:
         tcpdump.stop()
-    rows = [fw_row(int(clients[b][1]), f"127.0.0.1:{clients[b][0]}", f"127.0.0.1:{ports[b]}") for b in ports]
+    return ports, clients
+
+
+@pytest.mark.parametrize("host", LOOPBACKS)
+def test_loopback_capture_matches_real_dirty_close_and_server_reset(tmp_path: Path, host: str) -> None:
+    why = cannot_capture()
+    if why:
+        pytest.skip(why)
+    cap = tmp_path / "lo.pcap"
+    ports, clients = _loopback_connections(cap, host, ("dirty-close", "server-reset"))
+    rows = [fw_row(int(clients[b][1]), host_port(host, clients[b][0]), host_port(host, ports[b])) for b in ports]
     log = write_w3c(tmp_path / "fws.w3c", rows)
-    attrs, _ = match([cap], [log], tmg_addresses=["127.0.0.1"])
+    attrs, _ = match([cap], [log], tmg_addresses=[host])
     assert (attrs["entries"], attrs["matched"]) == (2, 2)
     assert (attrs["matched_dirty_close_by_tmg"], attrs["matched_reset_by_server"]) == (1, 1)
     assert attrs["share_dirty_close_by_tmg"] == 0.5 and attrs["time_basis"] == "absolute"
+
+
+@requires_ipv6
+def test_ipv6_loopback_capture_end_to_end_through_the_cli(tmp_path: Path) -> None:
+    """Real TCP connections over ::1 (TMG's dirty close, a server reset, a graceful close, a refused
+    connect), captured by tcpdump on lo and read by `diagnose probe capture --tmg ::1 --log ...`: each
+    connection gets its teardown label, and the Status 64 entries TMG logged for them, with IPv6 4-tuples
+    written `[ADDR]:PORT`, are matched to them."""
+    why = cannot_capture()
+    if why:
+        pytest.skip(why)
+    cap = tmp_path / "lo6.pcap"
+    ports, clients = _loopback_connections(cap, "::1", ("dirty-close", "server-reset", "graceful", "refused"))
+    log = write_w3c(tmp_path / "ISALOG_FWS_000.w3c", [
+        fw_row(int(clients[b][1]), f"[::1]:{clients[b][0]}", f"[::1]:{ports[b]}") for b in clients])
+    proc = run_cli("probe", "capture", str(cap), "--tmg", "::1", "--log", str(log), "--connections",
+                   "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)["facts"]
+    conns = {f["attrs"]["responder"]: f["attrs"] for f in facts if f["kind"] == "capture.connection"}
+    assert set(conns) == {f"[::1]:{p}" for p in ports.values()}
+    dirty, reset = conns[f"[::1]:{ports['dirty-close']}"], conns[f"[::1]:{ports['server-reset']}"]
+    assert (dirty["teardown"], dirty["conn_state"], dirty["first_fin_by"], dirty["first_reset_by"]) == \
+        ("dirty-close", "RSTO", "responder", "originator")
+    assert dirty["originator"] == f"[::1]:{clients['dirty-close'][0]}"
+    assert (reset["teardown"], reset["first_reset_by"]) == ("reset", "responder")
+    assert conns[f"[::1]:{ports['graceful']}"]["teardown"] == "graceful"
+    assert conns[f"[::1]:{ports['refused']}"]["teardown"] == "refused"
+    summary = next(f["attrs"] for f in facts if f["kind"] == "capture.teardown_summary" and f["subject"] == "all")
+    assert (summary["connections"], summary["dirty_close"], summary["reset"], summary["refused"]) == (4, 1, 1, 1)
+    (matched,) = [f["attrs"] for f in facts if f["kind"] == "capture.status64_match"]
+    assert (matched["entries"], matched["matched"], matched["matched_dirty_close_by_tmg"],
+            matched["matched_reset_by_server"], matched["match_basis"]) == (3, 3, 1, 1, "4-tuple")
+    cited = "\n".join(matched["samples"])
+    assert f"([::1]:{clients['dirty-close'][0]} > [::1]:{ports['dirty-close']} at " in cited
+    assert "(dirty close by TMG)" in cited
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])

@@ -21,6 +21,7 @@ from diagnose.probes.capture import synth
 from diagnose.probes.capture.analysis import analyse
 from diagnose.probes.capture.tcp import TEARDOWNS
 from tests.probes.loopback import Tcpdump, cannot_capture, free_port, serve_once
+from tests.servers import LOOPBACKS, family_of
 
 pytestmark = pytest.mark.skipif(not have_tshark(), reason="tshark is not installed")
 
@@ -61,8 +62,8 @@ def test_synthetic_pcapng_several_interfaces_agrees_with_tshark(tmp_path: Path) 
 
 
 # -- loopback: real sockets, captured by tcpdump ----------------------------------------------------
-def _client(port: int, behaviour: str) -> None:
-    with socket.create_connection(("127.0.0.1", port)) as c:
+def _client(port: int, behaviour: str, host: str = "127.0.0.1") -> None:
+    with socket.create_connection((host, port)) as c:
         c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         if behaviour == "reset-mid-transfer":
             time.sleep(0.2)
@@ -85,40 +86,46 @@ def _client(port: int, behaviour: str) -> None:
             c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
-def _raw_syn(port: int) -> None:
-    """A SYN from a raw socket with a wrong checksum: the loopback stack drops it, no reply ever comes."""
-    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP) as s:
-        s.sendto(struct.pack("!HHIIBBHHH", 40001, port, 12345, 0, 5 << 4, 0x02, 64240, 0xDEAD, 0), ("127.0.0.1", 0))
+def _raw_syn(port: int, host: str = "127.0.0.1") -> None:
+    """A SYN from a raw socket with a wrong checksum: the loopback stack drops it, no reply ever comes
+    (over IPv6 the kernel leaves a raw TCP socket's checksum as written, too)."""
+    with socket.socket(family_of(host), socket.SOCK_RAW, socket.IPPROTO_TCP) as s:
+        s.sendto(struct.pack("!HHIIBBHHH", 40001, port, 12345, 0, 5 << 4, 0x02, 64240, 0xDEAD, 0), (host, 0))
 
 
-@pytest.fixture(scope="module")
-def loopback_capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
+@pytest.fixture(scope="module", params=LOOPBACKS)
+def loopback_capture(request: pytest.FixtureRequest,
+                     tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int], str]:
+    """Real connections on 127.0.0.1, or on ::1, captured by tcpdump: (the capture, the ports, the host)."""
     reason = cannot_capture()
     if reason:
         pytest.skip(reason)
+    host = request.param
     path = tmp_path_factory.mktemp("lo") / "loopback.pcap"
-    ports = {name: free_port() for name in ("graceful", "dirty-close", "reset-mid-transfer", "refused", "unanswered")}
+    ports = {name: free_port(host) for name in ("graceful", "dirty-close", "reset-mid-transfer", "refused",
+                                                "unanswered")}
     dump = Tcpdump(path, " or ".join(f"tcp port {p}" for p in ports.values()))
     try:
         for behaviour in ("graceful", "dirty-close", "reset-mid-transfer"):
             ready = threading.Event()
-            t = threading.Thread(target=serve_once, args=(ports[behaviour], behaviour, ready))
+            t = threading.Thread(target=serve_once, args=(ports[behaviour], behaviour, ready, host))
             t.start()
             ready.wait(5)
-            _client(ports[behaviour], behaviour)
+            _client(ports[behaviour], behaviour, host)
             t.join(10)
-        with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", ports["refused"])):
+        with pytest.raises(ConnectionRefusedError), socket.create_connection((host, ports["refused"])):
             pass
-        _raw_syn(ports["unanswered"])
+        _raw_syn(ports["unanswered"], host)
     finally:
         dump.stop()
-    return path, ports
+    return path, ports, host
 
 
-def test_loopback_captures_agree_with_tshark(loopback_capture: tuple[Path, dict[str, int]]) -> None:
-    path, ports = loopback_capture
+def test_loopback_captures_agree_with_tshark(loopback_capture: tuple[Path, dict[str, int], str]) -> None:
+    path, ports, host = loopback_capture
     conns = _connections(path)
     assert compare(path, conns) == []
+    assert {c.orig_ip for c in conns} == {c.resp_ip for c in conns} == {host}
     by_port = {c.resp_port: c for c in conns}
     assert {name: by_port[p].teardown for name, p in ports.items()} == {
         "graceful": "graceful", "dirty-close": "dirty-close", "reset-mid-transfer": "reset",
@@ -132,9 +139,9 @@ def test_loopback_captures_agree_with_tshark(loopback_capture: tuple[Path, dict[
     assert by_port[ports["graceful"]].conn_state == "SF"
 
 
-def test_loopback_capture_through_the_cli(loopback_capture: tuple[Path, dict[str, int]], cli) -> None:
-    path, _ports = loopback_capture
-    proc = cli("probe", "capture", str(path), "--tmg", "127.0.0.1", "--format", "json")
+def test_loopback_capture_through_the_cli(loopback_capture: tuple[Path, dict[str, int], str], cli) -> None:
+    path, _ports, host = loopback_capture
+    proc = cli("probe", "capture", str(path), "--tmg", host, "--format", "json")
     assert proc.returncode == 0, proc.stderr
     facts = json.loads(proc.stdout)["facts"]
     total = next(f for f in facts if f["kind"] == "capture.teardown_summary" and f["subject"] == "all")

@@ -15,7 +15,7 @@ from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, run_probe
 from diagnose.profile import SiteProfile
 from tests.conftest import run_cli
-from tests.servers import DnsServer
+from tests.servers import LOOPBACK, LOOPBACK6, LOOPBACKS, DnsServer, requires_ipv6
 
 INTERNAL = "127.0.0.10"
 PUBLIC = "127.0.0.200"  # stands for the published name's public address (a hairpin back to TMG)
@@ -32,10 +32,11 @@ SITE_ZONE = {
 }
 
 
-@pytest.fixture(scope="module")
-def site_dns() -> Iterator[DnsServer]:
+@pytest.fixture(scope="module", params=LOOPBACKS)
+def site_dns(request: pytest.FixtureRequest) -> Iterator[DnsServer]:
+    """The site's DNS server, on 127.0.0.1 and on ::1 (given as `[::1]:PORT`): every test using it runs on both."""
     with DnsServer(SITE_ZONE, rcodes={"autodiscover.contoso.com": "SERVFAIL"},
-                   truncate=["big.contoso.com"]) as server:
+                   truncate=["big.contoso.com"], host=request.param) as server:
         yield server
 
 
@@ -100,8 +101,9 @@ def test_failure_outcomes(site_dns: DnsServer, name: str, outcome: str) -> None:
     assert consistency(facts)["unresolved"] == (name,)
 
 
-def test_refused_and_timeout() -> None:
-    with DnsServer({}, refuse_all=True) as refusing, DnsServer({}, silent=["*"]) as silent:
+@pytest.mark.parametrize("host", LOOPBACKS)
+def test_refused_and_timeout(host: str) -> None:
+    with DnsServer({}, refuse_all=True, host=host) as refusing, DnsServer({}, silent=["*"], host=host) as silent:
         started = time.monotonic()
         facts, _ = probe_dns({"names": ["mail.contoso.com"], "servers": [refusing.address, silent.address],
                               "timeout": 0.5})
@@ -121,10 +123,11 @@ def test_ipv6_only_name_and_truncated_answer_over_tcp(site_dns: DnsServer) -> No
     assert ("tcp", "big.contoso.com", "A") in site_dns.queries  # the TC bit sent the probe to TCP
 
 
-def test_cname_chain_followed_across_answers() -> None:
+@pytest.mark.parametrize("host", LOOPBACKS)
+def test_cname_chain_followed_across_answers(host: str) -> None:
     zone = {"owa.contoso.com": {"CNAME": "web.contoso.com"}, "web.contoso.com": {"CNAME": "cas01.contoso.local"},
             "cas01.contoso.local": {"A": [INTERNAL]}}
-    with DnsServer(zone, chase=False) as server:
+    with DnsServer(zone, chase=False, host=host) as server:
         facts, _ = probe_dns({"names": ["owa.contoso.com"], "servers": [server.address], "expect": [INTERNAL]})
         got = resolution(facts, "owa.contoso.com")
         assert got["cname_chain"] == ("web.contoso.com", "cas01.contoso.local")
@@ -134,7 +137,7 @@ def test_cname_chain_followed_across_answers() -> None:
 
 
 def test_split_brain_between_configured_servers(site_dns: DnsServer) -> None:
-    with DnsServer({"mail.contoso.com": {"A": [INTERNAL]}}) as second:
+    with DnsServer({"mail.contoso.com": {"A": [INTERNAL]}}, host=site_dns.host) as second:
         facts, _ = probe_dns({"names": ["mail.contoso.com"], "servers": [site_dns.address, second.address],
                               "expect": [INTERNAL]})
     first = resolution(facts, "mail.contoso.com", server=site_dns.address)
@@ -146,8 +149,10 @@ def test_split_brain_between_configured_servers(site_dns: DnsServer) -> None:
     assert summary["mismatched"] == ("mail.contoso.com",)
 
 
-def test_next_server_is_used_when_the_first_does_not_answer() -> None:
-    with DnsServer({}, silent=["*"]) as dead, DnsServer({"mail.contoso.com": {"A": [INTERNAL]}}) as alive:
+@pytest.mark.parametrize("host", LOOPBACKS)
+def test_next_server_is_used_when_the_first_does_not_answer(host: str) -> None:
+    with DnsServer({}, silent=["*"], host=host) as dead, \
+            DnsServer({"mail.contoso.com": {"A": [INTERNAL]}}, host=host) as alive:
         facts, _ = probe_dns({"names": ["mail.contoso.com"], "servers": [dead.address, alive.address],
                               "expect": [INTERNAL], "timeout": 0.5})
     assert resolution(facts, "mail.contoso.com", server=dead.address)["effective"] is False
@@ -210,6 +215,78 @@ def test_cli_dns_json(site_dns: DnsServer, tmp_path: Path) -> None:
     assert effective["cas01.contoso.local"]["source"] == "hosts"
 
 
+# ------------------------------------------------------------------------------------------ IPv6
+
+# The site over IPv6: the CAS at ::1 (and at 127.0.0.10 over IPv4), the published name at the public
+# addresses of both families (a hairpin to TMG).
+V6_ZONE = {"mail.contoso.com": {"A": [PUBLIC], "AAAA": ["2001:db8::10"]},
+           "webmail.contoso.com": {"CNAME": "cas01.contoso.local"},
+           "cas01.contoso.local": {"A": [INTERNAL], "AAAA": [LOOPBACK6]},
+           "v4only.contoso.com": {"A": [INTERNAL]}}
+
+
+@requires_ipv6
+def test_aaaa_and_a_answers_against_an_ipv6_internal_address() -> None:
+    """With the internal server known by its IPv6 address, the AAAA answers decide; a name with only an A
+    record does not resolve to the server TMG reaches over IPv6."""
+    with DnsServer(V6_ZONE, host=LOOPBACK6) as server:
+        facts, result = probe_dns({"names": ["mail.contoso.com", "v4only.contoso.com"],
+                                   "certificate_fqdn": "webmail.contoso.com", "internal_name": "cas01.contoso.local",
+                                   "servers": [server.address], "expect": [LOOPBACK6]})
+        asked = {(name, rdtype) for _transport, name, rdtype in server.queries}
+    assert result.status.value == "complete"
+    assert {("mail.contoso.com", "A"), ("mail.contoso.com", "AAAA"), ("cas01.contoso.local", "AAAA")} <= asked
+    mail = resolution(facts, "mail.contoso.com", server=f"[::1]:{server.port}")
+    assert (mail["outcome"], mail["addresses"], mail["matches_internal"]) == ("ok", (PUBLIC, "2001:db8::10"), False)
+    cas = resolution(facts, "cas01.contoso.local")
+    assert (cas["addresses"], cas["matches_internal"], cas["effective"]) == ((INTERNAL, LOOPBACK6), True, True)
+    web = resolution(facts, "webmail.contoso.com")
+    assert (web["cname_chain"], web["matches_internal"]) == (("cas01.contoso.local",), True)
+    assert resolution(facts, "v4only.contoso.com")["matches_internal"] is False
+    summary = consistency(facts)
+    assert summary["mismatched"] == ("mail.contoso.com", "v4only.contoso.com")
+    assert summary["expected"] == (LOOPBACK6,)
+    assert f"mail.contoso.com -> {PUBLIC}, 2001:db8::10 (DNS [::1]:{server.port})" in summary["detail"]
+
+
+@requires_ipv6
+def test_an_ipv6_server_is_named_alike_however_it_is_written() -> None:
+    """`[0:0::1]:PORT` and `[::1]:PORT` are one server, named `[::1]:PORT` in every fact and note."""
+    with DnsServer(V6_ZONE, host=LOOPBACK6) as server:
+        long_form = f"[0:0:0:0:0:0:0:1]:{server.port}"
+        facts, _ = probe_dns({"names": ["cas01.contoso.local"], "servers": [long_form, server.address],
+                              "expect": [LOOPBACK6]})
+    (fact,) = [f for f in facts if f.kind == "dns.resolution"]  # the two spellings were asked once
+    assert fact.attrs["server"] == server.address == f"[::1]:{server.port}"
+    assert fact.provenance.source == f"dns [::1]:{server.port}"
+
+
+@requires_ipv6
+def test_ipv4_mapped_server_reaches_the_ipv4_server() -> None:
+    with DnsServer(V6_ZONE, host=LOOPBACK) as server:
+        facts, result = probe_dns({"names": ["cas01.contoso.local"], "servers": [f"[::ffff:127.0.0.1]:{server.port}"],
+                                   "expect": [INTERNAL]})
+    assert result.status.value == "complete", result.reason
+    got = resolution(facts, "cas01.contoso.local")
+    assert (got["server"], got["outcome"], got["matches_internal"]) == \
+        (f"[::ffff:127.0.0.1]:{server.port}", "ok", True)
+
+
+@requires_ipv6
+def test_profile_with_ipv6_servers_and_internal_address(tmp_path: Path) -> None:
+    """A site profile read from YAML names its DNS server `[::1]:PORT` and its CAS `::1`."""
+    with DnsServer(V6_ZONE, host=LOOPBACK6) as server:
+        profile = tmp_path / "site.yaml"
+        profile.write_text("published_names: [mail.contoso.com]\ninternal_name: cas01.contoso.local\n"
+                           f"internal_addresses: ['::1']\ndns_servers: ['[::1]:{server.port}']\n", encoding="utf-8")
+        proc = run_cli("probe", "dns", "--profile", str(profile), "--no-hosts", "--format", "json", "--timeout", "1")
+    assert proc.returncode == 0, proc.stderr
+    facts = {f["subject"]: f["attrs"] for f in json.loads(proc.stdout)["facts"] if f["kind"] == "dns.resolution"}
+    assert facts["mail.contoso.com"]["server"] == f"[::1]:{server.port}"
+    assert facts["mail.contoso.com"]["matches_internal"] is False
+    assert facts["cas01.contoso.local"]["matches_internal"] is True
+
+
 def test_cli_bad_inputs_give_one_line(tmp_path: Path) -> None:
     proc = run_cli("probe", "dns", "mail.contoso.com", "--hosts-file", str(tmp_path / "missing"),
                    "--dns-server", "127.0.0.1:53")
@@ -217,3 +294,9 @@ def test_cli_bad_inputs_give_one_line(tmp_path: Path) -> None:
     assert proc.stderr.strip() == f"diagnose: error: {tmp_path / 'missing'}: hosts file not found"
     proc = run_cli("probe", "dns", "mail.contoso.com", "--dns-server", "dns.example:53", "--no-hosts")
     assert proc.returncode == 2 and "give an IP address" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("probe", "dns", "mail.contoso.com", "--dns-server", "::1:53530", "--no-hosts")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("diagnose: error: '::1:53530' is not an IPv6 address; "
+                                   "with a port, write [::1]:53530")
+    proc = run_cli("probe", "dns", "mail.contoso.com", "--dns-server", "[dns.example]:53", "--no-hosts")
+    assert proc.returncode == 2 and "only an IPv6 address goes in brackets" in proc.stderr

@@ -12,7 +12,7 @@ from diagnose.errors import InputError
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, run_probe
 from diagnose.probes.dnsrecorded import read_recorded
-from tests.servers import DnsServer
+from tests.servers import DnsServer, requires_ipv6
 
 INTERNAL, PUBLIC = "127.0.0.10", "127.0.0.200"
 ZONE = {"mail.contoso.com": {"A": [PUBLIC]}, "webmail.contoso.com": {"CNAME": "cas01.contoso.local"},
@@ -20,9 +20,9 @@ ZONE = {"mail.contoso.com": {"A": [PUBLIC]}, "webmail.contoso.com": {"CNAME": "c
 needs_dig = pytest.mark.skipif(shutil.which("dig") is None, reason="dig (bind9-dnsutils) is not installed")
 
 
-def dig(server: DnsServer | int, name: str, rdtype: str) -> str:
+def dig(server: DnsServer | int, name: str, rdtype: str, at: str = "127.0.0.1") -> str:
     port = server if isinstance(server, int) else server.port
-    return subprocess.run(["dig", "+tries=1", "+time=1", "-p", str(port), "@127.0.0.1", name, rdtype],
+    return subprocess.run(["dig", "+tries=1", "+time=1", "-p", str(port), f"@{at}", name, rdtype],
                           capture_output=True, text=True, timeout=10).stdout
 
 
@@ -122,3 +122,43 @@ def test_shipped_recorded_case_offline() -> None:
     assert {f.attrs["outcome"] for f in hosts_facts} == {"not-listed"}
     (summary,) = [f for f in result.facts if f.kind == "dns.consistency"]
     assert summary.attrs["mismatched"] == ("mail.contoso.com",) and summary.attrs["all_internal"] is False
+
+
+@requires_ipv6
+@pytest.mark.parametrize("tool", ["dig", "nslookup"])
+def test_recorded_and_live_answers_name_an_ipv6_server_alike(tool: str, tmp_path: Path) -> None:
+    """dig and BIND nslookup, run here against a server on ::1, print it `::1#PORT`; read back, the server is
+    `[::1]:PORT`, exactly as the live probe names it: one server, two sources that agree."""
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} (bind9-dnsutils) is not installed")
+    zone = {"mail.contoso.com": {"A": [PUBLIC], "AAAA": ["2001:db8::10"]}, "cas01.contoso.local": {"AAAA": ["::1"]}}
+    out = []
+    with DnsServer(zone, host="::1", rcodes={"autodiscover.contoso.com": "SERVFAIL"}) as server:
+        for name in ("mail.contoso.com", "cas01.contoso.local", "legacy.contoso.com", "autodiscover.contoso.com"):
+            if tool == "dig":
+                out += [dig(server, name, "A", "::1"), dig(server, name, "AAAA", "::1")]
+            else:
+                proc = subprocess.run(["nslookup", f"-port={server.port}", name, "::1"], capture_output=True,
+                                      text=True, timeout=20)
+                out.append(f"$ nslookup -port={server.port} {name} ::1\n{proc.stdout}{proc.stderr}")
+        path = tmp_path / f"{tool}.txt"
+        path.write_text("".join(out), encoding="utf-8")
+        assert f"::1#{server.port}" in path.read_text(encoding="utf-8")
+        (recorded,) = read_recorded(path)
+        assert recorded.label == server.address == f"[::1]:{server.port}"
+        spec = {"names": ["mail.contoso.com", "legacy.contoso.com", "autodiscover.contoso.com"],
+                "internal_name": "cas01.contoso.local", "expect": ["::1"], "servers": [server.address],
+                "recorded": [str(path)], "use_hosts": False, "timeout": 1}
+        result, _ = run_probe("dns", ProbeContext(), spec)
+    fact_kinds().check(result.facts, "dns probe")
+    by_origin: dict[str, dict[str, tuple]] = {}
+    for fact in result.facts:
+        if fact.kind == "dns.resolution":
+            assert fact.attrs["server"] == server.address
+            by_origin.setdefault(fact.provenance.source, {})[fact.subject] = (
+                fact.attrs["outcome"], fact.attrs["addresses"], fact.attrs.get("matches_internal"))
+    live, replayed = by_origin[f"dns {server.address}"], by_origin[str(path)]
+    assert live == replayed
+    assert live["mail.contoso.com"] == ("ok", (PUBLIC, "2001:db8::10"), False)
+    assert live["cas01.contoso.local"] == ("ok", ("::1",), True)
+    assert live["legacy.contoso.com"][0] == "nxdomain" and live["autodiscover.contoso.com"][0] == "servfail"

@@ -292,6 +292,57 @@ def test_windows_nslookup_when_the_server_answers_nothing_at_all(tmp_path: Path)
                    ("cas01.contoso.local", "10.1.4.5:53"): ("ok", ("10.1.5.11",), ())}
 
 
+def test_windows_nslookup_asking_ipv6_servers(tmp_path: Path) -> None:
+    """A TMG host whose DNS servers have IPv6 addresses: the header's `Address:` line, the error naming a
+    server that did not answer, and `server ADDR` in a session all carry IPv6 addresses; each server is
+    named `[ADDR]:53`, as the live probe names it."""
+    path = tmp_path / "dns.txt"
+    path.write_bytes("C:\\Users\\Administrator>nslookup mail.contoso.com fd00:10:1:4::1\r\n"
+                     "Server:  UnKnown\r\nAddress:  fd00:10:1:4::1\r\n\r\n"
+                     "Non-authoritative answer:\r\nName:    mail.contoso.com\r\n"
+                     "Addresses:  2001:db8::10\r\n\t  203.0.113.10\r\n\r\n"
+                     "C:\\Users\\Administrator>nslookup cas01.contoso.local\r\n"
+                     "DNS request timed out.\r\n    timeout was 2 seconds.\r\n"
+                     "*** Can't find server name for address fd00:10:1:4::5: Timed out\r\n"
+                     "*** Default servers are not available\r\n\r\n"
+                     "C:\\Users\\Administrator>nslookup legacy.contoso.com FD00:10:1:4:0:0:0:1\r\n"
+                     "Server:  UnKnown\r\nAddress:  fd00:10:1:4::1\r\n\r\n"
+                     "*** UnKnown can't find legacy.contoso.com: Non-existent domain\r\n\r\n"
+                     "C:\\Users\\Administrator>nslookup\r\n"
+                     "Default Server:  dc1.contoso.local\r\nAddress:  fd00:10:1:4::1\r\n\r\n"
+                     "> server fd00:10:1:4::9\r\nDefault Server:  UnKnown\r\nAddress:  fd00:10:1:4::9\r\n\r\n"
+                     "> cas01.contoso.local\r\nServer:  UnKnown\r\nAddress:  fd00:10:1:4::9\r\n\r\n"
+                     "DNS request timed out.\r\n    timeout was 2 seconds.\r\n"
+                     "DNS request timed out.\r\n    timeout was 2 seconds.\r\n"
+                     "*** Request to UnKnown timed-out\r\n> exit\r\n".encode("ascii"))
+    got = summary(resolutions(path, "mail.contoso.com", "cas01.contoso.local", "legacy.contoso.com",
+                              extra=("--expect", "fd00:10:1:5::11")))
+    assert got == {("mail.contoso.com", "[fd00:10:1:4::1]:53"): ("ok", ("203.0.113.10", "2001:db8::10"), ()),
+                   ("cas01.contoso.local", "[fd00:10:1:4::5]:53"): ("timeout", (), ()),
+                   ("legacy.contoso.com", "[fd00:10:1:4::1]:53"): ("nxdomain", (), ()),
+                   ("cas01.contoso.local", "[fd00:10:1:4::9]:53"): ("timeout", (), ())}
+    assert [s.label for s in read_recorded(path)] == ["[fd00:10:1:4::1]:53", "[fd00:10:1:4::5]:53",
+                                                      "[fd00:10:1:4::9]:53"]
+
+
+def test_dig_server_with_a_zone_index(tmp_path: Path) -> None:
+    """dig names a link-local server with its zone (`fe80::53%2#53`); the zone is dropped, as the other
+    readers do."""
+    path = tmp_path / "dig.txt"
+    path.write_text("; <<>> DiG 9.18.49 <<>> @fe80::53%2 mail.contoso.com AAAA\n; (1 server found)\n"
+                    ";; global options: +cmd\n;; Got answer:\n"
+                    ";; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 4242\n"
+                    ";; flags: qr aa rd; QUERY: 1, ANSWER: 1, AUTHORITY: 0, ADDITIONAL: 1\n\n"
+                    ";; QUESTION SECTION:\n;mail.contoso.com.\t\tIN\tAAAA\n\n"
+                    ";; ANSWER SECTION:\nmail.contoso.com.\t60\tIN\tAAAA\t2001:db8::10\n\n"
+                    ";; Query time: 1 msec\n;; SERVER: fe80::53%2#53(fe80::53%2) (UDP)\n\n"
+                    "; <<>> DiG 9.18.49 <<>> @fe80::53%2 legacy.contoso.com AAAA\n; (1 server found)\n"
+                    ";; global options: +cmd\n;; connection timed out; no servers could be reached\n",
+                    encoding="utf-8")
+    (server,) = read_recorded(path)
+    assert server.label == "[fe80::53]:53" and len(server.answers) == 2
+
+
 def test_windows_nslookup_without_prompt_lines(tmp_path: Path) -> None:
     """Runs told apart by their headers; the error stream of each run may come before or after it."""
     bare = tmp_path / "bare.txt"

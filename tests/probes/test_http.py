@@ -14,7 +14,17 @@ from diagnose.probes.http import Expectation, judge
 from diagnose.profile import PROTOCOLS, SiteProfile
 from tests.certs import CertFactory
 from tests.conftest import run_cli
-from tests.servers import SilentPeer, TlsServer, closed_port, owa_app
+from tests.servers import (
+    LOOPBACK,
+    LOOPBACK6,
+    LOOPBACKS,
+    SilentPeer,
+    TlsServer,
+    closed_port,
+    host_port,
+    owa_app,
+    requires_ipv6,
+)
 
 INTERNAL_NAME = "cas01.contoso.local"
 
@@ -24,21 +34,28 @@ def issued(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return CertFactory(tmp_path_factory.mktemp("certs")).issue(INTERNAL_NAME, san=[INTERNAL_NAME])
 
 
+@pytest.fixture(scope="module", params=LOOPBACKS)
+def host(request: pytest.FixtureRequest) -> str:
+    """The CAS's address: every test using the servers below runs over IPv4 and over IPv6."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def healthy(issued: Any) -> Iterator[TlsServer]:
-    with TlsServer(issued, app=owa_app()) as server:
+def healthy(issued: Any, host: str) -> Iterator[TlsServer]:
+    with TlsServer(issued, app=owa_app(), host=host) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def fba_down(issued: Any) -> Iterator[TlsServer]:
-    with TlsServer(issued, app=owa_app(fba_running=False)) as server:
+def fba_down(issued: Any, host: str) -> Iterator[TlsServer]:
+    with TlsServer(issued, app=owa_app(fba_running=False), host=host) as server:
         yield server
 
 
-def probe_site(server: TlsServer | int, **spec: Any) -> dict[str, dict[str, Any]]:
-    port = server if isinstance(server, int) else server.port
-    profile = SiteProfile(internal_name=INTERNAL_NAME, internal_addresses=("127.0.0.1",), published=PROTOCOLS,
+def probe_site(server: TlsServer | int, host: str = LOOPBACK, internal_name: str | None = INTERNAL_NAME,
+               **spec: Any) -> dict[str, dict[str, Any]]:
+    port, host = (server, host) if isinstance(server, int) else (server.port, server.host)
+    profile = SiteProfile(internal_name=internal_name, internal_addresses=(host,), published=PROTOCOLS,
                           exchange_version="2010")
     result, run = run_probe("http", ProbeContext(profile=profile), {"port": port, "timeout": 1.0} | spec)
     fact_kinds().check(result.facts, "http probe")
@@ -54,11 +71,13 @@ def test_healthy_owa(healthy: TlsServer) -> None:
     assert all(f["healthy"] and f["outcome"] == "ok" for f in facts.values()), facts
     owa = facts["GET /owa/"]
     assert owa["status"] == 302 and "/owa/auth/logon.aspx" in owa["location"]
-    assert owa["url"] == f"https://{INTERNAL_NAME}:{healthy.port}/owa/" and owa["address"] == "127.0.0.1"
+    assert owa["url"] == f"https://{INTERNAL_NAME}:{healthy.port}/owa/" and owa["address"] == healthy.host
     assert facts["GET /rpc/rpcproxy.dll"]["auth_schemes"] == ("Negotiate", "NTLM", "Basic")
     assert facts["GET /rpc/rpcproxy.dll"]["protocol"] == "outlook-anywhere"
-    # like TMG, the probe sends the internal name as Host header (and SNI)
-    assert {headers["host"] for _m, _p, headers in healthy.requests} == {INTERNAL_NAME}
+    # like TMG, the probe sends the internal name as Host header (with the URL's port: it is not 443,
+    # RFC 7230 5.4) and as SNI
+    assert {headers["host"] for _m, _p, headers in healthy.requests} == {f"{INTERNAL_NAME}:{healthy.port}"}
+    assert set(healthy.server_names) == {INTERNAL_NAME}
 
 
 def test_owa_with_forms_based_authentication_down(fba_down: TlsServer) -> None:
@@ -71,21 +90,39 @@ def test_owa_with_forms_based_authentication_down(fba_down: TlsServer) -> None:
     assert unhealthy == ["POST /owa/auth/owaauth.dll"]
 
 
-def test_reset_in_mid_response(issued: Any) -> None:
-    with TlsServer(issued, app=owa_app(reset_ews=True)) as server:
+def test_reset_in_mid_response(issued: Any, host: str) -> None:
+    with TlsServer(issued, app=owa_app(reset_ews=True), host=host) as server:
         facts = probe_site(server, published=["ews"])
     ews = facts["GET /EWS/Exchange.asmx"]
     assert (ews["status"], ews["outcome"], ews["healthy"]) == (401, "reset", False)
     assert "reset in mid-response" in ews["reason"]
 
 
-def test_refused_and_timeout() -> None:
-    facts = probe_site(closed_port(), published=["activesync"])
+def test_refused_and_timeout(host: str) -> None:
+    facts = probe_site(closed_port(host), host, published=["activesync"])
     assert facts["GET /Microsoft-Server-ActiveSync"]["outcome"] == "refused"
-    with SilentPeer() as silent:
-        facts = probe_site(silent, published=["activesync"], timeout=0.3)
+    with SilentPeer(host) as silent:
+        facts = probe_site(silent.port, host, published=["activesync"], timeout=0.3)
     silent_fact = facts["GET /Microsoft-Server-ActiveSync"]
     assert (silent_fact["outcome"], silent_fact["healthy"]) == ("timeout", False)
+
+
+def test_an_address_without_a_name_is_its_own_host_header(fba_down: TlsServer) -> None:
+    """A profile with the CAS's address but no internal name: the URL and the Host header carry the address
+    literal with the port (RFC 7230 5.4; IPv6 in brackets: `[::1]:PORT`), no SNI is sent, and the
+    forms-based authentication signature still shows."""
+    before = len(fba_down.requests)
+    facts = probe_site(fba_down, internal_name=None, published=["owa", "ews"])
+    literal = host_port(fba_down.host, fba_down.port)
+    assert facts["GET /owa/"]["url"] == f"https://{literal}/owa/"
+    assert {headers["host"] for _m, _p, headers in fba_down.requests[before:]} == {literal}
+    assert set(fba_down.server_names[before:]) == {None}
+    post = facts["POST /owa/auth/owaauth.dll"]
+    assert (post["status"], post["outcome"], post["address"]) == (200, "blank", fba_down.host)
+    assert [k for k, f in facts.items() if not f["healthy"]] == ["POST /owa/auth/owaauth.dll"]
+    # the redirect the server built from that Host header is a valid URL, and judged healthy
+    assert facts["GET /owa/"]["location"].startswith(f"https://{literal}/owa/auth/logon.aspx")
+    assert facts["GET /owa/"]["healthy"] is True
 
 
 def test_healthcheck_pages_for_exchange_2013_and_later(healthy: TlsServer) -> None:
@@ -115,10 +152,35 @@ def test_logon_page_without_its_form() -> None:
 
 def test_cli_http_urls(healthy: TlsServer) -> None:
     proc = run_cli("probe", "http", f"https://{INTERNAL_NAME}:{healthy.port}/owa/",
-                   f"https://{INTERNAL_NAME}:{healthy.port}/unknown", "--connect", "127.0.0.1", "--format", "json")
+                   f"https://{INTERNAL_NAME}:{healthy.port}/unknown", "--connect", healthy.host, "--format", "json")
     assert proc.returncode == 0, proc.stderr
     owa, unknown = json.loads(proc.stdout)["facts"]
     assert owa["attrs"]["healthy"] is True and owa["attrs"]["protocol"] == "owa"
     assert unknown["attrs"]["status"] == 404 and unknown["attrs"]["healthy"] is False
     proc = run_cli("probe", "http", "ftp://cas01/")
     assert proc.returncode == 2 and "give an http:// or https:// URL" in proc.stderr
+
+
+@requires_ipv6
+def test_cli_http_ipv6_url(issued: Any) -> None:
+    with TlsServer(issued, app=owa_app(), host=LOOPBACK6) as server:
+        proc = run_cli("probe", "http", f"https://[0:0::1]:{server.port}/owa/auth/logon.aspx",
+                       f"https://[::1]:{server.port}/owa/", "--format", "json")
+        hosts = {h["host"] for _m, _p, h in server.requests}
+    assert proc.returncode == 0, proc.stderr
+    logon, owa = json.loads(proc.stdout)["facts"]
+    assert (logon["attrs"]["healthy"], logon["attrs"]["address"]) == (True, "::1")
+    assert owa["subject"] == f"https://[::1]:{server.port}/owa/" and owa["attrs"]["healthy"] is True
+    assert hosts == {f"[::1]:{server.port}"}
+
+
+@pytest.mark.parametrize(("url", "message"), [
+    ("https://[::1/owa/", "'https://[::1/owa/': not a valid URL (Invalid IPv6 URL)"),
+    ("https://::1/owa/", "'https://::1/owa/': not a valid URL (Port could not be cast to integer value as ':1'); "
+                         "an IPv6 address goes in brackets: https://[fd00::11]:443/"),
+    ("https://[::1]:99999/", "'https://[::1]:99999/': not a valid URL (Port out of range 0-65535)"),
+])
+def test_cli_http_bad_ipv6_urls_give_one_line(url: str, message: str) -> None:
+    proc = run_cli("probe", "http", url)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"diagnose: error: {message}"

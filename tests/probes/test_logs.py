@@ -727,3 +727,36 @@ def test_times_kept_for_the_coincidence_check_are_bounded(tmp_path: Path, monkey
         assert any("1,000 Status 64 entries and client errors were kept" in p for p in problems), problems
         facts, _ = build_facts(capped)
         assert facts[0].attrs["status64_unchecked"] == 2000
+
+
+def test_sql_export_split_across_cores_gives_the_same_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large SQL-export CSV is cut into byte ranges for the workers, never inside a quoted field
+    (here: rule names with commas, quoted quotes, and a user agent holding line breaks)."""
+    import diagnose.probes.logs as logs_pkg
+
+    header = ("servername,logTime,protocol,SourceIP,SourcePort,DestinationIP,DestinationPort,OriginalClientIP,"
+              "SourceNetwork,DestinationNetwork,Action,resultcode,rule,ClientAgent,GmtLogTime")
+    rows = []
+    for i in range(4000):
+        code = "-2147024832" if i % 5 == 0 else ("-2147014835" if i % 17 == 0 else "0")
+        agent = '"Outlook\r\n""MSRPC""\r\nagent"' if i % 3 == 1 else "MSRPC"  # line breaks inside quotes
+        if i == 2999:
+            agent = "bad,extra"  # one column too many: a bad line with its number
+        stamp = f"2024-03-04 10:{i // 60 % 60:02d}:{i % 60:02d}"
+        rows.append(f"TMG01,{stamp}.000,TCP,0A000001-FFFF-0000-0000-000000000000,{40000 + i},"
+                    f"0A00001{4 + i % 3}-FFFF-0000-0000-000000000000,443,C6336407-FFFF-0000-0000-000000000000,"
+                    f'Local Host,Internal,10,{code},"Publish OWA, Exchange",{agent},{stamp}.000')
+    path = tmp_path / "FirewallLog.csv"
+    path.write_bytes((header + "\r\n" + "\r\n".join(rows) + "\r\n").encode())
+    whole, _ = summarise([str(path)], Site(), 1)
+    monkeypatch.setattr(logs_pkg, "SPLIT_AT", 20_000)
+    units, _ = logs_pkg.plan_units(logs_pkg.expand([str(path)])[0], 2)
+    assert len(units) > 10 and {u.format for u in units} == {"sql-csv"}
+    data = path.read_bytes()
+    assert all(data[: u.start].count(b'"') % 2 == 0 for u in units)  # no cut inside a quoted field
+    parts, _ = summarise([str(path)], Site(), 2)
+    assert whole.records == parts.records == 3999 and whole.bad_lines == parts.bad_lines == 1
+    assert whole.bad_samples == parts.bad_samples
+    assert whole.scopes == parts.scopes and whole.samples == parts.samples
+    assert whole.code_samples == parts.code_samples and whole.s64_minutes == parts.s64_minutes
+    assert whole.scope("all", "all")["status64_count"] == 800 and whole.files == parts.files

@@ -6,21 +6,50 @@ import json
 import threading
 import time
 
+import pytest
+
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, run_probe
+from diagnose.profile import SiteProfile
 from tests.conftest import run_cli
-from tests.servers import SilentPeer, UnansweredPort, closed_port
+from tests.servers import (
+    LOOPBACK6,
+    LOOPBACKS,
+    SilentPeer,
+    UnansweredPort,
+    closed_port,
+    host_port,
+    requires_ipv6,
+)
 
 
-def test_open_refused_and_timeout() -> None:
-    with SilentPeer() as listening, UnansweredPort() as unanswered:
-        refused = f"127.0.0.1:{closed_port()}"
+@pytest.mark.parametrize("host", LOOPBACKS)
+def test_open_refused_and_timeout(host: str) -> None:
+    with SilentPeer(host) as listening, UnansweredPort(host) as unanswered:
+        refused = host_port(host, closed_port(host))
         result, _ = run_probe("tcp", ProbeContext(), {"targets": [listening.address, refused, unanswered.address],
                                                       "timeout": 0.5})
     fact_kinds().check(result.facts, "tcp probe")
     outcomes = [(f.subject, f.attrs["outcome"]) for f in result.facts]
     assert outcomes == [(listening.address, "open"), (refused, "refused"), (unanswered.address, "timeout")]
     assert result.facts[2].attrs["elapsed_ms"] >= 450
+    assert [(f.attrs["host"], f.attrs["port"]) for f in result.facts] == \
+        [(host, listening.port), (host, int(refused.rsplit(":", 1)[1])), (host, unanswered.port)]
+
+
+@requires_ipv6
+def test_ipv6_targets_from_the_profile_and_the_cli() -> None:
+    """`internal_addresses: ["::1"]` with a port, and `[::1]:PORT` / `::1` on the command line."""
+    with SilentPeer(LOOPBACK6) as listening:
+        profile = SiteProfile(internal_addresses=(LOOPBACK6,))
+        result, _ = run_probe("tcp", ProbeContext(profile=profile), {"port": listening.port})
+        assert [(f.subject, f.attrs["outcome"]) for f in result.facts] == [(f"[::1]:{listening.port}", "open")]
+        refused = closed_port(LOOPBACK6)
+        proc = run_cli("probe", "tcp", listening.address, "0:0::1", "--port", str(refused), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)["facts"]
+    assert [(f["subject"], f["attrs"]["outcome"]) for f in facts] == \
+        [(listening.address, "open"), (f"[::1]:{refused}", "refused")]
 
 
 def test_twenty_targets_with_ten_timeouts_overlap() -> None:

@@ -16,7 +16,7 @@ from diagnose.probes.tls import certificates_from_handshake, name_on_certificate
 from diagnose.profile import SiteProfile
 from tests.certs import CertFactory
 from tests.conftest import run_cli
-from tests.servers import SilentPeer, TlsServer, closed_port
+from tests.servers import LOOPBACKS, SilentPeer, TlsServer, closed_port, host_port, requires_ipv6
 
 INTERNAL_NAME = "cas01.contoso.local"
 PUBLISHED = ["mail.contoso.com", "autodiscover.contoso.com"]
@@ -39,10 +39,13 @@ def probe_tls(targets: list[str], factory: CertFactory | None = None, **spec: An
     return [dict(f.attrs) for f in result.facts]
 
 
-def test_matching_certificate(factory: CertFactory) -> None:
+@pytest.mark.parametrize("host", LOOPBACKS)
+def test_matching_certificate(factory: CertFactory, host: str) -> None:
     issued = factory.issue(INTERNAL_NAME, san=[INTERNAL_NAME, *PUBLISHED])
-    with TlsServer(issued) as server:
+    with TlsServer(issued, host=host) as server:
         (cert,) = probe_tls([server.address], factory)
+        assert server.server_names == [INTERNAL_NAME, INTERNAL_NAME]  # SNI: the TMG-like and the trust handshake
+    assert (cert["host"], cert["port"]) == (host, server.port)
     assert cert["handshake"] == "ok" and cert["protocol"] == "TLSv1.2"
     assert cert["subject_cn"] == INTERNAL_NAME
     assert cert["san_dns"] == (INTERNAL_NAME, *PUBLISHED)
@@ -59,10 +62,11 @@ def test_matching_certificate(factory: CertFactory) -> None:
     assert cert["fingerprint_sha256"] == issued.certificate.fingerprint(hashes.SHA256()).hex()
 
 
-def test_mismatched_name(factory: CertFactory) -> None:
+@pytest.mark.parametrize("host", LOOPBACKS)
+def test_mismatched_name(factory: CertFactory, host: str) -> None:
     # the case from TechNet Wiki 17324: the SAN carries the public name but not the internal one
     issued = factory.issue("mail.contoso.com", san=["mail.contoso.com"])
-    with TlsServer(issued) as server:
+    with TlsServer(issued, host=host) as server:
         (cert,) = probe_tls([server.address], factory, certificate_fqdn="mail.contoso.com")
     assert cert["handshake"] == "ok"
     assert cert["name_matches_internal"] is False
@@ -72,9 +76,10 @@ def test_mismatched_name(factory: CertFactory) -> None:
     assert cert["trusted"] is True  # trust is judged apart from names
 
 
-def test_expired_certificate(factory: CertFactory) -> None:
+@pytest.mark.parametrize("host", LOOPBACKS)
+def test_expired_certificate(factory: CertFactory, host: str) -> None:
     issued = factory.issue(INTERNAL_NAME, san=[INTERNAL_NAME], days=(-400, -10))
-    with TlsServer(issued) as server:
+    with TlsServer(issued, host=host) as server:
         (cert,) = probe_tls([server.address], factory)
     assert cert["expired"] is True
     assert cert["days_to_expiry"] in (-10, -11)
@@ -99,14 +104,15 @@ def test_untrusted_without_the_root(factory: CertFactory, tmp_path: Path) -> Non
     assert cert["trust_error"] == "unable to get local issuer certificate"
 
 
-def test_handshake_failures(factory: CertFactory) -> None:
+@pytest.mark.parametrize("host", LOOPBACKS)
+def test_handshake_failures(factory: CertFactory, host: str) -> None:
     issued = factory.issue(INTERNAL_NAME, san=[INTERNAL_NAME])
     only_tls13 = (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3)
-    with TlsServer(None, behaviour="reset-on-hello") as resetting, \
-            TlsServer(None, behaviour="close-on-hello") as closing, \
-            TlsServer(issued, versions=only_tls13) as modern, \
-            TlsServer(None, behaviour="plain-http") as plain, SilentPeer() as silent:
-        refused = f"127.0.0.1:{closed_port()}"
+    with TlsServer(None, behaviour="reset-on-hello", host=host) as resetting, \
+            TlsServer(None, behaviour="close-on-hello", host=host) as closing, \
+            TlsServer(issued, versions=only_tls13, host=host) as modern, \
+            TlsServer(None, behaviour="plain-http", host=host) as plain, SilentPeer(host) as silent:
+        refused = host_port(host, closed_port(host))
         reset, closed, mismatch, not_tls, timeout, refusal = probe_tls(
             [resetting.address, closing.address, modern.address, plain.address, silent.address, refused], factory,
             timeout=0.5)
@@ -121,16 +127,36 @@ def test_handshake_failures(factory: CertFactory) -> None:
     assert refusal["handshake"] == "refused"
 
 
-def test_targets_and_names_from_the_profile(factory: CertFactory) -> None:
+@pytest.mark.parametrize("host", LOOPBACKS)
+def test_targets_and_names_from_the_profile(factory: CertFactory, host: str) -> None:
     issued = factory.issue(INTERNAL_NAME, san=[INTERNAL_NAME, "mail.contoso.com"])
-    with TlsServer(issued) as server:
+    with TlsServer(issued, host=host) as server:
         profile = SiteProfile(published_names=("mail.contoso.com",), internal_name=INTERNAL_NAME,
-                              internal_addresses=("127.0.0.1",))
+                              internal_addresses=(host,))
         result, _ = run_probe("tls", ProbeContext(profile=profile),
                               {"port": server.port, "targets": "", "published_names": []})
+        assert set(server.server_names) == {INTERNAL_NAME}
     (fact,) = result.facts
     assert fact.subject == server.address
     assert fact.attrs["sni"] == INTERNAL_NAME and fact.attrs["name_matches_published"] is True
+
+
+@requires_ipv6
+def test_ipv6_literal_as_the_to_name(factory: CertFactory) -> None:
+    """A rule whose To is the server's IPv6 address: no SNI is sent (RFC 6066 allows names only), and the
+    certificate must carry the address as an IP SAN; written any way, the target is probed once."""
+    with_ip = factory.issue(INTERNAL_NAME, san=[INTERNAL_NAME], san_ips=["::1"])
+    without = factory.issue(INTERNAL_NAME, san=[INTERNAL_NAME])
+    with TlsServer(with_ip, host="::1") as good, TlsServer(without, host="::1") as bad:
+        result, _ = run_probe("tls", ProbeContext(), {
+            "targets": [good.address, f"[0:0::1]:{good.port}", bad.address], "internal_name": "0:0::1",
+            "ca_file": str(factory.root_pem), "timeout": 1.0})
+        assert good.server_names == [None, None] and bad.server_names == [None, None]
+    assert [f.subject for f in result.facts] == [good.address, bad.address]
+    ok, mismatch = (dict(f.attrs) for f in result.facts)
+    assert (ok["sni"], ok["host"], ok["name_matches_internal"], ok["san_ip"]) == ("0:0::1", "::1", True, ("::1",))
+    assert mismatch["name_matches_internal"] is False and mismatch["unmatched_names"] == ("0:0::1",)
+    assert ok["trusted"] is True and mismatch["trusted"] is True
 
 
 @pytest.mark.parametrize(("name", "san", "cn", "expected"), [

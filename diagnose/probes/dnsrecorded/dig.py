@@ -22,7 +22,7 @@ from diagnose.probes.dnsrecorded.model import RecordedAnswer, server_label
 
 _BANNER = re.compile(r"^; <<>> DiG [^<]*<<>>(?P<args>.*)$")
 _HEADER = re.compile(r"^;; ->>HEADER<<- opcode: (?P<opcode>\w+), status: (?P<status>[A-Z]+), id: \d+")
-_SERVER = re.compile(r"^;; SERVER: (?P<addr>[0-9A-Fa-f:.]+)#(?P<port>\d+)")
+_SERVER = re.compile(r"^;; SERVER: (?P<addr>[0-9A-Fa-f:.]+)(?:%[\w.-]+)?#(?P<port>\d+)")  # a zone index is dropped
 _SECTION = re.compile(r"^;; (?P<name>[A-Z]+) SECTION:$")
 _TIMED_OUT = re.compile(r"timed out|no servers could be reached", re.IGNORECASE)
 
@@ -114,8 +114,8 @@ def _from_command(args: str, where: str) -> tuple[tuple[dns.name.Name, dns.rdata
     while i < len(words):
         word = words[i]
         if word.startswith("@"):
-            server = word[1:]
-        elif word == "-p" and i + 1 < len(words):
+            server = word[1:].split("%", 1)[0]  # a zone index is dropped, as on the SERVER line
+        elif word == "-p" and i + 1 < len(words) and words[i + 1].isdigit():
             port = words[i + 1]
             i += 1
         elif word.startswith(("-", "+")):

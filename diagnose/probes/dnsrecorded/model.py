@@ -10,7 +10,6 @@ into the same `RecordedAnswer`s the `dig` reader makes.
 from __future__ import annotations
 
 import codecs
-import ipaddress
 import re
 from dataclasses import dataclass, field
 
@@ -26,6 +25,7 @@ from dns.rdtypes.IN.A import A as A_RDATA
 from dns.rdtypes.IN.AAAA import AAAA as AAAA_RDATA
 
 from diagnose.errors import InputError
+from diagnose.probes.netio import canonical_address, endpoint
 
 A, AAAA = dns.rdatatype.A, dns.rdatatype.AAAA
 IN = dns.rdataclass.IN
@@ -103,16 +103,17 @@ def family(address: str) -> dns.rdatatype.RdataType:
 
 
 def ip_address(text: str) -> str | None:
-    """The address in `text` (an IPv6 zone index dropped), or None when it is not one."""
+    """The address in `text`, canonical (an IPv6 zone index dropped), or None when it is not one."""
     try:
-        return str(ipaddress.ip_address(text.strip().split("%", 1)[0]))
+        return canonical_address(text.strip().split("%", 1)[0])
     except ValueError:
         return None
 
 
 def server_label(host: str, port: int | str = 53) -> str:
-    """How a recorded server is named: ADDR:PORT, [V6]:PORT (as the live probe names its servers)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    """How a recorded server is named: ADDR:PORT, [V6]:PORT, the address canonical, exactly as the live
+    probe names its servers (`netio.endpoint`), so that a recorded and a live answer of one server agree."""
+    return str(endpoint(host, int(port)))
 
 
 def dns_name(text: str, where: str) -> dns.name.Name:

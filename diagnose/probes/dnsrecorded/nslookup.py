@@ -102,7 +102,8 @@ _NONAUTH_LABELS = {"non-authoritative answer", "réponse ne faisant pas autorit�
 _TIMEOUT_NOTE = re.compile(r"^(?:DNS request timed out\.|\s+timeout was \d+ seconds?\.)$")
 _SERVER_NOTE = re.compile(r"^\*\*\* (?:Can't find server|Can't find address for server|Default servers are not)",
                           re.IGNORECASE)
-_SERVER_UNNAMED = re.compile(r"^\*\*\* Can't find server name for address (?P<addr>[^\s:]*?)\s*:\s*(?P<reason>.+?)\.?$",
+# the address may be IPv6 (`fd00::53: Timed out`): it ends at the first colon followed by a blank
+_SERVER_UNNAMED = re.compile(r"^\*\*\* Can't find server name for address (?P<addr>\S+?)\s*:\s+(?P<reason>[^:]+?)\.?$",
                              re.IGNORECASE)
 _NO_RECORDS = re.compile(r"^\*\*\* No .* records available for (?P<name>\S+?)\.?$")
 _REQUEST_TIMED_OUT = re.compile(r"^\*\*\* (?:Request to (?P<server>\S+) timed-out|请求 (?P<server_zh>\S+) 超时)$")

@@ -95,6 +95,7 @@ class Unit:
     end: int | None = None
     fields: tuple[str, ...] | None = None  # the #Fields in force at `start` (byte ranges after the first)
     index: int = 0
+    format: str = "w3c"  # of a byte range: "w3c", or "sql-csv" (then `fields` is the CSV header)
 
 
 # ------------------------------------------------------------------ inputs
@@ -229,8 +230,10 @@ def _ranges(log: LogInput, size: int) -> list[Unit]:
     follows a header change is read again with the right one when the results are merged."""
     with open(log.path, "rb") as fh:
         head = fh.read(65536)
-        if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"#Fields:" not in head:
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
             return [Unit(log)]
+        if b"#Fields:" not in head:
+            return _csv_ranges(log, fh, head, size)
         fields = _fields_of(head)
         bounds = [0]
         while bounds[-1] + SPLIT_AT < size:
@@ -242,6 +245,43 @@ def _ranges(log: LogInput, size: int) -> list[Unit]:
             bounds.append(bounds[-1] + SPLIT_AT + cut + 1)
         bounds.append(size)
     return [Unit(log, bounds[k], bounds[k + 1], fields if k else None, k) for k in range(len(bounds) - 1)]
+
+
+def _csv_ranges(log: LogInput, fh: IO[bytes], head: bytes, size: int) -> list[Unit]:
+    """A SQL-export CSV cut at line ends that are not inside a quoted field: the number of quotes
+    before each cut is even (an escaped quote is two). Every range is given the header."""
+    try:
+        detected = detect(head.removeprefix(codecs.BOM_UTF8), log.name)
+    except NotALogError:
+        return [Unit(log)]
+    if detected.format != "sql-csv" or utf16_encoding(head.removeprefix(codecs.BOM_UTF8)) is not None:
+        return [Unit(log)]
+    bounds, target, odd, pos = [0], SPLIT_AT, 0, 0
+    fh.seek(0)
+    while target < size and (chunk := fh.read(1 << 20)):
+        i = 0
+        while target < pos + len(chunk) and i < len(chunk):
+            at = max(target - pos, i)
+            odd ^= chunk.count(b'"', i, at) & 1
+            i = at
+            while i < len(chunk):  # the first line end after which no quoted field is open
+                nl = chunk.find(b"\n", i)
+                if nl < 0:
+                    odd ^= chunk.count(b'"', i) & 1
+                    i = len(chunk)
+                    break
+                odd ^= chunk.count(b'"', i, nl) & 1
+                i = nl + 1
+                if not odd:
+                    if pos + i < size:
+                        bounds.append(pos + i)
+                    target = pos + i + SPLIT_AT
+                    break
+        odd ^= chunk.count(b'"', i) & 1
+        pos += len(chunk)
+    bounds.append(size)
+    header = detected.header
+    return [Unit(log, bounds[k], bounds[k + 1], header, k, "sql-csv") for k in range(len(bounds) - 1)]
 
 
 def _fields_of(head: bytes) -> tuple[str, ...] | None:
@@ -276,6 +316,8 @@ def _run_unit(
     scanner = scanner_type(summary, site, log.name)
     try:
         with log.open() as stream:
+            if unit.end is not None and unit.format == "sql-csv":
+                return _run_csv_range(unit, scanner, stream, site)
             if unit.end is not None:
                 stream.seek(unit.start)
                 layout = Layout.from_names(unit.fields) if unit.fields else None
@@ -311,6 +353,46 @@ def _run_unit(
         summary.note(log.name, 0, f"could not be read to its end: {exc}")
     scanner.flush()
     return summary, summary.lines, scanner.layout.names if scanner.layout else None
+
+
+def _run_csv_range(
+    unit: Unit, scanner: Scanner, stream: IO[bytes], site: Site
+) -> tuple[LogSummary, int, tuple[str, ...] | None]:
+    """One byte range of a SQL-export CSV (see `_csv_ranges`); the first holds the header line."""
+    assert unit.end is not None and unit.fields is not None
+    summary = scanner.summary
+    stream.seek(unit.start)
+    counted = _LineCounter(stream, unit.end - unit.start)
+    detected = detect(",".join(unit.fields).encode("utf-8"), unit.log.name)
+    layout = Layout.from_names(list(detected.header), detected.kind)
+    local = "gmt" not in layout.index
+    if unit.index == 0:
+        summary.files.append(unit.log.name)
+        summary.formats[detected.format] += 1
+        _zone_note(scanner, local, site.zone)
+    text = io.TextIOWrapper(_BlockReader(iter(counted)), encoding="utf-8", errors="replace", newline="")
+    records = csv_records(text, layout.width, header=unit.index == 0)
+    scan_records(scanner, records, CanonBuilder(layout, site.zone, local), detected.kind)
+    scanner.flush()
+    summary.lines = counted.lines
+    return summary, summary.lines, unit.fields
+
+
+class _LineCounter:
+    """The blocks of the next `length` bytes of a stream, counting their lines as they pass."""
+
+    def __init__(self, stream: IO[bytes], length: int) -> None:
+        self.stream, self.left, self.lines = stream, length, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        last = b"\n"
+        while self.left > 0 and (block := self.stream.read(min(BLOCK, self.left))):
+            self.left -= len(block)
+            self.lines += block.count(b"\n")
+            last = block[-1:]
+            yield block
+        if last != b"\n":
+            self.lines += 1  # a last line without its line end
 
 
 def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -1228,11 +1228,14 @@ COLLAPSED_LAYOUT = Layout.from_names(
 )
 
 
-def csv_records(text_stream: io.TextIOBase, width: int) -> Iterator[tuple[int, list[str] | None, str]]:
+def csv_records(
+    text_stream: io.TextIOBase, width: int, header: bool = True
+) -> Iterator[tuple[int, list[str] | None, str]]:
+    """Records of a SQL-export CSV; `header`: the first line is the header (not a later byte range)."""
     reader = csv.reader(text_stream)
     for values in reader:
         number = reader.line_num
-        if number == 1 or not values:
+        if (header and number == 1) or not values:
             continue
         if _GARBAGE_TEXT.search("".join(values)):
             yield number, None, "binary garbage skipped"
