@@ -38,6 +38,7 @@ class _Counting:
     def __init__(self) -> None:
         self.accepted = 0
         self.real = scan._fastscan
+        self.MAX_DETAIL = self.real.MAX_DETAIL  # type: ignore[union-attr]
 
     def scan_block(self, *args: object) -> object:
         got = self.real.scan_block(*args)  # type: ignore[union-attr]
@@ -263,3 +264,25 @@ def test_outlook_anywhere_time_taken_read_as_python_int_reads_it() -> None:
 def test_scan_block_checks_its_arguments(kw: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         _call(_clean_block([fw_row()]), Counter(), **kw)
+
+
+@accelerated
+def test_more_status_values_to_look_at_than_the_accelerator_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MAX_DETAIL distinct status values that need a closer look (here 12xxx client errors), the
+    accelerator hands over every record of a block, and the figures stay those of the pure path."""
+    assert scan._fastscan is not None
+    wanted = scan._fastscan.MAX_DETAIL + 41  # odd: every value turns up among the 3 records in 4
+    rows = [
+        web_row(time=f"10:{i // 60 % 60:02d}:{i % 60:02d}", cip=f"198.51.100.{1 + i % 50}",
+                status=str(20000 + i % wanted) if i % 4 else "64", action="Failed")
+        for i in range(4 * wanted)
+    ]
+    path = tmp_path / "ISALOG_20240304_WEB_000.w3c"
+    path.write_text(w3c(WEB_FIELDS, rows))
+    fast, pure = _both(path, monkeypatch, 4096, Site())
+    assert pure.records == 4 * wanted and pure.scope("all", "all")["status64_count"] == wanted
+    # nearly every other record failed with a code of its own: a client error to look at
+    assert sum(len(t) for t in pure.failure_events.values()) > 3 * (wanted - 10)
+    assert _fields(fast) == _fields(pure)

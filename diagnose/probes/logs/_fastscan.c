@@ -448,5 +448,10 @@ PyMODINIT_FUNC PyInit__fastscan(void) {
     CLASS['\t'] = C_TAB;
     CLASS['\n'] = C_LF;
     CLASS['\r'] = C_CR;
-    return PyModule_Create(&MODULE);
+    PyObject *module = PyModule_Create(&MODULE);
+    if (module && PyModule_AddIntConstant(module, "MAX_DETAIL", MAX_DETAIL) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

@@ -453,9 +453,12 @@ class Scanner:
 
         def scan(counts: Counter[tuple[bytes | None, ...]] | None) -> _BlockScan | None:
             detail = tuple(self._detail_status) if self._detail_status else None
+            every = self._detail_all
+            if detail is not None and len(detail) > _fastscan.MAX_DETAIL:
+                detail, every = None, True  # too many values to match: all records, each looked at
             return _fastscan.scan_block(  # type: ignore[no-any-return]
                 block, layout.width, self.key_index, counts, date, time, method, uri, taken,
-                OA_LONG_MS, status, detail, self._detail_all, pick,
+                OA_LONG_MS, status, detail, every, pick,
             )  # fmt: skip
 
         got = scan(self._counts)
