@@ -39,6 +39,7 @@ class _Counting:
         self.accepted = 0
         self.real = scan._fastscan
         self.MAX_DETAIL = self.real.MAX_DETAIL  # type: ignore[union-attr]
+        self.MAX_WIDTH = self.real.MAX_WIDTH  # type: ignore[union-attr]
 
     def scan_block(self, *args: object) -> object:
         got = self.real.scan_block(*args)  # type: ignore[union-attr]
@@ -286,3 +287,15 @@ def test_more_status_values_to_look_at_than_the_accelerator_matches(
     # nearly every other record failed with a code of its own: a client error to look at
     assert sum(len(t) for t in pure.failure_events.values()) > 3 * (wanted - 10)
     assert _fields(fast) == _fields(pure)
+
+
+@accelerated
+def test_a_header_wider_than_the_accelerator_takes_is_read_the_careful_way(tmp_path: Path) -> None:
+    assert scan._fastscan is not None
+    names = [*FW_FIELDS, *(f"extra{i}" for i in range(scan._fastscan.MAX_WIDTH))]
+    rows = [fw_row(time=f"10:00:{s:02d}", fields=names) for s in range(12)]  # past the header's block
+    path = tmp_path / "ISALOG_20240304_FWS_000.w3c"
+    path.write_text(w3c(names, rows))
+    summary, _ = summarise([str(path)], Site(), 1)
+    assert summary.records == 12 and summary.bad_lines == 0
+    assert summary.scope("all", "all")["status64_count"] == 12

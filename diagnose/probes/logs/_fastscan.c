@@ -18,6 +18,7 @@
 #define MAX_KEYS 16
 #define MAX_DETAIL 256
 #define MAX_PICK 32
+#define MAX_WIDTH 100000
 
 enum { C_PLAIN = 0, C_TAB, C_LF, C_CR, C_BAD };
 static unsigned char CLASS[256];
@@ -243,8 +244,8 @@ static PyObject *scan_block(PyObject *self, PyObject *args) {
     span want[MAX_DETAIL];
     PyObject *detail_items = NULL;
 
-    if (width < 1 || width > 100000) {
-        PyErr_SetString(PyExc_ValueError, "width outside 1..100000");
+    if (width < 1 || width > MAX_WIDTH) {
+        PyErr_Format(PyExc_ValueError, "width outside 1..%d", MAX_WIDTH);
         goto done;
     }
     Py_ssize_t optional[6];
@@ -449,7 +450,8 @@ PyMODINIT_FUNC PyInit__fastscan(void) {
     CLASS['\n'] = C_LF;
     CLASS['\r'] = C_CR;
     PyObject *module = PyModule_Create(&MODULE);
-    if (module && PyModule_AddIntConstant(module, "MAX_DETAIL", MAX_DETAIL) < 0) {
+    if (module && (PyModule_AddIntConstant(module, "MAX_DETAIL", MAX_DETAIL) < 0 ||
+                   PyModule_AddIntConstant(module, "MAX_WIDTH", MAX_WIDTH) < 0)) {
         Py_DECREF(module);
         return NULL;
     }

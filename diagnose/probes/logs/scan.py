@@ -439,7 +439,7 @@ class Scanner:
         (nothing counted) when the block needs the careful path. Gives the same figures as
         splitting the block and calling `consume`."""
         layout = self.layout
-        if _fastscan is None or layout is None:
+        if _fastscan is None or layout is None or layout.width > _fastscan.MAX_WIDTH:
             return -1
         idx = layout.index
         date, time = (idx["date"], idx["time"]) if "date" in idx and "time" in idx else (-1, -1)
