@@ -278,6 +278,10 @@ class Scanner:
         self.key_fields: tuple[str, ...] = ()
         self.key_index: tuple[int, ...] = ()
         self.k_status = -1
+        self._pick_names: tuple[str, ...] = ()
+        self._columns: tuple[int, int, int, int, int] = (-1, -1, -1, -1, -1)
+        self._pick: tuple[int, ...] = ()
+        self._status_column = -1
 
     # -- layout
     def set_layout(self, layout: Layout) -> None:
@@ -298,6 +302,16 @@ class Scanner:
         self.key_fields = tuple(present)
         self.key_index = tuple(idx[f] for f in present)
         self.k_status = present.index("status") if "status" in present else -1
+        # what `consume_block` hands the accelerator for this layout (-1: column absent)
+        date, time = (idx["date"], idx["time"]) if "date" in idx and "time" in idx else (-1, -1)
+        web = layout.kind is not LogKind.FIREWALL
+        self._pick_names = tuple(name for name in _PICKED if name in idx)
+        self._columns = (
+            date, time, idx.get("method", -1) if web else -1, idx.get("uri", -1) if web else -1,
+            idx.get("time_taken", -1),
+        )  # fmt: skip
+        self._pick = self.key_index + tuple(idx[name] for name in self._pick_names)
+        self._status_column = self.key_index[self.k_status] if self.k_status >= 0 else -1
 
     # -- classification of one distinct key
     def info(self, key: tuple[bytes | None, ...]) -> KeyInfo:
@@ -441,15 +455,8 @@ class Scanner:
         layout = self.layout
         if _fastscan is None or layout is None or layout.width > _fastscan.MAX_WIDTH:
             return -1
-        idx = layout.index
-        date, time = (idx["date"], idx["time"]) if "date" in idx and "time" in idx else (-1, -1)
-        web = layout.kind is not LogKind.FIREWALL
-        method = idx.get("method", -1) if web else -1
-        uri = idx.get("uri", -1) if web else -1
-        taken = idx.get("time_taken", -1)
-        pick_names = [name for name in _PICKED if name in idx]
-        pick = tuple(self.key_index) + tuple(idx[name] for name in pick_names)
-        status = self.key_index[self.k_status] if self.k_status >= 0 else -1
+        date, time, method, uri, taken = self._columns
+        pick_names, pick, status = self._pick_names, self._pick, self._status_column
 
         def scan(counts: Counter[tuple[bytes | None, ...]] | None) -> _BlockScan | None:
             detail = tuple(self._detail_status) if self._detail_status else None
