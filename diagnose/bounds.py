@@ -46,8 +46,8 @@ MAX_INFLATE_RATIO = 100  # text logs gzip at 5-30x, captures at 2-10x; zeros at 
 INFLATE_SLACK = 64 << 20  # below 64 MiB decompressed the ratio is not checked (small files)
 MAX_INFLATED_BYTES = 32 << 30  # 32 GiB of decompressed data from one file or member, at most
 MAX_SMALL_INPUT = 64 << 20  # hosts files, DNS recordings, services exports: read whole, at most 64 MiB
-MAX_BUNDLE_BYTES = 512 << 20  # an evidence bundle or recorded facts file, at most 512 MiB
-MAX_BUNDLE_FACTS = 500_000  # facts in one bundle or recorded facts file
+MAX_BUNDLE_BYTES = 128 << 20  # an evidence bundle or recorded facts file, at most 128 MiB
+MAX_BUNDLE_FACTS = 250_000  # facts in one bundle or recorded facts file (about 50 MB of JSON)
 MAX_ZIP_MEMBERS = 100_000  # members of one zip archive of logs
 MAX_TEXT_CAPTURE_BYTES = 256 << 20  # a NetMon text export is read whole: at most its first 256 MiB
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from diagnose.bounds import input_size, read_error
 from diagnose.errors import InputError
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
@@ -50,10 +51,13 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     problems: list[str] = []
     readable: list[Path] = []
     for path in paths:
-        if not path.is_file():
+        try:
+            input_size(path)  # a FIFO or device is refused, not opened
+        except (OSError, InputError) as exc:
+            why = "not found" if isinstance(exc, FileNotFoundError) else read_error(exc)
             if strict:
-                raise InputError("capture file not found", str(path))
-            problems.append(f"{path}: not found")
+                raise InputError("capture file not found" if why == "not found" else why, str(path)) from None
+            problems.append(f"{path}: {why}")
             continue
         readable.append(path)
     matcher = _matcher(ctx, spec, readable, tmg, internal, problems, strict)
