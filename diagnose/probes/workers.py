@@ -33,6 +33,18 @@ def start_method(wanted: str | None = None) -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
+# what the forkserver imports once, so that its children start with the readers loaded
+PRELOAD = ["diagnose.probes.logs", "diagnose.probes.capture.analysis"]
+
+
 def mp_context(wanted: str | None = None) -> Any:
     """A multiprocessing context for `start_method(wanted)`."""
-    return multiprocessing.get_context(start_method(wanted))
+    return context_for(start_method(wanted))
+
+
+def context_for(method: str) -> Any:
+    """The multiprocessing context of a start method chosen by `start_method`."""
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(PRELOAD)
+    return context

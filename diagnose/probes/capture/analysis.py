@@ -23,7 +23,6 @@ import functools
 import gc
 import heapq
 import ipaddress
-import multiprocessing
 import os
 import tempfile
 import traceback
@@ -51,7 +50,7 @@ from diagnose.probes.capture.tcp import (
     build_connection,
     ending_of,
 )
-from diagnose.probes.workers import start_method
+from diagnose.probes.workers import context_for, start_method
 
 WEB_PORTS = frozenset({443, 80})
 _TEARDOWN_FIELDS = {name: name.replace("-", "_") for name in TEARDOWNS}  # label -> fact attribute
@@ -664,7 +663,7 @@ class _Spawned:
     def __init__(self, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
                  matcher: Any = None, inflated: Mapping[str, Inflated] | None = None,
                  method: str = "spawn") -> None:
-        ctx = multiprocessing.get_context(method)
+        ctx = context_for(method)
         self.index = index
         self.conn, child = ctx.Pipe(duplex=False)
         self.proc = ctx.Process(target=_spawned, daemon=True,

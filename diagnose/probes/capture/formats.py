@@ -156,7 +156,12 @@ def _gunzip(src: IO[bytes], dst: IO[bytes], result: ReadResult, limit: int | Non
         while chunk := src.read(piece):
             consumed += len(chunk)
             while chunk:
-                out = z.decompress(chunk, piece)
+                before = z.copy()  # to go back to when this piece is damaged (see _salvage)
+                try:
+                    out = z.decompress(chunk, piece)
+                except zlib.error:
+                    done += _salvage(before, chunk, dst, cap - done)
+                    raise
                 if done + len(out) > cap:
                     dst.write(out[: cap - done])
                     done = cap
@@ -184,6 +189,43 @@ def _gunzip(src: IO[bytes], dst: IO[bytes], result: ReadResult, limit: int | Non
     except zlib.error as exc:
         result.stop(done, f"gzip stream damaged near compressed byte {consumed} ({exc}); "
                     f"{done} bytes decompressed")
+
+
+def _salvage(z, chunk: bytes, dst: IO[bytes], room: int) -> int:
+    """What a damaged piece still holds before the damage: zlib hands out nothing from a call that
+    fails, so the piece is fed again in slices of 4 KiB, and the slice that fails byte by byte.
+    Returns the bytes written."""
+    written = 0
+
+    def feed(d, data: bytes) -> None:
+        nonlocal written
+        pieces = []  # written once the whole slice went through (a slice that fails is fed again)
+        got = 0
+        while data and written + got < room:
+            out = d.decompress(data, 1 << 16)
+            pieces.append(out)
+            got += len(out)
+            data = d.unconsumed_tail
+        out = b"".join(pieces)[: room - written]
+        dst.write(out)
+        written += len(out)
+
+    for step in (4096, 1):
+        failed = None
+        for at in range(0, len(chunk), step):
+            before = z.copy()
+            try:
+                feed(z, chunk[at:at + step])
+            except zlib.error:
+                failed = chunk[at:at + step]
+                z = before
+                break
+            if z.eof or written >= room:
+                return written
+        if failed is None:
+            return written
+        chunk = failed
+    return written
 
 
 def read_capture(path: Path, tracker: Tracker, inflated: Inflated | None = None) -> ReadResult:
