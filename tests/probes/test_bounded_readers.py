@@ -248,3 +248,20 @@ def test_a_bundle_of_more_facts_than_the_bound_is_refused_in_one_line(tmp_path: 
         load_bundle(big)
     proc = run_cli("analyze", str(path), timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_zip_member_bomb_stops_at_the_inflate_bound(tmp_path: Path) -> None:
+    path = tmp_path / "logs.zip"
+    head, tail = _log_with_long_line(b"@").split(b"@")
+    archive = zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED)
+    with archive, archive.open("ISALOG_20240304_FWS_000.w3c", "w", force_zip64=True) as member:
+        member.write(head)
+        filler = b"x" * (1 << 20)  # one line, skipped once over its bound; the inflate bound stops it
+        for _ in range(200):
+            member.write(filler)
+        member.write(tail)
+    info = zipfile.ZipFile(path).infolist()[0]
+    assert info.file_size > bounds.inflate_limit(info.compress_size)
+    summary, problems = summarise([str(path)], Site(), 1)
+    assert (summary.records, summary.bad_lines, summary.unreadable) == (1, 1, 1)
+    assert any("decompresses to more than" in p and "logs.zip!ISALOG" in p for p in problems), problems

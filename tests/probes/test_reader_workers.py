@@ -37,7 +37,7 @@ os.register_at_fork(before=_before_fork)
 
 
 def _segments(n: int = 60) -> list[synth.Segment]:
-    return synth.conversations(n, seed=11)
+    return list(synth.conversations(n, seed=11))
 
 
 def _big_capture(path: Path) -> Path:
@@ -174,3 +174,23 @@ def test_a_gzip_bomb_given_as_a_capture_is_decompressed_in_bounded_pieces(tmp_pa
     peak, out = peak_mb(code)
     assert out.startswith("True gzip stream decompresses to more than")
     assert peak < 150, f"peak RSS {peak} MB"
+
+
+# -- scale edges -----------------------------------------------------------------------------------------
+@pytest.mark.skipif(formats._fastcap is None, reason="C accelerator not built")
+def test_the_pcapng_accelerator_converts_only_the_interfaces_its_packets_use() -> None:
+    # it converted every interface declared so far on each call, and Python calls it after each
+    # interface block: quadratic in interface blocks (100,000 of them took over 60 s)
+    segs = _segments(3)[:5]
+    blocks = b""
+    for seg in segs:
+        packet = synth.frame("ethernet", synth.ip_packet(seg))
+        pad = (-len(packet)) % 4
+        length = 32 + len(packet) + pad
+        blocks += (struct.pack("<IIIIIII", 6, length, 1, 0, int(seg.ts * 1e6) & 0xFFFFFFFF, len(packet), len(packet))
+                   + packet + bytes(pad) + struct.pack("<I", length))
+    tracker = formats.Tracker(lambda c: None)
+    handlers = formats._handlers(tracker, formats._feeder(blocks, tracker), formats._Releaser(blocks))
+    unused = ("not", "an interface")  # declared earlier, used by no packet here
+    off, frames, tcp = formats._fastcap.pcapng(blocks, 0, 0, False, [unused, (1, 1e-6, 0)], handlers)
+    assert (off, frames, tcp) == (len(blocks), len(segs), len(segs))

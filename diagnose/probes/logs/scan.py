@@ -25,6 +25,7 @@ import io
 import ipaddress
 import os
 import re
+import typing
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -776,7 +777,7 @@ def decoded_blocks(stream: IO[bytes], first: bytes = b"") -> Iterator[bytes]:
         yield tail.encode("utf-8")
 
 
-LongLine = Callable[[int], None]  # told the number (1-based, in the lines handed out) of a line skipped
+LongLine = typing.Callable[[int], None]  # told the number (1-based, in the lines handed out) of a line skipped
 
 
 def long_line_note(summary: LogSummary, source: str, first_line: int = 1) -> LongLine:
