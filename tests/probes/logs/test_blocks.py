@@ -17,7 +17,7 @@ import diagnose.probes.logs.scan as scan
 from diagnose.probes.logs import summarise
 from diagnose.probes.logs.scan import Site
 from diagnose.probes.logs.summary import LogSummary
-from tests.probes.test_logs import FW_FIELDS, WEB_FIELDS, fw_row, w3c, web_row
+from tests.probes.logs.test_scan import FW_FIELDS, WEB_FIELDS, fw_row, w3c, web_row
 
 
 @pytest.fixture(autouse=True, params=["accelerated", "pure-python"])

@@ -15,11 +15,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from capture_oracle import compare, have_tshark
 
-from diagnose.probes.capture import synth
 from diagnose.probes.capture.analysis import analyse
 from diagnose.probes.capture.tcp import TEARDOWNS
+from tests.probes.capture import synth
+from tests.probes.capture.oracle import compare, have_tshark
 from tests.probes.loopback import Tcpdump, cannot_capture, free_port, serve_once
 from tests.servers import LOOPBACKS, family_of
 

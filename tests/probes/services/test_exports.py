@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from diagnose.errors import InputError
-from diagnose.probes.service_exports import (
+from diagnose.probes.services.exports import (
     ServiceRecord,
     detect_format,
     parse_sc_qc,
@@ -17,7 +17,7 @@ from diagnose.probes.service_exports import (
     state_from,
 )
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "services"
+DATA = Path(__file__).resolve().parents[2] / "data" / "services"
 
 
 def by_name(records: list[ServiceRecord]) -> dict[str, ServiceRecord]:

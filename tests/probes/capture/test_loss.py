@@ -27,14 +27,15 @@ import pytest
 import diagnose.probes.capture.formats as formats
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext
-from diagnose.probes.capture import build_facts, synth
+from diagnose.probes.capture import build_facts
 from diagnose.probes.capture import probe as capture_probe
 from diagnose.probes.capture.analysis import analyse
 from diagnose.probes.capture.tcp import C_HI, C_OOO, MAX_RANGES, Connection, Tracker, build_connection
 from tests.conftest import REPO, run_cli
-from tests.probes.capture_oracle import have_tshark, tshark_loss
+from tests.probes.capture import synth
+from tests.probes.capture.oracle import have_tshark, tshark_loss
+from tests.probes.capture.test_match import CAS, TMG, S, fw_row, match, segments, write_pcap, write_w3c
 from tests.probes.loopback import cannot_capture
-from tests.probes.test_capture_match import CAS, TMG, S, fw_row, match, segments, write_pcap, write_w3c
 
 SYN, ACK, FIN, RST, PSH = 0x02, 0x10, 0x01, 0x04, 0x08
 CLIENT, SERVER = ("10.1.0.5", 40000), ("10.0.0.10", 443)
@@ -414,7 +415,7 @@ def _namespace_capture(out: Path, mode: str) -> dict[str, Any]:
             pytest.skip(f"{tool} is not installed")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for _attempt in range(3):
-        done = subprocess.run(["unshare", "--net", sys.executable, "-m", "tests.probes.netns_capture", str(out),
+        done = subprocess.run(["unshare", "--net", sys.executable, "-m", "tests.probes.capture.netns", str(out),
                                mode], capture_output=True, text=True, cwd=REPO, env=env, timeout=180)
         if done.returncode != 0 and ("unshare failed" in done.stderr or "qdisc kind is unknown" in done.stderr):
             pytest.skip(f"no private network namespace with a token bucket here: {done.stderr.strip()}")

@@ -13,11 +13,12 @@ import pytest
 from diagnose.errors import InputError
 from diagnose.facts import ProbeStatus
 from diagnose.probes import ProbeContext
-from diagnose.probes.capture import build_facts, probe, synth
+from diagnose.probes.capture import build_facts, probe
 from diagnose.probes.capture.analysis import MAX_BUCKETS, analyse, analyse_share
 from diagnose.probes.capture.tcp import SWEEP_EVERY, TEARDOWNS, Tracker, owner_of
 from diagnose.profile import SiteProfile
 from tests.conftest import run_cli
+from tests.probes.capture import synth
 
 
 def _stretched(segments: list[synth.Segment], factor: float) -> list[synth.Segment]:

@@ -32,8 +32,8 @@ from typing import Any, Protocol
 from diagnose.errors import InputError, UsageError
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
-from diagnose.probes.service_catalogue import Catalogue, CatalogueService, load_catalogue
-from diagnose.probes.service_exports import (
+from diagnose.probes.services.catalogue import Catalogue, CatalogueService, load_catalogue
+from diagnose.probes.services.exports import (
     RUNNING,
     STOPPED,
     UNKNOWN,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from diagnose.errors import InputError
-from diagnose.probes.hostsfile import read_hosts
+from diagnose.probes.dns.hosts import read_hosts
 
 WINDOWS_HOSTS = (
     "# Copyright (c) 1993-2009 Microsoft Corp.\r\n"

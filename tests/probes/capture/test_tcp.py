@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from diagnose.probes.capture import synth
 from diagnose.probes.capture.tcp import Connection, Tracker, build_connection
+from tests.probes.capture import synth
 
 
 def _key(seg: synth.Segment) -> bytes:

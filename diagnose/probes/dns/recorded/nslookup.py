@@ -68,7 +68,7 @@ import dns.rcode
 import dns.rdatatype
 
 from diagnose.errors import InputError
-from diagnose.probes.dnsrecorded.model import (
+from diagnose.probes.dns.recorded.model import (
     AAAA,
     TIMEOUT,
     A,
@@ -81,7 +81,7 @@ from diagnose.probes.dnsrecorded.model import (
     rcode_from_text,
     server_label,
 )
-from diagnose.probes.dnsrecorded.transcript import Command
+from diagnose.probes.dns.recorded.transcript import Command
 
 NODATA = "no data"
 _DEFAULT_TYPES = frozenset({A, AAAA})

@@ -47,8 +47,8 @@ import dns.resolver
 from diagnose.errors import UsageError
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
-from diagnose.probes.dnsrecorded import RecordedServer, read_recorded
-from diagnose.probes.hostsfile import HostsFile, normalise_name, read_hosts, system_hosts_path
+from diagnose.probes.dns.hosts import HostsFile, normalise_name, read_hosts, system_hosts_path
+from diagnose.probes.dns.recorded import RecordedServer, read_recorded
 from diagnose.probes.netio import (
     NETWORK_ENV,
     Endpoint,

@@ -21,11 +21,11 @@ import pytest
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext
 from diagnose.probes.capture import probe as capture_probe
-from diagnose.probes.capture import synth
 from diagnose.probes.capture.match import _tod_delta
 from diagnose.probes.logs.entries import WEB_PROXY, status64_entries
 from diagnose.probes.logs.scan import Site
 from tests.conftest import REPO, run_cli
+from tests.probes.capture import synth
 from tests.probes.loopback import Tcpdump, cannot_capture, free_port, serve_once
 from tests.servers import LOOPBACKS, host_port, requires_ipv6
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from diagnose.probes.capture import synth
 from diagnose.probes.capture.analysis import analyse
 from diagnose.probes.capture.formats import ReadResult, read_capture
 from diagnose.probes.capture.tcp import Connection, Tracker
+from tests.probes.capture import synth
 
-SEED = Path(__file__).resolve().parents[2].parent / "shared" / "seed" / "000_01b26d6ba0e4eff3.txt"
+SEED = Path(__file__).resolve().parents[3].parent / "shared" / "seed" / "000_01b26d6ba0e4eff3.txt"
 
 # The three NetMon lines of the original case, as the blog article shows them (Unicode ellipses).
 SEED_LINES = (

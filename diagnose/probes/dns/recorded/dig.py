@@ -18,7 +18,7 @@ import dns.rdatatype
 import dns.rrset
 
 from diagnose.errors import InputError
-from diagnose.probes.dnsrecorded.model import RecordedAnswer, server_label
+from diagnose.probes.dns.recorded.model import RecordedAnswer, server_label
 
 _BANNER = re.compile(r"^; <<>> DiG [^<]*<<>>(?P<args>.*)$")
 _HEADER = re.compile(r"^;; ->>HEADER<<- opcode: (?P<opcode>\w+), status: (?P<status>[A-Z]+), id: \d+")

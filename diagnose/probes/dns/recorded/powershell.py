@@ -33,7 +33,7 @@ import dns.rcode
 import dns.rdatatype
 
 from diagnose.errors import InputError
-from diagnose.probes.dnsrecorded.model import (
+from diagnose.probes.dns.recorded.model import (
     AAAA,
     TIMEOUT,
     A,
@@ -45,7 +45,7 @@ from diagnose.probes.dnsrecorded.model import (
     ip_address,
     server_label,
 )
-from diagnose.probes.dnsrecorded.transcript import Command
+from diagnose.probes.dns.recorded.transcript import Command
 
 NODATA = "no data"
 UNNAMED_SERVER = "recorded"

@@ -19,9 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from diagnose.errors import InputError, read_input
-from diagnose.probes.dnsrecorded import dig, nslookup, powershell
-from diagnose.probes.dnsrecorded.model import RecordedAnswer, RecordedServer, decode, numbered_lines
-from diagnose.probes.dnsrecorded.transcript import Segment, segments
+from diagnose.probes.dns.recorded import dig, nslookup, powershell
+from diagnose.probes.dns.recorded.model import RecordedAnswer, RecordedServer, decode, numbered_lines
+from diagnose.probes.dns.recorded.transcript import Segment, segments
 
 __all__ = ["RecordedAnswer", "RecordedServer", "read_recorded"]
 

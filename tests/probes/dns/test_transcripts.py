@@ -4,7 +4,7 @@
 BIND's nslookup (bind9-dnsutils) is run here for real against the loopback DNS server of the DNS
 tests. Windows nslookup.exe and Resolve-DnsName cannot run here: their output is recorded text in
 tests/data/dns/, in the exact format they print (the sources of each format fact are in the docstrings
-of diagnose/probes/dnsrecorded/nslookup.py and powershell.py).
+of diagnose/probes/dns/recorded/nslookup.py and powershell.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from diagnose.probes.dnsrecorded import read_recorded
+from diagnose.probes.dns.recorded import read_recorded
 from tests.conftest import REPO, run_cli
 from tests.servers import DnsServer
 

@@ -11,7 +11,7 @@ import pytest
 from diagnose.errors import InputError
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, run_probe
-from diagnose.probes.dnsrecorded import read_recorded
+from diagnose.probes.dns.recorded import read_recorded
 from tests.servers import DnsServer, requires_ipv6
 
 INTERNAL, PUBLIC = "127.0.0.10", "127.0.0.200"
@@ -103,7 +103,7 @@ def test_unreadable_recorded_files_name_file_and_line(tmp_path: Path) -> None:
     assert str(err.value) == f"{tmp_path / 'missing.txt'}: recorded DNS answers not found"
 
 
-DATA = Path(__file__).parent / "data" / "dns-mismatch"
+DATA = Path(__file__).resolve().parents[1] / "data" / "dns-mismatch"
 
 
 def test_shipped_recorded_case_offline() -> None:

@@ -20,7 +20,7 @@ import diagnose.probes.logs.scan as scan
 from diagnose.probes.logs import summarise
 from diagnose.probes.logs.scan import Site
 from diagnose.probes.logs.summary import OA_LONG_MS, LogSummary
-from tests.probes.test_logs import FW_FIELDS, WEB_FIELDS, fw_row, w3c, web_row
+from tests.probes.logs.test_scan import FW_FIELDS, WEB_FIELDS, fw_row, w3c, web_row
 
 accelerated = pytest.mark.skipif(scan._fastscan is None, reason="the C accelerator is not built here")
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from diagnose.probes.capture import formats, synth
+from diagnose.probes.capture import formats
 from diagnose.probes.capture.analysis import analyse
 from diagnose.probes.capture.tcp import Connection
+from tests.probes.capture import synth
 
 
 def _write(path: Path, segs: list[synth.Segment], link: str, big_endian: bool, bad: set[int]) -> Path:
@@ -31,7 +32,7 @@ def _comparable(conns: list[Connection]) -> list[tuple]:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_fused_loop_decides_like_the_general_readers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       seed: int) -> None:
-    monkeypatch.setattr(formats, "_fastcap", None)  # the Python readers (test_capture_accel.py: the C one)
+    monkeypatch.setattr(formats, "_fastcap", None)  # the Python readers (test_accel.py: the C one)
     segs = synth.random_segments(3000, seed, gap=0.25)
     bad = set(random.Random(seed).sample(range(len(segs)), 150))
     fast = _write(tmp_path / "fast.pcap", segs, "ethernet", False, bad)  # the fused loop

@@ -34,14 +34,15 @@ import pytest
 
 import diagnose.probes.capture.formats as formats
 from diagnose.errors import InputError
-from diagnose.probes.capture import build_facts, synth
+from diagnose.probes.capture import build_facts
 from diagnose.probes.capture.analysis import analyse
 from diagnose.probes.capture.formats import read_capture
 from diagnose.probes.capture.tcp import C_ORDER, SWEEP_EVERY, TEARDOWNS, Tracker, ending_of
+from tests.probes.capture import synth
 from tests.probes.loopback import Tcpdump, cannot_capture, free_port, serve_once
 
 accelerated = pytest.mark.skipif(formats._fastcap is None, reason="the C accelerator is not built here")
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 # link layers the accelerator decodes itself; frames of the others go to the Python feeder
 DECODED = {"ethernet", "vlan", "qinq", "pppoe", "sll", "sll2", "raw"}
 

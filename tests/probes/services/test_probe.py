@@ -21,8 +21,8 @@ import pytest
 from diagnose.facts import Fact, ProbeStatus
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext
-from diagnose.probes.service_catalogue import load_catalogue
-from diagnose.probes.services import (
+from diagnose.probes.services.catalogue import load_catalogue
+from diagnose.probes.services.probe import (
     ExportBackend,
     PsutilBackend,
     ScBackend,
@@ -32,7 +32,7 @@ from diagnose.probes.services import (
 )
 from diagnose.profile import SiteProfile
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "services"
+DATA = Path(__file__).resolve().parents[2] / "data" / "services"
 
 
 class RecordedWindowsService:
