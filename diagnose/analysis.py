@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from diagnose.engine import Engine, Firing, create_engine, usable_attrs
 from diagnose.facts import EvidenceBundle, Fact, make_fact
 from diagnose.profile import profile_from_mapping
-from diagnose.ranking import ESTABLISHED, SEVERITY, combine_all, verdict
+from diagnose.ranking import ESTABLISHED, PROBLEMS, combine_all, is_ruled_out, order
 from diagnose.rulebook.loader import disjuncts
 from diagnose.rulebook.model import Binding, Cause, Question, Ref, Rule, Rulebook, Verdict
 
@@ -80,7 +80,7 @@ class QuestionPrompt:
 @dataclass(frozen=True)
 class Diagnosis:
     verdict: Verdict
-    causes: tuple[CauseFinding, ...]
+    causes: tuple[CauseFinding, ...]  # ranked (ranking.order), the ruled-out ones last
     outcomes: tuple[RuleOutcome, ...]
     questions: tuple[QuestionPrompt, ...]
     facts: tuple[Fact, ...]
@@ -90,6 +90,22 @@ class Diagnosis:
     unused_kinds: tuple[str, ...]
     engine: str
     firings: tuple[Firing, ...] = ()
+
+    @property
+    def ranked(self) -> tuple[CauseFinding, ...]:
+        """The ranked causes: the one that decided the verdict first (see diagnose.ranking.order)."""
+        return tuple(c for c in self.causes if not is_ruled_out(c.certainty))
+
+    @property
+    def decided_by(self) -> CauseFinding | None:
+        """The cause that decided the verdict; None when no cause was established."""
+        ranked = self.ranked
+        return ranked[0] if ranked and ranked[0].certainty >= ESTABLISHED else None
+
+    @property
+    def ruled_out(self) -> tuple[CauseFinding, ...]:
+        """The causes ruled out or weakened to 0 or below: reported apart, never ranked."""
+        return tuple(c for c in self.causes if is_ruled_out(c.certainty))
 
     @property
     def unknowns(self) -> tuple[RuleOutcome, ...]:
@@ -301,12 +317,11 @@ def conclude(outcomes: Sequence[RuleOutcome], by_rule: Mapping[str, Sequence[Fir
                     evidence.setdefault(index, None)
         findings.append(CauseFinding(cause, round(combine_all(s.certainty for s in items), 4), tuple(items),
                                      tuple(evidence)))
-    problems = (Verdict.MISCONFIGURATION, Verdict.FAULT)
-    problem_established = any(f.certainty >= ESTABLISHED and f.cause.verdict in problems for f in findings)
+    problem_established = any(f.certainty >= ESTABLISHED and f.cause.verdict in PROBLEMS for f in findings)
     if problem_established:
         findings = [f for f in findings if f.cause.verdict is not Verdict.INCONCLUSIVE]
-    findings.sort(key=lambda f: (-f.certainty, SEVERITY[f.cause.verdict], f.cause.id))
-    return verdict((f.cause.verdict, f.certainty) for f in findings), tuple(findings)
+    final, ranking = order([(f.cause.id, f.cause.verdict, f.certainty) for f in findings])
+    return final, tuple(findings[i] for i in ranking)
 
 
 def question_ids(rule: Rule) -> frozenset[str]:
@@ -315,7 +330,8 @@ def question_ids(rule: Rule) -> frozenset[str]:
 
 
 def _top(findings: Sequence[CauseFinding]) -> tuple[str | None, float]:
-    return (findings[0].cause.id, findings[0].certainty) if findings else (None, 0.0)
+    top = next((f for f in findings if not is_ruled_out(f.certainty)), None)
+    return (None, 0.0) if top is None else (top.cause.id, top.certainty)
 
 
 def what_if(rulebook: Rulebook, facts: Sequence[Fact], outcomes: Sequence[RuleOutcome],

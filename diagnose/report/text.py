@@ -26,8 +26,7 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
     verdict, _, rest = head.partition(":")
     out.append(style(f"Verdict: {verdict.upper()}", fg=_VERDICT_COLOUR[d.verdict.value], bold=True) + " -" + rest)
     out.append("")
-    likely = [c for c in d.causes if c.certainty > 0]
-    weakened = [c for c in d.causes if c.certainty <= 0]
+    likely, weakened = d.ranked, d.ruled_out
     if likely:
         out.append(style("Likely causes", bold=True))
         width = max(len(c.cause.id) for c in likely)
