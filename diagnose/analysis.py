@@ -245,9 +245,10 @@ _FORMATTER = string.Formatter()
 
 def render(template: str, bound: Mapping[str, Fact]) -> str:
     """Fill `{binding.field}` (or `{binding}` for the subject) from the bound facts. A value that is
-    not there reads "(field unknown)", an empty list "(none)"."""
+    not there reads "(field unknown)", an empty list "(none)". `{binding.list:TEXT}` keeps only the
+    list's items that contain TEXT (e.g. `{cap.samples:dirty-close:}` cites the dirty closes alone)."""
     out = []
-    for literal, field, _, _ in _FORMATTER.parse(template):
+    for literal, field, spec, _ in _FORMATTER.parse(template):
         out.append(literal)
         if field is None:
             continue
@@ -255,7 +256,7 @@ def render(template: str, bound: Mapping[str, Fact]) -> str:
         fact = bound.get(name)
         value = None if fact is None else fact.get(attr or "subject")
         if isinstance(value, tuple):
-            value = ", ".join(value) or "(none)"
+            value = ", ".join(str(v) for v in value if not spec or spec in str(v)) or "(none)"
         elif isinstance(value, float):
             value = f"{value:g}"
         out.append(f"({attr or name} unknown)" if value is None else str(value))
