@@ -12,6 +12,7 @@ a probe that delivers it ran (complete or partial). For each rule:
 
 from __future__ import annotations
 
+import re
 import string
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,11 @@ from diagnose.rulebook.loader import disjuncts
 from diagnose.rulebook.model import Binding, Cause, Question, Ref, Rule, Rulebook, Verdict
 
 MAX_MATCHES = 20  # fact combinations kept per rule for the explanation (the count is always kept)
+# The kind of fact that shows the evidence a `diagnose --OPTION` in a cause's gather item asks for
+# was given (a probe that delivers it ran, or facts of it are in the bundle).
+GATHERED_BY = {"--log": "log.status_summary", "--capture": "capture.teardown_summary",
+               "--services-export": "service.state", "--profile": "dns.resolution"}
+_OPTION = re.compile(r"diagnose[^)]*?(--[a-z][a-z-]*)")
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,13 @@ class Diagnosis:
     def ruled_out(self) -> tuple[CauseFinding, ...]:
         """The causes ruled out or weakened to 0 or below: reported apart, never ranked."""
         return tuple(c for c in self.causes if is_ruled_out(c.certainty))
+
+    def gather(self, finding: CauseFinding) -> tuple[str, ...]:
+        """The cause's "what to gather next", less what was given: an item naming a `diagnose
+        --OPTION` whose evidence is in the bundle (GATHERED_BY) is not asked for again."""
+        kinds = self.bundle.available_kinds() | {f.kind for f in self.facts}
+        return tuple(item for item in finding.cause.gather
+                     if not any(GATHERED_BY.get(option) in kinds for option in _OPTION.findall(item)))
 
     @property
     def unknowns(self) -> tuple[RuleOutcome, ...]:

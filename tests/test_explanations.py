@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import run_cli
+from tests.conftest import REPO, run_cli
 from tests.probes.test_capture_match import CAS, TMG, S, fw_row, segments, write_pcap, write_w3c
 from tests.rulebook_util import write_rules
 
@@ -57,3 +57,31 @@ def test_a_filter_on_a_field_that_is_not_a_list_is_a_load_error(tmp_path: Path) 
     done = run_cli("rules", "lint", str(tmp_path / "rules"))
     assert done.returncode == 3, done.stdout + done.stderr
     assert "'log.flood_denials' is not a list" in done.stdout + done.stderr
+
+
+def test_what_to_gather_next_never_asks_for_evidence_that_was_given(tmp_path: Path) -> None:
+    """Users report failures that a capture and logs of dirty closes do not explain: the residual
+    cause lists what to gather next, less the capture, the logs and the services export given."""
+    cap = write_pcap(tmp_path / "tmg.pcap", segments("dirty-close", (TMG, 31000), (CAS, 443), S + 0.5))
+    log = write_w3c(tmp_path / "ISALOG_20240504_FWS_000.w3c", [fw_row(S + 1, f"{TMG}:31000", f"{CAS}:443")])
+    profile = tmp_path / "site.yaml"
+    profile.write_text(f'exchange_version: "2016"\npublished: [owa]\ninternal_addresses: [{CAS}]\n'
+                       f"tmg_addresses: [{TMG}]\n", encoding="utf-8")
+    answers = tmp_path / "answers.yaml"
+    answers.write_text('users-report-failures: "yes"\n', encoding="utf-8")
+    running = tmp_path / "services.json"  # a Get-Service export where every Exchange service runs
+    records = json.loads((REPO / "tests" / "data" / "services" / "get-service-ps7-enums.json").read_text("utf-8"))
+    running.write_text(json.dumps([dict(r, Status="Running") for r in records]), encoding="utf-8")
+    given = ["--profile", str(profile), "--capture", str(cap), "--log", str(log), "--answers", str(answers)]
+    for extra, asked in (([], ["--profile", "--services-export"]), (["--services-export", str(running)],
+                                                                     ["--profile"])):
+        d = run_json(*given, *extra)
+        top = d["causes"][0]
+        assert (d["verdict"], top["id"]) == ("inconclusive", "unexplained-user-impact")
+        options = [o for g in top["gather"] for o in ("--log", "--capture", "--profile", "--services-export")
+                   if f"diagnose {o}" in g]
+        assert options == asked, top["gather"]
+        assert any(g.startswith("Which clients are affected") for g in top["gather"])
+        text = run_cli("run", "--offline", "--no-input", *given, *extra).stdout
+        gather_lines = [line for line in text.splitlines() if "gather:" in line]
+        assert gather_lines and not [line for line in gather_lines if "--capture" in line or "--log" in line]

@@ -47,7 +47,7 @@ def render_html(d: Diagnosis, color: bool = False, why: bool = False) -> str:
             out.append(_reasoning(c))
             if c.evidence:
                 out.append("<p>Evidence:</p><ul>" + "".join(f"<li>{e(cite(d, i))}</li>" for i in c.evidence) + "</ul>")
-            steps = [e(step) for step in c.cause.remediation] + [f"Gather: {e(g)}" for g in c.cause.gather]
+            steps = [e(step) for step in c.cause.remediation] + [f"Gather: {e(g)}" for g in d.gather(c)]
             if steps:
                 out.append("<p>What to do:</p><ol>" + "".join(f"<li>{step}</li>" for step in steps) + "</ol>")
             if c.cause.references:

@@ -70,7 +70,7 @@ def _cause(d: Diagnosis, c: CauseFinding) -> dict[str, Any]:
         "evidence": [{"fact": i, "cite": cite(d, i), "provenance": d.facts[i].provenance.to_json()}
                      for i in c.evidence],
         "remediation": list(c.cause.remediation),
-        "gather": list(c.cause.gather),
+        "gather": list(d.gather(c)),
         "references": list(c.cause.references),
     }
 

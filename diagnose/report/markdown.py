@@ -32,7 +32,7 @@ def render_markdown(d: Diagnosis, color: bool = False, why: bool = False) -> str
                 out += [f"- {cite(d, i)}" for i in c.evidence]
             out += ["", "What to do:", ""]
             out += [f"1. {step}" for step in c.cause.remediation]
-            out += [f"1. Gather: {g}" for g in c.cause.gather]
+            out += [f"1. Gather: {g}" for g in d.gather(c)]
             if c.cause.references:
                 out += ["", "References: " + ", ".join(f"<{r}>" for r in c.cause.references)]
             out.append("")

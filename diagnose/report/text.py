@@ -47,7 +47,7 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
                 out.extend(f"     - {cite(d, i)}" for i in shown)
                 if len(c.evidence) > MAX_EVIDENCE:
                     out.append(f"     - ... and {len(c.evidence) - MAX_EVIDENCE} more facts (see --format json)")
-            steps = list(c.cause.remediation) + [f"gather: {g}" for g in c.cause.gather]
+            steps = list(c.cause.remediation) + [f"gather: {g}" for g in d.gather(c)]
             if steps:
                 out.append("   what to do:")
                 for step in steps:
