@@ -18,7 +18,11 @@ ROLES = ("exchange", "tmg", "proxy")
 BASES = ("documented", "inferred", "practitioner")
 CRITICALITIES = ("critical", "common", "optional")
 STARTS = ("automatic", "manual", "disabled")
-_FIELDS = {"name", "display_name", "role", "versions", "start", "protocols", "basis", "criticality", "shared"}
+SERVER_ROLES = ("client-access", "mailbox")
+_FIELDS = {
+    "name", "display_name", "role", "versions", "start", "protocols", "basis", "criticality", "shared",
+    "required_by",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,13 @@ class CatalogueService:
     basis: str
     criticality: str
     shared: bool = False
+    # Exchange version -> server roles for which Test-ServiceHealth requires it (when set to Automatic)
+    required_by: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def required_roles(self, exchange_version: str | None) -> tuple[str, ...]:
+        """The roles that require the service in this version (any version's when it is unknown)."""
+        roles = [r for v, rs in self.required_by if not exchange_version or v == exchange_version for r in rs]
+        return tuple(r for r in SERVER_ROLES if r in roles)
 
     def applies_to(self, exchange_version: str | None) -> bool:
         """Whether this Exchange version installs the service (yes when unknown or not Exchange)."""
@@ -73,6 +84,19 @@ def _choice(entry: dict[str, Any], key: str, allowed: tuple[str, ...], where: st
     if value not in allowed:
         raise RuleError(f"{key} must be one of {', '.join(allowed)}, got {value!r}", where)
     return str(value)
+
+
+def _required_by(value: Any, where: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise RuleError("required_by must map an Exchange version to a list of roles", where)
+    out = []
+    for version, roles in value.items():
+        if version not in EXCHANGE_VERSIONS:
+            raise RuleError(f"required_by: unknown Exchange version {version!r}", where)
+        out.append((str(version), _str_list(roles, where, f"required_by {version}", SERVER_ROLES)))
+    return tuple(out)
 
 
 def _flag(entry: dict[str, Any], key: str, where: str) -> bool:
@@ -126,6 +150,7 @@ def load_catalogue(path: Path | None = None) -> Catalogue:
                     entry, "criticality", CRITICALITIES, lines.at("services", i, "criticality")
                 ),
                 shared=_flag(entry, "shared", lines.at("services", i, "shared")),
+                required_by=_required_by(entry.get("required_by"), lines.at("services", i, "required_by")),
             )
         )
     return Catalogue(tuple(out), str(path))

@@ -321,7 +321,7 @@ def _exports(spec: Mapping[str, Any]) -> list[str]:
     value = spec.get("export")
     if value in (None, "", (), []):
         return []
-    return [str(value)] if isinstance(value, str | Path) else [str(v) for v in value if v]
+    return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value if v]
 
 
 def probe(
@@ -389,10 +389,12 @@ def _read_one(
         if entry is None and not emit_all:
             continue
         role = "other" if entry is None or (entry.shared and not exchange_host) else entry.role
-        rec_host = rec.host or host
+        # an export that does not name its server (Get-Service's MachineName ".") is named by its file,
+        # so that with one export per CAS every explanation still says which server it is about
+        rec_host = rec.host or host or Path(read.source).name
         name = entry.name if entry else rec.name  # canonical casing, so rules match `MSExchangeFBA`
         found.add(name.lower())
-        subject = f"{rec_host or Path(read.source).name}/{name}"
+        subject = f"{rec_host}/{name}"
         common = {"source": rec.source or read.source, "location": rec.location, "check": ctx.check}
         facts.append(
             make_fact(
@@ -457,7 +459,10 @@ def _impact(
     if rec.state == STOPPED and entry.start != "automatic" and rec.start_type != "automatic":
         return None  # a manual service that is stopped is normal
     affected = [p for p in published if p in entry.protocols]
+    required_roles = entry.required_roles(version) if entry.role == "exchange" else ()
     return {
+        "required": bool(required_roles),
+        "required_roles": list(required_roles) or None,
         "protocols": list(entry.protocols),
         "protocol_count": len(entry.protocols),
         "published_affected": affected if published else None,
