@@ -155,3 +155,14 @@ def test_cut_off_netstat_is_read_and_marked_partial(cli: Any, tmp_path: Path) ->
     probe = next(p for p in out["probes"] if p["check"] == "host-exports")
     assert probe["status"] == "partial" and "last line cut off" in probe["reason"]
     assert out["causes"][0]["id"] == "port-exhaustion"
+
+
+def test_tmg_log_counts_wsaenobufs_and_cites_them(cli: Any, tmp_path: Path) -> None:
+    log = write_fws_log(tmp_path / "ISALOG_20261130_FWS_000.w3c", status64=5, no_buffers=3)
+    done = cli("probe", "logs", str(log), "--format", "json", "--jobs", "1")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    overall = next(f["attrs"] for f in doc["facts"] if f["subject"] == "all")
+    assert overall["no_buffers"] == 3 and overall["status64_count"] == 5
+    assert [s for s in overall["other_samples"] if s.startswith("no_buffers ")] == [
+        f"no_buffers {log}:{n}" for n in (10, 11, 12)]

@@ -445,13 +445,13 @@ def parse_events_xml(text: str, out: HostExport) -> None:
     try:
         parser.Parse("<diagnose-events>", False)
         parser.Parse(body, False)
-        parser.Parse("</diagnose-events>", True)
     except expat.ExpatError as exc:
-        line = exc.lineno
-        if len(handler.path) > 1 and line >= body.count("\n"):  # the end came inside an element
-            out.partial = f"{out.path}:{line}: XML cut off inside <{handler.path[-1]}>"
-        else:
-            raise InputError(f"not well-formed XML: {expat.ErrorString(exc.code)}", f"{out.path}:{line}") from None
+        raise InputError(f"not well-formed XML: {expat.ErrorString(exc.code)}", f"{out.path}:{exc.lineno}") from None
+    try:
+        parser.Parse("</diagnose-events>", True)
+    except expat.ExpatError as exc:  # the text itself was well-formed up to its end: it ends inside an element
+        inside = f" inside <{handler.path[-1]}>" if len(handler.path) > 1 else ""
+        out.partial = f"{out.path}:{exc.lineno}: XML cut off{inside}"
     if not out.events and not out.other_events and not out.partial:
         raise InputError("no <Event> elements in this XML", f"{out.path}:1")
 
