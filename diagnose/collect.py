@@ -46,6 +46,7 @@ HINTS = {
     "evidence_paths": "--evidence FILE",
     "services_export": "--services-export FILE (one per CAS) or --services-host HOST",
     "services_host": "--services-host HOST",
+    "host_exports": "--host-export FILE (netstat -anob, netsh dynamicport, System events 4227/4231 from TMG)",
     "published_names": "published_names in the profile",
     "internal_name": "internal_name in the profile",
     "internal_addresses": "internal_addresses in the profile",

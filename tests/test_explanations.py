@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import REPO, run_cli
-from tests.probes.test_capture_match import CAS, TMG, S, fw_row, segments, write_pcap, write_w3c
+from tests.probes.capture.test_match import CAS, TMG, S, fw_row, segments, write_pcap, write_w3c
 from tests.rulebook_util import write_rules
 
 

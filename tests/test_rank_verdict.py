@@ -23,7 +23,7 @@ from diagnose.ranking import ESTABLISHED, combine_all
 from diagnose.report import render
 from diagnose.rulebook.model import Rulebook
 from tests.conftest import REPO, run_cli
-from tests.probes.test_capture_match import CAS, TMG, S, fw_row, segments, write_pcap, write_w3c
+from tests.probes.capture.test_match import CAS, TMG, S, fw_row, segments, write_pcap, write_w3c
 from tests.rulebook_util import rulebook
 
 SERVICES = REPO / "tests" / "data" / "services" / "get-service-ps51.json"  # MSExchangeFBA Stopped

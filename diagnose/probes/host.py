@@ -175,8 +175,16 @@ def count_states(sockets: Iterable[TcpSocket]) -> dict[str, int]:
 
 
 def tcp_facts(
-    sockets: list[TcpSocket], server_addresses: set[str], remote_ports: set[int], top: int, check: str | None
+    sockets: list[TcpSocket],
+    server_addresses: set[str],
+    remote_ports: set[int],
+    top: int,
+    check: str | None,
+    source: str = "psutil.net_connections",
+    location: str | None = None,
+    owners: Mapping[int, str] | None = None,
 ) -> list[Fact]:
+    """`owners` (index in `sockets` -> executable, from `netstat -b`) names each endpoint's busiest process."""
     facts = []
     overall = count_states(sockets)
     facts.append(
@@ -185,15 +193,20 @@ def tcp_facts(
             "all",
             PROBE,
             check=check,
-            source="psutil.net_connections",
+            source=source,
+            location=location,
             time_wait_ratio=_ratio(overall["time_wait"], overall["total"]),
             **overall,
         )
     )
     by_remote: dict[tuple[str, int], list[TcpSocket]] = defaultdict(list)
-    for s in sockets:
+    processes: dict[tuple[str, int], Counter[str]] = defaultdict(Counter)
+    for i, s in enumerate(sockets):
         if s.remote_addr and s.remote_port:
-            by_remote[(_norm_addr(s.remote_addr), s.remote_port)].append(s)
+            key = (_norm_addr(s.remote_addr), s.remote_port)
+            by_remote[key].append(s)
+            if owners and i in owners:
+                processes[key][owners[i]] += 1
 
     def on_server_leg(key: tuple[str, int]) -> bool:
         return key[0] in server_addresses and (not remote_ports or key[1] in remote_ports)
@@ -209,8 +222,10 @@ def tcp_facts(
                 f"remote:{endpoint}",
                 PROBE,
                 check=check,
-                source="psutil.net_connections",
+                source=source,
+                location=location,
                 remote=endpoint,
+                process=processes[key].most_common(1)[0][0] if processes.get(key) else None,
                 remote_addr=key[0],
                 remote_port=key[1],
                 leg="server" if on_server_leg(key) else None,
@@ -225,7 +240,15 @@ def _ratio(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-def port_usage_fact(sockets: list[TcpSocket], rng: PortRange, check: str | None) -> Fact:
+def port_usage_fact(
+    sockets: list[TcpSocket],
+    rng: PortRange,
+    check: str | None,
+    time_wait_delay: tuple[int | None, str | None] | None = None,
+    source: str | None = None,
+    location: str | None = None,
+) -> Fact:
+    """`time_wait_delay` (seconds, where from) when known otherwise than from this machine."""
     in_range = [s for s in sockets if rng.low <= s.local_port <= rng.high]
     ports = {s.local_port for s in in_range}
     time_wait = sum(1 for s in in_range if s.state == "TIME_WAIT")
@@ -235,13 +258,14 @@ def port_usage_fact(sockets: list[TcpSocket], rng: PortRange, check: str | None)
         if s.remote_addr and s.remote_port
     )
     busiest, most = per_remote.most_common(1)[0] if per_remote else (None, 0)
-    delay, delay_source = read_time_wait_delay()
+    delay, delay_source = time_wait_delay or read_time_wait_delay()
     return make_fact(
         "host.port_usage",
         "tcp",
         PROBE,
         check=check,
-        source=rng.source,
+        source=source or rng.source,
+        location=location,
         range_low=rng.low,
         range_high=rng.high,
         range_size=rng.size,
@@ -320,11 +344,31 @@ def local_addresses(psutil_mod: Any) -> set[str]:
     return out
 
 
-def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
-    import psutil
+def server_leg(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[set[str], set[int], int] | ProbeResult:
+    """The server addresses and ports that make the TMG-to-server leg, and how many other endpoints to
+    report; an `unavailable` result when the spec's ports are not numbers."""
+    servers = {
+        _norm_addr(a) for a in (spec_list(spec, "server_addresses", split=True) or ctx.profile.internal_addresses)
+    }
+    try:
+        ports = {int(p) for p in spec_list(spec, "remote_ports", split=True)}
+    except ValueError:
+        return ProbeResult.unavailable(f"remote_ports must be port numbers, got {spec.get('remote_ports')!r}")
+    return servers, ports, int(spec.get("top") or 20)
 
+
+def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
+
+    if spec.get("exports"):
+        from diagnose.probes.host_exports import probe_exports
+
+        return probe_exports(ctx, spec)
+    if spec.get("exports_given"):
+        return ProbeResult.unavailable("host exports given (--host-export): those are read, not this machine")
     if spec.get("offline") is True:
         return ProbeResult.unavailable("offline run: this machine's TCP state is not part of the evidence")
+    import psutil
+
     ctx.progress(ctx.check or PROBE, "reading TCP connections")
     notes: list[str] = []
     tmg = {_norm_addr(a) for a in spec_list(spec, "tmg_addresses", split=True)}
@@ -341,14 +385,10 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
         return ProbeResult.unavailable("not allowed to list TCP connections (run with more privileges)")
     except OSError as exc:
         return ProbeResult.unavailable(f"cannot list TCP connections: {exc}")
-    servers = {
-        _norm_addr(a) for a in (spec_list(spec, "server_addresses", split=True) or ctx.profile.internal_addresses)
-    }
-    try:
-        ports = {int(p) for p in spec_list(spec, "remote_ports", split=True)}
-    except ValueError:
-        return ProbeResult.unavailable(f"remote_ports must be port numbers, got {spec.get('remote_ports')!r}")
-    top = int(spec.get("top") or 20)
+    leg = server_leg(ctx, spec)
+    if isinstance(leg, ProbeResult):
+        return leg
+    servers, ports, top = leg
     facts = tcp_facts(sockets, servers, ports, top, ctx.check)
     if not servers:
         notes.append("no internal server addresses, so the TMG-to-server leg is not marked")
