@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from diagnose import bounds  # noqa: E402
-from diagnose.probes.capture import synth  # noqa: E402
+from tests.probes.capture import synth  # noqa: E402
 
 FW = ("#Software: Microsoft Forefront Threat Management Gateway\n#Version: 1.0\n"
       "#Fields: date\ttime\taction\tsource\tdestination\tstatus\n")

@@ -17,11 +17,12 @@ from diagnose.collect import RunInputs, collect, default_check_dirs, load_checks
 from diagnose.facts import ProbeStatus
 from diagnose.probes import ProbeContext
 from diagnose.probes import capture as capture_probe
-from diagnose.probes.capture import formats, synth
+from diagnose.probes.capture import formats
 from diagnose.probes.capture.analysis import SPLIT_MIN_BYTES, analyse
 from diagnose.profile import SiteProfile
-from tests.probes.test_bounded_readers import peak_mb
-from tests.probes.test_logs import FW_FIELDS, fw_row, w3c
+from tests.probes.capture import synth
+from tests.probes.logs.test_scan import FW_FIELDS, fw_row, w3c
+from tests.test_bounds import peak_mb
 
 # every fork of this process, with the number of Python threads alive at that moment
 FORKS: list[int] = []

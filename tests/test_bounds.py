@@ -17,13 +17,13 @@ import pytest
 from diagnose import bounds
 from diagnose.errors import InputError
 from diagnose.facts import load_bundle
-from diagnose.probes.dnsrecorded import read_recorded
+from diagnose.probes.dns.hosts import read_hosts
+from diagnose.probes.dns.recorded import read_recorded
 from diagnose.probes.evidence import read_recorded_facts
-from diagnose.probes.hostsfile import read_hosts
 from diagnose.probes.logs import LogInput, Unit, run_unit, summarise
 from diagnose.probes.logs.scan import Site, line_blocks, stream_line_blocks
 from tests.conftest import REPO, run_cli
-from tests.probes.test_logs import FW_FIELDS, fw_row, w3c
+from tests.probes.logs.test_scan import FW_FIELDS, fw_row, w3c
 
 LONG = bounds.MAX_LINE_BYTES + 1000
 
@@ -157,16 +157,17 @@ def test_a_fifo_given_as_a_log_is_refused_in_one_line(fifo: Path) -> None:
 
 def test_a_symlink_to_dev_zero_is_refused_by_every_text_reader(zero_link: Path) -> None:
     code = ("import sys\nfrom diagnose.errors import InputError\n"
-            "from diagnose.probes.hostsfile import read_hosts\nfrom diagnose.probes.dnsrecorded import read_recorded\n"
+            "from diagnose.probes.dns.hosts import read_hosts\nfrom diagnose.probes.dns.recorded import read_recorded\n"
             "from diagnose.probes.evidence import read_recorded_facts\nfrom diagnose.facts import load_bundle\n"
-            "from diagnose.probes.service_exports import read_export\n"
-            "for read in (read_hosts, read_recorded, read_recorded_facts, load_bundle, read_export):\n"
+            "from diagnose.probes.services.exports import read_export\n"
+            "from diagnose.probes.host.exports import read_host_export\n"
+            "for read in (read_hosts, read_recorded, read_recorded_facts, load_bundle, read_export, read_host_export):\n"
             "    try:\n        read(sys.argv[1])\n    except InputError as exc:\n        print(exc)\n")
     env = dict(os.environ, PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-c", code, str(zero_link)], capture_output=True, text=True,
                           timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [f"{zero_link}: refused: a character device, not a regular file"] * 5
+    assert proc.stdout.splitlines() == [f"{zero_link}: refused: a character device, not a regular file"] * 6
 
 
 def test_a_fifo_given_as_a_capture_or_evidence_is_reported_not_waited_on(fifo: Path, tmp_path: Path) -> None:
