@@ -180,7 +180,9 @@ def open_input(path: str | Path, member: str | None = None, deadline: float | No
         archive = zip_archive(name)
         info = archive.getinfo(member)
         cap = limit if limit is not None else inflate_limit(info.compress_size)
-        stream = Guarded(archive.open(info), f"{name}!{member}", cap, _bomb(cap, info.compress_size), deadline)
+        with _ZIPS_LOCK:  # the archive is shared between threads; its open-member count is not locked
+            inner = archive.open(info)
+        stream = Guarded(inner, f"{name}!{member}", cap, _bomb(cap, info.compress_size), deadline)
         return io.BufferedReader(stream, 1 << 16)
     raw = open_regular(name)
     try:

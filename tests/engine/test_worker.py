@@ -163,8 +163,11 @@ def test_ctrl_c_during_collection_of_a_run_leaves_no_worker(tmp_path):
     # gathered and leaves at once (os._exit): the worker must still go.
     pexpect = pytest.importorskip("pexpect")
     seed = REPO / "examples" / "seed"
-    hanging = tmp_path / "never-written.json"
-    os.mkfifo(hanging)  # a probe that never finishes
+    # a probe still busy when the logs are done: recorded evidence near the bound of facts (a FIFO,
+    # which never finished, is now refused before it is opened)
+    hanging = tmp_path / "many-facts.json"
+    fact = '{"kind": "dns.resolution", "subject": "n", "attrs": {"name": "n"}}'
+    hanging.write_text('{"facts": [' + ", ".join([fact] * 240_000) + "]}")
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
     child = pexpect.spawn(sys.executable, ["-m", "diagnose", "run", "--offline", "--no-input", "--profile",
                                            str(seed / "profile.yaml"), "--log", str(seed / "ISALOG_20110504_FWS_000.w3c"),
