@@ -63,7 +63,8 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     matcher = _matcher(ctx, spec, readable, tmg, internal, problems, strict)
     try:
         analysis = analyse(readable, tmg, samples=samples, keep_all=bool(spec.get("connections")),
-                           progress=lambda m: ctx.progress(ctx.check or PROBE, m), jobs=jobs, matcher=matcher)
+                           progress=lambda m: ctx.progress(ctx.check or PROBE, m), jobs=jobs, matcher=matcher,
+                           deadline=ctx.deadline)
     except InputError as exc:
         if strict:
             raise
@@ -103,7 +104,7 @@ def _matcher(ctx: ProbeContext, spec: Mapping[str, Any], readable: list[Path], t
     site = site_from(ctx, {"tmg_addresses": tmg, "internal_addresses": sorted(internal), "tz": tz})
     try:
         found = status64_entries(log_paths, site, int(spec.get("match_limit") or MAX_ENTRIES),
-                                 progress=lambda m: ctx.progress(ctx.check or PROBE, m))
+                                 progress=lambda m: ctx.progress(ctx.check or PROBE, m), deadline=ctx.deadline)
     except InputError as exc:
         if strict:
             raise

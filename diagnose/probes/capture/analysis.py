@@ -521,20 +521,22 @@ def plan_jobs(paths: list[Path], jobs: int | None) -> int:
 
 def analyse(paths: Iterable[Path], tmg_addresses: Iterable[str] = (), samples: int = 5, keep_all: bool = False,
             progress: Callable[[str], None] | None = None, jobs: int | None = None,
-            method: str | None = None, matcher: Any = None) -> CaptureAnalysis:
+            method: str | None = None, matcher: Any = None, deadline: float | None = None) -> CaptureAnalysis:
     """Read every capture (InputError for a file that is not a capture) and aggregate its connections.
 
     `jobs`: worker processes (default: see `plan_jobs`); `method`: how workers start, "fork" (the
     default where the platform has it and this process runs no other thread) or "spawn";
     `matcher` (a `match.Status64Matcher`) sees every finished connection, in whichever worker owns it.
+    Past `deadline` (a `time.monotonic()` value) reading stops with `DeadlineExceeded`: worker 0, in
+    this process, sees it and the other workers are stopped.
     """
     paths = [Path(p) for p in paths]
     n = plan_jobs(paths, jobs)
     with _no_cycle_collection():
         if n <= 1:
-            result = analyse_share(paths, samples, keep_all, 1, 0, progress, matcher)
+            result = analyse_share(paths, samples, keep_all, 1, 0, progress, matcher, deadline=deadline)
         else:
-            result = _split(paths, samples, keep_all, n, progress, method, matcher)
+            result = _split(paths, samples, keep_all, n, progress, method, matcher, deadline)
         result.settle()
     result.decide_tmg(tmg_addresses)
     return result
@@ -556,13 +558,14 @@ def _no_cycle_collection() -> Iterator[None]:
 
 def analyse_share(paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
                   progress: Callable[[str], None] | None = None, matcher: Any = None,
-                  inflated: Mapping[str, Inflated] | None = None) -> CaptureAnalysis:
+                  inflated: Mapping[str, Inflated] | None = None, deadline: float | None = None) -> CaptureAnalysis:
     """The connections owned by worker `index` of `jobs` (all of them for 1 of 1), not yet settled;
     `inflated`: gzip'd captures already decompressed, by path."""
     result = CaptureAnalysis(sample_limit=max(0, samples), matcher=matcher)
     if keep_all:
         result.raw_connections = []
     tracker = Tracker(result.add, jobs, index)
+    tracker.deadline = deadline
     result.sources = tracker.sources
     for path in paths:
         if progress:
@@ -686,7 +689,8 @@ class _Spawned:
 
 
 def _split(paths: list[Path], samples: int, keep_all: bool, jobs: int,
-           progress: Callable[[str], None] | None, method: str | None, matcher: Any = None) -> CaptureAnalysis:
+           progress: Callable[[str], None] | None, method: str | None, matcher: Any = None,
+           deadline: float | None = None) -> CaptureAnalysis:
     """Workers 1 .. jobs-1 in child processes, worker 0 here; their results merged. A gzip'd capture
     is decompressed once, here, into a temporary folder the workers read (removed afterwards).
 
@@ -711,7 +715,7 @@ def _split(paths: list[Path], samples: int, keep_all: bool, jobs: int,
         try:
             for index in range(1, jobs):
                 children.append(starter(paths, samples, keep_all, jobs, index, matcher, inflated))
-            parts = [analyse_share(paths, samples, keep_all, jobs, 0, progress, matcher, inflated)]
+            parts = [analyse_share(paths, samples, keep_all, jobs, 0, progress, matcher, inflated, deadline)]
             parts.extend(child.result() for child in children)
         finally:
             for child in children:

@@ -216,7 +216,8 @@ def _endpoint(ip: str, port: int) -> str:
 
 
 def status64_entries(paths: Sequence[str], site: Site, limit: int = MAX_ENTRIES,
-                     progress: Callable[[str], None] | None = None) -> Status64Entries:
+                     progress: Callable[[str], None] | None = None,
+                     deadline: float | None = None) -> Status64Entries:
     """Every Status 64 entry of the logs under `paths` (files, folders, globs), in file order.
 
     Files that are not logs are noted in `problems` (the log probe reports them as it does)."""
@@ -231,7 +232,7 @@ def status64_entries(paths: Sequence[str], site: Site, limit: int = MAX_ENTRIES,
         if progress is not None:
             progress(f"Status 64 entries of {log.name}")
         try:
-            run_unit(Unit(log), site, collector)
+            run_unit(Unit(log), site, collector, deadline)
         except NotALogError as exc:
             sink.problems.append(f"{log.name}: skipped, {exc.message}")
         sink.inputs.extend([log] * (len(sink.files) - len(sink.inputs)))

@@ -8,6 +8,7 @@ import gzip
 import os
 import struct
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -195,3 +196,18 @@ def test_the_pcapng_accelerator_converts_only_the_interfaces_its_packets_use() -
     unused = ("not", "an interface")  # declared earlier, used by no packet here
     off, frames, tcp = formats._fastcap.pcapng(blocks, 0, 0, False, [unused, (1, 1e-6, 0)], handlers)
     assert (off, frames, tcp) == (len(blocks), len(segs), len(segs))
+
+
+# -- deadlines ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_the_capture_reader_stops_at_the_deadline(tmp_path: Path, jobs: int) -> None:
+    from diagnose.bounds import DeadlineExceeded
+    from diagnose.probes.capture.tcp import SWEEP_EVERY
+
+    path = synth.write_file(tmp_path / "many.pcap", "pcap", synth.records_for(synth.conversations(3000, seed=5)))
+    assert analyse([path], jobs=1).reads[0].frames > SWEEP_EVERY
+    with pytest.raises(DeadlineExceeded, match=r"many.pcap: reading stopped at the deadline after frame 16,38\d"):
+        analyse([path], jobs=jobs, deadline=time.monotonic() - 1)
+    ctx = ProbeContext(deadline=time.monotonic() - 1)
+    result = capture_probe.probe(ctx, {"paths": [str(path)], "jobs": jobs})
+    assert result.status is ProbeStatus.UNAVAILABLE and "stopped at the deadline" in result.reason
