@@ -266,3 +266,13 @@ def test_a_zip_member_bomb_stops_at_the_inflate_bound(tmp_path: Path) -> None:
     summary, problems = summarise([str(path)], Site(), 1)
     assert (summary.records, summary.bad_lines, summary.unreadable) == (1, 1, 1)
     assert any("decompresses to more than" in p and "logs.zip!ISALOG" in p for p in problems), problems
+
+
+def test_a_csv_field_over_the_csv_limit_is_a_bad_line_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "FirewallLog.csv"
+    header = "ClientIP,DestHost,LogTime,GmtLogTime,ResultCode,Action\n"
+    row = "10.0.0.1,mail.example.com,2024-03-04 10:00:01,2024-03-04 10:00:01,64,Failed\n"
+    path.write_text(header + row + "10.0.0.1," + "x" * 200_000 + ",2024-03-04,2024-03-04,64,Failed\n" + row)
+    summary, problems = summarise([str(path)], Site(), 1)
+    assert (summary.records, summary.bad_lines) == (2, 1)
+    assert problems[0].startswith(f"{path}:3: unreadable CSV record skipped (field larger than field limit")

@@ -1326,7 +1326,14 @@ def csv_records(
 ) -> Iterator[tuple[int, list[str] | None, str]]:
     """Records of a SQL-export CSV; `header`: the first line is the header (not a later byte range)."""
     reader = csv.reader(text_stream)
-    for values in reader:
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a field over csv's limit (a quoted field running on, a huge value)
+            yield reader.line_num, None, f"unreadable CSV record skipped ({exc})"
+            continue
         number = reader.line_num
         if (header and number == 1) or not values:
             continue
