@@ -135,17 +135,15 @@ class Guarded(io.RawIOBase):
     def readinto(self, target: Any) -> int:
         if self.deadline is not None and time.monotonic() > self.deadline:
             raise DeadlineExceeded(f"stopped at the deadline after {self.done:,} bytes", self.name)
-        want = len(target)
-        if self.limit is not None:
-            if self.done >= self.limit:
-                # one byte more tells a stream that ends exactly at the bound from one that goes on
-                if self.inner.read(1):
-                    raise BoundExceeded(self.why, self.name)
-                return 0
-            want = min(want, self.limit - self.done)
-        data = self.inner.read(want)
-        n = len(data)
-        target[:n] = data
+        with memoryview(target) as view:
+            if self.limit is not None:
+                if self.done >= self.limit:
+                    # one byte more tells a stream that ends exactly at the bound from one that goes on
+                    if self.inner.read(1):
+                        raise BoundExceeded(self.why, self.name)
+                    return 0
+                view = view[: self.limit - self.done]
+            n = self.inner.readinto(view) or 0  # type: ignore[attr-defined]
         self.done += n
         return n
 
