@@ -37,6 +37,7 @@ def render_html(d: Diagnosis, color: bool = False, why: bool = False) -> str:
     out = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>diagnose: {e(d.verdict.value)}</title><style>{_STYLE}</style></head><body>",
            f"<h1>Verdict: {_v(d.verdict.value)}</h1>", f"<p>{e(headline(d))}</p>"]
+    drawn: set[int] = set()  # ladders drawn (fact indices)
     if d.ranked:
         out.append("<table><tr><th>#</th><th>certainty</th><th>class</th><th>cause</th></tr>")
         for n, c in enumerate(d.ranked, 1):
@@ -44,7 +45,6 @@ def render_html(d: Diagnosis, color: bool = False, why: bool = False) -> str:
                        f'<td><a href="#{e(c.cause.id)}">{e(c.cause.title)}</a></td></tr>')
         out.append("</table>")
         out.extend(_timeline_section(d))
-        drawn: set[int] = set()
         for c in d.ranked:
             out.append(f'<h2 id="{e(c.cause.id)}">{e(c.cause.title)}</h2>')
             out.append(f'<p class="muted"><code>{e(c.cause.id)}</code>, {_v(c.cause.verdict.value)}, certainty '
@@ -61,6 +61,8 @@ def render_html(d: Diagnosis, color: bool = False, why: bool = False) -> str:
                     f'<a href="{e(r)}">{e(r)}</a>' for r in c.cause.references) + "</p>")
     else:
         out.append("<p>No cause could be established from the evidence gathered.</p>")
+        out.extend(_timeline_section(d))
+    out.extend(_other_ladders(d, drawn))
     if d.ruled_out:
         out.append('<h2 id="ruled-out">Ruled out or weakened</h2>')
         for c in d.ruled_out:
@@ -127,3 +129,13 @@ def _undecided(d: Diagnosis) -> list[str]:
              + ", ".join(f"<code>{pictures.esc(cause)}</code>" for cause in causes) + "</li>"
              for missing, causes in groups]
     return ["<h2>Undecided for lack of evidence</h2><ul>", *items, "</ul>"]
+
+
+def _other_ladders(d: Diagnosis, drawn: set[int]) -> list[str]:
+    """The connections the capture cites that no cause above drew."""
+    rest = [lad for lad in pictures.ladders(d) if lad.index not in drawn]
+    if not rest:
+        return []
+    excerpts = dict(d.bundle.excerpts)
+    return ['<h2 id="other-connections">Other connections the capture cites</h2>',
+            *(pictures.ladder_html(lad, excerpts) for lad in rest)]

@@ -431,8 +431,9 @@ def read_lines(d: Diagnosis, index: int) -> list[tuple[str, str]]:
 
 
 def undecided_groups(d: Diagnosis) -> list[tuple[str, list[str]]]:
-    """The undecided rules grouped by what they lack: (missing evidence, causes), each once."""
+    """The undecided rules grouped by the evidence they lack, each kind once: (kind, causes)."""
     by_missing: dict[str, list[str]] = {}
     for o in d.unknowns:
-        by_missing.setdefault(", ".join(o.missing), []).append(o.rule.conclude.cause)
+        for missing in o.missing:
+            by_missing.setdefault(missing, []).append(o.rule.conclude.cause)
     return [(missing, list(dict.fromkeys(causes))) for missing, causes in sorted(by_missing.items())]

@@ -2,8 +2,9 @@
 
 Chosen, at most `packets.MAX_LADDERS` of them, to show the evidence: first the connections matched
 to Status 64 entries (two per match class: a dirty close by TMG, a reset by the server, any other),
-then one sample per teardown label (a dirty close, a reset, a refused or unanswered SYN ...; the
-server leg first), then the first connections that lost packets (a retransmission run).
+then one sample of each abrupt ending (a dirty close, a reset, a refused or unanswered SYN; the
+server leg first), the first connections that lost packets (a retransmission run), and one sample
+of each other teardown label.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 PROBE = "capture"
 LABEL_ORDER = ("dirty-close", "reset", "refused", "unanswered", "reset-after-own-fin", "half-closed", "graceful",
                "open")
+ABRUPT = 4  # the labels before this index in LABEL_ORDER end abruptly
 PER_CLASS = 2
 DESCRIBED = {"dirty_close_by_tmg": "dirty close by TMG", "reset_by_server": "reset by the server",
              "other": "other teardown"}
@@ -68,11 +70,12 @@ def choose(analysis: CaptureAnalysis, outcome: MatchOutcome | None) -> list[_Cho
     samples = analysis.chosen_samples()
     rank = {"server": 0, "client": 1, "unknown": 2}
     for label in LABEL_ORDER:
+        if label == LABEL_ORDER[ABRUPT]:  # the abrupt endings first, then a retransmission run
+            for conn in analysis.loss_samples[:2]:
+                _add(chosen, conn, "retransmission or gap")
         conns = sorted(samples.get(label, ()), key=lambda c: rank[analysis.leg(c.orig_ip, c.resp_ip)])
         if conns and not any(ch.teardown == label for ch in chosen.values()):
             _add(chosen, conns[0], f"sample {label}")
-    for conn in analysis.loss_samples[:2]:
-        _add(chosen, conn, "retransmission or gap")
     return list(chosen.values())
 
 
