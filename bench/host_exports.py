@@ -16,7 +16,7 @@ import tracemalloc
 from pathlib import Path
 
 from diagnose.probes import ProbeContext
-from diagnose.probes.host_exports import probe_exports, read_host_export
+from diagnose.probes.host.exports import probe_exports, read_host_export
 from diagnose.profile import SiteProfile
 
 

@@ -69,7 +69,7 @@ PROBES: dict[str, str] = {
     "http": "diagnose.probes.http:probe",
     "tcp": "diagnose.probes.tcp:probe",
     "services": "diagnose.probes.services.probe:probe",
-    "host": "diagnose.probes.host:probe",
+    "host": "diagnose.probes.host.probe:probe",
     "logs": "diagnose.probes.logs:probe",
     "capture": "diagnose.probes.capture:probe",
 }

@@ -16,7 +16,7 @@ import pytest
 from diagnose.facts import Fact, ProbeStatus
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext
-from diagnose.probes.host import PortRange, TcpSocket, parse_netsh_dynamicport, port_usage_fact, probe
+from diagnose.probes.host.probe import PortRange, TcpSocket, parse_netsh_dynamicport, port_usage_fact, probe
 from diagnose.profile import SiteProfile
 
 TIME_WAIT_N = 12

@@ -44,7 +44,7 @@ from xml.parsers import expat
 from diagnose.errors import InputError
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
-from diagnose.probes.host import PROBE, PortRange, TcpSocket, port_usage_fact, server_leg, tcp_facts
+from diagnose.probes.host.probe import PROBE, PortRange, TcpSocket, port_usage_fact, server_leg, tcp_facts
 from diagnose.probes.spec import spec_list
 
 MAX_BYTES = 64 * 1024 * 1024  # an export larger than this is read up to here, and marked partial

@@ -360,7 +360,7 @@ def server_leg(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[set[str], se
 def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
 
     if spec.get("exports"):
-        from diagnose.probes.host_exports import probe_exports
+        from diagnose.probes.host.exports import probe_exports
 
         return probe_exports(ctx, spec)
     if spec.get("exports_given"):

@@ -11,11 +11,12 @@ import pytest
 
 from diagnose.errors import InputError
 from diagnose.kinds import fact_kinds
-from diagnose.probes import ProbeContext, host_exports
-from diagnose.probes.host_exports import read_host_export
+from diagnose.probes import ProbeContext
+from diagnose.probes.host import exports as host_exports
+from diagnose.probes.host.exports import read_host_export
 from diagnose.profile import SiteProfile
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "host"
+DATA = Path(__file__).resolve().parents[2] / "data" / "host"
 
 
 def states(path: Path) -> dict[str, int]:
