@@ -15,6 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from diagnose.errors import DiagnoseError
 from diagnose.facts import Fact, make_fact
 from diagnose.probes.capture.analysis import CaptureAnalysis
 from diagnose.probes.capture.packets import MAX_LADDERS, Recording, Wanted, record
@@ -92,7 +93,10 @@ def ladder_facts(analysis: CaptureAnalysis, outcome: MatchOutcome | None, readab
     chosen = choose(analysis, outcome)
     if not chosen:
         return []
-    recordings = record(readable, [ch.wanted for ch in chosen])
+    try:
+        recordings = record(readable, [ch.wanted for ch in chosen])
+    except (DiagnoseError, OSError):  # the file changed or went since the first read: no ladders, no more
+        return []
     paths = {p.name: p for p in readable}
     facts = []
     for ch in chosen:
