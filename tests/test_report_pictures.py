@@ -140,6 +140,10 @@ def test_seed_report_draws_the_experts_ladder(tmp_path: Path) -> None:
     assert [(a["data-count"]) for g, a, _ in dom.elements if g == "rect" and a.get("class") == "s64"] == ["1"]
     assert dom.count("rect", "capture") == 1 and dom.count("rect", "client-error") == 0
     _details_closed(dom)
+    # the frames behind the match as read: the export's lines, and the ACK the capture probe decoded
+    read = "".join(t for g, _a, ts in dom.elements if g == "pre" for t in ts)
+    assert "netmon-trace.txt:3  1410\t11:34:15.8416240" in read
+    assert "netmon-trace.txt frame 1349  (decoded) -> ACK win 64033 len 0" in read
     # the undecided list: each missing kind once
     undecided = [li for li in re.findall(r"<li>without (.*?)</li>", _source)]
     kinds = [re.sub(r"<[^>]+>", "", u).split(":")[0] for u in undecided]
@@ -173,6 +177,8 @@ def test_corpus_refused_connection_is_drawn_under_the_cause(tmp_path: Path) -> N
         ("1", "0.000000", "SYN"), ("2", "0.001316", "RST,ACK")]
     assert dom.texts("text", "endpoint") == ["TMG 192.168.100.138:3372", "server 192.168.100.1:80"]
     assert dom.texts("text", "teardown") == ["refused: server RST,ACK (frame 2)"]
+    read = "".join(t for g, _a, ts in dom.elements if g == "pre" for t in ts)
+    assert "cs_tcp_refuseconnection.pcapng frame 2  (decoded) <- RST,ACK win 0 len 0" in read
 
 
 @needs_chromium

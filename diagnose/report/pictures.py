@@ -18,7 +18,7 @@ from diagnose.analysis import CauseFinding, Diagnosis
 from diagnose.facts import Fact
 
 MAX_LADDERS_PER_CAUSE = 3
-MAX_EXCERPTS_PER_FACT = 20
+MAX_EXCERPTS_PER_FACT = 40
 MIN_BUCKETS = {60: 30, 3600: 24}  # the timeline's axis spans at least this many buckets
 MAX_BUCKETS = 2000
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
@@ -426,7 +426,23 @@ def read_lines(d: Diagnosis, index: int) -> list[tuple[str, str]]:
         if hit:
             out.append((key, text))
         if len(out) >= MAX_EXCERPTS_PER_FACT:
-            break
+            return out
+    # frames with no text of their own (binary captures, frames not cited): as the capture probe decoded them
+    seen = {(key.rpartition(":")[0], text.split(None, 1)[0]) for key, text in out if text.strip()}
+    for g in d.facts:
+        if g.kind != "capture.packets" or not any(
+                name and (g.provenance.source or "").endswith(name) and g.attrs.get("first_frame") == a
+                for name, a, _b in ranges):
+            continue
+        for row in g.attrs.get("frames", ()) or ():  # type: ignore[union-attr]
+            parts = str(row).split()
+            if len(parts) < 8 or (g.provenance.source, parts[0]) in seen:
+                continue
+            out.append((f"{g.provenance.source} frame {parts[0]}",
+                        f"(decoded) {'->' if parts[2] == '>' else '<-'} {parts[3]} win {parts[4]} len {parts[5]} "
+                        f"seq {parts[6]} ack {parts[7]}" + (" bad checksum" if "bad-checksum" in parts[8:] else "")))
+            if len(out) >= MAX_EXCERPTS_PER_FACT:
+                return out
     return out
 
 
