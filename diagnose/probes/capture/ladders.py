@@ -134,7 +134,11 @@ def _fact(analysis: CaptureAnalysis, ch: _Choice, rec: Recording, path: Path | N
 def clock_text(path: Path, ts: float) -> tuple[str, str]:
     """(a capture time as text, its basis): UTC ISO 8601 for a file with an absolute clock, the local
     time for NetMon 2.0-2.2, the time of day for a NetMon text export (empty when it tells none)."""
-    kind, base = _clock(str(path))
+    try:
+        stat = path.stat()
+    except OSError:
+        return "", ""
+    kind, base = _clock(str(path), stat.st_mtime_ns, stat.st_size)
     if kind == "text":
         if base is None:
             return "", ""
@@ -149,7 +153,8 @@ def clock_text(path: Path, ts: float) -> tuple[str, str]:
 
 
 @lru_cache(maxsize=64)
-def _clock(path: str) -> tuple[str, float | None]:
+def _clock(path: str, _mtime: int, _size: int) -> tuple[str, float | None]:
+    """The clock of a capture file (cached per file version: a text export is read whole for it)."""
     from diagnose.probes.capture.match import clock_of
 
     clock = clock_of(Path(path))
