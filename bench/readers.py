@@ -56,7 +56,10 @@ def measure(code: str, env: dict[str, str] | None = None) -> tuple[float, float,
     return elapsed, peak, out[-2] if len(out) > 1 else ""
 
 
-PEAK = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+# the high-water mark of the child's own memory (ru_maxrss would keep the parent's across exec)
+PEAK = ("import resource\ntry:\n    print(next(int(l.split()[1]) for l in open('/proc/self/status') "
+        "if l.startswith('VmHWM:')) / 1024)\nexcept OSError:\n"
+        "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
 
 
 def logs_code(path: Path) -> str:

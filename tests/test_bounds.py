@@ -33,11 +33,22 @@ def _log_with_long_line(long: bytes) -> bytes:
     return text.encode().replace(b"@@LONG@@", long)
 
 
+PEAK = """
+def _peak():
+    try:  # the high-water mark of this program's own memory (ru_maxrss keeps the parent's across exec)
+        with open("/proc/self/status") as fh:
+            return next(int(l.split()[1]) for l in fh if l.startswith("VmHWM:")) // 1024
+    except OSError:
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+print(_peak())
+"""
+
+
 def peak_mb(code: str, timeout: float = 300) -> tuple[float, str]:
     """Peak resident memory (MB) of a fresh interpreter running `code`, and what it printed."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", code + "\nimport resource\n"
-                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)"],
+    proc = subprocess.run([sys.executable, "-c", code + "\n" + PEAK],
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     *out, peak = proc.stdout.strip().splitlines()
