@@ -148,7 +148,9 @@ class EvidenceBundle:
         }
 
     def save(self, path: Path | str) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        from diagnose.safetext import to_json
+
+        Path(path).write_text(to_json(self.to_json()) + "\n", encoding="utf-8")
 
     def available_kinds(self) -> set[str]:
         """Kinds for which evidence was gathered: facts exist, or a probe that delivers them ran."""

@@ -14,6 +14,12 @@ profile, answers, excerpts, probe reasons, the description, file paths):
 * Domains: NetBIOS domains and domain labels share the `dom-N` map (`CONTOSO\\jdoe` -> `DOM-1\\user-1`).
 * User names: `DOMAIN\\user`, `user@domain`, `Users\\NAME` / `/home/NAME` path components and user
   attributes (`username`, `client_username`, ...) -> `user-N`.
+* TMG rule names (`rule` attributes, `rule:NAME` subjects) -> `rule-N`, wherever the name appears.
+* File and folder names of the inputs (the paths given, and every fact's source that is a path),
+  component by component: a folder -> `dir-N`, a file's name before its extensions -> `file-N`
+  (`/cases/CASE-4711/site7/ISALOG_FWS.w3c` -> `/cases/DIR-1/dir-2/file-1.w3c`); a case number or
+  site code in a path is gone from provenance, reasons, excerpts and progress lines alike. Generic
+  folders (`tmp`, `logs`, `Program Files`, ...) stay.
 
 Consistency: one `Redactor` holds one table per class; the same input (compared case-insensitively,
 IPv6 in canonical form) always gets the same token, different inputs different tokens. Tokens are
@@ -36,7 +42,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -92,6 +98,14 @@ SAFE_ATTRS = frozenset({
     "protocol", "protocols", "published", "published_affected", "exchange_version", "versions", "action",
     "handshake", "range_source", "time_wait_delay_source", "first_time", "last_time", "not_after",
 })
+RULE_ATTRS = frozenset({"rule", "rules", "rule_name", "rule_names"})
+# path components that identify no one: kept as they are
+KEEP_PATH_PARTS = frozenset({
+    "", ".", "..", "~", "tmp", "temp", "var", "log", "logs", "opt", "srv", "mnt", "media", "data", "home", "users",
+    "desktop", "downloads", "documents", "program files", "program files (x86)", "programdata", "microsoft",
+    "microsoft forefront threat management gateway", "isa server", "microsoft isa server", "windows",
+    "system32", "drivers", "etc", "appdata", "documents and settings", "inetpub", "logfiles", "isalogs",
+}) | COMMON_WORDS
 PROFILE_NAME_FIELDS = frozenset({"published_names", "internal_name", "certificate_fqdn"})
 PROFILE_SAFE_FIELDS = frozenset({"published", "exchange_version"})
 
@@ -115,7 +129,9 @@ _NOT_COMPUTER = re.compile(r"(?i)W3SVC\d*|X64|X86|WIN(?:32|64)|UTF-?(?:8|16)|IPV
                            r"AES\d+|DES3|MSIE\d*|IE\d+|NT\d*|HTTP-?\d?")
 _MAYBE_IDENTIFYING = re.compile(r"[.:\\@/]")  # every address, name, path or user shape has one of these
 _RUNS = re.compile(r"[a-z0-9]+")
-_TOKEN = re.compile(r"(?i)(?:host|dom|user)-\d+")
+_TOKEN = re.compile(r"(?i)(?:host|dom|user|rule|dir|file)-\d+")
+_PATH_SEP = re.compile(r"[\\/]")
+_SOURCES = re.compile(r", | <-> ")
 ADDRESS_TOKEN = re.compile(r"ip6?-(?:int|ext|lo|ll|mc|any|bc)-\d+")
 
 
@@ -232,6 +248,21 @@ class Redactor:
             return self._account(local) + "@" + self._domain_name(maildomain)
         return self._account(value)
 
+    def rule(self, value: str) -> str:
+        """Token for a TMG rule name; the whole name is also replaced wherever it appears in text."""
+        return self._label("rule", value) if value.strip() and value != "-" else value
+
+    def paths(self, values: Iterable[str]) -> None:
+        """Learn the folder and file names of these paths, to be replaced wherever they appear."""
+        for value in values:
+            parts = [p for p in _PATH_SEP.split(value) if p]
+            for n, part in enumerate(parts):
+                if n == len(parts) - 1:
+                    part = part.split(".", 1)[0]  # the name before its extensions: `trace` of `trace.pcap.gz`
+                if (part.lower() not in KEEP_PATH_PARTS and not part.endswith(":") and not part.isdigit()
+                        and not _TOKEN.fullmatch(part)):
+                    self._label("file" if n == len(parts) - 1 else "dir", part)
+
     # ---------------------------------------------------------------- free text
 
     def text(self, value: str) -> str:
@@ -282,12 +313,15 @@ class Redactor:
                 attrs[key] = value
                 continue
             redact: Callable[[str], str] = (self.name if key in names else self.user if key in USER_ATTRS
-                                            else self.text)
+                                            else self.rule if key in RULE_ATTRS else self.text)
             attrs[key] = tuple(redact(v) for v in value) if isinstance(value, tuple) else redact(value)
         subject = self.name(fact.subject) if fact.kind in NAME_SUBJECT_KINDS else self.text(fact.subject)
         return Fact(fact.kind, subject, attrs, self.provenance(fact.provenance))
 
     def provenance(self, p: Provenance) -> Provenance:
+        if self._learning and p.source:  # a file's path, or names of files (`a.pcap <-> b.w3c, c.w3c`)
+            self.paths(s for s in _SOURCES.split(p.source)
+                       if _PATH_SEP.search(s) or ("." in s and not self._outer.fullmatch(s)))
         return replace(p, source=self._opt(p.source), location=self._opt(p.location))
 
     def probe_run(self, run: ProbeRun) -> ProbeRun:
@@ -444,6 +478,9 @@ def _compile(outer: bool) -> re.Pattern[str]:
     return re.compile("|".join(parts))
 
 
-def redact_bundle(bundle: EvidenceBundle) -> EvidenceBundle:
-    """The bundle with every address, name and user pseudonymised (a fresh table per bundle)."""
-    return Redactor().bundle(bundle)
+def redact_bundle(bundle: EvidenceBundle, paths: Iterable[str] = ()) -> EvidenceBundle:
+    """The bundle with every address, name, user, rule name and input file and folder name pseudonymised
+    (a fresh table per bundle); `paths`: the input paths given, learnt first."""
+    redactor = Redactor()
+    redactor.paths(paths)
+    return redactor.bundle(bundle)

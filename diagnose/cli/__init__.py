@@ -53,7 +53,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except DiagnoseError as exc:
-            click.echo(f"diagnose: error: {exc}", err=True)
+            from diagnose.safetext import neutralise
+
+            click.echo(f"diagnose: error: {neutralise(str(exc))}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("diagnose: interrupted", err=True)

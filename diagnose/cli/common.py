@@ -11,6 +11,7 @@ import click
 
 from diagnose.paths import data_dir, extra_dirs
 from diagnose.rulebook.model import Rulebook
+from diagnose.safetext import neutralise
 
 rules_option = click.option("--rules", "rule_dirs", multiple=True, type=click.Path(file_okay=False),
                             help="Extra rule directory (repeatable); its rules win over shipped ones with the same id. "
@@ -39,4 +40,5 @@ def write_output(text: str, output: str | None) -> None:
 
 
 def note(message: str) -> None:
-    click.echo(message, err=True)
+    """One line on stderr; whatever in it came from the evidence cannot drive the terminal."""
+    click.echo(neutralise(message), err=True)

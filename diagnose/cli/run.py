@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,13 +91,14 @@ redact_option = click.option("--redact", is_flag=True,
                              help="Pseudonymise addresses, host names, domains and users (bundle and report).")
 
 
-def redacted(bundle: EvidenceBundle, redact: bool) -> EvidenceBundle:
-    """The bundle as it may leave the site: every address, name and user replaced by a consistent token."""
+def redacted(bundle: EvidenceBundle, redact: bool, paths: Sequence[str] = ()) -> EvidenceBundle:
+    """The bundle as it may leave the site: every address, name, user, rule name and input file and
+    folder name (`paths`: the inputs given) replaced by a consistent token."""
     if not redact:
         return bundle
     from diagnose.redact import redact_bundle
 
-    return redact_bundle(bundle)
+    return redact_bundle(bundle, paths)
 
 
 @dataclass
@@ -106,6 +107,14 @@ class Plan:
     inputs: RunInputs
     answers: dict[str, str]
     description: str = ""
+    profile_path: str | None = None
+
+    def paths(self) -> list[str]:
+        """Every input path given: its folder and file names are redacted with --redact."""
+        i = self.inputs
+        single = [self.profile_path, i.hosts_file, i.services_export, i.extra.get("ca_file")]
+        return [*i.log_paths, *i.capture_paths, *i.evidence_paths, *i.extra.get("dns_recorded", ()),
+                *(str(p) for p in single if p)]
 
 
 def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
@@ -119,7 +128,7 @@ def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
                        o.get("services_host"), o.get("tz"), offline=bool(o.get("offline")),
                        extra={"ca_file": o.get("ca_file"), "dns_recorded": list(o.get("dns_recorded") or ())})
     answers = load_answers(o["answers_file"], questions) if o.get("answers_file") else {}
-    return Plan(profile, inputs, answers)
+    return Plan(profile, inputs, answers, profile_path=o.get("profile"))
 
 
 def interview_for_profile(plan: Plan) -> None:
@@ -171,10 +180,12 @@ def plan_from_example(name: str, questions: Any) -> Plan:
                        single.get("services_export"), None, inputs_raw.get("tz"), offline=True,
                        extra={"dns_recorded": [str(folder / p) for p in recorded]})
     answers = check_answers(data.get("answers", {}), questions, lines) if data.get("answers") else {}
-    return Plan(profile, inputs, answers, str(data.get("description", "")).strip())
+    return Plan(profile, inputs, answers, str(data.get("description", "")).strip(),
+                str(folder / data["profile"]) if data.get("profile") else None)
 
 
-def progress_printer(enabled: bool | None, redact: bool = False) -> Callable[[str, str], None] | None:
+def progress_printer(enabled: bool | None, redact: bool = False,
+                     paths: Sequence[str] = ()) -> Callable[[str, str], None] | None:
     """Progress lines on stderr; with --redact their addresses, names and users are pseudonymised too
     (tokens of their own: the bundle's are assigned only once everything is gathered)."""
     if enabled is None:
@@ -188,13 +199,14 @@ def progress_printer(enabled: bool | None, redact: bool = False) -> Callable[[st
         from diagnose.redact import Redactor
 
         redactor, lock = Redactor(), threading.Lock()
+        redactor.paths(paths)
 
         def scrub(message: str) -> str:
             with lock:  # probes report from their own threads
                 return redactor.text(message)
 
     def show(check: str, message: str) -> None:
-        click.echo(f"  {check:<28} {scrub(message) if scrub else message}", err=True)
+        note(f"  {check:<28} {scrub(message) if scrub else message}")
 
     return show
 
@@ -278,9 +290,9 @@ def run(example: str | None, save_evidence: str | None, redact: bool, rule_dirs:
         if not options.get("profile") and interactive(options.get("no_input")):
             interview_for_profile(plan)
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
-    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress"), redact),
+    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress"), redact, plan.paths()),
                      options.get("timeout") or 60.0, plan.answers, plan.description, rulebook.version)
-    bundle = redacted(bundle, redact)
+    bundle = redacted(bundle, redact, plan.paths())
     stopped = interrupted(bundle)
     if stopped:
         note("diagnose: interrupted: reporting on the evidence gathered so far")
@@ -303,9 +315,9 @@ def collect_cmd(output: str, example: str | None, redact: bool, **options: Any) 
     plan = plan_from_example(example, rulebook.questions) if example else plan_from_options(options,
                                                                                             rulebook.questions)
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
-    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress"), redact),
+    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress"), redact, plan.paths()),
                      options.get("timeout") or 60.0, plan.answers, plan.description, rulebook.version)
-    bundle = redacted(bundle, redact)
+    bundle = redacted(bundle, redact, plan.paths())
     bundle.save(output)
     leave_if_interrupted(bundle, output)
     note(f"diagnose: wrote {output}: {len(bundle.facts)} facts from {len(bundle.probes)} checks")

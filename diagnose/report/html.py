@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from html import escape
+from html import escape as _html_escape
 
 from diagnose.analysis import Diagnosis
 from diagnose.report import cite, headline
+from diagnose.safetext import neutralise
 
 _COLOUR = {"benign": "#1a7f37", "misconfiguration": "#cf222e", "fault": "#cf222e", "inconclusive": "#9a6700"}
 _STYLE = """
@@ -16,6 +17,11 @@ table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #d0d7de;pad
 th{background:#f6f8fa}.cf{text-align:right;font-variant-numeric:tabular-nums}.v{font-weight:600}
 code{background:#f6f8fa;padding:0 .25rem}.muted{color:#656d76}li{margin:.15rem 0}
 """
+
+
+def escape(text: str) -> str:
+    """Evidence text for HTML: control, bidi and surrogate characters shown as escapes, markup escaped."""
+    return _html_escape(neutralise(text))
 
 
 def _v(value: str) -> str:
@@ -48,7 +54,8 @@ def render_html(d: Diagnosis, color: bool = False, why: bool = False) -> str:
                 out.append("<p>What to do:</p><ol>" + "".join(f"<li>{step}</li>" for step in steps) + "</ol>")
             if c.cause.references:
                 out.append("<p class='muted'>References: " + ", ".join(
-                    f'<a href="{e(r)}">{e(r)}</a>' for r in c.cause.references) + "</p>")
+                    f'<a href="{e(r)}">{e(r)}</a>' if r.startswith(("https://", "http://")) else e(r)
+                    for r in c.cause.references) + "</p>")
     else:
         out.append("<p>No cause could be established from the evidence gathered.</p>")
     if d.questions:
