@@ -51,6 +51,7 @@ C1_CSI = "\x9b31m"
 BIDI = "\u202egpj.exe"
 MARKUP = "<script>alert(1)</script> | [x](http://evil.example) `code`"
 HOSTILE = ESC_TITLE + ESC_CLEAR + C1_CSI + BIDI + MARKUP
+HOSTILE_CN = ESC_TITLE + ESC_CLEAR + C1_CSI + "\u202e<script>x</script>|`[a](b)"  # a CN holds 64 characters
 RAW_CONTROLS = ("\x1b", "\x07", "\x9b", "\u202e")
 
 FIELDS = ("computer\tdate\ttime\tIP protocol\tsource\tdestination\toriginal client IP\tsource network\t"
@@ -131,3 +132,37 @@ def write_site(root: Path, *, rule: str = RULE, display: str | None = None, fold
     hosts = folder / HOSTS_FILE
     hosts.write_text(f"# TMG HOSTS file\r\n{CAS}    {INTERNAL_NAME}    casqz9\r\n", encoding="utf-8", newline="")
     return Site(folder, profile, log, web, services, capture, hosts)
+
+
+LOOPBACK_CAS = "127.0.0.10"
+
+
+def loopback_checks(directory: Path, port: int, root_pem: Path) -> Path:
+    """User checks overriding the shipped network checks by id: the same probes, aimed at the test's
+    HTTPS server on loopback (the profile's internal address stays the site's)."""
+    checks = directory / "checks"
+    checks.mkdir()
+    target = f"{LOOPBACK_CAS}:{port}"
+    (checks / "network.yaml").write_text(f"""checks:
+  - id: tls-internal-certificate
+    probe: tls
+    network: true
+    kinds: [tls.certificate]
+    requires: [internal_name]
+    params: {{targets: ["{target}"], sni: "{{internal_name}}", internal_name: "{{internal_name}}",
+              published_names: "{{published_names}}", certificate_fqdn: "{{certificate_fqdn}}", ca_file: "{root_pem}"}}
+  - id: http-published-endpoints
+    probe: http
+    network: true
+    kinds: [http.endpoint]
+    requires: [internal_name, published]
+    params: {{server: "{{internal_name}}", addresses: ["{LOOPBACK_CAS}"], published: "{{published}}",
+              exchange_version: "{{exchange_version}}", port: {port}}}
+  - id: tcp-internal-443
+    probe: tcp
+    network: true
+    kinds: [tcp.reachability]
+    requires: [internal_addresses]
+    params: {{targets: ["{target}"]}}
+""", encoding="utf-8")
+    return checks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from diagnose.profile import SiteProfile, load_profile
 from diagnose.yamlio import load_yaml
 
 EXIT_FINDING, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 4, 130
+MAX_LISTED = 10_000
 
 
 def interrupted(bundle: EvidenceBundle) -> bool:
@@ -110,11 +112,19 @@ class Plan:
     profile_path: str | None = None
 
     def paths(self) -> list[str]:
-        """Every input path given: its folder and file names are redacted with --redact."""
+        """Every input path given, and the files a log folder or glob names (the first MAX_LISTED):
+        their folder and file names are redacted with --redact, in progress lines too."""
         i = self.inputs
         single = [self.profile_path, i.hosts_file, i.services_export, i.extra.get("ca_file")]
-        return [*i.log_paths, *i.capture_paths, *i.evidence_paths, *i.extra.get("dns_recorded", ()),
-                *(str(p) for p in single if p)]
+        found: list[str] = []
+        for given in i.log_paths:
+            try:
+                found += (glob.glob(given) if glob.has_magic(given) else
+                          [os.path.join(given, n) for n in os.listdir(given)] if os.path.isdir(given) else [])
+            except OSError:
+                continue  # the log probe says why it cannot read it
+        return [*i.log_paths, *found[:MAX_LISTED], *i.capture_paths, *i.evidence_paths,
+                *i.extra.get("dns_recorded", ()), *(str(p) for p in single if p)]
 
 
 def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
