@@ -40,6 +40,8 @@ _CONTROLS = (*range(0x00, 0x20), *range(0x7F, 0xA0), *_BIDI)
 _SURROGATES = tuple(range(0xD800, 0xE000))
 _TABLE: dict[int, str] = {code: _escape(code) for code in (*_CONTROLS, *_SURROGATES)}
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_TABLE: dict[int, str] = {code: _escape(code) for code in _SURROGATES}
 # in JSON text: what json.dumps(ensure_ascii=False) leaves raw (C0 it escapes itself)
 _JSON_TABLE: dict[int, str] = {code: f"\\u{code:04x}" for code in (*range(0x7F, 0xA0), *_BIDI)}
 _JSON_TABLE.update({code: "\\" + _escape(code) for code in _SURROGATES})
@@ -55,6 +57,25 @@ def neutralise(text: str, keep: str = "") -> str:
         return text
     table = _TABLE if not keep else {k: v for k, v in _TABLE.items() if chr(k) not in keep}
     return text.translate(table)
+
+
+def printable(text: str) -> str:
+    """`text` with each lone surrogate (a byte that was not UTF-8 in a file name, or a `\\ud800` in
+    JSON) written as its escape, so that it encodes as UTF-8 and the rule engine accepts it."""
+    return text.translate(_SURROGATE_TABLE) if _SURROGATE.search(text) else text
+
+
+def printable_data(value: Any) -> Any:
+    """Parsed JSON (or a fact's values) with every string `printable`."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, list):
+        return [printable_data(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(printable_data(v) for v in value)
+    if isinstance(value, dict):
+        return {printable(k): printable_data(v) for k, v in value.items()}
+    return value
 
 
 def markdown(text: str) -> str:

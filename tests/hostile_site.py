@@ -52,6 +52,8 @@ BIDI = "\u202egpj.exe"
 MARKUP = "<script>alert(1)</script> | [x](http://evil.example) `code`"
 HOSTILE = ESC_TITLE + ESC_CLEAR + C1_CSI + BIDI + MARKUP
 HOSTILE_CN = ESC_TITLE + ESC_CLEAR + C1_CSI + "\u202e<script>x</script>|`[a](b)"  # a CN holds 64 characters
+# a log line with a C0 control is skipped as binary garbage (file:line), so log fields carry the rest
+HOSTILE_FIELD = C1_CSI + BIDI + MARKUP
 RAW_CONTROLS = ("\x1b", "\x07", "\x9b", "\u202e")
 
 FIELDS = ("computer\tdate\ttime\tIP protocol\tsource\tdestination\toriginal client IP\tsource network\t"

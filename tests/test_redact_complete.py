@@ -52,6 +52,8 @@ def leaks(text: str, originals: set[str]) -> set[str]:
 
 def test_redacted_outputs_hold_no_original_token(tmp_path: Path) -> None:
     site = write_site(tmp_path)
+    with site.log.open("a", encoding="utf-8", newline="") as fh:  # a warning on stderr naming the file and line
+        fh.write("TMGZQ7\x01 binary garbage\r\n")
     out = tmp_path / "out"  # the outputs go to a folder of their own, outside the site's paths
     out.mkdir()
     zone = {PUBLISHED: {"A": [WEB_DEST]}, CERT_FQDN: {"A": [CAS]}, INTERNAL_NAME: {"A": [CAS]}}
@@ -102,3 +104,5 @@ def test_redacted_outputs_hold_no_original_token(tmp_path: Path) -> None:
     assert re.search(r"\bDIR-\d+/dir-\d+/file-\d+\.csv\b", outputs["collected bundle"])
     assert re.search(r"\brule-\d+\b", outputs["collected bundle"])
     assert "file-" in outputs["collect stderr"]
+    assert re.search(r"file-\d+\.w3c:\d+: binary garbage skipped",
+                     outputs["collect stderr"], re.I), outputs["collect stderr"]

@@ -50,6 +50,9 @@ class _Group(click.Group):
         return sorted(COMMANDS)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from diagnose.cli.common import warnings_on_stderr
+
+        warnings_on_stderr()
         try:
             return super().invoke(ctx)
         except DiagnoseError as exc:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
@@ -37,6 +38,28 @@ def write_output(text: str, output: str | None) -> None:
         Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     else:
         click.echo(text, nl=not text.endswith("\n"))
+
+
+class _Warnings(logging.Handler):
+    """Warnings of the probes (`ProbeContext.log`) as lines on stderr, neutralised, and scrubbed
+    (pseudonymised) when the run is redacted."""
+
+    def __init__(self, scrub: Callable[[str], str] | None) -> None:
+        super().__init__(logging.WARNING)
+        self.scrub = scrub
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        note(self.scrub(message) if self.scrub else message)
+
+
+def warnings_on_stderr(scrub: Callable[[str], str] | None = None) -> None:
+    """Route the warnings logged under `diagnose` through `note` (replacing an earlier routing)."""
+    logger = logging.getLogger("diagnose")
+    for handler in [h for h in logger.handlers if isinstance(h, _Warnings)]:
+        logger.removeHandler(handler)
+    logger.addHandler(_Warnings(scrub))
+    logger.propagate = False
 
 
 def note(message: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from diagnose.cli.common import load_rules, note, rules_option, use_color, write_output
+from diagnose.cli.common import load_rules, note, rules_option, use_color, warnings_on_stderr, write_output
 from diagnose.collect import RunInputs, collect, default_check_dirs, load_checks
 from diagnose.errors import ConfigError, UsageError
 from diagnose.facts import EvidenceBundle, ProbeStatus, load_bundle
@@ -200,8 +200,6 @@ def progress_printer(enabled: bool | None, redact: bool = False,
     (tokens of their own: the bundle's are assigned only once everything is gathered)."""
     if enabled is None:
         enabled = sys.stderr.isatty()
-    if not enabled:
-        return None
     scrub: Callable[[str], str] | None = None
     if redact:
         import threading
@@ -214,6 +212,10 @@ def progress_printer(enabled: bool | None, redact: bool = False,
         def scrub(message: str) -> str:
             with lock:  # probes report from their own threads
                 return redactor.text(message)
+
+    warnings_on_stderr(scrub)  # the probes' warnings name files too
+    if not enabled:
+        return None
 
     def show(check: str, message: str) -> None:
         note(f"  {check:<28} {scrub(message) if scrub else message}")
