@@ -205,3 +205,28 @@ def test_a_lone_surrogate_in_an_evidence_file_is_kept_printable(tmp_path: Path) 
         done = run_bytes("run", "--evidence", str(evidence), "--offline", "--no-input", "--format", fmt)
         assert done.returncode in (0, 1), done.stderr
         clean(done.stdout, f"run {fmt}")
+
+
+def test_coloured_text_report_carries_only_its_own_colour_codes(tmp_path: Path) -> None:
+    """On a terminal the text report is coloured: the colour codes are the report's, the evidence's
+    escape sequences (here a CSI written as ESC [ in a folder name) are shown, never sent."""
+    from diagnose.analysis import analyze
+    from diagnose.cli.common import load_rules
+    from diagnose.engine import create_engine
+    from diagnose.facts import load_bundle
+    from diagnose.report import render
+
+    folder = tmp_path / "site\x1b[31m\x1b]0;owned\x07"
+    folder.mkdir()
+    export = folder / "services.csv"
+    export.write_text(services_csv(HOSTILE), encoding="utf-8", newline="")
+    bundle = tmp_path / "bundle.json"
+    done = run_bytes("collect", "--services-export", str(export), "--offline", "-o", str(bundle))
+    assert done.returncode == 0, done.stderr
+    rulebook = load_rules()
+    diagnosis = analyze(load_bundle(bundle), rulebook, create_engine(rulebook, "reference"))
+    coloured = render(diagnosis, "text", color=True)
+    sequences = re.findall("\x1b[^a-zA-Z]*[a-zA-Z]?", coloured)
+    assert sequences and all(re.fullmatch(r"\x1b\[[0-9;]*m", s) for s in sequences), set(sequences)
+    assert "site\\x1b[31m\\x1b]0;owned\\x07" in coloured
+    assert render(diagnosis, "text", color=False) == re.sub(r"\x1b\[[0-9;]*m", "", coloured)

@@ -18,6 +18,7 @@ from diagnose.errors import ConfigError, UsageError
 from diagnose.facts import EvidenceBundle, ProbeStatus, load_bundle
 from diagnose.paths import data_dir, extra_dirs
 from diagnose.profile import SiteProfile, load_profile
+from diagnose.safetext import neutralise
 from diagnose.yamlio import load_yaml
 
 EXIT_FINDING, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 4, 130
@@ -152,11 +153,11 @@ def interview_for_profile(plan: Plan) -> None:
     click.echo("No site profile given: a few questions about the publishing (Enter takes the [default]).", err=True)
 
     def ask(text: str, default: str) -> str | None:
-        click.echo(f"  {text}" + (f" [{default}]" if default else "") + ": ", err=True, nl=False)
+        click.echo(neutralise(f"  {text}" + (f" [{default}]" if default else "") + ": "), err=True, nl=False)
         line = sys.stdin.readline()
         return None if not line else line.rstrip("\n")
 
-    profile = interview(found, ask, lambda text: click.echo(f"  {text}", err=True))
+    profile = interview(found, ask, lambda text: note(f"  {text}"))  # defaults read from the logs: neutralised
     if profile is None:
         click.echo("", err=True)
         return
