@@ -130,7 +130,7 @@ _NOT_COMPUTER = re.compile(r"(?i)W3SVC\d*|X64|X86|WIN(?:32|64)|UTF-?(?:8|16)|IPV
 _MAYBE_IDENTIFYING = re.compile(r"[.:\\@/]")  # every address, name, path or user shape has one of these
 _RUNS = re.compile(r"[a-z0-9]+")
 _TOKEN = re.compile(r"(?i)(?:host|dom|user|rule|dir|file)-\d+")
-_PATH_SEP = re.compile(r"[\\/]")
+_PATH_SEP = re.compile(r"[\\/!]")  # `!`: a zip archive's member (`logs.zip!ISALOG.w3c`)
 _SOURCES = re.compile(r", | <-> ")
 ADDRESS_TOKEN = re.compile(r"ip6?-(?:int|ext|lo|ll|mc|any|bc)-\d+")
 
@@ -257,11 +257,12 @@ class Redactor:
         for value in values:
             parts = [p for p in _PATH_SEP.split(value) if p]
             for n, part in enumerate(parts):
-                if n == len(parts) - 1:
+                is_file = n == len(parts) - 1 or "." in part.strip(".")
+                if is_file:
                     part = part.split(".", 1)[0]  # the name before its extensions: `trace` of `trace.pcap.gz`
                 if (part.lower() not in KEEP_PATH_PARTS and not part.endswith(":") and not part.isdigit()
                         and not _TOKEN.fullmatch(part)):
-                    self._label("file" if n == len(parts) - 1 else "dir", part)
+                    self._label("file" if is_file else "dir", part)
 
     # ---------------------------------------------------------------- free text
 

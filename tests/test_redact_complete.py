@@ -106,3 +106,18 @@ def test_redacted_outputs_hold_no_original_token(tmp_path: Path) -> None:
     assert "file-" in outputs["collect stderr"]
     assert re.search(r"file-\d+\.w3c:\d+: binary garbage skipped",
                      outputs["collect stderr"], re.I), outputs["collect stderr"]
+
+
+def test_paths_are_redacted_component_by_component() -> None:
+    from diagnose.redact import Redactor
+
+    r = Redactor()
+    r.paths(["/srv/CASE-4711/LON7site/acme-logs.zip!zqdir/ISALOG_ZQ_FWS.w3c",
+             "C:\\Evidence\\Site Qz9\\trace-zq.pcap.gz"])
+    text = r.text("read /srv/CASE-4711/LON7site/acme-logs.zip!zqdir/ISALOG_ZQ_FWS.w3c:7 and "
+                  "C:\\Evidence\\Site Qz9\\trace-zq.pcap.gz; acme-logs.zip holds ISALOG_ZQ_FWS.w3c")
+    for original in ("CASE-4711", "LON7site", "acme-logs", "zqdir", "ISALOG_ZQ", "Evidence", "Site Qz9", "trace-zq"):
+        assert original.lower() not in text.lower(), (original, text)
+    assert text.startswith("read /srv/") and ".zip!" in text and ".w3c:7" in text and ".pcap.gz" in text
+    same = re.findall(r"(?i)file-\d+\.w3c", text)
+    assert len(same) == 2 and same[0] == same[1]  # one token for one name, wherever it stands
