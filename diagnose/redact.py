@@ -191,7 +191,7 @@ class Redactor:
         self._addresses: dict[str, str] = {}
         self._known: re.Pattern[str] | None = None
         self._known_size = 0
-        self._odd_words = False
+        self._odd_heads: frozenset[str] = frozenset()  # the first letter-digit run of each learnt odd word
         self._outer = _compile(outer=True)
         self._inner = _compile(outer=False)
 
@@ -272,7 +272,10 @@ class Redactor:
             return value
         out = self._outer.sub(self._replace, value) if _MAYBE_IDENTIFYING.search(value) else value
         known = self._known_words()
-        if known is None or (not self._odd_words and self._words.keys().isdisjoint(_RUNS.findall(out.lower()))):
+        if known is None:
+            return out
+        runs = _RUNS.findall(out.lower())  # a learnt word, odd or not, stands in text as (or from) one of these
+        if self._words.keys().isdisjoint(runs) and self._odd_heads.isdisjoint(runs) and "" not in self._odd_heads:
             return out
         return known.sub(self._word, out)
 
@@ -407,7 +410,8 @@ class Redactor:
             # alphanumeric runs are looked up in the table; learnt words with other characters
             # (`john.doe`, `srv-01`) are tried first as literals
             odd = sorted((w for w in self._words if not w.isalnum()), key=len, reverse=True)
-            self._odd_words = bool(odd)
+            # a word without letters or digits could stand anywhere: the empty run makes every text a candidate
+            self._odd_heads = frozenset((_RUNS.findall(w) or [""])[0] for w in odd)
             literal = ("(?<![A-Za-z0-9])(?i:" + "|".join(map(re.escape, odd)) + ")(?![A-Za-z0-9])|") if odd else ""
             self._known = re.compile(literal + "[A-Za-z0-9]+")
             self._known_size = len(self._words)

@@ -238,8 +238,8 @@ def terminal_ask(prompt: Any, number: int) -> str | None:
             return None
         answer = line.strip().lower()
         if answer == "?":
-            for text in explain(prompt):
-                click.echo(f"  {text}", err=True)
+            for text in explain(prompt):  # may quote the evidence
+                note(f"  {text}")
             continue
         if answer in ("s", SKIP):
             return SKIP
