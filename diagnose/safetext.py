@@ -41,7 +41,6 @@ _SURROGATES = tuple(range(0xD800, 0xE000))
 _TABLE: dict[int, str] = {code: _escape(code) for code in (*_CONTROLS, *_SURROGATES)}
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029\ud800-\udfff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_SURROGATE_TABLE: dict[int, str] = {code: _escape(code) for code in _SURROGATES}
 # in JSON text: what json.dumps(ensure_ascii=False) leaves raw (C0 it escapes itself)
 _JSON_TABLE: dict[int, str] = {code: f"\\u{code:04x}" for code in (*range(0x7F, 0xA0), *_BIDI)}
 _JSON_TABLE.update({code: "\\" + _escape(code) for code in _SURROGATES})
@@ -55,14 +54,19 @@ def neutralise(text: str, keep: str = "") -> str:
     characters left as they are (`"\\n"` for a whole multi-line report)."""
     if not _UNSAFE.search(text):
         return text
-    table = _TABLE if not keep else {k: v for k, v in _TABLE.items() if chr(k) not in keep}
-    return text.translate(table)
+    if not keep:
+        return _UNSAFE.sub(_escaped, text)
+    return _UNSAFE.sub(lambda m: m.group() if m.group() in keep else _TABLE[ord(m.group())], text)
+
+
+def _escaped(m: re.Match[str]) -> str:
+    return _TABLE[ord(m.group())]
 
 
 def printable(text: str) -> str:
     """`text` with each lone surrogate (a byte that was not UTF-8 in a file name, or a `\\ud800` in
     JSON) written as its escape, so that it encodes as UTF-8 and the rule engine accepts it."""
-    return text.translate(_SURROGATE_TABLE) if _SURROGATE.search(text) else text
+    return _SURROGATE.sub(_escaped, text) if _SURROGATE.search(text) else text
 
 
 def printable_data(value: Any) -> Any:
@@ -86,4 +90,4 @@ def markdown(text: str) -> str:
 def to_json(value: Any, indent: int | None = 1) -> str:
     """JSON text that is valid UTF-8 and shows no control or bidi character raw (see the module)."""
     text = json.dumps(value, indent=indent, ensure_ascii=False)
-    return text.translate(_JSON_TABLE) if _JSON_UNSAFE.search(text) else text
+    return _JSON_UNSAFE.sub(lambda m: _JSON_TABLE[ord(m.group())], text) if _JSON_UNSAFE.search(text) else text
