@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from diagnose.analysis import Diagnosis
+from diagnose.analysis import CauseFinding, Diagnosis
 from diagnose.report import cite, headline
 from diagnose.safetext import markdown as m
 
@@ -17,30 +17,37 @@ def _code(text: str) -> str:
     return f"`{text}`" if _IDENT.fullmatch(text) else m(text)
 
 
+def _reasoning(c: CauseFinding) -> list[str]:
+    return [f"- {'supports' if s.certainty >= 0 else 'weakens'} ({s.certainty:+.2f}, rule {_code(s.rule.id)}): "
+            f"{m(s.explain)}" for s in c.support]
+
+
 def render_markdown(d: Diagnosis, color: bool = False, why: bool = False) -> str:
     out = [f"# Diagnosis: {d.verdict.value}", "", f"**{m(headline(d))}**", ""]
-    if d.causes:
+    if d.ranked:
         out += ["| # | certainty | class | cause | title |", "|---:|---:|---|---|---|"]
-        for n, c in enumerate(d.causes, 1):
+        for n, c in enumerate(d.ranked, 1):
             out.append(f"| {n} | {c.certainty:.2f} | {c.cause.verdict.value} | {_code(c.cause.id)} "
                        f"| {m(c.cause.title)} |")
         out.append("")
-        for n, c in enumerate(d.causes, 1):
+        for n, c in enumerate(d.ranked, 1):
             out += [f"## {n}. {m(c.cause.title)}", "", f"{_code(c.cause.id)} - {c.cause.verdict.value}, certainty "
                     f"{c.certainty:.2f}", "", "Reasoning:", ""]
-            for s in c.support:
-                out.append(f"- {'supports' if s.certainty >= 0 else 'weakens'} ({s.certainty:+.2f}, rule "
-                           f"{_code(s.rule.id)}): {m(s.explain)}")
+            out += _reasoning(c)
             if c.evidence:
                 out += ["", "Evidence:", ""]
                 out += [f"- {m(cite(d, i))}" for i in c.evidence]
             out += ["", "What to do:", ""]
             out += [f"1. {m(step)}" for step in c.cause.remediation]
-            out += [f"1. Gather: {m(g)}" for g in c.cause.gather]
+            out += [f"1. Gather: {m(g)}" for g in d.gather(c)]
             if c.cause.references:
                 out += ["", "References: " + ", ".join(f"<{r}>" if _LINK.fullmatch(r) else m(r)
                                                        for r in c.cause.references)]
             out.append("")
+    if d.ruled_out:
+        out += ["## Ruled out or weakened", ""]
+        for c in d.ruled_out:
+            out += [f"### {_code(c.cause.id)} ({c.certainty:+.2f})", "", m(c.cause.title), "", *_reasoning(c), ""]
     if d.questions:
         out += ["## Questions that could change this", ""]
         out += [f"- {m(q.question.text)} ({m(' / '.join(q.question.choices))})" for q in d.questions]
