@@ -108,6 +108,17 @@ def test_redacted_outputs_hold_no_original_token(tmp_path: Path) -> None:
                      outputs["collect stderr"], re.I), outputs["collect stderr"]
 
 
+def test_error_line_of_a_redacted_collect_names_no_original(tmp_path: Path) -> None:
+    site = write_site(tmp_path)
+    broken = site.folder / "zqbroken-evidence.json"
+    broken.write_text('{"facts": [\n  {"kind": "dns.resolution",\n', encoding="utf-8")  # cut short
+    done = run_cli("collect", "--profile", str(site.profile), "--evidence", str(broken), "--offline", "--redact",
+                   "-o", str(tmp_path / "bundle.json"))
+    assert done.returncode == 2 and done.stderr.count("diagnose: error: ") == 1, done.stderr
+    assert re.search(r"DIR-\d+/dir-\d+/file-\d+\.json:\d+", done.stderr), done.stderr  # the place, redacted
+    assert not leaks(done.stderr, {*TOKENS, "zqbroken"}), done.stderr
+
+
 def test_paths_are_redacted_component_by_component() -> None:
     from diagnose.redact import Redactor
 

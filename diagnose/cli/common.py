@@ -53,13 +53,24 @@ class _Warnings(logging.Handler):
         note(self.scrub(message) if self.scrub else message)
 
 
+_SCRUB: list[Callable[[str], str]] = []  # the redacted run's scrubber, once it has one
+
+
 def warnings_on_stderr(scrub: Callable[[str], str] | None = None) -> None:
-    """Route the warnings logged under `diagnose` through `note` (replacing an earlier routing)."""
+    """Route the warnings logged under `diagnose` through `note` (replacing an earlier routing); the
+    error line of a redacted run is scrubbed with `scrub` too."""
+    _SCRUB[:] = [scrub] if scrub else []
     logger = logging.getLogger("diagnose")
     for handler in [h for h in logger.handlers if isinstance(h, _Warnings)]:
         logger.removeHandler(handler)
     logger.addHandler(_Warnings(scrub))
     logger.propagate = False
+
+
+def error_line(exc: Exception) -> str:
+    """The one line an expected failure prints, scrubbed in a redacted run."""
+    message = str(exc)
+    return "diagnose: error: " + (_SCRUB[0](message) if _SCRUB else message)
 
 
 def note(message: str) -> None:
