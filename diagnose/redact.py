@@ -132,6 +132,7 @@ _RUNS = re.compile(r"[a-z0-9]+")
 _TOKEN = re.compile(r"(?i)(?:host|dom|user|rule|dir|file)-\d+")
 _PATH_SEP = re.compile(r"[\\/!]")  # `!`: a zip archive's member (`logs.zip!ISALOG.w3c`)
 _SOURCES = re.compile(r", | <-> ")
+_SHORT_PART = re.compile(r"(?<=[\\/!])[^\\/!\s:.]{1,2}(?=[\\/!.:]|$)")  # a path component of 1-2 characters
 ADDRESS_TOKEN = re.compile(r"ip6?-(?:int|ext|lo|ll|mc|any|bc)-\d+")
 
 
@@ -192,6 +193,7 @@ class Redactor:
         self._known: re.Pattern[str] | None = None
         self._known_size = 0
         self._odd_heads: frozenset[str] = frozenset()  # the first letter-digit run of each learnt odd word
+        self._short_parts: dict[str, str] = {}  # path components of 1-2 characters -> "dir" | "file"
         self._outer = _compile(outer=True)
         self._inner = _compile(outer=False)
 
@@ -263,6 +265,8 @@ class Redactor:
                 if (part.lower() not in KEEP_PATH_PARTS and not part.endswith(":") and not part.isdigit()
                         and not _TOKEN.fullmatch(part)):
                     self._label("file" if is_file else "dir", part)
+                    if len(part) < 3:
+                        self._short_parts.setdefault(part.lower(), "file" if is_file else "dir")
 
     # ---------------------------------------------------------------- free text
 
@@ -271,6 +275,8 @@ class Redactor:
         if not value:
             return value
         out = self._outer.sub(self._replace, value) if _MAYBE_IDENTIFYING.search(value) else value
+        if self._short_parts and _PATH_SEP.search(out):
+            out = _SHORT_PART.sub(self._short_part, out)
         known = self._known_words()
         if known is None:
             return out
@@ -278,6 +284,12 @@ class Redactor:
         if self._words.keys().isdisjoint(runs) and self._odd_heads.isdisjoint(runs) and "" not in self._odd_heads:
             return out
         return known.sub(self._word, out)
+
+    def _short_part(self, m: re.Match[str]) -> str:
+        """A path component too short to be replaced wherever it stands alone (`L7`, `NY`): replaced
+        only as a component of a path."""
+        cls = self._short_parts.get(m.group().lower())
+        return m.group() if cls is None else self._label(cls, m.group())
 
     # ---------------------------------------------------------------- the bundle
 

@@ -130,5 +130,8 @@ def test_paths_are_redacted_component_by_component() -> None:
     for original in ("CASE-4711", "LON7site", "acme-logs", "zqdir", "ISALOG_ZQ", "Evidence", "Site Qz9", "trace-zq"):
         assert original.lower() not in text.lower(), (original, text)
     assert text.startswith("read /srv/") and ".zip!" in text and ".w3c:7" in text and ".pcap.gz" in text
+    r.paths(["/srv/L7/NY/q.w3c"])  # a site code too short to be a word of its own: replaced in paths
+    short = r.text("/srv/L7/NY/q.w3c:3; NY and L7 stay as words")
+    assert re.fullmatch(r"/srv/dir-\d+/DIR-\d+/file-\d+\.w3c:3; NY and L7 stay as words", short, re.I), short
     same = re.findall(r"(?i)file-\d+\.w3c", text)
     assert len(same) == 2 and same[0] == same[1]  # one token for one name, wherever it stands
