@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from diagnose import __version__
 from diagnose.analysis import CauseFinding, Diagnosis
 from diagnose.report import cite, headline
+from diagnose.safetext import to_json
 
 SCHEMA = "diagnose-diagnosis"
 SCHEMA_VERSION = 2
@@ -76,4 +76,4 @@ def _cause(d: Diagnosis, c: CauseFinding) -> dict[str, Any]:
 
 
 def render_json(d: Diagnosis, color: bool = False, why: bool = False) -> str:
-    return json.dumps(diagnosis_to_json(d), indent=1, ensure_ascii=False)
+    return to_json(diagnosis_to_json(d))
