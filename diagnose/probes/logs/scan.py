@@ -133,6 +133,7 @@ class KeyInfo(NamedTuple):
     sample_group: str
     web: bool
     client_from: str  # where the client's address is read: "source", "original" or "source+original"
+    flood: bool  # a denial by flood mitigation
 
 
 def _text(value: bytes | str | None) -> str:
@@ -391,12 +392,14 @@ class Scanner:
             sample_group,
             web,
             "source" if web else ("source+original" if leg == "client" else "original"),
+            group == "flood",
         )
         self._infos[key] = found
         return found
 
     def _wants_detail(self, info: KeyInfo) -> bool:
-        return info.s64 or info.client_failure or info.sample_group in self._samples_open
+        # every flood denial is looked at, for its source address (LogSummary.flood_from)
+        return info.s64 or info.client_failure or info.sample_group in self._samples_open or info.flood
 
     def _refresh_detail(self) -> None:
         """Which status values mark the records that must be read one by one."""
@@ -615,6 +618,11 @@ class Scanner:
             group = info.sample_group
             if group and group not in open_groups:
                 group = ""
+            if info.flood:  # the address the denied connection came from
+                address = self._client(source) if source is not None else ""
+                if not address and original is not None:
+                    address = self._client(original)
+                summary.flood_from(address)
             if not (s64 or info.client_failure or group):
                 continue
             if computer not in seen or user not in seen:

@@ -1,0 +1,109 @@
+"""Explanations name what they speak of, end to end from raw files (issue 11, item 4): the source
+address of flood-mitigation denials, the stale HOSTS address TMG's timeouts go to, the local clocks
+matched without --tz, and the server a stopped service is on."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from diagnose.probes.logs import summarise
+from diagnose.probes.logs.scan import Site
+from diagnose.probes.logs.summary import MAX_FLOOD_SOURCES, LogSummary, build_facts
+from tests.probes.capture.test_match import TMG, S, fw_row, write_w3c
+from tests.test_explanations import explanations, run_json
+
+TMG_EXTERNAL = "131.107.0.10"  # TMG's published listener
+FLOOD = "0xc0040037"  # FWX_E_TCP_RATE_QUOTA_EXCEEDED_DROPPED: max connection rate for one client exceeded
+
+
+def flood_row(when: float, client: str, port: int) -> str:
+    return fw_row(when, f"{client}:{port}", f"{TMG_EXTERNAL}:443", status=FLOOD, action="Denied Connection",
+                  srcnet="External", dstnet="Local Host")
+
+
+def flood_log(path: Path, senders: dict[str, int]) -> Path:
+    """A TMG W3C firewall log with `senders[address]` flood denials from each address, interleaved,
+    among ordinary allowed connections."""
+    rows, n = [], 0
+    pending = Counter(senders)
+    while pending:
+        for client in list(pending):
+            rows.append(flood_row(S + n, client, 40000 + n % 20000))
+            n += 1
+            pending[client] -= 1
+            if not pending[client]:
+                del pending[client]
+        rows.append(fw_row(S + n, f"198.51.100.200:{50000 + n % 10000}", f"{TMG_EXTERNAL}:443", status="0x0",
+                           action="Initiated Connection", srcnet="External", dstnet="Local Host"))
+    return write_w3c(path, rows)
+
+
+def flood_profile(tmp_path: Path) -> Path:
+    profile = tmp_path / "site.yaml"
+    profile.write_text(f"published_names: [mail.contoso.com]\ninternal_addresses: [10.1.5.11]\n"
+                       f"tmg_addresses: [{TMG}, {TMG_EXTERNAL}]\npublished: [owa]\n", encoding="utf-8")
+    return profile
+
+
+def test_flood_denials_from_one_address_name_it(tmp_path: Path) -> None:
+    log = flood_log(tmp_path / "ISALOG_20240504_FWS_000.w3c", {"203.0.113.7": 400})
+    d = run_json("--profile", str(flood_profile(tmp_path)), "--log", str(log))
+    assert (d["verdict"], d["causes"][0]["id"]) == ("misconfiguration", "flood-mitigation")
+    said = explanations(d, "flood-mitigation")
+    assert said == {"flood-mitigation-one-source":
+                    "TMG denied 400 connection(s) by flood mitigation, every one from 203.0.113.7"}
+
+
+def test_flood_denials_from_several_addresses_name_the_top_sources_with_counts(tmp_path: Path) -> None:
+    senders = {"203.0.113.7": 300, "198.51.100.9": 40, "192.0.2.33": 12}
+    senders.update({f"203.0.113.{100 + n}": 1 for n in range(6)})
+    log = flood_log(tmp_path / "ISALOG_20240504_FWS_000.w3c", senders)
+    d = run_json("--profile", str(flood_profile(tmp_path)), "--log", str(log))
+    assert (d["verdict"], d["causes"][0]["id"]) == ("misconfiguration", "flood-mitigation")
+    said = explanations(d, "flood-mitigation")
+    assert list(said) == ["flood-mitigation-denials"]
+    assert said["flood-mitigation-denials"] == (
+        "TMG denied 358 connection(s) by flood mitigation; by source address: 203.0.113.7 (300), "
+        "198.51.100.9 (40), 192.0.2.33 (12), 203.0.113.100 (1), 203.0.113.101 (1), 4 from other sources")
+
+
+@pytest.mark.parametrize("pure", [False, True])
+def test_flood_sources_are_the_same_read_whole_split_or_without_the_accelerator(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pure: bool) -> None:
+    import diagnose.probes.logs as logs_pkg
+    import diagnose.probes.logs.scan as scan_mod
+
+    if pure:
+        monkeypatch.setattr(scan_mod, "_fastscan", None)
+    elif scan_mod._fastscan is None:
+        pytest.skip("the C accelerator is not built")
+    senders = {"203.0.113.7": 3000, "198.51.100.9": 700}
+    log = flood_log(tmp_path / "fw.w3c", senders)
+    whole, _ = summarise([str(log)], Site(tmg_addresses=frozenset({TMG_EXTERNAL})), 1)
+    monkeypatch.setattr(logs_pkg, "SPLIT_AT", os.path.getsize(log) // 3)
+    parts, _ = summarise([str(log)], Site(tmg_addresses=frozenset({TMG_EXTERNAL})), 2)
+    assert whole.flood_sources == parts.flood_sources == Counter(senders)
+    facts, _ = build_facts(whole)
+    assert facts[0].attrs["flood_sources"] == ("203.0.113.7 (3000)", "198.51.100.9 (700)")
+    assert "flood_source" not in facts[0].attrs
+
+
+def test_flood_sources_stay_bounded_and_keep_the_heaviest_source() -> None:
+    """Denials from very many addresses (a spoofed SYN flood) keep at most 2 x MAX_FLOOD_SOURCES counters;
+    the address sending most keeps its exact count even when it first appears after thousands of others."""
+    summary = LogSummary()
+    for n in range(10 * MAX_FLOOD_SOURCES):
+        summary.flood_from(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}")
+    for _ in range(50):
+        summary.flood_from("203.0.113.7")
+    summary.scope("all", "all")["flood_denials"] = 10 * MAX_FLOOD_SOURCES + 50
+    assert len(summary.flood_sources) <= 2 * MAX_FLOOD_SOURCES
+    assert summary.flood_sources["203.0.113.7"] == 50
+    assert sum(summary.flood_sources.values()) + summary.flood_other == 10 * MAX_FLOOD_SOURCES + 50
+    attrs = build_facts(summary)[0][0].attrs
+    assert attrs["flood_sources"][0] == "203.0.113.7 (50)" and "flood_source" not in attrs
+    assert attrs["flood_sources"][-1] == f"{10 * MAX_FLOOD_SOURCES - 4} from other sources"
