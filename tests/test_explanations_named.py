@@ -7,16 +7,18 @@ from __future__ import annotations
 import os
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from diagnose.probes.logs import summarise
 from diagnose.probes.logs.scan import Site
 from diagnose.probes.logs.summary import MAX_FLOOD_SOURCES, LogSummary, build_facts
-from tests.probes.capture.test_match import TMG, S, fw_row, write_w3c
+from tests.probes.capture.test_match import CAS, TMG, S, fw_row, write_w3c
 from tests.test_explanations import explanations, run_json
 
 TMG_EXTERNAL = "131.107.0.10"  # TMG's published listener
+STALE = "10.1.5.12"  # the old CAS, where TMG's stale HOSTS entry still points
 FLOOD = "0xc0040037"  # FWX_E_TCP_RATE_QUOTA_EXCEEDED_DROPPED: max connection rate for one client exceeded
 
 
@@ -107,3 +109,45 @@ def test_flood_sources_stay_bounded_and_keep_the_heaviest_source() -> None:
     attrs = build_facts(summary)[0][0].attrs
     assert attrs["flood_sources"][0] == "203.0.113.7 (50)" and "flood_source" not in attrs
     assert attrs["flood_sources"][-1] == f"{10 * MAX_FLOOD_SOURCES - 4} from other sources"
+
+
+def stale_hosts_case(tmp_path: Path, extra_rows: tuple[str, ...] = ()) -> dict[str, Any]:
+    """TMG's HOSTS file (CRLF, cp1252, as Notepad on TMG saves it) sends cas01 to 10.1.5.12, the old CAS;
+    the CAS is 10.1.5.11; TMG logs timeouts (10060) to 10.1.5.12."""
+    rows = [fw_row(S + 30 * n, f"{TMG}:{40000 + n}", f"{STALE}:443", status="0x8007274c") for n in range(6)]
+    log = write_w3c(tmp_path / "ISALOG_20240504_FWS_000.w3c", [*rows, *extra_rows])
+    hosts = tmp_path / "hosts"
+    hosts.write_bytes(f"# TMG HOSTS\r\n{STALE}    cas01.contoso.local    cas01   # old CAS\r\n".encode("cp1252"))
+    profile = tmp_path / "site.yaml"
+    profile.write_text(f"published_names: [mail.contoso.com]\ninternal_name: cas01.contoso.local\n"
+                       f"internal_addresses: [{CAS}]\ntmg_addresses: [{TMG}]\npublished: [owa]\n"
+                       "exchange_version: '2010'\n", encoding="utf-8")
+    d = run_json("--profile", str(profile), "--hosts-file", str(hosts), "--log", str(log))
+    said = explanations(d, "name-resolution-mismatch")["name-resolution-mismatch"]
+    assert f"cas01.contoso.local (internal name) resolves through hosts ({hosts}) to {STALE}" in said
+    return d
+
+
+def test_timeouts_to_the_stale_hosts_address_rule_out_the_backend_being_down(tmp_path: Path) -> None:
+    d = stale_hosts_case(tmp_path)
+    assert (d["verdict"], d["decided_by"]) == ("misconfiguration", "name-resolution-mismatch")
+    assert d["causes"][0]["id"] == "name-resolution-mismatch"
+    assert "backend-unreachable" not in [c["id"] for c in d["causes"]]
+    down = next(c for c in d["ruled_out"] if c["id"] == "backend-unreachable")
+    assert down["certainty"] <= 0
+    said = explanations(d, "backend-unreachable")["timeouts-to-misresolved-address"]
+    assert said.startswith(f"the 6 timed-out (10060) connections on the TMG-to-server leg all go to {STALE}, "
+                           "the address cas01.contoso.local (internal name) resolves to on TMG through hosts")
+    address = next(f for f in d["facts"] if f["kind"] == "dns.address")
+    assert (address["subject"], address["attrs"]["internal"]) == (f"cas01.contoso.local {STALE}", False)
+    assert address["provenance"]["location"] == "line 2"
+
+
+def test_timeouts_to_the_internal_server_as_well_keep_the_backend_cause(tmp_path: Path) -> None:
+    """Timeouts to the real CAS too: the stale entry does not explain them all, so the backend stays a cause."""
+    also = tuple(fw_row(S + 7 + 30 * n, f"{TMG}:{41000 + n}", f"{CAS}:443", status="0x8007274c") for n in range(4))
+    d = stale_hosts_case(tmp_path, also)
+    assert d["causes"][0]["id"] == "name-resolution-mismatch"
+    backend = next(c for c in d["causes"] if c["id"] == "backend-unreachable")
+    assert backend["certainty"] == pytest.approx(0.6)
+    assert "timeouts-to-misresolved-address" not in [r["id"] for r in backend["rules"]]
