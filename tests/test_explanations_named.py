@@ -14,6 +14,7 @@ import pytest
 from diagnose.probes.logs import summarise
 from diagnose.probes.logs.scan import Site
 from diagnose.probes.logs.summary import MAX_FLOOD_SOURCES, LogSummary, build_facts
+from tests.conftest import REPO
 from tests.probes.capture.test_match import CAS, TMG, S, fw_row, write_w3c
 from tests.test_explanations import explanations, run_json
 
@@ -151,3 +152,53 @@ def test_timeouts_to_the_internal_server_as_well_keep_the_backend_cause(tmp_path
     backend = next(c for c in d["causes"] if c["id"] == "backend-unreachable")
     assert backend["certainty"] == pytest.approx(0.6)
     assert "timeouts-to-misresolved-address" not in [r["id"] for r in backend["rules"]]
+
+
+SERVICES = REPO / "tests" / "data" / "services"
+
+
+def services_case(tmp_path: Path, exports: list[Path], internal_name: str | None) -> dict[str, Any]:
+    profile = tmp_path / "site.yaml"
+    profile.write_text('exchange_version: "2010"\npublished: [owa]\ninternal_addresses: [192.0.2.11]\n'
+                       + (f"internal_name: {internal_name}\n" if internal_name else ""), encoding="utf-8")
+    args = [a for e in exports for a in ("--services-export", str(e))]
+    d = run_json("--profile", str(profile), *args)
+    assert (d["verdict"], d["causes"][0]["id"]) == ("misconfiguration", "exchange-fba-service-stopped")
+    return d
+
+
+def fba_explanation(d: dict[str, Any]) -> str:
+    return explanations(d, "exchange-fba-service-stopped")["exchange-fba-service-stopped"]
+
+
+@pytest.mark.parametrize("recorded", ["sc-query-cas2010.txt", "get-service-ps51.csv"])
+def test_the_only_export_without_a_server_name_is_the_profiles_server(tmp_path: Path, recorded: str) -> None:
+    """`sc query` names no server and Get-Service writes MachineName "." on the local machine."""
+    export = tmp_path / recorded
+    export.write_bytes((SERVICES / recorded).read_bytes())
+    d = services_case(tmp_path, [export], "cas01.contoso.local")
+    assert fba_explanation(d) == "MSExchangeFBA is stopped on cas01.contoso.local while OWA/ECP is published"
+    fba = next(f for f in d["facts"] if f["kind"] == "service.state" and f["attrs"]["name"] == "MSExchangeFBA")
+    assert (fba["attrs"]["host"], fba["attrs"]["host_from"]) == ("cas01.contoso.local", "profile")
+    assert fba["provenance"]["source"] == str(export)
+
+
+def test_exports_without_a_server_name_are_named_by_their_files_otherwise(tmp_path: Path) -> None:
+    """Without an internal name, or with two exports (which CAS is which?), the file names the server."""
+    only = tmp_path / "cas01-services.txt"
+    only.write_bytes((SERVICES / "sc-query-cas2010.txt").read_bytes())
+    d = services_case(tmp_path, [only], None)
+    assert fba_explanation(d) == "MSExchangeFBA is stopped on cas01-services.txt while OWA/ECP is published"
+    healthy = tmp_path / "cas02-services.txt"
+    healthy.write_bytes((SERVICES / "sc-query-cas2010.txt").read_bytes().replace(b"1  STOPPED", b"4  RUNNING"))
+    d = services_case(tmp_path, [only, healthy], "cas.contoso.local")
+    assert fba_explanation(d) == "MSExchangeFBA is stopped on cas01-services.txt while OWA/ECP is published"
+    hosts = {(f["attrs"]["host"], f["attrs"]["host_from"]) for f in d["facts"] if f["kind"] == "service.state"}
+    assert hosts == {("cas01-services.txt", "file"), ("cas02-services.txt", "file")}
+
+
+def test_an_export_that_names_its_server_is_named_by_it(tmp_path: Path) -> None:
+    export = tmp_path / "services.csv"
+    export.write_bytes((SERVICES / "get-service-ps51.csv").read_bytes().replace(b'","."', b'","CAS07"'))
+    d = services_case(tmp_path, [export], "cas01.contoso.local")
+    assert fba_explanation(d) == "MSExchangeFBA is stopped on CAS07 while OWA/ECP is published"
