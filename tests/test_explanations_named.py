@@ -4,7 +4,9 @@ matched without --tz, and the server a stopped service is on."""
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,8 +16,19 @@ import pytest
 from diagnose.probes.logs import summarise
 from diagnose.probes.logs.scan import Site
 from diagnose.probes.logs.summary import MAX_FLOOD_SOURCES, LogSummary, build_facts
-from tests.conftest import REPO
-from tests.probes.capture.test_match import CAS, TMG, S, fw_row, write_w3c
+from tests.conftest import REPO, run_cli
+from tests.probes.capture import synth
+from tests.probes.capture.test_match import (
+    CAS,
+    TMG,
+    S,
+    fw_row,
+    isa_text_row,
+    match,
+    segments,
+    write_text,
+    write_w3c,
+)
 from tests.test_explanations import explanations, run_json
 
 TMG_EXTERNAL = "131.107.0.10"  # TMG's published listener
@@ -202,3 +215,62 @@ def test_an_export_that_names_its_server_is_named_by_it(tmp_path: Path) -> None:
     export.write_bytes((SERVICES / "get-service-ps51.csv").read_bytes().replace(b'","."', b'","CAS07"'))
     d = services_case(tmp_path, [export], "cas01.contoso.local")
     assert fba_explanation(d) == "MSExchangeFBA is stopped on CAS07 while OWA/ECP is published"
+
+
+CEST = 2 * 3600  # Europe/Berlin in May
+
+
+def local_clock_case(tmp_path: Path) -> tuple[Path, Path]:
+    """TMG (ISA text log) and the capturing host (NetMon 2.1) both on Berlin time: four dirty closes
+    on the server leg, each logged as Status 64."""
+    segs, rows = [], []
+    for n in range(4):
+        port = 31000 + n
+        segs += segments("dirty-close", (TMG, port), (CAS, 443), S + CEST + 10 * n + 0.5, n)
+        rows.append(isa_text_row(time.gmtime(S + CEST + 10 * n + 1), f"{TMG}:{port}", f"{CAS}:443"))
+    cap = synth.write_file(tmp_path / "tmg.cap", "netmon2.1", synth.records_for(sorted(segs, key=lambda s: s.ts)))
+    log = tmp_path / "ISALOG_20240504_FWS_000.iis"
+    log.write_text("".join(r + "\r\n" for r in rows), encoding="utf-8")
+    return cap, log
+
+
+NOTE = "logs and capture matched in local time without --tz: tmg.cap, ISALOG_20240504_FWS_000.iis read as UTC"
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown", "html"])
+def test_local_clocks_matched_without_tz_say_so_on_stderr_and_in_the_report(tmp_path: Path, fmt: str) -> None:
+    cap, log = local_clock_case(tmp_path)
+    profile = tmp_path / "site.yaml"
+    profile.write_text(f"internal_addresses: [{CAS}]\ntmg_addresses: [{TMG}]\n", encoding="utf-8")
+    args = ("run", "--offline", "--no-input", "--profile", str(profile), "--capture", str(cap), "--log", str(log))
+    done = run_cli(*args, "--format", fmt)
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stderr.splitlines() if "without --tz" in line]
+    assert len(said) == 1 and said[0].startswith(f"diagnose: {NOTE}; ")
+    assert done.stdout.count(NOTE) == (2 if fmt == "json" else 1)  # JSON: in notes, and in the fact
+    if fmt == "json":
+        d = json.loads(done.stdout)
+        assert d["notes"][0].startswith(NOTE)
+        assert (d["verdict"], d["causes"][0]["id"]) == ("benign", "dirty-close-by-design")
+        match = next(f for f in d["facts"] if f["kind"] == "capture.status64_match")["attrs"]
+        assert match["matched_dirty_close_by_tmg"] == 4  # the clocks agree, so it matched
+        assert match["local_without_tz"] == ["tmg.cap", "ISALOG_20240504_FWS_000.iis"]
+    with_tz = run_cli(*args, "--tz", "Europe/Berlin", "--format", fmt)
+    assert with_tz.returncode == 0, with_tz.stderr
+    assert "without --tz" not in with_tz.stderr + with_tz.stdout
+
+
+def test_utc_logs_and_captures_need_no_note(tmp_path: Path) -> None:
+    segs = segments("dirty-close", (TMG, 31024), (CAS, 443), S + 0.5)
+    cap = synth.write_file(tmp_path / "t.pcap", "pcap", synth.records_for(segs))
+    log = write_w3c(tmp_path / "fws.w3c", [fw_row(S + 1, f"{TMG}:31024", f"{CAS}:443")])
+    attrs, _ = match([cap], [log])
+    assert attrs["matched_dirty_close_by_tmg"] == 1
+    assert "local_without_tz" not in attrs and "clock_note" not in attrs
+    # a NetMon text export is in the capturing host's local time: said, without --tz only
+    text = write_text(tmp_path / "trace.txt", segs)
+    attrs, _ = match([text], [log])
+    assert attrs["local_without_tz"] == ("trace.txt",) and attrs["clock_note"].startswith(
+        "logs and capture matched in local time without --tz: trace.txt read as UTC; ")
+    attrs, _ = match([text], [log], tz="UTC")
+    assert "clock_note" not in attrs

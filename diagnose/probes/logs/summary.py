@@ -111,6 +111,7 @@ class LogSummary:
     users: set[str] = field(default_factory=set)  # users of the Status 64, client-failure and cited records
     flood_sources: Counter[str] = field(default_factory=Counter)  # source address -> flood denials
     flood_other: int = 0  # flood denials of sources folded away (see MAX_FLOOD_SOURCES)
+    local_without_tz: bool = False  # some records were in TMG's local time and no --tz was given
 
     # ------------------------------------------------------------------ accumulating
     def scope(self, kind: str, name: str) -> Counter[str]:
@@ -228,6 +229,7 @@ class LogSummary:
                 self.cite(group, c)
         self.see_time(other.first_time, other.last_time)
         self.computers |= other.computers
+        self.local_without_tz |= other.local_without_tz
         self.users |= other.users
         for source, n in other.flood_sources.items():
             self.flood_from(source, n)
