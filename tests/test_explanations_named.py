@@ -125,9 +125,9 @@ def test_flood_sources_stay_bounded_and_keep_the_heaviest_source() -> None:
     assert attrs["flood_sources"][-1] == f"{10 * MAX_FLOOD_SOURCES - 4} from other sources"
 
 
-def stale_hosts_case(tmp_path: Path, extra_rows: tuple[str, ...] = ()) -> dict[str, Any]:
+def stale_hosts_inputs(tmp_path: Path, extra_rows: tuple[str, ...] = ()) -> list[str]:
     """TMG's HOSTS file (CRLF, cp1252, as Notepad on TMG saves it) sends cas01 to 10.1.5.12, the old CAS;
-    the CAS is 10.1.5.11; TMG logs timeouts (10060) to 10.1.5.12."""
+    the CAS is 10.1.5.11; TMG logs timeouts (10060) to 10.1.5.12. The `diagnose run` options."""
     rows = [fw_row(S + 30 * n, f"{TMG}:{40000 + n}", f"{STALE}:443", status="0x8007274c") for n in range(6)]
     log = write_w3c(tmp_path / "ISALOG_20240504_FWS_000.w3c", [*rows, *extra_rows])
     hosts = tmp_path / "hosts"
@@ -136,7 +136,12 @@ def stale_hosts_case(tmp_path: Path, extra_rows: tuple[str, ...] = ()) -> dict[s
     profile.write_text(f"published_names: [mail.contoso.com]\ninternal_name: cas01.contoso.local\n"
                        f"internal_addresses: [{CAS}]\ntmg_addresses: [{TMG}]\npublished: [owa]\n"
                        "exchange_version: '2010'\n", encoding="utf-8")
-    d = run_json("--profile", str(profile), "--hosts-file", str(hosts), "--log", str(log))
+    return ["--profile", str(profile), "--hosts-file", str(hosts), "--log", str(log)]
+
+
+def stale_hosts_case(tmp_path: Path, extra_rows: tuple[str, ...] = ()) -> dict[str, Any]:
+    d = run_json(*stale_hosts_inputs(tmp_path, extra_rows))
+    hosts = tmp_path / "hosts"
     said = explanations(d, "name-resolution-mismatch")["name-resolution-mismatch"]
     assert f"cas01.contoso.local (internal name) resolves through hosts ({hosts}) to {STALE}" in said
     return d
@@ -274,3 +279,38 @@ def test_utc_logs_and_captures_need_no_note(tmp_path: Path) -> None:
         "logs and capture matched in local time without --tz: trace.txt read as UTC; ")
     attrs, _ = match([text], [log], tz="UTC")
     assert "clock_note" not in attrs
+
+
+@pytest.mark.parametrize("case", ["flood-one", "flood-several", "stale-hosts", "stale-hosts-and-cas"])
+def test_both_engines_fire_alike_on_these_bundles(tmp_path: Path, case: str) -> None:
+    """The new joins (dns.address to a log scope's server, the leg's counts to the server's) and
+    `exists: false` fire identically under durable_rules and the reference evaluator on the bundles
+    collected from the raw files above."""
+    from diagnose.analysis import diagnosis_facts
+    from diagnose.engine import create_engine
+    from diagnose.facts import load_bundle
+    from diagnose.paths import data_dir
+    from diagnose.rulebook.loader import load_rulebook
+
+    if case.startswith("flood"):
+        senders = {"203.0.113.7": 40} if case == "flood-one" else {"203.0.113.7": 30, "198.51.100.9": 5}
+        log = flood_log(tmp_path / "ISALOG_20240504_FWS_000.w3c", senders)
+        args = ["--profile", str(flood_profile(tmp_path)), "--log", str(log)]
+    else:
+        also = (fw_row(S + 7, f"{TMG}:41000", f"{CAS}:443", status="0x8007274c"),) if case.endswith("cas") else ()
+        args = stale_hosts_inputs(tmp_path, also)
+    bundle = tmp_path / "bundle.json"
+    done = run_cli("collect", "--offline", "--no-input", *args, "-o", str(bundle))
+    assert done.returncode == 0, done.stderr
+    facts = diagnosis_facts(load_bundle(bundle))
+    rulebook = load_rulebook([data_dir("rules")])
+    fired = [sorted(f.key() for f in create_engine(rulebook, name).run(facts).firings)
+             for name in ("durable", "reference")]
+    assert fired[0] == fired[1]
+    wanted = {"flood-one": "flood-mitigation-one-source", "flood-several": "flood-mitigation-denials",
+              "stale-hosts": "timeouts-to-misresolved-address"}.get(case)
+    ids = {rule for rule, _ in fired[0]}
+    if wanted:
+        assert wanted in ids
+    else:
+        assert "timeouts-to-misresolved-address" not in ids and "backend-refused-or-timed-out" in ids
