@@ -274,6 +274,8 @@ def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output:
         diagnosis = analyze(bundle, rulebook, engine)
     if save_evidence:
         bundle.save(save_evidence)
+    for line in diagnosis.notes:
+        note(f"diagnose: {line}")
     write_output(render(diagnosis, fmt, color=use_color(output), why=why), output)
     if not exit_after:
         return

@@ -43,6 +43,7 @@ def render_html(d: Diagnosis, color: bool = False, why: bool = False) -> str:
     out = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>diagnose: {e(d.verdict.value)}</title><style>{_STYLE}</style></head><body>",
            f"<h1>Verdict: {_v(d.verdict.value)}</h1>", f"<p>{e(headline(d))}</p>"]
+    out += [f'<p class="note">Note: {e(n)}</p>' for n in d.notes]
     drawn: set[int] = set()  # ladders drawn (fact indices)
     if d.ranked:
         out.append("<table><tr><th>#</th><th>certainty</th><th>class</th><th>cause</th></tr>")

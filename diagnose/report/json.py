@@ -28,6 +28,7 @@ def diagnosis_to_json(d: Diagnosis) -> dict[str, Any]:
         "verdict": d.verdict.value,
         "headline": headline(d),
         "decided_by": decider.cause.id if decider else None,
+        "notes": list(d.notes),
         "causes": [_cause(d, c) for c in d.ranked],
         "ruled_out": [_cause(d, c) for c in d.ruled_out],
         "unknowns": [

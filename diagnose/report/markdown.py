@@ -24,6 +24,7 @@ def _reasoning(c: CauseFinding) -> list[str]:
 
 def render_markdown(d: Diagnosis, color: bool = False, why: bool = False) -> str:
     out = [f"# Diagnosis: {d.verdict.value}", "", f"**{m(headline(d))}**", ""]
+    out += [f"> Note: {m(n)}" for n in d.notes] + ([""] if d.notes else [])
     if d.ranked:
         out += ["| # | certainty | class | cause | title |", "|---:|---:|---|---|---|"]
         for n, c in enumerate(d.ranked, 1):

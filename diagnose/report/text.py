@@ -41,6 +41,7 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
     head = headline(d)
     verdict, _, rest = head.partition(":")
     out.append(style(f"Verdict: {verdict.upper()}", fg=_VERDICT_COLOUR[d.verdict.value], bold=True) + " -" + rest)
+    out.extend(f"Note: {n}" for n in d.notes)
     out.append("")
     likely, weakened = d.ranked, d.ruled_out
     if likely:
