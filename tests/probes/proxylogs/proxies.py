@@ -8,6 +8,7 @@ and no answer; /Microsoft-Server-ActiveSync?Cmd=Ping answers 200 after 1.2 s (a 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import struct
@@ -74,10 +75,8 @@ class Backend:
                 return
             if path.startswith(b"/hang"):
                 conn.settimeout(20)
-                try:
+                with contextlib.suppress(OSError):
                     conn.recv(1)  # until the proxy gives up and closes
-                except OSError:
-                    pass
                 return
             if b"cmd=ping" in path.lower():
                 time.sleep(1.2)
@@ -110,7 +109,7 @@ def tcp_session(port: int, payload: bytes) -> None:
         try:
             while s.recv(65536):
                 pass
-        except (ConnectionResetError, TimeoutError, socket.timeout):
+        except (ConnectionResetError, TimeoutError):
             pass
 
 

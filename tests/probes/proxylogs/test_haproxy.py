@@ -11,7 +11,16 @@ import pytest
 from diagnose.probes import ProbeContext
 from diagnose.probes.proxylogs import collect
 from tests.probes.proxylogs.proxies import (
-    LOOPBACK, Backend, Proxy, binary, closed_port, free_ports, get, missing, tcp_session, wait_for_lines,
+    LOOPBACK,
+    Backend,
+    Proxy,
+    binary,
+    closed_port,
+    free_ports,
+    get,
+    missing,
+    tcp_session,
+    wait_for_lines,
 )
 
 pytestmark = pytest.mark.skipif(missing("haproxy") is not None, reason=str(missing("haproxy")))

@@ -12,7 +12,15 @@ import pytest
 from diagnose.probes import ProbeContext
 from diagnose.probes.proxylogs import collect
 from tests.probes.proxylogs.proxies import (
-    LOOPBACK, Backend, Proxy, binary, closed_port, free_ports, get, missing, wait_for_lines,
+    LOOPBACK,
+    Backend,
+    Proxy,
+    binary,
+    closed_port,
+    free_ports,
+    get,
+    missing,
+    wait_for_lines,
 )
 
 pytestmark = pytest.mark.skipif(missing("nginx") is not None, reason=str(missing("nginx")))
