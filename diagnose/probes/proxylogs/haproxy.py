@@ -28,7 +28,7 @@ HTTP = compiled(
     + rb"""(-?\d+/-?\d+/-?\d+/-?\d+/\+?-?\d+)\s   # TR/Tw/Tc/Tr/Ta
     (-?\d{1,3})\s\+?\d+\s\S+\s\S+\s              # status, bytes, cookies
     ([-A-Za-z]{4})\s                             # termination state and cookie flags
-    [^\n"]*?(?:"([^"\n]*)"?)?[^\n]*$\n?""")
+    [^\n"]*(?:"([^"\n]*)"?)?[^\n]*$\n?""")
 TCP = compiled(
     _PREFIX + _CLIENT + _ROUTE
     + rb"""(-?\d+/-?\d+/\+?-?\d+)\s               # Tw/Tc/Tt
