@@ -43,6 +43,7 @@ CHECK_KEYS = ("id", "probe", "title", "kinds", "requires", "params", "network", 
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 HINTS = {
     "log_paths": "--log PATH",
+    "proxy_log_paths": "--proxy-log PATH (IIS, Exchange HttpProxy, HAProxy or nginx logs)",
     "capture_paths": "--capture PATH",
     "evidence_paths": "--evidence FILE",
     "services_export": "--services-export FILE (one per CAS) or --services-host HOST",

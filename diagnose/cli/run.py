@@ -47,6 +47,8 @@ def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--profile", type=click.Path(dir_okay=False), help="Site profile (YAML)."),
         click.option("--log", "logs", multiple=True, type=click.Path(), help="TMG/ISA log file, folder or glob."),
+        click.option("--proxy-log", "proxy_logs", multiple=True, type=click.Path(),
+                     help="IIS (ARR, Exchange), Exchange HttpProxy, HAProxy or nginx log file, folder or glob."),
         click.option("--capture", "captures", multiple=True, type=click.Path(), help="Packet capture file."),
         click.option("--evidence", "evidence", multiple=True, type=click.Path(dir_okay=False),
                      help="Recorded facts (a bundle or {\"facts\": [...]})."),
@@ -142,7 +144,8 @@ def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
                        list(o.get("dns_servers") or ()), o.get("hosts_file"), list(o.get("services_export") or ()),
                        o.get("services_host"), o.get("tz"), offline=bool(o.get("offline")),
                        extra={"ca_file": o.get("ca_file"), "dns_recorded": list(o.get("dns_recorded") or ()),
-                              "host_exports": list(o.get("host_exports") or ())})
+                              "host_exports": list(o.get("host_exports") or ()),
+                              "proxy_log_paths": list(o.get("proxy_logs") or ())})
     answers = load_answers(o["answers_file"], questions) if o.get("answers_file") else {}
     return Plan(profile, inputs, answers, profile_path=o.get("profile"))
 
