@@ -213,3 +213,14 @@ def test_bad_case_paths_are_one_error_line(tmp_path: Path) -> None:
     proc = run_cli("analyze", str(tmp_path / "missing"), "--no-input")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "missing" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_redact_hides_the_case_file_names_in_the_report_and_on_stderr(tmp_path: Path) -> None:
+    case = _seed_case(tmp_path)
+    proc = run_cli("analyze", str(case), "--profile", str(EXAMPLES / "seed" / "profile.yaml"), "--no-input",
+                   "--redact", "--format", "json")
+    got = _json(proc)
+    assert got["decided_by"] == "dirty-close-by-design"
+    assert len(got["case_folder"]["taken"]) == 2
+    for secret in ("4711", "TMG01", "firewall log copy", "trace_from_tmg", "from customer"):
+        assert secret not in proc.stdout and secret not in proc.stderr
