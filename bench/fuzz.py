@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests import fuzzing  # noqa: E402
-from tests.conftest import CORPUS  # noqa: E402
+from tests import fuzzing
+from tests.conftest import CORPUS
 
 
 def main() -> int:

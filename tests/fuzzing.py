@@ -97,7 +97,7 @@ def seed_inputs(workdir: Path, corpus: Path | None) -> dict[str, list[Path]]:
         seeds["capture"].append(synth.write_file(workdir / name, fmt, synth.records_for(segments)))
     seeds["capture"].append(REPO / "examples/seed/netmon-trace.txt")
 
-    seeds["dns"] += sorted((REPO / "tests/data/dns").glob("*.txt")) + [REPO / "examples/dns-mismatch/dig.txt"]
+    seeds["dns"] += [*sorted((REPO / "tests/data/dns").glob("*.txt")), REPO / "examples/dns-mismatch/dig.txt"]
     seeds["hosts"].append(REPO / "examples/dns-mismatch/hosts")
     seeds["services"] += sorted(p for p in (REPO / "tests/data/services").iterdir() if p.suffix != ".md")
     seeds["services"].append(REPO / "examples/fba-stopped/cas01-services.csv")
