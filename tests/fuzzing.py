@@ -71,7 +71,7 @@ def _fw_rows(rng: random.Random, n: int) -> str:
 
 def seed_inputs(workdir: Path, corpus: Path | None) -> dict[str, list[Path]]:
     """Real-format seed files per reader, written into `workdir` (plus the corpus where present)."""
-    from diagnose.probes.capture import synth
+    from tests.probes.capture import synth
 
     rng = random.Random(1)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -371,7 +371,7 @@ def cases(reader: str, count: int, seeds: Sequence[Path], workdir: Path, seed: i
 def bomb_cases(workdir: Path) -> Iterator[Case]:
     """Decompression bombs behind a valid start: a log header then zeros or one endless line, a pcap header
     then zeros (one endless record)."""
-    from diagnose.probes.capture import synth
+    from tests.probes.capture import synth
 
     log_head = W3C_FW_HEADER.encode() + _fw_rows(random.Random(2), 5).encode()
     pcap_head = synth.pcap_header(1)
