@@ -158,11 +158,18 @@ class Evaluator:
                     sentinel_fired = True
                     continue
                 key = tuple(sorted((alias, _index(fact["id"])) for alias, fact in bound.items() if alias != GATE_ALIAS))
-                firings.setdefault((part.names[name], key), None)
+                if distinct(key):
+                    firings.setdefault((part.names[name], key), None)
             raw = self._c.complete_and_start_action(part.handle, state)
         if not sentinel_fired:
             raise EngineError("durable_rules session ended without its sentinel firing")
         return list(firings), error
+
+
+def distinct(bindings: Sequence[tuple[str, int]]) -> bool:
+    """No fact fills two bindings of the combination. The rules are compiled without durable's own
+    distinct check (it also hides bound facts from `not` conditions; see diagnose/engine/durable.py)."""
+    return len({index for _, index in bindings}) == len(bindings)
 
 
 def _index(fact_id: str) -> int:
