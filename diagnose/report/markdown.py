@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from diagnose.analysis import Diagnosis
-from diagnose.report import cite, headline
+from diagnose.report import cite, engine_line, headline
 
 
 def _cell(text: str) -> str:
@@ -49,4 +49,5 @@ def render_markdown(d: Diagnosis, color: bool = False, why: bool = False) -> str
         out += ["## Evidence gathered", "", "| check | status | reason |", "|---|---|---|"]
         out += [f"| {p.check or p.probe} | {p.status.value} | {_cell(p.reason)} |" for p in d.bundle.probes]
         out.append("")
+    out.append(f"_{_cell(engine_line(d))}_")
     return "\n".join(out).rstrip() + "\n"

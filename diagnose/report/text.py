@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import click
 
 from diagnose.analysis import Diagnosis
-from diagnose.report import cite, headline
+from diagnose.report import cite, engine_line, headline
 
 _VERDICT_COLOUR = {"benign": "green", "misconfiguration": "red", "fault": "red", "inconclusive": "yellow"}
 MAX_EVIDENCE = 6
@@ -93,6 +93,7 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
         out.append(style("Warnings", bold=True))
         out.extend(f"  - {w}" for w in _dedupe(d.warnings))
         out.append("")
+    out.append(engine_line(d))
     return "\n".join(out).rstrip() + "\n"
 
 
