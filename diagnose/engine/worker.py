@@ -23,10 +23,16 @@ exits it closes the pipe and the worker leaves; a worker whose parent died leave
 
 Protocol: frames of an 8-byte little-endian length and a pickle, over two pipes (both ends are
 this module). Requests: ("start", Program, fault) once (spawn only), then ("run", fault, timeout,
-messages); answers: ("ready", pid) | ("ok", firings) | ("error", message).
+messages); answers: ("ready", pid) | ("ok", firings) | ("error", message) | ("unavailable",
+(message, cause)) when durable_rules does not import (`auto` then runs the reference evaluator). A
+worker that fails in any other way says why on its stderr (a forked one too), and the parent reads
+that file before it closes it, so the error line names the cause.
 
-DIAGNOSE_ENGINE_TIMEOUT (seconds) replaces the deadline of one evaluation (default 60 s plus 5 ms
-per fact). DIAGNOSE_TEST_ENGINE_FAULT is a test hook: `abort`, `segfault`, `exit` or `hang`, with
+DIAGNOSE_ENGINE_TIMEOUT (seconds) replaces the deadline of loading the rulebook (default 60 s) and
+of one evaluation (default 60 s plus 5 ms per fact). It is a wall-clock bound on the whole
+exchange: sending the facts waits for the pipe with the same deadline, so a worker that stopped
+reading (hung, or stopped with SIGSTOP) is killed when it passes, never waited on forever.
+DIAGNOSE_TEST_ENGINE_FAULT is a test hook: `abort`, `segfault`, `exit` or `hang`, with
 `@start` to fail while loading the rulebook instead of while evaluating; the worker then really
 aborts, dereferences NULL, exits 70 or hangs.
 """
