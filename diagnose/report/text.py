@@ -12,6 +12,7 @@ import click
 
 from diagnose.analysis import Diagnosis
 from diagnose.report import cite, engine_line, headline
+from diagnose.report.pictures import ladder_text, ladders_for, undecided_groups
 
 _VERDICT_COLOUR = {"benign": "green", "misconfiguration": "red", "fault": "red", "inconclusive": "yellow"}
 MAX_EVIDENCE = 6
@@ -70,12 +71,11 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
         out.append("")
     if d.unknowns:
         out.append(style("Undecided for lack of evidence", bold=True))
-        by_missing: dict[str, list[str]] = {}
-        for o in d.unknowns:
-            by_missing.setdefault(", ".join(o.missing), []).append(o.rule.conclude.cause)
-        for missing, causes in sorted(by_missing.items()):
-            out.extend(_wrap(f"- without {missing}: {', '.join(dict.fromkeys(causes))}", "  ", "    "))
+        for missing, causes in undecided_groups(d):
+            out.extend(_wrap(f"- without {missing}: {', '.join(causes)}", "  ", "    "))
         out.append("")
+    if why and likely:
+        out.extend(_top_ladder(d, style("Packets of the top cause's connection", bold=True)))
     if why:
         out.append(style("Rules considered", bold=True))
         for o in d.outcomes:
@@ -94,6 +94,14 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
         out.append("")
     out.append(engine_line(d))
     return "\n".join(out).rstrip() + "\n"
+
+
+def _top_ladder(d: Diagnosis, title: str) -> list[str]:
+    """The first connection the top cause's evidence cites, as a text ladder (nothing without one)."""
+    drawn = ladders_for(d, d.ranked[0])
+    if not drawn:
+        return []
+    return [title, *ladder_text(drawn[0]), ""]
 
 
 def _wrap(text: str, first: str, rest: str, width: int = 100) -> list[str]:

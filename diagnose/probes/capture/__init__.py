@@ -21,6 +21,7 @@ server, and how many of the matched connections lost packets before they ended.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from diagnose.probes.capture.tcp import Connection
 from diagnose.probes.spec import spec_list
 
 if TYPE_CHECKING:  # imported when logs are given (start-up time of the command)
-    from diagnose.probes.capture.match import Status64Matcher
+    from diagnose.probes.capture.match import MatchOutcome, Status64Matcher
 
 PROBE = "capture"
 
@@ -72,10 +73,18 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
             analysis.tmg, analysis.tmg_inferred = frozenset(originators), True
     facts = build_facts(analysis)
     excerpts = _excerpts(analysis)
+    outcome = None
     if matcher is not None:
-        fact, cited = match_fact(matcher, analysis, readable)
+        outcome = matcher.outcome(analysis)
+        fact, cited = match_fact(matcher, analysis, readable, outcome)
         facts.append(fact)
         excerpts.update(cited)
+    window = _window(analysis, readable)
+    if window and facts and facts[0].subject == "all":
+        facts[0] = replace(facts[0], attrs={**facts[0].attrs, **window})
+    from diagnose.probes.capture.ladders import ladder_facts
+
+    facts.extend(ladder_facts(analysis, outcome, readable))
     for read in analysis.reads:
         if read.partial:
             problems.append(f"{read.source}@{read.stopped_at}: {read.reason}")
@@ -113,12 +122,12 @@ def _matcher(ctx: ProbeContext, spec: Mapping[str, Any], readable: list[Path], t
     return Status64Matcher(found, [clock_of(p) for p in readable], tz, tolerance)
 
 
-def match_fact(matcher: Status64Matcher, analysis: CaptureAnalysis,
-               readable: list[Path]) -> tuple[Fact, dict[str, str]]:
+def match_fact(matcher: Status64Matcher, analysis: CaptureAnalysis, readable: list[Path],
+               out: MatchOutcome | None = None) -> tuple[Fact, dict[str, str]]:
     """The `capture.status64_match` fact and the log lines and frames it cites."""
     from diagnose.probes.capture.match import text_excerpts
 
-    out = matcher.outcome(analysis)
+    out = out or matcher.outcome(analysis)
     found = matcher.found
     entries = out.entries
     excerpts = found.lines(out.cited_entries)
@@ -237,6 +246,30 @@ def _excerpts(analysis: CaptureAnalysis) -> dict[str, str]:
             if number in frames:
                 out[f"{Path(read.source).name}:{lineno}"] = text
     return out
+
+
+def _window(analysis: CaptureAnalysis, readable: list[Path]) -> dict[str, str]:
+    """The capture window (`first_time`, `last_time`, `time_basis`) over the files read: UTC times
+    for files with an absolute clock, else the files' own clock (local time, or the time of day of a
+    NetMon text export); nothing when the files' clocks differ in kind or tell no time."""
+    from diagnose.probes.capture.ladders import clock_text
+
+    firsts, lasts, bases = [], [], set()
+    by_name = {p.name: p for p in readable}
+    for index, (t0, tl) in sorted(analysis.s64_spans.items()):
+        path = by_name.get(analysis.sources[index]) if index < len(analysis.sources) else None
+        if path is None:
+            continue
+        first, basis = clock_text(path, t0)
+        last, _basis = clock_text(path, tl)
+        if not first or not last:
+            return {}
+        firsts.append(first)
+        lasts.append(last)
+        bases.add(basis)
+    if len(bases) != 1:
+        return {}
+    return {"first_time": min(firsts), "last_time": max(lasts), "time_basis": bases.pop()}
 
 
 def _names(names: list[str]) -> str:

@@ -33,6 +33,7 @@ COINCIDENCE_WINDOW = 60  # seconds between a Status 64 entry and a client-visibl
 BURST_FLOOR = 10  # a burst minute has at least this many Status 64 entries ...
 BURST_FACTOR = 5  # ... and at least this many times the median per active minute
 OA_LONG_MS = 60_000  # an Outlook Anywhere channel that stayed open at least this long
+TIMELINE_MINUTES = 360  # per-minute counts are reported when every entry falls within this many minutes
 
 # Metrics counted per scope (all / server / rule / leg).
 COUNTERS = (
@@ -245,6 +246,27 @@ class LogSummary:
             hours[minute // 60] += n
         return [f"{_iso(h * 3600)} {n}" for h, n in sorted(hours.items())]
 
+    def client_error_minutes(self) -> Counter[int]:
+        """Client-visible failures per minute (of those whose time was kept)."""
+        minutes: Counter[int] = Counter()
+        for times in self.failure_events.values():
+            minutes.update(t // 60 for t in times)
+        return minutes
+
+    def timeline(self) -> dict[str, list[str]]:
+        """Client-visible failures per hour, and Status 64 and client failures per minute when all of
+        them fall within TIMELINE_MINUTES minutes (for the reports' timeline)."""
+        failures = self.client_error_minutes()
+        hours: Counter[int] = Counter()
+        for minute, n in failures.items():
+            hours[minute // 60] += n
+        out = {"client_errors_by_hour": [f"{_iso(h * 3600)} {n}" for h, n in sorted(hours.items())]}
+        minutes = set(self.s64_minutes) | set(failures)
+        if minutes and max(minutes) - min(minutes) < TIMELINE_MINUTES:
+            out["status64_by_minute"] = [f"{_iso(m * 60)} {n}" for m, n in sorted(self.s64_minutes.items())]
+            out["client_errors_by_minute"] = [f"{_iso(m * 60)} {n}" for m, n in sorted(failures.items())]
+        return out
+
     @property
     def partial(self) -> bool:
         return bool(self.bad_lines or self.truncated or self.unreadable)
@@ -314,6 +336,7 @@ def build_facts(summary: LogSummary, check: str | None = None) -> tuple[list[Fac
         other_samples=[f"{g} {_cite(c)}" for g, cs in sorted(summary.code_samples.items()) for c in cs],
         computers=sorted(summary.computers),
         users=sorted(summary.users),
+        **summary.timeline(),
     )
     if summary.s64_actions:
         attrs["action"] = summary.s64_actions.most_common(1)[0][0]
