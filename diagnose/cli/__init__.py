@@ -50,10 +50,13 @@ class _Group(click.Group):
         return sorted(COMMANDS)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from diagnose.cli.common import error_line, note, warnings_on_stderr
+
+        warnings_on_stderr()
         try:
             return super().invoke(ctx)
         except DiagnoseError as exc:
-            click.echo(f"diagnose: error: {exc}", err=True)
+            note(error_line(exc))
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("diagnose: interrupted", err=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from html import escape
+from html import escape as _html_escape
 
 from diagnose.analysis import CauseFinding, Diagnosis
 from diagnose.report import cite, engine_line, headline, pictures
+from diagnose.safetext import neutralise
 
 _COLOUR = {"benign": "#1a7f37", "misconfiguration": "#cf222e", "fault": "#cf222e", "inconclusive": "#9a6700"}
 _STYLE = """
@@ -19,6 +20,11 @@ figure{margin:1rem 0;overflow-x:auto}figcaption{font-size:.9rem}svg{max-width:10
 pre{background:#f6f8fa;padding:.4rem;overflow-x:auto;white-space:pre-wrap;word-break:break-all;font-size:.8rem}
 details{margin:.2rem 0}summary{cursor:pointer}
 """
+
+
+def escape(text: str) -> str:
+    """Evidence text for HTML: control, bidi and surrogate characters shown as escapes, markup escaped."""
+    return _html_escape(neutralise(text))
 
 
 def _v(value: str) -> str:
@@ -37,6 +43,7 @@ def render_html(d: Diagnosis, color: bool = False, why: bool = False) -> str:
     out = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>diagnose: {e(d.verdict.value)}</title><style>{_STYLE}</style></head><body>",
            f"<h1>Verdict: {_v(d.verdict.value)}</h1>", f"<p>{e(headline(d))}</p>"]
+    out += [f'<p class="note">Note: {e(n)}</p>' for n in d.notes]
     drawn: set[int] = set()  # ladders drawn (fact indices)
     if d.ranked:
         out.append("<table><tr><th>#</th><th>certainty</th><th>class</th><th>cause</th></tr>")
@@ -58,7 +65,8 @@ def render_html(d: Diagnosis, color: bool = False, why: bool = False) -> str:
                 out.append("<p>What to do:</p><ol>" + "".join(f"<li>{step}</li>" for step in steps) + "</ol>")
             if c.cause.references:
                 out.append("<p class='muted'>References: " + ", ".join(
-                    f'<a href="{e(r)}">{e(r)}</a>' for r in c.cause.references) + "</p>")
+                    f'<a href="{e(r)}">{e(r)}</a>' if r.startswith(("https://", "http://")) else e(r)
+                    for r in c.cause.references) + "</p>")
     else:
         out.append("<p>No cause could be established from the evidence gathered.</p>")
         out.extend(_timeline_section(d))

@@ -16,18 +16,18 @@ from time import strptime
 
 from diagnose.analysis import CauseFinding, Diagnosis
 from diagnose.facts import Fact
+from diagnose.safetext import neutralise
 
 MAX_LADDERS_PER_CAUSE = 3
 MAX_EXCERPTS_PER_FACT = 40
 MIN_BUCKETS = {60: 30, 3600: 24}  # the timeline's axis spans at least this many buckets
 MAX_BUCKETS = 2000
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 _FRAMES = re.compile(r"(\S+) frames (\d+)-(\d+)")
 
 
 def clean(text: object) -> str:
-    """Text for a report: control characters shown as U+FFFD."""
-    return _CONTROL.sub("\ufffd", str(text))
+    """Text for a report: control and bidi characters shown escaped (one rule for every report)."""
+    return neutralise(str(text), keep="\t\n")
 
 
 def esc(text: object) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 from diagnose.engine import choose_engine
 from diagnose.errors import UsageError
+from diagnose.safetext import markdown
 from tests.conftest import run_cli
 from tests.engine import timeless
 
@@ -41,7 +42,7 @@ def test_run_says_which_engine_ran_on_stderr_and_in_every_format(tmp_path, engin
         assert result.stderr.splitlines() == [f"diagnose: rule engine: {label} ({reason})"]
         reports[fmt] = out.read_text(encoding="utf-8")
     assert reports["text"].rstrip().endswith(line)
-    assert reports["markdown"].rstrip().endswith(f"_{line}_")
+    assert reports["markdown"].rstrip().endswith(f"_{markdown(line)}_")  # escaped as Markdown
     assert f"; {line}</p></body></html>" in reports["html"]
     data = json.loads(reports["json"])
     assert (data["engine"], data["engine_reason"]) == ({"auto": "durable"}.get(engine, engine), reason)

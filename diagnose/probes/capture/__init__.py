@@ -20,7 +20,7 @@ server, and how many of the matched connections lost packets before they ended.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,6 +129,9 @@ def match_fact(matcher: Status64Matcher, analysis: CaptureAnalysis, readable: li
 
     out = out or matcher.outcome(analysis)
     found = matcher.found
+    local = [] if matcher.tz else [
+        *(p.name for i, p in enumerate(readable) if matcher.clocks[i].kind != "absolute"),
+        *(Path(name).name for name in found.local_without_tz)]
     entries = out.entries
     excerpts = found.lines(out.cited_entries)
     excerpts.update(text_excerpts(readable, out.cited_frames))
@@ -148,8 +151,17 @@ def match_fact(matcher: Status64Matcher, analysis: CaptureAnalysis, readable: li
         matched_with_loss_before_end=out.with_loss if out.loss_analysed else None,
         matched_dirty_close_with_loss=out.dirty_close_with_loss if out.loss_analysed else None,
         share_matched_with_loss=round(out.with_loss / out.loss_analysed, 4) if out.loss_analysed else None,
-        loss_samples=out.loss_samples)
+        loss_samples=out.loss_samples, local_without_tz=local or None, clock_note=clock_note(local))
     return fact, excerpts
+
+
+def clock_note(local: Sequence[str]) -> str | None:
+    """The one line that says logs or captures in local time were matched as if on UTC (no --tz)."""
+    if not local:
+        return None
+    names = ", ".join("".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in name) for name in local)
+    return (f"logs and capture matched in local time without --tz: {names} read as UTC; "
+            "if TMG's clock is not on UTC, run again with --tz ZONE (e.g. --tz Europe/Berlin)")
 
 
 def connection_fact(analysis: CaptureAnalysis, conn: Connection) -> Fact:
