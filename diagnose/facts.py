@@ -133,9 +133,10 @@ class EvidenceBundle:
     rulebook_version: str | None = None
     created: str = field(default_factory=now_iso)
     description: str = ""
+    case_folder: Mapping[str, Any] = field(default_factory=dict)  # `diagnose analyze DIR`: files taken and skipped
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": BUNDLE_FORMAT,
             "format_version": BUNDLE_VERSION,
             "tool_version": self.tool_version,
@@ -148,6 +149,9 @@ class EvidenceBundle:
             "facts": [f.to_json() for f in self.facts],
             "excerpts": dict(self.excerpts),
         }
+        if self.case_folder:
+            out["case_folder"] = dict(self.case_folder)
+        return out
 
     def save(self, path: Path | str) -> None:
         from diagnose.safetext import to_json
@@ -282,7 +286,7 @@ def bundle_from_json(raw: Any, source: str) -> EvidenceBundle:
     r = JsonReader(source)
     obj = r.obj(raw, "$")
     r.keys(obj, "$", ("format", "format_version", "tool_version", "rulebook_version", "created", "description",
-                      "profile", "answers", "probes", "facts", "excerpts"), ("format_version", "facts"))
+                      "profile", "answers", "probes", "facts", "excerpts", "case_folder"), ("format_version", "facts"))
     if obj.get("format", BUNDLE_FORMAT) != BUNDLE_FORMAT:
         raise r.fail("$.format", f"not an evidence bundle (format {obj.get('format')!r})")
     version = obj["format_version"]
@@ -324,6 +328,7 @@ def bundle_from_json(raw: Any, source: str) -> EvidenceBundle:
         rulebook_version=r.text(obj.get("rulebook_version"), "$.rulebook_version", optional=True),
         created=r.text(obj.get("created", now_iso()), "$.created") or "",
         description=r.text(obj.get("description", ""), "$.description") or "",
+        case_folder=r.obj(obj.get("case_folder", {}), "$.case_folder"),
     )
 
 

@@ -54,6 +54,15 @@ def _address(token: str) -> str | None:
         return None
 
 
+def looks_like(text: str) -> bool:
+    """True when a line of `text` (a file's start) is a NetMon TCP frame line, as `read_text` reads them."""
+    for line in text.splitlines()[:2000]:
+        m = _FRAME.match(line)
+        if m and (_CONV.search(m.group(2)) or _TCP.search(m.group(2))):
+            return True
+    return False
+
+
 def read_text(data, result, tracker: Tracker) -> bool:
     """Read a NetMon text export into `tracker`; False when no line looks like a NetMon TCP frame."""
     raw = bytes(data[:]) if data else b""
