@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from diagnose import __version__
+from diagnose.bounds import MAX_BUNDLE_BYTES, MAX_BUNDLE_FACTS, read_small
 from diagnose.errors import InputError
 
 Scalar = str | int | float | bool
@@ -258,9 +259,11 @@ def load_json(path: Path | str) -> Any:
     """Read a JSON file; malformed JSON names the file, line and column."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_small(path, MAX_BUNDLE_BYTES, "JSON file")
     except FileNotFoundError:
         raise InputError("file not found", str(path)) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a JSON file", str(path)) from None
     except OSError as exc:
         raise InputError(exc.strerror or str(exc), str(path)) from None
     try:
@@ -294,7 +297,7 @@ def bundle_from_json(raw: Any, source: str) -> EvidenceBundle:
         raise r.fail("$.format_version", f"expected an integer, got {_json_type(version)}")
     if version > BUNDLE_VERSION or version < 1:
         raise r.fail("$.format_version", f"unsupported bundle version {version} (this tool reads 1..{BUNDLE_VERSION})")
-    facts = tuple(parse_fact(f, f"$.facts[{i}]", r) for i, f in enumerate(r.array(obj["facts"], "$.facts")))
+    facts = tuple(parse_fact(f, f"$.facts[{i}]", r) for i, f in enumerate(bounded_facts(r, obj["facts"])))
     probes = []
     for i, p in enumerate(r.array(obj.get("probes", []), "$.probes")):
         jp = f"$.probes[{i}]"
@@ -330,6 +333,15 @@ def bundle_from_json(raw: Any, source: str) -> EvidenceBundle:
         description=r.text(obj.get("description", ""), "$.description") or "",
         case_folder=r.obj(obj.get("case_folder", {}), "$.case_folder"),
     )
+
+
+def bounded_facts(r: JsonReader, raw: Any) -> list[Any]:
+    """The `$.facts` array, refused when it holds more than `bounds.MAX_BUNDLE_FACTS` facts."""
+    facts = r.array(raw, "$.facts")
+    if len(facts) > MAX_BUNDLE_FACTS:
+        raise r.fail("$.facts", f"{len(facts):,} facts: more than the {MAX_BUNDLE_FACTS:,} a bundle may hold "
+                                "(diagnose.bounds.MAX_BUNDLE_FACTS); split the evidence")
+    return facts
 
 
 def load_bundle(path: Path | str) -> EvidenceBundle:
