@@ -13,6 +13,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -25,6 +26,12 @@ def _have(module: str) -> bool:
     except ImportError:
         return False
     return True
+
+
+def _golden_module() -> ModuleType:
+    from tests.test_golden import golden
+
+    return golden
 
 
 @pytest.mark.skipif(not (_have("hatchling") and _have("setuptools")), reason="hatchling/setuptools not installed")
@@ -49,6 +56,11 @@ def test_the_wheel_ships_data_and_the_accelerator(tmp_path: Path) -> None:
         assert compiled, f"the wheel lacks a compiled accelerator: {built}"
     if compiled:
         assert "-none-any" not in wheel.name  # a platform wheel, not a pure one
+        golden = _golden_module()
+        expected = golden.WHEEL_FILES.read_text(encoding="utf-8").splitlines()
+        assert golden.wheel_names(wheel) == expected, (
+            f"the wheel's file list differs from tests/golden/{golden.WHEEL_FILES.name}; if intended: "
+            f"`python scripts/golden.py --update --wheel`")
 
     target = tmp_path / "site"
     installed = subprocess.run(
