@@ -30,26 +30,28 @@ from diagnose.errors import InputError, UsageError
 from diagnose.facts import ProbeStatus
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.logs.layout import FIXED_FIREWALL, FIXED_WEB, Layout, LogKind
-from diagnose.probes.logs.scan import (
-    BLOCK,
+from diagnose.probes.logs.legs import Site
+from diagnose.probes.logs.records import (
     COLLAPSED_LAYOUT,
     CanonBuilder,
-    Scanner,
-    Site,
-    bounded_blocks,
     collapsed_viewer_records,
     csv_records,
-    decoded_blocks,
     isa_text_records,
-    line_blocks,
     local_zone_note,
-    long_line_note,
     scan_records,
+    text_lines,
+    viewer_records,
+)
+from diagnose.probes.logs.scan import (
+    BLOCK,
+    Scanner,
+    bounded_blocks,
+    decoded_blocks,
+    line_blocks,
+    long_line_note,
     scan_w3c,
     stream_line_blocks,
-    text_lines,
     utf16_encoding,
-    viewer_records,
 )
 from diagnose.probes.logs.summary import LogSummary, build_facts
 from diagnose.probes.workers import mp_context

@@ -30,16 +30,10 @@ from diagnose.bounds import READ_ERRORS
 from diagnose.probes.logs import LogInput, NotALogError, Unit, expand, run_unit
 from diagnose.probes.logs.codes import STATUS64, result_code
 from diagnose.probes.logs.layout import LogKind
-from diagnose.probes.logs.scan import (
-    Scanner,
-    Site,
-    clock_seconds,
-    decide_leg,
-    decoded_blocks,
-    line_blocks,
-    split_address,
-)
+from diagnose.probes.logs.legs import Site, decide_leg, split_address
+from diagnose.probes.logs.scan import Scanner, decoded_blocks, line_blocks
 from diagnose.probes.logs.summary import LogSummary
+from diagnose.probes.logs.times import clock_seconds
 
 MAX_ENTRIES = 200_000
 NOT_TCP = frozenset({"udp", "17", "icmp", "1", "igmp", "2", "gre", "47", "esp", "50", "ah", "51", "icmpv6", "58"})

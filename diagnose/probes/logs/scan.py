@@ -1,4 +1,9 @@
-"""Reading one log (or one byte range of one) into a `LogSummary`.
+"""Reading one W3C log (or one byte range of one) into a `LogSummary`: its bytes into blocks of
+whole lines, the blocks into records, the records counted by the `Scanner`.
+
+The other jobs of reading a log have modules of their own: `legs` (which leg a record is on),
+`times` (logged times), `fields` (a field's text, damaged lines), `records` (the formats that are
+not W3C, converted to canonical fields).
 
 A W3C log is read in blocks of whole lines (128 KiB, read into one reused buffer). A clean block,
 all records of the current layout, takes one of two fast ways, which give the same figures:
@@ -20,36 +25,33 @@ take the careful line-by-line path, which feeds the same counting code.
 from __future__ import annotations
 
 import codecs
-import csv
-import io
-import ipaddress
 import os
 import re
 import typing
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import lru_cache
 from itertools import chain, compress, repeat
 from operator import add, floordiv, itemgetter, mul, not_, or_
 from typing import IO, NamedTuple
-from zoneinfo import ZoneInfo
 
 from diagnose.bounds import MAX_LINE_BYTES
 from diagnose.probes.logs.codes import STATUS64, ResultCode, result_code
+from diagnose.probes.logs.fields import _CONTROL, _GARBAGE, _text
 from diagnose.probes.logs.layout import (
-    ACTION_STRINGS,
-    CANON,
     FIXED_FIREWALL,
     FIXED_WEB,
     NOT_CONNECTIONS,
-    WEB_FILTERINFO,
     Layout,
     LogKind,
     normalise_action,
 )
+from diagnose.probes.logs.legs import Site, decide_leg, split_address
+
+# `X as X`: names that moved to their own modules, still importable from here (the tests read them here)
+from diagnose.probes.logs.records import CanonBuilder as CanonBuilder
+from diagnose.probes.logs.records import _utc_stamp as _utc_stamp
+from diagnose.probes.logs.records import _utc_stamp_of as _utc_stamp_of
 from diagnose.probes.logs.summary import (
     MAX_CODE_SAMPLES,
     MAX_NAMES,
@@ -58,6 +60,9 @@ from diagnose.probes.logs.summary import (
     SAMPLED_GROUPS,
     LogSummary,
 )
+from diagnose.probes.logs.times import _day_epoch, clock_seconds
+from diagnose.probes.logs.times import parse_datetime as parse_datetime
+from diagnose.probes.logs.times import to_utc as to_utc
 
 try:  # the optional C accelerator (built by hatch_build.py); the pure-Python path is the reference
     from diagnose.probes.logs import _fastscan
@@ -90,37 +95,15 @@ KEY_FIELDS = (
 OA_METHODS = frozenset({b"RPC_IN_DATA", b"RPC_OUT_DATA"})
 _RPCPROXY = re.compile(rb"/rpc/rpcproxy\.dll", re.IGNORECASE)
 _RPCPROXY_TEXT = b"/rpc/rpcproxy.dll"
-_GARBAGE = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_GARBAGE_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_CONTROL = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])  # what _GARBAGE matches, for translate
 # Codes that only say a connection was torn down; a failed request with one of them is not by itself
 # an error the client saw.
 _NOISE_GROUPS = frozenset({"status64", "teardown", "graceful", "auth_challenge"})
-_INTERNAL_NET_SKIP = frozenset({"", "-", "external", "local host", "vpn clients", "quarantined vpn clients"})
 _NO_CLIENT = frozenset({"", "-", "0.0.0.0", "::", "0"})
 _NO_NAME = frozenset({"", "-", "anonymous"})
 
 
 class NotALog(Exception):
     """The input is not a TMG / ISA log in any known format."""
-
-
-@dataclass(frozen=True)
-class Site:
-    """What the probe knows about the site, for deciding legs and local times."""
-
-    tmg_addresses: frozenset[str] = frozenset()
-    internal_addresses: frozenset[str] = frozenset()
-    tz: str | None = None
-
-    @property
-    def zone(self) -> ZoneInfo | None:
-        return _zone(self.tz) if self.tz else None
-
-
-@lru_cache(maxsize=8)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
 
 
 class KeyInfo(NamedTuple):
@@ -136,135 +119,6 @@ class KeyInfo(NamedTuple):
     web: bool
     client_from: str  # where the client's address is read: "source", "original" or "source+original"
     flood: bool  # a denial by flood mitigation
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value.strip()
-    try:
-        return value.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return value.decode("cp1252", "replace").strip()
-
-
-@lru_cache(maxsize=65536)
-def split_address(text: str) -> tuple[str, str]:
-    """`10.0.0.5:443` -> (10.0.0.5, 443); `[fe80::1]:443` and bare IPv6 handled; no port -> ''."""
-    text = text.strip()
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        return host, rest.lstrip(":")
-    if text.count(":") == 1:
-        host, _, port = text.partition(":")
-        return host, port
-    if text.count(":") > 1:
-        try:
-            ipaddress.ip_address(text)
-            return text, ""
-        except ValueError:
-            host, _, port = text.rpartition(":")
-            return host, port
-    return text, ""
-
-
-@lru_cache(maxsize=65536)
-def _is_global(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_global
-    except ValueError:
-        return False
-
-
-def decide_leg(site: Site, src: str, dst: str, src_net: str, dst_net: str) -> str:
-    """Which leg a record is on: "server" (TMG to the published server), "client" or "unknown".
-
-    Known facts first: a source that is TMG (a profile/--tmg address, or TMG's own network "Local
-    Host") or a destination that is a profile internal address is the server leg. A destination that
-    is TMG itself is the client leg. Heuristics when neither is known: a destination network named
-    by TMG as anything but External / Local Host / VPN clients (Internal, Perimeter, ...) is an
-    internal server, so the server leg; otherwise an External source network, or a public source
-    address when no network is logged, is a client; a private destination address with no network
-    logged is taken as an internal server. Anything else (e.g. forward-proxy traffic from an
-    internal client to the Internet) is "unknown".
-    """
-    sn, dn = src_net.lower(), dst_net.lower()
-    if src in site.tmg_addresses or sn == "local host":
-        return "server"
-    if dst and dst in site.internal_addresses:
-        return "server"
-    if (dst and dst in site.tmg_addresses) or dn == "local host":
-        return "client"
-    if dn not in _INTERNAL_NET_SKIP:
-        return "server"
-    if sn == "external" or (not sn and src and _is_global(src)):
-        return "client"
-    if not dn and dst and not _is_global(dst) and not site.internal_addresses:
-        try:
-            ipaddress.ip_address(dst)
-            return "server"
-        except ValueError:
-            pass
-    return "unknown"
-
-
-# ------------------------------------------------------------------ time
-
-_DATETIME = re.compile(
-    r"(\d{1,4})([./-])(\d{1,2})[./-](\d{1,4})[ T,]+(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?\s*([AaPp][Mm])?"
-)
-
-
-def parse_datetime(text: str) -> datetime | None:
-    """Dates as the product and Windows locales write them: 2011-09-28, 9/28/2011, 28.09.2011, 28/09/2011."""
-    m = _DATETIME.search(text)
-    if not m:
-        return None
-    a, sep, b, c, hh, mm, ss, ampm = m.groups()
-    ai, bi, ci = int(a), int(b), int(c)
-    if len(a) == 4:
-        year, month, day = ai, bi, ci
-    elif sep == "." or (sep == "/" and ai > 12):
-        day, month, year = ai, bi, ci
-    else:
-        month, day, year = ai, bi, ci
-    hour = int(hh)
-    if ampm:
-        hour = hour % 12 + (12 if ampm.lower() == "pm" else 0)
-    try:
-        return datetime(year, month, day, hour, int(mm), int(ss))
-    except ValueError:
-        return None
-
-
-def to_utc(moment: datetime, zone: ZoneInfo | None) -> datetime:
-    if zone is None:
-        return moment
-    return moment.replace(tzinfo=zone).astimezone(UTC).replace(tzinfo=None)
-
-
-def clock_seconds(hours: str | bytes, minutes: str | bytes, seconds: str | bytes) -> int | None:
-    """Seconds since midnight of a logged time of day, or None when a field is not a time of day
-    (`25:00:00`, `-1`, `nan`, a 400-digit number: damaged records are not placed in time)."""
-    try:
-        h, m, s = int(hours), int(minutes), float(seconds)
-    except ValueError:
-        return None
-    if not (0 <= h < 24 and 0 <= m < 60 and 0 <= s < 61):  # also false for nan
-        return None
-    return h * 3600 + m * 60 + int(s)
-
-
-@lru_cache(maxsize=4096)
-def _day_epoch(date: bytes) -> int | None:
-    try:
-        d = datetime.strptime(date.decode("ascii"), "%Y-%m-%d")
-    except (UnicodeDecodeError, ValueError):
-        return None
-    if d.year < 1970:
-        return None  # before any TMG log; and the timeline could not print it on every platform
-    return int((d - datetime(1970, 1, 1)).total_seconds())
 
 
 # ------------------------------------------------------------------ the scanner
@@ -1069,315 +923,3 @@ def _slow_block(scanner: Scanner, block: bytes, first_line: int, last: bool) -> 
         pending.append(parts)
         numbers.append(number)
     flush()
-
-
-# ------------------------------------------------------------------ records converted to canonical fields
-
-
-def canon_layout(kind: LogKind) -> Layout:
-    return Layout(kind, CANON, {name: i for i, name in enumerate(CANON)})
-
-
-_DATE, _TIME = CANON.index("date"), CANON.index("time")
-_ADDRESS_PORT = ((CANON.index("source"), CANON.index("source_port")), (CANON.index("dest"), CANON.index("dest_port")))
-_AFTER_SECONDS = re.compile(r"(?:\.\d+)?\s*")  # what may follow `YYYY-MM-DD HH:MM:SS` without changing it
-
-
-class CanonBuilder:
-    """Turns a record of any layout into canonical fields, with its time in UTC."""
-
-    def __init__(self, layout: Layout, zone: ZoneInfo | None, local: bool) -> None:
-        self.layout = layout
-        self.zone = zone if local else None
-        self.local = local
-        idx = layout.index
-        self._pairs = tuple((i, idx[name]) for i, name in enumerate(CANON) if name in idx)
-        self._gmt = idx.get("gmt")
-        self._logtime = idx.get("logtime")
-        self._date_time = (idx["date"], idx["time"]) if "date" in idx and "time" in idx else None
-        self._need = max((j + 1 for _, j in self._pairs), default=0)  # columns `build_batch` reads
-
-    def build(self, values: list[str]) -> list[bytes]:
-        n = len(values)
-        out: list[bytes] = [b"-"] * len(CANON)
-        for i, j in self._pairs:
-            if j < n:
-                value = values[j].strip()
-                if value:
-                    out[i] = value.encode("utf-8")
-        stamp = None
-        if self._gmt is not None and self._gmt < n:
-            stamp = _utc_stamp(values[self._gmt], None)  # already UTC
-        if stamp is None and self._logtime is not None and self._logtime < n:
-            stamp = _utc_stamp(values[self._logtime], self.zone)
-        if stamp is None and self._date_time is not None and max(self._date_time) < n:
-            stamp = _utc_stamp(f"{values[self._date_time[0]]} {values[self._date_time[1]]}", self.zone)
-        if stamp is not None:
-            out[_DATE], out[_TIME] = stamp
-        for a, p in _ADDRESS_PORT:
-            address = _sql_address(out[a])
-            if out[p] not in (b"-", b"") and b":" not in address:
-                address = address + b":" + out[p]
-            out[a] = address
-        return out
-
-
-    def build_batch(self, rows: list[list[str]]) -> list[bytes]:
-        """The canonical fields of many records, flat (len(CANON) per record), as `build` gives them
-        one by one, but worked out a column at a time."""
-        if not rows:
-            return []
-        if min(map(len, rows)) < self._need:  # some record lacks a column: one by one
-            return list(chain.from_iterable(map(self.build, rows)))
-        n = len(rows)
-        columns = list(zip(*rows, strict=False))  # as long as the shortest record: enough (_need)
-        out: list[list[bytes]] = [[b"-"] * n for _ in CANON]
-        for i, j in self._pairs:
-            out[i] = [v.encode("utf-8") if v else b"-" for v in map(str.strip, columns[j])]
-        stamps: list[tuple[bytes, bytes] | None] = [None] * n
-        for texts, zone in self._time_sources(columns):
-            stamps = [s if s is not None else _utc_stamp(t, zone) for s, t in zip(stamps, texts, strict=True)]
-        out[_DATE] = [s[0] if s is not None else d for s, d in zip(stamps, out[_DATE], strict=True)]
-        out[_TIME] = [s[1] if s is not None else t for s, t in zip(stamps, out[_TIME], strict=True)]
-        for a, p in _ADDRESS_PORT:
-            out[a] = [
-                address + b":" + port if port not in (b"-", b"") and b":" not in address else address
-                for address, port in zip(map(_sql_address, out[a]), out[p], strict=True)
-            ]
-        return list(chain.from_iterable(zip(*out, strict=True)))
-
-    def _time_sources(self, columns: list[tuple[str, ...]]) -> list[tuple[Sequence[str], ZoneInfo | None]]:
-        """Where a record's time is read, in order of preference (as in `build`)."""
-        sources: list[tuple[Sequence[str], ZoneInfo | None]] = []
-        if self._gmt is not None:
-            sources.append((columns[self._gmt], None))
-        if self._logtime is not None:
-            sources.append((columns[self._logtime], self.zone))
-        if self._date_time is not None:
-            d, t = self._date_time
-            sources.append(([f"{a} {b}" for a, b in zip(columns[d], columns[t], strict=True)], self.zone))
-        return sources
-
-
-def _utc_stamp(text: str, zone: ZoneInfo | None) -> tuple[bytes, bytes] | None:
-    """(date, time) in UTC of a logged time (local to `zone` when given). An ISO time's fraction of a
-    second is cut before the cached conversion, so that the records of one second share it."""
-    if (
-        len(text) > 19
-        and text[4] == text[7] == "-"
-        and text[10] in " T"
-        and text[13] == text[16] == ":"
-        and _AFTER_SECONDS.fullmatch(text, 19)
-    ):
-        text = text[:19]
-    return _utc_stamp_of(text, zone)
-
-
-@lru_cache(maxsize=65536)
-def _utc_stamp_of(text: str, zone: ZoneInfo | None) -> tuple[bytes, bytes] | None:
-    if (
-        zone is None
-        and len(text) == 19
-        and text[4] == text[7] == "-"
-        and text[10] in " T"
-        and text[13] == text[16] == ":"
-        and text.isascii()
-    ):
-        try:
-            datetime.fromisoformat(text)  # a valid ISO time in UTC is its own answer
-        except ValueError:
-            pass
-        else:
-            return text[:10].encode("ascii"), text[11:].encode("ascii")
-    found = parse_datetime(text)
-    if found is None:
-        return None
-    moment = to_utc(found, zone)
-    return moment.strftime("%Y-%m-%d").encode(), moment.strftime("%H:%M:%S").encode()
-
-
-@lru_cache(maxsize=65536)
-def _sql_address(value: bytes) -> bytes:
-    """SQL exports: ISA stores IPv4 as a number, TMG as a GUID-like string whose first group is the IPv4."""
-    text = value.decode("utf-8", "replace")
-    if re.fullmatch(r"\d{5,10}", text):
-        return str(ipaddress.IPv4Address(int(text) & 0xFFFFFFFF)).encode()
-    m = re.fullmatch(
-        r"([0-9A-Fa-f]{8})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{12})", text
-    )
-    if m:
-        if m.group(2).upper() == "FFFF" and set(m.group(3) + m.group(4) + m.group(5)) <= {"0"}:
-            return str(ipaddress.IPv4Address(int(m.group(1), 16))).encode()
-        return str(ipaddress.IPv6Address(int("".join(m.groups()), 16))).encode()
-    return value
-
-
-def scan_records(
-    scanner: Scanner,
-    records: Iterable[tuple[int, list[str] | None, str]],
-    builder: CanonBuilder,
-    kind: LogKind,
-) -> None:
-    """Scan (line, values, problem) records already split by a format reader."""
-    scanner.set_layout(canon_layout(kind))
-    pending: list[list[str]] = []
-    numbers: list[int] = []
-
-    def flush() -> None:
-        if pending:
-            scanner.consume(builder.build_batch(pending), len(CANON), numbers.__getitem__)
-
-    for number, values, problem in records:
-        if values is None:
-            scanner.summary.bad_line(
-                scanner.source, number, problem, truncated=problem.startswith("truncated")
-            )
-            continue
-        pending.append(values)
-        numbers.append(number)
-        if len(pending) >= 4096:
-            flush()
-            pending, numbers = [], []
-    flush()
-
-
-def text_lines(blocks: Iterable[tuple[bytes, bool]]) -> Iterator[tuple[int, str, bool, bool]]:
-    """(line number, text, is garbage, is an unterminated last line)."""
-    number = 0
-    for block, last in blocks:
-        raws = block.split(b"\n")
-        clean = block.endswith(b"\n")
-        if clean:
-            raws.pop()
-        for k, raw in enumerate(raws):
-            number += 1
-            raw = raw.rstrip(b"\r")
-            yield number, _text(raw), bool(_GARBAGE.search(raw)), last and not clean and k == len(raws) - 1
-
-
-def isa_text_records(
-    lines: Iterable[tuple[int, str, bool, bool]], kind: LogKind
-) -> Iterator[tuple[int, list[str] | None, str]]:
-    """The ISA/TMG text format: ", " separated, every field present, known width per product."""
-    widths = FIXED_WEB if kind is LogKind.WEB else FIXED_FIREWALL
-    for number, text, garbage, unterminated in lines:
-        if not text or text.startswith("#"):
-            continue
-        if garbage:
-            yield number, None, ("truncated last line skipped" if unterminated else "binary garbage skipped")
-            continue
-        values = text.split(", ")
-        width = _fit_width(len(values), widths)
-        if width is None:
-            yield (
-                number,
-                None,
-                (
-                    "truncated last line"
-                    if unterminated
-                    else f"{len(values)} fields, not a known {kind.value} text-log width"
-                ),
-            )
-            continue
-        if len(values) > width:  # FilterInfo holds ", " of its own
-            surplus = len(values) - width
-            values[WEB_FILTERINFO : WEB_FILTERINFO + surplus + 1] = [
-                ", ".join(values[WEB_FILTERINFO : WEB_FILTERINFO + surplus + 1])
-            ]
-        yield number, [v.strip() for v in values], ""
-
-
-def _fit_width(count: int, widths: dict[int, Layout]) -> int | None:
-    if count in widths:
-        return count
-    if widths is FIXED_WEB:
-        fits = [w for w in widths if w < count]
-        return max(fits) if fits else None
-    return None
-
-
-def viewer_records(
-    lines: Iterable[tuple[int, str, bool, bool]], width: int
-) -> Iterator[tuple[int, list[str] | None, str]]:
-    """Log viewer / Live Logging copies: TAB separated under a header row of display names."""
-    for number, text, garbage, unterminated in lines:
-        if number == 1 or not text:
-            continue
-        if garbage:
-            yield number, None, ("truncated last line skipped" if unterminated else "binary garbage skipped")
-            continue
-        values = text.split("\t")
-        if len(values) != width:
-            if unterminated and len(values) < width:
-                yield number, None, f"truncated last line ({len(values)} of {width} columns)"
-            else:
-                yield number, None, f"{len(values)} columns where the header has {width}"
-            continue
-        yield number, values, ""
-
-
-_COLLAPSED_ACTION = re.compile("|".join(re.escape(a) for a in ACTION_STRINGS))
-_COLLAPSED_RESULT = re.compile(
-    r"\s(0x[0-9a-fA-F]+)\s+([A-Z][A-Z0-9_]+)\s|\s(\d{1,5})\s+([A-Z][A-Za-z .'-]*?)\s+0x[0-9a-fA-F]+\s"
-)
-_COLLAPSED_TYPE = re.compile(r"(Firewall|Web Proxy(?: Filter| \(Forward\)| \(Reverse\))?)\s*\S*\s*$")
-_COLLAPSED_TIMES = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\s+\d{1,2}:\d{2}:\d{2}")
-
-
-def collapsed_viewer_records(
-    lines: Iterable[tuple[int, str, bool, bool]],
-) -> Iterator[tuple[int, list[str] | None, str]]:
-    """A log-viewer copy whose TABs were collapsed to spaces: columns are gone, so only what can be
-    recognised by its shape is read (action string, result code, record type, the GMT time)."""
-    for number, text, garbage, unterminated in lines:
-        if number == 1 or not text:
-            continue
-        if garbage:
-            yield number, None, ("truncated last line skipped" if unterminated else "binary garbage skipped")
-            continue
-        action = _COLLAPSED_ACTION.search(text)
-        result = _COLLAPSED_RESULT.search(f" {text} ")
-        rtype = _COLLAPSED_TYPE.search(text)
-        if not action or not result:
-            yield number, None, "no action string and result code recognised"
-            continue
-        code = result.group(1) or result.group(3)
-        times = _COLLAPSED_TIMES.findall(text)
-        gmt = times[1] if len(times) > 1 else (times[0] if times else "")
-        yield number, [action.group(0), code, rtype.group(1) if rtype else "Firewall", gmt], ""
-
-
-COLLAPSED_LAYOUT = Layout.from_names(
-    ["action", "result code", "log record type", "gmt log time"], LogKind.MIXED
-)
-
-
-def csv_records(
-    text_stream: io.TextIOBase, width: int, header: bool = True
-) -> Iterator[tuple[int, list[str] | None, str]]:
-    """Records of a SQL-export CSV; `header`: the first line is the header (not a later byte range)."""
-    reader = csv.reader(text_stream)
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:  # a field over csv's limit (a quoted field running on, a huge value)
-            yield reader.line_num, None, f"unreadable CSV record skipped ({exc})"
-            continue
-        number = reader.line_num
-        if (header and number == 1) or not values:
-            continue
-        if _GARBAGE_TEXT.search("".join(values)):
-            yield number, None, "binary garbage skipped"
-            continue
-        if len(values) != width:
-            yield number, None, f"{len(values)} columns where the header has {width}"
-            continue
-        yield number, values, ""
-
-
-def local_zone_note(local: bool, zone: ZoneInfo | None) -> str:
-    if local and zone is None:
-        return "times in this format are the TMG server's local time; no --tz given, so they are taken as UTC"
-    return ""
