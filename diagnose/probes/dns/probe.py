@@ -4,7 +4,8 @@ TMG connects to the name on the publishing rule's To tab; the published name and
 FQDN must resolve, on TMG, to the internal (CAS) address too (causes.md C1). Windows resolves a name
 from the HOSTS file first, then asks its configured DNS servers in order (the next one only when the
 previous does not answer). This probe does the same, and also asks every configured server on its own,
-so that split-brain DNS (servers that disagree) shows.
+so that split-brain DNS (servers that disagree) shows. The HOSTS file, live servers and recorded
+servers are all `NameSource`s (sources.py), asked alike.
 
 Parameters (`spec`):
     names             published names to resolve (role "published")
@@ -31,18 +32,11 @@ Facts:
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.query
-import dns.rcode
-import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
@@ -50,13 +44,12 @@ from diagnose.errors import UsageError
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.dns.hosts import HostsFile, normalise_name, read_hosts, system_hosts_path
-from diagnose.probes.dns.recorded import RecordedServer, read_recorded
+from diagnose.probes.dns.recorded import read_recorded
+from diagnose.probes.dns.sources import Answer, HostsSource, LiveServer, NameSource, RecordedSource
 from diagnose.probes.netio import (
     NETWORK_ENV,
     Endpoint,
     canonical_address,
-    classify_os_error,
-    elapsed_ms,
     endpoint,
     is_address,
     loopback_only,
@@ -72,44 +65,17 @@ from diagnose.probes.netio import (
 
 PROBE = "dns"
 DEFAULT_TIMEOUT = 2.0
-MAX_CNAME_HOPS = 8
 ROLE_ORDER = ("published", "certificate", "internal")
 # Outcomes in the order in which they settle a name's answer over its record types.
 DEFINITIVE = ("ok", "nxdomain", "no-answer")
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What one source said about one name."""
-
-    outcome: str  # ok | nxdomain | servfail | no-answer | timeout | refused | error | not-listed
-    addresses: tuple[str, ...] = ()
-    cname_chain: tuple[str, ...] = ()
-    detail: str = ""
-    elapsed_ms: float | None = None
-    lines: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class Source:
-    kind: str  # hosts | dns
-    label: str  # the hosts file path, or the server as ADDR:PORT
-    endpoint: Endpoint | RecordedServer | None = None
-
-    @property
-    def origin(self) -> str:
-        """Where the answer came from, for provenance: the file, or the live server."""
-        if isinstance(self.endpoint, RecordedServer):
-            return self.endpoint.path
-        return self.label if self.kind == "hosts" else f"dns {self.label}"
 
 
 @dataclass
 class NameReport:
     name: str
     roles: list[str]
-    answers: dict[Source, Answer] = field(default_factory=dict)
-    effective: Source | None = None
+    answers: dict[NameSource, Answer] = field(default_factory=dict)
+    effective: NameSource | None = None
 
     @property
     def role(self) -> str:
@@ -157,43 +123,36 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
         servers, server_note = [], ""  # recorded answers stand for the servers
     if server_note:
         notes.append(server_note)
-    hosts_source = Source("hosts", hosts.path) if hosts is not None else None
-    dns_sources = [Source("dns", str(s), s) for s in servers] + [Source("dns", r.label, r) for r in recorded]
+    sources: list[NameSource] = [HostsSource(hosts)] if hosts is not None else []
+    sources += [LiveServer(s) for s in servers] + [RecordedSource(r) for r in recorded]
+    dns_sources = [s for s in sources if s.kind == "dns"]
 
     reports = [NameReport(name, rs) for name, rs in roles.items()]
-    for report in reports:
-        if hosts is not None and hosts_source is not None:
-            entries = hosts.lookup(report.name)
-            if entries:
-                report.answers[hosts_source] = Answer("ok", tuple(hosts.addresses(report.name)),
-                                                      lines=tuple(e.line for e in entries))
-                for e in entries:
-                    excerpts[f"{hosts.path}:{e.line}"] = e.text
-            else:
-                report.answers[hosts_source] = Answer("not-listed", detail=f"{report.name} is not in {hosts.path}")
+    jobs = [(report, source, rdtype) for report in reports for source in sources for rdtype in rdtypes]
 
-    jobs = [(report, source, rdtype) for report in reports for source in dns_sources for rdtype in rdtypes]
-
-    def work(job: tuple[NameReport, Source, dns.rdatatype.RdataType], budget: float) -> Answer:
+    def work(job: tuple[NameReport, NameSource, dns.rdatatype.RdataType], budget: float) -> Answer:
         report, source, rdtype = job
-        assert source.endpoint is not None
-        if not isinstance(source.endpoint, RecordedServer):
-            ctx.progress(ctx.check or PROBE, f"asking {source.label} for {report.name} {rdtype.name}")
-        return resolve_at(report.name, rdtype, source.endpoint, budget)
+        ctx.progress(ctx.check or PROBE, f"asking {source.label} for {report.name} {rdtype.name}")
+        return source.ask(report.name, rdtype, budget)
 
-    def expired(job: tuple[NameReport, Source, dns.rdatatype.RdataType]) -> Answer:
+    def expired(job: tuple[NameReport, NameSource, dns.rdatatype.RdataType]) -> Answer:
         return Answer("timeout", detail="not asked: the probe's deadline had passed")
 
-    answers = run_concurrently(ctx, jobs, work, expired, timeout)
-    per_name: dict[tuple[str, Source], list[Answer]] = {}
-    for (report, source, _rdtype), answer in zip(jobs, answers, strict=True):
+    # a file answers at once, whatever is left of the deadline; servers are asked side by side
+    answered = iter(run_concurrently(ctx, [job for job in jobs if job[1].waits], work, expired, timeout))
+    per_name: dict[tuple[str, NameSource], list[Answer]] = {}
+    for report, source, rdtype in jobs:
+        answer = next(answered) if source.waits else source.ask(report.name, rdtype, timeout)
         per_name.setdefault((report.name, source), []).append(answer)
     for report in reports:
-        for source in dns_sources:
+        if hosts is not None:
+            for e in hosts.lookup(report.name):
+                excerpts[f"{hosts.path}:{e.line}"] = e.text
+        for source in sources:
             merged = merge_record_types(per_name[(report.name, source)])
             if merged.outcome != "not-recorded":  # a recorded server that was never asked about this name
                 report.answers[source] = merged
-        report.effective = _effective_source(report, hosts_source, dns_sources)
+        report.effective = _effective_source(report, sources)
 
     facts: list[Fact] = []
     for report in reports:
@@ -206,90 +165,6 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
 
 
 # ------------------------------------------------------------------------------------ resolution
-
-def resolve_at(name: str, rdtype: dns.rdatatype.RdataType, server: Endpoint | RecordedServer,
-               budget: float) -> Answer:
-    """Ask one server for one record type of `name`, following CNAMEs (also across answers)."""
-    started = time.monotonic()
-    deadline = started + budget
-    label = server.label if isinstance(server, RecordedServer) else str(server)
-    chain: list[str] = []
-    lines: list[int] = []
-
-    def done(outcome: str, detail: str = "", addresses: tuple[str, ...] = ()) -> Answer:
-        return Answer(outcome, addresses, tuple(chain), detail, elapsed_ms(started), tuple(lines))
-
-    try:
-        current = dns.name.from_text(name)
-    except dns.exception.DNSException as exc:
-        return done("error", f"{name!r} is not a valid DNS name: {exc}")
-    seen = {current}
-    for _hop in range(MAX_CNAME_HOPS + 1):
-        if isinstance(server, RecordedServer):
-            outcome, response, detail = _recorded(current, rdtype, server, lines)
-        else:
-            outcome, response, detail = _ask(current, rdtype, server, deadline)
-        if response is None:
-            return done(outcome, detail)
-        target = current
-        while (cname := response.get_rrset(response.answer, target, dns.rdataclass.IN, dns.rdatatype.CNAME)):
-            target = cname[0].target
-            if target in seen:
-                return done("error", f"CNAME loop at {target.to_text(True)}")
-            seen.add(target)
-            chain.append(target.to_text(omit_final_dot=True).lower())
-        data = response.get_rrset(response.answer, target, dns.rdataclass.IN, rdtype)
-        if data:
-            return done("ok", addresses=tuple(r.address for r in data))
-        rcode = response.rcode()
-        if rcode == dns.rcode.NXDOMAIN:
-            return done("nxdomain", f"{label} says {target.to_text(True)} does not exist")
-        if rcode == dns.rcode.SERVFAIL:
-            return done("servfail", f"{label} answered SERVFAIL")
-        if rcode == dns.rcode.REFUSED:
-            return done("refused", f"{label} refused the query")
-        if rcode != dns.rcode.NOERROR:
-            return done("error", f"{label} answered {dns.rcode.to_text(rcode)}")
-        if target == current:
-            return done("no-answer", f"no {rdtype.name} record")
-        current = target  # the server gave the alias but not its data: ask for the target
-    return done("error", f"CNAME chain longer than {MAX_CNAME_HOPS}")
-
-
-def _recorded(qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, server: RecordedServer,
-              lines: list[int]) -> tuple[str, dns.message.Message | None, str]:
-    recorded = server.lookup(qname, rdtype)
-    if recorded is None:
-        return "not-recorded", None, f"no recorded {rdtype.name} answer for {qname.to_text(True)} in {server.path}"
-    lines.append(recorded.line)
-    if recorded.rcode is None:
-        return "timeout", None, f"{server.label} did not answer (recorded)"
-    return "ok", server.response(recorded), ""
-
-
-def _ask(qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, server: Endpoint,
-         deadline: float) -> tuple[str, dns.message.Message | None, str]:
-    query = dns.message.make_query(qname, rdtype)
-    try:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise dns.exception.Timeout
-        response = dns.query.udp(query, server.host, timeout=left, port=server.port, ignore_unexpected=True)
-        if response.flags & dns.flags.TC:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise dns.exception.Timeout
-            response = dns.query.tcp(query, server.host, timeout=left, port=server.port)
-    except dns.exception.Timeout:
-        return "timeout", None, f"{server} did not answer in time"
-    except OSError as exc:
-        outcome = classify_os_error(exc)
-        outcome = {"refused": "refused", "timeout": "timeout"}.get(outcome, "error")
-        return outcome, None, f"{server}: {exc.strerror or exc}"
-    except dns.exception.DNSException as exc:
-        return "error", None, f"{server} sent a malformed answer: {exc}"
-    return "ok", response, ""
-
 
 def merge_record_types(answers: Sequence[Answer]) -> Answer:
     """One answer for a name from one server, out of its A and AAAA answers.
@@ -314,16 +189,18 @@ def merge_record_types(answers: Sequence[Answer]) -> Answer:
     return Answer("error", (), chain, "no answer", elapsed, lines)
 
 
-def _effective_source(report: NameReport, hosts: Source | None, servers: Sequence[Source]) -> Source | None:
+def _effective_source(report: NameReport, sources: Sequence[NameSource]) -> NameSource | None:
     """The source the TMG host would take: HOSTS when listed, else the first server that settles it."""
-    if hosts is not None and report.answers[hosts].outcome == "ok":
-        return hosts
-    asked = [s for s in servers if s in report.answers]
+    asked = [s for s in sources if s in report.answers]
     for source in asked:
+        if source.kind == "hosts" and report.answers[source].outcome == "ok":
+            return source
+    servers = [s for s in asked if s.kind != "hosts"]
+    for source in servers:
         if report.answers[source].outcome in DEFINITIVE:
             return source
-    if asked:
-        return asked[0]
+    if servers:
+        return servers[0]
     return None  # no DNS server was asked and HOSTS does not list it: unknown
 
 
@@ -390,7 +267,7 @@ def _matches_internal(answer: Answer, expected: frozenset[str]) -> bool | None:
     return None
 
 
-def _consistency_fact(reports: Sequence[NameReport], expected: frozenset[str], servers: Sequence[Source],
+def _consistency_fact(reports: Sequence[NameReport], expected: frozenset[str], servers: Sequence[NameSource],
                       check: str | None) -> Fact:
     effective = {r.name: r.answers[r.effective] for r in reports if r.effective is not None}
     unknown = [r.name for r in reports if r.name not in effective]  # no source was asked: not evidence
