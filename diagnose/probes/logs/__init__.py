@@ -44,7 +44,6 @@ from diagnose.probes.logs.records import (
 )
 from diagnose.probes.logs.scan import (
     BLOCK,
-    Scanner,
     bounded_blocks,
     decoded_blocks,
     line_blocks,
@@ -53,6 +52,7 @@ from diagnose.probes.logs.scan import (
     stream_line_blocks,
     utf16_encoding,
 )
+from diagnose.probes.logs.scanner import Scanner
 from diagnose.probes.logs.summary import LogSummary, build_facts
 from diagnose.probes.workers import mp_context
 

@@ -31,7 +31,8 @@ from diagnose.probes.logs import LogInput, NotALogError, Unit, expand, run_unit
 from diagnose.probes.logs.codes import STATUS64, result_code
 from diagnose.probes.logs.layout import LogKind
 from diagnose.probes.logs.legs import Site, decide_leg, split_address
-from diagnose.probes.logs.scan import Scanner, decoded_blocks, line_blocks
+from diagnose.probes.logs.scan import decoded_blocks, line_blocks
+from diagnose.probes.logs.scanner import Scanner
 from diagnose.probes.logs.summary import LogSummary
 from diagnose.probes.logs.times import clock_seconds
 

@@ -27,8 +27,8 @@ from diagnose.probes.logs.layout import (
 )
 from diagnose.probes.logs.times import parse_datetime, to_utc
 
-if TYPE_CHECKING:  # the scanner is handed in; it does not import this module
-    from diagnose.probes.logs.scan import Scanner
+if TYPE_CHECKING:
+    from diagnose.probes.logs.scanner import Scanner
 
 def canon_layout(kind: LogKind) -> Layout:
     return Layout(kind, CANON, {name: i for i, name in enumerate(CANON)})
