@@ -240,7 +240,7 @@ class DeadlineReader(io.RawIOBase):
 
     A socket timeout bounds each read alone: a server that sends one byte a second (slowloris) keeps
     every read inside it and the request going for ever. Here the reads share one wall-clock budget, and
-    the first read after it is spent raises socket.timeout.
+    the first read after it is spent raises TimeoutError.
     """
 
     def __init__(self, sock: socket.socket, deadline: float) -> None:
@@ -254,7 +254,7 @@ class DeadlineReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         left = self._deadline - time.monotonic()
         if left <= 0:
-            raise socket.timeout("the deadline passed")
+            raise TimeoutError("the deadline passed")
         self._sock.settimeout(left)
         return self._sock.recv_into(buffer)
 
