@@ -148,7 +148,10 @@ class EvidenceBundle:
         }
 
     def save(self, path: Path | str) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        """Write the bundle atomically (a temporary file renamed over `path`): never half a bundle."""
+        from diagnose.writing import write_file
+
+        write_file(path, json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n")
 
     def available_kinds(self) -> set[str]:
         """Kinds for which evidence was gathered: facts exist, or a probe that delivers them ran."""

@@ -58,8 +58,11 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("diagnose: interrupted", err=True)
             sys.exit(130)
-        except BrokenPipeError:
-            sys.exit(0)
+        except BrokenPipeError:  # standard output's reader left (`| head -1`): not an error
+            from diagnose.cli.common import silence_stdout
+
+            silence_stdout()
+            sys.exit(EXIT_OK)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
