@@ -25,12 +25,12 @@ from __future__ import annotations
 import concurrent.futures as cf
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diagnose import __version__
+from diagnose import __version__, interrupts
 from diagnose.errors import DiagnoseError, RuleError
 from diagnose.facts import EvidenceBundle, Fact, ProbeRun, ProbeStatus
 from diagnose.paths import data_dir
@@ -159,6 +159,18 @@ class RunInputs:
 Progress = Callable[[str, str], None]
 
 
+def _as_completed(futures: Mapping[cf.Future[Any], Check], poll: float = 0.1) -> Iterator[cf.Future[Any]]:
+    """The futures as they finish. Ctrl-C meanwhile raises KeyboardInterrupt here, between two waits, and
+    never inside concurrent.futures' own locking (see diagnose.interrupts.deferred)."""
+    waiting = set(futures)
+    while waiting:
+        with interrupts.deferred():
+            done, waiting = cf.wait(waiting, timeout=poll, return_when=cf.FIRST_COMPLETED)
+        if interrupts.pending():
+            raise KeyboardInterrupt
+        yield from done
+
+
 def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, progress: Progress | None = None,
             timeout: float = 60.0, answers: Mapping[str, str] | None = None, description: str = "",
             rulebook_version: str | None = None) -> EvidenceBundle:
@@ -185,6 +197,7 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
     deadline = time.monotonic() + timeout
 
     def run_one(check: Check, spec: dict[str, Any]) -> tuple[ProbeResult, float]:
+        interrupts.shield_thread()  # Ctrl-C is the main thread's; workers forked from here start deaf to it
         ctx = ProbeContext(profile=profile, deadline=deadline, progress=report, check=check.id)
         started = time.monotonic()
         report(check.id, "running")
@@ -196,7 +209,7 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
         pool = cf.ThreadPoolExecutor(max_workers=min(16, len(todo)), thread_name_prefix="probe")
         futures = {pool.submit(run_one, check, spec): check for check, spec in todo}
         try:
-            for future in cf.as_completed(futures):
+            for future in _as_completed(futures):
                 check = futures[future]
                 result, elapsed = results[check.id] = future.result()
                 report(check.id, result.status.value + (f": {result.reason}" if result.reason else "")

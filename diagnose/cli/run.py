@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +10,8 @@ from typing import Any
 
 import click
 
+from diagnose import interrupts
+from diagnose.cli import EXIT_FINDING, EXIT_INCOMPLETE, EXIT_INTERRUPTED
 from diagnose.cli.common import load_rules, note, rules_option, use_color, write_output
 from diagnose.collect import RunInputs, collect, default_check_dirs, load_checks
 from diagnose.errors import ConfigError, UsageError
@@ -19,8 +20,6 @@ from diagnose.paths import data_dir, extra_dirs
 from diagnose.profile import SiteProfile, load_profile
 from diagnose.yamlio import load_yaml
 
-EXIT_FINDING, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 4, 130
-
 
 def interrupted(bundle: EvidenceBundle) -> bool:
     return any(p.status is ProbeStatus.INTERRUPTED for p in bundle.probes)
@@ -28,15 +27,12 @@ def interrupted(bundle: EvidenceBundle) -> bool:
 
 def leave_if_interrupted(bundle: EvidenceBundle, saved: str | None) -> None:
     """After Ctrl-C in collection: say what was kept, and exit 130 at once (abandoned probe threads
-    must not hold the process open)."""
+    must not hold the process open, and their worker processes are stopped)."""
     if not interrupted(bundle):
         return
     where = f"; partial bundle written to {saved}" if saved else ""
-    note(f"diagnose: interrupted: {sum(p.status is ProbeStatus.INTERRUPTED for p in bundle.probes)} check(s) "
-         f"did not finish{where}")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(EXIT_INTERRUPTED)
+    unfinished = sum(p.status is ProbeStatus.INTERRUPTED for p in bundle.probes)
+    interrupts.leave(EXIT_INTERRUPTED, f"diagnose: interrupted: {unfinished} check(s) did not finish{where}")
 
 
 def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
