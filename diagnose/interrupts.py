@@ -27,6 +27,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,6 +75,22 @@ def _unraisable(info: Any) -> None:
     sys.__unraisablehook__(info)
 
 
+def quiet_if_worker() -> None:
+    """In a worker process started by multiprocessing (spawn, forkserver), ignore Ctrl-C from the moment
+    `diagnose` is imported, i.e. while the worker is still starting: the terminal sends SIGINT to the
+    whole process group, and the parent stops its workers itself (`leave`). Without this a worker
+    interrupted in its imports prints a KeyboardInterrupt traceback."""
+    import multiprocessing
+
+    # a spawned worker runs `python -c ... --multiprocessing-fork` and learns its parent only once started
+    # (sys.argv is the parent's meanwhile; the interpreter's own arguments are in orig_argv, Python 3.10+)
+    starting = "--multiprocessing-fork" in getattr(sys, "orig_argv", [])[-1:]
+    if (starting or multiprocessing.parent_process() is not None) and \
+            threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def pending() -> bool:
     """Whether Ctrl-C was pressed (even if its KeyboardInterrupt was swallowed on the way)."""
     return _interrupted.is_set()
@@ -106,21 +123,32 @@ def leave_if_pending(message: str = "diagnose: interrupted") -> None:
         leave(EXIT_INTERRUPTED, message)
 
 
-def stop_children(grace: float = STOP_GRACE) -> None:
-    """Stop every descendant process: SIGTERM, then SIGKILL for those still there after `grace` s."""
+def stop_children(grace: float = STOP_GRACE, rounds: int = 8) -> None:
+    """Stop every descendant process: SIGTERM, then SIGKILL for those still there after `grace` s.
+
+    Probe threads abandoned by Ctrl-C keep running meanwhile and may start new workers, so the
+    descendants are looked for again until a look finds none (at most `rounds` looks)."""
     try:
         import psutil
     except ImportError:  # pragma: no cover - psutil is a dependency
         return
-    try:
-        children = psutil.Process().children(recursive=True)
-    except psutil.Error:
-        return
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.terminate()
-    _gone, alive = psutil.wait_procs(children, timeout=grace)
-    for child in alive:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
-    psutil.wait_procs(alive, timeout=grace)
+    empty_looks = 0
+    for _ in range(rounds):
+        try:
+            children = psutil.Process().children(recursive=True)
+        except psutil.Error:  # one vanished while the tree was walked: look again
+            continue
+        if not children:
+            empty_looks += 1
+            if empty_looks == 2:  # twice, a moment apart: no worker was being started in between
+                return
+            time.sleep(0.02)
+            continue
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.terminate()
+        _gone, alive = psutil.wait_procs(children, timeout=grace)
+        for child in alive:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        psutil.wait_procs(alive, timeout=grace)
