@@ -2,9 +2,16 @@
 
 import sys as _sys
 
-__version__ = "0.1.0"
-
 if "multiprocessing" in _sys.modules:  # perhaps a worker process being started: Ctrl-C is its parent's
-    from diagnose.interrupts import quiet_if_worker as _quiet_if_worker
+    # A spawned worker runs `python -c ... --multiprocessing-fork` (its own arguments are in orig_argv,
+    # Python 3.10+; sys.argv is its parent's meanwhile) and knows its parent only once started. The
+    # terminal sends SIGINT to the whole process group; the parent stops its workers itself
+    # (diagnose.interrupts.leave), so a worker ignores it from here on, before anything else is imported.
+    _mp = _sys.modules["multiprocessing"]
+    if "--multiprocessing-fork" in getattr(_sys, "orig_argv", [])[-1:] or _mp.parent_process() is not None:
+        import signal as _signal
 
-    _quiet_if_worker()
+        if _signal.getsignal(_signal.SIGINT) is not _signal.SIG_IGN:
+            _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+
+__version__ = "0.1.0"

@@ -75,22 +75,6 @@ def _unraisable(info: Any) -> None:
     sys.__unraisablehook__(info)
 
 
-def quiet_if_worker() -> None:
-    """In a worker process started by multiprocessing (spawn, forkserver), ignore Ctrl-C from the moment
-    `diagnose` is imported, i.e. while the worker is still starting: the terminal sends SIGINT to the
-    whole process group, and the parent stops its workers itself (`leave`). Without this a worker
-    interrupted in its imports prints a KeyboardInterrupt traceback."""
-    import multiprocessing
-
-    # a spawned worker runs `python -c ... --multiprocessing-fork` and learns its parent only once started
-    # (sys.argv is the parent's meanwhile; the interpreter's own arguments are in orig_argv, Python 3.10+)
-    starting = "--multiprocessing-fork" in getattr(sys, "orig_argv", [])[-1:]
-    if (starting or multiprocessing.parent_process() is not None) and \
-            threading.current_thread() is threading.main_thread():
-        with contextlib.suppress(ValueError, OSError):
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def pending() -> bool:
     """Whether Ctrl-C was pressed (even if its KeyboardInterrupt was swallowed on the way)."""
     return _interrupted.is_set()
@@ -103,18 +87,34 @@ def shield_thread() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
 
-def leave(code: int = EXIT_INTERRUPTED, message: str | None = None) -> None:
-    """Print `message` on stderr, stop every child process, and exit with `code` at once."""
+def ignore() -> None:
+    """Ignore Ctrl-C from now on (main thread only): the process is on its way out."""
     if threading.current_thread() is threading.main_thread():
         with contextlib.suppress(ValueError, OSError):
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def leave(code: int = EXIT_INTERRUPTED, message: str | None = None) -> None:
+    """Print `message` on stderr, stop every child process, and exit with `code` at once."""
+    ignore()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError, AttributeError):
             if stream is sys.stderr and message:
                 stream.write(message + "\n")
             stream.flush()
+    _no_more_forks()
     stop_children()
     os._exit(code)
+
+
+def _no_more_forks() -> None:
+    """Keep abandoned probe threads from forking new workers while this process leaves: os.fork() takes
+    the import lock first, and this thread now holds it until the end (psutil is imported before)."""
+    with contextlib.suppress(ImportError):
+        import psutil  # noqa: F401 - imported now, not under the lock
+    import _imp
+
+    _imp.acquire_lock()
 
 
 def leave_if_pending(message: str = "diagnose: interrupted") -> None:

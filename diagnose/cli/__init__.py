@@ -53,7 +53,10 @@ class _Group(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         interrupts.install()
-        return super().main(*args, **kwargs)
+        try:
+            return super().main(*args, **kwargs)
+        finally:  # the command is over and its exit code set: Ctrl-C now must not end the process by SIGINT
+            interrupts.ignore()
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:
