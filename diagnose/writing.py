@@ -15,13 +15,10 @@ import errno
 import os
 import stat
 import tempfile
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
-from typing import Union
 
 from diagnose.errors import OutputError
-
-PathLike = Union[str, "os.PathLike[str]"]
 
 _REASONS = {
     errno.ENOENT: "the folder does not exist",
@@ -41,7 +38,7 @@ def reason(exc: OSError) -> str:
     return _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
 
 
-@cache
+@lru_cache(maxsize=None)  # noqa: UP033 - functools.cache is Python 3.9+
 def _new_file_mode() -> int:
     """The mode an ordinary open() gives a new file: 0o666 less the umask (read once)."""
     mask = os.umask(0o022)
@@ -49,7 +46,7 @@ def _new_file_mode() -> int:
     return 0o666 & ~mask
 
 
-def write_file(path: PathLike, data: str | bytes) -> None:
+def write_file(path: str | os.PathLike[str], data: str | bytes) -> None:
     """Write `data` (text is UTF-8) to `path` atomically; raise OutputError naming the path on failure."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
     target = Path(path)
