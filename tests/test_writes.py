@@ -214,3 +214,16 @@ def test_kill_9_in_mid_write_leaves_the_previous_file(tmp_path: Path, kind: str)
             assert writer.returncode == 0, writer.stderr
             assert target.stat().st_size > len(previous)
     assert killed, "the writer always finished before it could be killed: nothing was tested"
+
+
+def test_a_full_standard_error_does_not_stop_the_run() -> None:
+    """Progress lines and the error line go to stderr; when it cannot be written (`2>/dev/full`) the
+    run still reports on stdout, and an error still sets the exit code."""
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "diagnose", *RUN, "--progress"], stdout=subprocess.PIPE,
+                              stderr=full, text=True, cwd=REPO, env=_env(), timeout=120)
+        assert proc.returncode == 0
+        assert proc.stdout.startswith("Verdict: BENIGN")
+        proc = subprocess.run([sys.executable, "-m", "diagnose", *RUN, "-o", "/nonexistent/report.txt"],
+                              stdout=subprocess.PIPE, stderr=full, text=True, cwd=REPO, env=_env(), timeout=120)
+        assert (proc.returncode, proc.stdout) == (2, "")

@@ -71,7 +71,9 @@ class _Group(click.Group):
         except DiagnoseError as exc:
             if interrupts.pending():  # the error is Ctrl-C's doing (a worker stopped by it, say)
                 interrupts.leave(EXIT_INTERRUPTED, "diagnose: interrupted")
-            click.echo(f"diagnose: error: {exc}", err=True)
+            from diagnose.cli.common import note
+
+            note(f"diagnose: error: {exc}")
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             interrupts.leave(EXIT_INTERRUPTED, "diagnose: interrupted")

@@ -197,8 +197,8 @@ def progress_printer(enabled: bool | None, redact: bool = False) -> Callable[[st
             with lock:  # probes report from their own threads
                 return redactor.text(message)
 
-    def show(check: str, message: str) -> None:
-        click.echo(f"  {check:<28} {scrub(message) if scrub else message}", err=True)
+    def show(check: str, message: str) -> None:  # (a stderr that cannot be written does not stop a probe)
+        note(f"  {check:<28} {scrub(message) if scrub else message}")
 
     return show
 
