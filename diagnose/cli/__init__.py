@@ -66,14 +66,15 @@ class _Group(click.Group):
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
+        from diagnose.cli.common import error_line, note, warnings_on_stderr
+
+        warnings_on_stderr()
         try:
             result = super().invoke(ctx)
         except DiagnoseError as exc:
             if interrupts.pending():  # the error is Ctrl-C's doing (a worker stopped by it, say)
                 interrupts.leave(EXIT_INTERRUPTED, "diagnose: interrupted")
-            from diagnose.cli.common import note
-
-            note(f"diagnose: error: {exc}")
+            note(error_line(exc))
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             interrupts.leave(EXIT_INTERRUPTED, "diagnose: interrupted")

@@ -16,6 +16,7 @@ from diagnose.probes import ProbeContext
 from diagnose.probes.capture import probe as capture_probe
 from diagnose.probes.capture.tcp import TEARDOWNS
 from diagnose.profile import SiteProfile, load_profile
+from diagnose.safetext import neutralise
 
 
 @probe.command("capture")
@@ -58,7 +59,7 @@ def capture_command(paths: tuple[Path, ...], tmg: tuple[str, ...], profile_path:
     if fmt == "json":
         emit(result, run, fmt, output)
         return
-    write_output("\n".join(_text(result.facts, run)), output)
+    write_output("\n".join(neutralise(line) for line in _text(result.facts, run)), output)
 
 
 def _text(facts: tuple[Fact, ...], run: ProbeRun) -> list[str]:
