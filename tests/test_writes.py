@@ -37,12 +37,18 @@ def diagnose(*args: str, stdout: int | None = subprocess.PIPE, timeout: float = 
 
 
 def one_error_line(proc: subprocess.CompletedProcess, code: int = 2) -> str:
+    """The one error line of a failed command (notes such as the seed example's time-zone remark aside)."""
     assert proc.returncode == code, proc.stderr
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("diagnose: error: ")
-    return lines[0]
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("diagnose: error: ")]
+    assert len(errors) == 1, proc.stderr
+    assert proc.stderr.rstrip().endswith(errors[0])
+    return errors[0]
+
+
+def quiet(stderr: str) -> bool:
+    """No traceback, no error line: at most notes."""
+    return not any(word in stderr for word in ("Traceback", "Exception ignored", "diagnose: error"))
 
 
 def _mount_namespace_missing() -> str | None:
@@ -82,9 +88,8 @@ def test_disk_full_is_one_line_and_keeps_the_previous_report(tmp_path: Path) -> 
               "; echo exit=$?; cat $DIR/report.html; ls -A $DIR")
     proc = in_tiny_tmpfs(tmp_path, script)
     out = proc.stdout.splitlines()
-    assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [f"diagnose: error: {tmp_path}/tiny/report.html: cannot write: "
-                                                "no space left on the device"]
+    assert one_error_line(subprocess.CompletedProcess([], 2, "", proc.stderr)) == (
+        f"diagnose: error: {tmp_path}/tiny/report.html: cannot write: no space left on the device")
     assert out[0] == "exit=2"
     assert out[1] == PREVIOUS.strip()  # the previous report, whole
     assert out[2:] == ["report.html"]  # and no temporary file left behind
@@ -95,9 +100,8 @@ def test_read_only_folder_is_one_line(tmp_path: Path) -> None:
     script = f"mount -o remount,ro $DIR && {_cli('collect', '--example', 'seed', '-o', '@DIR@/bundle.json')}; echo exit=$?"
     proc = in_tiny_tmpfs(tmp_path, script)
     assert proc.stdout.strip() == "exit=2"
-    assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1] == (f"diagnose: error: {tmp_path}/tiny/bundle.json: cannot write: "
-                                                    "the folder is on a read-only file system")
+    assert one_error_line(subprocess.CompletedProcess([], 2, "", proc.stderr)) == (
+        f"diagnose: error: {tmp_path}/tiny/bundle.json: cannot write: the folder is on a read-only file system")
 
 
 def test_missing_folder_is_one_line(tmp_path: Path) -> None:
@@ -137,14 +141,14 @@ def test_a_reader_that_leaves_early_is_not_an_error(args: tuple[str, ...]) -> No
     finally:
         os.close(write_end)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
+    assert quiet(proc.stderr), proc.stderr
 
 
 def test_head_minus_one() -> None:
     proc = subprocess.run(["sh", "-c", f"{_cli(*RUN, '--why', '--format', 'html')} | head -c 10"],
                           capture_output=True, text=True, cwd=REPO, env=_env(), timeout=120)
     assert proc.stdout.lower() == "<!doctype "
-    assert proc.stderr == ""
+    assert quiet(proc.stderr), proc.stderr
 
 
 def test_write_file_keeps_a_symlink_and_writes_devices_in_place(tmp_path: Path) -> None:
