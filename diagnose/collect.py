@@ -40,9 +40,11 @@ from diagnose.safetext import printable, printable_data
 from diagnose.yamlio import load_yaml
 
 CHECK_KEYS = ("id", "probe", "title", "kinds", "requires", "params", "network", "description")
+LATE = 5.0  # seconds past the deadline after which collect stops waiting for a probe
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 HINTS = {
     "log_paths": "--log PATH",
+    "proxy_log_paths": "--proxy-log PATH (IIS, Exchange HttpProxy, HAProxy or nginx logs)",
     "capture_paths": "--capture PATH",
     "evidence_paths": "--evidence FILE",
     "services_export": "--services-export FILE (one per CAS) or --services-host HOST",
@@ -161,13 +163,18 @@ class RunInputs:
 Progress = Callable[[str, str], None]
 
 
-def _as_completed(futures: Mapping[cf.Future[Any], Check], poll: float = 0.1) -> Iterator[cf.Future[Any]]:
-    """The futures as they finish. Ctrl-C meanwhile raises KeyboardInterrupt here, between two waits, and
-    never inside concurrent.futures' own locking (see diagnose.interrupts.deferred)."""
+def _as_completed(futures: Mapping[cf.Future[Any], Check], until: float,
+                  poll: float = 0.1) -> Iterator[cf.Future[Any]]:
+    """The futures as they finish, until time.monotonic() `until` (then cf.TimeoutError, as
+    cf.as_completed). Ctrl-C meanwhile raises KeyboardInterrupt here, between two waits, and never inside
+    concurrent.futures' own locking (see diagnose.interrupts.deferred)."""
     waiting = set(futures)
     while waiting:
+        left = until - time.monotonic()
+        if left <= 0:
+            raise cf.TimeoutError(f"{len(waiting)} probe(s) still running")
         with interrupts.deferred():
-            done, waiting = cf.wait(waiting, timeout=poll, return_when=cf.FIRST_COMPLETED)
+            done, waiting = cf.wait(waiting, timeout=min(poll, left), return_when=cf.FIRST_COMPLETED)
         if interrupts.pending():
             raise KeyboardInterrupt
         yield from done
@@ -220,11 +227,14 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
 
     results: dict[str, tuple[ProbeResult, float]] = {}
     started = time.monotonic()
+    late = False
     if todo:
         pool = cf.ThreadPoolExecutor(max_workers=min(16, len(todo)), thread_name_prefix="probe")
         futures = {pool.submit(run_one, check, spec): check for check, spec in todo}
         try:
-            for future in _as_completed(futures):
+            # readers stop themselves at the deadline; a probe still running LATE seconds after it is
+            # left behind (recorded as not finished) rather than waited for
+            for future in _as_completed(futures, until=max(time.monotonic(), deadline) + LATE):
                 check = futures[future]
                 result, elapsed = results[check.id] = future.result()
                 report(check.id, result.status.value + (f": {result.reason}" if result.reason else "")
@@ -239,12 +249,15 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
         except DiagnoseError:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+        except cf.TimeoutError:
+            interrupted = late = True
         else:
             interrupted = False
         pool.shutdown(wait=not interrupted, cancel_futures=True)
     for check, _ in todo:
         if check.id not in results:
-            reason = "interrupted (Ctrl-C) before it finished"
+            reason = (f"did not finish within the time allowed ({timeout:g} s)" if late
+                      else "interrupted (Ctrl-C) before it finished")
             runs.append(ProbeRun(check.probe, ProbeStatus.INTERRUPTED, reason, check.id, check.kinds,
                                  time.monotonic() - started))
             report(check.id, reason)
