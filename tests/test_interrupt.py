@@ -125,9 +125,11 @@ def _tracebacks(stderr: str) -> tuple[list[str], list[str]]:
     return texts, startup
 
 
-def _interrupt_at(args: list[str], marker: tuple[str, ...], jitter: float, cwd: Path) -> tuple[int, str, list[str]]:
+def _interrupt_at(args: list[str], marker: tuple[str, ...] | None, jitter: float,
+                  cwd: Path) -> tuple[int, str, list[str]]:
     """Start diagnose ARGS in a new process group; once a line holding every string of `marker` appears on
-    stderr, wait `jitter` s and send SIGINT to the group. (exit code, stderr, processes of the group left)."""
+    stderr (None: at once), wait `jitter` s and send SIGINT to the group. (exit code, stderr, processes of
+    the group left)."""
     import signal
     import subprocess
     import threading
@@ -142,13 +144,13 @@ def _interrupt_at(args: list[str], marker: tuple[str, ...], jitter: float, cwd: 
         assert proc.stderr is not None
         for raw in proc.stderr:
             lines.append(raw.decode("utf-8", "replace"))
-            if all(part in lines[-1] for part in marker):
+            if marker is not None and all(part in lines[-1] for part in marker):
                 seen.set()
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        assert seen.wait(120), f"never saw {marker!r}:\n{''.join(lines)}"
+        assert marker is None or seen.wait(120), f"never saw {marker!r}:\n{''.join(lines)}"
         time.sleep(jitter)
         os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait(timeout=60)
@@ -167,8 +169,9 @@ def _interrupt_at(args: list[str], marker: tuple[str, ...], jitter: float, cwd: 
     return code, "".join(lines), left
 
 
-MOMENTS = {
+MOMENTS: dict[str, tuple[tuple[str, ...] | None, float]] = {
     # (what the progress line that starts the moment holds, how long after it to press Ctrl-C)
+    "start-up": (None, 0.2),  # the command's modules are being imported (click said "Aborted!", exit 1)
     "collection": (("running",), 0.0),
     "log-workers": (("tmg-logs", "parts read"), 0.0),
     "capture-workers": (("capture-teardown", "reading big.pcap"), 0.3),

@@ -66,10 +66,10 @@ class _Group(click.Group):
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
-        from diagnose.cli.common import error_line, note, warnings_on_stderr
-
-        warnings_on_stderr()
         try:
+            from diagnose.cli.common import error_line, note, warnings_on_stderr
+
+            warnings_on_stderr()
             result = super().invoke(ctx)
         except DiagnoseError as exc:
             if interrupts.pending():  # the error is Ctrl-C's doing (a worker stopped by it, say)
