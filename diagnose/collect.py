@@ -25,12 +25,12 @@ from __future__ import annotations
 import concurrent.futures as cf
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diagnose import __version__
+from diagnose import __version__, interrupts
 from diagnose.errors import DiagnoseError, RuleError
 from diagnose.facts import EvidenceBundle, Fact, ProbeRun, ProbeStatus, Provenance
 from diagnose.paths import data_dir
@@ -163,6 +163,23 @@ class RunInputs:
 Progress = Callable[[str, str], None]
 
 
+def _as_completed(futures: Mapping[cf.Future[Any], Check], until: float,
+                  poll: float = 0.1) -> Iterator[cf.Future[Any]]:
+    """The futures as they finish, until time.monotonic() `until` (then cf.TimeoutError, as
+    cf.as_completed). Ctrl-C meanwhile raises KeyboardInterrupt here, between two waits, and never inside
+    concurrent.futures' own locking (see diagnose.interrupts.deferred)."""
+    waiting = set(futures)
+    while waiting:
+        left = until - time.monotonic()
+        if left <= 0:
+            raise cf.TimeoutError(f"{len(waiting)} probe(s) still running")
+        with interrupts.deferred():
+            done, waiting = cf.wait(waiting, timeout=min(poll, left), return_when=cf.FIRST_COMPLETED)
+        if interrupts.pending():
+            raise KeyboardInterrupt
+        yield from done
+
+
 def _printable(fact: Fact) -> Fact:
     """The fact with the lone surrogates of its strings (bytes of file names that are not UTF-8) as
     printable escapes: the bundle stays UTF-8 and the rule engine takes it."""
@@ -202,6 +219,7 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
     deadline = time.monotonic() + timeout
 
     def run_one(check: Check, spec: dict[str, Any]) -> tuple[ProbeResult, float]:
+        interrupts.shield_thread()  # Ctrl-C is the main thread's; workers forked from here start deaf to it
         ctx = ProbeContext(profile=profile, deadline=deadline, progress=report, check=check.id)
         started = time.monotonic()
         report(check.id, "running")
@@ -216,7 +234,7 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
         try:
             # readers stop themselves at the deadline; a probe still running LATE seconds after it is
             # left behind (recorded as not finished) rather than waited for
-            for future in cf.as_completed(futures, timeout=max(0.0, deadline - time.monotonic()) + LATE):
+            for future in _as_completed(futures, until=max(time.monotonic(), deadline) + LATE):
                 check = futures[future]
                 result, elapsed = results[check.id] = future.result()
                 report(check.id, result.status.value + (f": {result.reason}" if result.reason else "")

@@ -155,9 +155,11 @@ class EvidenceBundle:
         return out
 
     def save(self, path: Path | str) -> None:
+        """Write the bundle atomically (a temporary file renamed over `path`): never half a bundle."""
         from diagnose.safetext import to_json
+        from diagnose.writing import write_file
 
-        Path(path).write_text(to_json(self.to_json()) + "\n", encoding="utf-8")
+        write_file(path, to_json(self.to_json()) + "\n")
 
     def available_kinds(self) -> set[str]:
         """Kinds for which evidence was gathered: facts exist, or a probe that delivers them ran."""

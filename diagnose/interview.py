@@ -19,6 +19,7 @@ import yaml
 
 from diagnose.errors import DiagnoseError
 from diagnose.profile import EXCHANGE_VERSIONS, PROTOCOLS, SiteProfile, profile_from_mapping
+from diagnose.writing import write_file
 
 # Where TMG 2010 and ISA 2004/2006 keep their text logs by default (under %ProgramFiles%).
 DEFAULT_LOG_FOLDERS = (r"Microsoft Forefront Threat Management Gateway\Logs", r"Microsoft ISA Server\ISALogs")
@@ -189,6 +190,6 @@ def interview(found: Discovery, ask: Ask, say: Callable[[str], None]) -> SitePro
 
 
 def save_profile(profile: SiteProfile, path: Path) -> None:
-    path.write_text("# diagnose site profile (written by `diagnose run`)\n"
-                    + yaml.safe_dump(profile.to_json(), sort_keys=False), encoding="utf-8")
+    write_file(path, "# diagnose site profile (written by `diagnose run`)\n"
+               + yaml.safe_dump(profile.to_json(), sort_keys=False))
 

@@ -9,6 +9,7 @@ timed out rather than started late.
 from __future__ import annotations
 
 import errno
+import io
 import ipaddress
 import os
 import socket
@@ -18,7 +19,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from diagnose.errors import UsageError
 from diagnose.probes import ProbeContext
@@ -232,6 +233,44 @@ def connect(endpoint: Endpoint, timeout: float) -> socket.socket:
             continue
         return sock
     raise failure or ConnectFailure("timeout", f"connect to {endpoint}: timed out")
+
+
+class DeadlineReader(io.RawIOBase):
+    """A socket's incoming bytes, every read bounded by what is left of `deadline` (time.monotonic()).
+
+    A socket timeout bounds each read alone: a server that sends one byte a second (slowloris) keeps
+    every read inside it and the request going for ever. Here the reads share one wall-clock budget, and
+    the first read after it is spent raises TimeoutError.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the deadline passed")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
+class DeadlineSocket:
+    """What http.client.HTTPResponse reads from (it only calls `makefile`): the socket through a
+    DeadlineReader, so that the status line, headers and body all arrive by the deadline or not at all."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def makefile(self, mode: str = "rb", *_args: Any, **_kwargs: Any) -> io.BufferedReader:
+        if mode != "rb":
+            raise ValueError(f"DeadlineSocket reads bytes only, not mode {mode!r}")
+        return io.BufferedReader(DeadlineReader(self._sock, self._deadline))
 
 
 def elapsed_ms(started: float) -> float:
