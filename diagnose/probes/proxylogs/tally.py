@@ -16,7 +16,7 @@ still want a sample are looked at one by one.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import compress
@@ -167,6 +167,7 @@ class Tally:
         self._counts: Counter = Counter()
         self._infos: dict[Key, KeyInfo] = {}
         self._wanted: set[Key] = set()
+        self._closed: set[Key] = set()  # keys whose classes have all their samples (bounded by MAX_KEYS)
 
     def info(self, key: Key) -> KeyInfo:
         found = self._infos.get(key)
@@ -193,6 +194,26 @@ class Tally:
         if len(counts) > MAX_KEYS:
             self.flush()
 
+    def quiet(self, keys: Iterable[Key]) -> bool:
+        """None of `keys` would have a record cited (their classes have all their samples): a block of
+        them can be counted by key alone (`add`), as `consume` would count it."""
+        closed = self._closed
+        for key in keys:
+            if key not in closed:
+                if self._open(self.info(key)):
+                    return False
+                closed.add(key)  # samples are only ever added: a closed key stays closed
+        return True
+
+    def add(self, counts: Mapping[Key, int]) -> None:
+        """Count a block already counted by key (in the order its keys first appear); see `quiet`."""
+        before = len(self._counts)
+        self._counts.update(counts)
+        if len(self._counts) != before:
+            self._wanted = {k for k in self._counts if self._open(self.info(k))}
+        if len(self._counts) > MAX_KEYS:
+            self.flush()
+
     def _sample(self, key: Key, line: int, raw: bytes) -> None:
         if key not in self._wanted:
             return
@@ -216,6 +237,7 @@ class Tally:
         self._counts = Counter()
         self._infos = {}
         self._wanted = set()
+        self._closed = set()
 
 
 # ------------------------------------------------------------------ shared classification

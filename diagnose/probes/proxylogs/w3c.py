@@ -11,6 +11,7 @@ quoted CSV field) are read line by line, feeding the same counting.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -18,6 +19,13 @@ from itertools import repeat
 from diagnose.probes.proxylogs.lines import CONTROL as _CONTROL
 from diagnose.probes.proxylogs.lines import Block
 from diagnose.probes.proxylogs.tally import Classify, Key, Summary, Tally
+
+try:  # the optional C accelerator (built by hatch_build.py); the pure-Python path is the reference
+    from diagnose.probes.proxylogs import _fastproxy
+except ImportError:  # pragma: no cover - depends on the build
+    _fastproxy = None
+if os.environ.get("DIAGNOSE_PURE_PYTHON"):  # for comparing the two paths (tests, bench/proxylogs.py)
+    _fastproxy = None
 
 ROLES = ("scope", "status", "sub", "code", "method", "stem", "query", "action", "ms", "date", "time")
 _MARKERS = (b"rpc_in_data", b"rpc_out_data", b"activesync", b"notificationwait")
@@ -43,6 +51,11 @@ class Layout:
     names: tuple[str, ...]
     width: int
     at: dict[str, int]  # role -> column (absent roles left out)
+
+    @property
+    def columns(self) -> tuple[int, ...]:
+        """The column of each role in ROLES order, -1 when absent (for the C accelerator)."""
+        return tuple(self.at.get(role, -1) for role in ROLES)
 
     @classmethod
     def of(cls, names: Sequence[str], dialect: Dialect) -> Layout:
@@ -112,6 +125,13 @@ class Reader:
         layout, data = self.layout, block.data
         if layout is None or not data.endswith(b"\n"):
             return False
+        if _fastproxy is not None and layout.width <= _fastproxy.MAX_WIDTH:
+            found = _fastproxy.w3c_block(data, self.dialect.separator.decode(), layout.width, layout.columns)
+            if found is not None and self.tally.quiet(found[1]):
+                self.tally.add(found[1])
+                if found[2] is not None:
+                    self._see(found[2], found[3], "time" in layout.at)
+                return True
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
             if b"\r" in data:
@@ -223,14 +243,18 @@ class Reader:
         if not dates or not dates[0]:
             return
         if times is None:  # one ISO date-time column
-            lo, hi = min(dates)[:19], max(dates)[:19]
-            first, last = lo.decode("ascii", "replace"), hi.decode("ascii", "replace")
+            self._see((min(dates), b""), (max(dates), b""), False)
+        elif dates.count(dates[0]) == len(dates):
+            self._see((dates[0], min(times)), (dates[0], max(times)), True)
         else:
-            if dates.count(dates[0]) == len(dates):
-                lo_t, hi_t = (dates[0], min(times)), (dates[0], max(times))
-            else:
-                stamps = list(zip(dates, times))  # noqa: B905 - zip(strict=) is not in Python 3.8
-                lo_t, hi_t = min(stamps), max(stamps)
+            stamps = list(zip(dates, times))  # noqa: B905 - zip(strict=) is not in Python 3.8
+            self._see(min(stamps), max(stamps), True)
+
+    def _see(self, lo_t: tuple[bytes, bytes], hi_t: tuple[bytes, bytes], timed: bool) -> None:
+        """Take the earliest and latest (date, time) of a block (time b"" when there is no time column)."""
+        if not timed:
+            first, last = lo_t[0][:19].decode("ascii", "replace"), hi_t[0][:19].decode("ascii", "replace")
+        else:
             first = f"{lo_t[0].decode('ascii', 'replace')}T{lo_t[1].decode('ascii', 'replace')}"
             last = f"{hi_t[0].decode('ascii', 'replace')}T{hi_t[1].decode('ascii', 'replace')}"
         if len(first) >= 19 and first[4] == "-" and first[13] == ":":

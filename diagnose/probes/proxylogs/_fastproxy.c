@@ -1,0 +1,398 @@
+/* Optional accelerator for the #Fields logs of the proxy reader (diagnose/probes/proxylogs/w3c.py).
+ *
+ * One function, w3c_block(), does in one pass over a block of whole lines what the pure-Python fast
+ * path of w3c.Reader does with bytes.split, map and Counter: it checks that the block is clean (every
+ * line has exactly `width` fields, no '#' line, no control byte, CR only before LF, no quote in a CSV
+ * block), makes each record's key (scope, status, sub, code, long poll, seconds) and counts the
+ * distinct keys into a dict in the order they first appear, and finds the earliest and latest
+ * (date, time). An unclean block, or a long-lived request whose duration is not a plain number,
+ * returns None and the caller takes the pure-Python way. The pure-Python path stays the reference;
+ * tests compare the two on random damaged logs.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_WIDTH 100000
+#define NROLES 11 /* scope status sub code method stem query action ms date time */
+enum { R_SCOPE, R_STATUS, R_SUB, R_CODE, R_METHOD, R_STEM, R_QUERY, R_ACTION, R_MS, R_DATE, R_TIME };
+enum { LP_NONE, LP_RPC_IN, LP_RPC_OUT, LP_EAS, LP_MAPI, LP_COUNT };
+static const char *LP_NAMES[LP_COUNT] = {"", "rpc_in_data", "rpc_out_data", "eas_ping", "mapi_notificationwait"};
+static PyObject *LP_TEXT[LP_COUNT];
+
+static unsigned char BAD[256]; /* bytes no clean line holds (control bytes other than TAB, LF, CR) */
+
+typedef struct {
+    const char *p;
+    Py_ssize_t n;
+} span;
+
+typedef struct {
+    uint64_t hash;
+    Py_ssize_t count;
+    span f[4];
+    int lp;
+    long long secs;
+    int used;
+} entry;
+
+typedef struct {
+    entry *slots;
+    size_t cap; /* a power of two */
+    size_t used;
+    size_t *order; /* slot of each key, in the order keys first appear */
+} table;
+
+static int table_init(table *t) {
+    t->cap = 256;
+    t->used = 0;
+    t->slots = PyMem_Calloc(t->cap, sizeof(entry));
+    t->order = PyMem_Calloc(t->cap, sizeof(size_t));
+    return (t->slots && t->order) ? 0 : -1;
+}
+
+static void table_free(table *t) {
+    PyMem_Free(t->slots);
+    PyMem_Free(t->order);
+}
+
+static int table_grow(table *t) {
+    size_t cap = t->cap * 2;
+    entry *slots = PyMem_Calloc(cap, sizeof(entry));
+    size_t *order = PyMem_Calloc(cap, sizeof(size_t));
+    if (!slots || !order) {
+        PyMem_Free(slots);
+        PyMem_Free(order);
+        return -1;
+    }
+    for (size_t k = 0; k < t->used; k++) {
+        const entry *e = &t->slots[t->order[k]];
+        size_t j = (size_t)e->hash & (cap - 1);
+        while (slots[j].used) j = (j + 1) & (cap - 1);
+        slots[j] = *e;
+        order[k] = j;
+    }
+    PyMem_Free(t->slots);
+    PyMem_Free(t->order);
+    t->slots = slots;
+    t->order = order;
+    t->cap = cap;
+    return 0;
+}
+
+static uint64_t mix(uint64_t h, const unsigned char *p, Py_ssize_t n) {
+    const uint64_t mul = 0x9E3779B97F4A7C15ULL;
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t chunk;
+        memcpy(&chunk, p + i, 8);
+        h = (h ^ chunk) * mul;
+        h ^= h >> 32;
+    }
+    uint64_t tail = (uint64_t)n << 56; /* the length separates "ab","c" from "a","bc" */
+    for (int shift = 0; i < n; i++, shift += 8) tail |= (uint64_t)p[i] << shift;
+    h = (h ^ tail) * mul;
+    return h ^ (h >> 29);
+}
+
+static int same(const entry *e, const span *f, int lp, long long secs) {
+    if (e->lp != lp || e->secs != secs) return 0;
+    for (int k = 0; k < 4; k++) {
+        if (e->f[k].n != f[k].n || memcmp(e->f[k].p, f[k].p, (size_t)f[k].n) != 0) return 0;
+    }
+    return 1;
+}
+
+static int table_add(table *t, const span *f, int lp, long long secs) {
+    uint64_t h = 0x243F6A8885A308D3ULL;
+    for (int k = 0; k < 4; k++) h = mix(h, (const unsigned char *)f[k].p, f[k].n);
+    h = (h ^ (uint64_t)(lp + 1) ^ ((uint64_t)secs << 8)) * 0x9E3779B97F4A7C15ULL;
+    h ^= h >> 31;
+    size_t j = (size_t)h & (t->cap - 1);
+    while (t->slots[j].used) {
+        entry *e = &t->slots[j];
+        if (e->hash == h && same(e, f, lp, secs)) {
+            e->count++;
+            return 0;
+        }
+        j = (j + 1) & (t->cap - 1);
+    }
+    entry *e = &t->slots[j];
+    e->used = 1;
+    e->hash = h;
+    e->count = 1;
+    e->lp = lp;
+    e->secs = secs;
+    memcpy(e->f, f, sizeof(e->f));
+    t->order[t->used] = j;
+    if (++t->used * 2 > t->cap) return table_grow(t);
+    return 0;
+}
+
+/* bytes a < b as Python orders them: memcmp over the common length, then the shorter first. */
+static int span_cmp(span a, span b) {
+    Py_ssize_t n = a.n < b.n ? a.n : b.n;
+    int c = n ? memcmp(a.p, b.p, (size_t)n) : 0;
+    if (c) return c;
+    return (a.n > b.n) - (a.n < b.n);
+}
+
+static int lower(int c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
+
+/* `needle` (lower case) in the ASCII-lowered `v` */
+static int has(span v, const char *needle) {
+    Py_ssize_t m = (Py_ssize_t)strlen(needle);
+    for (Py_ssize_t i = 0; i + m <= v.n; i++) {
+        Py_ssize_t k = 0;
+        while (k < m && lower((unsigned char)v.p[i + k]) == needle[k]) k++;
+        if (k == m) return 1;
+    }
+    return 0;
+}
+
+static int equals(span v, const char *text) {
+    Py_ssize_t m = (Py_ssize_t)strlen(text);
+    return v.n == m && memcmp(v.p, text, (size_t)m) == 0;
+}
+
+static int equals_lower(span v, const char *text) {
+    Py_ssize_t m = (Py_ssize_t)strlen(text);
+    if (v.n != m) return 0;
+    for (Py_ssize_t i = 0; i < m; i++)
+        if (lower((unsigned char)v.p[i]) != text[i]) return 0;
+    return 1;
+}
+
+/* w3c.long_poll: the long-lived request class of a record */
+static int long_poll(span method, span stem, span query, span action) {
+    if (equals(method, "RPC_IN_DATA")) return LP_RPC_IN;
+    if (equals(method, "RPC_OUT_DATA")) return LP_RPC_OUT;
+    /* "cmd=ping" and "notificationwait" hold no space, so they cannot span query + " " + action */
+    if (has(stem, "activesync") &&
+        (has(query, "cmd=ping") || has(action, "cmd=ping") || equals_lower(action, "ping")))
+        return LP_EAS;
+    if (has(stem, "/mapi/") && (has(query, "notificationwait") || has(action, "notificationwait"))) return LP_MAPI;
+    return LP_NONE;
+}
+
+/* w3c._seconds for a long poll: int(ms) // 1000, -1 when int() refuses it; 1 in *odd when the value
+   is one this function does not read the way int() does (the caller then gives up the block) */
+static long long seconds(span ms, int *odd) {
+    if (ms.n == 0 || (ms.n == 1 && ms.p[0] == '-')) return -1;
+    if (ms.n > 18) {
+        *odd = 1;
+        return -1;
+    }
+    long long v = 0;
+    for (Py_ssize_t i = 0; i < ms.n; i++) {
+        unsigned char c = (unsigned char)ms.p[i];
+        if (c < '0' || c > '9') {
+            *odd = 1;
+            return -1;
+        }
+        v = v * 10 + (c - '0');
+    }
+    return v / 1000;
+}
+
+static PyObject *bytes_of(span s) { return PyBytes_FromStringAndSize(s.p, s.n); }
+
+static PyObject *pair_of(span d, span t) {
+    PyObject *a = bytes_of(d), *b = a ? bytes_of(t) : NULL;
+    PyObject *pair = b ? PyTuple_Pack(2, a, b) : NULL;
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return pair;
+}
+
+PyDoc_STRVAR(w3c_block_doc,
+             "w3c_block(data, separator, width, columns) -> (records, counts, lo, hi) or None\n\n"
+             "columns: the field index of each role (scope, status, sub, code, method, stem, query, action,\n"
+             "ms, date, time), -1 when absent. counts: {key: records} in first-seen order; lo, hi: the\n"
+             "earliest and latest (date, time) as bytes, None when the first record has no date.");
+
+static PyObject *w3c_block(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    int sep;
+    Py_ssize_t width;
+    PyObject *columns;
+    if (!PyArg_ParseTuple(args, "y*CnO", &buf, &sep, &width, &columns)) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t *fstart = NULL;
+    Py_ssize_t col[NROLES];
+    table t = {0};
+    if (width < 1 || width > MAX_WIDTH || !PyTuple_Check(columns) || PyTuple_GET_SIZE(columns) != NROLES) {
+        PyErr_SetString(PyExc_ValueError, "w3c_block: bad width or columns");
+        goto done;
+    }
+    for (int r = 0; r < NROLES; r++) {
+        col[r] = PyLong_AsSsize_t(PyTuple_GET_ITEM(columns, r));
+        if (col[r] == -1 && PyErr_Occurred()) goto done;
+        if (col[r] >= width) {
+            PyErr_SetString(PyExc_ValueError, "w3c_block: column beyond the width");
+            goto done;
+        }
+    }
+    const unsigned char *data = buf.buf;
+    Py_ssize_t size = buf.len;
+    if (size == 0 || data[size - 1] != '\n' || data[0] == '#') {
+        result = Py_None;
+        Py_INCREF(result);
+        goto done;
+    }
+    fstart = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(width + 1));
+    if (!fstart || table_init(&t) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const unsigned char csep = (unsigned char)sep;
+    const int csv = csep == ',';
+    unsigned char cls[256]; /* nonzero: a byte the loop below must look at */
+    for (int c = 0; c < 256; c++) cls[c] = BAD[c] || c == '\n' || c == '\r' || c == csep || (csv && c == '"');
+    Py_ssize_t records = 0, pos = 0;
+    int have_times = 0, first = 1, odd = 0;
+    span lo_d = {0}, lo_t = {0}, hi_d = {0}, hi_t = {0};
+    static const char empty[1] = "";
+    while (pos < size) {
+        Py_ssize_t nf = 0, i = pos;
+        fstart[nf++] = pos;
+        if (data[pos] == '#') goto unclean;
+        Py_ssize_t end = -1;
+        for (; i < size; i++) {
+            unsigned char c = data[i];
+            if (!cls[c]) continue;
+            if (c == csep) {
+                if (nf >= width) goto unclean;
+                fstart[nf++] = i + 1;
+            } else if (c == '\n') {
+                end = i;
+                break;
+            } else if (c == '\r') {
+                if (i + 1 >= size || data[i + 1] != '\n') goto unclean;
+                end = i;
+                break;
+            } else if (BAD[c] || (csv && c == '"')) {
+                goto unclean;
+            }
+        }
+        if (end < 0 || nf != width) goto unclean;
+        fstart[nf] = end + 1; /* one past the last field's end */
+        span f[NROLES];
+        for (int r = 0; r < NROLES; r++) {
+            Py_ssize_t j = col[r];
+            if (j < 0) {
+                f[r].p = empty;
+                f[r].n = 0;
+            } else {
+                f[r].p = (const char *)data + fstart[j];
+                f[r].n = fstart[j + 1] - 1 - fstart[j];
+            }
+        }
+        int lp = long_poll(f[R_METHOD], f[R_STEM], f[R_QUERY], f[R_ACTION]);
+        long long secs = lp ? seconds(f[R_MS], &odd) : -1;
+        if (odd) goto unclean;
+        if (table_add(&t, f, lp, secs) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        if (first) {
+            have_times = f[R_DATE].n > 0;
+            lo_d = hi_d = f[R_DATE];
+            lo_t = hi_t = f[R_TIME];
+            first = 0;
+        } else if (have_times) {
+            int c = span_cmp(f[R_DATE], lo_d);
+            if (c < 0 || (c == 0 && span_cmp(f[R_TIME], lo_t) < 0)) {
+                lo_d = f[R_DATE];
+                lo_t = f[R_TIME];
+            }
+            c = span_cmp(f[R_DATE], hi_d);
+            if (c > 0 || (c == 0 && span_cmp(f[R_TIME], hi_t) > 0)) {
+                hi_d = f[R_DATE];
+                hi_t = f[R_TIME];
+            }
+        }
+        records++;
+        pos = data[end] == '\r' ? end + 2 : end + 1;
+    }
+    {
+        PyObject *counts = PyDict_New();
+        if (!counts) goto done;
+        for (size_t k = 0; k < t.used; k++) {
+            const entry *e = &t.slots[t.order[k]];
+            PyObject *key = PyTuple_New(6);
+            PyObject *n = PyLong_FromSsize_t(e->count);
+            int failed = !key || !n;
+            for (int r = 0; r < 4 && !failed; r++) {
+                PyObject *v = bytes_of(e->f[r]);
+                if (!v) failed = 1;
+                else PyTuple_SET_ITEM(key, r, v);
+            }
+            if (!failed) {
+                Py_INCREF(LP_TEXT[e->lp]);
+                PyTuple_SET_ITEM(key, 4, LP_TEXT[e->lp]);
+                PyObject *s = PyLong_FromLongLong(e->secs);
+                if (!s) failed = 1;
+                else PyTuple_SET_ITEM(key, 5, s);
+            }
+            if (failed || PyDict_SetItem(counts, key, n) < 0) {
+                Py_XDECREF(key);
+                Py_XDECREF(n);
+                Py_DECREF(counts);
+                goto done;
+            }
+            Py_DECREF(key);
+            Py_DECREF(n);
+        }
+        PyObject *lo = NULL, *hi = NULL;
+        if (have_times) {
+            lo = pair_of(lo_d, lo_t);
+            hi = lo ? pair_of(hi_d, hi_t) : NULL;
+            if (!hi) {
+                Py_XDECREF(lo);
+                Py_DECREF(counts);
+                goto done;
+            }
+        } else {
+            lo = Py_None;
+            hi = Py_None;
+            Py_INCREF(lo);
+            Py_INCREF(hi);
+        }
+        result = Py_BuildValue("(nNNN)", records, counts, lo, hi);
+        goto done;
+    }
+unclean:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    table_free(&t);
+    PyMem_Free(fstart);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
+static PyMethodDef METHODS[] = {
+    {"w3c_block", w3c_block, METH_VARARGS, w3c_block_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef MODULE = {
+    PyModuleDef_HEAD_INIT, "_fastproxy", "Optional C accelerator for the proxy log reader.", -1, METHODS,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__fastproxy(void) {
+    for (int c = 0; c < 256; c++) BAD[c] = (c < 0x20 || c == 0x7f) && c != '\t' && c != '\n' && c != '\r';
+    for (int k = 0; k < LP_COUNT; k++) {
+        LP_TEXT[k] = PyUnicode_InternFromString(LP_NAMES[k]);
+        if (!LP_TEXT[k]) return NULL;
+    }
+    PyObject *module = PyModule_Create(&MODULE);
+    if (module && PyModule_AddIntConstant(module, "MAX_WIDTH", MAX_WIDTH) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
