@@ -16,7 +16,7 @@ from typing import Tuple  # noqa: UP035 - the runtime alias below must run on 3.
 
 from diagnose.probes.proxylogs.lines import CONTROL as _CONTROL
 from diagnose.probes.proxylogs.lines import Block
-from diagnose.probes.proxylogs.tally import Classify, Key, Summary, Tally
+from diagnose.probes.proxylogs.tally import Classify, Key, Summary, Tally, messages_note
 
 Groups = Tuple[bytes, ...]  # noqa: UP006
 
@@ -48,7 +48,18 @@ class Reader:
         self.last = ""
         self.messages = 0
 
-    def read(self, blocks: Iterable[Block]) -> None:
+    @property
+    def state(self) -> str:
+        """The format of the last record read (the next line is tried in it first)."""
+        return self.shape.format
+
+    def resume(self, state: str) -> None:
+        """Read on from a byte range whose last record was in format `state`."""
+        self.shape = next(s for s in self.shapes if s.format == state)
+
+    def read(self, blocks: Iterable[Block], part: bool = False) -> None:
+        """Read every block; `part`: the blocks are one byte range of a file (the count of lines that
+        are the product's messages is kept for the whole file's note)."""
         for block in blocks:
             if not self._fast(block):
                 self._slow(block)
@@ -56,9 +67,10 @@ class Reader:
             tally.flush()
         if self.first:
             self.summary.see_times(self.shape.product, self.first, self.last)
-        if self.messages:
-            self.summary.note(self.source, 0, f"{self.messages} line(s) are {self.shape.product} messages, "
-                                              "not traffic records (not counted)")
+        if part:
+            self.summary.messages[(self.source, self.shape.product)] += self.messages
+        elif self.messages:
+            self.summary.note(self.source, 0, messages_note(self.messages, self.shape.product))
 
     def _fast(self, block: Block) -> bool:
         data = block.data

@@ -113,7 +113,16 @@ class Reader:
         self.first = ""
         self.last = ""
 
-    def read(self, blocks: Iterable[Block]) -> None:
+    @property
+    def state(self) -> tuple[str, ...] | None:
+        """The #Fields in force after the last line read."""
+        return self.layout.names if self.layout is not None else None
+
+    def resume(self, state: tuple[str, ...] | None) -> None:
+        """Read on from a byte range after which the #Fields `state` are in force."""
+        self.layout = Layout.of(state, self.dialect) if state is not None else None
+
+    def read(self, blocks: Iterable[Block], part: bool = False) -> None:
         for block in blocks:
             if not self._fast(block):
                 self._slow(block)
