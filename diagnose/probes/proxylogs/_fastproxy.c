@@ -210,7 +210,7 @@ PyDoc_STRVAR(w3c_block_doc,
              "w3c_block(data, separator, width, columns) -> (records, counts, lo, hi) or None\n\n"
              "columns: the field index of each role (scope, status, sub, code, method, stem, query, action,\n"
              "ms, date, time), -1 when absent. counts: {key: records} in first-seen order; lo, hi: the\n"
-             "earliest and latest (date, time) as bytes, None when the first record has no date.");
+             "earliest and latest (date, time) as bytes (b'' for an absent column).");
 
 static PyObject *w3c_block(PyObject *self, PyObject *args) {
     Py_buffer buf;
@@ -251,7 +251,7 @@ static PyObject *w3c_block(PyObject *self, PyObject *args) {
     unsigned char cls[256]; /* nonzero: a byte the loop below must look at */
     for (int c = 0; c < 256; c++) cls[c] = BAD[c] || c == '\n' || c == '\r' || c == csep || (csv && c == '"');
     Py_ssize_t records = 0, pos = 0;
-    int have_times = 0, first = 1, odd = 0;
+    int first = 1, odd = 0;
     span lo_d = {0}, lo_t = {0}, hi_d = {0}, hi_t = {0};
     static const char empty[1] = "";
     while (pos < size) {
@@ -297,11 +297,10 @@ static PyObject *w3c_block(PyObject *self, PyObject *args) {
             goto done;
         }
         if (first) {
-            have_times = f[R_DATE].n > 0;
             lo_d = hi_d = f[R_DATE];
             lo_t = hi_t = f[R_TIME];
             first = 0;
-        } else if (have_times) {
+        } else {
             int c = span_cmp(f[R_DATE], lo_d);
             if (c < 0 || (c == 0 && span_cmp(f[R_TIME], lo_t) < 0)) {
                 lo_d = f[R_DATE];
@@ -345,20 +344,11 @@ static PyObject *w3c_block(PyObject *self, PyObject *args) {
             Py_DECREF(key);
             Py_DECREF(n);
         }
-        PyObject *lo = NULL, *hi = NULL;
-        if (have_times) {
-            lo = pair_of(lo_d, lo_t);
-            hi = lo ? pair_of(hi_d, hi_t) : NULL;
-            if (!hi) {
-                Py_XDECREF(lo);
-                Py_DECREF(counts);
-                goto done;
-            }
-        } else {
-            lo = Py_None;
-            hi = Py_None;
-            Py_INCREF(lo);
-            Py_INCREF(hi);
+        PyObject *lo = pair_of(lo_d, lo_t), *hi = lo ? pair_of(hi_d, hi_t) : NULL;
+        if (!hi) {
+            Py_XDECREF(lo);
+            Py_DECREF(counts);
+            goto done;
         }
         result = Py_BuildValue("(nNNN)", records, counts, lo, hi);
         goto done;

@@ -145,6 +145,7 @@ class Workers:
         self.parts = {id(log): plan(log, jobs) for log in logs}
         self.pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.futures: dict[int, list[Future[Outcome | None]]] = {}
+        self.again: list[Part] = []  # ranges read again here, with the state the range before ended in
         if any(self.parts.values()):
             method = "fork" if hasattr(os, "fork") and threading.active_count() == 1 else "spawn"
             self.pool = concurrent.futures.ProcessPoolExecutor(
@@ -175,7 +176,8 @@ class Workers:
             except concurrent.futures.process.BrokenProcessPool:
                 outcome = None
             if outcome is not None and part.index and part.state != state:
-                outcome = read_part(dataclasses.replace(part, state=state))  # the range before changed it
+                self.again.append(dataclasses.replace(part, state=state))  # the range before changed it
+                outcome = read_part(self.again[-1])
             if outcome is None:
                 return False
             outcomes.append(outcome)

@@ -139,11 +139,23 @@ class Reader:
                text_of: Callable[[int], bytes]) -> None:
         keys = list(map(shape.key_of, found))
         self.tallies[shape.format].consume(keys, line_of, text_of)
-        first = shape.time_of(found[0][shape.when].decode("ascii", "replace"))
-        last = shape.time_of(found[-1][shape.when].decode("ascii", "replace"))
+        first, last = _extremes(shape, [groups[shape.when] for groups in found])
         if first:
             self.first = min(self.first, first) if self.first else first
             self.last = max(self.last, last)
+
+
+def _extremes(shape: Shape, times: list[bytes]) -> tuple[str, str]:
+    """The earliest and latest of the records' times (ISO UTC; "" when none can be read). Times of one
+    day and zone order as text (the usual block); others are converted one distinct value at a time."""
+    lo, hi = min(times), max(times)
+    if lo[:12] == hi[:12] and (lo[-5:-4] not in (b"+", b"-") or len({t[-5:] for t in times}) == 1):
+        first = shape.time_of(lo.decode("ascii", "replace"))
+        last = shape.time_of(hi.decode("ascii", "replace"))
+        if first and last:
+            return first, last
+    stamps = {shape.time_of(t.decode("ascii", "replace")) for t in set(times)} - {""}
+    return (min(stamps), max(stamps)) if stamps else ("", "")
 
 
 def compiled(pattern: bytes) -> Pattern[bytes]:

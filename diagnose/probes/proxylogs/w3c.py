@@ -136,9 +136,11 @@ class Reader:
             return False
         if _fastproxy is not None and layout.width <= _fastproxy.MAX_WIDTH:
             found = _fastproxy.w3c_block(data, self.dialect.separator.decode(), layout.width, layout.columns)
-            if found is not None and self.tally.quiet(found[1]):
+            if (found is not None and self.tally.quiet(found[1])
+                    and ("date" not in layout.at or (stamp(found[2], "time" in layout.at)
+                                                     and stamp(found[3], "time" in layout.at)))):
                 self.tally.add(found[1])
-                if found[2] is not None:
+                if "date" in layout.at:
                     self._see(found[2], found[3], "time" in layout.at)
                 return True
         if b"\r" in data:
@@ -249,24 +251,38 @@ class Reader:
         self._times(column("date"), column("time") if "time" in at else None)
 
     def _times(self, dates: Sequence[bytes], times: Sequence[bytes] | None) -> None:
-        if not dates or not dates[0]:
+        """Take the earliest and latest (date, time) of the records that have one (see `stamp`)."""
+        if "date" not in self.layout.at:  # type: ignore[union-attr]
             return
+        timed = times is not None
         if times is None:  # one ISO date-time column
-            self._see((min(dates), b""), (max(dates), b""), False)
+            lo, hi = (min(dates), b""), (max(dates), b"")
         elif dates.count(dates[0]) == len(dates):
-            self._see((dates[0], min(times)), (dates[0], max(times)), True)
+            lo, hi = (dates[0], min(times)), (dates[0], max(times))
         else:
             stamps = list(zip(dates, times))  # noqa: B905 - zip(strict=) is not in Python 3.8
-            self._see(min(stamps), max(stamps), True)
+            lo, hi = min(stamps), max(stamps)
+        if not self._see(lo, hi, timed):  # a record without a readable time: the others, one by one
+            pairs = zip(dates, times if times is not None else repeat(b""))  # noqa: B905 - not in 3.8
+            valid = [pair for pair in pairs if stamp(pair, timed)]
+            if valid:
+                self._see(min(valid), max(valid), timed)
 
-    def _see(self, lo_t: tuple[bytes, bytes], hi_t: tuple[bytes, bytes], timed: bool) -> None:
-        """Take the earliest and latest (date, time) of a block (time b"" when there is no time column)."""
-        if not timed:
-            first, last = lo_t[0][:19].decode("ascii", "replace"), hi_t[0][:19].decode("ascii", "replace")
-        else:
-            first = f"{lo_t[0].decode('ascii', 'replace')}T{lo_t[1].decode('ascii', 'replace')}"
-            last = f"{hi_t[0].decode('ascii', 'replace')}T{hi_t[1].decode('ascii', 'replace')}"
-        if len(first) >= 19 and first[4] == "-" and first[13] == ":":
-            first, last = first[:19] + "Z", last[:19] + "Z"
-            self.first = min(self.first, first) if self.first else first
-            self.last = max(self.last, last)
+    def _see(self, lo: tuple[bytes, bytes], hi: tuple[bytes, bytes], timed: bool) -> bool:
+        """Take `lo` and `hi` as the earliest and latest (date, time) of a block; False when one of
+        them is not a date and time (nothing taken)."""
+        first, last = stamp(lo, timed), stamp(hi, timed)
+        if not (first and last):
+            return False
+        self.first = min(self.first, first) if self.first else first
+        self.last = max(self.last, last)
+        return True
+
+
+def stamp(pair: tuple[bytes, bytes], timed: bool) -> str:
+    """A record's (date, time) (time b"" when the layout has one date-time column) as ISO UTC to the
+    second, or "" when it is not one."""
+    text = pair[0] + b"T" + pair[1] if timed else pair[0]
+    if len(text) >= 19 and text[4:5] == b"-" and text[13:14] == b":":
+        return text[:19].decode("ascii", "replace") + "Z"
+    return ""
