@@ -35,6 +35,9 @@ class Shape:
     when: int
     time_of: Callable[[str], str]
     message: Pattern[bytes] | None = None
+    keys_of: Callable[[list[Groups]], list[Key]] | None = None  # all keys of a batch at once, as key_of gives
+
+
 
 
 class Reader:
@@ -137,7 +140,7 @@ class Reader:
 
     def _count(self, shape: Shape, found: list[Groups], line_of: Callable[[int], int],
                text_of: Callable[[int], bytes]) -> None:
-        keys = list(map(shape.key_of, found))
+        keys = shape.keys_of(found) if shape.keys_of is not None else list(map(shape.key_of, found))
         self.tallies[shape.format].consume(keys, line_of, text_of)
         first, last = _extremes(shape, [groups[shape.when] for groups in found])
         if first:

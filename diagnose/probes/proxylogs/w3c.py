@@ -84,6 +84,19 @@ def long_poll(method: bytes, stem: bytes, query: bytes, action: bytes) -> str:
     return ""
 
 
+_REQUESTS: dict[bytes, str] = {}  # request line -> its long-poll class (bounded: cleared when full)
+
+
+def request_long_polls(requests: Sequence[bytes]) -> list[str]:
+    """`request_long_poll` of each request line, each distinct one worked out once."""
+    known = _REQUESTS
+    if len(known) > 65536:
+        known.clear()
+    for request in set(requests).difference(known):
+        known[request] = request_long_poll(request) if request else ""
+    return list(map(known.__getitem__, requests))
+
+
 def request_long_poll(request: bytes) -> str:
     """The long-lived request class of a logged request line (`POST /path?query HTTP/1.1`), or ""."""
     method, _, rest = request.partition(b" ")

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from diagnose.probes.logs import expand
-from diagnose.probes.proxylogs import build_facts, parts, summarise, w3c
+from diagnose.probes.proxylogs import build_facts, haproxy, nginx, parts, summarise, w3c
 from diagnose.probes.proxylogs.lines import MAX_LINE
 from diagnose.probes.proxylogs.tally import Summary
 
@@ -212,3 +212,14 @@ def test_byte_ranges_in_workers_read_like_one_reading(tmp_path: Path, monkeypatc
             with parts.Workers(inputs, 2) as workers:
                 assert workers.merge(inputs[0], Summary())
             assert workers.again and all(p.state is not None for p in workers.again)
+
+
+def test_batch_keys_are_the_keys_of_each_record(tmp_path: Path) -> None:
+    """HAProxy and nginx records are keyed a batch at a time (each distinct request classified once)."""
+    made = logs(tmp_path, 6)
+    for path, shape in ((made[2], haproxy.SHAPES[0]), (made[3], nginx.ACCESS_SHAPES[0])):
+        assert shape.keys_of is not None
+        found = shape.pattern.findall(path.read_bytes().replace(b"\r\n", b"\n"))
+        keys = shape.keys_of(found)
+        assert len(found) > 3000 and any(key[4] and key[5] >= 0 for key in keys), path.name
+        assert keys == list(map(shape.key_of, found)), path.name
