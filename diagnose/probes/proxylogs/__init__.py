@@ -4,7 +4,7 @@ IIS W3C (IIS 7.5/8.5/10, Exchange front and back end, ARR), Exchange 2013+ HttpP
 (HTTP and TCP formats, with or without a syslog prefix) and nginx (access and error logs). Each file's
 format is told from its content; files, folders and globs are read, plain or .gz or inside .zip.
 
-Spec keys: `paths` (files, folders, globs).
+Spec keys: `paths` (files, folders, globs), `jobs` (worker processes for big plain files; 0: up to 2).
 
 Every file is streamed in blocks of whole lines (memory bounded by the block and the longest line
 kept, 64 KiB); counts are exact; a line that cannot be read is counted, named by file:line and makes
@@ -129,7 +129,7 @@ def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, li
         paths = [paths]
     if not paths:
         return ProbeResult.unavailable("no proxy logs given (--proxy-log PATH)"), []
-    summary, problems = summarise([str(p) for p in paths])
+    summary, problems = summarise([str(p) for p in paths], int(spec.get("jobs") or 0))
     if not summary.figures:
         reason = "; ".join(problems) or "no proxy log records found"
         return ProbeResult((), ProbeStatus.UNAVAILABLE, reason), problems

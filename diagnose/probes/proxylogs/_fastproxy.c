@@ -206,6 +206,39 @@ static PyObject *pair_of(span d, span t) {
     return pair;
 }
 
+/* {key: records} of a table, in the order the keys first appeared; key = (4 x bytes, long poll, seconds) */
+static PyObject *counts_of(const table *t) {
+    PyObject *counts = PyDict_New();
+    if (!counts) return NULL;
+    for (size_t k = 0; k < t->used; k++) {
+        const entry *e = &t->slots[t->order[k]];
+        PyObject *key = PyTuple_New(6);
+        PyObject *n = PyLong_FromSsize_t(e->count);
+        int failed = !key || !n;
+        for (int r = 0; r < 4 && !failed; r++) {
+            PyObject *v = bytes_of(e->f[r]);
+            if (!v) failed = 1;
+            else PyTuple_SET_ITEM(key, r, v);
+        }
+        if (!failed) {
+            Py_INCREF(LP_TEXT[e->lp]);
+            PyTuple_SET_ITEM(key, 4, LP_TEXT[e->lp]);
+            PyObject *s = PyLong_FromLongLong(e->secs);
+            if (!s) failed = 1;
+            else PyTuple_SET_ITEM(key, 5, s);
+        }
+        if (failed || PyDict_SetItem(counts, key, n) < 0) {
+            Py_XDECREF(key);
+            Py_XDECREF(n);
+            Py_DECREF(counts);
+            return NULL;
+        }
+        Py_DECREF(key);
+        Py_DECREF(n);
+    }
+    return counts;
+}
+
 PyDoc_STRVAR(w3c_block_doc,
              "w3c_block(data, separator, width, columns) -> (records, counts, lo, hi) or None\n\n"
              "columns: the field index of each role (scope, status, sub, code, method, stem, query, action,\n"
@@ -316,34 +349,8 @@ static PyObject *w3c_block(PyObject *self, PyObject *args) {
         pos = data[end] == '\r' ? end + 2 : end + 1;
     }
     {
-        PyObject *counts = PyDict_New();
+        PyObject *counts = counts_of(&t);
         if (!counts) goto done;
-        for (size_t k = 0; k < t.used; k++) {
-            const entry *e = &t.slots[t.order[k]];
-            PyObject *key = PyTuple_New(6);
-            PyObject *n = PyLong_FromSsize_t(e->count);
-            int failed = !key || !n;
-            for (int r = 0; r < 4 && !failed; r++) {
-                PyObject *v = bytes_of(e->f[r]);
-                if (!v) failed = 1;
-                else PyTuple_SET_ITEM(key, r, v);
-            }
-            if (!failed) {
-                Py_INCREF(LP_TEXT[e->lp]);
-                PyTuple_SET_ITEM(key, 4, LP_TEXT[e->lp]);
-                PyObject *s = PyLong_FromLongLong(e->secs);
-                if (!s) failed = 1;
-                else PyTuple_SET_ITEM(key, 5, s);
-            }
-            if (failed || PyDict_SetItem(counts, key, n) < 0) {
-                Py_XDECREF(key);
-                Py_XDECREF(n);
-                Py_DECREF(counts);
-                goto done;
-            }
-            Py_DECREF(key);
-            Py_DECREF(n);
-        }
         PyObject *lo = pair_of(lo_d, lo_t), *hi = lo ? pair_of(hi_d, hi_t) : NULL;
         if (!hi) {
             Py_XDECREF(lo);
@@ -363,8 +370,260 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------ HAProxy HTTP log lines
+ * haproxy_block() reads a block whose every line matches haproxy.HTTP, the way that regular
+ * expression reads it: a syslog prefix ending in a blank is tried from the shortest (none) up, and
+ * the first start at which the rest matches wins; every later part can match in one way only.
+ */
+
+static int is_ws(unsigned char c) { return c == ' ' || c == '\t'; } /* \s within a clean line */
+static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+static int is_word(unsigned char c) { return is_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
+static int is_hexish(unsigned char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == ':' || c == '.';
+}
+
+typedef struct {
+    span time, backend, timers, status, term, request;
+} hap;
+
+/* digits from *i (at least 1, at most `most`, or any when most is 0); 0 when none */
+static Py_ssize_t digits(const unsigned char *l, Py_ssize_t n, Py_ssize_t *i, Py_ssize_t most) {
+    Py_ssize_t start = *i;
+    while (*i < n && is_digit(l[*i])) (*i)++;
+    Py_ssize_t got = *i - start;
+    if (most && got > most) return 0;
+    return got;
+}
+
+static int ws_at(const unsigned char *l, Py_ssize_t n, Py_ssize_t *i) {
+    if (*i < n && is_ws(l[*i])) {
+        (*i)++;
+        return 1;
+    }
+    return 0;
+}
+
+/* a run of non-blank bytes (at least one) followed by a blank, which is passed */
+static int word_ws(const unsigned char *l, Py_ssize_t n, Py_ssize_t *i, span *out) {
+    Py_ssize_t start = *i;
+    while (*i < n && !is_ws(l[*i])) (*i)++;
+    if (*i == start) return 0;
+    if (out) {
+        out->p = (const char *)l + start;
+        out->n = *i - start;
+    }
+    return ws_at(l, n, i);
+}
+
+/* `-?\d+` (sign 1) or `\+?-?\d+` (sign 2) */
+static int number(const unsigned char *l, Py_ssize_t n, Py_ssize_t *i, int sign) {
+    if (sign == 2 && *i < n && l[*i] == '+') (*i)++;
+    if (*i < n && l[*i] == '-') (*i)++;
+    return digits(l, n, i, 0) > 0;
+}
+
+static int hap_rest(const unsigned char *l, Py_ssize_t n, Py_ssize_t i, hap *h) {
+    /* client: \[[0-9a-fA-F:.]+\] or [^\s\[\]]+ (up to its last colon), then :\d+\s */
+    if (i < n && l[i] == '[') {
+        Py_ssize_t start = ++i;
+        while (i < n && is_hexish(l[i])) i++;
+        if (i == start || i >= n || l[i] != ']') return 0;
+        i++;
+        if (i >= n || l[i] != ':') return 0;
+        i++;
+        if (!digits(l, n, &i, 0) || !ws_at(l, n, &i)) return 0;
+    } else {
+        Py_ssize_t start = i, colon = -1;
+        while (i < n && !is_ws(l[i]) && l[i] != '[' && l[i] != ']') {
+            if (l[i] == ':') colon = i;
+            i++;
+        }
+        if (colon <= start || colon + 1 >= i || i >= n || !is_ws(l[i])) return 0;
+        for (Py_ssize_t k = colon + 1; k < i; k++)
+            if (!is_digit(l[k])) return 0;
+        i++;
+    }
+    /* \[(\d{1,2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2}(?:\.\d+)?)\]\s */
+    if (i >= n || l[i] != '[') return 0;
+    Py_ssize_t t0 = ++i;
+    if (!digits(l, n, &i, 2) || i >= n || l[i] != '/') return 0;
+    i++;
+    for (int k = 0; k < 3; k++, i++)
+        if (i >= n || !is_word(l[i])) return 0;
+    if (i >= n || l[i] != '/') return 0;
+    i++;
+    Py_ssize_t d0 = i;
+    if (digits(l, n, &i, 4) != 4 || i - d0 != 4) return 0;
+    for (int k = 0; k < 3; k++) { /* :HH:MM:SS */
+        if (i >= n || l[i] != ':') return 0;
+        i++;
+        if (digits(l, n, &i, 2) != 2) return 0;
+    }
+    if (i < n && l[i] == '.') {
+        Py_ssize_t f = i + 1;
+        if (digits(l, n, &f, 0) && f < n && l[f] == ']') i = f;
+    }
+    if (i >= n || l[i] != ']') return 0;
+    h->time.p = (const char *)l + t0;
+    h->time.n = i - t0;
+    i++;
+    if (!ws_at(l, n, &i)) return 0;
+    /* (\S+)\s([^\s/]+)/(\S+)\s */
+    if (!word_ws(l, n, &i, NULL)) return 0;
+    Py_ssize_t b0 = i;
+    while (i < n && !is_ws(l[i]) && l[i] != '/') i++;
+    if (i == b0 || i >= n || l[i] != '/') return 0;
+    h->backend.p = (const char *)l + b0;
+    h->backend.n = i - b0;
+    i++;
+    if (!word_ws(l, n, &i, NULL)) return 0;
+    /* -?\d+/-?\d+/-?\d+/-?\d+/\+?-?\d+\s */
+    Py_ssize_t m0 = i;
+    for (int k = 0; k < 4; k++) {
+        if (!number(l, n, &i, 1) || i >= n || l[i] != '/') return 0;
+        i++;
+    }
+    if (!number(l, n, &i, 2)) return 0;
+    h->timers.p = (const char *)l + m0;
+    h->timers.n = i - m0;
+    if (!ws_at(l, n, &i)) return 0;
+    /* (-?\d{1,3})\s\+?\d+\s\S+\s\S+\s */
+    Py_ssize_t s0 = i;
+    if (i < n && l[i] == '-') i++;
+    if (!digits(l, n, &i, 3)) return 0;
+    h->status.p = (const char *)l + s0;
+    h->status.n = i - s0;
+    if (!ws_at(l, n, &i)) return 0;
+    if (i < n && l[i] == '+') i++;
+    if (!digits(l, n, &i, 0) || !ws_at(l, n, &i)) return 0;
+    if (!word_ws(l, n, &i, NULL) || !word_ws(l, n, &i, NULL)) return 0;
+    /* ([-A-Za-z]{4})\s */
+    Py_ssize_t e0 = i;
+    for (int k = 0; k < 4; k++, i++) {
+        if (i >= n) return 0;
+        unsigned char c = l[i];
+        if (!(c == '-' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'))) return 0;
+    }
+    h->term.p = (const char *)l + e0;
+    h->term.n = 4;
+    if (!ws_at(l, n, &i)) return 0;
+    /* [^\n"]*(?:"([^"\n]*)"?)?[^\n]*$ */
+    while (i < n && l[i] != '"') i++;
+    h->request.p = (const char *)l + i;
+    h->request.n = 0;
+    if (i < n) {
+        Py_ssize_t r0 = ++i;
+        while (i < n && l[i] != '"') i++;
+        h->request.p = (const char *)l + r0;
+        h->request.n = i - r0;
+    }
+    return 1;
+}
+
+static int hap_line(const unsigned char *l, Py_ssize_t n, hap *h) {
+    if (hap_rest(l, n, 0, h)) return 1;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (is_ws(l[i]) && hap_rest(l, n, i + 1, h)) return 1;
+    return 0;
+}
+
+/* w3c.request_long_poll */
+static int request_long_poll(span request) {
+    const char *p = request.p, *e = request.p + request.n;
+    const char *sp = memchr(p, ' ', (size_t)request.n);
+    span method = {p, sp ? sp - p : request.n};
+    span rest = {sp ? sp + 1 : e, sp ? e - (sp + 1) : 0};
+    span uri = rest;
+    int http = 0;
+    for (Py_ssize_t k = 0; k + 6 <= rest.n; k++)
+        if (memcmp(rest.p + k, " HTTP/", 6) == 0) {
+            http = 1;
+            break;
+        }
+    if (http) {
+        Py_ssize_t last = rest.n - 1;
+        while (last >= 0 && rest.p[last] != ' ') last--;
+        uri.n = last; /* " HTTP/" holds a space, so there is one */
+    }
+    const char *q = memchr(uri.p, '?', (size_t)uri.n);
+    span stem = {uri.p, q ? q - uri.p : uri.n};
+    span query = {q ? q + 1 : uri.p + uri.n, q ? (uri.p + uri.n) - (q + 1) : 0};
+    span none = {"", 0};
+    return long_poll(method, stem, query, none);
+}
+
+PyDoc_STRVAR(haproxy_block_doc,
+             "haproxy_block(data) -> (records, counts, lo, hi) or None\n\n"
+             "A block of HAProxy HTTP log lines: counts {(backend, status, b'', state[:2], long poll, seconds):\n"
+             "records} in first-seen order; lo, hi the least and greatest accept time as logged (bytes).\n"
+             "None when a line is not such a record or the block is not clean.");
+
+static PyObject *haproxy_block(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
+    PyObject *result = NULL;
+    table t = {0};
+    const unsigned char *data = buf.buf;
+    Py_ssize_t size = buf.len, pos = 0, records = 0;
+    span lo = {0}, hi = {0};
+    static const char empty[1] = "";
+    if (size == 0 || data[size - 1] != '\n') goto unclean;
+    if (table_init(&t) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    while (pos < size) {
+        const unsigned char *nl = memchr(data + pos, '\n', (size_t)(size - pos));
+        Py_ssize_t end = nl - data, n = end - pos;
+        if (n > 0 && data[end - 1] == '\r') n--;
+        const unsigned char *l = data + pos;
+        for (Py_ssize_t k = 0; k < n; k++)
+            if (BAD[l[k]] || l[k] == '\r') goto unclean;
+        hap h;
+        if (!hap_line(l, n, &h)) goto unclean;
+        int lp = h.request.n ? request_long_poll(h.request) : LP_NONE;
+        long long secs = -1;
+        if (lp) {
+            const char *last = h.timers.p + h.timers.n;
+            const char *p = last;
+            while (p > h.timers.p && p[-1] != '/') p--;
+            if (*p == '+') p++;
+            int negative = *p == '-';
+            p += negative;
+            if (last - p > 18) goto unclean;
+            long long v = 0;
+            for (; p < last; p++) v = v * 10 + (*p - '0');
+            secs = negative && v ? -1 : v / 1000; /* int() of "-0" is 0 */
+        }
+        span f[4] = {h.backend, h.status, {empty, 0}, {h.term.p, 2}};
+        if (table_add(&t, f, lp, secs) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        if (!records || span_cmp(h.time, lo) < 0) lo = h.time;
+        if (!records || span_cmp(h.time, hi) > 0) hi = h.time;
+        records++;
+        pos = end + 1;
+    }
+    {
+        PyObject *counts = counts_of(&t);
+        if (!counts) goto done;
+        result = Py_BuildValue("(nNNN)", records, counts, bytes_of(lo), bytes_of(hi));
+        goto done;
+    }
+unclean:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    table_free(&t);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 static PyMethodDef METHODS[] = {
     {"w3c_block", w3c_block, METH_VARARGS, w3c_block_doc},
+    {"haproxy_block", haproxy_block, METH_VARARGS, haproxy_block_doc},
     {NULL, NULL, 0, NULL},
 };
 

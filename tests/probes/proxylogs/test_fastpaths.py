@@ -3,7 +3,7 @@ at random (garbage and control bytes, stray CRs, CRLF and LF mixed, lines with a
 few, blank and comment lines, a #Fields change, quoted CSV fields, odd durations of long polls, an
 over-long line, product messages, a truncated end):
 
-* the C accelerator of #Fields blocks (IIS W3C, HttpProxy CSV) against the pure-Python path;
+* the C accelerator (IIS W3C, HttpProxy CSV, HAProxy HTTP blocks) against the pure-Python path;
 * byte ranges read by worker processes and merged, against one reading in this process.
 
 Facts, cited excerpts and the problems reported must be identical.
@@ -161,6 +161,11 @@ class _Counting:
         self.accepted += got is not None
         return got
 
+    def haproxy_block(self, data: bytes) -> object:
+        got = self.real.haproxy_block(data)  # type: ignore[union-attr]
+        self.accepted += got is not None
+        return got
+
 
 def test_the_accelerator_is_built_in_ci() -> None:
     if not os.environ.get("CI"):
@@ -173,7 +178,7 @@ def test_the_accelerator_is_built_in_ci() -> None:
 def test_accelerator_and_pure_python_read_damaged_logs_alike(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                              seed: int) -> None:
     monkeypatch.setattr("diagnose.probes.proxylogs.lines.BLOCK", 4096)  # many blocks, clean and not
-    for path in logs(tmp_path, seed)[:2]:
+    for path in logs(tmp_path, seed)[:3]:
         counting = _Counting()
         with monkeypatch.context() as m:
             m.setattr(w3c, "_fastproxy", counting)
@@ -223,3 +228,34 @@ def test_batch_keys_are_the_keys_of_each_record(tmp_path: Path) -> None:
         keys = shape.keys_of(found)
         assert len(found) > 3000 and any(key[4] and key[5] >= 0 for key in keys), path.name
         assert keys == list(map(shape.key_of, found)), path.name
+
+
+@pytest.mark.skipif(w3c._fastproxy is None, reason="the C accelerator is not built here")
+def test_accelerator_reads_haproxy_lines_as_the_regular_expression_does() -> None:
+    """Record lines mutated at random (blanks, brackets, colons, slashes, digits, quotes...): the
+    accelerator takes a line exactly when haproxy.HTTP matches it, with the same key and time."""
+    rng = random.Random(11)
+    alphabet = b" \t[]:/.-+\"0123456789aAZ_"
+    seen = {True: 0, False: 0}
+    for i in range(20000):
+        line = bytearray(haproxy_line(rng, i, False).encode())
+        for _ in range(rng.randint(0, 3)):
+            at = rng.randrange(len(line) + 1)
+            what = rng.random()
+            if what < 0.4:
+                line[at:at] = bytes([rng.choice(alphabet)])
+            elif what < 0.7:
+                del line[at:at + rng.randint(1, 3)]
+            else:
+                line[at:at + 1] = bytes([rng.choice(alphabet)])
+        data = bytes(line) + b"\n"
+        found = haproxy.HTTP.findall(data)
+        got = w3c._fastproxy.haproxy_block(data)
+        seen[got is not None] += 1
+        if len(found) != 1:
+            assert got is None, data
+            continue
+        assert got is not None, data
+        assert got[1] == {haproxy.http_key(found[0]): 1}, data
+        assert got[2] == got[3] == found[0][0], data
+    assert min(seen.values()) > 2000, seen
