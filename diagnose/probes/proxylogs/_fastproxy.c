@@ -239,6 +239,17 @@ static PyObject *counts_of(const table *t) {
     return counts;
 }
 
+/* (records, counts, lo, hi), taking the references given (a NULL one: an error is set, all are let go) */
+static PyObject *block_result(Py_ssize_t records, PyObject *counts, PyObject *lo, PyObject *hi) {
+    if (!counts || !lo || !hi) {
+        Py_XDECREF(counts);
+        Py_XDECREF(lo);
+        Py_XDECREF(hi);
+        return NULL;
+    }
+    return Py_BuildValue("(nNNN)", records, counts, lo, hi);
+}
+
 PyDoc_STRVAR(w3c_block_doc,
              "w3c_block(data, separator, width, columns) -> (records, counts, lo, hi) or None\n\n"
              "columns: the field index of each role (scope, status, sub, code, method, stem, query, action,\n"
@@ -348,18 +359,8 @@ static PyObject *w3c_block(PyObject *self, PyObject *args) {
         records++;
         pos = data[end] == '\r' ? end + 2 : end + 1;
     }
-    {
-        PyObject *counts = counts_of(&t);
-        if (!counts) goto done;
-        PyObject *lo = pair_of(lo_d, lo_t), *hi = lo ? pair_of(hi_d, hi_t) : NULL;
-        if (!hi) {
-            Py_XDECREF(lo);
-            Py_DECREF(counts);
-            goto done;
-        }
-        result = Py_BuildValue("(nNNN)", records, counts, lo, hi);
-        goto done;
-    }
+    result = block_result(records, counts_of(&t), pair_of(lo_d, lo_t), pair_of(hi_d, hi_t));
+    goto done;
 unclean:
     result = Py_None;
     Py_INCREF(result);
@@ -606,12 +607,8 @@ static PyObject *haproxy_block(PyObject *self, PyObject *args) {
         records++;
         pos = end + 1;
     }
-    {
-        PyObject *counts = counts_of(&t);
-        if (!counts) goto done;
-        result = Py_BuildValue("(nNNN)", records, counts, bytes_of(lo), bytes_of(hi));
-        goto done;
-    }
+    result = block_result(records, counts_of(&t), bytes_of(lo), bytes_of(hi));
+    goto done;
 unclean:
     result = Py_None;
     Py_INCREF(result);
