@@ -371,6 +371,65 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------ one record per line
+ * A block of whole lines, each read by a `reader` into its key and time, counted by distinct key.
+ */
+
+typedef struct {
+    span f[4];
+    int lp;
+    long long secs;
+    span time;
+} keyed;
+
+typedef int (*reader)(const unsigned char *l, Py_ssize_t n, keyed *k);
+
+/* (records, counts, lo, hi) of a block, or None when a line is not read (not clean, not a record);
+   one_zone: times end in a zone, and a block of several zones is refused (they do not order as text) */
+static PyObject *line_block(PyObject *args, reader read, int one_zone) {
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
+    PyObject *result = NULL;
+    table t = {0};
+    const unsigned char *data = buf.buf;
+    Py_ssize_t size = buf.len, pos = 0, records = 0;
+    span lo = {0}, hi = {0};
+    if (size == 0 || data[size - 1] != '\n') goto unclean;
+    if (table_init(&t) < 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    while (pos < size) {
+        const unsigned char *nl = memchr(data + pos, '\n', (size_t)(size - pos));
+        Py_ssize_t end = nl - data, n = end - pos;
+        if (n > 0 && data[end - 1] == '\r') n--;
+        const unsigned char *l = data + pos;
+        for (Py_ssize_t k = 0; k < n; k++)
+            if (BAD[l[k]] || l[k] == '\r') goto unclean;
+        keyed k;
+        if (!read(l, n, &k)) goto unclean;
+        if (table_add(&t, k.f, k.lp, k.secs) < 0) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        if (one_zone && records && (k.time.n < 5 || memcmp(k.time.p + k.time.n - 5, lo.p + lo.n - 5, 5) != 0))
+            goto unclean;
+        if (!records || span_cmp(k.time, lo) < 0) lo = k.time;
+        if (!records || span_cmp(k.time, hi) > 0) hi = k.time;
+        records++;
+        pos = end + 1;
+    }
+    result = block_result(records, counts_of(&t), bytes_of(lo), bytes_of(hi));
+    goto done;
+unclean:
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    table_free(&t);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 /* ------------------------------------------------------------------ HAProxy HTTP log lines
  * haproxy_block() reads a block whose every line matches haproxy.HTTP, the way that regular
  * expression reads it: a syslog prefix ending in a blank is tried from the shortest (none) up, and
@@ -424,6 +483,25 @@ static int number(const unsigned char *l, Py_ssize_t n, Py_ssize_t *i, int sign)
     return digits(l, n, i, 0) > 0;
 }
 
+/* \d{1,2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} from *i (passed) */
+static int clf_date(const unsigned char *l, Py_ssize_t n, Py_ssize_t *at) {
+    Py_ssize_t i = *at;
+    if (!digits(l, n, &i, 2) || i >= n || l[i] != '/') return 0;
+    i++;
+    for (int k = 0; k < 3; k++, i++)
+        if (i >= n || !is_word(l[i])) return 0;
+    if (i >= n || l[i] != '/') return 0;
+    i++;
+    if (digits(l, n, &i, 4) != 4) return 0;
+    for (int k = 0; k < 3; k++) { /* :HH:MM:SS */
+        if (i >= n || l[i] != ':') return 0;
+        i++;
+        if (digits(l, n, &i, 2) != 2) return 0;
+    }
+    *at = i;
+    return 1;
+}
+
 static int hap_rest(const unsigned char *l, Py_ssize_t n, Py_ssize_t i, hap *h) {
     /* client: \[[0-9a-fA-F:.]+\] or [^\s\[\]]+ (up to its last colon), then :\d+\s */
     if (i < n && l[i] == '[') {
@@ -448,19 +526,7 @@ static int hap_rest(const unsigned char *l, Py_ssize_t n, Py_ssize_t i, hap *h) 
     /* \[(\d{1,2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2}(?:\.\d+)?)\]\s */
     if (i >= n || l[i] != '[') return 0;
     Py_ssize_t t0 = ++i;
-    if (!digits(l, n, &i, 2) || i >= n || l[i] != '/') return 0;
-    i++;
-    for (int k = 0; k < 3; k++, i++)
-        if (i >= n || !is_word(l[i])) return 0;
-    if (i >= n || l[i] != '/') return 0;
-    i++;
-    Py_ssize_t d0 = i;
-    if (digits(l, n, &i, 4) != 4 || i - d0 != 4) return 0;
-    for (int k = 0; k < 3; k++) { /* :HH:MM:SS */
-        if (i >= n || l[i] != ':') return 0;
-        i++;
-        if (digits(l, n, &i, 2) != 2) return 0;
-    }
+    if (!clf_date(l, n, &i)) return 0;
     if (i < n && l[i] == '.') {
         Py_ssize_t f = i + 1;
         if (digits(l, n, &f, 0) && f < n && l[f] == ']') i = f;
@@ -560,67 +626,293 @@ PyDoc_STRVAR(haproxy_block_doc,
              "records} in first-seen order; lo, hi the least and greatest accept time as logged (bytes).\n"
              "None when a line is not such a record or the block is not clean.");
 
-static PyObject *haproxy_block(PyObject *self, PyObject *args) {
-    Py_buffer buf;
-    if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
-    PyObject *result = NULL;
-    table t = {0};
-    const unsigned char *data = buf.buf;
-    Py_ssize_t size = buf.len, pos = 0, records = 0;
-    span lo = {0}, hi = {0};
-    static const char empty[1] = "";
-    if (size == 0 || data[size - 1] != '\n') goto unclean;
-    if (table_init(&t) < 0) {
-        PyErr_NoMemory();
-        goto done;
+/* one HAProxy HTTP line -> its key and time; 0 when it is not such a record (or not read plainly) */
+static int hap_key(const unsigned char *l, Py_ssize_t n, keyed *k) {
+    hap h;
+    if (!hap_line(l, n, &h)) return 0;
+    k->lp = h.request.n ? request_long_poll(h.request) : LP_NONE;
+    k->secs = -1;
+    if (k->lp) {
+        const char *last = h.timers.p + h.timers.n;
+        const char *p = last;
+        while (p > h.timers.p && p[-1] != '/') p--;
+        if (*p == '+') p++;
+        int negative = *p == '-';
+        p += negative;
+        if (last - p > 18) return 0;
+        long long v = 0;
+        for (; p < last; p++) v = v * 10 + (*p - '0');
+        k->secs = negative && v ? -1 : v / 1000; /* int() of "-0" is 0 */
     }
-    while (pos < size) {
-        const unsigned char *nl = memchr(data + pos, '\n', (size_t)(size - pos));
-        Py_ssize_t end = nl - data, n = end - pos;
-        if (n > 0 && data[end - 1] == '\r') n--;
-        const unsigned char *l = data + pos;
-        for (Py_ssize_t k = 0; k < n; k++)
-            if (BAD[l[k]] || l[k] == '\r') goto unclean;
-        hap h;
-        if (!hap_line(l, n, &h)) goto unclean;
-        int lp = h.request.n ? request_long_poll(h.request) : LP_NONE;
-        long long secs = -1;
-        if (lp) {
-            const char *last = h.timers.p + h.timers.n;
-            const char *p = last;
-            while (p > h.timers.p && p[-1] != '/') p--;
-            if (*p == '+') p++;
-            int negative = *p == '-';
-            p += negative;
-            if (last - p > 18) goto unclean;
-            long long v = 0;
-            for (; p < last; p++) v = v * 10 + (*p - '0');
-            secs = negative && v ? -1 : v / 1000; /* int() of "-0" is 0 */
-        }
-        span f[4] = {h.backend, h.status, {empty, 0}, {h.term.p, 2}};
-        if (table_add(&t, f, lp, secs) < 0) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        if (!records || span_cmp(h.time, lo) < 0) lo = h.time;
-        if (!records || span_cmp(h.time, hi) > 0) hi = h.time;
-        records++;
-        pos = end + 1;
-    }
-    result = block_result(records, counts_of(&t), bytes_of(lo), bytes_of(hi));
-    goto done;
-unclean:
-    result = Py_None;
-    Py_INCREF(result);
-done:
-    table_free(&t);
-    PyBuffer_Release(&buf);
-    return result;
+    k->f[0] = h.backend;
+    k->f[1] = h.status;
+    k->f[2].p = "";
+    k->f[2].n = 0;
+    k->f[3].p = h.term.p;
+    k->f[3].n = 2;
+    k->time = h.time;
+    return 1;
 }
+
+static PyObject *haproxy_block(PyObject *self, PyObject *args) { return line_block(args, hap_key, 0); }
+
+/* ------------------------------------------------------------------ nginx access log lines
+ * nginx_block() reads a block whose every line matches nginx.ACCESS, the way that expression reads
+ * it (the user field ends at the first blank followed by "[" from which the rest matches), and
+ * the variables after the user agent the way nginx.extras() reads them.
+ */
+
+typedef struct {
+    span time, request, status, tail;
+} ngx;
+
+static int ngx_rest(const unsigned char *l, Py_ssize_t n, Py_ssize_t i, ngx *g) {
+    /* \[(\d{1,2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2}\s[+-]\d{4})\]\s, from the "[" at i */
+    Py_ssize_t t0 = ++i;
+    if (!clf_date(l, n, &i)) return 0;
+    if (!ws_at(l, n, &i) || i >= n || (l[i] != '+' && l[i] != '-')) return 0;
+    i++;
+    if (digits(l, n, &i, 4) != 4 || i >= n || l[i] != ']') return 0;
+    g->time.p = (const char *)l + t0;
+    g->time.n = i - t0;
+    i++;
+    if (!ws_at(l, n, &i)) return 0;
+    /* "([^"\n]*)"\s(\d{3})\s(?:\d+|-) */
+    if (i >= n || l[i] != '"') return 0;
+    Py_ssize_t r0 = ++i;
+    while (i < n && l[i] != '"') i++;
+    if (i >= n) return 0;
+    g->request.p = (const char *)l + r0;
+    g->request.n = i - r0;
+    i++;
+    if (!ws_at(l, n, &i)) return 0;
+    Py_ssize_t s0 = i;
+    if (digits(l, n, &i, 3) != 3) return 0;
+    g->status.p = (const char *)l + s0;
+    g->status.n = 3;
+    if (!ws_at(l, n, &i)) return 0;
+    if (i < n && l[i] == '-') i++;
+    else if (!digits(l, n, &i, 0)) return 0;
+    /* (?:\s"[^"\n]*"\s"[^"\n]*")? */
+    Py_ssize_t j = i;
+    int quoted = 1;
+    for (int k = 0; k < 2 && quoted; k++) {
+        if (!ws_at(l, n, &j) || j >= n || l[j] != '"') {
+            quoted = 0;
+            break;
+        }
+        j++;
+        while (j < n && l[j] != '"') j++;
+        if (j >= n) quoted = 0;
+        else j++;
+    }
+    if (quoted) i = j;
+    g->tail.p = (const char *)l + i;
+    g->tail.n = n - i;
+    return 1;
+}
+
+static int ngx_line(const unsigned char *l, Py_ssize_t n, ngx *g) {
+    Py_ssize_t i = 0;
+    if (!word_ws(l, n, &i, NULL) || !word_ws(l, n, &i, NULL)) return 0;
+    for (Py_ssize_t q = i; q + 1 < n; q++)
+        if (is_ws(l[q]) && l[q + 1] == '[' && ngx_rest(l, n, q + 1, g)) return 1;
+    return 0;
+}
+
+static span strip_quotes(span v) {
+    while (v.n && v.p[0] == '"') v.p++, v.n--;
+    while (v.n && v.p[v.n - 1] == '"') v.n--;
+    return v;
+}
+
+/* the role of a variable name (nginx._NAMES): 1 rt, 2 urt, 3 ua, 4 us, 0 none */
+static int role_of(span name) {
+    static const struct { const char *name; int role; } NAMES[] = {
+        {"rt", 1}, {"request_time", 1}, {"urt", 2}, {"upstream_response_time", 2}, {"ua", 3},
+        {"upstream_addr", 3}, {"upstream", 3}, {"us", 4}, {"upstream_status", 4},
+    };
+    for (size_t k = 0; k < sizeof(NAMES) / sizeof(NAMES[0]); k++)
+        if (equals_lower(name, NAMES[k].name)) return NAMES[k].role;
+    return 0;
+}
+
+static int is_number(span v) { /* \d+(?:\.\d+)? */
+    Py_ssize_t i = 0;
+    if (!digits((const unsigned char *)v.p, v.n, &i, 0)) return 0;
+    if (i == v.n) return 1;
+    if (v.p[i] != '.') return 0;
+    i++;
+    return digits((const unsigned char *)v.p, v.n, &i, 0) && i == v.n;
+}
+
+static int is_address(span v) { /* (?:\[[0-9a-fA-F:]+\]|[\w.-]+):\d+|unix:\S+ (whole) */
+    const unsigned char *p = (const unsigned char *)v.p;
+    Py_ssize_t i = 0, n = v.n;
+    if (n > 5 && memcmp(p, "unix:", 5) == 0) {
+        Py_ssize_t k = 5;
+        while (k < n && !is_ws(p[k])) k++;
+        if (k == n) return 1;
+    }
+    if (n && p[0] == '[') {
+        i = 1;
+        while (i < n && (is_hexish(p[i]) && p[i] != '.')) i++;
+        if (i == 1 || i >= n || p[i] != ']') return 0;
+        i++;
+    } else {
+        while (i < n && (is_word(p[i]) || p[i] == '.' || p[i] == '-')) i++;
+        if (i == 0) return 0;
+    }
+    if (i >= n || p[i] != ':') return 0;
+    i++;
+    return digits(p, n, &i, 0) && i == n;
+}
+
+/* nginx.extras(): roles[1..4] the values of rt, urt, ua, us (have[r] 0 when absent) */
+static void extras(span tail, span *roles, int *have) {
+    const unsigned char *p = (const unsigned char *)tail.p;
+    Py_ssize_t n = tail.n, i = 0;
+    span unnamed[64];
+    int nun = 0, over = 0;
+    while (i < n) {
+        span name = {0}, value = {0};
+        int named = 0;
+        Py_ssize_t w = i;
+        while (w < n && is_word(p[w])) w++;
+        if (w > i && w < n && p[w] == '=') { /* (\w+)= then a value, or no name after all */
+            Py_ssize_t j = w + 1, e = -1;
+            if (j < n && p[j] == '"') {
+                const unsigned char *q = memchr(p + j + 1, '"', (size_t)(n - j - 1));
+                if (q) e = (q - p) + 1;
+            }
+            if (e < 0 && j < n && !is_ws(p[j])) {
+                e = j;
+                while (e < n && !is_ws(p[e])) e++;
+            }
+            if (e >= 0) {
+                named = 1;
+                name.p = (const char *)p + i;
+                name.n = w - i;
+                value.p = (const char *)p + j;
+                value.n = e - j;
+                i = e;
+            }
+        }
+        if (!named) {
+            Py_ssize_t e = -1;
+            if (p[i] == '"') {
+                const unsigned char *q = i + 1 < n ? memchr(p + i + 1, '"', (size_t)(n - i - 1)) : NULL;
+                if (q) e = (q - p) + 1;
+            }
+            if (e < 0 && !is_ws(p[i])) {
+                e = i;
+                while (e < n && !is_ws(p[e])) e++;
+            }
+            if (e < 0) {
+                i++;
+                continue;
+            }
+            value.p = (const char *)p + i;
+            value.n = e - i;
+            i = e;
+            if (nun < 64) unnamed[nun++] = strip_quotes(value);
+            else over = 1;
+            continue;
+        }
+        int role = role_of(name);
+        if (role && !have[role]) {
+            have[role] = 1;
+            roles[role] = strip_quotes(value);
+        }
+    }
+    if (over) have[0] = -1; /* too many unnamed values to follow: the caller gives up the block */
+    for (int k = 0; k < nun; k++) {
+        if (is_number(unnamed[k])) {
+            int role = have[1] ? 2 : 1;
+            if (!have[role]) {
+                have[role] = 1;
+                roles[role] = unnamed[k];
+            }
+        } else if (is_address(unnamed[k]) && !have[3]) {
+            have[3] = 1;
+            roles[3] = unnamed[k];
+        }
+    }
+}
+
+static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 11 || c == 12; }
+
+/* value.split(b",")[-1].strip() */
+static span last_item(span v) {
+    const char *e = v.p + v.n, *s = e;
+    while (s > v.p && s[-1] != ',') s--;
+    while (s < e && is_space((unsigned char)*s)) s++;
+    while (e > s && is_space((unsigned char)e[-1])) e--;
+    span out = {s, e - s};
+    return out;
+}
+
+/* int(float(rt)) for a plain decimal of at most 15 digits (exact in a double); -1 for b""; 0 in *ok
+   for anything else (the caller gives up the block) */
+static long long whole_seconds(span v, int *ok) {
+    if (v.n == 0) return -1;
+    Py_ssize_t i = 0, sig = 0;
+    long long whole = 0;
+    while (i < v.n && is_digit((unsigned char)v.p[i])) whole = whole * 10 + (v.p[i++] - '0'), sig++;
+    if (sig == 0) {
+        *ok = 0;
+        return -1;
+    }
+    if (i < v.n && v.p[i] == '.') {
+        i++;
+        Py_ssize_t f0 = i;
+        while (i < v.n && is_digit((unsigned char)v.p[i])) i++;
+        sig += i - f0;
+    }
+    if (i != v.n || sig > 15) *ok = 0;
+    return whole;
+}
+
+PyDoc_STRVAR(nginx_block_doc,
+             "nginx_block(data) -> (records, counts, lo, hi) or None\n\n"
+             "A block of nginx access log lines: counts {(upstream, status, upstream status, b'', long poll,\n"
+             "seconds): records} in first-seen order; lo, hi the least and greatest time as logged (bytes).\n"
+             "None when a line is not such a record, the block is not clean or a value is not plain.");
+
+/* one nginx access line -> its key and time; 0 when it is not such a record (or not read plainly) */
+static int ngx_key(const unsigned char *l, Py_ssize_t n, keyed *k) {
+    ngx g;
+    if (!ngx_line(l, n, &g)) return 0;
+    span roles[5] = {{"", 0}, {"", 0}, {"", 0}, {"", 0}, {"", 0}};
+    int have[5] = {0};
+    int blank = 1;
+    for (Py_ssize_t i = 0; i < g.tail.n && blank; i++) blank = is_space((unsigned char)g.tail.p[i]);
+    if (!blank) extras(g.tail, roles, have);
+    if (have[0] < 0) return 0;
+    k->lp = g.request.n ? request_long_poll(g.request) : LP_NONE;
+    k->secs = -1;
+    if (k->lp) {
+        int ok = 1;
+        k->secs = whole_seconds(roles[1], &ok);
+        if (!ok) return 0;
+    }
+    span upstream = last_item(roles[3]);
+    if (upstream.n == 1 && upstream.p[0] == '-') upstream.n = 0;
+    k->f[0] = upstream;
+    k->f[1] = g.status;
+    k->f[2] = last_item(roles[4]);
+    k->f[3].p = "";
+    k->f[3].n = 0;
+    k->time = g.time;
+    return 1;
+}
+
+static PyObject *nginx_block(PyObject *self, PyObject *args) { return line_block(args, ngx_key, 1); }
 
 static PyMethodDef METHODS[] = {
     {"w3c_block", w3c_block, METH_VARARGS, w3c_block_doc},
     {"haproxy_block", haproxy_block, METH_VARARGS, haproxy_block_doc},
+    {"nginx_block", nginx_block, METH_VARARGS, nginx_block_doc},
     {NULL, NULL, 0, NULL},
 };
 
