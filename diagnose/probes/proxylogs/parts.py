@@ -9,18 +9,17 @@ one when the range before it ended with another. A range whose figures overflowe
 merged exactly (a range keeps more distinct values than a summary lists, tally.PART_VALUES, so this
 is rare): then the whole file is read again here, as is a file a worker could not read.
 
-Workers are started by fork only from a single-threaded process (the probe may run beside others in
-threads, and a forked copy of a lock another thread held would never be released); else by spawn.
+Workers are started as diagnose/probes/workers.py says: by fork only from a single-threaded process
+(the probe may run beside others in threads, and a forked copy of a lock another thread held would
+never be released); else from the forkserver, or by spawn.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import multiprocessing
 import os
 import signal
-import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from typing import IO, Tuple, Union  # noqa: UP035 - runtime aliases below must 
 
 from diagnose.probes.logs import LogInput
 from diagnose.probes.proxylogs.tally import Summary, messages_note
+from diagnose.probes.workers import mp_context
 
 SPLIT_AT = 32 << 20  # plain files larger than this are read in byte ranges of about this size
 State = Union[Tuple[str, ...], str, None]  # noqa: UP006, UP007 - a reader's `state`
@@ -147,9 +147,8 @@ class Workers:
         self.futures: dict[int, list[Future[Outcome | None]]] = {}
         self.again: list[Part] = []  # ranges read again here, with the state the range before ended in
         if any(self.parts.values()):
-            method = "fork" if hasattr(os, "fork") and threading.active_count() == 1 else "spawn"
-            self.pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=jobs, mp_context=multiprocessing.get_context(method), initializer=_ignore_interrupts)
+            self.pool = concurrent.futures.ProcessPoolExecutor(  # no fork beside other threads (probes/workers.py)
+                max_workers=jobs, mp_context=mp_context(), initializer=_ignore_interrupts)
             for key, parts in self.parts.items():
                 self.futures[key] = [self.pool.submit(read_part, part) for part in parts]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from diagnose.probes.logs import expand
 from diagnose.probes.proxylogs import build_facts, haproxy, nginx, parts, summarise, w3c
 from diagnose.probes.proxylogs.lines import MAX_LINE
 from diagnose.probes.proxylogs.tally import Summary
+from diagnose.probes.workers import start_method
 
 IIS_FIELDS = ("#Fields: date time s-sitename s-ip cs-method cs-uri-stem cs-uri-query s-port c-ip cs(User-Agent) "
               "sc-status sc-substatus sc-win32-status time-taken")
@@ -280,3 +282,16 @@ def test_accelerator_reads_lines_as_the_regular_expression_does(product: str) ->
             assert got[1] == {shape.key_of(found[0]): 1}, data
             assert got[2] == got[3] == found[0][0], data
     assert min(seen.values()) > 2000, seen
+
+
+def test_byte_ranges_read_from_a_probe_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` reads logs in a probe thread beside others: the workers then come from the forkserver (no
+    fork of a process running threads), with the same result."""
+    monkeypatch.setattr(parts, "SPLIT_AT", 64 << 10)
+    path = logs(tmp_path, 7)[0]
+    got: list[Any] = []
+    thread = threading.Thread(target=lambda: got.append((start_method(), read(path, jobs=2))))
+    thread.start()
+    thread.join(120)
+    assert got and got[0][0] != "fork"
+    assert got[0][1] == read(path, jobs=1)
