@@ -79,7 +79,7 @@ def access_key(groups: Groups, lp: str | None = None) -> Key:
     if lp:
         try:
             seconds = int(float(more.get("rt", b"")))
-        except ValueError:
+        except (ValueError, OverflowError):  # not a number, nan, inf
             seconds = -1
     upstream = more.get("ua", b"").split(b",")[-1].strip()  # several tried: the last answered
     return (upstream if upstream != b"-" else b"", status, more.get("us", b"").split(b",")[-1].strip(), b"", lp,

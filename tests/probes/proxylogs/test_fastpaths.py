@@ -295,3 +295,15 @@ def test_byte_ranges_read_from_a_probe_thread(tmp_path: Path, monkeypatch: pytes
     thread.join(120)
     assert got and got[0][0] != "fork"
     assert got[0][1] == read(path, jobs=1)
+
+
+def test_a_request_time_of_infinity_is_no_duration(tmp_path: Path) -> None:
+    """rt=inf on a long poll was an OverflowError (a traceback); it is a record without a duration."""
+    log = tmp_path / "access.log"
+    log.write_text('203.0.113.9 - - [04/Mar/2024:00:00:01 +0000] "POST /Microsoft-Server-ActiveSync/default.eas?'
+                   'Cmd=Ping HTTP/1.1" 200 12 "-" "Outlook" rt=inf ua="10.0.0.1:443" us="200"\n'
+                   '203.0.113.9 - - [04/Mar/2024:00:00:02 +0000] "POST /Microsoft-Server-ActiveSync/default.eas?'
+                   'Cmd=Ping HTTP/1.1" 200 12 "-" "Outlook" rt=1740.5 ua="10.0.0.1:443" us="200"\n')
+    facts = {f[1]: f[2] for f in read(log)[0]}
+    assert facts["nginx:all"]["records"] == 2 and facts["nginx:all"]["eas_ping"] == 2
+    assert facts["nginx:all"]["long_poll_durations"] == ("eas_ping 1740s 1",)  # the one with a duration
