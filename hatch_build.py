@@ -1,5 +1,6 @@
-"""Build hook: compiles the optional C accelerators of the log scanner (diagnose/probes/logs/_fastscan.c)
-and of the capture readers (diagnose/probes/capture/_fastcap.c).
+"""Build hook: compiles the optional C accelerators of the log scanner (diagnose/probes/logs/_fastscan.c),
+the capture readers (diagnose/probes/capture/_fastcap.c) and the proxy log reader
+(diagnose/probes/proxylogs/_fastproxy.c).
 
 A wheel gets the compiled modules (and a platform tag); an editable install gets them built in place
 beside the sources, where the checkout's own imports find them. Where no C compiler works, the build
@@ -27,6 +28,7 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 ACCELERATORS = {
     "diagnose.probes.logs._fastscan": "diagnose/probes/logs/_fastscan.c",
     "diagnose.probes.capture._fastcap": "diagnose/probes/capture/_fastcap.c",
+    "diagnose.probes.proxylogs._fastproxy": "diagnose/probes/proxylogs/_fastproxy.c",
 }
 
 

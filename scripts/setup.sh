@@ -13,6 +13,7 @@ if ! .venv/bin/python -c "import diagnose, durable_rules_engine, pytest" >/dev/n
    || [ pyproject.toml -nt .venv/.installed ] \
    || [ diagnose/probes/logs/_fastscan.c -nt .venv/.installed ] \
    || [ diagnose/probes/capture/_fastcap.c -nt .venv/.installed ] \
+   || [ diagnose/probes/proxylogs/_fastproxy.c -nt .venv/.installed ] \
    || [ hatch_build.py -nt .venv/.installed ]; then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e '.[test]'

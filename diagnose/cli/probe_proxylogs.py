@@ -17,16 +17,18 @@ MAX_NOTES_SHOWN = 20
 
 @probe.command("proxylogs")
 @click.argument("paths", nargs=-1, required=True)
+@click.option("--jobs", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Worker processes for big plain logs (0 = one per core, at most 2).")
 @format_option
 @output_option
-def proxylogs(paths: tuple[str, ...], fmt: str, output: str | None) -> None:
+def proxylogs(paths: tuple[str, ...], jobs: int, fmt: str, output: str | None) -> None:
     """Read IIS W3C (ARR, Exchange front and back end), Exchange HttpProxy, HAProxy (HTTP, TCP) and nginx
     (access, error) logs (plain, .gz, .zip, folders, globs) and count statuses, decoded Win32 codes,
     termination states, upstream errors and long-lived requests."""
     from diagnose.probes.proxylogs import collect
 
     started = time.monotonic()
-    result, problems = collect(ProbeContext(check="proxy-logs"), {"paths": list(paths)})
+    result, problems = collect(ProbeContext(check="proxy-logs"), {"paths": list(paths), "jobs": jobs})
     run = ProbeRun("proxylogs", result.status, result.reason, "proxy-logs", ("proxy.status_summary",),
                    time.monotonic() - started)
     for problem in problems[:MAX_NOTES_SHOWN]:
