@@ -25,12 +25,14 @@ from __future__ import annotations
 import concurrent.futures as cf
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from diagnose import __version__
+from diagnose.compat import shutdown_cancelling
 from diagnose.errors import DiagnoseError, RuleError
 from diagnose.facts import EvidenceBundle, Fact, ProbeRun, ProbeStatus
 from diagnose.paths import data_dir
@@ -121,7 +123,7 @@ def fill(value: Any, context: Mapping[str, Any]) -> Any:
 def _as_text(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
     return str(value)
 
@@ -156,7 +158,7 @@ class RunInputs:
         return ctx
 
 
-Progress = Callable[[str, str], None]
+Progress = typing.Callable[[str, str], None]
 
 
 def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, progress: Progress | None = None,
@@ -209,11 +211,11 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
                     results[check.id] = future.result()
             interrupted = True
         except DiagnoseError:
-            pool.shutdown(wait=False, cancel_futures=True)
+            shutdown_cancelling(pool, futures, wait=False)
             raise
         else:
             interrupted = False
-        pool.shutdown(wait=not interrupted, cancel_futures=True)
+        shutdown_cancelling(pool, futures, wait=not interrupted)
     for check, _ in todo:
         if check.id not in results:
             reason = "interrupted (Ctrl-C) before it finished"

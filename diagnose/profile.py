@@ -73,7 +73,7 @@ def profile_from_mapping(data: Mapping[str, Any], source: str, lines: Any = None
         if key in _LISTS:
             if isinstance(value, str):
                 value = [value]
-            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{key} must be a list of strings", at(key))
             value = tuple(v.strip() for v in value)
             if key in _ADDRESS_LISTS:

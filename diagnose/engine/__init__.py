@@ -24,6 +24,7 @@ Semantics shared by both engines (and by the tests that hold them to it):
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -73,11 +74,27 @@ def usable_attrs(fact: Fact, kinds: FactKinds, warnings: list[str]) -> dict[str,
     return out
 
 
-def create_engine(rulebook: object, name: str = "durable") -> Engine:
-    """Build an engine by name ("durable" or "reference") for a loaded rulebook."""
+def durable_missing() -> str | None:
+    """Why durable_rules cannot run in this Python (not installed, or a build that does not import, as
+    the unpatched 2.0.28 on Python 3.13+); None when it can."""
+    try:
+        import durable_rules_engine  # noqa: F401
+    except ImportError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def create_engine(rulebook: object, name: str = "auto") -> Engine:
+    """Build an engine by name ("durable" or "reference") for a loaded rulebook; "auto" is durable
+    where durable_rules imports, the reference evaluator (same answers, pure Python) otherwise."""
     from diagnose.rulebook.model import Rulebook
 
     assert isinstance(rulebook, Rulebook)
+    if name == "auto":
+        why = durable_missing()
+        if why is not None:
+            print(f"diagnose: durable_rules cannot run here ({why}); using the reference engine", file=sys.stderr)
+        name = "durable" if why is None else "reference"
     if name == "reference":
         from diagnose.engine.reference import ReferenceEngine
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from functools import cache
+from functools import lru_cache
 
 from diagnose.engine import EngineResult, Firing, usable_attrs
 from diagnose.facts import Fact
@@ -25,7 +25,7 @@ def _same_type(a: object, b: object) -> bool:
     return ta == tb or {ta, tb} <= {"int", "float"}
 
 
-@cache
+@lru_cache(maxsize=None)
 def glob_regex(pattern: str) -> re.Pattern[str]:
     out = []
     for ch in pattern.translate(_ASCII_LOWER):
@@ -55,9 +55,9 @@ def holds(test: Test, value: object, operand: object) -> bool:
         return value == operand
     if op == "ne":
         return value != operand
-    if isinstance(value, bool | str):
+    if isinstance(value, (bool, str)):
         return False
-    assert isinstance(value, int | float) and isinstance(operand, int | float)
+    assert isinstance(value, (int, float)) and isinstance(operand, (int, float))
     return {"lt": value < operand, "le": value <= operand, "gt": value > operand, "ge": value >= operand}[op]
 
 

@@ -53,6 +53,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
+from diagnose.compat import waitstatus_to_exitcode
 from diagnose.engine.durable_session import Evaluator, Message, PartitionSpec, RawFiring
 from diagnose.errors import EngineError, UsageError
 
@@ -363,7 +364,7 @@ class Worker:
             except ChildProcessError:
                 return None
             if pid:
-                return os.waitstatus_to_exitcode(status)
+                return waitstatus_to_exitcode(status)
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
 

@@ -265,7 +265,7 @@ def _classify_ssl(exc: ssl.SSLError, endpoint: Endpoint, received: bytes) -> Han
     reason = getattr(exc, "reason", None) or ""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return HandshakeFailure("untrusted", exc.verify_message or str(exc))
-    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
         return HandshakeFailure("closed", f"{endpoint} closed the connection during the TLS handshake")
     if received and received[0] not in (20, 21, 22, 23):
         first = received[:16].decode("latin-1", "replace").split("\r\n", 1)[0]

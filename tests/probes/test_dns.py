@@ -43,7 +43,7 @@ def site_dns(request: pytest.FixtureRequest) -> Iterator[DnsServer]:
 def probe_dns(spec: dict[str, Any], profile: SiteProfile | None = None,
               deadline: float | None = None) -> tuple[list[Fact], Any]:
     ctx = ProbeContext(profile=profile or SiteProfile(), deadline=deadline)
-    spec = {"use_hosts": False, "timeout": 1.0} | spec
+    spec = {"use_hosts": False, "timeout": 1.0, **spec}
     result, _run = run_probe("dns", ctx, spec, ("dns.resolution", "dns.consistency"))
     fact_kinds().check(result.facts, "dns probe")  # every fact fits the declared kinds
     return list(result.facts), result

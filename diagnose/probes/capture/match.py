@@ -38,11 +38,11 @@ import gzip
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
+from diagnose.compat import UTC, ZoneInfo
 from diagnose.probes.capture.tcp import (
     C_CLOSED,
     C_FIN0,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from diagnose.compat import removeprefix, zip_strict
 from diagnose.errors import InputError, UsageError
 from diagnose.facts import ProbeStatus
 from diagnose.probes import ProbeContext, ProbeResult
@@ -251,10 +252,10 @@ def _csv_ranges(log: LogInput, fh: IO[bytes], head: bytes, size: int) -> list[Un
     """A SQL-export CSV cut at line ends that are not inside a quoted field: the number of quotes
     before each cut is even (an escaped quote is two). Every range is given the header."""
     try:
-        detected = detect(head.removeprefix(codecs.BOM_UTF8), log.name)
+        detected = detect(removeprefix(head, codecs.BOM_UTF8), log.name)
     except NotALogError:
         return [Unit(log)]
-    if detected.format != "sql-csv" or utf16_encoding(head.removeprefix(codecs.BOM_UTF8)) is not None:
+    if detected.format != "sql-csv" or utf16_encoding(removeprefix(head, codecs.BOM_UTF8)) is not None:
         return [Unit(log)]
     bounds, target, odd, pos = [0], SPLIT_AT, 0, 0
     fh.seek(0)
@@ -549,7 +550,7 @@ def summarise(
         with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
                                                     initializer=_ignore_interrupts) as pool:
             futures = [pool.submit(run_unit, unit, site) for unit in units]
-            for unit, future in zip(units, futures, strict=True):
+            for unit, future in zip_strict(units, futures):
                 try:
                     absorb(unit, future.result())
                 except NotALogError as exc:
@@ -580,7 +581,7 @@ def site_from(ctx: ProbeContext, spec: Mapping[str, Any]) -> Site:
 
     tz = spec.get("tz") or None
     if tz:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        from diagnose.compat import ZoneInfo, ZoneInfoNotFoundError
 
         try:
             ZoneInfo(str(tz))
