@@ -7,7 +7,9 @@ goes on without them, with a warning, and the scanner and readers run in pure Py
 figures, slower.
 
 The compiler is driven through setuptools' build_ext, which knows each platform's compiler (gcc,
-clang, MSVC) and the flags Python was built with. Run this file directly to build in place:
+clang, MSVC) and the flags Python was built with. DIAGNOSE_PURE_PYTHON=1 builds the pure-Python wheel
+(py3-none-any, no accelerators) that goes next to the platform one (scripts/build_wheels.sh).
+Run this file directly to build in place:
 
     python hatch_build.py
 """
@@ -77,6 +79,8 @@ class AcceleratorHook(BuildHookInterface):  # type: ignore[type-arg]
         root = Path(self.root)
         if version == "editable":
             build_accelerators(root, inplace=True, out=Path(tempfile.mkdtemp(prefix="diagnose-build-")))
+            return
+        if os.environ.get("DIAGNOSE_PURE_PYTHON"):  # the pure-Python wheel (py3-none-any), for any platform
             return
         built = build_accelerators(root, inplace=False, out=Path(self.directory) / ".accelerator")
         if not built:

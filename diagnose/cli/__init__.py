@@ -50,6 +50,9 @@ class _Group(click.Group):
         return sorted(COMMANDS)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from diagnose.cli.console import tolerant_std_streams
+
+        tolerant_std_streams()  # a cp1252 console or redirect must not fail on ≥ or a CJK computer name
         try:
             return super().invoke(ctx)
         except DiagnoseError as exc:
