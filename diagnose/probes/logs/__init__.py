@@ -56,6 +56,15 @@ __all__ = ["LogInput", "collect", "probe", "summarise"]
 
 SPLIT_AT = 16 << 20  # plain W3C files larger than this are cut into byte ranges of about this size
 _LOG_SUFFIXES = (".w3c", ".iis", ".log", ".txt", ".csv", ".tsv", ".gz", ".zip")
+# TMG's default log storage: SQL Server Express databases (ISALOG_yyyymmdd_FWS_nnn.mdf, with .ldf), which
+# only SQL Server reads. They are not read; the hint says how to get text instead.
+_DATABASE_SUFFIXES = (".mdf", ".ldf")
+SQL_EXPRESS_HINT = (
+    "TMG logged to SQL Server Express, which diagnose does not read: export each database's FirewallLog and "
+    "WebProxyLog tables to CSV with a header row (diagnose reads such exports), or switch Firewall and Web "
+    "Proxy logging to text files (W3C) in the TMG console (Logs & Reports, Configure Firewall Logging, "
+    "Configure Web Proxy Logging) and reproduce the problem"
+)
 _ROTATION = re.compile(r"(\d{8})(?:_(?:FWS|WEB)_?(\d+))?", re.IGNORECASE)
 
 
@@ -118,6 +127,12 @@ def expand(paths: Sequence[str]) -> tuple[list[LogInput], list[str]]:
                     p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in _LOG_SUFFIXES
                 ]
                 found.extend(_with_members(str(p), named=False) for p in files)
+                databases = sum(1 for p in path.rglob("*") if p.suffix.lower() == ".mdf" and p.is_file())
+                if databases:
+                    problems.append(f"{path}: {databases} SQL Express database file(s) (.mdf) not read: "
+                                    + SQL_EXPRESS_HINT)
+            elif path.is_file() and path.suffix.lower() in _DATABASE_SUFFIXES:
+                problems.append(f"{path}: a SQL Express database file, not read: {SQL_EXPRESS_HINT}")
             elif path.is_file():
                 found.append(_with_members(str(path), named=True))
             else:
