@@ -42,7 +42,7 @@ class SiteProfile:
         clean = {k: v for k, v in overrides.items() if v not in (None, (), [])}
         if not clean:
             return self
-        return profile_from_mapping(self.to_json() | clean, "command line")
+        return profile_from_mapping({**self.to_json(), **clean}, "command line")
 
     def to_fact(self) -> Fact:
         return make_fact(

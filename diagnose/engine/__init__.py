@@ -23,10 +23,12 @@ Semantics shared by both engines (and by the tests that hold them to it):
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from diagnose.facts import Fact
@@ -75,12 +77,19 @@ def usable_attrs(fact: Fact, kinds: FactKinds, warnings: list[str]) -> dict[str,
 
 
 def durable_missing() -> str | None:
-    """Why durable_rules cannot run in this Python (not installed, or a build that does not import, as
-    the unpatched 2.0.28 on Python 3.13+); None when it can."""
-    try:
-        import durable_rules_engine  # noqa: F401
-    except ImportError as exc:
-        return f"{type(exc).__name__}: {exc}"
+    """Why durable_rules cannot run in this Python, None when it can. Decided without loading it (the
+    tool's own process never does; the engine's worker does): not installed, or an unpatched 2.0.28 on
+    Python 3.13+, whose module calls PyEval_CallObject, removed in 3.13 (scripts/build_durable.py)."""
+    spec = importlib.util.find_spec("durable_rules_engine")
+    if spec is None or not spec.origin:
+        return "durable_rules is not installed"
+    if sys.version_info >= (3, 13):
+        try:
+            calls_removed = b"PyEval_CallObject" in Path(spec.origin).read_bytes()
+        except OSError as exc:
+            return f"durable_rules cannot be read: {exc}"
+        if calls_removed:
+            return "this durable_rules build calls PyEval_CallObject, which Python 3.13 removed"
     return None
 
 
@@ -90,11 +99,8 @@ def create_engine(rulebook: object, name: str = "auto") -> Engine:
     from diagnose.rulebook.model import Rulebook
 
     assert isinstance(rulebook, Rulebook)
-    if name == "auto":
-        why = durable_missing()
-        if why is not None:
-            print(f"diagnose: durable_rules cannot run here ({why}); using the reference engine", file=sys.stderr)
-        name = "durable" if why is None else "reference"
+    if name == "auto":  # (the engine branch adds --engine, and says which engine ran and why)
+        name = "durable" if durable_missing() is None else "reference"
     if name == "reference":
         from diagnose.engine.reference import ReferenceEngine
 

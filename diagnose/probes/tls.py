@@ -385,7 +385,7 @@ def certificate_fact(obs: Observation, sni: str | None, internal_name: str | Non
     if cert is None:
         return make_fact("tls.certificate", subject, PROBE, check=check, source=subject, **base)
     san_dns, san_ip, cn = certificate_names(cert)
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)
     not_after, not_before = cert.not_valid_after_utc, cert.not_valid_before_utc
     wanted = [n for n in [internal_name, *published, certificate_fqdn] if n]
     unmatched = [n for n in dict.fromkeys(wanted) if not name_on_certificate(n, san_dns, san_ip, cn)]
