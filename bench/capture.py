@@ -40,8 +40,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from diagnose.probes.capture import formats, synth  # noqa: E402
+from diagnose.probes.capture import formats  # noqa: E402
 from diagnose.probes.capture.analysis import analyse, cpu_count  # noqa: E402
+from tests.probes.capture import synth  # noqa: E402
 
 
 def generate(directory: Path, connections: int) -> tuple[Path, Path, Path, int]:

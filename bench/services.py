@@ -28,10 +28,10 @@ sys.path.insert(0, str(REPO))
 
 from diagnose.compat import zip_strict  # noqa: E402
 from diagnose.probes import ProbeContext  # noqa: E402
-from diagnose.probes.host import PortRange, TcpSocket, port_usage_fact, tcp_facts  # noqa: E402
-from diagnose.probes.host import probe as host_probe  # noqa: E402
-from diagnose.probes.service_exports import read_export  # noqa: E402
-from diagnose.probes.services import probe as services_probe  # noqa: E402
+from diagnose.probes.host.probe import PortRange, TcpSocket, port_usage_fact, tcp_facts  # noqa: E402
+from diagnose.probes.host.probe import probe as host_probe  # noqa: E402
+from diagnose.probes.services.exports import read_export  # noqa: E402
+from diagnose.probes.services.probe import probe as services_probe  # noqa: E402
 from diagnose.profile import SiteProfile  # noqa: E402
 
 NAMES = ["W3SVC", "WAS", "MSExchangeFBA", "MSExchangeADTopology", "MSExchangeIS", "MSExchangeRPC"]

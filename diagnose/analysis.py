@@ -12,6 +12,7 @@ a probe that delivers it ran (complete or partial). For each rule:
 
 from __future__ import annotations
 
+import re
 import string
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -20,11 +21,16 @@ from dataclasses import dataclass
 from diagnose.engine import Engine, Firing, create_engine, usable_attrs
 from diagnose.facts import EvidenceBundle, Fact, make_fact
 from diagnose.profile import profile_from_mapping
-from diagnose.ranking import ESTABLISHED, SEVERITY, combine_all, verdict
+from diagnose.ranking import ESTABLISHED, PROBLEMS, combine_all, is_ruled_out, order
 from diagnose.rulebook.loader import disjuncts
 from diagnose.rulebook.model import Binding, Cause, Question, Ref, Rule, Rulebook, Verdict
 
 MAX_MATCHES = 20  # fact combinations kept per rule for the explanation (the count is always kept)
+# The kind of fact that shows the evidence a `diagnose --OPTION` in a cause's gather item asks for
+# was given (a probe that delivers it ran, or facts of it are in the bundle).
+GATHERED_BY = {"--log": "log.status_summary", "--capture": "capture.teardown_summary",
+               "--services-export": "service.state", "--profile": "dns.resolution"}
+_OPTION = re.compile(r"diagnose[^)]*?(--[a-z][a-z-]*)")
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ class QuestionPrompt:
 @dataclass(frozen=True)
 class Diagnosis:
     verdict: Verdict
-    causes: tuple[CauseFinding, ...]
+    causes: tuple[CauseFinding, ...]  # ranked (ranking.order), the ruled-out ones last
     outcomes: tuple[RuleOutcome, ...]
     questions: tuple[QuestionPrompt, ...]
     facts: tuple[Fact, ...]
@@ -90,6 +96,29 @@ class Diagnosis:
     unused_kinds: tuple[str, ...]
     engine: str
     firings: tuple[Firing, ...] = ()
+
+    @property
+    def ranked(self) -> tuple[CauseFinding, ...]:
+        """The ranked causes: the one that decided the verdict first (see diagnose.ranking.order)."""
+        return tuple(c for c in self.causes if not is_ruled_out(c.certainty))
+
+    @property
+    def decided_by(self) -> CauseFinding | None:
+        """The cause that decided the verdict; None when no cause was established."""
+        ranked = self.ranked
+        return ranked[0] if ranked and ranked[0].certainty >= ESTABLISHED else None
+
+    @property
+    def ruled_out(self) -> tuple[CauseFinding, ...]:
+        """The causes ruled out or weakened to 0 or below: reported apart, never ranked."""
+        return tuple(c for c in self.causes if is_ruled_out(c.certainty))
+
+    def gather(self, finding: CauseFinding) -> tuple[str, ...]:
+        """The cause's "what to gather next", less what was given: an item naming a `diagnose
+        --OPTION` whose evidence is in the bundle (GATHERED_BY) is not asked for again."""
+        kinds = self.bundle.available_kinds() | {f.kind for f in self.facts}
+        return tuple(item for item in finding.cause.gather
+                     if not any(GATHERED_BY.get(option) in kinds for option in _OPTION.findall(item)))
 
     @property
     def unknowns(self) -> tuple[RuleOutcome, ...]:
@@ -229,9 +258,10 @@ _FORMATTER = string.Formatter()
 
 def render(template: str, bound: Mapping[str, Fact]) -> str:
     """Fill `{binding.field}` (or `{binding}` for the subject) from the bound facts. A value that is
-    not there reads "(field unknown)", an empty list "(none)"."""
+    not there reads "(field unknown)", an empty list "(none)". `{binding.list:TEXT}` keeps only the
+    list's items that contain TEXT (e.g. `{cap.samples:dirty-close:}` cites the dirty closes alone)."""
     out = []
-    for literal, field, _, _ in _FORMATTER.parse(template):
+    for literal, field, spec, _ in _FORMATTER.parse(template):
         out.append(literal)
         if field is None:
             continue
@@ -239,7 +269,7 @@ def render(template: str, bound: Mapping[str, Fact]) -> str:
         fact = bound.get(name)
         value = None if fact is None else fact.get(attr or "subject")
         if isinstance(value, tuple):
-            value = ", ".join(value) or "(none)"
+            value = ", ".join(str(v) for v in value if not spec or spec in str(v)) or "(none)"
         elif isinstance(value, float):
             value = f"{value:g}"
         out.append(f"({attr or name} unknown)" if value is None else str(value))
@@ -301,12 +331,11 @@ def conclude(outcomes: Sequence[RuleOutcome], by_rule: Mapping[str, Sequence[Fir
                     evidence.setdefault(index, None)
         findings.append(CauseFinding(cause, round(combine_all(s.certainty for s in items), 4), tuple(items),
                                      tuple(evidence)))
-    problems = (Verdict.MISCONFIGURATION, Verdict.FAULT)
-    problem_established = any(f.certainty >= ESTABLISHED and f.cause.verdict in problems for f in findings)
+    problem_established = any(f.certainty >= ESTABLISHED and f.cause.verdict in PROBLEMS for f in findings)
     if problem_established:
         findings = [f for f in findings if f.cause.verdict is not Verdict.INCONCLUSIVE]
-    findings.sort(key=lambda f: (-f.certainty, SEVERITY[f.cause.verdict], f.cause.id))
-    return verdict((f.cause.verdict, f.certainty) for f in findings), tuple(findings)
+    final, ranking = order([(f.cause.id, f.cause.verdict, f.certainty) for f in findings])
+    return final, tuple(findings[i] for i in ranking)
 
 
 def question_ids(rule: Rule) -> frozenset[str]:
@@ -315,7 +344,8 @@ def question_ids(rule: Rule) -> frozenset[str]:
 
 
 def _top(findings: Sequence[CauseFinding]) -> tuple[str | None, float]:
-    return (findings[0].cause.id, findings[0].certainty) if findings else (None, 0.0)
+    top = next((f for f in findings if not is_ruled_out(f.certainty)), None)
+    return (None, 0.0) if top is None else (top.cause.id, top.certainty)
 
 
 def what_if(rulebook: Rulebook, facts: Sequence[Fact], outcomes: Sequence[RuleOutcome],

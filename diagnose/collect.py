@@ -46,8 +46,9 @@ HINTS = {
     "log_paths": "--log PATH",
     "capture_paths": "--capture PATH",
     "evidence_paths": "--evidence FILE",
-    "services_export": "--services-export FILE or --services-host HOST",
+    "services_export": "--services-export FILE (one per CAS) or --services-host HOST",
     "services_host": "--services-host HOST",
+    "host_exports": "--host-export FILE (netstat -anob, netsh dynamicport, System events 4227/4231 from TMG)",
     "published_names": "published_names in the profile",
     "internal_name": "internal_name in the profile",
     "internal_addresses": "internal_addresses in the profile",
@@ -141,7 +142,7 @@ class RunInputs:
     evidence_paths: list[str] = field(default_factory=list)
     dns_servers: list[str] = field(default_factory=list)
     hosts_file: str | None = None
-    services_export: str | None = None
+    services_export: list[str] = field(default_factory=list)  # one export per Exchange server
     services_host: str | None = None
     tz: str | None = None
     offline: bool = False

@@ -53,7 +53,7 @@ def default_log_folders() -> list[str]:
 
 def discover(log_paths: Sequence[str], hosts_file: str | None, offline: bool) -> Discovery:
     from diagnose.probes import ProbeContext, get_probe
-    from diagnose.probes.hostsfile import read_hosts, system_hosts_path
+    from diagnose.probes.dns.hosts import read_hosts, system_hosts_path
 
     found = Discovery(list(log_paths) or default_log_folders())
     if found.log_paths:

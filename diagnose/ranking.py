@@ -21,17 +21,30 @@ The verdict rule:
 
 Causes of class inconclusive are residual: they are dropped from the ranking when a
 misconfiguration or fault is established, because then the evidence does explain the symptoms.
-Causes are sorted by certainty, highest first; ties go to the more severe class, then to the id.
+
+The ranking agrees with the verdict (order()):
+
+1. the cause that decided the verdict (the one the verdict rule picked) comes first;
+2. then the other established misconfiguration or fault causes;
+3. then the rest with a certainty above 0;
+4. last, the causes ruled out or weakened to 0 or below: reports list them only under "Ruled out or
+   weakened", never in the ranked list (see RULED_OUT).
+
+Within each group causes go by certainty, highest first; ties to the more severe class, then the id.
+So a benign cause, however certain, never stands above the cause that made the verdict a
+misconfiguration or a fault.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from diagnose.rulebook.model import Verdict
 
 ESTABLISHED = 0.5
+RULED_OUT = 0.0  # a cause at or below this certainty is ruled out or weakened, not ranked
 SEVERITY = {Verdict.FAULT: 0, Verdict.MISCONFIGURATION: 1, Verdict.INCONCLUSIVE: 2, Verdict.BENIGN: 3}
+PROBLEMS = (Verdict.MISCONFIGURATION, Verdict.FAULT)
 
 
 def combine(a: float, b: float) -> float:
@@ -53,14 +66,39 @@ def combine_all(values: Iterable[float]) -> float:
     return 0.0 if total is None else max(-1.0, min(1.0, total))
 
 
+def is_ruled_out(certainty: float) -> bool:
+    return certainty <= RULED_OUT
+
+
+def _by_certainty(causes: Sequence[tuple[str, Verdict, float]]) -> list[int]:
+    return sorted(range(len(causes)), key=lambda i: (-causes[i][2], SEVERITY[causes[i][1]], causes[i][0]))
+
+
+def _decider(causes: Sequence[tuple[str, Verdict, float]], ordered: Sequence[int]) -> int | None:
+    """The index of the cause the verdict rule picks, or None when nothing is established."""
+    established = [i for i in ordered if causes[i][2] >= ESTABLISHED]
+    for wanted in (PROBLEMS, (Verdict.INCONCLUSIVE,), (Verdict.BENIGN,)):
+        chosen = next((i for i in established if causes[i][1] in wanted), None)
+        if chosen is not None:
+            return chosen
+    return None
+
+
+def order(causes: Sequence[tuple[str, Verdict, float]]) -> tuple[Verdict, tuple[int, ...]]:
+    """The verdict and the ranking of (id, class, certainty) triples, as indices, by the rules in the
+    module docstring: the deciding cause first, established problems next, ruled-out causes last."""
+    ordered = _by_certainty(causes)
+    decider = _decider(causes, ordered)
+    position = {i: n for n, i in enumerate(ordered)}
+
+    def key(i: int) -> tuple[bool, bool, bool, int]:
+        _, cls, cf = causes[i]
+        return is_ruled_out(cf), i != decider, not (cf >= ESTABLISHED and cls in PROBLEMS), position[i]
+
+    final = Verdict.INCONCLUSIVE if decider is None else causes[decider][1]
+    return final, tuple(sorted(range(len(causes)), key=key))
+
+
 def verdict(ranked: Iterable[tuple[Verdict, float]]) -> Verdict:
     """The verdict from (class, certainty) pairs, by the rule in the module docstring."""
-    established = [(cls, cf) for cls, cf in ranked if cf >= ESTABLISHED]
-    problems = [item for item in established if item[0] in (Verdict.MISCONFIGURATION, Verdict.FAULT)]
-    if problems:
-        return max(problems, key=lambda item: (item[1], -SEVERITY[item[0]]))[0]
-    if any(cls is Verdict.INCONCLUSIVE for cls, _ in established):
-        return Verdict.INCONCLUSIVE
-    if any(cls is Verdict.BENIGN for cls, _ in established):
-        return Verdict.BENIGN
-    return Verdict.INCONCLUSIVE
+    return order([("", cls, cf) for cls, cf in ranked])[0]

@@ -100,6 +100,15 @@ def services_command(
 @click.option(
     "--process", "processes", multiple=True, help="Proxy process name (default wspsrv.exe; repeatable)."
 )
+@click.option(
+    "--export",
+    "exports",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Read this export from the TMG server instead of this host (repeatable): netstat -ano/-anob, "
+    "netsh int ipv4 show dynamicport tcp, System events 4227/4231 as CSV, XML or wevtutil text.",
+)
 @format_option
 @output_option
 def host_command(
@@ -107,15 +116,20 @@ def host_command(
     servers: tuple[str, ...],
     remote_ports: tuple[int, ...],
     processes: tuple[str, ...],
+    exports: tuple[str, ...],
     fmt: str,
     output: str | None,
 ) -> None:
-    """TCP connections by state, ephemeral port usage, TIME_WAIT length and the proxy process on this host."""
-    ctx = _context(profile_path, "host")
+    """TCP connections by state, ephemeral port usage, TIME_WAIT length and the proxy process on this host,
+    or, with --export, the same from files exported on the TMG server (plus Tcpip events 4227/4231)."""
+    ctx = _context(profile_path, "host-exports" if exports else "host")
     spec = {
         "server_addresses": list(servers),
         "remote_ports": list(remote_ports),
         "process_names": list(processes),
+        "exports": list(exports),
     }
-    result, run = run_probe("host", ctx, spec, ("host.tcp_states", "host.port_usage", "host.process"))
+    kinds = ("host.tcp_states", "host.port_usage", "host.tcpip_event") if exports else (
+        "host.tcp_states", "host.port_usage", "host.process")
+    result, run = run_probe("host", ctx, spec, kinds)
     emit(result, run, fmt, output)

@@ -52,8 +52,12 @@ def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--dns-recorded", "dns_recorded", multiple=True, type=click.Path(dir_okay=False),
                      metavar="FILE", help="DNS answers recorded on TMG, replayed instead of asking a server "
                      "(nslookup, Resolve-DnsName or dig output; repeatable)."),
-        click.option("--services-export", type=click.Path(dir_okay=False), help="Exported service list."),
+        click.option("--services-export", "services_export", multiple=True, type=click.Path(dir_okay=False),
+                     help="Exported service list of one Exchange server (repeatable: one per CAS)."),
         click.option("--services-host", help="Query services on HOST with sc.exe."),
+        click.option("--host-export", "host_exports", multiple=True, type=click.Path(dir_okay=False),
+                     metavar="FILE", help="Exported on TMG (repeatable): netstat -ano/-anob, netsh int ipv4 show "
+                     "dynamicport tcp, System events 4227/4231 as CSV, XML or wevtutil text."),
         click.option("--tmg", "tmg", multiple=True, help="A TMG address (repeatable)."),
         click.option("--ca-file", type=click.Path(dir_okay=False),
                      help="CA certificates (PEM) TMG trusts, e.g. exported from its computer store."),
@@ -115,9 +119,10 @@ def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
     if o.get("tmg"):
         profile = profile.merged({"tmg_addresses": list(profile.tmg_addresses) + list(o["tmg"])})
     inputs = RunInputs(list(o.get("logs") or ()), list(o.get("captures") or ()), list(o.get("evidence") or ()),
-                       list(o.get("dns_servers") or ()), o.get("hosts_file"), o.get("services_export"),
+                       list(o.get("dns_servers") or ()), o.get("hosts_file"), list(o.get("services_export") or ()),
                        o.get("services_host"), o.get("tz"), offline=bool(o.get("offline")),
-                       extra={"ca_file": o.get("ca_file"), "dns_recorded": list(o.get("dns_recorded") or ())})
+                       extra={"ca_file": o.get("ca_file"), "dns_recorded": list(o.get("dns_recorded") or ()),
+                              "host_exports": list(o.get("host_exports") or ())})
     answers = load_answers(o["answers_file"], questions) if o.get("answers_file") else {}
     return Plan(profile, inputs, answers)
 
@@ -164,12 +169,15 @@ def plan_from_example(name: str, questions: Any) -> Plan:
         return [str(folder / p) for p in inputs_raw.get(key, [])]
 
     profile = load_profile(folder / data["profile"]) if data.get("profile") else SiteProfile()
-    single = {k: str(folder / inputs_raw[k]) for k in ("hosts_file", "services_export") if inputs_raw.get(k)}
+    single = {k: str(folder / inputs_raw[k]) for k in ("hosts_file",) if inputs_raw.get(k)}
+    exports = inputs_raw.get("services_export") or []
+    exports = [exports] if isinstance(exports, str) else exports
     recorded = inputs_raw.get("dns_recorded") or []
     recorded = [recorded] if isinstance(recorded, str) else recorded
     inputs = RunInputs(files("log"), files("capture"), files("evidence"), [], single.get("hosts_file"),
-                       single.get("services_export"), None, inputs_raw.get("tz"), offline=True,
-                       extra={"dns_recorded": [str(folder / p) for p in recorded]})
+                       [str(folder / p) for p in exports], None, inputs_raw.get("tz"), offline=True,
+                       extra={"dns_recorded": [str(folder / p) for p in recorded],
+                              "host_exports": files("host_export")})
     answers = check_answers(data.get("answers", {}), questions, lines) if data.get("answers") else {}
     return Plan(profile, inputs, answers, str(data.get("description", "")).strip())
 

@@ -65,12 +65,12 @@ class Probe(Protocol):
 # The probe table: name -> "module:function". Add a probe here and nowhere else.
 PROBES: dict[str, str] = {
     "evidence": "diagnose.probes.evidence:probe",
-    "dns": "diagnose.probes.dns:probe",
+    "dns": "diagnose.probes.dns.probe:probe",
     "tls": "diagnose.probes.tls:probe",
     "http": "diagnose.probes.http:probe",
     "tcp": "diagnose.probes.tcp:probe",
-    "services": "diagnose.probes.services:probe",
-    "host": "diagnose.probes.host:probe",
+    "services": "diagnose.probes.services.probe:probe",
+    "host": "diagnose.probes.host.probe:probe",
     "logs": "diagnose.probes.logs:probe",
     "capture": "diagnose.probes.capture:probe",
 }

@@ -8,7 +8,9 @@ The probe connects to each target (port 443 by default) with SNI set to the inte
 the handshake TMG 2010 makes (TLS 1.0 to 1.2), recording the bytes, so it can report the chain *as
 sent* and take the certificate without trusting it. If that handshake fails on the protocol, a modern
 handshake still fetches the certificate, and the fact says `handshake: protocol-mismatch`. Trust is
-checked on a separate connection against the system store (plus `ca_file`, if given).
+checked on a separate connection: against `ca_file` alone when it is given (TMG's own computer store,
+exported), else against this machine's system store, which says little about TMG's. The trust check
+ignores validity dates (expiry is judged from notAfter), so `trusted` means "chains to a trusted CA".
 
 Parameters (`spec`):
     targets           HOST[:PORT] list (default: the profile's internal_addresses, else internal_name)
@@ -17,7 +19,8 @@ Parameters (`spec`):
     internal_name     the rule's To name (default: the profile's)
     published_names   the published names (default: the profile's)
     certificate_fqdn  the expected certificate name (default: the profile's)
-    ca_file           extra trusted roots (PEM) for the trust check
+    ca_file           TMG's trusted CAs (PEM, exported from its computer store): the only roots the
+                      trust check uses; the fact says `trust_store: ca-file` and carries the path
     timeout           seconds per target (default 5)
 
 Facts: `tls.certificate`, one per target (subject "host:port").
@@ -122,13 +125,23 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
         return Observation(endpoint, "timeout", "not tried: the probe's deadline had passed")
 
     observations = run_concurrently(ctx, targets, work, expired, timeout)
-    facts = [certificate_fact(o, sni, internal_name, published, certificate_fqdn, ctx.check) for o in observations]
+    facts = [certificate_fact(o, sni, internal_name, published, certificate_fqdn, ctx.check, ca_file)
+             for o in observations]
     return ProbeResult(tuple(facts), ProbeStatus.PARTIAL if held else ProbeStatus.COMPLETE, held)
 
 
+# OpenSSL's X509_V_FLAG_NO_CHECK_TIME (not named by the ssl module): validity dates are judged
+# from notBefore/notAfter, so that an expired certificate from a trusted CA is not also "untrusted"
+NO_CHECK_TIME = 0x200000
+
+
 def trust_context(ca_file: str | None) -> ssl.SSLContext:
-    context = ssl.create_default_context()
+    """The trust check's context: only `ca_file`'s CAs when given (TMG's store), else the system store."""
+    # with a CA file, no default roots: TMG's store alone
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT) if ca_file else ssl.create_default_context()
     context.check_hostname = False  # names are judged separately, against every name that matters
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.verify_flags |= NO_CHECK_TIME
     allow_legacy_tls(context)
     if ca_file:
         try:
@@ -376,11 +389,12 @@ def is_self_signed(cert: x509.Certificate) -> bool:
 # ------------------------------------------------------------------------------------------ facts
 
 def certificate_fact(obs: Observation, sni: str | None, internal_name: str | None, published: Sequence[str],
-                     certificate_fqdn: str | None, check: str | None) -> Fact:
+                     certificate_fqdn: str | None, check: str | None, ca_file: str | None = None) -> Fact:
     subject = str(obs.endpoint)
     base: dict[str, Any] = {"host": obs.endpoint.host, "port": obs.endpoint.port, "sni": sni,
                             "handshake": obs.handshake, "detail": obs.detail or None, "elapsed_ms": obs.elapsed_ms,
-                            "protocol": obs.protocol, "cipher": obs.cipher}
+                            "protocol": obs.protocol, "cipher": obs.cipher,
+                            "trust_store": "ca-file" if ca_file else "system", "ca_file": ca_file or None}
     cert = obs.leaf
     if cert is None:
         return make_fact("tls.certificate", subject, PROBE, check=check, source=subject, **base)

@@ -26,15 +26,12 @@ def render(diagnosis: Diagnosis, fmt: str, color: bool = False, why: bool = Fals
 
 
 def headline(diagnosis: Diagnosis) -> str:
-    """One sentence: the verdict and why."""
-    top = diagnosis.causes[0] if diagnosis.causes else None
+    """One sentence: the verdict and the cause that decided it (the first ranked, see ranking.order)."""
     verdict = diagnosis.verdict.value
-    if top is None:
+    if not diagnosis.ranked:
         return f"{verdict}: no cause could be established from the evidence gathered"
-    if top.cause.verdict.value == verdict or verdict == "inconclusive":
-        return f"{verdict}: {top.cause.title} (certainty {top.certainty:.2f})"
-    lead = next((c for c in diagnosis.causes if c.cause.verdict.value == verdict), top)
-    return f"{verdict}: {lead.cause.title} (certainty {lead.certainty:.2f})"
+    top = diagnosis.ranked[0]
+    return f"{verdict}: {top.cause.title} (certainty {top.certainty:.2f})"
 
 
 def cite(diagnosis: Diagnosis, index: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
-from diagnose.analysis import Diagnosis
+from diagnose.analysis import CauseFinding, Diagnosis
 from diagnose.report import cite, headline
 
 _COLOUR = {"benign": "#1a7f37", "misconfiguration": "#cf222e", "fault": "#cf222e", "inconclusive": "#9a6700"}
@@ -22,28 +22,32 @@ def _v(value: str) -> str:
     return f'<span class="v" style="color:{_COLOUR.get(value, "#1f2328")}">{escape(value)}</span>'
 
 
+def _reasoning(c: CauseFinding) -> str:
+    """The rules for and against a cause, as a list (a ruled-out cause gets no class colour)."""
+    items = [f"<li>{'supports' if s.certainty >= 0 else 'weakens'} ({s.certainty:+.2f}, rule "
+             f"<code>{escape(s.rule.id)}</code>): {escape(s.explain)}</li>" for s in c.support]
+    return "<ul>" + "".join(items) + "</ul>"
+
+
 def render_html(d: Diagnosis, color: bool = False, why: bool = False) -> str:
     e = escape
     out = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>diagnose: {e(d.verdict.value)}</title><style>{_STYLE}</style></head><body>",
            f"<h1>Verdict: {_v(d.verdict.value)}</h1>", f"<p>{e(headline(d))}</p>"]
-    if d.causes:
+    if d.ranked:
         out.append("<table><tr><th>#</th><th>certainty</th><th>class</th><th>cause</th></tr>")
-        for n, c in enumerate(d.causes, 1):
+        for n, c in enumerate(d.ranked, 1):
             out.append(f'<tr><td>{n}</td><td class="cf">{c.certainty:.2f}</td><td>{_v(c.cause.verdict.value)}</td>'
                        f'<td><a href="#{e(c.cause.id)}">{e(c.cause.title)}</a></td></tr>')
         out.append("</table>")
-        for c in d.causes:
+        for c in d.ranked:
             out.append(f'<h2 id="{e(c.cause.id)}">{e(c.cause.title)}</h2>')
             out.append(f'<p class="muted"><code>{e(c.cause.id)}</code>, {_v(c.cause.verdict.value)}, certainty '
-                       f"{c.certainty:.2f}</p><ul>")
-            for s in c.support:
-                word = "supports" if s.certainty >= 0 else "weakens"
-                out.append(f"<li>{word} ({s.certainty:+.2f}, rule <code>{e(s.rule.id)}</code>): {e(s.explain)}</li>")
-            out.append("</ul>")
+                       f"{c.certainty:.2f}</p>")
+            out.append(_reasoning(c))
             if c.evidence:
                 out.append("<p>Evidence:</p><ul>" + "".join(f"<li>{e(cite(d, i))}</li>" for i in c.evidence) + "</ul>")
-            steps = [e(step) for step in c.cause.remediation] + [f"Gather: {e(g)}" for g in c.cause.gather]
+            steps = [e(step) for step in c.cause.remediation] + [f"Gather: {e(g)}" for g in d.gather(c)]
             if steps:
                 out.append("<p>What to do:</p><ol>" + "".join(f"<li>{step}</li>" for step in steps) + "</ol>")
             if c.cause.references:
@@ -51,6 +55,12 @@ def render_html(d: Diagnosis, color: bool = False, why: bool = False) -> str:
                     f'<a href="{e(r)}">{e(r)}</a>' for r in c.cause.references) + "</p>")
     else:
         out.append("<p>No cause could be established from the evidence gathered.</p>")
+    if d.ruled_out:
+        out.append('<h2 id="ruled-out">Ruled out or weakened</h2>')
+        for c in d.ruled_out:
+            out.append(f'<h3 id="{e(c.cause.id)}"><code>{e(c.cause.id)}</code> ({c.certainty:+.2f}): '
+                       f"{e(c.cause.title)}</h3>")
+            out.append(_reasoning(c))
     if d.questions:
         out.append("<h2>Questions that could change this</h2><ul>")
         out += [f"<li>{e(q.question.text)} <span class='muted'>({e(' / '.join(q.question.choices))})</span></li>"

@@ -6,14 +6,19 @@ import json
 from typing import Any
 
 from diagnose import __version__
-from diagnose.analysis import Diagnosis
+from diagnose.analysis import CauseFinding, Diagnosis
 from diagnose.report import cite, headline
 
 SCHEMA = "diagnose-diagnosis"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# 1: the first contract.
+# 2: `causes` is the ranked list only (the cause that decided the verdict first, see ranking.order);
+#    causes ruled out or weakened to a certainty of 0 or below moved, in the same shape, to the new
+#    `ruled_out`; new `decided_by`: the id of the cause that decided the verdict, or null.
 
 
 def diagnosis_to_json(d: Diagnosis) -> dict[str, Any]:
+    decider = d.decided_by
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -22,31 +27,9 @@ def diagnosis_to_json(d: Diagnosis) -> dict[str, Any]:
         "engine": d.engine,
         "verdict": d.verdict.value,
         "headline": headline(d),
-        "causes": [
-            {
-                "id": c.cause.id,
-                "title": c.cause.title,
-                "verdict": c.cause.verdict.value,
-                "certainty": c.certainty,
-                "rules": [
-                    {
-                        "id": s.rule.id,
-                        "title": s.rule.title,
-                        "certainty": s.certainty,
-                        "explain": s.explain,
-                        "firings": s.firings,
-                        "matches": [[{"binding": name, "fact": index} for name, index in m] for m in s.matches],
-                    }
-                    for s in c.support
-                ],
-                "evidence": [{"fact": i, "cite": cite(d, i), "provenance": d.facts[i].provenance.to_json()}
-                             for i in c.evidence],
-                "remediation": list(c.cause.remediation),
-                "gather": list(c.cause.gather),
-                "references": list(c.cause.references),
-            }
-            for c in d.causes
-        ],
+        "decided_by": decider.cause.id if decider else None,
+        "causes": [_cause(d, c) for c in d.ranked],
+        "ruled_out": [_cause(d, c) for c in d.ruled_out],
         "unknowns": [
             {"rule": o.rule.id, "title": o.rule.title, "cause": o.rule.conclude.cause, "missing": list(o.missing),
              "reason": o.reason}
@@ -64,6 +47,31 @@ def diagnosis_to_json(d: Diagnosis) -> dict[str, Any]:
         "facts": [dict(f.to_json(), index=i) for i, f in enumerate(d.facts)],
         "warnings": list(d.warnings),
         "unused_kinds": list(d.unused_kinds),
+    }
+
+
+def _cause(d: Diagnosis, c: CauseFinding) -> dict[str, Any]:
+    return {
+        "id": c.cause.id,
+        "title": c.cause.title,
+        "verdict": c.cause.verdict.value,
+        "certainty": c.certainty,
+        "rules": [
+            {
+                "id": s.rule.id,
+                "title": s.rule.title,
+                "certainty": s.certainty,
+                "explain": s.explain,
+                "firings": s.firings,
+                "matches": [[{"binding": name, "fact": index} for name, index in m] for m in s.matches],
+            }
+            for s in c.support
+        ],
+        "evidence": [{"fact": i, "cite": cite(d, i), "provenance": d.facts[i].provenance.to_json()}
+                     for i in c.evidence],
+        "remediation": list(c.cause.remediation),
+        "gather": list(d.gather(c)),
+        "references": list(c.cause.references),
     }
 
 

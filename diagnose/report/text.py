@@ -26,8 +26,7 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
     verdict, _, rest = head.partition(":")
     out.append(style(f"Verdict: {verdict.upper()}", fg=_VERDICT_COLOUR[d.verdict.value], bold=True) + " -" + rest)
     out.append("")
-    likely = [c for c in d.causes if c.certainty > 0]
-    weakened = [c for c in d.causes if c.certainty <= 0]
+    likely, weakened = d.ranked, d.ruled_out
     if likely:
         out.append(style("Likely causes", bold=True))
         width = max(len(c.cause.id) for c in likely)
@@ -48,7 +47,7 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
                 out.extend(f"     - {cite(d, i)}" for i in shown)
                 if len(c.evidence) > MAX_EVIDENCE:
                     out.append(f"     - ... and {len(c.evidence) - MAX_EVIDENCE} more facts (see --format json)")
-            steps = list(c.cause.remediation) + [f"gather: {g}" for g in c.cause.gather]
+            steps = list(c.cause.remediation) + [f"gather: {g}" for g in d.gather(c)]
             if steps:
                 out.append("   what to do:")
                 for step in steps:

@@ -384,16 +384,20 @@ def _conclusion(body: Any, lines: Lines, when: Group, kinds: FactKinds) -> Concl
     explain = _text(body["explain"], lines, ("conclude", "explain"), "explain")
     names = {b.name: b for b in when.bindings()}
     try:
-        fields = [f for _, f, _, _ in _TEMPLATE.parse(explain) if f is not None]
+        parts = [(f, spec) for _, f, spec, _ in _TEMPLATE.parse(explain) if f is not None]
     except ValueError as exc:
         raise RuleError(f"explain template: {exc}", lines.at("conclude", "explain")) from None
-    for name in fields:
+    fields = [f for f, _ in parts]
+    for name, spec in parts:
         binding, _, attr = name.partition(".")
         if binding not in names:
             raise RuleError(f"explain refers to unknown binding {binding!r}", lines.at("conclude", "explain"))
         if attr and kinds[names[binding].kind].field_type(attr) is None:
             raise RuleError(f"explain refers to {name!r}, but {names[binding].kind} has no attribute {attr!r}",
                             lines.at("conclude", "explain"))
+        if spec and not (attr and kinds[names[binding].kind].field_type(attr) == "list"):
+            raise RuleError(f"explain: {{{name}:{spec}}} keeps the items of a list containing {spec!r}, but "
+                            f"{name!r} is not a list", lines.at("conclude", "explain"))
     _check_explain_fills(fields, when, lines)
     return Conclusion(cause, float(cf), explain)
 

@@ -23,7 +23,7 @@ connections in place where the Python loops do (counters, first letters, the seq
 common cases) and calls the tracker for the rest, hands other frames to the
 Python `feed`, and stops before the first record or block it does not read whole (a damaged one, a
 section or interface header), from which the Python loop goes on. The Python loops are the reference
-(tests/probes/test_capture_accel.py compares the two); DIAGNOSE_PURE_PYTHON=1 forces them.
+(tests/probes/capture/test_accel.py compares the two); DIAGNOSE_PURE_PYTHON=1 forces them.
 """
 
 from __future__ import annotations

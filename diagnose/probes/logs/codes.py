@@ -28,6 +28,7 @@ GROUPS = (
     "timed_out",
     "refused",
     "address_in_use",
+    "no_buffers",
     "connection_killed",
     "cert_name_mismatch",
     "cert",

@@ -366,6 +366,7 @@ class Scanner:
             "timed_out": "timed_out",
             "refused": "refused",
             "address_in_use": "address_in_use",
+            "no_buffers": "no_buffers",
             "connection_killed": "connection_killed",
             "cert_name_mismatch": "cert_name_mismatch",
             "flood": "flood_denials",

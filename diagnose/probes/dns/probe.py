@@ -1,0 +1,508 @@
+"""The `dns` probe: resolve names the way the TMG host does, and compare them with the internal server.
+
+TMG connects to the name on the publishing rule's To tab; the published name and the certificate
+FQDN must resolve, on TMG, to the internal (CAS) address too (causes.md C1). Windows resolves a name
+from the HOSTS file first, then asks its configured DNS servers in order (the next one only when the
+previous does not answer). This probe does the same, and also asks every configured server on its own,
+so that split-brain DNS (servers that disagree) shows.
+
+Parameters (`spec`):
+    names             published names to resolve (role "published")
+    certificate_fqdn  the name on the internal server's certificate (role "certificate")
+    internal_name     the publishing rule's To name (role "internal")
+    expect            the internal addresses (default: the profile's internal_addresses)
+    servers           DNS servers as ADDR[:PORT] (default: the profile's dns_servers, else the system's)
+    hosts_file        HOSTS file to read first (default: the profile's, else the system's)
+    recorded          files of answers recorded on the TMG host (Windows nslookup or Resolve-DnsName output,
+                      or BIND nslookup or dig output), each recorded server answering as it did
+    offline           true: ask no live server, only the HOSTS file and the recorded answers
+    use_hosts         false to skip the HOSTS file altogether
+    timeout           seconds allowed per name, server and record type (default 2)
+    record_types      default [A, AAAA]
+
+Facts:
+    dns.resolution    one per name and source (the HOSTS file, each DNS server); `effective: true` marks
+                      the one the TMG host would use
+    dns.consistency   subject "names": do all names resolve alike, and to the internal addresses?
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.resolver
+
+from diagnose.compat import zip_strict
+from diagnose.errors import UsageError
+from diagnose.facts import Fact, ProbeStatus, make_fact
+from diagnose.probes import ProbeContext, ProbeResult
+from diagnose.probes.dns.hosts import HostsFile, normalise_name, read_hosts, system_hosts_path
+from diagnose.probes.dns.recorded import RecordedServer, read_recorded
+from diagnose.probes.netio import (
+    NETWORK_ENV,
+    Endpoint,
+    canonical_address,
+    classify_os_error,
+    elapsed_ms,
+    endpoint,
+    is_address,
+    loopback_only,
+    parse_endpoint,
+    run_concurrently,
+    spec_bool,
+    spec_list,
+    spec_number,
+    spec_text,
+    split_reachable,
+    unique,
+)
+
+PROBE = "dns"
+DEFAULT_TIMEOUT = 2.0
+MAX_CNAME_HOPS = 8
+ROLE_ORDER = ("published", "certificate", "internal")
+# Outcomes in the order in which they settle a name's answer over its record types.
+DEFINITIVE = ("ok", "nxdomain", "no-answer")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What one source said about one name."""
+
+    outcome: str  # ok | nxdomain | servfail | no-answer | timeout | refused | error | not-listed
+    addresses: tuple[str, ...] = ()
+    cname_chain: tuple[str, ...] = ()
+    detail: str = ""
+    elapsed_ms: float | None = None
+    lines: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str  # hosts | dns
+    label: str  # the hosts file path, or the server as ADDR:PORT
+    endpoint: Endpoint | RecordedServer | None = None
+
+    @property
+    def origin(self) -> str:
+        """Where the answer came from, for provenance: the file, or the live server."""
+        if isinstance(self.endpoint, RecordedServer):
+            return self.endpoint.path
+        return self.label if self.kind == "hosts" else f"dns {self.label}"
+
+
+@dataclass
+class NameReport:
+    name: str
+    roles: list[str]
+    answers: dict[Source, Answer] = field(default_factory=dict)
+    effective: Source | None = None
+
+    @property
+    def role(self) -> str:
+        return self.roles[0]
+
+
+# ------------------------------------------------------------------------------------------ probe
+
+def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
+    profile = ctx.profile
+    roles = _names_by_role(spec)
+    if not roles:
+        return ProbeResult.unavailable("no names to resolve (give names, certificate_fqdn or internal_name)")
+    expected = _addresses(spec_list(spec, "expect") or list(profile.internal_addresses), "expect")
+    timeout = spec_number(spec, "timeout", DEFAULT_TIMEOUT)
+    rdtypes = _record_types(spec_list(spec, "record_types") or ["A", "AAAA"])
+    notes: list[str] = []
+    excerpts: dict[str, str] = {}
+
+    hosts: HostsFile | None = None
+    offline = spec_bool(spec, "offline", False)
+    if spec_bool(spec, "use_hosts", True):
+        named = spec_text(spec, "hosts_file") or profile.hosts_file
+        if named:
+            hosts = read_hosts(named)  # the user named it: a missing file is an error
+        elif offline:
+            notes.append("offline: no HOSTS file given (this host's is not the TMG host's)")
+        else:
+            default = system_hosts_path()
+            if default.is_file():
+                hosts = read_hosts(default)
+            else:
+                notes.append(f"no HOSTS file at {default}")
+        if hosts is not None:
+            for bad in hosts.ignored:
+                notes.append(f"{hosts.path}:{bad.line} ignored ({bad.why})")
+                excerpts[f"{hosts.path}:{bad.line}"] = bad.text
+
+    servers, server_note = ([], "offline: no live DNS server asked") if offline else _servers(spec, ctx)
+    servers, held = split_reachable(servers)
+    if held:
+        notes.append(held)
+    recorded = [server for path in spec_list(spec, "recorded") for server in read_recorded(path)]
+    if recorded and not spec_list(spec, "servers") and not offline:
+        servers, server_note = [], ""  # recorded answers stand for the servers
+    if server_note:
+        notes.append(server_note)
+    hosts_source = Source("hosts", hosts.path) if hosts is not None else None
+    dns_sources = [Source("dns", str(s), s) for s in servers] + [Source("dns", r.label, r) for r in recorded]
+
+    reports = [NameReport(name, rs) for name, rs in roles.items()]
+    for report in reports:
+        if hosts is not None and hosts_source is not None:
+            entries = hosts.lookup(report.name)
+            if entries:
+                report.answers[hosts_source] = Answer("ok", tuple(hosts.addresses(report.name)),
+                                                      lines=tuple(e.line for e in entries))
+                for e in entries:
+                    excerpts[f"{hosts.path}:{e.line}"] = e.text
+            else:
+                report.answers[hosts_source] = Answer("not-listed", detail=f"{report.name} is not in {hosts.path}")
+
+    jobs = [(report, source, rdtype) for report in reports for source in dns_sources for rdtype in rdtypes]
+
+    def work(job: tuple[NameReport, Source, dns.rdatatype.RdataType], budget: float) -> Answer:
+        report, source, rdtype = job
+        assert source.endpoint is not None
+        if not isinstance(source.endpoint, RecordedServer):
+            ctx.progress(ctx.check or PROBE, f"asking {source.label} for {report.name} {rdtype.name}")
+        return resolve_at(report.name, rdtype, source.endpoint, budget)
+
+    def expired(job: tuple[NameReport, Source, dns.rdatatype.RdataType]) -> Answer:
+        return Answer("timeout", detail="not asked: the probe's deadline had passed")
+
+    answers = run_concurrently(ctx, jobs, work, expired, timeout)
+    per_name: dict[tuple[str, Source], list[Answer]] = {}
+    for (report, source, _rdtype), answer in zip_strict(jobs, answers):
+        per_name.setdefault((report.name, source), []).append(answer)
+    for report in reports:
+        for source in dns_sources:
+            merged = merge_record_types(per_name[(report.name, source)])
+            if merged.outcome != "not-recorded":  # a recorded server that was never asked about this name
+                report.answers[source] = merged
+        report.effective = _effective_source(report, hosts_source, dns_sources)
+
+    facts: list[Fact] = []
+    for report in reports:
+        facts.extend(_resolution_facts(report, expected, ctx.check))
+    if not any(r.effective for r in reports):
+        return ProbeResult.unavailable("; ".join(notes) or "no HOSTS file and no DNS server to ask")
+    facts.append(_consistency_fact(reports, expected, dns_sources, ctx.check))
+    status = ProbeStatus.COMPLETE if dns_sources else ProbeStatus.PARTIAL
+    return ProbeResult(tuple(facts), status, "; ".join(notes), excerpts)
+
+
+# ------------------------------------------------------------------------------------ resolution
+
+def resolve_at(name: str, rdtype: dns.rdatatype.RdataType, server: Endpoint | RecordedServer,
+               budget: float) -> Answer:
+    """Ask one server for one record type of `name`, following CNAMEs (also across answers)."""
+    started = time.monotonic()
+    deadline = started + budget
+    label = server.label if isinstance(server, RecordedServer) else str(server)
+    chain: list[str] = []
+    lines: list[int] = []
+
+    def done(outcome: str, detail: str = "", addresses: tuple[str, ...] = ()) -> Answer:
+        return Answer(outcome, addresses, tuple(chain), detail, elapsed_ms(started), tuple(lines))
+
+    try:
+        current = dns.name.from_text(name)
+    except dns.exception.DNSException as exc:
+        return done("error", f"{name!r} is not a valid DNS name: {exc}")
+    seen = {current}
+    for _hop in range(MAX_CNAME_HOPS + 1):
+        if isinstance(server, RecordedServer):
+            outcome, response, detail = _recorded(current, rdtype, server, lines)
+        else:
+            outcome, response, detail = _ask(current, rdtype, server, deadline)
+        if response is None:
+            return done(outcome, detail)
+        target = current
+        while (cname := response.get_rrset(response.answer, target, dns.rdataclass.IN, dns.rdatatype.CNAME)):
+            target = cname[0].target
+            if target in seen:
+                return done("error", f"CNAME loop at {target.to_text(True)}")
+            seen.add(target)
+            chain.append(target.to_text(omit_final_dot=True).lower())
+        data = response.get_rrset(response.answer, target, dns.rdataclass.IN, rdtype)
+        if data:
+            return done("ok", addresses=tuple(r.address for r in data))
+        rcode = response.rcode()
+        if rcode == dns.rcode.NXDOMAIN:
+            return done("nxdomain", f"{label} says {target.to_text(True)} does not exist")
+        if rcode == dns.rcode.SERVFAIL:
+            return done("servfail", f"{label} answered SERVFAIL")
+        if rcode == dns.rcode.REFUSED:
+            return done("refused", f"{label} refused the query")
+        if rcode != dns.rcode.NOERROR:
+            return done("error", f"{label} answered {dns.rcode.to_text(rcode)}")
+        if target == current:
+            return done("no-answer", f"no {rdtype.name} record")
+        current = target  # the server gave the alias but not its data: ask for the target
+    return done("error", f"CNAME chain longer than {MAX_CNAME_HOPS}")
+
+
+def _recorded(qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, server: RecordedServer,
+              lines: list[int]) -> tuple[str, dns.message.Message | None, str]:
+    recorded = server.lookup(qname, rdtype)
+    if recorded is None:
+        return "not-recorded", None, f"no recorded {rdtype.name} answer for {qname.to_text(True)} in {server.path}"
+    lines.append(recorded.line)
+    if recorded.rcode is None:
+        return "timeout", None, f"{server.label} did not answer (recorded)"
+    return "ok", server.response(recorded), ""
+
+
+def _ask(qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, server: Endpoint,
+         deadline: float) -> tuple[str, dns.message.Message | None, str]:
+    query = dns.message.make_query(qname, rdtype)
+    try:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise dns.exception.Timeout
+        response = dns.query.udp(query, server.host, timeout=left, port=server.port, ignore_unexpected=True)
+        if response.flags & dns.flags.TC:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise dns.exception.Timeout
+            response = dns.query.tcp(query, server.host, timeout=left, port=server.port)
+    except dns.exception.Timeout:
+        return "timeout", None, f"{server} did not answer in time"
+    except OSError as exc:
+        outcome = classify_os_error(exc)
+        outcome = {"refused": "refused", "timeout": "timeout"}.get(outcome, "error")
+        return outcome, None, f"{server}: {exc.strerror or exc}"
+    except dns.exception.DNSException as exc:
+        return "error", None, f"{server} sent a malformed answer: {exc}"
+    return "ok", response, ""
+
+
+def merge_record_types(answers: Sequence[Answer]) -> Answer:
+    """One answer for a name from one server, out of its A and AAAA answers.
+
+    Addresses of either family make it `ok`; else NXDOMAIN settles it; else a failure (timeout, SERVFAIL,
+    refused...) wins over "no records of this type"; a type with no recorded answer counts for nothing.
+    """
+    elapsed = max((a.elapsed_ms for a in answers if a.elapsed_ms is not None), default=None)
+    chain = max((a.cname_chain for a in answers), key=len, default=())
+    lines = tuple(sorted({n for a in answers for n in a.lines}))
+    if lines:
+        elapsed = None  # recorded answers: the time taken here says nothing
+    ok = [a for a in answers if a.outcome == "ok"]
+    if ok:
+        addresses = tuple(unique(addr for a in ok for addr in a.addresses))
+        return Answer("ok", addresses, chain, "", elapsed, lines)
+    known = [a for a in answers if a.outcome != "not-recorded"] or list(answers)
+    for preference in (("nxdomain",), tuple({a.outcome for a in known} - {"no-answer"}), ("no-answer",)):
+        for a in known:
+            if a.outcome in preference:
+                return Answer(a.outcome, (), chain, a.detail, elapsed, lines)
+    return Answer("error", (), chain, "no answer", elapsed, lines)
+
+
+def _effective_source(report: NameReport, hosts: Source | None, servers: Sequence[Source]) -> Source | None:
+    """The source the TMG host would take: HOSTS when listed, else the first server that settles it."""
+    if hosts is not None and report.answers[hosts].outcome == "ok":
+        return hosts
+    asked = [s for s in servers if s in report.answers]
+    for source in asked:
+        if report.answers[source].outcome in DEFINITIVE:
+            return source
+    if asked:
+        return asked[0]
+    return None  # no DNS server was asked and HOSTS does not list it: unknown
+
+
+# ------------------------------------------------------------------------------------------ facts
+
+def _resolution_facts(report: NameReport, expected: frozenset[str], check: str | None) -> list[Fact]:
+    facts = []
+    for source, answer in report.answers.items():
+        location = "line " + ", ".join(str(n) for n in sorted(set(answer.lines))) if answer.lines else None
+        facts.append(make_fact(
+            "dns.resolution", report.name, PROBE, check=check, source=source.origin, location=location,
+            name=report.name, role=report.role, roles=report.roles, source_kind=source.kind,
+            server=source.label, outcome=answer.outcome, addresses=list(answer.addresses),
+            cname_chain=list(answer.cname_chain) or None,
+            matches_internal=_matches_internal(answer, expected),
+            effective=source == report.effective, detail=answer.detail or None,
+            elapsed_ms=answer.elapsed_ms,
+        ))
+    # `source` is the attribute rules read (hosts | dns); provenance keeps the file or server
+    return [_rename_source(f) for f in facts]
+
+
+def _rename_source(fact: Fact) -> Fact:
+    attrs = dict(fact.attrs)
+    attrs["source"] = attrs.pop("source_kind")
+    return Fact(fact.kind, fact.subject, attrs, fact.provenance)
+
+
+def _matches_internal(answer: Answer, expected: frozenset[str]) -> bool | None:
+    """True when every address is internal; False when it resolves elsewhere or not at all; else unknown.
+
+    Only the address families of the internal addresses count: a profile that names the internal
+    server by IPv4 alone says TMG reaches it over IPv4, so an AAAA answer that Windows also gets (a
+    recorded nslookup asks for both) is shown but does not make the name resolve "elsewhere". A name
+    with no address of those families at all does not resolve to the internal server."""
+    if not expected:
+        return None
+    if answer.outcome == "ok":
+        families = {_family(a) for a in expected}
+        relevant = [a for a in answer.addresses if _family(a) in families]
+        return bool(relevant) and all(_canonical(a) in expected for a in relevant)
+    if answer.outcome in ("nxdomain", "no-answer"):
+        return False
+    return None
+
+
+def _consistency_fact(reports: Sequence[NameReport], expected: frozenset[str], servers: Sequence[Source],
+                      check: str | None) -> Fact:
+    effective = {r.name: r.answers[r.effective] for r in reports if r.effective is not None}
+    unknown = [r.name for r in reports if r.name not in effective]  # no source was asked: not evidence
+    known = [r for r in reports if r.name in effective]
+    families = {_family(a) for a in expected} or {4, 6}  # see _matches_internal
+    sets = {name: frozenset(_canonical(a) for a in ans.addresses if _family(a) in families)
+            for name, ans in effective.items() if ans.outcome == "ok"}
+    unresolved = [r.name for r in known if r.name not in sets]
+    consistent: bool | None = not unresolved and len(set(sets.values())) <= 1
+    if consistent and unknown:
+        consistent = None
+    all_internal: bool | None = None
+    if expected:
+        mismatched = [r.name for r in known if not sets.get(r.name) or not sets[r.name] <= expected]
+        all_internal = False if mismatched else (None if unknown else True)
+    else:
+        reference = next((sets[r.name] for r in known if "internal" in r.roles and r.name in sets), None)
+        if reference is None and sets:
+            counts: dict[frozenset[str], int] = {}
+            for s in sets.values():
+                counts[s] = counts.get(s, 0) + 1
+            reference = max(counts, key=lambda s: counts[s])
+        mismatched = [r.name for r in known if r.name not in sets or sets[r.name] != reference]
+    split = [r.name for r in reports if len({(r.answers[s].outcome, frozenset(r.answers[s].addresses))
+                                             for s in servers if s in r.answers}) > 1]
+    by_role = {role: [r.name for r in reports if role in r.roles] for role in ROLE_ORDER}
+    published_sets = {sets.get(n) for n in by_role["published"]}
+    cert_sets = {sets.get(n) for n in by_role["certificate"]}
+    published_match_certificate = None
+    if by_role["published"] and by_role["certificate"]:
+        published_match_certificate = (None not in published_sets | cert_sets
+                                       and len(published_sets | cert_sets) == 1)
+    detail = "; ".join(_describe(r) for r in reports)
+    if expected:
+        detail += f"; internal addresses: {', '.join(sorted(expected))}"
+    return make_fact(
+        "dns.consistency", "names", PROBE, check=check,
+        names=[r.name for r in reports], consistent=consistent, all_internal=all_internal,
+        mismatched=mismatched, unresolved=unresolved, unknown=unknown, split_brain=split,
+        published_match_certificate=published_match_certificate,
+        published_names=by_role["published"], certificate_names=by_role["certificate"],
+        internal_names=by_role["internal"], expected=sorted(expected), detail=detail,
+    )
+
+
+def _describe(report: NameReport) -> str:
+    if report.effective is None:
+        return f"{report.name}: unknown (not in HOSTS, no DNS server asked)"
+    answer = report.answers[report.effective]
+    where = "HOSTS" if report.effective.kind == "hosts" else f"DNS {report.effective.label}"
+    if answer.outcome == "ok":
+        via = f" via {' -> '.join(answer.cname_chain)}" if answer.cname_chain else ""
+        return f"{report.name} -> {', '.join(answer.addresses)}{via} ({where})"
+    return f"{report.name}: {answer.outcome} ({where})"
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+def _names_by_role(spec: Mapping[str, Any]) -> dict[str, list[str]]:
+    roles: dict[str, list[str]] = {}
+    for key, role in (("names", "published"), ("certificate_fqdn", "certificate"), ("internal_name", "internal")):
+        for raw in spec_list(spec, key):
+            name = normalise_name(raw)
+            if not name:
+                continue
+            roles.setdefault(name, [])
+            if role not in roles[name]:
+                roles[name].append(role)
+    return roles
+
+
+def _family(address: str) -> int:
+    try:
+        return ipaddress.ip_address(address.partition("%")[0]).version
+    except ValueError:
+        return 0
+
+
+def _canonical(address: str) -> str:
+    try:
+        return canonical_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+
+
+def _addresses(values: Sequence[str], key: str) -> frozenset[str]:
+    out = set()
+    for value in values:
+        if not is_address(value):
+            raise UsageError(f"{key}: {value!r} is not an IP address")
+        out.add(_canonical(value))
+    return frozenset(out)
+
+
+def _record_types(values: Sequence[str]) -> tuple[dns.rdatatype.RdataType, ...]:
+    out = []
+    for value in values:
+        try:
+            rdtype = dns.rdatatype.from_text(value.upper())
+        except dns.exception.DNSException:
+            raise UsageError(f"record_types: unknown record type {value!r}") from None
+        if rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            raise UsageError(f"record_types: only A and AAAA carry addresses, not {value!r}")
+        out.append(rdtype)
+    return tuple(out)
+
+
+def _servers(spec: Mapping[str, Any], ctx: ProbeContext) -> tuple[list[Endpoint], str]:
+    given = spec_list(spec, "servers") or list(ctx.profile.dns_servers)
+    if given:
+        servers = []
+        for text in given:
+            server = parse_endpoint(text, 53)
+            if not is_address(server.host):
+                raise UsageError(f"DNS server {text!r}: give an IP address, optionally with :PORT "
+                                 "(an IPv6 address with a port in brackets: [fd00::53]:53)")
+            servers.append(server)
+        return unique_endpoints(servers), ""
+    if not spec_bool(spec, "use_system_resolvers", True):
+        return [], "no DNS server given"
+    if loopback_only():  # even a loopback stub resolver forwards beyond this host
+        return [], f"{NETWORK_ENV}=loopback: this host's resolvers are not asked"
+    try:
+        resolver = dns.resolver.Resolver(configure=True)
+    except (dns.resolver.NoResolverConfiguration, OSError) as exc:
+        return [], f"no DNS servers configured on this host ({exc})"
+    servers = [endpoint(str(ns), resolver.port) for ns in resolver.nameservers if is_address(str(ns))]
+    return servers, "" if servers else "no DNS servers configured on this host"
+
+
+def unique_endpoints(endpoints: Sequence[Endpoint]) -> list[Endpoint]:
+    seen: dict[Endpoint, None] = {}
+    for e in endpoints:
+        seen.setdefault(e, None)
+    return list(seen)
+
