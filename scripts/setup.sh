@@ -5,6 +5,7 @@
 # without a C compiler it goes on in pure Python. durable-rules has no wheels: it is compiled here
 # (~1 min); on Python 3.13+ from the patched sdist (scripts/build_durable.py). Where it cannot be
 # built, diagnose is installed without it and runs on the reference engine (same answers).
+# DURABLE=0 installs without durable_rules on purpose (as on the TMG host).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -20,8 +21,8 @@ if ! "$VENV/bin/python" -c "import diagnose, pytest" >/dev/null 2>&1 \
    || [ hatch_build.py -nt "$VENV/.installed" ]; then
     "$VENV/bin/python" -m pip install -q --upgrade pip
     links=()
-    durable=1
-    if "$VENV/bin/python" -c "import sys; sys.exit(sys.version_info < (3, 13))"; then
+    durable=${DURABLE:-1}
+    if [ "$durable" = 1 ] && "$VENV/bin/python" -c "import sys; sys.exit(sys.version_info < (3, 13))"; then
         # 3.13 removed PyEval_CallObject: only the patched build imports there
         if "$VENV/bin/python" scripts/build_durable.py --dest "$VENV/wheelhouse" >/dev/null; then
             links=(--find-links "$VENV/wheelhouse")
@@ -31,6 +32,9 @@ if ! "$VENV/bin/python" -c "import diagnose, pytest" >/dev/null 2>&1 \
     fi
     if [ "$durable" = 1 ] && "$VENV/bin/python" -m pip install -q "${links[@]}" -e '.[durable,test]'; then
         :
+    elif [ "$durable" = 0 ] && [ "${DURABLE:-1}" = 0 ]; then
+        "$VENV/bin/python" -m pip uninstall -q -y durable-rules >/dev/null 2>&1 || true
+        "$VENV/bin/python" -m pip install -q -e '.[test]'
     else
         echo "note: durable_rules could not be built here (no working C compiler?); installing without it:" \
              "diagnose runs on the reference engine" >&2
