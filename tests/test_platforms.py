@@ -20,16 +20,9 @@ import pytest
 from diagnose.compat import SLOTS, UTC, StrEnum, removeprefix, removesuffix, zip_strict
 from diagnose.engine import durable_missing
 from tests.conftest import REPO
+from tests.test_wheel import _have
 
 COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "x86_64-linux-gnu-gcc")
-
-
-def _have(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
 
 
 needs_backend = pytest.mark.skipif(not (_have("hatchling") and _have("setuptools")),
