@@ -349,7 +349,8 @@ def test_a_lossy_server_leg_is_a_fault_even_when_the_entries_are_dirty_closes(tm
 def test_a_clean_server_leg_speaks_against_packet_loss(tmp_path: Path) -> None:
     doc = _server_leg_run(tmp_path, events=0.0)
     assert doc["verdict"] == "benign" and doc["causes"][0]["id"] == "dirty-close-by-design"
-    loss = next(c for c in doc["causes"] if c["id"] == "network-packet-loss")
+    assert "network-packet-loss" not in {c["id"] for c in doc["causes"]}  # ruled out: not ranked
+    loss = next(c for c in doc["ruled_out"] if c["id"] == "network-packet-loss")
     assert loss["certainty"] < 0 and [r["id"] for r in loss["rules"]] == ["server-leg-without-loss"]
 
 
