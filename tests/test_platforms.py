@@ -131,3 +131,34 @@ def test_compat_names_behave_as_the_standard_ones() -> None:
             list(zip_strict("ab", (1,)))
         assert SLOTS == {"slots": True}
     assert UTC.utcoffset(None).total_seconds() == 0
+
+
+# 3.9+ library calls that ruff (target py38) does not flag and the 3.8 subset may not reach; each has
+# its diagnose.compat spelling
+NEWER_API = {
+    r"\.removeprefix\(|\.removesuffix\(": "compat.removeprefix / removesuffix",
+    r"\bzip\([^()]*(?:\([^()]*\)[^()]*)*\bstrict=True": "compat.zip_strict",
+    r"slots=True": "**compat.SLOTS",
+    r"\b(?:datetime|dt)\.UTC\b|from datetime import [^\n]*\bUTC\b": "compat.UTC",
+    r"from enum import [^\n]*\bStrEnum\b": "compat.StrEnum",
+    r"^\s*(?:from zoneinfo |import zoneinfo)": "compat.ZoneInfo",
+    r"functools\.cache\b|from functools import [^\n]*\bcache\b": "functools.lru_cache(maxsize=None)",
+    r"cancel_futures=": "compat.shutdown_cancelling",
+    r"os\.waitstatus_to_exitcode": "compat.waitstatus_to_exitcode",
+    r"isinstance\([^()]*,\s*[\w.]+\s*\|": "a tuple of types",
+    r"\.write_text\([^()]*newline=": "write_bytes",
+}
+
+
+def test_no_library_call_newer_than_python_38() -> None:
+    found = []
+    for folder in ("diagnose", "tests", "bench"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            if path.name == "compat.py" or path == Path(__file__):
+                continue
+            text = path.read_text(encoding="utf-8")
+            for pattern, instead in NEWER_API.items():
+                for hit in re.finditer(pattern, text, re.MULTILINE):
+                    line = text.count("\n", 0, hit.start()) + 1
+                    found.append(f"{path.relative_to(REPO)}:{line}: {hit.group(0).strip()!r}: use {instead}")
+    assert not found, "\n".join(found)
