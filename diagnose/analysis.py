@@ -121,6 +121,13 @@ class Diagnosis:
                      if not any(GATHERED_BY.get(option) in kinds for option in _OPTION.findall(item)))
 
     @property
+    def notes(self) -> tuple[str, ...]:
+        """Lines every report shows near its verdict: how the evidence was read where that can change
+        it (logs and captures in local time matched without --tz)."""
+        return tuple(dict.fromkeys(str(f.attrs["clock_note"]) for f in self.facts
+                                   if f.kind == "capture.status64_match" and f.get("clock_note")))
+
+    @property
     def unknowns(self) -> tuple[RuleOutcome, ...]:
         return tuple(o for o in self.outcomes if o.status == "unknown")
 

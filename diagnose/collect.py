@@ -34,10 +34,11 @@ from typing import Any
 from diagnose import __version__
 from diagnose.compat import shutdown_cancelling
 from diagnose.errors import DiagnoseError, RuleError
-from diagnose.facts import EvidenceBundle, Fact, ProbeRun, ProbeStatus
+from diagnose.facts import EvidenceBundle, Fact, ProbeRun, ProbeStatus, Provenance
 from diagnose.paths import data_dir
 from diagnose.probes import PROBES, ProbeContext, ProbeResult, get_probe
 from diagnose.profile import SiteProfile
+from diagnose.safetext import printable, printable_data
 from diagnose.yamlio import load_yaml
 
 CHECK_KEYS = ("id", "probe", "title", "kinds", "requires", "params", "network", "description")
@@ -162,6 +163,19 @@ class RunInputs:
 Progress = typing.Callable[[str, str], None]
 
 
+def _printable(fact: Fact) -> Fact:
+    """The fact with the lone surrogates of its strings (bytes of file names that are not UTF-8) as
+    printable escapes: the bundle stays UTF-8 and the rule engine takes it."""
+    p = fact.provenance
+    strings = [fact.subject, p.source or "", p.location or "",
+               *(v for v in fact.attrs.values() if isinstance(v, str)),
+               *(s for v in fact.attrs.values() if isinstance(v, tuple) for s in v)]
+    if all(printable(s) is s for s in strings):
+        return fact
+    return Fact(fact.kind, printable(fact.subject), printable_data(dict(fact.attrs)),
+                Provenance(p.probe, p.check, printable_data(p.source), printable_data(p.location), p.time))
+
+
 def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, progress: Progress | None = None,
             timeout: float = 60.0, answers: Mapping[str, str] | None = None, description: str = "",
             rulebook_version: str | None = None) -> EvidenceBundle:
@@ -226,7 +240,7 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
             continue
         result, elapsed = results[check.id]
         runs.append(ProbeRun(check.probe, result.status, result.reason, check.id, check.kinds, elapsed))
-        facts.extend(result.facts)
+        facts.extend(_printable(f) for f in result.facts)
         excerpts.update(result.excerpts)
     if not profile.is_empty():
         facts.append(profile.to_fact())

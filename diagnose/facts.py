@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
@@ -23,6 +24,7 @@ Scalar = typing.Union[str, int, float, bool]
 Value = typing.Union[Scalar, typing.Tuple[str, ...]]
 
 BUNDLE_FORMAT = "diagnose-evidence"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 BUNDLE_VERSION = 1
 
 
@@ -152,7 +154,9 @@ class EvidenceBundle:
         }
 
     def save(self, path: Path | str) -> None:
-        Path(path).write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        from diagnose.safetext import to_json
+
+        Path(path).write_text(to_json(self.to_json()) + "\n", encoding="utf-8")
 
     def available_kinds(self) -> set[str]:
         """Kinds for which evidence was gathered: facts exist, or a probe that delivers them ran."""
@@ -264,13 +268,18 @@ def load_json(path: Path | str) -> Any:
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte {exc.start})", f"{path}@{exc.start}") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", f"{path}:{exc.lineno}") from None
     except ValueError as exc:
         raise InputError(f"malformed JSON: {exc}", str(path)) from None
     except RecursionError:
         raise InputError("malformed JSON: nested too deeply", str(path)) from None
+    if _SURROGATE_ESCAPE.search(text):  # a lone surrogate is no text: kept as its printable escape
+        from diagnose.safetext import printable_data
+
+        data = printable_data(data)
+    return data
 
 
 def bundle_from_json(raw: Any, source: str) -> EvidenceBundle:

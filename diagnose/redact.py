@@ -14,6 +14,12 @@ profile, answers, excerpts, probe reasons, the description, file paths):
 * Domains: NetBIOS domains and domain labels share the `dom-N` map (`CONTOSO\\jdoe` -> `DOM-1\\user-1`).
 * User names: `DOMAIN\\user`, `user@domain`, `Users\\NAME` / `/home/NAME` path components and user
   attributes (`username`, `client_username`, ...) -> `user-N`.
+* TMG rule names (`rule` attributes, `rule:NAME` subjects) -> `rule-N`, wherever the name appears.
+* File and folder names of the inputs (the paths given, and every fact's source that is a path),
+  component by component: a folder -> `dir-N`, a file's name before its extensions -> `file-N`
+  (`/cases/CASE-4711/site7/ISALOG_FWS.w3c` -> `/cases/DIR-1/dir-2/file-1.w3c`); a case number or
+  site code in a path is gone from provenance, reasons, excerpts and progress lines alike. Generic
+  folders (`tmp`, `logs`, `Program Files`, ...) stay.
 
 Consistency: one `Redactor` holds one table per class; the same input (compared case-insensitively,
 IPv6 in canonical form) always gets the same token, different inputs different tokens. Tokens are
@@ -36,7 +42,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -92,6 +98,14 @@ SAFE_ATTRS = frozenset({
     "protocol", "protocols", "published", "published_affected", "exchange_version", "versions", "action",
     "handshake", "range_source", "time_wait_delay_source", "first_time", "last_time", "not_after",
 })
+RULE_ATTRS = frozenset({"rule", "rules", "rule_name", "rule_names"})
+# path components that identify no one: kept as they are
+KEEP_PATH_PARTS = frozenset({
+    "", ".", "..", "~", "tmp", "temp", "var", "log", "logs", "opt", "srv", "mnt", "media", "data", "home", "users",
+    "desktop", "downloads", "documents", "program files", "program files (x86)", "programdata", "microsoft",
+    "microsoft forefront threat management gateway", "isa server", "microsoft isa server", "windows",
+    "system32", "drivers", "etc", "appdata", "documents and settings", "inetpub", "logfiles", "isalogs",
+}) | COMMON_WORDS
 PROFILE_NAME_FIELDS = frozenset({"published_names", "internal_name", "certificate_fqdn"})
 PROFILE_SAFE_FIELDS = frozenset({"published", "exchange_version"})
 
@@ -115,7 +129,10 @@ _NOT_COMPUTER = re.compile(r"(?i)W3SVC\d*|X64|X86|WIN(?:32|64)|UTF-?(?:8|16)|IPV
                            r"AES\d+|DES3|MSIE\d*|IE\d+|NT\d*|HTTP-?\d?")
 _MAYBE_IDENTIFYING = re.compile(r"[.:\\@/]")  # every address, name, path or user shape has one of these
 _RUNS = re.compile(r"[a-z0-9]+")
-_TOKEN = re.compile(r"(?i)(?:host|dom|user)-\d+")
+_TOKEN = re.compile(r"(?i)(?:host|dom|user|rule|dir|file)-\d+")
+_PATH_SEP = re.compile(r"[\\/!]")  # `!`: a zip archive's member (`logs.zip!ISALOG.w3c`)
+_SOURCES = re.compile(r", | <-> ")
+_SHORT_PART = re.compile(r"(?<=[\\/!])[^\\/!\s:.]{1,2}(?=[\\/!.:]|$)")  # a path component of 1-2 characters
 ADDRESS_TOKEN = re.compile(r"ip6?-(?:int|ext|lo|ll|mc|any|bc)-\d+")
 
 
@@ -175,7 +192,8 @@ class Redactor:
         self._addresses: dict[str, str] = {}
         self._known: re.Pattern[str] | None = None
         self._known_size = 0
-        self._odd_words = False
+        self._odd_heads: frozenset[str] = frozenset()  # the first letter-digit run of each learnt odd word
+        self._short_parts: dict[str, str] = {}  # path components of 1-2 characters -> "dir" | "file"
         self._outer = _compile(outer=True)
         self._inner = _compile(outer=False)
 
@@ -232,6 +250,24 @@ class Redactor:
             return self._account(local) + "@" + self._domain_name(maildomain)
         return self._account(value)
 
+    def rule(self, value: str) -> str:
+        """Token for a TMG rule name; the whole name is also replaced wherever it appears in text."""
+        return self._label("rule", value) if value.strip() and value != "-" else value
+
+    def paths(self, values: Iterable[str]) -> None:
+        """Learn the folder and file names of these paths, to be replaced wherever they appear."""
+        for value in values:
+            parts = [p for p in _PATH_SEP.split(value) if p]
+            for n, part in enumerate(parts):
+                is_file = n == len(parts) - 1 or "." in part.strip(".")
+                if is_file:
+                    part = part.split(".", 1)[0]  # the name before its extensions: `trace` of `trace.pcap.gz`
+                if (part.lower() not in KEEP_PATH_PARTS and not part.endswith(":") and not part.isdigit()
+                        and not _TOKEN.fullmatch(part)):
+                    self._label("file" if is_file else "dir", part)
+                    if len(part) < 3:
+                        self._short_parts.setdefault(part.lower(), "file" if is_file else "dir")
+
     # ---------------------------------------------------------------- free text
 
     def text(self, value: str) -> str:
@@ -239,10 +275,21 @@ class Redactor:
         if not value:
             return value
         out = self._outer.sub(self._replace, value) if _MAYBE_IDENTIFYING.search(value) else value
+        if self._short_parts and _PATH_SEP.search(out):
+            out = _SHORT_PART.sub(self._short_part, out)
         known = self._known_words()
-        if known is None or (not self._odd_words and self._words.keys().isdisjoint(_RUNS.findall(out.lower()))):
+        if known is None:
+            return out
+        runs = _RUNS.findall(out.lower())  # a learnt word, odd or not, stands in text as (or from) one of these
+        if self._words.keys().isdisjoint(runs) and self._odd_heads.isdisjoint(runs) and "" not in self._odd_heads:
             return out
         return known.sub(self._word, out)
+
+    def _short_part(self, m: re.Match[str]) -> str:
+        """A path component too short to be replaced wherever it stands alone (`L7`, `NY`): replaced
+        only as a component of a path."""
+        cls = self._short_parts.get(m.group().lower())
+        return m.group() if cls is None else self._label(cls, m.group())
 
     # ---------------------------------------------------------------- the bundle
 
@@ -282,12 +329,15 @@ class Redactor:
                 attrs[key] = value
                 continue
             redact: Callable[[str], str] = (self.name if key in names else self.user if key in USER_ATTRS
-                                            else self.text)
+                                            else self.rule if key in RULE_ATTRS else self.text)
             attrs[key] = tuple(redact(v) for v in value) if isinstance(value, tuple) else redact(value)
         subject = self.name(fact.subject) if fact.kind in NAME_SUBJECT_KINDS else self.text(fact.subject)
         return Fact(fact.kind, subject, attrs, self.provenance(fact.provenance))
 
     def provenance(self, p: Provenance) -> Provenance:
+        if self._learning and p.source:  # a file's path, or names of files (`a.pcap <-> b.w3c, c.w3c`)
+            self.paths(s for s in _SOURCES.split(p.source)
+                       if _PATH_SEP.search(s) or ("." in s and not self._outer.fullmatch(s)))
         return replace(p, source=self._opt(p.source), location=self._opt(p.location))
 
     def probe_run(self, run: ProbeRun) -> ProbeRun:
@@ -372,7 +422,8 @@ class Redactor:
             # alphanumeric runs are looked up in the table; learnt words with other characters
             # (`john.doe`, `srv-01`) are tried first as literals
             odd = sorted((w for w in self._words if not w.isalnum()), key=len, reverse=True)
-            self._odd_words = bool(odd)
+            # a word without letters or digits could stand anywhere: the empty run makes every text a candidate
+            self._odd_heads = frozenset((_RUNS.findall(w) or [""])[0] for w in odd)
             literal = ("(?<![A-Za-z0-9])(?i:" + "|".join(map(re.escape, odd)) + ")(?![A-Za-z0-9])|") if odd else ""
             self._known = re.compile(literal + "[A-Za-z0-9]+")
             self._known_size = len(self._words)
@@ -444,6 +495,9 @@ def _compile(outer: bool) -> re.Pattern[str]:
     return re.compile("|".join(parts))
 
 
-def redact_bundle(bundle: EvidenceBundle) -> EvidenceBundle:
-    """The bundle with every address, name and user pseudonymised (a fresh table per bundle)."""
-    return Redactor().bundle(bundle)
+def redact_bundle(bundle: EvidenceBundle, paths: Iterable[str] = ()) -> EvidenceBundle:
+    """The bundle with every address, name, user, rule name and input file and folder name pseudonymised
+    (a fresh table per bundle); `paths`: the input paths given, learnt first."""
+    redactor = Redactor()
+    redactor.paths(paths)
+    return redactor.bundle(bundle)

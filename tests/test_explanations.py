@@ -86,21 +86,3 @@ def test_what_to_gather_next_never_asks_for_evidence_that_was_given(tmp_path: Pa
         gather_lines = [line for line in text.splitlines() if "gather:" in line]
         assert gather_lines and not [line for line in gather_lines if "--capture" in line or "--log" in line]
 
-
-def test_timeouts_to_a_stale_hosts_address_rank_name_resolution_first(tmp_path: Path) -> None:
-    """TMG's HOSTS file sends cas01 to 10.1.5.12 (the old CAS); the CAS is 10.1.5.11; TMG logs
-    timeouts (10060) to 10.1.5.12 only. Name resolution decides the verdict and comes first."""
-    stale = "10.1.5.12"
-    log = write_w3c(tmp_path / "ISALOG_20240504_FWS_000.w3c",
-                    [fw_row(S + 30 * n, f"{TMG}:{40000 + n}", f"{stale}:443", status="0x8007274c") for n in range(6)])
-    hosts = tmp_path / "hosts"
-    hosts.write_bytes(f"# TMG HOSTS\r\n{stale}    cas01.contoso.local    cas01   # old CAS\r\n".encode("cp1252"))
-    profile = tmp_path / "site.yaml"
-    profile.write_text(f"published_names: [mail.contoso.com]\ninternal_name: cas01.contoso.local\n"
-                       f"internal_addresses: [{CAS}]\ntmg_addresses: [{TMG}]\npublished: [owa]\n"
-                       "exchange_version: '2010'\n", encoding="utf-8")
-    d = run_json("--profile", str(profile), "--hosts-file", str(hosts), "--log", str(log))
-    assert (d["verdict"], d["decided_by"]) == ("misconfiguration", "name-resolution-mismatch")
-    assert [c["id"] for c in d["causes"]][:2] == ["name-resolution-mismatch", "backend-unreachable"]
-    said = explanations(d, "name-resolution-mismatch")["name-resolution-mismatch"]
-    assert f"cas01.contoso.local (internal name) resolves through hosts ({hosts}) to {stale}" in said

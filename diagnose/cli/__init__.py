@@ -50,13 +50,15 @@ class _Group(click.Group):
         return sorted(COMMANDS)
 
     def invoke(self, ctx: click.Context) -> Any:
+        from diagnose.cli.common import error_line, note, warnings_on_stderr
         from diagnose.cli.console import tolerant_std_streams
 
         tolerant_std_streams()  # a cp1252 console or redirect must not fail on ≥ or a CJK computer name
+        warnings_on_stderr()
         try:
             return super().invoke(ctx)
         except DiagnoseError as exc:
-            click.echo(f"diagnose: error: {exc}", err=True)
+            note(error_line(exc))
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("diagnose: interrupted", err=True)

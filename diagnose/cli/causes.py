@@ -6,6 +6,12 @@ import click
 
 from diagnose.cli.common import load_rules, rules_option
 from diagnose.errors import UsageError
+from diagnose.safetext import neutralise
+
+
+def _say(text: str) -> None:
+    """A line on stdout: cause texts and the bundle's facts, no control character raw."""
+    click.echo(neutralise(text, keep="\n"))
 
 
 @click.group()
@@ -20,7 +26,7 @@ def list_causes(rule_dirs: tuple[str, ...]) -> None:
     rulebook = load_rules(rule_dirs)
     width = max((len(c) for c in rulebook.causes), default=10)
     for cause in sorted(rulebook.causes.values(), key=lambda c: c.id):
-        click.echo(f"{cause.id:<{width}}  {cause.verdict.value:<16} {cause.title}")
+        _say(f"{cause.id:<{width}}  {cause.verdict.value:<16} {cause.title}")
 
 
 @causes.command("show")
@@ -33,20 +39,20 @@ def show_cause(cause_id: str, bundle: str | None, rule_dirs: tuple[str, ...]) ->
     cause = rulebook.causes.get(cause_id)
     if cause is None:
         raise UsageError(f"no cause {cause_id!r} (see `diagnose causes list`)")
-    click.echo(f"{cause.id} ({cause.verdict.value})\n{cause.title}\n")
+    _say(f"{cause.id} ({cause.verdict.value})\n{cause.title}\n")
     if cause.description:
-        click.echo(cause.description.strip() + "\n")
-    click.echo("Rules:")
+        _say(cause.description.strip() + "\n")
+    _say("Rules:")
     for rule in rulebook.rules:
         if rule.conclude.cause == cause.id:
-            click.echo(f"  {rule.conclude.certainty:+.2f}  {rule.id}: {rule.title}")
-    click.echo("\nWhat to do:")
+            _say(f"  {rule.conclude.certainty:+.2f}  {rule.id}: {rule.title}")
+    _say("\nWhat to do:")
     for step in cause.remediation:
-        click.echo(f"  - {step}")
+        _say(f"  - {step}")
     for item in cause.gather:
-        click.echo(f"  - gather: {item}")
+        _say(f"  - gather: {item}")
     for ref in cause.references:
-        click.echo(f"  see {ref}")
+        _say(f"  see {ref}")
     if bundle:
         from diagnose.analysis import analyze
         from diagnose.facts import load_bundle
@@ -55,17 +61,17 @@ def show_cause(cause_id: str, bundle: str | None, rule_dirs: tuple[str, ...]) ->
         evidence = load_bundle(bundle)
         fact_kinds().check_bundle(evidence, bundle)
         diagnosis = analyze(evidence, rulebook)
-        click.echo(f"\nIn {bundle}:")
+        _say(f"\nIn {bundle}:")
         finding = next((c for c in diagnosis.causes if c.cause.id == cause.id), None)
         if finding:
-            click.echo(f"  certainty {finding.certainty:.2f}")
+            _say(f"  certainty {finding.certainty:.2f}")
         for outcome in diagnosis.outcomes:
             if outcome.rule.conclude.cause != cause.id:
                 continue
-            click.echo(f"  rule {outcome.rule.id}: {outcome.status} - {outcome.reason}")
+            _say(f"  rule {outcome.rule.id}: {outcome.status} - {outcome.reason}")
             support = next((s for s in finding.support if s.rule.id == outcome.rule.id), None) if finding else None
             if support:
-                click.echo(f"    {support.explain}")
+                _say(f"    {support.explain}")
                 for name, index in support.matches[0]:
                     fact = diagnosis.facts[index]
-                    click.echo(f"    {name} = {fact.kind} {fact.subject} [{fact.provenance.cite()}]")
+                    _say(f"    {name} = {fact.kind} {fact.subject} [{fact.provenance.cite()}]")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import click
 
 from diagnose.paths import data_dir, extra_dirs
 from diagnose.rulebook.model import Rulebook
+from diagnose.safetext import neutralise
 
 rules_option = click.option("--rules", "rule_dirs", multiple=True, type=click.Path(file_okay=False),
                             help="Extra rule directory (repeatable); its rules win over shipped ones with the same id. "
@@ -38,5 +40,39 @@ def write_output(text: str, output: str | None) -> None:
         click.echo(text, nl=not text.endswith("\n"))
 
 
+class _Warnings(logging.Handler):
+    """Warnings of the probes (`ProbeContext.log`) as lines on stderr, neutralised, and scrubbed
+    (pseudonymised) when the run is redacted."""
+
+    def __init__(self, scrub: Callable[[str], str] | None) -> None:
+        super().__init__(logging.WARNING)
+        self.scrub = scrub
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        note(self.scrub(message) if self.scrub else message)
+
+
+_SCRUB: list[Callable[[str], str]] = []  # the redacted run's scrubber, once it has one
+
+
+def warnings_on_stderr(scrub: Callable[[str], str] | None = None) -> None:
+    """Route the warnings logged under `diagnose` through `note` (replacing an earlier routing); the
+    error line of a redacted run is scrubbed with `scrub` too."""
+    _SCRUB[:] = [scrub] if scrub else []
+    logger = logging.getLogger("diagnose")
+    for handler in [h for h in logger.handlers if isinstance(h, _Warnings)]:
+        logger.removeHandler(handler)
+    logger.addHandler(_Warnings(scrub))
+    logger.propagate = False
+
+
+def error_line(exc: Exception) -> str:
+    """The one line an expected failure prints, scrubbed in a redacted run."""
+    message = str(exc)
+    return "diagnose: error: " + (_SCRUB[0](message) if _SCRUB else message)
+
+
 def note(message: str) -> None:
-    click.echo(message, err=True)
+    """One line on stderr; whatever in it came from the evidence cannot drive the terminal."""
+    click.echo(neutralise(message), err=True)

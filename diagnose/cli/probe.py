@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import json
 from collections.abc import Iterable
 
 import click
 
 from diagnose.facts import Fact, ProbeRun
 from diagnose.probes import ProbeResult
+from diagnose.safetext import neutralise, to_json
 
 # Each subcommand lives in its own module, imported only when that subcommand is used (or help lists
 # them all), so that `diagnose analyze` does not pay for the capture, log and network code.
@@ -36,10 +36,10 @@ def probe() -> None:
 def emit(result: ProbeResult, run: ProbeRun, fmt: str, output: str | None = None) -> None:
     """Print a probe's result: JSON `{"facts": [...], "probe": {...}}` or a readable listing."""
     if fmt == "json":
-        text = json.dumps({"facts": [f.to_json() for f in result.facts], "probe": run.to_json(),
-                           "excerpts": dict(result.excerpts)}, indent=1, ensure_ascii=False)
+        text = to_json({"facts": [f.to_json() for f in result.facts], "probe": run.to_json(),
+                        "excerpts": dict(result.excerpts)})
     else:
-        text = "\n".join(_text_lines(result.facts, run))
+        text = "\n".join(neutralise(line) for line in _text_lines(result.facts, run))
     if output:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")

@@ -15,6 +15,7 @@ from diagnose.probes import ProbeContext
 from diagnose.probes.capture import probe as capture_probe
 from diagnose.probes.capture.tcp import TEARDOWNS
 from diagnose.profile import SiteProfile, load_profile
+from diagnose.safetext import neutralise
 
 
 @probe.command("capture")
@@ -57,7 +58,7 @@ def capture_command(paths: tuple[Path, ...], tmg: tuple[str, ...], profile_path:
     if fmt == "json":
         emit(result, run, fmt, output)
         return
-    text = "\n".join(_text(result.facts, run))
+    text = "\n".join(neutralise(line) for line in _text(result.facts, run))
     if output:
         Path(output).write_text(text + "\n", encoding="utf-8")
     else:

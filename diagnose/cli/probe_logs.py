@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -12,6 +11,7 @@ from diagnose.cli.probe import _text_lines, format_option, output_option, probe
 from diagnose.facts import ProbeRun
 from diagnose.probes import ProbeContext
 from diagnose.profile import SiteProfile, load_profile
+from diagnose.safetext import neutralise, to_json
 
 MAX_NOTES_SHOWN = 20
 
@@ -25,7 +25,7 @@ class _Progress:
 
     def __call__(self, check: str, message: str) -> None:
         if self.enabled:
-            click.echo(f"\r\033[K{check}: {message}", err=True, nl=False)
+            click.echo(f"\r\033[K{neutralise(f'{check}: {message}')}", err=True, nl=False)
             self.shown = True
 
     def close(self) -> None:
@@ -96,14 +96,14 @@ def logs(
         "logs", result.status, result.reason, "logs", ("log.status_summary",), time.monotonic() - started
     )
     for problem in problems[:MAX_NOTES_SHOWN]:
-        click.echo(f"diagnose: note: {problem}", err=True)
+        click.echo(f"diagnose: note: {neutralise(problem)}", err=True)
     if len(problems) > MAX_NOTES_SHOWN:
         click.echo(
             f'diagnose: note: ... {len(problems) - MAX_NOTES_SHOWN} more (see "problems" in --format json)',
             err=True,
         )
     if fmt == "json":
-        text = json.dumps(
+        text = to_json(
             {
                 "facts": [f.to_json() for f in result.facts],
                 "status": result.status.value,
@@ -111,16 +111,14 @@ def logs(
                 "problems": problems,
                 "probe": run.to_json(),
                 "excerpts": dict(result.excerpts),
-            },
-            indent=1,
-            ensure_ascii=False,
+            }
         )
     else:
         lines = list(_text_lines(result.facts, run))
         if result.excerpts:
             lines.append("excerpts:")
             lines += [f"    {where}: {raw}" for where, raw in result.excerpts.items()]
-        text = "\n".join(lines)
+        text = "\n".join(neutralise(line) for line in lines)
     if output:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from diagnose.cli.common import load_rules, note, rules_option, use_color, write_output
+from diagnose.cli.common import load_rules, note, rules_option, use_color, warnings_on_stderr, write_output
 from diagnose.collect import RunInputs, collect, default_check_dirs, load_checks
 from diagnose.errors import ConfigError, UsageError
 from diagnose.facts import EvidenceBundle, ProbeStatus, load_bundle
 from diagnose.paths import data_dir, extra_dirs
 from diagnose.profile import SiteProfile, load_profile
+from diagnose.safetext import neutralise
 from diagnose.yamlio import load_yaml
 
 EXIT_FINDING, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 4, 130
+MAX_LISTED = 10_000
 
 
 def interrupted(bundle: EvidenceBundle) -> bool:
@@ -95,13 +98,14 @@ redact_option = click.option("--redact", is_flag=True,
                              help="Pseudonymise addresses, host names, domains and users (bundle and report).")
 
 
-def redacted(bundle: EvidenceBundle, redact: bool) -> EvidenceBundle:
-    """The bundle as it may leave the site: every address, name and user replaced by a consistent token."""
+def redacted(bundle: EvidenceBundle, redact: bool, paths: Sequence[str] = ()) -> EvidenceBundle:
+    """The bundle as it may leave the site: every address, name, user, rule name and input file and
+    folder name (`paths`: the inputs given) replaced by a consistent token."""
     if not redact:
         return bundle
     from diagnose.redact import redact_bundle
 
-    return redact_bundle(bundle)
+    return redact_bundle(bundle, paths)
 
 
 @dataclass
@@ -110,6 +114,22 @@ class Plan:
     inputs: RunInputs
     answers: dict[str, str]
     description: str = ""
+    profile_path: str | None = None
+
+    def paths(self) -> list[str]:
+        """Every input path given, and the files a log folder or glob names (the first MAX_LISTED):
+        their folder and file names are redacted with --redact, in progress lines too."""
+        i = self.inputs
+        single = [self.profile_path, i.hosts_file, i.services_export, i.extra.get("ca_file")]
+        found: list[str] = []
+        for given in i.log_paths:
+            try:
+                found += (glob.glob(given) if glob.has_magic(given) else
+                          [os.path.join(given, n) for n in os.listdir(given)] if os.path.isdir(given) else [])
+            except OSError:
+                continue  # the log probe says why it cannot read it
+        return [*i.log_paths, *found[:MAX_LISTED], *i.capture_paths, *i.evidence_paths,
+                *i.extra.get("dns_recorded", ()), *(str(p) for p in single if p)]
 
 
 def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
@@ -124,7 +144,7 @@ def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
                        extra={"ca_file": o.get("ca_file"), "dns_recorded": list(o.get("dns_recorded") or ()),
                               "host_exports": list(o.get("host_exports") or ())})
     answers = load_answers(o["answers_file"], questions) if o.get("answers_file") else {}
-    return Plan(profile, inputs, answers)
+    return Plan(profile, inputs, answers, profile_path=o.get("profile"))
 
 
 def interview_for_profile(plan: Plan) -> None:
@@ -138,11 +158,11 @@ def interview_for_profile(plan: Plan) -> None:
     click.echo("No site profile given: a few questions about the publishing (Enter takes the [default]).", err=True)
 
     def ask(text: str, default: str) -> str | None:
-        click.echo(f"  {text}" + (f" [{default}]" if default else "") + ": ", err=True, nl=False)
+        click.echo(neutralise(f"  {text}" + (f" [{default}]" if default else "") + ": "), err=True, nl=False)
         line = sys.stdin.readline()
         return None if not line else line.rstrip("\n")
 
-    profile = interview(found, ask, lambda text: click.echo(f"  {text}", err=True))
+    profile = interview(found, ask, lambda text: note(f"  {text}"))  # defaults read from the logs: neutralised
     if profile is None:
         click.echo("", err=True)
         return
@@ -179,16 +199,16 @@ def plan_from_example(name: str, questions: Any) -> Plan:
                        extra={"dns_recorded": [str(folder / p) for p in recorded],
                               "host_exports": files("host_export")})
     answers = check_answers(data.get("answers", {}), questions, lines) if data.get("answers") else {}
-    return Plan(profile, inputs, answers, str(data.get("description", "")).strip())
+    return Plan(profile, inputs, answers, str(data.get("description", "")).strip(),
+                str(folder / data["profile"]) if data.get("profile") else None)
 
 
-def progress_printer(enabled: bool | None, redact: bool = False) -> Callable[[str, str], None] | None:
+def progress_printer(enabled: bool | None, redact: bool = False,
+                     paths: Sequence[str] = ()) -> Callable[[str, str], None] | None:
     """Progress lines on stderr; with --redact their addresses, names and users are pseudonymised too
     (tokens of their own: the bundle's are assigned only once everything is gathered)."""
     if enabled is None:
         enabled = sys.stderr.isatty()
-    if not enabled:
-        return None
     scrub: Callable[[str], str] | None = None
     if redact:
         import threading
@@ -196,13 +216,18 @@ def progress_printer(enabled: bool | None, redact: bool = False) -> Callable[[st
         from diagnose.redact import Redactor
 
         redactor, lock = Redactor(), threading.Lock()
+        redactor.paths(paths)
 
         def scrub(message: str) -> str:
             with lock:  # probes report from their own threads
                 return redactor.text(message)
 
+    warnings_on_stderr(scrub)  # the probes' warnings name files too
+    if not enabled:
+        return None
+
     def show(check: str, message: str) -> None:
-        click.echo(f"  {check:<28} {scrub(message) if scrub else message}", err=True)
+        note(f"  {check:<28} {scrub(message) if scrub else message}")
 
     return show
 
@@ -221,8 +246,8 @@ def terminal_ask(prompt: Any, number: int) -> str | None:
             return None
         answer = line.strip().lower()
         if answer == "?":
-            for text in explain(prompt):
-                click.echo(f"  {text}", err=True)
+            for text in explain(prompt):  # may quote the evidence
+                note(f"  {text}")
             continue
         if answer in ("s", SKIP):
             return SKIP
@@ -249,6 +274,8 @@ def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output:
         diagnosis = analyze(bundle, rulebook, engine)
     if save_evidence:
         bundle.save(save_evidence)
+    for line in diagnosis.notes:
+        note(f"diagnose: {line}")
     write_output(render(diagnosis, fmt, color=use_color(output), why=why), output)
     if not exit_after:
         return
@@ -286,9 +313,9 @@ def run(example: str | None, save_evidence: str | None, redact: bool, rule_dirs:
         if not options.get("profile") and interactive(options.get("no_input")):
             interview_for_profile(plan)
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
-    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress"), redact),
+    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress"), redact, plan.paths()),
                      options.get("timeout") or 60.0, plan.answers, plan.description, rulebook.version)
-    bundle = redacted(bundle, redact)
+    bundle = redacted(bundle, redact, plan.paths())
     stopped = interrupted(bundle)
     if stopped:
         note("diagnose: interrupted: reporting on the evidence gathered so far")
@@ -311,9 +338,9 @@ def collect_cmd(output: str, example: str | None, redact: bool, **options: Any) 
     plan = plan_from_example(example, rulebook.questions) if example else plan_from_options(options,
                                                                                             rulebook.questions)
     checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
-    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress"), redact),
+    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress"), redact, plan.paths()),
                      options.get("timeout") or 60.0, plan.answers, plan.description, rulebook.version)
-    bundle = redacted(bundle, redact)
+    bundle = redacted(bundle, redact, plan.paths())
     bundle.save(output)
     leave_if_interrupted(bundle, output)
     note(f"diagnose: wrote {output}: {len(bundle.facts)} facts from {len(bundle.probes)} checks")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from diagnose import __version__
 from diagnose.analysis import CauseFinding, Diagnosis
 from diagnose.report import cite, headline
+from diagnose.safetext import to_json
 
 SCHEMA = "diagnose-diagnosis"
 SCHEMA_VERSION = 2
@@ -28,6 +28,7 @@ def diagnosis_to_json(d: Diagnosis) -> dict[str, Any]:
         "verdict": d.verdict.value,
         "headline": headline(d),
         "decided_by": decider.cause.id if decider else None,
+        "notes": list(d.notes),
         "causes": [_cause(d, c) for c in d.ranked],
         "ruled_out": [_cause(d, c) for c in d.ruled_out],
         "unknowns": [
@@ -76,4 +77,4 @@ def _cause(d: Diagnosis, c: CauseFinding) -> dict[str, Any]:
 
 
 def render_json(d: Diagnosis, color: bool = False, why: bool = False) -> str:
-    return json.dumps(diagnosis_to_json(d), indent=1, ensure_ascii=False)
+    return to_json(diagnosis_to_json(d))

@@ -5,6 +5,8 @@ Readable without colour; coloured only when asked (a terminal, and NO_COLOR unse
 
 from __future__ import annotations
 
+import re
+import secrets
 import textwrap
 from collections.abc import Iterable
 
@@ -12,19 +14,34 @@ import click
 
 from diagnose.analysis import Diagnosis
 from diagnose.report import cite, headline
+from diagnose.report.pictures import ladder_text, ladders_for, undecided_groups
+from diagnose.safetext import neutralise
 
 _VERDICT_COLOUR = {"benign": "green", "misconfiguration": "red", "fault": "red", "inconclusive": "yellow"}
 MAX_EVIDENCE = 6
 
 
 def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
+    # Colour goes in as marks no evidence can forge (a fresh nonce), is put in after every control
+    # character of the report has been neutralised, so only the report's own colour codes reach the terminal.
+    nonce = secrets.token_hex(8)
+    codes: list[str] = []
+
+    def mark(code: str) -> str:
+        codes.append(code)
+        return f"\ue000{nonce}{len(codes) - 1}\ue001"
+
     def style(text: str, **kw: object) -> str:
-        return click.style(text, **kw) if color else text  # type: ignore[arg-type]
+        if not color:
+            return text
+        start, _, end = click.style("\0", **kw).partition("\0")  # type: ignore[arg-type]
+        return mark(start) + text + mark(end)
 
     out: list[str] = []
     head = headline(d)
     verdict, _, rest = head.partition(":")
     out.append(style(f"Verdict: {verdict.upper()}", fg=_VERDICT_COLOUR[d.verdict.value], bold=True) + " -" + rest)
+    out.extend(f"Note: {n}" for n in d.notes)
     out.append("")
     likely, weakened = d.ranked, d.ruled_out
     if likely:
@@ -70,12 +87,11 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
         out.append("")
     if d.unknowns:
         out.append(style("Undecided for lack of evidence", bold=True))
-        by_missing: dict[str, list[str]] = {}
-        for o in d.unknowns:
-            by_missing.setdefault(", ".join(o.missing), []).append(o.rule.conclude.cause)
-        for missing, causes in sorted(by_missing.items()):
-            out.extend(_wrap(f"- without {missing}: {', '.join(dict.fromkeys(causes))}", "  ", "    "))
+        for missing, causes in undecided_groups(d):
+            out.extend(_wrap(f"- without {missing}: {', '.join(causes)}", "  ", "    "))
         out.append("")
+    if why and likely:
+        out.extend(_top_ladder(d, style("Packets of the top cause's connection", bold=True)))
     if why:
         out.append(style("Rules considered", bold=True))
         for o in d.outcomes:
@@ -92,7 +108,18 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
         out.append(style("Warnings", bold=True))
         out.extend(f"  - {w}" for w in _dedupe(d.warnings))
         out.append("")
-    return "\n".join(out).rstrip() + "\n"
+    text = neutralise("\n".join(out).rstrip() + "\n", keep="\n")
+    if codes:
+        text = re.sub(f"\ue000{nonce}(\\d+)\ue001", lambda m: codes[int(m.group(1))], text)
+    return text
+
+
+def _top_ladder(d: Diagnosis, title: str) -> list[str]:
+    """The first connection the top cause's evidence cites, as a text ladder (nothing without one)."""
+    drawn = ladders_for(d, d.ranked[0])
+    if not drawn:
+        return []
+    return [title, *ladder_text(drawn[0]), ""]
 
 
 def _wrap(text: str, first: str, rest: str, width: int = 100) -> list[str]:

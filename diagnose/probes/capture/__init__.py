@@ -20,7 +20,8 @@ server, and how many of the matched connections lost packets before they ended.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +33,7 @@ from diagnose.probes.capture.tcp import Connection
 from diagnose.probes.spec import spec_list
 
 if TYPE_CHECKING:  # imported when logs are given (start-up time of the command)
-    from diagnose.probes.capture.match import Status64Matcher
+    from diagnose.probes.capture.match import MatchOutcome, Status64Matcher
 
 PROBE = "capture"
 
@@ -72,10 +73,18 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
             analysis.tmg, analysis.tmg_inferred = frozenset(originators), True
     facts = build_facts(analysis)
     excerpts = _excerpts(analysis)
+    outcome = None
     if matcher is not None:
-        fact, cited = match_fact(matcher, analysis, readable)
+        outcome = matcher.outcome(analysis)
+        fact, cited = match_fact(matcher, analysis, readable, outcome)
         facts.append(fact)
         excerpts.update(cited)
+    window = _window(analysis, readable)
+    if window and facts and facts[0].subject == "all":
+        facts[0] = replace(facts[0], attrs={**facts[0].attrs, **window})
+    from diagnose.probes.capture.ladders import ladder_facts
+
+    facts.extend(ladder_facts(analysis, outcome, readable))
     for read in analysis.reads:
         if read.partial:
             problems.append(f"{read.source}@{read.stopped_at}: {read.reason}")
@@ -113,13 +122,16 @@ def _matcher(ctx: ProbeContext, spec: Mapping[str, Any], readable: list[Path], t
     return Status64Matcher(found, [clock_of(p) for p in readable], tz, tolerance)
 
 
-def match_fact(matcher: Status64Matcher, analysis: CaptureAnalysis,
-               readable: list[Path]) -> tuple[Fact, dict[str, str]]:
+def match_fact(matcher: Status64Matcher, analysis: CaptureAnalysis, readable: list[Path],
+               out: MatchOutcome | None = None) -> tuple[Fact, dict[str, str]]:
     """The `capture.status64_match` fact and the log lines and frames it cites."""
     from diagnose.probes.capture.match import text_excerpts
 
-    out = matcher.outcome(analysis)
+    out = out or matcher.outcome(analysis)
     found = matcher.found
+    local = [] if matcher.tz else [
+        *(p.name for i, p in enumerate(readable) if matcher.clocks[i].kind != "absolute"),
+        *(Path(name).name for name in found.local_without_tz)]
     entries = out.entries
     excerpts = found.lines(out.cited_entries)
     excerpts.update(text_excerpts(readable, out.cited_frames))
@@ -139,8 +151,17 @@ def match_fact(matcher: Status64Matcher, analysis: CaptureAnalysis,
         matched_with_loss_before_end=out.with_loss if out.loss_analysed else None,
         matched_dirty_close_with_loss=out.dirty_close_with_loss if out.loss_analysed else None,
         share_matched_with_loss=round(out.with_loss / out.loss_analysed, 4) if out.loss_analysed else None,
-        loss_samples=out.loss_samples)
+        loss_samples=out.loss_samples, local_without_tz=local or None, clock_note=clock_note(local))
     return fact, excerpts
+
+
+def clock_note(local: Sequence[str]) -> str | None:
+    """The one line that says logs or captures in local time were matched as if on UTC (no --tz)."""
+    if not local:
+        return None
+    names = ", ".join("".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in name) for name in local)
+    return (f"logs and capture matched in local time without --tz: {names} read as UTC; "
+            "if TMG's clock is not on UTC, run again with --tz ZONE (e.g. --tz Europe/Berlin)")
 
 
 def connection_fact(analysis: CaptureAnalysis, conn: Connection) -> Fact:
@@ -237,6 +258,30 @@ def _excerpts(analysis: CaptureAnalysis) -> dict[str, str]:
             if number in frames:
                 out[f"{Path(read.source).name}:{lineno}"] = text
     return out
+
+
+def _window(analysis: CaptureAnalysis, readable: list[Path]) -> dict[str, str]:
+    """The capture window (`first_time`, `last_time`, `time_basis`) over the files read: UTC times
+    for files with an absolute clock, else the files' own clock (local time, or the time of day of a
+    NetMon text export); nothing when the files' clocks differ in kind or tell no time."""
+    from diagnose.probes.capture.ladders import clock_text
+
+    firsts, lasts, bases = [], [], set()
+    by_name = {p.name: p for p in readable}
+    for index, (t0, tl) in sorted(analysis.s64_spans.items()):
+        path = by_name.get(analysis.sources[index]) if index < len(analysis.sources) else None
+        if path is None:
+            continue
+        first, basis = clock_text(path, t0)
+        last, _basis = clock_text(path, tl)
+        if not first or not last:
+            return {}
+        firsts.append(first)
+        lasts.append(last)
+        bases.add(basis)
+    if len(bases) != 1:
+        return {}
+    return {"first_time": min(firsts), "last_time": max(lasts), "time_basis": bases.pop()}
 
 
 def _names(names: list[str]) -> str:

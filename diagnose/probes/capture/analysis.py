@@ -44,6 +44,8 @@ from diagnose.probes.capture.tcp import (
     C_RST1,
     C_RZW,
     C_SRC,
+    C_T0,
+    C_TL,
     TEARDOWNS,
     Connection,
     Tracker,
@@ -114,6 +116,7 @@ class CaptureAnalysis:
     # source, and the sources matched by ports alone by union
     matcher: Any = field(default=None, metadata=FIRST)
     s64_candidates: list[tuple] = field(default_factory=list)
+    # source index -> [first, last] connection times (the capture window; Status 64 matching)
     s64_spans: dict[int, list[float]] = field(default_factory=dict, metadata={"merge": "spans"})
     s64_port_only: set[int] = field(default_factory=set)
 
@@ -133,6 +136,14 @@ class CaptureAnalysis:
             orig, resp, port = src, dst, int(dport)
         raw = (label, orig, resp, port, fin_by, rst_by, bool(c[C_RZW]))
         self.raw_counts[raw] += 1
+        span = self.s64_spans.get(c[C_SRC])
+        if span is None:
+            self.s64_spans[c[C_SRC]] = [c[C_T0], c[C_TL]]
+        else:
+            if c[C_T0] < span[0]:
+                span[0] = c[C_T0]
+            if c[C_TL] > span[1]:
+                span[1] = c[C_TL]
         if self.matcher is not None:
             self.matcher.see(c, self)
         if c[C_CSUM]:

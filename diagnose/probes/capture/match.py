@@ -165,6 +165,9 @@ class MatchOutcome:
     loss_samples: list[str] = field(default_factory=list)
     cited_entries: list[Any] = field(default_factory=list)
     cited_frames: dict[str, set[int]] = field(default_factory=dict)
+    # the matched connections cited: (file, first frame, last frame, class, entry cite, entry source, entry
+    # destination, originator, responder, teardown), for the ladder diagrams (ladders.py)
+    cited_connections: list[tuple[str, int, int, str, str, str, str, str, str, str]] = field(default_factory=list)
 
 
 class Status64Matcher:
@@ -262,15 +265,7 @@ class Status64Matcher:
     def see(self, c: list, analysis: CaptureAnalysis) -> None:
         """One finished connection (the tracker's state list)."""
         src = c[C_SRC]
-        t0, tl = c[C_T0], c[C_TL]
-        span = analysis.s64_spans.get(src)
-        if span is None:
-            analysis.s64_spans[src] = [t0, tl]
-        else:
-            if t0 < span[0]:
-                span[0] = t0
-            if tl > span[1]:
-                span[1] = tl
+        t0, tl = c[C_T0], c[C_TL]  # (the span of the source: CaptureAnalysis.add)
         key = c[C_KEY]
         basis = 0
         if isinstance(key, bytes):
@@ -318,7 +313,7 @@ class Status64Matcher:
     def _candidate(self, eid: int, basis: int, distance: float, c: list, analysis: CaptureAnalysis,
                    entry_is_originator: bool) -> tuple:
         label, fin_by, rst_by, _gap = teardown_of(c)
-        _o, _r, orig_ip, resp_ip, _port = endpoints_of(c[C_KEY])
+        orig, resp, orig_ip, resp_ip, _port = endpoints_of(c[C_KEY])
         fin = min(f for f in (c[C_FIN0], c[C_FIN1]) if f) if c[C_FIN0] or c[C_FIN1] else 0
         rst = min(f for f in (c[C_RST0], c[C_RST1]) if f) if c[C_RST0] or c[C_RST1] else 0
         loss = loss_of(c)
@@ -328,7 +323,7 @@ class Status64Matcher:
                 first is not None and (not rst or first < rst))
         return (eid, basis, distance, c[C_SRC], analysis.sources[c[C_SRC]], c[C_FIRST], c[C_LAST], label,
                 fin_by, rst_by, orig_ip, resp_ip, "originator" if entry_is_originator else "responder", fin, rst,
-                lost)
+                lost, orig, resp)
 
     # -- the outcome --------------------------------------------------------------------------------
     def outcome(self, analysis: CaptureAnalysis) -> MatchOutcome:
@@ -379,6 +374,8 @@ class Status64Matcher:
                 if cand is not None:
                     frames = out.cited_frames.setdefault(cand[4], set())
                     frames.update(f for f in (cand[5], cand[13], cand[14], cand[6]) if f)
+                    out.cited_connections.append((cand[4], cand[5], cand[6], kind, self.found.cite(e), e.source,
+                                                  e.destination, cand[16], cand[17], cand[7]))
         return out
 
     def _in_span(self, e: Status64Entry, src: int, analysis: CaptureAnalysis) -> bool:

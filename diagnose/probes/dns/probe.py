@@ -23,6 +23,8 @@ Parameters (`spec`):
 Facts:
     dns.resolution    one per name and source (the HOSTS file, each DNS server); `effective: true` marks
                       the one the TMG host would use
+    dns.address       one per address of a name's effective answer (subject "NAME ADDRESS"), with
+                      `internal` telling whether it is one of the internal addresses
     dns.consistency   subject "names": do all names resolve alike, and to the internal addresses?
 """
 
@@ -341,8 +343,28 @@ def _resolution_facts(report: NameReport, expected: frozenset[str], check: str |
             effective=source == report.effective, detail=answer.detail or None,
             elapsed_ms=answer.elapsed_ms,
         ))
+    effective = report.answers.get(report.effective) if report.effective is not None else None
+    if effective is not None and effective.outcome == "ok":
+        facts.extend(_address_facts(report, effective, expected, facts[0], check))
     # `source` is the attribute rules read (hosts | dns); provenance keeps the file or server
     return [_rename_source(f) for f in facts]
+
+
+def _address_facts(report: NameReport, answer: Answer, expected: frozenset[str], resolution: Fact,
+                   check: str | None) -> list[Fact]:
+    """One `dns.address` per address of the name's effective answer: a scalar `address` that rules
+    can join to another fact's address (a log's `server`), which the list `addresses` cannot be."""
+    assert report.effective is not None
+    source = report.effective
+    location = "line " + ", ".join(str(n) for n in sorted(set(answer.lines))) if answer.lines else None
+    out = []
+    for address in dict.fromkeys(_canonical(a) for a in answer.addresses):
+        out.append(make_fact(
+            "dns.address", f"{report.name} {address}", PROBE, check=check, source=source.origin,
+            location=location, name=report.name, role=report.role, roles=report.roles, source_kind=source.kind,
+            server=source.label, address=address, internal=(address in expected) if expected else None,
+        ))
+    return out
 
 
 def _rename_source(fact: Fact) -> Fact:

@@ -490,6 +490,7 @@ def list_by_width(
 def _zone_note(scanner: Scanner, local: bool, zone: Any) -> None:
     note = local_zone_note(local, zone)
     if note:
+        scanner.summary.local_without_tz = True
         scanner.summary.note(scanner.source, 0, note)
 
 

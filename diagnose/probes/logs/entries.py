@@ -79,6 +79,7 @@ class Status64Entries:
     capped: int = 0  # usable entries not kept (over the limit)
     problems: list[str] = field(default_factory=list)
     limit: int = MAX_ENTRIES
+    local_without_tz: list[str] = field(default_factory=list)  # logs in TMG's local time read as UTC (no --tz)
 
     def cite(self, entry: Status64Entry) -> str:
         return f"{self.files[entry.file]}:{entry.line}"
@@ -234,7 +235,9 @@ def status64_entries(paths: Sequence[str], site: Site, limit: int = MAX_ENTRIES,
         if progress is not None:
             progress(f"Status 64 entries of {log.name}")
         try:
-            run_unit(Unit(log), site, collector)
+            summary = run_unit(Unit(log), site, collector)[0]
+            if summary.local_without_tz:
+                sink.local_without_tz.append(log.name)
         except NotALogError as exc:
             sink.problems.append(f"{log.name}: skipped, {exc.message}")
         sink.inputs.extend([log] * (len(sink.files) - len(sink.inputs)))

@@ -135,6 +135,7 @@ class KeyInfo(NamedTuple):
     sample_group: str
     web: bool
     client_from: str  # where the client's address is read: "source", "original" or "source+original"
+    flood: bool  # a denial by flood mitigation
 
 
 def _text(value: bytes | str | None) -> str:
@@ -393,12 +394,14 @@ class Scanner:
             sample_group,
             web,
             "source" if web else ("source+original" if leg == "client" else "original"),
+            group == "flood",
         )
         self._infos[key] = found
         return found
 
     def _wants_detail(self, info: KeyInfo) -> bool:
-        return info.s64 or info.client_failure or info.sample_group in self._samples_open
+        # every flood denial is looked at, for its source address (LogSummary.flood_from)
+        return info.s64 or info.client_failure or info.sample_group in self._samples_open or info.flood
 
     def _refresh_detail(self) -> None:
         """Which status values mark the records that must be read one by one."""
@@ -610,12 +613,15 @@ class Scanner:
         failure_events = summary.failure_events
         open_groups = self._samples_open
         known = self._clients.get
+        flood: list[bytes] = []
         for i, info, when, source, original, computer, user in zip_strict(
             rows, infos, whens, sources, originals, computers, users):
             s64 = info.s64
             group = info.sample_group
             if group and group not in open_groups:
                 group = ""
+            if info.flood:  # the address the denied connection came from
+                flood.append(source if source not in (None, b"-", b"") else original or b"")
             if not (s64 or info.client_failure or group):
                 continue
             if computer not in seen or user not in seen:
@@ -651,6 +657,8 @@ class Scanner:
                     self._refresh_detail()
         if s64_whens:
             summary.s64_minutes.update(map(floordiv, s64_whens, repeat(60)))
+        for raw, n in Counter(map(_without_port, flood)).items():
+            summary.flood_from(self._client(raw), n)
 
     def _names(self, computer: bytes | None, user: bytes | None, cited: bool) -> None:
         """Note the TMG computer and the user of a record looked at one by one: always for a cited
@@ -715,6 +723,12 @@ class Scanner:
         """Count records split one by one (each exactly the layout's width)."""
         if rows and self.layout is not None:
             self.consume(list(chain.from_iterable(rows)), self.layout.width, lineno)
+
+
+def _without_port(raw: bytes) -> bytes:
+    """`ADDR:PORT` -> ADDR for IPv4 (the usual case, cheaply, so that addresses repeat); anything
+    else is left to `split_address`."""
+    return raw[: raw.index(b":")] if raw.count(b":") == 1 else raw
 
 
 def _keep_time(summary: LogSummary, events: dict[str, array[int]], client: str, when: int) -> bool:

@@ -35,6 +35,13 @@ COINCIDENCE_WINDOW = 60  # seconds between a Status 64 entry and a client-visibl
 BURST_FLOOR = 10  # a burst minute has at least this many Status 64 entries ...
 BURST_FACTOR = 5  # ... and at least this many times the median per active minute
 OA_LONG_MS = 60_000  # an Outlook Anywhere channel that stayed open at least this long
+TIMELINE_MINUTES = 360  # per-minute counts are reported when every entry falls within this many minutes
+# Source addresses of flood-mitigation denials counted exactly; past twice this many, the least
+# counted are folded into `flood_other`, so a flood from many addresses stays bounded in memory
+# while the heaviest sources keep their counts.
+MAX_FLOOD_SOURCES = 256
+FLOOD_TOP = 5  # sources named in the facts
+NO_SOURCE = "(no address logged)"
 
 # Metrics counted per scope (all / server / rule / leg).
 COUNTERS = (
@@ -105,6 +112,9 @@ class LogSummary:
     last_time: str = ""
     computers: set[str] = field(default_factory=set)  # TMG computer names of the records read one by one
     users: set[str] = field(default_factory=set)  # users of the Status 64, client-failure and cited records
+    flood_sources: Counter[str] = field(default_factory=Counter)  # source address -> flood denials
+    flood_other: int = 0  # flood denials of sources folded away (see MAX_FLOOD_SOURCES)
+    local_without_tz: bool = False  # some records were in TMG's local time and no --tz was given
 
     # ------------------------------------------------------------------ accumulating
     def scope(self, kind: str, name: str) -> Counter[str]:
@@ -142,6 +152,14 @@ class LogSummary:
         if last and last > self.last_time:
             self.last_time = last
 
+    def flood_from(self, source: str, n: int = 1) -> None:
+        """Count `n` flood-mitigation denials of one source address ("" when none was logged)."""
+        self.flood_sources[source or NO_SOURCE] += n
+        if len(self.flood_sources) > 2 * MAX_FLOOD_SOURCES:
+            kept = self.flood_sources.most_common(MAX_FLOOD_SOURCES)
+            self.flood_other += sum(self.flood_sources.values()) - sum(count for _, count in kept)
+            self.flood_sources = Counter(dict(kept))
+
     def cite(self, group: str, citation: Citation) -> None:
         kept = self.code_samples.setdefault(group, [])
         if len(kept) < MAX_CODE_SAMPLES:
@@ -175,6 +193,7 @@ class LogSummary:
             "failures_unchecked",
             "outlook_anywhere",
             "outlook_anywhere_long",
+            "flood_other",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         room = MAX_NOTES - len(self.notes)
@@ -213,7 +232,10 @@ class LogSummary:
                 self.cite(group, c)
         self.see_time(other.first_time, other.last_time)
         self.computers |= other.computers
+        self.local_without_tz |= other.local_without_tz
         self.users |= other.users
+        for source, n in other.flood_sources.items():
+            self.flood_from(source, n)
         return self
 
     # ------------------------------------------------------------------ derived figures
@@ -247,6 +269,27 @@ class LogSummary:
             hours[minute // 60] += n
         return [f"{_iso(h * 3600)} {n}" for h, n in sorted(hours.items())]
 
+    def client_error_minutes(self) -> Counter[int]:
+        """Client-visible failures per minute (of those whose time was kept)."""
+        minutes: Counter[int] = Counter()
+        for times in self.failure_events.values():
+            minutes.update(t // 60 for t in times)
+        return minutes
+
+    def timeline(self) -> dict[str, list[str]]:
+        """Client-visible failures per hour, and Status 64 and client failures per minute when all of
+        them fall within TIMELINE_MINUTES minutes (for the reports' timeline)."""
+        failures = self.client_error_minutes()
+        hours: Counter[int] = Counter()
+        for minute, n in failures.items():
+            hours[minute // 60] += n
+        out = {"client_errors_by_hour": [f"{_iso(h * 3600)} {n}" for h, n in sorted(hours.items())]}
+        minutes = set(self.s64_minutes) | set(failures)
+        if minutes and max(minutes) - min(minutes) < TIMELINE_MINUTES:
+            out["status64_by_minute"] = [f"{_iso(m * 60)} {n}" for m, n in sorted(self.s64_minutes.items())]
+            out["client_errors_by_minute"] = [f"{_iso(m * 60)} {n}" for m, n in sorted(failures.items())]
+        return out
+
     @property
     def partial(self) -> bool:
         return bool(self.bad_lines or self.truncated or self.unreadable)
@@ -275,6 +318,22 @@ def _scope_attrs(counts: Counter[str]) -> dict[str, Any]:
     legs = {leg: counts[f"leg_{leg}"] for leg in ("server", "client", "unknown")}
     if any(legs.values()):
         attrs["leg"] = max(legs, key=lambda k: legs[k])
+    return attrs
+
+
+def _flood_attrs(summary: LogSummary, denials: int) -> dict[str, Any]:
+    """Where the flood-mitigation denials come from: `flood_source` when every one of them comes
+    from one logged address, and the top sources with their counts."""
+    if not denials:
+        return {}
+    top = summary.flood_sources.most_common(FLOOD_TOP)
+    shown = [f"{source} ({n})" for source, n in top]
+    rest = denials - sum(n for _, n in top)
+    if rest > 0:
+        shown.append(f"{rest} from other sources")
+    attrs: dict[str, Any] = {"flood_sources": shown}
+    if len(top) == 1 and top[0][1] == denials and top[0][0] != NO_SOURCE and not summary.flood_other:
+        attrs["flood_source"] = top[0][0]
     return attrs
 
 
@@ -316,6 +375,8 @@ def build_facts(summary: LogSummary, check: str | None = None) -> tuple[list[Fac
         other_samples=[f"{g} {_cite(c)}" for g, cs in sorted(summary.code_samples.items()) for c in cs],
         computers=sorted(summary.computers),
         users=sorted(summary.users),
+        **summary.timeline(),
+        **_flood_attrs(summary, overall["flood_denials"]),
     )
     if summary.s64_actions:
         attrs["action"] = summary.s64_actions.most_common(1)[0][0]

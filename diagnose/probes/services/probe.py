@@ -352,7 +352,9 @@ def probe(
         backends = [ExportBackend(Path(e)) for e in exports]
     else:
         backends = [choose_backend({**spec, "export": exports[0] if exports else None})]
-    results = [_read_one(ctx, b, catalogue, version, published, bool(spec.get("all"))) for b in backends]
+    # an export that does not name its server is the profile's server when it is the only export
+    only = ctx.profile.internal_name if len(exports) == 1 and backend is None else None
+    results = [_read_one(ctx, b, catalogue, version, published, bool(spec.get("all")), only) for b in backends]
     if len(results) == 1:
         return results[0]
     facts = tuple(f for r in results for f in r.facts)
@@ -372,13 +374,13 @@ def _read_one(
     version: str | None,
     published: list[str],
     emit_all: bool,
+    profile_host: str | None = None,
 ) -> ProbeResult:
     ctx.progress(ctx.check or PROBE, f"reading services ({backend.backend})")
     try:
         read = backend.read(() if emit_all else catalogue.names())
     except BackendUnavailable as exc:
         return ProbeResult.unavailable(str(exc))
-    host = backend.host
     facts: list[Fact] = []
     excerpts: dict[str, str] = dict(read.excerpts)
     found: set[str] = set()
@@ -391,9 +393,7 @@ def _read_one(
         if entry is None and not emit_all:
             continue
         role = "other" if entry is None or (entry.shared and not exchange_host) else entry.role
-        # an export that does not name its server (Get-Service's MachineName ".") is named by its file,
-        # so that with one export per CAS every explanation still says which server it is about
-        rec_host = rec.host or host or Path(read.source).name
+        rec_host, host_from = _host_of(rec, backend, profile_host, read.source)
         name = entry.name if entry else rec.name  # canonical casing, so rules match `MSExchangeFBA`
         found.add(name.lower())
         subject = f"{rec_host}/{name}"
@@ -409,6 +409,7 @@ def _read_one(
                 state=rec.state,
                 start_type=rec.start_type,
                 host=rec_host,
+                host_from=host_from,
                 backend=backend.backend,
                 role=role,
                 raw_state=rec.detail,
@@ -433,6 +434,7 @@ def _read_one(
                 state=rec.state,
                 start_type=rec.start_type,
                 host=rec_host,
+                host_from=host_from,
                 backend=backend.backend,
                 role=role,
                 published=published or None,
@@ -450,6 +452,21 @@ def _read_one(
     if not published:
         reason += "; published protocols unknown, so impact is not rated"
     return ProbeResult(tuple(facts), status, reason, excerpts)
+
+
+def _host_of(rec: ServiceRecord, backend: ServiceBackend, profile_host: str | None,
+             source: str) -> tuple[str, str]:
+    """The server a service record is about, and where that name comes from, so that every
+    explanation says which server it speaks of: the export's own name for it (or the machine
+    queried); for an export that names none (Get-Service's MachineName ".", `sc query`), the
+    profile's internal name when it is the only export, else the export's file name (one per CAS)."""
+    if rec.host:
+        return rec.host, "export" if backend.backend == "export" else "query"
+    if backend.host:
+        return backend.host, "export" if backend.backend == "export" else "query"
+    if profile_host:
+        return profile_host, "profile"
+    return Path(source).name, "file"
 
 
 def _impact(

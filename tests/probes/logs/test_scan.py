@@ -760,3 +760,24 @@ def test_sql_export_split_across_cores_gives_the_same_summary(tmp_path: Path, mo
     assert whole.scopes == parts.scopes and whole.samples == parts.samples
     assert whole.code_samples == parts.code_samples and whole.s64_minutes == parts.s64_minutes
     assert whole.scope("all", "all")["status64_count"] == 800 and whole.files == parts.files
+
+
+def test_timeline_counts_status64_and_client_failures_per_minute(tmp_path: Path) -> None:
+    """The report's timeline: Status 64 and client-visible failures (a 502 to the client) per minute and
+    per hour; per minute only while every entry falls within 6 hours."""
+    rows = [web_row(time="10:00:05", status="64", action="Failed"), web_row(time="10:00:40", status="64", action="Failed"),
+            web_row(time="10:00:50", status="502", action="Failed"), web_row(time="10:07:00", status="64", action="Failed"),
+            web_row(time="11:15:00", cip="203.0.113.9", status="502", action="Failed"),
+            web_row(time="11:20:00", status="200")]
+    path = tmp_path / "ISALOG_20240304_WEB_000.w3c"
+    path.write_text(w3c(WEB_FIELDS, rows))
+    attrs = overall(probe_json(str(path), "--internal", "10.0.0.20"))
+    assert attrs["status64_by_minute"] == ["2024-03-04T10:00:00Z 2", "2024-03-04T10:07:00Z 1"]
+    assert attrs["client_errors_by_minute"] == ["2024-03-04T10:00:00Z 1", "2024-03-04T11:15:00Z 1"]
+    assert attrs["client_errors_by_hour"] == ["2024-03-04T10:00:00Z 1", "2024-03-04T11:00:00Z 1"]
+    assert attrs["status64_by_hour"] == ["2024-03-04T10:00:00Z 3"]
+    # a failure seven hours later: the span is too long for minutes, the hours stay
+    path.write_text(w3c(WEB_FIELDS, [*rows, web_row(time="17:30:00", status="502", action="Failed")]))
+    attrs = overall(probe_json(str(path), "--internal", "10.0.0.20"))
+    assert "status64_by_minute" not in attrs and "client_errors_by_minute" not in attrs
+    assert attrs["client_errors_by_hour"][-1] == "2024-03-04T17:00:00Z 1"
