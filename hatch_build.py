@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+from hatchling.metadata.plugin.interface import MetadataHookInterface
 
 # module -> C source (each one optional: one that does not compile leaves its part in pure Python)
 ACCELERATORS = {
@@ -90,6 +92,34 @@ class AcceleratorHook(BuildHookInterface):  # type: ignore[type-arg]
         for module, path in built.items():
             stem = module.rsplit(".", 1)[1]
             build_data["force_include"][str(path)] = f"{module.replace('.', '/')}{path.name[len(stem):]}"
+
+
+# Markdown images and links: ![alt](target) and [text](target)
+_MD_LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+def index_readme(text: str) -> str:
+    """README.md as the package's description (an index page, `pip show`, inside the wheel), where a
+    link relative to the source tree leads nowhere: such an image becomes its caption and the path
+    in the source, such a link its text. Absolute http(s) links stay."""
+
+    def keep_or_flatten(match: re.Match[str]) -> str:
+        image, label, target = match.groups()
+        if target.startswith(("https://", "http://")):
+            return match.group(0)
+        return f"*{label}* (`{target}` in the source tree)" if image else label
+
+    return _MD_LINK.sub(keep_or_flatten, text)
+
+
+class ReadmeHook(MetadataHookInterface):
+    """The description is README.md with its source-tree links made plain (index_readme)."""
+
+    PLUGIN_NAME = "custom"
+
+    def update(self, metadata: dict[str, Any]) -> None:
+        text = (Path(self.root) / "README.md").read_text(encoding="utf-8")
+        metadata["readme"] = {"content-type": "text/markdown", "text": index_readme(text)}
 
 
 if __name__ == "__main__":

@@ -162,3 +162,16 @@ def test_no_library_call_newer_than_python_38() -> None:
                     line = text.count("\n", 0, hit.start()) + 1
                     found.append(f"{path.relative_to(REPO)}:{line}: {hit.group(0).strip()!r}: use {instead}")
     assert not found, "\n".join(found)
+
+
+@needs_backend
+def test_the_description_flattens_source_tree_links_only() -> None:
+    sys.path.insert(0, str(REPO))
+    try:
+        from hatch_build import index_readme
+    finally:
+        sys.path.remove(str(REPO))
+    text = ("![The report](docs/seed-report.png) see [Install](#install), [PR 403](https://github.com/jruizgit/"
+            "rules/pull/403) and [the notes](../shared/knowledge/durable-rules-notes.md)")
+    assert index_readme(text) == ("*The report* (`docs/seed-report.png` in the source tree) see Install, "
+                                  "[PR 403](https://github.com/jruizgit/rules/pull/403) and the notes")
