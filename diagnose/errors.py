@@ -49,6 +49,15 @@ class EngineError(DiagnoseError):
     exit_code = 3
 
 
+class EngineUnavailable(EngineError):
+    """The engine cannot run on this Python at all (durable_rules does not import); `auto` then uses
+    the reference evaluator. `cause` is the reason alone, e.g. the ImportError's text."""
+
+    def __init__(self, message: str, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause or message
+
+
 def where(path: object, line: int | None = None, *, offset: int | None = None, jpath: str | None = None) -> str:
     """Format a location: `file:line`, `file@offset` or `file:$.json.path`."""
     text = str(path)
@@ -62,9 +71,12 @@ def where(path: object, line: int | None = None, *, offset: int | None = None, j
 
 
 def read_input(path: Path, missing: str, directory: str) -> bytes:
-    """The bytes of an evidence file; a missing, unreadable or directory path is an InputError naming it."""
+    """The bytes of an evidence file read whole; a missing, unreadable or directory path, a FIFO or
+    device, or a file over `bounds.MAX_SMALL_INPUT` is an InputError naming it."""
+    from diagnose.bounds import read_small
+
     try:
-        return path.read_bytes()
+        return read_small(path)
     except FileNotFoundError:
         raise InputError(missing, str(path)) from None
     except IsADirectoryError:

@@ -15,7 +15,7 @@ from diagnose.safetext import neutralise, to_json
 # them all), so that `diagnose analyze` does not pay for the capture, log and network code.
 SUBCOMMANDS = {"logs": "probe_logs", "capture": "probe_capture", "dns": "probe_network", "tls": "probe_network",
                "http": "probe_network", "tcp": "probe_network", "services": "probe_services",
-               "host": "probe_services"}
+               "host": "probe_services", "proxylogs": "probe_proxylogs"}
 
 
 class _ProbeGroup(click.Group):

@@ -26,6 +26,14 @@ handled here, and each has a conformance test in tests/engine/:
 * The 1024-live-sid limit and the per-ruleset leaks: each rulebook is loaded into durable once per
   worker (workers are kept per compiled rulebook, and recycled after many diagnoses); one sid per
   diagnosis, deleted when the diagnosis ends.
+* Found here, not in the notes: negation does not see a fact bound to a positive condition. By
+  default durable_rules keeps a rule's combination *distinct* (no fact fills two of its
+  conditions), and that check also hides the facts already bound from a `not` condition, so
+  `cap: reset_by_server > 0` with `not: refused > 0` fired on one fact that has both (and only when
+  the `not` came after `cap`). The rule language says a `not` holds when no fact at all matches. So
+  every rule is compiled with `"dist": 0` (the negation sees every fact), and distinctness of the
+  positive bindings is enforced on the firings instead (`durable_session.distinct`). (A `$neq`
+  join on `id` would do it inside the engine, but durable_rules crashes on it.)
 * Found here, not in the notes: the alpha network is walked with a fixed stack of 64 nodes
   (`MAX_STACK_SIZE` in events.c), so a fact that passes the tests of more than about 64 sibling
   conditions fails with error 303 (e.g. 80 rules `status64_count > N` and a large count). The
@@ -147,7 +155,7 @@ def compile_rules(rules: Sequence[Rule], kinds: FactKinds) -> tuple[dict[str, An
             conditions += [{b.name: _condition(b, kinds, joined.get(b.name, frozenset()))} for b in positives]
             conditions += [{f"{b.name}$not": _condition(b, kinds)} for b in negatives]
             name = f"{rule.id}#{n}"
-            document[name] = {"all": conditions}
+            document[name] = {"all": conditions, "dist": 0}  # see "Negation sees every fact" above
             names[name] = rule.id
     return document, names
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from diagnose.errors import EngineError
+from diagnose.errors import EngineError, EngineUnavailable
 
 GATE_KIND = "$gate"
 GATE_ALIAS = "gate_"
@@ -99,7 +99,12 @@ class Evaluator:
     """The compiled rulebook loaded into durable_rules; `evaluate` runs one diagnosis."""
 
     def __init__(self, program: Sequence[PartitionSpec]) -> None:
-        import durable_rules_engine
+        try:
+            import durable_rules_engine
+        except ImportError as exc:  # e.g. Python 3.13+: undefined symbol PyEval_CallObject
+            raise EngineUnavailable(f"the rule engine (durable_rules) cannot run here: {import_failure(exc)} "
+                                    f"(--engine reference, or auto, uses the reference evaluator)",
+                                    import_failure(exc)) from None
 
         self._c = durable_rules_engine
         self._sids = itertools.count()
@@ -160,11 +165,27 @@ class Evaluator:
                     sentinel_fired = True
                     continue
                 key = tuple(sorted((alias, _index(fact["id"])) for alias, fact in bound.items() if alias != GATE_ALIAS))
-                firings.setdefault((part.names[name], key), None)
+                if distinct(key):
+                    firings.setdefault((part.names[name], key), None)
             raw = self._c.complete_and_start_action(part.handle, state)
         if not sentinel_fired:
             raise EngineError("durable_rules session ended without its sentinel firing")
         return list(firings), error
+
+
+def import_failure(exc: ImportError) -> str:
+    """Why durable_rules does not import, in one line."""
+    import platform
+
+    text = " ".join(str(exc).split()) or "no message"
+    return (f"durable_rules does not import on Python {platform.python_version()}: "
+            f"{type(exc).__name__}: {text[:300]}")
+
+
+def distinct(bindings: Sequence[tuple[str, int]]) -> bool:
+    """No fact fills two bindings of the combination. The rules are compiled without durable's own
+    distinct check (it also hides bound facts from `not` conditions; see diagnose/engine/durable.py)."""
+    return len({index for _, index in bindings}) == len(bindings)
 
 
 def _index(fact_id: str) -> int:

@@ -72,6 +72,7 @@ PROBES: dict[str, str] = {
     "services": "diagnose.probes.services.probe:probe",
     "host": "diagnose.probes.host.probe:probe",
     "logs": "diagnose.probes.logs:probe",
+    "proxylogs": "diagnose.probes.proxylogs:probe",
     "capture": "diagnose.probes.capture:probe",
 }
 

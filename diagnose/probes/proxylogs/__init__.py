@@ -1,0 +1,141 @@
+"""The `proxylogs` probe: logs of the proxies that publish Exchange after TMG -> `proxy.status_summary` facts.
+
+IIS W3C (IIS 7.5/8.5/10, Exchange front and back end, ARR), Exchange 2013+ HttpProxy CSV, HAProxy
+(HTTP and TCP formats, with or without a syslog prefix) and nginx (access and error logs). Each file's
+format is told from its content; files, folders and globs are read, plain or .gz or inside .zip.
+
+Spec keys: `paths` (files, folders, globs).
+
+Every file is streamed in blocks of whole lines (memory bounded by the block and the longest line
+kept, 64 KiB); counts are exact; a line that cannot be read is counted, named by file:line and makes
+the result partial, as does a file that ends early (a cut .gz, a damaged zip member).
+"""
+
+from __future__ import annotations
+
+import codecs
+import zipfile
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from diagnose.errors import InputError
+from diagnose.facts import ProbeStatus
+from diagnose.probes import ProbeContext, ProbeResult
+from diagnose.probes.logs import LogInput, expand
+from diagnose.probes.proxylogs import haproxy, httpproxy, iis, nginx, records, w3c
+from diagnose.probes.proxylogs.lines import MAX_LINE, line_blocks
+from diagnose.probes.proxylogs.tally import Summary, build_facts, iter_notes
+
+__all__ = ["NotAProxyLogError", "collect", "detect", "probe", "summarise"]
+
+HEAD = 65536
+FORMATS = ("iis-w3c", "exchange-httpproxy", "haproxy-http", "haproxy-tcp", "nginx-access", "nginx-error")
+
+
+class NotAProxyLogError(InputError):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            "not a proxy log this probe knows (no IIS or Exchange HttpProxy #Fields header, and no HAProxy "
+            "or nginx access/error record in its first lines)", name)
+
+
+def detect(head: bytes, name: str) -> str:
+    """The format of a log from its first kilobytes (one of FORMATS); NotAProxyLogError when none fits."""
+    lines = [ln.rstrip(b"\r") for ln in head.split(b"\n")[:50]]
+    for line in lines:
+        low = line.lower()
+        if low.startswith(b"#log-type: httpproxy"):
+            return "exchange-httpproxy"
+        if low.startswith(b"#fields:") and b"\t" not in line:
+            if b"," in line and b"httpstatus" in low:
+                return "exchange-httpproxy"
+            if b"sc-status" in low or b"cs-uri-stem" in low:
+                return "iis-w3c"
+    for line in lines:
+        if not line.strip() or line.startswith(b"#"):
+            continue
+        probe_line = line + b"\n"
+        for shape in (*haproxy.SHAPES, *nginx.ACCESS_SHAPES, *nginx.ERROR_SHAPES):
+            if shape.pattern.match(probe_line):
+                return shape.format
+    raise NotAProxyLogError(name)
+
+
+def _read(log: LogInput, summary: Summary) -> None:
+    name = log.name
+    try:
+        with log.open() as stream:
+            head = stream.read(HEAD)
+            if head.startswith(codecs.BOM_UTF8):
+                head = head[3:]
+            found = detect(head, name)
+            summary.files.append(name)
+            summary.formats[found] += 1
+
+            def too_long(line: int) -> None:
+                summary.bad_line(name, line, f"line longer than {MAX_LINE} bytes skipped")
+
+            blocks = line_blocks(stream, head, too_long)
+            if found == "iis-w3c":
+                w3c.Reader(iis.DIALECT, summary, name).read(blocks)
+            elif found == "exchange-httpproxy":
+                w3c.Reader(httpproxy.DIALECT, summary, name).read(blocks)
+            elif found.startswith("haproxy"):
+                shapes = haproxy.SHAPES if found == "haproxy-http" else haproxy.SHAPES[::-1]
+                records.Reader(shapes, summary, name).read(blocks)
+            elif found == "nginx-access":
+                records.Reader(nginx.ACCESS_SHAPES, summary, name).read(blocks)
+            else:
+                records.Reader(nginx.ERROR_SHAPES, summary, name).read(blocks)
+    except NotAProxyLogError:
+        raise
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        if name not in summary.files:
+            summary.files.append(name)
+        summary.unreadable += 1
+        summary.note(name, 0, f"could not be read to its end: {exc}")
+
+
+def summarise(paths: Sequence[str]) -> tuple[Summary, list[str]]:
+    """Read every log under `paths`; (summary, problems met). A named file that is not a proxy log is an
+    InputError; one found in a folder is skipped with a note."""
+    logs, problems = expand(paths)
+    summary = Summary()
+    for log in logs:
+        try:
+            _read(log, summary)
+        except NotAProxyLogError as exc:
+            if log.named:
+                raise
+            problems.append(f"{log.name}: skipped, {exc.message}")
+    problems += list(iter_notes(summary))
+    return summary, problems
+
+
+def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, list[str]]:
+    """Run the probe and also return the problems met (bad lines, skipped files), for the CLI."""
+    paths = spec.get("paths") or []
+    if isinstance(paths, str):
+        paths = [paths]
+    if not paths:
+        return ProbeResult.unavailable("no proxy logs given (--proxy-log PATH)"), []
+    summary, problems = summarise([str(p) for p in paths])
+    if not summary.figures:
+        reason = "; ".join(problems) or "no proxy log records found"
+        return ProbeResult((), ProbeStatus.UNAVAILABLE, reason), problems
+    facts, excerpts = build_facts(summary, ctx.check)
+    reason = ""
+    if summary.partial:
+        reason = (f"{summary.bad_lines} line(s) could not be read"
+                  + (f", {summary.truncated} truncated" if summary.truncated else "")
+                  + (f", {summary.unreadable} file(s) not read to the end" if summary.unreadable else ""))
+    status = ProbeStatus.PARTIAL if summary.partial else ProbeStatus.COMPLETE
+    return ProbeResult(tuple(facts), status, reason, excerpts), problems
+
+
+def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
+    result, problems = collect(ctx, spec)
+    for problem in problems:
+        ctx.log.warning("%s", problem)
+    return result

@@ -1,0 +1,60 @@
+"""Blocks of whole lines from a log, read with bounded memory.
+
+A block holds whole lines (about `BLOCK` bytes); a line longer than `MAX_LINE` is not kept: it is
+reported once as a bad line (by its number) and skipped, so a hostile file without line ends cannot
+make the reader hold more than a block and one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import IO, NamedTuple
+
+BLOCK = 1 << 17
+CONTROL = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])  # bytes no text line holds
+MAX_LINE = 1 << 16
+
+
+class Block(NamedTuple):
+    data: bytes  # whole lines, each ending in b"\n" except perhaps the file's last
+    first_line: int  # the number of the block's first line
+    last: bool  # the file's last block (its last line may lack its line end)
+
+
+def line_blocks(stream: IO[bytes], first: bytes, too_long: Callable[[int], None]) -> Iterator[Block]:
+    """Blocks of whole lines of `first` + the rest of `stream`; `too_long(line)` is told of each line
+    longer than MAX_LINE, which is skipped (and still counted, so later line numbers stay right)."""
+    carry = first
+    line = 1
+    skipping = False  # inside a line that was too long, up to its line end
+    while True:
+        chunk = stream.read(BLOCK)
+        data = carry + chunk if carry else chunk
+        carry = b""
+        if skipping:
+            end = data.find(b"\n")
+            if end < 0:
+                if not chunk:
+                    return
+                continue
+            data = data[end + 1:]
+            line += 1
+            skipping = False
+        if not chunk:
+            if data:
+                yield Block(data, line, True)
+            return
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            if len(data) > MAX_LINE:
+                too_long(line)
+                skipping = True
+            else:
+                carry = data
+            continue
+        whole, carry = data[: cut + 1], data[cut + 1:]
+        if len(carry) > MAX_LINE:
+            too_long(line + whole.count(b"\n"))
+            carry, skipping = b"", True
+        yield Block(whole, line, False)
+        line += whole.count(b"\n")

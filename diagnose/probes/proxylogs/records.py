@@ -1,0 +1,138 @@
+"""Logs of one record per line in a fixed shape (HAProxy, nginx): read with one regular expression.
+
+A block of whole lines is matched in one `findall` (a C loop over the block); when every line is a
+record the block is counted as is. A block with anything else (a blank line, a message that is not
+a traffic record, a control byte, a damaged line) is read again line by line, so each line that is
+not a record is named by its number.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from re import Pattern
+from typing import Tuple
+
+from diagnose.probes.proxylogs.lines import CONTROL as _CONTROL
+from diagnose.probes.proxylogs.lines import Block
+from diagnose.probes.proxylogs.tally import Classify, Key, Summary, Tally
+
+Groups = Tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One product's line format: `pattern` matches a whole record line (MULTILINE, `^...$`) and its
+    groups become a key by `key_of`; `when` is the group index of the record's time, `time_of` its
+    conversion to ISO UTC; `message` matches the product's lines that are not traffic records."""
+
+    product: str
+    format: str
+    pattern: Pattern[bytes]
+    key_of: Callable[[Groups], Key]
+    classify: Classify
+    when: int
+    time_of: Callable[[str], str]
+    message: Pattern[bytes] | None = None
+
+
+class Reader:
+    def __init__(self, shapes: Sequence[Shape], summary: Summary, source: str) -> None:
+        self.shapes = shapes
+        self.summary = summary
+        self.source = source
+        self.tallies = {s.format: Tally(summary, s.product, source, s.classify) for s in shapes}
+        self.shape = shapes[0]
+        self.first = ""
+        self.last = ""
+        self.messages = 0
+
+    def read(self, blocks: Iterable[Block]) -> None:
+        for block in blocks:
+            if not self._fast(block):
+                self._slow(block)
+        for tally in self.tallies.values():
+            tally.flush()
+        if self.first:
+            self.summary.see_times(self.shape.product, self.first, self.last)
+        if self.messages:
+            self.summary.note(self.source, 0, f"{self.messages} line(s) are {self.shape.product} messages, "
+                                              "not traffic records (not counted)")
+
+    def _fast(self, block: Block) -> bool:
+        data = block.data
+        if not data.endswith(b"\n"):
+            return False
+        if b"\r" in data:
+            data = data.replace(b"\r\n", b"\n")
+        if len(data.translate(None, _CONTROL)) != len(data):
+            return False
+        found = self.shape.pattern.findall(data)
+        if len(found) != data.count(b"\n"):
+            return False
+        self._count(self.shape, found, block.first_line.__add__, lambda i: data.split(b"\n", i + 1)[i])
+        return True
+
+    def _slow(self, block: Block) -> None:
+        raws = block.data.split(b"\n")
+        clean = block.data.endswith(b"\n")
+        if clean:
+            raws.pop()
+        pending: list[Groups] = []
+        numbers: list[int] = []
+        texts: list[bytes] = []
+
+        def flush() -> None:
+            if pending:
+                self._count(self.shape, list(pending), numbers.__getitem__, texts.__getitem__)
+            pending.clear()
+            numbers.clear()
+            texts.clear()
+
+        for offset, raw in enumerate(raws):
+            number = block.first_line + offset
+            line = raw[:-1] if raw.endswith(b"\r") else raw
+            if not line.strip():
+                continue
+            unterminated = block.last and not clean and offset == len(raws) - 1
+            if len(line.translate(None, _CONTROL)) != len(line):
+                self.summary.bad_line(self.source, number, "truncated last line (binary data) skipped"
+                                      if unterminated else "binary garbage skipped", unterminated)
+                continue
+            shape, groups = self._match(line + b"\n")
+            if shape is None:
+                if any(s.message is not None and s.message.search(line) for s in self.shapes):
+                    self.messages += 1
+                    continue
+                self.summary.bad_line(self.source, number, "truncated last line" if unterminated else
+                                      f"not a {self.shape.product} record in a known format", unterminated)
+                continue
+            if shape is not self.shape:
+                flush()
+                self.shape = shape
+            pending.append(groups)
+            numbers.append(number)
+            texts.append(line)
+        flush()
+
+    def _match(self, line: bytes) -> tuple[Shape | None, Groups]:
+        for shape in (self.shape, *self.shapes):
+            m = shape.pattern.match(line)
+            if m:
+                return shape, m.groups()
+        return None, ()
+
+    def _count(self, shape: Shape, found: list[Groups], line_of: Callable[[int], int],
+               text_of: Callable[[int], bytes]) -> None:
+        keys = list(map(shape.key_of, found))
+        self.tallies[shape.format].consume(keys, line_of, text_of)
+        first = shape.time_of(found[0][shape.when].decode("ascii", "replace"))
+        last = shape.time_of(found[-1][shape.when].decode("ascii", "replace"))
+        if first:
+            self.first = min(self.first, first) if self.first else first
+            self.last = max(self.last, last)
+
+
+def compiled(pattern: bytes) -> Pattern[bytes]:
+    return re.compile(pattern, re.MULTILINE | re.VERBOSE)
