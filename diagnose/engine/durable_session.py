@@ -3,7 +3,7 @@
 It runs where the engine runs: in the engine worker process (`diagnose.engine.worker`), or in the
 tool's own process when isolation is off. It imports only the standard library and
 `diagnose.errors`, so a spawned worker starts quickly, and it takes the rulebook already compiled
-(`diagnose.engine.durable.compile_program`): JSON ruleset documents, plain data that crosses a pipe.
+(`diagnose.engine.program.compile_program`): JSON ruleset documents, plain data that crosses a pipe.
 
 The runtime workarounds for durable_rules 2.0.28 (see diagnose/engine/durable.py for the whole list):
 the gate fact asserted after all evidence, the sentinel rule so that `delete_state` is safe, our own

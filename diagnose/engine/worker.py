@@ -2,7 +2,7 @@
 
 durable_rules 2.0.28 can crash in its C code (SIGSEGV with correlated rules, #381; `free(): invalid
 pointer` aborts in `delete_state`). In the tool's own process such a crash kills it without a word,
-or with a core dump. So the compiled rulebook (`diagnose.engine.durable.Program`, plain data) is
+or with a core dump. So the compiled rulebook (`diagnose.engine.program.Program`, plain data) is
 loaded into durable_rules in a worker process, which then evaluates one diagnosis per request: the
 parent sends the facts, the worker returns the firings. A crash, an abort, an unexpected exit or a
 hang past the deadline becomes an EngineError that says what happened, e.g. "the rule engine
@@ -70,7 +70,7 @@ except ImportError:
     fcntl = resource = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from diagnose.engine.durable import Program
+    from diagnose.engine.program import Program
 
 MODES = ("fork", "spawn", "none")
 FAULTS = ("abort", "segfault", "exit", "hang")
