@@ -18,4 +18,9 @@ if "multiprocessing" in _sys.modules:  # perhaps a worker process being started:
         if _signal.getsignal(_signal.SIGINT) is not _signal.SIG_IGN:
             _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
 
+import warnings as _warnings
+
 __version__ = "0.1.0"
+
+if _sys.version_info < (3, 9):  # the TMG host's Python: cryptography's notice that 3.8 is old, on every run
+    _warnings.filterwarnings("ignore", message=r"Python 3\.8 is no longer supported")

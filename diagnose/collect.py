@@ -25,12 +25,14 @@ from __future__ import annotations
 import concurrent.futures as cf
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import typing
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from diagnose import __version__, interrupts
+from diagnose.compat import shutdown_cancelling
 from diagnose.errors import DiagnoseError, RuleError
 from diagnose.facts import EvidenceBundle, Fact, ProbeRun, ProbeStatus, Provenance
 from diagnose.paths import data_dir
@@ -125,7 +127,7 @@ def fill(value: Any, context: Mapping[str, Any]) -> Any:
 def _as_text(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
     return str(value)
 
@@ -160,7 +162,7 @@ class RunInputs:
         return ctx
 
 
-Progress = Callable[[str, str], None]
+Progress = typing.Callable[[str, str], None]
 
 
 def _as_completed(futures: Mapping[cf.Future[Any], Check], until: float,
@@ -247,13 +249,13 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
                     results[check.id] = future.result()
             interrupted = True
         except DiagnoseError:
-            pool.shutdown(wait=False, cancel_futures=True)
+            shutdown_cancelling(pool, futures, wait=False)
             raise
         except cf.TimeoutError:
             interrupted = late = True
         else:
             interrupted = False
-        pool.shutdown(wait=not interrupted, cancel_futures=True)
+        shutdown_cancelling(pool, futures, wait=not interrupted)
     for check, _ in todo:
         if check.id not in results:
             reason = (f"did not finish within the time allowed ({timeout:g} s)" if late

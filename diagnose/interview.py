@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,7 +141,8 @@ def suggestions(found: Discovery) -> dict[str, Any]:
     return defaults
 
 
-Ask = Callable[[str, str], str | None]  # (question, default shown) -> answer text, "" = default, None = stop
+# (question, default shown) -> answer text, "" = default, None = stop
+Ask = typing.Callable[[str, str], typing.Optional[str]]
 
 QUESTIONS = (
     ("published_names", "Published host name(s), as users type them (comma-separated)"),

@@ -38,7 +38,7 @@ def reason(exc: OSError) -> str:
     return _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
 
 
-@lru_cache(maxsize=None)  # noqa: UP033 - functools.cache is Python 3.9+
+@lru_cache(maxsize=None)
 def _new_file_mode() -> int:
     """The mode an ordinary open() gives a new file: 0o666 less the umask (read once)."""
     mask = os.umask(0o022)

@@ -32,6 +32,7 @@ import ssl
 import struct
 import threading
 import time
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,7 +163,7 @@ def closed_port(host: str = LOOPBACK) -> int:
 
 # ---------------------------------------------------------------------------------------------- DNS
 
-Records = Mapping[str, Mapping[str, Any]]
+Records = typing.Mapping[str, typing.Mapping[str, Any]]
 
 
 class DnsServer(_Threads):
@@ -326,7 +327,7 @@ class Response:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-HttpApp = Callable[[str, str, Mapping[str, str], bytes], Response]
+HttpApp = typing.Callable[[str, str, typing.Mapping[str, str], bytes], Response]
 
 LOGON_FORM = (b"<html><head><title>Outlook Web App</title></head><body>"
               b"<form action=\"/owa/auth/owaauth.dll\" method=\"POST\" name=\"logonForm\">"

@@ -68,7 +68,9 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             from diagnose.cli.common import error_line, note, warnings_on_stderr
+            from diagnose.cli.console import tolerant_std_streams
 
+            tolerant_std_streams()  # a cp1252 console or redirect must not fail on ≥ or a CJK computer name
             warnings_on_stderr()
             result = super().invoke(ctx)
         except DiagnoseError as exc:

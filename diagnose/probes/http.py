@@ -343,4 +343,4 @@ def _fact(request: Request, check: str | None, location: str | None = None, **at
     if location is None:
         return fact
     # `location` (the redirect target) is an attribute here, not make_fact's provenance location
-    return Fact(fact.kind, fact.subject, dict(fact.attrs) | {"location": location}, fact.provenance)
+    return Fact(fact.kind, fact.subject, {**fact.attrs, "location": location}, fact.provenance)

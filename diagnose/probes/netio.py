@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from diagnose.compat import SLOTS
 from diagnose.errors import UsageError
 from diagnose.probes import ProbeContext
 from diagnose.probes.spec import spec_bool, spec_list, spec_number, spec_port, spec_text  # noqa: F401 - re-exported
@@ -31,7 +32,7 @@ R = TypeVar("R")
 MAX_WORKERS = 64
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Endpoint:
     """A host (name or address) and a port, e.g. from `10.1.5.11:443`, `[fe80::1]:443` or `cas01`."""
 
@@ -196,11 +197,11 @@ _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.EN
 
 def classify_os_error(exc: OSError) -> str:
     """refused | reset | timeout | unreachable | error, for a socket error."""
-    if isinstance(exc, TimeoutError | socket.timeout):
+    if isinstance(exc, (TimeoutError, socket.timeout)):
         return "timeout"
     if isinstance(exc, ConnectionRefusedError):
         return "refused"
-    if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+    if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
         return "reset"
     if isinstance(exc, socket.gaierror):
         return "unresolved"

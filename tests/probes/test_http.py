@@ -60,7 +60,7 @@ def probe_site(server: TlsServer | int, host: str = LOOPBACK, internal_name: str
     port, host = (server, host) if isinstance(server, int) else (server.port, server.host)
     profile = SiteProfile(internal_name=internal_name, internal_addresses=(host,), published=PROTOCOLS,
                           exchange_version="2010")
-    result, run = run_probe("http", ProbeContext(profile=profile), {"port": port, "timeout": 1.0} | spec)
+    result, run = run_probe("http", ProbeContext(profile=profile), {"port": port, "timeout": 1.0, **spec})
     fact_kinds().check(result.facts, "http probe")
     assert run.status.value == "complete"
     return {f"{f.attrs['method']} {f.attrs['path']}": dict(f.attrs) for f in result.facts}

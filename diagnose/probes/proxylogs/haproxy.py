@@ -63,7 +63,7 @@ def http_keys(found: list[Groups]) -> list[Key]:
     termination state, request); only long polls are looked at one by one, for their duration."""
     if not found:
         return []
-    backends, statuses, terms, requests = (list(c) for c in zip(*map(_HTTP_PARTS, found)))  # noqa: B905
+    backends, statuses, terms, requests = (list(c) for c in zip(*map(_HTTP_PARTS, found)))
     lps = request_long_polls(requests)
     keys: list[Key] = list(zip(backends, statuses, repeat(b""), [t[:2] for t in terms], lps, repeat(-1)))
     for i in compress(range(len(keys)), lps):

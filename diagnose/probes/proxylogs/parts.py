@@ -24,14 +24,14 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Tuple, Union  # noqa: UP035 - runtime aliases below must run on 3.8
+from typing import IO, Tuple, Union
 
 from diagnose.probes.logs import LogInput
 from diagnose.probes.proxylogs.tally import Summary, messages_note
 from diagnose.probes.workers import mp_context
 
 SPLIT_AT = 32 << 20  # plain files larger than this are read in byte ranges of about this size
-State = Union[Tuple[str, ...], str, None]  # noqa: UP006, UP007 - a reader's `state`
+State = Union[Tuple[str, ...], str, None]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Part:
     state: State = None
 
 
-Outcome = Tuple[Summary, int, State]  # noqa: UP006 - the part's summary, its line ends, the state at its end
+Outcome = Tuple[Summary, int, State]
 
 
 class _Range:
@@ -169,7 +169,7 @@ class Workers:
             return False
         outcomes: list[Outcome] = []
         state: State = None
-        for part, future in zip(parts, self.futures[id(log)]):  # noqa: B905 - zip(strict=) is not in 3.8
+        for part, future in zip(parts, self.futures[id(log)]):
             try:
                 outcome = future.result()
             except concurrent.futures.process.BrokenProcessPool:

@@ -12,14 +12,14 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from re import Pattern
-from typing import Tuple  # noqa: UP035 - the runtime alias below must run on 3.8
+from typing import Tuple
 
 from diagnose.probes.proxylogs import w3c
 from diagnose.probes.proxylogs.lines import CONTROL as _CONTROL
 from diagnose.probes.proxylogs.lines import Block
 from diagnose.probes.proxylogs.tally import Classify, Key, Summary, Tally, messages_note
 
-Groups = Tuple[bytes, ...]  # noqa: UP006
+Groups = Tuple[bytes, ...]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import compress
-from typing import Callable, NamedTuple, Tuple  # noqa: UP035 - runtime aliases below must run on 3.8
+from typing import Callable, NamedTuple, Tuple
 
 from diagnose.facts import Fact, make_fact
 
@@ -67,7 +67,7 @@ LONG_POLLS = ("eas_ping", "rpc_in_data", "rpc_out_data", "mapi_notificationwait"
 SAMPLED = frozenset(CLASSES) - {"long_poll"}  # classes whose first records are cited
 
 # (scope, status, sub, code) as logged (bytes, or str from readers that parse text), long poll, seconds
-Key = Tuple[object, object, object, object, str, int]  # noqa: UP006
+Key = Tuple[object, object, object, object, str, int]
 
 
 class KeyInfo(NamedTuple):

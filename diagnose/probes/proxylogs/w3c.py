@@ -259,7 +259,7 @@ class Reader:
             secs: Iterable[int] = list(map(_seconds, lps, column("ms")))  # type: ignore[arg-type]
         else:
             lps, secs = repeat("", n), repeat(-1, n)
-        keys: list[Key] = list(zip(column("scope"), column("status"), column("sub"), column("code"), lps, secs))  # noqa: B905
+        keys: list[Key] = list(zip(column("scope"), column("status"), column("sub"), column("code"), lps, secs))
         self.tally.consume(keys, line_of, text_of)
         self._times(column("date"), column("time") if "time" in at else None)
 
@@ -273,10 +273,10 @@ class Reader:
         elif dates.count(dates[0]) == len(dates):
             lo, hi = (dates[0], min(times)), (dates[0], max(times))
         else:
-            stamps = list(zip(dates, times))  # noqa: B905 - zip(strict=) is not in Python 3.8
+            stamps = list(zip(dates, times))
             lo, hi = min(stamps), max(stamps)
         if not self._see(lo, hi, timed):  # a record without a readable time: the others, one by one
-            pairs = zip(dates, times if times is not None else repeat(b""))  # noqa: B905 - not in 3.8
+            pairs = zip(dates, times if times is not None else repeat(b""))
             valid = [pair for pair in pairs if stamp(pair, timed)]
             if valid:
                 self._see(min(valid), max(valid), timed)
