@@ -83,7 +83,8 @@ def clusters(failed_durations: Counter, heartbeat: int | None = None) -> list[Cl
 
         seconds = max(histogram, key=lambda s: (around(s), histogram[s], -s))
         beat, source = _heartbeat(long_poll, heartbeat)
-        after = sum(n for s, n in histogram.items() if beat is not None and s >= beat - 1)
+        # only a known heartbeat says a long poll lasted it: Exchange's minimum is a floor, not the heartbeat
+        after = sum(n for s, n in histogram.items() if source == "profile" and beat is not None and s >= beat - 1)
         found.append(Cluster(long_poll, sum(histogram.values()), seconds, around(seconds), beat, source, after))
     return found
 
@@ -96,7 +97,7 @@ def facts(product: str, failed_durations: Counter, heartbeat: int | None, source
                   product=product, long_poll=c.long_poll, failed=c.failed, seconds=c.seconds,
                   at_value=c.at_value, share=c.share, clustered=c.clustered, heartbeat=c.heartbeat,
                   heartbeat_source=c.heartbeat_source or None, below_heartbeat=c.below_heartbeat,
-                  at_or_after_heartbeat=c.at_or_after_heartbeat,
-                  after_share=c.after_share if c.heartbeat is not None else None)
+                  at_or_after_heartbeat=c.at_or_after_heartbeat if c.heartbeat_source == "profile" else None,
+                  after_share=c.after_share if c.heartbeat_source == "profile" else None)
         for c in clusters(failed_durations, heartbeat)
     ]
