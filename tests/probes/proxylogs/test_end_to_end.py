@@ -14,6 +14,7 @@ ARR cannot run here, so its logs are written in the exact W3C layout IIS 10 writ
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -42,8 +43,18 @@ EXPECTED = {
     "idle": "proxy-idle-timeout",
     "reset": "proxy-backend-resets",
     "down": "proxy-backend-unreachable",
+    "rpc": "proxy-buffers-outlook-anywhere",
 }
+NGINX_CASES = (*CASES, "rpc")  # nginx's default 1 MB client_max_body_size refuses Outlook Anywhere's body
 PING = "/Microsoft-Server-ActiveSync/default.eas?Cmd=Ping&User=u{n}&DeviceId=d{n}&DeviceType=iPhone&hold=8"
+
+
+def rpc_channel(port: int, method: str) -> bytes:
+    """Outlook Anywhere opening a channel: RPC_IN_DATA / RPC_OUT_DATA announcing a 1 GB body."""
+    with socket.create_connection((LOOPBACK, port), timeout=30) as s:
+        s.sendall(f"{method} /rpc/rpcproxy.dll?cas01.contoso.test:6001 HTTP/1.1\r\nHost: mail.contoso.test\r\n"
+                  "Content-Length: 1073741824\r\nUser-Agent: MSRPC\r\n\r\n".encode())
+        return s.recv(4096)
 
 
 def sessions(case: str, port: int) -> list[Callable[[], bytes]]:
@@ -55,12 +66,14 @@ def sessions(case: str, port: int) -> list[Callable[[], bytes]]:
         return ok + [lambda n=n: get(port, PING.format(n=n)) for n in range(4)]
     if case == "reset":
         return ok + [lambda: get(port, "/reset") for _ in range(3)]
+    if case == "rpc":
+        return ok + [lambda m=m: rpc_channel(port, m) for m in ("RPC_IN_DATA", "RPC_OUT_DATA")]
     return [lambda: get(port, "/owa/") for _ in range(3)]
 
 
-def case_ports() -> dict[str, int]:
-    free = free_ports(len(CASES))
-    return {case: free[i] for i, case in enumerate(CASES)}
+def case_ports(cases: tuple[str, ...] = CASES) -> dict[str, int]:
+    free = free_ports(len(cases))
+    return {case: free[i] for i, case in enumerate(cases)}
 
 
 def drive_all(ports: dict[str, int], log_of: Callable[[str], Path]) -> None:
@@ -152,7 +165,8 @@ def test_haproxy_ranks_the_right_cause_first(haproxy_logs: dict[str, Path], case
     assert first_cause(report) == EXPECTED[case], (haproxy_logs[case].read_text(), report["causes"])
     if case == "idle":
         idle = idle_fact(report)
-        assert idle["long_poll"] == "eas_ping" and idle["seconds"] == 5 and idle["failed"] == 4
+        assert idle["long_poll"] == "eas_ping" and idle["seconds"] == 5 and idle["failed"] == 4, (
+            idle, haproxy_logs[case].read_text())
         assert idle["share"] == 1.0 and idle["heartbeat"] == 8 and idle["heartbeat_source"] == "profile"
         top = report["causes"][0]
         assert "ended at 5 s" in json.dumps(top), top  # the value seen is in the explanation
@@ -194,7 +208,7 @@ def nginx_logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]
         pytest.skip(str(missing("nginx")))
     work = tmp_path_factory.mktemp("nginx-e2e")
     backend = Backend()
-    ports = case_ports()
+    ports = case_ports(NGINX_CASES)
     servers = "".join(
         NGINX_SERVER.format(host=LOOPBACK, port=port, work=work, case=case,
                             backend=closed_port() if case == "down" else backend.port)
@@ -207,17 +221,17 @@ def nginx_logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]
     finally:
         proxy.stop()
         backend.close()
-    return {case: [work / f"{case}.access.log", work / f"{case}.error.log"] for case in CASES}
+    return {case: [work / f"{case}.access.log", work / f"{case}.error.log"] for case in NGINX_CASES}
 
 
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", NGINX_CASES)
 def test_nginx_ranks_the_right_cause_first(nginx_logs: dict[str, list[Path]], case: str) -> None:
     logs = [p for p in nginx_logs[case] if p.exists() and p.stat().st_size]
     report = diagnose(logs)  # no profile: for EAS Ping the heartbeat is at least Exchange's 60 s minimum
     assert first_cause(report) == EXPECTED[case], ([p.read_text() for p in logs], report["causes"])
     if case == "idle":
         idle = idle_fact(report)
-        assert idle["seconds"] == 5 and idle["failed"] == 4 and idle["share"] == 1.0
+        assert idle["seconds"] == 5 and idle["failed"] == 4 and idle["share"] == 1.0, (idle, logs[0].read_text())
         assert idle["heartbeat"] == 60 and idle["heartbeat_source"] == "exchange-minimum"
         assert any("proxy_read_timeout" in step for step in report["causes"][0]["remediation"])
 
