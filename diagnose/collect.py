@@ -40,6 +40,7 @@ from diagnose.safetext import printable, printable_data
 from diagnose.yamlio import load_yaml
 
 CHECK_KEYS = ("id", "probe", "title", "kinds", "requires", "params", "network", "description")
+LATE = 5.0  # seconds past the deadline after which collect stops waiting for a probe
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 HINTS = {
     "log_paths": "--log PATH",
@@ -208,11 +209,14 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
 
     results: dict[str, tuple[ProbeResult, float]] = {}
     started = time.monotonic()
+    late = False
     if todo:
         pool = cf.ThreadPoolExecutor(max_workers=min(16, len(todo)), thread_name_prefix="probe")
         futures = {pool.submit(run_one, check, spec): check for check, spec in todo}
         try:
-            for future in cf.as_completed(futures):
+            # readers stop themselves at the deadline; a probe still running LATE seconds after it is
+            # left behind (recorded as not finished) rather than waited for
+            for future in cf.as_completed(futures, timeout=max(0.0, deadline - time.monotonic()) + LATE):
                 check = futures[future]
                 result, elapsed = results[check.id] = future.result()
                 report(check.id, result.status.value + (f": {result.reason}" if result.reason else "")
@@ -227,12 +231,15 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
         except DiagnoseError:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
+        except cf.TimeoutError:
+            interrupted = late = True
         else:
             interrupted = False
         pool.shutdown(wait=not interrupted, cancel_futures=True)
     for check, _ in todo:
         if check.id not in results:
-            reason = "interrupted (Ctrl-C) before it finished"
+            reason = (f"did not finish within the time allowed ({timeout:g} s)" if late
+                      else "interrupted (Ctrl-C) before it finished")
             runs.append(ProbeRun(check.probe, ProbeStatus.INTERRUPTED, reason, check.id, check.kinds,
                                  time.monotonic() - started))
             report(check.id, reason)

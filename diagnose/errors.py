@@ -62,9 +62,12 @@ def where(path: object, line: int | None = None, *, offset: int | None = None, j
 
 
 def read_input(path: Path, missing: str, directory: str) -> bytes:
-    """The bytes of an evidence file; a missing, unreadable or directory path is an InputError naming it."""
+    """The bytes of an evidence file read whole; a missing, unreadable or directory path, a FIFO or
+    device, or a file over `bounds.MAX_SMALL_INPUT` is an InputError naming it."""
+    from diagnose.bounds import read_small
+
     try:
-        return path.read_bytes()
+        return read_small(path)
     except FileNotFoundError:
         raise InputError(missing, str(path)) from None
     except IsADirectoryError:

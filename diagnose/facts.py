@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from diagnose import __version__
+from diagnose.bounds import MAX_BUNDLE_BYTES, MAX_BUNDLE_FACTS, read_small
 from diagnose.errors import InputError
 
 Scalar = str | int | float | bool
@@ -133,9 +134,10 @@ class EvidenceBundle:
     rulebook_version: str | None = None
     created: str = field(default_factory=now_iso)
     description: str = ""
+    case_folder: Mapping[str, Any] = field(default_factory=dict)  # `diagnose analyze DIR`: files taken and skipped
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": BUNDLE_FORMAT,
             "format_version": BUNDLE_VERSION,
             "tool_version": self.tool_version,
@@ -148,6 +150,9 @@ class EvidenceBundle:
             "facts": [f.to_json() for f in self.facts],
             "excerpts": dict(self.excerpts),
         }
+        if self.case_folder:
+            out["case_folder"] = dict(self.case_folder)
+        return out
 
     def save(self, path: Path | str) -> None:
         from diagnose.safetext import to_json
@@ -254,9 +259,11 @@ def load_json(path: Path | str) -> Any:
     """Read a JSON file; malformed JSON names the file, line and column."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        data = read_small(path, MAX_BUNDLE_BYTES, "JSON file")
     except FileNotFoundError:
         raise InputError("file not found", str(path)) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, expected a JSON file", str(path)) from None
     except OSError as exc:
         raise InputError(exc.strerror or str(exc), str(path)) from None
     try:
@@ -282,7 +289,7 @@ def bundle_from_json(raw: Any, source: str) -> EvidenceBundle:
     r = JsonReader(source)
     obj = r.obj(raw, "$")
     r.keys(obj, "$", ("format", "format_version", "tool_version", "rulebook_version", "created", "description",
-                      "profile", "answers", "probes", "facts", "excerpts"), ("format_version", "facts"))
+                      "profile", "answers", "probes", "facts", "excerpts", "case_folder"), ("format_version", "facts"))
     if obj.get("format", BUNDLE_FORMAT) != BUNDLE_FORMAT:
         raise r.fail("$.format", f"not an evidence bundle (format {obj.get('format')!r})")
     version = obj["format_version"]
@@ -290,7 +297,7 @@ def bundle_from_json(raw: Any, source: str) -> EvidenceBundle:
         raise r.fail("$.format_version", f"expected an integer, got {_json_type(version)}")
     if version > BUNDLE_VERSION or version < 1:
         raise r.fail("$.format_version", f"unsupported bundle version {version} (this tool reads 1..{BUNDLE_VERSION})")
-    facts = tuple(parse_fact(f, f"$.facts[{i}]", r) for i, f in enumerate(r.array(obj["facts"], "$.facts")))
+    facts = tuple(parse_fact(f, f"$.facts[{i}]", r) for i, f in enumerate(bounded_facts(r, obj["facts"])))
     probes = []
     for i, p in enumerate(r.array(obj.get("probes", []), "$.probes")):
         jp = f"$.probes[{i}]"
@@ -324,7 +331,17 @@ def bundle_from_json(raw: Any, source: str) -> EvidenceBundle:
         rulebook_version=r.text(obj.get("rulebook_version"), "$.rulebook_version", optional=True),
         created=r.text(obj.get("created", now_iso()), "$.created") or "",
         description=r.text(obj.get("description", ""), "$.description") or "",
+        case_folder=r.obj(obj.get("case_folder", {}), "$.case_folder"),
     )
+
+
+def bounded_facts(r: JsonReader, raw: Any) -> list[Any]:
+    """The `$.facts` array, refused when it holds more than `bounds.MAX_BUNDLE_FACTS` facts."""
+    facts = r.array(raw, "$.facts")
+    if len(facts) > MAX_BUNDLE_FACTS:
+        raise r.fail("$.facts", f"{len(facts):,} facts: more than the {MAX_BUNDLE_FACTS:,} a bundle may hold "
+                                "(diagnose.bounds.MAX_BUNDLE_FACTS); split the evidence")
+    return facts
 
 
 def load_bundle(path: Path | str) -> EvidenceBundle:

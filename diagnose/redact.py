@@ -311,7 +311,18 @@ class Redactor:
             answers={k: self.text(v) for k, v in b.answers.items()},
             excerpts={self.text(k): self.excerpt(v) for k, v in b.excerpts.items()},
             description=self.text(b.description),
+            case_folder=self._data(b.case_folder),
         )
+
+    def _data(self, value: Any) -> Any:
+        """Free text in nested lists and mappings (the case folder's files and reasons)."""
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {k: self._data(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._data(v) for v in value]
+        return value
 
     def excerpt(self, value: str) -> str:
         """Raw evidence. In a tab-separated log record a whole field shaped like a Windows computer name

@@ -39,3 +39,12 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip("../shared/corpus is not present")
     return CORPUS
+
+
+def busy_evidence(path: Path) -> Path:
+    """A recorded-evidence file that keeps its probe busy for seconds (240,000 facts, near the bound of
+    a bundle): a probe still running when Ctrl-C comes. A FIFO nobody writes, used before, is now
+    refused before it is opened."""
+    fact = '{"kind": "dns.resolution", "subject": "n", "attrs": {"name": "n"}}'
+    path.write_text('{"facts": [' + ", ".join([fact] * 240_000) + "]}")
+    return path

@@ -9,15 +9,14 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, busy_evidence, run_cli
 
 pexpect = pytest.importorskip("pexpect")
 SEED = REPO / "examples" / "seed"
 
 
 def test_ctrl_c_keeps_a_partial_bundle(tmp_path):
-    hanging = tmp_path / "never-written.json"
-    os.mkfifo(hanging)  # reading a FIFO nobody writes blocks: a probe that never finishes
+    hanging = busy_evidence(tmp_path / "many-facts.json")
     bundle = tmp_path / "partial.json"
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
     child = pexpect.spawn(sys.executable, ["-m", "diagnose", "collect", "--offline", "--profile", str(SEED / "profile.yaml"),

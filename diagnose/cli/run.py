@@ -75,6 +75,9 @@ def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--offline", is_flag=True,
                      help="Send nothing on the network: no DNS queries, no connections; read only the files given."),
         click.option("--progress/--quiet", default=None, help="Progress lines on stderr (default: on a terminal)."),
+        click.option("--evidence-dir", "evidence_dirs", multiple=True, type=click.Path(exists=True),
+                     help="A case folder or zip: every artefact in it is recognised by its content and read as "
+                     "if given with the options above (repeatable)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -315,10 +318,7 @@ def run(example: str | None, save_evidence: str | None, redact: bool, rule_dirs:
         plan = plan_from_options(options, rulebook.questions)
         if not options.get("profile") and interactive(options.get("no_input")):
             interview_for_profile(plan)
-    checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
-    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress"), redact, plan.paths()),
-                     options.get("timeout") or 60.0, plan.answers, plan.description, rulebook.version)
-    bundle = redacted(bundle, redact, plan.paths())
+    bundle = collect_case(plan, options, redact, rulebook.version)
     stopped = interrupted(bundle)
     if stopped:
         note("diagnose: interrupted: reporting on the evidence gathered so far")
@@ -340,13 +340,30 @@ def collect_cmd(output: str, example: str | None, redact: bool, **options: Any) 
     rulebook = load_rulebook(rule_dirs())  # the rule files only: answers are checked against the questions
     plan = plan_from_example(example, rulebook.questions) if example else plan_from_options(options,
                                                                                             rulebook.questions)
-    checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
-    bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress"), redact, plan.paths()),
-                     options.get("timeout") or 60.0, plan.answers, plan.description, rulebook.version)
-    bundle = redacted(bundle, redact, plan.paths())
+    bundle = collect_case(plan, options, redact, rulebook.version)
     bundle.save(output)
     leave_if_interrupted(bundle, output)
     note(f"diagnose: wrote {output}: {len(bundle.facts)} facts from {len(bundle.probes)} checks")
+
+
+def collect_case(plan: Plan, options: dict[str, Any], redact: bool, rulebook_version: str | None) -> EvidenceBundle:
+    """Collect, with the files of the case folders given (--evidence-dir, or `analyze DIR`) added to the
+    inputs; their unpacked zip members are removed afterwards and cited as zip!member."""
+    from contextlib import ExitStack
+
+    from diagnose.cli.case import open_for_run, shown_paths
+
+    checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
+    with ExitStack() as stack:
+        case = None
+        if options.get("evidence_dirs"):
+            case = stack.enter_context(open_for_run(options["evidence_dirs"], plan.inputs, redact))
+        paths = plan.paths() + (shown_paths(case) if case else [])
+        bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress"), redact, paths),
+                         options.get("timeout") or 60.0, plan.answers, plan.description, rulebook_version)
+        if case:
+            bundle = case.relabel(bundle)
+    return redacted(bundle, redact, paths)
 
 
 def interactive(no_input: bool | None) -> bool:
@@ -355,23 +372,38 @@ def interactive(no_input: bool | None) -> bool:
 
 
 @click.command()
-@click.argument("bundle", type=click.Path(dir_okay=False))
+@click.argument("bundle", type=click.Path())
 @click.option("--answers", "answers_file", type=click.Path(dir_okay=False), help="Answers file (YAML).")
 @click.option("--no-input", is_flag=True, help="Never ask questions.")
 @click.option("--save-evidence", type=click.Path(dir_okay=False), help="Save the bundle with the answers given.")
+@click.option("--profile", type=click.Path(dir_okay=False), help="Site profile (YAML), for a case folder.")
+@click.option("--tz", help="Time zone of ISA text-format logs, for a case folder.")
+@click.option("--tmg", "tmg", multiple=True, help="A TMG address (repeatable), for a case folder.")
 @output_options
 @rules_option
 @redact_option
 def analyze(bundle: str, answers_file: str | None, no_input: bool, save_evidence: str | None, redact: bool,
             rule_dirs: tuple[str, ...], fmt: str, output: str | None, why: bool, fail_on: float | None,
-            strict: bool) -> None:
-    """Reason over an evidence bundle and report."""
+            strict: bool, profile: str | None, tz: str | None, tmg: tuple[str, ...]) -> None:
+    """Reason over an evidence bundle, or over a case folder or zip (every file in it recognised by its
+    content, read offline), and report."""
     from diagnose.answers import load_answers
+    from diagnose.cli.case import is_case
     from diagnose.engine import create_engine
     from diagnose.kinds import fact_kinds
 
     rulebook = load_rules(rule_dirs)
     engine = create_engine(rulebook)  # its worker process loads the rules while the bundle is read
+    if is_case(bundle):
+        options = {"profile": profile, "tz": tz, "tmg": tmg, "answers_file": answers_file, "offline": True,
+                   "evidence_dirs": [bundle]}
+        plan = plan_from_options(options, rulebook.questions)
+        evidence = collect_case(plan, options, redact, rulebook.version)
+        report(evidence, rule_dirs, fmt, output, why, fail_on, strict, rulebook, interactive(no_input),
+               save_evidence, engine=engine)
+        return
+    if profile or tz or tmg:
+        raise UsageError("--profile, --tz and --tmg are for a case folder; a bundle has its own")
     evidence = load_bundle(bundle)
     fact_kinds().check_bundle(evidence, bundle)
     if answers_file:

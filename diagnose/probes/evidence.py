@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from diagnose.facts import Fact, JsonReader, Provenance, load_json, parse_fact
+from diagnose.facts import Fact, JsonReader, Provenance, bounded_facts, load_json, parse_fact
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, ProbeResult
 
@@ -18,7 +18,7 @@ from diagnose.probes import ProbeContext, ProbeResult
 def read_recorded_facts(path: Path) -> list[Fact]:
     raw = load_json(path)
     r = JsonReader(str(path))
-    facts_raw = r.array(r.obj(raw, "$").get("facts"), "$.facts")
+    facts_raw = bounded_facts(r, r.obj(raw, "$").get("facts"))
     facts = [parse_fact(f, f"$.facts[{i}]", r) for i, f in enumerate(facts_raw)]
     fact_kinds().check(facts, str(path))
     # keep the original provenance, but say it was recorded and where it was read from

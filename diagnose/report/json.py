@@ -19,7 +19,7 @@ SCHEMA_VERSION = 2
 
 def diagnosis_to_json(d: Diagnosis) -> dict[str, Any]:
     decider = d.decided_by
-    return {
+    out = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "tool_version": __version__,
@@ -49,6 +49,9 @@ def diagnosis_to_json(d: Diagnosis) -> dict[str, Any]:
         "warnings": list(d.warnings),
         "unused_kinds": list(d.unused_kinds),
     }
+    if d.bundle.case_folder:  # `diagnose analyze DIR|ZIP`: each file taken (kind) or skipped (reason)
+        out["case_folder"] = dict(d.bundle.case_folder)
+    return out
 
 
 def _cause(d: Diagnosis, c: CauseFinding) -> dict[str, Any]:

@@ -104,6 +104,7 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
             label = p.check or p.probe
             out.append(f"  {p.status.value:<11} {label}" + (f": {p.reason}" if p.reason else ""))
         out.append("")
+    out.extend(_case_folder(d, style("Case folder", bold=True)))
     if d.warnings:
         out.append(style("Warnings", bold=True))
         out.extend(f"  - {w}" for w in _dedupe(d.warnings))
@@ -112,6 +113,21 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
     if codes:
         text = re.sub(f"\ue000{nonce}(\\d+)\ue001", lambda m: codes[int(m.group(1))], text)
     return text
+
+
+def _case_folder(d: Diagnosis, title: str, limit: int = 200) -> list[str]:
+    """`diagnose analyze DIR|ZIP`: each file taken (its kind) and skipped (why), the first `limit` of each."""
+    case = d.bundle.case_folder
+    if not case:
+        return []
+    out = [f"{title}: {', '.join(map(str, case.get('roots', [])))}"]
+    for key, line in (("taken", lambda e: f"  took    {e.get('kind')}: {e.get('file')}"),
+                      ("skipped", lambda e: f"  skipped {e.get('file')}: {e.get('reason')}")):
+        entries = list(case.get(key, []))
+        out.extend(line(e) for e in entries[:limit])
+        if len(entries) > limit:
+            out.append(f"  ... and {len(entries) - limit} more {key} (see --format json)")
+    return [*out, ""]
 
 
 def _top_ladder(d: Diagnosis, title: str) -> list[str]:

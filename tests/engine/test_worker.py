@@ -22,7 +22,7 @@ from diagnose.errors import EngineError
 from diagnose.facts import EvidenceBundle, load_bundle, make_fact
 from diagnose.report import render
 from diagnose.ruletests import run_rule_tests
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, busy_evidence, run_cli
 from tests.rulebook_util import rulebook
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the crash checks read /proc and POSIX signals")
@@ -167,8 +167,7 @@ def test_ctrl_c_during_collection_of_a_run_leaves_no_worker(tmp_path):
     # gathered and leaves at once (os._exit): the worker must still go.
     pexpect = pytest.importorskip("pexpect")
     seed = REPO / "examples" / "seed"
-    hanging = tmp_path / "never-written.json"
-    os.mkfifo(hanging)  # a probe that never finishes
+    hanging = busy_evidence(tmp_path / "many-facts.json")  # a probe still busy when the logs are done
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
     child = pexpect.spawn(sys.executable, ["-m", "diagnose", "run", "--offline", "--no-input", "--profile",
                                            str(seed / "profile.yaml"), "--log", str(seed / "ISALOG_20110504_FWS_000.w3c"),

@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from diagnose.bounds import input_size, read_error
 from diagnose.errors import InputError
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
@@ -51,16 +52,20 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     problems: list[str] = []
     readable: list[Path] = []
     for path in paths:
-        if not path.is_file():
+        try:
+            input_size(path)  # a FIFO or device is refused, not opened
+        except (OSError, InputError) as exc:
+            why = "not found" if isinstance(exc, FileNotFoundError) else read_error(exc)
             if strict:
-                raise InputError("capture file not found", str(path))
-            problems.append(f"{path}: not found")
+                raise InputError("capture file not found" if why == "not found" else why, str(path)) from None
+            problems.append(f"{path}: {why}")
             continue
         readable.append(path)
     matcher = _matcher(ctx, spec, readable, tmg, internal, problems, strict)
     try:
         analysis = analyse(readable, tmg, samples=samples, keep_all=bool(spec.get("connections")),
-                           progress=lambda m: ctx.progress(ctx.check or PROBE, m), jobs=jobs, matcher=matcher)
+                           progress=lambda m: ctx.progress(ctx.check or PROBE, m), jobs=jobs, matcher=matcher,
+                           deadline=ctx.deadline)
     except InputError as exc:
         if strict:
             raise
@@ -108,7 +113,7 @@ def _matcher(ctx: ProbeContext, spec: Mapping[str, Any], readable: list[Path], t
     site = site_from(ctx, {"tmg_addresses": tmg, "internal_addresses": sorted(internal), "tz": tz})
     try:
         found = status64_entries(log_paths, site, int(spec.get("match_limit") or MAX_ENTRIES),
-                                 progress=lambda m: ctx.progress(ctx.check or PROBE, m))
+                                 progress=lambda m: ctx.progress(ctx.check or PROBE, m), deadline=ctx.deadline)
     except InputError as exc:
         if strict:
             raise

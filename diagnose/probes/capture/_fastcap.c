@@ -587,6 +587,19 @@ PyDoc_STRVAR(pcapng_doc,
 "packet of an undeclared interface. Returns where it stopped, the packets read so far and the TCP\n"
 "frames among those read here.");
 
+/* interface `i` of the list: (link type, seconds per tick, offset seconds) */
+static int load_iface(PyObject *ifaces, Py_ssize_t i, iface *out) {
+    PyObject *it = PyList_GET_ITEM(ifaces, i);
+    if (!PyTuple_Check(it) || PyTuple_GET_SIZE(it) != 3) {
+        PyErr_SetString(PyExc_TypeError, "interfaces: (link type, seconds per tick, offset seconds) tuples");
+        return -1;
+    }
+    out->lt = PyLong_AsLong(PyTuple_GET_ITEM(it, 0));
+    out->tick = PyFloat_AsDouble(PyTuple_GET_ITEM(it, 1));
+    out->tsoff = PyLong_AsDouble(PyTuple_GET_ITEM(it, 2)); /* int -> float, as int + float does */
+    return PyErr_Occurred() ? -1 : 0;
+}
+
 static PyObject *fast_pcapng(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *data, *ifaces, *handlers;
@@ -598,29 +611,15 @@ static PyObject *fast_pcapng(PyObject *self, PyObject *args) {
         return NULL;
     walk w;
     if (take_handlers(&w, handlers) < 0) return NULL;
+    /* The interface of a packet is converted when it differs from the last packet's, not all of them
+       up front: a file of 100,000 interface blocks calls here after each one (Python reads them),
+       and converting the whole list every time made that quadratic. */
     Py_ssize_t nif = PyList_GET_SIZE(ifaces);
-    iface *ifs = PyMem_Calloc((size_t)(nif ? nif : 1), sizeof(iface));
-    if (!ifs) return PyErr_NoMemory();
-    for (Py_ssize_t i = 0; i < nif; i++) {
-        PyObject *it = PyList_GET_ITEM(ifaces, i);
-        if (!PyTuple_Check(it) || PyTuple_GET_SIZE(it) != 3) {
-            PyMem_Free(ifs);
-            PyErr_SetString(PyExc_TypeError, "interfaces: (link type, seconds per tick, offset seconds) tuples");
-            return NULL;
-        }
-        ifs[i].lt = PyLong_AsLong(PyTuple_GET_ITEM(it, 0));
-        ifs[i].tick = PyFloat_AsDouble(PyTuple_GET_ITEM(it, 1));
-        ifs[i].tsoff = PyLong_AsDouble(PyTuple_GET_ITEM(it, 2)); /* int -> float, as int + float does */
-        if (PyErr_Occurred()) {
-            PyMem_Free(ifs);
-            return NULL;
-        }
-    }
+    iface cur_if = {0};
+    long long cur_ifn = -1;
+    if (nif && load_iface(ifaces, nif - 1, &cur_if) < 0) return NULL; /* the newest is checked now */
     Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
-        PyMem_Free(ifs);
-        return NULL;
-    }
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) return NULL;
     w.b = view.buf;
     w.end = (uint64_t)view.len;
     const uint8_t *b = w.b;
@@ -651,8 +650,12 @@ static PyObject *fast_pcapng(PyObject *self, PyObject *args) {
             }
             if (p + incl > off + blen - 4) break;
             if (ifn >= (uint64_t)nif) break;  /* Python counts it as skipped */
+            if ((long long)ifn != cur_ifn) {
+                if (load_iface(ifaces, (Py_ssize_t)ifn, &cur_if) < 0) goto fail;
+                cur_ifn = (long long)ifn;
+            }
             frame++;
-            iface *f = &ifs[ifn];
+            iface *f = &cur_if;
             double ts = mul_add((double)ts_raw, f->tick, f->tsoff);
             int r = frame_tcp(&w, f->lt, p, incl, frame, ts);
             if (r < 0) goto fail;
@@ -662,10 +665,8 @@ static PyObject *fast_pcapng(PyObject *self, PyObject *args) {
         }
         off += blen;
     }
-    PyMem_Free(ifs);
     return done(&view, off, frame, tcp);
 fail:
-    PyMem_Free(ifs);
     PyBuffer_Release(&view);
     return NULL;
 }

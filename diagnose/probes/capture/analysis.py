@@ -19,20 +19,21 @@ gives, fact for fact.
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import heapq
 import ipaddress
 import os
-import threading
+import tempfile
 import traceback
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from diagnose.errors import DiagnoseError
-from diagnose.probes.capture.formats import ReadResult, read_capture
+from diagnose.probes.capture.formats import Inflated, ReadResult, inflate, read_capture
 from diagnose.probes.capture.tcp import (
     C_CSUM,
     C_KEY,
@@ -51,6 +52,7 @@ from diagnose.probes.capture.tcp import (
     build_connection,
     ending_of,
 )
+from diagnose.probes.workers import context_for, start_method
 
 WEB_PORTS = frozenset({443, 80})
 _TEARDOWN_FIELDS = {name: name.replace("-", "_") for name in TEARDOWNS}  # label -> fact attribute
@@ -530,20 +532,22 @@ def plan_jobs(paths: list[Path], jobs: int | None) -> int:
 
 def analyse(paths: Iterable[Path], tmg_addresses: Iterable[str] = (), samples: int = 5, keep_all: bool = False,
             progress: Callable[[str], None] | None = None, jobs: int | None = None,
-            method: str | None = None, matcher: Any = None) -> CaptureAnalysis:
+            method: str | None = None, matcher: Any = None, deadline: float | None = None) -> CaptureAnalysis:
     """Read every capture (InputError for a file that is not a capture) and aggregate its connections.
 
     `jobs`: worker processes (default: see `plan_jobs`); `method`: how workers start, "fork" (the
     default where the platform has it and this process runs no other thread) or "spawn";
     `matcher` (a `match.Status64Matcher`) sees every finished connection, in whichever worker owns it.
+    Past `deadline` (a `time.monotonic()` value) reading stops with `DeadlineExceeded`: worker 0, in
+    this process, sees it and the other workers are stopped.
     """
     paths = [Path(p) for p in paths]
     n = plan_jobs(paths, jobs)
     with _no_cycle_collection():
         if n <= 1:
-            result = analyse_share(paths, samples, keep_all, 1, 0, progress, matcher)
+            result = analyse_share(paths, samples, keep_all, 1, 0, progress, matcher, deadline=deadline)
         else:
-            result = _split(paths, samples, keep_all, n, progress, method, matcher)
+            result = _split(paths, samples, keep_all, n, progress, method, matcher, deadline)
         result.settle()
     result.decide_tmg(tmg_addresses)
     return result
@@ -564,17 +568,20 @@ def _no_cycle_collection() -> Iterator[None]:
 
 
 def analyse_share(paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
-                  progress: Callable[[str], None] | None = None, matcher: Any = None) -> CaptureAnalysis:
-    """The connections owned by worker `index` of `jobs` (all of them for 1 of 1), not yet settled."""
+                  progress: Callable[[str], None] | None = None, matcher: Any = None,
+                  inflated: Mapping[str, Inflated] | None = None, deadline: float | None = None) -> CaptureAnalysis:
+    """The connections owned by worker `index` of `jobs` (all of them for 1 of 1), not yet settled;
+    `inflated`: gzip'd captures already decompressed, by path."""
     result = CaptureAnalysis(sample_limit=max(0, samples), matcher=matcher)
     if keep_all:
         result.raw_connections = []
     tracker = Tracker(result.add, jobs, index)
+    tracker.deadline = deadline
     result.sources = tracker.sources
     for path in paths:
         if progress:
             progress(f"reading {path.name}")
-        result.reads.append(read_capture(Path(path), tracker))
+        result.reads.append(read_capture(Path(path), tracker, (inflated or {}).get(str(path))))
         # connections do not span files: finish this file's before the next one
         tracker.finish_all()
     result.built()
@@ -586,7 +593,7 @@ def analyse_share(paths: list[Path], samples: int, keep_all: bool, jobs: int, in
 
 # -- worker processes -------------------------------------------------------------------------------
 def _share_payload(paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
-                   matcher: Any = None) -> bytes:
+                   matcher: Any = None, inflated: Mapping[str, Inflated] | None = None) -> bytes:
     """A worker's result, or its failure, pickled for the parent (without the matcher, which the
     parent has)."""
     import pickle
@@ -594,7 +601,7 @@ def _share_payload(paths: list[Path], samples: int, keep_all: bool, jobs: int, i
     payload: tuple[str, Any]
     try:
         with _no_cycle_collection():  # (a spawned worker; a forked one has it paused already)
-            share = analyse_share(paths, samples, keep_all, jobs, index, matcher=matcher)
+            share = analyse_share(paths, samples, keep_all, jobs, index, matcher=matcher, inflated=inflated)
         share.matcher = None
         payload = ("ok", share)
     except DiagnoseError as exc:
@@ -619,9 +626,9 @@ def _unpack(data: bytes, index: int) -> CaptureAnalysis:
 
 
 def _spawned(conn, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
-             matcher: Any = None) -> None:
+             matcher: Any = None, inflated: Mapping[str, Inflated] | None = None) -> None:
     """Entry point of a spawned worker."""
-    conn.send_bytes(_share_payload(paths, samples, keep_all, jobs, index, matcher))
+    conn.send_bytes(_share_payload(paths, samples, keep_all, jobs, index, matcher, inflated))
     conn.close()
 
 
@@ -629,7 +636,7 @@ class _Forked:
     """Worker `index` in a forked child; its pickled result comes back through a pipe."""
 
     def __init__(self, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
-                 matcher: Any = None) -> None:
+                 matcher: Any = None, inflated: Mapping[str, Inflated] | None = None) -> None:
         self.index = index
         read_fd, write_fd = os.pipe()
         self.pid = os.fork()
@@ -637,7 +644,7 @@ class _Forked:
             status = 1
             try:
                 os.close(read_fd)
-                data = _share_payload(paths, samples, keep_all, jobs, index, matcher)
+                data = _share_payload(paths, samples, keep_all, jobs, index, matcher, inflated)
                 with os.fdopen(write_fd, "wb") as fh:
                     fh.write(data)
                 status = 0
@@ -664,17 +671,17 @@ class _Forked:
 
 
 class _Spawned:
-    """Worker `index` in a spawned interpreter (no fork, or other threads in this process)."""
+    """Worker `index` in a new interpreter (`method` "spawn") or a child of the forkserver (no fork
+    here, or other threads in this process)."""
 
     def __init__(self, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
-                 matcher: Any = None) -> None:
-        import multiprocessing
-
-        ctx = multiprocessing.get_context("spawn")
+                 matcher: Any = None, inflated: Mapping[str, Inflated] | None = None,
+                 method: str = "spawn") -> None:
+        ctx = context_for(method)
         self.index = index
         self.conn, child = ctx.Pipe(duplex=False)
-        self.proc = ctx.Process(target=_spawned, args=(child, paths, samples, keep_all, jobs, index, matcher),
-                                daemon=True)
+        self.proc = ctx.Process(target=_spawned, daemon=True,
+                                args=(child, paths, samples, keep_all, jobs, index, matcher, inflated))
         self.proc.start()
         child.close()
 
@@ -693,23 +700,35 @@ class _Spawned:
 
 
 def _split(paths: list[Path], samples: int, keep_all: bool, jobs: int,
-           progress: Callable[[str], None] | None, method: str | None, matcher: Any = None) -> CaptureAnalysis:
-    """Workers 1 .. jobs-1 in child processes, worker 0 here; their results merged."""
-    if method is None:
-        method = "fork" if hasattr(os, "fork") and threading.active_count() == 1 else "spawn"
-    if method not in ("fork", "spawn"):
+           progress: Callable[[str], None] | None, method: str | None, matcher: Any = None,
+           deadline: float | None = None) -> CaptureAnalysis:
+    """Workers 1 .. jobs-1 in child processes, worker 0 here; their results merged. A gzip'd capture
+    is decompressed once, here, into a temporary folder the workers read (removed afterwards).
+
+    Workers are forked only from a single-threaded process (`workers.start_method`): `run` and
+    `collect` read captures in a probe thread beside others, and a child forked while another thread
+    held the import lock would wait on it forever; there they come from the forkserver (or spawn)."""
+    if method not in (None, "fork", "spawn"):
         raise ValueError(f"unknown start method {method!r}")
-    if method == "fork":
+    chosen = start_method(method)
+    if chosen == "fork":
         # whatever the workers import later is imported now, before the fork
         from diagnose.probes.capture import netmon_text  # noqa: F401
-    starter = _Forked if method == "fork" else _Spawned
+    starter = _Forked if chosen == "fork" else functools.partial(_Spawned, method=chosen)
     children: list[_Forked | _Spawned] = []
-    try:
-        for index in range(1, jobs):
-            children.append(starter(paths, samples, keep_all, jobs, index, matcher))
-        parts = [analyse_share(paths, samples, keep_all, jobs, 0, progress, matcher)]
-        parts.extend(child.result() for child in children)
-    finally:
-        for child in children:
-            child.stop()
+    with tempfile.TemporaryDirectory(prefix="diagnose-capture-") as folder:
+        inflated: dict[str, Inflated] = {}
+        for path in paths:
+            with contextlib.suppress(OSError, DiagnoseError):  # read_capture reports the file itself
+                found = inflate(path, folder)
+                if found is not None:
+                    inflated[str(path)] = found
+        try:
+            for index in range(1, jobs):
+                children.append(starter(paths, samples, keep_all, jobs, index, matcher, inflated))
+            parts = [analyse_share(paths, samples, keep_all, jobs, 0, progress, matcher, inflated, deadline)]
+            parts.extend(child.result() for child in children)
+        finally:
+            for child in children:
+                child.stop()
     return CaptureAnalysis.merged(parts)

@@ -32,12 +32,15 @@ import calendar
 import mmap
 import os
 import struct
+import tempfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import IO
 
+from diagnose.bounds import MAX_INFLATE_RATIO, inflate_limit, open_regular
 from diagnose.errors import InputError, where
 from diagnose.probes.capture import linklayer
 from diagnose.probes.capture.tcp import C_HI, C_NXT, ESTABLISHED, HALF, M32, SWEEP_EVERY, Tracker
@@ -83,24 +86,37 @@ class ReadResult:
             self.reason = reason
 
 
+@dataclass(frozen=True)
+class Inflated:
+    """A gzip'd capture decompressed once (`inflate`) for every worker: where the data is, and where
+    and why decompression stopped early (None: the whole stream was read)."""
+
+    data_path: str
+    stopped_at: int | None = None
+    reason: str = ""
+
+
 class _Buffer:
     """A read-only view of a (possibly decompressed) capture: mmap when possible."""
 
-    def __init__(self, path: Path, result: ReadResult) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+    def __init__(self, path: Path, result: ReadResult, inflated: Inflated | None = None) -> None:
+        self._file = open_regular(inflated.data_path if inflated is not None else path)
         self._tmp = None
         self.data: mmap.mmap | bytes = b""
-        head = self._file.read(2)
-        self._file.seek(0)
-        src = self._file
-        if head == GZIP_MAGIC:
+        src: IO[bytes] = self._file
+        if inflated is not None:
             result.compressed = True
-            import tempfile  # only for gzip'd input (start-up time)
-
-            self._tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
-            _gunzip(self._file, self._tmp, result)
-            self._tmp.flush()
-            src = self._tmp
+            if inflated.stopped_at is not None:
+                result.stop(inflated.stopped_at, inflated.reason)
+        else:
+            head = self._file.read(2)
+            self._file.seek(0)
+            if head == GZIP_MAGIC:
+                result.compressed = True
+                self._tmp = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+                _gunzip(self._file, self._tmp, result)
+                self._tmp.flush()
+                src = self._tmp
         size = os.fstat(src.fileno()).st_size
         if size:
             self.data = mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ)
@@ -113,18 +129,50 @@ class _Buffer:
         self._file.close()
 
 
-def _gunzip(src, dst, result: ReadResult) -> None:
-    """Decompress every gzip member; on damage keep what was decompressed before it."""
+def inflate(path: Path, folder: str) -> Inflated | None:
+    """A gzip'd capture decompressed once into `folder` (bounded: `diagnose.bounds.inflate_limit`),
+    for workers that read it side by side; None when the file is not gzip'd."""
+    with open_regular(path) as src:
+        if src.read(2) != GZIP_MAGIC:
+            return None
+        src.seek(0)
+        result = ReadResult(str(path))
+        fd, name = tempfile.mkstemp(prefix="capture-", suffix=".raw", dir=folder)
+        with os.fdopen(fd, "wb") as dst:
+            _gunzip(src, dst, result)
+    return Inflated(name, result.stopped_at, result.reason)
+
+
+def _gunzip(src: IO[bytes], dst: IO[bytes], result: ReadResult, limit: int | None = None) -> None:
+    """Decompress every gzip member, streamed (no piece larger than a megabyte in memory) and
+    bounded (`limit`, else `bounds.inflate_limit` of the compressed size); on damage keep what was
+    decompressed before it, and say where it stopped."""
+    compressed = os.fstat(src.fileno()).st_size
+    cap = limit if limit is not None else inflate_limit(compressed)
+    piece = 1 << 20
     done = consumed = 0
     z = zlib.decompressobj(wbits=31)
     try:
-        while chunk := src.read(1 << 20):
+        while chunk := src.read(piece):
+            consumed += len(chunk)
             while chunk:
-                out = z.decompress(chunk)
+                before = z.copy()  # to go back to when this piece is damaged (see _salvage)
+                try:
+                    out = z.decompress(chunk, piece)
+                except zlib.error:
+                    done += _salvage(before, chunk, dst, cap - done)
+                    raise
+                if done + len(out) > cap:
+                    dst.write(out[: cap - done])
+                    done = cap
+                    result.stop(done, f"gzip stream decompresses to more than {cap:,} bytes from {compressed:,} "
+                                f"(bound: {MAX_INFLATE_RATIO}x); the first {cap:,} bytes were read")
+                    return
                 dst.write(out)
                 done += len(out)
-                consumed += len(chunk) - len(z.unused_data)
-                if z.eof:
+                if z.unconsumed_tail:
+                    chunk = z.unconsumed_tail
+                elif z.eof:
                     chunk = z.unused_data
                     if chunk.strip(b"\0"):
                         z = zlib.decompressobj(wbits=31)
@@ -133,8 +181,8 @@ def _gunzip(src, dst, result: ReadResult) -> None:
                 else:
                     chunk = b""
         tail = z.flush()
-        dst.write(tail)
-        done += len(tail)
+        dst.write(tail[: max(0, cap - done)])
+        done += len(tail[: max(0, cap - done)])
         if not z.eof:
             result.stop(done, f"gzip stream ends early (compressed file cut at byte {consumed}); "
                         f"{done} bytes decompressed")
@@ -143,11 +191,49 @@ def _gunzip(src, dst, result: ReadResult) -> None:
                     f"{done} bytes decompressed")
 
 
-def read_capture(path: Path, tracker: Tracker) -> ReadResult:
-    """Read one capture file of any supported format into `tracker`."""
+def _salvage(z, chunk: bytes, dst: IO[bytes], room: int) -> int:
+    """What a damaged piece still holds before the damage: zlib hands out nothing from a call that
+    fails, so the piece is fed again in slices of 4 KiB, and the slice that fails byte by byte.
+    Returns the bytes written."""
+    written = 0
+
+    def feed(d, data: bytes) -> None:
+        nonlocal written
+        pieces = []  # written once the whole slice went through (a slice that fails is fed again)
+        got = 0
+        while data and written + got < room:
+            out = d.decompress(data, 1 << 16)
+            pieces.append(out)
+            got += len(out)
+            data = d.unconsumed_tail
+        out = b"".join(pieces)[: room - written]
+        dst.write(out)
+        written += len(out)
+
+    for step in (4096, 1):
+        failed = None
+        for at in range(0, len(chunk), step):
+            before = z.copy()
+            try:
+                feed(z, chunk[at:at + step])
+            except zlib.error:
+                failed = chunk[at:at + step]
+                z = before
+                break
+            if z.eof or written >= room:
+                return written
+        if failed is None:
+            return written
+        chunk = failed
+    return written
+
+
+def read_capture(path: Path, tracker: Tracker, inflated: Inflated | None = None) -> ReadResult:
+    """Read one capture file of any supported format into `tracker` (`inflated`: the gzip'd file
+    already decompressed, see `inflate`)."""
     result = ReadResult(str(path))
     try:
-        buf = _Buffer(path, result)
+        buf = _Buffer(path, result, inflated)
     except OSError as exc:
         raise InputError(f"cannot read capture: {exc.strerror or exc}", str(path)) from None
     try:

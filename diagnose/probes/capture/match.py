@@ -34,7 +34,6 @@ the tolerance); entries from hours the captures do not cover say nothing and are
 
 from __future__ import annotations
 
-import gzip
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from diagnose.bounds import MAX_TEXT_CAPTURE_BYTES, READ_ERRORS, open_input, open_regular
 from diagnose.probes.capture.tcp import (
     C_CLOSED,
     C_FIN0,
@@ -93,10 +93,7 @@ class SourceClock:
 def clock_of(path: Path) -> SourceClock:
     """The clock of a capture file, from its first bytes (and, for a text export, its frame lines)."""
     try:
-        with open(path, "rb") as raw:
-            head = raw.read(2)
-            raw.seek(0)
-            stream: Any = gzip.GzipFile(fileobj=raw) if head == b"\x1f\x8b" else raw
+        with open_input(path) as stream:  # gunzipped on the fly, bounded
             first = stream.read(8)
             if first[:4] in _CAPTURE_MAGICS:
                 return SourceClock("absolute")
@@ -104,8 +101,8 @@ def clock_of(path: Path) -> SourceClock:
                 return SourceClock("absolute" if len(first) > 4 and first[4] >= 3 else "local")
             if first[:4] == b"RTSS":
                 return SourceClock("local")
-            return _text_clock(first + stream.read())
-    except (OSError, EOFError, gzip.BadGzipFile):
+            return _text_clock(first + stream.read(MAX_TEXT_CAPTURE_BYTES))
+    except READ_ERRORS:
         return SourceClock("absolute")
 
 
@@ -473,6 +470,6 @@ def text_excerpts(paths: Iterable[Path], frames: dict[str, set[int]]) -> dict[st
 
 def _binary_or_compressed(path: Path) -> bool:
     """True for binary captures (their frames have no text to cite) and gzip'd files."""
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         head = fh.read(4)
     return head[:2] == b"\x1f\x8b" or head in (*_CAPTURE_MAGICS, b"GMBU", b"RTSS")

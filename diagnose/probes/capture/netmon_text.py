@@ -22,6 +22,7 @@ import codecs
 import ipaddress
 import re
 
+from diagnose.bounds import MAX_TEXT_CAPTURE_BYTES, open_regular
 from diagnose.probes.capture.tcp import ACK, FIN, PSH, RST, SYN, Tracker
 
 _FLAG_BITS = {"C": 0x80, "E": 0x40, "U": 0x20, "A": ACK, "P": PSH, "R": RST, "S": SYN, "F": FIN}
@@ -54,9 +55,21 @@ def _address(token: str) -> str | None:
         return None
 
 
+def looks_like(text: str) -> bool:
+    """True when a line of `text` (a file's start) is a NetMon TCP frame line, as `read_text` reads them."""
+    for line in text.splitlines()[:2000]:
+        m = _FRAME.match(line)
+        if m and (_CONV.search(m.group(2)) or _TCP.search(m.group(2))):
+            return True
+    return False
+
+
 def read_text(data, result, tracker: Tracker) -> bool:
     """Read a NetMon text export into `tracker`; False when no line looks like a NetMon TCP frame."""
-    raw = bytes(data[:]) if data else b""
+    raw = bytes(data[:MAX_TEXT_CAPTURE_BYTES]) if data else b""
+    if len(data) > MAX_TEXT_CAPTURE_BYTES:
+        result.stop(MAX_TEXT_CAPTURE_BYTES, f"a text export is read up to {MAX_TEXT_CAPTURE_BYTES:,} bytes "
+                    "(diagnose.bounds.MAX_TEXT_CAPTURE_BYTES); the rest was not read")
     if b"\0" in raw[:4096] and not raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return False
     text = _decode(raw)
@@ -136,8 +149,8 @@ def _time_of(rest: str) -> float:
 def frame_lines(path) -> list[tuple[int, int, str]]:
     """(line number, frame number, text) of every frame line of a text export, for citations."""
     out = []
-    with open(path, "rb") as fh:
-        text = _decode(fh.read())
+    with open_regular(path) as fh:
+        text = _decode(fh.read(MAX_TEXT_CAPTURE_BYTES))
     for lineno, line in enumerate(text.splitlines(), 1):
         m = _FRAME.match(line)
         if m and (_CONV.search(m.group(2)) or _TCP.search(m.group(2))):

@@ -56,6 +56,7 @@ from one (str keys) are not reported (`loss_of`).
 from __future__ import annotations
 
 import operator
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
@@ -252,6 +253,7 @@ class Tracker:
         self.sources: list[str] = []
         self.tcp_packets = 0
         self.bad_checksums = 0
+        self.deadline: float | None = None  # time.monotonic() value: a sweep after it stops the reading
 
     def start_source(self, name: str) -> None:
         self.sources.append(name)
@@ -576,7 +578,13 @@ class Tracker:
     # -- finishing -------------------------------------------------------------------------------
     def sweep(self, now: float, after: int = 0) -> None:
         """Finalise every connection closed more than LINGER seconds before `now`, in the order of
-        (close time, closing frame); `after` is the last frame read before this sweep."""
+        (close time, closing frame); `after` is the last frame read before this sweep. Past the
+        deadline it raises `DeadlineExceeded` instead (every reader sweeps every SWEEP_EVERY frames)."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            from diagnose.bounds import DeadlineExceeded
+
+            raise DeadlineExceeded(f"reading stopped at the deadline after frame {after:,}",
+                                   self.sources[-1] if self.sources else None)
         closing = self.closing
         if self._unsorted:
             self.closing = closing = deque(sorted(closing, key=lambda t: (t[0], t[1])))

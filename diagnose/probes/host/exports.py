@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 from xml.parsers import expat
 
+from diagnose.bounds import open_regular
 from diagnose.errors import InputError
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
@@ -464,7 +465,7 @@ def read_host_export(path: Path | str) -> HostExport:
     path = Path(path)
     source = str(path)
     try:
-        with path.open("rb") as fh:
+        with open_regular(path) as fh:  # a FIFO or device is refused, not waited on
             data = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise InputError("host export not found", source) from None

@@ -14,18 +14,18 @@ import codecs
 import concurrent.futures
 import gc
 import glob
-import gzip
 import io
-import multiprocessing
 import os
 import re
 import signal
+import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from diagnose.bounds import READ_ERRORS, input_size, is_gzip, open_input, open_regular, read_error, zip_archive
 from diagnose.errors import InputError, UsageError
 from diagnose.facts import ProbeStatus
 from diagnose.probes import ProbeContext, ProbeResult
@@ -36,12 +36,14 @@ from diagnose.probes.logs.scan import (
     CanonBuilder,
     Scanner,
     Site,
+    bounded_blocks,
     collapsed_viewer_records,
     csv_records,
     decoded_blocks,
     isa_text_records,
     line_blocks,
     local_zone_note,
+    long_line_note,
     scan_records,
     scan_w3c,
     stream_line_blocks,
@@ -50,6 +52,7 @@ from diagnose.probes.logs.scan import (
     viewer_records,
 )
 from diagnose.probes.logs.summary import LogSummary, build_facts
+from diagnose.probes.workers import mp_context
 
 __all__ = ["LogInput", "collect", "probe", "summarise"]
 
@@ -70,22 +73,12 @@ class LogInput:
     def name(self) -> str:
         return f"{self.path}!{self.member}" if self.member else self.path
 
-    def open(self) -> IO[bytes]:
-        if self.member is not None:
-            archive = zipfile.ZipFile(self.path)
-            return archive.open(self.member)
-        raw = open(self.path, "rb")  # noqa: SIM115 - closed by the caller
-        if raw.read(2) == b"\x1f\x8b":
-            raw.seek(0)
-            return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
-        raw.seek(0)
-        return raw
+    def open(self, deadline: float | None = None) -> IO[bytes]:
+        """The log's bytes, decompressed when gzip'd or zipped, through the bounds (`diagnose.bounds`)."""
+        return open_input(self.path, self.member, deadline)
 
     def plain(self) -> bool:
-        if self.member is not None:
-            return False
-        with open(self.path, "rb") as fh:
-            return fh.read(2) != b"\x1f\x8b"
+        return self.member is None and not is_gzip(self.path)
 
 
 @dataclass(frozen=True)
@@ -117,7 +110,8 @@ def expand(paths: Sequence[str]) -> tuple[list[LogInput], list[str]]:
                     p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in _LOG_SUFFIXES
                 ]
                 found.extend(_with_members(str(p), named=False) for p in files)
-            elif path.is_file():
+            elif path.exists():
+                input_size(path)  # a FIFO or device is refused here, before anything opens it
                 found.append(_with_members(str(path), named=True))
             else:
                 raise InputError("no such file or folder", str(path))
@@ -131,8 +125,8 @@ def expand(paths: Sequence[str]) -> tuple[list[LogInput], list[str]]:
 def _with_members(path: str, named: bool) -> LogInput | list[LogInput]:  # type: ignore[return]
     if zipfile.is_zipfile(path):
         try:
-            with zipfile.ZipFile(path) as archive:
-                return [LogInput(path, m.filename, named) for m in archive.infolist() if not m.is_dir()]
+            archive = zip_archive(path)
+            return [LogInput(path, m.filename, named) for m in archive.infolist() if not m.is_dir()]
         except (zipfile.BadZipFile, OSError) as exc:
             raise InputError(f"unreadable zip archive: {exc}", path) from None
     return LogInput(path, None, named)
@@ -214,7 +208,7 @@ def plan_units(logs: Sequence[LogInput], jobs: int) -> tuple[list[Unit], list[st
     units: list[Unit] = []
     problems: list[str] = []
     for log in logs:
-        size = os.path.getsize(log.path) if log.member is None else 0
+        size = input_size(log.path) if log.member is None else 0
         if log.member is None and size > SPLIT_AT and jobs > 1 and log.plain():
             try:
                 units.extend(_ranges(log, size))
@@ -228,7 +222,7 @@ def plan_units(logs: Sequence[LogInput], jobs: int) -> tuple[list[Unit], list[st
 def _ranges(log: LogInput, size: int) -> list[Unit]:
     """Byte ranges cut at line ends. Each range is given the file's first #Fields; a range that
     follows a header change is read again with the right one when the results are merged."""
-    with open(log.path, "rb") as fh:
+    with open_regular(log.path) as fh:
         head = fh.read(65536)
         if head.startswith((b"\xff\xfe", b"\xfe\xff")):
             return [Unit(log)]
@@ -294,34 +288,38 @@ def _fields_of(head: bytes) -> tuple[str, ...] | None:
 
 
 def run_unit(
-    unit: Unit, site: Site, scanner_type: Callable[[LogSummary, Site, str], Scanner] = Scanner
+    unit: Unit, site: Site, scanner_type: Callable[[LogSummary, Site, str], Scanner] = Scanner,
+    deadline: float | None = None,
 ) -> tuple[LogSummary, int, tuple[str, ...] | None]:
-    """Read one unit; returns its summary, how many lines it held and the #Fields in force at its end."""
+    """Read one unit; returns its summary, how many lines it held and the #Fields in force at its end.
+    Past `deadline` (a `time.monotonic()` value) reading stops and the file counts as not read to its end."""
     # The scan makes millions of short-lived lists of bytes and no reference cycles: the cyclic
     # garbage collector would only walk them over and over.
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run_unit(unit, site, scanner_type)
+        return _run_unit(unit, site, scanner_type, deadline)
     finally:
         if was_enabled:
             gc.enable()
 
 
 def _run_unit(
-    unit: Unit, site: Site, scanner_type: Callable[[LogSummary, Site, str], Scanner] = Scanner
+    unit: Unit, site: Site, scanner_type: Callable[[LogSummary, Site, str], Scanner] = Scanner,
+    deadline: float | None = None,
 ) -> tuple[LogSummary, int, tuple[str, ...] | None]:
     summary = LogSummary()
     log = unit.log
     scanner = scanner_type(summary, site, log.name)
+    long_line = long_line_note(summary, log.name)
     try:
-        with log.open() as stream:
+        with log.open(deadline) as stream:
             if unit.end is not None and unit.format == "sql-csv":
                 return _run_csv_range(unit, scanner, stream, site)
             if unit.end is not None:
                 stream.seek(unit.start)
                 layout = Layout.from_names(unit.fields) if unit.fields else None
-                lines = scan_w3c(scanner, stream_line_blocks(stream, b"", unit.end - unit.start), 1, layout)
+                lines = scan_w3c(scanner, stream_line_blocks(stream, b"", unit.end - unit.start, long_line), 1, layout)
                 scanner.flush()
                 summary.lines = lines
                 if unit.index == 0:
@@ -336,7 +334,7 @@ def _run_unit(
                 summary.files.append(log.name)
                 summary.formats[detected.format] += 1
                 if detected.format in ("w3c", "syslog"):
-                    summary.lines = scan_w3c(scanner, stream_line_blocks(stream, head))
+                    summary.lines = scan_w3c(scanner, stream_line_blocks(stream, head, long_line=long_line))
                 else:
                     _scan_detected(scanner, detected, _chain(head, _raw_blocks(stream)), site)
             else:
@@ -348,9 +346,9 @@ def _run_unit(
                 _scan_detected(scanner, detected, _chain(first, blocks_iter), site)
     except NotALogError:
         raise
-    except (OSError, EOFError, zipfile.BadZipFile, gzip.BadGzipFile) as exc:
+    except READ_ERRORS as exc:
         summary.unreadable += 1
-        summary.note(log.name, 0, f"could not be read to its end: {exc}")
+        summary.note(log.name, 0, f"could not be read to its end: {read_error(exc)}")
     scanner.flush()
     return summary, summary.lines, scanner.layout.names if scanner.layout else None
 
@@ -370,7 +368,8 @@ def _run_csv_range(
         summary.files.append(unit.log.name)
         summary.formats[detected.format] += 1
         _zone_note(scanner, local, site.zone)
-    text = io.TextIOWrapper(_BlockReader(iter(counted)), encoding="utf-8", errors="replace", newline="")
+    blocks = bounded_blocks(iter(counted), long_line_note(summary, unit.log.name))
+    text = io.TextIOWrapper(_BlockReader(blocks), encoding="utf-8", errors="replace", newline="")
     records = csv_records(text, layout.width, header=unit.index == 0)
     scan_records(scanner, records, CanonBuilder(layout, site.zone, local), detected.kind)
     scanner.flush()
@@ -407,20 +406,22 @@ def _raw_blocks(stream: IO[bytes]) -> Iterator[bytes]:
 
 def _scan_detected(scanner: Scanner, detected: Detected, blocks: Iterator[bytes], site: Site) -> None:
     summary = scanner.summary
+    long_line = long_line_note(summary, scanner.source)
     if detected.format in ("w3c", "syslog"):
-        summary.lines = scan_w3c(scanner, line_blocks(blocks))
+        summary.lines = scan_w3c(scanner, line_blocks(blocks, long_line))
         return
     zone = site.zone
     if detected.format == "sql-csv":
         layout = Layout.from_names(list(detected.header), detected.kind)
         local = "gmt" not in layout.index
         _zone_note(scanner, local, zone)
-        text = io.TextIOWrapper(_BlockReader(blocks), encoding="utf-8", errors="replace", newline="")
+        text = io.TextIOWrapper(_BlockReader(bounded_blocks(blocks, long_line)), encoding="utf-8",
+                                errors="replace", newline="")
         scan_records(
             scanner, csv_records(text, layout.width), CanonBuilder(layout, zone, local), detected.kind
         )
         return
-    lines = text_lines(line_blocks(blocks))
+    lines = text_lines(line_blocks(blocks, long_line))
     if detected.format == "viewer":
         layout = Layout.from_names(list(detected.header), detected.kind)
         local = "gmt" not in layout.index
@@ -502,9 +503,10 @@ class _BlockReader(io.RawIOBase):
 
 
 def summarise(
-    paths: Sequence[str], site: Site, jobs: int = 0, progress: Any = None
+    paths: Sequence[str], site: Site, jobs: int = 0, progress: Any = None, deadline: float | None = None
 ) -> tuple[LogSummary, list[str]]:
-    """Read every log under `paths`; returns the merged summary and the problems met."""
+    """Read every log under `paths`; returns the merged summary and the problems met. Past `deadline`
+    (a `time.monotonic()` value) reading stops: what was read is kept and the result is partial."""
     logs, problems = expand(paths)
     jobs = jobs or min(2, os.cpu_count() or 1)
     units, more = plan_units(logs, jobs)
@@ -527,7 +529,7 @@ def summarise(
         if unit.index and unit.fields != fields_at_end.get(name):
             # the header changed in an earlier range: read this one again with the header in force
             unit = Unit(unit.log, unit.start, unit.end, fields_at_end.get(name), unit.index)
-            outcome = run_unit(unit, site)
+            outcome = run_unit(unit, site, deadline=deadline)
         summary, lines, end_fields = outcome
         base = line_base.get(name, 0)
         total.merge(summary.shifted(name, base))
@@ -538,18 +540,20 @@ def summarise(
             progress(f"{done}/{len(units)} parts read")
 
     if jobs <= 1 or len(units) <= 1:
-        for unit in units:
+        for n, unit in enumerate(units):
+            if deadline is not None and time.monotonic() > deadline:
+                total.unreadable += 1
+                problems.append(f"stopped at the deadline: {len(units) - n} of {len(units)} parts not read")
+                break
             try:
-                absorb(unit, run_unit(unit, site))
+                absorb(unit, run_unit(unit, site, deadline=deadline))
             except NotALogError as exc:
                 absorb(unit, exc)
     else:
-        context = multiprocessing.get_context(
-            "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        )
+        context = mp_context()  # no fork from a process running other threads (see probes/workers.py)
         with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
                                                     initializer=_ignore_interrupts) as pool:
-            futures = [pool.submit(run_unit, unit, site) for unit in units]
+            futures = [pool.submit(run_unit, unit, site, Scanner, deadline) for unit in units]
             for unit, future in zip(units, futures, strict=True):
                 try:
                     absorb(unit, future.result())
@@ -605,7 +609,7 @@ def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, li
     jobs = int(spec.get("jobs") or 0)
     check = ctx.check or "logs"
     summary, problems = summarise(
-        [str(p) for p in paths], site, jobs, lambda message: ctx.progress(check, message)
+        [str(p) for p in paths], site, jobs, lambda message: ctx.progress(check, message), ctx.deadline
     )
     if not summary.files:
         reason = "; ".join(problems) or "no log files found"

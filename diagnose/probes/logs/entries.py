@@ -19,20 +19,18 @@ Entries are kept up to `limit` (200,000 by default); the rest are counted as `ca
 from __future__ import annotations
 
 import calendar
-import codecs
-import gzip
 import ipaddress
-import zipfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import compress
 
+from diagnose.bounds import READ_ERRORS
 from diagnose.probes.logs import LogInput, NotALogError, Unit, expand, run_unit
 from diagnose.probes.logs.codes import STATUS64, result_code
 from diagnose.probes.logs.layout import LogKind
-from diagnose.probes.logs.scan import BLOCK, Scanner, Site, decide_leg, split_address, utf16_encoding
+from diagnose.probes.logs.scan import Scanner, Site, decide_leg, decoded_blocks, line_blocks, split_address
 from diagnose.probes.logs.summary import LogSummary
 
 MAX_ENTRIES = 200_000
@@ -219,7 +217,8 @@ def _endpoint(ip: str, port: int) -> str:
 
 
 def status64_entries(paths: Sequence[str], site: Site, limit: int = MAX_ENTRIES,
-                     progress: Callable[[str], None] | None = None) -> Status64Entries:
+                     progress: Callable[[str], None] | None = None,
+                     deadline: float | None = None) -> Status64Entries:
     """Every Status 64 entry of the logs under `paths` (files, folders, globs), in file order.
 
     Files that are not logs are noted in `problems` (the log probe reports them as it does)."""
@@ -234,7 +233,7 @@ def status64_entries(paths: Sequence[str], site: Site, limit: int = MAX_ENTRIES,
         if progress is not None:
             progress(f"Status 64 entries of {log.name}")
         try:
-            summary = run_unit(Unit(log), site, collector)[0]
+            summary = run_unit(Unit(log), site, collector, deadline)[0]
             if summary.local_without_tz:
                 sink.local_without_tz.append(log.name)
         except NotALogError as exc:
@@ -250,32 +249,19 @@ def _read_lines(log: LogInput, numbers: set[int]) -> list[tuple[int, str]]:
         return out
     last = max(numbers)
     number = 0
-
-    def take(pieces: list[str]) -> None:
-        nonlocal number
-        for piece in pieces:
-            number += 1
-            if number in numbers:
-                out.append((number, piece.rstrip("\r")))
-
     try:
         with log.open() as stream:
-            head = stream.read(4096)
-            if head.startswith(codecs.BOM_UTF8):
-                head = head[3:]
-            decoder = codecs.getincrementaldecoder(utf16_encoding(head) or "utf-8")("replace")
-            carry = ""
-            block = head
-            while block:
-                pieces = (carry + decoder.decode(block)).split("\n")
-                carry = pieces.pop()
-                take(pieces)
+            # the lines as the readers count them; a line over the bound comes out empty (not held)
+            for block, _last in line_blocks(decoded_blocks(stream)):
+                pieces = block.split(b"\n")
+                if block.endswith(b"\n"):
+                    pieces.pop()
+                for piece in pieces:
+                    number += 1
+                    if number in numbers:
+                        out.append((number, piece.decode("utf-8", "replace").rstrip("\r")))
                 if number >= last:
                     return out
-                block = stream.read(BLOCK)
-            tail = carry + decoder.decode(b"", final=True)
-            if tail:
-                take([tail])
-    except (OSError, EOFError, zipfile.BadZipFile, gzip.BadGzipFile):
+    except READ_ERRORS:
         pass
     return out

@@ -25,6 +25,7 @@ import io
 import ipaddress
 import os
 import re
+import typing
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -36,6 +37,7 @@ from operator import add, floordiv, itemgetter, mul, not_, or_
 from typing import IO, NamedTuple
 from zoneinfo import ZoneInfo
 
+from diagnose.bounds import MAX_LINE_BYTES
 from diagnose.probes.logs.codes import STATUS64, ResultCode, result_code
 from diagnose.probes.logs.layout import (
     ACTION_STRINGS,
@@ -790,31 +792,79 @@ def decoded_blocks(stream: IO[bytes], first: bytes = b"") -> Iterator[bytes]:
         yield tail.encode("utf-8")
 
 
-def line_blocks(blocks: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
-    """Blocks of whole lines; the last block (flag True) may end without a newline."""
+LongLine = typing.Callable[[int], None]  # told the number (1-based, in the lines handed out) of a line skipped
+
+
+def long_line_note(summary: LogSummary, source: str, first_line: int = 1) -> LongLine:
+    """What a line splitter calls for a line over the bound: a bad line cited as `file:line`."""
+
+    def note(number: int) -> None:
+        summary.bad_line(source, first_line - 1 + number,
+                         f"line longer than {MAX_LINE_BYTES:,} bytes skipped (bound: diagnose.bounds.MAX_LINE_BYTES)")
+
+    return note
+
+
+def line_blocks(blocks: Iterable[bytes], long_line: LongLine | None = None,
+                limit: int = MAX_LINE_BYTES) -> Iterator[tuple[bytes, bool]]:
+    """Blocks of whole lines; the last block (flag True) may end without a newline.
+
+    A line longer than `limit` bytes is never held whole: it is handed out as an empty line (so line
+    numbers stay right) and `long_line` is told its number. Blocks must not be longer than `limit`."""
     carry = b""
+    seen = 0  # line ends handed out so far
+    skipping = False  # inside a line already over the bound: drop up to its end
     for block in blocks:
+        if skipping:
+            nl = block.find(b"\n")
+            if nl < 0:
+                continue
+            skipping = False
+            seen += 1
+            yield b"\n", False
+            block = block[nl + 1 :]
         data = carry + block if carry else block
         cut = data.rfind(b"\n")
         if cut < 0:
+            if len(data) > limit:
+                skipping, carry = True, b""
+                if long_line is not None:
+                    long_line(seen + 1)
+                continue
             carry = data
             continue
+        if carry:
+            first = data.find(b"\n")
+            if first > limit:  # the line carried over ends here, too long
+                if long_line is not None:
+                    long_line(seen + 1)
+                data = data[first:]
+                cut -= first
         carry = data[cut + 1 :]
-        yield data[: cut + 1], False
+        out = data[: cut + 1]
+        seen += out.count(b"\n")
+        yield out, False
+    if skipping:
+        yield b"", True
+        return
     yield carry, True
 
 
 def stream_line_blocks(
-    stream: IO[bytes], first: bytes = b"", limit: int | None = None
+    stream: IO[bytes], first: bytes = b"", limit: int | None = None, long_line: LongLine | None = None,
+    line_limit: int = MAX_LINE_BYTES,
 ) -> Iterator[tuple[bytes, bool]]:
     """`line_blocks` straight from a byte stream (at most `limit` bytes after `first`): read into
     one reused buffer, so each block of whole lines is copied once, and no block is allocated and
-    faulted in afresh for every read."""
+    faulted in afresh for every read. A line longer than `line_limit` is handed out as an empty line
+    and `long_line` told its number (see `line_blocks`); the buffer never grows much past the bound."""
     size = BLOCK
     buf = bytearray(size)
     have = 0
     early = first  # read before (format detection); handed out first, in blocks like the rest
     left = limit
+    seen = 0  # line ends handed out so far
+    skipping = False  # inside a line already over the bound: drop up to its end
     while True:
         got = 0
         if early:
@@ -829,21 +879,53 @@ def stream_line_blocks(
             if left is not None:
                 left -= got
         if got == 0:
-            yield bytes(buf[:have]), True
+            yield (b"" if skipping else bytes(buf[:have])), True
             return
         have += got
+        if skipping:
+            nl = buf.find(b"\n", 0, have)
+            if nl < 0:
+                have = 0
+                continue
+            skipping = False
+            buf[: have - nl] = buf[nl:have]  # the skipped line becomes an empty one
+            have -= nl
         cut = buf.rfind(b"\n", 0, have)
         if cut < 0:
-            if have == size:  # a line longer than the buffer: make room
-                buf.extend(bytes(size))
+            if have == size:
+                if size > line_limit:  # a line over the bound: skip to its end
+                    skipping, have = True, 0
+                    if long_line is not None:
+                        long_line(seen + 1)
+                    continue
+                buf.extend(bytes(size))  # a line longer than the buffer: make room
                 size *= 2
             continue
+        if size > BLOCK:  # the buffer grew for a long line: is it over the bound?
+            nl = buf.find(b"\n", 0, have)
+            if nl > line_limit:
+                if long_line is not None:
+                    long_line(seen + 1)
+                buf[: have - nl] = buf[nl:have]
+                have -= nl
+                cut -= nl
         with memoryview(buf) as view:
             block = bytes(view[: cut + 1])
         tail = have - cut - 1
         buf[:tail] = buf[cut + 1 : have]
         have = tail
+        if size > BLOCK and have < BLOCK // 2:  # back to the usual buffer once the long line is gone
+            del buf[BLOCK:]
+            size = BLOCK
+        seen += block.count(b"\n")
         yield block, False
+
+
+def bounded_blocks(blocks: Iterable[bytes], long_line: LongLine | None = None) -> Iterator[bytes]:
+    """Raw blocks with every line over the bound made empty (for readers that split lines themselves)."""
+    for block, _last in line_blocks(blocks, long_line):
+        if block:
+            yield block
 
 
 # ------------------------------------------------------------------ W3C (and syslog-relayed W3C)
@@ -1258,7 +1340,14 @@ def csv_records(
 ) -> Iterator[tuple[int, list[str] | None, str]]:
     """Records of a SQL-export CSV; `header`: the first line is the header (not a later byte range)."""
     reader = csv.reader(text_stream)
-    for values in reader:
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a field over csv's limit (a quoted field running on, a huge value)
+            yield reader.line_num, None, f"unreadable CSV record skipped ({exc})"
+            continue
         number = reader.line_num
         if (header and number == 1) or not values:
             continue
