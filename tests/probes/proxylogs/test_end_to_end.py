@@ -87,12 +87,14 @@ def drive_all(ports: dict[str, int], log_of: Callable[[str], Path]) -> None:
         wait_for_lines(log_of(case), len(sessions(case, port)))
 
 
-def diagnose(paths: list[Path], profile: Path | None = None) -> dict[str, Any]:
+def diagnose(paths: list[Path], profile: Path | None = None, answers: Path | None = None) -> dict[str, Any]:
     argv = [sys.executable, "-m", "diagnose", "run", "--no-input", "--offline", "--quiet", "--format", "json"]
     for path in paths:
         argv += ["--proxy-log", str(path)]
     if profile is not None:
         argv += ["--profile", str(profile)]
+    if answers is not None:
+        argv += ["--answers", str(answers)]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode in (0, 1), done.stderr
     return json.loads(done.stdout)
@@ -171,6 +173,16 @@ def test_haproxy_ranks_the_right_cause_first(haproxy_logs: dict[str, Path], case
         top = report["causes"][0]
         assert "ended at 5 s" in json.dumps(top), top  # the value seen is in the explanation
         assert any("timeout server" in step for step in top["remediation"])
+
+
+def test_haproxy_client_closes_are_not_benign_when_users_fail(haproxy_logs: dict[str, Path], tmp_path: Path) -> None:
+    """The same client closes, but the users report failures: the benign reading is no longer established."""
+    answers = tmp_path / "answers.yaml"
+    answers.write_text('users-report-failures: "yes"\n')
+    report = diagnose([haproxy_logs["client"]], answers=answers)
+    benign = [c["certainty"] for c in report["causes"] if c["id"] == "proxy-client-disconnect"]
+    assert all(cf < 0.5 for cf in benign) and report["verdict"] != "benign", report["causes"]
+    assert diagnose([haproxy_logs["client"]])["verdict"] == "benign"  # the same log without the answer
 
 
 # ------------------------------------------------------------------ nginx
