@@ -96,6 +96,7 @@ class Diagnosis:
     unused_kinds: tuple[str, ...]
     engine: str
     firings: tuple[Firing, ...] = ()
+    engine_reason: str = ""  # why that engine ran (diagnose.engine.choose_engine)
 
     @property
     def ranked(self) -> tuple[CauseFinding, ...]:
@@ -311,7 +312,8 @@ def analyze(bundle: EvidenceBundle, rulebook: Rulebook, engine: Engine | None = 
     final, findings = conclude(outcomes, by_rule, facts, rulebook)
     questions = questions_to_ask(rulebook, facts, outcomes, by_rule, availability, (final, findings))
     return Diagnosis(final, findings, outcomes, questions, facts, bundle, rulebook,
-                     result.warnings, result.unused_kinds, engine.name, result.firings)
+                     result.warnings, result.unused_kinds, result.engine or engine.name, result.firings,
+                     result.reason)
 
 
 def conclude(outcomes: Sequence[RuleOutcome], by_rule: Mapping[str, Sequence[Firing]], facts: Sequence[Fact],

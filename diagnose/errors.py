@@ -49,6 +49,15 @@ class EngineError(DiagnoseError):
     exit_code = 3
 
 
+class EngineUnavailable(EngineError):
+    """The engine cannot run on this Python at all (durable_rules does not import); `auto` then uses
+    the reference evaluator. `cause` is the reason alone, e.g. the ImportError's text."""
+
+    def __init__(self, message: str, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause or message
+
+
 def where(path: object, line: int | None = None, *, offset: int | None = None, jpath: str | None = None) -> str:
     """Format a location: `file:line`, `file@offset` or `file:$.json.path`."""
     text = str(path)

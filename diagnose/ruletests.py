@@ -1,4 +1,6 @@
-"""Run the rules' inline tests through both engines (durable_rules and the reference evaluator).
+"""Run the rules' inline tests through both engines (durable_rules and the reference evaluator), or
+through the reference evaluator alone where durable_rules does not import (`--engine auto`, with a
+note) or when asked (`--engine reference`).
 
 A test passes when, on its facts, (1) the rule fires or stays silent as expected, (2) it is
 unknown or not, when that is expected, (3) the rule's cause reaches the expected certainty (±0.001)
@@ -12,7 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from diagnose.analysis import Availability, analyze
-from diagnose.engine import Engine, create_engine
+from diagnose.engine import LABELS, Engine, choose_engine, create_engine
+from diagnose.errors import EngineUnavailable
 from diagnose.facts import EvidenceBundle
 from diagnose.rulebook.model import Rule, Rulebook, RuleTest
 
@@ -61,8 +64,26 @@ def run_rule_test(rulebook: Rulebook, rule: Rule, test: RuleTest, engines: Itera
     return TestOutcome(rule, test, True, "both engines agree")
 
 
-def run_rule_tests(rulebook: Rulebook, only: Iterable[str] = ()) -> Iterator[TestOutcome]:
-    engines = [create_engine(rulebook, "durable"), create_engine(rulebook, "reference")]
+def rule_test_engines(rulebook: Rulebook, engine_name: str | None = None) -> tuple[list[Engine], str]:
+    """The engines to test with (`engine_name` as for --engine: auto, the default, is both where
+    durable_rules imports), and one line saying which and why."""
+    choice = choose_engine(engine_name)
+    reference = create_engine(rulebook, "reference")
+    if choice.name == "reference":
+        return [reference], f"{LABELS['reference']} alone ({choice.reason})"
+    durable = create_engine(rulebook, "durable")
+    try:
+        durable.run([])
+    except EngineUnavailable as exc:
+        if choice.requested != "auto":
+            raise
+        return [reference], f"{LABELS['reference']} alone (auto: {exc.cause})"
+    return [durable, reference], f"{LABELS['durable']} and {LABELS['reference']}, compared"
+
+
+def run_rule_tests(rulebook: Rulebook, only: Iterable[str] = (),
+                   engines: list[Engine] | None = None) -> Iterator[TestOutcome]:
+    engines = engines or rule_test_engines(rulebook)[0]
     wanted = set(only)
     for rule in rulebook.rules:
         if wanted and rule.id not in wanted:

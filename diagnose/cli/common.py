@@ -19,6 +19,12 @@ rules_option = click.option("--rules", "rule_dirs", multiple=True, type=click.Pa
                                  "Also DIAGNOSE_RULES.")
 
 
+engine_option = click.option("--engine", "engine_name", type=click.Choice(["auto", "durable", "reference"]),
+                             default=None, help="Rule engine: durable_rules, the reference evaluator, or auto "
+                                                "(durable_rules where it imports, else the reference). Also "
+                                                "DIAGNOSE_ENGINE; default auto.")
+
+
 def rule_dirs(given: Sequence[str] = ()) -> list[Path]:
     return [data_dir("rules"), *extra_dirs("DIAGNOSE_RULES", tuple(given))]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from diagnose.cli.common import load_rules, rule_dirs, rules_option
+from diagnose.cli.common import engine_option, load_rules, rule_dirs, rules_option
 from diagnose.errors import RuleError, UsageError
 from diagnose.rulebook.loader import RuleErrors, load_rulebook
 
@@ -66,13 +66,16 @@ def lint(directory: str | None) -> None:
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @click.option("--rule", "only", multiple=True, help="Only this rule (repeatable).")
 @click.option("-v", "--verbose", is_flag=True, help="List passing tests too.")
-def test(directory: str | None, only: tuple[str, ...], verbose: bool) -> None:
-    """Run every rule's inline tests through both engines (durable_rules and the reference)."""
-    from diagnose.ruletests import run_rule_tests
+@engine_option
+def test(directory: str | None, only: tuple[str, ...], verbose: bool, engine_name: str | None) -> None:
+    """Run every rule's inline tests through both engines (durable_rules and the reference), or the
+    reference alone where durable_rules does not import."""
+    from diagnose.ruletests import rule_test_engines, run_rule_tests
 
     rulebook = load_rules((directory,) if directory else ())
+    engines, which = rule_test_engines(rulebook, engine_name)
     passed = failed = 0
-    for outcome in run_rule_tests(rulebook, only):
+    for outcome in run_rule_tests(rulebook, only, engines):
         if outcome.passed:
             passed += 1
             if verbose:
@@ -80,7 +83,7 @@ def test(directory: str | None, only: tuple[str, ...], verbose: bool) -> None:
         else:
             failed += 1
             click.echo(f"FAIL {outcome.where}: {outcome.rule.id}: {outcome.test.name}: {outcome.detail}")
-    click.echo(f"{passed} passed, {failed} failed (each through durable_rules and the reference evaluator)")
+    click.echo(f"{passed} passed, {failed} failed (each through {which})")
     if failed:
         sys.exit(RuleError.exit_code)
 

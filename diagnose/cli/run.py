@@ -12,7 +12,15 @@ from typing import Any
 
 import click
 
-from diagnose.cli.common import load_rules, note, rules_option, use_color, warnings_on_stderr, write_output
+from diagnose.cli.common import (
+    engine_option,
+    load_rules,
+    note,
+    rules_option,
+    use_color,
+    warnings_on_stderr,
+    write_output,
+)
 from diagnose.collect import RunInputs, collect, default_check_dirs, load_checks
 from diagnose.errors import ConfigError, UsageError
 from diagnose.facts import EvidenceBundle, ProbeStatus, load_bundle
@@ -269,7 +277,7 @@ def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output:
     """Analyze a bundle (asking the questions that matter, when interactive), write the report, and
     exit with the documented code."""
     from diagnose.analysis import analyze
-    from diagnose.report import render
+    from diagnose.report import engine_line, render
 
     rulebook = rulebook or load_rules(rule_dirs)
     if interactive:
@@ -278,6 +286,7 @@ def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output:
         bundle, diagnosis, _ = guided(bundle, rulebook, terminal_ask, engine)
     else:
         diagnosis = analyze(bundle, rulebook, engine)
+    note("diagnose: " + engine_line(diagnosis).replace("Rule engine", "rule engine", 1))
     if save_evidence:
         bundle.save(save_evidence)
     for line in diagnosis.notes:
@@ -303,13 +312,15 @@ def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output:
 @click.option("--example", help="Run a bundled example case (see `diagnose examples`).")
 @click.option("--save-evidence", type=click.Path(dir_okay=False), help="Also save the evidence bundle.")
 @redact_option
+@engine_option
 def run(example: str | None, save_evidence: str | None, redact: bool, rule_dirs: tuple[str, ...], fmt: str,
-        output: str | None, why: bool, fail_on: float | None, strict: bool, **options: Any) -> None:
+        output: str | None, why: bool, fail_on: float | None, strict: bool, engine_name: str | None,
+        **options: Any) -> None:
     """Gather the evidence, reason over it and report: the whole diagnosis."""
     from diagnose.engine import create_engine
 
     rulebook = load_rules(rule_dirs)
-    engine = create_engine(rulebook)  # its worker process loads the rules while the probes run
+    engine = create_engine(rulebook, engine_name)  # its worker process loads the rules while the probes run
     if example:
         plan = plan_from_example(example, rulebook.questions)
         extra = plan_from_options({"answers_file": options.get("answers_file")}, rulebook.questions)
@@ -382,9 +393,11 @@ def interactive(no_input: bool | None) -> bool:
 @output_options
 @rules_option
 @redact_option
+@engine_option
 def analyze(bundle: str, answers_file: str | None, no_input: bool, save_evidence: str | None, redact: bool,
             rule_dirs: tuple[str, ...], fmt: str, output: str | None, why: bool, fail_on: float | None,
-            strict: bool, profile: str | None, tz: str | None, tmg: tuple[str, ...]) -> None:
+            strict: bool, profile: str | None, tz: str | None, tmg: tuple[str, ...],
+            engine_name: str | None) -> None:
     """Reason over an evidence bundle, or over a case folder or zip (every file in it recognised by its
     content, read offline), and report."""
     from diagnose.answers import load_answers
@@ -393,7 +406,7 @@ def analyze(bundle: str, answers_file: str | None, no_input: bool, save_evidence
     from diagnose.kinds import fact_kinds
 
     rulebook = load_rules(rule_dirs)
-    engine = create_engine(rulebook)  # its worker process loads the rules while the bundle is read
+    engine = create_engine(rulebook, engine_name)  # its worker process loads the rules while the bundle is read
     if is_case(bundle):
         options = {"profile": profile, "tz": tz, "tmg": tmg, "answers_file": answers_file, "offline": True,
                    "evidence_dirs": [bundle]}

@@ -1,12 +1,18 @@
 """Inference engines for the rule language: what they share.
 
-Two engines run the same compiled rulebook: `durable` (durable_rules 2.0.28, the production
-engine: `diagnose.engine.durable` compiles the rulebook and types the facts, `durable_session` is the
-only module that calls durable_rules, and it runs in a worker process, `worker`, so that a crash in
-its C code becomes an EngineError) and `reference` (a small pure-Python evaluator used to check the
-first; it runs in this process: it is plain Python and cannot crash it). Both take facts and
-return `Firing`s; all certainty arithmetic, ranking and explanation happens afterwards in plain
-Python (`diagnose.ranking`).
+Two engines run the same compiled rulebook: `durable` (durable_rules 2.0.28: `diagnose.engine.durable`
+compiles the rulebook and types the facts, `durable_session` is the only module that calls
+durable_rules, and it runs in a worker process, `worker`, so that a crash in its C code becomes an
+EngineError) and `reference` (the rule language in plain Python, indexed and hash-joined; it runs in
+this process and wherever Python runs). Both take facts and return `Firing`s, and the differential
+tests hold them to the same firings; all certainty arithmetic, ranking and explanation happens
+afterwards in plain Python (`diagnose.ranking`).
+
+Which engine runs (`choose_engine`, the one place that decides): `--engine auto|durable|reference`,
+else the DIAGNOSE_ENGINE environment variable, else `auto`. `auto` runs durable_rules where it is
+installed and imports, and the reference evaluator otherwise (no C compiler at install time, or
+Python 3.13+ with the unpatched module: its ImportError is the reason given). Whether durable_rules
+imports is found out where it runs, in its worker, so the tool's own process never loads it.
 
 Semantics shared by both engines (and by the tests that hold them to it):
 * A binding matches a fact of its kind whose fields pass every test.
@@ -23,13 +29,20 @@ Semantics shared by both engines (and by the tests that hold them to it):
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
+from diagnose.errors import EngineUnavailable, UsageError
 from diagnose.facts import Fact
 from diagnose.kinds import FactKinds, accepts, type_of
+
+ENGINES = ("auto", "durable", "reference")
+ENGINE_VARIABLE = "DIAGNOSE_ENGINE"
+LABELS = {"durable": "durable_rules", "reference": "the reference evaluator"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +59,8 @@ class EngineResult:
     firings: tuple[Firing, ...]
     warnings: tuple[str, ...] = ()
     unused_kinds: tuple[str, ...] = ()
+    engine: str = ""  # the engine that ran (for `auto`, the one it settled on)
+    reason: str = ""  # why that engine ran, one clause
 
 
 class Engine(Protocol):
@@ -73,15 +88,99 @@ def usable_attrs(fact: Fact, kinds: FactKinds, warnings: list[str]) -> dict[str,
     return out
 
 
-def create_engine(rulebook: object, name: str = "durable") -> Engine:
-    """Build an engine by name ("durable" or "reference") for a loaded rulebook."""
+@dataclass(frozen=True)
+class EngineChoice:
+    """The engine to run and why. `requested` is what was asked for (auto, durable, reference)."""
+
+    name: str
+    requested: str
+    reason: str
+
+    @property
+    def line(self) -> str:
+        """The one line the CLI prints on stderr."""
+        return f"diagnose: rule engine: {LABELS.get(self.name, self.name)} ({self.reason})"
+
+
+def durable_missing() -> str | None:
+    """Why durable_rules cannot be tried at all here (not installed), or None. Whether it imports is
+    only found out in its worker (an ImportError there makes `auto` fall back)."""
+    try:
+        found = importlib.util.find_spec("durable_rules_engine")
+    except (ImportError, ValueError) as exc:
+        return f"durable_rules cannot be found: {exc}"
+    return None if found is not None else "durable_rules is not installed"
+
+
+def choose_engine(given: str | None = None) -> EngineChoice:
+    """The engine for `--engine` (`given`), else DIAGNOSE_ENGINE, else auto."""
+    if given:
+        source, value = "--engine", given
+    else:
+        source, value = ENGINE_VARIABLE, os.environ.get(ENGINE_VARIABLE, "").strip()
+    value = (value or "auto").lower()
+    if value not in ENGINES:
+        raise UsageError(f"{source} must be one of {', '.join(ENGINES)}, not {value!r}")
+    if value != "auto":
+        return EngineChoice(value, value, f"chosen with {source}" if source == "--engine" else f"{source}={value}")
+    missing = durable_missing()
+    if missing:
+        return EngineChoice("reference", "auto", f"auto: {missing}")
+    return EngineChoice("durable", "auto", "auto: durable_rules imports here")
+
+
+class AutoEngine:
+    """durable_rules, and the reference evaluator instead if durable_rules turns out not to import
+    (found out by its worker at the first diagnosis)."""
+
+    def __init__(self, rulebook: object, choice: EngineChoice) -> None:
+        from diagnose.engine.durable import DurableEngine
+
+        self.rulebook = rulebook
+        self.choice = choice
+        self.inner: Engine = DurableEngine(rulebook)  # type: ignore[arg-type]
+
+    @property
+    def name(self) -> str:
+        return self.choice.name
+
+    def run(self, facts: Sequence[Fact]) -> EngineResult:
+        if self.choice.name == "durable":
+            try:
+                return replace(self.inner.run(facts), engine="durable", reason=self.choice.reason)
+            except EngineUnavailable as exc:
+                from diagnose.engine.reference import ReferenceEngine
+
+                self.inner = ReferenceEngine(self.rulebook)  # type: ignore[arg-type]
+                self.choice = EngineChoice("reference", "auto", f"auto: {exc.cause}")
+        return replace(self.inner.run(facts), engine="reference", reason=self.choice.reason)
+
+
+class _Chosen:
+    """An engine that says why it was chosen in its results."""
+
+    def __init__(self, inner: Engine, choice: EngineChoice) -> None:
+        self.inner = inner
+        self.choice = choice
+        self.name = inner.name
+
+    def run(self, facts: Sequence[Fact]) -> EngineResult:
+        return replace(self.inner.run(facts), engine=self.name, reason=self.choice.reason)
+
+
+def create_engine(rulebook: object, name: str | EngineChoice | None = None) -> Engine:
+    """Build an engine for a loaded rulebook: "durable", "reference", "auto", an EngineChoice, or
+    None (DIAGNOSE_ENGINE, else auto)."""
     from diagnose.rulebook.model import Rulebook
 
     assert isinstance(rulebook, Rulebook)
-    if name == "reference":
+    choice = name if isinstance(name, EngineChoice) else choose_engine(name)
+    if choice.requested == "auto" and choice.name == "durable":
+        return AutoEngine(rulebook, choice)
+    if choice.name == "reference":
         from diagnose.engine.reference import ReferenceEngine
 
-        return ReferenceEngine(rulebook)
+        return _Chosen(ReferenceEngine(rulebook), choice)
     from diagnose.engine.durable import DurableEngine
 
-    return DurableEngine(rulebook)
+    return _Chosen(DurableEngine(rulebook), choice)

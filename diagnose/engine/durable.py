@@ -26,6 +26,14 @@ handled here, and each has a conformance test in tests/engine/:
 * The 1024-live-sid limit and the per-ruleset leaks: each rulebook is loaded into durable once per
   worker (workers are kept per compiled rulebook, and recycled after many diagnoses); one sid per
   diagnosis, deleted when the diagnosis ends.
+* Found here, not in the notes: negation does not see a fact bound to a positive condition. By
+  default durable_rules keeps a rule's combination *distinct* (no fact fills two of its
+  conditions), and that check also hides the facts already bound from a `not` condition, so
+  `cap: reset_by_server > 0` with `not: refused > 0` fired on one fact that has both (and only when
+  the `not` came after `cap`). The rule language says a `not` holds when no fact at all matches. So
+  every rule is compiled with `"dist": 0` (the negation sees every fact), and distinctness of the
+  positive bindings is enforced on the firings instead (`durable_session.distinct`). (A `$neq`
+  join on `id` would do it inside the engine, but durable_rules crashes on it.)
 * Found here, not in the notes: the alpha network is walked with a fixed stack of 64 nodes
   (`MAX_STACK_SIZE` in events.c), so a fact that passes the tests of more than about 64 sibling
   conditions fails with error 303 (e.g. 80 rules `status64_count > N` and a large count). The
@@ -35,143 +43,18 @@ handled here, and each has a conformance test in tests/engine/:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from diagnose.engine import EngineResult, Firing, usable_attrs
-from diagnose.engine.durable_session import GATE_ALIAS, GATE_KIND, SENTINEL, Message, PartitionSpec, dumps, dumps_flat
-from diagnose.errors import EngineError
+from diagnose.engine import EngineResult, Firing, usable_attrs, worker
+from diagnose.engine.durable_session import Message, dumps, dumps_flat
+from diagnose.engine.program import Program, compile_program, compile_rules, glob_to_pattern, partition
 from diagnose.facts import Fact
 from diagnose.kinds import FactKinds, fact_kinds
-from diagnose.rulebook.loader import disjuncts
-from diagnose.rulebook.model import Binding, Ref, Rule, Rulebook, Test
+from diagnose.rulebook.model import Rulebook
 
 __all__ = ["DurableEngine", "Program", "compile_program", "compile_rules", "dumps", "dumps_flat", "glob_to_pattern",
            "partition"]
-
-_PATTERN_SPECIALS = set(".|?*+()[]{}%")
-PARTITION_BUDGET = 40  # conditions on one fact kind per ruleset; durable's alpha stack holds 64
-
-
-# -------------------------------------------------------------------------------------- compiling
-
-def glob_to_pattern(glob: str) -> str:
-    """A glob (`*`, `?`) as a durable `$imt` pattern (anchored; specials escaped with %)."""
-    out = []
-    for ch in glob:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        elif ch in _PATTERN_SPECIALS:
-            out.append("%" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _operand(value: Any) -> Any:
-    if isinstance(value, Ref):
-        return {value.binding: value.field}
-    return value
-
-
-def _test(test: Test) -> list[dict[str, Any]]:
-    f, op, v = test.field, test.op, test.value
-    if op == "exists":
-        return [{"$ex" if v else "$nex": {f: 1}}]
-    if op == "eq":
-        return [{f: _operand(v)}]
-    if op == "ne":
-        return [{"$neq": {f: _operand(v)}}]
-    if op in ("lt", "le", "gt", "ge"):
-        return [{{"lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"}[op]: {f: _operand(v)}}]
-    if op == "in":
-        assert isinstance(v, tuple)
-        return [{"$or": [{f: item} for item in v]}]
-    if op == "matches":
-        return [{"$imt": {f: glob_to_pattern(str(v))}}]
-    raise EngineError(f"operator {op!r} has no durable translation")
-
-
-def _condition(binding: Binding, kinds: FactKinds, joined: frozenset[str] = frozenset()) -> dict[str, Any]:
-    kind = kinds[binding.kind]
-    terms: list[dict[str, Any]] = [{"kind": binding.kind}]
-    for test in binding.tests:
-        terms.extend(_translate(test, kind.field_type(test.field) == "list"))
-    terms.extend({"$ex": {f: 1}} for f in sorted(joined))
-    return {"$and": terms}
-
-
-def _translate(test: Test, field_is_list: bool) -> list[dict[str, Any]]:
-    f, v = test.field, test.value
-    if test.op == "contains" and not field_is_list:
-        escaped = "".join("%" + ch if ch in _PATTERN_SPECIALS else ch for ch in str(v))
-        return [{"$mt": {f: f".*{escaped}.*"}}]
-    if test.op == "contains":
-        return [{"$iany": {f: {"$i": v}}}]
-    return _test(test)
-
-
-def partition(rules: Sequence[Rule]) -> list[list[Rule]]:
-    """Split rules into groups with at most PARTITION_BUDGET conditions on any one fact kind."""
-    groups: list[tuple[list[Rule], dict[str, int]]] = []
-    for rule in rules:
-        need: dict[str, int] = {}
-        for positives, negatives in disjuncts(rule.when):
-            for binding in positives + negatives:
-                need[binding.kind] = need.get(binding.kind, 0) + 1
-        for members, load in groups:  # noqa: B007 - the loop leaves the chosen group in members/load
-            if all(load.get(k, 0) + n <= PARTITION_BUDGET for k, n in need.items()):
-                break
-        else:
-            members, load = [], {}
-            groups.append((members, load))
-        members.append(rule)
-        for k, n in need.items():
-            load[k] = load.get(k, 0) + n
-    return [members for members, _ in groups] or [[]]
-
-
-def compile_rules(rules: Sequence[Rule], kinds: FactKinds) -> tuple[dict[str, Any], dict[str, str]]:
-    """The durable ruleset document for `rules`, and the map from durable rule names to our rule ids."""
-    gate = {GATE_ALIAS: {"$and": [{"kind": GATE_KIND}]}}
-    document: dict[str, Any] = {SENTINEL: {"all": [gate]}}
-    names: dict[str, str] = {}
-    for rule in rules:
-        joined = rule.joined_fields()
-        for n, (positives, negatives) in enumerate(disjuncts(rule.when)):
-            conditions: list[dict[str, Any]] = [gate]
-            conditions += [{b.name: _condition(b, kinds, joined.get(b.name, frozenset()))} for b in positives]
-            conditions += [{f"{b.name}$not": _condition(b, kinds)} for b in negatives]
-            name = f"{rule.id}#{n}"
-            document[name] = {"all": conditions}
-            names[name] = rule.id
-    return document, names
-
-
-@dataclass(frozen=True)
-class Program:
-    """A rulebook compiled for durable_rules: plain data, the same in any process. `key` identifies
-    it (two rulebooks that compile alike share one worker)."""
-
-    key: str
-    partitions: tuple[PartitionSpec, ...]
-    rules: int
-
-
-def compile_program(rulebook: Rulebook, kinds: FactKinds) -> Program:
-    parts = []
-    for rules in partition(rulebook.rules):
-        document, names = compile_rules(rules, kinds)
-        parts.append(PartitionSpec(dumps(document), names, frozenset(k for r in rules for k in r.kinds())))
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.document.encode())
-        digest.update(b"\0")
-    return Program(digest.hexdigest()[:16], tuple(parts), len(rulebook.rules))
 
 
 class DurableEngine:
@@ -182,8 +65,6 @@ class DurableEngine:
     name = "durable"
 
     def __init__(self, rulebook: Rulebook, kinds: FactKinds | None = None) -> None:
-        from diagnose.engine import worker
-
         self.kinds = kinds or fact_kinds()
         self.used = rulebook.kinds()
         self.program = compile_program(rulebook, self.kinds)

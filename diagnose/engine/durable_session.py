@@ -3,7 +3,7 @@
 It runs where the engine runs: in the engine worker process (`diagnose.engine.worker`), or in the
 tool's own process when isolation is off. It imports only the standard library and
 `diagnose.errors`, so a spawned worker starts quickly, and it takes the rulebook already compiled
-(`diagnose.engine.durable.compile_program`): JSON ruleset documents, plain data that crosses a pipe.
+(`diagnose.engine.program.compile_program`): JSON ruleset documents, plain data that crosses a pipe.
 
 The runtime workarounds for durable_rules 2.0.28 (see diagnose/engine/durable.py for the whole list):
 the gate fact asserted after all evidence, the sentinel rule so that `delete_state` is safe, our own
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from diagnose.errors import EngineError
+from diagnose.errors import EngineError, EngineUnavailable
 
 GATE_KIND = "$gate"
 GATE_ALIAS = "gate_"
@@ -97,7 +97,12 @@ class Evaluator:
     """The compiled rulebook loaded into durable_rules; `evaluate` runs one diagnosis."""
 
     def __init__(self, program: Sequence[PartitionSpec]) -> None:
-        import durable_rules_engine
+        try:
+            import durable_rules_engine
+        except ImportError as exc:  # e.g. Python 3.13+: undefined symbol PyEval_CallObject
+            raise EngineUnavailable(f"the rule engine (durable_rules) cannot run here: {import_failure(exc)} "
+                                    f"(--engine reference, or auto, uses the reference evaluator)",
+                                    import_failure(exc)) from None
 
         self._c = durable_rules_engine
         self._sids = itertools.count()
@@ -158,11 +163,27 @@ class Evaluator:
                     sentinel_fired = True
                     continue
                 key = tuple(sorted((alias, _index(fact["id"])) for alias, fact in bound.items() if alias != GATE_ALIAS))
-                firings.setdefault((part.names[name], key), None)
+                if distinct(key):
+                    firings.setdefault((part.names[name], key), None)
             raw = self._c.complete_and_start_action(part.handle, state)
         if not sentinel_fired:
             raise EngineError("durable_rules session ended without its sentinel firing")
         return list(firings), error
+
+
+def import_failure(exc: ImportError) -> str:
+    """Why durable_rules does not import, in one line."""
+    import platform
+
+    text = " ".join(str(exc).split()) or "no message"
+    return (f"durable_rules does not import on Python {platform.python_version()}: "
+            f"{type(exc).__name__}: {text[:300]}")
+
+
+def distinct(bindings: Sequence[tuple[str, int]]) -> bool:
+    """No fact fills two bindings of the combination. The rules are compiled without durable's own
+    distinct check (it also hides bound facts from `not` conditions; see diagnose/engine/durable.py)."""
+    return len({index for _, index in bindings}) == len(bindings)
 
 
 def _index(fact_id: str) -> int:

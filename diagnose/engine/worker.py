@@ -2,7 +2,7 @@
 
 durable_rules 2.0.28 can crash in its C code (SIGSEGV with correlated rules, #381; `free(): invalid
 pointer` aborts in `delete_state`). In the tool's own process such a crash kills it without a word,
-or with a core dump. So the compiled rulebook (`diagnose.engine.durable.Program`, plain data) is
+or with a core dump. So the compiled rulebook (`diagnose.engine.program.Program`, plain data) is
 loaded into durable_rules in a worker process, which then evaluates one diagnosis per request: the
 parent sends the facts, the worker returns the firings. A crash, an abort, an unexpected exit or a
 hang past the deadline becomes an EngineError that says what happened, e.g. "the rule engine
@@ -23,10 +23,16 @@ exits it closes the pipe and the worker leaves; a worker whose parent died leave
 
 Protocol: frames of an 8-byte little-endian length and a pickle, over two pipes (both ends are
 this module). Requests: ("start", Program, fault) once (spawn only), then ("run", fault, timeout,
-messages); answers: ("ready", pid) | ("ok", firings) | ("error", message).
+messages); answers: ("ready", pid) | ("ok", firings) | ("error", message) | ("unavailable",
+(message, cause)) when durable_rules does not import (`auto` then runs the reference evaluator). A
+worker that fails in any other way says why on its stderr (a forked one too), and the parent reads
+that file before it closes it, so the error line names the cause.
 
-DIAGNOSE_ENGINE_TIMEOUT (seconds) replaces the deadline of one evaluation (default 60 s plus 5 ms
-per fact). DIAGNOSE_TEST_ENGINE_FAULT is a test hook: `abort`, `segfault`, `exit` or `hang`, with
+DIAGNOSE_ENGINE_TIMEOUT (seconds) replaces the deadline of loading the rulebook (default 60 s) and
+of one evaluation (default 60 s plus 5 ms per fact). It is a wall-clock bound on the whole
+exchange: sending the facts waits for the pipe with the same deadline, so a worker that stopped
+reading (hung, or stopped with SIGSTOP) is killed when it passes, never waited on forever.
+DIAGNOSE_TEST_ENGINE_FAULT is a test hook: `abort`, `segfault`, `exit` or `hang`, with
 `@start` to fail while loading the rulebook instead of while evaluating; the worker then really
 aborts, dereferences NULL, exits 70 or hangs.
 """
@@ -48,13 +54,14 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
 from diagnose.engine.durable_session import Evaluator, Message, PartitionSpec, RawFiring
-from diagnose.errors import EngineError, UsageError
+from diagnose.errors import EngineError, EngineUnavailable, UsageError
 
 try:  # POSIX; imported here, not in a forked worker (another thread may be importing at fork time)
     import fcntl
@@ -63,7 +70,7 @@ except ImportError:
     fcntl = resource = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
-    from diagnose.engine.durable import Program
+    from diagnose.engine.program import Program
 
 MODES = ("fork", "spawn", "none")
 FAULTS = ("abort", "segfault", "exit", "hang")
@@ -90,10 +97,11 @@ def mode() -> str:
     return "fork" if hasattr(os, "fork") and sys.platform != "darwin" else "spawn"
 
 
-def deadline_for(facts: int) -> float:
+def deadline_for(facts: int | None) -> float:
+    """Seconds allowed for one evaluation of `facts` facts (None: for loading the rulebook)."""
     given = os.environ.get("DIAGNOSE_ENGINE_TIMEOUT", "").strip()
     if not given:
-        return 60.0 + 0.005 * facts
+        return START_TIMEOUT if facts is None else 60.0 + 0.005 * facts
     try:
         value = float(given)
     except ValueError:
@@ -220,6 +228,8 @@ class Worker:
             try:
                 _forked_child(from_parent, to_parent, self.stderr.fileno(), self.program.partitions, fault)
                 status = 0
+            except BaseException as exc:  # said on stderr, where the parent's error line reads it
+                _last_gasp(exc)
             finally:
                 os._exit(status)
         os.close(from_parent)
@@ -251,10 +261,12 @@ class Worker:
             if self.closed:
                 return None
             if not self.ready:
-                status, payload = self._call(None, START_TIMEOUT,
+                status, payload = self._call(None, deadline_for(None),
                                              f"loading the rulebook ({self.program.rules:,} rules)")
-                if status == "error":
+                if status in ("error", "unavailable"):
                     self._stop(kill=False)
+                    if status == "unavailable":
+                        raise EngineUnavailable(*payload)
                     raise EngineError(str(payload))
                 self.ready = True
             self.runs += 1
@@ -276,7 +288,7 @@ class Worker:
         try:
             try:
                 if request is not None:
-                    _write_frame(self.writer, request)
+                    _write_frame(self.writer, request, deadline if watchdog is None else None)
                 answer = _read_frame(self.reader, deadline if watchdog is None else None)
             except OSError:  # a broken pipe: the worker is gone
                 answer = None
@@ -301,7 +313,9 @@ class Worker:
         self._kill()
 
     def _failure(self, doing: str, timeout: float) -> EngineError:
-        code = self._stop(kill=self.expired)
+        code = self._stop(kill=self.expired, keep_stderr=True)  # the worker has ended: its stderr is complete
+        said = self._last_words()
+        self.stderr.close()
         if self.expired:
             return EngineError(f"{WHO} did not finish {doing} within {timeout:g} s and was stopped "
                                f"(DIAGNOSE_ENGINE_TIMEOUT sets the limit)")
@@ -318,7 +332,6 @@ class Worker:
             text = f"{WHO} exited with code {code} while {doing}"
         else:
             text = f"{WHO} closed its pipe without answering while {doing}"
-        said = self._last_words()
         return EngineError(f"{text}: {said}" if said else text)
 
     def _last_words(self) -> str:
@@ -362,14 +375,15 @@ class Worker:
                 pid, status = os.waitpid(self._pid, 0 if late else os.WNOHANG)
             except ChildProcessError:
                 return None
-            if pid:
-                return os.waitstatus_to_exitcode(status)
+            if pid:  # (os.waitstatus_to_exitcode is Python 3.9+)
+                return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
 
-    def _stop(self, kill: bool, grace: float = 2.0) -> int | None:
+    def _stop(self, kill: bool, grace: float = 2.0, keep_stderr: bool = False) -> int | None:
         """End the worker (closing its input makes it leave; `kill` does not wait for that), reap it
-        and release the pipes. Returns its exit code."""
+        and release the pipes (and its stderr file, unless `keep_stderr`: the caller reads it, then
+        closes it). Returns its exit code."""
         self.closed = True
         if kill:
             self._kill()
@@ -377,7 +391,8 @@ class Worker:
             with contextlib.suppress(OSError):
                 stream.close()
         code = self._reap(grace)
-        self.stderr.close()
+        if not keep_stderr:
+            self.stderr.close()
         return code
 
     def close(self) -> None:
@@ -391,13 +406,24 @@ class Worker:
                 self.lock.release()
 
 
-def _write_frame(stream: IO[bytes], message: object) -> None:
+def _write_frame(stream: IO[bytes], message: object, deadline: float | None = None) -> None:
+    """Send one message. With a deadline (time.monotonic()), raises _Expired when it passes before
+    the reader (a stopped or hung worker) has taken it all; `stream` must then be unbuffered."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    if deadline is not None:
+        os.set_blocking(stream.fileno(), False)
     for chunk in (_HEADER.pack(len(data)), data):
         view = memoryview(chunk)
         while view:
-            written = stream.write(view)
-            view = view[written or 0:] if written is not None else view
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([], [stream], [], left)[1]:
+                    raise _Expired
+            try:
+                written = stream.write(view)
+            except BlockingIOError:
+                written = 0
+            view = view[written or 0:]
     stream.flush()
 
 
@@ -446,6 +472,14 @@ def _forked_child(from_parent: int, to_parent: int, stderr: int, program: Sequen
     os.environ["LIBC_FATAL_STDERR_"] = "1"  # glibc's fatal messages to stderr, not the terminal
     _harden()
     serve(io.FileIO(keep[0], "rb"), io.FileIO(keep[1], "wb"), program, fault)
+
+
+def _last_gasp(exc: BaseException) -> None:
+    """In a forked worker about to exit: the exception, last line last, on stderr (fd 2 is the
+    worker's stderr file once _forked_child has set it up; before that, the parent's stderr)."""
+    with contextlib.suppress(Exception):
+        lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
+        os.write(2, "".join(lines).encode("utf-8", "replace"))
 
 
 def _close_inherited(keep: set[int]) -> None:
@@ -521,13 +555,19 @@ def serve(reader: IO[bytes], writer: IO[bytes], program: Sequence[PartitionSpec]
             if hasattr(signal, "alarm"):
                 signal.alarm(0)
             _write_frame(writer, answer)
+    except EngineUnavailable as exc:  # durable_rules does not import here
+        _answer_or_leave(writer, ("unavailable", (exc.message, exc.cause)))
     except EngineError as exc:  # the rulebook did not load
-        try:
-            _write_frame(writer, ("error", exc.message))
-        except OSError:
-            return
+        _answer_or_leave(writer, ("error", exc.message))
     except OSError:
         return  # the parent is gone
+    except Exception as exc:  # a defect while starting: say what, rather than die without a word
+        _answer_or_leave(writer, ("error", f"{WHO} worker failed to start: {type(exc).__name__}: {exc}"))
+
+
+def _answer_or_leave(writer: IO[bytes], answer: tuple[str, Any]) -> None:
+    with contextlib.suppress(OSError):
+        _write_frame(writer, answer)
 
 
 def main() -> None:

@@ -34,6 +34,14 @@ def headline(diagnosis: Diagnosis) -> str:
     return f"{verdict}: {top.cause.title} (certainty {top.certainty:.2f})"
 
 
+def engine_line(diagnosis: Diagnosis) -> str:
+    """Which rule engine ran, and why (diagnose.engine.choose_engine)."""
+    from diagnose.engine import LABELS
+
+    label = LABELS.get(diagnosis.engine, diagnosis.engine)
+    return f"Rule engine: {label}" + (f" ({diagnosis.engine_reason})" if diagnosis.engine_reason else "")
+
+
 def cite(diagnosis: Diagnosis, index: int) -> str:
     fact = diagnosis.facts[index]
     return f"{fact.kind} {fact.subject} [{fact.provenance.cite()}]"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape as _html_escape
 
 from diagnose.analysis import CauseFinding, Diagnosis
-from diagnose.report import cite, headline, pictures
+from diagnose.report import cite, engine_line, headline, pictures
 from diagnose.safetext import neutralise
 
 _COLOUR = {"benign": "#1a7f37", "misconfiguration": "#cf222e", "fault": "#cf222e", "inconclusive": "#9a6700"}
@@ -93,7 +93,7 @@ def render_html(d: Diagnosis, color: bool = False, why: bool = False) -> str:
         out += [f"<tr><td>{e(p.check or p.probe)}</td><td>{e(p.status.value)}</td><td>{e(p.reason)}</td></tr>"
                 for p in d.bundle.probes]
         out.append("</table>")
-    out.append(f'<p class="muted">diagnose, rulebook {e(d.rulebook.version)}</p></body></html>')
+    out.append(f'<p class="muted">diagnose, rulebook {e(d.rulebook.version)}; {e(engine_line(d))}</p></body></html>')
     return "\n".join(out) + "\n"
 
 

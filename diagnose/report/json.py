@@ -25,6 +25,7 @@ def diagnosis_to_json(d: Diagnosis) -> dict[str, Any]:
         "tool_version": __version__,
         "rulebook_version": d.rulebook.version,
         "engine": d.engine,
+        "engine_reason": d.engine_reason,
         "verdict": d.verdict.value,
         "headline": headline(d),
         "decided_by": decider.cause.id if decider else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from diagnose.analysis import CauseFinding, Diagnosis
-from diagnose.report import cite, headline
+from diagnose.report import cite, engine_line, headline
 from diagnose.safetext import markdown as m
 
 _LINK = re.compile(r"https?://[^\s<>`\\]+")
@@ -66,4 +66,5 @@ def render_markdown(d: Diagnosis, color: bool = False, why: bool = False) -> str
         out += ["## Evidence gathered", "", "| check | status | reason |", "|---|---|---|"]
         out += [f"| {m(p.check or p.probe)} | {p.status.value} | {m(p.reason)} |" for p in d.bundle.probes]
         out.append("")
+    out.append(f"_{m(engine_line(d))}_")
     return "\n".join(out).rstrip() + "\n"

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import click
 
 from diagnose.analysis import Diagnosis
-from diagnose.report import cite, headline
+from diagnose.report import cite, engine_line, headline
 from diagnose.report.pictures import ladder_text, ladders_for, undecided_groups
 from diagnose.safetext import neutralise
 
@@ -109,6 +109,7 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
         out.append(style("Warnings", bold=True))
         out.extend(f"  - {w}" for w in _dedupe(d.warnings))
         out.append("")
+    out.append(engine_line(d))
     text = neutralise("\n".join(out).rstrip() + "\n", keep="\n")
     if codes:
         text = re.sub(f"\ue000{nonce}(\\d+)\ue001", lambda m: codes[int(m.group(1))], text)

@@ -5,6 +5,8 @@ whichever way the engine runs."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import signal
@@ -291,3 +293,122 @@ def test_rule_inline_tests_pass_in_the_worker(monkeypatch, mode):
     outcomes = list(run_rule_tests(load_rules()))
     assert len(outcomes) > 50
     assert [(o.where, o.detail) for o in outcomes if not o.passed] == []
+
+
+# ----------------------------------------------------------------- a stopped worker (SIGSTOP)
+
+def waiting_on_its_pipe(pid: int) -> bool:
+    """The process sleeps in a read of a pipe (the worker has loaded the rules and waits for facts)."""
+    try:
+        where = Path(f"/proc/{pid}/wchan").read_text().strip()  # e.g. pipe_read, anon_pipe_read, pipe_wait
+    except OSError:
+        return False
+    return "pipe_read" in where or "pipe_wait" in where
+
+
+@pytest.mark.parametrize("when", ["loading", "waiting"])
+@pytest.mark.parametrize("mode", MODES)
+def test_a_stopped_worker_is_killed_at_the_deadline(tmp_path, mode, when):
+    """A worker stopped with SIGSTOP, while it loads the rules or once it waits for the facts (more
+    than a pipe's buffer of them, so that sending them blocks), must not hang `analyze`:
+    DIAGNOSE_ENGINE_TIMEOUT bounds the whole exchange, the worker is killed, one error line, exit 3."""
+    facts = [make_fact("log.status_summary", f"server:{i}", "t", status64_count=i, records=i) for i in range(20000)]
+    bundle = tmp_path / "many.json"
+    EvidenceBundle(facts=tuple(facts)).save(bundle)
+    env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", DIAGNOSE_ENGINE_TIMEOUT="5",
+               DIAGNOSE_ENGINE_WORKER=mode)
+    process = subprocess.Popen([sys.executable, "-m", "diagnose", "analyze", str(bundle), "--no-input",
+                                "--engine", "durable"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    workers: list[int] = []
+    try:
+        end = time.monotonic() + 60
+        while not workers and time.monotonic() < end and process.poll() is None:
+            workers = children_of(process.pid)
+        assert workers, "the engine worker never started"
+        while when == "waiting" and not waiting_on_its_pipe(workers[0]) and time.monotonic() < end:
+            time.sleep(0.001)
+        assert when == "loading" or waiting_on_its_pipe(workers[0]), "the worker never waited for facts"
+        os.kill(workers[0], signal.SIGSTOP)
+        _, err = process.communicate(timeout=120)  # a hang detector, far above the 5 s deadline
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    assert process.returncode == 3, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    doing = r"loading the rulebook \(\d+ rules\)" if when == "loading" else "evaluating 20,000 facts"
+    assert re.fullmatch(r"diagnose: error: the rule engine \(durable_rules\) did not finish " + doing + r" within 5 s "
+                        r"and was stopped "
+                        r"\(DIAGNOSE_ENGINE_TIMEOUT sets the limit\)", lines[0]), lines[0]
+    assert all(gone(pid) for pid in workers)
+    assert [pid for pid in in_session(process.pid) if not gone(pid)] == []
+
+
+# ------------------------------------------------- durable_rules that does not import (Python 3.13+)
+
+SHIM = ('raise ImportError("/opt/x/durable_rules_engine.cpython-313-x86_64-linux-gnu.so: '
+        'undefined symbol: PyEval_CallObject")\n')
+IMPORT_TEXT = ("ImportError: /opt/x/durable_rules_engine.cpython-313-x86_64-linux-gnu.so: "
+               "undefined symbol: PyEval_CallObject")
+
+
+@pytest.fixture
+def broken_durable(tmp_path) -> dict[str, str]:
+    """The environment of a Python where `import durable_rules_engine` fails, as 2.0.28 does on 3.13:
+    a module of that name first on sys.path that raises ImportError."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "durable_rules_engine.py").write_text(SHIM, encoding="utf-8")
+    return {"PYTHONPATH": f"{shim}{os.pathsep}{REPO}"}
+
+
+@pytest.mark.parametrize("mode", [*MODES, "none"])
+def test_durable_that_does_not_import_is_named_in_the_error(broken_durable, mode):
+    result = run_cli("run", "--example", "seed", "--engine", "durable",
+                     env={**broken_durable, "DIAGNOSE_ENGINE_WORKER": mode})
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.splitlines() == [
+        "diagnose: error: the rule engine (durable_rules) cannot run here: durable_rules does not import on Python "
+        f"{sys.version.split()[0]}: {IMPORT_TEXT} (--engine reference, or auto, uses the reference evaluator)"]
+
+
+@pytest.mark.parametrize("mode", [*MODES, "none"])
+def test_auto_falls_back_to_the_reference_and_says_why(broken_durable, tmp_path, mode):
+    out = tmp_path / "d.json"
+    result = run_cli("run", "--example", "seed", "--format", "json", "-o", str(out),
+                     env={**broken_durable, "DIAGNOSE_ENGINE_WORKER": mode})
+    assert result.returncode == 0, result.stderr
+    reason = f"auto: durable_rules does not import on Python {sys.version.split()[0]}: {IMPORT_TEXT}"
+    said = [line for line in result.stderr.splitlines() if "rule engine" in line]  # (other notes may follow)
+    assert said == [f"diagnose: rule engine: the reference evaluator ({reason})"], result.stderr
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert (report["engine"], report["engine_reason"], report["verdict"]) == ("reference", reason, "benign")
+
+
+def test_a_worker_that_fails_while_starting_says_why(tmp_path):
+    """Not an ImportError: any exception in a forked worker reaches the error line, not only "exited
+    with code 70"."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "durable_rules_engine.py").write_text('raise RuntimeError("the C module is damaged")\n', encoding="utf-8")
+    for mode in MODES:
+        result = run_cli("run", "--example", "seed", "--engine", "durable",
+                         env={"PYTHONPATH": f"{shim}{os.pathsep}{REPO}", "DIAGNOSE_ENGINE_WORKER": mode})
+        assert result.returncode == 3, result.stderr
+        assert result.stderr.splitlines() == [
+            "diagnose: error: the rule engine (durable_rules) worker failed to start: RuntimeError: the C module "
+            "is damaged"], mode
+
+
+def test_rules_test_runs_the_reference_alone_where_durable_does_not_import(broken_durable):
+    result = run_cli("rules", "test", env=broken_durable)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.fullmatch(r"\d+ passed, 0 failed \(each through the reference evaluator alone \(auto: durable_rules "
+                        r"does not import on Python [\d.]+: ImportError: .*PyEval_CallObject\)\)",
+                        result.stdout.splitlines()[-1]), result.stdout
+    refused = run_cli("rules", "test", "--engine", "durable", env=broken_durable)
+    assert refused.returncode == 3 and IMPORT_TEXT in refused.stderr, refused.stderr

@@ -30,7 +30,15 @@ from diagnose.bounds import READ_ERRORS
 from diagnose.probes.logs import LogInput, NotALogError, Unit, expand, run_unit
 from diagnose.probes.logs.codes import STATUS64, result_code
 from diagnose.probes.logs.layout import LogKind
-from diagnose.probes.logs.scan import Scanner, Site, decide_leg, decoded_blocks, line_blocks, split_address
+from diagnose.probes.logs.scan import (
+    Scanner,
+    Site,
+    clock_seconds,
+    decide_leg,
+    decoded_blocks,
+    line_blocks,
+    split_address,
+)
 from diagnose.probes.logs.summary import LogSummary
 
 MAX_ENTRIES = 200_000
@@ -193,22 +201,23 @@ def _day(date: str) -> int | None:
     if len(parts) != 3:
         return None
     try:
-        return calendar.timegm((int(parts[0]), int(parts[1]), int(parts[2]), 0, 0, 0))
-    except (ValueError, OverflowError):
+        year, month, mday = int(parts[0]), int(parts[1]), int(parts[2])
+    except ValueError:
         return None
+    if not (1970 <= year <= 9999 and 1 <= month <= 12 and 1 <= mday <= 31):
+        return None  # a date no log of TMG's can hold (and one datetime could not print)
+    return calendar.timegm((year, month, mday, 0, 0, 0))
 
 
 def _epoch(date: str, time: str) -> int | None:
     """UTC epoch seconds of the canonical `YYYY-MM-DD` and `HH:MM:SS` (already UTC: W3C logs are,
     and the probe's readers convert local-time formats with `--tz`)."""
     day = _day(date)
-    if day is None:
+    parts = time.split(":")
+    if day is None or len(parts) != 3:
         return None
-    try:
-        h, m, s = time.split(":")
-        return day + int(h) * 3600 + int(m) * 60 + int(float(s))
-    except ValueError:
-        return None
+    clock = clock_seconds(*parts)
+    return None if clock is None else day + clock
 
 
 def _endpoint(ip: str, port: int) -> str:

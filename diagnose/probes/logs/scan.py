@@ -244,12 +244,26 @@ def to_utc(moment: datetime, zone: ZoneInfo | None) -> datetime:
     return moment.replace(tzinfo=zone).astimezone(UTC).replace(tzinfo=None)
 
 
+def clock_seconds(hours: str | bytes, minutes: str | bytes, seconds: str | bytes) -> int | None:
+    """Seconds since midnight of a logged time of day, or None when a field is not a time of day
+    (`25:00:00`, `-1`, `nan`, a 400-digit number: damaged records are not placed in time)."""
+    try:
+        h, m, s = int(hours), int(minutes), float(seconds)
+    except ValueError:
+        return None
+    if not (0 <= h < 24 and 0 <= m < 60 and 0 <= s < 61):  # also false for nan
+        return None
+    return h * 3600 + m * 60 + int(s)
+
+
 @lru_cache(maxsize=4096)
 def _day_epoch(date: bytes) -> int | None:
     try:
         d = datetime.strptime(date.decode("ascii"), "%Y-%m-%d")
     except (UnicodeDecodeError, ValueError):
         return None
+    if d.year < 1970:
+        return None  # before any TMG log; and the timeline could not print it on every platform
     return int((d - datetime(1970, 1, 1)).total_seconds())
 
 
@@ -688,6 +702,9 @@ class Scanner:
                 numbers = list(map(int, parts))
             except ValueError:
                 numbers = []
+            if numbers and (min(numbers) < 0 or max(numbers[0::3]) > 23 or max(numbers[1::3]) > 59
+                            or max(numbers[2::3]) > 60):
+                numbers = []  # some record is no time of day: the careful way below leaves it out
             if numbers:
                 hours = map(mul, numbers[0::3], repeat(3600))
                 minutes = map(mul, numbers[1::3], repeat(60))
@@ -703,11 +720,11 @@ class Scanner:
         day = _day_epoch(date)
         if day is None:
             return None
-        try:
-            h, m, s = time.split(b":")
-            return day + int(h) * 3600 + int(m) * 60 + int(float(s))
-        except ValueError:
+        parts = time.split(b":")
+        if len(parts) != 3:
             return None
+        clock = clock_seconds(*parts)
+        return None if clock is None else day + clock
 
     def _client(self, raw: bytes) -> str:
         client = self._clients.get(raw)

@@ -781,3 +781,14 @@ def test_timeline_counts_status64_and_client_failures_per_minute(tmp_path: Path)
     attrs = overall(probe_json(str(path), "--internal", "10.0.0.20"))
     assert "status64_by_minute" not in attrs and "client_errors_by_minute" not in attrs
     assert attrs["client_errors_by_hour"][-1] == "2024-03-04T17:00:00Z 1"
+
+
+@pytest.mark.parametrize("bad_time", ["99999:00:00", "24:00:00", "10:60:00", "-1:00:00", "10:00:nan", "10:00:1e999"])
+def test_a_time_that_is_no_time_of_day_is_counted_but_not_placed_in_time(tmp_path: Path, bad_time: str) -> None:
+    # found by the fuzz suite: a damaged hour became an epoch in the year 10172, and the timeline crashed
+    rows = [fw_row(time=bad_time), fw_row(time="10:00:05"), fw_row(time="10:00:06", status="0x0", action="Closed")]
+    path = tmp_path / "fw.w3c"
+    path.write_text(w3c(FW_FIELDS, rows))
+    attrs = overall(probe_json(str(path)))
+    assert attrs["records"] == 3 and attrs["status64_count"] == 2
+    assert attrs["status64_by_minute"] == ["2024-03-04T10:00:00Z 1"]  # only the readable time is drawn
