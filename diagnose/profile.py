@@ -56,7 +56,7 @@ class SiteProfile:
         clean = {k: v for k, v in overrides.items() if v not in (None, (), [])}
         if not clean:
             return self
-        return profile_from_mapping(self.to_json() | clean, "command line")
+        return profile_from_mapping({**self.to_json(), **clean}, "command line")
 
     def to_fact(self) -> Fact:
         return make_fact(
@@ -92,7 +92,7 @@ def profile_from_mapping(data: Mapping[str, Any], source: str, lines: Any = None
         if key in _LISTS:
             if isinstance(value, str):
                 value = [value]
-            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{given} must be a list of strings", at(given))
             value = tuple(v.strip() for v in value)
             if key in _ADDRESS_LISTS:

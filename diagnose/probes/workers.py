@@ -34,7 +34,7 @@ def start_method(wanted: str | None = None) -> str:
 
 
 # what the forkserver imports once, so that its children start with the readers loaded
-PRELOAD = ["diagnose.probes.logs", "diagnose.probes.capture.analysis"]
+PRELOAD = ["diagnose.probes.logs", "diagnose.probes.capture.analysis", "diagnose.probes.proxylogs"]
 
 
 def mp_context(wanted: str | None = None) -> Any:

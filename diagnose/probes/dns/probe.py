@@ -46,6 +46,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
+from diagnose.compat import zip_strict
 from diagnose.errors import UsageError
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
@@ -186,7 +187,7 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
 
     answers = run_concurrently(ctx, jobs, work, expired, timeout)
     per_name: dict[tuple[str, Source], list[Answer]] = {}
-    for (report, source, _rdtype), answer in zip(jobs, answers, strict=True):
+    for (report, source, _rdtype), answer in zip_strict(jobs, answers):
         per_name.setdefault((report.name, source), []).append(answer)
     for report in reports:
         for source in dns_sources:

@@ -30,14 +30,14 @@ from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from itertools import chain, compress, repeat
 from operator import add, floordiv, itemgetter, mul, not_, or_
 from typing import IO, NamedTuple
-from zoneinfo import ZoneInfo
 
 from diagnose.bounds import MAX_LINE_BYTES
+from diagnose.compat import UTC, ZoneInfo, zip_strict
 from diagnose.probes.logs.codes import STATUS64, ResultCode, result_code
 from diagnose.probes.logs.layout import (
     ACTION_STRINGS,
@@ -67,9 +67,10 @@ if os.environ.get("DIAGNOSE_PURE_PYTHON"):  # for comparing the two paths (tests
     _fastscan = None
 
 # (lines, new keys, (lo date, lo time), (hi date, hi time), OA records, long OA, rows, starts, columns)
-_BlockScan = tuple[
-    int, int, tuple[bytes | None, bytes | None], tuple[bytes | None, bytes | None], int, int,
-    list[int], list[int], list[list[bytes]],
+_BlockScan = typing.Tuple[
+    int, int, typing.Tuple[typing.Optional[bytes], typing.Optional[bytes]],
+    typing.Tuple[typing.Optional[bytes], typing.Optional[bytes]], int, int,
+    typing.List[int], typing.List[int], typing.List[typing.List[bytes]],
 ]  # fmt: skip
 # the columns `_detail_rows` reads besides the keys
 _PICKED = ("date", "time", "source", "orig_client", "computer", "username")
@@ -336,7 +337,7 @@ class Scanner:
         if found is not None:
             return found
         assert self.layout is not None
-        values = {f: _text(v) for f, v in zip(self.key_fields, key, strict=True)}
+        values = {f: _text(v) for f, v in zip_strict(self.key_fields, key)}
         kind = self.layout.kind
         if kind is LogKind.MIXED:
             web = not values.get("record_type", "").lower().startswith("firewall")
@@ -440,7 +441,7 @@ class Scanner:
         if len(key_cols) == 1:
             counts.update(zip(key_cols[0]))
         else:
-            counts.update(zip(*key_cols, strict=True))
+            counts.update(zip_strict(*key_cols))
         if len(counts) != before:
             self._refresh_detail()
         idx = self.layout.index
@@ -458,7 +459,7 @@ class Scanner:
             if dates.count(first_day) == n:  # the usual case: a daily log file
                 lo, hi = (first_day, min(times)), (first_day, max(times))
             else:
-                stamps = list(zip(dates, times, strict=True))
+                stamps = list(zip_strict(dates, times))
                 lo, hi = min(stamps), max(stamps)
             self.summary.see_time(_iso_stamp(*lo), _iso_stamp(*hi))
         if self.layout.kind is not LogKind.FIREWALL:
@@ -501,13 +502,13 @@ class Scanner:
                 rows, starts, cols = again[6:]
         if rows:
             nk = len(self.key_index)
-            named = dict(zip(pick_names, cols[nk:], strict=True))
-            at = dict(zip(rows, starts, strict=True))
+            named = dict(zip_strict(pick_names, cols[nk:]))
+            at = dict(zip_strict(rows, starts))
 
             def text(i: int) -> bytes:
                 return block[at[i] : block.index(b"\n", at[i])]
 
-            keys = zip(*cols[:nk], strict=True)
+            keys = zip_strict(*cols[:nk])
             self._detail_rows(rows, keys, named.get, text, first_line.__add__)
         if lo[0] is not None:
             self.summary.see_time(_iso_stamp(*lo), _iso_stamp(*hi))
@@ -595,7 +596,7 @@ class Scanner:
         def text(i: int) -> bytes:
             return b"\t".join(fields[i * stride : i * stride + width])
 
-        keys = zip(*map(pick, key_cols), strict=True) if len(key_cols) > 1 else zip(pick(key_cols[0]))
+        keys = zip_strict(*map(pick, key_cols)) if len(key_cols) > 1 else zip(pick(key_cols[0]))
         self._detail_rows(rows, keys, column, text, lineno)
 
     def _detail_rows(
@@ -628,9 +629,8 @@ class Scanner:
         open_groups = self._samples_open
         known = self._clients.get
         flood: list[bytes] = []
-        for i, info, when, source, original, computer, user in zip(
-            rows, infos, whens, sources, originals, computers, users, strict=True
-        ):
+        for i, info, when, source, original, computer, user in zip_strict(
+            rows, infos, whens, sources, originals, computers, users):
             s64 = info.s64
             group = info.sample_group
             if group and group not in open_groups:
@@ -1130,21 +1130,21 @@ class CanonBuilder:
         if min(map(len, rows)) < self._need:  # some record lacks a column: one by one
             return list(chain.from_iterable(map(self.build, rows)))
         n = len(rows)
-        columns = list(zip(*rows, strict=False))  # as long as the shortest record: enough (_need)
+        columns = list(zip(*rows))  # as long as the shortest record: enough (_need)
         out: list[list[bytes]] = [[b"-"] * n for _ in CANON]
         for i, j in self._pairs:
             out[i] = [v.encode("utf-8") if v else b"-" for v in map(str.strip, columns[j])]
         stamps: list[tuple[bytes, bytes] | None] = [None] * n
         for texts, zone in self._time_sources(columns):
-            stamps = [s if s is not None else _utc_stamp(t, zone) for s, t in zip(stamps, texts, strict=True)]
-        out[_DATE] = [s[0] if s is not None else d for s, d in zip(stamps, out[_DATE], strict=True)]
-        out[_TIME] = [s[1] if s is not None else t for s, t in zip(stamps, out[_TIME], strict=True)]
+            stamps = [s if s is not None else _utc_stamp(t, zone) for s, t in zip_strict(stamps, texts)]
+        out[_DATE] = [s[0] if s is not None else d for s, d in zip_strict(stamps, out[_DATE])]
+        out[_TIME] = [s[1] if s is not None else t for s, t in zip_strict(stamps, out[_TIME])]
         for a, p in _ADDRESS_PORT:
             out[a] = [
                 address + b":" + port if port not in (b"-", b"") and b":" not in address else address
-                for address, port in zip(map(_sql_address, out[a]), out[p], strict=True)
+                for address, port in zip_strict(map(_sql_address, out[a]), out[p])
             ]
-        return list(chain.from_iterable(zip(*out, strict=True)))
+        return list(chain.from_iterable(zip_strict(*out)))
 
     def _time_sources(self, columns: list[tuple[str, ...]]) -> list[tuple[Sequence[str], ZoneInfo | None]]:
         """Where a record's time is read, in order of preference (as in `build`)."""
@@ -1155,7 +1155,7 @@ class CanonBuilder:
             sources.append((columns[self._logtime], self.zone))
         if self._date_time is not None:
             d, t = self._date_time
-            sources.append(([f"{a} {b}" for a, b in zip(columns[d], columns[t], strict=True)], self.zone))
+            sources.append(([f"{a} {b}" for a, b in zip_strict(columns[d], columns[t])], self.zone))
         return sources
 
 
