@@ -9,6 +9,7 @@ import pytest
 
 from diagnose.errors import ConfigError, InputError
 from diagnose.probes import ProbeContext
+from diagnose.probes.logs import expand
 from diagnose.probes.proxylogs import collect
 from diagnose.probes.proxylogs.idle import clusters
 from diagnose.probes.proxylogs.tally import MAX_VALUES, OTHER, Summary
@@ -74,7 +75,6 @@ def test_pings_that_ran_out_their_heartbeat(tmp_path: Path) -> None:
 
 def test_histogram_is_bounded(tmp_path: Path) -> None:
     """Thousands of distinct durations keep at most MAX_VALUES histogram entries; the rest are "(other)"."""
-    from diagnose.probes.logs import expand
     from diagnose.probes.proxylogs import _read
 
     log = tmp_path / "u_ex261206.log"
@@ -109,3 +109,23 @@ def test_bad_heartbeat_in_the_spec_is_one_clear_error(tmp_path: Path) -> None:
     log.write_bytes((HEADER + _ping(1, "200", "0", "0", 10)).encode())
     with pytest.raises(InputError, match="heartbeat_seconds must be a whole number"):
         collect(ProbeContext(), {"paths": [str(log)], "heartbeat_seconds": "soon"})
+
+
+def test_byte_ranges_give_the_same_clusters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A big plain log read in byte ranges by worker processes gives the idle facts of one reading."""
+    from diagnose.probes.proxylogs import build_facts, parts, summarise
+
+    monkeypatch.setattr(parts, "SPLIT_AT", 16 << 10)
+    log = tmp_path / "u_ex261206.log"
+    rows = [_ping(i, "502", "3", "12002", 120_000 + i % 900) if i % 3 else _ping(i, "200", "0", "0", 500 + i)
+            for i in range(3000)]
+    log.write_bytes((HEADER + "".join(rows)).encode())
+    assert len(parts.plan(expand([str(log)])[0][0], 2)) > 3
+
+    def idle_facts(jobs: int) -> list[dict[str, object]]:
+        summary, _ = summarise([str(log)], jobs)
+        return [dict(f.attrs) for f in build_facts(summary, None, 480)[0] if f.kind == "proxy.idle_timeout"]
+
+    (one,) = idle_facts(1)
+    assert idle_facts(2) == [one]
+    assert one["failed"] == 2000 and one["seconds"] == 120 and one["clustered"] is True
