@@ -65,7 +65,10 @@ class Backend:
         with conn:
             data = b""
             while b"\r\n\r\n" not in data:
-                chunk = conn.recv(4096)
+                try:
+                    chunk = conn.recv(4096)
+                except OSError:
+                    return  # the proxy reset before the request was whole (its client gave up)
                 if not chunk:
                     return
                 data += chunk
