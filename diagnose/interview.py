@@ -150,7 +150,7 @@ QUESTIONS = (
     ("internal_addresses", "Internal address(es) of the Exchange server"),
     ("internal_port", "Port TMG bridges to on that server"),
     ("certificate_fqdn", "Name on the Exchange server's certificate"),
-    ("tmg_addresses", "TMG's own addresses (comma-separated)"),
+    ("tmg_addresses", "TMG's own addresses (or the publishing proxy's: ARR, HAProxy, nginx; comma-separated)"),
     ("published", f"Published protocols ({', '.join(PROTOCOLS)})"),
     ("exchange_version", f"Exchange version ({', '.join(EXCHANGE_VERSIONS)})"),
 )

@@ -4,7 +4,8 @@ IIS W3C (IIS 7.5/8.5/10, Exchange front and back end, ARR), Exchange 2013+ HttpP
 (HTTP and TCP formats, with or without a syslog prefix) and nginx (access and error logs). Each file's
 format is told from its content; files, folders and globs are read, plain or .gz or inside .zip.
 
-Spec keys: `paths` (files, folders, globs), `jobs` (worker processes for big plain files; 0: up to 2).
+Spec keys: `paths` (files, folders, globs), `jobs` (worker processes for big plain files; 0: up to 2),
+`heartbeat_seconds` (else the profile's; for the idle-timeout detector, diagnose/probes/proxylogs/idle.py).
 
 Every file is streamed in blocks of whole lines (memory bounded by the block and the longest line
 kept, 64 KiB); counts are exact; a line that cannot be read is counted, named by file:line and makes
@@ -133,7 +134,7 @@ def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, li
     if not summary.figures:
         reason = "; ".join(problems) or "no proxy log records found"
         return ProbeResult((), ProbeStatus.UNAVAILABLE, reason), problems
-    facts, excerpts = build_facts(summary, ctx.check)
+    facts, excerpts = build_facts(summary, ctx.check, heartbeat_of(ctx, spec))
     reason = ""
     if summary.partial:
         reason = (f"{summary.bad_lines} line(s) could not be read"
@@ -141,6 +142,15 @@ def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, li
                   + (f", {summary.unreadable} file(s) not read to the end" if summary.unreadable else ""))
     status = ProbeStatus.PARTIAL if summary.partial else ProbeStatus.COMPLETE
     return ProbeResult(tuple(facts), status, reason, excerpts), problems
+
+
+def heartbeat_of(ctx: ProbeContext, spec: Mapping[str, Any]) -> int | None:
+    """The clients' heartbeat in seconds: the spec's `heartbeat_seconds`, else the site profile's."""
+    value = spec.get("heartbeat_seconds") or ctx.profile.heartbeat_seconds
+    try:
+        return int(value) if value else None
+    except (TypeError, ValueError):
+        raise InputError(f"heartbeat_seconds must be a whole number of seconds, not {value!r}") from None
 
 
 def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:

@@ -90,7 +90,7 @@ def classify(key: Key) -> KeyInfo:
     elif state[:1] in _PARTS:
         classes.append(_PARTS[state[:1]])
     failed = st[:1] == "5" or state[:1] not in ("-", "")
-    classes += long_poll_classes(key, failed)
+    classes += long_poll_classes(key, failed, st)
     where = text(backend)
     return KeyInfo(f"backend:{where}" if where else "", st, state if state[:1] != "-" else "", tuple(classes))
 

@@ -97,7 +97,7 @@ def classify_access(key: Key) -> KeyInfo:
     classes: list[str] = http_classes(st)
     if st == "499":
         classes.append("client_closed")
-    classes += long_poll_classes(key, st[:1] == "5" or st == "499")
+    classes += long_poll_classes(key, st[:1] == "5" or st == "499", st)
     label = f"{st} (upstream {us})" if us and us not in ("-", st) else st
     where = text(upstream)
     return KeyInfo(f"upstream:{where}" if where else "", label, "", tuple(classes))

@@ -23,6 +23,7 @@ from itertools import compress
 from typing import Callable, NamedTuple, Tuple
 
 from diagnose.facts import Fact, make_fact
+from diagnose.probes.proxylogs import idle
 
 PROBE = "proxylogs"
 KIND = "proxy.status_summary"
@@ -62,6 +63,7 @@ CLASSES = (
     "proxy_denied",
     "long_poll",
     "long_poll_failed",
+    "rpc_body_rejected",
 )
 LONG_POLLS = ("eas_ping", "rpc_in_data", "rpc_out_data", "mapi_notificationwait")
 SAMPLED = frozenset(CLASSES) - {"long_poll"}  # classes whose first records are cited
@@ -90,7 +92,8 @@ class Figures:
     statuses: Counter = field(default_factory=Counter)
     codes: Counter = field(default_factory=Counter)
     classes: Counter = field(default_factory=Counter)
-    durations: Counter = field(default_factory=Counter)  # (long-poll class, seconds) of failed long polls
+    durations: Counter = field(default_factory=Counter)  # (long-poll class, seconds) of every long poll
+    failed_durations: Counter = field(default_factory=Counter)  # (long-poll class, seconds) of failed long polls
     limit: int = MAX_VALUES  # distinct statuses, codes listed (the figures of a byte range keep more)
     duration_limit: int = MAX_VALUES
 
@@ -103,6 +106,8 @@ class Figures:
             self.classes[cls] += n
         if key[4] and key[5] >= 0:
             _bounded(self.durations, (key[4], key[5]), n, self.duration_limit)
+            if "long_poll_failed" in info.classes:
+                _bounded(self.failed_durations, (key[4], key[5]), n, self.duration_limit)
 
 
 def _bounded(counter: Counter, value: object, n: int, limit: int = MAX_VALUES) -> None:
@@ -161,7 +166,7 @@ class Summary:
     def capped(self) -> bool:
         """Some count was folded into "(other)" / "(others)": such a part cannot be merged exactly."""
         return any(scope == OTHERS or OTHER in f.statuses or OTHER in f.codes or OTHER in f.durations
-                   for (_, scope), f in self.figures.items())
+                   or OTHER in f.failed_durations for (_, scope), f in self.figures.items())
 
     def merge(self, part: Summary, base: int) -> None:
         """Add the summary of the next byte range of a file, whose line 1 is line `base` + 1 of the file;
@@ -174,7 +179,8 @@ class Summary:
             target = self.scope(product, scope)
             target.records += figures.records
             for mine, theirs in ((target.statuses, figures.statuses), (target.codes, figures.codes),
-                                 (target.durations, figures.durations)):
+                                 (target.durations, figures.durations),
+                                 (target.failed_durations, figures.failed_durations)):
                 for value, n in theirs.items():
                     _bounded(mine, value, n)
             target.classes.update(figures.classes)
@@ -308,11 +314,19 @@ def text(value: object) -> str:
     return str(value).strip()
 
 
-def long_poll_classes(key: Key, failed: bool) -> list[str]:
-    """A long-lived request's classes: its own (eas_ping...), long_poll, and long_poll_failed when it failed."""
+BODY_REJECTED = frozenset({"408", "411", "413"})
+
+
+def long_poll_classes(key: Key, failed: bool, status: str = "") -> list[str]:
+    """A long-lived request's classes: its own (eas_ping...), long_poll, and long_poll_failed when it failed;
+    an Outlook Anywhere channel refused for its body (408, 411, 413: a proxy that buffers the 1 GB
+    RPC_IN_DATA / RPC_OUT_DATA body) is also rpc_body_rejected."""
     if not key[4]:
         return []
-    return [key[4], "long_poll", "long_poll_failed"] if failed else [key[4], "long_poll"]
+    found = [key[4], "long_poll", "long_poll_failed"] if failed or status in BODY_REJECTED else [key[4], "long_poll"]
+    if key[4].startswith("rpc_") and status in BODY_REJECTED:
+        found.append("rpc_body_rejected")
+    return found
 
 
 # ------------------------------------------------------------------ times
@@ -365,8 +379,10 @@ def _scope_attrs(figures: Figures) -> dict[str, object]:
     return attrs
 
 
-def build_facts(summary: Summary, check: str | None = None) -> tuple[list[Fact], dict[str, str]]:
-    """One `proxy.status_summary` per product (subject PRODUCT:all) and per busiest scope (PRODUCT:scope:NAME)."""
+def build_facts(summary: Summary, check: str | None = None,
+                heartbeat: int | None = None) -> tuple[list[Fact], dict[str, str]]:
+    """One `proxy.status_summary` per product (subject PRODUCT:all) and per busiest scope (PRODUCT:scope:NAME);
+    one `proxy.idle_timeout` per product and long-poll class with failed long polls."""
     facts: list[Fact] = []
     excerpts: dict[str, str] = {}
     source = summary.files[0] if len(summary.files) == 1 else f"{len(summary.files)} files"
@@ -395,6 +411,7 @@ def build_facts(summary: Summary, check: str | None = None) -> tuple[list[Fact],
         cited = next((c for cls in CLASSES for c in samples.get(cls, ())), None)
         facts.append(make_fact(KIND, f"{product}:all", PROBE, source=cited[0] if cited else source,
                                location=f"line {cited[1]}" if cited else None, check=check, **attrs))
+        facts += idle.facts(product, overall.failed_durations, heartbeat, source, check)
         scoped = [(name, f) for (p, name), f in summary.figures.items() if p == product and name != "all"]
         scoped.sort(key=lambda nf: (-nf[1].records, nf[0]))
         for name, figures in scoped[:MAX_SCOPE_FACTS]:
