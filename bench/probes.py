@@ -25,7 +25,7 @@ TIMEOUT = 2.0
 
 def timed(name: str, spec: dict[str, object]) -> None:
     started = time.monotonic()
-    result, _ = run_probe(name, ProbeContext(), spec | {"timeout": TIMEOUT})
+    result, _ = run_probe(name, ProbeContext(), {**spec, "timeout": TIMEOUT})
     elapsed = time.monotonic() - started
     outcomes: dict[str, int] = {}
     for fact in result.facts:

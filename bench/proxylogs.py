@@ -1,15 +1,20 @@
 """Benchmark of the proxy log readers (`diagnose probe proxylogs`) against awk counting the same thing.
 
 Generates one log per format of at least --size-mb (IIS W3C of an Exchange front end with ARR errors,
-HAProxy HTTP with a syslog prefix, nginx access with timing variables), then prints for each file
-awk's and the reader's wall-clock and CPU time and throughput (best of --rounds, interleaved, warm
-page cache). awk counts what the reader's status and code figures hold:
+Exchange HttpProxy CSV with its 73 fields, HAProxy HTTP with a syslog prefix, nginx access with timing
+variables), then prints for each file awk's and the reader's wall-clock and CPU time (the reader's
+worker processes included) and throughput (best of --rounds, interleaved, warm page cache). awk counts
+what the reader's status and code figures hold:
 
-  IIS:     status.substatus x sc-win32-status           (awk '!/^#/ {c[$16"."$17" "$18]++}')
-  HAProxy: status x termination state                   (awk '{c[$11" "$15]++}' on the syslog-prefixed line)
-  nginx:   status                                       (awk '{c[$9]++}')
+  IIS:       status.substatus x sc-win32-status         (awk '!/^#/ {c[$16"."$17" "$18]++}')
+  HttpProxy: HttpStatus x BackEndStatus x ErrorCode     (awk -F, '!/^#/ {c[$20" "$21" "$22]++}')
+  HAProxy:   status x termination state                 (awk '{c[$11" "$15]++}' on the syslog-prefixed line)
+  nginx:     status                                     (awk '{c[$9]++}')
 
-    python bench/proxylogs.py [--size-mb 500] [--rounds 2] [--dir DIR] [--keep]
+The reader uses the C accelerator where it was built; DIAGNOSE_PURE_PYTHON=1 in the environment
+measures the pure-Python path instead. --jobs 1 measures one process.
+
+    python bench/proxylogs.py [--size-mb 500] [--rounds 2] [--dir DIR] [--keep] [--kinds iis,nginx] [--jobs N]
 """
 
 from __future__ import annotations
@@ -33,8 +38,25 @@ IIS_HEADER = ("#Software: Microsoft Internet Information Services 10.0\r\n#Versi
               "#Fields: date time s-sitename s-computername s-ip cs-method cs-uri-stem cs-uri-query s-port "
               "cs-username c-ip cs-version cs(User-Agent) cs(Referer) cs-host sc-status sc-substatus "
               "sc-win32-status sc-bytes cs-bytes time-taken\r\n")
+HTTPPROXY_FIELDS = (
+    "DateTime,RequestId,MajorVersion,MinorVersion,BuildVersion,RevisionVersion,ClientRequestId,Protocol,UrlHost,"
+    "UrlStem,ProtocolAction,AuthenticationType,IsAuthenticated,AuthenticatedUser,Organization,AnchorMailbox,"
+    "UserAgent,ClientIpAddress,ServerHostName,HttpStatus,BackEndStatus,ErrorCode,Method,ProxyAction,TargetServer,"
+    "TargetServerVersion,RoutingType,RoutingHint,BackEndCookie,ServerLocatorHost,ServerLocatorLatency,RequestBytes,"
+    "ResponseBytes,TargetOutstandingRequests,AuthModulePerfContext,HttpPipelineLatency,CalculateTargetBackEndLatency,"
+    "GlsLatencyBreakup,TotalGlsLatency,AccountForestLatencyBreakup,TotalAccountForestLatency,"
+    "ResourceForestLatencyBreakup,TotalResourceForestLatency,ADLatency,SharedCacheLatencyBreakup,"
+    "TotalSharedCacheLatency,ActivityContextLifeTime,ModuleToHandlerSwitchingLatency,ClientReqStreamLatency,"
+    "BackendReqInitLatency,BackendReqStreamLatency,BackendProcessingLatency,BackendRespInitLatency,"
+    "BackendRespStreamLatency,ClientRespStreamLatency,KerberosAuthHeaderLatency,HandlerCompletionLatency,"
+    "RequestHandlerLatency,HandlerToModuleSwitchingLatency,ProxyTime,CoreLatency,RoutingLatency,HttpProxyOverhead,"
+    "TotalRequestTime,RouteRefresherLatency,UrlQuery,BackEndGenericInfo,GenericInfo,GenericErrors,EdgeTraceId,"
+    "DatabaseGuid,UserADObjectGuid,PartitionEndpointLookupLatency,RoutingStatus")
+HTTPPROXY_HEADER = ("#Software: Microsoft Exchange Server\r\n#Version: 15.02.1118.007\r\n#Log-type: HttpProxy Logs\r\n"
+                    "#Date: 2024-03-04T00:00:00.000Z\r\n#Fields: " + HTTPPROXY_FIELDS + "\r\n")
 AWK = {
     "iis": '!/^#/ {c[$16"."$17" "$18]++} END {for (k in c) print k, c[k]}',
+    "httpproxy": '!/^#/ {c[$20" "$21" "$22]++} END {for (k in c) print k, c[k]}',
     "haproxy": '{c[$11" "$15]++} END {for (k in c) print k, c[k]}',
     "nginx": '{c[$9]++} END {for (k in c) print k, c[k]}',
 }
@@ -52,6 +74,25 @@ def _iis_rows(rng: random.Random) -> list[str]:
         rows.append(f" W3SVC1 CAS01 10.0.0.5 {method} {stem} {query.format(n=i % 500)} 443 CONTOSO\\u{i % 500} "
                     f"203.0.113.{i % 250} HTTP/1.1 Apple-iPhone/1904.1 - mail.contoso.test {status} {sub} {win32} "
                     f"412 735 {rng.randint(10, 1_800_000)}\r\n")
+    return rows
+
+
+def _httpproxy_rows(rng: random.Random) -> list[str]:
+    kinds = [("Eas", "/Microsoft-Server-ActiveSync/default.eas", "Ping", "200", "200", "", "?Cmd=Ping&User=u{n}"),
+             ("Eas", "/Microsoft-Server-ActiveSync/default.eas", "Sync", "200", "200", "", "?Cmd=Sync&User=u{n}"),
+             ("RpcHttp", "/rpc/rpcproxy.dll", "", "200", "200", "", "?cas01.contoso.test:6001"),
+             ("Mapi", "/mapi/emsmdb/", "NotificationWait", "200", "200", "", "?mailboxId=m{n}"),
+             ("Owa", "/owa/", "", "200", "200", "", ""), ("Owa", "/owa/", "", "503", "503", "12002", "")]
+    width = HTTPPROXY_FIELDS.count(",") + 1
+    rows = []
+    for i in range(4000):
+        protocol, stem, action, status, backend, error, query = rng.choices(kinds, [20, 10, 5, 5, 55, 5])[0]
+        values = [""] * width
+        values[1], values[7], values[8], values[9], values[10] = f"r{i}", protocol, "mail.contoso.test", stem, action
+        values[16], values[17], values[18] = "Apple-iPhone/1904.1", f"203.0.113.{i % 250}", "CAS01"
+        values[19], values[20], values[21], values[22] = status, backend, error, "POST"
+        values[63], values[65] = str(rng.randint(10, 1_800_000)), query.format(n=i % 500)
+        rows.append("," + ",".join(values[1:]) + "\r\n")
     return rows
 
 
@@ -83,16 +124,20 @@ def _nginx_rows(rng: random.Random) -> list[str]:
 
 def generate(kind: str, path: Path, size: int, seed: int = 7) -> None:
     rng = random.Random(seed)
-    rows = {"iis": _iis_rows, "haproxy": _haproxy_rows, "nginx": _nginx_rows}[kind](rng)
+    rows = {"iis": _iis_rows, "httpproxy": _httpproxy_rows, "haproxy": _haproxy_rows, "nginx": _nginx_rows}[kind](rng)
     written = 0
     with open(path, "w", encoding="ascii", newline="") as fh:
-        if kind == "iis":
-            written += fh.write(IIS_HEADER)
+        if kind in ("iis", "httpproxy"):
+            written += fh.write(IIS_HEADER if kind == "iis" else HTTPPROXY_HEADER)
         day = 0
         while written < size:
-            chunk = "".join(f"2024-03-04 {(day % 86400) // 3600:02d}:{(day % 3600) // 60:02d}:{day % 60:02d}" + r
-                            for r in rows) if kind == "iis" else "".join(
-                ("Mar  4 00:00:00 " if kind == "haproxy" else "") + r for r in rows)
+            clock = f"{(day % 86400) // 3600:02d}:{(day % 3600) // 60:02d}:{day % 60:02d}"
+            if kind == "iis":
+                chunk = "".join(f"2024-03-04 {clock}" + r for r in rows)
+            elif kind == "httpproxy":
+                chunk = "".join(f"2024-03-04T{clock}.123Z" + r for r in rows)
+            else:
+                chunk = "".join(("Mar  4 00:00:00 " if kind == "haproxy" else "") + r for r in rows)
             written += fh.write(chunk)
             day += 1
 
@@ -112,22 +157,25 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--dir", default=None)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--kinds", default="iis,httpproxy,haproxy,nginx")
+    parser.add_argument("--jobs", type=int, default=0, help="reader worker processes (0: up to 2)")
     args = parser.parse_args()
     awk = shutil.which("mawk") or shutil.which("awk") or "awk"
     work = Path(args.dir or tempfile.mkdtemp(prefix="bench-proxylogs-"))
     work.mkdir(parents=True, exist_ok=True)
     size = args.size_mb << 20
-    diagnose = [sys.executable, "-m", "diagnose", "probe", "proxylogs", "--format", "json"]
+    diagnose = [sys.executable, "-m", "diagnose", "probe", "proxylogs", "--format", "json", "--jobs", str(args.jobs)]
     print(f"awk: {awk}; python {sys.version.split()[0]}; {os.cpu_count()} cores; size {args.size_mb} MB per file")
     try:
-        for kind in ("iis", "haproxy", "nginx"):
+        for kind in args.kinds.split(","):
             path = work / f"{kind}.log"
             if not (args.keep and path.exists() and path.stat().st_size >= size):
                 generate(kind, path, size)
             mb = path.stat().st_size / (1 << 20)
             best: dict[str, tuple[float, float]] = {}
             for _ in range(args.rounds):
-                for name, argv in (("awk", [awk, AWK[kind], str(path)]), ("reader", [*diagnose, str(path)])):
+                awk_argv = [awk, "-F,", AWK[kind], str(path)] if kind == "httpproxy" else [awk, AWK[kind], str(path)]
+                for name, argv in (("awk", awk_argv), ("reader", [*diagnose, str(path)])):
                     got = timed(argv)
                     if name not in best or got[0] < best[name][0]:
                         best[name] = got

@@ -26,6 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from diagnose.compat import zip_strict  # noqa: E402
 from diagnose.probes import ProbeContext  # noqa: E402
 from diagnose.probes.host.probe import PortRange, TcpSocket, port_usage_fact, tcp_facts  # noqa: E402
 from diagnose.probes.host.probe import probe as host_probe  # noqa: E402
@@ -48,7 +49,7 @@ def write_exports(folder: Path, n: int) -> dict[str, Path]:
         "#TYPE System.ServiceProcess.ServiceController",
         '"Name","DisplayName","Status","StartType","MachineName","ServiceName"',
     ]
-    for name, st in zip(names, states, strict=True):
+    for name, st in zip_strict(names, states):
         csv_lines.append(f'"{name}","Display {name}","{"Running" if st == 4 else "Stopped"}","Automatic",".","{name}"')
     paths = {"csv": folder / "big.csv", "json": folder / "big.json", "sc": folder / "big.txt"}
     paths["csv"].write_bytes(b"\xef\xbb\xbf" + "\r\n".join(csv_lines).encode() + b"\r\n")
@@ -63,13 +64,13 @@ def write_exports(folder: Path, n: int) -> dict[str, Path]:
                     "StartType": 2,
                     "MachineName": ".",
                 }
-                for n, st in zip(names, states, strict=True)
+                for n, st in zip_strict(names, states)
             ],
             indent=4,
         )
     )
     blocks = []
-    for name, st in zip(names, states, strict=True):
+    for name, st in zip_strict(names, states):
         word = "RUNNING" if st == 4 else "STOPPED"
         flags = "                                (STOPPABLE, NOT_PAUSABLE, ACCEPTS_SHUTDOWN)\r\n" if st == 4 else ""
         blocks.append(

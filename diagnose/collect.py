@@ -25,12 +25,14 @@ from __future__ import annotations
 import concurrent.futures as cf
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+import typing
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from diagnose import __version__
+from diagnose import __version__, interrupts
+from diagnose.compat import shutdown_cancelling
 from diagnose.errors import DiagnoseError, RuleError
 from diagnose.facts import EvidenceBundle, Fact, ProbeRun, ProbeStatus, Provenance
 from diagnose.paths import data_dir
@@ -125,7 +127,7 @@ def fill(value: Any, context: Mapping[str, Any]) -> Any:
 def _as_text(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
     return str(value)
 
@@ -160,7 +162,24 @@ class RunInputs:
         return ctx
 
 
-Progress = Callable[[str, str], None]
+Progress = typing.Callable[[str, str], None]
+
+
+def _as_completed(futures: Mapping[cf.Future[Any], Check], until: float,
+                  poll: float = 0.1) -> Iterator[cf.Future[Any]]:
+    """The futures as they finish, until time.monotonic() `until` (then cf.TimeoutError, as
+    cf.as_completed). Ctrl-C meanwhile raises KeyboardInterrupt here, between two waits, and never inside
+    concurrent.futures' own locking (see diagnose.interrupts.deferred)."""
+    waiting = set(futures)
+    while waiting:
+        left = until - time.monotonic()
+        if left <= 0:
+            raise cf.TimeoutError(f"{len(waiting)} probe(s) still running")
+        with interrupts.deferred():
+            done, waiting = cf.wait(waiting, timeout=min(poll, left), return_when=cf.FIRST_COMPLETED)
+        if interrupts.pending():
+            raise KeyboardInterrupt
+        yield from done
 
 
 def _printable(fact: Fact) -> Fact:
@@ -202,6 +221,7 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
     deadline = time.monotonic() + timeout
 
     def run_one(check: Check, spec: dict[str, Any]) -> tuple[ProbeResult, float]:
+        interrupts.shield_thread()  # Ctrl-C is the main thread's; workers forked from here start deaf to it
         ctx = ProbeContext(profile=profile, deadline=deadline, progress=report, check=check.id)
         started = time.monotonic()
         report(check.id, "running")
@@ -216,7 +236,7 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
         try:
             # readers stop themselves at the deadline; a probe still running LATE seconds after it is
             # left behind (recorded as not finished) rather than waited for
-            for future in cf.as_completed(futures, timeout=max(0.0, deadline - time.monotonic()) + LATE):
+            for future in _as_completed(futures, until=max(time.monotonic(), deadline) + LATE):
                 check = futures[future]
                 result, elapsed = results[check.id] = future.result()
                 report(check.id, result.status.value + (f": {result.reason}" if result.reason else "")
@@ -229,13 +249,13 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
                     results[check.id] = future.result()
             interrupted = True
         except DiagnoseError:
-            pool.shutdown(wait=False, cancel_futures=True)
+            shutdown_cancelling(pool, futures, wait=False)
             raise
         except cf.TimeoutError:
             interrupted = late = True
         else:
             interrupted = False
-        pool.shutdown(wait=not interrupted, cancel_futures=True)
+        shutdown_cancelling(pool, futures, wait=not interrupted)
     for check, _ in todo:
         if check.id not in results:
             reason = (f"did not finish within the time allowed ({timeout:g} s)" if late

@@ -31,6 +31,12 @@ class InputError(DiagnoseError):
     exit_code = 2
 
 
+class OutputError(DiagnoseError):
+    """A report, bundle or profile that cannot be written (disk full, read-only or missing folder...)."""
+
+    exit_code = 2
+
+
 class RuleError(DiagnoseError):
     """A rule, cause catalogue, fact-kind schema or check that is wrong."""
 

@@ -9,19 +9,20 @@ from __future__ import annotations
 import json
 import math
 import re
+import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
+from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from diagnose import __version__
 from diagnose.bounds import MAX_BUNDLE_BYTES, MAX_BUNDLE_FACTS, read_small
+from diagnose.compat import SLOTS, UTC, StrEnum
 from diagnose.errors import InputError
 
-Scalar = str | int | float | bool
-Value = Scalar | tuple[str, ...]
+Scalar = typing.Union[str, int, float, bool]
+Value = typing.Union[Scalar, typing.Tuple[str, ...]]
 
 BUNDLE_FORMAT = "diagnose-evidence"
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -35,7 +36,7 @@ class ProbeStatus(StrEnum):
     INTERRUPTED = "interrupted"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Provenance:
     """Where a fact came from: probe, check id, source file or host, line/frame/offset, time."""
 
@@ -54,10 +55,13 @@ class Provenance:
         return f"{self.probe} probe" + (f" ({self.check})" if self.check else "")
 
     def to_json(self) -> dict[str, str]:
-        return {k: v for k in self.__slots__ if (v := getattr(self, k)) is not None}
+        return {k: v for k in PROVENANCE_FIELDS if (v := getattr(self, k)) is not None}
 
 
-@dataclass(frozen=True, slots=True)
+PROVENANCE_FIELDS = tuple(f.name for f in fields(Provenance))
+
+
+@dataclass(frozen=True, **SLOTS)
 class Fact:
     kind: str
     subject: str
@@ -92,7 +96,7 @@ def make_fact(kind: str, subject: str, probe: str, /, *, source: str | None = No
     for key, value in {**(attrs or {}), **more}.items():
         if value is None:
             continue
-        clean[key] = tuple(value) if isinstance(value, list | tuple | set | frozenset) else value
+        clean[key] = tuple(value) if isinstance(value, (list, tuple, set, frozenset)) else value
     return Fact(kind, subject, clean, Provenance(probe, check, source, location, now_iso()))
 
 
@@ -100,7 +104,7 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ProbeRun:
     """What one probe (one check) did: its status and why, and which fact kinds it was to deliver."""
 
@@ -155,9 +159,11 @@ class EvidenceBundle:
         return out
 
     def save(self, path: Path | str) -> None:
+        """Write the bundle atomically (a temporary file renamed over `path`): never half a bundle."""
         from diagnose.safetext import to_json
+        from diagnose.writing import write_file
 
-        Path(path).write_text(to_json(self.to_json()) + "\n", encoding="utf-8")
+        write_file(path, to_json(self.to_json()) + "\n")
 
     def available_kinds(self) -> set[str]:
         """Kinds for which evidence was gathered: facts exist, or a probe that delivers them ran."""
@@ -211,7 +217,7 @@ def _json_type(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -241,7 +247,7 @@ def parse_fact(raw: Any, jpath: str, r: JsonReader) -> Fact:
                 if not isinstance(item, str):
                     raise r.fail(f"{apath}[{i}]", f"list attributes hold strings, got {_json_type(item)}")
             attrs[key] = tuple(value)
-        elif isinstance(value, str | bool | int | float):
+        elif isinstance(value, (str, bool, int, float)):
             if isinstance(value, float) and not math.isfinite(value):
                 raise r.fail(apath, "numbers must be finite")
             attrs[key] = value
@@ -249,7 +255,7 @@ def parse_fact(raw: Any, jpath: str, r: JsonReader) -> Fact:
             raise r.fail(apath, "attributes are flat: expected string, number, boolean or list, "
                                 f"got {_json_type(value)}")
     prov_raw = r.obj(obj.get("provenance", {"probe": "recorded"}), f"{jpath}.provenance")
-    r.keys(prov_raw, f"{jpath}.provenance", Provenance.__slots__, ("probe",))
+    r.keys(prov_raw, f"{jpath}.provenance", PROVENANCE_FIELDS, ("probe",))
     prov = Provenance(**{k: r.text(v, f"{jpath}.provenance.{k}", optional=k != "probe") for k, v in prov_raw.items()})
     assert kind is not None and subject is not None
     return Fact(kind, subject, attrs, prov)
@@ -310,7 +316,7 @@ def bundle_from_json(raw: Any, source: str) -> EvidenceBundle:
         kinds_raw = r.array(p.get("kinds", []), f"{jp}.kinds")
         kinds = tuple(r.text(k, f"{jp}.kinds[{j}]") or "" for j, k in enumerate(kinds_raw))
         elapsed = p.get("elapsed")
-        if elapsed is not None and (isinstance(elapsed, bool) or not isinstance(elapsed, int | float)):
+        if elapsed is not None and (isinstance(elapsed, bool) or not isinstance(elapsed, (int, float))):
             raise r.fail(f"{jp}.elapsed", "expected a number")
         probes.append(ProbeRun(r.text(p["probe"], f"{jp}.probe") or "", status,
                                r.text(p.get("reason", ""), f"{jp}.reason") or "",

@@ -8,7 +8,7 @@ answers become `answer` facts and are kept in the bundle.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import typing
 from dataclasses import replace
 
 from diagnose.analysis import Diagnosis, QuestionPrompt, analyze
@@ -18,7 +18,7 @@ from diagnose.rulebook.model import Rulebook
 
 SKIP = "skip"
 # ask(prompt) returns a choice, SKIP to leave this question unanswered, or None to stop asking
-Ask = Callable[[QuestionPrompt, int], str | None]
+Ask = typing.Callable[[QuestionPrompt, int], typing.Optional[str]]
 
 
 def guided(bundle: EvidenceBundle, rulebook: Rulebook, ask: Ask, engine: Engine | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import yaml
 
 from diagnose.errors import DiagnoseError
 from diagnose.profile import EXCHANGE_VERSIONS, PROTOCOLS, SiteProfile, profile_from_mapping
+from diagnose.writing import write_file
 
 # Where TMG 2010 and ISA 2004/2006 keep their text logs by default (under %ProgramFiles%).
 DEFAULT_LOG_FOLDERS = (r"Microsoft Forefront Threat Management Gateway\Logs", r"Microsoft ISA Server\ISALogs")
@@ -139,7 +141,8 @@ def suggestions(found: Discovery) -> dict[str, Any]:
     return defaults
 
 
-Ask = Callable[[str, str], str | None]  # (question, default shown) -> answer text, "" = default, None = stop
+# (question, default shown) -> answer text, "" = default, None = stop
+Ask = typing.Callable[[str, str], typing.Optional[str]]
 
 QUESTIONS = (
     ("published_names", "Published host name(s), as users type them (comma-separated)"),
@@ -147,7 +150,7 @@ QUESTIONS = (
     ("internal_addresses", "Internal address(es) of the Exchange server"),
     ("internal_port", "Port TMG bridges to on that server"),
     ("certificate_fqdn", "Name on the Exchange server's certificate"),
-    ("tmg_addresses", "TMG's own addresses (comma-separated)"),
+    ("tmg_addresses", "TMG's own addresses (or the publishing proxy's: ARR, HAProxy, nginx; comma-separated)"),
     ("published", f"Published protocols ({', '.join(PROTOCOLS)})"),
     ("exchange_version", f"Exchange version ({', '.join(EXCHANGE_VERSIONS)})"),
 )
@@ -189,6 +192,6 @@ def interview(found: Discovery, ask: Ask, say: Callable[[str], None]) -> SitePro
 
 
 def save_profile(profile: SiteProfile, path: Path) -> None:
-    path.write_text("# diagnose site profile (written by `diagnose run`)\n"
-                    + yaml.safe_dump(profile.to_json(), sort_keys=False), encoding="utf-8")
+    write_file(path, "# diagnose site profile (written by `diagnose run`)\n"
+               + yaml.safe_dump(profile.to_json(), sort_keys=False))
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from diagnose.compat import SLOTS
 from diagnose.errors import InputError, RuleError
 from diagnose.facts import EvidenceBundle, Fact
 from diagnose.yamlio import load_yaml
@@ -31,14 +32,14 @@ RESERVED = frozenset({"kind", "subject", "id", "sid"})
 KINDS_DIR = Path(__file__).parent / "factkinds"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Attribute:
     name: str
     type: str
     description: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class FactKind:
     name: str
     probe: str
@@ -61,7 +62,7 @@ def type_of(value: object) -> str:
         return "float"
     if isinstance(value, str):
         return "str"
-    if isinstance(value, tuple | list):
+    if isinstance(value, (tuple, list)):
         return "list"
     return type(value).__name__
 
@@ -110,7 +111,7 @@ class FactKinds:
         self.check(bundle.facts, source)
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)
 def fact_kinds(directory: Path = KINDS_DIR) -> FactKinds:
     kinds: dict[str, FactKind] = {}
     for path in sorted(directory.glob("*.yaml")):

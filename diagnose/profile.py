@@ -19,6 +19,8 @@ from diagnose.yamlio import load_yaml
 
 PROTOCOLS = ("owa", "ecp", "outlook-anywhere", "activesync", "ews", "autodiscover")
 EXCHANGE_VERSIONS = ("2007", "2010", "2013", "2016", "2019")
+PROXY_PRODUCTS = ("tmg", "iis-arr", "haproxy", "nginx")  # what publishes Exchange; TMG when not given
+ALIASES = {"proxy_addresses": "tmg_addresses"}  # product-neutral names of the TMG-era fields
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,18 @@ class SiteProfile:
     exchange_version: str | None = None
     dns_servers: tuple[str, ...] = ()
     hosts_file: str | None = None
+    proxy_product: str | None = None  # one of PROXY_PRODUCTS; None is TMG
+    heartbeat_seconds: int | None = None  # the EAS heartbeat / keep-alive the clients use
+
+    @property
+    def product(self) -> str:
+        """The product that publishes Exchange (TMG unless the profile says otherwise)."""
+        return self.proxy_product or "tmg"
+
+    @property
+    def proxy_addresses(self) -> tuple[str, ...]:
+        """The publishing proxy's own addresses (TMG's, ARR's, HAProxy's or nginx's)."""
+        return self.tmg_addresses
 
     def to_json(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v not in (None, ())}
@@ -42,7 +56,7 @@ class SiteProfile:
         clean = {k: v for k, v in overrides.items() if v not in (None, (), [])}
         if not clean:
             return self
-        return profile_from_mapping(self.to_json() | clean, "command line")
+        return profile_from_mapping({**self.to_json(), **clean}, "command line")
 
     def to_fact(self) -> Fact:
         return make_fact(
@@ -50,7 +64,8 @@ class SiteProfile:
             published_names=list(self.published_names), internal_name=self.internal_name,
             internal_addresses=list(self.internal_addresses), certificate_fqdn=self.certificate_fqdn,
             tmg_addresses=list(self.tmg_addresses), published=list(self.published),
-            exchange_version=self.exchange_version,
+            exchange_version=self.exchange_version, proxy_product=self.proxy_product,
+            heartbeat_seconds=self.heartbeat_seconds,
         )
 
     def is_empty(self) -> bool:
@@ -67,14 +82,18 @@ def profile_from_mapping(data: Mapping[str, Any], source: str, lines: Any = None
 
     known = {f.name for f in fields(SiteProfile)}
     values: dict[str, Any] = {}
-    for key, value in data.items():
+    for given, value in data.items():
+        key = ALIASES.get(given, given)
         if key not in known:
-            raise ConfigError(f"unknown profile field {key!r} (known: {', '.join(sorted(known))})", at(key, "<key>"))
+            raise ConfigError(f"unknown profile field {given!r} (known: {', '.join(sorted(known | set(ALIASES)))})",
+                              at(given, "<key>"))
+        if key in values:
+            raise ConfigError(f"{given} and {key} are the same field: give one of them", at(given, "<key>"))
         if key in _LISTS:
             if isinstance(value, str):
                 value = [value]
-            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{key} must be a list of strings", at(key))
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{given} must be a list of strings", at(given))
             value = tuple(v.strip() for v in value)
             if key in _ADDRESS_LISTS:
                 for i, item in enumerate(value):
@@ -82,26 +101,33 @@ def profile_from_mapping(data: Mapping[str, Any], source: str, lines: Any = None
                         ipaddress.ip_address(item)
                     except ValueError:
                         if not is_address_token(item):  # the profile of a redacted bundle
-                            raise ConfigError(f"{key}: {item!r} is not an IP address", at(key, i)) from None
+                            raise ConfigError(f"{given}: {item!r} is not an IP address", at(given, i)) from None
             if key == "published":
                 for i, item in enumerate(value):
                     if item not in PROTOCOLS:
                         raise ConfigError(f"published: unknown protocol {item!r} (one of {', '.join(PROTOCOLS)})",
-                                          at(key, i))
+                                          at(given, i))
             if key == "published_names":
                 value = tuple(v.lower().rstrip(".") for v in value)
+        elif key == "heartbeat_seconds":
+            if isinstance(value, str) and value.isdigit():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 86400:
+                raise ConfigError("heartbeat_seconds must be a number of seconds (1-86400)", at(given))
         elif key == "internal_port":
             if isinstance(value, str) and value.isdigit():
                 value = int(value)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-                raise ConfigError("internal_port must be a port number (1-65535)", at(key))
+                raise ConfigError("internal_port must be a port number (1-65535)", at(given))
         else:
             if isinstance(value, int) and not isinstance(value, bool) and key == "exchange_version":
                 value = str(value)
             if not isinstance(value, str):
-                raise ConfigError(f"{key} must be a string", at(key))
+                raise ConfigError(f"{key} must be a string", at(given))
+            if key == "proxy_product" and value not in PROXY_PRODUCTS:
+                raise ConfigError(f"proxy_product must be one of {', '.join(PROXY_PRODUCTS)}", at(given))
             if key == "exchange_version" and value not in EXCHANGE_VERSIONS:
-                raise ConfigError(f"exchange_version must be one of {', '.join(EXCHANGE_VERSIONS)}", at(key))
+                raise ConfigError(f"exchange_version must be one of {', '.join(EXCHANGE_VERSIONS)}", at(given))
             if key in ("internal_name", "certificate_fqdn"):
                 value = value.lower().rstrip(".")
         values[key] = value

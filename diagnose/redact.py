@@ -336,7 +336,7 @@ class Redactor:
         names = NAME_ATTRS.get(fact.kind, frozenset()) | ANY_KIND_NAME_ATTRS
         attrs: dict[str, Value] = {}
         for key, value in fact.attrs.items():
-            if key in SAFE_ATTRS or not isinstance(value, str | tuple):
+            if key in SAFE_ATTRS or not isinstance(value, (str, tuple)):
                 attrs[key] = value
                 continue
             redact: Callable[[str], str] = (self.name if key in names else self.user if key in USER_ATTRS
@@ -366,7 +366,7 @@ class Redactor:
     def _any(self, value: Any, redact: Callable[[str], str]) -> Any:
         if isinstance(value, str):
             return redact(value)
-        if isinstance(value, list | tuple):
+        if isinstance(value, (list, tuple)):
             return [self._any(v, redact) for v in value]
         if isinstance(value, dict):
             return {k: self._any(v, redact) for k, v in value.items()}

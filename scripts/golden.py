@@ -152,7 +152,7 @@ def wheel_names(wheel: Path) -> list[str]:
     suffixes, the dist-info folder's version)."""
     names = set()
     for name in zipfile.ZipFile(wheel).namelist():
-        name = re.sub(r"^diagnose-[^/]+\.dist-info/", "diagnose-<version>.dist-info/", name)
+        name = re.sub(r"^(\w+)-[^/-]+\.dist-info/", r"\1-<version>.dist-info/", name)
         name = re.sub(r"\.(cpython|pypy)[^/]*\.(so|pyd)$|\.(so|pyd)$", ".<ext>", name)
         names.add(name)
     return sorted(names)

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Run the whole test suite on a fresh machine: system tools the tests use, the venv, lint, tests.
-# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k engine -x`.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k engine -x`; then only the primary run.
+# Without arguments, the subset that runs every command and every reader then runs on Python 3.8
+# (the TMG host's, Windows Server 2008 R2's last: reference engine) and 3.13 (durable_rules from the
+# patched build), each in its own venv (.venv3.8, .venv3.13); pyenv installs a missing Python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
@@ -18,5 +21,39 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 bash scripts/setup.sh
-.venv/bin/ruff check diagnose tests bench hatch_build.py
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/ruff check diagnose tests bench hatch_build.py scripts/build_durable.py scripts/bundle_tmg_host.py
+# with a C compiler durable_rules must be there (tests/test_platforms.py checks it)
+compiler=0
+if command -v cc >/dev/null 2>&1 && [ "$(command -v cc)" != /bin/false ]; then compiler=1; fi
+DIAGNOSE_EXPECT_DURABLE=$compiler .venv/bin/python -m pytest -q "$@"
+[ $# -eq 0 ] || exit 0
+
+# every command (cli, console, guided, run_*, rulebook: run, collect, analyze, examples, rules, causes,
+# probe) and every reader (tests/probes), as files and folders so that new tests join it
+SUBSET=(tests/test_cli.py tests/test_console.py tests/test_explain.py tests/test_guided.py tests/test_run_*.py
+        tests/test_wheel.py tests/rulebook tests/probes)
+python_for() {  # the newest installed CPython X.Y (pyenv's, else on PATH); pyenv installs it if missing
+    local version=$1 root found
+    root=$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")
+    found=$(ls -d "$root"/versions/"$version".*/bin/python"$version" 2>/dev/null | sort -V | tail -1 || true)
+    if [ -z "$found" ] && command -v "python$version" >/dev/null 2>&1; then
+        found=$(command -v "python$version")
+    fi
+    if [ -z "$found" ] && command -v pyenv >/dev/null 2>&1; then
+        pyenv install -s "$version" >&2
+        found=$(ls -d "$root"/versions/"$version".*/bin/python"$version" 2>/dev/null | sort -V | tail -1 || true)
+    fi
+    [ -n "$found" ] && echo "$found"
+}
+for version in 3.8 3.13; do
+    if ! py=$(python_for "$version"); then
+        echo "note: no Python $version here and pyenv could not install it; its subset is not run" >&2
+        continue
+    fi
+    echo "== Python $version ($py): the commands and readers"
+    # 3.8 as on the TMG host: the reference engine; 3.13: durable_rules from the patched build
+    durable=$([ "$version" = 3.8 ] && echo 0 || echo "$compiler")
+    VENV=".venv$version" PYTHON="$py" DURABLE=$durable bash scripts/setup.sh
+    DIAGNOSE_EXPECT_DURABLE=$durable ".venv$version/bin/python" -m pytest -q -p no:cacheprovider \
+        "${SUBSET[@]}" tests/test_platforms.py
+done

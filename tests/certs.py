@@ -50,7 +50,7 @@ class CertFactory:
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.now = dt.datetime.now(dt.UTC)
+        self.now = dt.datetime.now(dt.timezone.utc)
         self.root = self._authority("Contoso Test Root CA", None)
         self.intermediate = self._authority("Contoso Test Issuing CA", self.root)
         self.root_pem = self.directory / "root.pem"

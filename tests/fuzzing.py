@@ -25,10 +25,8 @@ import json
 import os
 import random
 import re
-import signal
 import subprocess
 import sys
-import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -291,15 +289,6 @@ def environment() -> dict[str, str]:
     return env
 
 
-def _exit_code(status: int | None) -> int | None:
-    """What the shell shows: the exit status, or -N for a signal N (as subprocess does)."""
-    if status is None:
-        return None
-    if os.WIFSIGNALED(status):
-        return -os.WTERMSIG(status)
-    return os.WEXITSTATUS(status)
-
-
 def run_case(case: Case, workdir: Path, timeout: float = CASE_TIMEOUT) -> Outcome:
     """Read the case's input with the command for its reader, and check the run."""
     args = _args(case.reader, case.path, workdir / f"{case.path.name}.out.json")
@@ -315,30 +304,12 @@ def run_script(script: Path, case: Case, workdir: Path, timeout: float = CASE_TI
 def run_command(command: list[str], args: list[str], case: Case, workdir: Path, timeout: float,
                 json_out: bool) -> Outcome:
     stdout_path, stderr_path = workdir / f"{case.path.name}.stdout", workdir / f"{case.path.name}.stderr"
-    start = time.monotonic()
-    with open(stdout_path, "wb") as so, open(stderr_path, "wb") as se:
-        proc = subprocess.Popen(command, stdout=so, stderr=se, stdin=subprocess.DEVNULL, cwd=workdir,
-                                env=environment(), start_new_session=True)
-        hung = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - start > timeout:
-                hung = True
-                os.killpg(proc.pid, signal.SIGKILL)
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.01)
-    proc.returncode = 0  # reaped above; keep Popen from waiting again
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # whatever the command left behind (an orphan is a failure too)
-        orphans = True
-    except ProcessLookupError:
-        orphans = False
-    seconds = time.monotonic() - start
-    code = _exit_code(status)
-    outcome = Outcome(case, args, code, seconds, usage.ru_maxrss / 1024)
+    launcher = [sys.executable, str(Path(__file__).with_name("fuzz_launcher.py")), str(timeout), str(stdout_path),
+                str(stderr_path), str(workdir), "--"]
+    done = subprocess.run(launcher + command, capture_output=True, text=True, env=environment(), timeout=timeout + 30)
+    report = json.loads(done.stdout)
+    hung, orphans, code = report["hung"], report["orphans"], report["code"]
+    outcome = Outcome(case, args, code, report["seconds"], report["peak_kb"] / 1024)
     stdout, stderr = stdout_path.read_bytes(), stderr_path.read_bytes()
     if hung:
         outcome.problems.append(f"hung: killed after {timeout:.0f} s")

@@ -132,7 +132,7 @@ def write_site(root: Path, *, rule: str = RULE, display: str | None = None, fold
     capture = folder / CAPTURE_FILE
     shutil.copyfile(CORPUS / "pcaps" / "ppp_one_http_stream_fin.pcap", capture)
     hosts = folder / HOSTS_FILE
-    hosts.write_text(f"# TMG HOSTS file\r\n{CAS}    {INTERNAL_NAME}    casqz9\r\n", encoding="utf-8", newline="")
+    hosts.write_bytes(f"# TMG HOSTS file\r\n{CAS}    {INTERNAL_NAME}    casqz9\r\n".encode())
     return Site(folder, profile, log, web, services, capture, hosts)
 
 

@@ -12,6 +12,7 @@ free port and runs in daemon threads; use each server as a context manager (or c
         ... web.port
 
     with SilentPeer() as peer: ...        accepts TCP connections and never says a word
+    with TricklingServer() as slow: ...   answers an HTTP request one byte at a time, never finishing
     with UnansweredPort() as port: ...    SYNs are never answered (accept queue full): connects time out
     closed_port()                          a port nobody listens on: connects are refused
 
@@ -31,6 +32,7 @@ import ssl
 import struct
 import threading
 import time
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -161,7 +163,7 @@ def closed_port(host: str = LOOPBACK) -> int:
 
 # ---------------------------------------------------------------------------------------------- DNS
 
-Records = Mapping[str, Mapping[str, Any]]
+Records = typing.Mapping[str, typing.Mapping[str, Any]]
 
 
 class DnsServer(_Threads):
@@ -325,7 +327,7 @@ class Response:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-HttpApp = Callable[[str, str, Mapping[str, str], bytes], Response]
+HttpApp = typing.Callable[[str, str, typing.Mapping[str, str], bytes], Response]
 
 LOGON_FORM = (b"<html><head><title>Outlook Web App</title></head><body>"
               b"<form action=\"/owa/auth/owaauth.dll\" method=\"POST\" name=\"logonForm\">"
@@ -494,3 +496,55 @@ class UnansweredPort(_Threads):
             if not writable:
                 return  # this SYN was dropped: the queue is full
         raise RuntimeError("could not fill the accept queue")
+
+
+class TricklingServer(_Threads):
+    """A slowloris answer: reads an HTTP request, then sends its answer one byte every `interval` seconds,
+    forever (until the client leaves or the server closes). Every read the client makes succeeds in time,
+    so only a wall-clock deadline ends the request.
+
+    `stage`: "headers" (the status line, then a header line that never ends) or "body" (complete headers
+    with a Content-Length of a gigabyte, then the body). With `issued`, the answer comes over TLS.
+    """
+
+    def __init__(self, issued: Issued | None = None, *, stage: str = "headers", interval: float = 0.1,
+                 host: str = LOOPBACK) -> None:
+        super().__init__()
+        if stage not in ("headers", "body"):
+            raise ValueError(f"stage must be headers or body, not {stage!r}")
+        self.stage, self.interval = stage, interval
+        self.context: ssl.SSLContext | None = None
+        if issued is not None:
+            self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.context.load_cert_chain(str(issued.chain), str(issued.key))
+        self.sock = _listener(host=host)
+        self._keep(self.sock)
+        self.port = self.sock.getsockname()[1]
+        self.address = host_port(host, self.port)
+        self.bytes_sent = 0
+        self._spawn(self._accept_loop, self.sock, self._handle)
+
+    def _handle(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        try:
+            if self.context is not None:
+                conn = self.context.wrap_socket(conn, server_side=True)
+                self._keep(conn)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            if self.stage == "headers":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nX-Padding: ")
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % 2**30)
+            while not self._stop.is_set():
+                conn.sendall(b"a")
+                with self._lock:
+                    self.bytes_sent += 1
+                time.sleep(self.interval)
+        except (OSError, ssl.SSLError):
+            with contextlib.suppress(OSError):
+                conn.close()

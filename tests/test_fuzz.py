@@ -56,9 +56,21 @@ def test_the_checks_catch_what_they_claim(tmp_path: Path) -> None:
         "traceback": "raise RuntimeError('boom')",
         "exit": "import sys; sys.exit(70)",
         "hang": "import time; time.sleep(60)",
+        "memory": "block = b'x' * (300 << 20)",
+        "orphan": "import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])",
     }
     for name, body in cases.items():
         script.write_text(body)
         case = fuzzing.Case("logs", 0, script, (name,), script)
         outcome = fuzzing.run_script(script, case, tmp_path, timeout=3)
         assert outcome.problems, name
+
+
+def test_the_peak_is_the_commands_own_not_the_test_runners(tmp_path: Path) -> None:
+    """A command forked from a large process must not be charged with the parent's pages."""
+    ballast = b"x" * (300 << 20)  # this process is now over the limit
+    script = tmp_path / "quiet.py"
+    script.write_text("print('ok')")
+    case = fuzzing.Case("logs", 0, script, ("quiet",), script)
+    outcome = fuzzing.run_script(script, case, tmp_path, timeout=10)
+    assert len(ballast) and not outcome.problems and outcome.peak_mb < 100, outcome.describe()

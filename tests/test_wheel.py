@@ -48,7 +48,7 @@ def test_the_wheel_ships_data_and_the_accelerator(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "diagnose/_data/rules/causes/dirty-close-by-design.yaml" in names
     assert any(n.startswith("diagnose/_data/examples/seed/") for n in names)
-    stems = ("diagnose/probes/logs/_fastscan", "diagnose/probes/capture/_fastcap")
+    stems = ("diagnose/probes/logs/_fastscan", "diagnose/probes/capture/_fastcap", "diagnose/probes/proxylogs/_fastproxy")
     built = {stem: [n for n in names if n.startswith(stem) and not n.endswith(".c")] for stem in stems}
     assert all(len(found) <= 1 for found in built.values()), built
     compiled = all(built.values())
@@ -76,7 +76,7 @@ def test_the_wheel_ships_data_and_the_accelerator(tmp_path: Path) -> None:
     env.pop("DIAGNOSE_PURE_PYTHON", None)
     where = subprocess.run(
         [sys.executable, "-c", "import diagnose, diagnose.probes.logs.scan as s, diagnose.probes.capture.formats as f; "
-         "print(diagnose.__file__, s._fastscan, f._fastcap)"],
+         "import diagnose.probes.proxylogs.w3c as p; print(diagnose.__file__, s._fastscan, f._fastcap, p._fastproxy)"],
         cwd=elsewhere,
         env=env,
         capture_output=True,
@@ -86,7 +86,7 @@ def test_the_wheel_ships_data_and_the_accelerator(tmp_path: Path) -> None:
     assert where.returncode == 0, where.stderr
     assert where.stdout.startswith(str(target))
     loaded = where.stdout.split(" ", 1)[1]
-    assert ("_fastscan" in loaded and "_fastcap" in loaded) == compiled
+    assert ("_fastscan" in loaded and "_fastcap" in loaded and "_fastproxy" in loaded) == compiled
     run = subprocess.run(
         [sys.executable, "-m", "diagnose", "run", "--example", "seed", "--format", "json"],
         cwd=elsewhere,

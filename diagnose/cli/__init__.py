@@ -6,6 +6,7 @@ Exit codes (one table, also in README.md):
   2  usage error, or input that cannot be read
   3  rule, check, profile or configuration error, or the rule engine failed (crashed, hung)
   4  evidence incomplete under --strict
+  130  interrupted (Ctrl-C): no traceback, no process left behind
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from typing import Any
 
 import click
 
-from diagnose import __version__
+from diagnose import __version__, interrupts
 from diagnose.errors import DiagnoseError
 
 EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_RULES, EXIT_INCOMPLETE = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = interrupts.EXIT_INTERRUPTED  # 130: Ctrl-C
 
 # Every command, and where it lives: a module is imported only when its command runs (or help
 # lists them), so `diagnose probe capture` does not pay for the rule loader and `analyze` not for probes.
@@ -49,20 +51,43 @@ class _Group(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
-    def invoke(self, ctx: click.Context) -> Any:
-        from diagnose.cli.common import error_line, note, warnings_on_stderr
-
-        warnings_on_stderr()
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        interrupts.install()
         try:
-            return super().invoke(ctx)
+            return super().main(*args, **kwargs)
+        finally:  # the command is over and its exit code set: Ctrl-C now must not end the process by SIGINT
+            interrupts.ignore()
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except KeyboardInterrupt:  # while the command line is read (click would say "Aborted!", exit 1)
+            interrupts.leave(EXIT_INTERRUPTED, "diagnose: interrupted")
+            raise
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            from diagnose.cli.common import error_line, note, warnings_on_stderr
+            from diagnose.cli.console import tolerant_std_streams
+
+            tolerant_std_streams()  # a cp1252 console or redirect must not fail on ≥ or a CJK computer name
+            warnings_on_stderr()
+            result = super().invoke(ctx)
         except DiagnoseError as exc:
+            if interrupts.pending():  # the error is Ctrl-C's doing (a worker stopped by it, say)
+                interrupts.leave(EXIT_INTERRUPTED, "diagnose: interrupted")
             note(error_line(exc))
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("diagnose: interrupted", err=True)
-            sys.exit(130)
-        except BrokenPipeError:
-            sys.exit(0)
+            interrupts.leave(EXIT_INTERRUPTED, "diagnose: interrupted")
+            raise
+        except BrokenPipeError:  # standard output's reader left (`| head -1`): not an error
+            from diagnose.cli.common import silence_stdout
+
+            silence_stdout()
+            sys.exit(EXIT_OK)
+        interrupts.leave_if_pending()
+        return result
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

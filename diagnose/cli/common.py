@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import click
 
+from diagnose.errors import OutputError
 from diagnose.paths import data_dir, extra_dirs
 from diagnose.rulebook.model import Rulebook
 from diagnose.safetext import neutralise
+from diagnose.writing import reason, write_file
 
 rules_option = click.option("--rules", "rule_dirs", multiple=True, type=click.Path(file_okay=False),
                             help="Extra rule directory (repeatable); its rules win over shipped ones with the same id. "
@@ -36,14 +39,42 @@ def load_rules(given: Sequence[str] = ()) -> Rulebook:
 
 
 def use_color(output: str | None) -> bool:
-    return output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    return output is None and sys.stdout is not None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
 def write_output(text: str, output: str | None) -> None:
+    """The command's result, to FILE (atomically: see diagnose/writing.py) or to standard output."""
+    text = text if text.endswith("\n") else text + "\n"
     if output:
-        Path(output).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        write_file(output, text)
     else:
-        click.echo(text, nl=not text.endswith("\n"))
+        write_stdout(text)
+
+
+def write_stdout(text: str) -> None:
+    """Print to standard output. A reader that stops early (`diagnose ... | head -1`) is not an error: the
+    rest is dropped quietly and the command ends with its usual code. A closed or failing standard output
+    (`>&-`, `>/dev/full`) is an OutputError."""
+    if sys.stdout is None:
+        raise OutputError("cannot write the output: standard output is closed")
+    try:
+        click.echo(text, nl=False)  # (click flushes)
+    except BrokenPipeError:
+        silence_stdout()
+    except OSError as exc:
+        silence_stdout()
+        raise OutputError(f"cannot write to standard output: {reason(exc)}") from None
+
+
+def silence_stdout() -> None:
+    """Point standard output at the null device, so that what is still buffered in it cannot fail again
+    when Python flushes it on the way out (which would print `Exception ignored ... BrokenPipeError`)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, sys.stdout.fileno())
+        os.close(null)
+    except (OSError, AttributeError, ValueError):  # no stdout file descriptor at all: nothing to flush
+        pass
 
 
 class _Warnings(logging.Handler):
@@ -80,5 +111,7 @@ def error_line(exc: Exception) -> str:
 
 
 def note(message: str) -> None:
-    """One line on stderr; whatever in it came from the evidence cannot drive the terminal."""
-    click.echo(neutralise(message), err=True)
+    """One line on stderr; whatever in it came from the evidence cannot drive the terminal. A stderr
+    nobody reads any more (a closed pipe, a full disk) does not stop the command."""
+    with contextlib.suppress(OSError):
+        click.echo(neutralise(message), err=True)

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 import click
 
+from diagnose.cli.common import write_output
 from diagnose.facts import Fact, ProbeRun
 from diagnose.probes import ProbeResult
 from diagnose.safetext import neutralise, to_json
@@ -40,11 +41,7 @@ def emit(result: ProbeResult, run: ProbeRun, fmt: str, output: str | None = None
                         "excerpts": dict(result.excerpts)})
     else:
         text = "\n".join(neutralise(line) for line in _text_lines(result.facts, run))
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    else:
-        click.echo(text)
+    write_output(text, output)
 
 
 def _text_lines(facts: Iterable[Fact], run: ProbeRun) -> Iterable[str]:

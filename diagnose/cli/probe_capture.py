@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from diagnose.cli.common import write_output
 from diagnose.cli.probe import emit, format_option, output_option, probe
 from diagnose.errors import UsageError
 from diagnose.facts import Fact, ProbeRun
@@ -58,11 +59,7 @@ def capture_command(paths: tuple[Path, ...], tmg: tuple[str, ...], profile_path:
     if fmt == "json":
         emit(result, run, fmt, output)
         return
-    text = "\n".join(neutralise(line) for line in _text(result.facts, run))
-    if output:
-        Path(output).write_text(text + "\n", encoding="utf-8")
-    else:
-        click.echo(text)
+    write_output("\n".join(neutralise(line) for line in _text(result.facts, run)), output)
 
 
 def _text(facts: tuple[Fact, ...], run: ProbeRun) -> list[str]:

@@ -7,6 +7,7 @@ import time
 
 import click
 
+from diagnose.cli.common import write_output
 from diagnose.cli.probe import _text_lines, format_option, output_option, probe
 from diagnose.facts import ProbeRun
 from diagnose.probes import ProbeContext
@@ -119,8 +120,4 @@ def logs(
             lines.append("excerpts:")
             lines += [f"    {where}: {raw}" for where, raw in result.excerpts.items()]
         text = "\n".join(neutralise(line) for line in lines)
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    else:
-        click.echo(text)
+    write_output(text, output)

@@ -83,8 +83,8 @@ def dns_command(names: tuple[str, ...], dns_servers: tuple[str, ...], hosts_file
         spec = {"names": list(profile.published_names),
                 "certificate_fqdn": certificate_fqdn or profile.certificate_fqdn,
                 "internal_name": internal_name or profile.internal_name}
-    spec |= {"servers": list(profile.dns_servers), "hosts_file": profile.hosts_file, "expect": list(expect),
-             "timeout": timeout, "use_hosts": not no_hosts, "recorded": list(recorded), "offline": offline}
+    spec.update({"servers": list(profile.dns_servers), "hosts_file": profile.hosts_file, "expect": list(expect),
+             "timeout": timeout, "use_hosts": not no_hosts, "recorded": list(recorded), "offline": offline})
     _run("dns", profile, spec, fmt, output, deadline)
 
 

@@ -17,17 +17,24 @@ MAX_NOTES_SHOWN = 20
 
 @probe.command("proxylogs")
 @click.argument("paths", nargs=-1, required=True)
+@click.option("--jobs", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Worker processes for big plain logs (0 = one per core, at most 2).")
+@click.option("--heartbeat", "heartbeat", type=click.IntRange(1, 86400), default=None,
+              help="The clients' EAS heartbeat / keep-alive, s, for the idle-timeout detector.")
 @format_option
 @output_option
-def proxylogs(paths: tuple[str, ...], fmt: str, output: str | None) -> None:
+def proxylogs(paths: tuple[str, ...], jobs: int, heartbeat: int | None, fmt: str, output: str | None) -> None:
     """Read IIS W3C (ARR, Exchange front and back end), Exchange HttpProxy, HAProxy (HTTP, TCP) and nginx
     (access, error) logs (plain, .gz, .zip, folders, globs) and count statuses, decoded Win32 codes,
-    termination states, upstream errors and long-lived requests."""
+    termination states, upstream errors and long-lived requests; where the failed long polls end
+    (`proxy.idle_timeout`: an idle timeout below the heartbeat)."""
     from diagnose.probes.proxylogs import collect
 
     started = time.monotonic()
-    result, problems = collect(ProbeContext(check="proxy-logs"), {"paths": list(paths)})
-    run = ProbeRun("proxylogs", result.status, result.reason, "proxy-logs", ("proxy.status_summary",),
+    spec = {"paths": list(paths), "jobs": jobs, "heartbeat_seconds": heartbeat}
+    result, problems = collect(ProbeContext(check="proxy-logs"), spec)
+    run = ProbeRun("proxylogs", result.status, result.reason, "proxy-logs",
+                   ("proxy.status_summary", "proxy.idle_timeout"),
                    time.monotonic() - started)
     for problem in problems[:MAX_NOTES_SHOWN]:
         click.echo(f"diagnose: note: {problem}", err=True)

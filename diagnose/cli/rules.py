@@ -10,6 +10,7 @@ import click
 from diagnose.cli.common import engine_option, load_rules, rule_dirs, rules_option
 from diagnose.errors import RuleError, UsageError
 from diagnose.rulebook.loader import RuleErrors, load_rulebook
+from diagnose.writing import write_file
 
 
 @click.group()
@@ -129,6 +130,6 @@ def new(rule_id: str, directory: str, cause: str, title: str) -> None:
     if path.exists():
         raise UsageError(f"{path} exists; not overwriting it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(TEMPLATE.format(id=rule_id, title=title, cause=cause), encoding="utf-8")
+    write_file(path, TEMPLATE.format(id=rule_id, title=title, cause=cause))
     click.echo(f"wrote {path}\nnext: edit it, then `diagnose rules lint {directory}` and `diagnose rules test "
                f"{directory}`; use it with `--rules {directory}`")

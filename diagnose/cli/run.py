@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from diagnose import interrupts
+from diagnose.cli import EXIT_FINDING, EXIT_INCOMPLETE, EXIT_INTERRUPTED
 from diagnose.cli.common import (
     engine_option,
     load_rules,
@@ -29,7 +31,6 @@ from diagnose.profile import SiteProfile, load_profile
 from diagnose.safetext import neutralise
 from diagnose.yamlio import load_yaml
 
-EXIT_FINDING, EXIT_INCOMPLETE, EXIT_INTERRUPTED = 1, 4, 130
 MAX_LISTED = 10_000
 
 
@@ -39,15 +40,13 @@ def interrupted(bundle: EvidenceBundle) -> bool:
 
 def leave_if_interrupted(bundle: EvidenceBundle, saved: str | None) -> None:
     """After Ctrl-C in collection: say what was kept, and exit 130 at once (abandoned probe threads
-    must not hold the process open)."""
+    must not hold the process open, and their worker processes are stopped)."""
     if not interrupted(bundle):
         return
     where = f"; partial bundle written to {saved}" if saved else ""
-    note(f"diagnose: interrupted: {sum(p.status is ProbeStatus.INTERRUPTED for p in bundle.probes)} check(s) "
-         f"did not finish{where}")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(EXIT_INTERRUPTED)
+    unfinished = sum(p.status is ProbeStatus.INTERRUPTED for p in bundle.probes)
+    note(f"diagnose: interrupted: {unfinished} check(s) did not finish{where}")
+    interrupts.leave(EXIT_INTERRUPTED)
 
 
 def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -240,7 +239,7 @@ def progress_printer(enabled: bool | None, redact: bool = False,
     if not enabled:
         return None
 
-    def show(check: str, message: str) -> None:
+    def show(check: str, message: str) -> None:  # (a stderr that cannot be written does not stop a probe)
         note(f"  {check:<28} {scrub(message) if scrub else message}")
 
     return show

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,8 +31,9 @@ _RESULT_OBSERVED = 2  # 1 = not handled (no condition observes the fact): fine, 
 _LOCK = threading.RLock()  # the C module has no locks of its own
 _names = itertools.count()
 
-Message = tuple[int, dict[str, Any]]  # (index of the fact in the caller's list, its fields with kind and subject)
-RawFiring = tuple[str, tuple[tuple[str, int], ...]]  # (rule id, ((binding, fact index), ...))
+# (index of the fact in the caller's list, its fields with kind and subject)
+Message = typing.Tuple[int, typing.Dict[str, Any]]
+RawFiring = typing.Tuple[str, typing.Tuple[typing.Tuple[str, int], ...]]  # (rule id, ((binding, fact index), ...))
 
 
 @dataclass(frozen=True)
@@ -62,13 +64,13 @@ def dumps(value: Any) -> str:
     """JSON the C parser accepts: like json.dumps, but floats always carry a '.' in the mantissa."""
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):
         return _number(value)
     if isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, dict):
         return "{" + ",".join(f"{json.dumps(str(k), ensure_ascii=False)}:{dumps(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return "[" + ",".join(dumps(v) for v in value) + "]"
     raise TypeError(f"cannot serialise {type(value).__name__}")
 

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
-from typing import Mapping as TypingMapping  # noqa: UP035 - subscripted at run time, also on Python 3.8
-from typing import Tuple  # noqa: UP035
+from typing import Mapping as TypingMapping
+from typing import Tuple
 
 from diagnose.engine import EngineResult, Firing, usable_attrs
 from diagnose.facts import Fact
@@ -40,7 +40,7 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 MISSING = object()
 
 Fields = TypingMapping[str, object]
-Entry = Tuple[int, Fields]  # noqa: UP006  # (index of the fact in the caller's list, its usable fields)
+Entry = Tuple[int, Fields]  # (index of the fact in the caller's list, its usable fields)
 
 
 def _same_type(a: object, b: object) -> bool:
@@ -48,7 +48,7 @@ def _same_type(a: object, b: object) -> bool:
     return ta == tb or {ta, tb} <= {"int", "float"}
 
 
-@lru_cache(maxsize=None)  # noqa: UP033 - functools.cache is 3.9+
+@lru_cache(maxsize=None)
 def glob_regex(pattern: str) -> re.Pattern[str]:
     out = []
     for ch in pattern.translate(_ASCII_LOWER):

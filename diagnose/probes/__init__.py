@@ -15,7 +15,8 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,7 +24,7 @@ from diagnose.errors import UsageError
 from diagnose.facts import Fact, ProbeRun, ProbeStatus
 from diagnose.profile import SiteProfile
 
-Progress = Callable[[str, str], None]
+Progress = typing.Callable[[str, str], None]
 
 
 def _no_progress(check: str, message: str) -> None:

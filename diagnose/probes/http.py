@@ -45,6 +45,7 @@ from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.netio import (
     ConnectFailure,
+    DeadlineSocket,
     Endpoint,
     authority,
     classify_os_error,
@@ -257,7 +258,8 @@ def fetch(request: Request, budget: float, check: str | None) -> Fact:
                         ("Content-Length", str(len(body_out)))]
         head = f"{request.method} {request.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
         sock.sendall(head.encode("latin-1") + b"\r\n" + body_out)
-        response = http.client.HTTPResponse(sock, method=request.method)
+        # one wall-clock budget for the whole answer: a server trickling bytes must not hold the probe
+        response = http.client.HTTPResponse(DeadlineSocket(sock, deadline), method=request.method)  # type: ignore[arg-type]
         response.begin()
         status = response.status
         body = b""
@@ -341,4 +343,4 @@ def _fact(request: Request, check: str | None, location: str | None = None, **at
     if location is None:
         return fact
     # `location` (the redirect target) is an attribute here, not make_fact's provenance location
-    return Fact(fact.kind, fact.subject, dict(fact.attrs) | {"location": location}, fact.provenance)
+    return Fact(fact.kind, fact.subject, {**fact.attrs, "location": location}, fact.provenance)

@@ -9,6 +9,7 @@ timed out rather than started late.
 from __future__ import annotations
 
 import errno
+import io
 import ipaddress
 import os
 import socket
@@ -18,8 +19,9 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
+from diagnose.compat import SLOTS
 from diagnose.errors import UsageError
 from diagnose.probes import ProbeContext
 from diagnose.probes.spec import spec_bool, spec_list, spec_number, spec_port, spec_text  # noqa: F401 - re-exported
@@ -30,7 +32,7 @@ R = TypeVar("R")
 MAX_WORKERS = 64
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Endpoint:
     """A host (name or address) and a port, e.g. from `10.1.5.11:443`, `[fe80::1]:443` or `cas01`."""
 
@@ -195,11 +197,11 @@ _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.EN
 
 def classify_os_error(exc: OSError) -> str:
     """refused | reset | timeout | unreachable | error, for a socket error."""
-    if isinstance(exc, TimeoutError | socket.timeout):
+    if isinstance(exc, (TimeoutError, socket.timeout)):
         return "timeout"
     if isinstance(exc, ConnectionRefusedError):
         return "refused"
-    if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+    if isinstance(exc, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
         return "reset"
     if isinstance(exc, socket.gaierror):
         return "unresolved"
@@ -232,6 +234,44 @@ def connect(endpoint: Endpoint, timeout: float) -> socket.socket:
             continue
         return sock
     raise failure or ConnectFailure("timeout", f"connect to {endpoint}: timed out")
+
+
+class DeadlineReader(io.RawIOBase):
+    """A socket's incoming bytes, every read bounded by what is left of `deadline` (time.monotonic()).
+
+    A socket timeout bounds each read alone: a server that sends one byte a second (slowloris) keeps
+    every read inside it and the request going for ever. Here the reads share one wall-clock budget, and
+    the first read after it is spent raises TimeoutError.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the deadline passed")
+        self._sock.settimeout(left)
+        return self._sock.recv_into(buffer)
+
+
+class DeadlineSocket:
+    """What http.client.HTTPResponse reads from (it only calls `makefile`): the socket through a
+    DeadlineReader, so that the status line, headers and body all arrive by the deadline or not at all."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def makefile(self, mode: str = "rb", *_args: Any, **_kwargs: Any) -> io.BufferedReader:
+        if mode != "rb":
+            raise ValueError(f"DeadlineSocket reads bytes only, not mode {mode!r}")
+        return io.BufferedReader(DeadlineReader(self._sock, self._deadline))
 
 
 def elapsed_ms(started: float) -> float:

@@ -20,7 +20,7 @@ def spec_list(spec: Mapping[str, Any], key: str, split: bool = False) -> list[st
         return []
     if isinstance(value, str):
         return [v.strip() for v in value.split(",") if v.strip()] if split else [value]
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return [str(v) for v in value if v is not None and str(v) != ""]
     raise UsageError(f"parameter {key!r} must be a string or a list of strings")
 
@@ -29,7 +29,7 @@ def spec_text(spec: Mapping[str, Any], key: str) -> str | None:
     value = spec.get(key)
     if value is None or value == "" or value == []:
         return None
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return str(value[0]) if value else None
     return str(value)
 

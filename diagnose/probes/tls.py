@@ -278,7 +278,7 @@ def _classify_ssl(exc: ssl.SSLError, endpoint: Endpoint, received: bytes) -> Han
     reason = getattr(exc, "reason", None) or ""
     if isinstance(exc, ssl.SSLCertVerificationError):
         return HandshakeFailure("untrusted", exc.verify_message or str(exc))
-    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+    if isinstance(exc, (ssl.SSLEOFError, ssl.SSLZeroReturnError)):
         return HandshakeFailure("closed", f"{endpoint} closed the connection during the TLS handshake")
     if received and received[0] not in (20, 21, 22, 23):
         first = received[:16].decode("latin-1", "replace").split("\r\n", 1)[0]
@@ -399,7 +399,7 @@ def certificate_fact(obs: Observation, sni: str | None, internal_name: str | Non
     if cert is None:
         return make_fact("tls.certificate", subject, PROBE, check=check, source=subject, **base)
     san_dns, san_ip, cn = certificate_names(cert)
-    now = dt.datetime.now(dt.UTC)
+    now = dt.datetime.now(dt.timezone.utc)
     not_after, not_before = cert.not_valid_after_utc, cert.not_valid_before_utc
     wanted = [n for n in [internal_name, *published, certificate_fqdn] if n]
     unmatched = [n for n in dict.fromkeys(wanted) if not name_on_certificate(n, san_dns, san_ip, cn)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 from typing import Any
 
@@ -34,7 +35,7 @@ def start_method(wanted: str | None = None) -> str:
 
 
 # what the forkserver imports once, so that its children start with the readers loaded
-PRELOAD = ["diagnose.probes.logs", "diagnose.probes.capture.analysis"]
+PRELOAD = ["diagnose.probes.logs", "diagnose.probes.capture.analysis", "diagnose.probes.proxylogs"]
 
 
 def mp_context(wanted: str | None = None) -> Any:
@@ -47,4 +48,24 @@ def context_for(method: str) -> Any:
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(PRELOAD)
+        _start_forkserver_deaf_to_ctrl_c()
     return context
+
+
+def _start_forkserver_deaf_to_ctrl_c() -> None:
+    """Start the forkserver (once per process) with SIGINT blocked in the starting thread: the mask
+    passes through fork and exec, so neither the server nor the workers it forks can be stopped by the
+    Ctrl-C the terminal sends the whole process group, in the tens of milliseconds before Python has
+    run any of our code there (they printed a KeyboardInterrupt traceback from stdlib code). The parent
+    stops its workers itself (diagnose.interrupts). Blocking, unlike ignoring, loses nothing here: a
+    Ctrl-C meanwhile goes to another thread or waits until the mask is restored."""
+    from multiprocessing import forkserver
+
+    block = getattr(signal, "pthread_sigmask", None)
+    if block is None:  # no POSIX signal masks: nothing to do, nor any forkserver
+        return
+    previous = block(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        forkserver.ensure_running()
+    finally:
+        block(signal.SIG_SETMASK, previous)

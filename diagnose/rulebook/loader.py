@@ -279,7 +279,7 @@ def _test(field: str, ftype: str, op: Any, raw: Any, lines: Lines, at: tuple[Any
     elif op in ("lt", "le", "gt", "ge"):
         if not numeric:
             raise RuleError(f"{op} needs a numeric field; {field} is {ftype}", where)
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RuleError(f"{field} {op}: expected a number, got {_yaml_type(value)}", where)
     elif op in ("eq", "ne"):
         if ftype == "list":
@@ -379,7 +379,7 @@ def _conclusion(body: Any, lines: Lines, when: Group, kinds: FactKinds) -> Concl
     _keys(body, ("cause", "certainty", "explain"), ("cause", "certainty", "explain"), lines, ("conclude",), "conclude")
     cause = _text(body["cause"], lines, ("conclude", "cause"), "cause")
     cf = body["certainty"]
-    if isinstance(cf, bool) or not isinstance(cf, int | float) or not -1.0 <= cf <= 1.0:
+    if isinstance(cf, bool) or not isinstance(cf, (int, float)) or not -1.0 <= cf <= 1.0:
         raise RuleError(f"certainty must be a number in [-1, 1], got {cf!r}", lines.at("conclude", "certainty"))
     explain = _text(body["explain"], lines, ("conclude", "explain"), "explain")
     names = {b.name: b for b in when.bindings()}
@@ -451,7 +451,7 @@ def _tests(body: Any, lines: Lines, kinds: FactKinds) -> Iterable[RuleTest]:
         if not isinstance(expect["fires"], bool):
             raise RuleError("expect.fires must be true or false", lines.at(*at, "expect", "fires"))
         cf = expect.get("certainty")
-        if cf is not None and (isinstance(cf, bool) or not isinstance(cf, int | float)):
+        if cf is not None and (isinstance(cf, bool) or not isinstance(cf, (int, float))):
             raise RuleError("expect.certainty must be a number", lines.at(*at, "expect", "certainty"))
         unknown = expect.get("unknown")
         if unknown is not None and not isinstance(unknown, bool):

@@ -7,10 +7,11 @@ with a field of an earlier binding (`Ref`, a join).
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from enum import StrEnum
 
+from diagnose.compat import SLOTS, StrEnum
 from diagnose.facts import Fact, Value
 
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "contains", "matches", "exists")
@@ -29,7 +30,7 @@ class Verdict(StrEnum):
     INCONCLUSIVE = "inconclusive"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Ref:
     """A join: the value of `field` in the fact bound to `binding`."""
 
@@ -40,10 +41,10 @@ class Ref:
         return f"${self.binding}.{self.field}"
 
 
-Operand = Value | tuple[Value, ...] | Ref | None
+Operand = typing.Union[Value, typing.Tuple[Value, ...], Ref, None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Test:
     field: str
     op: str
@@ -61,7 +62,7 @@ class Test:
         return f"{self.field} {words.get(self.op, self.op)} {shown}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Binding:
     name: str
     kind: str
@@ -72,7 +73,7 @@ class Binding:
         return tuple(t.value for t in self.tests if isinstance(t.value, Ref))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Group:
     op: str  # "all" | "any" | "not"
     items: tuple[Binding | Group, ...]
@@ -133,21 +134,21 @@ def _path_to(group: Group, name: str) -> list[tuple[Group, int]]:
     return []
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Conclusion:
     cause: str
     certainty: float
     explain: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Expectation:
     fires: bool
     certainty: float | None = None  # the combined certainty of the rule's cause, when given
     unknown: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class RuleTest:
     name: str
     facts: tuple[Fact, ...]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +22,7 @@ from tests.servers import (
     LOOPBACKS,
     SilentPeer,
     TlsServer,
+    TricklingServer,
     closed_port,
     host_port,
     owa_app,
@@ -57,7 +60,7 @@ def probe_site(server: TlsServer | int, host: str = LOOPBACK, internal_name: str
     port, host = (server, host) if isinstance(server, int) else (server.port, server.host)
     profile = SiteProfile(internal_name=internal_name, internal_addresses=(host,), published=PROTOCOLS,
                           exchange_version="2010")
-    result, run = run_probe("http", ProbeContext(profile=profile), {"port": port, "timeout": 1.0} | spec)
+    result, run = run_probe("http", ProbeContext(profile=profile), {"port": port, "timeout": 1.0, **spec})
     fact_kinds().check(result.facts, "http probe")
     assert run.status.value == "complete"
     return {f"{f.attrs['method']} {f.attrs['path']}": dict(f.attrs) for f in result.facts}
@@ -184,3 +187,47 @@ def test_cli_http_bad_ipv6_urls_give_one_line(url: str, message: str) -> None:
     proc = run_cli("probe", "http", url)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"diagnose: error: {message}"
+
+
+# ------------------------------------------------------------------------------------ slowloris
+
+def _probe_in_thread(spec: dict[str, Any], deadline: float, wait: float) -> tuple[list[Any], bool]:
+    """Run the http probe in a thread and wait at most `wait` seconds: (its facts, whether it returned)."""
+    facts: list[Any] = []
+
+    def work() -> None:
+        result, _run = run_probe("http", ProbeContext(deadline=time.monotonic() + deadline), spec)
+        facts.extend(result.facts)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    thread.join(wait)
+    return facts, not thread.is_alive()
+
+
+@pytest.mark.parametrize("stage", ["headers", "body"])
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_trickling_server_does_not_outlast_the_deadline(issued: Any, host: str, scheme: str, stage: str) -> None:
+    """Issue 13 item 4: every read got a byte in time, so per-read timeouts never fired and the request
+    went on for ever. The request timeout (and the probe's deadline) bound the whole answer. The bound
+    asserted is a correctness bound (3x the budget detects the hang), not a performance figure."""
+    with TricklingServer(issued if scheme == "https" else None, stage=stage, interval=0.1, host=host) as slow:
+        url = f"{scheme}://{slow.address}/owa/"
+        facts, returned = _probe_in_thread({"urls": [url], "timeout": 1.0}, deadline=30, wait=3 * 1.0)
+        assert returned, "the http probe was still reading from a trickling server"
+        facts_deadline, returned = _probe_in_thread({"urls": [url], "timeout": 30}, deadline=1.0, wait=3 * 1.0)
+        assert returned, "the http probe outlived its deadline"
+        sent = slow.bytes_sent
+    assert sent > 0  # the server did trickle: this was not a silent peer
+    for fact in facts + facts_deadline:
+        assert (fact.attrs["outcome"], fact.attrs["healthy"]) == ("timeout", False)
+        assert fact.attrs["reason"] == "no complete answer in time"
+
+
+def test_cli_http_deadline_against_a_trickling_server() -> None:
+    """`probe http --timeout 3 --deadline 10` ran over 200 s against a trickling server (issue 13)."""
+    with TricklingServer(interval=0.2) as slow:
+        proc = run_cli("probe", "http", f"http://{slow.address}/owa/", f"http://{slow.address}/ews/",
+                       "--timeout", "3", "--deadline", "2", "--format", "json", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert [f["attrs"]["outcome"] for f in json.loads(proc.stdout)["facts"]] == ["timeout", "timeout"]

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from diagnose.compat import zip_strict
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, run_probe
 from diagnose.profile import SiteProfile
@@ -65,7 +66,7 @@ def test_twenty_targets_with_ten_timeouts_overlap() -> None:
     unanswered = [UnansweredPort() for _ in range(10)]
     answering = [SilentPeer() for _ in range(10)]
     try:
-        targets = [p.address for pair in zip(unanswered, answering, strict=True) for p in pair]
+        targets = [p.address for pair in zip_strict(unanswered, answering) for p in pair]
         began = time.monotonic()
         result, _ = run_probe("tcp", ProbeContext(progress=progress), {"targets": targets, "timeout": timeout})
         ended = time.monotonic()

@@ -29,7 +29,7 @@ def factory(tmp_path_factory: pytest.TempPathFactory) -> CertFactory:
 
 def probe_tls(targets: list[str], factory: CertFactory | None = None, **spec: Any) -> list[dict[str, Any]]:
     full = {"targets": targets, "sni": INTERNAL_NAME, "internal_name": INTERNAL_NAME,
-            "published_names": PUBLISHED, "timeout": 1.0} | spec
+            "published_names": PUBLISHED, "timeout": 1.0, **spec}
     if factory is not None:
         full.setdefault("ca_file", str(factory.root_pem))
     result, run = run_probe("tls", ProbeContext(), full, ("tls.certificate",))

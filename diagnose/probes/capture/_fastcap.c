@@ -29,6 +29,9 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#if PY_VERSION_HEX < 0x03090000 /* Python 3.8 (Windows Server 2008 R2's last) has it under its old name */
+#define PyObject_Vectorcall _PyObject_Vectorcall
+#endif
 #include <stdint.h>
 #include <string.h>
 

@@ -26,12 +26,14 @@ import ipaddress
 import os
 import tempfile
 import traceback
+import typing
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from diagnose.compat import SLOTS, zip_strict
 from diagnose.errors import DiagnoseError
 from diagnose.probes.capture.formats import Inflated, ReadResult, inflate, read_capture
 from diagnose.probes.capture.tcp import (
@@ -66,7 +68,7 @@ FIRST = {"merge": "first"}  # the same in every worker (per-file reads, settings
 LATER = {"merge": "none"}  # derived after the merge (settle, decide_tmg): left empty
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class AggKey:
     teardown: str
     orig_ip: str
@@ -78,7 +80,7 @@ class AggKey:
 
 
 # what a summary needs of a connection: (teardown, leg, first_fin_by, first_reset_by, rst_zero_window)
-Signature = tuple[str, str, str, str, bool]
+Signature = typing.Tuple[str, str, str, str, bool]
 
 # the loss figures tallied per AggKey (`CaptureAnalysis.loss`: (key, index) -> sum), in this order
 LOSS = ("unanalysed", "connections_with_retransmissions", "retransmitted_packets", "connections_with_gaps", "gaps",
@@ -423,7 +425,7 @@ class CaptureAnalysis:
             slot[0] += n
             for i, v in enumerate(lost, 1):
                 slot[i] += v
-        return {label: loss_figures(per[label][0], per[label][1:]) | {"connections": per[label][0]}
+        return {label: {**loss_figures(per[label][0], per[label][1:]), "connections": per[label][0]}
                 for label in TEARDOWNS if label in per}
 
     def chosen_samples(self) -> dict[str, list[Connection]]:
@@ -452,7 +454,7 @@ def loss_figures(connections: int, figures: list[int]) -> dict[str, Any]:
     analysed = connections - figures[0]
     if not analysed:  # (missing, not 0: nothing was analysed)
         return {"loss_analysed": 0}
-    out: dict[str, Any] = dict(zip(LOSS[1:], figures[1:], strict=True))
+    out: dict[str, Any] = dict(zip_strict(LOSS[1:], figures[1:]))
     out["loss_analysed"] = analysed
     out["share_with_retransmissions"] = round(figures[1] / analysed, 4)
     out["share_with_gaps"] = round(figures[3] / analysed, 4)

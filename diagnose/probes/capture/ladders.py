@@ -146,7 +146,7 @@ def clock_text(path: Path, ts: float) -> tuple[str, str]:
         whole, frac = divmod(micros, 1_000_000)
         return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}.{frac:06d}", "time of day"
     try:
-        when = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")  # noqa: UP017 (3.8)
+        when = datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")
     except (OverflowError, OSError, ValueError):
         return "", ""
     return (when + "Z", "absolute") if kind == "absolute" else (when, "local clock")

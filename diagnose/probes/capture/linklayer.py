@@ -10,6 +10,7 @@ options, fragment and AH extension headers).
 from __future__ import annotations
 
 import struct
+import typing
 
 ETHERNET, NULL, PPP, RAW, RAW12, PPP_HDLC, PPP_ETHER, LOOP, LINUX_SLL, RAW4, RAW6, LINUX_SLL2 = (
     1, 0, 9, 101, 12, 50, 51, 108, 113, 228, 229, 276)
@@ -23,7 +24,8 @@ _U32L = struct.Struct("<I")
 _TCP = struct.Struct("!HHIIBBH")  # sport dport seq ack off flags win
 _IPV4 = struct.Struct("!BBHHHBBH")  # vihl tos total id frag ttl proto cksum
 
-Segment = tuple[bytes, bytes, int, int, int, int, int, bool]  # key, rkey, flags, win, plen, seq, ack, bad checksum
+# key, rkey, flags, win, plen, seq, ack, bad checksum
+Segment = typing.Tuple[bytes, bytes, int, int, int, int, int, bool]
 
 
 def _ethertype_to_ip(buf, p: int, end: int, etype: int) -> tuple[int, int]:

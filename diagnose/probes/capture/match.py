@@ -37,12 +37,12 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from diagnose.bounds import MAX_TEXT_CAPTURE_BYTES, READ_ERRORS, open_input, open_regular
+from diagnose.compat import UTC, ZoneInfo
 from diagnose.probes.capture.tcp import (
     C_CLOSED,
     C_FIN0,

@@ -62,6 +62,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
+from diagnose.compat import SLOTS
+
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 CONTROL = FIN | SYN | RST
 
@@ -114,7 +116,7 @@ SEEN_Q = (64, 128)
 CLEAN_CLOSE = (256, 512)  # the direction closed (FIN) while established (Zeek: CLOSED after ESTABLISHED)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Connection:
     """One finished (or still open at capture end) TCP connection."""
 

@@ -16,10 +16,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from diagnose.compat import SLOTS
 from diagnose.errors import InputError, read_input
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class HostsEntry:
     address: str
     names: tuple[str, ...]
@@ -27,7 +28,7 @@ class HostsEntry:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class IgnoredLine:
     line: int
     text: str

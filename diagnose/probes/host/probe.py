@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from diagnose.compat import SLOTS, removesuffix
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.spec import spec_list
@@ -54,7 +55,7 @@ _STATE_ATTRS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class TcpSocket:
     """One TCP socket as psutil reports it (`psutil.net_connections(kind="tcp")`)."""
 
@@ -65,7 +66,7 @@ class TcpSocket:
     state: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class PortRange:
     low: int
     high: int
@@ -285,7 +286,7 @@ def port_usage_fact(
 def process_facts(
     psutil_mod: Any, names: Iterable[str], check: str | None, sockets: list[TcpSocket] | None = None
 ) -> list[Fact]:
-    wanted = {n.lower() for n in names} | {n.lower().removesuffix(".exe") for n in names}
+    wanted = {n.lower() for n in names} | {removesuffix(n.lower(), ".exe") for n in names}
     procs = []
     for p in psutil_mod.process_iter(["name", "pid"]):
         name = (p.info.get("name") or "").lower()

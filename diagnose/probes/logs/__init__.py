@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from diagnose.bounds import READ_ERRORS, input_size, is_gzip, open_input, open_regular, read_error, zip_archive
+from diagnose.compat import removeprefix, zip_strict
 from diagnose.errors import InputError, UsageError
 from diagnose.facts import ProbeStatus
 from diagnose.probes import ProbeContext, ProbeResult
@@ -60,6 +61,15 @@ __all__ = ["LogInput", "collect", "probe", "summarise"]
 
 SPLIT_AT = 16 << 20  # plain W3C files larger than this are cut into byte ranges of about this size
 _LOG_SUFFIXES = (".w3c", ".iis", ".log", ".txt", ".csv", ".tsv", ".gz", ".zip")
+# TMG's default log storage: SQL Server Express databases (ISALOG_yyyymmdd_FWS_nnn.mdf, with .ldf), which
+# only SQL Server reads. They are not read; the hint says how to get text instead.
+_DATABASE_SUFFIXES = (".mdf", ".ldf")
+SQL_EXPRESS_HINT = (
+    "TMG logged to SQL Server Express, which diagnose does not read: export each database's FirewallLog and "
+    "WebProxyLog tables to CSV with a header row (diagnose reads such exports), or switch Firewall and Web "
+    "Proxy logging to text files (W3C) in the TMG console (Logs & Reports, Configure Firewall Logging, "
+    "Configure Web Proxy Logging) and reproduce the problem"
+)
 _ROTATION = re.compile(r"(\d{8})(?:_(?:FWS|WEB)_?(\d+))?", re.IGNORECASE)
 
 
@@ -112,6 +122,12 @@ def expand(paths: Sequence[str]) -> tuple[list[LogInput], list[str]]:
                     p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in _LOG_SUFFIXES
                 ]
                 found.extend(_with_members(str(p), named=False) for p in files)
+                databases = sum(1 for p in path.rglob("*") if p.suffix.lower() == ".mdf" and p.is_file())
+                if databases:
+                    problems.append(f"{path}: {databases} SQL Express database file(s) (.mdf) not read: "
+                                    + SQL_EXPRESS_HINT)
+            elif path.is_file() and path.suffix.lower() in _DATABASE_SUFFIXES:
+                problems.append(f"{path}: a SQL Express database file, not read: {SQL_EXPRESS_HINT}")
             elif path.exists():
                 input_size(path)  # a FIFO or device is refused here, before anything opens it
                 found.append(_with_members(str(path), named=True))
@@ -247,10 +263,10 @@ def _csv_ranges(log: LogInput, fh: IO[bytes], head: bytes, size: int) -> list[Un
     """A SQL-export CSV cut at line ends that are not inside a quoted field: the number of quotes
     before each cut is even (an escaped quote is two). Every range is given the header."""
     try:
-        detected = detect(head.removeprefix(codecs.BOM_UTF8), log.name)
+        detected = detect(removeprefix(head, codecs.BOM_UTF8), log.name)
     except NotALogError:
         return [Unit(log)]
-    if detected.format != "sql-csv" or utf16_encoding(head.removeprefix(codecs.BOM_UTF8)) is not None:
+    if detected.format != "sql-csv" or utf16_encoding(removeprefix(head, codecs.BOM_UTF8)) is not None:
         return [Unit(log)]
     bounds, target, odd, pos = [0], SPLIT_AT, 0, 0
     fh.seek(0)
@@ -556,7 +572,7 @@ def summarise(
         with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
                                                     initializer=_ignore_interrupts) as pool:
             futures = [pool.submit(run_unit, unit, site, Scanner, deadline) for unit in units]
-            for unit, future in zip(units, futures, strict=True):
+            for unit, future in zip_strict(units, futures):
                 try:
                     absorb(unit, future.result())
                 except NotALogError as exc:
@@ -587,7 +603,7 @@ def site_from(ctx: ProbeContext, spec: Mapping[str, Any]) -> Site:
 
     tz = spec.get("tz") or None
     if tz:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        from diagnose.compat import ZoneInfo, ZoneInfoNotFoundError
 
         try:
             ZoneInfo(str(tz))

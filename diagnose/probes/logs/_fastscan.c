@@ -12,6 +12,9 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#if PY_VERSION_HEX < 0x030A0000 /* Python 3.8 and 3.9 (Windows Server 2008 R2's Python is 3.8) */
+static inline PyObject *Py_NewRef(PyObject *o) { Py_INCREF(o); return o; }
+#endif
 #include <stdint.h>
 #include <string.h>
 

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from diagnose.compat import SLOTS
 from diagnose.errors import RuleError
 from diagnose.yamlio import load_yaml
 
@@ -38,7 +39,7 @@ GROUPS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class CodeInfo:
     value: int
     name: str
@@ -46,7 +47,7 @@ class CodeInfo:
     group: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ResultCode:
     """A result as normalised: `value` is None when the text held no recognisable code."""
 
@@ -84,7 +85,7 @@ def _text_key(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", text.lower()).strip()
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)
 def catalogue() -> Catalogue:
     data, lines = load_yaml(CATALOGUE)
     if not isinstance(data, dict) or not isinstance(data.get("codes"), dict):

@@ -27,6 +27,7 @@ from functools import lru_cache
 from itertools import compress
 
 from diagnose.bounds import READ_ERRORS
+from diagnose.compat import SLOTS
 from diagnose.probes.logs import LogInput, NotALogError, Unit, expand, run_unit
 from diagnose.probes.logs.codes import STATUS64, result_code
 from diagnose.probes.logs.layout import LogKind
@@ -46,7 +47,7 @@ WEB_PROXY = "Web Proxy record (names the client and the server, not one connecti
 NOT_TCP_REASON = "not TCP"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Status64Entry:
     """One Status 64 record: `time` is UTC epoch seconds (whole seconds, as TMG logs them)."""
 

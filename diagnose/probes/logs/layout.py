@@ -9,7 +9,8 @@ written as `-`) and told apart by their field count.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
+
+from diagnose.compat import StrEnum
 
 
 class LogKind(StrEnum):

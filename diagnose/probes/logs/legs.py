@@ -6,7 +6,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from functools import lru_cache
-from zoneinfo import ZoneInfo
+
+from diagnose.compat import ZoneInfo
 
 _INTERNAL_NET_SKIP = frozenset({"", "-", "external", "local host", "vpn clients", "quarantined vpn clients"})
 

@@ -13,8 +13,8 @@ from datetime import datetime
 from functools import lru_cache
 from itertools import chain
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
+from diagnose.compat import ZoneInfo, zip_strict
 from diagnose.probes.logs.fields import _GARBAGE, _GARBAGE_TEXT, _text
 from diagnose.probes.logs.layout import (
     ACTION_STRINGS,
@@ -86,21 +86,21 @@ class CanonBuilder:
         if min(map(len, rows)) < self._need:  # some record lacks a column: one by one
             return list(chain.from_iterable(map(self.build, rows)))
         n = len(rows)
-        columns = list(zip(*rows, strict=False))  # as long as the shortest record: enough (_need)
+        columns = list(zip(*rows))  # as long as the shortest record: enough (_need)
         out: list[list[bytes]] = [[b"-"] * n for _ in CANON]
         for i, j in self._pairs:
             out[i] = [v.encode("utf-8") if v else b"-" for v in map(str.strip, columns[j])]
         stamps: list[tuple[bytes, bytes] | None] = [None] * n
         for texts, zone in self._time_sources(columns):
-            stamps = [s if s is not None else _utc_stamp(t, zone) for s, t in zip(stamps, texts, strict=True)]
-        out[_DATE] = [s[0] if s is not None else d for s, d in zip(stamps, out[_DATE], strict=True)]
-        out[_TIME] = [s[1] if s is not None else t for s, t in zip(stamps, out[_TIME], strict=True)]
+            stamps = [s if s is not None else _utc_stamp(t, zone) for s, t in zip_strict(stamps, texts)]
+        out[_DATE] = [s[0] if s is not None else d for s, d in zip_strict(stamps, out[_DATE])]
+        out[_TIME] = [s[1] if s is not None else t for s, t in zip_strict(stamps, out[_TIME])]
         for a, p in _ADDRESS_PORT:
             out[a] = [
                 address + b":" + port if port not in (b"-", b"") and b":" not in address else address
-                for address, port in zip(map(_sql_address, out[a]), out[p], strict=True)
+                for address, port in zip_strict(map(_sql_address, out[a]), out[p])
             ]
-        return list(chain.from_iterable(zip(*out, strict=True)))
+        return list(chain.from_iterable(zip_strict(*out)))
 
     def _time_sources(self, columns: list[tuple[str, ...]]) -> list[tuple[Sequence[str], ZoneInfo | None]]:
         """Where a record's time is read, in order of preference (as in `build`)."""
@@ -111,7 +111,7 @@ class CanonBuilder:
             sources.append((columns[self._logtime], self.zone))
         if self._date_time is not None:
             d, t = self._date_time
-            sources.append(([f"{a} {b}" for a, b in zip(columns[d], columns[t], strict=True)], self.zone))
+            sources.append(([f"{a} {b}" for a, b in zip_strict(columns[d], columns[t])], self.zone))
         return sources
 
 

@@ -10,6 +10,7 @@ for the coincidence checks, their clients, the TMG computer and user names, the 
 from __future__ import annotations
 
 import re
+import typing
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -17,6 +18,7 @@ from itertools import chain, compress, repeat
 from operator import add, floordiv, itemgetter, mul, not_, or_
 from typing import Any, NamedTuple
 
+from diagnose.compat import zip_strict
 from diagnose.probes.logs.codes import STATUS64, ResultCode, result_code
 from diagnose.probes.logs.fields import _text
 from diagnose.probes.logs.layout import NOT_CONNECTIONS, Layout, LogKind, normalise_action
@@ -32,9 +34,10 @@ from diagnose.probes.logs.summary import (
 from diagnose.probes.logs.times import _day_epoch, clock_seconds
 
 # (lines, new keys, (lo date, lo time), (hi date, hi time), OA records, long OA, rows, starts, columns)
-_BlockScan = tuple[
-    int, int, tuple[bytes | None, bytes | None], tuple[bytes | None, bytes | None], int, int,
-    list[int], list[int], list[list[bytes]],
+_BlockScan = typing.Tuple[
+    int, int, typing.Tuple[typing.Optional[bytes], typing.Optional[bytes]],
+    typing.Tuple[typing.Optional[bytes], typing.Optional[bytes]], int, int,
+    typing.List[int], typing.List[int], typing.List[typing.List[bytes]],
 ]  # fmt: skip
 # the columns `_detail_rows` reads besides the keys
 _PICKED = ("date", "time", "source", "orig_client", "computer", "username")
@@ -142,7 +145,7 @@ class Scanner:
         if found is not None:
             return found
         assert self.layout is not None
-        values = {f: _text(v) for f, v in zip(self.key_fields, key, strict=True)}
+        values = {f: _text(v) for f, v in zip_strict(self.key_fields, key)}
         kind = self.layout.kind
         if kind is LogKind.MIXED:
             web = not values.get("record_type", "").lower().startswith("firewall")
@@ -246,7 +249,7 @@ class Scanner:
         if len(key_cols) == 1:
             counts.update(zip(key_cols[0]))
         else:
-            counts.update(zip(*key_cols, strict=True))
+            counts.update(zip_strict(*key_cols))
         if len(counts) != before:
             self._refresh_detail()
         idx = self.layout.index
@@ -264,7 +267,7 @@ class Scanner:
             if dates.count(first_day) == n:  # the usual case: a daily log file
                 lo, hi = (first_day, min(times)), (first_day, max(times))
             else:
-                stamps = list(zip(dates, times, strict=True))
+                stamps = list(zip_strict(dates, times))
                 lo, hi = min(stamps), max(stamps)
             self.summary.see_time(_iso_stamp(*lo), _iso_stamp(*hi))
         if self.layout.kind is not LogKind.FIREWALL:
@@ -307,13 +310,13 @@ class Scanner:
                 rows, starts, cols = again[6:]
         if rows:
             nk = len(self.key_index)
-            named = dict(zip(pick_names, cols[nk:], strict=True))
-            at = dict(zip(rows, starts, strict=True))
+            named = dict(zip_strict(pick_names, cols[nk:]))
+            at = dict(zip_strict(rows, starts))
 
             def text(i: int) -> bytes:
                 return block[at[i] : block.index(b"\n", at[i])]
 
-            keys = zip(*cols[:nk], strict=True)
+            keys = zip_strict(*cols[:nk])
             self._detail_rows(rows, keys, named.get, text, first_line.__add__)
         if lo[0] is not None:
             self.summary.see_time(_iso_stamp(*lo), _iso_stamp(*hi))
@@ -401,7 +404,7 @@ class Scanner:
         def text(i: int) -> bytes:
             return b"\t".join(fields[i * stride : i * stride + width])
 
-        keys = zip(*map(pick, key_cols), strict=True) if len(key_cols) > 1 else zip(pick(key_cols[0]))
+        keys = zip_strict(*map(pick, key_cols)) if len(key_cols) > 1 else zip(pick(key_cols[0]))
         self._detail_rows(rows, keys, column, text, lineno)
 
     def _detail_rows(
@@ -434,9 +437,8 @@ class Scanner:
         open_groups = self._samples_open
         known = self._clients.get
         flood: list[bytes] = []
-        for i, info, when, source, original, computer, user in zip(
-            rows, infos, whens, sources, originals, computers, users, strict=True
-        ):
+        for i, info, when, source, original, computer, user in zip_strict(
+            rows, infos, whens, sources, originals, computers, users):
             s64 = info.s64
             group = info.sample_group
             if group and group not in open_groups:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import bisect
 import statistics
+import typing
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from diagnose.compat import UTC
 from diagnose.facts import Fact, make_fact
 
 PROBE = "logs"
@@ -75,7 +77,7 @@ SAMPLED_GROUPS = (
     "client_error",
 )
 
-Citation = tuple[str, int, str]  # (file, line, raw text)
+Citation = typing.Tuple[str, int, str]  # (file, line, raw text)
 
 
 @dataclass

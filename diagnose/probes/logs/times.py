@@ -4,9 +4,10 @@ times of day and days that are placed on the timeline (damaged ones are not)."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
-from zoneinfo import ZoneInfo
+
+from diagnose.compat import UTC, ZoneInfo
 
 _DATETIME = re.compile(
     r"(\d{1,4})([./-])(\d{1,2})[./-](\d{1,4})[ T,]+(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?\s*([AaPp][Mm])?"

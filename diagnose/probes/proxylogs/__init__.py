@@ -4,7 +4,8 @@ IIS W3C (IIS 7.5/8.5/10, Exchange front and back end, ARR), Exchange 2013+ HttpP
 (HTTP and TCP formats, with or without a syslog prefix) and nginx (access and error logs). Each file's
 format is told from its content; files, folders and globs are read, plain or .gz or inside .zip.
 
-Spec keys: `paths` (files, folders, globs).
+Spec keys: `paths` (files, folders, globs), `jobs` (worker processes for big plain files; 0: up to 2),
+`heartbeat_seconds` (else the profile's; for the idle-timeout detector, diagnose/probes/proxylogs/idle.py).
 
 Every file is streamed in blocks of whole lines (memory bounded by the block and the longest line
 kept, 64 KiB); counts are exact; a line that cannot be read is counted, named by file:line and makes
@@ -14,16 +15,17 @@ the result partial, as does a file that ends early (a cut .gz, a damaged zip mem
 from __future__ import annotations
 
 import codecs
+import os
 import zipfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from diagnose.errors import InputError
 from diagnose.facts import ProbeStatus
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.logs import LogInput, expand
-from diagnose.probes.proxylogs import haproxy, httpproxy, iis, nginx, records, w3c
+from diagnose.probes.proxylogs import haproxy, httpproxy, iis, nginx, parts, records, w3c
 from diagnose.probes.proxylogs.lines import MAX_LINE, line_blocks
 from diagnose.probes.proxylogs.tally import Summary, build_facts, iter_notes
 
@@ -62,6 +64,25 @@ def detect(head: bytes, name: str) -> str:
     raise NotAProxyLogError(name)
 
 
+def reader(found: str, summary: Summary, name: str) -> w3c.Reader | records.Reader:
+    """The reader of a log in format `found` (one of FORMATS)."""
+    if found == "iis-w3c":
+        return w3c.Reader(iis.DIALECT, summary, name)
+    if found == "exchange-httpproxy":
+        return w3c.Reader(httpproxy.DIALECT, summary, name)
+    if found.startswith("haproxy"):
+        return records.Reader(haproxy.SHAPES if found == "haproxy-http" else haproxy.SHAPES[::-1], summary, name)
+    if found == "nginx-access":
+        return records.Reader(nginx.ACCESS_SHAPES, summary, name)
+    return records.Reader(nginx.ERROR_SHAPES, summary, name)
+
+
+def too_long(summary: Summary, name: str) -> Callable[[int], None]:
+    def told(line: int) -> None:
+        summary.bad_line(name, line, f"line longer than {MAX_LINE} bytes skipped")
+    return told
+
+
 def _read(log: LogInput, summary: Summary) -> None:
     name = log.name
     try:
@@ -72,22 +93,7 @@ def _read(log: LogInput, summary: Summary) -> None:
             found = detect(head, name)
             summary.files.append(name)
             summary.formats[found] += 1
-
-            def too_long(line: int) -> None:
-                summary.bad_line(name, line, f"line longer than {MAX_LINE} bytes skipped")
-
-            blocks = line_blocks(stream, head, too_long)
-            if found == "iis-w3c":
-                w3c.Reader(iis.DIALECT, summary, name).read(blocks)
-            elif found == "exchange-httpproxy":
-                w3c.Reader(httpproxy.DIALECT, summary, name).read(blocks)
-            elif found.startswith("haproxy"):
-                shapes = haproxy.SHAPES if found == "haproxy-http" else haproxy.SHAPES[::-1]
-                records.Reader(shapes, summary, name).read(blocks)
-            elif found == "nginx-access":
-                records.Reader(nginx.ACCESS_SHAPES, summary, name).read(blocks)
-            else:
-                records.Reader(nginx.ERROR_SHAPES, summary, name).read(blocks)
+            reader(found, summary, name).read(line_blocks(stream, head, too_long(summary, name)))
     except NotAProxyLogError:
         raise
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
@@ -97,18 +103,22 @@ def _read(log: LogInput, summary: Summary) -> None:
         summary.note(name, 0, f"could not be read to its end: {exc}")
 
 
-def summarise(paths: Sequence[str]) -> tuple[Summary, list[str]]:
+def summarise(paths: Sequence[str], jobs: int = 0) -> tuple[Summary, list[str]]:
     """Read every log under `paths`; (summary, problems met). A named file that is not a proxy log is an
-    InputError; one found in a folder is skipped with a note."""
+    InputError; one found in a folder is skipped with a note. Big plain files are read in byte ranges
+    by `jobs` worker processes (default: up to 2), with the same result as reading them here."""
     logs, problems = expand(paths)
     summary = Summary()
-    for log in logs:
-        try:
-            _read(log, summary)
-        except NotAProxyLogError as exc:
-            if log.named:
-                raise
-            problems.append(f"{log.name}: skipped, {exc.message}")
+    with parts.Workers(logs, jobs or min(2, os.cpu_count() or 1)) as workers:
+        for log in logs:
+            if workers.merge(log, summary):
+                continue
+            try:
+                _read(log, summary)
+            except NotAProxyLogError as exc:
+                if log.named:
+                    raise
+                problems.append(f"{log.name}: skipped, {exc.message}")
     problems += list(iter_notes(summary))
     return summary, problems
 
@@ -120,11 +130,11 @@ def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, li
         paths = [paths]
     if not paths:
         return ProbeResult.unavailable("no proxy logs given (--proxy-log PATH)"), []
-    summary, problems = summarise([str(p) for p in paths])
+    summary, problems = summarise([str(p) for p in paths], int(spec.get("jobs") or 0))
     if not summary.figures:
         reason = "; ".join(problems) or "no proxy log records found"
         return ProbeResult((), ProbeStatus.UNAVAILABLE, reason), problems
-    facts, excerpts = build_facts(summary, ctx.check)
+    facts, excerpts = build_facts(summary, ctx.check, heartbeat_of(ctx, spec))
     reason = ""
     if summary.partial:
         reason = (f"{summary.bad_lines} line(s) could not be read"
@@ -132,6 +142,15 @@ def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, li
                   + (f", {summary.unreadable} file(s) not read to the end" if summary.unreadable else ""))
     status = ProbeStatus.PARTIAL if summary.partial else ProbeStatus.COMPLETE
     return ProbeResult(tuple(facts), status, reason, excerpts), problems
+
+
+def heartbeat_of(ctx: ProbeContext, spec: Mapping[str, Any]) -> int | None:
+    """The clients' heartbeat in seconds: the spec's `heartbeat_seconds`, else the site profile's."""
+    value = spec.get("heartbeat_seconds") or ctx.profile.heartbeat_seconds
+    try:
+        return int(value) if value else None
+    except (TypeError, ValueError):
+        raise InputError(f"heartbeat_seconds must be a whole number of seconds, not {value!r}") from None
 
 
 def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:

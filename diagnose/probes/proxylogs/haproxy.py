@@ -14,9 +14,12 @@ Records are scoped by back end (`backend:NAME`).
 
 from __future__ import annotations
 
+from itertools import compress, repeat
+from operator import itemgetter
+
 from diagnose.probes.proxylogs.records import Groups, Shape, compiled
 from diagnose.probes.proxylogs.tally import Key, KeyInfo, clf_time, http_classes, long_poll_classes, text
-from diagnose.probes.proxylogs.w3c import request_long_poll
+from diagnose.probes.proxylogs.w3c import request_long_poll, request_long_polls
 
 PRODUCT = "haproxy"
 _PREFIX = rb"^(?:[^\n]*?\s)??"  # a syslog prefix (RFC 3164 or 5424, with or without <PRI>), or none
@@ -55,6 +58,24 @@ def http_key(groups: Groups) -> Key:
     return (backend, status, b"", term[:2], lp, seconds)
 
 
+def http_keys(found: list[Groups]) -> list[Key]:
+    """`http_key` of every record of a batch: the key is worked out once per distinct (back end, status,
+    termination state, request); only long polls are looked at one by one, for their duration."""
+    if not found:
+        return []
+    backends, statuses, terms, requests = (list(c) for c in zip(*map(_HTTP_PARTS, found)))
+    lps = request_long_polls(requests)
+    keys: list[Key] = list(zip(backends, statuses, repeat(b""), [t[:2] for t in terms], lps, repeat(-1)))
+    for i in compress(range(len(keys)), lps):
+        duration = _duration(found[i][4])
+        if duration >= 0:
+            keys[i] = (*keys[i][:5], duration // 1000)
+    return keys
+
+
+_HTTP_PARTS = itemgetter(2, 5, 6, 7)
+
+
 def tcp_key(groups: Groups) -> Key:
     _, _, backend, _, _, term = groups
     return (backend, b"-", b"", term, "", -1)
@@ -69,12 +90,12 @@ def classify(key: Key) -> KeyInfo:
     elif state[:1] in _PARTS:
         classes.append(_PARTS[state[:1]])
     failed = st[:1] == "5" or state[:1] not in ("-", "")
-    classes += long_poll_classes(key, failed)
+    classes += long_poll_classes(key, failed, st)
     where = text(backend)
     return KeyInfo(f"backend:{where}" if where else "", st, state if state[:1] != "-" else "", tuple(classes))
 
 
 SHAPES = (
-    Shape(PRODUCT, "haproxy-http", HTTP, http_key, classify, 0, clf_time, MESSAGE),
+    Shape(PRODUCT, "haproxy-http", HTTP, http_key, classify, 0, clf_time, MESSAGE, http_keys),
     Shape(PRODUCT, "haproxy-tcp", TCP, tcp_key, classify, 0, clf_time, MESSAGE),
 )

@@ -25,7 +25,7 @@ def classify(key: Key) -> KeyInfo:
     group = code.group if code is not None else ""
     if group:
         classes.append(group)
-    classes += long_poll_classes(key, st[:1] == "5" or bool(group) or be[:1] == "5")
+    classes += long_poll_classes(key, st[:1] == "5" or bool(group) or be[:1] == "5", st)
     label = f"{st} (back end {be})" if be and be != st else st
     listed = (code.label() if code.value is not None else err) if code is not None and code.value != 0 else ""
     where = text(scope)

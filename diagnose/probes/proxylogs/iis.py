@@ -29,7 +29,7 @@ def classify(key: Key) -> KeyInfo:
     group = code.group if code is not None else ""
     if group:
         classes.append(group)
-    classes += long_poll_classes(key, st[:1] == "5" or bool(group))
+    classes += long_poll_classes(key, st[:1] == "5" or bool(group), st)
     label = f"{st}.{sb}" if sb not in ("", "-", "0") else st
     listed = code.label() if code is not None and code.value != 0 else ""
     where = text(scope)

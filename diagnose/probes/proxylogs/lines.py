@@ -21,9 +21,11 @@ class Block(NamedTuple):
     last: bool  # the file's last block (its last line may lack its line end)
 
 
-def line_blocks(stream: IO[bytes], first: bytes, too_long: Callable[[int], None]) -> Iterator[Block]:
+def line_blocks(stream: IO[bytes], first: bytes, too_long: Callable[[int], None],
+                ends: list[int] | None = None) -> Iterator[Block]:
     """Blocks of whole lines of `first` + the rest of `stream`; `too_long(line)` is told of each line
-    longer than MAX_LINE, which is skipped (and still counted, so later line numbers stay right)."""
+    longer than MAX_LINE, which is skipped (and still counted, so later line numbers stay right).
+    `ends`, when given, gets the number of line ends read once the blocks are all read."""
     carry = first
     line = 1
     skipping = False  # inside a line that was too long, up to its line end
@@ -35,6 +37,8 @@ def line_blocks(stream: IO[bytes], first: bytes, too_long: Callable[[int], None]
             end = data.find(b"\n")
             if end < 0:
                 if not chunk:
+                    if ends is not None:
+                        ends.append(line - 1)
                     return
                 continue
             data = data[end + 1:]
@@ -43,6 +47,8 @@ def line_blocks(stream: IO[bytes], first: bytes, too_long: Callable[[int], None]
         if not chunk:
             if data:
                 yield Block(data, line, True)
+            if ends is not None:
+                ends.append(line - 1 + data.count(b"\n"))
             return
         cut = data.rfind(b"\n")
         if cut < 0:

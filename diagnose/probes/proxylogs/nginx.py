@@ -27,7 +27,7 @@ from datetime import datetime
 
 from diagnose.probes.proxylogs.records import Groups, Shape, compiled
 from diagnose.probes.proxylogs.tally import Key, KeyInfo, clf_time, http_classes, long_poll_classes, text
-from diagnose.probes.proxylogs.w3c import request_long_poll
+from diagnose.probes.proxylogs.w3c import request_long_poll, request_long_polls
 
 PRODUCT = "nginx"
 ERROR_PRODUCT = "nginx-error"
@@ -55,12 +55,12 @@ def extras(tail: bytes) -> dict[str, bytes]:
     found: dict[str, bytes] = {}
     unnamed: list[bytes] = []
     for name, value in _EXTRA.findall(tail):
-        value = value.strip(b'"')
-        role = _NAMES.get(name.lower()) if name else None
-        if role:
-            found.setdefault(role, value)
-        elif not name:
-            unnamed.append(value)
+        if name:
+            role = _NAMES.get(name) or _NAMES.get(name.lower())  # the names are kept in lower case
+            if role and role not in found:
+                found[role] = value.strip(b'"')
+        else:
+            unnamed.append(value.strip(b'"'))
     for value in unnamed:
         if _NUMBER.fullmatch(value):
             found.setdefault("rt" if "rt" not in found else "urt", value)
@@ -69,19 +69,26 @@ def extras(tail: bytes) -> dict[str, bytes]:
     return found
 
 
-def access_key(groups: Groups) -> Key:
+def access_key(groups: Groups, lp: str | None = None) -> Key:
+    """The key of one access record; `lp`: its request's long-poll class when already known."""
     _, request, status, tail = groups
     more = extras(tail) if tail.strip() else {}
-    lp = request_long_poll(request) if request else ""
+    if lp is None:
+        lp = request_long_poll(request) if request else ""
     seconds = -1
     if lp:
         try:
             seconds = int(float(more.get("rt", b"")))
-        except ValueError:
+        except (ValueError, OverflowError):  # not a number, nan, inf
             seconds = -1
     upstream = more.get("ua", b"").split(b",")[-1].strip()  # several tried: the last answered
     return (upstream if upstream != b"-" else b"", status, more.get("us", b"").split(b",")[-1].strip(), b"", lp,
             seconds)
+
+
+def access_keys(found: list[Groups]) -> list[Key]:
+    """`access_key` of every record of a batch (each distinct request classified once)."""
+    return list(map(access_key, found, request_long_polls([groups[1] for groups in found])))
 
 
 def classify_access(key: Key) -> KeyInfo:
@@ -90,7 +97,7 @@ def classify_access(key: Key) -> KeyInfo:
     classes: list[str] = http_classes(st)
     if st == "499":
         classes.append("client_closed")
-    classes += long_poll_classes(key, st[:1] == "5" or st == "499")
+    classes += long_poll_classes(key, st[:1] == "5" or st == "499", st)
     label = f"{st} (upstream {us})" if us and us not in ("-", st) else st
     where = text(upstream)
     return KeyInfo(f"upstream:{where}" if where else "", label, "", tuple(classes))
@@ -138,5 +145,5 @@ def error_time(text_: str) -> str:
         return ""
 
 
-ACCESS_SHAPES = (Shape(PRODUCT, "nginx-access", ACCESS, access_key, classify_access, 0, clf_time),)
+ACCESS_SHAPES = (Shape(PRODUCT, "nginx-access", ACCESS, access_key, classify_access, 0, clf_time, None, access_keys),)
 ERROR_SHAPES = (Shape(ERROR_PRODUCT, "nginx-error", ERROR, error_key, classify_error, 0, error_time),)

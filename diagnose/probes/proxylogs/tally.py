@@ -16,13 +16,14 @@ still want a sample are looked at one by one.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import compress
-from typing import Callable, NamedTuple, Tuple  # noqa: UP035 - runtime aliases below must run on 3.8
+from typing import Callable, NamedTuple, Tuple
 
 from diagnose.facts import Fact, make_fact
+from diagnose.probes.proxylogs import idle
 
 PROBE = "proxylogs"
 KIND = "proxy.status_summary"
@@ -34,6 +35,8 @@ MAX_SAMPLES = 3  # citations kept per product and class
 MAX_BAD_SAMPLES = 10
 MAX_NOTES = 50
 MAX_DURATIONS = 10  # long-poll durations listed per class
+PART_VALUES = 1024  # distinct statuses, codes kept per scope of one byte range (merged under MAX_VALUES)
+PART_DURATIONS = 8192  # distinct long-poll durations kept per scope of one byte range
 OTHER = "(other)"
 OTHERS = "(others)"
 
@@ -60,12 +63,13 @@ CLASSES = (
     "proxy_denied",
     "long_poll",
     "long_poll_failed",
+    "rpc_body_rejected",
 )
 LONG_POLLS = ("eas_ping", "rpc_in_data", "rpc_out_data", "mapi_notificationwait")
 SAMPLED = frozenset(CLASSES) - {"long_poll"}  # classes whose first records are cited
 
 # (scope, status, sub, code) as logged (bytes, or str from readers that parse text), long poll, seconds
-Key = Tuple[object, object, object, object, str, int]  # noqa: UP006
+Key = Tuple[object, object, object, object, str, int]
 
 
 class KeyInfo(NamedTuple):
@@ -88,21 +92,26 @@ class Figures:
     statuses: Counter = field(default_factory=Counter)
     codes: Counter = field(default_factory=Counter)
     classes: Counter = field(default_factory=Counter)
-    durations: Counter = field(default_factory=Counter)  # (long-poll class, seconds) of failed long polls
+    durations: Counter = field(default_factory=Counter)  # (long-poll class, seconds) of every long poll
+    failed_durations: Counter = field(default_factory=Counter)  # (long-poll class, seconds) of failed long polls
+    limit: int = MAX_VALUES  # distinct statuses, codes listed (the figures of a byte range keep more)
+    duration_limit: int = MAX_VALUES
 
     def add(self, info: KeyInfo, key: Key, n: int) -> None:
         self.records += n
-        _bounded(self.statuses, info.status, n)
+        _bounded(self.statuses, info.status, n, self.limit)
         if info.code:
-            _bounded(self.codes, info.code, n)
+            _bounded(self.codes, info.code, n, self.limit)
         for cls in info.classes:
             self.classes[cls] += n
         if key[4] and key[5] >= 0:
-            _bounded(self.durations, (key[4], key[5]), n)
+            _bounded(self.durations, (key[4], key[5]), n, self.duration_limit)
+            if "long_poll_failed" in info.classes:
+                _bounded(self.failed_durations, (key[4], key[5]), n, self.duration_limit)
 
 
-def _bounded(counter: Counter, value: object, n: int) -> None:
-    if value in counter or len(counter) < MAX_VALUES:
+def _bounded(counter: Counter, value: object, n: int, limit: int = MAX_VALUES) -> None:
+    if value in counter or len(counter) < limit:
         counter[value] += n
     else:
         counter[OTHER] += n
@@ -120,9 +129,14 @@ class Summary:
     bad_lines: int = 0
     truncated: int = 0
     unreadable: int = 0
-    bad_samples: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    bad_samples: list[tuple[str, int]] = field(default_factory=list)  # (file, line)
+    notes: list[tuple[str, int, str]] = field(default_factory=list)  # (file, line or 0, message)
     notes_dropped: int = 0
+    messages: Counter = field(default_factory=Counter)  # (file, product) -> lines that are no record, of a part
+    part: bool = False  # the summary of one byte range of a file: its figures keep more distinct values
+
+    def _figures(self) -> Figures:
+        return Figures(limit=PART_VALUES, duration_limit=PART_DURATIONS) if self.part else Figures()
 
     @property
     def partial(self) -> bool:
@@ -133,12 +147,12 @@ class Summary:
         if found is None:
             if scope != "all" and sum(1 for p, _ in self.figures if p == product) > MAX_SCOPES:
                 return self.scope(product, OTHERS)
-            found = self.figures[(product, scope)] = Figures()
+            found = self.figures[(product, scope)] = self._figures()
         return found
 
     def note(self, source: str, line: int, message: str) -> None:
         if len(self.notes) < MAX_NOTES:
-            self.notes.append(f"{source}:{line}: {message}" if line else f"{source}: {message}")
+            self.notes.append((source, line, message))
         else:
             self.notes_dropped += 1
 
@@ -146,8 +160,44 @@ class Summary:
         self.bad_lines += 1
         self.truncated += int(truncated)
         if len(self.bad_samples) < MAX_BAD_SAMPLES:
-            self.bad_samples.append(f"{source}:{line}")
+            self.bad_samples.append((source, line))
         self.note(source, line, message)
+
+    def capped(self) -> bool:
+        """Some count was folded into "(other)" / "(others)": such a part cannot be merged exactly."""
+        return any(scope == OTHERS or OTHER in f.statuses or OTHER in f.codes or OTHER in f.durations
+                   or OTHER in f.failed_durations for (_, scope), f in self.figures.items())
+
+    def merge(self, part: Summary, base: int) -> None:
+        """Add the summary of the next byte range of a file, whose line 1 is line `base` + 1 of the file;
+        the same as reading the range after the ranges already merged (`part` must not be `capped`)."""
+        for name in part.files:
+            if name not in self.files:
+                self.files.append(name)
+        self.formats.update(part.formats)
+        for (product, scope), figures in part.figures.items():
+            target = self.scope(product, scope)
+            target.records += figures.records
+            for mine, theirs in ((target.statuses, figures.statuses), (target.codes, figures.codes),
+                                 (target.durations, figures.durations),
+                                 (target.failed_durations, figures.failed_durations)):
+                for value, n in theirs.items():
+                    _bounded(mine, value, n)
+            target.classes.update(figures.classes)
+        for where, cites in part.samples.items():
+            kept = self.samples.setdefault(where, [])
+            kept.extend((source, line + base, text) for source, line, text in cites[: MAX_SAMPLES - len(kept)])
+        for product, (first, last) in part.times.items():
+            self.see_times(product, first, last)
+        self.bad_lines += part.bad_lines
+        self.truncated += part.truncated
+        self.unreadable += part.unreadable
+        for source, line in part.bad_samples[: MAX_BAD_SAMPLES - len(self.bad_samples)]:
+            self.bad_samples.append((source, line + base))
+        for source, line, message in part.notes:
+            self.note(source, line + base if line else 0, message)
+        self.notes_dropped += part.notes_dropped
+        self.messages.update(part.messages)
 
     def see_times(self, product: str, first: str, last: str) -> None:
         if not first:
@@ -167,6 +217,7 @@ class Tally:
         self._counts: Counter = Counter()
         self._infos: dict[Key, KeyInfo] = {}
         self._wanted: set[Key] = set()
+        self._closed: set[Key] = set()  # keys whose classes have all their samples (bounded by MAX_KEYS)
 
     def info(self, key: Key) -> KeyInfo:
         found = self._infos.get(key)
@@ -193,6 +244,26 @@ class Tally:
         if len(counts) > MAX_KEYS:
             self.flush()
 
+    def quiet(self, keys: Iterable[Key]) -> bool:
+        """None of `keys` would have a record cited (their classes have all their samples): a block of
+        them can be counted by key alone (`add`), as `consume` would count it."""
+        closed = self._closed
+        for key in keys:
+            if key not in closed:
+                if self._open(self.info(key)):
+                    return False
+                closed.add(key)  # samples are only ever added: a closed key stays closed
+        return True
+
+    def add(self, counts: Mapping[Key, int]) -> None:
+        """Count a block already counted by key (in the order its keys first appear); see `quiet`."""
+        before = len(self._counts)
+        self._counts.update(counts)
+        if len(self._counts) != before:
+            self._wanted = {k for k in self._counts if self._open(self.info(k))}
+        if len(self._counts) > MAX_KEYS:
+            self.flush()
+
     def _sample(self, key: Key, line: int, raw: bytes) -> None:
         if key not in self._wanted:
             return
@@ -216,6 +287,7 @@ class Tally:
         self._counts = Counter()
         self._infos = {}
         self._wanted = set()
+        self._closed = set()
 
 
 # ------------------------------------------------------------------ shared classification
@@ -242,11 +314,19 @@ def text(value: object) -> str:
     return str(value).strip()
 
 
-def long_poll_classes(key: Key, failed: bool) -> list[str]:
-    """A long-lived request's classes: its own (eas_ping...), long_poll, and long_poll_failed when it failed."""
+BODY_REJECTED = frozenset({"408", "411", "413"})
+
+
+def long_poll_classes(key: Key, failed: bool, status: str = "") -> list[str]:
+    """A long-lived request's classes: its own (eas_ping...), long_poll, and long_poll_failed when it failed;
+    an Outlook Anywhere channel refused for its body (408, 411, 413: a proxy that buffers the 1 GB
+    RPC_IN_DATA / RPC_OUT_DATA body) is also rpc_body_rejected."""
     if not key[4]:
         return []
-    return [key[4], "long_poll", "long_poll_failed"] if failed else [key[4], "long_poll"]
+    found = [key[4], "long_poll", "long_poll_failed"] if failed or status in BODY_REJECTED else [key[4], "long_poll"]
+    if key[4].startswith("rpc_") and status in BODY_REJECTED:
+        found.append("rpc_body_rejected")
+    return found
 
 
 # ------------------------------------------------------------------ times
@@ -299,8 +379,10 @@ def _scope_attrs(figures: Figures) -> dict[str, object]:
     return attrs
 
 
-def build_facts(summary: Summary, check: str | None = None) -> tuple[list[Fact], dict[str, str]]:
-    """One `proxy.status_summary` per product (subject PRODUCT:all) and per busiest scope (PRODUCT:scope:NAME)."""
+def build_facts(summary: Summary, check: str | None = None,
+                heartbeat: int | None = None) -> tuple[list[Fact], dict[str, str]]:
+    """One `proxy.status_summary` per product (subject PRODUCT:all) and per busiest scope (PRODUCT:scope:NAME);
+    one `proxy.idle_timeout` per product and long-poll class with failed long polls."""
     facts: list[Fact] = []
     excerpts: dict[str, str] = {}
     source = summary.files[0] if len(summary.files) == 1 else f"{len(summary.files)} files"
@@ -320,7 +402,7 @@ def build_facts(summary: Summary, check: str | None = None) -> tuple[list[Fact],
             formats=sorted(summary.formats),
             bad_lines=summary.bad_lines,
             truncated_lines=summary.truncated,
-            bad_line_samples=list(summary.bad_samples),
+            bad_line_samples=[f"{name}:{line}" for name, line in summary.bad_samples],
             partial=summary.partial,
             first_time=first or None,
             last_time=last or None,
@@ -329,6 +411,7 @@ def build_facts(summary: Summary, check: str | None = None) -> tuple[list[Fact],
         cited = next((c for cls in CLASSES for c in samples.get(cls, ())), None)
         facts.append(make_fact(KIND, f"{product}:all", PROBE, source=cited[0] if cited else source,
                                location=f"line {cited[1]}" if cited else None, check=check, **attrs))
+        facts += idle.facts(product, overall.failed_durations, heartbeat, source, check)
         scoped = [(name, f) for (p, name), f in summary.figures.items() if p == product and name != "all"]
         scoped.sort(key=lambda nf: (-nf[1].records, nf[0]))
         for name, figures in scoped[:MAX_SCOPE_FACTS]:
@@ -338,7 +421,12 @@ def build_facts(summary: Summary, check: str | None = None) -> tuple[list[Fact],
     return facts, excerpts
 
 
+def messages_note(count: int, product: str) -> str:
+    return f"{count} line(s) are {product} messages, not traffic records (not counted)"
+
+
 def iter_notes(summary: Summary) -> Iterable[str]:
-    yield from summary.notes
+    for source, line, message in summary.notes:
+        yield f"{source}:{line}: {message}" if line else f"{source}: {message}"
     if summary.notes_dropped:
         yield f"... and {summary.notes_dropped} more problems"

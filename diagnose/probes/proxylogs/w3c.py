@@ -11,6 +11,7 @@ quoted CSV field) are read line by line, feeding the same counting.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -18,6 +19,13 @@ from itertools import repeat
 from diagnose.probes.proxylogs.lines import CONTROL as _CONTROL
 from diagnose.probes.proxylogs.lines import Block
 from diagnose.probes.proxylogs.tally import Classify, Key, Summary, Tally
+
+try:  # the optional C accelerator (built by hatch_build.py); the pure-Python path is the reference
+    from diagnose.probes.proxylogs import _fastproxy
+except ImportError:  # pragma: no cover - depends on the build
+    _fastproxy = None
+if os.environ.get("DIAGNOSE_PURE_PYTHON"):  # for comparing the two paths (tests, bench/proxylogs.py)
+    _fastproxy = None
 
 ROLES = ("scope", "status", "sub", "code", "method", "stem", "query", "action", "ms", "date", "time")
 _MARKERS = (b"rpc_in_data", b"rpc_out_data", b"activesync", b"notificationwait")
@@ -44,6 +52,11 @@ class Layout:
     width: int
     at: dict[str, int]  # role -> column (absent roles left out)
 
+    @property
+    def columns(self) -> tuple[int, ...]:
+        """The column of each role in ROLES order, -1 when absent (for the C accelerator)."""
+        return tuple(self.at.get(role, -1) for role in ROLES)
+
     @classmethod
     def of(cls, names: Sequence[str], dialect: Dialect) -> Layout:
         lowered = [n.lower() for n in names]
@@ -69,6 +82,19 @@ def long_poll(method: bytes, stem: bytes, query: bytes, action: bytes) -> str:
     if b"/mapi/" in low and b"notificationwait" in rest:
         return "mapi_notificationwait"
     return ""
+
+
+_REQUESTS: dict[bytes, str] = {}  # request line -> its long-poll class (bounded: cleared when full)
+
+
+def request_long_polls(requests: Sequence[bytes]) -> list[str]:
+    """`request_long_poll` of each request line, each distinct one worked out once."""
+    known = _REQUESTS
+    if len(known) > 65536:
+        known.clear()
+    for request in set(requests).difference(known):
+        known[request] = request_long_poll(request) if request else ""
+    return list(map(known.__getitem__, requests))
 
 
 def request_long_poll(request: bytes) -> str:
@@ -100,7 +126,16 @@ class Reader:
         self.first = ""
         self.last = ""
 
-    def read(self, blocks: Iterable[Block]) -> None:
+    @property
+    def state(self) -> tuple[str, ...] | None:
+        """The #Fields in force after the last line read."""
+        return self.layout.names if self.layout is not None else None
+
+    def resume(self, state: tuple[str, ...] | None) -> None:
+        """Read on from a byte range after which the #Fields `state` are in force."""
+        self.layout = Layout.of(state, self.dialect) if state is not None else None
+
+    def read(self, blocks: Iterable[Block], part: bool = False) -> None:
         for block in blocks:
             if not self._fast(block):
                 self._slow(block)
@@ -112,6 +147,15 @@ class Reader:
         layout, data = self.layout, block.data
         if layout is None or not data.endswith(b"\n"):
             return False
+        if _fastproxy is not None and layout.width <= _fastproxy.MAX_WIDTH:
+            found = _fastproxy.w3c_block(data, self.dialect.separator.decode(), layout.width, layout.columns)
+            if (found is not None and self.tally.quiet(found[1])
+                    and ("date" not in layout.at or (stamp(found[2], "time" in layout.at)
+                                                     and stamp(found[3], "time" in layout.at)))):
+                self.tally.add(found[1])
+                if "date" in layout.at:
+                    self._see(found[2], found[3], "time" in layout.at)
+                return True
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
             if b"\r" in data:
@@ -215,25 +259,43 @@ class Reader:
             secs: Iterable[int] = list(map(_seconds, lps, column("ms")))  # type: ignore[arg-type]
         else:
             lps, secs = repeat("", n), repeat(-1, n)
-        keys: list[Key] = list(zip(column("scope"), column("status"), column("sub"), column("code"), lps, secs))  # noqa: B905
+        keys: list[Key] = list(zip(column("scope"), column("status"), column("sub"), column("code"), lps, secs))
         self.tally.consume(keys, line_of, text_of)
         self._times(column("date"), column("time") if "time" in at else None)
 
     def _times(self, dates: Sequence[bytes], times: Sequence[bytes] | None) -> None:
-        if not dates or not dates[0]:
+        """Take the earliest and latest (date, time) of the records that have one (see `stamp`)."""
+        if "date" not in self.layout.at:  # type: ignore[union-attr]
             return
+        timed = times is not None
         if times is None:  # one ISO date-time column
-            lo, hi = min(dates)[:19], max(dates)[:19]
-            first, last = lo.decode("ascii", "replace"), hi.decode("ascii", "replace")
+            lo, hi = (min(dates), b""), (max(dates), b"")
+        elif dates.count(dates[0]) == len(dates):
+            lo, hi = (dates[0], min(times)), (dates[0], max(times))
         else:
-            if dates.count(dates[0]) == len(dates):
-                lo_t, hi_t = (dates[0], min(times)), (dates[0], max(times))
-            else:
-                stamps = list(zip(dates, times))  # noqa: B905 - zip(strict=) is not in Python 3.8
-                lo_t, hi_t = min(stamps), max(stamps)
-            first = f"{lo_t[0].decode('ascii', 'replace')}T{lo_t[1].decode('ascii', 'replace')}"
-            last = f"{hi_t[0].decode('ascii', 'replace')}T{hi_t[1].decode('ascii', 'replace')}"
-        if len(first) >= 19 and first[4] == "-" and first[13] == ":":
-            first, last = first[:19] + "Z", last[:19] + "Z"
-            self.first = min(self.first, first) if self.first else first
-            self.last = max(self.last, last)
+            stamps = list(zip(dates, times))
+            lo, hi = min(stamps), max(stamps)
+        if not self._see(lo, hi, timed):  # a record without a readable time: the others, one by one
+            pairs = zip(dates, times if times is not None else repeat(b""))
+            valid = [pair for pair in pairs if stamp(pair, timed)]
+            if valid:
+                self._see(min(valid), max(valid), timed)
+
+    def _see(self, lo: tuple[bytes, bytes], hi: tuple[bytes, bytes], timed: bool) -> bool:
+        """Take `lo` and `hi` as the earliest and latest (date, time) of a block; False when one of
+        them is not a date and time (nothing taken)."""
+        first, last = stamp(lo, timed), stamp(hi, timed)
+        if not (first and last):
+            return False
+        self.first = min(self.first, first) if self.first else first
+        self.last = max(self.last, last)
+        return True
+
+
+def stamp(pair: tuple[bytes, bytes], timed: bool) -> str:
+    """A record's (date, time) (time b"" when the layout has one date-time column) as ISO UTC to the
+    second, or "" when it is not one."""
+    text = pair[0] + b"T" + pair[1] if timed else pair[0]
+    if len(text) >= 19 and text[4:5] == b"-" and text[13:14] == b":":
+        return text[:19].decode("ascii", "replace") + "Z"
+    return ""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from diagnose.compat import SLOTS
 from diagnose.errors import RuleError
 from diagnose.paths import data_dir
 from diagnose.profile import EXCHANGE_VERSIONS, PROTOCOLS
@@ -25,7 +26,7 @@ _FIELDS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class CatalogueService:
     name: str
     display_name: str
@@ -59,7 +60,7 @@ class Catalogue:
     def lookup(self, name: str) -> CatalogueService | None:
         return self._index().get(name.lower())
 
-    @functools.cache  # noqa: B019 - the catalogue is immutable and loaded once per file
+    @functools.lru_cache(maxsize=None)  # noqa: B019 - the catalogue is immutable and loaded once per file
     def _index(self) -> dict[str, CatalogueService]:
         return {s.name.lower(): s for s in self.services}
 
@@ -106,7 +107,7 @@ def _flag(entry: dict[str, Any], key: str, where: str) -> bool:
     return value
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)
 def load_catalogue(path: Path | None = None) -> Catalogue:
     path = path or data_dir("checks") / CATALOGUE_FILE
     data, lines = load_yaml(path)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from diagnose.compat import SLOTS
 from diagnose.errors import InputError, read_input
 
 # Normalised values (the `state` / `start_type` attributes of `service.state`)
@@ -81,7 +82,7 @@ _START_WORDS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ServiceRecord:
     """One service as a backend saw it. `location` is `line N` or a JSON path inside `source`."""
 

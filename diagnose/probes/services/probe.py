@@ -24,11 +24,13 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Collection, Mapping
+import typing
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from diagnose.compat import removeprefix
 from diagnose.errors import InputError, UsageError
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
@@ -143,7 +145,7 @@ class PsutilBackend:
         return BackendRead(tuple(records), "psutil", "win_service_iter", tuple(problems))
 
 
-Runner = Callable[[list[str], float], "subprocess.CompletedProcess[bytes]"]
+Runner = typing.Callable[[typing.List[str], float], "subprocess.CompletedProcess[bytes]"]
 
 
 def _run(argv: list[str], timeout: float) -> subprocess.CompletedProcess[bytes]:
@@ -154,7 +156,7 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.\-]{0,252})$|^[0-9a-fA-F:]+$")
 
 
 def valid_host(host: str) -> str:
-    host = host.strip().removeprefix("\\\\")
+    host = removeprefix(host.strip(), "\\\\")
     if not _HOST_RE.match(host):
         raise UsageError(f"not a host name or address: {host!r}")
     return host
@@ -416,7 +418,7 @@ def _read_one(
             )
         )
         if rec.location and rec.detail and rec.state != RUNNING:
-            loc = rec.location.removeprefix("line ")
+            loc = removeprefix(rec.location, "line ")
             excerpts[f"{rec.source}:{loc}"] = f"{name}: {rec.detail}"
         impact = _impact(entry, rec, version, published) if entry and role != "other" else None
         if impact is None:

@@ -24,15 +24,18 @@ import ipaddress
 import random
 import struct
 import time
+import typing
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from diagnose.compat import SLOTS, zip_strict
+
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Segment:
     ts: float
     src: str
@@ -47,7 +50,7 @@ class Segment:
     conn: int  # index of the connection it belongs to
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Scenario:
     name: str
     teardown: str
@@ -473,7 +476,7 @@ def frame(link: str, ip: bytes) -> bytes:
 
 
 # -- writers --------------------------------------------------------------------------------------
-Record = tuple[float, int, bytes]  # time, link type, frame
+Record = typing.Tuple[float, int, bytes]  # time, link type, frame
 
 
 def pcap_header(linktype: int) -> bytes:
@@ -592,8 +595,8 @@ _PORT_NAMES = {443: "HTTPS", 80: "HTTP"}
 
 
 def _flag_text(flags: int, ellipsis: bool) -> str:
-    text = "".join(ch if flags & bit else "." for ch, bit in zip("CEUAPRSF", (0x80, 0x40, 0x20, 0x10, 8, 4, 2, 1),
-                                                                 strict=True))
+    bits = (0x80, 0x40, 0x20, 0x10, 8, 4, 2, 1)
+    text = "".join(ch if flags & bit else "." for ch, bit in zip_strict("CEUAPRSF", bits))
     return text.replace("...", "…") if ellipsis else text
 
 

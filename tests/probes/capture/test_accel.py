@@ -26,6 +26,7 @@ import struct
 import subprocess
 import sys
 import threading
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from typing import Any
 import pytest
 
 import diagnose.probes.capture.formats as formats
+from diagnose.compat import zip_strict
 from diagnose.errors import InputError
 from diagnose.probes.capture import build_facts
 from diagnose.probes.capture.analysis import analyse
@@ -88,7 +90,7 @@ def _counting_feeder(calls: list[int]) -> Callable[..., Any]:
     return make
 
 
-Trace = tuple[Any, ...]
+Trace = typing.Tuple[Any, ...]
 
 
 def _trace(path: Path, jobs: int = 1, index: int = 0) -> Trace:
@@ -494,7 +496,7 @@ def test_tcpdump_loopback_capture(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         ports = [free_port() for _ in range(4)]
         dump = Tcpdump(path, " or ".join(f"tcp port {p}" for p in ports))
         try:
-            for port, behaviour in zip(ports, ("graceful", "dirty-close", "graceful", "dirty-close"), strict=True):
+            for port, behaviour in zip_strict(ports, ("graceful", "dirty-close", "graceful", "dirty-close")):
                 ready = threading.Event()
                 server = threading.Thread(target=serve_once, args=(port, behaviour, ready))
                 server.start()

@@ -43,7 +43,7 @@ def site_dns(request: pytest.FixtureRequest) -> Iterator[DnsServer]:
 def probe_dns(spec: dict[str, Any], profile: SiteProfile | None = None,
               deadline: float | None = None) -> tuple[list[Fact], Any]:
     ctx = ProbeContext(profile=profile or SiteProfile(), deadline=deadline)
-    spec = {"use_hosts": False, "timeout": 1.0} | spec
+    spec = {"use_hosts": False, "timeout": 1.0, **spec}
     result, _run = run_probe("dns", ctx, spec, ("dns.resolution", "dns.consistency"))
     fact_kinds().check(result.facts, "dns probe")  # every fact fits the declared kinds
     return list(result.facts), result
@@ -163,9 +163,8 @@ def test_next_server_is_used_when_the_first_does_not_answer(host: str) -> None:
 @pytest.mark.parametrize("newline", ["\r\n", "\n"])
 def test_hosts_file_wins_over_dns(site_dns: DnsServer, tmp_path: Path, newline: str) -> None:
     hosts = tmp_path / "hosts"
-    hosts.write_text(newline.join(["# TMG fix for the published name", "127.0.0.1 localhost",
-                                   f"{INTERNAL}  mail.contoso.com  webmail.contoso.com   # CAS", ""]),
-                     encoding="utf-8", newline="")
+    hosts.write_bytes(newline.join(["# TMG fix for the published name", "127.0.0.1 localhost",
+                                    f"{INTERNAL}  mail.contoso.com  webmail.contoso.com   # CAS", ""]).encode("utf-8"))
     facts, result = probe_dns({"names": ["mail.contoso.com"], "certificate_fqdn": "webmail.contoso.com",
                                "internal_name": "cas01.contoso.local", "servers": [site_dns.address],
                                "hosts_file": str(hosts), "use_hosts": True, "expect": [INTERNAL]})

@@ -21,6 +21,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from diagnose.compat import removeprefix
 from diagnose.probes.dns.recorded import read_recorded
 from tests.conftest import REPO, run_cli
 from tests.servers import DnsServer
@@ -71,7 +72,7 @@ def cli_error(path: Path) -> str:
     proc = run_cli("probe", "dns", "mail.contoso.com", "--dns-recorded", str(path), "--offline", "--no-hosts")
     assert proc.returncode == 2, proc.stdout
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    return proc.stderr.strip().removeprefix("diagnose: error: ")
+    return removeprefix(proc.stderr.strip(), "diagnose: error: ")
 
 
 # ------------------------------------------------------------------------------ BIND nslookup, run here

@@ -648,8 +648,8 @@ def test_cached_time_conversion_equals_the_plain_one(zone: str | None) -> None:
     """The SQL-export / viewer path caches time conversions per second (fraction cut, ISO times taken
     as they are): on any time text it must give what parsing and converting each one gives."""
     import random
-    from zoneinfo import ZoneInfo
 
+    from diagnose.compat import ZoneInfo
     from diagnose.probes.logs.scan import _utc_stamp, _utc_stamp_of, parse_datetime, to_utc
 
     tz = ZoneInfo(zone) if zone else None
@@ -678,8 +678,8 @@ def test_canonical_records_built_a_column_at_a_time_equal_one_by_one(zone: str |
     fields `build` gives record by record, for every fixed layout, with times in any shape and SQL
     addresses, and with short records that fall back to one by one."""
     import random
-    from zoneinfo import ZoneInfo
 
+    from diagnose.compat import ZoneInfo
     from diagnose.probes.logs.layout import FIXED_FIREWALL, FIXED_WEB, Layout
     from diagnose.probes.logs.scan import CanonBuilder
 

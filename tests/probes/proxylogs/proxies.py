@@ -3,12 +3,14 @@ or closes, so that the proxies write their own logs for the reader tests.
 
 The back end decides by the request path: /ok answers 200; /hang reads the request and answers
 nothing until the peer goes (or 20 s); /reset closes with RST (SO_LINGER 0); /close closes with FIN
-and no answer; /Microsoft-Server-ActiveSync?Cmd=Ping answers 200 after 1.2 s (a long poll).
+and no answer; /Microsoft-Server-ActiveSync?Cmd=Ping answers 200 after 1.2 s (a long poll), or with
+`hold=N` in the query after N seconds (a Ping waiting out a heartbeat of N s) unless the peer goes first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import socket
 import struct
@@ -63,7 +65,10 @@ class Backend:
         with conn:
             data = b""
             while b"\r\n\r\n" not in data:
-                chunk = conn.recv(4096)
+                try:
+                    chunk = conn.recv(4096)
+                except OSError:
+                    return  # the proxy reset before the request was whole (its client gave up)
                 if not chunk:
                     return
                 data += chunk
@@ -78,9 +83,20 @@ class Backend:
                 with contextlib.suppress(OSError):
                     conn.recv(1)  # until the proxy gives up and closes
                 return
-            if b"cmd=ping" in path.lower():
+            hold = re.search(rb"[?&]hold=(\d+(?:\.\d+)?)", path)
+            if hold:
+                conn.settimeout(float(hold.group(1)))
+                try:
+                    if not conn.recv(1):
+                        return  # the proxy gave up first
+                except TimeoutError:
+                    pass
+                except OSError:
+                    return  # the proxy reset the connection
+            elif b"cmd=ping" in path.lower():
                 time.sleep(1.2)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            with contextlib.suppress(OSError):  # the proxy may have given up on the answer
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
 
     def close(self) -> None:
         self._stop.set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import dns.exception
@@ -134,9 +135,54 @@ def chain_from(qname: dns.name.Name, pairs: list[tuple[dns.name.Name, dns.name.N
     return chain
 
 
+# The code pages Windows writes a redirect in: cmd.exe the OEM one of the system's locale (437 US, 850
+# Western Europe, 852 Central Europe, 857 Turkish, 737 Greek, 866 Cyrillic, 932 Japanese, 936
+# Simplified Chinese, 949 Korean, 950 Traditional Chinese), Windows PowerShell's Out-File -Encoding
+# Default the ANSI one (1250 to 1254). On a tie the earlier wins.
+CODE_PAGES = ("cp850", "cp437", "cp936", "cp866", "cp932", "cp949", "cp950", "cp852", "cp857", "cp737",
+              "cp1252", "cp1251", "cp1250", "cp1253", "cp1254")
+# Words of localised nslookup and PowerShell output (nslookup.py, powershell.py): each found in a
+# decoding is strong evidence for its code page.
+LOCALISED_WORDS = ("服务器", "名称", "非权威应答", "找不到", "请求", "超时",
+                   "défaut", "Réponse", "autorité", "línea", "Carácter")
+_LETTERS = re.compile(r"[^\W\d_]+")
+_KANA = ("HIRAGANA", "KATAKANA")  # full-width kana: Japanese (GBK reads Shift-JIS bytes as ideographs)
+
+
+def _script(ch: str) -> str:
+    first = unicodedata.name(ch, "?").split(" ", 1)[0]
+    return "CJK" if first.startswith(_KANA) else first
+
+
+def plausibility(text: str, page: str) -> int:
+    """How much `text` (decoded from `page`) reads like the right code page, in bytes: localised words
+    count much; a non-ASCII letter counts where its word is plausible (one script; an accented letter
+    in a Latin word of mostly plain letters; a non-Latin word without Latin letters) and counts against
+    where not; kana once more; a non-ASCII symbol (box drawing, say: OEM bytes read in the wrong page)
+    twice against."""
+    def size(chars: str) -> int:
+        return len(chars.encode(page))
+
+    score = 20 * sum(text.count(word) for word in LOCALISED_WORDS)
+    score += sum(size(ch) for ch in text if "\u3040" <= ch <= "\u30ff")
+    for word in _LETTERS.findall(text):
+        plain = sum(ch.isascii() for ch in word)
+        other = size(word) - plain
+        if not other:
+            continue
+        scripts = {_script(ch) for ch in word if not ch.isascii()}
+        if len(scripts) == 1:
+            latin = scripts == {"LATIN"}
+            score += other if (other <= plain if latin else not plain) else -other
+        else:
+            score -= other
+    return score - 2 * sum(size(ch) for ch in text if not ch.isascii() and not ch.isalpha() and not ch.isspace())
+
+
 def decode(data: bytes, source: str) -> str:
     """Text as Windows and Unix tools save it: UTF-16 with a byte-order mark (Windows PowerShell's `>` and
-    Out-File), UTF-8 (with or without a mark), else the OEM code page cmd.exe writes (850)."""
+    Out-File), UTF-8 (with or without a mark), else the code page that reads most plausibly (CODE_PAGES:
+    cmd.exe writes the OEM code page of the system's locale, 936 on zh-CN, 850 in Western Europe)."""
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         try:
             return data.decode("utf-16")
@@ -149,7 +195,15 @@ def decode(data: bytes, source: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return data.decode("cp850")
+        pass
+    readings = []
+    for rank, page in enumerate(CODE_PAGES):
+        try:
+            text = data.decode(page)
+        except UnicodeDecodeError:
+            continue
+        readings.append((plausibility(text, page), -rank, text))
+    return max(readings)[2]  # cp850 and cp437 decode any bytes: never empty
 
 
 def numbered_lines(text: str) -> list[tuple[int, str]]:

@@ -32,6 +32,7 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
+from diagnose.compat import zip_strict
 from diagnose.errors import InputError
 from diagnose.probes.dns.recorded.model import (
     AAAA,
@@ -179,7 +180,7 @@ class _Reader:
                 raise InputError("a Resolve-DnsName table header without its row of dashes", self.where(number))
             starts = [m.start() for m in re.finditer(r"-+", line)]
             ends: list[int | None] = [*starts[1:], None]
-            self.columns = [(self.header[s:e].strip(), s, e) for s, e in zip(starts, ends, strict=True)]
+            self.columns = [(self.header[s:e].strip(), s, e) for s, e in zip_strict(starts, ends)]
             self.mode = "table"
         elif self.mode == "table":
             self._row(number, line)

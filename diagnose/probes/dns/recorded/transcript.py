@@ -17,6 +17,8 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
+from diagnose.compat import removesuffix
+
 _PROMPTS = (
     re.compile(r"^PS(?: [^>]*)?>\s?(?P<cmd>.*)$"),  # PS C:\Users\admin> ...
     re.compile(r"^[A-Za-z]:\\[^>]*>(?P<cmd>.*)$"),  # C:\Users\admin>...
@@ -64,7 +66,7 @@ def _command(text: str, number: int) -> Command:
         words = text.split()
     if not words:
         return Command("", [], number)
-    tool = re.split(r"[\\/]", words[0])[-1].lower().removesuffix(".exe")
+    tool = removesuffix(re.split(r"[\\/]", words[0])[-1].lower(), ".exe")
     args: list[str] = []
     skip_next = False
     for word in words[1:]:
