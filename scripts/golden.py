@@ -11,8 +11,9 @@ Each case runs the real CLI in a subprocess from this checkout:
   is absent; their snapshots stay);
 - the `diagnose rules test` summary line.
 Only what legitimately varies between two runs is normalised: wall-clock time stamps (`created`, a fact's
-`provenance.time`), durations (`elapsed`), the tool version and the engine chosen (both engines are held to
-the same results by tests/engine/test_differential.py), and the checkout's and the corpus's absolute paths.
+`provenance.time`), durations (`elapsed`), the tool version, the engine chosen and the engines that ran the
+rule tests (both engines are held to the same results by tests/engine/test_differential.py; durable_rules
+is absent on some Pythons), and the checkout's and the corpus's absolute paths.
 tests/test_golden.py runs the comparison in the test suite; tests/test_wheel.py compares the wheel's file
 list with tests/golden/wheel-files.txt (`--update --wheel` rebuilds it).
 """
@@ -111,6 +112,8 @@ def normalise(data: Any, corpus: Path = CORPUS) -> Any:
 
 
 _TIMING = re.compile(r"\bin \d+(\.\d+)?\s*m?s\b")
+# which engines ran the rule tests (both, or the reference evaluator alone where durable_rules is absent)
+_ENGINES = re.compile(r"\(each through [^\n]*\)$", re.MULTILINE)
 
 
 def produce(case: Case, corpus: Path = CORPUS) -> str:
@@ -126,7 +129,8 @@ def produce(case: Case, corpus: Path = CORPUS) -> str:
             raise RuntimeError(f"{case.name}: diagnose {' '.join(args)} exited {done.returncode}: "
                                f"{done.stderr.strip()[-2000:]}")
         if case.text:
-            return _TIMING.sub("in <elapsed>", _replace_paths(done.stdout, corpus)).rstrip("\n") + "\n"
+            text = _TIMING.sub("in <elapsed>", _replace_paths(done.stdout, corpus))
+            return _ENGINES.sub("(<engines>)", text).rstrip("\n") + "\n"
         raw = bundle.read_text(encoding="utf-8") if case.bundle else done.stdout
     return json.dumps(normalise(json.loads(raw), corpus), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
