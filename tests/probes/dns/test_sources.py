@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import dns.rdatatype
 import pytest
 
+from diagnose.probes import ProbeContext, run_probe
 from diagnose.probes.dns.hosts import read_hosts
 from diagnose.probes.dns.recorded import read_recorded
 from diagnose.probes.dns.sources import Answer, HostsSource, LiveServer, NameSource, RecordedSource
 from diagnose.probes.netio import parse_endpoint
+from diagnose.profile import SiteProfile
 from tests.servers import LOOPBACK, DnsServer
 
 INTERNAL = "127.0.0.10"
@@ -78,3 +81,26 @@ def test_hosts_live_and_recorded_answer_alike(server: DnsServer, tmp_path: Path)
     assert missing == ["not-listed", "nxdomain", "nxdomain"]
     never_recorded = sources[2].ask("other.contoso.com", A, 2.0)
     assert never_recorded.outcome == "not-recorded"
+
+
+def test_past_the_deadline_files_still_answer_and_servers_are_not_asked(server: DnsServer, tmp_path: Path) -> None:
+    """The probe asks its sources in one loop: a file (HOSTS, a recorded transcript) answers at once
+    whatever is left of the deadline; a live server past it is reported as not asked."""
+    hosts_path = tmp_path / "hosts"
+    hosts_path.write_text(f"{INTERNAL} cas01.contoso.local\n")
+    recorded = _recorded(server, tmp_path / "dig.txt", [("webmail.contoso.com", "A"), ("webmail.contoso.com", "AAAA")])
+    ctx = ProbeContext(profile=SiteProfile(), deadline=time.monotonic() - 1)
+    spec = {"names": ["webmail.contoso.com"], "internal_name": "cas01.contoso.local", "hosts_file": str(hosts_path),
+            "servers": [server.address], "recorded": [recorded.origin], "expect": [INTERNAL], "timeout": 1.0}
+    result, _run = run_probe("dns", ctx, spec, ("dns.resolution", "dns.consistency"))
+    got = {(f.subject, f.provenance.source): (f.attrs["outcome"], f.attrs["addresses"], f.attrs.get("detail"))
+           for f in result.facts if f.kind == "dns.resolution"}
+    not_asked = ("timeout", (), "not asked: the probe's deadline had passed")
+    live = f"dns {server.address}"
+    assert got == {
+        ("cas01.contoso.local", str(hosts_path)): ("ok", (INTERNAL,), None),
+        ("cas01.contoso.local", live): not_asked,
+        ("webmail.contoso.com", str(hosts_path)): ("not-listed", (), f"webmail.contoso.com is not in {hosts_path}"),
+        ("webmail.contoso.com", live): not_asked,
+        ("webmail.contoso.com", recorded.origin): ("ok", (INTERNAL,), None),
+    }
