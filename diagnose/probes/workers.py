@@ -48,24 +48,30 @@ def context_for(method: str) -> Any:
     context = multiprocessing.get_context(method)
     if method == "forkserver":
         context.set_forkserver_preload(PRELOAD)
-        _start_forkserver_deaf_to_ctrl_c()
     return context
 
 
-def _start_forkserver_deaf_to_ctrl_c() -> None:
-    """Start the forkserver (once per process) with SIGINT blocked in the starting thread: the mask
-    passes through fork and exec, so neither the server nor the workers it forks can be stopped by the
-    Ctrl-C the terminal sends the whole process group, in the tens of milliseconds before Python has
-    run any of our code there (they printed a KeyboardInterrupt traceback from stdlib code). The parent
-    stops its workers itself (diagnose.interrupts). Blocking, unlike ignoring, loses nothing here: a
-    Ctrl-C meanwhile goes to another thread or waits until the mask is restored."""
+# the probes whose readers may start worker processes
+WORKER_PROBES = frozenset({"logs", "capture", "proxylogs"})
+
+
+def start_forkserver_deaf_to_ctrl_c() -> None:
+    """Start the forkserver now, from the main thread, with SIGINT ignored for the moment it takes to
+    fork and exec it (and its resource tracker): an ignored signal stays ignored through exec, so they and
+    the workers they fork never print a stdlib KeyboardInterrupt traceback in the milliseconds before
+    Python has run any of our code there (the Ctrl-C the terminal sends the whole process group). The
+    parent stops its workers itself (diagnose.interrupts). Called by `collect` before its probe threads
+    start, when a probe that may use workers runs; a no-op where there is no forkserver or off the main
+    thread (a blocked signal mask would not do: multiprocessing's fork_exec does not keep it)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return
+    if threading.current_thread() is not threading.main_thread():
+        return
     from multiprocessing import forkserver
 
-    block = getattr(signal, "pthread_sigmask", None)
-    if block is None:  # no POSIX signal masks: nothing to do, nor any forkserver
-        return
-    previous = block(signal.SIG_BLOCK, {signal.SIGINT})
+    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         forkserver.ensure_running()
     finally:
-        block(signal.SIG_SETMASK, previous)
+        signal.signal(signal.SIGINT, previous)
