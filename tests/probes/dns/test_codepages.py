@@ -51,3 +51,22 @@ def test_french_recording_in_the_ansi_code_page(tmp_path: Path) -> None:
 ])
 def test_the_code_page_is_detected(text: str, page: str) -> None:
     assert decode(text.encode(page), "dns.txt") == text
+
+
+def test_a_recording_with_an_endless_line_is_judged_on_a_sample() -> None:
+    """Found by the fuzz suite: a GBK recording with a 3 MB line held fifteen full readings (200 MB, 6 s).
+    The code page is judged on the first lines, and only the winner reads the whole file."""
+    import tracemalloc
+
+    gbk = (DATA / "windows-nslookup-zh-cn.txt").read_bytes()
+    if gbk.startswith(b"\xff\xfe"):
+        gbk = gbk.decode("utf-16").encode("gbk")
+    data = gbk + b"A" * (3 << 20) + b"\r\n"
+    tracemalloc.start()
+    try:
+        text = decode(data, "big.txt")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert text.startswith(gbk.decode("gbk")) and len(text) == len(gbk.decode("gbk")) + (3 << 20) + 2
+    assert peak < 40 << 20, f"{peak >> 20} MB"  # the text itself is 3 MB; fifteen readings took 69 MB

@@ -179,6 +179,9 @@ def plausibility(text: str, page: str) -> int:
     return score - 2 * sum(size(ch) for ch in text if not ch.isascii() and not ch.isalpha() and not ch.isspace())
 
 
+SAMPLE_BYTES = 256 * 1024  # what the code page is judged on
+
+
 def decode(data: bytes, source: str) -> str:
     """Text as Windows and Unix tools save it: UTF-16 with a byte-order mark (Windows PowerShell's `>` and
     Out-File), UTF-8 (with or without a mark), else the code page that reads most plausibly (CODE_PAGES:
@@ -196,14 +199,22 @@ def decode(data: bytes, source: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         pass
-    readings = []
+    # the code page is judged on a sample (a recording's labels come first), and only the winner decodes
+    # the whole file: 15 full readings of a file with one endless line took seconds and 200 MB
+    sample = data[:SAMPLE_BYTES]
+    if len(data) > SAMPLE_BYTES and b"\n" in sample:
+        sample = sample[: sample.rindex(b"\n") + 1]  # whole lines: no multibyte character cut in two
+    best: tuple[float, int, str] | None = None
     for rank, page in enumerate(CODE_PAGES):
         try:
-            text = data.decode(page)
+            data.decode(page) if len(data) <= SAMPLE_BYTES else sample.decode(page)
         except UnicodeDecodeError:
             continue
-        readings.append((plausibility(text, page), -rank, text))
-    return max(readings)[2]  # cp850 and cp437 decode any bytes: never empty
+        score = (plausibility(sample.decode(page), page), -rank, page)
+        if best is None or score > best:
+            best = score
+    assert best is not None  # cp850 and cp437 decode any bytes
+    return data.decode(best[2], errors="replace")
 
 
 def numbered_lines(text: str) -> list[tuple[int, str]]:
