@@ -238,3 +238,20 @@ def test_the_forkserver_and_its_workers_start_deaf_to_ctrl_c(tmp_path: Path) -> 
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
                           env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert done.stdout.split() == ["True", "True", "True"], done.stdout + done.stderr
+
+
+def test_the_forkserver_is_started_early_only_for_inputs_that_may_need_workers(tmp_path: Path) -> None:
+    from diagnose.probes import workers
+
+    small = tmp_path / "small.w3c"
+    small.write_bytes(b"x" * 1000)
+    big = tmp_path / "big.pcap"
+    with open(big, "wb") as fh:
+        fh.truncate(workers.WORKERS_FROM_BYTES)
+    packed = tmp_path / "trace.pcap.gz"
+    packed.write_bytes(b"x" * (workers.WORKERS_FROM_BYTES // 4))
+    assert not workers.may_use_workers([str(small)])  # the seed's case: no forkserver to pay for
+    assert workers.may_use_workers([str(small), str(big)])
+    assert workers.may_use_workers([str(packed)])
+    assert workers.may_use_workers([str(tmp_path)])  # a folder
+    assert workers.may_use_workers([str(tmp_path / "ISALOG_*.w3c")])  # a glob

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -51,8 +52,25 @@ def context_for(method: str) -> Any:
     return context
 
 
-# the probes whose readers may start worker processes
+# the probes whose readers may start worker processes, and the input size from which they may
 WORKER_PROBES = frozenset({"logs", "capture", "proxylogs"})
+WORKERS_FROM_BYTES = 16 << 20  # the smallest split size of the readers (logs: SPLIT_AT; captures: 32 MiB)
+PACKED = (".gz", ".zip")  # a packed file may hold many times its size
+
+
+def may_use_workers(paths: Iterable[str]) -> bool:
+    """Whether reading these inputs may start worker processes: a folder, a glob or a packed file of some
+    size may; plain files only when they add up to a split's size."""
+    total = 0
+    for path in paths:
+        try:
+            size = os.stat(path).st_size
+        except OSError:  # a glob, or missing (the probe says so): assume the worst
+            return True
+        if os.path.isdir(path) or (path.lower().endswith(PACKED) and size * 8 >= WORKERS_FROM_BYTES):
+            return True
+        total += size
+    return total >= WORKERS_FROM_BYTES
 
 
 def start_forkserver_deaf_to_ctrl_c() -> None:
