@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import socket
 import ssl
 import time
 from collections.abc import Mapping, Sequence
@@ -275,7 +276,7 @@ def fetch(request: Request, budget: float, check: str | None) -> Fact:
                          reason=f"the connection was reset in mid-response after {len(body)} body bytes",
                          location=response.getheader("Location"), auth_schemes=_schemes(response),
                          server=response.getheader("Server"), elapsed_ms=elapsed_ms(started))
-    except TimeoutError:
+    except (TimeoutError, socket.timeout):  # one class from Python 3.10; two before (the TMG host's 3.8)
         return _fact(request, check, outcome="timeout", healthy=False, reason="no complete answer in time",
                      elapsed_ms=elapsed_ms(started))
     except (http.client.HTTPException, ssl.SSLError) as exc:
