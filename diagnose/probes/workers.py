@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import threading
-from collections.abc import Iterable
 from typing import Any
 
 
@@ -50,46 +48,3 @@ def context_for(method: str) -> Any:
     if method == "forkserver":
         context.set_forkserver_preload(PRELOAD)
     return context
-
-
-# the probes whose readers may start worker processes, and the input size from which they may
-WORKER_PROBES = frozenset({"logs", "capture", "proxylogs"})
-WORKERS_FROM_BYTES = 16 << 20  # the smallest split size of the readers (logs: SPLIT_AT; captures: 32 MiB)
-PACKED = (".gz", ".zip")  # a packed file may hold many times its size
-
-
-def may_use_workers(paths: Iterable[str]) -> bool:
-    """Whether reading these inputs may start worker processes: a folder, a glob or a packed file of some
-    size may; plain files only when they add up to a split's size."""
-    total = 0
-    for path in paths:
-        try:
-            size = os.stat(path).st_size
-        except OSError:  # a glob, or missing (the probe says so): assume the worst
-            return True
-        if os.path.isdir(path) or (path.lower().endswith(PACKED) and size * 8 >= WORKERS_FROM_BYTES):
-            return True
-        total += size
-    return total >= WORKERS_FROM_BYTES
-
-
-def start_forkserver_deaf_to_ctrl_c() -> None:
-    """Start the forkserver now, from the main thread, with SIGINT ignored for the moment it takes to
-    fork and exec it (and its resource tracker): an ignored signal stays ignored through exec, so they and
-    the workers they fork never print a stdlib KeyboardInterrupt traceback in the milliseconds before
-    Python has run any of our code there (the Ctrl-C the terminal sends the whole process group). The
-    parent stops its workers itself (diagnose.interrupts). Called by `collect` before its probe threads
-    start, when a probe that may use workers runs; a no-op where there is no forkserver or off the main
-    thread (a blocked signal mask would not do: multiprocessing's fork_exec does not keep it)."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return
-    if threading.current_thread() is not threading.main_thread():
-        return
-    from multiprocessing import forkserver
-
-    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        forkserver.ensure_running()
-    finally:
-        signal.signal(signal.SIGINT, previous)
