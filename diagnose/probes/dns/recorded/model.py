@@ -207,10 +207,10 @@ def decode(data: bytes, source: str) -> str:
     best: tuple[float, int, str] | None = None
     for rank, page in enumerate(CODE_PAGES):
         try:
-            data.decode(page) if len(data) <= SAMPLE_BYTES else sample.decode(page)
+            text = sample.decode(page)  # the whole file when it is no larger than the sample
         except UnicodeDecodeError:
             continue
-        score = (plausibility(sample.decode(page), page), -rank, page)
+        score = (plausibility(text, page), -rank, page)
         if best is None or score > best:
             best = score
     assert best is not None  # cp850 and cp437 decode any bytes
