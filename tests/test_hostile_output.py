@@ -230,3 +230,17 @@ def test_coloured_text_report_carries_only_its_own_colour_codes(tmp_path: Path) 
     assert sequences and all(re.fullmatch(r"\x1b\[[0-9;]*m", s) for s in sequences), set(sequences)
     assert "site\\x1b[31m\\x1b]0;owned\\x07" in coloured
     assert render(diagnosis, "text", color=False) == re.sub(r"\x1b\[[0-9;]*m", "", coloured)
+
+
+def test_an_error_quoting_a_long_line_stays_one_readable_line(tmp_path: Path) -> None:
+    """An error that quotes the evidence (here a 60,000-character line no DNS tool printed) is cut to
+    a readable length and says how much was left out."""
+    recording = tmp_path / "not-dns.txt"
+    recording.write_text("\n" + "x" * 60_000 + "\n", encoding="utf-8")
+    done = run_bytes("probe", "dns", "mail.contoso.com", "--offline", "--no-hosts", "--dns-recorded", str(recording))
+    assert done.returncode == 2
+    lines = done.stderr.decode("utf-8").splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"diagnose: error: {recording}:2: not dig, nslookup")
+    assert re.search(r"\.\.\. \(\d+ more characters\)$", lines[0])
+    assert len(lines[0]) < 2100

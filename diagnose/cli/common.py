@@ -104,14 +104,24 @@ def warnings_on_stderr(scrub: Callable[[str], str] | None = None) -> None:
     logger.propagate = False
 
 
+MAX_MESSAGE_CHARS = 2000  # an error or warning quoting evidence (a line of a hostile file) is cut here
+
+
+def clip(message: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`message` cut to `limit` characters, saying how long it was: one line stays one readable line."""
+    if len(message) <= limit:
+        return message
+    return f"{message[:limit]}... ({len(message) - limit} more characters)"
+
+
 def error_line(exc: Exception) -> str:
-    """The one line an expected failure prints, scrubbed in a redacted run."""
+    """The one line an expected failure prints, scrubbed in a redacted run, cut to a readable length."""
     message = str(exc)
-    return "diagnose: error: " + (_SCRUB[0](message) if _SCRUB else message)
+    return "diagnose: error: " + clip(_SCRUB[0](message) if _SCRUB else message)
 
 
 def note(message: str) -> None:
     """One line on stderr; whatever in it came from the evidence cannot drive the terminal. A stderr
     nobody reads any more (a closed pipe, a full disk) does not stop the command."""
     with contextlib.suppress(OSError):
-        click.echo(neutralise(message), err=True)
+        click.echo(neutralise(clip(message)), err=True)

@@ -162,3 +162,23 @@ def test_recorded_and_live_answers_name_an_ipv6_server_alike(tool: str, tmp_path
     assert live["mail.contoso.com"] == ("ok", (PUBLIC, "2001:db8::10"), False)
     assert live["cas01.contoso.local"] == ("ok", ("::1",), True)
     assert live["legacy.contoso.com"][0] == "nxdomain" and live["autodiscover.contoso.com"][0] == "servfail"
+
+
+def test_an_endless_line_or_name_is_one_quick_error(tmp_path: Path) -> None:
+    """A recording with a line of megabytes (a damaged paste) or a 'name' of thousands of characters is
+    refused by length, naming the line, before the name parser sees it (it took a minute and 200 MB)."""
+    sample = (Path(__file__).resolve().parents[2] / "data" / "dns" / "windows-nslookup-zh-cn.txt").read_bytes()
+    first = sample.decode("utf-16").splitlines()[0]
+    endless = tmp_path / "endless.txt"
+    endless.write_bytes(sample[:2] + "0".encode("utf-16-le") * (2 << 20) + sample[2:])
+    with pytest.raises(InputError) as err:
+        read_recorded(endless)
+    assert str(err.value) == f"{endless}:1: line of {(2 << 20) + len(first)} characters: not the output of a DNS tool"
+    long_name = tmp_path / "long-name.txt"
+    long_name.write_text("C:\\>nslookup " + "a" * 5000 + " 10.1.4.1\nServer:  dc1.contoso.local\n"
+                         "Address:  10.1.4.1\n\nName:    " + "a" * 5000 + "\nAddress:  10.1.4.20\n\n",
+                         encoding="ascii")
+    with pytest.raises(InputError) as err:
+        read_recorded(long_name)
+    assert "not a DNS name: 5000 characters (a DNS name has at most 255 octets)" in str(err.value)
+    assert str(err.value).startswith(f"{long_name}:")

@@ -34,7 +34,7 @@ def read_recorded(path: Path | str) -> list[RecordedServer]:
     data = read_input(path, "recorded DNS answers not found", "is a directory, not a file of recorded DNS answers")
     source = str(path)
     answers: list[RecordedAnswer] = []
-    for segment in segments(numbered_lines(decode(data, source))):
+    for segment in segments(numbered_lines(decode(data, source), source)):
         answers.extend(_read_segment(segment, source))
     servers: dict[str, RecordedServer] = {}
     for answer in answers:

@@ -117,9 +117,21 @@ def server_label(host: str, port: int | str = 53) -> str:
     return str(endpoint(host, int(port)))
 
 
+# A DNS name is at most 255 octets on the wire; as text, escapes (`\DDD`) and IDN labels make it longer,
+# but never past this. dnspython's IDNA step is slow on long strings (a 1.5M-character "name" took
+# a minute), so longer text is refused before it is parsed.
+MAX_NAME_TEXT = 1024
+# No tool prints a line of this length in a recording (nslookup, dig and Resolve-DnsName lines are a few
+# hundred characters at most); a longer line is not DNS tool output.
+MAX_LINE_CHARS = 64 * 1024
+
+
 def dns_name(text: str, where: str) -> dns.name.Name:
+    text = text.strip()
+    if len(text) > MAX_NAME_TEXT:
+        raise InputError(f"not a DNS name: {len(text)} characters (a DNS name has at most 255 octets)", where)
     try:
-        return dns.name.from_text(text.strip())
+        return dns.name.from_text(text)
     except dns.exception.DNSException:
         raise InputError(f"not a DNS name: {text.strip()!r}", where) from None
 
@@ -217,11 +229,15 @@ def decode(data: bytes, source: str) -> str:
     return data.decode(best[2], errors="replace")
 
 
-def numbered_lines(text: str) -> list[tuple[int, str]]:
-    """(line number, text without its line break and trailing blanks); CRLF, LF and CR all end a line."""
+def numbered_lines(text: str, source: str = "") -> list[tuple[int, str]]:
+    """(line number, text without its line break and trailing blanks); CRLF, LF and CR all end a line. A
+    line longer than MAX_LINE_CHARS is an InputError naming `source` and the line."""
     lines = _LINE_BREAK.split(text)
     if lines and lines[-1] == "":
         lines.pop()
+    for number, line in enumerate(lines, start=1):
+        if len(line) > MAX_LINE_CHARS:
+            raise InputError(f"line of {len(line)} characters: not the output of a DNS tool", f"{source}:{number}")
     return [(number, line.rstrip()) for number, line in enumerate(lines, start=1)]
 
 
