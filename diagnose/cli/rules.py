@@ -48,19 +48,33 @@ def show_rule(rule_id: str, rule_dirs: tuple[str, ...]) -> None:
 
 @rules.command("lint")
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
-def lint(directory: str | None) -> None:
-    """Check the shipped rules, plus DIRECTORY's (which win by id). Exit 3 on any error."""
+@click.option("--checks", "check_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Extra checks directory (repeatable). Also DIAGNOSE_CHECKS.")
+def lint(directory: str | None, check_dirs: tuple[str, ...]) -> None:
+    """Check the shipped rules, plus DIRECTORY's (which win by id), and the checks (their probe
+    parameters too). Exit 3 on any error."""
+    from diagnose.collect import default_check_dirs, load_checks
+    from diagnose.paths import extra_dirs
+
     dirs = rule_dirs((directory,) if directory else ())
-    if directory and not Path(directory).is_dir():
-        raise UsageError(f"no such directory: {directory}")
+    for given in (directory, *check_dirs):
+        if given and not Path(given).is_dir():
+            raise UsageError(f"no such directory: {given}")
+    errors: list[str] = []
     try:
         rulebook = load_rulebook(dirs)
     except RuleErrors as exc:
-        for error in exc.errors:
-            click.echo(f"{error}", err=True)
+        errors += [str(error) for error in exc.errors]
+    try:
+        checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", check_dirs)))
+    except RuleError as exc:
+        errors.append(str(exc))
+    if errors:
+        for error in errors:
+            click.echo(error, err=True)
         sys.exit(RuleError.exit_code)
     click.echo(f"ok: {len(rulebook.rules)} rules, {len(rulebook.causes)} causes, "
-               f"{len(rulebook.questions)} questions (rulebook {rulebook.version})")
+               f"{len(rulebook.questions)} questions (rulebook {rulebook.version}), {len(checks)} checks")
 
 
 @rules.command("test")

@@ -19,12 +19,14 @@ import os
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from diagnose.errors import InputError
 from diagnose.facts import ProbeStatus
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.logs import LogInput, expand
+from diagnose.probes.params import ProbeParams
 from diagnose.probes.proxylogs import haproxy, httpproxy, iis, nginx, parts, records, w3c
 from diagnose.probes.proxylogs.lines import MAX_LINE, line_blocks
 from diagnose.probes.proxylogs.tally import Summary, build_facts, iter_notes
@@ -123,18 +125,27 @@ def summarise(paths: Sequence[str], jobs: int = 0) -> tuple[Summary, list[str]]:
     return summary, problems
 
 
-def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, list[str]]:
-    """Run the probe and also return the problems met (bad lines, skipped files), for the CLI."""
-    paths = spec.get("paths") or []
-    if isinstance(paths, str):
-        paths = [paths]
-    if not paths:
+@dataclass(frozen=True)
+class ProxyLogsParams(ProbeParams):
+    """Parameters of the `proxylogs` probe: the log files, folders or globs, worker processes for big plain
+    logs (0 = one per core, at most 2), and the clients' EAS heartbeat / keep-alive in seconds."""
+
+    probe = "proxylogs"
+    paths: tuple[str, ...] = ()
+    jobs: int = 0
+    heartbeat_seconds: int | None = None
+
+
+def collect(ctx: ProbeContext, spec: ProxyLogsParams | Mapping[str, Any]) -> tuple[ProbeResult, list[str]]:
+    """Run the probe and also return the problems met (bad lines, skipped files)."""
+    params = ProxyLogsParams.of(spec)
+    if not params.paths:
         return ProbeResult.unavailable("no proxy logs given (--proxy-log PATH)"), []
-    summary, problems = summarise([str(p) for p in paths], int(spec.get("jobs") or 0))
+    summary, problems = summarise(list(params.paths), params.jobs)
     if not summary.figures:
         reason = "; ".join(problems) or "no proxy log records found"
         return ProbeResult((), ProbeStatus.UNAVAILABLE, reason), problems
-    facts, excerpts = build_facts(summary, ctx.check, heartbeat_of(ctx, spec))
+    facts, excerpts = build_facts(summary, ctx.check, params.heartbeat_seconds or None)
     reason = ""
     if summary.partial:
         reason = (f"{summary.bad_lines} line(s) could not be read"
@@ -144,17 +155,8 @@ def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, li
     return ProbeResult(tuple(facts), status, reason, excerpts), problems
 
 
-def heartbeat_of(ctx: ProbeContext, spec: Mapping[str, Any]) -> int | None:
-    """The clients' heartbeat in seconds: the spec's `heartbeat_seconds`, else the site profile's."""
-    value = spec.get("heartbeat_seconds") or ctx.profile.heartbeat_seconds
-    try:
-        return int(value) if value else None
-    except (TypeError, ValueError):
-        raise InputError(f"heartbeat_seconds must be a whole number of seconds, not {value!r}") from None
-
-
-def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
+def probe(ctx: ProbeContext, spec: ProxyLogsParams | Mapping[str, Any]) -> ProbeResult:
     result, problems = collect(ctx, spec)
     for problem in problems:
-        ctx.log.warning("%s", problem)
+        ctx.warn(problem)
     return result
