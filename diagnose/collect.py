@@ -27,7 +27,7 @@ import re
 import time
 import typing
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,18 @@ def probe_params(check: Check, context: Mapping[str, Any]) -> ProbeParams:
         return params_class(check.probe).parse(fill(dict(check.params), context))
     except UsageError as exc:
         raise UsageError(f"check {check.id} ({check.path}): {exc}") from None
+
+
+def plan_check(probe: str, given: Mapping[str, Any], profile: SiteProfile | None = None,
+               inputs: RunInputs | None = None, check_id: str | None = None) -> tuple[Check, ProbeParams]:
+    """A one-check plan: the catalogue's check for `probe` (`check_id`, else the first of that probe), its
+    template filled from the profile and the inputs, `given` values (where not empty) over it."""
+    found = [c for c in load_checks(default_check_dirs())
+             if c.probe == probe and (check_id is None or c.id == check_id)]
+    check = found[0] if found else Check(check_id or probe, probe, probe, (), (), {})
+    values = fill(dict(check.params), (inputs or RunInputs()).context(profile or SiteProfile()))
+    values.update({k: v for k, v in given.items() if v is not None and v != "" and v != () and v != []})
+    return replace(check, requires=(), network=False), params_class(probe).parse(values)
 
 
 def default_check_dirs(extra: Sequence[Path] = ()) -> list[Path]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -46,16 +45,9 @@ def run_check(probe_name: str, given: Mapping[str, Any], profile: SiteProfile | 
     """A one-check plan run through `collect`, as `diagnose collect` runs it: the catalogue's check for
     the probe (`check_id`, else the first of that probe), its template filled from the profile and the
     inputs, the command line's values (`given`, where not empty) over it."""
-    from diagnose.collect import Check, RunInputs, collect, default_check_dirs, fill, load_checks
-    from diagnose.probes import params_class
+    from diagnose.collect import RunInputs, collect, plan_check
 
-    found = [c for c in load_checks(default_check_dirs())
-             if c.probe == probe_name and (check_id is None or c.id == check_id)]
-    check = found[0] if found else Check(check_id or probe_name, probe_name, probe_name, (), (), {})
-    values = fill(dict(check.params), (inputs or RunInputs()).context(profile or SiteProfile()))
-    values.update({k: v for k, v in given.items() if v not in (None, "", (), [])})
-    params = params_class(probe_name).parse(values)
-    plan = dataclasses.replace(check, requires=(), network=False)
+    plan, params = plan_check(probe_name, given, profile, inputs, check_id)
     return collect([plan], SiteProfile(), RunInputs(), progress=progress, timeout=deadline or NO_DEADLINE,
                    filled={plan.id: params})
 
