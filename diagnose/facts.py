@@ -127,6 +127,11 @@ class ProbeRun:
             out["notes"] = list(self.notes)
         return out
 
+    def notes_shown(self, limit: int = 10) -> list[str]:
+        """The first `limit` notes for a report, and how many more the bundle holds."""
+        more = len(self.notes) - limit
+        return list(self.notes[:limit]) + ([f"... {more} more note(s) in the bundle"] if more > 0 else [])
+
 
 @dataclass(frozen=True)
 class EvidenceBundle:

@@ -14,6 +14,7 @@ from diagnose.errors import RuleError
 from diagnose.facts import load_bundle
 from diagnose.probes import PARAMS, PROBES, params_class
 from diagnose.profile import SiteProfile
+from diagnose.safetext import markdown
 from tests.conftest import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -99,3 +100,18 @@ def test_probe_warnings_reach_the_bundle_as_notes(tmp_path: Path):
         p.pop("notes", None)
     saved.write_text(json.dumps(old), encoding="utf-8")
     assert all(r.notes == () for r in load_bundle(saved).probes)
+
+
+@pytest.mark.parametrize("fmt,shown", [
+    ("text", "note: {glob}: no file matches"),
+    ("markdown", "note: {md}"),
+    ("html", "note: {glob}: no file matches"),
+    ("json", '"notes": [\n    "{glob}: no file matches"'),
+])
+def test_notes_are_shown_in_every_report_format(tmp_path: Path, fmt: str, shown: str):
+    pattern = str(tmp_path / "nothing-*.w3c")
+    result = run_cli("run", "--log", str(REPO / "examples" / "seed" / "ISALOG_20110504_FWS_000.w3c"),
+                     "--log", pattern, "--format", fmt)
+    assert result.returncode in (0, 1), result.stderr
+    expected = shown.format(glob=pattern, md=markdown(f"{pattern}: no file matches"))
+    assert expected in result.stdout.replace('"notes": [\n     "', '"notes": [\n    "')

@@ -90,8 +90,9 @@ def render_html(d: Diagnosis, color: bool = False, why: bool = False) -> str:
         out.append("</table>")
     if d.bundle.probes:
         out.append("<h2>Evidence gathered</h2><table><tr><th>check</th><th>status</th><th>reason</th></tr>")
-        out += [f"<tr><td>{e(p.check or p.probe)}</td><td>{e(p.status.value)}</td><td>{e(p.reason)}</td></tr>"
-                for p in d.bundle.probes]
+        out += [f"<tr><td>{e(p.check or p.probe)}</td><td>{e(p.status.value)}</td><td>{e(p.reason)}"
+                + "".join(f'<br><span class="muted">note: {e(note)}</span>' for note in p.notes_shown())
+                + "</td></tr>" for p in d.bundle.probes]
         out.append("</table>")
     out.append(f'<p class="muted">diagnose, rulebook {e(d.rulebook.version)}; {e(engine_line(d))}</p></body></html>')
     return "\n".join(out) + "\n"

@@ -64,7 +64,9 @@ def render_markdown(d: Diagnosis, color: bool = False, why: bool = False) -> str
         out.append("")
     if d.bundle.probes:
         out += ["## Evidence gathered", "", "| check | status | reason |", "|---|---|---|"]
-        out += [f"| {m(p.check or p.probe)} | {p.status.value} | {m(p.reason)} |" for p in d.bundle.probes]
+        out += [f"| {m(p.check or p.probe)} | {p.status.value} | "
+                + "<br>".join([m(p.reason)] * bool(p.reason) + [f"note: {m(n)}" for n in p.notes_shown()]) + " |"
+                for p in d.bundle.probes]
         out.append("")
     out.append(f"_{m(engine_line(d))}_")
     return "\n".join(out).rstrip() + "\n"

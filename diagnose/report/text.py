@@ -103,6 +103,7 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
         for p in probes:
             label = p.check or p.probe
             out.append(f"  {p.status.value:<11} {label}" + (f": {p.reason}" if p.reason else ""))
+            out.extend(f"{'':15}note: {note}" for note in p.notes_shown())
         out.append("")
     out.extend(_case_folder(d, style("Case folder", bold=True)))
     if d.warnings:
