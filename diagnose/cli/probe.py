@@ -8,13 +8,12 @@ from typing import Any
 
 import click
 
-from diagnose.cli.common import write_output
+from diagnose.cli.common import warnings_on_stderr, write_output
 from diagnose.facts import EvidenceBundle, Fact, ProbeRun
 from diagnose.profile import SiteProfile
 from diagnose.safetext import neutralise, to_json
 
 SCHEMA = "diagnose.probe/1"  # the JSON every `diagnose probe X --format json` prints
-MAX_NOTES_SHOWN = 20
 NO_DEADLINE = 24 * 3600.0
 
 # Each subcommand lives in its own module, imported only when that subcommand is used (or help lists
@@ -47,6 +46,7 @@ def run_check(probe_name: str, given: Mapping[str, Any], profile: SiteProfile | 
     inputs, the command line's values (`given`, where not empty) over it."""
     from diagnose.collect import RunInputs, collect, plan_check
 
+    warnings_on_stderr()  # the probe's warnings (its notes), one `diagnose: note:` line each, as `run` shows them
     plan, params = plan_check(probe_name, given, profile, inputs, check_id)
     return collect([plan], SiteProfile(), RunInputs(), progress=progress, timeout=deadline or NO_DEADLINE,
                    filled={plan.id: params})
@@ -55,13 +55,8 @@ def run_check(probe_name: str, given: Mapping[str, Any], profile: SiteProfile | 
 def emit_bundle(bundle: EvidenceBundle, fmt: str, output: str | None = None,
                 text: Any = None) -> None:
     """Print a one-check run: JSON `{"schema", "probe": {...run, notes}, "facts": [...], "excerpts"}`, or a
-    readable listing (`text(facts, run)` where a probe has its own); notes also go to stderr."""
+    readable listing (`text(facts, run)` where a probe has its own). Notes went to stderr as they came."""
     run = bundle.probes[0]
-    for note in run.notes[:MAX_NOTES_SHOWN]:
-        click.echo(f"diagnose: note: {neutralise(note)}", err=True)
-    if len(run.notes) > MAX_NOTES_SHOWN:
-        click.echo(f'diagnose: note: ... {len(run.notes) - MAX_NOTES_SHOWN} more (see "notes" in --format json)',
-                   err=True)
     if fmt == "json":
         out = to_json({"schema": SCHEMA, "probe": run.to_json(), "facts": [f.to_json() for f in bundle.facts],
                        "excerpts": dict(bundle.excerpts)})
