@@ -104,7 +104,7 @@ class ProbeParams:
     @classmethod
     def of(cls: type[P], spec: P | Mapping[str, Any]) -> P:
         """`spec` itself when it is already this class, else `parse(spec)`."""
-        return spec if isinstance(spec, cls) else cls.parse(typing.cast(Mapping[str, Any], spec))
+        return spec if isinstance(spec, cls) else cls.parse(typing.cast("Mapping[str, Any]", spec))
 
     @classmethod
     def check_literal(cls, key: str, value: Any) -> None:
