@@ -115,3 +115,16 @@ def test_notes_are_shown_in_every_report_format(tmp_path: Path, fmt: str, shown:
     assert result.returncode in (0, 1), result.stderr
     expected = shown.format(glob=pattern, md=markdown(f"{pattern}: no file matches"))
     assert expected in result.stdout.replace('"notes": [\n     "', '"notes": [\n    "')
+
+
+def test_notes_are_redacted_with_the_bundle(tmp_path: Path):
+    """A note quotes what the probe met (here an address in a path): `--redact` pseudonymises it as it does
+    the reasons."""
+    pattern = str(tmp_path / "from-10.1.4.98-*.w3c")
+    bundle = tmp_path / "bundle.json"
+    result = run_cli("collect", "--log", str(REPO / "examples" / "seed" / "ISALOG_20110504_FWS_000.w3c"),
+                     "--log", pattern, "--offline", "--no-input", "--redact", "-o", str(bundle))
+    assert result.returncode == 0, result.stderr
+    run = next(p for p in json.loads(bundle.read_text(encoding="utf-8"))["probes"] if p["check"] == "tmg-logs")
+    assert len(run["notes"]) == 1 and "no file matches" in run["notes"][0]
+    assert "10.1.4.98" not in run["notes"][0]
