@@ -234,9 +234,11 @@ def _printable(fact: Fact) -> Fact:
 def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, progress: Progress | None = None,
             timeout: float = 60.0, answers: Mapping[str, str] | None = None, description: str = "",
             rulebook_version: str | None = None,
-            filled: Mapping[str, ProbeParams] | None = None) -> EvidenceBundle:
+            filled: Mapping[str, ProbeParams] | None = None, inline: bool = False) -> EvidenceBundle:
     """Run every applicable check concurrently; checks that cannot run are recorded with the reason.
-    `filled` gives the parameters of checks (by id) already read (`diagnose probe X`)."""
+    `filled` gives the parameters of checks (by id) already read (`diagnose probe X`). `inline` runs a
+    lone check in the calling thread: its worker processes are then forked from a single-threaded
+    process (probes/workers.py) instead of coming from a forkserver that may outlive the command."""
     report = progress or (lambda check, message: None)
     context = inputs.context(profile)
     runs: list[ProbeRun] = []
@@ -269,7 +271,11 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
     results: dict[str, tuple[ProbeResult, float, tuple[str, ...]]] = {}
     started = time.monotonic()
     late = False
-    if todo:
+    if inline and len(todo) == 1:
+        check, params = todo[0]
+        result, elapsed, _ = results[check.id] = run_one(check, params)
+        report(check.id, f"{result.status.value} ({len(result.facts)} facts, {elapsed:.2f} s)")
+    elif todo:
         pool = cf.ThreadPoolExecutor(max_workers=min(16, len(todo)), thread_name_prefix="probe")
         futures = {pool.submit(run_one, check, spec): check for check, spec in todo}
         try:

@@ -43,13 +43,14 @@ def run_check(probe_name: str, given: Mapping[str, Any], profile: SiteProfile | 
               progress: Any = None) -> EvidenceBundle:
     """A one-check plan run through `collect`, as `diagnose collect` runs it: the catalogue's check for
     the probe (`check_id`, else the first of that probe), its template filled from the profile and the
-    inputs, the command line's values (`given`, where not empty) over it."""
+    inputs, the command line's values (`given`, where not empty) over it; in the main thread, as the
+    probe commands always ran (their workers are forked: no forkserver left behind)."""
     from diagnose.collect import RunInputs, collect, plan_check
 
     warnings_on_stderr()  # the probe's warnings (its notes), one `diagnose: note:` line each, as `run` shows them
     plan, params = plan_check(probe_name, given, profile, inputs, check_id)
     return collect([plan], SiteProfile(), RunInputs(), progress=progress, timeout=deadline or NO_DEADLINE,
-                   filled={plan.id: params})
+                   filled={plan.id: params}, inline=True)
 
 
 def emit_bundle(bundle: EvidenceBundle, fmt: str, output: str | None = None,
