@@ -275,7 +275,7 @@ def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output:
            save_evidence: str | None = None, exit_after: bool = True, engine: Any = None) -> None:
     """Analyze a bundle (asking the questions that matter, when interactive), write the report, and
     exit with the documented code."""
-    from diagnose.analysis import analyze
+    from diagnose.diagnosis import analyze
     from diagnose.report import engine_line, render
 
     rulebook = rulebook or load_rules(rule_dirs)
