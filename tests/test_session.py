@@ -130,3 +130,13 @@ def test_ctrl_c_in_a_run_reports_what_was_gathered_then_ends_with_130(tmp_path: 
     assert status["recorded-evidence"] == "interrupted" and status["tmg-logs"] == "complete"
     saved = {p["check"]: p["status"] for p in json.loads(bundle.read_text())["probes"]}
     assert saved == status
+
+
+@pytest.mark.parametrize("module", ["diagnose.session", "diagnose.diagnosis", "diagnose.cli.run", "diagnose.errors"])
+def test_the_layers_import_on_their_own(module: str):
+    """Each imports first in a fresh interpreter (the session and the command line import each other)."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr

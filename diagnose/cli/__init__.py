@@ -9,10 +9,9 @@ from typing import Any
 
 import click
 
-from diagnose import __version__, interrupts
+from diagnose import __version__, interrupts, session
 from diagnose.errors import DiagnoseError
 from diagnose.exitcodes import ExitCode
-from diagnose.session import end
 
 # Every command, and where it lives: a module is imported only when its command runs (or help
 # lists them), so `diagnose probe capture` does not pay for the rule loader and `analyze` not for probes.
@@ -53,7 +52,7 @@ class _Group(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except KeyboardInterrupt:  # while the command line is read (click would say "Aborted!", exit 1)
-            end(ExitCode.INTERRUPTED, "diagnose: interrupted")
+            session.end(ExitCode.INTERRUPTED, "diagnose: interrupted")
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -66,10 +65,10 @@ class _Group(click.Group):
             result = super().invoke(ctx)
         except DiagnoseError as exc:
             if interrupts.pending():  # the error is Ctrl-C's doing (a worker stopped by it, say)
-                end(ExitCode.INTERRUPTED, "diagnose: interrupted")
-            end(exc.exit_code, error_line(exc))
+                session.end(ExitCode.INTERRUPTED, "diagnose: interrupted")
+            session.end(exc.exit_code, error_line(exc))
         except KeyboardInterrupt:
-            end(ExitCode.INTERRUPTED, "diagnose: interrupted")
+            session.end(ExitCode.INTERRUPTED, "diagnose: interrupted")
             raise
         except BrokenPipeError:  # standard output's reader left (`| head -1`): not an error
             from diagnose.cli.common import silence_stdout
