@@ -75,7 +75,8 @@ class _Group(click.Group):
 
             silence_stdout()
             sys.exit(int(ExitCode.OK))
-        interrupts.leave_if_pending()
+        if interrupts.pending():  # a Ctrl-C whose KeyboardInterrupt got lost (in a finaliser, say)
+            session.end(ExitCode.INTERRUPTED, "diagnose: interrupted")
         return result
 
 
