@@ -21,7 +21,7 @@ from diagnose import interrupts
 from diagnose.cli.common import load_rules, note, use_color, warnings_on_stderr, write_output
 from diagnose.exitcodes import ExitCode
 from diagnose.facts import EvidenceBundle, ProbeStatus
-from diagnose.rulebook.model import Rulebook, Verdict
+from diagnose.rulebook.model import Rulebook
 
 if TYPE_CHECKING:  # (the command line imports this module for `end`: collection and reasoning load when used)
     from diagnose.collect import RunInputs
@@ -29,7 +29,6 @@ if TYPE_CHECKING:  # (the command line imports this module for `end`: collection
     from diagnose.profile import SiteProfile
 
 MAX_LISTED = 10_000
-PROBLEMS = (Verdict.MISCONFIGURATION, Verdict.FAULT)  # the classes --fail-on counts
 
 
 def end(code: int, message: str | None = None) -> None:
@@ -85,6 +84,8 @@ class ReportRequest:
 
     def exit_code(self, diagnosis: Diagnosis) -> tuple[ExitCode, str | None]:
         """The code the command ends with, and the line that says why (or None)."""
+        from diagnose.diagnosis.ranking import PROBLEMS  # (a diagnosis was made: the package is loaded)
+
         if self.fail_on is not None and any(c.certainty >= self.fail_on and c.cause.verdict in PROBLEMS
                                             for c in diagnosis.causes):
             return ExitCode.FINDING, None

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from diagnose import __version__, interrupts, session
+from diagnose import __version__, interrupts
 from diagnose.errors import DiagnoseError
 from diagnose.exitcodes import ExitCode
 
@@ -24,6 +24,16 @@ COMMANDS = {
     "causes": "diagnose.cli.causes:causes",
     "probe": "diagnose.cli.probe:probe",
 }
+
+
+def end(code: ExitCode, message: str | None = None) -> None:
+    """diagnose.session.end, loaded when a command ends this way: importing it at start-up would delay
+    `interrupts.install()` (the session module loads the collection and reporting side)."""
+    if code is ExitCode.INTERRUPTED:
+        interrupts.ignore()  # a second Ctrl-C must not interrupt the import below
+    from diagnose import session
+
+    session.end(code, message)
 
 
 class _Group(click.Group):
@@ -52,7 +62,7 @@ class _Group(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except KeyboardInterrupt:  # while the command line is read (click would say "Aborted!", exit 1)
-            session.end(ExitCode.INTERRUPTED, "diagnose: interrupted")
+            end(ExitCode.INTERRUPTED, "diagnose: interrupted")
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -65,10 +75,10 @@ class _Group(click.Group):
             result = super().invoke(ctx)
         except DiagnoseError as exc:
             if interrupts.pending():  # the error is Ctrl-C's doing (a worker stopped by it, say)
-                session.end(ExitCode.INTERRUPTED, "diagnose: interrupted")
-            session.end(exc.exit_code, error_line(exc))
+                end(ExitCode.INTERRUPTED, "diagnose: interrupted")
+            end(exc.exit_code, error_line(exc))
         except KeyboardInterrupt:
-            session.end(ExitCode.INTERRUPTED, "diagnose: interrupted")
+            end(ExitCode.INTERRUPTED, "diagnose: interrupted")
             raise
         except BrokenPipeError:  # standard output's reader left (`| head -1`): not an error
             from diagnose.cli.common import silence_stdout
@@ -76,7 +86,7 @@ class _Group(click.Group):
             silence_stdout()
             sys.exit(int(ExitCode.OK))
         if interrupts.pending():  # a Ctrl-C whose KeyboardInterrupt got lost (in a finaliser, say)
-            session.end(ExitCode.INTERRUPTED, "diagnose: interrupted")
+            end(ExitCode.INTERRUPTED, "diagnose: interrupted")
         return result
 
 
