@@ -156,7 +156,6 @@ class Session:
     rulebook: Rulebook
     engine: Any = None
     ask: Callable[[QuestionPrompt, int], str | None] | None = None  # asks one question on the terminal
-    rule_dirs: tuple[str, ...] = ()
     stopped: bool = field(default=False, init=False)  # Ctrl-C stopped this session's collection
 
     @classmethod
@@ -167,7 +166,7 @@ class Session:
         from diagnose.engine import create_engine
 
         rulebook = load_rules(rule_dirs)
-        return cls(rulebook, create_engine(rulebook, engine_name), ask, tuple(rule_dirs))
+        return cls(rulebook, create_engine(rulebook, engine_name), ask)
 
     @classmethod
     def collecting(cls) -> Session:
