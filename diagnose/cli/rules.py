@@ -63,6 +63,17 @@ def lint(directory: str | None) -> None:
                f"{len(rulebook.questions)} questions (rulebook {rulebook.version})")
 
 
+@rules.command("operators")
+def operators() -> None:
+    """The rule language's operators: the field types, the operand, joins, and the durable_rules form."""
+    from diagnose.rulebook.operators import table_rows
+
+    rows = [("operator", "fields", "operand", "joins", "durable_rules"), *table_rows()]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+
+
 @rules.command("test")
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @click.option("--rule", "only", multiple=True, help="Only this rule (repeatable).")
