@@ -48,19 +48,46 @@ def show_rule(rule_id: str, rule_dirs: tuple[str, ...]) -> None:
 
 @rules.command("lint")
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
-def lint(directory: str | None) -> None:
-    """Check the shipped rules, plus DIRECTORY's (which win by id). Exit 3 on any error."""
+@click.option("--checks", "check_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Extra checks directory (repeatable). Also DIAGNOSE_CHECKS.")
+@click.option("--strict", is_flag=True, help="Warnings fail the lint too.")
+def lint(directory: str | None, check_dirs: tuple[str, ...], strict: bool) -> None:
+    """Check the shipped rules, plus DIRECTORY's (which win by id), against the checks, the fact kinds and
+    the cause and question catalogues. Each finding is `file:line: error|warning|info: message`; exit 3 on
+    any error (and, with --strict, on any warning)."""
+    from diagnose.collect import default_check_dirs, load_checks
+    from diagnose.exchange import catalogue
+    from diagnose.kinds import fact_kinds
+    from diagnose.paths import extra_dirs
+    from diagnose.rulebook.lint import CheckKinds, Severity, counts, errors, lint
+
     dirs = rule_dirs((directory,) if directory else ())
     if directory and not Path(directory).is_dir():
         raise UsageError(f"no such directory: {directory}")
     try:
         rulebook = load_rulebook(dirs)
     except RuleErrors as exc:
-        for error in exc.errors:
-            click.echo(f"{error}", err=True)
+        for finding in errors(exc.errors):
+            click.echo(f"{finding}", err=True)
         sys.exit(RuleError.exit_code)
-    click.echo(f"ok: {len(rulebook.rules)} rules, {len(rulebook.causes)} causes, "
-               f"{len(rulebook.questions)} questions (rulebook {rulebook.version})")
+    problems: list[RuleError] = []
+    checks = []
+    try:
+        checks = [CheckKinds(c.id, c.probe, c.kinds, c.path)
+                  for c in load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", check_dirs)))]
+        catalogue(extra_dirs("DIAGNOSE_CHECKS", check_dirs))
+    except RuleError as exc:
+        problems.append(exc)
+    findings = errors(problems) + lint(rulebook, fact_kinds(), checks)
+    for finding in findings:
+        click.echo(f"{finding}", err=finding.severity is Severity.ERROR)
+    found = counts(findings)
+    failed = found[Severity.ERROR] or (strict and found[Severity.WARNING])
+    tally = ", ".join(f"{n} {s.value}{'s' if n != 1 and s is not Severity.INFO else ''}" for s, n in found.items())
+    click.echo(f"{'failed' if failed else 'ok'}: {len(rulebook.rules)} rules, {len(rulebook.causes)} causes, "
+               f"{len(rulebook.questions)} questions (rulebook {rulebook.version}); {tally}")
+    if failed:
+        sys.exit(RuleError.exit_code)
 
 
 @rules.command("operators")
