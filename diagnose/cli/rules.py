@@ -60,6 +60,7 @@ def lint(directory: str | None, check_dirs: tuple[str, ...], strict: bool) -> No
     from diagnose.kinds import fact_kinds
     from diagnose.paths import extra_dirs
     from diagnose.rulebook.lint import CheckKinds, Severity, counts, errors, lint
+    from diagnose.thresholds import thresholds
 
     dirs = rule_dirs((directory,) if directory else ())
     if directory and not Path(directory).is_dir():
@@ -76,6 +77,10 @@ def lint(directory: str | None, check_dirs: tuple[str, ...], strict: bool) -> No
         checks = [CheckKinds(c.id, c.probe, c.kinds, c.path)
                   for c in load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", check_dirs)))]
         catalogue(extra_dirs("DIAGNOSE_CHECKS", check_dirs))
+    except RuleError as exc:
+        problems.append(exc)
+    try:
+        thresholds()
     except RuleError as exc:
         problems.append(exc)
     findings = errors(problems) + lint(rulebook, fact_kinds(), checks)

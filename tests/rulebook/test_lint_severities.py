@@ -104,8 +104,12 @@ def test_a_bad_check_file_or_endpoint_table_is_an_error_line(tmp_path: Path) -> 
     proc = run_cli("rules", "lint", "--checks", str(checks.parent))
     assert proc.returncode == 3 and f"{checks}:3: error: unknown probe 'nosuch'" in proc.stderr
     table = _write(tmp_path / "table" / "exchange-endpoints.yaml", "protocols: {}\n")
+    limits = _write(tmp_path / "table" / "thresholds.yaml", "logs: []\n")
     proc = run_cli("rules", "lint", env={"DIAGNOSE_CHECKS": str(table.parent)})
-    assert proc.returncode == 3 and f"{table}:1: error: " in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    assert _lines(proc.stderr, "error") == [
+        f"{table}:1: error: missing 'versions'",
+        f"{limits}:1: error: logs is a mapping of thresholds"]
 
 
 def test_a_rule_error_keeps_its_one_line_with_the_severity(tmp_path: Path) -> None:
