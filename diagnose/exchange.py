@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from diagnose.errors import RuleError
-from diagnose.paths import data_dir, extra_dirs
+from diagnose.paths import table_path
 from diagnose.yamlio import Lines, load_yaml
 
 CATALOGUE_FILE = "exchange-endpoints.yaml"
@@ -102,12 +102,8 @@ class Catalogue:
 
 
 def catalogue_path(dirs: Sequence[Path] | None = None) -> Path:
-    """The catalogue in force: the last of the shipped checks directory and DIAGNOSE_CHECKS that has one."""
-    found = data_dir("checks") / CATALOGUE_FILE
-    for directory in dirs if dirs is not None else extra_dirs("DIAGNOSE_CHECKS"):
-        if (directory / CATALOGUE_FILE).is_file():
-            found = directory / CATALOGUE_FILE
-    return found
+    """The catalogue in force: the last of the shipped checks directory and `dirs` (DIAGNOSE_CHECKS) with one."""
+    return table_path(CATALOGUE_FILE, dirs)
 
 
 def catalogue(dirs: Sequence[Path] | None = None) -> Catalogue:

@@ -8,12 +8,13 @@ replaces it (the last one wins).
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from diagnose.errors import RuleError
-from diagnose.paths import data_dir, extra_dirs
+from diagnose.paths import table_path
 from diagnose.yamlio import load_yaml
 
 THRESHOLDS_FILE = "thresholds.yaml"
@@ -43,16 +44,13 @@ SCHEMA: dict[str, tuple[str, str, type, float, float]] = {
 assert set(SCHEMA) == {f.name for f in fields(Thresholds)}
 
 
-def thresholds_path() -> Path:
-    found = data_dir("checks") / THRESHOLDS_FILE
-    for directory in extra_dirs("DIAGNOSE_CHECKS"):
-        if (directory / THRESHOLDS_FILE).is_file():
-            found = directory / THRESHOLDS_FILE
-    return found
+def thresholds_path(dirs: Sequence[Path] | None = None) -> Path:
+    return table_path(THRESHOLDS_FILE, dirs)
 
 
-def thresholds() -> Thresholds:
-    return load_thresholds(str(thresholds_path()))
+def thresholds(dirs: Sequence[Path] | None = None) -> Thresholds:
+    """The thresholds in force: the shipped file unless one of `dirs` (DIAGNOSE_CHECKS) has its own."""
+    return load_thresholds(str(thresholds_path(dirs)))
 
 
 @functools.lru_cache(maxsize=None)

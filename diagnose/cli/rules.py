@@ -80,7 +80,7 @@ def lint(directory: str | None, check_dirs: tuple[str, ...], strict: bool) -> No
     except RuleError as exc:
         problems.append(exc)
     try:
-        thresholds()
+        thresholds(extra_dirs("DIAGNOSE_CHECKS", check_dirs))
     except RuleError as exc:
         problems.append(exc)
     findings = errors(problems) + lint(rulebook, fact_kinds(), checks)
