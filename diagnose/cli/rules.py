@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import click
 
@@ -11,6 +12,8 @@ from diagnose.cli.common import engine_option, load_rules, rule_dirs, rules_opti
 from diagnose.errors import RuleError, UsageError
 from diagnose.rulebook.loader import RuleErrors, load_rulebook
 from diagnose.writing import write_file
+
+T = TypeVar("T")
 
 
 @click.group()
@@ -59,6 +62,7 @@ def lint(directory: str | None, check_dirs: tuple[str, ...], strict: bool) -> No
     from diagnose.exchange import catalogue
     from diagnose.kinds import fact_kinds
     from diagnose.paths import extra_dirs
+    from diagnose.probes import PROBES
     from diagnose.rulebook.lint import CheckKinds, Severity, counts, errors, lint
     from diagnose.thresholds import thresholds
 
@@ -72,18 +76,21 @@ def lint(directory: str | None, check_dirs: tuple[str, ...], strict: bool) -> No
             click.echo(f"{finding}", err=True)
         sys.exit(RuleError.exit_code)
     problems: list[RuleError] = []
-    checks = []
-    try:
-        checks = [CheckKinds(c.id, c.probe, c.kinds, c.path)
-                  for c in load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", check_dirs)))]
-        catalogue(extra_dirs("DIAGNOSE_CHECKS", check_dirs))
-    except RuleError as exc:
-        problems.append(exc)
-    try:
-        thresholds(extra_dirs("DIAGNOSE_CHECKS", check_dirs))
-    except RuleError as exc:
-        problems.append(exc)
-    findings = errors(problems) + lint(rulebook, fact_kinds(), checks)
+    given = extra_dirs("DIAGNOSE_CHECKS", check_dirs)
+
+    def read(load: Callable[[], T], empty: T) -> T:
+        try:
+            return load()
+        except RuleError as exc:
+            problems.append(exc)
+            return empty
+
+    checks = read(lambda: [CheckKinds(c.id, c.probe, c.kinds, c.path)
+                           for c in load_checks(default_check_dirs(given))], [])
+    table = read(lambda: catalogue(given), None)
+    site = {"exchange_version": table.version_names, "published": table.protocol_names} if table else {}
+    read(lambda: thresholds(given), None)
+    findings = errors(problems) + lint(rulebook, fact_kinds(), checks, PROBES, site)
     for finding in findings:
         click.echo(f"{finding}", err=finding.severity is Severity.ERROR)
     found = counts(findings)

@@ -8,6 +8,9 @@ error. Across rules, checks, fact kinds and the cause and question catalogues:
     warning  a cause no rule concludes; a question no rule asks
     warning  a rule reads the answer to a question that is not in the catalogue, or a choice it does not offer
     warning  a check lists a fact kind its probe does not produce
+    warning  a fact kind names a probe that does not exist
+    warning  a rule compares the profile's exchange_version or published with a value the endpoint table
+             (checks/exchange-endpoints.yaml) does not know
     info     a declared fact kind no rule reads
 
 Each finding names file:line. Only errors fail the lint, unless `--strict` makes warnings fail too.
@@ -15,7 +18,7 @@ Each finding names file:line. Only errors fail the lint, unless `--strict` makes
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from diagnose.rulebook.model import Binding, Rule, Rulebook
 # fact kinds the program makes itself, not a probe: the site profile and the interview's answers
 SUPPLIED = frozenset({"profile", "questions"})
 ANSWER = "answer"
+SITE = "site.profile"
 
 
 class Severity(StrEnum):
@@ -59,10 +63,16 @@ def errors(problems: Iterable[DiagnoseError]) -> list[Finding]:
     return [Finding(Severity.ERROR, e.where or "", e.message) for e in problems]
 
 
-def lint(rulebook: Rulebook, kinds: FactKinds, checks: Sequence[CheckKinds],
-         kinds_dir: Path = KINDS_DIR) -> list[Finding]:
-    """The findings across the rule base, sorted by place."""
+def lint(rulebook: Rulebook, kinds: FactKinds, checks: Sequence[CheckKinds], probes: Collection[str],
+         site: Mapping[str, Collection[str]], kinds_dir: Path = KINDS_DIR) -> list[Finding]:
+    """The findings across the rule base, sorted by place. `probes` are the probe names; `site` the values
+    the endpoint table knows for site.profile fields (exchange_version, published)."""
     out: list[Finding] = []
+    lines = _kind_lines(kinds_dir)
+    for kind in kinds.kinds.values():
+        if kind.probe not in probes and kind.probe not in SUPPLIED:
+            out.append(Finding(Severity.WARNING, lines.get(kind.name, str(kinds_dir)),
+                               f"fact kind {kind.name!r} names probe {kind.probe!r}, which is not a probe"))
     produced: set[str] = {k.name for k in kinds.kinds.values() if k.probe in SUPPLIED}
     for check in checks:
         for name in check.kinds:
@@ -88,6 +98,8 @@ def lint(rulebook: Rulebook, kinds: FactKinds, checks: Sequence[CheckKinds],
                                    f"(its probe {kinds[binding.kind].probe!r} is in no check's kinds)"))
             if binding.kind == ANSWER:
                 asked |= _answers(rule, binding, rulebook, out)
+            if binding.kind == SITE:
+                _site_values(rule, binding, site, out)
     for cause in rulebook.causes.values():
         if cause.id not in concluded:
             out.append(Finding(Severity.WARNING, f"{cause.path}:1", f"cause {cause.id!r} is concluded by no rule"))
@@ -95,7 +107,6 @@ def lint(rulebook: Rulebook, kinds: FactKinds, checks: Sequence[CheckKinds],
         if question.id not in asked:
             out.append(Finding(Severity.WARNING, f"{question.path}:1",
                                f"question {question.id!r} is asked by no rule (no rule reads its answer)"))
-    lines = _kind_lines(kinds_dir)
     for name in sorted(set(kinds.kinds) - read):
         out.append(Finding(Severity.INFO, lines.get(name, str(kinds_dir)), f"fact kind {name!r} is read by no rule"))
     return sorted(out, key=_place)
@@ -121,6 +132,20 @@ def _answers(rule: Rule, binding: Binding, rulebook: Rulebook, out: list[Finding
     return set(subjects)
 
 
+def _site_values(rule: Rule, binding: Binding, site: Mapping[str, Collection[str]], out: list[Finding]) -> None:
+    """Values compared with site.profile fields that the endpoint table does not know (a typo, or a
+    version the table lacks)."""
+    for test in binding.tests:
+        known = site.get(test.field)
+        if known is None or test.op not in ("eq", "ne", "in", "contains"):
+            continue
+        for value in test.value if isinstance(test.value, tuple) else (test.value,):
+            if isinstance(value, str) and value not in known:
+                out.append(Finding(Severity.WARNING, f"{rule.path}:{test.line or binding.line}",
+                                   f"rule {rule.id!r} compares {SITE}.{test.field} with {value!r}, which the "
+                                   f"endpoint table does not know ({', '.join(known)})"))
+
+
 def _kind_lines(directory: Path) -> dict[str, str]:
     """`file:line` of each fact kind's declaration (a top-level key in a factkinds file)."""
     out: dict[str, str] = {}
@@ -131,9 +156,11 @@ def _kind_lines(directory: Path) -> dict[str, str]:
     return out
 
 
-def _place(finding: Finding) -> tuple[str, int, str]:
+def _place(finding: Finding) -> tuple[str, int, int, str]:
+    """Sorted by file and line, errors first at one place."""
     path, _, line = finding.where.rpartition(":")
-    return (path, int(line), finding.message) if line.isdigit() else (finding.where, 0, finding.message)
+    rank = list(Severity).index(finding.severity)
+    return (path, int(line), rank, finding.message) if line.isdigit() else (finding.where, 0, rank, finding.message)
 
 
 def counts(findings: Iterable[Finding]) -> dict[Severity, int]:

@@ -118,3 +118,31 @@ def test_a_rule_error_keeps_its_one_line_with_the_severity(tmp_path: Path) -> No
     proc = run_cli("rules", "lint", str(tmp_path / "mine"))
     assert proc.returncode == 3
     assert proc.stderr.strip() == f"{rule}:5: error: log.status_summary has no attribute 'status_64'"
+
+
+def test_profile_values_the_endpoint_table_does_not_know_warn(tmp_path: Path) -> None:
+    rule, proc = _lint_rule_with(tmp_path, "site-typos", "  site: {kind: site.profile, exchange_version: "
+                                 "{in: [\"2010\", \"2011\"]}, published: {contains: owa2}}\n")
+    known = "2007, 2010, 2013, 2016, 2019"
+    assert _lines(proc.stdout, "warning") == [
+        f"{rule}:6: warning: rule 'site-typos' compares site.profile.exchange_version with '2011', which the "
+        f"endpoint table does not know ({known})",
+        f"{rule}:6: warning: rule 'site-typos' compares site.profile.published with 'owa2', which the endpoint "
+        "table does not know (owa, ecp, outlook-anywhere, activesync, ews, autodiscover)"]
+
+
+def test_a_fact_kind_naming_no_probe_warns_with_its_line(tmp_path: Path) -> None:
+    from diagnose.kinds import fact_kinds
+    from diagnose.probes import PROBES
+    from diagnose.rulebook.lint import lint
+    from diagnose.rulebook.loader import load_rulebook
+    from diagnose.rulebook.model import Rulebook
+
+    declared = _write(tmp_path / "kinds" / "mine.yaml", "# mine\nweb.answer:\n  probe: web\n  attributes: {code: int}\n"
+                      "tcp.reachability:\n  probe: tcp\n")
+    kinds = fact_kinds(declared.parent)
+    rulebook = Rulebook((), load_rulebook([tmp_path / "none"], kinds).causes)
+    findings = [str(f) for f in lint(rulebook, kinds, [], PROBES, {}, declared.parent)]
+    assert findings == [f"{declared}:2: warning: fact kind 'web.answer' names probe 'web', which is not a probe",
+                        f"{declared}:2: info: fact kind 'web.answer' is read by no rule",
+                        f"{declared}:5: info: fact kind 'tcp.reachability' is read by no rule"]
