@@ -33,7 +33,7 @@ from diagnose.facts import Fact
 from diagnose.kinds import FactKinds, fact_kinds
 from diagnose.rulebook.loader import disjuncts
 from diagnose.rulebook.model import Binding, Ref, Rulebook, Test
-from diagnose.rulebook.operators import MISSING, ORDERED
+from diagnose.rulebook.operators import MISSING, OPERATORS, ORDERED
 from diagnose.rulebook.operators import holds as holds_op
 
 Fields = TypingMapping[str, object]
@@ -71,7 +71,11 @@ def _predicate(test: Test) -> Callable[[object], bool]:
         return lambda v: type(v) is str and v == literal
     if op == "ne" and type(literal) is str:
         return lambda v: type(v) is str and v != literal
-    return lambda v: holds(test, v, literal)
+    meaning = OPERATORS[op]
+    evaluate = meaning.evaluate
+    if meaning.missing:
+        return lambda v: evaluate(v, literal)
+    return lambda v: v is not MISSING and evaluate(v, literal)
 
 
 @dataclass(frozen=True)
