@@ -94,8 +94,8 @@ def lint(rulebook: Rulebook, kinds: FactKinds, checks: Sequence[CheckKinds], pro
             where = f"{rule.path}:{binding.line}"
             if binding.kind not in produced:
                 out.append(Finding(Severity.WARNING, where,
-                                   f"rule {rule.id!r} reads {binding.kind!r}, which no check produces "
-                                   f"(its probe {kinds[binding.kind].probe!r} is in no check's kinds)"))
+                                   f"rule {rule.id!r} reads {binding.kind!r}, which no check produces (no check "
+                                   f"lists it in its kinds; probe {kinds[binding.kind].probe!r} makes it)"))
             if binding.kind == ANSWER:
                 asked |= _answers(rule, binding, rulebook, out)
             if binding.kind == SITE:

@@ -64,7 +64,7 @@ def test_a_rule_reading_a_kind_no_check_produces_warns_with_its_line(tmp_path: P
     rule, proc = _lint_rule_with(tmp_path, "reads-packets", "  pkt: {kind: capture.packets}\n")
     assert _lines(proc.stdout, "warning") == [
         f"{rule}:6: warning: rule 'reads-packets' reads 'capture.packets', which no check produces "
-        "(its probe 'capture' is in no check's kinds)"]
+        "(no check lists it in its kinds; probe 'capture' makes it)"]
     assert "capture.packets' is read by no rule" not in proc.stdout  # read now: no info line
 
 
