@@ -105,6 +105,7 @@ def leave(code: int = EXIT_INTERRUPTED, message: str | None = None) -> None:
     adopt_orphans()
     _no_more_forks()
     stop_children()
+    _unlink_semaphores()
     os._exit(code)
 
 
@@ -124,6 +125,28 @@ def _no_more_forks() -> None:
         lock = getattr(getattr(sys.modules.get(module), attribute, None), "_lock", None)
         if lock is not None:
             lock.acquire(timeout=STOP_GRACE)  # never released: the process is leaving
+
+
+def _unlink_semaphores() -> None:
+    """Remove the named semaphores of this process's multiprocessing queues and locks from /dev/shm.
+
+    Outside `fork`, each lives until its finaliser unlinks it, or until the resource tracker does when
+    every process that uses it has ended. Leaving runs no finaliser, and the tracker ignores SIGTERM, so
+    stop_children kills it: without this, each Ctrl-C of a run with log workers left four files behind."""
+    util = sys.modules.get("multiprocessing.util")
+    synchronize = sys.modules.get("multiprocessing.synchronize")
+    cleanup = getattr(getattr(synchronize, "SemLock", None), "_cleanup", None)
+    if util is None or cleanup is None:
+        return
+    try:
+        from _multiprocessing import sem_unlink
+    except ImportError:  # no named semaphores here (Windows)
+        return
+    for finaliser in list(getattr(util, "_finalizer_registry", {}).values()):
+        if getattr(finaliser, "_callback", None) is cleanup:
+            for name in getattr(finaliser, "_args", None) or ():
+                with contextlib.suppress(OSError):
+                    sem_unlink(name)
 
 
 PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h

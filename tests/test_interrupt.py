@@ -312,3 +312,27 @@ def test_the_forkserver_is_started_early_only_for_inputs_that_may_need_workers(t
     assert workers.may_use_workers([str(packed)])
     assert workers.may_use_workers([str(tmp_path)])  # a folder
     assert workers.may_use_workers([str(tmp_path / "ISALOG_*.w3c")])  # a glob
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="named POSIX semaphores in /dev/shm")
+def test_leaving_removes_the_named_semaphores_of_the_workers_queues(tmp_path: Path) -> None:
+    """Each Ctrl-C of a run with log workers left four sem.mp-* files in /dev/shm: the queues' semaphores
+    are unlinked by finalisers `leave` does not run, or by the resource tracker, which it kills."""
+    done = _run_script(tmp_path, "semaphores.py", (
+        "import multiprocessing\n"
+        "from diagnose import interrupts\n"
+        "from diagnose.probes import workers\n"
+        "if __name__ == '__main__':\n"
+        "    context = workers.context_for('forkserver')\n"
+        "    queue, lock = context.Queue(), context.Lock()\n"
+        "    worker = context.Process(target=queue.get)\n"
+        "    worker.start()\n"
+        "    print(lock._semlock.name, queue._rlock._semlock.name, queue._sem._semlock.name, flush=True)\n"
+        "    interrupts.leave(130, 'diagnose: interrupted')\n"))
+    assert done.returncode == 130, done.stderr
+    names = done.stdout.split()
+    left = [name for name in names if Path("/dev/shm", "sem." + name.lstrip("/")).exists()]
+    for name in left:  # leave nothing behind, even when the test fails
+        with contextlib.suppress(OSError):
+            Path("/dev/shm", "sem." + name.lstrip("/")).unlink()
+    assert len(names) == 3 and not left, done.stdout + done.stderr
