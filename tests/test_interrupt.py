@@ -242,22 +242,27 @@ def test_the_forkserver_and_its_workers_start_deaf_to_ctrl_c(tmp_path: Path) -> 
 
 
 @pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
-def test_a_ctrl_c_while_workers_start_deaf_is_not_lost(tmp_path: Path) -> None:
-    """SIGINT is ignored for the moment the forkserver starts; a Ctrl-C in that moment still stops the run."""
+def test_a_ctrl_c_while_the_forkserver_starts_deaf_is_not_lost(tmp_path: Path) -> None:
+    """SIGINT is ignored for the moment the forkserver and its resource tracker start; a Ctrl-C pressed
+    as each of them is started must still stop the run (the resource tracker's own unblock dropped it)."""
     done = _run_script(tmp_path, "pending.py", (
-        "import os, signal, time\n"
+        "import os, signal\n"
+        "import multiprocessing.util as util\n"
         "from diagnose import interrupts\n"
         "from diagnose.probes import workers\n"
-        "interrupts.install()\n"
-        "try:\n"
-        "    with workers.deaf_children():\n"
-        "        os.kill(os.getpid(), signal.SIGINT)\n"
-        "        time.sleep(0.1)\n"
-        "        print('ignored meanwhile')\n"
-        "    print('lost')\n"
-        "except KeyboardInterrupt:\n"
-        "    print('interrupted', interrupts.pending())\n"))
-    assert done.stdout.splitlines() == ["ignored meanwhile", "interrupted True"], done.stdout + done.stderr
+        "start = util.spawnv_passfds\n"
+        "def pressed(*args):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the helper process is started\n"
+        "    return start(*args)\n"
+        "if __name__ == '__main__':\n"
+        "    util.spawnv_passfds = pressed\n"
+        "    interrupts.install()\n"
+        "    try:\n"
+        "        workers.start_forkserver_deaf_to_ctrl_c()\n"
+        "        print('lost')\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('interrupted', interrupts.pending())\n"))
+    assert done.stdout.splitlines() == ["interrupted True"], done.stdout + done.stderr
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a child subreaper is a Linux feature")

@@ -109,8 +109,18 @@ def start_forkserver_deaf_to_ctrl_c() -> None:
         return
     if threading.current_thread() is not threading.main_thread():
         return
-    from multiprocessing import forkserver
+    from multiprocessing import forkserver, resource_tracker
 
     multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    # The resource tracker blocks SIGINT around its own start and then unblocks it (rather than restoring
+    # the mask): a Ctrl-C kept pending by deaf_children would go to SIG_IGN there, and be lost (2 of 30
+    # trials). SIGINT is ignored already, so its own block is switched off for the moment.
+    masking = getattr(resource_tracker, "_HAVE_SIGMASK", None)
     with deaf_children():
-        forkserver.ensure_running()
+        if masking is not None:
+            resource_tracker._HAVE_SIGMASK = False
+        try:
+            forkserver.ensure_running()
+        finally:
+            if masking is not None:
+                resource_tracker._HAVE_SIGMASK = masking
