@@ -87,8 +87,9 @@ def deaf_children() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())  # as it is (a Ctrl-C already in is raised here)
     try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # (one raised here: the mask is restored)
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             yield
