@@ -221,7 +221,7 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
     deadline = time.monotonic() + timeout
     if (any(check.probe in workers.WORKER_PROBES for check, _ in todo)
             and workers.may_use_workers([*inputs.log_paths, *inputs.capture_paths,
-                                         *inputs.extra.get("proxy_log_paths", ())])):
+                                         *inputs.extra.get("proxy_log_paths", ())], pooled=inputs.log_paths)):
         workers.start_forkserver_deaf_to_ctrl_c()  # before any probe thread: see workers.py
 
     def run_one(check: Check, spec: dict[str, Any]) -> tuple[ProbeResult, float]:

@@ -317,6 +317,14 @@ def test_the_forkserver_is_started_early_only_for_inputs_that_may_need_workers(t
     assert workers.may_use_workers([str(packed)])
     assert workers.may_use_workers([str(tmp_path)])  # a folder
     assert workers.may_use_workers([str(tmp_path / "ISALOG_*.w3c")])  # a glob
+    # the TMG log reader reads two files (or the members of a zip) in a pool of workers, however small
+    other = tmp_path / "other.w3c"
+    other.write_bytes(b"x" * 1000)
+    assert not workers.may_use_workers([str(small)], pooled=[str(small)])
+    assert workers.may_use_workers([str(small), str(other)], pooled=[str(small), str(other)])
+    zipped = tmp_path / "logs.zip"
+    zipped.write_bytes(b"x" * 1000)
+    assert workers.may_use_workers([str(zipped)], pooled=[str(zipped)])
 
 
 @pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="named POSIX semaphores in /dev/shm")

@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 
@@ -59,9 +59,12 @@ WORKERS_FROM_BYTES = 16 << 20  # the smallest split size of the readers (logs: S
 PACKED = (".gz", ".zip")  # a packed file may hold many times its size
 
 
-def may_use_workers(paths: Iterable[str]) -> bool:
+def may_use_workers(paths: Iterable[str], pooled: Sequence[str] = ()) -> bool:
     """Whether reading these inputs may start worker processes: a folder, a glob or a packed file of some
-    size may; plain files only when they add up to a split's size."""
+    size may; plain files only when they add up to a split's size. `pooled` are inputs of them read a file
+    (or zip member) per worker whatever its size, as the TMG log reader does: two files, or a zip, may."""
+    if len(pooled) > 1 or any(str(path).lower().endswith(".zip") for path in pooled):
+        return True
     total = 0
     for path in paths:
         try:
