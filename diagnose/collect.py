@@ -36,7 +36,7 @@ from diagnose.compat import shutdown_cancelling
 from diagnose.errors import DiagnoseError, RuleError
 from diagnose.facts import EvidenceBundle, Fact, ProbeRun, ProbeStatus, Provenance
 from diagnose.paths import data_dir
-from diagnose.probes import PROBES, ProbeContext, ProbeResult, get_probe
+from diagnose.probes import PROBES, ProbeContext, ProbeResult, get_probe, workers
 from diagnose.profile import SiteProfile
 from diagnose.safetext import printable, printable_data
 from diagnose.yamlio import load_yaml
@@ -219,6 +219,10 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
             continue
         todo.append((check, fill(dict(check.params), context)))
     deadline = time.monotonic() + timeout
+    if (any(check.probe in workers.WORKER_PROBES for check, _ in todo)
+            and workers.may_use_workers([*inputs.log_paths, *inputs.capture_paths,
+                                         *inputs.extra.get("proxy_log_paths", ())], pooled=inputs.log_paths)):
+        workers.start_forkserver_deaf_to_ctrl_c()  # before any probe thread: see workers.py
 
     def run_one(check: Check, spec: dict[str, Any]) -> tuple[ProbeResult, float]:
         interrupts.shield_thread()  # Ctrl-C is the main thread's; workers forked from here start deaf to it
