@@ -36,7 +36,7 @@ from diagnose.compat import shutdown_cancelling
 from diagnose.errors import DiagnoseError, RuleError, UsageError
 from diagnose.facts import EvidenceBundle, Fact, ProbeRun, ProbeStatus, Provenance
 from diagnose.paths import data_dir
-from diagnose.probes import PROBES, ProbeContext, ProbeResult, get_probe, params_class
+from diagnose.probes import PROBES, ProbeContext, ProbeResult, get_probe, params_class, workers
 from diagnose.probes.params import ProbeParams
 from diagnose.profile import SiteProfile
 from diagnose.safetext import printable, printable_data
@@ -110,8 +110,13 @@ def load_checks(dirs: Sequence[Path]) -> list[Check]:
 
 def _check_params(probe: str, params: Mapping[str, Any], lines: Lines, at: tuple[Any, ...]) -> None:
     """A check's parameters against its probe's parameter class: an unknown key, or a value written
-    in the file (not a "{key}" template) of the wrong type, is a RuleError at the key's file:line."""
-    cls = params_class(probe)
+    in the file (not a "{key}" template) of the wrong type, is a RuleError at the key's file:line. A probe
+    whose module does not load because a knowledge file it reads is wrong (thresholds, endpoint table) is
+    left to that file's own error here; its parameters are read, and fail, when it runs."""
+    try:
+        cls = params_class(probe)
+    except RuleError:
+        return
     for key in cls.unknown(params):
         raise RuleError(f"unknown parameter {key!r} for the {probe} probe (known: {', '.join(cls.keys())})",
                         lines.at(*at, key, "<key>"))
@@ -259,6 +264,10 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
             continue
         todo.append((check, (filled or {}).get(check.id) or probe_params(check, context)))
     deadline = time.monotonic() + timeout
+    if (not (inline and len(todo) == 1) and any(check.probe in workers.WORKER_PROBES for check, _ in todo)
+            and workers.may_use_workers([*inputs.log_paths, *inputs.capture_paths,
+                                         *inputs.extra.get("proxy_log_paths", ())], pooled=inputs.log_paths)):
+        workers.start_forkserver_deaf_to_ctrl_c()  # before any probe thread: see workers.py
 
     def run_one(check: Check, params: ProbeParams) -> tuple[ProbeResult, float, tuple[str, ...]]:
         interrupts.shield_thread()  # Ctrl-C is the main thread's; workers forked from here start deaf to it

@@ -104,19 +104,69 @@ def leave(code: int = EXIT_INTERRUPTED, message: str | None = None) -> None:
             if stream is sys.stderr and message:
                 stream.write(message + "\n")
             stream.flush()
+    adopt_orphans()
     _no_more_forks()
     stop_children()
+    _unlink_semaphores()
     os._exit(int(code))
 
 
 def _no_more_forks() -> None:
-    """Keep abandoned probe threads from forking new workers while this process leaves: os.fork() takes
-    the import lock first, and this thread now holds it until the end (psutil is imported before)."""
+    """Keep abandoned probe threads from starting new workers while this process leaves: os.fork() takes
+    the import lock first, and this thread now holds it until the end (psutil is imported before); a
+    forkserver child or a new forkserver or resource tracker is asked for under multiprocessing's own
+    locks, which this thread holds too (for a moment at most: a thread may hold one while it starts a
+    process, which is then a child the looks of stop_children find)."""
     with contextlib.suppress(ImportError):
         import psutil  # noqa: F401 - imported now, not under the lock
     import _imp
 
     _imp.acquire_lock()
+    for module, attribute in (("multiprocessing.forkserver", "_forkserver"),
+                              ("multiprocessing.resource_tracker", "_resource_tracker")):
+        lock = getattr(getattr(sys.modules.get(module), attribute, None), "_lock", None)
+        if lock is not None:
+            lock.acquire(timeout=STOP_GRACE)  # never released: the process is leaving
+
+
+def _unlink_semaphores() -> None:
+    """Remove the named semaphores of this process's multiprocessing queues and locks from /dev/shm.
+
+    Outside `fork`, each lives until its finaliser unlinks it, or until the resource tracker does when
+    every process that uses it has ended. Leaving runs no finaliser, and the tracker ignores SIGTERM, so
+    stop_children kills it: without this, each Ctrl-C of a run with log workers left four files behind."""
+    util = sys.modules.get("multiprocessing.util")
+    synchronize = sys.modules.get("multiprocessing.synchronize")
+    cleanup = getattr(getattr(synchronize, "SemLock", None), "_cleanup", None)
+    if util is None or cleanup is None:
+        return
+    try:
+        from _multiprocessing import sem_unlink
+    except ImportError:  # no named semaphores here (Windows)
+        return
+    for finaliser in list(getattr(util, "_finalizer_registry", {}).values()):
+        if getattr(finaliser, "_callback", None) is cleanup:
+            for name in getattr(finaliser, "_args", None) or ():
+                with contextlib.suppress(OSError):
+                    sem_unlink(name)
+
+
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+
+
+def adopt_orphans() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux): a worker the forkserver forks
+    just before it is stopped would otherwise go to init, out of reach of stop_children, and run on with
+    Ctrl-C ignored. True when the kernel agreed."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):  # no libc with prctl: orphans go to init as before
+        return False
 
 
 def leave_if_pending(message: str = "diagnose: interrupted") -> None:
