@@ -141,8 +141,8 @@ static int span_cmp(span a, span b) {
 static int lower(int c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
 
 /* `needle` (lower case) in the ASCII-lowered `v` */
-static int has(span v, const char *needle) {
-    Py_ssize_t m = (Py_ssize_t)strlen(needle);
+#define has(v, needle) has_n(v, needle, (Py_ssize_t)sizeof(needle) - 1) /* needle: a string literal */
+static int has_n(span v, const char *needle, Py_ssize_t m) {
     for (Py_ssize_t i = 0; i + m <= v.n; i++) {
         Py_ssize_t k = 0;
         while (k < m && lower((unsigned char)v.p[i + k]) == needle[k]) k++;
@@ -151,13 +151,13 @@ static int has(span v, const char *needle) {
     return 0;
 }
 
-static int equals(span v, const char *text) {
-    Py_ssize_t m = (Py_ssize_t)strlen(text);
+#define equals(v, text) equals_n(v, text, (Py_ssize_t)sizeof(text) - 1)
+static int equals_n(span v, const char *text, Py_ssize_t m) {
     return v.n == m && memcmp(v.p, text, (size_t)m) == 0;
 }
 
-static int equals_lower(span v, const char *text) {
-    Py_ssize_t m = (Py_ssize_t)strlen(text);
+#define equals_lower(v, text) equals_lower_n(v, text, (Py_ssize_t)sizeof(text) - 1)
+static int equals_lower_n(span v, const char *text, Py_ssize_t m) {
     if (v.n != m) return 0;
     for (Py_ssize_t i = 0; i < m; i++)
         if (lower((unsigned char)v.p[i]) != text[i]) return 0;
@@ -248,6 +248,36 @@ static PyObject *block_result(Py_ssize_t records, PyObject *counts, PyObject *lo
         return NULL;
     }
     return Py_BuildValue("(nNNN)", records, counts, lo, hi);
+}
+
+PyDoc_STRVAR(add_closed_doc,
+             "add_closed(target, counts, closed) -> bool\n\n"
+             "Add every count of `counts` ({key: records}) to the dict `target` when each key is in the set\n"
+             "`closed` (its records need no closer look); True then. False, with `target` unchanged, when\n"
+             "a key is not in `closed`. What Tally.quiet() and Tally.add() do for such a block, in one C loop.");
+
+static PyObject *add_closed(PyObject *self, PyObject *args) {
+    PyObject *target, *counts, *closed;
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyDict_Type, &target, &PyDict_Type, &counts, &PySet_Type, &closed))
+        return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *key, *n;
+    while (PyDict_Next(counts, &pos, &key, &n)) {
+        int in = PySet_Contains(closed, key);
+        if (in < 0) return NULL;
+        if (!in) Py_RETURN_FALSE;
+    }
+    pos = 0;
+    while (PyDict_Next(counts, &pos, &key, &n)) {
+        PyObject *old = PyDict_GetItemWithError(target, key);
+        if (!old && PyErr_Occurred()) return NULL;
+        PyObject *sum = old ? PyNumber_Add(old, n) : (Py_INCREF(n), n);
+        if (!sum) return NULL;
+        int failed = PyDict_SetItem(target, key, sum) < 0;
+        Py_DECREF(sum);
+        if (failed) return NULL;
+    }
+    Py_RETURN_TRUE;
 }
 
 PyDoc_STRVAR(w3c_block_doc,
@@ -382,6 +412,22 @@ typedef struct {
     span time;
 } keyed;
 
+/* no control byte (other than TAB) and no CR in the line: eight bytes at a time while none is below
+   0x20 or 0x7f (a word with a TAB, or any such byte, is looked at byte by byte) */
+static int clean_line(const unsigned char *l, Py_ssize_t n) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    Py_ssize_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t x, y;
+        memcpy(&x, l + k, 8);
+        y = x ^ (0x7f * ones);
+        if (((x - 0x20 * ones) & ~x & highs) | ((y - ones) & ~y & highs)) break;
+    }
+    for (; k < n; k++)
+        if (BAD[l[k]] || l[k] == '\r') return 0;
+    return 1;
+}
+
 typedef int (*reader)(const unsigned char *l, Py_ssize_t n, keyed *k);
 
 /* (records, counts, lo, hi) of a block, or None when a line is not read (not clean, not a record);
@@ -404,8 +450,7 @@ static PyObject *line_block(PyObject *args, reader read, int one_zone) {
         Py_ssize_t end = nl - data, n = end - pos;
         if (n > 0 && data[end - 1] == '\r') n--;
         const unsigned char *l = data + pos;
-        for (Py_ssize_t k = 0; k < n; k++)
-            if (BAD[l[k]] || l[k] == '\r') goto unclean;
+        if (!clean_line(l, n)) goto unclean;
         keyed k;
         if (!read(l, n, &k)) goto unclean;
         if (table_add(&t, k.f, k.lp, k.secs) < 0) {
@@ -728,12 +773,14 @@ static span strip_quotes(span v) {
 
 /* the role of a variable name (nginx._NAMES): 1 rt, 2 urt, 3 ua, 4 us, 0 none */
 static int role_of(span name) {
-    static const struct { const char *name; int role; } NAMES[] = {
-        {"rt", 1}, {"request_time", 1}, {"urt", 2}, {"upstream_response_time", 2}, {"ua", 3},
-        {"upstream_addr", 3}, {"upstream", 3}, {"us", 4}, {"upstream_status", 4},
+#define NAME(text, role) {text, (Py_ssize_t)sizeof(text) - 1, role}
+    static const struct { const char *name; Py_ssize_t n; int role; } NAMES[] = {
+        NAME("rt", 1), NAME("request_time", 1), NAME("urt", 2), NAME("upstream_response_time", 2), NAME("ua", 3),
+        NAME("upstream_addr", 3), NAME("upstream", 3), NAME("us", 4), NAME("upstream_status", 4),
     };
+#undef NAME
     for (size_t k = 0; k < sizeof(NAMES) / sizeof(NAMES[0]); k++)
-        if (equals_lower(name, NAMES[k].name)) return NAMES[k].role;
+        if (name.n == NAMES[k].n && equals_lower_n(name, NAMES[k].name, NAMES[k].n)) return NAMES[k].role;
     return 0;
 }
 
@@ -913,6 +960,7 @@ static PyMethodDef METHODS[] = {
     {"w3c_block", w3c_block, METH_VARARGS, w3c_block_doc},
     {"haproxy_block", haproxy_block, METH_VARARGS, haproxy_block_doc},
     {"nginx_block", nginx_block, METH_VARARGS, nginx_block_doc},
+    {"add_closed", add_closed, METH_VARARGS, add_closed_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -19,6 +19,7 @@ class Block(NamedTuple):
     data: bytes  # whole lines, each ending in b"\n" except perhaps the file's last
     first_line: int  # the number of the block's first line
     last: bool  # the file's last block (its last line may lack its line end)
+    lines: list[int] | None = None  # a reader that counted the block's lines may put their number here
 
 
 def line_blocks(stream: IO[bytes], first: bytes, too_long: Callable[[int], None],
@@ -62,5 +63,6 @@ def line_blocks(stream: IO[bytes], first: bytes, too_long: Callable[[int], None]
         if len(carry) > MAX_LINE:
             too_long(line + whole.count(b"\n"))
             carry, skipping = b"", True
-        yield Block(whole, line, False)
-        line += whole.count(b"\n")
+        told: list[int] = []
+        yield Block(whole, line, False, told)
+        line += told[0] if told else whole.count(b"\n")

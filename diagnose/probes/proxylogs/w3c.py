@@ -149,10 +149,10 @@ class Reader:
             return False
         if _fastproxy is not None and layout.width <= _fastproxy.MAX_WIDTH:
             found = _fastproxy.w3c_block(data, self.dialect.separator.decode(), layout.width, layout.columns)
-            if (found is not None and self.tally.quiet(found[1])
+            if (found is not None
                     and ("date" not in layout.at or (stamp(found[2], "time" in layout.at)
-                                                     and stamp(found[3], "time" in layout.at)))):
-                self.tally.add(found[1])
+                                                     and stamp(found[3], "time" in layout.at)))
+                    and self.tally.absorb(found[1])):
                 if "date" in layout.at:
                     self._see(found[2], found[3], "time" in layout.at)
                 return True

@@ -151,6 +151,19 @@ def read(path: Path, jobs: int = 1) -> tuple[Any, ...]:
         excerpts, problems
 
 
+def fast_and_pure(monkeypatch: pytest.MonkeyPatch, path: Path, module: object, name: str,
+                  stand_in: object) -> tuple[Any, Any]:
+    """`read` of `path` with `module.name` replaced by `stand_in` (a counting accelerator), then without
+    the accelerator."""
+    with monkeypatch.context() as m:
+        m.setattr(module, name, stand_in)
+        fast = read(path)
+    with monkeypatch.context() as m:
+        m.setattr(w3c, "_fastproxy", None)
+        pure = read(path)
+    return fast, pure
+
+
 class _Counting:
     """The accelerator, counting the blocks it accepted (so a test knows the fast way was taken)."""
 
@@ -188,12 +201,7 @@ def test_accelerator_and_pure_python_read_damaged_logs_alike(tmp_path: Path, mon
     monkeypatch.setattr("diagnose.probes.proxylogs.lines.BLOCK", 4096)  # many blocks, clean and not
     for path in logs(tmp_path, seed):
         counting = _Counting()
-        with monkeypatch.context() as m:
-            m.setattr(w3c, "_fastproxy", counting)
-            fast = read(path)
-        with monkeypatch.context() as m:
-            m.setattr(w3c, "_fastproxy", None)
-            pure = read(path)
+        fast, pure = fast_and_pure(monkeypatch, path, w3c, "_fastproxy", counting)
         assert counting.accepted > 0, f"{path.name}: no block was read by the accelerator"
         assert fast == pure, path.name
         assert fast[2], f"{path.name}: the damage was not seen"
@@ -307,3 +315,47 @@ def test_a_request_time_of_infinity_is_no_duration(tmp_path: Path) -> None:
     facts = {f[1]: f[2] for f in read(log)[0]}
     assert facts["nginx:all"]["records"] == 2 and facts["nginx:all"]["eas_ping"] == 2
     assert facts["nginx:all"]["long_poll_durations"] == ("eas_ping 1740s 1",)  # the one with a duration
+
+
+def _shuffled_times(rng: random.Random, product: str, count: int) -> bytes:
+    """Clean records whose times go back and forth within a day (nginx also in a second zone), then a
+    record out of format near the end: its line number is counted past many accelerated blocks."""
+    out = []
+    for i in range(count):
+        hh, mm, ss = rng.randrange(24), rng.randrange(60), rng.randrange(60)
+        if product == "nginx":
+            zone = "+0000" if i < count // 2 or rng.random() < 0.5 else "-0500"
+            out.append(f"203.0.113.{i % 9} - - [0{4 + i // 400 % 2}/Mar/2024:{hh:02d}:{mm:02d}:{ss:02d} {zone}] "
+                       f"\"GET /owa/ HTTP/1.1\" {rng.choice(('200', '499', '502'))} 12 \"-\" \"Outlook\" rt=0.{i % 9}")
+        else:
+            out.append(f"203.0.113.{i % 9}:4{i % 999} [0{4 + i // 400 % 2}/Mar/2024:{hh:02d}:{mm:02d}:{ss:02d}.{i % 1000}] "
+                       f"fe~ be_ex/cas{i % 3} 0/0/1/2/{i} {rng.choice(('200', '502', '-1'))} 123 - - "
+                       f"{rng.choice(('----', 'SH--', 'CD--'))} 1/1/1/1/0 0/0 \"GET /owa/ HTTP/1.1\"")
+    out.insert(count - 3, "not a record at all")
+    return ("\n".join(out) + "\n").encode()
+
+
+@pytest.mark.skipif(w3c._fastproxy is None, reason="the C accelerator is not built here")
+@pytest.mark.parametrize("product", ["haproxy", "nginx"])
+def test_accelerated_blocks_keep_times_and_line_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        product: str) -> None:
+    """The earliest and latest times, and the line number of a bad line after accelerated blocks, are the
+    pure-Python ones when blocks are counted in C (add_closed), their extremes skipped when within those
+    of a block seen, and their lines not counted again."""
+    from diagnose.probes.proxylogs import tally
+
+    path = tmp_path / f"{product}.log"
+    path.write_bytes(_shuffled_times(random.Random(5), product, 3000))
+    monkeypatch.setattr("diagnose.probes.proxylogs.lines.BLOCK", 2048)
+    added = []
+    real_add = tally._add_closed
+
+    def counting_add(*args: Any) -> bool:
+        got = real_add(*args)  # type: ignore[misc]
+        added.append(got)
+        return bool(got)
+
+    fast, pure = fast_and_pure(monkeypatch, path, tally, "_add_closed", counting_add)
+    assert any(added), "no block was counted by add_closed"
+    assert fast == pure
+    assert any(f"{path}:2998:" in p for p in fast[2]), fast[2]
