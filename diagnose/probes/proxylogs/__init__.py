@@ -4,7 +4,8 @@ IIS W3C (IIS 7.5/8.5/10, Exchange front and back end, ARR), Exchange 2013+ HttpP
 (HTTP and TCP formats, with or without a syslog prefix) and nginx (access and error logs). Each file's
 format is told from its content; files, folders and globs are read, plain or .gz or inside .zip.
 
-Spec keys: `paths` (files, folders, globs), `jobs` (worker processes for big plain files; 0: up to 2),
+Spec keys: `paths` (files, folders, globs; rotated logs such as access.log.1, access.log.2.gz are read
+oldest first, each file once: rotation.py), `jobs` (worker processes for big plain files; 0: up to 2),
 `heartbeat_seconds` (else the profile's; for the idle-timeout detector, diagnose/probes/proxylogs/idle.py).
 
 Every file is streamed in blocks of whole lines (memory bounded by the block and the longest line
@@ -27,6 +28,7 @@ from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.logs import LogInput, expand
 from diagnose.probes.proxylogs import haproxy, httpproxy, iis, nginx, parts, records, w3c
 from diagnose.probes.proxylogs.lines import MAX_LINE, line_blocks
+from diagnose.probes.proxylogs.rotation import in_time_order
 from diagnose.probes.proxylogs.tally import Summary, build_facts, iter_notes
 
 __all__ = ["NotAProxyLogError", "collect", "detect", "probe", "summarise"]
@@ -107,7 +109,8 @@ def summarise(paths: Sequence[str], jobs: int = 0) -> tuple[Summary, list[str]]:
     """Read every log under `paths`; (summary, problems met). A named file that is not a proxy log is an
     InputError; one found in a folder is skipped with a note. Big plain files are read in byte ranges
     by `jobs` worker processes (default: up to 2), with the same result as reading them here."""
-    logs, problems = expand(paths)
+    logs, problems = expand(paths, rotated=True)
+    logs = in_time_order(logs)
     summary = Summary()
     with parts.Workers(logs, jobs or min(2, os.cpu_count() or 1)) as workers:
         for log in logs:

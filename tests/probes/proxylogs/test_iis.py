@@ -212,3 +212,19 @@ def test_codes_decode_every_spelling() -> None:
         assert (code.value, code.name, code.group) == (12002, "ERROR_WINHTTP_TIMEOUT", "timed_out")
     assert decode("0x80070040").name == "ERROR_NETNAME_DELETED" and decode("12031").group == "connection_reset"
     assert decode("-").value is None and decode("0x1234abcd").name == ""
+
+
+def test_iis_daily_logs_in_a_folder_read_in_time_order_once(tmp_path: Path) -> None:
+    """IIS's daily u_exYYMMDD.log files (the public samples, one of them gzip'd by an archiving job) in a
+    W3SVC1 folder: read oldest first, and a file named again by a glob is not counted twice."""
+    from diagnose.probes.proxylogs import summarise
+
+    folder = tmp_path / "W3SVC1"
+    folder.mkdir()
+    (folder / "u_ex160110.log").write_bytes((CORPUS / "u_ex160110.log").read_bytes())
+    (folder / "u_ex100815.log.gz").write_bytes(gzip.compress((CORPUS / "u_ex100815.log").read_bytes()))
+    summary, problems = summarise([str(tmp_path / "*" / "u_ex16*.log"), str(folder)])
+    assert summary.files == [str(folder / "u_ex100815.log.gz"), str(folder / "u_ex160110.log")], problems
+    records = sum(1 for f in CORPUS.glob("*.log") for ln in f.read_text().splitlines()
+                  if ln.strip() and not ln.startswith("#"))
+    assert summary.figures[("iis", "all")].records == records

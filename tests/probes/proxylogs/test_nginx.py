@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from diagnose.probes import ProbeContext
-from diagnose.probes.proxylogs import collect
+from diagnose.probes.proxylogs import collect, summarise
 from tests.probes.proxylogs.proxies import (
     LOOPBACK,
     Backend,
@@ -120,3 +120,29 @@ def test_error_log_events(nginx_logs: Path) -> None:
     assert fact.get("server_closed") == text.count("upstream prematurely closed connection")
     assert fact.get("server_reset") == text.count("(104: Connection reset by peer)")
     assert fact.get("server_closed") + fact.get("server_reset") == 2  # /reset and /close, however nginx saw each
+
+
+def test_rotated_logs_in_a_folder_are_read_oldest_first_and_once(nginx_logs: Path, tmp_path: Path) -> None:
+    """nginx's own lines, rotated the way logrotate does (access.log -> access.log.1 -> access.log.2.gz,
+    error.log -> error.log.1): every file is read, oldest first, and a file named twice counts once."""
+    import gzip
+
+    access = (nginx_logs / "timed.log").read_bytes().splitlines(keepends=True)
+    errors = (nginx_logs / "error.log").read_bytes().splitlines(keepends=True)
+    folder = tmp_path / "nginx"
+    folder.mkdir()
+    (folder / "access.log.2.gz").write_bytes(gzip.compress(b"".join(access[:3])))
+    (folder / "access.log.1").write_bytes(b"".join(access[3:6]))
+    (folder / "access.log").write_bytes(b"".join(access[6:]))
+    (folder / "error.log.1").write_bytes(b"".join(errors[:2]))
+    (folder / "error.log").write_bytes(b"".join(errors[2:]))
+    summary, problems = summarise([str(folder), str(folder / "access.log.1"), str(folder / "*.log")])
+    assert summary.files == [str(folder / name) for name in
+                             ("access.log.2.gz", "access.log.1", "access.log", "error.log.1", "error.log")], problems
+    assert summary.figures[("nginx", "all")].records == len(access) == 8
+    result, _ = collect(ProbeContext(), {"paths": [str(folder)]})
+    whole, _ = collect(ProbeContext(), {"paths": [str(nginx_logs / "timed.log"), str(nginx_logs / "error.log")]})
+    counts = {f.subject: (f.get("status_counts"), f.get("code_counts")) for f in result.facts}
+    assert counts == {f.subject: (f.get("status_counts"), f.get("code_counts")) for f in whole.facts}
+    first = next(f for f in result.facts if f.subject == "nginx:all")
+    assert first.get("first_time") == next(f for f in whole.facts if f.subject == "nginx:all").get("first_time")
