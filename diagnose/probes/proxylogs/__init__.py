@@ -10,6 +10,7 @@ oldest first, each file once: rotation.py), `jobs` (worker processes for big pla
 `nginx_log_format` (nginx.conf or a file of `log_format` statements, a statement, or a bare format; or a
 list of them: nginx access logs written in such a format, logformat.py).
 
+A log in UTF-16 (with its byte order mark: IIS can write them so) reads as one in UTF-8 (lines.text_stream).
 Every file is streamed in blocks of whole lines (memory bounded by the block and the longest line
 kept, 64 KiB); counts are exact; a line that cannot be read is counted, named by file:line and makes
 the result partial, as does a file that ends early (a cut .gz, a damaged zip member).
@@ -17,7 +18,6 @@ the result partial, as does a file that ends early (a cut .gz, a damaged zip mem
 
 from __future__ import annotations
 
-import codecs
 import os
 import zipfile
 import zlib
@@ -29,7 +29,7 @@ from diagnose.facts import ProbeStatus
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.logs import LogInput, expand
 from diagnose.probes.proxylogs import haproxy, httpproxy, iis, logformat, nginx, parts, records, w3c
-from diagnose.probes.proxylogs.lines import MAX_LINE, line_blocks
+from diagnose.probes.proxylogs.lines import MAX_LINE, line_blocks, text_stream
 from diagnose.probes.proxylogs.rotation import in_time_order
 from diagnose.probes.proxylogs.tally import Summary, build_facts, iter_notes
 
@@ -96,13 +96,13 @@ def _read(log: LogInput, summary: Summary, custom: Sequence[records.Shape] = ())
     name = log.name
     try:
         with log.open() as stream:
-            head = stream.read(HEAD)
-            if head.startswith(codecs.BOM_UTF8):
-                head = head[3:]
+            text, head = text_stream(stream, stream.read(HEAD))
             found = detect(head, name, custom)
             summary.files.append(name)
             summary.formats[found] += 1
-            reader(found, summary, name, custom).read(line_blocks(stream, head, too_long(summary, name)))
+            reader(found, summary, name, custom).read(line_blocks(text, head, too_long(summary, name)))
+            if getattr(text, "cut", False):
+                raise EOFError("it ends in the middle of a UTF-16 character")
     except NotAProxyLogError:
         raise
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:

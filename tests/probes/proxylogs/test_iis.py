@@ -228,3 +228,29 @@ def test_iis_daily_logs_in_a_folder_read_in_time_order_once(tmp_path: Path) -> N
     records = sum(1 for f in CORPUS.glob("*.log") for ln in f.read_text().splitlines()
                   if ln.strip() and not ln.startswith("#"))
     assert summary.figures[("iis", "all")].records == records
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_logs_read_like_utf8(tmp_path: Path, encoding: str) -> None:
+    """IIS writes UTF-16 logs (with a byte order mark) when its log encoding is so set: the same counts,
+    samples and line numbers as the UTF-8 log, plain or gzip'd, and a UTF-16 log cut in the middle of a
+    character is partial, said so."""
+    text = exchange_log().replace("CONTOSO\\alice", "CONTOSO\\ålice")
+    utf8 = tmp_path / "u_ex240304.log"
+    utf8.write_bytes(text.encode("utf-8"))
+    bom = b"\xff\xfe" if encoding.endswith("le") else b"\xfe\xff"
+    wide = tmp_path / "u_ex240304-16.log"
+    wide.write_bytes(bom + text.encode(encoding))
+    packed = tmp_path / "u_ex240304-16.log.gz"
+    packed.write_bytes(gzip.compress(wide.read_bytes()))
+
+    def facts(path: Path) -> Any:
+        result, problems = _collect([path])
+        return [(f.subject, {k: v for k, v in f.attrs.items() if k != "samples"}) for f in result.facts], \
+            [s.split(" ", 1)[1].rsplit(":", 1)[1] for s in _by(result)["iis:all"].get("samples")], problems
+
+    assert facts(wide) == facts(utf8) == facts(packed)
+    cut = tmp_path / "cut.log"
+    cut.write_bytes(wide.read_bytes()[:-3])
+    result, problems = _collect([cut])
+    assert result.status.value == "partial" and any("middle of a UTF-16 character" in p for p in problems), problems
