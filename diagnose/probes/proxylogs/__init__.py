@@ -19,11 +19,13 @@ the result partial, as does a file that ends early (a cut .gz, a damaged zip mem
 from __future__ import annotations
 
 import os
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from diagnose.bounds import BoundExceeded, DeadlineExceeded
 from diagnose.errors import InputError
 from diagnose.facts import ProbeStatus
 from diagnose.probes import ProbeContext, ProbeResult
@@ -92,10 +94,11 @@ def too_long(summary: Summary, name: str) -> Callable[[int], None]:
     return told
 
 
-def _read(log: LogInput, summary: Summary, custom: Sequence[records.Shape] = ()) -> None:
+def _read(log: LogInput, summary: Summary, custom: Sequence[records.Shape] = (),
+          deadline: float | None = None) -> None:
     name = log.name
     try:
-        with log.open() as stream:
+        with log.open(deadline) as stream:
             text, head = text_stream(stream, stream.read(HEAD))
             found = detect(head, name, custom)
             summary.files.append(name)
@@ -105,28 +108,33 @@ def _read(log: LogInput, summary: Summary, custom: Sequence[records.Shape] = ())
                 raise EOFError("it ends in the middle of a UTF-16 character")
     except NotAProxyLogError:
         raise
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error, BoundExceeded, DeadlineExceeded) as exc:
         if name not in summary.files:
             summary.files.append(name)
         summary.unreadable += 1
         summary.note(name, 0, f"could not be read to its end: {exc}")
 
 
-def summarise(paths: Sequence[str], jobs: int = 0,
-              custom: Sequence[records.Shape] = ()) -> tuple[Summary, list[str]]:
+def summarise(paths: Sequence[str], jobs: int = 0, custom: Sequence[records.Shape] = (),
+              deadline: float | None = None) -> tuple[Summary, list[str]]:
     """Read every log under `paths`; (summary, problems met). A named file that is not a proxy log is an
     InputError; one found in a folder is skipped with a note. Big plain files are read in byte ranges
     by `jobs` worker processes (default: up to 2), with the same result as reading them here; not when
-    `custom` shapes (nginx log_format, logformat.py) are given: those are read here."""
+    `custom` shapes (nginx log_format, logformat.py) are given: those are read here. Past `deadline` (a
+    `time.monotonic()` value) reading stops: what was read is kept, and the summary is partial."""
     logs, problems = expand(paths, rotated=True)
     logs = in_time_order(logs)
     summary = Summary()
-    with parts.Workers(logs, 1 if custom else jobs or min(2, os.cpu_count() or 1)) as workers:
-        for log in logs:
+    with parts.Workers(logs, 1 if custom else jobs or min(2, os.cpu_count() or 1), deadline) as workers:
+        for n, log in enumerate(logs):
+            if deadline is not None and time.monotonic() > deadline:
+                summary.unreadable += 1
+                summary.note(log.name, 0, f"stopped at the deadline: {len(logs) - n} of {len(logs)} files not read")
+                break
             if workers.merge(log, summary):
                 continue
             try:
-                _read(log, summary, custom)
+                _read(log, summary, custom, deadline)
             except NotAProxyLogError as exc:
                 if log.named:
                     raise
@@ -143,7 +151,7 @@ def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, li
     if not paths:
         return ProbeResult.unavailable("no proxy logs given (--proxy-log PATH)"), []
     custom = logformat.shapes_given(spec.get("nginx_log_format"))
-    summary, problems = summarise([str(p) for p in paths], int(spec.get("jobs") or 0), custom)
+    summary, problems = summarise([str(p) for p in paths], int(spec.get("jobs") or 0), custom, ctx.deadline)
     if not summary.figures:
         reason = "; ".join(problems) or "no proxy log records found"
         return ProbeResult((), ProbeStatus.UNAVAILABLE, reason), problems

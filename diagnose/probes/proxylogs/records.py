@@ -64,10 +64,16 @@ class Reader:
 
     def read(self, blocks: Iterable[Block], part: bool = False) -> None:
         """Read every block; `part`: the blocks are one byte range of a file (the count of lines that
-        are the product's messages is kept for the whole file's note)."""
-        for block in blocks:
-            if not self._fast(block):
-                self._slow(block)
+        are the product's messages is kept for the whole file's note). What was read is counted even when
+        the blocks end in an error (a cut .gz, the deadline)."""
+        try:
+            for block in blocks:
+                if not self._fast(block):
+                    self._slow(block)
+        finally:
+            self._close(part)
+
+    def _close(self, part: bool) -> None:
         for tally in self.tallies.values():
             tally.flush()
         if self.first:

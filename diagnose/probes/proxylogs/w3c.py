@@ -136,11 +136,14 @@ class Reader:
         self.layout = Layout.of(state, self.dialect) if state is not None else None
 
     def read(self, blocks: Iterable[Block], part: bool = False) -> None:
-        for block in blocks:
-            if not self._fast(block):
-                self._slow(block)
-        self.tally.flush()
-        self.summary.see_times(self.dialect.product, self.first, self.last)
+        """Read every block; what was read is counted even when the blocks end in an error."""
+        try:
+            for block in blocks:
+                if not self._fast(block):
+                    self._slow(block)
+        finally:
+            self.tally.flush()
+            self.summary.see_times(self.dialect.product, self.first, self.last)
 
     # -- a clean block in one go
     def _fast(self, block: Block) -> bool:
