@@ -256,3 +256,27 @@ def test_sniffing_goes_through_the_bounds(tmp_path: Path, monkeypatch: pytest.Mo
     assert taken["u_ex160110-utf16.log"] == "proxy-log"
     assert "big-chain.pem" in skipped and "big-chain.pem" not in taken
     assert sorted(opened) == sorted(str(p) for p in tmp_path.rglob("*") if p.is_file())
+
+
+def test_markdown_and_html_reports_list_the_case_folder_like_the_text_report(tmp_path: Path) -> None:
+    """What was taken and skipped, and why, in every report format; a hostile file name (a table cell
+    bar, markup, a control character) stays inert."""
+    from diagnose.report.html import escape
+    from diagnose.safetext import markdown as md
+
+    case = _seed_case(tmp_path)
+    _png(case / "shot|<b>x<b>\x1b[31m.png")
+    common = ["--profile", str(EXAMPLES / "seed" / "profile.yaml"), "--no-input"]
+    got = _json(run_cli("analyze", str(case), *common, "--format", "json"))["case_folder"]
+    text = run_cli("analyze", str(case), *common, "--format", "text").stdout
+    markdown = run_cli("analyze", str(case), *common, "--format", "markdown").stdout
+    html = run_cli("analyze", str(case), *common, "--format", "html").stdout
+    assert f"## Case folder: {md(str(case))}" in markdown and f"<h2>Case folder: {escape(str(case))}</h2>" in html
+    assert len(got["taken"]) == 2 and len(got["skipped"]) == 4
+    for word, key, what in (("took", "taken", "kind"), ("skipped", "skipped", "reason")):
+        for entry in got[key]:
+            assert f"| {word} | {md(entry['file'])} | {md(entry[what])} |" in markdown
+            assert f"<td>{word}</td><td>{escape(entry['file'])}</td><td>{escape(entry[what])}</td>" in html
+            assert entry[what] in text
+    assert "\x1b" not in markdown + html + text
+    assert "<b>x<b>" not in html and "shot|" not in markdown
