@@ -8,7 +8,7 @@ Spec keys: `paths` (files, folders, globs; rotated logs such as access.log.1, ac
 oldest first, each file once: rotation.py), `jobs` (worker processes for big plain files; 0: up to 2),
 `heartbeat_seconds` (else the profile's; for the idle-timeout detector, diagnose/probes/proxylogs/idle.py),
 `nginx_log_format` (nginx.conf or a file of `log_format` statements, a statement, or a bare format; or a
-list of them: nginx access logs written in such a format, logformat.py).
+list of them: nginx access logs written in such a format, logformat.py; else the profile's).
 
 A log in UTF-16 (with its byte order mark: IIS can write them so) reads as one in UTF-8 (lines.text_stream).
 Every file is streamed in blocks of whole lines (memory bounded by the block and the longest line
@@ -150,7 +150,7 @@ def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, li
         paths = [paths]
     if not paths:
         return ProbeResult.unavailable("no proxy logs given (--proxy-log PATH)"), []
-    custom = logformat.shapes_given(spec.get("nginx_log_format"))
+    custom = logformat.shapes_given(spec.get("nginx_log_format") or ctx.profile.nginx_log_format)
     summary, problems = summarise([str(p) for p in paths], int(spec.get("jobs") or 0), custom, ctx.deadline)
     if not summary.figures:
         reason = "; ".join(problems) or "no proxy log records found"

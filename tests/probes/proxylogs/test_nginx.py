@@ -13,6 +13,7 @@ from diagnose.errors import InputError
 from diagnose.probes import ProbeContext
 from diagnose.probes.proxylogs import collect, summarise
 from diagnose.probes.proxylogs.logformat import iso_time
+from diagnose.profile import profile_from_mapping
 from tests.probes.proxylogs.proxies import (
     LOOPBACK,
     Backend,
@@ -204,6 +205,9 @@ def test_custom_log_format_from_nginx_conf(nginx_logs: Path, tmp_path: Path) -> 
     assert any(p.startswith(f"{damaged}:4: ") for p in problems), problems
     statement = next(ln for ln in (nginx_logs / "nginx.conf").read_text().split(";") if "log_format edge" in ln)
     result, _ = collect(ProbeContext(), {"paths": [str(edge)], "nginx_log_format": statement + ";"})
+    assert _records(result) == timed
+    profile = profile_from_mapping({"proxy_product": "nginx", "nginx_log_format": conf}, "site.yaml")
+    result, _ = collect(ProbeContext(profile=profile), {"paths": [str(edge)]})  # as `run --proxy-log` does
     assert _records(result) == timed
 
 
