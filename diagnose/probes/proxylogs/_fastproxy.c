@@ -206,27 +206,84 @@ static PyObject *pair_of(span d, span t) {
     return pair;
 }
 
+/* the key tuple of an entry: (4 x bytes, long poll, seconds) */
+static PyObject *key_of(const entry *e) {
+    PyObject *key = PyTuple_New(6);
+    if (!key) return NULL;
+    for (int r = 0; r < 4; r++) {
+        PyObject *v = bytes_of(e->f[r]);
+        if (!v) {
+            Py_DECREF(key);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(key, r, v);
+    }
+    Py_INCREF(LP_TEXT[e->lp]);
+    PyTuple_SET_ITEM(key, 4, LP_TEXT[e->lp]);
+    PyObject *s = PyLong_FromLongLong(e->secs);
+    if (!s) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(key, 5, s);
+    return key;
+}
+
+/* Key tuples made before, found again by content: the same key in every block is one object (no new
+ * bytes to hash, dict and set lookups that match by identity). At most KEPT_CAP / 2 keys of at most
+ * KEPT_BYTES bytes each are kept for the life of the process (a few MB at most); others are made anew.
+ * Only ever used with the GIL held. */
+#define KEPT_CAP 16384
+#define KEPT_BYTES 256
+typedef struct {
+    uint64_t hash;
+    PyObject *key;
+} kept_key;
+static kept_key *KEPT;
+static size_t KEPT_USED;
+
+static int kept_is(PyObject *key, const entry *e) {
+    for (int r = 0; r < 4; r++) {
+        PyObject *v = PyTuple_GET_ITEM(key, r);
+        if (PyBytes_GET_SIZE(v) != e->f[r].n || memcmp(PyBytes_AS_STRING(v), e->f[r].p, (size_t)e->f[r].n) != 0)
+            return 0;
+    }
+    if (PyTuple_GET_ITEM(key, 4) != LP_TEXT[e->lp]) return 0;
+    long long secs = PyLong_AsLongLong(PyTuple_GET_ITEM(key, 5));
+    return secs == e->secs;
+}
+
+static PyObject *kept_key_of(const entry *e) {
+    if (e->f[0].n + e->f[1].n + e->f[2].n + e->f[3].n > KEPT_BYTES) return key_of(e);
+    if (!KEPT) KEPT = PyMem_Calloc(KEPT_CAP, sizeof(kept_key));
+    if (!KEPT) return key_of(e);
+    size_t j = (size_t)e->hash & (KEPT_CAP - 1);
+    while (KEPT[j].key) {
+        if (KEPT[j].hash == e->hash && kept_is(KEPT[j].key, e)) {
+            Py_INCREF(KEPT[j].key);
+            return KEPT[j].key;
+        }
+        j = (j + 1) & (KEPT_CAP - 1);
+    }
+    PyObject *key = key_of(e);
+    if (key && KEPT_USED < KEPT_CAP / 2) {
+        Py_INCREF(key);
+        KEPT[j].hash = e->hash;
+        KEPT[j].key = key;
+        KEPT_USED++;
+    }
+    return key;
+}
+
 /* {key: records} of a table, in the order the keys first appeared; key = (4 x bytes, long poll, seconds) */
 static PyObject *counts_of(const table *t) {
     PyObject *counts = PyDict_New();
     if (!counts) return NULL;
     for (size_t k = 0; k < t->used; k++) {
         const entry *e = &t->slots[t->order[k]];
-        PyObject *key = PyTuple_New(6);
+        PyObject *key = kept_key_of(e);
         PyObject *n = PyLong_FromSsize_t(e->count);
         int failed = !key || !n;
-        for (int r = 0; r < 4 && !failed; r++) {
-            PyObject *v = bytes_of(e->f[r]);
-            if (!v) failed = 1;
-            else PyTuple_SET_ITEM(key, r, v);
-        }
-        if (!failed) {
-            Py_INCREF(LP_TEXT[e->lp]);
-            PyTuple_SET_ITEM(key, 4, LP_TEXT[e->lp]);
-            PyObject *s = PyLong_FromLongLong(e->secs);
-            if (!s) failed = 1;
-            else PyTuple_SET_ITEM(key, 5, s);
-        }
         if (failed || PyDict_SetItem(counts, key, n) < 0) {
             Py_XDECREF(key);
             Py_XDECREF(n);

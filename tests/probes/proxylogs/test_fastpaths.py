@@ -359,3 +359,24 @@ def test_accelerated_blocks_keep_times_and_line_numbers(tmp_path: Path, monkeypa
     assert any(added), "no block was counted by add_closed"
     assert fast == pure
     assert any(f"{path}:2998:" in p for p in fast[2]), fast[2]
+
+
+@pytest.mark.skipif(w3c._fastproxy is None, reason="the C accelerator is not built here")
+def test_keys_kept_between_blocks_and_those_past_the_bounds_count_alike(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The accelerator keeps the key objects it made (at most 8,192, of at most 256 bytes): more distinct
+    keys than that (EAS pings of 20,000 durations) and keys longer (a 300-character back end) count as
+    the pure-Python path counts them."""
+    rows = []
+    for i in range(24_000):
+        backend = "be_" + ("x" * 300 if i % 7 == 0 else f"cas{i % 3}")
+        rows.append(f"203.0.113.{i % 9}:4{i % 999} [04/Mar/2024:00:{i // 60 % 60:02d}:{i % 60:02d}.{i % 1000:03d}] "
+                    f"fe~ {backend}/s1 0/0/1/2/{(i % 20_000) * 1000 + 17} {('200', '502', '-1')[i % 3]} 12 - - "
+                    f"{('----', 'SH--', 'CD--')[i % 3]} 1/1/1/1/0 0/0 \"POST /Microsoft-Server-ActiveSync/"
+                    f"default.eas?Cmd=Ping&User=u{i % 5} HTTP/1.1\"\n")
+    path = tmp_path / "haproxy.log"
+    path.write_text("".join(rows))
+    counting = _Counting()
+    fast, pure = fast_and_pure(monkeypatch, path, w3c, "_fastproxy", counting)
+    assert counting.accepted > 0
+    assert fast == pure
