@@ -489,9 +489,59 @@ typedef int (*reader)(const unsigned char *l, Py_ssize_t n, keyed *k);
 
 /* (records, counts, lo, hi) of a block, or None when a line is not read (not clean, not a record);
    one_zone: times end in a zone, and a block of several zones is refused (they do not order as text) */
+/* records.Reader's test that a block's times (lo, hi) add nothing: of the day (and zone) of `low`, and
+   low <= lo, hi <= high, where [low, high] are times already seen */
+static int within(span lo, span hi, span low, span high) {
+    if (low.n < 12 || lo.n < 12 || hi.n < 12 || memcmp(low.p, lo.p, 12) != 0 || memcmp(lo.p, hi.p, 12) != 0)
+        return 0;
+    int zoned = lo.n >= 6 && lo.p[lo.n - 6] == ' ';
+    if (zoned && (low.n < 5 || memcmp(low.p + low.n - 5, lo.p + lo.n - 5, 5) != 0)) return 0;
+    return span_cmp(low, lo) <= 0 && span_cmp(hi, high) <= 0;
+}
+
+/* with a target: add the block's counts to it (as add_closed does) when every key is in `closed` and
+   the times are within [low, high]; 1 then, 0 when not (nothing added), -1 on an error */
+static int add_to(const table *t, span lo, span hi, PyObject *target, PyObject *closed, span low, span high) {
+    if (!within(lo, hi, low, high)) return 0;
+    PyObject **keys = PyMem_Calloc(t->used ? t->used : 1, sizeof(PyObject *));
+    if (!keys) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int outcome = 1;
+    size_t made = 0;
+    for (; made < t->used && outcome == 1; made++) {
+        keys[made] = kept_key_of(&t->slots[t->order[made]]);
+        if (!keys[made]) outcome = -1;
+        else {
+            int in = PySet_Contains(closed, keys[made]);
+            if (in <= 0) outcome = in;
+        }
+    }
+    for (size_t k = 0; k < t->used && outcome == 1; k++) {
+        const entry *e = &t->slots[t->order[k]];
+        PyObject *old = PyDict_GetItemWithError(target, keys[k]);
+        if (!old && PyErr_Occurred()) {
+            outcome = -1;
+            break;
+        }
+        PyObject *sum = old ? PyLong_FromSsize_t(PyLong_AsSsize_t(old) + e->count) : PyLong_FromSsize_t(e->count);
+        if (!sum || PyDict_SetItem(target, keys[k], sum) < 0) outcome = -1;
+        Py_XDECREF(sum);
+    }
+    for (size_t k = 0; k < made; k++) Py_XDECREF(keys[k]);
+    PyMem_Free(keys);
+    return outcome;
+}
+
 static PyObject *line_block(PyObject *args, reader read, int one_zone) {
     Py_buffer buf;
-    if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
+    PyObject *target = NULL, *closed = NULL;
+    const char *low_p = "", *high_p = "";
+    Py_ssize_t low_n = 0, high_n = 0;
+    if (!PyArg_ParseTuple(args, "y*|O!O!y#y#", &buf, &PyDict_Type, &target, &PySet_Type, &closed, &low_p, &low_n,
+                          &high_p, &high_n))
+        return NULL;
     PyObject *result = NULL;
     table t = {0};
     const unsigned char *data = buf.buf;
@@ -520,6 +570,16 @@ static PyObject *line_block(PyObject *args, reader read, int one_zone) {
         if (!records || span_cmp(k.time, hi) > 0) hi = k.time;
         records++;
         pos = end + 1;
+    }
+    if (target && closed) {
+        span low = {low_p, low_n}, high = {high_p, high_n};
+        int added = add_to(&t, lo, hi, target, closed, low, high);
+        if (added < 0) goto done;
+        if (added) {
+            Py_INCREF(Py_None);
+            result = block_result(records, Py_None, bytes_of(lo), bytes_of(hi));
+            goto done;
+        }
     }
     result = block_result(records, counts_of(&t), bytes_of(lo), bytes_of(hi));
     goto done;
@@ -723,10 +783,12 @@ static int request_long_poll(span request) {
 }
 
 PyDoc_STRVAR(haproxy_block_doc,
-             "haproxy_block(data) -> (records, counts, lo, hi) or None\n\n"
+             "haproxy_block(data[, target, closed, low, high]) -> (records, counts, lo, hi) or None\n\n"
              "A block of HAProxy HTTP log lines: counts {(backend, status, b'', state[:2], long poll, seconds):\n"
              "records} in first-seen order; lo, hi the least and greatest accept time as logged (bytes).\n"
-             "None when a line is not such a record or the block is not clean.");
+             "None when a line is not such a record or the block is not clean. With a target dict, a closed set\n"
+             "and the least and greatest times seen (bytes): when every key is in closed and the block's times\n"
+             "are within [low, high] of one day, the counts are added to target and counts is None.");
 
 /* one HAProxy HTTP line -> its key and time; 0 when it is not such a record (or not read plainly) */
 static int hap_key(const unsigned char *l, Py_ssize_t n, keyed *k) {
@@ -978,10 +1040,11 @@ static long long whole_seconds(span v, int *ok) {
 }
 
 PyDoc_STRVAR(nginx_block_doc,
-             "nginx_block(data) -> (records, counts, lo, hi) or None\n\n"
+             "nginx_block(data[, target, closed, low, high]) -> (records, counts, lo, hi) or None\n\n"
              "A block of nginx access log lines: counts {(upstream, status, upstream status, b'', long poll,\n"
              "seconds): records} in first-seen order; lo, hi the least and greatest time as logged (bytes).\n"
-             "None when a line is not such a record, the block is not clean or a value is not plain.");
+             "None when a line is not such a record, the block is not clean or a value is not plain.\n"
+             "target, closed, low, high: as haproxy_block.");
 
 /* one nginx access line -> its key and time; 0 when it is not such a record (or not read plainly) */
 static int ngx_key(const unsigned char *l, Py_ssize_t n, keyed *k) {

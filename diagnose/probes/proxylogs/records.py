@@ -103,12 +103,17 @@ class Reader:
         """A block of HAProxy HTTP or nginx access records counted by the C accelerator, as `_fast` counts
         it; False when the accelerator refuses it, a record of it would be cited or its times need a
         closer look."""
-        found = getattr(w3c._fastproxy, _ACCELERATED[self.shape.format])(block.data)
+        tally = self.tallies[self.shape.format]
+        low, high = self._within
+        found = getattr(w3c._fastproxy, _ACCELERATED[self.shape.format])(block.data, *tally.targets(), low, high)
         if found is None:
             return False
         _, counts, lo, hi = found
-        tally = self.tallies[self.shape.format]
-        low, high = self._within
+        if counts is None:  # counted into the tally in C: every key quiet, the times within those seen
+            tally.counted()
+            if block.lines is not None:
+                block.lines.append(found[0])
+            return True
         zoned = lo[-6:-5] == b" "  # nginx's "+0000" (one per block): a block of another zone is converted
         near = bool(low) and low[:12] == lo[:12] == hi[:12] and (low[-5:] == lo[-5:] or not zoned)
         if near and low <= lo and hi <= high:

@@ -276,13 +276,22 @@ class Tally:
         """`add` a block counted by key when it is `quiet`; False (nothing counted) when it is not. With
         the C accelerator, a block whose keys were all seen quiet before is added in one C loop."""
         if _add_closed is not None and isinstance(counts, dict) and _add_closed(self._counts, counts, self._closed):
-            if len(self._counts) > MAX_KEYS:  # a closed key was counted already: no new key, but stay safe
-                self.flush()
+            self.counted()
             return True
         if not self.quiet(counts):
             return False
         self.add(counts)
         return True
+
+    def targets(self) -> tuple[Counter, set[Key]]:
+        """(the counts, the keys known quiet) for an accelerator that adds a quiet block itself (a key
+        known quiet is counted already: such a block adds no key)."""
+        return self._counts, self._closed
+
+    def counted(self) -> None:
+        """An accelerator added a block to the counts (see `targets`)."""
+        if len(self._counts) > MAX_KEYS:
+            self.flush()
 
     def _sample(self, key: Key, line: int, raw: bytes) -> None:
         if key not in self._wanted:
