@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from diagnose.analysis import analyze  # noqa: E402
+from diagnose.diagnosis import analyze  # noqa: E402
 from diagnose.engine import create_engine, worker  # noqa: E402
 from diagnose.facts import EvidenceBundle, make_fact  # noqa: E402
 from diagnose.rulebook.loader import load_rulebook  # noqa: E402

@@ -1,14 +1,16 @@
-"""One error hierarchy. The CLI turns each into one line and an exit code."""
+"""One error hierarchy. The CLI turns each into one line and its exit code (diagnose/exitcodes.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from diagnose.exitcodes import ExitCode
+
 
 class DiagnoseError(Exception):
     """Base of every expected failure. `where` names the file and line, offset or JSON path."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
     def __init__(self, message: str, where: str | None = None) -> None:
         super().__init__(message)
@@ -22,37 +24,37 @@ class DiagnoseError(Exception):
 class UsageError(DiagnoseError):
     """Bad command-line use."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class InputError(DiagnoseError):
     """An evidence file (bundle, log, capture, export) that cannot be read."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class OutputError(DiagnoseError):
     """A report, bundle or profile that cannot be written (disk full, read-only or missing folder...)."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class RuleError(DiagnoseError):
     """A rule, cause catalogue, fact-kind schema or check that is wrong."""
 
-    exit_code = 3
+    exit_code = ExitCode.RULES
 
 
 class ConfigError(DiagnoseError):
     """A site profile or answers file that is wrong."""
 
-    exit_code = 3
+    exit_code = ExitCode.RULES
 
 
 class EngineError(DiagnoseError):
     """The inference engine failed in a way the adapter could not absorb."""
 
-    exit_code = 3
+    exit_code = ExitCode.RULES
 
 
 class EngineUnavailable(EngineError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import typing
 from dataclasses import replace
 
-from diagnose.analysis import Diagnosis, QuestionPrompt, analyze
+from diagnose.diagnosis import Diagnosis, QuestionPrompt, analyze
 from diagnose.engine import Engine, create_engine
 from diagnose.facts import EvidenceBundle
 from diagnose.rulebook.model import Rulebook

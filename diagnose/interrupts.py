@@ -31,7 +31,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command ended by Ctrl-C
+from diagnose.exitcodes import ExitCode
+
+EXIT_INTERRUPTED = ExitCode.INTERRUPTED  # 130: 128 + SIGINT, as shells report a command ended by Ctrl-C
 STOP_GRACE = 1.0  # seconds a child has to end after SIGTERM before it is killed
 
 _interrupted = threading.Event()
@@ -104,7 +106,7 @@ def leave(code: int = EXIT_INTERRUPTED, message: str | None = None) -> None:
             stream.flush()
     _no_more_forks()
     stop_children()
-    os._exit(code)
+    os._exit(int(code))
 
 
 def _no_more_forks() -> None:

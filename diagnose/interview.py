@@ -19,14 +19,13 @@ from typing import Any
 import yaml
 
 from diagnose.errors import DiagnoseError
+from diagnose.exchange import catalogue as endpoint_catalogue
 from diagnose.profile import EXCHANGE_VERSIONS, PROTOCOLS, SiteProfile, profile_from_mapping
 from diagnose.writing import write_file
 
 # Where TMG 2010 and ISA 2004/2006 keep their text logs by default (under %ProgramFiles%).
 DEFAULT_LOG_FOLDERS = (r"Microsoft Forefront Threat Management Gateway\Logs", r"Microsoft ISA Server\ISALogs")
-PROTOCOL_WORDS = (("owa", "owa"), ("outlook web", "owa"), ("ecp", "ecp"), ("outlook anywhere", "outlook-anywhere"),
-                  ("rpc", "outlook-anywhere"), ("activesync", "activesync"), ("eas", "activesync"),
-                  ("ews", "ews"), ("autodiscover", "autodiscover"))
+PROTOCOL_WORDS = endpoint_catalogue(()).words  # ("outlook web", "owa"): checks/exchange-endpoints.yaml
 
 
 @dataclass

@@ -8,6 +8,7 @@ Users add their own with `--rules DIR` / `--checks DIR` or `DIAGNOSE_RULES` / `D
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -18,6 +19,16 @@ def data_dir(name: str) -> Path:
         if candidate.is_dir():
             return candidate
     return _PACKAGE.parent / name
+
+
+def table_path(name: str, dirs: Sequence[Path] | None = None) -> Path:
+    """A data table under checks/ (`exchange-endpoints.yaml`, `thresholds.yaml`): the shipped one, unless
+    one of `dirs` (default: DIAGNOSE_CHECKS) holds its own; the last one wins."""
+    found = data_dir("checks") / name
+    for directory in dirs if dirs is not None else extra_dirs("DIAGNOSE_CHECKS"):
+        if (directory / name).is_file():
+            found = directory / name
+    return found
 
 
 def extra_dirs(env_var: str, given: tuple[str, ...] = ()) -> tuple[Path, ...]:

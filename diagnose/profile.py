@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from diagnose.errors import ConfigError
+from diagnose.exchange import catalogue as endpoint_catalogue
 from diagnose.facts import Fact, make_fact
 from diagnose.redact import is_address_token
 from diagnose.yamlio import load_yaml
 
-PROTOCOLS = ("owa", "ecp", "outlook-anywhere", "activesync", "ews", "autodiscover")
-EXCHANGE_VERSIONS = ("2007", "2010", "2013", "2016", "2019")
+# the shipped table's lists (checks/exchange-endpoints.yaml); profiles are checked against the table in force
+PROTOCOLS = endpoint_catalogue(()).protocol_names
+EXCHANGE_VERSIONS = endpoint_catalogue(()).version_names
 PROXY_PRODUCTS = ("tmg", "iis-arr", "haproxy", "nginx")  # what publishes Exchange; TMG when not given
 ALIASES = {"proxy_addresses": "tmg_addresses"}  # product-neutral names of the TMG-era fields
 
@@ -104,9 +106,10 @@ def profile_from_mapping(data: Mapping[str, Any], source: str, lines: Any = None
                         if not is_address_token(item):  # the profile of a redacted bundle
                             raise ConfigError(f"{given}: {item!r} is not an IP address", at(given, i)) from None
             if key == "published":
+                protocols = endpoint_catalogue().protocol_names
                 for i, item in enumerate(value):
-                    if item not in PROTOCOLS:
-                        raise ConfigError(f"published: unknown protocol {item!r} (one of {', '.join(PROTOCOLS)})",
+                    if item not in protocols:
+                        raise ConfigError(f"published: unknown protocol {item!r} (one of {', '.join(protocols)})",
                                           at(given, i))
             if key == "published_names":
                 value = tuple(v.lower().rstrip(".") for v in value)
@@ -127,8 +130,9 @@ def profile_from_mapping(data: Mapping[str, Any], source: str, lines: Any = None
                 raise ConfigError(f"{key} must be a string", at(given))
             if key == "proxy_product" and value not in PROXY_PRODUCTS:
                 raise ConfigError(f"proxy_product must be one of {', '.join(PROXY_PRODUCTS)}", at(given))
-            if key == "exchange_version" and value not in EXCHANGE_VERSIONS:
-                raise ConfigError(f"exchange_version must be one of {', '.join(EXCHANGE_VERSIONS)}", at(given))
+            versions = endpoint_catalogue().version_names
+            if key == "exchange_version" and value not in versions:
+                raise ConfigError(f"exchange_version must be one of {', '.join(versions)}", at(given))
             if key in ("internal_name", "certificate_fqdn"):
                 value = value.lower().rstrip(".")
         values[key] = value

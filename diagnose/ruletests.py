@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from diagnose.analysis import Availability, analyze
+from diagnose.diagnosis import Availability, analyze
 from diagnose.engine import LABELS, Engine, choose_engine, create_engine
 from diagnose.errors import EngineUnavailable
 from diagnose.facts import EvidenceBundle

@@ -11,7 +11,15 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 if [ ! -x "$VENV/bin/python" ]; then
-    "$PY" -m venv "$VENV"
+    if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+        # an interpreter whose ensurepip has no wheels (scripts/debian_python.sh): pip from PyPI
+        rm -rf "$VENV"
+        "$PY" -m venv --without-pip "$VENV"
+        wheels=$(mktemp -d)
+        python3 -m pip download -q --no-deps -d "$wheels" pip
+        "$VENV/bin/python" "$(ls "$wheels"/pip-*.whl | head -1)/pip" install -q pip
+        rm -rf "$wheels"
+    fi
 fi
 if ! "$VENV/bin/python" -c "import diagnose, pytest" >/dev/null 2>&1 \
    || [ ! -e "$VENV/.installed" ] \

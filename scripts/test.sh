@@ -30,7 +30,7 @@ DIAGNOSE_EXPECT_DURABLE=$compiler .venv/bin/python -m pytest -q "$@"
 
 # every command (cli, console, guided, run_*, rulebook: run, collect, analyze, examples, rules, causes,
 # probe) and every reader (tests/probes), as files and folders so that new tests join it
-SUBSET=(tests/test_cli.py tests/test_console.py tests/test_explain.py tests/test_guided.py tests/test_run_*.py
+SUBSET=(tests/test_cli.py tests/test_console.py tests/test_explain.py tests/test_guided.py tests/test_run_*.py tests/test_session.py
         tests/test_wheel.py tests/rulebook tests/probes)
 # what the primary run covers and another Python adds nothing to (the same Python code compared with tshark,
 # loss in a network namespace, a 100-run stress, whole proxy set-ups): keeps CI within its 30 minutes
@@ -48,15 +48,18 @@ python_for() {  # the newest installed CPython X.Y (pyenv's, else on PATH); pyen
         pyenv install -s "$version" >&2
         found=$(ls -d "$root"/versions/"$version".*/bin/python"$version" 2>/dev/null | sort -V | tail -1 || true)
     fi
+    if [ -z "$found" ]; then  # 3.14 on Debian 12: pyenv's sources are not reachable, Debian unstable's packages are
+        found=$(bash scripts/debian_python.sh "$version" 2>/dev/null || true)
+    fi
     [ -n "$found" ] && echo "$found"
 }
-for version in 3.8 3.13; do
+for version in 3.8 3.13 3.14; do
     if ! py=$(python_for "$version"); then
         echo "note: no Python $version here and pyenv could not install it; its subset is not run" >&2
         continue
     fi
     echo "== Python $version ($py): the commands and readers"
-    # 3.8 as on the TMG host: the reference engine; 3.13: durable_rules from the patched build
+    # 3.8 as on the TMG host: the reference engine; 3.13 and 3.14: durable_rules from the patched build
     durable=$([ "$version" = 3.8 ] && echo 0 || echo "$compiler")
     VENV=".venv$version" PYTHON="$py" DURABLE=$durable bash scripts/setup.sh
     DIAGNOSE_EXPECT_DURABLE=$durable ".venv$version/bin/python" -m pytest -q -p no:cacheprovider \

@@ -233,7 +233,7 @@ def test_collect_never_imports_the_inference_engine(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert "diagnose.collect" in imported and "diagnose.probes.capture.tcp" in imported  # the check itself works
-    assert not {m for m in imported if m.startswith(("durable", "diagnose.engine", "diagnose.analysis"))}
+    assert not {m for m in imported if m.startswith(("durable", "diagnose.engine", "diagnose.diagnosis"))}
     data = json.loads(bundle.read_text())
     assert data["rulebook_version"] and data["tool_version"]
 

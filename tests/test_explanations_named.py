@@ -288,7 +288,7 @@ def test_both_engines_fire_alike_on_these_bundles(tmp_path: Path, case: str) -> 
     """The new joins (dns.address to a log scope's server, the leg's counts to the server's) and
     `exists: false` fire identically under durable_rules and the reference evaluator on the bundles
     collected from the raw files above."""
-    from diagnose.analysis import diagnosis_facts
+    from diagnose.diagnosis import diagnosis_facts
     from diagnose.engine import create_engine
     from diagnose.facts import load_bundle
     from diagnose.paths import data_dir

@@ -210,8 +210,8 @@ def test_a_lone_surrogate_in_an_evidence_file_is_kept_printable(tmp_path: Path) 
 def test_coloured_text_report_carries_only_its_own_colour_codes(tmp_path: Path) -> None:
     """On a terminal the text report is coloured: the colour codes are the report's, the evidence's
     escape sequences (here a CSI written as ESC [ in a folder name) are shown, never sent."""
-    from diagnose.analysis import analyze
     from diagnose.cli.common import load_rules
+    from diagnose.diagnosis import analyze
     from diagnose.engine import create_engine
     from diagnose.facts import load_bundle
     from diagnose.report import render

@@ -1,13 +1,5 @@
-"""The `diagnose` command line. Thin: each command group lives in its own module.
-
-Exit codes (one table, also in README.md):
-  0  diagnosis done (or command succeeded)
-  1  a misconfiguration/fault cause at or above --fail-on certainty
-  2  usage error, or input that cannot be read
-  3  rule, check, profile or configuration error, or the rule engine failed (crashed, hung)
-  4  evidence incomplete under --strict
-  130  interrupted (Ctrl-C): no traceback, no process left behind
-"""
+"""The `diagnose` command line. Thin: each command group lives in its own module, `run`, `collect` and
+`analyze` over a session (diagnose/session.py). Exit codes: one table, diagnose/exitcodes.py."""
 
 from __future__ import annotations
 
@@ -19,9 +11,7 @@ import click
 
 from diagnose import __version__, interrupts
 from diagnose.errors import DiagnoseError
-
-EXIT_OK, EXIT_FINDING, EXIT_USAGE, EXIT_RULES, EXIT_INCOMPLETE = 0, 1, 2, 3, 4
-EXIT_INTERRUPTED = interrupts.EXIT_INTERRUPTED  # 130: Ctrl-C
+from diagnose.exitcodes import ExitCode
 
 # Every command, and where it lives: a module is imported only when its command runs (or help
 # lists them), so `diagnose probe capture` does not pay for the rule loader and `analyze` not for probes.
@@ -34,6 +24,16 @@ COMMANDS = {
     "causes": "diagnose.cli.causes:causes",
     "probe": "diagnose.cli.probe:probe",
 }
+
+
+def end(code: ExitCode, message: str | None = None) -> None:
+    """diagnose.session.end, loaded when a command ends this way: importing it at start-up would delay
+    `interrupts.install()` (the session module loads the collection and reporting side)."""
+    if code is ExitCode.INTERRUPTED:
+        interrupts.ignore()  # a second Ctrl-C must not interrupt the import below
+    from diagnose import session
+
+    session.end(code, message)
 
 
 class _Group(click.Group):
@@ -62,12 +62,12 @@ class _Group(click.Group):
         try:
             return super().make_context(*args, **kwargs)
         except KeyboardInterrupt:  # while the command line is read (click would say "Aborted!", exit 1)
-            interrupts.leave(EXIT_INTERRUPTED, "diagnose: interrupted")
+            end(ExitCode.INTERRUPTED, "diagnose: interrupted")
             raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            from diagnose.cli.common import error_line, note, warnings_on_stderr
+            from diagnose.cli.common import error_line, warnings_on_stderr
             from diagnose.cli.console import tolerant_std_streams
 
             tolerant_std_streams()  # a cp1252 console or redirect must not fail on ≥ or a CJK computer name
@@ -75,18 +75,18 @@ class _Group(click.Group):
             result = super().invoke(ctx)
         except DiagnoseError as exc:
             if interrupts.pending():  # the error is Ctrl-C's doing (a worker stopped by it, say)
-                interrupts.leave(EXIT_INTERRUPTED, "diagnose: interrupted")
-            note(error_line(exc))
-            sys.exit(exc.exit_code)
+                end(ExitCode.INTERRUPTED, "diagnose: interrupted")
+            end(exc.exit_code, error_line(exc))
         except KeyboardInterrupt:
-            interrupts.leave(EXIT_INTERRUPTED, "diagnose: interrupted")
+            end(ExitCode.INTERRUPTED, "diagnose: interrupted")
             raise
         except BrokenPipeError:  # standard output's reader left (`| head -1`): not an error
             from diagnose.cli.common import silence_stdout
 
             silence_stdout()
-            sys.exit(EXIT_OK)
-        interrupts.leave_if_pending()
+            sys.exit(int(ExitCode.OK))
+        if interrupts.pending():  # a Ctrl-C whose KeyboardInterrupt got lost (in a finaliser, say)
+            end(ExitCode.INTERRUPTED, "diagnose: interrupted")
         return result
 
 

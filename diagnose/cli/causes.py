@@ -54,7 +54,7 @@ def show_cause(cause_id: str, bundle: str | None, rule_dirs: tuple[str, ...]) ->
     for ref in cause.references:
         _say(f"  see {ref}")
     if bundle:
-        from diagnose.analysis import analyze
+        from diagnose.diagnosis import analyze
         from diagnose.facts import load_bundle
         from diagnose.kinds import fact_kinds
 

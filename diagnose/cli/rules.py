@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import click
 
@@ -11,6 +12,8 @@ from diagnose.cli.common import engine_option, load_rules, rule_dirs, rules_opti
 from diagnose.errors import RuleError, UsageError
 from diagnose.rulebook.loader import RuleErrors, load_rulebook
 from diagnose.writing import write_file
+
+T = TypeVar("T")
 
 
 @click.group()
@@ -48,19 +51,66 @@ def show_rule(rule_id: str, rule_dirs: tuple[str, ...]) -> None:
 
 @rules.command("lint")
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
-def lint(directory: str | None) -> None:
-    """Check the shipped rules, plus DIRECTORY's (which win by id). Exit 3 on any error."""
+@click.option("--checks", "check_dirs", multiple=True, type=click.Path(file_okay=False),
+              help="Extra checks directory (repeatable). Also DIAGNOSE_CHECKS.")
+@click.option("--strict", is_flag=True, help="Warnings fail the lint too.")
+def lint(directory: str | None, check_dirs: tuple[str, ...], strict: bool) -> None:
+    """Check the shipped rules, plus DIRECTORY's (which win by id), against the checks, the fact kinds and
+    the cause and question catalogues. Each finding is `file:line: error|warning|info: message`; exit 3 on
+    any error (and, with --strict, on any warning)."""
+    from diagnose.collect import default_check_dirs, load_checks
+    from diagnose.exchange import catalogue
+    from diagnose.kinds import fact_kinds
+    from diagnose.paths import extra_dirs
+    from diagnose.probes import PROBES
+    from diagnose.rulebook.lint import CheckKinds, Severity, counts, errors, lint
+    from diagnose.thresholds import thresholds
+
     dirs = rule_dirs((directory,) if directory else ())
     if directory and not Path(directory).is_dir():
         raise UsageError(f"no such directory: {directory}")
     try:
         rulebook = load_rulebook(dirs)
     except RuleErrors as exc:
-        for error in exc.errors:
-            click.echo(f"{error}", err=True)
+        for finding in errors(exc.errors):
+            click.echo(f"{finding}", err=True)
         sys.exit(RuleError.exit_code)
-    click.echo(f"ok: {len(rulebook.rules)} rules, {len(rulebook.causes)} causes, "
-               f"{len(rulebook.questions)} questions (rulebook {rulebook.version})")
+    problems: list[RuleError] = []
+    given = extra_dirs("DIAGNOSE_CHECKS", check_dirs)
+
+    def read(load: Callable[[], T], empty: T) -> T:
+        try:
+            return load()
+        except RuleError as exc:
+            problems.append(exc)
+            return empty
+
+    checks = read(lambda: [CheckKinds(c.id, c.probe, c.kinds, c.path)
+                           for c in load_checks(default_check_dirs(given))], [])
+    table = read(lambda: catalogue(given), None)
+    site = {"exchange_version": table.version_names, "published": table.protocol_names} if table else {}
+    read(lambda: thresholds(given), None)
+    findings = errors(problems) + lint(rulebook, fact_kinds(), checks, PROBES, site)
+    for finding in findings:
+        click.echo(f"{finding}", err=finding.severity is Severity.ERROR)
+    found = counts(findings)
+    failed = found[Severity.ERROR] or (strict and found[Severity.WARNING])
+    tally = ", ".join(f"{n} {s.value}{'s' if n != 1 and s is not Severity.INFO else ''}" for s, n in found.items())
+    click.echo(f"{'failed' if failed else 'ok'}: {len(rulebook.rules)} rules, {len(rulebook.causes)} causes, "
+               f"{len(rulebook.questions)} questions (rulebook {rulebook.version}); {tally}")
+    if failed:
+        sys.exit(RuleError.exit_code)
+
+
+@rules.command("operators")
+def operators() -> None:
+    """The rule language's operators: the field types, the operand, joins, and the durable_rules form."""
+    from diagnose.rulebook.operators import table_rows
+
+    rows = [("operator", "fields", "operand", "joins", "durable_rules"), *table_rows()]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
 
 
 @rules.command("test")

@@ -2,51 +2,22 @@
 
 from __future__ import annotations
 
-import glob
-import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from diagnose import interrupts
-from diagnose.cli import EXIT_FINDING, EXIT_INCOMPLETE, EXIT_INTERRUPTED
-from diagnose.cli.common import (
-    engine_option,
-    load_rules,
-    note,
-    rules_option,
-    use_color,
-    warnings_on_stderr,
-    write_output,
-)
-from diagnose.collect import RunInputs, collect, default_check_dirs, load_checks
+from diagnose.cli.common import engine_option, note, rules_option
+from diagnose.collect import RunInputs
 from diagnose.errors import ConfigError, UsageError
-from diagnose.facts import EvidenceBundle, ProbeStatus, load_bundle
-from diagnose.paths import data_dir, extra_dirs
+from diagnose.facts import EvidenceBundle, load_bundle
+from diagnose.paths import data_dir
 from diagnose.profile import SiteProfile, load_profile
 from diagnose.safetext import neutralise
+from diagnose.session import Plan, ReportRequest, Session, leave_if_interrupted, redacted
 from diagnose.yamlio import load_yaml
-
-MAX_LISTED = 10_000
-
-
-def interrupted(bundle: EvidenceBundle) -> bool:
-    return any(p.status is ProbeStatus.INTERRUPTED for p in bundle.probes)
-
-
-def leave_if_interrupted(bundle: EvidenceBundle, saved: str | None) -> None:
-    """After Ctrl-C in collection: say what was kept, and exit 130 at once (abandoned probe threads
-    must not hold the process open, and their worker processes are stopped)."""
-    if not interrupted(bundle):
-        return
-    where = f"; partial bundle written to {saved}" if saved else ""
-    unfinished = sum(p.status is ProbeStatus.INTERRUPTED for p in bundle.probes)
-    note(f"diagnose: interrupted: {unfinished} check(s) did not finish{where}")
-    interrupts.leave(EXIT_INTERRUPTED)
 
 
 def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -108,40 +79,6 @@ def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 redact_option = click.option("--redact", is_flag=True,
                              help="Pseudonymise addresses, host names, domains and users (bundle and report).")
-
-
-def redacted(bundle: EvidenceBundle, redact: bool, paths: Sequence[str] = ()) -> EvidenceBundle:
-    """The bundle as it may leave the site: every address, name, user, rule name and input file and
-    folder name (`paths`: the inputs given) replaced by a consistent token."""
-    if not redact:
-        return bundle
-    from diagnose.redact import redact_bundle
-
-    return redact_bundle(bundle, paths)
-
-
-@dataclass
-class Plan:
-    profile: SiteProfile
-    inputs: RunInputs
-    answers: dict[str, str]
-    description: str = ""
-    profile_path: str | None = None
-
-    def paths(self) -> list[str]:
-        """Every input path given, and the files a log folder or glob names (the first MAX_LISTED):
-        their folder and file names are redacted with --redact, in progress lines too."""
-        i = self.inputs
-        single = [self.profile_path, i.hosts_file, i.services_export, i.extra.get("ca_file")]
-        found: list[str] = []
-        for given in i.log_paths:
-            try:
-                found += (glob.glob(given) if glob.has_magic(given) else
-                          [os.path.join(given, n) for n in os.listdir(given)] if os.path.isdir(given) else [])
-            except OSError:
-                continue  # the log probe says why it cannot read it
-        return [*i.log_paths, *found[:MAX_LISTED], *i.capture_paths, *i.evidence_paths,
-                *i.extra.get("dns_recorded", ()), *(str(p) for p in single if p)]
 
 
 def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
@@ -216,35 +153,6 @@ def plan_from_example(name: str, questions: Any) -> Plan:
                 str(folder / data["profile"]) if data.get("profile") else None)
 
 
-def progress_printer(enabled: bool | None, redact: bool = False,
-                     paths: Sequence[str] = ()) -> Callable[[str, str], None] | None:
-    """Progress lines on stderr; with --redact their addresses, names and users are pseudonymised too
-    (tokens of their own: the bundle's are assigned only once everything is gathered)."""
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    scrub: Callable[[str], str] | None = None
-    if redact:
-        import threading
-
-        from diagnose.redact import Redactor
-
-        redactor, lock = Redactor(), threading.Lock()
-        redactor.paths(paths)
-
-        def scrub(message: str) -> str:
-            with lock:  # probes report from their own threads
-                return redactor.text(message)
-
-    warnings_on_stderr(scrub)  # the probes' warnings name files too
-    if not enabled:
-        return None
-
-    def show(check: str, message: str) -> None:  # (a stderr that cannot be written does not stop a probe)
-        note(f"  {check:<28} {scrub(message) if scrub else message}")
-
-    return show
-
-
 def terminal_ask(prompt: Any, number: int) -> str | None:
     """Ask one question on the terminal (stderr); `?` explains, `s` skips, end of input stops."""
     from diagnose.guide import SKIP
@@ -270,40 +178,6 @@ def terminal_ask(prompt: Any, number: int) -> str | None:
         click.echo(f"  please answer one of: {choices} (or ? / s)", err=True)
 
 
-def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output: str | None, why: bool,
-           fail_on: float | None, strict: bool, rulebook: Any = None, interactive: bool = False,
-           save_evidence: str | None = None, exit_after: bool = True, engine: Any = None) -> None:
-    """Analyze a bundle (asking the questions that matter, when interactive), write the report, and
-    exit with the documented code."""
-    from diagnose.analysis import analyze
-    from diagnose.report import engine_line, render
-
-    rulebook = rulebook or load_rules(rule_dirs)
-    if interactive:
-        from diagnose.guide import guided
-
-        bundle, diagnosis, _ = guided(bundle, rulebook, terminal_ask, engine)
-    else:
-        diagnosis = analyze(bundle, rulebook, engine)
-    note("diagnose: " + engine_line(diagnosis).replace("Rule engine", "rule engine", 1))
-    if save_evidence:
-        bundle.save(save_evidence)
-    for line in diagnosis.notes:
-        note(f"diagnose: {line}")
-    write_output(render(diagnosis, fmt, color=use_color(output), why=why), output)
-    if not exit_after:
-        return
-    if fail_on is not None and any(c.certainty >= fail_on and c.cause.verdict.value in ("misconfiguration", "fault")
-                                   for c in diagnosis.causes):
-        sys.exit(EXIT_FINDING)
-    incomplete = diagnosis.unknowns or any(p.status is not ProbeStatus.COMPLETE for p in bundle.probes)
-    if strict and incomplete:
-        note("diagnose: evidence incomplete (--strict): " + ", ".join(
-            [p.check or p.probe for p in bundle.probes if p.status is not ProbeStatus.COMPLETE]
-            + [o.rule.id for o in diagnosis.unknowns]))
-        sys.exit(EXIT_INCOMPLETE)
-
-
 @click.command()
 @input_options
 @output_options
@@ -312,29 +186,18 @@ def report(bundle: EvidenceBundle, rule_dirs: tuple[str, ...], fmt: str, output:
 @click.option("--save-evidence", type=click.Path(dir_okay=False), help="Also save the evidence bundle.")
 @redact_option
 @engine_option
-def run(example: str | None, save_evidence: str | None, redact: bool, rule_dirs: tuple[str, ...], fmt: str,
-        output: str | None, why: bool, fail_on: float | None, strict: bool, engine_name: str | None,
-        **options: Any) -> None:
+def run(**o: Any) -> None:
     """Gather the evidence, reason over it and report: the whole diagnosis."""
-    from diagnose.engine import create_engine
-
-    rulebook = load_rules(rule_dirs)
-    engine = create_engine(rulebook, engine_name)  # its worker process loads the rules while the probes run
-    if example:
-        plan = plan_from_example(example, rulebook.questions)
-        extra = plan_from_options({"answers_file": options.get("answers_file")}, rulebook.questions)
-        plan.answers.update(extra.answers)
+    session = Session.start(o["rule_dirs"], o["engine_name"], terminal_ask)  # the engine loads during collection
+    if o["example"]:
+        plan = plan_from_example(o["example"], session.rulebook.questions)
+        plan.answers.update(plan_from_options({"answers_file": o["answers_file"]}, session.rulebook.questions).answers)
     else:
-        plan = plan_from_options(options, rulebook.questions)
-        if not options.get("profile") and interactive(options.get("no_input")):
+        plan = plan_from_options(o, session.rulebook.questions)
+        if not o["profile"] and interactive(o["no_input"]):
             interview_for_profile(plan)
-    bundle = collect_case(plan, options, redact, rulebook.version)
-    stopped = interrupted(bundle)
-    if stopped:
-        note("diagnose: interrupted: reporting on the evidence gathered so far")
-    report(bundle, rule_dirs, fmt, output, why, fail_on, strict, rulebook,
-           interactive(options.get("no_input")) and not stopped, save_evidence, exit_after=not stopped, engine=engine)
-    leave_if_interrupted(bundle, save_evidence)
+    bundle = session.collect(plan, o, o["redact"])
+    session.finish(bundle, report_request(o))
 
 
 @click.command(name="collect")
@@ -342,43 +205,26 @@ def run(example: str | None, save_evidence: str | None, redact: bool, rule_dirs:
 @click.option("--example", help="Collect a bundled example case's evidence.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Bundle to write.")
 @redact_option
-def collect_cmd(output: str, example: str | None, redact: bool, **options: Any) -> None:
+def collect_cmd(output: str, example: str | None, redact: bool, **o: Any) -> None:
     """Gather the evidence into a bundle, without reasoning (no inference engine is loaded)."""
-    from diagnose.cli.common import rule_dirs
-    from diagnose.rulebook.loader import load_rulebook
-
-    rulebook = load_rulebook(rule_dirs())  # the rule files only: answers are checked against the questions
-    plan = plan_from_example(example, rulebook.questions) if example else plan_from_options(options,
-                                                                                            rulebook.questions)
-    bundle = collect_case(plan, options, redact, rulebook.version)
+    session = Session.collecting()
+    plan = plan_from_example(example, session.rulebook.questions) if example else plan_from_options(
+        o, session.rulebook.questions)
+    bundle = session.collect(plan, o, redact)
     bundle.save(output)
     leave_if_interrupted(bundle, output)
     note(f"diagnose: wrote {output}: {len(bundle.facts)} facts from {len(bundle.probes)} checks")
 
 
-def collect_case(plan: Plan, options: dict[str, Any], redact: bool, rulebook_version: str | None) -> EvidenceBundle:
-    """Collect, with the files of the case folders given (--evidence-dir, or `analyze DIR`) added to the
-    inputs; their unpacked zip members are removed afterwards and cited as zip!member."""
-    from contextlib import ExitStack
-
-    from diagnose.cli.case import open_for_run, shown_paths
-
-    checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
-    with ExitStack() as stack:
-        case = None
-        if options.get("evidence_dirs"):
-            case = stack.enter_context(open_for_run(options["evidence_dirs"], plan.inputs, redact))
-        paths = plan.paths() + (shown_paths(case) if case else [])
-        bundle = collect(checks, plan.profile, plan.inputs, progress_printer(options.get("progress"), redact, paths),
-                         options.get("timeout") or 60.0, plan.answers, plan.description, rulebook_version)
-        if case:
-            bundle = case.relabel(bundle)
-    return redacted(bundle, redact, paths)
-
-
 def interactive(no_input: bool | None) -> bool:
     """Questions are asked only on a terminal, and never with --no-input."""
     return not no_input and sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def report_request(o: dict[str, Any]) -> ReportRequest:
+    """The report and exit options of `run` and `analyze` (output_options, --save-evidence, --no-input)."""
+    return ReportRequest(o["fmt"], o["output"], o["why"], o["fail_on"], o["strict"], o["save_evidence"],
+                         interactive(o["no_input"]))
 
 
 @click.command()
@@ -393,36 +239,34 @@ def interactive(no_input: bool | None) -> bool:
 @rules_option
 @redact_option
 @engine_option
-def analyze(bundle: str, answers_file: str | None, no_input: bool, save_evidence: str | None, redact: bool,
-            rule_dirs: tuple[str, ...], fmt: str, output: str | None, why: bool, fail_on: float | None,
-            strict: bool, profile: str | None, tz: str | None, tmg: tuple[str, ...],
-            engine_name: str | None) -> None:
+def analyze(bundle: str, **o: Any) -> None:
     """Reason over an evidence bundle, or over a case folder or zip (every file in it recognised by its
     content, read offline), and report."""
-    from diagnose.answers import load_answers
     from diagnose.cli.case import is_case
-    from diagnose.engine import create_engine
+
+    session = Session.start(o["rule_dirs"], o["engine_name"], terminal_ask)  # the engine loads while reading
+    if is_case(bundle):
+        options = {"profile": o["profile"], "tz": o["tz"], "tmg": o["tmg"], "answers_file": o["answers_file"],
+                   "offline": True, "evidence_dirs": [bundle]}
+        evidence = session.collect(plan_from_options(options, session.rulebook.questions), options, o["redact"])
+    elif o["profile"] or o["tz"] or o["tmg"]:
+        raise UsageError("--profile, --tz and --tmg are for a case folder; a bundle has its own")
+    else:
+        evidence = redacted(read_bundle(bundle, o["answers_file"], session.rulebook.questions), o["redact"])
+    session.finish(evidence, report_request(o))
+
+
+def read_bundle(path: str, answers_file: str | None, questions: Any) -> EvidenceBundle:
+    """A saved bundle, its facts checked against the fact kinds, with the answers of `answers_file` added."""
+    from diagnose.answers import load_answers
     from diagnose.kinds import fact_kinds
 
-    rulebook = load_rules(rule_dirs)
-    engine = create_engine(rulebook, engine_name)  # its worker process loads the rules while the bundle is read
-    if is_case(bundle):
-        options = {"profile": profile, "tz": tz, "tmg": tmg, "answers_file": answers_file, "offline": True,
-                   "evidence_dirs": [bundle]}
-        plan = plan_from_options(options, rulebook.questions)
-        evidence = collect_case(plan, options, redact, rulebook.version)
-        report(evidence, rule_dirs, fmt, output, why, fail_on, strict, rulebook, interactive(no_input),
-               save_evidence, engine=engine)
-        return
-    if profile or tz or tmg:
-        raise UsageError("--profile, --tz and --tmg are for a case folder; a bundle has its own")
-    evidence = load_bundle(bundle)
-    fact_kinds().check_bundle(evidence, bundle)
-    if answers_file:
-        evidence = EvidenceBundle(**{**evidence.__dict__,
-                                     "answers": {**evidence.answers, **load_answers(answers_file, rulebook.questions)}})
-    report(redacted(evidence, redact), rule_dirs, fmt, output, why, fail_on, strict, rulebook, interactive(no_input),
-           save_evidence, engine=engine)
+    evidence = load_bundle(path)
+    fact_kinds().check_bundle(evidence, path)
+    if not answers_file:
+        return evidence
+    return EvidenceBundle(**{**evidence.__dict__, "answers": {**evidence.answers, **load_answers(answers_file,
+                                                                                                  questions)}})
 
 
 @click.command()

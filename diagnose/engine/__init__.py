@@ -18,6 +18,7 @@ Semantics shared by both engines (and by the tests that hold them to it):
 * A binding matches a fact of its kind whose fields pass every test.
 * A field that is missing, or whose value is not of the declared type, fails every test except
   `exists: false`. (Mistyped values are dropped with a warning before matching.)
+* The operators are defined once, in diagnose/rulebook/operators.py (`diagnose rules operators`):
 * eq/ne/lt/le/gt/ge compare like types only: ints and floats numerically, bools only with bools.
 * `in`: equal to one of the listed values. `contains`: substring of a string field, or an element of
   a list field. `matches`: glob (`*`, `?`) over the whole value, ASCII case-insensitive.

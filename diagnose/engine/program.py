@@ -12,57 +12,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from diagnose.engine.durable_session import GATE_ALIAS, GATE_KIND, SENTINEL, PartitionSpec, dumps
-from diagnose.errors import EngineError
 from diagnose.kinds import FactKinds
 from diagnose.rulebook.loader import disjuncts
-from diagnose.rulebook.model import Binding, Ref, Rule, Rulebook, Test
+from diagnose.rulebook.model import Binding, Rule, Rulebook, Test
+from diagnose.rulebook.operators import OPERATORS, glob_to_pattern
 
 __all__ = ["PARTITION_BUDGET", "Program", "compile_program", "compile_rules", "glob_to_pattern", "partition"]
 
-_PATTERN_SPECIALS = set(".|?*+()[]{}%")
 PARTITION_BUDGET = 40  # conditions on one fact kind per ruleset; durable's alpha stack holds 64
 
 
 # -------------------------------------------------------------------------------------- compiling
-
-def glob_to_pattern(glob: str) -> str:
-    """A glob (`*`, `?`) as a durable `$imt` pattern (anchored; specials escaped with %)."""
-    out = []
-    for ch in glob:
-        if ch == "*":
-            out.append(".*")
-        elif ch == "?":
-            out.append(".")
-        elif ch in _PATTERN_SPECIALS:
-            out.append("%" + ch)
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _operand(value: Any) -> Any:
-    if isinstance(value, Ref):
-        return {value.binding: value.field}
-    return value
-
-
-def _test(test: Test) -> list[dict[str, Any]]:
-    f, op, v = test.field, test.op, test.value
-    if op == "exists":
-        return [{"$ex" if v else "$nex": {f: 1}}]
-    if op == "eq":
-        return [{f: _operand(v)}]
-    if op == "ne":
-        return [{"$neq": {f: _operand(v)}}]
-    if op in ("lt", "le", "gt", "ge"):
-        return [{{"lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte"}[op]: {f: _operand(v)}}]
-    if op == "in":
-        assert isinstance(v, tuple)
-        return [{"$or": [{f: item} for item in v]}]
-    if op == "matches":
-        return [{"$imt": {f: glob_to_pattern(str(v))}}]
-    raise EngineError(f"operator {op!r} has no durable translation")
-
 
 def _condition(binding: Binding, kinds: FactKinds, joined: frozenset[str] = frozenset()) -> dict[str, Any]:
     kind = kinds[binding.kind]
@@ -74,13 +34,8 @@ def _condition(binding: Binding, kinds: FactKinds, joined: frozenset[str] = froz
 
 
 def _translate(test: Test, field_is_list: bool) -> list[dict[str, Any]]:
-    f, v = test.field, test.value
-    if test.op == "contains" and not field_is_list:
-        escaped = "".join("%" + ch if ch in _PATTERN_SPECIALS else ch for ch in str(v))
-        return [{"$mt": {f: f".*{escaped}.*"}}]
-    if test.op == "contains":
-        return [{"$iany": {f: {"$i": v}}}]
-    return _test(test)
+    """The durable terms of one test, from the operator table."""
+    return OPERATORS[test.op].durable(test.field, test.value, field_is_list)
 
 
 def partition(rules: Sequence[Rule]) -> list[list[Rule]]:

@@ -20,68 +20,29 @@ only with bools), so the index keys carry the type class: `1`, `1.0` and `True` 
 from __future__ import annotations
 
 import operator
-import re
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from operator import itemgetter
 from typing import Mapping as TypingMapping
 from typing import Tuple
 
 from diagnose.engine import EngineResult, Firing, usable_attrs
 from diagnose.facts import Fact
-from diagnose.kinds import FactKinds, fact_kinds, type_of
+from diagnose.kinds import FactKinds, fact_kinds
 from diagnose.rulebook.loader import disjuncts
 from diagnose.rulebook.model import Binding, Ref, Rulebook, Test
-
-_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
-MISSING = object()
+from diagnose.rulebook.operators import MISSING, OPERATORS, ORDERED
+from diagnose.rulebook.operators import holds as holds_op
 
 Fields = TypingMapping[str, object]
 Entry = Tuple[int, Fields]  # (index of the fact in the caller's list, its usable fields)
 
 
-def _same_type(a: object, b: object) -> bool:
-    ta, tb = type_of(a), type_of(b)
-    return ta == tb or {ta, tb} <= {"int", "float"}
-
-
-@lru_cache(maxsize=None)
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    out = []
-    for ch in pattern.translate(_ASCII_LOWER):
-        out.append(".*" if ch == "*" else "." if ch == "?" else re.escape(ch))
-    return re.compile("".join(out), re.DOTALL)
-
-
 def holds(test: Test, value: object, operand: object) -> bool:
     """Does `value` (the fact's field, or MISSING) pass `test` with `operand` (literal or resolved join)?"""
-    if test.op == "exists":
-        return (value is not MISSING) == operand
-    if value is MISSING or operand is MISSING:
-        return False
-    op = test.op
-    if op == "contains":
-        if isinstance(value, tuple):
-            return any(_same_type(item, operand) and item == operand for item in value)
-        return isinstance(value, str) and isinstance(operand, str) and operand in value
-    if op == "matches":
-        return isinstance(value, str) and glob_regex(str(operand)).fullmatch(value.translate(_ASCII_LOWER)) is not None
-    if op == "in":
-        assert isinstance(operand, tuple)
-        return any(_same_type(value, item) and value == item for item in operand)
-    if isinstance(value, tuple) or isinstance(operand, tuple) or not _same_type(value, operand):
-        return False
-    if op == "eq":
-        return value == operand
-    if op == "ne":
-        return value != operand
-    if isinstance(value, (bool, str)):
-        return False
-    assert isinstance(value, (int, float)) and isinstance(operand, (int, float))
-    return {"lt": value < operand, "le": value <= operand, "gt": value > operand, "ge": value >= operand}[op]
+    return holds_op(test.op, value, operand)
 
 
 _KEY_CLASS = {bool: "bool", int: "number", float: "number", str: "str"}
@@ -96,7 +57,7 @@ def index_key(value: object) -> tuple[str, object] | None:
 
 # ----------------------------------------------------------------------------------- compiling
 
-_RANGE = {"lt", "le", "gt", "ge"}
+_RANGE = ORDERED
 
 
 def _predicate(test: Test) -> Callable[[object], bool]:
@@ -110,7 +71,11 @@ def _predicate(test: Test) -> Callable[[object], bool]:
         return lambda v: type(v) is str and v == literal
     if op == "ne" and type(literal) is str:
         return lambda v: type(v) is str and v != literal
-    return lambda v: holds(test, v, literal)
+    meaning = OPERATORS[op]
+    evaluate = meaning.evaluate
+    if meaning.missing:
+        return lambda v: evaluate(v, literal)
+    return lambda v: v is not MISSING and evaluate(v, literal)
 
 
 @dataclass(frozen=True)

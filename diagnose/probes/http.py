@@ -15,7 +15,8 @@ Parameters (`spec`), either the catalogue form:
     server            the internal name (default: the profile's internal_name)
     addresses         addresses to connect to (default: the profile's internal_addresses, else server)
     published         protocols to request (default: the profile's, else all)
-    exchange_version  picks the logon form target and whether healthcheck.htm exists
+    exchange_version  picks the version's endpoints (the logon form target) and whether healthcheck.htm exists;
+                      the table is checks/exchange-endpoints.yaml (diagnose/exchange.py reads it)
     port, scheme      443, https
     host_header       the name to send as Host header and SNI (default: server; without a name, each
                       address stands for itself: `Host: [fd00::11]:8443`, no SNI)
@@ -42,6 +43,7 @@ from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
 from diagnose.errors import UsageError
+from diagnose.exchange import Expectation, catalogue
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.netio import (
@@ -70,70 +72,8 @@ DEFAULT_TIMEOUT = 5.0
 BODY_LIMIT = 256 * 1024
 USER_AGENT = "diagnose/0.1 (TMG publishing check)"
 DEFAULT_PORTS = {"https": 443, "http": 80}
-PROTOCOLS = ("owa", "ecp", "outlook-anywhere", "activesync", "ews", "autodiscover")
 _FORM = re.compile(rb"<form\b", re.IGNORECASE)
 _PASSWORD = re.compile(rb"type\s*=\s*[\"']?password", re.IGNORECASE)
-_LOGON = "/owa/auth/logon.aspx"
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """One Exchange endpoint and what a healthy one answers without credentials."""
-
-    protocol: str
-    path: str
-    statuses: frozenset[int]
-    expected: str
-    method: str = "GET"
-    redirect_to: str | None = None  # a 3xx must point here (path prefix, case-insensitive)
-    form: bool = False  # a 200 must carry the logon form
-    empty_ok: bool = True  # a 200 with an empty body is healthy
-    post_form: bool = False
-
-
-def exchange_endpoints(published: Sequence[str], version: str | None, healthcheck: bool) -> list[Expectation]:
-    legacy = version in (None, "2007", "2010")
-    logon_target = "/owa/auth/owaauth.dll" if legacy else "/owa/auth.owa"
-    table: dict[str, list[Expectation]] = {
-        "owa": [
-            Expectation("owa", "/owa/", frozenset({302, 401}),
-                        "302 to /owa/auth/logon.aspx (forms logon), or 401 when the vdir asks for HTTP authentication",
-                        redirect_to=_LOGON, empty_ok=False),
-            Expectation("owa", _LOGON, frozenset({200, 401}), "200 with the logon form (or 401 without forms logon)",
-                        form=True, empty_ok=False),
-            Expectation("owa", logon_target, frozenset({302, 401}),
-                        "302 back to the logon page (or to /owa) when the empty logon form is posted",
-                        method="POST", empty_ok=False, post_form=True),
-        ],
-        "ecp": [Expectation("ecp", "/ecp/", frozenset({302, 401}),
-                            "302 to /owa/auth/logon.aspx, or 401", redirect_to=_LOGON, empty_ok=False)],
-        "outlook-anywhere": [Expectation("outlook-anywhere", "/rpc/rpcproxy.dll", frozenset({401}),
-                                         "401 asking for authentication")],
-        "activesync": [Expectation("activesync", "/Microsoft-Server-ActiveSync", frozenset({401}),
-                                   "401 asking for authentication")],
-        "ews": [Expectation("ews", "/EWS/Exchange.asmx", frozenset({401}), "401 asking for authentication")],
-        "autodiscover": [Expectation("autodiscover", "/autodiscover/autodiscover.xml", frozenset({401, 302}),
-                                     "401 asking for authentication (or a 302 redirect)")],
-    }
-    vdirs = {"owa": "owa", "ecp": "ecp", "outlook-anywhere": "rpc", "activesync": "Microsoft-Server-ActiveSync",
-             "ews": "ews", "autodiscover": "autodiscover"}
-    out: list[Expectation] = []
-    for protocol in PROTOCOLS:
-        if protocol not in published:
-            continue
-        out.extend(table[protocol])
-        if healthcheck:
-            out.append(Expectation("healthcheck", f"/{vdirs[protocol]}/healthcheck.htm", frozenset({200}),
-                                   "200 (the component is active)"))
-    return out
-
-
-def known_expectation(path: str, method: str = "GET") -> Expectation | None:
-    bare = path.split("?", 1)[0].lower()
-    for exp in exchange_endpoints(PROTOCOLS, "2010", True) + exchange_endpoints(["owa"], "2016", False):
-        if exp.path.lower() == bare and exp.method == method:
-            return exp
-    return None
 
 
 # ------------------------------------------------------------------------------------------ probe
@@ -183,12 +123,13 @@ def _catalogue_requests(ctx: ProbeContext, spec: Mapping[str, Any]) -> list[Requ
     addresses = spec_list(spec, "addresses") or list(profile.internal_addresses)
     if not server and not addresses:
         return []
-    published = spec_list(spec, "published") or list(profile.published) or list(PROTOCOLS)
+    table = catalogue()
+    published = spec_list(spec, "published") or list(profile.published) or list(table.protocol_names)
     for p in published:
-        if p not in PROTOCOLS:
-            raise UsageError(f"published: unknown protocol {p!r} (one of {', '.join(PROTOCOLS)})")
+        if p not in table.protocol_names:
+            raise UsageError(f"published: unknown protocol {p!r} (one of {', '.join(table.protocol_names)})")
     version = spec_text(spec, "exchange_version") or profile.exchange_version
-    healthcheck = spec_bool(spec, "healthcheck", version not in (None, "2007", "2010"))
+    healthcheck = spec_bool(spec, "healthcheck", table.healthcheck_default(version))
     scheme = (spec_text(spec, "scheme") or "https").lower()
     if scheme not in ("http", "https"):
         raise UsageError(f"scheme must be http or https, not {scheme!r}")
@@ -201,7 +142,7 @@ def _catalogue_requests(ctx: ProbeContext, spec: Mapping[str, Any]) -> list[Requ
         host, url_port = (asked.host, asked.port) if asked else (target.host, target.port)
         url = f"{scheme}://{authority(host, url_port, DEFAULT_PORTS[scheme])}"
         requests += [Request(url + exp.path, target, scheme, host, url_port, exp.path, exp, exp.method)
-                     for exp in exchange_endpoints(published, version, healthcheck)]
+                     for exp in table.endpoints_for(published, version, healthcheck)]
     return requests
 
 
@@ -222,7 +163,7 @@ def _url_requests(spec: Mapping[str, Any]) -> list[Request]:
             path += "?" + parts.query
         asked = endpoint(unquote(parts.hostname), port)  # an IPv6 zone is written %25 in a URL (RFC 6874)
         target = parse_endpoint(connect_to, port) if connect_to else asked
-        exp = known_expectation(path)
+        exp = catalogue().known(path)
         requests.append(Request(url, target, parts.scheme, asked.host, port, path, exp))
     return requests
 
@@ -309,18 +250,12 @@ def judge(exp: Expectation | None, status: int, location: str | None, schemes: S
         healthy = status < 400 or status == 401
         return ("ok" if healthy else "unexpected", healthy, f"HTTP {status}")
     if status not in exp.statuses:
-        if status == 404 and exp.protocol == "healthcheck":
-            return "absent", False, "healthcheck.htm is not served: the component is inactive (or Exchange < 2013 SP1)"
         if status == 404:
-            return "absent", False, f"{exp.path} is not found on the server"
+            return "absent", False, exp.absent_reason or f"{exp.path} is not found on the server"
         if status == 400:
             return "unexpected", False, "400 Bad Request: the server may not accept the Host header TMG sends"
         if status == 200 and blank:
-            why = "a blank page"
-            if exp.post_form:
-                why += (" after posting the logon form: forms-based authentication is not working"
-                        " (MSExchangeFBA stopped?)")
-            return "blank", False, why
+            return "blank", False, exp.blank_reason or "a blank page"
         return "unexpected", False, f"HTTP {status}, expected {exp.expected}"
     if status in (301, 302, 303, 307, 308) and exp.redirect_to:
         target = urlsplit(location or "").path.lower()

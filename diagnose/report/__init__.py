@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from diagnose.analysis import Diagnosis
+from diagnose.diagnosis import Diagnosis
 from diagnose.errors import UsageError
 
 FORMATS = ("text", "json", "markdown", "html")

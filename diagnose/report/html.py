@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from html import escape as _html_escape
 
-from diagnose.analysis import CauseFinding, Diagnosis
+from diagnose.diagnosis import CauseFinding, Diagnosis
 from diagnose.report import case_folder_rows, cite, engine_line, headline, pictures
 from diagnose.safetext import neutralise
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from diagnose import __version__
-from diagnose.analysis import CauseFinding, Diagnosis
+from diagnose.diagnosis import CauseFinding, Diagnosis
 from diagnose.report import cite, headline
 from diagnose.safetext import to_json
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from diagnose.analysis import CauseFinding, Diagnosis
+from diagnose.diagnosis import CauseFinding, Diagnosis
 from diagnose.report import case_folder_rows, cite, engine_line, headline
 from diagnose.safetext import markdown as m
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from html import escape
 from time import strptime
 
-from diagnose.analysis import CauseFinding, Diagnosis
+from diagnose.diagnosis import CauseFinding, Diagnosis
 from diagnose.facts import Fact
 from diagnose.safetext import neutralise
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import click
 
-from diagnose.analysis import Diagnosis
+from diagnose.diagnosis import Diagnosis
 from diagnose.report import case_folder_rows, cite, engine_line, headline
 from diagnose.report.pictures import ladder_text, ladders_for, undecided_groups
 from diagnose.safetext import neutralise

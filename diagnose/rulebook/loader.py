@@ -19,7 +19,7 @@ from typing import Any
 
 from diagnose.errors import InputError, RuleError
 from diagnose.facts import Fact, JsonReader, parse_fact
-from diagnose.kinds import FactKinds, accepts, fact_kinds, type_of
+from diagnose.kinds import FactKinds, fact_kinds
 from diagnose.rulebook.model import (
     OPERATORS,
     Binding,
@@ -36,6 +36,8 @@ from diagnose.rulebook.model import (
     Test,
     Verdict,
 )
+from diagnose.rulebook.operators import OPERATORS as OPERATOR_TABLE
+from diagnose.rulebook.operators import ORDERED, yaml_type
 from diagnose.yamlio import Lines, load_yaml
 
 RULE_KEYS = ("id", "title", "status", "description", "references", "when", "conclude", "tests")
@@ -180,7 +182,7 @@ def _keys(obj: dict[str, Any], allowed: Iterable[str], required: Iterable[str], 
 
 def _text(value: Any, lines: Lines, at: tuple[Any, ...], what: str) -> str:
     if not isinstance(value, str):
-        raise RuleError(f"{what} must be a string, got {_yaml_type(value)}", lines.at(*at))
+        raise RuleError(f"{what} must be a string, got {yaml_type(value)}", lines.at(*at))
     return value
 
 
@@ -190,9 +192,9 @@ def _text_list(value: Any, lines: Lines, at: tuple[Any, ...], what: str) -> list
     return [_text(v, lines, (*at, i), what) for i, v in enumerate(value)]
 
 
-def _yaml_type(value: Any) -> str:
-    return {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "list",
-            "dict": "mapping", "NoneType": "null"}.get(type(value).__name__, type(value).__name__)
+def _join_operators() -> str:
+    names = [name for name, meaning in OPERATOR_TABLE.items() if meaning.joins]
+    return f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _group(op: str, body: Any, lines: Lines, at: tuple[Any, ...], kinds: FactKinds, names: set[str]) -> Group:
@@ -267,42 +269,15 @@ def _test(field: str, ftype: str, op: Any, raw: Any, lines: Lines, at: tuple[Any
                         lines.at(*at, "<key>") if isinstance(op, str) else where)
     line = lines.line(*at)
     value = _operand(raw)
+    meaning = OPERATOR_TABLE[op]
     if isinstance(value, Ref):
-        if op in ("in", "matches", "exists", "contains") or ftype == "list":
+        if not meaning.joins or ftype == "list":
             raise RuleError(f"{op} on {field} takes a literal; joins compare scalar fields with "
-                            "eq, ne, lt, le, gt or ge", where)
+                            f"{_join_operators()}", where)
         return Test(field, op, value, line)
-    numeric = ftype in ("int", "float")
-    if op == "exists":
-        if not isinstance(value, bool):
-            raise RuleError(f"exists takes true or false, got {_yaml_type(value)}", where)
-    elif op in ("lt", "le", "gt", "ge"):
-        if not numeric:
-            raise RuleError(f"{op} needs a numeric field; {field} is {ftype}", where)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise RuleError(f"{field} {op}: expected a number, got {_yaml_type(value)}", where)
-    elif op in ("eq", "ne"):
-        if ftype == "list":
-            raise RuleError(f"{field} is a list: use contains", where)
-        if not accepts(ftype, value):
-            raise RuleError(f"{field} is {ftype}, but the value {value!r} is {type_of(value)}", where)
-    elif op == "in":
-        if ftype == "list" or not isinstance(value, list) or not value:
-            raise RuleError(f"in takes a non-empty list of {ftype} values", where)
-        for item in value:
-            if not accepts(ftype, item):
-                raise RuleError(f"{field} is {ftype}, but {item!r} in the list is {type_of(item)}", where)
-        value = tuple(value)
-    elif op == "contains":
-        if ftype not in ("str", "list"):
-            raise RuleError(f"contains needs a string or list field; {field} is {ftype}", where)
-        if not isinstance(value, str) or not value:
-            raise RuleError("contains takes a non-empty string", where)
-    elif op == "matches":
-        if ftype != "str":
-            raise RuleError(f"matches needs a string field; {field} is {ftype}", where)
-        if not isinstance(value, str) or not value:
-            raise RuleError("matches takes a non-empty glob pattern (* and ?)", where)
+    value, error = meaning.check(field, ftype, value)
+    if error:
+        raise RuleError(error, where)
     return Test(field, op, value, line)
 
 
@@ -366,7 +341,7 @@ def check_ref_types(rule_when: Group, kinds: FactKinds, path: str) -> None:
                 if ttype is None:
                     raise RuleError(f"{target.kind} has no attribute {test.value.field!r}", where)
                 compatible = ttype == mine or {ttype, mine} <= {"int", "float"}
-                if not compatible or (test.op in ("lt", "le", "gt", "ge") and mine not in ("int", "float")):
+                if not compatible or (test.op in ORDERED and mine not in ("int", "float")):
                     raise RuleError(f"join compares {test.field} ({mine}) with {test.value} ({ttype})", where)
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 from diagnose.compat import SLOTS, StrEnum
 from diagnose.facts import Fact, Value
+from diagnose.rulebook.operators import OPERATORS as OPERATOR_TABLE
 
-OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "contains", "matches", "exists")
+OPERATORS = tuple(OPERATOR_TABLE)  # the names, in the table's order (diagnose/rulebook/operators.py)
 
 
 class Status(StrEnum):
@@ -52,14 +53,13 @@ class Test:
     line: int = 0
 
     def describe(self) -> str:
-        words = {"eq": "=", "ne": "≠", "lt": "<", "le": "≤", "gt": ">", "ge": "≥"}
         if self.op == "exists":
             return f"{self.field} {'exists' if self.value else 'is absent'}"
         if self.op == "in":
             assert isinstance(self.value, tuple)
             return f"{self.field} in [{', '.join(map(str, self.value))}]"
         shown = str(self.value) if isinstance(self.value, Ref) else repr(self.value)
-        return f"{self.field} {words.get(self.op, self.op)} {shown}"
+        return f"{self.field} {OPERATOR_TABLE[self.op].symbol} {shown}"
 
 
 @dataclass(frozen=True, **SLOTS)

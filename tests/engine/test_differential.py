@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from diagnose.analysis import analyze, diagnosis_facts
 from diagnose.cli.common import load_rules
+from diagnose.diagnosis import analyze, diagnosis_facts
 from diagnose.engine import create_engine
 from diagnose.facts import EvidenceBundle, Fact, load_bundle, make_fact
 from diagnose.report import render

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from diagnose.analysis import analyze
 from diagnose.cli.common import load_rules
+from diagnose.diagnosis import analyze
 from diagnose.engine import create_engine, worker
 from diagnose.errors import EngineError
 from diagnose.facts import EvidenceBundle, load_bundle, make_fact

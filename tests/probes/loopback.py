@@ -26,13 +26,20 @@ def cannot_capture() -> str | None:
 
 class Tcpdump:
     """tcpdump writing `path` for `port_filter` on lo, from when it listens until `stop()`; `buffer_kib`:
-    its kernel buffer (tcpdump -B), for captures that must not drop packets under load."""
+    its kernel buffer (tcpdump -B), for captures that must not drop packets under load.
 
-    def __init__(self, path: Path, port_filter: str, buffer_kib: int | None = None) -> None:
+    The snapshot length is kept small (`snaplen`, tcpdump -s; the readers need the headers, and TCP's
+    own length comes from the IP header): in immediate mode the kernel's ring has one frame per packet,
+    each as large as the snapshot (up to the loopback MTU, 64 KiB), so the default 2 MiB buffer holds a
+    few dozen packets, and a tcpdump starved of CPU for a moment on a busy machine lost 42 of a
+    66-packet conversation."""
+
+    def __init__(self, path: Path, port_filter: str, buffer_kib: int | None = None, snaplen: int = 2048) -> None:
         self.path = path
-        size = ["-B", str(buffer_kib)] if buffer_kib else []
-        self.proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", *size, "-Z", "root", "-w",
-                                      str(path), port_filter], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        size = ["-B", str(buffer_kib or 8192)]
+        self.proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-s", str(snaplen), *size,
+                                      "-Z", "root", "-w", str(path), port_filter],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         assert self.proc.stderr is not None
         deadline = time.monotonic() + 10
         line = b""

@@ -231,3 +231,69 @@ def test_cli_http_deadline_against_a_trickling_server() -> None:
                        "--timeout", "3", "--deadline", "2", "--format", "json", timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert [f["attrs"]["outcome"] for f in json.loads(proc.stdout)["facts"]] == ["timeout", "timeout"]
+
+
+# ------------------------------------------------------------------ the endpoint table is data
+
+def _table_with_a_new_version(folder: Any) -> None:
+    """A copy of the shipped table with Exchange "2028": a new protocol (MAPI over HTTP) and the OWA logon
+    form posted to auth.owa as from 2013. Text edits of the YAML only."""
+    from diagnose.exchange import CATALOGUE_FILE, catalogue_path
+
+    text = catalogue_path(()).read_text(encoding="utf-8")
+    text = text.replace("protocols:\n", "protocols:\n  mapi: {vdir: mapi, words: [mapi]}\n", 1)
+    text = text.replace('  "2019": {healthcheck: true}\n', '  "2019": {healthcheck: true}\n  "2028": {healthcheck: true}\n')
+    text = text.replace('versions: ["2013", "2016", "2019"]', 'versions: ["2013", "2016", "2019", "2028"]')
+    text = text.replace("endpoints:\n", "endpoints:\n  - {protocol: mapi, path: /mapi/emsmdb/, statuses: [401],"
+                        " expected: 401 asking for authentication, versions: [\"2028\"]}\n", 1)
+    (folder / CATALOGUE_FILE).write_text(text, encoding="utf-8")
+
+
+def test_a_new_exchange_version_in_a_copy_of_the_table_needs_no_python_change(healthy: TlsServer,
+                                                                               tmp_path: Any) -> None:
+    checks = tmp_path / "checks"
+    checks.mkdir()
+    _table_with_a_new_version(checks)
+    profile = tmp_path / "site.yaml"
+    profile.write_text(f"internal_name: {INTERNAL_NAME}\ninternal_addresses: ['{healthy.host}']\n"
+                       "published: [owa, mapi]\nexchange_version: '2028'\n", encoding="utf-8")
+    before = len(healthy.requests)
+    proc = run_cli("probe", "http", "--profile", str(profile), "--port", str(healthy.port), "--format", "json",
+                   env={"DIAGNOSE_CHECKS": str(checks)})
+    assert proc.returncode == 0, proc.stderr
+    facts = {f"{f['attrs']['method']} {f['attrs']['path']}": f["attrs"] for f in json.loads(proc.stdout)["facts"]}
+    assert sorted(facts) == ["GET /mapi/emsmdb/", "GET /mapi/healthcheck.htm", "GET /owa/", "GET /owa/auth/logon.aspx",
+                             "GET /owa/healthcheck.htm", "POST /owa/auth.owa"]
+    assert facts["GET /mapi/emsmdb/"]["protocol"] == "mapi"
+    assert facts["GET /mapi/emsmdb/"]["expected"] == "401 asking for authentication"
+    asked = [(method, path) for method, path, _headers in healthy.requests[before:]]
+    assert ("GET", "/mapi/emsmdb/") in asked and ("GET", "/mapi/healthcheck.htm") in asked
+    # the shipped table knows neither the version nor the protocol: the profile is refused in one line
+    proc = run_cli("probe", "http", "--profile", str(profile), "--port", str(healthy.port))
+    assert proc.returncode == 3 and "unknown protocol 'mapi'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (("statuses: [401]\n", "statuses: [401, 1000]\n"), "1000 is not an HTTP status code"),
+    (("    path: /owa/\n", "    path: owa/\n"), "must start with /"),
+    (("    redirect_to: /owa/auth/logon.aspx\n", "    redirect_too: /owa/auth/logon.aspx\n"),
+     "unknown key 'redirect_too'"),
+    (('versions: ["2007", "2010"]', 'versions: ["2007", "2011"]'), "unknown version '2011'"),
+])
+def test_a_bad_endpoint_table_is_one_line_with_file_and_line(tmp_path: Any, edit: tuple[str, str],
+                                                             message: str) -> None:
+    from diagnose.exchange import CATALOGUE_FILE, catalogue_path
+
+    text = catalogue_path(()).read_text(encoding="utf-8")
+    assert edit[0] in text
+    bad_line = text[:text.index(edit[0])].count("\n") + 1
+    (tmp_path / CATALOGUE_FILE).write_text(text.replace(edit[0], edit[1], 1), encoding="utf-8")
+    proc = run_cli("probe", "http", "https://cas01.contoso.local/owa/", "--connect", closed_port_address(),
+                   env={"DIAGNOSE_CHECKS": str(tmp_path)})
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert f"{tmp_path / CATALOGUE_FILE}:{bad_line}: " in proc.stderr and message in proc.stderr
+
+
+def closed_port_address() -> str:
+    return f"{LOOPBACK}:{closed_port()}"

@@ -19,6 +19,7 @@ from typing import Any
 
 from diagnose.compat import UTC
 from diagnose.facts import Fact, make_fact
+from diagnose.thresholds import thresholds
 
 PROBE = "logs"
 MAX_SAMPLES = 5  # Status 64 citations kept
@@ -31,10 +32,11 @@ MAX_NAMES = 100  # TMG computer names and users kept (besides those of cited rec
 MAX_SERVERS = 2000  # per-server scopes kept; the servers beyond are counted together as SERVERS_BEYOND
 SERVERS_BEYOND = "(others)"
 MAX_SCOPE_FACTS = 20  # per-server and per-rule facts emitted (highest Status 64 first)
-COINCIDENCE_WINDOW = 60  # seconds between a Status 64 entry and a client-visible failure of the same client
-BURST_FLOOR = 10  # a burst minute has at least this many Status 64 entries ...
-BURST_FACTOR = 5  # ... and at least this many times the median per active minute
-OA_LONG_MS = 60_000  # an Outlook Anywhere channel that stayed open at least this long
+# the judging thresholds, with why each is what it is: checks/thresholds.yaml (diagnose/thresholds.py)
+COINCIDENCE_WINDOW = thresholds().coincidence_window  # seconds between a Status 64 and the client's failure
+BURST_FLOOR = thresholds().burst_floor  # a burst minute has at least this many Status 64 entries ...
+BURST_FACTOR = thresholds().burst_factor  # ... and at least this many times the median per active minute
+OA_LONG_MS = thresholds().oa_long_ms  # an Outlook Anywhere channel that stayed open at least this long
 TIMELINE_MINUTES = 360  # per-minute counts are reported when every entry falls within this many minutes
 # Source addresses of flood-mitigation denials counted exactly; past twice this many, the least
 # counted are folded into `flood_other`, so a flood from many addresses stays bounded in memory

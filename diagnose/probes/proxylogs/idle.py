@@ -24,11 +24,13 @@ from collections import Counter
 from dataclasses import dataclass
 
 from diagnose.facts import Fact, make_fact
+from diagnose.thresholds import thresholds
 
 KIND = "proxy.idle_timeout"
-MIN_FAILED = 3  # failed long polls needed before a cluster means anything
-MIN_SHARE = 0.6  # share of the failed long polls at one value for a cluster
-EAS_MIN_HEARTBEAT = 60  # Exchange's default MinHeartbeatInterval, seconds
+# the clustering thresholds, with why each is what it is: checks/thresholds.yaml (diagnose/thresholds.py)
+MIN_FAILED = thresholds().idle_min_failed  # failed long polls needed before a cluster means anything
+MIN_SHARE = thresholds().idle_min_share  # share of the failed long polls at one value for a cluster
+EAS_MIN_HEARTBEAT = thresholds().eas_min_heartbeat  # Exchange's default MinHeartbeatInterval, seconds
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from diagnose.analysis import analyze
+from diagnose.diagnosis import analyze
+from diagnose.diagnosis.ranking import ESTABLISHED, combine_all
 from diagnose.engine import create_engine
 from diagnose.facts import EvidenceBundle, make_fact
-from diagnose.ranking import ESTABLISHED, combine_all
 from diagnose.report import render
 from diagnose.rulebook.model import Rulebook
 from tests.conftest import REPO, run_cli

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 
-from diagnose.ranking import combine, combine_all, verdict
+from diagnose.diagnosis.ranking import combine, combine_all, verdict
 from diagnose.rulebook.model import Verdict
 
 
