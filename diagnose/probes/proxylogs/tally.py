@@ -15,6 +15,7 @@ still want a sample are looked at one by one.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,13 @@ from typing import Callable, NamedTuple, Tuple
 
 from diagnose.facts import Fact, make_fact
 from diagnose.probes.proxylogs import idle
+
+try:
+    from diagnose.probes.proxylogs._fastproxy import add_closed as _add_closed
+except ImportError:  # not built: Tally.quiet and Tally.add do the same in Python
+    _add_closed = None
+if os.environ.get("DIAGNOSE_PURE_PYTHON"):
+    _add_closed = None
 
 PROBE = "proxylogs"
 KIND = "proxy.status_summary"
@@ -261,6 +269,27 @@ class Tally:
         self._counts.update(counts)
         if len(self._counts) != before:
             self._wanted = {k for k in self._counts if self._open(self.info(k))}
+        if len(self._counts) > MAX_KEYS:
+            self.flush()
+
+    def absorb(self, counts: Mapping[Key, int]) -> bool:
+        """`add` a block counted by key when it is `quiet`; False (nothing counted) when it is not. With
+        the C accelerator, a block whose keys were all seen quiet before is added in one C loop."""
+        if _add_closed is not None and isinstance(counts, dict) and _add_closed(self._counts, counts, self._closed):
+            self.counted()
+            return True
+        if not self.quiet(counts):
+            return False
+        self.add(counts)
+        return True
+
+    def targets(self) -> tuple[Counter, set[Key]]:
+        """(the counts, the keys known quiet) for an accelerator that adds a quiet block itself (a key
+        known quiet is counted already: such a block adds no key)."""
+        return self._counts, self._closed
+
+    def counted(self) -> None:
+        """An accelerator added a block to the counts (see `targets`)."""
         if len(self._counts) > MAX_KEYS:
             self.flush()
 
