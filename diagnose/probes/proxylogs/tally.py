@@ -19,7 +19,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import compress
 from typing import Callable, NamedTuple, Tuple
 
@@ -376,7 +376,7 @@ def clf_time(text: str) -> str:
     if zone[1:].isdigit():
         sign = 1 if zone[0] == "+" else -1
         offset = sign * (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60)
-        moment = datetime.utcfromtimestamp((moment - datetime(1970, 1, 1)).total_seconds() - offset)
+        moment -= timedelta(seconds=offset)  # (utcfromtimestamp is deprecated from 3.12 on)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
