@@ -71,6 +71,7 @@ SQL_EXPRESS_HINT = (
     "Proxy logging to text files (W3C) in the TMG console (Logs & Reports, Configure Firewall Logging, "
     "Configure Web Proxy Logging) and reproduce the problem"
 )
+ROTATED = re.compile(r"\.(?:log|txt)\.(\d{1,4})(?:\.gz)?$", re.IGNORECASE)  # logrotate's access.log.1, .2.gz
 _ROTATION = re.compile(r"(\d{8})(?:_(?:FWS|WEB)_?(\d+))?", re.IGNORECASE)
 
 
@@ -107,8 +108,9 @@ class Unit:
 # ------------------------------------------------------------------ inputs
 
 
-def expand(paths: Sequence[str]) -> tuple[list[LogInput], list[str]]:
-    """Files, folders and globs -> logs in time order; (logs, problems)."""
+def expand(paths: Sequence[str], rotated: bool = False) -> tuple[list[LogInput], list[str]]:
+    """Files, folders and globs -> logs in time order; (logs, problems). `rotated`: a folder's rotated
+    logs (`access.log.1`, `error.log.2.gz`) are taken too."""
     found: list[LogInput] = []
     problems: list[str] = []
     for given in paths:
@@ -120,7 +122,8 @@ def expand(paths: Sequence[str]) -> tuple[list[LogInput], list[str]]:
             path = Path(item)
             if path.is_dir():
                 files = [
-                    p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in _LOG_SUFFIXES
+                    p for p in sorted(path.rglob("*")) if p.is_file()
+                    and (p.suffix.lower() in _LOG_SUFFIXES or (rotated and ROTATED.search(p.name) is not None))
                 ]
                 found.extend(_with_members(str(p), named=False) for p in files)
                 databases = sum(1 for p in path.rglob("*") if p.suffix.lower() == ".mdf" and p.is_file())
