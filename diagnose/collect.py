@@ -26,7 +26,7 @@ import concurrent.futures as cf
 import re
 import time
 import typing
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -73,8 +73,10 @@ class Check:
     path: str = ""
 
 
-def load_checks(dirs: Sequence[Path]) -> list[Check]:
-    """Checks from every `*.yaml` in `dirs` (later directories override earlier ones by id)."""
+def load_checks(dirs: Sequence[Path], probes: Collection[str] | None = None) -> list[Check]:
+    """Checks from every `*.yaml` in `dirs` (later directories override earlier ones by id). `probes`: only
+    the checks of these probes have their parameters read against the probe's parameter class (which
+    imports the probe's module: a one-probe command does not load every probe); None: all."""
     found: dict[str, Check] = {}
     for directory in dirs:
         for path in sorted(directory.glob("*.yaml")):
@@ -100,7 +102,8 @@ def load_checks(dirs: Sequence[Path]) -> list[Check]:
                 params = raw.get("params") or {}
                 if not isinstance(params, dict):
                     raise RuleError("params must be a mapping", lines.at(*at, "params"))
-                _check_params(raw["probe"], params, lines, (*at, "params"))
+                if probes is None or raw["probe"] in probes:
+                    _check_params(raw["probe"], params, lines, (*at, "params"))
                 found[raw["id"]] = Check(
                     raw["id"], raw["probe"], str(raw.get("title", raw["id"])),
                     tuple(raw.get("kinds") or ()), tuple(raw.get("requires") or ()), params,
@@ -139,7 +142,7 @@ def plan_check(probe: str, given: Mapping[str, Any], profile: SiteProfile | None
                inputs: RunInputs | None = None, check_id: str | None = None) -> tuple[Check, ProbeParams]:
     """A one-check plan: the catalogue's check for `probe` (`check_id`, else the first of that probe), its
     template filled from the profile and the inputs, `given` values (where not empty) over it."""
-    found = [c for c in load_checks(default_check_dirs())
+    found = [c for c in load_checks(default_check_dirs(), probes=(probe,))
              if c.probe == probe and (check_id is None or c.id == check_id)]
     check = found[0] if found else Check(check_id or probe, probe, probe, (), (), {})
     values = fill(dict(check.params), (inputs or RunInputs()).context(profile or SiteProfile()))

@@ -15,12 +15,12 @@ from typing import Any
 from diagnose.errors import ConfigError
 from diagnose.exchange import catalogue as endpoint_catalogue
 from diagnose.facts import Fact, make_fact
-from diagnose.redact import is_address_token
 from diagnose.yamlio import load_yaml
 
-# the shipped table's lists (checks/exchange-endpoints.yaml); profiles are checked against the table in force
-PROTOCOLS = endpoint_catalogue(()).protocol_names
-EXCHANGE_VERSIONS = endpoint_catalogue(()).version_names
+# PROTOCOLS and EXCHANGE_VERSIONS: the shipped table's lists (checks/exchange-endpoints.yaml), read when first
+# asked for (module __getattr__ below), not when a command that never needs them imports this module;
+# profiles are checked against the table in force
+_SHIPPED_LISTS = {"PROTOCOLS": "protocol_names", "EXCHANGE_VERSIONS": "version_names"}
 PROXY_PRODUCTS = ("tmg", "iis-arr", "haproxy", "nginx")  # what publishes Exchange; TMG when not given
 ALIASES = {"proxy_addresses": "tmg_addresses"}  # product-neutral names of the TMG-era fields
 
@@ -103,6 +103,8 @@ def profile_from_mapping(data: Mapping[str, Any], source: str, lines: Any = None
                     try:
                         ipaddress.ip_address(item)
                     except ValueError:
+                        from diagnose.redact import is_address_token
+
                         if not is_address_token(item):  # the profile of a redacted bundle
                             raise ConfigError(f"{given}: {item!r} is not an IP address", at(given, i)) from None
             if key == "published":
@@ -146,3 +148,11 @@ def load_profile(path: Path | str) -> SiteProfile:
     if not isinstance(data, dict):
         raise ConfigError("a site profile is a mapping of fields", lines.at())
     return profile_from_mapping(data, str(path), lines)
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    if name in _SHIPPED_LISTS:
+        found: tuple[str, ...] = getattr(endpoint_catalogue(()), _SHIPPED_LISTS[name])
+        globals()[name] = found
+        return found
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

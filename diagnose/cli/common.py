@@ -6,6 +6,7 @@ import contextlib
 import logging
 import os
 import sys
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,9 +14,11 @@ import click
 
 from diagnose.errors import OutputError
 from diagnose.paths import data_dir, extra_dirs
-from diagnose.rulebook.model import Rulebook
 from diagnose.safetext import neutralise
 from diagnose.writing import reason, write_file
+
+if typing.TYPE_CHECKING:  # the rulebook is loaded only by the commands that need rules (not the probes)
+    from diagnose.rulebook.model import Rulebook
 
 rules_option = click.option("--rules", "rule_dirs", multiple=True, type=click.Path(file_okay=False),
                             help="Extra rule directory (repeatable); its rules win over shipped ones with the same id. "

@@ -30,7 +30,7 @@ from diagnose.bounds import BoundExceeded, DeadlineExceeded
 from diagnose.errors import InputError
 from diagnose.facts import ProbeStatus
 from diagnose.probes import ProbeContext, ProbeResult
-from diagnose.probes.logs import LogInput, expand
+from diagnose.probes.inputs import LogInput, expand
 from diagnose.probes.params import ProbeParams
 from diagnose.probes.proxylogs import haproxy, httpproxy, iis, logformat, nginx, parts, records, w3c
 from diagnose.probes.proxylogs.lines import MAX_LINE, line_blocks, text_stream

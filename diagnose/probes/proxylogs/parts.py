@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import IO, Tuple, Union
 
 from diagnose.bounds import DeadlineExceeded
-from diagnose.probes.logs import LogInput
+from diagnose.probes.inputs import LogInput
 from diagnose.probes.proxylogs.tally import Summary, messages_note
 from diagnose.probes.workers import mp_context
 

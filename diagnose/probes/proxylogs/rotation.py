@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from diagnose.probes.logs import ROTATED, LogInput
+from diagnose.probes.inputs import ROTATED, LogInput
 
 
 def _series(log: LogInput) -> tuple[str, int]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from diagnose.probes.logs import expand
+from diagnose.probes.inputs import expand
 from diagnose.probes.proxylogs import build_facts, haproxy, nginx, parts, summarise, w3c
 from diagnose.probes.proxylogs.lines import MAX_LINE
 from diagnose.probes.proxylogs.tally import Summary

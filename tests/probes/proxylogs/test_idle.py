@@ -10,7 +10,7 @@ import pytest
 from diagnose.collect import plan_check
 from diagnose.errors import ConfigError, UsageError
 from diagnose.probes import ProbeContext
-from diagnose.probes.logs import expand
+from diagnose.probes.inputs import expand
 from diagnose.probes.proxylogs import collect
 from diagnose.probes.proxylogs.idle import clusters
 from diagnose.probes.proxylogs.tally import MAX_VALUES, OTHER, Summary
