@@ -36,7 +36,7 @@ from diagnose.compat import shutdown_cancelling
 from diagnose.errors import DiagnoseError, RuleError, UsageError
 from diagnose.facts import EvidenceBundle, Fact, ProbeRun, ProbeStatus, Provenance
 from diagnose.paths import data_dir
-from diagnose.probes import PROBES, ProbeContext, ProbeResult, get_probe, params_class, workers
+from diagnose.probes import PROBES, ProbeContext, ProbeResult, get_probe, params_class
 from diagnose.probes.params import ProbeParams
 from diagnose.profile import SiteProfile
 from diagnose.safetext import printable, printable_data
@@ -75,11 +75,14 @@ class Check:
 
 def load_checks(dirs: Sequence[Path], probes: Collection[str] | None = None) -> list[Check]:
     """Checks from every `*.yaml` in `dirs` (later directories override earlier ones by id). `probes`: only
-    the checks of these probes have their parameters read against the probe's parameter class (which
-    imports the probe's module: a one-probe command does not load every probe); None: all."""
+    the checks of these probes, from the files that name one of them, each with its parameters read against
+    its probe's parameter class (which imports the probe's module: a one-probe command does not load every
+    probe nor parse every check file); None: all."""
     found: dict[str, Check] = {}
     for directory in dirs:
         for path in sorted(directory.glob("*.yaml")):
+            if probes is not None and not _may_hold(path, probes):
+                continue
             data, lines = load_yaml(path)
             if not isinstance(data, dict) or "checks" not in data:
                 continue
@@ -99,16 +102,27 @@ def load_checks(dirs: Sequence[Path], probes: Collection[str] | None = None) -> 
                 if raw["probe"] not in PROBES:
                     raise RuleError(f"unknown probe {raw['probe']!r} (known: {', '.join(sorted(PROBES))})",
                                     lines.at(*at, "probe"))
+                if probes is not None and raw["probe"] not in probes:
+                    continue
                 params = raw.get("params") or {}
                 if not isinstance(params, dict):
                     raise RuleError("params must be a mapping", lines.at(*at, "params"))
-                if probes is None or raw["probe"] in probes:
-                    _check_params(raw["probe"], params, lines, (*at, "params"))
+                _check_params(raw["probe"], params, lines, (*at, "params"))
                 found[raw["id"]] = Check(
                     raw["id"], raw["probe"], str(raw.get("title", raw["id"])),
                     tuple(raw.get("kinds") or ()), tuple(raw.get("requires") or ()), params,
                     bool(raw.get("network", False)), f"{path}:{lines.line(*at)}")
     return list(found.values())
+
+
+def _may_hold(path: Path, probes: Collection[str]) -> bool:
+    """Whether the check file at `path` can hold a check of one of `probes`: it names one of them (a file
+    that cannot be read is left to load_yaml's error)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return True
+    return any(re.search(rb"\b%s\b" % re.escape(name.encode()), data) for name in probes)
 
 
 def _check_params(probe: str, params: Mapping[str, Any], lines: Lines, at: tuple[Any, ...]) -> None:
@@ -267,10 +281,13 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
             continue
         todo.append((check, (filled or {}).get(check.id) or probe_params(check, context)))
     deadline = time.monotonic() + timeout
-    if (not (inline and len(todo) == 1) and any(check.probe in workers.WORKER_PROBES for check, _ in todo)
-            and workers.may_use_workers([*inputs.log_paths, *inputs.capture_paths,
-                                         *inputs.extra.get("proxy_log_paths", ())], pooled=inputs.log_paths)):
-        workers.start_forkserver_deaf_to_ctrl_c()  # before any probe thread: see workers.py
+    if not (inline and len(todo) == 1):  # (a lone inline check forks its own workers: no multiprocessing here)
+        from diagnose.probes import workers
+
+        if (any(check.probe in workers.WORKER_PROBES for check, _ in todo)
+                and workers.may_use_workers([*inputs.log_paths, *inputs.capture_paths,
+                                             *inputs.extra.get("proxy_log_paths", ())], pooled=inputs.log_paths)):
+            workers.start_forkserver_deaf_to_ctrl_c()  # before any probe thread: see workers.py
 
     def run_one(check: Check, params: ProbeParams) -> tuple[ProbeResult, float, tuple[str, ...]]:
         interrupts.shield_thread()  # Ctrl-C is the main thread's; workers forked from here start deaf to it

@@ -30,7 +30,6 @@ from typing import IO, Tuple, Union
 from diagnose.bounds import DeadlineExceeded
 from diagnose.probes.inputs import LogInput
 from diagnose.probes.proxylogs.tally import Summary, messages_note
-from diagnose.probes.workers import mp_context
 
 SPLIT_AT = 32 << 20  # plain files larger than this are read in byte ranges of about this size
 State = Union[Tuple[str, ...], str, None]
@@ -155,6 +154,8 @@ class Workers:
         self.futures: dict[int, list[Future[Outcome | None]]] = {}
         self.again: list[Part] = []  # ranges read again here, with the state the range before ended in
         if any(self.parts.values()):
+            from diagnose.probes.workers import mp_context  # (multiprocessing only where workers start)
+
             self.pool = concurrent.futures.ProcessPoolExecutor(  # no fork beside other threads (probes/workers.py)
                 max_workers=jobs, mp_context=mp_context(), initializer=_ignore_interrupts)
             for key, parts in self.parts.items():

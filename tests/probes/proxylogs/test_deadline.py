@@ -53,7 +53,7 @@ def test_a_deadline_passing_mid_file_keeps_what_was_read(tmp_path: Path, monkeyp
     if jobs > 1:  # the workers are forked, so that they run on the same clock
         if threading.active_count() > 1:
             pytest.skip("another thread runs: no fork")
-        monkeypatch.setattr(parts, "mp_context", lambda: multiprocessing.get_context("fork"))
+        monkeypatch.setattr("diagnose.probes.workers.mp_context", lambda: multiprocessing.get_context("fork"))
     result, problems = collect(ProbeContext(deadline=start + 60), {"paths": [str(log)], "jobs": jobs})
     # in this process the blocks before the deadline are counted; of byte ranges read by workers, those
     # before the first one not read by then (none, when the first range was not begun in time)
