@@ -42,6 +42,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.startup import compiled_env  # noqa: E402
 from diagnose.probes.logs.layout import FIREWALL_TMG, WEB_TMG  # noqa: E402
 
 AWK_SCRIPT = "!/^#/ {{ c[${a} FS ${s}]++ }} END {{ for (k in c) print k, c[k] }}"
@@ -337,6 +338,8 @@ def main() -> None:
     )
     from diagnose.probes.logs import scan
 
+    installed = compiled_env(workdir / "pycache")  # the reader as installed: from compiled bytecode
+
     print(f"C accelerator: {'built, ' + scan._fastscan.__file__ if scan._fastscan else 'NOT BUILT (pure Python)'}")
     try:
         for kind, tag in (("firewall", "FWS"), ("web", "WEB")):
@@ -370,7 +373,7 @@ def main() -> None:
                 runs["awk"].append(timed(awk_cmd))
                 for label, (jobs, pure) in variants.items():
                     cmd = [sys.executable, "-m", "diagnose", "probe", "logs", str(path), "--format", "json"]
-                    env = {**os.environ, "DIAGNOSE_PURE_PYTHON": "1"} if pure else None
+                    env = {**installed, "DIAGNOSE_PURE_PYTHON": "1"} if pure else installed
                     runs[label].append(timed([*cmd, "--jobs", str(jobs)], env))
             awk_run = best(runs["awk"])
             awk_s64 = sum(
@@ -408,7 +411,7 @@ def main() -> None:
             csv_runs: dict[int, list[Run]] = {1: [], 2: []}
             for _ in range(args.rounds):
                 for jobs, kept in csv_runs.items():
-                    kept.append(timed([*cmd, str(jobs)]))
+                    kept.append(timed([*cmd, str(jobs)], installed))
             for jobs, kept in csv_runs.items():
                 run = best(kept)
                 attrs = json.loads(run.out)["facts"][0]["attrs"]

@@ -4,7 +4,8 @@ Generates one log per format of at least --size-mb (IIS W3C of an Exchange front
 Exchange HttpProxy CSV with its 73 fields, HAProxy HTTP with a syslog prefix, nginx access with timing
 variables), then prints for each file awk's and the reader's wall-clock and CPU time (the reader's
 worker processes included) and throughput (best of --rounds, interleaved, warm page cache), the
-reader/awk ratios of both, and the load average (wall times mean little on a loaded machine). awk counts
+reader/awk ratios of both, and the load average (wall times mean little on a loaded machine). The
+reader runs from compiled bytecode, as installed (bench/startup.py: compiled_env). awk counts
 what the reader's status and code figures hold:
 
   IIS:       status.substatus x sc-win32-status         (awk '!/^#/ {c[$16"."$17" "$18]++}')
@@ -23,16 +24,15 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from bench.startup import compiled_env, timed  # noqa: E402
 
 IIS_HEADER = ("#Software: Microsoft Internet Information Services 10.0\r\n#Version: 1.0\r\n"
               "#Date: 2024-03-04 00:00:00\r\n"
@@ -143,15 +143,6 @@ def generate(kind: str, path: Path, size: int, seed: int = 7) -> None:
             day += 1
 
 
-def timed(argv: list[str]) -> tuple[float, float]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=500)
@@ -166,6 +157,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     size = args.size_mb << 20
     diagnose = [sys.executable, "-m", "diagnose", "probe", "proxylogs", "--format", "json", "--jobs", str(args.jobs)]
+    env = compiled_env(work / "pycache")  # the reader as installed: from compiled bytecode (bench/startup.py)
     print(f"awk: {awk}; python {sys.version.split()[0]}; {os.cpu_count()} cores; size {args.size_mb} MB per file")
     try:
         for kind in args.kinds.split(","):
@@ -177,7 +169,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 awk_argv = [awk, "-F,", AWK[kind], str(path)] if kind == "httpproxy" else [awk, AWK[kind], str(path)]
                 for name, argv in (("awk", awk_argv), ("reader", [*diagnose, str(path)])):
-                    got = timed(argv)
+                    got = timed(argv, env if name == "reader" else None)
                     if name not in best or got[0] < best[name][0]:
                         best[name] = got
             for name, (wall, cpu) in best.items():

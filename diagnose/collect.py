@@ -71,13 +71,22 @@ class Check:
     params: Mapping[str, Any]
     network: bool = False
     path: str = ""
+    # the check file's line map and the keys to `params` in it: a parameter error names its key's file:line
+    lines: Lines | None = field(default=None, compare=False, repr=False)
+    at: tuple[Any, ...] = field(default=(), compare=False, repr=False)
+
+    def check_params(self) -> None:
+        """The parameters as written against the probe's parameter class (RuleError at the key's line)."""
+        if self.lines is not None:
+            _check_params(self.probe, self.params, self.lines, self.at)
 
 
-def load_checks(dirs: Sequence[Path], probes: Collection[str] | None = None) -> list[Check]:
+def load_checks(dirs: Sequence[Path], probes: Collection[str] | None = None, validate: bool = True) -> list[Check]:
     """Checks from every `*.yaml` in `dirs` (later directories override earlier ones by id). `probes`: only
-    the checks of these probes, from the files that name one of them, each with its parameters read against
-    its probe's parameter class (which imports the probe's module: a one-probe command does not load every
-    probe nor parse every check file); None: all."""
+    the checks of these probes, from the files that name one of them; None: all. Each check's parameters are
+    read against its probe's parameter class, which imports the probe's module (a one-probe command does not
+    load every probe nor parse every check file); with `validate` False, not here but by `collect`, for the
+    checks that run (`run` does not load the DNS, TLS or capture code for a run on logs alone)."""
     found: dict[str, Check] = {}
     for directory in dirs:
         for path in sorted(directory.glob("*.yaml")):
@@ -107,11 +116,12 @@ def load_checks(dirs: Sequence[Path], probes: Collection[str] | None = None) -> 
                 params = raw.get("params") or {}
                 if not isinstance(params, dict):
                     raise RuleError("params must be a mapping", lines.at(*at, "params"))
-                _check_params(raw["probe"], params, lines, (*at, "params"))
-                found[raw["id"]] = Check(
-                    raw["id"], raw["probe"], str(raw.get("title", raw["id"])),
-                    tuple(raw.get("kinds") or ()), tuple(raw.get("requires") or ()), params,
-                    bool(raw.get("network", False)), f"{path}:{lines.line(*at)}")
+                check = Check(raw["id"], raw["probe"], str(raw.get("title", raw["id"])),
+                              tuple(raw.get("kinds") or ()), tuple(raw.get("requires") or ()), params,
+                              bool(raw.get("network", False)), f"{path}:{lines.line(*at)}", lines, (*at, "params"))
+                if validate:
+                    check.check_params()
+                found[raw["id"]] = check
     return list(found.values())
 
 
@@ -279,7 +289,10 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
             runs.append(ProbeRun(check.probe, ProbeStatus.UNAVAILABLE, reason, check.id, check.kinds))
             report(check.id, f"unavailable: {reason}")
             continue
-        todo.append((check, (filled or {}).get(check.id) or probe_params(check, context)))
+        given = (filled or {}).get(check.id)
+        if given is None:
+            check.check_params()  # (again, when load_checks read them: the probe's module is loaded to run anyway)
+        todo.append((check, given or probe_params(check, context)))
     deadline = time.monotonic() + timeout
     if not (inline and len(todo) == 1):  # (a lone inline check forks its own workers: no multiprocessing here)
         from diagnose.probes import workers

@@ -186,7 +186,8 @@ class Session:
         from diagnose.collect import collect, default_check_dirs, load_checks
         from diagnose.paths import extra_dirs
 
-        checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())))
+        checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())),
+                             validate=False)  # collect reads the parameters of the checks that run
         with ExitStack() as stack:
             case = None
             if options.get("evidence_dirs"):

@@ -72,3 +72,28 @@ def test_probe_capture_loads_its_reader_alone() -> None:
     assert "connections: 3" in out
     assert "diagnose.probes.capture.tcp" in modules
     assert loaded(modules, *NOT_FOR_PROBES, "diagnose.probes.proxylogs", "diagnose.probes.logs") == []
+
+
+def test_run_on_proxy_logs_loads_no_probe_it_does_not_run(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_text('192.0.2.7 - - [04/Mar/2024:10:00:00 +0000] "GET /owa/ HTTP/1.1" 499 0 "-" "Mozilla/5.0"\n')
+    modules, out = imported("run", "--proxy-log", str(log), "--offline", "--no-input", "--format", "json")
+    assert '"proxy.status_summary"' in out
+    assert "diagnose.probes.proxylogs.nginx" in modules and "diagnose.rulebook.loader" in modules
+    assert loaded(modules, "dns", "cryptography", "diagnose.probes.dns", "diagnose.probes.tls", "diagnose.probes.http",
+                  "diagnose.probes.tcp", "diagnose.probes.capture", "diagnose.probes.logs") == []
+
+
+def test_a_check_that_does_not_run_is_read_by_the_lint_not_by_the_run(tmp_path: Path) -> None:
+    """`run` reads the parameters of the checks it runs (so it loads only their probes); a misspelt check of
+    a probe the run does not use (a network check in an offline run) is the lint's finding, at its line."""
+    folder = tmp_path / "checks"
+    folder.mkdir()
+    (folder / "mine.yaml").write_text("checks:\n  - id: tcp-mine\n    probe: tcp\n    network: true\n    params:\n"
+                                      "      targets: \"{internal_addresses}\"\n      colour: blue\n")
+    seed = Path(__file__).resolve().parent.parent / "examples" / "seed" / "ISALOG_20110504_FWS_000.w3c"
+    done = run_cli("run", "--log", str(seed), "--offline", "--no-input", "--checks", str(folder), "--format", "json")
+    assert done.returncode in (0, 1), done.stderr
+    assert '"log.status_summary"' in done.stdout and "colour" not in done.stderr
+    lint = run_cli("rules", "lint", "--checks", str(folder))
+    assert lint.returncode == 3 and f"{folder / 'mine.yaml'}:7:" in lint.stderr and "'colour'" in lint.stderr
