@@ -46,7 +46,7 @@ from diagnose.probes.capture import linklayer
 from diagnose.probes.capture.tcp import C_HI, C_NXT, ESTABLISHED, HALF, M32, SWEEP_EVERY, Tracker
 
 try:  # the optional C accelerator (built by hatch_build.py); the pure-Python readers are the reference
-    from diagnose.probes.capture import _fastcap
+    from diagnose.probes.capture import _fastcap  # type: ignore[attr-defined]  # a C module: no type information
 except ImportError:  # pragma: no cover - depends on the build
     _fastcap = None
 if os.environ.get("DIAGNOSE_PURE_PYTHON"):  # for comparing the two paths (tests, bench/capture.py)
@@ -371,7 +371,7 @@ def _accelerated_pcap(data, tracker: Tracker, feed, release: _Releaser, lt: int,
     whole record; the Python loop goes on from there (a record cut short, the end)."""
     if _fastcap is None:
         return 24, 0, 0
-    return _fastcap.pcap(data, 24, 0, lt, order == ">", scale, sweep_before,  # type: ignore[no-any-return]
+    return _fastcap.pcap(data, 24, 0, lt, order == ">", scale, sweep_before,
                          _handlers(tracker, feed, release))
 
 

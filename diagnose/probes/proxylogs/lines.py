@@ -8,7 +8,7 @@ make the reader hold more than a block and one line.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import IO, NamedTuple
+from typing import NamedTuple, Protocol
 
 BLOCK = 1 << 17
 CONTROL = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])  # bytes no text line holds
@@ -21,7 +21,13 @@ class Block(NamedTuple):
     last: bool  # the file's last block (its last line may lack its line end)
 
 
-def line_blocks(stream: IO[bytes], first: bytes, too_long: Callable[[int], None],
+class Readable(Protocol):
+    """What line_blocks reads from: a binary file, or a byte range of one (parts._Range)."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+def line_blocks(stream: Readable, first: bytes, too_long: Callable[[int], None],
                 ends: list[int] | None = None) -> Iterator[Block]:
     """Blocks of whole lines of `first` + the rest of `stream`; `too_long(line)` is told of each line
     longer than MAX_LINE, which is skipped (and still counted, so later line numbers stay right).

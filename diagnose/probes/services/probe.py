@@ -69,7 +69,9 @@ class BackendRead:
 
 class ServiceBackend(Protocol):
     backend: str  # psutil | sc | export | systemd
-    host: str | None
+
+    @property
+    def host(self) -> str | None: ...
 
     def read(self, names: Collection[str]) -> BackendRead:
         """Read the services; `names` are the catalogue's short names (a backend may read more)."""
@@ -321,7 +323,7 @@ class _LocalLinux:
 
 def _exports(spec: Mapping[str, Any]) -> list[str]:
     value = spec.get("export")
-    if value in (None, "", (), []):
+    if value is None or value in ("", (), []):
         return []
     return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value if v]
 
@@ -397,7 +399,7 @@ def _read_one(
         name = entry.name if entry else rec.name  # canonical casing, so rules match `MSExchangeFBA`
         found.add(name.lower())
         subject = f"{rec_host}/{name}"
-        common = {"source": rec.source or read.source, "location": rec.location, "check": ctx.check}
+        common: dict[str, Any] = {"source": rec.source or read.source, "location": rec.location, "check": ctx.check}
         facts.append(
             make_fact(
                 "service.state",
