@@ -47,8 +47,7 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     tmg = spec_list(spec, "tmg_addresses", split=True) or list(ctx.profile.tmg_addresses)
     internal = set(spec_list(spec, "internal_addresses", split=True) or ctx.profile.internal_addresses)
     samples = int(spec.get("samples", 5) or 0)
-    jobs = spec.get("jobs")
-    jobs = int(jobs) if jobs not in (None, "", 0, "0", "auto") else None
+    jobs = int(spec["jobs"]) if spec.get("jobs") not in (None, "", 0, "0", "auto") else None
     problems: list[str] = []
     readable: list[Path] = []
     for path in paths:
@@ -123,7 +122,7 @@ def _matcher(ctx: ProbeContext, spec: Mapping[str, Any], readable: list[Path], t
     if found.capped:
         problems.append(f"Status 64 matching: only the first {found.limit} entries kept, "
                         f"{found.capped} more not matched")
-    tolerance = float(spec.get("match_tolerance") if spec.get("match_tolerance") not in (None, "") else TOLERANCE)
+    tolerance = float(spec["match_tolerance"] if spec.get("match_tolerance") not in (None, "") else TOLERANCE)
     return Status64Matcher(found, [clock_of(p) for p in readable], tz, tolerance)
 
 
@@ -183,7 +182,8 @@ def connection_fact(analysis: CaptureAnalysis, conn: Connection) -> Fact:
         first_frame=conn.first_frame, last_frame=conn.last_frame, fin_frame=conn.fin_frame,
         rst_frame=conn.rst_frame, leg=leg, server_port=conn.resp_port, bad_checksums=conn.bad_checksums,
         packets=conn.packets_orig + conn.packets_resp, loss_analysed=conn.loss_analysed,
-        **(dict(retransmissions=conn.retransmissions, keepalives=conn.keepalives, gaps=conn.gaps,
+        # (the loss figures: no provenance keyword among them)
+        **(dict(retransmissions=conn.retransmissions, keepalives=conn.keepalives, gaps=conn.gaps,  # type: ignore[arg-type]
                 missed_bytes=conn.missed_bytes, first_loss_frame=conn.first_loss_frame,
                 loss_before_end=conn.loss_before_end) if conn.loss_analysed else {}))
 

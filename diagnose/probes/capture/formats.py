@@ -38,7 +38,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable, cast
 
 from diagnose.bounds import MAX_INFLATE_RATIO, inflate_limit, open_regular
 from diagnose.errors import InputError, where
@@ -452,7 +452,7 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
     get, packet, active, log = tracker.conns.get, tracker.packet, tracker._active, tracker._log_letter
     open_syn, control, sequence = tracker.open_syn, tracker.control, tracker.sequence
     seqof = _SEQ.unpack_from
-    seqack = _SEQ_ACK.unpack_from
+    seqack = cast("Callable[..., tuple[int, int]]", _SEQ_ACK.unpack_from)  # (seq, ack): struct says tuple[Any, ...]
     hi0, nxt0, nxt1, half, m32 = C_HI, C_NXT, C_NXT + 1, HALF, M32
     feed = _feeder(data, tracker)
     release = _Releaser(data)
@@ -752,6 +752,7 @@ def _read_netmon(data, result: ReadResult, tracker: Tracker) -> None:
         if fmedia in METADATA_MEDIA:
             result.skipped["NetMon metadata frame"] += 1
             continue
+        lt: int | None
         if fmedia == 0xFFE0:
             inner = _unwrap_netevent(data, p, incl)
             if inner is None:
