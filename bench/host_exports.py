@@ -17,7 +17,6 @@ from pathlib import Path
 
 from diagnose.probes import ProbeContext
 from diagnose.probes.host.exports import probe_exports, read_host_export
-from diagnose.profile import SiteProfile
 
 
 def netstat(time_wait: int, established: int = 2000) -> str:
@@ -45,8 +44,7 @@ def main() -> None:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         started = time.perf_counter()
-        result = probe_exports(ProbeContext(profile=SiteProfile(internal_addresses=("10.0.0.10",))),
-                               {"exports": [str(path)]})
+        result = probe_exports(ProbeContext(), {"exports": [str(path)], "server_addresses": ["10.0.0.10"]})
         whole = time.perf_counter() - started
     print(f"netstat export: {size / 1e6:.1f} MB UTF-16, {len(export.sockets)} TCP sockets")
     print(f"read: {read:.3f} s ({len(export.sockets) / read:,.0f} sockets/s), peak memory {peak / 1e6:.1f} MB")

@@ -3,7 +3,8 @@
 Generates one log per format of at least --size-mb (IIS W3C of an Exchange front end with ARR errors,
 Exchange HttpProxy CSV with its 73 fields, HAProxy HTTP with a syslog prefix, nginx access with timing
 variables), then prints for each file awk's and the reader's wall-clock and CPU time (the reader's
-worker processes included) and throughput (best of --rounds, interleaved, warm page cache). awk counts
+worker processes included) and throughput (best of --rounds, interleaved, warm page cache), the
+reader/awk ratios of both, and the load average (wall times mean little on a loaded machine). awk counts
 what the reader's status and code figures hold:
 
   IIS:       status.substatus x sc-win32-status         (awk '!/^#/ {c[$16"."$17" "$18]++}')
@@ -181,7 +182,10 @@ def main() -> None:
                         best[name] = got
             for name, (wall, cpu) in best.items():
                 print(f"{kind:8} {name:7} {mb:7.0f} MB  wall {wall:6.2f} s  cpu {cpu:6.2f} s  {mb / wall:7.1f} MB/s")
-            print(f"{kind:8} reader/awk wall ratio {best['reader'][0] / best['awk'][0]:.2f} (below 1: faster than awk)")
+            print(f"{kind:8} reader/awk wall ratio {best['reader'][0] / best['awk'][0]:.2f}, cpu ratio "
+                  f"{best['reader'][1] / best['awk'][1]:.2f} (below 1: faster than awk; cpu counts the reader's "
+                  "start-up and workers, and holds better than wall on a loaded machine)")
+            print(f"{kind:8} load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

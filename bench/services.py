@@ -32,7 +32,6 @@ from diagnose.probes.host.probe import PortRange, TcpSocket, port_usage_fact, tc
 from diagnose.probes.host.probe import probe as host_probe  # noqa: E402
 from diagnose.probes.services.exports import read_export  # noqa: E402
 from diagnose.probes.services.probe import probe as services_probe  # noqa: E402
-from diagnose.profile import SiteProfile  # noqa: E402
 
 NAMES = ["W3SVC", "WAS", "MSExchangeFBA", "MSExchangeADTopology", "MSExchangeIS", "MSExchangeRPC"]
 
@@ -108,8 +107,9 @@ def main() -> None:
             print(
                 f"parse {fmt:4s} export, {args.services} services ({size:.1f} MB): best {low:.3f} s, median {med:.3f} s"
             )
-        ctx = ProbeContext(profile=SiteProfile(exchange_version="2010", published=("owa", "outlook-anywhere")))
-        low, med = best(lambda: services_probe(ctx, {"export": str(paths["json"])}), args.repeat)
+        ctx = ProbeContext()
+        spec = {"export": str(paths["json"]), "exchange_version": "2010", "published": ["owa", "outlook-anywhere"]}
+        low, med = best(lambda: services_probe(ctx, spec), args.repeat)
         print(f"services probe on the JSON export: best {low:.3f} s, median {med:.3f} s")
 
     rng = random.Random(11)

@@ -30,12 +30,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from diagnose.bounds import MAX_SMALL_INPUT, open_regular, read_small
 from diagnose.errors import DiagnoseError, InputError
 from diagnose.facts import EvidenceBundle, Fact, Provenance
 
 HEAD = 65536
 MAX_FILES = 20_000  # files looked at in one case folder (zip members included)
-MAX_READ = 64 << 20  # text exports read whole by their reader to be recognised
+MAX_READ = MAX_SMALL_INPUT  # text exports read whole by their reader to be recognised (bounds.py)
 MAX_MEMBERS = 10_000  # per zip
 MAX_TOTAL = 4 << 30  # bytes unpacked from all zips of one case
 MAX_RATIO = 200  # uncompressed / compressed, for members above RATIO_FLOOR
@@ -205,9 +206,10 @@ def is_bundle(s: Sample) -> bool:
 
 def is_proxy_log(s: Sample) -> bool:
     from diagnose.probes import proxylogs
+    from diagnose.probes.proxylogs.lines import text_stream
 
-    try:
-        proxylogs.detect(s.head[3:] if s.head.startswith(codecs.BOM_UTF8) else s.head, str(s.path))
+    try:  # a UTF-8 or UTF-16 byte order mark as the reader takes it
+        proxylogs.detect(text_stream(io.BytesIO(), s.head)[1], str(s.path))
     except proxylogs.NotAProxyLogError:
         return False
     return True
@@ -262,7 +264,7 @@ def is_hosts_file(s: Sample) -> bool:
 
 
 def is_pem_certificate(s: Sample) -> bool:
-    return not s.gzipped and "-----BEGIN CERTIFICATE-----" in s.text()
+    return not s.gzipped and s.size <= MAX_READ and "-----BEGIN CERTIFICATE-----" in s.text()
 
 
 def _whole(s: Sample) -> None:
@@ -361,10 +363,13 @@ def _file(case: CaseFolder, path: Path, shown: str, depth: int) -> None:
         if not stat.S_ISREG(info.st_mode):
             case.skipped.append(Skipped(shown, "not a regular file"))
             return
-        with path.open("rb") as fh:
+        with open_regular(path) as fh:  # still a regular file when opened (not swapped for a FIFO)
             head = fh.read(HEAD)
     except OSError as exc:
         case.skipped.append(Skipped(shown, f"cannot be read: {exc.strerror or exc}"))
+        return
+    except InputError as exc:
+        case.skipped.append(Skipped(shown, exc.message))
         return
     if head.startswith(ZIP_MAGIC) or (head.startswith(b"PK\x05\x06") and info.st_size == 22):
         _zip(case, path, shown, depth)
@@ -467,7 +472,7 @@ def certificates_pem(case: CaseFolder) -> str | None:
         return None
     chunks = []
     for name in found:
-        data = Path(name).read_bytes()
+        data = read_small(name, MAX_READ, "certificate file")
         chunks.append(data.decode("ascii", "replace") if b"-----BEGIN" in data else ssl.DER_cert_to_PEM_cert(data))
     if case.workdir is None:
         case.workdir = tempfile.mkdtemp(prefix="diagnose-case-")

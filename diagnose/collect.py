@@ -27,19 +27,20 @@ import re
 import time
 import typing
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from diagnose import __version__, interrupts
 from diagnose.compat import shutdown_cancelling
-from diagnose.errors import DiagnoseError, RuleError
+from diagnose.errors import DiagnoseError, RuleError, UsageError
 from diagnose.facts import EvidenceBundle, Fact, ProbeRun, ProbeStatus, Provenance
 from diagnose.paths import data_dir
-from diagnose.probes import PROBES, ProbeContext, ProbeResult, get_probe, workers
+from diagnose.probes import PROBES, ProbeContext, ProbeResult, get_probe, params_class, workers
+from diagnose.probes.params import ProbeParams
 from diagnose.profile import SiteProfile
 from diagnose.safetext import printable, printable_data
-from diagnose.yamlio import load_yaml
+from diagnose.yamlio import Lines, load_yaml
 
 CHECK_KEYS = ("id", "probe", "title", "kinds", "requires", "params", "network", "description")
 LATE = 5.0  # seconds past the deadline after which collect stops waiting for a probe
@@ -99,11 +100,51 @@ def load_checks(dirs: Sequence[Path]) -> list[Check]:
                 params = raw.get("params") or {}
                 if not isinstance(params, dict):
                     raise RuleError("params must be a mapping", lines.at(*at, "params"))
+                _check_params(raw["probe"], params, lines, (*at, "params"))
                 found[raw["id"]] = Check(
                     raw["id"], raw["probe"], str(raw.get("title", raw["id"])),
                     tuple(raw.get("kinds") or ()), tuple(raw.get("requires") or ()), params,
                     bool(raw.get("network", False)), f"{path}:{lines.line(*at)}")
     return list(found.values())
+
+
+def _check_params(probe: str, params: Mapping[str, Any], lines: Lines, at: tuple[Any, ...]) -> None:
+    """A check's parameters against its probe's parameter class: an unknown key, or a value written
+    in the file (not a "{key}" template) of the wrong type, is a RuleError at the key's file:line. A probe
+    whose module does not load because a knowledge file it reads is wrong (thresholds, endpoint table) is
+    left to that file's own error here; its parameters are read, and fail, when it runs."""
+    try:
+        cls = params_class(probe)
+    except RuleError:
+        return
+    for key in cls.unknown(params):
+        raise RuleError(f"unknown parameter {key!r} for the {probe} probe (known: {', '.join(cls.keys())})",
+                        lines.at(*at, key, "<key>"))
+    for key, value in params.items():
+        try:
+            cls.check_literal(key, value)
+        except UsageError as exc:
+            raise RuleError(str(exc), lines.at(*at, key)) from None
+
+
+def probe_params(check: Check, context: Mapping[str, Any]) -> ProbeParams:
+    """The check's parameters, filled in from the context, as its probe's parameter class."""
+    try:
+        return params_class(check.probe).parse(fill(dict(check.params), context))
+    except UsageError as exc:
+        raise UsageError(f"check {check.id} ({check.path}): {exc}") from None
+
+
+def plan_check(probe: str, given: Mapping[str, Any], profile: SiteProfile | None = None,
+               inputs: RunInputs | None = None, check_id: str | None = None) -> tuple[Check, ProbeParams]:
+    """A one-check plan: the catalogue's check for `probe` (`check_id`, else the first of that probe), its
+    template filled from the profile and the inputs, `given` values (where not empty) over it."""
+    found = [c for c in load_checks(default_check_dirs())
+             if c.probe == probe and (check_id is None or c.id == check_id)]
+    check = found[0] if found else Check(check_id or probe, probe, probe, (), (), {})
+    values = fill(dict(check.params), (inputs or RunInputs()).context(profile or SiteProfile()))
+    values.update({k: v for k, v in given.items() if v is not None and v != "" and v != () and v != []})
+    return replace(check, requires=(), network=False), params_class(probe).parse(values)
 
 
 def default_check_dirs(extra: Sequence[Path] = ()) -> list[Path]:
@@ -197,14 +238,18 @@ def _printable(fact: Fact) -> Fact:
 
 def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, progress: Progress | None = None,
             timeout: float = 60.0, answers: Mapping[str, str] | None = None, description: str = "",
-            rulebook_version: str | None = None) -> EvidenceBundle:
-    """Run every applicable check concurrently; checks that cannot run are recorded with the reason."""
+            rulebook_version: str | None = None,
+            filled: Mapping[str, ProbeParams] | None = None, inline: bool = False) -> EvidenceBundle:
+    """Run every applicable check concurrently; checks that cannot run are recorded with the reason.
+    `filled` gives the parameters of checks (by id) already read (`diagnose probe X`). `inline` runs a
+    lone check in the calling thread: its worker processes are then forked from a single-threaded
+    process (probes/workers.py) instead of coming from a forkserver that may outlive the command."""
     report = progress or (lambda check, message: None)
     context = inputs.context(profile)
     runs: list[ProbeRun] = []
     facts: list[Fact] = []
     excerpts: dict[str, str] = {}
-    todo: list[tuple[Check, dict[str, Any]]] = []
+    todo: list[tuple[Check, ProbeParams]] = []
     for check in checks:
         missing = [key for key in check.requires if _empty(context.get(key))]
         if missing:
@@ -217,24 +262,29 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
             runs.append(ProbeRun(check.probe, ProbeStatus.UNAVAILABLE, reason, check.id, check.kinds))
             report(check.id, f"unavailable: {reason}")
             continue
-        todo.append((check, fill(dict(check.params), context)))
+        todo.append((check, (filled or {}).get(check.id) or probe_params(check, context)))
     deadline = time.monotonic() + timeout
-    if (any(check.probe in workers.WORKER_PROBES for check, _ in todo)
+    if (not (inline and len(todo) == 1) and any(check.probe in workers.WORKER_PROBES for check, _ in todo)
             and workers.may_use_workers([*inputs.log_paths, *inputs.capture_paths,
                                          *inputs.extra.get("proxy_log_paths", ())], pooled=inputs.log_paths)):
         workers.start_forkserver_deaf_to_ctrl_c()  # before any probe thread: see workers.py
 
-    def run_one(check: Check, spec: dict[str, Any]) -> tuple[ProbeResult, float]:
+    def run_one(check: Check, params: ProbeParams) -> tuple[ProbeResult, float, tuple[str, ...]]:
         interrupts.shield_thread()  # Ctrl-C is the main thread's; workers forked from here start deaf to it
-        ctx = ProbeContext(profile=profile, deadline=deadline, progress=report, check=check.id)
+        ctx = ProbeContext(deadline=deadline, progress=report, check=check.id)
         started = time.monotonic()
         report(check.id, "running")
-        return get_probe(check.probe)(ctx, spec), time.monotonic() - started
+        result = get_probe(check.probe)(ctx, params)
+        return result, time.monotonic() - started, tuple(printable(n) for n in ctx.notes)
 
-    results: dict[str, tuple[ProbeResult, float]] = {}
+    results: dict[str, tuple[ProbeResult, float, tuple[str, ...]]] = {}
     started = time.monotonic()
     late = False
-    if todo:
+    if inline and len(todo) == 1:
+        check, params = todo[0]
+        result, elapsed, _ = results[check.id] = run_one(check, params)
+        report(check.id, f"{result.status.value} ({len(result.facts)} facts, {elapsed:.2f} s)")
+    elif todo:
         pool = cf.ThreadPoolExecutor(max_workers=min(16, len(todo)), thread_name_prefix="probe")
         futures = {pool.submit(run_one, check, spec): check for check, spec in todo}
         try:
@@ -242,7 +292,7 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
             # left behind (recorded as not finished) rather than waited for
             for future in _as_completed(futures, until=max(time.monotonic(), deadline) + LATE):
                 check = futures[future]
-                result, elapsed = results[check.id] = future.result()
+                result, elapsed, _ = results[check.id] = future.result()
                 report(check.id, result.status.value + (f": {result.reason}" if result.reason else "")
                        + f" ({len(result.facts)} facts, {elapsed:.2f} s)")
         except KeyboardInterrupt:
@@ -268,8 +318,8 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
                                  time.monotonic() - started))
             report(check.id, reason)
             continue
-        result, elapsed = results[check.id]
-        runs.append(ProbeRun(check.probe, result.status, result.reason, check.id, check.kinds, elapsed))
+        result, elapsed, notes = results[check.id]
+        runs.append(ProbeRun(check.probe, result.status, result.reason, check.id, check.kinds, elapsed, notes))
         facts.extend(_printable(f) for f in result.facts)
         excerpts.update(result.excerpts)
     if not profile.is_empty():

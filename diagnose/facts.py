@@ -114,6 +114,7 @@ class ProbeRun:
     check: str | None = None
     kinds: tuple[str, ...] = ()
     elapsed: float | None = None
+    notes: tuple[str, ...] = ()  # the probe's warnings: skipped inputs, partial reads, fallbacks
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"probe": self.probe, "status": self.status.value, "reason": self.reason}
@@ -122,7 +123,14 @@ class ProbeRun:
         out["kinds"] = list(self.kinds)
         if self.elapsed is not None:
             out["elapsed"] = round(self.elapsed, 4)
+        if self.notes:  # additive: bundles without notes read as before
+            out["notes"] = list(self.notes)
         return out
+
+    def notes_shown(self, limit: int = 10) -> list[str]:
+        """The first `limit` notes for a report, and how many more the bundle holds."""
+        more = len(self.notes) - limit
+        return list(self.notes[:limit]) + ([f"... {more} more note(s) in the bundle"] if more > 0 else [])
 
 
 @dataclass(frozen=True)
@@ -311,7 +319,7 @@ def bundle_from_json(raw: Any, source: str) -> EvidenceBundle:
     for i, p in enumerate(r.array(obj.get("probes", []), "$.probes")):
         jp = f"$.probes[{i}]"
         p = r.obj(p, jp)
-        r.keys(p, jp, ("probe", "status", "reason", "check", "kinds", "elapsed"), ("probe", "status"))
+        r.keys(p, jp, ("probe", "status", "reason", "check", "kinds", "elapsed", "notes"), ("probe", "status"))
         try:
             status = ProbeStatus(p["status"])
         except ValueError:
@@ -321,9 +329,11 @@ def bundle_from_json(raw: Any, source: str) -> EvidenceBundle:
         elapsed = p.get("elapsed")
         if elapsed is not None and (isinstance(elapsed, bool) or not isinstance(elapsed, (int, float))):
             raise r.fail(f"{jp}.elapsed", "expected a number")
+        notes_raw = r.array(p.get("notes", []), f"{jp}.notes")
+        notes = tuple(r.text(n, f"{jp}.notes[{j}]") or "" for j, n in enumerate(notes_raw))
         probes.append(ProbeRun(r.text(p["probe"], f"{jp}.probe") or "", status,
                                r.text(p.get("reason", ""), f"{jp}.reason") or "",
-                               r.text(p.get("check"), f"{jp}.check", optional=True), kinds, elapsed))
+                               r.text(p.get("check"), f"{jp}.check", optional=True), kinds, elapsed, notes))
     answers = r.obj(obj.get("answers", {}), "$.answers")
     for key, value in answers.items():
         r.text(value, f"$.answers.{key}")

@@ -39,6 +39,7 @@ class SiteProfile:
     hosts_file: str | None = None
     proxy_product: str | None = None  # one of PROXY_PRODUCTS; None is TMG
     heartbeat_seconds: int | None = None  # the EAS heartbeat / keep-alive the clients use
+    nginx_log_format: tuple[str, ...] = ()  # nginx.conf path(s) or log_format(s) of nginx access logs (proxylogs)
 
     @property
     def product(self) -> str:

@@ -1,7 +1,7 @@
 """Pseudonymise an evidence bundle so that it, and the reports rendered from it, can go to support.
 
 What is replaced, everywhere (structured fields and free text: subjects, attributes, provenance,
-profile, answers, excerpts, probe reasons, the description, file paths):
+profile, answers, excerpts, probe reasons and notes, the description, file paths):
 
 * IP addresses, IPv4 and IPv6, also as `ip:port`, `[v6]:port` and `::ffff:v4`. The token keeps the
   address class: `ip-int-N` (RFC 1918, CGNAT, IPv6 unique local), `ip-ext-N` (everything routable,
@@ -352,7 +352,7 @@ class Redactor:
         return replace(p, source=self._opt(p.source), location=self._opt(p.location))
 
     def probe_run(self, run: ProbeRun) -> ProbeRun:
-        return replace(run, reason=self.text(run.reason))
+        return replace(run, reason=self.text(run.reason), notes=tuple(self.text(n) for n in run.notes))
 
     def profile(self, profile: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -224,3 +224,59 @@ def test_redact_hides_the_case_file_names_in_the_report_and_on_stderr(tmp_path: 
     assert len(got["case_folder"]["taken"]) == 2
     for secret in ("4711", "TMG01", "firewall log copy", "trace_from_tmg", "from customer"):
         assert secret not in proc.stdout and secret not in proc.stderr
+
+
+def test_sniffing_goes_through_the_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file sniffed is opened as a regular file (bounds.open_regular) and read within the bounds: a
+    UTF-16 IIS log (IIS can write them) is a proxy log as its reader takes it, and a PEM file larger than
+    what is read whole (MAX_READ, bounds.MAX_SMALL_INPUT) is skipped, not read."""
+    import codecs
+
+    from diagnose import casefolder
+
+    iis = CORPUS / "iis-logs" / "u_ex160110.log"
+    if not iis.is_file():
+        pytest.skip(f"{iis} is not present")
+    (tmp_path / "u_ex160110-utf16.log").write_bytes(codecs.BOM_UTF16_LE + iis.read_text().encode("utf-16-le"))
+    issued = CertFactory(tmp_path / "pki").issue("cas01.contoso.local")
+    big = tmp_path / "big-chain.pem"
+    big.write_text(issued.cert.read_text() + "# padding\n" * 200)
+    monkeypatch.setattr(casefolder, "MAX_READ", big.stat().st_size - 1)
+    opened: list[str] = []
+    real = casefolder.open_regular
+
+    def watched(path: object) -> object:
+        opened.append(str(path))
+        return real(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(casefolder, "open_regular", watched)
+    with survey([str(tmp_path)]) as case:
+        taken = {Path(t.path).name: t.kind for t in case.taken}
+        skipped = {Path(s.shown).name: s.reason for s in case.skipped}
+    assert taken["u_ex160110-utf16.log"] == "proxy-log"
+    assert "big-chain.pem" in skipped and "big-chain.pem" not in taken
+    assert sorted(opened) == sorted(str(p) for p in tmp_path.rglob("*") if p.is_file())
+
+
+def test_markdown_and_html_reports_list_the_case_folder_like_the_text_report(tmp_path: Path) -> None:
+    """What was taken and skipped, and why, in every report format; a hostile file name (a table cell
+    bar, markup, a control character) stays inert."""
+    from diagnose.report.html import escape
+    from diagnose.safetext import markdown as md
+
+    case = _seed_case(tmp_path)
+    _png(case / "shot|<b>x<b>\x1b[31m.png")
+    common = ["--profile", str(EXAMPLES / "seed" / "profile.yaml"), "--no-input"]
+    got = _json(run_cli("analyze", str(case), *common, "--format", "json"))["case_folder"]
+    text = run_cli("analyze", str(case), *common, "--format", "text").stdout
+    markdown = run_cli("analyze", str(case), *common, "--format", "markdown").stdout
+    html = run_cli("analyze", str(case), *common, "--format", "html").stdout
+    assert f"## Case folder: {md(str(case))}" in markdown and f"<h2>Case folder: {escape(str(case))}</h2>" in html
+    assert len(got["taken"]) == 2 and len(got["skipped"]) == 4
+    for word, key, what in (("took", "taken", "kind"), ("skipped", "skipped", "reason")):
+        for entry in got[key]:
+            assert f"| {word} | {md(entry['file'])} | {md(entry[what])} |" in markdown
+            assert f"<td>{word}</td><td>{escape(entry['file'])}</td><td>{escape(entry[what])}</td>" in html
+            assert entry[what] in text
+    assert "\x1b" not in markdown + html + text
+    assert "<b>x<b>" not in html and "shot|" not in markdown

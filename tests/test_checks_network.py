@@ -36,7 +36,7 @@ def test_every_check_runs_from_its_filled_parameters(tmp_path: Path) -> None:
         results = {}
         for check_id, check in network_checks().items():
             spec = fill(dict(check.params), context)
-            ctx = ProbeContext(profile=PROFILE, check=check_id)
+            ctx = ProbeContext(check=check_id)
             results[check_id] = get_probe(check.probe)(ctx, spec)
     for check_id, result in results.items():
         assert result.status.value == "complete", (check_id, result.reason)
@@ -57,7 +57,7 @@ def test_offline_dns_check_asks_no_server(tmp_path: Path) -> None:
     with DnsServer({}) as dns_server:
         context = RunInputs(dns_servers=[dns_server.address], hosts_file=str(hosts), offline=True).context(PROFILE)
         check = network_checks()["dns-names"]
-        result = get_probe("dns")(ProbeContext(profile=PROFILE), fill(dict(check.params), context))
+        result = get_probe("dns")(ProbeContext(), fill(dict(check.params), context))
         assert dns_server.queries == []
     assert result.status.value == "partial" and "offline" in result.reason
     assert {f.attrs["source"] for f in result.facts if f.kind == "dns.resolution"} == {"hosts"}

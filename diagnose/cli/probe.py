@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import click
 
-from diagnose.cli.common import write_output
-from diagnose.facts import Fact, ProbeRun
-from diagnose.probes import ProbeResult
+from diagnose.cli.common import warnings_on_stderr, write_output
+from diagnose.facts import EvidenceBundle, Fact, ProbeRun
+from diagnose.profile import SiteProfile
 from diagnose.safetext import neutralise, to_json
+
+SCHEMA = "diagnose.probe/1"  # the JSON every `diagnose probe X --format json` prints
+NO_DEADLINE = 24 * 3600.0
 
 # Each subcommand lives in its own module, imported only when that subcommand is used (or help lists
 # them all), so that `diagnose analyze` does not pay for the capture, log and network code.
@@ -34,14 +38,36 @@ def probe() -> None:
     """Run one probe and print the facts it gathers."""
 
 
-def emit(result: ProbeResult, run: ProbeRun, fmt: str, output: str | None = None) -> None:
-    """Print a probe's result: JSON `{"facts": [...], "probe": {...}}` or a readable listing."""
+def run_check(probe_name: str, given: Mapping[str, Any], profile: SiteProfile | None = None,
+              inputs: Any = None, check_id: str | None = None, deadline: float | None = None,
+              progress: Any = None) -> EvidenceBundle:
+    """A one-check plan run through `collect`, as `diagnose collect` runs it: the catalogue's check for
+    the probe (`check_id`, else the first of that probe), its template filled from the profile and the
+    inputs, the command line's values (`given`, where not empty) over it; in the main thread, as the
+    probe commands always ran (their workers are forked: no forkserver left behind)."""
+    from diagnose.collect import RunInputs, collect, plan_check
+
+    warnings_on_stderr()  # the probe's warnings (its notes), one `diagnose: note:` line each, as `run` shows them
+    plan, params = plan_check(probe_name, given, profile, inputs, check_id)
+    return collect([plan], SiteProfile(), RunInputs(), progress=progress, timeout=deadline or NO_DEADLINE,
+                   filled={plan.id: params}, inline=True)
+
+
+def emit_bundle(bundle: EvidenceBundle, fmt: str, output: str | None = None,
+                text: Any = None) -> None:
+    """Print a one-check run: JSON `{"schema", "probe": {...run, notes}, "facts": [...], "excerpts"}`, or a
+    readable listing (`text(facts, run)` where a probe has its own). Notes went to stderr as they came."""
+    run = bundle.probes[0]
     if fmt == "json":
-        text = to_json({"facts": [f.to_json() for f in result.facts], "probe": run.to_json(),
-                        "excerpts": dict(result.excerpts)})
+        out = to_json({"schema": SCHEMA, "probe": run.to_json(), "facts": [f.to_json() for f in bundle.facts],
+                       "excerpts": dict(bundle.excerpts)})
     else:
-        text = "\n".join(neutralise(line) for line in _text_lines(result.facts, run))
-    write_output(text, output)
+        lines = list((text or _text_lines)(bundle.facts, run))
+        if bundle.excerpts and text is None:
+            lines.append("excerpts:")
+            lines += [f"    {where}: {raw}" for where, raw in bundle.excerpts.items()]
+        out = "\n".join(neutralise(line) for line in lines)
+    write_output(out, output)
 
 
 def _text_lines(facts: Iterable[Fact], run: ProbeRun) -> Iterable[str]:

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
-import time
 from pathlib import Path
 
 import click
 
-from diagnose.cli.common import write_output
-from diagnose.cli.probe import emit, format_option, output_option, probe
+from diagnose.cli.probe import emit_bundle, format_option, output_option, probe, run_check
 from diagnose.errors import UsageError
 from diagnose.facts import Fact, ProbeRun
-from diagnose.probes import ProbeContext
-from diagnose.probes.capture import probe as capture_probe
 from diagnose.probes.capture.tcp import TEARDOWNS
 from diagnose.profile import SiteProfile, load_profile
-from diagnose.safetext import neutralise
 
 
 @probe.command("capture")
@@ -47,19 +42,10 @@ def capture_command(paths: tuple[Path, ...], tmg: tuple[str, ...], profile_path:
         except ValueError:
             raise UsageError(f"--tmg {addr!r} is not an IP address") from None
     profile = load_profile(profile_path) if profile_path else SiteProfile()
-    ctx = ProbeContext(profile=profile)
     spec = {"paths": [str(p) for p in paths], "tmg_addresses": list(tmg), "samples": samples,
             "connections": connections, "strict": True, "jobs": jobs,
             "log_paths": [str(p) for p in logs], "tz": tz}
-    started = time.monotonic()
-    result = capture_probe(ctx, spec)
-    run = ProbeRun("capture", result.status, result.reason, None,
-                   ("capture.teardown_summary", "capture.teardown_loss", "capture.connection"),
-                   time.monotonic() - started)
-    if fmt == "json":
-        emit(result, run, fmt, output)
-        return
-    write_output("\n".join(neutralise(line) for line in _text(result.facts, run)), output)
+    emit_bundle(run_check("capture", spec, profile), fmt, output, text=_text)
 
 
 def _listed(value: object) -> tuple[str, ...]:

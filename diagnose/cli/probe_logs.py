@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import click
 
-from diagnose.cli.common import write_output
-from diagnose.cli.probe import _text_lines, format_option, output_option, probe
-from diagnose.facts import ProbeRun
-from diagnose.probes import ProbeContext
+from diagnose.cli.probe import emit_bundle, format_option, output_option, probe, run_check
 from diagnose.profile import SiteProfile, load_profile
-from diagnose.safetext import neutralise, to_json
-
-MAX_NOTES_SHOWN = 20
+from diagnose.safetext import neutralise
 
 
 class _Progress:
@@ -81,43 +75,11 @@ def logs(
     """Read TMG / ISA Firewall and Web Proxy logs (W3C, text, log-viewer copies, SQL CSV exports,
     syslog-relayed lines; plain, .gz, .zip, folders, globs) and summarise Status 64 and the codes
     that point to a cause."""
-    from diagnose.probes.logs import collect
-
     profile = load_profile(profile_path) if profile_path else SiteProfile()
     profile = profile.merged({"tmg_addresses": list(tmg), "internal_addresses": list(internal)})
     progress = _Progress()
-    ctx = ProbeContext(profile=profile, progress=progress, check="logs")
-    spec = {"paths": list(paths), "tz": tz, "jobs": jobs}
-    started = time.monotonic()
     try:
-        result, problems = collect(ctx, spec)
+        bundle = run_check("logs", {"paths": list(paths), "tz": tz, "jobs": jobs}, profile, progress=progress)
     finally:
         progress.close()
-    run = ProbeRun(
-        "logs", result.status, result.reason, "logs", ("log.status_summary",), time.monotonic() - started
-    )
-    for problem in problems[:MAX_NOTES_SHOWN]:
-        click.echo(f"diagnose: note: {neutralise(problem)}", err=True)
-    if len(problems) > MAX_NOTES_SHOWN:
-        click.echo(
-            f'diagnose: note: ... {len(problems) - MAX_NOTES_SHOWN} more (see "problems" in --format json)',
-            err=True,
-        )
-    if fmt == "json":
-        text = to_json(
-            {
-                "facts": [f.to_json() for f in result.facts],
-                "status": result.status.value,
-                "reason": result.reason,
-                "problems": problems,
-                "probe": run.to_json(),
-                "excerpts": dict(result.excerpts),
-            }
-        )
-    else:
-        lines = list(_text_lines(result.facts, run))
-        if result.excerpts:
-            lines.append("excerpts:")
-            lines += [f"    {where}: {raw}" for where, raw in result.excerpts.items()]
-        text = "\n".join(neutralise(line) for line in lines)
-    write_output(text, output)
+    emit_bundle(bundle, fmt, output)

@@ -12,15 +12,13 @@ checks catalogue does.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from typing import Any
 
 import click
 
-from diagnose.cli.probe import emit, format_option, output_option, probe
+from diagnose.cli.probe import emit_bundle, format_option, output_option, probe, run_check
 from diagnose.kinds import fact_kinds
-from diagnose.probes import ProbeContext, run_probe
 from diagnose.profile import SiteProfile, load_profile
 
 profile_option = click.option("--profile", "profile_path", type=click.Path(dir_okay=False), default=None,
@@ -38,11 +36,9 @@ def _profile(path: str | None, overrides: Mapping[str, Any] | None = None) -> Si
 
 def _run(name: str, profile: SiteProfile, spec: dict[str, Any], fmt: str, output: str | None,
          deadline: float | None) -> None:
-    ctx = ProbeContext(profile=profile, deadline=time.monotonic() + deadline if deadline else None, check=None)
-    clean = {k: v for k, v in spec.items() if v not in (None, (), [])}
-    result, run = run_probe(name, ctx, clean, fact_kinds().by_probe(name))
-    fact_kinds().check(result.facts, f"{name} probe")
-    emit(result, run, fmt, output)
+    bundle = run_check(name, spec, profile, deadline=deadline)
+    fact_kinds().check(bundle.facts, f"{name} probe")
+    emit_bundle(bundle, fmt, output)
 
 
 @probe.command("dns")
@@ -76,13 +72,8 @@ def dns_command(names: tuple[str, ...], dns_servers: tuple[str, ...], hosts_file
     `Resolve-DnsName mail.contoso.com > dns.txt` in PowerShell.
     """
     profile = _profile(profile_path, {"dns_servers": list(dns_servers), "hosts_file": hosts_file})
-    if names:
-        spec: dict[str, Any] = {"names": list(names), "certificate_fqdn": certificate_fqdn,
-                                "internal_name": internal_name}
-    else:
-        spec = {"names": list(profile.published_names),
-                "certificate_fqdn": certificate_fqdn or profile.certificate_fqdn,
-                "internal_name": internal_name or profile.internal_name}
+    spec: dict[str, Any] = {"names": list(names), "certificate_fqdn": certificate_fqdn,
+                            "internal_name": internal_name}
     spec.update({"servers": list(profile.dns_servers), "hosts_file": profile.hosts_file, "expect": list(expect),
              "timeout": timeout, "use_hosts": not no_hosts, "recorded": list(recorded), "offline": offline})
     _run("dns", profile, spec, fmt, output, deadline)

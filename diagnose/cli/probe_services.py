@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import click
 
-from diagnose.cli.probe import emit, format_option, output_option, probe
-from diagnose.probes import ProbeContext, run_probe
+from diagnose.cli.probe import emit_bundle, format_option, output_option, probe, run_check
 from diagnose.profile import EXCHANGE_VERSIONS, PROTOCOLS, SiteProfile, load_profile
 
 
-def _context(profile_path: str | None, check: str) -> ProbeContext:
-    profile = load_profile(profile_path) if profile_path else SiteProfile()
-    return ProbeContext(profile=profile, check=check)
+def _profile(profile_path: str | None) -> SiteProfile:
+    return load_profile(profile_path) if profile_path else SiteProfile()
 
 
 @probe.command("services")
@@ -67,7 +65,6 @@ def services_command(
     """
     if exports and host:
         raise click.UsageError("give either --services-export or --services-host, not both")
-    ctx = _context(profile_path, "services")
     spec = {
         "export": list(exports),
         "host": host,
@@ -75,8 +72,7 @@ def services_command(
         "published": list(published),
         "all": emit_all,
     }
-    result, run = run_probe("services", ctx, spec, ("service.state", "service.protocol_impact"))
-    emit(result, run, fmt, output)
+    emit_bundle(run_check("services", spec, _profile(profile_path), check_id="exchange-services"), fmt, output)
 
 
 @probe.command("host")
@@ -122,14 +118,11 @@ def host_command(
 ) -> None:
     """TCP connections by state, ephemeral port usage, TIME_WAIT length and the proxy process on this host,
     or, with --export, the same from files exported on the TMG server (plus Tcpip events 4227/4231)."""
-    ctx = _context(profile_path, "host-exports" if exports else "host")
     spec = {
         "server_addresses": list(servers),
         "remote_ports": list(remote_ports),
         "process_names": list(processes),
         "exports": list(exports),
     }
-    kinds = ("host.tcp_states", "host.port_usage", "host.tcpip_event") if exports else (
-        "host.tcp_states", "host.port_usage", "host.process")
-    result, run = run_probe("host", ctx, spec, kinds)
-    emit(result, run, fmt, output)
+    bundle = run_check("host", spec, _profile(profile_path), check_id="host-exports" if exports else "host-tcp-state")
+    emit_bundle(bundle, fmt, output)

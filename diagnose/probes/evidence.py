@@ -7,12 +7,14 @@ artefacts have no probe yet. Facts are checked against the fact kinds like any b
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from diagnose.facts import Fact, JsonReader, Provenance, bounded_facts, load_json, parse_fact
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, ProbeResult
+from diagnose.probes.params import ProbeParams
 
 
 def read_recorded_facts(path: Path) -> list[Fact]:
@@ -30,8 +32,16 @@ def read_recorded_facts(path: Path) -> list[Fact]:
     ]
 
 
-def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
-    paths = spec.get("paths") or []
+@dataclass(frozen=True)
+class EvidenceParams(ProbeParams):
+    """Parameters of the `evidence` probe: the bundles or `{"facts": [...]}` files to read."""
+
+    probe = "evidence"
+    paths: tuple[str, ...] = ()
+
+
+def probe(ctx: ProbeContext, spec: EvidenceParams | Mapping[str, Any]) -> ProbeResult:
+    paths = EvidenceParams.of(spec).paths
     if not paths:
         return ProbeResult.unavailable("no recorded evidence given")
     facts: list[Fact] = []

@@ -12,9 +12,9 @@ Host header with the To name unless "forward the original host header" is set; g
 imitate that). Certificates are not checked here: that is the `tls` probe's job.
 
 Parameters (`spec`), either the catalogue form:
-    server            the internal name (default: the profile's internal_name)
-    addresses         addresses to connect to (default: the profile's internal_addresses, else server)
-    published         protocols to request (default: the profile's, else all)
+    server            the internal name
+    addresses         addresses to connect to (default: server)
+    published         protocols to request (default: all)
     exchange_version  picks the version's endpoints (the logon form target) and whether healthcheck.htm exists;
                       the table is checks/exchange-endpoints.yaml (diagnose/exchange.py reads it)
     port, scheme      443, https
@@ -58,14 +58,10 @@ from diagnose.probes.netio import (
     is_address,
     parse_endpoint,
     run_concurrently,
-    spec_bool,
-    spec_list,
-    spec_number,
-    spec_port,
-    spec_text,
     split_reachable,
     unverified_client_context,
 )
+from diagnose.probes.params import ProbeParams, port_field
 
 PROBE = "http"
 DEFAULT_TIMEOUT = 5.0
@@ -95,9 +91,28 @@ class Request:
         return authority(self.host, self.port, DEFAULT_PORTS[self.scheme])
 
 
-def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
-    timeout = spec_number(spec, "timeout", DEFAULT_TIMEOUT)
-    requests = _url_requests(spec) if spec_list(spec, "urls") else _catalogue_requests(ctx, spec)
+@dataclass(frozen=True)
+class HttpParams(ProbeParams):
+    """Parameters of the `http` probe (see the module docstring)."""
+
+    probe = PROBE
+    server: str | None = None
+    addresses: tuple[str, ...] = ()
+    published: tuple[str, ...] = ()
+    exchange_version: str | None = None
+    port: int | None = port_field(None)
+    scheme: str | None = None
+    host_header: str | None = None
+    healthcheck: bool | None = None
+    urls: tuple[str, ...] = ()
+    connect: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+
+def probe(ctx: ProbeContext, spec: HttpParams | Mapping[str, Any]) -> ProbeResult:
+    params = HttpParams.of(spec)
+    timeout = params.timeout
+    requests = _url_requests(params) if params.urls else _catalogue_requests(params)
     if not requests:
         return ProbeResult.unavailable("nothing to request (give urls, or server and published protocols)")
     allowed, held = split_reachable(list(dict.fromkeys(r.endpoint for r in requests)))
@@ -117,25 +132,24 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     return ProbeResult(facts, ProbeStatus.PARTIAL if held else ProbeStatus.COMPLETE, held)
 
 
-def _catalogue_requests(ctx: ProbeContext, spec: Mapping[str, Any]) -> list[Request]:
-    profile = ctx.profile
-    server = spec_text(spec, "server") or profile.internal_name
-    addresses = spec_list(spec, "addresses") or list(profile.internal_addresses)
+def _catalogue_requests(params: HttpParams) -> list[Request]:
+    server = params.server
+    addresses = list(params.addresses)
     if not server and not addresses:
         return []
     table = catalogue()
-    published = spec_list(spec, "published") or list(profile.published) or list(table.protocol_names)
+    published = list(params.published) or list(table.protocol_names)
     for p in published:
         if p not in table.protocol_names:
             raise UsageError(f"published: unknown protocol {p!r} (one of {', '.join(table.protocol_names)})")
-    version = spec_text(spec, "exchange_version") or profile.exchange_version
-    healthcheck = spec_bool(spec, "healthcheck", table.healthcheck_default(version))
-    scheme = (spec_text(spec, "scheme") or "https").lower()
+    version = params.exchange_version
+    healthcheck = params.healthcheck if params.healthcheck is not None else table.healthcheck_default(version)
+    scheme = (params.scheme or "https").lower()
     if scheme not in ("http", "https"):
         raise UsageError(f"scheme must be http or https, not {scheme!r}")
-    port = spec_port(spec, "port", DEFAULT_PORTS[scheme])
+    port = params.port or DEFAULT_PORTS[scheme]
     targets = [parse_endpoint(a, port) for a in addresses] or [endpoint(server or "", port)]
-    named = spec_text(spec, "host_header") or server
+    named = params.host_header or server
     asked = parse_endpoint(named, port) if named else None  # else each address is asked for by itself
     requests = []
     for target in targets:
@@ -146,10 +160,10 @@ def _catalogue_requests(ctx: ProbeContext, spec: Mapping[str, Any]) -> list[Requ
     return requests
 
 
-def _url_requests(spec: Mapping[str, Any]) -> list[Request]:
-    connect_to = spec_text(spec, "connect")
+def _url_requests(params: HttpParams) -> list[Request]:
+    connect_to = params.connect
     requests = []
-    for url in spec_list(spec, "urls"):
+    for url in params.urls:
         try:
             parts = urlsplit(url)
             port = parts.port or DEFAULT_PORTS.get(parts.scheme, 0)

@@ -5,9 +5,10 @@ or filtered does not answer at all (10060, Zeek S0); a missing route fails at on
 (causes.md C13). The probe connects to each target side by side, each with its own timeout.
 
 Parameters (`spec`):
-    targets   HOST[:PORT] list (default: the profile's internal_addresses, else internal_name)
-    port      default port (443)
-    timeout   seconds per connect (default 3)
+    targets        HOST[:PORT] list (default: internal_name)
+    internal_name  the rule's To name, connected to when no target is given
+    port           default port (443)
+    timeout        seconds per connect (default 3)
 
 Facts: `tcp.reachability`, one per target (subject "host:port").
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from diagnose.facts import Fact, ProbeStatus, make_fact
@@ -27,29 +29,36 @@ from diagnose.probes.netio import (
     elapsed_ms,
     parse_endpoint,
     run_concurrently,
-    spec_list,
-    spec_number,
-    spec_port,
-    spec_text,
     split_reachable,
 )
+from diagnose.probes.params import ProbeParams, port_field
 
 PROBE = "tcp"
 DEFAULT_TIMEOUT = 3.0
 
 
-def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
-    port = spec_port(spec, "port", 443)
-    internal_name = spec_text(spec, "internal_name") or ctx.profile.internal_name
-    raw = spec_list(spec, "targets") or list(ctx.profile.internal_addresses)
-    if not raw and internal_name:
-        raw = [internal_name]
+@dataclass(frozen=True)
+class TcpParams(ProbeParams):
+    """Parameters of the `tcp` probe (see the module docstring)."""
+
+    probe = PROBE
+    targets: tuple[str, ...] = ()
+    internal_name: str | None = None
+    port: int = port_field(443)
+    timeout: float = DEFAULT_TIMEOUT
+
+
+def probe(ctx: ProbeContext, spec: TcpParams | Mapping[str, Any]) -> ProbeResult:
+    params = TcpParams.of(spec)
+    raw = list(params.targets)
+    if not raw and params.internal_name:
+        raw = [params.internal_name]
     if not raw:
         return ProbeResult.unavailable("no target to connect to (give targets, internal_addresses or internal_name)")
-    targets, held = split_reachable(list(dict.fromkeys(parse_endpoint(t, port) for t in raw)))
+    targets, held = split_reachable(list(dict.fromkeys(parse_endpoint(t, params.port) for t in raw)))
     if not targets:
         return ProbeResult.unavailable(held)
-    timeout = spec_number(spec, "timeout", DEFAULT_TIMEOUT)
+    timeout = params.timeout
 
     def work(endpoint: Endpoint, budget: float) -> Fact:
         ctx.progress(ctx.check or PROBE, f"connecting to {endpoint}")

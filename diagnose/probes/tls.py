@@ -13,12 +13,12 @@ exported), else against this machine's system store, which says little about TMG
 ignores validity dates (expiry is judged from notAfter), so `trusted` means "chains to a trusted CA".
 
 Parameters (`spec`):
-    targets           HOST[:PORT] list (default: the profile's internal_addresses, else internal_name)
+    targets           HOST[:PORT] list (default: internal_name)
     port              default port (443)
     sni               the name to send and to find on the certificate (default: internal_name)
-    internal_name     the rule's To name (default: the profile's)
-    published_names   the published names (default: the profile's)
-    certificate_fqdn  the expected certificate name (default: the profile's)
+    internal_name     the rule's To name
+    published_names   the published names
+    certificate_fqdn  the expected certificate name
     ca_file           TMG's trusted CAs (PEM, exported from its computer store): the only roots the
                       trust check uses; the fact says `trust_store: ca-file` and carries the path
     timeout           seconds per target (default 5)
@@ -55,13 +55,10 @@ from diagnose.probes.netio import (
     is_address,
     parse_endpoint,
     run_concurrently,
-    spec_list,
-    spec_number,
-    spec_port,
-    spec_text,
     split_reachable,
     unverified_client_context,
 )
+from diagnose.probes.params import ProbeParams, port_field
 
 PROBE = "tls"
 DEFAULT_TIMEOUT = 5.0
@@ -98,12 +95,27 @@ class Observation:
 
 # ------------------------------------------------------------------------------------------ probe
 
-def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
-    profile = ctx.profile
-    port = spec_port(spec, "port", 443)
-    internal_name = spec_text(spec, "internal_name") or profile.internal_name
-    sni = spec_text(spec, "sni") or internal_name
-    raw_targets = spec_list(spec, "targets") or list(profile.internal_addresses)
+@dataclass(frozen=True)
+class TlsParams(ProbeParams):
+    """Parameters of the `tls` probe (see the module docstring)."""
+
+    probe = PROBE
+    targets: tuple[str, ...] = ()
+    port: int = port_field(443)
+    sni: str | None = None
+    internal_name: str | None = None
+    published_names: tuple[str, ...] = ()
+    certificate_fqdn: str | None = None
+    ca_file: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+
+def probe(ctx: ProbeContext, spec: TlsParams | Mapping[str, Any]) -> ProbeResult:
+    params = TlsParams.of(spec)
+    port = params.port
+    internal_name = params.internal_name
+    sni = params.sni or internal_name
+    raw_targets = list(params.targets)
     if not raw_targets and internal_name:
         raw_targets = [internal_name]
     if not raw_targets:
@@ -111,10 +123,10 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     targets, held = split_reachable(list(dict.fromkeys(parse_endpoint(t, port) for t in raw_targets)))
     if not targets:
         return ProbeResult.unavailable(held)
-    published = [n.lower().rstrip(".") for n in spec_list(spec, "published_names") or list(profile.published_names)]
-    certificate_fqdn = spec_text(spec, "certificate_fqdn") or profile.certificate_fqdn
-    timeout = spec_number(spec, "timeout", DEFAULT_TIMEOUT)
-    ca_file = spec_text(spec, "ca_file")
+    published = [n.lower().rstrip(".") for n in params.published_names]
+    certificate_fqdn = params.certificate_fqdn
+    timeout = params.timeout
+    ca_file = params.ca_file
     trust = trust_context(ca_file)
 
     def work(endpoint: Endpoint, budget: float) -> Observation:

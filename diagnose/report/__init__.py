@@ -45,3 +45,22 @@ def engine_line(diagnosis: Diagnosis) -> str:
 def cite(diagnosis: Diagnosis, index: int) -> str:
     fact = diagnosis.facts[index]
     return f"{fact.kind} {fact.subject} [{fact.provenance.cite()}]"
+
+
+CASE_ROWS = 200  # files listed per kind (taken, skipped) in a case-folder section
+
+
+def case_folder_rows(diagnosis: Diagnosis, limit: int = CASE_ROWS) -> tuple[str, list[tuple[str, str, str]]] | None:
+    """`diagnose analyze DIR|ZIP`: (the roots, rows) where a row is ("took", file, kind) or ("skipped",
+    file, reason) for the first `limit` files of each, each followed by ("more", text, "") when some
+    were left out; None for a run without a case folder."""
+    case = diagnosis.bundle.case_folder
+    if not case:
+        return None
+    rows: list[tuple[str, str, str]] = []
+    for key, word, what in (("taken", "took", "kind"), ("skipped", "skipped", "reason")):
+        entries = list(case.get(key, []))
+        rows += [(word, str(e.get("file")), str(e.get(what))) for e in entries[:limit]]
+        if len(entries) > limit:
+            rows.append(("more", f"... and {len(entries) - limit} more {key} (see --format json)", ""))
+    return ", ".join(map(str, case.get("roots", []))), rows

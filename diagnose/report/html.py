@@ -5,7 +5,7 @@ from __future__ import annotations
 from html import escape as _html_escape
 
 from diagnose.diagnosis import CauseFinding, Diagnosis
-from diagnose.report import cite, engine_line, headline, pictures
+from diagnose.report import case_folder_rows, cite, engine_line, headline, pictures
 from diagnose.safetext import neutralise
 
 _COLOUR = {"benign": "#1a7f37", "misconfiguration": "#cf222e", "fault": "#cf222e", "inconclusive": "#9a6700"}
@@ -90,8 +90,14 @@ def render_html(d: Diagnosis, color: bool = False, why: bool = False) -> str:
         out.append("</table>")
     if d.bundle.probes:
         out.append("<h2>Evidence gathered</h2><table><tr><th>check</th><th>status</th><th>reason</th></tr>")
-        out += [f"<tr><td>{e(p.check or p.probe)}</td><td>{e(p.status.value)}</td><td>{e(p.reason)}</td></tr>"
-                for p in d.bundle.probes]
+        out += [f"<tr><td>{e(p.check or p.probe)}</td><td>{e(p.status.value)}</td><td>{e(p.reason)}"
+                + "".join(f'<br><span class="muted">note: {e(note)}</span>' for note in p.notes_shown())
+                + "</td></tr>" for p in d.bundle.probes]
+        out.append("</table>")
+    case = case_folder_rows(d)
+    if case is not None:
+        out.append(f"<h2>Case folder: {e(case[0])}</h2><table><tr><th></th><th>file</th><th>kind or reason</th></tr>")
+        out += [f"<tr><td>{e(word)}</td><td>{e(file)}</td><td>{e(what)}</td></tr>" for word, file, what in case[1]]
         out.append("</table>")
     out.append(f'<p class="muted">diagnose, rulebook {e(d.rulebook.version)}; {e(engine_line(d))}</p></body></html>')
     return "\n".join(out) + "\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from diagnose.diagnosis import CauseFinding, Diagnosis
-from diagnose.report import cite, engine_line, headline
+from diagnose.report import case_folder_rows, cite, engine_line, headline
 from diagnose.safetext import markdown as m
 
 _LINK = re.compile(r"https?://[^\s<>`\\]+")
@@ -64,7 +64,14 @@ def render_markdown(d: Diagnosis, color: bool = False, why: bool = False) -> str
         out.append("")
     if d.bundle.probes:
         out += ["## Evidence gathered", "", "| check | status | reason |", "|---|---|---|"]
-        out += [f"| {m(p.check or p.probe)} | {p.status.value} | {m(p.reason)} |" for p in d.bundle.probes]
+        out += [f"| {m(p.check or p.probe)} | {p.status.value} | "
+                + "<br>".join([m(p.reason)] * bool(p.reason) + [f"note: {m(n)}" for n in p.notes_shown()]) + " |"
+                for p in d.bundle.probes]
+        out.append("")
+    case = case_folder_rows(d)
+    if case is not None:
+        out += [f"## Case folder: {m(case[0])}", "", "| | file | kind or reason |", "|---|---|---|"]
+        out += [f"| {word} | {m(file)} | {m(what)} |" for word, file, what in case[1]]
         out.append("")
     out.append(f"_{m(engine_line(d))}_")
     return "\n".join(out).rstrip() + "\n"

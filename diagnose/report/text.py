@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import click
 
 from diagnose.diagnosis import Diagnosis
-from diagnose.report import cite, engine_line, headline
+from diagnose.report import case_folder_rows, cite, engine_line, headline
 from diagnose.report.pictures import ladder_text, ladders_for, undecided_groups
 from diagnose.safetext import neutralise
 
@@ -103,6 +103,7 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
         for p in probes:
             label = p.check or p.probe
             out.append(f"  {p.status.value:<11} {label}" + (f": {p.reason}" if p.reason else ""))
+            out.extend(f"{'':15}note: {note}" for note in p.notes_shown())
         out.append("")
     out.extend(_case_folder(d, style("Case folder", bold=True)))
     if d.warnings:
@@ -116,19 +117,13 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
     return text
 
 
-def _case_folder(d: Diagnosis, title: str, limit: int = 200) -> list[str]:
-    """`diagnose analyze DIR|ZIP`: each file taken (its kind) and skipped (why), the first `limit` of each."""
-    case = d.bundle.case_folder
-    if not case:
+def _case_folder(d: Diagnosis, title: str) -> list[str]:
+    """`diagnose analyze DIR|ZIP`: each file taken (its kind) and skipped (why), the first of each."""
+    found = case_folder_rows(d)
+    if found is None:
         return []
-    out = [f"{title}: {', '.join(map(str, case.get('roots', [])))}"]
-    for key, line in (("taken", lambda e: f"  took    {e.get('kind')}: {e.get('file')}"),
-                      ("skipped", lambda e: f"  skipped {e.get('file')}: {e.get('reason')}")):
-        entries = list(case.get(key, []))
-        out.extend(line(e) for e in entries[:limit])
-        if len(entries) > limit:
-            out.append(f"  ... and {len(entries) - limit} more {key} (see --format json)")
-    return [*out, ""]
+    lines = {"took": "  took    {2}: {1}", "skipped": "  skipped {1}: {2}", "more": "  {1}"}
+    return [f"{title}: {found[0]}", *(lines[row[0]].format(*row) for row in found[1]), ""]
 
 
 def _top_ladder(d: Diagnosis, title: str) -> list[str]:

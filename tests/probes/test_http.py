@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from diagnose.collect import plan_check
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, run_probe
 from diagnose.probes.http import Expectation, judge
@@ -60,7 +61,7 @@ def probe_site(server: TlsServer | int, host: str = LOOPBACK, internal_name: str
     port, host = (server, host) if isinstance(server, int) else (server.port, server.host)
     profile = SiteProfile(internal_name=internal_name, internal_addresses=(host,), published=PROTOCOLS,
                           exchange_version="2010")
-    result, run = run_probe("http", ProbeContext(profile=profile), {"port": port, "timeout": 1.0, **spec})
+    result, run = run_probe("http", ProbeContext(), plan_check("http", {"port": port, "timeout": 1.0, **spec}, profile)[1])
     fact_kinds().check(result.facts, "http probe")
     assert run.status.value == "complete"
     return {f"{f.attrs['method']} {f.attrs['path']}": dict(f.attrs) for f in result.facts}

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from diagnose.collect import plan_check
 from diagnose.compat import zip_strict
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, run_probe
@@ -43,7 +44,7 @@ def test_ipv6_targets_from_the_profile_and_the_cli() -> None:
     """`internal_addresses: ["::1"]` with a port, and `[::1]:PORT` / `::1` on the command line."""
     with SilentPeer(LOOPBACK6) as listening:
         profile = SiteProfile(internal_addresses=(LOOPBACK6,))
-        result, _ = run_probe("tcp", ProbeContext(profile=profile), {"port": listening.port})
+        result, _ = run_probe("tcp", ProbeContext(), plan_check("tcp", {"port": listening.port}, profile)[1])
         assert [(f.subject, f.attrs["outcome"]) for f in result.facts] == [(f"[::1]:{listening.port}", "open")]
         refused = closed_port(LOOPBACK6)
         proc = run_cli("probe", "tcp", listening.address, "0:0::1", "--port", str(refused), "--format", "json")

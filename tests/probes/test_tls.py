@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes
 
+from diagnose.collect import plan_check
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, run_probe
 from diagnose.probes.tls import certificates_from_handshake, name_on_certificate
@@ -135,8 +136,8 @@ def test_targets_and_names_from_the_profile(factory: CertFactory, host: str) -> 
     with TlsServer(issued, host=host) as server:
         profile = SiteProfile(published_names=("mail.contoso.com",), internal_name=INTERNAL_NAME,
                               internal_addresses=(host,))
-        result, _ = run_probe("tls", ProbeContext(profile=profile),
-                              {"port": server.port, "targets": "", "published_names": []})
+        result, _ = run_probe("tls", ProbeContext(),
+                              plan_check("tls", {"port": server.port, "targets": "", "published_names": []}, profile)[1])
         assert set(server.server_names) == {INTERNAL_NAME}
     (fact,) = result.facts
     assert fact.subject == server.address

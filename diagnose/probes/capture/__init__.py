@@ -1,7 +1,7 @@
 """The `capture` probe: how each TCP connection in packet captures ended, and who ended it.
 
 Spec keys: `paths` (capture files: pcap, pcapng, NetMon .cap, NetMon text export, any of them
-gzip'd), `tmg_addresses` (else the profile's, else inferred), `internal_addresses` (the published
+gzip'd), `tmg_addresses` (else inferred), `internal_addresses` (the published
 servers; used to name the server leg when no TMG address is known), `samples` (connections kept
 per teardown label, default 5), `connections` (true: one fact per connection), `strict` (true: a
 file that is missing or not a capture raises `InputError` instead of being reported), `jobs` (worker
@@ -21,7 +21,7 @@ server, and how many of the matched connections lost packets before they ended.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.capture.analysis import CaptureAnalysis, analyse
 from diagnose.probes.capture.tcp import Connection
-from diagnose.probes.spec import spec_list
+from diagnose.probes.params import ProbeParams, split_field
 
 if TYPE_CHECKING:  # imported when logs are given (start-up time of the command)
     from diagnose.probes.capture.match import MatchOutcome, Status64Matcher
@@ -39,15 +39,34 @@ if TYPE_CHECKING:  # imported when logs are given (start-up time of the command)
 PROBE = "capture"
 
 
-def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
-    paths = [Path(p) for p in spec_list(spec, "paths")]
+@dataclass(frozen=True)
+class CaptureParams(ProbeParams):
+    """Parameters of the `capture` probe (see the module docstring)."""
+
+    probe = PROBE
+    paths: tuple[str, ...] = ()
+    tmg_addresses: tuple[str, ...] = split_field()
+    internal_addresses: tuple[str, ...] = split_field()
+    samples: int = 5
+    connections: bool = False
+    strict: bool = False
+    jobs: int | None = None
+    log_paths: tuple[str, ...] = ()
+    tz: str | None = None
+    match_tolerance: float | None = None
+    match_limit: int | None = None
+
+
+def probe(ctx: ProbeContext, spec: CaptureParams | Mapping[str, Any]) -> ProbeResult:
+    params = CaptureParams.of(spec)
+    paths = [Path(p) for p in params.paths]
     if not paths:
         return ProbeResult.unavailable("no capture file given")
-    strict = bool(spec.get("strict"))
-    tmg = spec_list(spec, "tmg_addresses", split=True) or list(ctx.profile.tmg_addresses)
-    internal = set(spec_list(spec, "internal_addresses", split=True) or ctx.profile.internal_addresses)
-    samples = int(spec.get("samples", 5) or 0)
-    jobs = int(spec["jobs"]) if spec.get("jobs") not in (None, "", 0, "0", "auto") else None
+    strict = params.strict
+    tmg = list(params.tmg_addresses)
+    internal = set(params.internal_addresses)
+    samples = params.samples
+    jobs = params.jobs or None
     problems: list[str] = []
     readable: list[Path] = []
     for path in paths:
@@ -60,9 +79,9 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
             problems.append(f"{path}: {why}")
             continue
         readable.append(path)
-    matcher = _matcher(ctx, spec, readable, tmg, internal, problems, strict)
+    matcher = _matcher(ctx, params, readable, tmg, internal, problems)
     try:
-        analysis = analyse(readable, tmg, samples=samples, keep_all=bool(spec.get("connections")),
+        analysis = analyse(readable, tmg, samples=samples, keep_all=params.connections,
                            progress=lambda m: ctx.progress(ctx.check or PROBE, m), jobs=jobs, matcher=matcher,
                            deadline=ctx.deadline)
     except InputError as exc:
@@ -98,23 +117,23 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
     return ProbeResult(tuple(facts), status, "; ".join(problems), excerpts=excerpts)
 
 
-def _matcher(ctx: ProbeContext, spec: Mapping[str, Any], readable: list[Path], tmg: list[str],
-             internal: set[str], problems: list[str], strict: bool) -> Status64Matcher | None:
+def _matcher(ctx: ProbeContext, params: CaptureParams, readable: list[Path], tmg: list[str],
+             internal: set[str], problems: list[str]) -> Status64Matcher | None:
     """The Status 64 entries of the logs given (`log_paths`), indexed for matching; None without logs."""
-    log_paths = [str(p) for p in spec_list(spec, "log_paths")]
+    log_paths = list(params.log_paths)
     if not log_paths or not readable:
         return None
     from diagnose.probes.capture.match import TOLERANCE, Status64Matcher, clock_of
     from diagnose.probes.logs import site_from
     from diagnose.probes.logs.entries import MAX_ENTRIES, status64_entries
 
-    tz = str(spec.get("tz") or "") or None
-    site = site_from(ctx, {"tmg_addresses": tmg, "internal_addresses": sorted(internal), "tz": tz})
+    tz = params.tz
+    site = site_from(tmg, sorted(internal), tz)
     try:
-        found = status64_entries(log_paths, site, int(spec.get("match_limit") or MAX_ENTRIES),
+        found = status64_entries(log_paths, site, params.match_limit or MAX_ENTRIES,
                                  progress=lambda m: ctx.progress(ctx.check or PROBE, m), deadline=ctx.deadline)
     except InputError as exc:
-        if strict:
+        if params.strict:
             raise
         problems.append(f"Status 64 matching skipped: {exc}")
         return None
@@ -122,7 +141,7 @@ def _matcher(ctx: ProbeContext, spec: Mapping[str, Any], readable: list[Path], t
     if found.capped:
         problems.append(f"Status 64 matching: only the first {found.limit} entries kept, "
                         f"{found.capped} more not matched")
-    tolerance = float(spec["match_tolerance"] if spec.get("match_tolerance") not in (None, "") else TOLERANCE)
+    tolerance = params.match_tolerance if params.match_tolerance is not None else TOLERANCE
     return Status64Matcher(found, [clock_of(p) for p in readable], tz, tolerance)
 
 

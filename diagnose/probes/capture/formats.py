@@ -46,7 +46,7 @@ from diagnose.probes.capture import linklayer
 from diagnose.probes.capture.tcp import C_HI, C_NXT, ESTABLISHED, HALF, M32, SWEEP_EVERY, Tracker
 
 try:  # the optional C accelerator (built by hatch_build.py); the pure-Python readers are the reference
-    from diagnose.probes.capture import _fastcap  # type: ignore[attr-defined]  # a C module: no type information
+    import diagnose.probes.capture._fastcap as _fastcap
 except ImportError:  # pragma: no cover - depends on the build
     _fastcap = None
 if os.environ.get("DIAGNOSE_PURE_PYTHON"):  # for comparing the two paths (tests, bench/capture.py)

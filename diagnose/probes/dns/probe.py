@@ -11,15 +11,16 @@ Parameters (`spec`):
     names             published names to resolve (role "published")
     certificate_fqdn  the name on the internal server's certificate (role "certificate")
     internal_name     the publishing rule's To name (role "internal")
-    expect            the internal addresses (default: the profile's internal_addresses)
-    servers           DNS servers as ADDR[:PORT] (default: the profile's dns_servers, else the system's)
-    hosts_file        HOSTS file to read first (default: the profile's, else the system's)
+    expect            the internal addresses
+    servers           DNS servers as ADDR[:PORT] (default: the system's)
+    hosts_file        HOSTS file to read first (default: the system's)
     recorded          files of answers recorded on the TMG host (Windows nslookup or Resolve-DnsName output,
                       or BIND nslookup or dig output), each recorded server answering as it did
     offline           true: ask no live server, only the HOSTS file and the recorded answers
     use_hosts         false to skip the HOSTS file altogether
     timeout           seconds allowed per name, server and record type (default 2)
     record_types      default [A, AAAA]
+    use_system_resolvers  false: without `servers`, ask none (default: this host's resolvers)
 
 Facts:
     dns.resolution    one per name and source (the HOSTS file, each DNS server); `effective: true` marks
@@ -55,13 +56,10 @@ from diagnose.probes.netio import (
     loopback_only,
     parse_endpoint,
     run_concurrently,
-    spec_bool,
-    spec_list,
-    spec_number,
-    spec_text,
     split_reachable,
     unique,
 )
+from diagnose.probes.params import ProbeParams
 
 PROBE = "dns"
 DEFAULT_TIMEOUT = 2.0
@@ -84,21 +82,40 @@ class NameReport:
 
 # ------------------------------------------------------------------------------------------ probe
 
-def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
-    profile = ctx.profile
-    roles = _names_by_role(spec)
+@dataclass(frozen=True)
+class DnsParams(ProbeParams):
+    """Parameters of the `dns` probe (see the module docstring)."""
+
+    probe = PROBE
+    names: tuple[str, ...] = ()
+    certificate_fqdn: tuple[str, ...] = ()
+    internal_name: tuple[str, ...] = ()
+    expect: tuple[str, ...] = ()
+    servers: tuple[str, ...] = ()
+    hosts_file: str | None = None
+    recorded: tuple[str, ...] = ()
+    offline: bool = False
+    use_hosts: bool = True
+    use_system_resolvers: bool = True
+    timeout: float = DEFAULT_TIMEOUT
+    record_types: tuple[str, ...] = ("A", "AAAA")
+
+
+def probe(ctx: ProbeContext, spec: DnsParams | Mapping[str, Any]) -> ProbeResult:
+    params = DnsParams.of(spec)
+    roles = _names_by_role(params)
     if not roles:
         return ProbeResult.unavailable("no names to resolve (give names, certificate_fqdn or internal_name)")
-    expected = _addresses(spec_list(spec, "expect") or list(profile.internal_addresses), "expect")
-    timeout = spec_number(spec, "timeout", DEFAULT_TIMEOUT)
-    rdtypes = _record_types(spec_list(spec, "record_types") or ["A", "AAAA"])
+    expected = _addresses(params.expect, "expect")
+    timeout = params.timeout
+    rdtypes = _record_types(params.record_types)
     notes: list[str] = []
     excerpts: dict[str, str] = {}
 
     hosts: HostsFile | None = None
-    offline = spec_bool(spec, "offline", False)
-    if spec_bool(spec, "use_hosts", True):
-        named = spec_text(spec, "hosts_file") or profile.hosts_file
+    offline = params.offline
+    if params.use_hosts:
+        named = params.hosts_file
         if named:
             hosts = read_hosts(named)  # the user named it: a missing file is an error
         elif offline:
@@ -114,12 +131,12 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
                 notes.append(f"{hosts.path}:{bad.line} ignored ({bad.why})")
                 excerpts[f"{hosts.path}:{bad.line}"] = bad.text
 
-    servers, server_note = ([], "offline: no live DNS server asked") if offline else _servers(spec, ctx)
+    servers, server_note = ([], "offline: no live DNS server asked") if offline else _servers(params)
     servers, held = split_reachable(servers)
     if held:
         notes.append(held)
-    recorded = [server for path in spec_list(spec, "recorded") for server in read_recorded(path)]
-    if recorded and not spec_list(spec, "servers") and not offline:
+    recorded = [server for path in params.recorded for server in read_recorded(path)]
+    if recorded and not params.servers and not offline:
         servers, server_note = [], ""  # recorded answers stand for the servers
     if server_note:
         notes.append(server_note)
@@ -326,10 +343,10 @@ def _describe(report: NameReport) -> str:
 
 # ------------------------------------------------------------------------------------------ inputs
 
-def _names_by_role(spec: Mapping[str, Any]) -> dict[str, list[str]]:
+def _names_by_role(params: DnsParams) -> dict[str, list[str]]:
     roles: dict[str, list[str]] = {}
     for key, role in (("names", "published"), ("certificate_fqdn", "certificate"), ("internal_name", "internal")):
-        for raw in spec_list(spec, key):
+        for raw in getattr(params, key):
             name = normalise_name(raw)
             if not name:
                 continue
@@ -375,8 +392,8 @@ def _record_types(values: Sequence[str]) -> tuple[dns.rdatatype.RdataType, ...]:
     return tuple(out)
 
 
-def _servers(spec: Mapping[str, Any], ctx: ProbeContext) -> tuple[list[Endpoint], str]:
-    given = spec_list(spec, "servers") or list(ctx.profile.dns_servers)
+def _servers(params: DnsParams) -> tuple[list[Endpoint], str]:
+    given = params.servers
     if given:
         servers = []
         for text in given:
@@ -386,7 +403,7 @@ def _servers(spec: Mapping[str, Any], ctx: ProbeContext) -> tuple[list[Endpoint]
                                  "(an IPv6 address with a port in brackets: [fd00::53]:53)")
             servers.append(server)
         return unique_endpoints(servers), ""
-    if not spec_bool(spec, "use_system_resolvers", True):
+    if not params.use_system_resolvers:
         return [], "no DNS server given"
     if loopback_only():  # even a loopback stub resolver forwards beyond this host
         return [], f"{NETWORK_ENV}=loopback: this host's resolvers are not asked"

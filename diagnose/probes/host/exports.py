@@ -45,8 +45,7 @@ from diagnose.bounds import open_regular
 from diagnose.errors import InputError
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
-from diagnose.probes.host.probe import PROBE, PortRange, TcpSocket, port_usage_fact, server_leg, tcp_facts
-from diagnose.probes.spec import spec_list
+from diagnose.probes.host.probe import PROBE, HostParams, PortRange, TcpSocket, port_usage_fact, server_leg, tcp_facts
 
 MAX_BYTES = 64 * 1024 * 1024  # an export larger than this is read up to here, and marked partial
 MAX_SAMPLES = 5  # event citations kept per event id
@@ -543,10 +542,11 @@ def _in_range(export: HostExport, rng: PortRange) -> int:
     return len({s.local_port for s in export.sockets if rng.low <= s.local_port <= rng.high})
 
 
-def probe_exports(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
-    """The `host` probe over exported files (spec `exports`): the same `host.tcp_states` and
+def probe_exports(ctx: ProbeContext, spec: HostParams | Mapping[str, Any]) -> ProbeResult:
+    """The `host` probe over exported files (`exports`): the same `host.tcp_states` and
     `host.port_usage` facts as the live probe, plus `host.tcpip_event` for events 4227 and 4231."""
-    paths = spec_list(spec, "exports")
+    params = HostParams.of(spec)
+    paths = params.exports
     exports = []
     for path in paths:
         ctx.progress(ctx.check or PROBE, f"reading {path}")
@@ -562,7 +562,7 @@ def probe_exports(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
         worst = max(snapshots, key=lambda x: _in_range(x, rng))
         if len(snapshots) > 1:
             notes.append(f"{len(snapshots)} netstat snapshots; the fullest, {worst.path}, is rated")
-        leg = server_leg(ctx, spec)
+        leg = server_leg(params)
         if isinstance(leg, ProbeResult):
             return leg
         servers, ports, top = leg

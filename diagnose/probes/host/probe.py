@@ -34,7 +34,7 @@ from typing import Any
 from diagnose.compat import SLOTS, removesuffix
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
-from diagnose.probes.spec import spec_list
+from diagnose.probes.params import ProbeParams, split_field
 
 PROBE = "host"
 DEFAULT_PROCESSES = ("wspsrv.exe",)
@@ -345,34 +345,50 @@ def local_addresses(psutil_mod: Any) -> set[str]:
     return out
 
 
-def server_leg(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[set[str], set[int], int] | ProbeResult:
+@dataclass(frozen=True)
+class HostParams(ProbeParams):
+    """Parameters of the `host` probe: files exported on the TMG server (`exports`; else this host is
+    read, unless `exports_given` or `offline` says its state is not the evidence), TMG's addresses (this
+    host must have one), the published servers' addresses and ports that mark the TMG-to-server leg, how
+    many other endpoints to report, and the proxy process names."""
+
+    probe = PROBE
+    exports: tuple[str, ...] = ()
+    exports_given: tuple[str, ...] = ()
+    offline: bool = False
+    tmg_addresses: tuple[str, ...] = split_field()
+    server_addresses: tuple[str, ...] = split_field()
+    remote_ports: tuple[str, ...] = split_field()
+    top: int = 20
+    process_names: tuple[str, ...] = split_field()
+
+
+def server_leg(params: HostParams) -> tuple[set[str], set[int], int] | ProbeResult:
     """The server addresses and ports that make the TMG-to-server leg, and how many other endpoints to
-    report; an `unavailable` result when the spec's ports are not numbers."""
-    servers = {
-        _norm_addr(a) for a in (spec_list(spec, "server_addresses", split=True) or ctx.profile.internal_addresses)
-    }
+    report; an `unavailable` result when the ports are not numbers."""
+    servers = {_norm_addr(a) for a in params.server_addresses}
     try:
-        ports = {int(p) for p in spec_list(spec, "remote_ports", split=True)}
+        ports = {int(p) for p in params.remote_ports}
     except ValueError:
-        return ProbeResult.unavailable(f"remote_ports must be port numbers, got {spec.get('remote_ports')!r}")
-    return servers, ports, int(spec.get("top") or 20)
+        return ProbeResult.unavailable(f"remote_ports must be port numbers, got {list(params.remote_ports)!r}")
+    return servers, ports, params.top or 20
 
 
-def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
-
-    if spec.get("exports"):
+def probe(ctx: ProbeContext, spec: HostParams | Mapping[str, Any]) -> ProbeResult:
+    params = HostParams.of(spec)
+    if params.exports:
         from diagnose.probes.host.exports import probe_exports
 
-        return probe_exports(ctx, spec)
-    if spec.get("exports_given"):
+        return probe_exports(ctx, params)
+    if params.exports_given:
         return ProbeResult.unavailable("host exports given (--host-export): those are read, not this machine")
-    if spec.get("offline") is True:
+    if params.offline:
         return ProbeResult.unavailable("offline run: this machine's TCP state is not part of the evidence")
     import psutil
 
     ctx.progress(ctx.check or PROBE, "reading TCP connections")
     notes: list[str] = []
-    tmg = {_norm_addr(a) for a in spec_list(spec, "tmg_addresses", split=True)}
+    tmg = {_norm_addr(a) for a in params.tmg_addresses}
     if tmg:
         local = local_addresses(psutil)
         if not tmg & local:
@@ -386,7 +402,7 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
         return ProbeResult.unavailable("not allowed to list TCP connections (run with more privileges)")
     except OSError as exc:
         return ProbeResult.unavailable(f"cannot list TCP connections: {exc}")
-    leg = server_leg(ctx, spec)
+    leg = server_leg(params)
     if isinstance(leg, ProbeResult):
         return leg
     servers, ports, top = leg
@@ -398,7 +414,7 @@ def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
         facts.append(port_usage_fact(sockets, rng, ctx.check))
     else:
         notes.append(note)
-    names = spec_list(spec, "process_names", split=True) or list(DEFAULT_PROCESSES)
+    names = list(params.process_names) or list(DEFAULT_PROCESSES)
     procs = process_facts(psutil, names, ctx.check)
     facts.extend(procs)
     if not procs:

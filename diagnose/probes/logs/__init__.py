@@ -55,6 +55,7 @@ from diagnose.probes.logs.scan import (
 )
 from diagnose.probes.logs.scanner import Scanner
 from diagnose.probes.logs.summary import LogSummary, build_facts
+from diagnose.probes.params import ProbeParams
 from diagnose.probes.workers import mp_context
 
 __all__ = ["LogInput", "collect", "probe", "summarise"]
@@ -70,6 +71,7 @@ SQL_EXPRESS_HINT = (
     "Proxy logging to text files (W3C) in the TMG console (Logs & Reports, Configure Firewall Logging, "
     "Configure Web Proxy Logging) and reproduce the problem"
 )
+ROTATED = re.compile(r"\.(?:log|txt)\.(\d{1,4})(?:\.gz)?$", re.IGNORECASE)  # logrotate's access.log.1, .2.gz
 _ROTATION = re.compile(r"(\d{8})(?:_(?:FWS|WEB)_?(\d+))?", re.IGNORECASE)
 
 
@@ -106,8 +108,9 @@ class Unit:
 # ------------------------------------------------------------------ inputs
 
 
-def expand(paths: Sequence[str]) -> tuple[list[LogInput], list[str]]:
-    """Files, folders and globs -> logs in time order; (logs, problems)."""
+def expand(paths: Sequence[str], rotated: bool = False) -> tuple[list[LogInput], list[str]]:
+    """Files, folders and globs -> logs in time order; (logs, problems). `rotated`: a folder's rotated
+    logs (`access.log.1`, `error.log.2.gz`) are taken too."""
     found: list[LogInput | list[LogInput]] = []
     problems: list[str] = []
     for given in paths:
@@ -119,7 +122,8 @@ def expand(paths: Sequence[str]) -> tuple[list[LogInput], list[str]]:
             path = Path(item)
             if path.is_dir():
                 files = [
-                    p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in _LOG_SUFFIXES
+                    p for p in sorted(path.rglob("*")) if p.is_file()
+                    and (p.suffix.lower() in _LOG_SUFFIXES or (rotated and ROTATED.search(p.name) is not None))
                 ]
                 found.extend(_with_members(str(p), named=False) for p in files)
                 databases = sum(1 for p in path.rglob("*") if p.suffix.lower() == ".mdf" and p.is_file())
@@ -595,14 +599,22 @@ def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def site_from(ctx: ProbeContext, spec: Mapping[str, Any]) -> Site:
-    def listed(key: str, profile_value: tuple[str, ...]) -> frozenset[str]:
-        value = spec.get(key) or []
-        if isinstance(value, str):
-            value = [value]
-        return frozenset(str(v).strip() for v in (*value, *profile_value) if str(v).strip())
+@dataclass(frozen=True)
+class LogsParams(ProbeParams):
+    """Parameters of the `logs` probe: the TMG / ISA log files, folders or globs, the TMG server's time
+    zone (for formats that log local time), the addresses that tell the legs apart, and worker processes
+    (0 = one per core, at most 2)."""
 
-    tz = spec.get("tz") or None
+    probe = "logs"
+    paths: tuple[str, ...] = ()
+    tz: str | None = None
+    tmg_addresses: tuple[str, ...] = ()
+    internal_addresses: tuple[str, ...] = ()
+    jobs: int = 0
+
+
+def site_from(tmg_addresses: Sequence[str], internal_addresses: Sequence[str], tz: str | None) -> Site:
+    """The legs' addresses and the time zone; an unknown zone is a UsageError."""
     if tz:
         from diagnose.compat import ZoneInfo, ZoneInfoNotFoundError
 
@@ -611,21 +623,20 @@ def site_from(ctx: ProbeContext, spec: Mapping[str, Any]) -> Site:
         except (ZoneInfoNotFoundError, ValueError):
             raise UsageError(f"unknown time zone {tz!r} (use an IANA name such as Europe/Berlin)") from None
     return Site(
-        listed("tmg_addresses", ctx.profile.tmg_addresses),
-        listed("internal_addresses", ctx.profile.internal_addresses),
+        frozenset(a.strip() for a in tmg_addresses if a.strip()),
+        frozenset(a.strip() for a in internal_addresses if a.strip()),
         str(tz) if tz else None,
     )
 
 
-def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, list[str]]:
-    """Run the probe and also return the problems met (bad lines, skipped files), for the CLI."""
-    paths = spec.get("paths") or []
-    if isinstance(paths, str):
-        paths = [paths]
+def collect(ctx: ProbeContext, spec: LogsParams | Mapping[str, Any]) -> tuple[ProbeResult, list[str]]:
+    """Run the probe and also return the problems met (bad lines, skipped files)."""
+    params = LogsParams.of(spec)
+    paths = params.paths
     if not paths:
         return ProbeResult.unavailable("no TMG logs given (--log PATH)"), []
-    site = site_from(ctx, spec)
-    jobs = int(spec.get("jobs") or 0)
+    site = site_from(params.tmg_addresses, params.internal_addresses, params.tz)
+    jobs = params.jobs
     check = ctx.check or "logs"
     summary, problems = summarise(
         [str(p) for p in paths], site, jobs, lambda message: ctx.progress(check, message), ctx.deadline
@@ -645,8 +656,8 @@ def collect(ctx: ProbeContext, spec: Mapping[str, Any]) -> tuple[ProbeResult, li
     return ProbeResult(tuple(facts), status, reason, excerpts), problems
 
 
-def probe(ctx: ProbeContext, spec: Mapping[str, Any]) -> ProbeResult:
+def probe(ctx: ProbeContext, spec: LogsParams | Mapping[str, Any]) -> ProbeResult:
     result, problems = collect(ctx, spec)
     for problem in problems:
-        ctx.log.warning("%s", problem)
+        ctx.warn(problem)
     return result

@@ -141,8 +141,8 @@ static int span_cmp(span a, span b) {
 static int lower(int c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
 
 /* `needle` (lower case) in the ASCII-lowered `v` */
-static int has(span v, const char *needle) {
-    Py_ssize_t m = (Py_ssize_t)strlen(needle);
+#define has(v, needle) has_n(v, needle, (Py_ssize_t)sizeof(needle) - 1) /* needle: a string literal */
+static int has_n(span v, const char *needle, Py_ssize_t m) {
     for (Py_ssize_t i = 0; i + m <= v.n; i++) {
         Py_ssize_t k = 0;
         while (k < m && lower((unsigned char)v.p[i + k]) == needle[k]) k++;
@@ -151,13 +151,13 @@ static int has(span v, const char *needle) {
     return 0;
 }
 
-static int equals(span v, const char *text) {
-    Py_ssize_t m = (Py_ssize_t)strlen(text);
+#define equals(v, text) equals_n(v, text, (Py_ssize_t)sizeof(text) - 1)
+static int equals_n(span v, const char *text, Py_ssize_t m) {
     return v.n == m && memcmp(v.p, text, (size_t)m) == 0;
 }
 
-static int equals_lower(span v, const char *text) {
-    Py_ssize_t m = (Py_ssize_t)strlen(text);
+#define equals_lower(v, text) equals_lower_n(v, text, (Py_ssize_t)sizeof(text) - 1)
+static int equals_lower_n(span v, const char *text, Py_ssize_t m) {
     if (v.n != m) return 0;
     for (Py_ssize_t i = 0; i < m; i++)
         if (lower((unsigned char)v.p[i]) != text[i]) return 0;
@@ -206,27 +206,84 @@ static PyObject *pair_of(span d, span t) {
     return pair;
 }
 
+/* the key tuple of an entry: (4 x bytes, long poll, seconds) */
+static PyObject *key_of(const entry *e) {
+    PyObject *key = PyTuple_New(6);
+    if (!key) return NULL;
+    for (int r = 0; r < 4; r++) {
+        PyObject *v = bytes_of(e->f[r]);
+        if (!v) {
+            Py_DECREF(key);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(key, r, v);
+    }
+    Py_INCREF(LP_TEXT[e->lp]);
+    PyTuple_SET_ITEM(key, 4, LP_TEXT[e->lp]);
+    PyObject *s = PyLong_FromLongLong(e->secs);
+    if (!s) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(key, 5, s);
+    return key;
+}
+
+/* Key tuples made before, found again by content: the same key in every block is one object (no new
+ * bytes to hash, dict and set lookups that match by identity). At most KEPT_CAP / 2 keys of at most
+ * KEPT_BYTES bytes each are kept for the life of the process (a few MB at most); others are made anew.
+ * Only ever used with the GIL held. */
+#define KEPT_CAP 16384
+#define KEPT_BYTES 256
+typedef struct {
+    uint64_t hash;
+    PyObject *key;
+} kept_key;
+static kept_key *KEPT;
+static size_t KEPT_USED;
+
+static int kept_is(PyObject *key, const entry *e) {
+    for (int r = 0; r < 4; r++) {
+        PyObject *v = PyTuple_GET_ITEM(key, r);
+        if (PyBytes_GET_SIZE(v) != e->f[r].n || memcmp(PyBytes_AS_STRING(v), e->f[r].p, (size_t)e->f[r].n) != 0)
+            return 0;
+    }
+    if (PyTuple_GET_ITEM(key, 4) != LP_TEXT[e->lp]) return 0;
+    long long secs = PyLong_AsLongLong(PyTuple_GET_ITEM(key, 5));
+    return secs == e->secs;
+}
+
+static PyObject *kept_key_of(const entry *e) {
+    if (e->f[0].n + e->f[1].n + e->f[2].n + e->f[3].n > KEPT_BYTES) return key_of(e);
+    if (!KEPT) KEPT = PyMem_Calloc(KEPT_CAP, sizeof(kept_key));
+    if (!KEPT) return key_of(e);
+    size_t j = (size_t)e->hash & (KEPT_CAP - 1);
+    while (KEPT[j].key) {
+        if (KEPT[j].hash == e->hash && kept_is(KEPT[j].key, e)) {
+            Py_INCREF(KEPT[j].key);
+            return KEPT[j].key;
+        }
+        j = (j + 1) & (KEPT_CAP - 1);
+    }
+    PyObject *key = key_of(e);
+    if (key && KEPT_USED < KEPT_CAP / 2) {
+        Py_INCREF(key);
+        KEPT[j].hash = e->hash;
+        KEPT[j].key = key;
+        KEPT_USED++;
+    }
+    return key;
+}
+
 /* {key: records} of a table, in the order the keys first appeared; key = (4 x bytes, long poll, seconds) */
 static PyObject *counts_of(const table *t) {
     PyObject *counts = PyDict_New();
     if (!counts) return NULL;
     for (size_t k = 0; k < t->used; k++) {
         const entry *e = &t->slots[t->order[k]];
-        PyObject *key = PyTuple_New(6);
+        PyObject *key = kept_key_of(e);
         PyObject *n = PyLong_FromSsize_t(e->count);
         int failed = !key || !n;
-        for (int r = 0; r < 4 && !failed; r++) {
-            PyObject *v = bytes_of(e->f[r]);
-            if (!v) failed = 1;
-            else PyTuple_SET_ITEM(key, r, v);
-        }
-        if (!failed) {
-            Py_INCREF(LP_TEXT[e->lp]);
-            PyTuple_SET_ITEM(key, 4, LP_TEXT[e->lp]);
-            PyObject *s = PyLong_FromLongLong(e->secs);
-            if (!s) failed = 1;
-            else PyTuple_SET_ITEM(key, 5, s);
-        }
         if (failed || PyDict_SetItem(counts, key, n) < 0) {
             Py_XDECREF(key);
             Py_XDECREF(n);
@@ -248,6 +305,36 @@ static PyObject *block_result(Py_ssize_t records, PyObject *counts, PyObject *lo
         return NULL;
     }
     return Py_BuildValue("(nNNN)", records, counts, lo, hi);
+}
+
+PyDoc_STRVAR(add_closed_doc,
+             "add_closed(target, counts, closed) -> bool\n\n"
+             "Add every count of `counts` ({key: records}) to the dict `target` when each key is in the set\n"
+             "`closed` (its records need no closer look); True then. False, with `target` unchanged, when\n"
+             "a key is not in `closed`. What Tally.quiet() and Tally.add() do for such a block, in one C loop.");
+
+static PyObject *add_closed(PyObject *self, PyObject *args) {
+    PyObject *target, *counts, *closed;
+    if (!PyArg_ParseTuple(args, "O!O!O!", &PyDict_Type, &target, &PyDict_Type, &counts, &PySet_Type, &closed))
+        return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *key, *n;
+    while (PyDict_Next(counts, &pos, &key, &n)) {
+        int in = PySet_Contains(closed, key);
+        if (in < 0) return NULL;
+        if (!in) Py_RETURN_FALSE;
+    }
+    pos = 0;
+    while (PyDict_Next(counts, &pos, &key, &n)) {
+        PyObject *old = PyDict_GetItemWithError(target, key);
+        if (!old && PyErr_Occurred()) return NULL;
+        PyObject *sum = old ? PyNumber_Add(old, n) : (Py_INCREF(n), n);
+        if (!sum) return NULL;
+        int failed = PyDict_SetItem(target, key, sum) < 0;
+        Py_DECREF(sum);
+        if (failed) return NULL;
+    }
+    Py_RETURN_TRUE;
 }
 
 PyDoc_STRVAR(w3c_block_doc,
@@ -382,13 +469,79 @@ typedef struct {
     span time;
 } keyed;
 
+/* no control byte (other than TAB) and no CR in the line: eight bytes at a time while none is below
+   0x20 or 0x7f (a word with a TAB, or any such byte, is looked at byte by byte) */
+static int clean_line(const unsigned char *l, Py_ssize_t n) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    Py_ssize_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t x, y;
+        memcpy(&x, l + k, 8);
+        y = x ^ (0x7f * ones);
+        if (((x - 0x20 * ones) & ~x & highs) | ((y - ones) & ~y & highs)) break;
+    }
+    for (; k < n; k++)
+        if (BAD[l[k]] || l[k] == '\r') return 0;
+    return 1;
+}
+
 typedef int (*reader)(const unsigned char *l, Py_ssize_t n, keyed *k);
 
 /* (records, counts, lo, hi) of a block, or None when a line is not read (not clean, not a record);
    one_zone: times end in a zone, and a block of several zones is refused (they do not order as text) */
+/* records.Reader's test that a block's times (lo, hi) add nothing: of the day (and zone) of `low`, and
+   low <= lo, hi <= high, where [low, high] are times already seen */
+static int within(span lo, span hi, span low, span high) {
+    if (low.n < 12 || lo.n < 12 || hi.n < 12 || memcmp(low.p, lo.p, 12) != 0 || memcmp(lo.p, hi.p, 12) != 0)
+        return 0;
+    int zoned = lo.n >= 6 && lo.p[lo.n - 6] == ' ';
+    if (zoned && (low.n < 5 || memcmp(low.p + low.n - 5, lo.p + lo.n - 5, 5) != 0)) return 0;
+    return span_cmp(low, lo) <= 0 && span_cmp(hi, high) <= 0;
+}
+
+/* with a target: add the block's counts to it (as add_closed does) when every key is in `closed` and
+   the times are within [low, high]; 1 then, 0 when not (nothing added), -1 on an error */
+static int add_to(const table *t, span lo, span hi, PyObject *target, PyObject *closed, span low, span high) {
+    if (!within(lo, hi, low, high)) return 0;
+    PyObject **keys = PyMem_Calloc(t->used ? t->used : 1, sizeof(PyObject *));
+    if (!keys) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int outcome = 1;
+    size_t made = 0;
+    for (; made < t->used && outcome == 1; made++) {
+        keys[made] = kept_key_of(&t->slots[t->order[made]]);
+        if (!keys[made]) outcome = -1;
+        else {
+            int in = PySet_Contains(closed, keys[made]);
+            if (in <= 0) outcome = in;
+        }
+    }
+    for (size_t k = 0; k < t->used && outcome == 1; k++) {
+        const entry *e = &t->slots[t->order[k]];
+        PyObject *old = PyDict_GetItemWithError(target, keys[k]);
+        if (!old && PyErr_Occurred()) {
+            outcome = -1;
+            break;
+        }
+        PyObject *sum = old ? PyLong_FromSsize_t(PyLong_AsSsize_t(old) + e->count) : PyLong_FromSsize_t(e->count);
+        if (!sum || PyDict_SetItem(target, keys[k], sum) < 0) outcome = -1;
+        Py_XDECREF(sum);
+    }
+    for (size_t k = 0; k < made; k++) Py_XDECREF(keys[k]);
+    PyMem_Free(keys);
+    return outcome;
+}
+
 static PyObject *line_block(PyObject *args, reader read, int one_zone) {
     Py_buffer buf;
-    if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
+    PyObject *target = NULL, *closed = NULL;
+    const char *low_p = "", *high_p = "";
+    Py_ssize_t low_n = 0, high_n = 0;
+    if (!PyArg_ParseTuple(args, "y*|O!O!y#y#", &buf, &PyDict_Type, &target, &PySet_Type, &closed, &low_p, &low_n,
+                          &high_p, &high_n))
+        return NULL;
     PyObject *result = NULL;
     table t = {0};
     const unsigned char *data = buf.buf;
@@ -404,8 +557,7 @@ static PyObject *line_block(PyObject *args, reader read, int one_zone) {
         Py_ssize_t end = nl - data, n = end - pos;
         if (n > 0 && data[end - 1] == '\r') n--;
         const unsigned char *l = data + pos;
-        for (Py_ssize_t k = 0; k < n; k++)
-            if (BAD[l[k]] || l[k] == '\r') goto unclean;
+        if (!clean_line(l, n)) goto unclean;
         keyed k;
         if (!read(l, n, &k)) goto unclean;
         if (table_add(&t, k.f, k.lp, k.secs) < 0) {
@@ -418,6 +570,16 @@ static PyObject *line_block(PyObject *args, reader read, int one_zone) {
         if (!records || span_cmp(k.time, hi) > 0) hi = k.time;
         records++;
         pos = end + 1;
+    }
+    if (target && closed) {
+        span low = {low_p, low_n}, high = {high_p, high_n};
+        int added = add_to(&t, lo, hi, target, closed, low, high);
+        if (added < 0) goto done;
+        if (added) {
+            Py_INCREF(Py_None);
+            result = block_result(records, Py_None, bytes_of(lo), bytes_of(hi));
+            goto done;
+        }
     }
     result = block_result(records, counts_of(&t), bytes_of(lo), bytes_of(hi));
     goto done;
@@ -621,10 +783,12 @@ static int request_long_poll(span request) {
 }
 
 PyDoc_STRVAR(haproxy_block_doc,
-             "haproxy_block(data) -> (records, counts, lo, hi) or None\n\n"
+             "haproxy_block(data[, target, closed, low, high]) -> (records, counts, lo, hi) or None\n\n"
              "A block of HAProxy HTTP log lines: counts {(backend, status, b'', state[:2], long poll, seconds):\n"
              "records} in first-seen order; lo, hi the least and greatest accept time as logged (bytes).\n"
-             "None when a line is not such a record or the block is not clean.");
+             "None when a line is not such a record or the block is not clean. With a target dict, a closed set\n"
+             "and the least and greatest times seen (bytes): when every key is in closed and the block's times\n"
+             "are within [low, high] of one day, the counts are added to target and counts is None.");
 
 /* one HAProxy HTTP line -> its key and time; 0 when it is not such a record (or not read plainly) */
 static int hap_key(const unsigned char *l, Py_ssize_t n, keyed *k) {
@@ -728,12 +892,14 @@ static span strip_quotes(span v) {
 
 /* the role of a variable name (nginx._NAMES): 1 rt, 2 urt, 3 ua, 4 us, 0 none */
 static int role_of(span name) {
-    static const struct { const char *name; int role; } NAMES[] = {
-        {"rt", 1}, {"request_time", 1}, {"urt", 2}, {"upstream_response_time", 2}, {"ua", 3},
-        {"upstream_addr", 3}, {"upstream", 3}, {"us", 4}, {"upstream_status", 4},
+#define NAME(text, role) {text, (Py_ssize_t)sizeof(text) - 1, role}
+    static const struct { const char *name; Py_ssize_t n; int role; } NAMES[] = {
+        NAME("rt", 1), NAME("request_time", 1), NAME("urt", 2), NAME("upstream_response_time", 2), NAME("ua", 3),
+        NAME("upstream_addr", 3), NAME("upstream", 3), NAME("us", 4), NAME("upstream_status", 4),
     };
+#undef NAME
     for (size_t k = 0; k < sizeof(NAMES) / sizeof(NAMES[0]); k++)
-        if (equals_lower(name, NAMES[k].name)) return NAMES[k].role;
+        if (name.n == NAMES[k].n && equals_lower_n(name, NAMES[k].name, NAMES[k].n)) return NAMES[k].role;
     return 0;
 }
 
@@ -874,10 +1040,11 @@ static long long whole_seconds(span v, int *ok) {
 }
 
 PyDoc_STRVAR(nginx_block_doc,
-             "nginx_block(data) -> (records, counts, lo, hi) or None\n\n"
+             "nginx_block(data[, target, closed, low, high]) -> (records, counts, lo, hi) or None\n\n"
              "A block of nginx access log lines: counts {(upstream, status, upstream status, b'', long poll,\n"
              "seconds): records} in first-seen order; lo, hi the least and greatest time as logged (bytes).\n"
-             "None when a line is not such a record, the block is not clean or a value is not plain.");
+             "None when a line is not such a record, the block is not clean or a value is not plain.\n"
+             "target, closed, low, high: as haproxy_block.");
 
 /* one nginx access line -> its key and time; 0 when it is not such a record (or not read plainly) */
 static int ngx_key(const unsigned char *l, Py_ssize_t n, keyed *k) {
@@ -913,6 +1080,7 @@ static PyMethodDef METHODS[] = {
     {"w3c_block", w3c_block, METH_VARARGS, w3c_block_doc},
     {"haproxy_block", haproxy_block, METH_VARARGS, haproxy_block_doc},
     {"nginx_block", nginx_block, METH_VARARGS, nginx_block_doc},
+    {"add_closed", add_closed, METH_VARARGS, add_closed_doc},
     {NULL, NULL, 0, NULL},
 };
 

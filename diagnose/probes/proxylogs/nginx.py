@@ -72,7 +72,11 @@ def extras(tail: bytes) -> dict[str, bytes]:
 def access_key(groups: Groups, lp: str | None = None) -> Key:
     """The key of one access record; `lp`: its request's long-poll class when already known."""
     _, request, status, tail = groups
-    more = extras(tail) if tail.strip() else {}
+    return key_of_parts(request, status, extras(tail) if tail.strip() else {}, lp)
+
+
+def key_of_parts(request: bytes, status: bytes, more: dict[str, bytes], lp: str | None = None) -> Key:
+    """The key of an access record from its request, status and variables by role (rt, urt, ua, us)."""
     if lp is None:
         lp = request_long_poll(request) if request else ""
     seconds = -1

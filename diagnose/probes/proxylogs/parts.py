@@ -20,12 +20,14 @@ import concurrent.futures
 import dataclasses
 import os
 import signal
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Tuple, Union
 
+from diagnose.bounds import DeadlineExceeded
 from diagnose.probes.logs import LogInput
 from diagnose.probes.proxylogs.tally import Summary, messages_note
 from diagnose.probes.workers import mp_context
@@ -44,6 +46,7 @@ class Part:
     end: int
     index: int
     state: State = None
+    deadline: float | None = None  # time.monotonic(): a range still being read then stops, not merged
 
 
 Outcome = Tuple[Summary, int, State]
@@ -52,11 +55,14 @@ Outcome = Tuple[Summary, int, State]
 class _Range:
     """At most `size` bytes of `stream`, from where it stands."""
 
-    def __init__(self, stream: IO[bytes], size: int) -> None:
+    def __init__(self, stream: IO[bytes], size: int, deadline: float | None = None) -> None:
         self.stream = stream
         self.left = size
+        self.deadline = deadline
 
     def read(self, n: int = -1) -> bytes:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DeadlineExceeded("stopped at the deadline", "")
         n = self.left if n < 0 else min(n, self.left)
         data = self.stream.read(n) if n else b""
         self.left -= len(data)
@@ -73,7 +79,7 @@ def read_part(part: Part) -> Outcome | None:
     try:
         with open(part.log.path, "rb") as fh:
             fh.seek(part.start)
-            stream = _Range(fh, part.end - part.start)
+            stream = _Range(fh, part.end - part.start, part.deadline)
             head = b""
             if part.index == 0:
                 head = stream.read(proxylogs.HEAD)
@@ -85,7 +91,7 @@ def read_part(part: Part) -> Outcome | None:
             if part.index:
                 reader.resume(part.state)  # type: ignore[arg-type]
             reader.read(proxylogs.line_blocks(stream, head, proxylogs.too_long(summary, name), ends), part=True)
-    except OSError:
+    except (OSError, DeadlineExceeded):
         return None
     if summary.capped() or not ends:
         return None
@@ -141,8 +147,10 @@ def _first_state(found: str, head: bytes) -> State:
 class Workers:
     """Reads the big plain logs of a run in byte ranges, in worker processes started at once."""
 
-    def __init__(self, logs: Sequence[LogInput], jobs: int) -> None:
-        self.parts = {id(log): plan(log, jobs) for log in logs}
+    def __init__(self, logs: Sequence[LogInput], jobs: int, deadline: float | None = None) -> None:
+        self.deadline = deadline
+        self.parts = {id(log): [dataclasses.replace(part, deadline=deadline) for part in plan(log, jobs)]
+                      for log in logs}
         self.pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.futures: dict[int, list[Future[Outcome | None]]] = {}
         self.again: list[Part] = []  # ranges read again here, with the state the range before ended in
@@ -177,6 +185,8 @@ class Workers:
             if outcome is not None and part.index and part.state != state:
                 self.again.append(dataclasses.replace(part, state=state))  # the range before changed it
                 outcome = read_part(self.again[-1])
+            if outcome is None and self._late():
+                break  # the ranges before are merged; the file is not read to its end
             if outcome is None:
                 return False
             outcomes.append(outcome)
@@ -188,7 +198,16 @@ class Workers:
         for (source, product), count in _messages(outcomes).items():
             if count:
                 summary.note(source, 0, messages_note(count, product))
+        if len(outcomes) < len(parts):
+            if not outcomes:
+                summary.files.append(log.name)
+            summary.unreadable += 1
+            summary.note(log.name, 0, f"stopped at the deadline: {len(parts) - len(outcomes)} of {len(parts)} "
+                                      "byte ranges not read")
         return True
+
+    def _late(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
 
 
 def _messages(outcomes: Sequence[Outcome]) -> dict[tuple[str, str], int]:

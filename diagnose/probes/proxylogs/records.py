@@ -50,6 +50,7 @@ class Reader:
         self.shape = shapes[0]
         self.first = ""
         self.last = ""
+        self._within = (b"", b"")  # times as logged of an accelerated block whose extremes were seen
         self.messages = 0
 
     @property
@@ -63,10 +64,16 @@ class Reader:
 
     def read(self, blocks: Iterable[Block], part: bool = False) -> None:
         """Read every block; `part`: the blocks are one byte range of a file (the count of lines that
-        are the product's messages is kept for the whole file's note)."""
-        for block in blocks:
-            if not self._fast(block):
-                self._slow(block)
+        are the product's messages is kept for the whole file's note). What was read is counted even when
+        the blocks end in an error (a cut .gz, the deadline)."""
+        try:
+            for block in blocks:
+                if not self._fast(block):
+                    self._slow(block)
+        finally:
+            self._close(part)
+
+    def _close(self, part: bool) -> None:
         for tally in self.tallies.values():
             tally.flush()
         if self.first:
@@ -80,10 +87,10 @@ class Reader:
         data = block.data
         if not data.endswith(b"\n"):
             return False
+        if self.shape.format in _ACCELERATED and w3c._fastproxy is not None and self._accelerated(block):
+            return True
         if b"\r" in data:
             data = data.replace(b"\r\n", b"\n")
-        if self.shape.format in _ACCELERATED and w3c._fastproxy is not None and self._accelerated(block.data):
-            return True
         if len(data.translate(None, _CONTROL)) != len(data):
             return False
         found = self.shape.pattern.findall(data)
@@ -92,21 +99,34 @@ class Reader:
         self._count(self.shape, found, block.first_line.__add__, lambda i: data.split(b"\n", i + 1)[i])
         return True
 
-    def _accelerated(self, data: bytes) -> bool:
+    def _accelerated(self, block: Block) -> bool:
         """A block of HAProxy HTTP or nginx access records counted by the C accelerator, as `_fast` counts
         it; False when the accelerator refuses it, a record of it would be cited or its times need a
         closer look."""
-        found = getattr(w3c._fastproxy, _ACCELERATED[self.shape.format])(data)
+        tally = self.tallies[self.shape.format]
+        low, high = self._within
+        found = getattr(w3c._fastproxy, _ACCELERATED[self.shape.format])(block.data, *tally.targets(), low, high)
         if found is None:
             return False
         _, counts, lo, hi = found
-        tally = self.tallies[self.shape.format]
-        first, last = _plain_extremes(self.shape, lo, hi)
-        if not (first and tally.quiet(counts)):
+        if counts is None:  # counted into the tally in C: every key quiet, the times within those seen
+            tally.counted()
+            if block.lines is not None:
+                block.lines.append(found[0])
+            return True
+        zoned = lo[-6:-5] == b" "  # nginx's "+0000" (one per block): a block of another zone is converted
+        near = bool(low) and low[:12] == lo[:12] == hi[:12] and (low[-5:] == lo[-5:] or not zoned)
+        if near and low <= lo and hi <= high:
+            first, last = self.first, self.last  # within times seen, of one day (and zone): nothing new
+        else:
+            first, last = _plain_extremes(self.shape, lo, hi)
+        if not (first and tally.absorb(counts)):
             return False
-        tally.add(counts)
+        if block.lines is not None:
+            block.lines.append(found[0])  # one record per line: line_blocks need not count them
         self.first = min(self.first, first) if self.first else first
         self.last = max(self.last, last)
+        self._within = (min(low, lo), max(high, hi)) if near else (lo, hi)  # times seen, of one day and zone
         return True
 
     def _slow(self, block: Block) -> None:

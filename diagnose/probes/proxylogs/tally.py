@@ -15,15 +15,23 @@ still want a sample are looked at one by one.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import compress
 from typing import Any, Callable, NamedTuple, Tuple
 
 from diagnose.facts import Fact, make_fact
 from diagnose.probes.proxylogs import idle
+
+try:
+    from diagnose.probes.proxylogs._fastproxy import add_closed as _add_closed
+except ImportError:  # not built: Tally.quiet and Tally.add do the same in Python
+    _add_closed = None
+if os.environ.get("DIAGNOSE_PURE_PYTHON"):
+    _add_closed = None
 
 PROBE = "proxylogs"
 KIND = "proxy.status_summary"
@@ -264,6 +272,27 @@ class Tally:
         if len(self._counts) > MAX_KEYS:
             self.flush()
 
+    def absorb(self, counts: Mapping[Key, int]) -> bool:
+        """`add` a block counted by key when it is `quiet`; False (nothing counted) when it is not. With
+        the C accelerator, a block whose keys were all seen quiet before is added in one C loop."""
+        if _add_closed is not None and isinstance(counts, dict) and _add_closed(self._counts, counts, self._closed):
+            self.counted()
+            return True
+        if not self.quiet(counts):
+            return False
+        self.add(counts)
+        return True
+
+    def targets(self) -> tuple[Counter, set[Key]]:
+        """(the counts, the keys known quiet) for an accelerator that adds a quiet block itself (a key
+        known quiet is counted already: such a block adds no key)."""
+        return self._counts, self._closed
+
+    def counted(self) -> None:
+        """An accelerator added a block to the counts (see `targets`)."""
+        if len(self._counts) > MAX_KEYS:
+            self.flush()
+
     def _sample(self, key: Key, line: int, raw: bytes) -> None:
         if key not in self._wanted:
             return
@@ -347,7 +376,7 @@ def clf_time(text: str) -> str:
     if zone[1:].isdigit():
         sign = 1 if zone[0] == "+" else -1
         offset = sign * (int(zone[1:3]) * 3600 + int(zone[3:5]) * 60)
-        moment = datetime.utcfromtimestamp((moment - datetime(1970, 1, 1)).total_seconds() - offset)
+        moment -= timedelta(seconds=offset)  # (utcfromtimestamp is deprecated from 3.12 on)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -21,7 +21,7 @@ from diagnose.probes.proxylogs.lines import Block
 from diagnose.probes.proxylogs.tally import Classify, Key, Summary, Tally
 
 try:  # the optional C accelerator (built by hatch_build.py); the pure-Python path is the reference
-    from diagnose.probes.proxylogs import _fastproxy  # type: ignore[attr-defined]  # a C module: no type information
+    import diagnose.probes.proxylogs._fastproxy as _fastproxy
 except ImportError:  # pragma: no cover - depends on the build
     _fastproxy = None
 if os.environ.get("DIAGNOSE_PURE_PYTHON"):  # for comparing the two paths (tests, bench/proxylogs.py)
@@ -136,11 +136,14 @@ class Reader:
         self.layout = Layout.of(state, self.dialect) if state is not None else None
 
     def read(self, blocks: Iterable[Block], part: bool = False) -> None:
-        for block in blocks:
-            if not self._fast(block):
-                self._slow(block)
-        self.tally.flush()
-        self.summary.see_times(self.dialect.product, self.first, self.last)
+        """Read every block; what was read is counted even when the blocks end in an error."""
+        try:
+            for block in blocks:
+                if not self._fast(block):
+                    self._slow(block)
+        finally:
+            self.tally.flush()
+            self.summary.see_times(self.dialect.product, self.first, self.last)
 
     # -- a clean block in one go
     def _fast(self, block: Block) -> bool:
@@ -149,10 +152,10 @@ class Reader:
             return False
         if _fastproxy is not None and layout.width <= _fastproxy.MAX_WIDTH:
             found = _fastproxy.w3c_block(data, self.dialect.separator.decode(), layout.width, layout.columns)
-            if (found is not None and self.tally.quiet(found[1])
+            if (found is not None
                     and ("date" not in layout.at or (stamp(found[2], "time" in layout.at)
-                                                     and stamp(found[3], "time" in layout.at)))):
-                self.tally.add(found[1])
+                                                     and stamp(found[3], "time" in layout.at)))
+                    and self.tally.absorb(found[1])):
                 if "date" in layout.at:
                     self._see(found[2], found[3], "time" in layout.at)
                 return True

@@ -34,6 +34,7 @@ from diagnose.compat import removeprefix
 from diagnose.errors import InputError, UsageError
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
+from diagnose.probes.params import ProbeParams, split_field
 from diagnose.probes.services.catalogue import Catalogue, CatalogueService, load_catalogue
 from diagnose.probes.services.exports import (
     RUNNING,
@@ -48,7 +49,6 @@ from diagnose.probes.services.exports import (
     start_type_from,
     state_from,
 )
-from diagnose.probes.spec import spec_list
 from diagnose.profile import EXCHANGE_VERSIONS, PROTOCOLS
 
 PROBE = "services"
@@ -284,14 +284,34 @@ def _local_host() -> str:
     return os.environ.get("COMPUTERNAME") or socket.gethostname() or "localhost"
 
 
-def choose_backend(spec: Mapping[str, Any]) -> ServiceBackend:
+@dataclass(frozen=True)
+class ServicesParams(ProbeParams):
+    """Parameters of the `services` probe: exported lists (one per server) or a host queried with sc.exe
+    (else this machine), the Exchange version and published protocols that rate the impact, `all` to
+    report every service read, `offline` to read only exports, and the internal server's name, which an
+    export that does not name its server is taken for when it is the only export."""
+
+    probe = PROBE
+    export: tuple[str, ...] = ()
+    export_host: str | None = None
+    host: str | None = None
+    sc_path: str | None = None
+    exchange_version: str | None = None
+    published: tuple[str, ...] = split_field()
+    all: bool = False
+    offline: bool = False
+    internal_name: str | None = None
+
+
+def choose_backend(spec: ServicesParams | Mapping[str, Any]) -> ServiceBackend:
     """`export` wins over `host`; neither means this machine (psutil on Windows, systemd on Linux)."""
-    if spec.get("export") and spec.get("host"):
+    params = ServicesParams.of(spec)
+    if params.export and params.host:
         raise UsageError("give either a services export or a services host, not both")
-    if spec.get("export"):
-        return ExportBackend(Path(str(spec["export"])), spec.get("export_host") or None)
-    if spec.get("host"):
-        return ScBackend(str(spec["host"]), spec.get("sc_path"))
+    if params.export:
+        return ExportBackend(Path(params.export[0]), params.export_host)
+    if params.host:
+        return ScBackend(params.host, params.sc_path)
     if sys.platform == "win32":
         return PsutilBackend()
     if sys.platform.startswith("linux"):
@@ -321,42 +341,36 @@ class _LocalLinux:
 # ---------------------------------------------------------------------------------------- probe
 
 
-def _exports(spec: Mapping[str, Any]) -> list[str]:
-    value = spec.get("export")
-    if value is None or value in ("", (), []):
-        return []
-    return [str(value)] if isinstance(value, (str, Path)) else [str(v) for v in value if v]
-
-
 def probe(
     ctx: ProbeContext,
-    spec: Mapping[str, Any],
+    spec: ServicesParams | Mapping[str, Any],
     backend: ServiceBackend | None = None,
     catalogue: Catalogue | None = None,
 ) -> ProbeResult:
     """Read the services (one backend, or one per export file) and rate what the stopped ones break."""
+    params = ServicesParams.of(spec)
     catalogue = catalogue or load_catalogue()
-    version = str(spec.get("exchange_version") or ctx.profile.exchange_version or "") or None
+    version = params.exchange_version
     if version and version not in EXCHANGE_VERSIONS:
         raise UsageError(f"exchange_version must be one of {', '.join(EXCHANGE_VERSIONS)}, got {version!r}")
-    published = spec_list(spec, "published", split=True) or list(ctx.profile.published)
+    published = list(params.published)
     for p in published:
         if p not in PROTOCOLS:
             raise UsageError(f"unknown published protocol {p!r} (one of {', '.join(PROTOCOLS)})")
-    exports = _exports(spec)
-    if backend is None and not exports and spec.get("offline") is True:
+    exports = list(params.export)
+    if backend is None and not exports and params.offline:
         return ProbeResult.unavailable("offline run: no services export given, and live queries are off")
     if backend is not None:
         backends: list[ServiceBackend] = [backend]
     elif len(exports) > 1:
-        if spec.get("host"):
+        if params.host:
             raise UsageError("give either a services export or a services host, not both")
         backends = [ExportBackend(Path(e)) for e in exports]
     else:
-        backends = [choose_backend({**spec, "export": exports[0] if exports else None})]
+        backends = [choose_backend(params)]
     # an export that does not name its server is the profile's server when it is the only export
-    only = ctx.profile.internal_name if len(exports) == 1 and backend is None else None
-    results = [_read_one(ctx, b, catalogue, version, published, bool(spec.get("all")), only) for b in backends]
+    only = params.internal_name if len(exports) == 1 and backend is None else None
+    results = [_read_one(ctx, b, catalogue, version, published, params.all, only) for b in backends]
     if len(results) == 1:
         return results[0]
     facts = tuple(f for r in results for f in r.facts)

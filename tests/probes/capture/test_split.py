@@ -16,7 +16,6 @@ from diagnose.probes import ProbeContext
 from diagnose.probes.capture import build_facts, probe
 from diagnose.probes.capture.analysis import MAX_BUCKETS, analyse, analyse_share
 from diagnose.probes.capture.tcp import SWEEP_EVERY, TEARDOWNS, Tracker, owner_of
-from diagnose.profile import SiteProfile
 from tests.conftest import run_cli
 from tests.probes.capture import synth
 
@@ -154,7 +153,7 @@ def test_a_file_that_is_not_a_capture_fails_the_same_way(tmp_path: Path) -> None
     with pytest.raises(InputError) as two:
         analyse([path], jobs=2)
     assert str(one.value) == str(two.value)
-    ctx = ProbeContext(profile=SiteProfile())
+    ctx = ProbeContext()
     result = probe(ctx, {"paths": [str(path)], "jobs": 2})
     assert result.status is ProbeStatus.UNAVAILABLE
 

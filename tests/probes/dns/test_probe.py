@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from diagnose.collect import plan_check
 from diagnose.facts import Fact
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext, run_probe
@@ -42,9 +43,9 @@ def site_dns(request: pytest.FixtureRequest) -> Iterator[DnsServer]:
 
 def probe_dns(spec: dict[str, Any], profile: SiteProfile | None = None,
               deadline: float | None = None) -> tuple[list[Fact], Any]:
-    ctx = ProbeContext(profile=profile or SiteProfile(), deadline=deadline)
-    spec = {"use_hosts": False, "timeout": 1.0, **spec}
-    result, _run = run_probe("dns", ctx, spec, ("dns.resolution", "dns.consistency"))
+    ctx = ProbeContext(deadline=deadline)
+    params = plan_check("dns", {"use_hosts": False, "timeout": 1.0, **spec}, profile)[1]
+    result, _run = run_probe("dns", ctx, params, ("dns.resolution", "dns.consistency"))
     fact_kinds().check(result.facts, "dns probe")  # every fact fits the declared kinds
     return list(result.facts), result
 

@@ -18,7 +18,6 @@ from diagnose.probes.dns.hosts import read_hosts
 from diagnose.probes.dns.recorded import read_recorded
 from diagnose.probes.dns.sources import Answer, HostsSource, LiveServer, NameSource, RecordedSource
 from diagnose.probes.netio import parse_endpoint
-from diagnose.profile import SiteProfile
 from tests.servers import LOOPBACK, DnsServer
 
 INTERNAL = "127.0.0.10"
@@ -89,7 +88,7 @@ def test_past_the_deadline_files_still_answer_and_servers_are_not_asked(server: 
     hosts_path = tmp_path / "hosts"
     hosts_path.write_text(f"{INTERNAL} cas01.contoso.local\n")
     recorded = _recorded(server, tmp_path / "dig.txt", [("webmail.contoso.com", "A"), ("webmail.contoso.com", "AAAA")])
-    ctx = ProbeContext(profile=SiteProfile(), deadline=time.monotonic() - 1)
+    ctx = ProbeContext(deadline=time.monotonic() - 1)
     spec = {"names": ["webmail.contoso.com"], "internal_name": "cas01.contoso.local", "hosts_file": str(hosts_path),
             "servers": [server.address], "recorded": [recorded.origin], "expect": [INTERNAL], "timeout": 1.0}
     result, _run = run_probe("dns", ctx, spec, ("dns.resolution", "dns.consistency"))

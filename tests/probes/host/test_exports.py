@@ -14,7 +14,6 @@ from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext
 from diagnose.probes.host import exports as host_exports
 from diagnose.probes.host.exports import read_host_export
-from diagnose.profile import SiteProfile
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "host"
 
@@ -92,9 +91,9 @@ def test_event_xml_and_text(name: str) -> None:
 
 def test_probe_facts_follow_the_fact_kinds() -> None:
     result = host_exports.probe_exports(
-        ProbeContext(profile=SiteProfile(internal_addresses=("10.0.0.10",)), check="host-exports"),
+        ProbeContext(check="host-exports"),
         {"exports": [str(DATA / "netstat-anob-en.txt"), str(DATA / "events-system-wevtutil.txt"),
-                     str(DATA / "netsh-dynamicport-tcp-fr-cp850.txt")]},
+                     str(DATA / "netsh-dynamicport-tcp-fr-cp850.txt")], "server_addresses": ["10.0.0.10"]},
     )
     assert result.status.value == "complete"
     kinds = fact_kinds()

@@ -17,7 +17,6 @@ from diagnose.facts import Fact, ProbeStatus
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext
 from diagnose.probes.host.probe import PortRange, TcpSocket, parse_netsh_dynamicport, port_usage_fact, probe
-from diagnose.profile import SiteProfile
 
 TIME_WAIT_N = 12
 CLOSE_WAIT_N = 7
@@ -79,8 +78,8 @@ def by_subject(facts: tuple[Fact, ...], kind: str) -> dict[str, Fact]:
 def test_probe_counts_real_time_wait_and_close_wait(loopback_states: dict[str, int]) -> None:
     tw_port = loopback_states["time_wait_port"]
     cw_port = loopback_states["close_wait_port"]
-    ctx = ProbeContext(profile=SiteProfile(internal_addresses=("127.0.0.1",)), check="host")
-    result = probe(ctx, {"remote_ports": [tw_port, cw_port]})
+    ctx = ProbeContext(check="host")
+    result = probe(ctx, {"remote_ports": [tw_port, cw_port], "server_addresses": ["127.0.0.1"]})
     fact_kinds().check(result.facts, "host probe")
     tcp = by_subject(result.facts, "host.tcp_states")
     overall = tcp["all"].attrs

@@ -191,7 +191,7 @@ def test_real_isa2004_firewall_log(corpus: Path) -> None:
     assert attrs["connections"] == 31  # the two Intermediate progress rows are not connections
     assert attrs["first_time"] == "2006-10-27T00:00:00Z"
     assert by_subject(doc, "rule:Allow RPC from ISA Server to trusted servers")["leg"] == "server"
-    assert doc["status"] == "complete"
+    assert doc["schema"] == "diagnose.probe/1" and doc["probe"]["status"] == "complete"
 
 
 def test_real_isa2004_webproxy_log(corpus: Path) -> None:
@@ -216,7 +216,7 @@ def test_real_collapsed_log_viewer_copy(corpus: Path) -> None:
     attrs = overall(doc)
     assert attrs["records"] == 4 and attrs["formats"] == ["viewer-collapsed"]
     assert attrs["first_time"] == "2011-09-28T14:36:14Z"  # the GMT column, not the local one
-    assert any("TABs collapsed" in p for p in doc["problems"])
+    assert any("TABs collapsed" in p for p in doc["probe"]["notes"])
 
 
 # ------------------------------------------------------------------ Status 64 in every spelling
@@ -301,7 +301,7 @@ def test_truncated_last_line_and_binary_garbage(tmp_path: Path) -> None:
     assert attrs["bad_lines"] == 2 and attrs["truncated_lines"] == 1 and attrs["partial"] is True
     assert f"{path}:{garbage_line}" in attrs["bad_line_samples"]
     assert f"{path}:{garbage_line}: binary garbage skipped" in proc.stderr
-    assert doc["status"] == "partial"
+    assert doc["probe"]["status"] == "partial"
 
 
 @pytest.mark.parametrize("encoding", ["crlf", "utf-8-sig", "utf-16", "utf-16-le-nobom", "cp1252"])

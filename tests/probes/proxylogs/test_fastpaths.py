@@ -151,6 +151,19 @@ def read(path: Path, jobs: int = 1) -> tuple[Any, ...]:
         excerpts, problems
 
 
+def fast_and_pure(monkeypatch: pytest.MonkeyPatch, path: Path, module: object, name: str,
+                  stand_in: object) -> tuple[Any, Any]:
+    """`read` of `path` with `module.name` replaced by `stand_in` (a counting accelerator), then without
+    the accelerator."""
+    with monkeypatch.context() as m:
+        m.setattr(module, name, stand_in)
+        fast = read(path)
+    with monkeypatch.context() as m:
+        m.setattr(w3c, "_fastproxy", None)
+        pure = read(path)
+    return fast, pure
+
+
 class _Counting:
     """The accelerator, counting the blocks it accepted (so a test knows the fast way was taken)."""
 
@@ -158,20 +171,22 @@ class _Counting:
         self.real = w3c._fastproxy
         self.MAX_WIDTH = self.real.MAX_WIDTH  # type: ignore[union-attr]
         self.accepted = 0
+        self.added = 0
 
     def w3c_block(self, *args: object) -> object:
         got = self.real.w3c_block(*args)  # type: ignore[union-attr]
         self.accepted += got is not None
         return got
 
-    def haproxy_block(self, data: bytes) -> object:
-        got = self.real.haproxy_block(data)  # type: ignore[union-attr]
-        self.accepted += got is not None
-        return got
+    def haproxy_block(self, *args: object) -> object:
+        return self._seen(self.real.haproxy_block(*args))  # type: ignore[union-attr]
 
-    def nginx_block(self, data: bytes) -> object:
-        got = self.real.nginx_block(data)  # type: ignore[union-attr]
+    def nginx_block(self, *args: object) -> object:
+        return self._seen(self.real.nginx_block(*args))  # type: ignore[union-attr]
+
+    def _seen(self, got: Any) -> object:
         self.accepted += got is not None
+        self.added += got is not None and got[1] is None  # counted into the tally in C
         return got
 
 
@@ -188,12 +203,7 @@ def test_accelerator_and_pure_python_read_damaged_logs_alike(tmp_path: Path, mon
     monkeypatch.setattr("diagnose.probes.proxylogs.lines.BLOCK", 4096)  # many blocks, clean and not
     for path in logs(tmp_path, seed):
         counting = _Counting()
-        with monkeypatch.context() as m:
-            m.setattr(w3c, "_fastproxy", counting)
-            fast = read(path)
-        with monkeypatch.context() as m:
-            m.setattr(w3c, "_fastproxy", None)
-            pure = read(path)
+        fast, pure = fast_and_pure(monkeypatch, path, w3c, "_fastproxy", counting)
         assert counting.accepted > 0, f"{path.name}: no block was read by the accelerator"
         assert fast == pure, path.name
         assert fast[2], f"{path.name}: the damage was not seen"
@@ -307,3 +317,71 @@ def test_a_request_time_of_infinity_is_no_duration(tmp_path: Path) -> None:
     facts = {f[1]: f[2] for f in read(log)[0]}
     assert facts["nginx:all"]["records"] == 2 and facts["nginx:all"]["eas_ping"] == 2
     assert facts["nginx:all"]["long_poll_durations"] == ("eas_ping 1740s 1",)  # the one with a duration
+
+
+def _shuffled_times(rng: random.Random, product: str, count: int) -> bytes:
+    """Clean records whose times go back and forth within a day (nginx also in a second zone), then a
+    record out of format near the end: its line number is counted past many accelerated blocks."""
+    out = []
+    for i in range(count):
+        hh, mm, ss = rng.randrange(24), rng.randrange(60), rng.randrange(60)
+        if product == "nginx":
+            zone = "+0000" if i < count // 2 or rng.random() < 0.5 else "-0500"
+            out.append(f"203.0.113.{i % 9} - - [0{4 + i // 400 % 2}/Mar/2024:{hh:02d}:{mm:02d}:{ss:02d} {zone}] "
+                       f"\"GET /owa/ HTTP/1.1\" {rng.choice(('200', '499', '502'))} 12 \"-\" \"Outlook\" rt=0.{i % 9}")
+        else:
+            out.append(f"203.0.113.{i % 9}:4{i % 999} [0{4 + i // 400 % 2}/Mar/2024:{hh:02d}:{mm:02d}:{ss:02d}.{i % 1000}] "
+                       f"fe~ be_ex/cas{i % 3} 0/0/1/2/{i} {rng.choice(('200', '502', '-1'))} 123 - - "
+                       f"{rng.choice(('----', 'SH--', 'CD--'))} 1/1/1/1/0 0/0 \"GET /owa/ HTTP/1.1\"")
+    out.insert(count - 3, "not a record at all")
+    return ("\n".join(out) + "\n").encode()
+
+
+@pytest.mark.skipif(w3c._fastproxy is None, reason="the C accelerator is not built here")
+@pytest.mark.parametrize("product", ["haproxy", "nginx"])
+def test_accelerated_blocks_keep_times_and_line_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        product: str) -> None:
+    """The earliest and latest times, and the line number of a bad line after accelerated blocks, are the
+    pure-Python ones when blocks are counted in C (add_closed, or by the block reader itself when their
+    times are within those seen), and their lines not counted again."""
+    from diagnose.probes.proxylogs import tally
+
+    path = tmp_path / f"{product}.log"
+    path.write_bytes(_shuffled_times(random.Random(5), product, 3000))
+    monkeypatch.setattr("diagnose.probes.proxylogs.lines.BLOCK", 2048)
+    added = []
+    real_add = tally._add_closed
+
+    def counting_add(*args: Any) -> bool:
+        got = real_add(*args)  # type: ignore[misc]
+        added.append(got)
+        return bool(got)
+
+    counting = _Counting()
+    monkeypatch.setattr(w3c, "_fastproxy", counting)  # for the fast reading (fast_and_pure takes it away after)
+    fast, pure = fast_and_pure(monkeypatch, path, tally, "_add_closed", counting_add)
+    assert any(added), "no block was counted by add_closed"
+    assert counting.added > 0, "no block was counted into the tally by the block reader"
+    assert fast == pure
+    assert any(f"{path}:2998:" in p for p in fast[2]), fast[2]
+
+
+@pytest.mark.skipif(w3c._fastproxy is None, reason="the C accelerator is not built here")
+def test_keys_kept_between_blocks_and_those_past_the_bounds_count_alike(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The accelerator keeps the key objects it made (at most 8,192, of at most 256 bytes): more distinct
+    keys than that (EAS pings of 20,000 durations) and keys longer (a 300-character back end) count as
+    the pure-Python path counts them."""
+    rows = []
+    for i in range(24_000):
+        backend = "be_" + ("x" * 300 if i % 7 == 0 else f"cas{i % 3}")
+        rows.append(f"203.0.113.{i % 9}:4{i % 999} [04/Mar/2024:00:{i // 60 % 60:02d}:{i % 60:02d}.{i % 1000:03d}] "
+                    f"fe~ {backend}/s1 0/0/1/2/{(i % 20_000) * 1000 + 17} {('200', '502', '-1')[i % 3]} 12 - - "
+                    f"{('----', 'SH--', 'CD--')[i % 3]} 1/1/1/1/0 0/0 \"POST /Microsoft-Server-ActiveSync/"
+                    f"default.eas?Cmd=Ping&User=u{i % 5} HTTP/1.1\"\n")
+    path = tmp_path / "haproxy.log"
+    path.write_text("".join(rows))
+    counting = _Counting()
+    fast, pure = fast_and_pure(monkeypatch, path, w3c, "_fastproxy", counting)
+    assert counting.accepted > 0
+    assert fast == pure

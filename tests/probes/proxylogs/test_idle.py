@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from diagnose.errors import ConfigError, InputError
+from diagnose.collect import plan_check
+from diagnose.errors import ConfigError, UsageError
 from diagnose.probes import ProbeContext
 from diagnose.probes.logs import expand
 from diagnose.probes.proxylogs import collect
@@ -27,8 +28,8 @@ def _ping(i: int, status: str, sub: str, win32: str, ms: int) -> str:
 
 
 def _idle(log: Path, heartbeat: int | None = None) -> dict[str, dict[str, object]]:
-    ctx = ProbeContext(profile=SiteProfile(heartbeat_seconds=heartbeat))
-    result, problems = collect(ctx, {"paths": [str(log)]})
+    ctx = ProbeContext()
+    result, problems = collect(ctx, plan_check("proxylogs", {"paths": [str(log)]}, SiteProfile(heartbeat_seconds=heartbeat))[1])
     assert not problems, problems
     return {f.subject: dict(f.attrs) for f in result.facts if f.kind == "proxy.idle_timeout"}
 
@@ -107,7 +108,7 @@ def test_profile_proxy_fields() -> None:
 def test_bad_heartbeat_in_the_spec_is_one_clear_error(tmp_path: Path) -> None:
     log = tmp_path / "u_ex261206.log"
     log.write_bytes((HEADER + _ping(1, "200", "0", "0", 10)).encode())
-    with pytest.raises(InputError, match="heartbeat_seconds must be a whole number"):
+    with pytest.raises(UsageError, match="'heartbeat_seconds' must be a whole number"):
         collect(ProbeContext(), {"paths": [str(log)], "heartbeat_seconds": "soon"})
 
 

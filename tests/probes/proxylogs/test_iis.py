@@ -212,3 +212,45 @@ def test_codes_decode_every_spelling() -> None:
         assert (code.value, code.name, code.group) == (12002, "ERROR_WINHTTP_TIMEOUT", "timed_out")
     assert decode("0x80070040").name == "ERROR_NETNAME_DELETED" and decode("12031").group == "connection_reset"
     assert decode("-").value is None and decode("0x1234abcd").name == ""
+
+
+def test_iis_daily_logs_in_a_folder_read_in_time_order_once(tmp_path: Path) -> None:
+    """IIS's daily u_exYYMMDD.log files (the public samples, one of them gzip'd by an archiving job) in a
+    W3SVC1 folder: read oldest first, and a file named again by a glob is not counted twice."""
+    from diagnose.probes.proxylogs import summarise
+
+    folder = tmp_path / "W3SVC1"
+    folder.mkdir()
+    (folder / "u_ex160110.log").write_bytes((CORPUS / "u_ex160110.log").read_bytes())
+    (folder / "u_ex100815.log.gz").write_bytes(gzip.compress((CORPUS / "u_ex100815.log").read_bytes()))
+    summary, problems = summarise([str(tmp_path / "*" / "u_ex16*.log"), str(folder)])
+    assert summary.files == [str(folder / "u_ex100815.log.gz"), str(folder / "u_ex160110.log")], problems
+    records = sum(1 for f in CORPUS.glob("*.log") for ln in f.read_text().splitlines()
+                  if ln.strip() and not ln.startswith("#"))
+    assert summary.figures[("iis", "all")].records == records
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_utf16_logs_read_like_utf8(tmp_path: Path, encoding: str) -> None:
+    """IIS writes UTF-16 logs (with a byte order mark) when its log encoding is so set: the same counts,
+    samples and line numbers as the UTF-8 log, plain or gzip'd, and a UTF-16 log cut in the middle of a
+    character is partial, said so."""
+    text = exchange_log().replace("CONTOSO\\alice", "CONTOSO\\ålice")
+    utf8 = tmp_path / "u_ex240304.log"
+    utf8.write_bytes(text.encode("utf-8"))
+    bom = b"\xff\xfe" if encoding.endswith("le") else b"\xfe\xff"
+    wide = tmp_path / "u_ex240304-16.log"
+    wide.write_bytes(bom + text.encode(encoding))
+    packed = tmp_path / "u_ex240304-16.log.gz"
+    packed.write_bytes(gzip.compress(wide.read_bytes()))
+
+    def facts(path: Path) -> Any:
+        result, problems = _collect([path])
+        return [(f.subject, {k: v for k, v in f.attrs.items() if k != "samples"}) for f in result.facts], \
+            [s.split(" ", 1)[1].rsplit(":", 1)[1] for s in _by(result)["iis:all"].get("samples")], problems
+
+    assert facts(wide) == facts(utf8) == facts(packed)
+    cut = tmp_path / "cut.log"
+    cut.write_bytes(wide.read_bytes()[:-3])
+    result, problems = _collect([cut])
+    assert result.status.value == "partial" and any("middle of a UTF-16 character" in p for p in problems), problems

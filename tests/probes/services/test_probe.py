@@ -18,6 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
+from diagnose.collect import plan_check
 from diagnose.facts import Fact, ProbeStatus
 from diagnose.kinds import fact_kinds
 from diagnose.probes import ProbeContext
@@ -26,6 +27,7 @@ from diagnose.probes.services.probe import (
     ExportBackend,
     PsutilBackend,
     ScBackend,
+    ServicesParams,
     SystemdBackend,
     choose_backend,
     probe,
@@ -84,8 +86,13 @@ def facts_of(result: Any, kind: str) -> dict[str, Fact]:
     return {f.get("name") or f.get("service"): f for f in result.facts if f.kind == kind}
 
 
-def ctx(**profile: Any) -> ProbeContext:
-    return ProbeContext(profile=SiteProfile(**profile), check="services")
+def ctx() -> ProbeContext:
+    return ProbeContext(check="services")
+
+
+def params(spec: dict[str, Any], **profile: Any) -> ServicesParams:
+    """The spec over the catalogue's check filled from a profile with these fields, as `collect` reads it."""
+    return plan_check("services", spec, SiteProfile(**profile), check_id="exchange-services")[1]  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------------------- psutil path
@@ -108,7 +115,7 @@ def test_recording_has_psutils_real_as_dict_keys() -> None:
 
 def test_psutil_backend_reads_tmg_services() -> None:
     backend = PsutilBackend(api=RecordedPsutil(recorded_services()), host="tmg01")
-    result = probe(ctx(published=("owa", "activesync")), {}, backend=backend)
+    result = probe(ctx(), params({}, published=("owa", "activesync")), backend=backend)
     assert result.status == ProbeStatus.COMPLETE
     state = facts_of(result, "service.state")
     assert set(state) == {"fwsrv", "isactrl", "isasched", "isastg", "MSSQL$MSFW", "MSSQL$ISARS", "W3SVC"}
@@ -128,7 +135,7 @@ def test_psutil_backend_reads_tmg_services() -> None:
 
 def test_psutil_access_denied_makes_the_read_partial() -> None:
     backend = PsutilBackend(api=RecordedPsutil(recorded_services(), denied={"fwsrv"}), host="tmg01")
-    result = probe(ctx(), {}, backend=backend)
+    result = probe(ctx(), params({}), backend=backend)
     assert result.status == ProbeStatus.PARTIAL
     assert "fwsrv" in result.reason and "not querable" in result.reason
     assert "fwsrv" not in facts_of(result, "service.state")
@@ -137,7 +144,7 @@ def test_psutil_access_denied_makes_the_read_partial() -> None:
 def test_psutil_service_calls_unavailable_on_this_platform() -> None:
     if hasattr(psutil, "win_service_iter"):
         pytest.skip("this platform has psutil service calls")
-    result = probe(ctx(), {}, backend=PsutilBackend(api=psutil))
+    result = probe(ctx(), params({}), backend=PsutilBackend(api=psutil))
     assert result.status == ProbeStatus.UNAVAILABLE
     assert result.facts == ()
     assert "not available on this platform" in result.reason
@@ -185,7 +192,7 @@ elif args[0] == "qc":
 def test_sc_backend_runs_query_then_qc_with_argument_lists(tmp_path: Path) -> None:
     sc, log = fake_sc(tmp_path)
     backend = ScBackend("cas01.example.org", sc_path=sc)
-    result = probe(ctx(exchange_version="2010", published=("owa",)), {}, backend=backend)
+    result = probe(ctx(), params({}, exchange_version="2010", published=("owa",)), backend=backend)
     assert result.status == ProbeStatus.COMPLETE, result.reason
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert calls[0] == ["\\\\cas01.example.org", "query", "type=", "service", "state=", "all"]
@@ -204,14 +211,14 @@ def test_sc_backend_runs_query_then_qc_with_argument_lists(tmp_path: Path) -> No
 
 def test_sc_backend_unreachable_host_is_unavailable(tmp_path: Path) -> None:
     sc, _ = fake_sc(tmp_path, "unreachable")
-    result = probe(ctx(), {}, backend=ScBackend("192.0.2.10", sc_path=sc))
+    result = probe(ctx(), params({}), backend=ScBackend("192.0.2.10", sc_path=sc))
     assert result.status == ProbeStatus.UNAVAILABLE
     assert "1722" in result.reason and "RPC server is unavailable" in result.reason
 
 
 def test_sc_backend_qc_denied_is_partial(tmp_path: Path) -> None:
     sc, _ = fake_sc(tmp_path, "qc-denied")
-    result = probe(ctx(), {}, backend=ScBackend("cas01", sc_path=sc))
+    result = probe(ctx(), params({}), backend=ScBackend("cas01", sc_path=sc))
     assert result.status == ProbeStatus.PARTIAL
     assert "MSExchangeAB" in result.reason and "Access is denied" in result.reason
     assert "start_type" not in facts_of(result, "service.state")["MSExchangeAB"].attrs
@@ -220,7 +227,7 @@ def test_sc_backend_qc_denied_is_partial(tmp_path: Path) -> None:
 def test_sc_backend_without_sc_exe_here() -> None:
     if sys.platform == "win32":
         pytest.skip("sc.exe exists on Windows")
-    result = probe(ctx(), {"host": "cas01.example.org"})
+    result = probe(ctx(), params({"host": "cas01.example.org"}))
     assert result.status == ProbeStatus.UNAVAILABLE and "sc.exe not found" in result.reason
 
 
@@ -241,7 +248,7 @@ def test_systemd_backend_with_recorded_systemctl(tmp_path: Path) -> None:
     log = tmp_path / "argv"
     script.write_text(f'#!/bin/sh\necho "$@" > {log}\ncat {DATA / "systemctl-show.txt"}\n')
     script.chmod(0o755)
-    result = probe(ctx(published=("owa",)), {}, backend=SystemdBackend(systemctl=str(script)))
+    result = probe(ctx(), params({}, published=("owa",)), backend=SystemdBackend(systemctl=str(script)))
     argv = log.read_text().split()
     assert argv[:3] == ["show", "-p", SystemdBackend.PROPERTIES] and "haproxy.service" in argv
     state = facts_of(result, "service.state")
@@ -264,7 +271,7 @@ def test_systemd_backend_with_recorded_systemctl(tmp_path: Path) -> None:
 def test_fba_impact_on_published_protocols(
     name: str, version: str, published: tuple[str, ...], impact: float, affected: tuple[str, ...]
 ) -> None:
-    result = probe(ctx(exchange_version=version, published=published), {"export": str(DATA / name)})
+    result = probe(ctx(), params({"export": str(DATA / name)}, exchange_version=version, published=published))
     fba = facts_of(result, "service.protocol_impact")["MSExchangeFBA"]
     assert fba.attrs["impact"] == impact
     assert fba.attrs["published_affected"] == affected
@@ -275,14 +282,14 @@ def test_fba_impact_on_published_protocols(
 def test_fba_has_no_impact_on_exchange_2013() -> None:
     # MSExchangeFBA does not exist in 2013+: a leftover entry in an export is not rated
     result = probe(
-        ctx(exchange_version="2013", published=("owa",)), {"export": str(DATA / "get-service-ps51.json")}
+        ctx(), params({"export": str(DATA / "get-service-ps51.json")}, exchange_version="2013", published=("owa",))
     )
     assert "MSExchangeFBA" in facts_of(result, "service.state")
     assert "MSExchangeFBA" not in facts_of(result, "service.protocol_impact")
 
 
 def test_unknown_published_leaves_impact_unknown() -> None:
-    result = probe(ctx(), {"export": str(DATA / "get-service-ps51.json")})
+    result = probe(ctx(), params({"export": str(DATA / "get-service-ps51.json")}))
     fba = facts_of(result, "service.protocol_impact")["MSExchangeFBA"]
     assert "impact" not in fba.attrs and "published_affected" not in fba.attrs
     assert "impact is not rated" in result.reason
@@ -291,8 +298,7 @@ def test_unknown_published_leaves_impact_unknown() -> None:
 def test_spec_overrides_profile_and_provenance_names_file_and_record() -> None:
     export = DATA / "get-service-ps4-wrapped.json"
     result = probe(
-        ctx(exchange_version="2016", published=("ews",)),
-        {"export": str(export), "exchange_version": "2010", "published": ["owa", "ecp"]},
+        ctx(), params({"export": str(export), "exchange_version": "2010", "published": ["owa", "ecp"]}, exchange_version="2016", published=("ews",)),
     )
     impact = facts_of(result, "service.protocol_impact")
     psh = impact["MSExchangeProtectedServiceHost"]
@@ -304,7 +310,7 @@ def test_spec_overrides_profile_and_provenance_names_file_and_record() -> None:
 
 def test_localised_display_names_match_on_short_names() -> None:
     for name in ("sc-queryex-de.txt", "get-service-de-useculture.csv"):
-        result = probe(ctx(exchange_version="2010", published=("owa",)), {"export": str(DATA / name)})
+        result = probe(ctx(), params({"export": str(DATA / name)}, exchange_version="2010", published=("owa",)))
         state = facts_of(result, "service.state")
         assert state["W3SVC"].attrs["display_name"] == "WWW-Publishingdienst"
         assert state["MSExchangeFBA"].attrs["state"] == "stopped"
@@ -325,7 +331,7 @@ def test_every_export_gives_valid_facts() -> None:
         if path.suffix in (".md",) or path.name.startswith("sc-qc"):
             continue
         result = probe(
-            ctx(exchange_version="2010", published=("owa", "outlook-anywhere")), {"export": str(path)}
+            ctx(), params({"export": str(path)}, exchange_version="2010", published=("owa", "outlook-anywhere"))
         )
         assert result.facts, path
         fact_kinds().check(result.facts, str(path))
@@ -396,8 +402,8 @@ def test_cli_export_and_host_together_is_a_usage_error(cli: Any) -> None:
 
 
 def test_all_reports_services_outside_the_catalogue() -> None:
-    result = probe(ctx(), {"export": str(DATA / "get-service-ps51.csv"), "all": True})
+    result = probe(ctx(), params({"export": str(DATA / "get-service-ps51.csv"), "all": True}))
     state = facts_of(result, "service.state")
     assert state["Spooler"].attrs["role"] == "other"
     assert "Spooler" not in facts_of(result, "service.protocol_impact")
-    assert "Spooler" not in facts_of(probe(ctx(), {"export": str(DATA / "get-service-ps51.csv")}), "service.state")
+    assert "Spooler" not in facts_of(probe(ctx(), params({"export": str(DATA / "get-service-ps51.csv")})), "service.state")
