@@ -438,6 +438,7 @@ def _scan_detected(scanner: Scanner, detected: Detected, blocks: Iterator[bytes]
         layout = Layout.from_names(list(detected.header), detected.kind)
         local = "gmt" not in layout.index
         _zone_note(scanner, local, zone)
+        # _BlockReader is a raw stream, which TextIOWrapper reads well (typeshed asks for a buffered one)
         text = io.TextIOWrapper(_BlockReader(bounded_blocks(blocks, long_line)), encoding="utf-8",  # type: ignore[type-var]
                                 errors="replace", newline="")
         scan_records(
