@@ -32,7 +32,7 @@ DIAGNOSE_EXPECT_DURABLE=$compiler .venv/bin/python -m pytest -q "$@"
 
 # every command (cli, console, guided, run_*, rulebook: run, collect, analyze, examples, rules, causes,
 # probe) and every reader (tests/probes), as files and folders so that new tests join it
-SUBSET=(tests/test_cli.py tests/test_console.py tests/test_explain.py tests/test_guided.py tests/test_run_*.py tests/test_session.py
+SUBSET=(tests/test_cli.py tests/test_console.py tests/test_explain.py tests/test_guided.py tests/test_run_*.py tests/test_session.py tests/test_probe_generic.py
         tests/test_wheel.py tests/rulebook tests/probes)
 # what the primary run covers and another Python adds nothing to (the same Python code compared with tshark,
 # loss in a network namespace, a 100-run stress, whole proxy set-ups): keeps CI within its 30 minutes

@@ -27,10 +27,48 @@ class _ProbeGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in SUBCOMMANDS:
             importlib.import_module(f"diagnose.cli.{SUBCOMMANDS[cmd_name]}")
+        if cmd_name not in self.commands and cmd_name in _probe_table():
+            return generic_command(cmd_name)
         return super().get_command(ctx, cmd_name)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(self.commands) | set(SUBCOMMANDS))
+        return sorted(set(self.commands) | set(SUBCOMMANDS) | set(_probe_table()))
+
+
+def _probe_table() -> dict[str, str]:
+    from diagnose.probes import PROBES
+
+    return PROBES
+
+
+def generic_command(name: str) -> click.Command:
+    """`diagnose probe NAME` for a probe of the table without a command of its own (a new probe needs no
+    CLI code): its check from the catalogue, filled from `--profile`, with `--param KEY=VALUE` over it
+    (read by the probe's parameter class: an unknown key is one error line)."""
+
+    def run(params: tuple[str, ...], profile: str | None, check: str | None, fmt: str, output: str | None) -> None:
+        from diagnose.errors import UsageError
+        from diagnose.profile import load_profile
+
+        given: dict[str, Any] = {}
+        for item in params:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise UsageError(f"--param takes KEY=VALUE, got {item!r}")
+            given.setdefault(key.strip(), []).append(value)
+        values = {key: items[0] if len(items) == 1 else items for key, items in given.items()}
+        bundle = run_check(name, values, load_profile(profile) if profile else None, check_id=check)
+        emit_bundle(bundle, fmt, output)
+
+    return click.Command(name, callback=run, help=f"Run the {name} probe through its check (parameters as in checks/).",
+                         params=[
+        click.Option(["-p", "--param", "params"], multiple=True, metavar="KEY=VALUE",
+                     help="A parameter of the probe (repeat a key for a list)."),
+        click.Option(["--profile"], type=click.Path(dir_okay=False), help="Site profile filling the check's template."),
+        click.Option(["--check"], help="The catalogue's check to run (default: the first of this probe)."),
+        click.Option(["--format", "fmt"], type=click.Choice(["text", "json"]), default="text", show_default=True),
+        click.Option(["-o", "--output"], type=click.Path(dir_okay=False), help="Write to a file."),
+    ])
 
 
 @click.group(cls=_ProbeGroup)
