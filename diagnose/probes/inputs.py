@@ -57,7 +57,7 @@ class LogInput:
 def expand(paths: Sequence[str], rotated: bool = False) -> tuple[list[LogInput], list[str]]:
     """Files, folders and globs -> logs in time order; (logs, problems). `rotated`: a folder's rotated
     logs (`access.log.1`, `error.log.2.gz`) are taken too."""
-    found: list[LogInput] = []
+    found: list[LogInput | list[LogInput]] = []
     problems: list[str] = []
     for given in paths:
         matches = sorted(glob.glob(given)) if glob.has_magic(given) else [given]
@@ -84,13 +84,13 @@ def expand(paths: Sequence[str], rotated: bool = False) -> tuple[list[LogInput],
             else:
                 raise InputError("no such file or folder", str(path))
     flat: list[LogInput] = []
-    for item in found:
-        flat.extend(item if isinstance(item, list) else [item])
+    for entry in found:
+        flat.extend(entry if isinstance(entry, list) else [entry])
     flat.sort(key=_time_order)
     return flat, problems
 
 
-def _with_members(path: str, named: bool) -> LogInput | list[LogInput]:  # type: ignore[return]
+def _with_members(path: str, named: bool) -> LogInput | list[LogInput]:
     if zipfile.is_zipfile(path):
         try:
             archive = zip_archive(path)

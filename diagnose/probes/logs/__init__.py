@@ -300,7 +300,8 @@ def _run_csv_range(
         summary.formats[detected.format] += 1
         _zone_note(scanner, local, site.zone)
     blocks = bounded_blocks(iter(counted), long_line_note(summary, unit.log.name))
-    text = io.TextIOWrapper(_BlockReader(blocks), encoding="utf-8", errors="replace", newline="")
+    # a raw stream (no read1, no name), which TextIOWrapper reads with read(): typeshed asks for a buffered one
+    text = io.TextIOWrapper(_BlockReader(blocks), encoding="utf-8", errors="replace", newline="")  # type: ignore[type-var]
     records = csv_records(text, layout.width, header=unit.index == 0)
     scan_records(scanner, records, CanonBuilder(layout, site.zone, local), detected.kind)
     scanner.flush()
@@ -346,7 +347,8 @@ def _scan_detected(scanner: Scanner, detected: Detected, blocks: Iterator[bytes]
         layout = Layout.from_names(list(detected.header), detected.kind)
         local = "gmt" not in layout.index
         _zone_note(scanner, local, zone)
-        text = io.TextIOWrapper(_BlockReader(bounded_blocks(blocks, long_line)), encoding="utf-8",
+        # _BlockReader is a raw stream, which TextIOWrapper reads well (typeshed asks for a buffered one)
+        text = io.TextIOWrapper(_BlockReader(bounded_blocks(blocks, long_line)), encoding="utf-8",  # type: ignore[type-var]
                                 errors="replace", newline="")
         scan_records(
             scanner, csv_records(text, layout.width), CanonBuilder(layout, zone, local), detected.kind
