@@ -28,6 +28,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +154,7 @@ def _endpoint(addr: str, port: int) -> str:
     return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
+@lru_cache(maxsize=1 << 16)  # a busy table holds 100,000 sockets to a few hundred remote addresses
 def _norm_addr(addr: str) -> str:
     try:
         ip = ipaddress.ip_address(addr)

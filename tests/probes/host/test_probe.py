@@ -171,3 +171,27 @@ def test_port_usage_shares() -> None:
     assert usage["usage_share"] == round(9000 / 16384, 4)
     assert usage["time_wait_share"] == round(9000 / 16384, 4)
     assert usage["busiest_remote"] == "192.0.2.10:443" and usage["max_per_remote"] == 9000
+
+
+def test_a_busy_table_parses_each_remote_address_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """100,000 sockets go to a few remote addresses: each is parsed (and an IPv4-mapped IPv6 one turned
+    into IPv4) once, not once per socket and per fact (bench/services.py: 0.83 s -> 0.09 s for 100,000)."""
+    from diagnose.probes.host import probe as host
+
+    parsed: list[str] = []
+    real = host.ipaddress.ip_address
+
+    def counting(addr: str) -> Any:
+        parsed.append(addr)
+        return real(addr)
+
+    monkeypatch.setattr(host.ipaddress, "ip_address", counting)
+    getattr(host._norm_addr, "cache_clear", lambda: None)()  # (a cache of an earlier test)
+    remotes = ["192.0.2.10", "::ffff:192.0.2.10", "192.0.2.11", "2001:db8::5"]
+    sockets = [TcpSocket("10.0.0.1", 49152 + i % 16000, remotes[i % 4], 443, "TIME_WAIT") for i in range(4000)]
+    facts = host.tcp_facts(sockets, {"192.0.2.10"}, set(), 20, None)
+    usage = port_usage_fact(sockets, PortRange(49152, 65535, "netsh"), None).attrs
+    by_remote = {f.attrs["remote"]: f.attrs["time_wait"] for f in facts if f.subject != "all"}
+    assert by_remote == {"192.0.2.10:443": 2000, "192.0.2.11:443": 1000, "[2001:db8::5]:443": 1000}
+    assert usage["busiest_remote"] == "192.0.2.10:443" and usage["max_per_remote"] == 2000
+    assert sorted(parsed) == sorted(remotes)
