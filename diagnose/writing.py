@@ -14,7 +14,6 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -63,6 +62,8 @@ def write_file(path: str | os.PathLike[str], data: str | bytes) -> None:
         return
     real = Path(os.path.realpath(target)) if target.is_symlink() else target  # keep a symlink, write its file
     mode = stat.S_IMODE(info.st_mode) if info is not None else _new_file_mode()
+    import tempfile  # (here: a command that prints to standard output does not load it)
+
     try:
         fd, temp = tempfile.mkstemp(prefix=f".{real.name}.", suffix=".partial", dir=str(real.parent))
     except OSError as exc:
