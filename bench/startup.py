@@ -1,6 +1,6 @@
-"""Start-up cost of the command line: CPU and wall time of `diagnose --version`, `--help` and the probe
-commands on tiny inputs (so that what is measured is the interpreter, the imports and the check catalogue,
-not the reading), best of --rounds, with the load average.
+"""Start-up cost of the command line: CPU and wall time of `diagnose --version`, `--help`, the probe
+commands and an offline `run` on tiny inputs (so that what is measured is the interpreter, the imports
+and the check catalogue, not the reading), best of --rounds, with the load average.
 
 An installed diagnose runs from compiled bytecode; a checkout run with PYTHONDONTWRITEBYTECODE=1 (as the
 sessions here are) compiles every module it imports on every run. `compiled_env` gives the environment
@@ -41,8 +41,10 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, fl
     """(wall, CPU) seconds of one run of `argv` (its children included)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env, cwd=REPO)
+    done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=REPO)
     wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
@@ -56,7 +58,8 @@ def main() -> None:
         nginx = Path(work) / "access.log"
         nginx.write_text(NGINX_LINE)
         commands = {"--version": ["--version"], "--help": ["--help"],
-                    "probe proxylogs (1 line)": ["probe", "proxylogs", str(nginx)]}
+                    "probe proxylogs (1 line)": ["probe", "proxylogs", str(nginx)],
+                    "run --proxy-log (1 line)": ["run", "--proxy-log", str(nginx), "--offline", "--no-input"]}
         tmg = CORPUS / "tmg-logs" / "isa2004_firewall_w3c_ISALOG_FWS.w3c"
         pcap = CORPUS / "pcaps" / "ppp_three_http_streams.pcap"
         if tmg.is_file():
