@@ -182,7 +182,6 @@ class Session:
         the inputs; their unpacked zip members are removed afterwards and cited as zip!member."""
         from contextlib import ExitStack
 
-        from diagnose.cli.case import open_for_run, shown_paths
         from diagnose.collect import collect, default_check_dirs, load_checks
         from diagnose.paths import extra_dirs
 
@@ -190,9 +189,12 @@ class Session:
                              validate=False)  # collect reads the parameters of the checks that run
         with ExitStack() as stack:
             case = None
-            if options.get("evidence_dirs"):
+            paths = plan.paths()
+            if options.get("evidence_dirs"):  # (the case folder reader is loaded only for one)
+                from diagnose.cli.case import open_for_run, shown_paths
+
                 case = stack.enter_context(open_for_run(options["evidence_dirs"], plan.inputs, redact))
-            paths = plan.paths() + (shown_paths(case) if case else [])
+                paths = paths + (shown_paths(case) if case else [])
             bundle = collect(checks, plan.profile, plan.inputs,
                              progress_printer(options.get("progress"), redact, paths),
                              options.get("timeout") or 60.0, plan.answers, plan.description, self.rulebook.version)

@@ -81,7 +81,8 @@ def test_run_on_proxy_logs_loads_no_probe_it_does_not_run(tmp_path: Path) -> Non
     assert '"proxy.status_summary"' in out
     assert "diagnose.probes.proxylogs.nginx" in modules and "diagnose.rulebook.loader" in modules
     assert loaded(modules, "dns", "cryptography", "diagnose.probes.dns", "diagnose.probes.tls", "diagnose.probes.http",
-                  "diagnose.probes.tcp", "diagnose.probes.capture", "diagnose.probes.logs") == []
+                  "diagnose.probes.tcp", "diagnose.probes.capture", "diagnose.probes.logs", "diagnose.casefolder",
+                  "diagnose.cli.case") == []
 
 
 def test_a_check_that_does_not_run_is_read_by_the_lint_not_by_the_run(tmp_path: Path) -> None:
