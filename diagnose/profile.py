@@ -7,15 +7,18 @@ Read from YAML (`--profile`), overridden field by field from options, and turned
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from diagnose.errors import ConfigError
-from diagnose.exchange import catalogue as endpoint_catalogue
 from diagnose.facts import Fact, make_fact
 from diagnose.yamlio import load_yaml
+
+if typing.TYPE_CHECKING:
+    from diagnose.exchange import Catalogue
 
 # PROTOCOLS and EXCHANGE_VERSIONS: the shipped table's lists (checks/exchange-endpoints.yaml), read when first
 # asked for (module __getattr__ below), not when a command that never needs them imports this module;
@@ -132,8 +135,8 @@ def profile_from_mapping(data: Mapping[str, Any], source: str, lines: Any = None
                 raise ConfigError(f"{key} must be a string", at(given))
             if key == "proxy_product" and value not in PROXY_PRODUCTS:
                 raise ConfigError(f"proxy_product must be one of {', '.join(PROXY_PRODUCTS)}", at(given))
-            versions = endpoint_catalogue().version_names
-            if key == "exchange_version" and value not in versions:
+            if key == "exchange_version" and value not in endpoint_catalogue().version_names:
+                versions = endpoint_catalogue().version_names
                 raise ConfigError(f"exchange_version must be one of {', '.join(versions)}", at(given))
             if key in ("internal_name", "certificate_fqdn"):
                 value = value.lower().rstrip(".")
@@ -148,6 +151,13 @@ def load_profile(path: Path | str) -> SiteProfile:
     if not isinstance(data, dict):
         raise ConfigError("a site profile is a mapping of fields", lines.at())
     return profile_from_mapping(data, str(path), lines)
+
+
+def endpoint_catalogue(dirs: Sequence[Path] | None = None) -> Catalogue:
+    """The Exchange endpoint table (diagnose/exchange.py), loaded when a profile names protocols or a version."""
+    from diagnose.exchange import catalogue
+
+    return catalogue(dirs)
 
 
 def __getattr__(name: str) -> tuple[str, ...]:
