@@ -113,7 +113,7 @@ class Guarded(io.RawIOBase):
     """A byte stream read through the bounds: at most `limit` bytes come out (else `BoundExceeded`
     with `why`), and no read starts after `deadline` (else `DeadlineExceeded`)."""
 
-    def __init__(self, inner: IO[bytes], name: str, limit: int | None = None, why: str = "",
+    def __init__(self, inner: IO[bytes] | io.BufferedIOBase, name: str, limit: int | None = None, why: str = "",
                  deadline: float | None = None, owned: tuple[Any, ...] = ()) -> None:
         super().__init__()
         self.inner, self.name, self.limit, self.why, self.deadline = inner, name, limit, why, deadline
@@ -143,7 +143,7 @@ class Guarded(io.RawIOBase):
                         raise BoundExceeded(self.why, self.name)
                     return 0
                 view = view[: self.limit - self.done]
-            n = self.inner.readinto(view) or 0  # type: ignore[attr-defined]
+            n = self.inner.readinto(view) or 0  # type: ignore[union-attr]  # IO[bytes] (a zip member) has it too
         self.done += n
         return n
 
@@ -191,8 +191,8 @@ def open_input(path: str | Path, member: str | None = None, deadline: float | No
 
             size = os.fstat(raw.fileno()).st_size
             cap = limit if limit is not None else inflate_limit(size)
-            inner: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb")
-            return io.BufferedReader(Guarded(inner, name, cap, _bomb(cap, size), deadline, (raw,)), 1 << 16)
+            unpacked = gzip.GzipFile(fileobj=raw, mode="rb")
+            return io.BufferedReader(Guarded(unpacked, name, cap, _bomb(cap, size), deadline, (raw,)), 1 << 16)
         return io.BufferedReader(Guarded(raw, name, None, "", deadline), 1 << 16)
     except BaseException:
         raw.close()

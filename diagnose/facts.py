@@ -264,7 +264,10 @@ def parse_fact(raw: Any, jpath: str, r: JsonReader) -> Fact:
                                 f"got {_json_type(value)}")
     prov_raw = r.obj(obj.get("provenance", {"probe": "recorded"}), f"{jpath}.provenance")
     r.keys(prov_raw, f"{jpath}.provenance", PROVENANCE_FIELDS, ("probe",))
-    prov = Provenance(**{k: r.text(v, f"{jpath}.provenance.{k}", optional=k != "probe") for k, v in prov_raw.items()})
+    prov_fields = {k: r.text(v, f"{jpath}.provenance.{k}", optional=k != "probe") for k, v in prov_raw.items()}
+    probe = prov_fields.pop("probe")
+    assert probe is not None  # required above, and r.text gives None only where optional
+    prov = Provenance(probe, **prov_fields)
     assert kind is not None and subject is not None
     return Fact(kind, subject, attrs, prov)
 

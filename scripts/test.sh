@@ -22,6 +22,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 bash scripts/setup.sh
 .venv/bin/ruff check diagnose tests bench hatch_build.py scripts/build_durable.py scripts/bundle_tmg_host.py
+# type checking: [tool.mypy] in pyproject.toml (diagnose/, checked as Python 3.8); an error stops here
+.venv/bin/mypy
 # with a C compiler durable_rules must be there (tests/test_platforms.py checks it)
 compiler=0
 if command -v cc >/dev/null 2>&1 && [ "$(command -v cc)" != /bin/false ]; then compiler=1; fi

@@ -48,6 +48,11 @@ def capture_command(paths: tuple[Path, ...], tmg: tuple[str, ...], profile_path:
     emit_bundle(run_check("capture", spec, profile), fmt, output, text=_text)
 
 
+def _listed(value: object) -> tuple[str, ...]:
+    """A list attribute's values (none when absent)."""
+    return value if isinstance(value, tuple) else ()
+
+
 def _text(facts: tuple[Fact, ...], run: ProbeRun) -> list[str]:
     lines = [f"probe capture: {run.status.value}" + (f" ({run.reason})" if run.reason else "")]
     summaries = [f for f in facts if f.kind == "capture.teardown_summary"]
@@ -56,7 +61,7 @@ def _text(facts: tuple[Fact, ...], run: ProbeRun) -> list[str]:
     if total is None:
         return lines
     a = total.attrs
-    lines.append(f"files: {total.provenance.source}  formats: {', '.join(a.get('formats', ()))}")
+    lines.append(f"files: {total.provenance.source}  formats: {', '.join(_listed(a.get('formats')))}")
     lines.append(f"frames: {a.get('packets', 0)}  TCP segments: {a.get('tcp_packets', 0)}  "
                  f"connections: {a['connections']}  bad checksums: {a['bad_checksums']} (offload, not a fault)")
     if a.get("tmg"):
@@ -78,7 +83,7 @@ def _text(facts: tuple[Fact, ...], run: ProbeRun) -> list[str]:
                            ("with content gaps", "connections_with_gaps"), ("missed bytes", "missed_bytes"),
                            ("lost before the end", "connections_with_loss_before_end")):
             lines.append(f"{label:<22}" + "".join(f"{f.attrs.get(key, '-'):>{width + 2}}" for f in scopes))
-        lines.extend(f"  {cite}" for cite in a.get("loss_samples", ()))
+        lines.extend(f"  {cite}" for cite in _listed(a.get("loss_samples")))
     matched = next((f for f in facts if f.kind == "capture.status64_match"), None)
     if matched is not None:
         m = matched.attrs
@@ -87,12 +92,12 @@ def _text(facts: tuple[Fact, ...], run: ProbeRun) -> list[str]:
                      f"(dirty close by TMG {m.get('matched_dirty_close_by_tmg', 0)}, reset by the server "
                      f"{m.get('matched_reset_by_server', 0)}, other {m.get('matched_other', 0)}), unmatched "
                      f"{m.get('unmatched', 0)}; by {m.get('match_basis', '?')}, +-{m.get('tolerance_seconds', 0):g} s")
-        lines.extend(f"  {sample}" for sample in m.get("samples", ()))
+        lines.extend(f"  {sample}" for sample in _listed(m.get("samples")))
         if m.get("matched_loss_analysed"):
             lines.append(f"matched connections that lost packets before their end: "
                          f"{m.get('matched_with_loss_before_end', 0)} of {m['matched_loss_analysed']} "
                          f"(dirty closes by TMG among them: {m.get('matched_dirty_close_with_loss', 0)})")
-            lines.extend(f"  {sample}" for sample in m.get("loss_samples", ()))
+            lines.extend(f"  {sample}" for sample in _listed(m.get("loss_samples")))
     servers = [f for f in summaries if f.attrs.get("scope") == "server"][:10]
     if servers:
         lines.append("")
@@ -104,7 +109,7 @@ def _text(facts: tuple[Fact, ...], run: ProbeRun) -> list[str]:
         if not rows:
             continue
         lines.append("")
-        lines.append(f"== {label} ({sum(f.attrs.get(label.replace('-', '_'), 0) for f in [total])} connections)")
+        lines.append(f"== {label} ({a.get(label.replace('-', '_'), 0)} connections)")
         lines.append(f"  {'originator':<24} {'responder':<24} {'leg':<7} {'state':<6} {'history':<12} "
                      f"{'FIN by':<7} {'RST by':<7} {'FIN->RST':>9}  frames")
         for f in rows:

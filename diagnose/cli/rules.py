@@ -85,7 +85,7 @@ def lint(directory: str | None, check_dirs: tuple[str, ...], strict: bool) -> No
             problems.append(exc)
             return empty
 
-    checks = read(lambda: [CheckKinds(c.id, c.probe, c.kinds, c.path)
+    checks: list[CheckKinds] = read(lambda: [CheckKinds(c.id, c.probe, c.kinds, c.path)
                            for c in load_checks(default_check_dirs(given))], [])
     table = read(lambda: catalogue(given), None)
     site = {"exchange_version": table.version_names, "published": table.protocol_names} if table else {}

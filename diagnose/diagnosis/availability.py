@@ -63,7 +63,8 @@ class FactIndex:
     def __init__(self, facts: Sequence[Fact]) -> None:
         from diagnose.kinds import fact_kinds
 
-        kinds, ignored = fact_kinds(), []
+        kinds = fact_kinds()
+        ignored: list[str] = []
         self.by_kind: dict[str, list[dict[str, object]]] = defaultdict(list)
         for fact in facts:
             fields = usable_attrs(fact, kinds, ignored)

@@ -65,7 +65,8 @@ class EngineResult:
 
 
 class Engine(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def run(self, facts: Sequence[Fact]) -> EngineResult: ...
 

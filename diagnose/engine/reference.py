@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Mapping as TypingMapping
-from typing import Tuple
+from typing import Tuple, cast
 
 from diagnose.engine import EngineResult, Firing, usable_attrs
 from diagnose.facts import Fact
@@ -66,7 +66,8 @@ def _predicate(test: Test) -> Callable[[object], bool]:
     op, literal = test.op, test.value
     if op in _RANGE and type(literal) in (int, float):
         compare = {"lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge}[op]
-        return lambda v: (type(v) is int or type(v) is float) and compare(v, literal)
+        number = cast(float, literal)  # the type() test above, which mypy does not narrow on
+        return lambda v: (type(v) is int or type(v) is float) and compare(v, number)
     if op == "eq" and type(literal) is str:
         return lambda v: type(v) is str and v == literal
     if op == "ne" and type(literal) is str:
@@ -127,7 +128,7 @@ class _Run:
     def __init__(self, by_kind: Mapping[str, list[Entry]]) -> None:
         self.by_kind = by_kind
         self._by_value: dict[tuple[str, str], dict[object, list[Entry]]] = {}
-        self._by_number: dict[tuple[str, str], tuple[list[object], list[Entry]]] = {}
+        self._by_number: dict[tuple[str, str], tuple[list[float], list[Entry]]] = {}
         self._alpha: dict[int, list[Entry]] = {}
         self._tables: dict[int, dict[object, list[Entry]]] = {}
         self._absent: dict[int, bool] = {}
@@ -152,7 +153,7 @@ class _Run:
         if ordered is None:
             pairs = sorted((e[1][field], e[0], e) for e in self.by_kind.get(kind, ())
                            if type(e[1].get(field)) in (int, float))
-            ordered = self._by_number[(kind, field)] = ([p[0] for p in pairs], [p[2] for p in pairs])
+            ordered = self._by_number[(kind, field)] = ([cast(float, p[0]) for p in pairs], [p[2] for p in pairs])
         values, entries = ordered
         if op in ("gt", "ge"):
             chosen = entries[(bisect_right if op == "gt" else bisect_left)(values, bound):]

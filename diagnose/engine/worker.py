@@ -58,7 +58,7 @@ import traceback
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from diagnose.engine.durable_session import Evaluator, Message, PartitionSpec, RawFiring
 from diagnose.errors import EngineError, EngineUnavailable, UsageError
@@ -542,7 +542,7 @@ def serve(reader: IO[bytes], writer: IO[bytes], program: Sequence[PartitionSpec]
             request = _read_frame(reader)
             if request is None:
                 return
-            _, fault, timeout, messages = request  # type: ignore[misc]
+            _, fault, timeout, messages = cast("tuple[str, str, float, Sequence[Message]]", request)
             if hasattr(signal, "alarm"):  # a hang in C code still ends, even if the parent is gone
                 signal.alarm(int(timeout) + 30)
             _inject(fault, "run")

@@ -58,7 +58,7 @@ def _read(field: dataclasses.Field[Any], spec: Mapping[str, Any]) -> Any:
     key, kind = field.name, str(field.type).replace("typing.", "")
     optional = kind.endswith(" | None")
     base = kind[: -len(" | None")] if optional else kind
-    default = field.default
+    default: Any = field.default  # of the field's type: every parameter has a default
     if base == "tuple[str, ...]":
         return tuple(spec_list(spec, key, split=bool(field.metadata.get("split")))) or default
     if base == "str":

@@ -40,7 +40,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import ExtensionOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from diagnose.errors import InputError
 from diagnose.facts import Fact, ProbeStatus, make_fact
@@ -355,7 +355,7 @@ def certificates_from_handshake(data: bytes) -> list[bytes]:
 def certificate_names(cert: x509.Certificate) -> tuple[list[str], list[str], str | None]:
     """(SAN DNS names, SAN IP addresses, subject CN)."""
     try:
-        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         dns_names = [n.lower() for n in san.get_values_for_type(x509.DNSName)]
         ips = [str(a) for a in san.get_values_for_type(x509.IPAddress)]
     except x509.ExtensionNotFound:

@@ -122,9 +122,9 @@ def start_forkserver_deaf_to_ctrl_c() -> None:
     masking = getattr(resource_tracker, "_HAVE_SIGMASK", None)
     with deaf_children():
         if masking is not None:
-            resource_tracker._HAVE_SIGMASK = False
+            resource_tracker._HAVE_SIGMASK = False  # type: ignore[attr-defined]  # private: read with getattr above
         try:
             forkserver.ensure_running()
         finally:
             if masking is not None:
-                resource_tracker._HAVE_SIGMASK = masking
+                resource_tracker._HAVE_SIGMASK = masking  # type: ignore[attr-defined]  # as above

@@ -34,7 +34,7 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
     def style(text: str, **kw: object) -> str:
         if not color:
             return text
-        start, _, end = click.style("\0", **kw).partition("\0")  # type: ignore[arg-type]
+        start, _, end = click.style("\0", **kw).partition("\0")
         return mark(start) + text + mark(end)
 
     out: list[str] = []

@@ -201,7 +201,8 @@ def connection_fact(analysis: CaptureAnalysis, conn: Connection) -> Fact:
         first_frame=conn.first_frame, last_frame=conn.last_frame, fin_frame=conn.fin_frame,
         rst_frame=conn.rst_frame, leg=leg, server_port=conn.resp_port, bad_checksums=conn.bad_checksums,
         packets=conn.packets_orig + conn.packets_resp, loss_analysed=conn.loss_analysed,
-        **(dict(retransmissions=conn.retransmissions, keepalives=conn.keepalives, gaps=conn.gaps,
+        # (the loss figures: no provenance keyword among them)
+        **(dict(retransmissions=conn.retransmissions, keepalives=conn.keepalives, gaps=conn.gaps,  # type: ignore[arg-type]
                 missed_bytes=conn.missed_bytes, first_loss_frame=conn.first_loss_frame,
                 loss_before_end=conn.loss_before_end) if conn.loss_analysed else {}))
 

@@ -165,7 +165,7 @@ class CaptureAnalysis:
         if buckets is None:
             buckets = self.raw_samples[label] = {}
         pair = (orig, resp)
-        bucket = buckets.get(pair)
+        bucket: list[tuple[int, list]] | None = buckets.get(pair)
         if bucket is None:
             if len(buckets) >= MAX_BUCKETS:
                 # keep the MAX_BUCKETS pairs that sort first: a pair dropped here has that many
@@ -388,7 +388,7 @@ class CaptureAnalysis:
         if counts and isinstance(next(iter(counts)), AggKey):
             bad = self.bad_checksums
             sigs: dict[Signature, list[int]] = {}
-            for key, n in counts.items():
+            for key, n in typing.cast("Counter[AggKey]", counts).items():
                 sig = (key.teardown, self.leg(key.orig_ip, key.resp_ip), key.first_fin_by, key.first_reset_by,
                        key.rst_zero_window)
                 slot = sigs.setdefault(sig, [0] * (2 + len(LOSS)))
@@ -400,7 +400,8 @@ class CaptureAnalysis:
         out: dict[str, Any] = {name: 0 for name in _TEARDOWN_FIELDS.values()}
         connections = by_tmg = by_server = zero_window = bad_frames = 0
         figures = [0] * len(LOSS)
-        for (teardown, leg, fin_by, rst_by, zero_win), (n, b, *lost) in counts.items():
+        tallies = typing.cast("dict[Signature, list[int]]", counts)  # by Signature now, either way
+        for (teardown, leg, fin_by, rst_by, zero_win), (n, b, *lost) in tallies.items():
             out[_TEARDOWN_FIELDS[teardown]] += n
             connections += n
             if teardown == "dirty-close" and leg == "server" and rst_by == "originator" and fin_by == "responder":
@@ -470,7 +471,7 @@ class _Texts(dict):
             return ip
         t = self.get(ip)
         if t is None:
-            t = self[ip] = _ip_text(ip)
+            t = self[ip] = _ip_text(typing.cast(bytes, ip))  # not a str (above)
         return t
 
 

@@ -38,7 +38,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable, cast
 
 from diagnose.bounds import MAX_INFLATE_RATIO, inflate_limit, open_regular
 from diagnose.errors import InputError, where
@@ -46,7 +46,7 @@ from diagnose.probes.capture import linklayer
 from diagnose.probes.capture.tcp import C_HI, C_NXT, ESTABLISHED, HALF, M32, SWEEP_EVERY, Tracker
 
 try:  # the optional C accelerator (built by hatch_build.py); the pure-Python readers are the reference
-    from diagnose.probes.capture import _fastcap
+    import diagnose.probes.capture._fastcap as _fastcap
 except ImportError:  # pragma: no cover - depends on the build
     _fastcap = None
 if os.environ.get("DIAGNOSE_PURE_PYTHON"):  # for comparing the two paths (tests, bench/capture.py)
@@ -371,7 +371,7 @@ def _accelerated_pcap(data, tracker: Tracker, feed, release: _Releaser, lt: int,
     whole record; the Python loop goes on from there (a record cut short, the end)."""
     if _fastcap is None:
         return 24, 0, 0
-    return _fastcap.pcap(data, 24, 0, lt, order == ">", scale, sweep_before,  # type: ignore[no-any-return]
+    return _fastcap.pcap(data, 24, 0, lt, order == ">", scale, sweep_before,
                          _handlers(tracker, feed, release))
 
 
@@ -452,7 +452,7 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
     get, packet, active, log = tracker.conns.get, tracker.packet, tracker._active, tracker._log_letter
     open_syn, control, sequence = tracker.open_syn, tracker.control, tracker.sequence
     seqof = _SEQ.unpack_from
-    seqack = _SEQ_ACK.unpack_from
+    seqack = cast("Callable[..., tuple[int, int]]", _SEQ_ACK.unpack_from)  # (seq, ack): struct says tuple[Any, ...]
     hi0, nxt0, nxt1, half, m32 = C_HI, C_NXT, C_NXT + 1, HALF, M32
     feed = _feeder(data, tracker)
     release = _Releaser(data)
@@ -752,6 +752,7 @@ def _read_netmon(data, result: ReadResult, tracker: Tracker) -> None:
         if fmedia in METADATA_MEDIA:
             result.skipped["NetMon metadata frame"] += 1
             continue
+        lt: int | None
         if fmedia == 0xFFE0:
             inner = _unwrap_netevent(data, p, incl)
             if inner is None:

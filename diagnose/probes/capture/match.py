@@ -138,7 +138,7 @@ def _text_clock(raw: bytes) -> SourceClock:
             tod_only = False
     if base is None and tod_only and lo is not None:
         base = 0.0  # the tracker's times are the times of day themselves
-    return SourceClock("text", base, (lo, hi) if lo is not None else None)
+    return SourceClock("text", base, (lo, hi) if lo is not None and hi is not None else None)
 
 
 def _tod_delta(a: float, b: float) -> float:
@@ -325,6 +325,7 @@ class Status64Matcher:
     # -- the outcome --------------------------------------------------------------------------------
     def outcome(self, analysis: CaptureAnalysis) -> MatchOutcome:
         best: dict[int, tuple] = {}
+        cand: tuple | None
         for cand in analysis.s64_candidates:
             have = best.get(cand[0])
             if have is None or cand[1:3] < have[1:3]:

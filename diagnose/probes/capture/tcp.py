@@ -194,8 +194,8 @@ def endpoints_of(key: bytes | str) -> tuple[str, str, str, str, int]:
     export without address columns) is `src|dst|sport|dport|conv`.
     """
     if isinstance(key, str):
-        src, dst, sport, dport, _conv = key.split("|")
-        return f"{src}:{sport}", f"{dst}:{dport}", src, dst, int(dport)
+        src, dst, sport_text, dport_text, _conv = key.split("|")
+        return f"{src}:{sport_text}", f"{dst}:{dport_text}", src, dst, int(dport_text)
     n = (len(key) - 4) // 2
     src, dst = _ip_text(key[:n]), _ip_text(key[n:2 * n])
     sport = (key[2 * n] << 8) | key[2 * n + 1]
@@ -459,7 +459,7 @@ class Tracker:
         if flags & ACK:
             self._acked(c, 1 - d, ack)
 
-    def _sent(self, c: list, d: int, flags: int, seq: int, plen: int, init: bool) -> None:
+    def _sent(self, c: list, d: int, flags: int, seq: int, plen: int, init: int) -> None:
         """Direction `d` sends a segment: its highest sequence end, a retransmission, its data. `init`:
         the first segment of the direction, or a SYN that starts it anew."""
         syn = 1 if flags & SYN else 0
@@ -704,7 +704,7 @@ def teardown_of(c: list) -> tuple[str, str, str, float | None]:
     if first_rst is not None:
         rst_frame = (rst0, rst1)[first_rst]
         fin_before = first_fin is not None and (fin0, fin1)[first_fin] < rst_frame
-        if fin_before:
+        if fin_before and first_fin is not None:  # (fin_before says it; mypy does not narrow through it)
             fin_to_rst = max(0.0, (c[C_RTS0], c[C_RTS1])[first_rst] - (c[C_FTS0], c[C_FTS1])[first_fin])
             own_fin = (fin0, fin1)[first_rst]
             label = "reset-after-own-fin" if own_fin and own_fin < rst_frame else "dirty-close"

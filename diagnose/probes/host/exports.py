@@ -552,9 +552,9 @@ def probe_exports(ctx: ProbeContext, spec: HostParams | Mapping[str, Any]) -> Pr
         ctx.progress(ctx.check or PROBE, f"reading {path}")
         exports.append(read_host_export(path))
     notes = []
-    ranges = [x for x in exports if x.kind == "netsh" and x.protocol == "tcp" and x.port_range]
-    rng = ranges[0].port_range if ranges else default_port_range()
-    if len({(x.port_range.low, x.port_range.high) for x in ranges if x.port_range}) > 1:
+    ranges = [x.port_range for x in exports if x.kind == "netsh" and x.protocol == "tcp" and x.port_range]
+    rng = ranges[0] if ranges else default_port_range()
+    if len({(r.low, r.high) for r in ranges}) > 1:
         notes.append(f"several TCP dynamic port ranges given; {rng.low}-{rng.high} from {rng.source} is used")
     facts: list[Fact] = []
     snapshots = [x for x in exports if x.kind == "netstat" and x.sockets]

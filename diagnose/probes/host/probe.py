@@ -197,7 +197,7 @@ def tcp_facts(
             source=source,
             location=location,
             time_wait_ratio=_ratio(overall["time_wait"], overall["total"]),
-            **overall,
+            **overall,  # type: ignore[arg-type]  # TCP state names: no provenance keyword among them
         )
     )
     by_remote: dict[tuple[str, int], list[TcpSocket]] = defaultdict(list)
@@ -231,7 +231,7 @@ def tcp_facts(
                 remote_port=key[1],
                 leg="server" if on_server_leg(key) else None,
                 time_wait_ratio=_ratio(counts["time_wait"], counts["total"]),
-                **counts,
+                **counts,  # type: ignore[arg-type]  # as above
             )
         )
     return facts

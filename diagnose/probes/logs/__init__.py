@@ -111,7 +111,7 @@ class Unit:
 def expand(paths: Sequence[str], rotated: bool = False) -> tuple[list[LogInput], list[str]]:
     """Files, folders and globs -> logs in time order; (logs, problems). `rotated`: a folder's rotated
     logs (`access.log.1`, `error.log.2.gz`) are taken too."""
-    found: list[LogInput] = []
+    found: list[LogInput | list[LogInput]] = []
     problems: list[str] = []
     for given in paths:
         matches = sorted(glob.glob(given)) if glob.has_magic(given) else [given]
@@ -138,13 +138,13 @@ def expand(paths: Sequence[str], rotated: bool = False) -> tuple[list[LogInput],
             else:
                 raise InputError("no such file or folder", str(path))
     flat: list[LogInput] = []
-    for item in found:
-        flat.extend(item if isinstance(item, list) else [item])
+    for entry in found:
+        flat.extend(entry if isinstance(entry, list) else [entry])
     flat.sort(key=_time_order)
     return flat, problems
 
 
-def _with_members(path: str, named: bool) -> LogInput | list[LogInput]:  # type: ignore[return]
+def _with_members(path: str, named: bool) -> LogInput | list[LogInput]:
     if zipfile.is_zipfile(path):
         try:
             archive = zip_archive(path)
@@ -391,7 +391,8 @@ def _run_csv_range(
         summary.formats[detected.format] += 1
         _zone_note(scanner, local, site.zone)
     blocks = bounded_blocks(iter(counted), long_line_note(summary, unit.log.name))
-    text = io.TextIOWrapper(_BlockReader(blocks), encoding="utf-8", errors="replace", newline="")
+    # a raw stream (no read1, no name), which TextIOWrapper reads with read(): typeshed asks for a buffered one
+    text = io.TextIOWrapper(_BlockReader(blocks), encoding="utf-8", errors="replace", newline="")  # type: ignore[type-var]
     records = csv_records(text, layout.width, header=unit.index == 0)
     scan_records(scanner, records, CanonBuilder(layout, site.zone, local), detected.kind)
     scanner.flush()
@@ -437,7 +438,8 @@ def _scan_detected(scanner: Scanner, detected: Detected, blocks: Iterator[bytes]
         layout = Layout.from_names(list(detected.header), detected.kind)
         local = "gmt" not in layout.index
         _zone_note(scanner, local, zone)
-        text = io.TextIOWrapper(_BlockReader(bounded_blocks(blocks, long_line)), encoding="utf-8",
+        # _BlockReader is a raw stream, which TextIOWrapper reads well (typeshed asks for a buffered one)
+        text = io.TextIOWrapper(_BlockReader(bounded_blocks(blocks, long_line)), encoding="utf-8",  # type: ignore[type-var]
                                 errors="replace", newline="")
         scan_records(
             scanner, csv_records(text, layout.width), CanonBuilder(layout, zone, local), detected.kind

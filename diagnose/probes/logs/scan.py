@@ -47,7 +47,7 @@ from diagnose.probes.logs.times import parse_datetime as parse_datetime
 from diagnose.probes.logs.times import to_utc as to_utc
 
 try:  # the optional C accelerator (built by hatch_build.py); the pure-Python path is the reference
-    from diagnose.probes.logs import _fastscan
+    import diagnose.probes.logs._fastscan as _fastscan
 except ImportError:  # pragma: no cover - depends on the build
     _fastscan = None
 if os.environ.get("DIAGNOSE_PURE_PYTHON"):  # for comparing the two paths (tests, bench/logs.py)

@@ -34,9 +34,9 @@ from diagnose.probes.logs.summary import (
 from diagnose.probes.logs.times import _day_epoch, clock_seconds
 
 # (lines, new keys, (lo date, lo time), (hi date, hi time), OA records, long OA, rows, starts, columns)
+_Stamp = typing.Union[typing.Tuple[bytes, bytes], typing.Tuple[None, None]]  # (date, time): none without times
 _BlockScan = typing.Tuple[
-    int, int, typing.Tuple[typing.Optional[bytes], typing.Optional[bytes]],
-    typing.Tuple[typing.Optional[bytes], typing.Optional[bytes]], int, int,
+    int, int, _Stamp, _Stamp, int, int,
     typing.List[int], typing.List[int], typing.List[typing.List[bytes]],
 ]  # fmt: skip
 # the columns `_detail_rows` reads besides the keys
@@ -292,7 +292,7 @@ class Scanner:
             every = self._detail_all
             if detail is not None and len(detail) > fastscan.MAX_DETAIL:
                 detail, every = None, True  # too many values to match: all records, each looked at
-            return fastscan.scan_block(  # type: ignore[no-any-return]
+            return fastscan.scan_block(
                 block, layout.width, self.key_index, counts, date, time, method, uri, taken,
                 OA_LONG_MS, status, detail, every, pick,
             )  # fmt: skip
@@ -396,7 +396,7 @@ class Scanner:
                 return (column[only],)
 
         else:
-            pick = itemgetter(*rows)  # type: ignore[assignment]
+            pick = itemgetter(*rows)
 
         def column(name: str) -> Sequence[bytes] | None:
             return pick(fields[idx[name] :: stride]) if name in idx else None
@@ -450,7 +450,7 @@ class Scanner:
             if computer not in seen or user not in seen:
                 self._names(computer, user, cited=False)
             if when is not None:
-                client = ""
+                client: str | None = ""
                 if source is not None and info.client_from != "original":
                     client = known(source)
                     if client is None:

@@ -396,7 +396,7 @@ def build_facts(summary: LogSummary, check: str | None = None) -> tuple[list[Fac
                     source=source,
                     check=check,
                     scope=kind,
-                    **{attr: name},
+                    **{attr: name},  # type: ignore[arg-type]  # server or rule: not a provenance keyword
                     **_scope_attrs(counts),
                 )
             )

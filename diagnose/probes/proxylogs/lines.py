@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Callable, Iterator
-from typing import IO, NamedTuple
+from typing import IO, NamedTuple, Protocol
 
 BLOCK = 1 << 17
 CONTROL = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])  # bytes no text line holds
@@ -23,7 +23,13 @@ class Block(NamedTuple):
     lines: list[int] | None = None  # a reader that counted the block's lines may put their number here
 
 
-def line_blocks(stream: IO[bytes], first: bytes, too_long: Callable[[int], None],
+class Readable(Protocol):
+    """What line_blocks reads from: a binary file, or a byte range of one (parts._Range)."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+def line_blocks(stream: Readable, first: bytes, too_long: Callable[[int], None],
                 ends: list[int] | None = None) -> Iterator[Block]:
     """Blocks of whole lines of `first` + the rest of `stream`; `too_long(line)` is told of each line
     longer than MAX_LINE, which is skipped (and still counted, so later line numbers stay right).
@@ -84,7 +90,7 @@ class Utf16:
         return self.decoder.decode(raw, final=not raw).encode("utf-8")
 
 
-def text_stream(stream: IO[bytes], head: bytes) -> tuple[IO[bytes], bytes]:
+def text_stream(stream: IO[bytes], head: bytes) -> tuple[Readable, bytes]:
     """(`stream`, `head`) as UTF-8: a UTF-8 byte order mark is dropped; a UTF-16 one (LE or BE) makes the
     rest of the log read through `Utf16`. `head` is what was read of `stream` already."""
     if head.startswith(codecs.BOM_UTF8):
@@ -92,5 +98,5 @@ def text_stream(stream: IO[bytes], head: bytes) -> tuple[IO[bytes], bytes]:
     for bom, encoding in ((codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be")):
         if head.startswith(bom):
             wrapped = Utf16(stream, encoding)
-            return wrapped, wrapped.decoder.decode(head[2:]).encode("utf-8")  # type: ignore[return-value]
+            return wrapped, wrapped.decoder.decode(head[2:]).encode("utf-8")
     return stream, head

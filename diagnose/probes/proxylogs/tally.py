@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import compress
-from typing import Callable, NamedTuple, Tuple
+from typing import Any, Callable, NamedTuple, Tuple
 
 from diagnose.facts import Fact, make_fact
 from diagnose.probes.proxylogs import idle
@@ -391,7 +391,7 @@ def _cite(sample: tuple[str, int, str]) -> str:
     return f"{sample[0]}:{sample[1]}"
 
 
-def _scope_attrs(figures: Figures) -> dict[str, object]:
+def _scope_attrs(figures: Figures) -> dict[str, Any]:
     attrs: dict[str, object] = {
         "records": figures.records,
         "status_counts": _listed(figures.statuses),
@@ -445,7 +445,7 @@ def build_facts(summary: Summary, check: str | None = None,
         scoped.sort(key=lambda nf: (-nf[1].records, nf[0]))
         for name, figures in scoped[:MAX_SCOPE_FACTS]:
             facts.append(make_fact(KIND, f"{product}:{name}", PROBE, source=source, check=check,
-                                   product=product, scope=name.split(":", 1)[0], **{"name": name.split(":", 1)[-1]},
+                                   product=product, scope=name.split(":", 1)[0], name=name.split(":", 1)[-1],
                                    **_scope_attrs(figures)))
     return facts, excerpts
 

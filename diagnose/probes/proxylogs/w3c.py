@@ -21,7 +21,7 @@ from diagnose.probes.proxylogs.lines import Block
 from diagnose.probes.proxylogs.tally import Classify, Key, Summary, Tally
 
 try:  # the optional C accelerator (built by hatch_build.py); the pure-Python path is the reference
-    from diagnose.probes.proxylogs import _fastproxy
+    import diagnose.probes.proxylogs._fastproxy as _fastproxy
 except ImportError:  # pragma: no cover - depends on the build
     _fastproxy = None
 if os.environ.get("DIAGNOSE_PURE_PYTHON"):  # for comparing the two paths (tests, bench/proxylogs.py)
@@ -259,7 +259,7 @@ class Reader:
         low = data.lower()
         if any(marker in low for marker in _MARKERS):
             lps: Iterable[str] = list(map(long_poll, method, stem, column("query"), column("action")))
-            secs: Iterable[int] = list(map(_seconds, lps, column("ms")))  # type: ignore[arg-type]
+            secs: Iterable[int] = list(map(_seconds, lps, column("ms")))
         else:
             lps, secs = repeat("", n), repeat(-1, n)
         keys: list[Key] = list(zip(column("scope"), column("status"), column("sub"), column("code"), lps, secs))

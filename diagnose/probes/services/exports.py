@@ -251,6 +251,8 @@ def parse_csv(text: str, source: str, host: str | None = None) -> list[ServiceRe
     columns = {h.strip().lower(): i for i, h in enumerate(header)}
     wmi = "state" in columns and "startmode" in columns
     name_col = columns.get("name", columns.get("servicename"))
+    state_col: int | None
+    start_col: int | None
     if wmi:
         state_col, start_col = columns["state"], columns["startmode"]
     else:

@@ -69,7 +69,9 @@ class BackendRead:
 
 class ServiceBackend(Protocol):
     backend: str  # psutil | sc | export | systemd
-    host: str | None
+
+    @property
+    def host(self) -> str | None: ...
 
     def read(self, names: Collection[str]) -> BackendRead:
         """Read the services; `names` are the catalogue's short names (a backend may read more)."""
@@ -413,7 +415,7 @@ def _read_one(
         name = entry.name if entry else rec.name  # canonical casing, so rules match `MSExchangeFBA`
         found.add(name.lower())
         subject = f"{rec_host}/{name}"
-        common = {"source": rec.source or read.source, "location": rec.location, "check": ctx.check}
+        common: dict[str, Any] = {"source": rec.source or read.source, "location": rec.location, "check": ctx.check}
         facts.append(
             make_fact(
                 "service.state",

@@ -58,7 +58,7 @@ class RecordedServer:
     def response(self, recorded: RecordedAnswer) -> dns.message.Message:
         query = dns.message.make_query(recorded.qname, recorded.rdtype)
         response = dns.message.make_response(query)
-        response.set_rcode(recorded.rcode or 0)
+        response.set_rcode(dns.rcode.Rcode.make(recorded.rcode or 0))
         for rrset in recorded.answer:  # through find_rrset, so that the message's index knows them
             response.find_rrset(response.answer, rrset.name, rrset.rdclass, rrset.rdtype, create=True).update(rrset)
         return response
