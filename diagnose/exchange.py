@@ -58,6 +58,7 @@ class Catalogue:
     unknown_version: str
     endpoints: tuple[tuple[Expectation, tuple[str, ...]], ...]  # (endpoint, versions; () = all)
     healthcheck: Expectation  # path "/{vdir}/healthcheck.htm", protocol "healthcheck"
+    aliases: tuple[tuple[str, str], ...] = ()  # (another name of a version, the version)
 
     @property
     def protocol_names(self) -> tuple[str, ...]:
@@ -72,12 +73,23 @@ class Catalogue:
         """(word an operator uses, protocol), in the protocols' order."""
         return tuple((w, p.name) for p in self.protocols for w in p.words)
 
+    def version_of(self, name: str | None) -> str | None:
+        """The version a profile's `exchange_version` names (a version or one of its aliases, any case,
+        "Subscription Edition" -> "SE"), or None when the table knows no such version."""
+        if name is None:
+            return None
+        wanted = " ".join(str(name).split()).casefold()
+        for version in self.version_names:
+            if version.casefold() == wanted:
+                return version
+        return next((version for alias, version in self.aliases if alias.casefold() == wanted), None)
+
     def healthcheck_default(self, version: str | None) -> bool:
-        return dict(self.versions).get(version or self.unknown_version, False)
+        return dict(self.versions).get(self.version_of(version) or self.unknown_version, False)
 
     def endpoints_for(self, published: Iterable[str], version: str | None, healthcheck: bool) -> list[Expectation]:
         """The requests for the published protocols, in the table's protocol order."""
-        version = version or self.unknown_version
+        version = self.version_of(version) or version or self.unknown_version
         wanted = set(published)
         out: list[Expectation] = []
         for protocol in self.protocols:
@@ -118,7 +130,7 @@ def load_catalogue(path: str) -> Catalogue:
     _keys(data, _TOP, lines, (), required=_TOP)
     protocols = _protocols(data["protocols"], lines)
     names = tuple(p.name for p in protocols)
-    versions = _versions(data["versions"], lines)
+    versions, aliases = _versions(data["versions"], lines)
     known_versions = tuple(v for v, _ in versions)
     unknown = _text(data["unknown_version"], lines, ("unknown_version",))
     if unknown not in known_versions:
@@ -132,7 +144,7 @@ def load_catalogue(path: str) -> Catalogue:
     healthcheck = Expectation("healthcheck", "", _statuses(raw["statuses"], lines, ("healthcheck", "statuses")),
                               _text(raw["expected"], lines, ("healthcheck", "expected")),
                               absent_reason=_optional(raw, "absent_reason", lines, ("healthcheck",)))
-    return Catalogue(str(path), protocols, versions, unknown, endpoints, healthcheck)
+    return Catalogue(str(path), protocols, versions, unknown, endpoints, healthcheck, aliases)
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -196,14 +208,25 @@ def _protocols(raw: Any, lines: Lines) -> tuple[Protocol, ...]:
     return tuple(out)
 
 
-def _versions(raw: Any, lines: Lines) -> tuple[tuple[str, bool], ...]:
+def _versions(raw: Any, lines: Lines) -> tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, str], ...]]:
+    """(version, healthcheck) in the table's order, and (alias, version)."""
     if not isinstance(raw, dict) or not raw:
-        raise RuleError("versions is a mapping: version -> {healthcheck}", lines.at("versions"))
+        raise RuleError("versions is a mapping: version -> {healthcheck, aliases}", lines.at("versions"))
     out = []
+    aliases: list[tuple[str, str]] = []
+    seen = {str(name).casefold(): str(name) for name in raw}
     for name, entry in raw.items():
-        _keys(entry, ("healthcheck",), lines, ("versions", name), required=("healthcheck",))
-        out.append((name, _flag(entry["healthcheck"], lines, ("versions", name, "healthcheck"))))
-    return tuple(out)
+        at = ("versions", name)
+        _keys(entry, ("healthcheck", "aliases"), lines, at, required=("healthcheck",))
+        out.append((str(name), _flag(entry["healthcheck"], lines, (*at, "healthcheck"))))
+        for i, alias in enumerate(_optional(entry, "aliases", lines, at, _words) or ()):
+            alias = " ".join(alias.split())
+            if alias.casefold() in seen:
+                raise RuleError(f"alias {alias!r} already names version {seen[alias.casefold()]!r}",
+                                lines.at(*at, "aliases", i))
+            seen[alias.casefold()] = str(name)
+            aliases.append((alias, str(name)))
+    return tuple(out), tuple(aliases)
 
 
 def _endpoint(raw: Any, lines: Lines, at: tuple[Any, ...], protocols: Sequence[str],

@@ -32,7 +32,17 @@ def table_path(name: str, dirs: Sequence[Path] | None = None) -> Path:
 
 
 def extra_dirs(env_var: str, given: tuple[str, ...] = ()) -> tuple[Path, ...]:
-    """User directories from options then the environment (os.pathsep separated)."""
+    """User directories from options then the environment (os.pathsep separated), each once."""
     dirs = [Path(p) for p in given]
     dirs += [Path(p) for p in os.environ.get(env_var, "").split(os.pathsep) if p]
-    return tuple(dirs)
+    return tuple(dict.fromkeys(dirs))
+
+
+def use_check_dirs(given: Sequence[str]) -> None:
+    """`--checks DIR` of `run` and `collect`: the directories replace the tables under checks/
+    (exchange-endpoints.yaml, thresholds.yaml) as DIAGNOSE_CHECKS does, in the order `extra_dirs` gives
+    (the options, then the variable). They are put in this process's DIAGNOSE_CHECKS (the host's
+    environment is not touched), so the probe modules, which read the thresholds when first imported,
+    and the worker processes started later see them; call it before any probe runs."""
+    if given:
+        os.environ["DIAGNOSE_CHECKS"] = os.pathsep.join(str(d) for d in extra_dirs("DIAGNOSE_CHECKS", tuple(given)))

@@ -135,9 +135,13 @@ def profile_from_mapping(data: Mapping[str, Any], source: str, lines: Any = None
                 raise ConfigError(f"{key} must be a string", at(given))
             if key == "proxy_product" and value not in PROXY_PRODUCTS:
                 raise ConfigError(f"proxy_product must be one of {', '.join(PROXY_PRODUCTS)}", at(given))
-            if key == "exchange_version" and value not in endpoint_catalogue().version_names:
-                versions = endpoint_catalogue().version_names
-                raise ConfigError(f"exchange_version must be one of {', '.join(versions)}", at(given))
+            if key == "exchange_version":
+                table = endpoint_catalogue()
+                version = table.version_of(value)  # "Subscription Edition" is "SE"
+                if version is None:
+                    raise ConfigError(f"exchange_version must be one of {', '.join(table.version_names)}",
+                                      at(given))
+                value = version
             if key in ("internal_name", "certificate_fqdn"):
                 value = value.lower().rstrip(".")
         values[key] = value

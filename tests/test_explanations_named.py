@@ -131,13 +131,19 @@ def stale_hosts_inputs(tmp_path: Path, extra_rows: tuple[str, ...] = ()) -> list
     the CAS is 10.1.5.11; TMG logs timeouts (10060) to 10.1.5.12. The `diagnose run` options."""
     rows = [fw_row(S + 30 * n, f"{TMG}:{40000 + n}", f"{STALE}:443", status="0x8007274c") for n in range(6)]
     log = write_w3c(tmp_path / "ISALOG_20240504_FWS_000.w3c", [*rows, *extra_rows])
+    return [*stale_hosts_site(tmp_path, STALE, CAS, TMG), "--log", str(log)]
+
+
+def stale_hosts_site(tmp_path: Path, stale: str, cas: str, tmg: str, more: str = "") -> list[str]:
+    """The site profile (cas01 at `cas`, TMG at `tmg`; `more` profile lines) and TMG's HOSTS file (CRLF,
+    cp1252) sending cas01 to `stale`, the old CAS: their `diagnose run` options."""
     hosts = tmp_path / "hosts"
-    hosts.write_bytes(f"# TMG HOSTS\r\n{STALE}    cas01.contoso.local    cas01   # old CAS\r\n".encode("cp1252"))
+    hosts.write_bytes(f"# TMG HOSTS\r\n{stale}    cas01.contoso.local    cas01   # old CAS\r\n".encode("cp1252"))
     profile = tmp_path / "site.yaml"
     profile.write_text(f"published_names: [mail.contoso.com]\ninternal_name: cas01.contoso.local\n"
-                       f"internal_addresses: [{CAS}]\ntmg_addresses: [{TMG}]\npublished: [owa]\n"
-                       "exchange_version: '2010'\n", encoding="utf-8")
-    return ["--profile", str(profile), "--hosts-file", str(hosts), "--log", str(log)]
+                       f"internal_addresses: [{cas}]\ntmg_addresses: [{tmg}]\npublished: [owa]\n"
+                       f"exchange_version: '2010'\n{more}", encoding="utf-8")
+    return ["--profile", str(profile), "--hosts-file", str(hosts)]
 
 
 def stale_hosts_case(tmp_path: Path, extra_rows: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -37,8 +37,9 @@ CAS_2010 = (
 )
 
 
-def win32_service_export(path: Path, server: str, stopped: Sequence[str]) -> Path:
-    """A Win32_Service export of `server`: every CAS_2010 service running unless named in `stopped`
+def win32_service_export(path: Path, server: str, stopped: Sequence[str],
+                         services: Sequence[tuple[str, str, str]] = CAS_2010) -> Path:
+    """A Win32_Service export of `server`: every one of `services` running unless named in `stopped`
     (Manual services are stopped, as on a healthy server)."""
     with RECORDED.open(encoding="utf-8", newline="") as f:
         type_line = f.readline()
@@ -49,7 +50,7 @@ def win32_service_export(path: Path, server: str, stopped: Sequence[str]) -> Pat
     out.write(type_line)
     writer = csv.DictWriter(out, fieldnames=list(template), quoting=csv.QUOTE_ALL, lineterminator="\r\n")
     writer.writeheader()
-    for pid, (name, display, start) in enumerate(CAS_2010, start=1800):
+    for pid, (name, display, start) in enumerate(services, start=1800):
         running = start == "Auto" and name not in stopped
         row = {k: v.replace(old_server, server).replace(old_name, name) for k, v in template.items()}
         row.update(DisplayName=display, Caption=display, StartMode=start, State="Running" if running else "Stopped",

@@ -35,9 +35,9 @@ def _profile(profile_path: str | None) -> SiteProfile:
 )
 @click.option(
     "--exchange-version",
-    type=click.Choice(EXCHANGE_VERSIONS),
     default=None,
-    help="Exchange version (overrides the profile).",
+    help=f"Exchange version (overrides the profile): {', '.join(EXCHANGE_VERSIONS)}, or another name the "
+    "endpoint table gives one (e.g. Subscription Edition).",
 )
 @click.option(
     "--published",

@@ -13,7 +13,7 @@ from diagnose.cli.common import engine_option, note, rules_option
 from diagnose.collect import RunInputs
 from diagnose.errors import ConfigError, UsageError
 from diagnose.facts import EvidenceBundle, load_bundle
-from diagnose.paths import data_dir
+from diagnose.paths import data_dir, use_check_dirs
 from diagnose.profile import SiteProfile, load_profile
 from diagnose.safetext import neutralise
 from diagnose.session import Plan, ReportRequest, Session, leave_if_interrupted, redacted
@@ -188,6 +188,7 @@ def terminal_ask(prompt: Any, number: int) -> str | None:
 @engine_option
 def run(**o: Any) -> None:
     """Gather the evidence, reason over it and report: the whole diagnosis."""
+    use_check_dirs(o["check_dirs"])
     session = Session.start(o["rule_dirs"], o["engine_name"], terminal_ask)  # the engine loads during collection
     if o["example"]:
         plan = plan_from_example(o["example"], session.rulebook.questions)
@@ -207,6 +208,7 @@ def run(**o: Any) -> None:
 @redact_option
 def collect_cmd(output: str, example: str | None, redact: bool, **o: Any) -> None:
     """Gather the evidence into a bundle, without reasoning (no inference engine is loaded)."""
+    use_check_dirs(o["check_dirs"])
     session = Session.collecting()
     plan = plan_from_example(example, session.rulebook.questions) if example else plan_from_options(
         o, session.rulebook.questions)

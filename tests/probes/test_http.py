@@ -244,7 +244,7 @@ def _table_with_a_new_version(folder: Any) -> None:
     text = catalogue_path(()).read_text(encoding="utf-8")
     text = text.replace("protocols:\n", "protocols:\n  mapi: {vdir: mapi, words: [mapi]}\n", 1)
     text = text.replace('  "2019": {healthcheck: true}\n', '  "2019": {healthcheck: true}\n  "2028": {healthcheck: true}\n')
-    text = text.replace('versions: ["2013", "2016", "2019"]', 'versions: ["2013", "2016", "2019", "2028"]')
+    text = text.replace('versions: ["2013", "2016", "2019", SE]', 'versions: ["2013", "2016", "2019", SE, "2028"]')
     text = text.replace("endpoints:\n", "endpoints:\n  - {protocol: mapi, path: /mapi/emsmdb/, statuses: [401],"
                         " expected: 401 asking for authentication, versions: [\"2028\"]}\n", 1)
     (folder / CATALOGUE_FILE).write_text(text, encoding="utf-8")

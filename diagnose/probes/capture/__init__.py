@@ -232,7 +232,8 @@ def build_facts(analysis: CaptureAnalysis) -> list[Fact]:
                                      for r in analysis.reads if r.partial])
         facts.append(make_fact(
             "capture.teardown_summary", subject, PROBE, source=", ".join(sources) or None,
-            scope=scope, leg=leg, server=server, tmg=tmg, tmg_inferred=analysis.tmg_inferred if tmg else None,
+            scope=scope, leg=leg, server=server, address=_address_of(server) if scope == "server" else None,
+            tmg=tmg, tmg_inferred=analysis.tmg_inferred if tmg else None,
             partial=partial, samples=cites[:40], loss_samples=loss_cites, **tally, **extra))
         if scope == "server":
             continue
@@ -249,6 +250,11 @@ def build_facts(analysis: CaptureAnalysis) -> list[Fact]:
         conns += [c for c in lossy if (c.source, c.first_frame, c.originator) not in kept]
     facts.extend(connection_fact(analysis, c) for c in conns)
     return facts
+
+
+def _address_of(server: str | None) -> str | None:
+    """The ip of a server scope's "ip:port" ("[ip6]:port"), which rules join to a resolved dns.address."""
+    return server.rsplit(":", 1)[0].strip("[]") if server else None
 
 
 def _loss_cite(c: Connection) -> str:

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from diagnose.compat import removeprefix
 from diagnose.errors import InputError, UsageError
+from diagnose.exchange import catalogue as endpoint_catalogue
 from diagnose.facts import Fact, ProbeStatus, make_fact
 from diagnose.probes import ProbeContext, ProbeResult
 from diagnose.probes.params import ProbeParams, split_field
@@ -49,7 +50,6 @@ from diagnose.probes.services.exports import (
     start_type_from,
     state_from,
 )
-from diagnose.profile import EXCHANGE_VERSIONS, PROTOCOLS
 
 PROBE = "services"
 
@@ -350,13 +350,15 @@ def probe(
     """Read the services (one backend, or one per export file) and rate what the stopped ones break."""
     params = ServicesParams.of(spec)
     catalogue = catalogue or load_catalogue()
-    version = params.exchange_version
-    if version and version not in EXCHANGE_VERSIONS:
-        raise UsageError(f"exchange_version must be one of {', '.join(EXCHANGE_VERSIONS)}, got {version!r}")
+    table = endpoint_catalogue()  # the versions (and their aliases) and protocols of the endpoint table in force
+    version = table.version_of(params.exchange_version)
+    if params.exchange_version and version is None:
+        raise UsageError(f"exchange_version must be one of {', '.join(table.version_names)}, "
+                         f"got {params.exchange_version!r}")
     published = list(params.published)
     for p in published:
-        if p not in PROTOCOLS:
-            raise UsageError(f"unknown published protocol {p!r} (one of {', '.join(PROTOCOLS)})")
+        if p not in table.protocol_names:
+            raise UsageError(f"unknown published protocol {p!r} (one of {', '.join(table.protocol_names)})")
     exports = list(params.export)
     if backend is None and not exports and params.offline:
         return ProbeResult.unavailable("offline run: no services export given, and live queries are off")

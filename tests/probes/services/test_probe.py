@@ -321,7 +321,7 @@ def test_catalogue_versions() -> None:
     cat = load_catalogue()
     fba = cat.lookup("msexchangefba")
     assert fba is not None and fba.versions == ("2007", "2010")
-    assert cat.lookup("MSExchangeRPC").versions == ("2010", "2013", "2016", "2019")
+    assert cat.lookup("MSExchangeRPC").versions == ("2010", "2013", "2016", "2019", "SE")
     tmg = {s.name for s in cat.services if s.role == "tmg"}
     assert {"fwsrv", "isactrl", "isasched", "isastg", "MSSQL$MSFW", "MSSQL$ISARS"} <= tmg
 
