@@ -2,26 +2,30 @@
 # Run the whole test suite on a fresh machine: system tools the tests use, the venv, lint, tests.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k engine -x`; then only the primary run.
 # Without arguments, the subset that runs every command and every reader then runs on Python 3.8
-# (the TMG host's, Windows Server 2008 R2's last: reference engine) and 3.13 (durable_rules from the
-# patched build), each in its own venv (.venv3.8, .venv3.13); pyenv installs a missing Python.
+# (the TMG host's, Windows Server 2008 R2's last: reference engine), 3.13 and 3.14 (durable_rules from the
+# patched build), each in its own venv (.venv3.8, .venv3.13, .venv3.14); pyenv installs a missing Python,
+# else scripts/debian_python.sh unpacks Debian unstable's (3.14 on Debian 12).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 need=()
 # dig comes from the package bind9-dnsutils; tc and ip (iproute2) make the packet-loss captures;
 # chromium renders the HTML reports (tests/test_report_pictures.py); haproxy and nginx write the
 # proxy logs the proxylogs reader tests read
-for tool in tshark tcpdump dig tc ip chromium haproxy nginx; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
+for tool in tshark tcpdump dig tc ip chromium haproxy nginx patchelf; do command -v "$tool" >/dev/null 2>&1 || need+=("$tool"); done
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
-        apt-get install -y -qq --no-install-recommends tshark tcpdump bind9-dnsutils iproute2 chromium haproxy nginx >/dev/null
+        apt-get install -y -qq --no-install-recommends tshark tcpdump bind9-dnsutils iproute2 chromium haproxy nginx patchelf >/dev/null
     else
         echo "note: ${need[*]} missing and cannot be installed here; tests that need them will skip" >&2
     fi
 fi
 bash scripts/setup.sh
-.venv/bin/ruff check diagnose tests bench hatch_build.py scripts/build_durable.py scripts/bundle_tmg_host.py
+PY_SOURCES=(diagnose tests bench hatch_build.py scripts/build_durable.py scripts/bundle_tmg_host.py scripts/golden.py)
+.venv/bin/ruff check "${PY_SOURCES[@]}"
+# the formatter: a file `ruff format` would change stops here (run `.venv/bin/ruff format` to fix it)
+.venv/bin/ruff format --check "${PY_SOURCES[@]}"
 # type checking: [tool.mypy] in pyproject.toml (diagnose/, checked as Python 3.8); an error stops here
 .venv/bin/mypy
 # with a C compiler durable_rules must be there (tests/test_platforms.py checks it)
