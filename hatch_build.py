@@ -93,7 +93,7 @@ class AcceleratorHook(BuildHookInterface):  # type: ignore[type-arg]
         build_data["infer_tag"] = True
         for module, path in built.items():
             stem = module.rsplit(".", 1)[1]
-            build_data["force_include"][str(path)] = f"{module.replace('.', '/')}{path.name[len(stem):]}"
+            build_data["force_include"][str(path)] = f"{module.replace('.', '/')}{path.name[len(stem) :]}"
 
 
 # Markdown images and links: ![alt](target) and [text](target)

@@ -147,8 +147,12 @@ def same_facts(cmd: list[str], path: Path, jobs: int, directory: Path, env_of) -
     outs = []
     for pure in (False, True):
         out = directory / f"facts-{int(pure)}.json"
-        subprocess.run([*cmd, "--connections", "--jobs", str(jobs), "-o", str(out), str(path)], check=True,
-                       stdout=subprocess.DEVNULL, env=env_of(pure))
+        subprocess.run(
+            [*cmd, "--connections", "--jobs", str(jobs), "-o", str(out), str(path)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            env=env_of(pure),
+        )
         facts = json.loads(out.read_text())["facts"]
         out.unlink()
         for fact in facts:
@@ -162,8 +166,7 @@ def load() -> str:
 
 
 def line(name: str, seconds: float, packets: int, size: int, rss: int | None = None) -> str:
-    text = (f"{name:<46} {seconds:7.2f} s  {packets / seconds / 1e6:6.2f} M packets/s  "
-            f"{size / seconds / 1e6:7.1f} MB/s")
+    text = f"{name:<46} {seconds:7.2f} s  {packets / seconds / 1e6:6.2f} M packets/s  {size / seconds / 1e6:7.1f} MB/s"
     return text + (f"  peak RSS {rss / 1e6:6.1f} MB" if rss else "")
 
 
@@ -174,31 +177,39 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="use the captures already in --keep DIR")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the best is shown")
     parser.add_argument("--no-tshark", action="store_true")
-    parser.add_argument("--compile-each-start", action="store_true",
-                        help="no bytecode cache for diagnose's modules when PYTHONDONTWRITEBYTECODE is set "
-                             "(every start compiles them)")
-    parser.add_argument("--pure", action="store_true",
-                        help="also time the pure-Python readers (DIAGNOSE_PURE_PYTHON=1, no C accelerator)")
+    parser.add_argument(
+        "--compile-each-start",
+        action="store_true",
+        help="no bytecode cache for diagnose's modules when PYTHONDONTWRITEBYTECODE is set (every start compiles them)",
+    )
+    parser.add_argument(
+        "--pure",
+        action="store_true",
+        help="also time the pure-Python readers (DIAGNOSE_PURE_PYTHON=1, no C accelerator)",
+    )
     args = parser.parse_args()
     directory = args.keep or Path(tempfile.mkdtemp(prefix="bench-capture-"))
     directory.mkdir(parents=True, exist_ok=True)
     cpus = cpu_count()
-    print(f"machine: {platform.machine()} {cpus} CPUs, {platform.platform()}, "
-          f"Python {platform.python_version()}, {load()}")
+    print(
+        f"machine: {platform.machine()} {cpus} CPUs, {platform.platform()}, "
+        f"Python {platform.python_version()}, {load()}"
+    )
     accel = formats._fastcap
     print(f"C accelerator: {'built, ' + accel.__file__ if accel else 'NOT BUILT (pure Python)'}")
     modes = [False, True] if args.pure and accel else [False]  # pure Python?
     tag = {False: "C" if accel else "pure", True: "pure"}
     t0 = time.perf_counter()
-    plain, tagged, quarter = (directory / "bench-eth.pcap", directory / "bench-vlan.pcap",
-                              directory / "quarter.pcap")
+    plain, tagged, quarter = (directory / "bench-eth.pcap", directory / "bench-vlan.pcap", directory / "quarter.pcap")
     if args.reuse and plain.exists() and tagged.exists() and quarter.exists():
         packets = sum(1 for _ in _records(plain))
         print(f"reusing {packets} packets from {directory}")
     else:
         plain, tagged, quarter, packets = generate(directory, args.connections)
-        print(f"generated {packets} packets, {args.connections} connections, {plain.stat().st_size / 1e6:.0f} MB "
-              f"in {time.perf_counter() - t0:.1f} s ({directory})")
+        print(
+            f"generated {packets} packets, {args.connections} connections, {plain.stat().st_size / 1e6:.0f} MB "
+            f"in {time.perf_counter() - t0:.1f} s ({directory})"
+        )
     size, vsize = plain.stat().st_size, tagged.stat().st_size
     for path in (plain, tagged, quarter):  # warm the page cache
         with open(path, "rb") as fh:
@@ -210,8 +221,10 @@ def main() -> None:
     RUN_ENV.update(bytecode_env(directory, not args.compile_each_start))
     if compiling and not args.compile_each_start:
         run_measured([*cmd, "--jobs", "1", str(quarter)])  # writes the bytecode cache
-        print(f"bytecode: diagnose's modules compiled once into {directory / 'pycache'} (as installed); "
-              "PYTHONDONTWRITEBYTECODE is set here, so a figure with compiling at every start follows too")
+        print(
+            f"bytecode: diagnose's modules compiled once into {directory / 'pycache'} (as installed); "
+            "PYTHONDONTWRITEBYTECODE is set here, so a figure with compiling at every start follows too"
+        )
 
     # the analysis alone, in this process (no interpreter start-up)
     print(f"-- analysis in this process, best of {n} ({load()})")
@@ -229,21 +242,33 @@ def main() -> None:
             for pure in modes:
                 wall, cpu, conns = best[pure]
                 # CPU time of this process too: on a shared machine, wall time also measures the neighbours
-                print(line(f"in-process {jobs} worker{'s' if jobs > 1 else ''}, {name}, {tag[pure]}", wall, packets,
-                           sz) + f"  [{conns} connections; this process's CPU {cpu:.2f} s]")
+                print(
+                    line(f"in-process {jobs} worker{'s' if jobs > 1 else ''}, {name}, {tag[pure]}", wall, packets, sz)
+                    + f"  [{conns} connections; this process's CPU {cpu:.2f} s]"
+                )
 
     print(f"-- diagnose probe capture (whole command), best of {n}, variants in turn ({load()})")
 
     def env_of(pure: bool) -> dict[str, str]:
         return {**RUN_ENV, "DIAGNOSE_PURE_PYTHON": "1"} if pure else RUN_ENV
 
-    variants = {(name, jobs, pure): ([*cmd, "--jobs", str(jobs), str(path)], pure)
-                for name, path in (("Ethernet/IPv4", plain), ("802.1Q", tagged))
-                for jobs in sorted({1, cpus}) for pure in modes}
+    variants = {
+        (name, jobs, pure): ([*cmd, "--jobs", str(jobs), str(path)], pure)
+        for name, path in (("Ethernet/IPv4", plain), ("802.1Q", tagged))
+        for jobs in sorted({1, cpus})
+        for pure in modes
+    }
     got = best_interleaved(n, variants, env_of)
     for (name, jobs, pure), (seconds, peak) in got.items():
-        print(line(f"diagnose probe capture --jobs {jobs}, {name}, {tag[pure]}", seconds, packets,
-                   size if name == "Ethernet/IPv4" else vsize, peak))
+        print(
+            line(
+                f"diagnose probe capture --jobs {jobs}, {name}, {tag[pure]}",
+                seconds,
+                packets,
+                size if name == "Ethernet/IPv4" else vsize,
+                peak,
+            )
+        )
     secs = {jobs: got["Ethernet/IPv4", jobs, False][0] for jobs in sorted({1, cpus})}
     rss = {jobs: got["Ethernet/IPv4", jobs, False][1] for jobs in sorted({1, cpus})}
     secs_c = None
@@ -251,26 +276,46 @@ def main() -> None:
         secs_c, _rss = best_of(n, [*cmd, "--jobs", str(cpus), str(plain)], bytecode_env(directory, False))
         print(line(f"  --jobs {cpus}, Ethernet/IPv4, {tag[False]}, compiling at every start", secs_c, packets, size))
     if len(modes) == 2:
-        print("C accelerator speed-up (whole command): " + ", ".join(
-            f"x{got[name, jobs, True][0] / got[name, jobs, False][0]:.2f} {name} --jobs {jobs}"
-            for name in ("Ethernet/IPv4", "802.1Q") for jobs in sorted({1, cpus})))
-        print("same facts with and without the accelerator (every connection): " + ", ".join(
-            f"--jobs {jobs} {'yes' if same_facts(cmd[:-2], plain, jobs, directory, env_of) else 'NO'}"
-            for jobs in sorted({1, cpus})))
+        print(
+            "C accelerator speed-up (whole command): "
+            + ", ".join(
+                f"x{got[name, jobs, True][0] / got[name, jobs, False][0]:.2f} {name} --jobs {jobs}"
+                for name in ("Ethernet/IPv4", "802.1Q")
+                for jobs in sorted({1, cpus})
+            )
+        )
+        print(
+            "same facts with and without the accelerator (every connection): "
+            + ", ".join(
+                f"--jobs {jobs} {'yes' if same_facts(cmd[:-2], plain, jobs, directory, env_of) else 'NO'}"
+                for jobs in sorted({1, cpus})
+            )
+        )
     qpackets = sum(1 for _ in _records(quarter))
     secs_q, rss_q = best_of(n, [*cmd, "--jobs", str(cpus), str(quarter)])
-    print(line(f"diagnose probe capture --jobs {cpus}, first {qpackets} packets", secs_q, qpackets,
-               quarter.stat().st_size, rss_q))
-    print(f"memory: {rss_q / 1e6:.1f} MB for {qpackets} packets vs {rss[cpus] / 1e6:.1f} MB for {packets} packets "
-          f"(x{rss[cpus] / rss_q:.2f} for x{packets / qpackets:.1f} packets; same 200 live connections)")
+    print(
+        line(
+            f"diagnose probe capture --jobs {cpus}, first {qpackets} packets",
+            secs_q,
+            qpackets,
+            quarter.stat().st_size,
+            rss_q,
+        )
+    )
+    print(
+        f"memory: {rss_q / 1e6:.1f} MB for {qpackets} packets vs {rss[cpus] / 1e6:.1f} MB for {packets} packets "
+        f"(x{rss[cpus] / rss_q:.2f} for x{packets / qpackets:.1f} packets; same 200 live connections)"
+    )
     if not args.no_tshark and shutil.which("tshark"):
         print(f"-- tshark, best of {n} ({load()})")
         secs_t, rss_t = best_of(n, ["tshark", "-q", "-z", "conv,tcp", "-r", str(plain)])
         print(line("tshark -q -z conv,tcp, Ethernet/IPv4", secs_t, packets, size, rss_t))
-        print("speed-up over tshark (whole command): "
-              + ", ".join(f"x{secs_t / secs[j]:.1f} with --jobs {j}" for j in sorted(secs))
-              + (f" (x{secs_t / secs_c:.1f} with --jobs {cpus} compiling at every start)" if secs_c else "")
-              + f"; tshark peak RSS {rss_t / 1e6:.0f} MB")
+        print(
+            "speed-up over tshark (whole command): "
+            + ", ".join(f"x{secs_t / secs[j]:.1f} with --jobs {j}" for j in sorted(secs))
+            + (f" (x{secs_t / secs_c:.1f} with --jobs {cpus} compiling at every start)" if secs_c else "")
+            + f"; tshark peak RSS {rss_t / 1e6:.0f} MB"
+        )
     print(f"({load()} at the end)")
     if not args.keep:
         shutil.rmtree(directory)

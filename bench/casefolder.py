@@ -30,8 +30,12 @@ from diagnose.casefolder import survey  # noqa: E402
 def build(root: Path, members: int, copies: int, big_mib: int) -> Path:
     case = root / "case"
     seed = (ROOT / "examples" / "seed" / "ISALOG_20110504_FWS_000.w3c").read_bytes()
-    exports = [p for d in ("services", "host", "dns") for p in sorted((ROOT / "tests" / "data" / d).glob("*"))
-               if p.suffix != ".md"]
+    exports = [
+        p
+        for d in ("services", "host", "dns")
+        for p in sorted((ROOT / "tests" / "data" / d).glob("*"))
+        if p.suffix != ".md"
+    ]
     for m in range(members):
         node = case / f"TMG{m:02d}" / "exported logs"
         node.mkdir(parents=True)
@@ -80,8 +84,10 @@ def main() -> None:
         for label, target in (("folder", case), ("zip (no big log)", Path(tmp) / "case.zip")):
             seconds, taken, skipped = best(args.repeat, target)
             files = taken + skipped
-            print(f"{label:<17} {files:>5} files ({taken} taken, {skipped} skipped) in {seconds:.3f} s "
-                  f"= {files / seconds:,.0f} files/s")
+            print(
+                f"{label:<17} {files:>5} files ({taken} taken, {skipped} skipped) in {seconds:.3f} s "
+                f"= {files / seconds:,.0f} files/s"
+            )
 
 
 if __name__ == "__main__":

@@ -45,24 +45,34 @@ def generate_rules(root: Path, count: int, rng: random.Random) -> Path:
     (base / "causes").mkdir(parents=True)
     (base / "gen").mkdir()
     for n in range(40):
-        (base / "causes" / f"c{n}.yaml").write_text(CAUSE.format(n=n, verdict=rng.choice(
-            ["benign", "misconfiguration", "fault"])))
+        (base / "causes" / f"c{n}.yaml").write_text(
+            CAUSE.format(n=n, verdict=rng.choice(["benign", "misconfiguration", "fault"]))
+        )
     for n in range(count):
         if n < count * 0.4:  # numeric
-            when = (f"  log: {{kind: log.status_summary, status64_count: {{gt: {rng.randint(900, 1000)}}}, "
-                    f"records: {{le: {rng.randint(100, 2000)}}}}}")
+            when = (
+                f"  log: {{kind: log.status_summary, status64_count: {{gt: {rng.randint(900, 1000)}}}, "
+                f"records: {{le: {rng.randint(100, 2000)}}}}}"
+            )
         elif n < count * 0.6:  # strings
-            when = (f"  svc: {{kind: service.state, name: {{in: [S{n % 100}, S{n % 100 + 1}]}}, "
-                    f"state: {{ne: running}}, host: {{matches: \"cas*\"}}}}")
+            when = (
+                f"  svc: {{kind: service.state, name: {{in: [S{n % 100}, S{n % 100 + 1}]}}, "
+                f'state: {{ne: running}}, host: {{matches: "cas*"}}}}'
+            )
         elif n < count * 0.9:  # joins
-            when = (f"  a: {{kind: service.state, state: stopped, name: S{n % 100}}}\n"
-                    f"  b: {{kind: host.tcp_states, remote: \"$a.host\", time_wait: {{gt: {rng.randint(0, 50)}}}}}")
+            when = (
+                f"  a: {{kind: service.state, state: stopped, name: S{n % 100}}}\n"
+                f'  b: {{kind: host.tcp_states, remote: "$a.host", time_wait: {{gt: {rng.randint(0, 50)}}}}}'
+            )
         else:  # negation
-            when = (f"  log: {{kind: log.status_summary, status64_count: {{gt: {rng.randint(950, 1000)}}}}}\n"
-                    f"  not:\n    svc: {{kind: service.state, name: S{n % 100}, state: running, "
-                    f"host: \"$log.server\"}}")
-        (base / "gen" / f"g{n}.yaml").write_text(RULE.format(n=n, when=when, cause=rng.randint(0, 39),
-                                                             cf=round(rng.uniform(-0.5, 0.9), 2)))
+            when = (
+                f"  log: {{kind: log.status_summary, status64_count: {{gt: {rng.randint(950, 1000)}}}}}\n"
+                f"  not:\n    svc: {{kind: service.state, name: S{n % 100}, state: running, "
+                f'host: "$log.server"}}'
+            )
+        (base / "gen" / f"g{n}.yaml").write_text(
+            RULE.format(n=n, when=when, cause=rng.randint(0, 39), cf=round(rng.uniform(-0.5, 0.9), 2))
+        )
     return base
 
 
@@ -71,15 +81,39 @@ def generate_facts(count: int, rng: random.Random) -> list:
     for i in range(count):
         r = i % 3
         if r == 0:
-            facts.append(make_fact("log.status_summary", f"server:{i}", "bench", status64_count=rng.randint(0, 1000),
-                                   records=rng.randint(0, 2000), server=f"cas{i % 500}",
-                                   status64_share=rng.random() * 1e-4))
+            facts.append(
+                make_fact(
+                    "log.status_summary",
+                    f"server:{i}",
+                    "bench",
+                    status64_count=rng.randint(0, 1000),
+                    records=rng.randint(0, 2000),
+                    server=f"cas{i % 500}",
+                    status64_share=rng.random() * 1e-4,
+                )
+            )
         elif r == 1:
-            facts.append(make_fact("service.state", f"cas{i % 500}/S{i % 100}", "bench", name=f"S{i % 100}",
-                                   state=rng.choice(["running", "stopped", "paused"]), host=f"cas{i % 500}"))
+            facts.append(
+                make_fact(
+                    "service.state",
+                    f"cas{i % 500}/S{i % 100}",
+                    "bench",
+                    name=f"S{i % 100}",
+                    state=rng.choice(["running", "stopped", "paused"]),
+                    host=f"cas{i % 500}",
+                )
+            )
         else:
-            facts.append(make_fact("host.tcp_states", f"remote:{i}", "bench", remote=f"cas{i % 500}",
-                                   time_wait=rng.randint(0, 60), close_wait=rng.randint(0, 5)))
+            facts.append(
+                make_fact(
+                    "host.tcp_states",
+                    f"remote:{i}",
+                    "bench",
+                    remote=f"cas{i % 500}",
+                    time_wait=rng.randint(0, 60),
+                    close_wait=rng.randint(0, 5),
+                )
+            )
     return facts
 
 
@@ -120,11 +154,15 @@ def main() -> None:
             else:
                 where = "in this process (no isolation)" if mode == "none" else f"in a {mode}ed worker process"
                 who = f"durable_rules {where}"
-            print(f"{who}: engine created in {create_s * 1000:.0f} ms, rules loaded and first "
-                  f"(empty) diagnosis after {ready_s * 1000:.0f} ms more")
+            print(
+                f"{who}: engine created in {create_s * 1000:.0f} ms, rules loaded and first "
+                f"(empty) diagnosis after {ready_s * 1000:.0f} ms more"
+            )
             own = "" if mode != "none" else f", CPU of this process {statistics.median(cpu):.3f} s"
-            print(f"  diagnose {args.facts} facts x {args.rules} rules: median {statistics.median(times):.3f} s, "
-                  f"best {min(times):.3f} s{own} ({firings} firings, {len(diagnosis.causes)} causes)  target < 1 s")
+            print(
+                f"  diagnose {args.facts} facts x {args.rules} rules: median {statistics.median(times):.3f} s, "
+                f"best {min(times):.3f} s{own} ({firings} firings, {len(diagnosis.causes)} causes)  target < 1 s"
+            )
         del os.environ["DIAGNOSE_ENGINE_WORKER"]
         same = len({tuple(v) for v in seen.values()}) == 1
         print(f"both engines gave the same firings: {'yes' if same else 'NO'}")
@@ -135,8 +173,10 @@ def main() -> None:
         started = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True, env=env, cwd=REPO)
         runs.append(time.perf_counter() - started)
-    print(f"whole process `diagnose run --example seed`: median {statistics.median(runs):.3f} s, "
-          f"best {min(runs):.3f} s  target < 0.5 s")
+    print(
+        f"whole process `diagnose run --example seed`: median {statistics.median(runs):.3f} s, "
+        f"best {min(runs):.3f} s  target < 0.5 s"
+    )
 
 
 if __name__ == "__main__":

@@ -25,9 +25,24 @@ from diagnose.probes.logs import scan as scan_mod  # noqa: E402
 from diagnose.probes.logs import summarise  # noqa: E402
 from diagnose.probes.logs.scan import Site  # noqa: E402
 
-FIELDS = ["computer", "date", "time", "IP protocol", "source", "destination", "original client IP",
-          "source network", "destination network", "action", "status", "rule", "application protocol",
-          "bytes sent", "bytes received", "connection time"]
+FIELDS = [
+    "computer",
+    "date",
+    "time",
+    "IP protocol",
+    "source",
+    "destination",
+    "original client IP",
+    "source network",
+    "destination network",
+    "action",
+    "status",
+    "rule",
+    "application protocol",
+    "bytes sent",
+    "bytes received",
+    "connection time",
+]
 TMG_EXTERNAL = "131.107.0.10"
 
 
@@ -38,8 +53,10 @@ def write_log(path: Path, size_mb: int, flood_share: float, sources: int, seed: 
     target = size_mb << 20
     written = records = 0
     with path.open("w", encoding="utf-8", newline="\n") as fh:
-        fh.write("#Software: Microsoft Forefront Threat Management Gateway 2010\n#Version: 1.0\n"
-                 "#Date: 2024-05-04 09:00:00\n#Fields: " + "\t".join(FIELDS) + "\n")
+        fh.write(
+            "#Software: Microsoft Forefront Threat Management Gateway 2010\n#Version: 1.0\n"
+            "#Date: 2024-05-04 09:00:00\n#Fields: " + "\t".join(FIELDS) + "\n"
+        )
         while written < target:
             lines = []
             for _ in range(4096):
@@ -50,8 +67,10 @@ def write_log(path: Path, size_mb: int, flood_share: float, sources: int, seed: 
                     status, action = "0xc0040037", "Denied Connection"
                 else:
                     client, status, action = f"192.0.2.{rnd.randrange(1, 255)}", "0x0", "Closed Connection"
-                lines.append(f"TMG01\t{stamp}\tTCP\t{client}:{rnd.randrange(1024, 65535)}\t{TMG_EXTERNAL}:443\t"
-                             f"{client}\tExternal\tLocal Host\t{action}\t{status}\tOWA\tHTTPS\t100\t2000\t15\n")
+                lines.append(
+                    f"TMG01\t{stamp}\tTCP\t{client}:{rnd.randrange(1024, 65535)}\t{TMG_EXTERNAL}:443\t"
+                    f"{client}\tExternal\tLocal Host\t{action}\t{status}\tOWA\tHTTPS\t100\t2000\t15\n"
+                )
                 records += 1
             text = "".join(lines)
             fh.write(text)
@@ -69,8 +88,10 @@ def main() -> None:
     accel = scan_mod._fastscan
     paths = [("C accelerator", accel)] + ([("pure Python", None)] if args.pure else [])
     site = Site(tmg_addresses=frozenset({TMG_EXTERNAL}))
-    print(f"{'flood share':>11}  {'path':<14} {'records':>10} {'MB/s':>7} {'records/s':>11} {'denials':>9} "
-          f"{'sources kept':>12}  top source")
+    print(
+        f"{'flood share':>11}  {'path':<14} {'records':>10} {'MB/s':>7} {'records/s':>11} {'denials':>9} "
+        f"{'sources kept':>12}  top source"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for share in (0.0, 0.1, 0.5):
             log = Path(tmp) / f"flood-{share}.w3c"
@@ -87,8 +108,10 @@ def main() -> None:
                     best = min(best, time.perf_counter() - started)
                 denials = summary.scope("all", "all")["flood_denials"]
                 top = summary.flood_sources.most_common(1)
-                print(f"{share:>11.0%}  {label:<14} {records:>10} {size / best:>7.1f} {records / best:>11.0f} "
-                      f"{denials:>9} {len(summary.flood_sources):>12}  {top[0] if top else '-'}")
+                print(
+                    f"{share:>11.0%}  {label:<14} {records:>10} {size / best:>7.1f} {records / best:>11.0f} "
+                    f"{denials:>9} {len(summary.flood_sources):>12}  {top[0] if top else '-'}"
+                )
             scan_mod._fastscan = accel
 
 

@@ -42,13 +42,17 @@ def main() -> int:
         bad = [o for o in outcomes if o.problems]
         failures += len(bad)
         slowest = max(outcomes, key=lambda o: o.seconds)
-        print(f"{reader:9} {len(cases):5} cases  {len(cases) / took:6.1f} cases/s  failed {len(bad):3}  "
-              f"slowest {slowest.seconds:5.1f} s  peak {max(o.peak_mb for o in outcomes):6.1f} MB")
+        print(
+            f"{reader:9} {len(cases):5} cases  {len(cases) / took:6.1f} cases/s  failed {len(bad):3}  "
+            f"slowest {slowest.seconds:5.1f} s  peak {max(o.peak_mb for o in outcomes):6.1f} MB"
+        )
         for outcome in bad:
             print("   ", outcome.describe())
     for outcome in (fuzzing.run_case(case, work) for case in fuzzing.bomb_cases(work)):
-        print(f"bomb {outcome.case.path.name:28} {outcome.seconds:5.1f} s  peak {outcome.peak_mb:6.1f} MB  "
-              f"{'; '.join(outcome.problems) or 'ok'}")
+        print(
+            f"bomb {outcome.case.path.name:28} {outcome.seconds:5.1f} s  peak {outcome.peak_mb:6.1f} MB  "
+            f"{'; '.join(outcome.problems) or 'ok'}"
+        )
         failures += bool(outcome.problems)
     print(f"cases kept in {work}" if failures else "no failures")
     return 1 if failures else 0

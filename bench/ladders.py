@@ -60,8 +60,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.pure:
         formats._fastcap = None
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
-          f"accelerator: {'off' if formats._fastcap is None else 'on'}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
+        f"accelerator: {'off' if formats._fastcap is None else 'on'}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         cap = Path(tmp) / "bench.pcap"
         packets = generate(cap, args.connections)
@@ -72,8 +74,10 @@ def main() -> None:
         wanted = [c.wanted for c in chosen]
         last = max(w.last_frame for w in wanted)
         second, recs = best(args.repeat, lambda: record([cap], wanted))
-        print(f"ladders ({len(wanted)} connections, up to frame {last}): {second:7.3f} s  "
-              f"(+{second / first:.0%} of the analysis), {sum(len(r.packets) for r in recs.values())} packets kept")
+        print(
+            f"ladders ({len(wanted)} connections, up to frame {last}): {second:7.3f} s  "
+            f"(+{second / first:.0%} of the analysis), {sum(len(r.packets) for r in recs.values())} packets kept"
+        )
         conns = analysis.all_connections or [c for cs in analysis.chosen_samples().values() for c in cs]
         tail = max(conns, key=lambda c: c.last_frame)
         worst = [*wanted, Wanted(tail.source, tail.first_frame, packets)]

@@ -53,9 +53,7 @@ def _firewall_rest(rng: random.Random) -> list[str]:
     rows = []
     for _ in range(4000):
         client = f"198.51.100.{rng.randint(1, 254)}"
-        kind = rng.choices(["in", "out_est", "out_close", "s64", "deny", "refused"], [30, 25, 25, 8, 10, 2])[
-            0
-        ]
+        kind = rng.choices(["in", "out_est", "out_close", "s64", "deny", "refused"], [30, 25, 25, 8, 10, 2])[0]
         if kind == "in":
             src, dst, sn, dn, act, st = (
                 f"{client}:{rng.randint(1024, 65535)}",
@@ -209,9 +207,7 @@ def generate(path: Path, kind: str, size: int, seed: int = 7) -> None:
             for _ in range(2000):
                 second += 1
                 day = 4 + second // 86400
-                stamp = (
-                    f"2024-03-{day:02d}\t{second // 3600 % 24:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
-                )
+                stamp = f"2024-03-{day:02d}\t{second // 3600 % 24:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
                 for _ in range(rng.randint(1, 12)):
                     if kind == "firewall":
                         row = f"TMG01\t{stamp}\t{rng.choice(fw)}"
@@ -319,9 +315,7 @@ def _load() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=500)
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")

@@ -32,8 +32,7 @@ def timed(name: str, spec: dict[str, object]) -> None:
         key = str(fact.attrs.get("outcome") or fact.attrs.get("handshake"))
         outcomes[key] = outcomes.get(key, 0) + 1
     shown = ", ".join(f"{n} {k}" for k, n in sorted(outcomes.items()))
-    print(f"{name:4} {len(result.facts):3} facts  {elapsed:6.2f} s  ({shown}; serial would be >= "
-          f"{10 * TIMEOUT:.0f} s)")
+    print(f"{name:4} {len(result.facts):3} facts  {elapsed:6.2f} s  ({shown}; serial would be >= {10 * TIMEOUT:.0f} s)")
 
 
 def main() -> None:
@@ -58,11 +57,16 @@ def main() -> None:
     with DnsServer(zone) as live, DnsServer({}, silent=["*"]) as dead:
         names = [f"name{i}.contoso.com" for i in range(10)]
         started = time.monotonic()
-        result, _ = run_probe("dns", ProbeContext(), {"names": names, "servers": [live.address, dead.address],
-                                                      "use_hosts": False, "timeout": TIMEOUT})
+        result, _ = run_probe(
+            "dns",
+            ProbeContext(),
+            {"names": names, "servers": [live.address, dead.address], "use_hosts": False, "timeout": TIMEOUT},
+        )
         elapsed = time.monotonic() - started
-        print(f"dns  {len(result.facts):3} facts  {elapsed:6.2f} s  (10 names x 2 servers x A/AAAA: 40 queries, "
-              f"20 unanswered)")
+        print(
+            f"dns  {len(result.facts):3} facts  {elapsed:6.2f} s  (10 names x 2 servers x A/AAAA: 40 queries, "
+            f"20 unanswered)"
+        )
 
 
 if __name__ == "__main__":

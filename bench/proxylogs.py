@@ -34,11 +34,13 @@ sys.path.insert(0, str(REPO))
 
 from bench.startup import compiled_env, timed  # noqa: E402
 
-IIS_HEADER = ("#Software: Microsoft Internet Information Services 10.0\r\n#Version: 1.0\r\n"
-              "#Date: 2024-03-04 00:00:00\r\n"
-              "#Fields: date time s-sitename s-computername s-ip cs-method cs-uri-stem cs-uri-query s-port "
-              "cs-username c-ip cs-version cs(User-Agent) cs(Referer) cs-host sc-status sc-substatus "
-              "sc-win32-status sc-bytes cs-bytes time-taken\r\n")
+IIS_HEADER = (
+    "#Software: Microsoft Internet Information Services 10.0\r\n#Version: 1.0\r\n"
+    "#Date: 2024-03-04 00:00:00\r\n"
+    "#Fields: date time s-sitename s-computername s-ip cs-method cs-uri-stem cs-uri-query s-port "
+    "cs-username c-ip cs-version cs(User-Agent) cs(Referer) cs-host sc-status sc-substatus "
+    "sc-win32-status sc-bytes cs-bytes time-taken\r\n"
+)
 HTTPPROXY_FIELDS = (
     "DateTime,RequestId,MajorVersion,MinorVersion,BuildVersion,RevisionVersion,ClientRequestId,Protocol,UrlHost,"
     "UrlStem,ProtocolAction,AuthenticationType,IsAuthenticated,AuthenticatedUser,Organization,AnchorMailbox,"
@@ -52,38 +54,49 @@ HTTPPROXY_FIELDS = (
     "BackendRespStreamLatency,ClientRespStreamLatency,KerberosAuthHeaderLatency,HandlerCompletionLatency,"
     "RequestHandlerLatency,HandlerToModuleSwitchingLatency,ProxyTime,CoreLatency,RoutingLatency,HttpProxyOverhead,"
     "TotalRequestTime,RouteRefresherLatency,UrlQuery,BackEndGenericInfo,GenericInfo,GenericErrors,EdgeTraceId,"
-    "DatabaseGuid,UserADObjectGuid,PartitionEndpointLookupLatency,RoutingStatus")
-HTTPPROXY_HEADER = ("#Software: Microsoft Exchange Server\r\n#Version: 15.02.1118.007\r\n#Log-type: HttpProxy Logs\r\n"
-                    "#Date: 2024-03-04T00:00:00.000Z\r\n#Fields: " + HTTPPROXY_FIELDS + "\r\n")
+    "DatabaseGuid,UserADObjectGuid,PartitionEndpointLookupLatency,RoutingStatus"
+)
+HTTPPROXY_HEADER = (
+    "#Software: Microsoft Exchange Server\r\n#Version: 15.02.1118.007\r\n#Log-type: HttpProxy Logs\r\n"
+    "#Date: 2024-03-04T00:00:00.000Z\r\n#Fields: " + HTTPPROXY_FIELDS + "\r\n"
+)
 AWK = {
     "iis": '!/^#/ {c[$16"."$17" "$18]++} END {for (k in c) print k, c[k]}',
     "httpproxy": '!/^#/ {c[$20" "$21" "$22]++} END {for (k in c) print k, c[k]}',
     "haproxy": '{c[$11" "$15]++} END {for (k in c) print k, c[k]}',
-    "nginx": '{c[$9]++} END {for (k in c) print k, c[k]}',
+    "nginx": "{c[$9]++} END {for (k in c) print k, c[k]}",
 }
 
 
 def _iis_rows(rng: random.Random) -> list[str]:
-    kinds = [("POST", "/Microsoft-Server-ActiveSync/default.eas", "Cmd=Ping&User=u{n}&DeviceId=D{n}", "200", "0", "0"),
-             ("POST", "/Microsoft-Server-ActiveSync/default.eas", "Cmd=Ping&User=u{n}&DeviceId=D{n}", "200", "0", "64"),
-             ("RPC_IN_DATA", "/rpc/rpcproxy.dll", "cas01.contoso.test:6001", "200", "0", "1236"),
-             ("GET", "/owa/", "-", "200", "0", "0"), ("GET", "/owa/", "-", "502", "3", "12002"),
-             ("GET", "/ecp/", "-", "304", "0", "0")]
+    kinds = [
+        ("POST", "/Microsoft-Server-ActiveSync/default.eas", "Cmd=Ping&User=u{n}&DeviceId=D{n}", "200", "0", "0"),
+        ("POST", "/Microsoft-Server-ActiveSync/default.eas", "Cmd=Ping&User=u{n}&DeviceId=D{n}", "200", "0", "64"),
+        ("RPC_IN_DATA", "/rpc/rpcproxy.dll", "cas01.contoso.test:6001", "200", "0", "1236"),
+        ("GET", "/owa/", "-", "200", "0", "0"),
+        ("GET", "/owa/", "-", "502", "3", "12002"),
+        ("GET", "/ecp/", "-", "304", "0", "0"),
+    ]
     rows = []
     for i in range(4000):
         method, stem, query, status, sub, win32 = rng.choices(kinds, [20, 3, 5, 60, 2, 10])[0]
-        rows.append(f" W3SVC1 CAS01 10.0.0.5 {method} {stem} {query.format(n=i % 500)} 443 CONTOSO\\u{i % 500} "
-                    f"203.0.113.{i % 250} HTTP/1.1 Apple-iPhone/1904.1 - mail.contoso.test {status} {sub} {win32} "
-                    f"412 735 {rng.randint(10, 1_800_000)}\r\n")
+        rows.append(
+            f" W3SVC1 CAS01 10.0.0.5 {method} {stem} {query.format(n=i % 500)} 443 CONTOSO\\u{i % 500} "
+            f"203.0.113.{i % 250} HTTP/1.1 Apple-iPhone/1904.1 - mail.contoso.test {status} {sub} {win32} "
+            f"412 735 {rng.randint(10, 1_800_000)}\r\n"
+        )
     return rows
 
 
 def _httpproxy_rows(rng: random.Random) -> list[str]:
-    kinds = [("Eas", "/Microsoft-Server-ActiveSync/default.eas", "Ping", "200", "200", "", "?Cmd=Ping&User=u{n}"),
-             ("Eas", "/Microsoft-Server-ActiveSync/default.eas", "Sync", "200", "200", "", "?Cmd=Sync&User=u{n}"),
-             ("RpcHttp", "/rpc/rpcproxy.dll", "", "200", "200", "", "?cas01.contoso.test:6001"),
-             ("Mapi", "/mapi/emsmdb/", "NotificationWait", "200", "200", "", "?mailboxId=m{n}"),
-             ("Owa", "/owa/", "", "200", "200", "", ""), ("Owa", "/owa/", "", "503", "503", "12002", "")]
+    kinds = [
+        ("Eas", "/Microsoft-Server-ActiveSync/default.eas", "Ping", "200", "200", "", "?Cmd=Ping&User=u{n}"),
+        ("Eas", "/Microsoft-Server-ActiveSync/default.eas", "Sync", "200", "200", "", "?Cmd=Sync&User=u{n}"),
+        ("RpcHttp", "/rpc/rpcproxy.dll", "", "200", "200", "", "?cas01.contoso.test:6001"),
+        ("Mapi", "/mapi/emsmdb/", "NotificationWait", "200", "200", "", "?mailboxId=m{n}"),
+        ("Owa", "/owa/", "", "200", "200", "", ""),
+        ("Owa", "/owa/", "", "503", "503", "12002", ""),
+    ]
     width = HTTPPROXY_FIELDS.count(",") + 1
     rows = []
     for i in range(4000):
@@ -98,28 +111,42 @@ def _httpproxy_rows(rng: random.Random) -> list[str]:
 
 
 def _haproxy_rows(rng: random.Random) -> list[str]:
-    kinds = [("200", "----", "/owa/"), ("200", "----", "/Microsoft-Server-ActiveSync/default.eas?Cmd=Ping"),
-             ("502", "SH--", "/owa/"), ("504", "sH--", "/owa/"), ("-1", "CD--", "/rpc/rpcproxy.dll"),
-             ("503", "SC--", "/owa/")]
+    kinds = [
+        ("200", "----", "/owa/"),
+        ("200", "----", "/Microsoft-Server-ActiveSync/default.eas?Cmd=Ping"),
+        ("502", "SH--", "/owa/"),
+        ("504", "sH--", "/owa/"),
+        ("-1", "CD--", "/rpc/rpcproxy.dll"),
+        ("503", "SC--", "/owa/"),
+    ]
     rows = []
     for i in range(4000):
         status, term, uri = rng.choices(kinds, [60, 20, 3, 3, 10, 4])[0]
-        rows.append(f"cas-lb haproxy[1234]: 203.0.113.{i % 250}:{rng.randint(1024, 65535)} [04/Mar/2024:00:00:"
-                    f"{i % 60:02d}.{i % 1000:03d}] fe_https~ be_exchange/cas{i % 3} 0/0/1/{rng.randint(1, 900)}/"
-                    f"{rng.randint(1, 1_800_000)} {status} 1234 - - {term} 10/10/3/1/0 0/0 \"POST {uri} HTTP/1.1\"\n")
+        rows.append(
+            f"cas-lb haproxy[1234]: 203.0.113.{i % 250}:{rng.randint(1024, 65535)} [04/Mar/2024:00:00:"
+            f"{i % 60:02d}.{i % 1000:03d}] fe_https~ be_exchange/cas{i % 3} 0/0/1/{rng.randint(1, 900)}/"
+            f'{rng.randint(1, 1_800_000)} {status} 1234 - - {term} 10/10/3/1/0 0/0 "POST {uri} HTTP/1.1"\n'
+        )
     return rows
 
 
 def _nginx_rows(rng: random.Random) -> list[str]:
-    kinds = [("200", "/owa/"), ("200", "/Microsoft-Server-ActiveSync/default.eas?Cmd=Ping"), ("499", "/owa/"),
-             ("502", "/owa/"), ("504", "/mapi/emsmdb/")]
+    kinds = [
+        ("200", "/owa/"),
+        ("200", "/Microsoft-Server-ActiveSync/default.eas?Cmd=Ping"),
+        ("499", "/owa/"),
+        ("502", "/owa/"),
+        ("504", "/mapi/emsmdb/"),
+    ]
     rows = []
     for i in range(4000):
         status, uri = rng.choices(kinds, [70, 15, 8, 4, 3])[0]
         rt = rng.randint(1, 1_800_000) / 1000
-        rows.append(f"203.0.113.{i % 250} - - [04/Mar/2024:00:00:{i % 60:02d} +0000] \"POST {uri} HTTP/1.1\" {status} "
-                    f"{rng.randint(0, 9999)} \"-\" \"Outlook-iOS/2.0\" rt={rt:.3f} uct=\"0.001\" urt=\"{rt:.3f}\" "
-                    f"ua=\"10.0.0.{5 + i % 3}:443\" us=\"{status}\"\n")
+        rows.append(
+            f'203.0.113.{i % 250} - - [04/Mar/2024:00:00:{i % 60:02d} +0000] "POST {uri} HTTP/1.1" {status} '
+            f'{rng.randint(0, 9999)} "-" "Outlook-iOS/2.0" rt={rt:.3f} uct="0.001" urt="{rt:.3f}" '
+            f'ua="10.0.0.{5 + i % 3}:443" us="{status}"\n'
+        )
     return rows
 
 
@@ -174,9 +201,11 @@ def main() -> None:
                         best[name] = got
             for name, (wall, cpu) in best.items():
                 print(f"{kind:8} {name:7} {mb:7.0f} MB  wall {wall:6.2f} s  cpu {cpu:6.2f} s  {mb / wall:7.1f} MB/s")
-            print(f"{kind:8} reader/awk wall ratio {best['reader'][0] / best['awk'][0]:.2f}, cpu ratio "
-                  f"{best['reader'][1] / best['awk'][1]:.2f} (below 1: faster than awk; cpu counts the reader's "
-                  "start-up and workers, and holds better than wall on a loaded machine)")
+            print(
+                f"{kind:8} reader/awk wall ratio {best['reader'][0] / best['awk'][0]:.2f}, cpu ratio "
+                f"{best['reader'][1] / best['awk'][1]:.2f} (below 1: faster than awk; cpu counts the reader's "
+                "start-up and workers, and holds better than wall on a loaded machine)"
+            )
             print(f"{kind:8} load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     finally:
         if not args.keep:

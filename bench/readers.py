@@ -38,16 +38,24 @@ sys.path.insert(0, str(REPO))
 from diagnose import bounds  # noqa: E402
 from tests.probes.capture import synth  # noqa: E402
 
-FW = ("#Software: Microsoft Forefront Threat Management Gateway\n#Version: 1.0\n"
-      "#Fields: date\ttime\taction\tsource\tdestination\tstatus\n")
+FW = (
+    "#Software: Microsoft Forefront Threat Management Gateway\n#Version: 1.0\n"
+    "#Fields: date\ttime\taction\tsource\tdestination\tstatus\n"
+)
 ROW = "2024-03-04\t10:00:{s:02d}\tClosed Connection\t198.51.100.7:50000\t10.0.0.10:443\t0x80074e20\n"
 
 
 def measure(code: str, env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """(seconds, peak RSS in MB, last output line) of `code` run in a fresh interpreter."""
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, **(env or {})}, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
     elapsed = time.monotonic() - started
     if proc.returncode:
         return elapsed, 0.0, "FAILED: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
@@ -57,16 +65,20 @@ def measure(code: str, env: dict[str, str] | None = None) -> tuple[float, float,
 
 
 # the high-water mark of the child's own memory (ru_maxrss would keep the parent's across exec)
-PEAK = ("import resource\ntry:\n    print(next(int(l.split()[1]) for l in open('/proc/self/status') "
-        "if l.startswith('VmHWM:')) / 1024)\nexcept OSError:\n"
-        "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+PEAK = (
+    "import resource\ntry:\n    print(next(int(l.split()[1]) for l in open('/proc/self/status') "
+    "if l.startswith('VmHWM:')) / 1024)\nexcept OSError:\n"
+    "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+)
 
 
 def logs_code(path: Path) -> str:
-    return ("from diagnose.probes.logs import summarise\nfrom diagnose.probes.logs.scan import Site\n"
-            f"s, p = summarise([{str(path)!r}], Site(), 2)\n"
-            "print(f'{s.records} records, {len(s.files)} files, {s.bad_lines} bad lines, "
-            "{s.unreadable} not read to the end')\n" + PEAK)
+    return (
+        "from diagnose.probes.logs import summarise\nfrom diagnose.probes.logs.scan import Site\n"
+        f"s, p = summarise([{str(path)!r}], Site(), 2)\n"
+        "print(f'{s.records} records, {len(s.files)} files, {s.bad_lines} bad lines, "
+        "{s.unreadable} not read to the end')\n" + PEAK
+    )
 
 
 def zip_case(folder: Path, members: int) -> None:
@@ -89,15 +101,23 @@ def pcapng_case(folder: Path, interfaces: int) -> None:
         fh.write(shb)
         for i in range(interfaces):
             fh.write(idb)
-            fh.write(struct.pack("<IIIIIII", 6, epb_len, i, 0, i, len(packet), len(packet)) + packet
-                     + b"\0" * pad + struct.pack("<I", epb_len))
-    code = ("from diagnose.probes.capture.analysis import analyse\n"
-            f"a = analyse([{str(path)!r}], jobs=1)\n"
-            "print(f'{sum(r.frames for r in a.reads)} frames')\n" + PEAK)
+            fh.write(
+                struct.pack("<IIIIIII", 6, epb_len, i, 0, i, len(packet), len(packet))
+                + packet
+                + b"\0" * pad
+                + struct.pack("<I", epb_len)
+            )
+    code = (
+        "from diagnose.probes.capture.analysis import analyse\n"
+        f"a = analyse([{str(path)!r}], jobs=1)\n"
+        "print(f'{sum(r.frames for r in a.reads)} frames')\n" + PEAK
+    )
     size = path.stat().st_size / 1e6
     report(f"pcapng, {interfaces:,} interface blocks ({size:.1f} MB), C accelerator", *measure(code))
-    report(f"pcapng, {interfaces:,} interface blocks ({size:.1f} MB), pure Python",
-           *measure(code, {"DIAGNOSE_PURE_PYTHON": "1"}))
+    report(
+        f"pcapng, {interfaces:,} interface blocks ({size:.1f} MB), pure Python",
+        *measure(code, {"DIAGNOSE_PURE_PYTHON": "1"}),
+    )
 
 
 def bundle_case(folder: Path, facts: int) -> None:
@@ -107,16 +127,30 @@ def bundle_case(folder: Path, facts: int) -> None:
         with open(path, "w") as fh:
             fh.write('{"format": "diagnose-evidence", "format_version": 1, "facts": [')
             for i in range(n):
-                fh.write(("," if i else "") + json.dumps(
-                    {"kind": "dns.resolution", "subject": f"n{i}.example.com",
-                     "attrs": {"name": f"n{i}.example.com", "source": "dns", "outcome": "ok",
-                               "addresses": ["10.0.0.10"]}, "provenance": {"probe": "dns"}}))
+                fh.write(
+                    ("," if i else "")
+                    + json.dumps(
+                        {
+                            "kind": "dns.resolution",
+                            "subject": f"n{i}.example.com",
+                            "attrs": {
+                                "name": f"n{i}.example.com",
+                                "source": "dns",
+                                "outcome": "ok",
+                                "addresses": ["10.0.0.10"],
+                            },
+                            "provenance": {"probe": "dns"},
+                        }
+                    )
+                )
             fh.write("]}")
-        code = ("from diagnose.errors import InputError\nfrom diagnose.facts import load_bundle\n"
-                "from diagnose.kinds import fact_kinds\n"
-                f"try:\n    b = load_bundle({str(path)!r}); fact_kinds().check(b.facts, 'bundle')\n"
-                "    print(f'{len(b.facts)} facts loaded and checked')\n"
-                "except InputError as e:\n    print('refused:', str(e)[-90:])\n" + PEAK)
+        code = (
+            "from diagnose.errors import InputError\nfrom diagnose.facts import load_bundle\n"
+            "from diagnose.kinds import fact_kinds\n"
+            f"try:\n    b = load_bundle({str(path)!r}); fact_kinds().check(b.facts, 'bundle')\n"
+            "    print(f'{len(b.facts)} facts loaded and checked')\n"
+            "except InputError as e:\n    print('refused:', str(e)[-90:])\n" + PEAK
+        )
         size = path.stat().st_size / 1e6
         report(f"bundle of {n:,} facts ({size:.0f} MB), {label}", *measure(code))
         path.unlink()
@@ -156,15 +190,16 @@ def gzip_capture_case(folder: Path) -> None:
     path.unlink()
     tmp = folder / "tmp"
     tmp.mkdir()
-    code = ("import threading, os\nfrom diagnose.probes.capture.analysis import analyse\n"
-            "high = [0]\nstop = threading.Event()\n"
-            "def watch():\n    while not stop.is_set():\n"
-            f"        high[0] = max(high[0], sum(f.stat().st_size for f in __import__('pathlib').Path({str(tmp)!r})"
-            ".rglob('*') if f.is_file()))\n        stop.wait(0.01)\n"
-            "t = threading.Thread(target=watch); t.start()\n"
-            f"a = analyse([{str(gz)!r}], jobs=2, method='fork')\nstop.set(); t.join()\n"
-            "print(f'{sum(r.frames for r in a.reads)} frames; temporary files at most {high[0] / 1e6:.0f} MB')\n"
-            + PEAK)
+    code = (
+        "import threading, os\nfrom diagnose.probes.capture.analysis import analyse\n"
+        "high = [0]\nstop = threading.Event()\n"
+        "def watch():\n    while not stop.is_set():\n"
+        f"        high[0] = max(high[0], sum(f.stat().st_size for f in __import__('pathlib').Path({str(tmp)!r})"
+        ".rglob('*') if f.is_file()))\n        stop.wait(0.01)\n"
+        "t = threading.Thread(target=watch); t.start()\n"
+        f"a = analyse([{str(gz)!r}], jobs=2, method='fork')\nstop.set(); t.join()\n"
+        "print(f'{sum(r.frames for r in a.reads)} frames; temporary files at most {high[0] / 1e6:.0f} MB')\n" + PEAK
+    )
     report(f"gzip'd capture ({raw_mb:.0f} MB inside), two workers", *measure(code, {"TMPDIR": str(tmp)}))
 
 
@@ -182,9 +217,11 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=["zip", "pcapng", "bundle", "bomb", "gzcapture"])
     args = parser.parse_args()
     wanted = set(args.only or ["zip", "pcapng", "bundle", "bomb", "gzcapture"])
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
-          f"bounds: line {bounds.MAX_LINE_BYTES:,} B, inflate {bounds.MAX_INFLATE_RATIO}x "
-          f"(slack {bounds.INFLATE_SLACK:,} B), bundle {bounds.MAX_BUNDLE_FACTS:,} facts")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; "
+        f"bounds: line {bounds.MAX_LINE_BYTES:,} B, inflate {bounds.MAX_INFLATE_RATIO}x "
+        f"(slack {bounds.INFLATE_SLACK:,} B), bundle {bounds.MAX_BUNDLE_FACTS:,} facts"
+    )
     with tempfile.TemporaryDirectory(prefix="bench-readers-") as tmp:
         folder = Path(tmp)
         if "zip" in wanted:

@@ -39,31 +39,74 @@ def build(facts: int, excerpts: int, hosts: int, rng: random.Random) -> Evidence
         pick = n % 4
         if pick == 0:
             a, b = internal(), internal()
-            out.append(make_fact("capture.connection", f"{a}:{40000 + n % 20000}>{b}:443", "capture",
-                                 source="trace.pcapng", location=f"frames {n}, {n + 3}",
-                                 originator=f"{a}:{40000 + n % 20000}", responder=f"{b}:443", teardown="dirty-close",
-                                 leg="server", conn_state="RSTO", history="fAR"))
+            out.append(
+                make_fact(
+                    "capture.connection",
+                    f"{a}:{40000 + n % 20000}>{b}:443",
+                    "capture",
+                    source="trace.pcapng",
+                    location=f"frames {n}, {n + 3}",
+                    originator=f"{a}:{40000 + n % 20000}",
+                    responder=f"{b}:443",
+                    teardown="dirty-close",
+                    leg="server",
+                    conn_state="RSTO",
+                    history="fAR",
+                )
+            )
         elif pick == 1:
             server = internal()
-            out.append(make_fact("log.status_summary", f"server:{server}", "logs", source="ISALOG_20261127_WEB_000.w3c",
-                                 scope="server", server=server, status64_count=n % 50,
-                                 samples=[f"ISALOG_20261127_WEB_000.w3c:{n}"]))
+            out.append(
+                make_fact(
+                    "log.status_summary",
+                    f"server:{server}",
+                    "logs",
+                    source="ISALOG_20261127_WEB_000.w3c",
+                    scope="server",
+                    server=server,
+                    status64_count=n % 50,
+                    samples=[f"ISALOG_20261127_WEB_000.w3c:{n}"],
+                )
+            )
         elif pick == 2:
             name = rng.choice(names)
-            out.append(make_fact("dns.resolution", name, "dns", source="dns", location="10.1.4.1", name=name,
-                                 role="published", outcome="ok", addresses=[external()], matches_internal=False,
-                                 attrs={"source": "dns", "server": "10.1.4.1:53"}))
+            out.append(
+                make_fact(
+                    "dns.resolution",
+                    name,
+                    "dns",
+                    source="dns",
+                    location="10.1.4.1",
+                    name=name,
+                    role="published",
+                    outcome="ok",
+                    addresses=[external()],
+                    matches_internal=False,
+                    attrs={"source": "dns", "server": "10.1.4.1:53"},
+                )
+            )
         else:
             host = rng.choice(names).split(".")[0].upper()
-            out.append(make_fact("service.state", f"{host}/MSExchangeFBA", "services", source=f"{host}-services.csv",
-                                 location=f"line {n}", name="MSExchangeFBA", state="running", host=host))
+            out.append(
+                make_fact(
+                    "service.state",
+                    f"{host}/MSExchangeFBA",
+                    "services",
+                    source=f"{host}-services.csv",
+                    location=f"line {n}",
+                    name="MSExchangeFBA",
+                    state="running",
+                    host=host,
+                )
+            )
     lines = {}
     for n in range(excerpts):
         name = rng.choice(names)
         lines[f"ISALOG_20261127_WEB_000.w3c:{n}"] = (
             f"2026-11-27\t10:15:{n % 60:02d}\t{external()}\tCONTOSO\\user{n % 300}\tMozilla/4.0 (compatible; MSIE 7.0)"
             f"\t{name}\t{internal()}\t443\t15\tGET\thttps://{name}/owa/auth/logon.aspx?url=https://{name}/owa/"
-            f"\t-\t64\tFailed Connection Attempt")
+            f"\t-\t64\tFailed Connection Attempt"
+        )
     return EvidenceBundle(tuple(out), excerpts=lines, description="bench")
 
 
@@ -82,8 +125,10 @@ def main() -> None:
         times.append(time.perf_counter() - started)
     best, median = min(times), statistics.median(times)
     print(f"machine: {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}")
-    print(f"redact {args.facts} facts + {args.excerpts} excerpt lines ({args.hosts} host names): "
-          f"best {best:.3f} s, median {median:.3f} s ({args.facts / best:,.0f} facts/s) [target < 2 s]")
+    print(
+        f"redact {args.facts} facts + {args.excerpts} excerpt lines ({args.hosts} host names): "
+        f"best {best:.3f} s, median {median:.3f} s ({args.facts / best:,.0f} facts/s) [target < 2 s]"
+    )
 
 
 if __name__ == "__main__":

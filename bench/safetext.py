@@ -35,9 +35,19 @@ def build(facts: int, hostile: float) -> EvidenceBundle:
         subject = f"10.1.{n % 250}.{n % 200}:{40000 + n % 20000}>10.1.5.11:443"
         if odd:
             subject += "\x1b]0;x\x07\u202e\udcff"
-        out.append(make_fact("capture.connection", subject, "capture", source="trace.pcapng",
-                             location=f"frames {n}-{n + 3}", teardown="dirty-close", leg="server",
-                             conn_state="RSTO", history="fAR"))
+        out.append(
+            make_fact(
+                "capture.connection",
+                subject,
+                "capture",
+                source="trace.pcapng",
+                location=f"frames {n}-{n + 3}",
+                teardown="dirty-close",
+                leg="server",
+                conn_state="RSTO",
+                history="fAR",
+            )
+        )
     return EvidenceBundle(facts=tuple(out))
 
 
@@ -63,11 +73,14 @@ def main() -> None:
     safe_clean, _ = best(lambda: to_json(clean), args.repeat)
     safe_hostile, median = best(lambda: to_json(data), args.repeat)
     size = len(to_json(data)) / 1e6
-    print(f"bundle of {args.facts:,} facts ({size:.1f} MB of JSON): json.dumps {plain:.3f} s, to_json "
-          f"{safe_clean:.3f} s with nothing to escape, {safe_hostile:.3f} s (median {median:.3f} s) with "
-          f"{args.hostile:.0%} hostile facts")
-    report = "\n".join(f"     - capture.connection {f['subject']} [trace.pcapng {f['provenance']['location']}]"
-                       for f in data["facts"])
+    print(
+        f"bundle of {args.facts:,} facts ({size:.1f} MB of JSON): json.dumps {plain:.3f} s, to_json "
+        f"{safe_clean:.3f} s with nothing to escape, {safe_hostile:.3f} s (median {median:.3f} s) with "
+        f"{args.hostile:.0%} hostile facts"
+    )
+    report = "\n".join(
+        f"     - capture.connection {f['subject']} [trace.pcapng {f['provenance']['location']}]" for f in data["facts"]
+    )
     took, _ = best(lambda: neutralise(report, keep="\n"), args.repeat)
     print(f"neutralise a {len(report) / 1e6:.1f} MB text report: {took:.3f} s ({len(report) / 1e6 / took:.0f} MB/s)")
 

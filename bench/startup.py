@@ -32,8 +32,12 @@ def compiled_env(cache: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(cache)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "diagnose")], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(REPO / "diagnose")],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return env
 
 
@@ -57,9 +61,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as work:
         nginx = Path(work) / "access.log"
         nginx.write_text(NGINX_LINE)
-        commands = {"--version": ["--version"], "--help": ["--help"],
-                    "probe proxylogs (1 line)": ["probe", "proxylogs", str(nginx)],
-                    "run --proxy-log (1 line)": ["run", "--proxy-log", str(nginx), "--offline", "--no-input"]}
+        commands = {
+            "--version": ["--version"],
+            "--help": ["--help"],
+            "probe proxylogs (1 line)": ["probe", "proxylogs", str(nginx)],
+            "run --proxy-log (1 line)": ["run", "--proxy-log", str(nginx), "--offline", "--no-input"],
+        }
         tmg = CORPUS / "tmg-logs" / "isa2004_firewall_w3c_ISALOG_FWS.w3c"
         pcap = CORPUS / "pcaps" / "ppp_three_http_streams.pcap"
         if tmg.is_file():
@@ -68,11 +75,16 @@ def main() -> None:
             commands["probe capture (28 frames)"] = ["probe", "capture", str(pcap)]
         envs = {"bytecode": compiled_env(Path(work) / "pycache")}
         if args.source:
-            envs["source"] = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1",
-                              "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+            envs["source"] = {
+                **os.environ,
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            }
         baseline = min(timed([sys.executable, "-c", "pass"])[1] for _ in range(args.rounds))
-        print(f"python {sys.version.split()[0]}; {os.cpu_count()} cores; best of {args.rounds}; "
-              f"bare interpreter: cpu {baseline * 1000:.0f} ms")
+        print(
+            f"python {sys.version.split()[0]}; {os.cpu_count()} cores; best of {args.rounds}; "
+            f"bare interpreter: cpu {baseline * 1000:.0f} ms"
+        )
         for label, env in envs.items():
             for name, argv in commands.items():
                 runs = [timed([sys.executable, "-m", "diagnose", *argv], env) for _ in range(args.rounds)]

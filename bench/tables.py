@@ -29,23 +29,32 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
-    for name, load, path in (("endpoint table", load_catalogue, catalogue_path(())),
-                             ("thresholds", load_thresholds, thresholds_path(()))):
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
+    for name, load, path in (
+        ("endpoint table", load_catalogue, catalogue_path(())),
+        ("thresholds", load_thresholds, thresholds_path(())),
+    ):
         best = float("inf")
         for _ in range(args.repeat):
             load.cache_clear()
             started = time.process_time()
             load(str(path))
             best = min(best, time.process_time() - started)
-        print(f"{name} ({path.name}): read and validated in {best * 1e3:.2f} ms CPU (best of {args.repeat})"
-              "  target < 5 ms")
+        print(
+            f"{name} ({path.name}): read and validated in {best * 1e3:.2f} ms CPU (best of {args.repeat})"
+            "  target < 5 ms"
+        )
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "diagnose", "rules", "lint"], capture_output=True, text=True,
-                          cwd=REPO, check=False)
-    print(f"`diagnose rules lint` (shipped rule base): {time.perf_counter() - started:.2f} s wall, "
-          f"exit {done.returncode}: {done.stdout.strip().splitlines()[-1]}")
+    done = subprocess.run(
+        [sys.executable, "-m", "diagnose", "rules", "lint"], capture_output=True, text=True, cwd=REPO, check=False
+    )
+    print(
+        f"`diagnose rules lint` (shipped rule base): {time.perf_counter() - started:.2f} s wall, "
+        f"exit {done.returncode}: {done.stdout.strip().splitlines()[-1]}"
+    )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,10 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="diagnose-bench-writes-"))
     fs = os.statvfs(folder)
-    print(f"# {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-          f"writing in {folder} (block size {fs.f_bsize})")
+    print(
+        f"# {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
+        f"writing in {folder} (block size {fs.f_bsize})"
+    )
     print(f"{'MiB':>8} {'atomic s':>10} {'plain s':>10} {'atomic MiB/s':>13}")
     for size in (float(s) for s in args.sizes.split(",")):
         text = ("x" * 99 + "\n") * max(1, int(size * (1 << 20) / 100))

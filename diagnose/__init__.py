@@ -11,8 +11,11 @@ if "multiprocessing" in _sys.modules:  # perhaps a worker process being started:
     # preloaded modules (this package) before it ignores SIGINT itself; its workers keep what it had.
     _argv = getattr(_sys, "orig_argv", [])
     _mp = _sys.modules["multiprocessing"]
-    if ("--multiprocessing-fork" in _argv[-1:] or any("multiprocessing.forkserver" in _a for _a in _argv)
-            or _mp.parent_process() is not None):
+    if (
+        "--multiprocessing-fork" in _argv[-1:]
+        or any("multiprocessing.forkserver" in _a for _a in _argv)
+        or _mp.parent_process() is not None
+    ):
         import signal as _signal
 
         if _signal.getsignal(_signal.SIGINT) is not _signal.SIG_IGN:

@@ -52,8 +52,12 @@ MAX_ZIP_MEMBERS = 100_000  # members of one zip archive of logs
 MAX_TEXT_CAPTURE_BYTES = 256 << 20  # a NetMon text export is read whole: at most its first 256 MiB
 
 GZIP_MAGIC = b"\x1f\x8b"
-_KIND = {stat.S_IFIFO: "a FIFO (named pipe)", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
-         stat.S_IFSOCK: "a socket"}
+_KIND = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
 class BoundExceeded(InputError):
@@ -113,8 +117,15 @@ class Guarded(io.RawIOBase):
     """A byte stream read through the bounds: at most `limit` bytes come out (else `BoundExceeded`
     with `why`), and no read starts after `deadline` (else `DeadlineExceeded`)."""
 
-    def __init__(self, inner: IO[bytes] | io.BufferedIOBase, name: str, limit: int | None = None, why: str = "",
-                 deadline: float | None = None, owned: tuple[Any, ...] = ()) -> None:
+    def __init__(
+        self,
+        inner: IO[bytes] | io.BufferedIOBase,
+        name: str,
+        limit: int | None = None,
+        why: str = "",
+        deadline: float | None = None,
+        owned: tuple[Any, ...] = (),
+    ) -> None:
         super().__init__()
         self.inner, self.name, self.limit, self.why, self.deadline = inner, name, limit, why, deadline
         self.done = 0
@@ -157,19 +168,23 @@ class Guarded(io.RawIOBase):
                 super().close()
 
 
-def inflate_limit(compressed: int, ratio: int = MAX_INFLATE_RATIO, slack: int = INFLATE_SLACK,
-                  ceiling: int = MAX_INFLATED_BYTES) -> int:
+def inflate_limit(
+    compressed: int, ratio: int = MAX_INFLATE_RATIO, slack: int = INFLATE_SLACK, ceiling: int = MAX_INFLATED_BYTES
+) -> int:
     """Decompressed bytes allowed for `compressed` bytes of input."""
     return min(ceiling, max(slack, ratio * compressed))
 
 
 def _bomb(limit: int, compressed: int) -> str:
-    return (f"decompresses to more than {limit:,} bytes from {compressed:,} compressed "
-            f"(bound: {MAX_INFLATE_RATIO}x, at most {MAX_INFLATED_BYTES:,}); read stopped there")
+    return (
+        f"decompresses to more than {limit:,} bytes from {compressed:,} compressed "
+        f"(bound: {MAX_INFLATE_RATIO}x, at most {MAX_INFLATED_BYTES:,}); read stopped there"
+    )
 
 
-def open_input(path: str | Path, member: str | None = None, deadline: float | None = None,
-               limit: int | None = None) -> io.BufferedReader:
+def open_input(
+    path: str | Path, member: str | None = None, deadline: float | None = None, limit: int | None = None
+) -> io.BufferedReader:
     """The one opener of streamed evidence: a regular file, gunzipped on the fly when it is gzip'd,
     or a member of a zip archive; decompressed data is bounded (`inflate_limit`, or `limit`).
     Reads raise `BoundExceeded` past the bound and `DeadlineExceeded` after `deadline`."""

@@ -47,11 +47,15 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 # what no reader takes, said plainly (first bytes -> what it is)
 _KNOWN_JUNK = (
-    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
-    (b"BM", "a bitmap image"), (b"%PDF", "a PDF document"), (b"\xd0\xcf\x11\xe0", "an Office 97-2003 document"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"BM", "a bitmap image"),
+    (b"%PDF", "a PDF document"),
+    (b"\xd0\xcf\x11\xe0", "an Office 97-2003 document"),
     (b"ElfFile", "a Windows event log (.evtx): save the events as CSV or XML for --host-export"),
-    (b"Rar!", "a RAR archive (only zip archives are opened)"), (b"7z\xbc\xaf", "a 7-Zip archive (only zip "
-                                                                              "archives are opened)"),
+    (b"Rar!", "a RAR archive (only zip archives are opened)"),
+    (b"7z\xbc\xaf", "a 7-Zip archive (only zip archives are opened)"),
 )
 
 
@@ -123,9 +127,11 @@ class CaseFolder:
         return text
 
     def to_json(self) -> dict[str, Any]:
-        return {"roots": list(self.roots),
-                "taken": [{"kind": t.kind, "option": t.option, "file": t.shown} for t in self.taken],
-                "skipped": [{"file": s.shown, "reason": s.reason} for s in self.skipped]}
+        return {
+            "roots": list(self.roots),
+            "taken": [{"kind": t.kind, "option": t.option, "file": t.shown} for t in self.taken],
+            "skipped": [{"file": s.shown, "reason": s.reason} for s in self.skipped],
+        }
 
     def lines(self) -> Iterator[str]:
         """One line per file, for stderr."""
@@ -137,9 +143,12 @@ class CaseFolder:
     def relabel(self, bundle: EvidenceBundle) -> EvidenceBundle:
         """The bundle with every temporary path cited as zip!member, and the survey recorded."""
         if self.unpacked:
-            bundle = replace(bundle, facts=tuple(self._fact(f) for f in bundle.facts),
-                             probes=tuple(replace(p, reason=self.shown(p.reason)) for p in bundle.probes),
-                             excerpts={self.shown(k): self.shown(v) for k, v in bundle.excerpts.items()})
+            bundle = replace(
+                bundle,
+                facts=tuple(self._fact(f) for f in bundle.facts),
+                probes=tuple(replace(p, reason=self.shown(p.reason)) for p in bundle.probes),
+                excerpts={self.shown(k): self.shown(v) for k, v in bundle.excerpts.items()},
+            )
         return replace(bundle, case_folder=self.to_json())
 
     def _fact(self, f: Fact) -> Fact:
@@ -151,8 +160,12 @@ class CaseFolder:
             return value
 
         p = f.provenance
-        return Fact(f.kind, fix(f.subject), {k: fix(v) for k, v in f.attrs.items()},
-                    Provenance(p.probe, p.check, fix(p.source), fix(p.location), p.time))
+        return Fact(
+            f.kind,
+            fix(f.subject),
+            {k: fix(v) for k, v in f.attrs.items()},
+            Provenance(p.probe, p.check, fix(p.source), fix(p.location), p.time),
+        )
 
 
 # --------------------------------------------------------------------------------- detectors
@@ -168,7 +181,8 @@ def _text(head: bytes) -> str:
 
 def _binary(head: bytes) -> bool:
     text_utf16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or (
-        len(head) >= 4 and head[1] == 0 and head[3] == 0 and head[0] != 0)
+        len(head) >= 4 and head[1] == 0 and head[3] == 0 and head[0] != 0
+    )
     return b"\x00" in head[:4096] and not text_utf16
 
 
@@ -341,8 +355,10 @@ def survey(roots: list[str]) -> CaseFolder:
 
 
 def _walk(case: CaseFolder, folder: Path) -> None:
-    for top, dirs, files in os.walk(folder, onerror=lambda exc: case.skipped.append(
-            Skipped(case.shown(str(exc.filename)), f"cannot list: {exc.strerror}"))):
+    for top, dirs, files in os.walk(
+        folder,
+        onerror=lambda exc: case.skipped.append(Skipped(case.shown(str(exc.filename)), f"cannot list: {exc.strerror}")),
+    ):
         dirs.sort()
         for name in sorted(files):
             path = Path(top) / name
@@ -401,8 +417,9 @@ def _zip(case: CaseFolder, path: Path, shown: str, depth: int) -> None:
         members = [m for m in archive.infolist() if not m.is_dir()]
         names = {m.filename for m in archive.infolist()}
         if "[Content_Types].xml" in names or "mimetype" in names:
-            case.skipped.append(Skipped(shown, "an Office/OpenDocument file (a zip of XML), not evidence any "
-                                               "reader takes"))
+            case.skipped.append(
+                Skipped(shown, "an Office/OpenDocument file (a zip of XML), not evidence any reader takes")
+            )
             return
         if len(members) > MAX_MEMBERS:
             case.skipped.append(Skipped(shown, f"{len(members)} members: more than {MAX_MEMBERS}, not opened"))
@@ -488,8 +505,11 @@ def add_to_inputs(case: CaseFolder, inputs: Any) -> None:
     inputs.evidence_paths += case.paths("bundle")
     inputs.services_export += case.paths("services-export")
     extra = inputs.extra
-    for key, kind in (("proxy_log_paths", "proxy-log"), ("dns_recorded", "dns-recorded"),
-                      ("host_exports", "host-export")):
+    for key, kind in (
+        ("proxy_log_paths", "proxy-log"),
+        ("dns_recorded", "dns-recorded"),
+        ("host_exports", "host-export"),
+    ):
         extra[key] = list(extra.get(key) or ()) + case.paths(kind)
     hosts = case.paths("hosts-file")
     if hosts and not inputs.hosts_file:
@@ -509,5 +529,4 @@ def open_case(roots: list[str]) -> CaseFolder:
     except DiagnoseError:
         raise
     except OSError as exc:
-        raise InputError(f"cannot read the case folder: {exc.strerror or exc}", str(exc.filename or roots[0])) \
-            from None
+        raise InputError(f"cannot read the case folder: {exc.strerror or exc}", str(exc.filename or roots[0])) from None

@@ -103,22 +103,34 @@ def load_checks(dirs: Sequence[Path], probes: Collection[str] | None = None, val
                     raise RuleError("each check is a mapping", lines.at(*at))
                 for key in raw:
                     if key not in CHECK_KEYS:
-                        raise RuleError(f"unknown key {key!r} in check (allowed: {', '.join(CHECK_KEYS)})",
-                                        lines.at(*at, key, "<key>"))
+                        raise RuleError(
+                            f"unknown key {key!r} in check (allowed: {', '.join(CHECK_KEYS)})",
+                            lines.at(*at, key, "<key>"),
+                        )
                 for key in ("id", "probe"):
                     if not isinstance(raw.get(key), str):
                         raise RuleError(f"check needs a string {key}", lines.at(*at))
                 if raw["probe"] not in PROBES:
-                    raise RuleError(f"unknown probe {raw['probe']!r} (known: {', '.join(sorted(PROBES))})",
-                                    lines.at(*at, "probe"))
+                    raise RuleError(
+                        f"unknown probe {raw['probe']!r} (known: {', '.join(sorted(PROBES))})", lines.at(*at, "probe")
+                    )
                 if probes is not None and raw["probe"] not in probes:
                     continue
                 params = raw.get("params") or {}
                 if not isinstance(params, dict):
                     raise RuleError("params must be a mapping", lines.at(*at, "params"))
-                check = Check(raw["id"], raw["probe"], str(raw.get("title", raw["id"])),
-                              tuple(raw.get("kinds") or ()), tuple(raw.get("requires") or ()), params,
-                              bool(raw.get("network", False)), f"{path}:{lines.line(*at)}", lines, (*at, "params"))
+                check = Check(
+                    raw["id"],
+                    raw["probe"],
+                    str(raw.get("title", raw["id"])),
+                    tuple(raw.get("kinds") or ()),
+                    tuple(raw.get("requires") or ()),
+                    params,
+                    bool(raw.get("network", False)),
+                    f"{path}:{lines.line(*at)}",
+                    lines,
+                    (*at, "params"),
+                )
                 if validate:
                     check.check_params()
                 found[raw["id"]] = check
@@ -145,8 +157,10 @@ def _check_params(probe: str, params: Mapping[str, Any], lines: Lines, at: tuple
     except RuleError:
         return
     for key in cls.unknown(params):
-        raise RuleError(f"unknown parameter {key!r} for the {probe} probe (known: {', '.join(cls.keys())})",
-                        lines.at(*at, key, "<key>"))
+        raise RuleError(
+            f"unknown parameter {key!r} for the {probe} probe (known: {', '.join(cls.keys())})",
+            lines.at(*at, key, "<key>"),
+        )
     for key, value in params.items():
         try:
             cls.check_literal(key, value)
@@ -162,12 +176,20 @@ def probe_params(check: Check, context: Mapping[str, Any]) -> ProbeParams:
         raise UsageError(f"check {check.id} ({check.path}): {exc}") from None
 
 
-def plan_check(probe: str, given: Mapping[str, Any], profile: SiteProfile | None = None,
-               inputs: RunInputs | None = None, check_id: str | None = None) -> tuple[Check, ProbeParams]:
+def plan_check(
+    probe: str,
+    given: Mapping[str, Any],
+    profile: SiteProfile | None = None,
+    inputs: RunInputs | None = None,
+    check_id: str | None = None,
+) -> tuple[Check, ProbeParams]:
     """A one-check plan: the catalogue's check for `probe` (`check_id`, else the first of that probe), its
     template filled from the profile and the inputs, `given` values (where not empty) over it."""
-    found = [c for c in load_checks(default_check_dirs(), probes=(probe,))
-             if c.probe == probe and (check_id is None or c.id == check_id)]
+    found = [
+        c
+        for c in load_checks(default_check_dirs(), probes=(probe,))
+        if c.probe == probe and (check_id is None or c.id == check_id)
+    ]
     check = found[0] if found else Check(check_id or probe, probe, probe, (), (), {})
     values = fill(dict(check.params), (inputs or RunInputs()).context(profile or SiteProfile()))
     values.update({k: v for k, v in given.items() if v is not None and v != "" and v != () and v != []})
@@ -221,9 +243,15 @@ class RunInputs:
 
     def context(self, profile: SiteProfile) -> dict[str, Any]:
         ctx: dict[str, Any] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in profile.__dict__.items()}
-        ctx.update(log_paths=self.log_paths, capture_paths=self.capture_paths, evidence_paths=self.evidence_paths,
-                   services_export=self.services_export, services_host=self.services_host, tz=self.tz,
-                   offline=self.offline)
+        ctx.update(
+            log_paths=self.log_paths,
+            capture_paths=self.capture_paths,
+            evidence_paths=self.evidence_paths,
+            services_export=self.services_export,
+            services_host=self.services_host,
+            tz=self.tz,
+            offline=self.offline,
+        )
         ctx["dns_servers"] = self.dns_servers or list(profile.dns_servers)
         ctx["hosts_file"] = self.hosts_file or profile.hosts_file
         ctx.update(self.extra)
@@ -233,8 +261,7 @@ class RunInputs:
 Progress = typing.Callable[[str, str], None]
 
 
-def _as_completed(futures: Mapping[cf.Future[Any], Check], until: float,
-                  poll: float = 0.1) -> Iterator[cf.Future[Any]]:
+def _as_completed(futures: Mapping[cf.Future[Any], Check], until: float, poll: float = 0.1) -> Iterator[cf.Future[Any]]:
     """The futures as they finish, until time.monotonic() `until` (then cf.TimeoutError, as
     cf.as_completed). Ctrl-C meanwhile raises KeyboardInterrupt here, between two waits, and never inside
     concurrent.futures' own locking (see diagnose.interrupts.deferred)."""
@@ -254,19 +281,35 @@ def _printable(fact: Fact) -> Fact:
     """The fact with the lone surrogates of its strings (bytes of file names that are not UTF-8) as
     printable escapes: the bundle stays UTF-8 and the rule engine takes it."""
     p = fact.provenance
-    strings = [fact.subject, p.source or "", p.location or "",
-               *(v for v in fact.attrs.values() if isinstance(v, str)),
-               *(s for v in fact.attrs.values() if isinstance(v, tuple) for s in v)]
+    strings = [
+        fact.subject,
+        p.source or "",
+        p.location or "",
+        *(v for v in fact.attrs.values() if isinstance(v, str)),
+        *(s for v in fact.attrs.values() if isinstance(v, tuple) for s in v),
+    ]
     if all(printable(s) is s for s in strings):
         return fact
-    return Fact(fact.kind, printable(fact.subject), printable_data(dict(fact.attrs)),
-                Provenance(p.probe, p.check, printable_data(p.source), printable_data(p.location), p.time))
+    return Fact(
+        fact.kind,
+        printable(fact.subject),
+        printable_data(dict(fact.attrs)),
+        Provenance(p.probe, p.check, printable_data(p.source), printable_data(p.location), p.time),
+    )
 
 
-def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, progress: Progress | None = None,
-            timeout: float = 60.0, answers: Mapping[str, str] | None = None, description: str = "",
-            rulebook_version: str | None = None,
-            filled: Mapping[str, ProbeParams] | None = None, inline: bool = False) -> EvidenceBundle:
+def collect(
+    checks: Sequence[Check],
+    profile: SiteProfile,
+    inputs: RunInputs,
+    progress: Progress | None = None,
+    timeout: float = 60.0,
+    answers: Mapping[str, str] | None = None,
+    description: str = "",
+    rulebook_version: str | None = None,
+    filled: Mapping[str, ProbeParams] | None = None,
+    inline: bool = False,
+) -> EvidenceBundle:
     """Run every applicable check concurrently; checks that cannot run are recorded with the reason.
     `filled` gives the parameters of checks (by id) already read (`diagnose probe X`). `inline` runs a
     lone check in the calling thread: its worker processes are then forked from a single-threaded
@@ -297,9 +340,10 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
     if not (inline and len(todo) == 1):  # (a lone inline check forks its own workers: no multiprocessing here)
         from diagnose.probes import workers
 
-        if (any(check.probe in workers.WORKER_PROBES for check, _ in todo)
-                and workers.may_use_workers([*inputs.log_paths, *inputs.capture_paths,
-                                             *inputs.extra.get("proxy_log_paths", ())], pooled=inputs.log_paths)):
+        if any(check.probe in workers.WORKER_PROBES for check, _ in todo) and workers.may_use_workers(
+            [*inputs.log_paths, *inputs.capture_paths, *inputs.extra.get("proxy_log_paths", ())],
+            pooled=inputs.log_paths,
+        ):
             workers.start_forkserver_deaf_to_ctrl_c()  # before any probe thread: see workers.py
 
     def run_one(check: Check, params: ProbeParams) -> tuple[ProbeResult, float, tuple[str, ...]]:
@@ -326,8 +370,12 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
             for future in _as_completed(futures, until=max(time.monotonic(), deadline) + LATE):
                 check = futures[future]
                 result, elapsed, _ = results[check.id] = future.result()
-                report(check.id, result.status.value + (f": {result.reason}" if result.reason else "")
-                       + f" ({len(result.facts)} facts, {elapsed:.2f} s)")
+                report(
+                    check.id,
+                    result.status.value
+                    + (f": {result.reason}" if result.reason else "")
+                    + f" ({len(result.facts)} facts, {elapsed:.2f} s)",
+                )
         except KeyboardInterrupt:
             # Ctrl-C: keep what finished, mark the rest interrupted; running probes are abandoned
             # (their threads end with their own timeouts) and the caller still gets a usable bundle.
@@ -345,10 +393,16 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
         shutdown_cancelling(pool, futures, wait=not interrupted)
     for check, _ in todo:
         if check.id not in results:
-            reason = (f"did not finish within the time allowed ({timeout:g} s)" if late
-                      else "interrupted (Ctrl-C) before it finished")
-            runs.append(ProbeRun(check.probe, ProbeStatus.INTERRUPTED, reason, check.id, check.kinds,
-                                 time.monotonic() - started))
+            reason = (
+                f"did not finish within the time allowed ({timeout:g} s)"
+                if late
+                else "interrupted (Ctrl-C) before it finished"
+            )
+            runs.append(
+                ProbeRun(
+                    check.probe, ProbeStatus.INTERRUPTED, reason, check.id, check.kinds, time.monotonic() - started
+                )
+            )
             report(check.id, reason)
             continue
         result, elapsed, notes = results[check.id]
@@ -359,6 +413,13 @@ def collect(checks: Sequence[Check], profile: SiteProfile, inputs: RunInputs, pr
         facts.append(profile.to_fact())
     order = {c.id: n for n, c in enumerate(checks)}
     runs.sort(key=lambda r: order.get(r.check or "", 0))
-    return EvidenceBundle(facts=tuple(facts), probes=tuple(runs), profile=profile.to_json(),
-                          answers=dict(answers or {}), excerpts=excerpts, tool_version=__version__,
-                          rulebook_version=rulebook_version, description=description)
+    return EvidenceBundle(
+        facts=tuple(facts),
+        probes=tuple(runs),
+        profile=profile.to_json(),
+        answers=dict(answers or {}),
+        excerpts=excerpts,
+        tool_version=__version__,
+        rulebook_version=rulebook_version,
+        description=description,
+    )

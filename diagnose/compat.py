@@ -49,7 +49,7 @@ else:  # the dependency is declared for Python < 3.9 only
 
 
 def removeprefix(text: AnyStr, prefix: AnyStr) -> AnyStr:
-    return text[len(prefix):] if prefix and text.startswith(prefix) else text
+    return text[len(prefix) :] if prefix and text.startswith(prefix) else text
 
 
 def removesuffix(text: AnyStr, suffix: AnyStr) -> AnyStr:

@@ -21,8 +21,18 @@ from diagnose.yamlio import Lines, load_yaml
 CATALOGUE_FILE = "exchange-endpoints.yaml"
 METHODS = ("GET", "POST")
 _TOP = ("protocols", "versions", "unknown_version", "endpoints", "healthcheck")
-_ENDPOINT_KEYS = ("protocol", "path", "statuses", "expected", "method", "versions", "redirect_to", "form",
-                  "empty_ok", "blank_reason")
+_ENDPOINT_KEYS = (
+    "protocol",
+    "path",
+    "statuses",
+    "expected",
+    "method",
+    "versions",
+    "redirect_to",
+    "form",
+    "empty_ok",
+    "blank_reason",
+)
 _HEALTHCHECK_KEYS = ("statuses", "expected", "absent_reason")
 
 
@@ -95,12 +105,22 @@ class Catalogue:
         for protocol in self.protocols:
             if protocol.name not in wanted:
                 continue
-            out += [exp for exp, versions in self.endpoints
-                    if exp.protocol == protocol.name and (not versions or version in versions)]
+            out += [
+                exp
+                for exp, versions in self.endpoints
+                if exp.protocol == protocol.name and (not versions or version in versions)
+            ]
             if healthcheck:
                 check = self.healthcheck
-                out.append(Expectation(check.protocol, f"/{protocol.vdir}/healthcheck.htm", check.statuses,
-                                       check.expected, absent_reason=check.absent_reason))
+                out.append(
+                    Expectation(
+                        check.protocol,
+                        f"/{protocol.vdir}/healthcheck.htm",
+                        check.statuses,
+                        check.expected,
+                        absent_reason=check.absent_reason,
+                    )
+                )
         return out
 
     def known(self, path: str, method: str = "GET") -> Expectation | None:
@@ -137,17 +157,23 @@ def load_catalogue(path: str) -> Catalogue:
         raise RuleError(f"unknown_version {unknown!r} is not one of the versions", lines.at("unknown_version"))
     if not isinstance(data["endpoints"], list):
         raise RuleError("endpoints must be a list", lines.at("endpoints"))
-    endpoints = tuple(_endpoint(raw, lines, ("endpoints", i), names, known_versions)
-                      for i, raw in enumerate(data["endpoints"]))
+    endpoints = tuple(
+        _endpoint(raw, lines, ("endpoints", i), names, known_versions) for i, raw in enumerate(data["endpoints"])
+    )
     raw = data["healthcheck"]
     _keys(raw, _HEALTHCHECK_KEYS, lines, ("healthcheck",), required=("statuses", "expected"))
-    healthcheck = Expectation("healthcheck", "", _statuses(raw["statuses"], lines, ("healthcheck", "statuses")),
-                              _text(raw["expected"], lines, ("healthcheck", "expected")),
-                              absent_reason=_optional(raw, "absent_reason", lines, ("healthcheck",)))
+    healthcheck = Expectation(
+        "healthcheck",
+        "",
+        _statuses(raw["statuses"], lines, ("healthcheck", "statuses")),
+        _text(raw["expected"], lines, ("healthcheck", "expected")),
+        absent_reason=_optional(raw, "absent_reason", lines, ("healthcheck",)),
+    )
     return Catalogue(str(path), protocols, versions, unknown, endpoints, healthcheck, aliases)
 
 
 # ------------------------------------------------------------------------------------------ validation
+
 
 def _keys(raw: Any, allowed: Sequence[str], lines: Lines, at: tuple[Any, ...], required: Sequence[str] = ()) -> None:
     if not isinstance(raw, dict):
@@ -168,8 +194,13 @@ def _text(value: Any, lines: Lines, at: tuple[Any, ...]) -> str:
     return value
 
 
-def _optional(raw: dict[str, Any], key: str, lines: Lines, at: tuple[Any, ...],
-              convert: Callable[[Any, Lines, tuple[Any, ...]], Any] = _text) -> Any:
+def _optional(
+    raw: dict[str, Any],
+    key: str,
+    lines: Lines,
+    at: tuple[Any, ...],
+    convert: Callable[[Any, Lines, tuple[Any, ...]], Any] = _text,
+) -> Any:
     return convert(raw[key], lines, (*at, key)) if raw.get(key) is not None else None
 
 
@@ -222,36 +253,43 @@ def _versions(raw: Any, lines: Lines) -> tuple[tuple[tuple[str, bool], ...], tup
         for i, alias in enumerate(_optional(entry, "aliases", lines, at, _words) or ()):
             alias = " ".join(alias.split())
             if alias.casefold() in seen:
-                raise RuleError(f"alias {alias!r} already names version {seen[alias.casefold()]!r}",
-                                lines.at(*at, "aliases", i))
+                raise RuleError(
+                    f"alias {alias!r} already names version {seen[alias.casefold()]!r}", lines.at(*at, "aliases", i)
+                )
             seen[alias.casefold()] = str(name)
             aliases.append((alias, str(name)))
     return tuple(out), tuple(aliases)
 
 
-def _endpoint(raw: Any, lines: Lines, at: tuple[Any, ...], protocols: Sequence[str],
-              versions: Sequence[str]) -> tuple[Expectation, tuple[str, ...]]:
+def _endpoint(
+    raw: Any, lines: Lines, at: tuple[Any, ...], protocols: Sequence[str], versions: Sequence[str]
+) -> tuple[Expectation, tuple[str, ...]]:
     _keys(raw, _ENDPOINT_KEYS, lines, at, required=("protocol", "path", "statuses", "expected"))
     protocol = _text(raw["protocol"], lines, (*at, "protocol"))
     if protocol not in protocols:
         raise RuleError(f"unknown protocol {protocol!r} (one of {', '.join(protocols)})", lines.at(*at, "protocol"))
     path = _text(raw["path"], lines, (*at, "path"))
     if not path.startswith("/") or any(c.isspace() or ord(c) < 32 for c in path):
-        raise RuleError(f"path {path!r} must start with / and hold no spaces or control characters",
-                        lines.at(*at, "path"))
+        raise RuleError(
+            f"path {path!r} must start with / and hold no spaces or control characters", lines.at(*at, "path")
+        )
     method = str(raw.get("method") or "GET")
     if method not in METHODS:
         raise RuleError(f"method must be one of {', '.join(METHODS)}", lines.at(*at, "method"))
     only = _optional(raw, "versions", lines, at, _words) or ()
     for i, version in enumerate(only):
         if version not in versions:
-            raise RuleError(f"unknown version {version!r} (one of {', '.join(versions)})",
-                            lines.at(*at, "versions", i))
+            raise RuleError(f"unknown version {version!r} (one of {', '.join(versions)})", lines.at(*at, "versions", i))
     exp = Expectation(
-        protocol, path, _statuses(raw["statuses"], lines, (*at, "statuses")),
-        _text(raw["expected"], lines, (*at, "expected")), method=method,
+        protocol,
+        path,
+        _statuses(raw["statuses"], lines, (*at, "statuses")),
+        _text(raw["expected"], lines, (*at, "expected")),
+        method=method,
         redirect_to=_optional(raw, "redirect_to", lines, at),
         form=bool(_optional(raw, "form", lines, at, _flag)),
         empty_ok=_optional(raw, "empty_ok", lines, at, _flag) is not False,
-        post_form=method == "POST", blank_reason=_optional(raw, "blank_reason", lines, at))
+        post_form=method == "POST",
+        blank_reason=_optional(raw, "blank_reason", lines, at),
+    )
     return exp, only

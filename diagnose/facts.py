@@ -84,9 +84,18 @@ class Fact:
         }
 
 
-def make_fact(kind: str, subject: str, probe: str, /, *, source: str | None = None,
-              location: str | None = None, check: str | None = None, attrs: Mapping[str, Any] | None = None,
-              **more: Any) -> Fact:
+def make_fact(
+    kind: str,
+    subject: str,
+    probe: str,
+    /,
+    *,
+    source: str | None = None,
+    location: str | None = None,
+    check: str | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    **more: Any,
+) -> Fact:
     """Build a fact; `None` attributes are left out (missing is not the same as empty), lists become tuples.
 
     Attributes come as keywords, or in `attrs` for names that clash with the provenance keywords
@@ -184,6 +193,7 @@ class EvidenceBundle:
 
 # --------------------------------------------------------------------------------------- loading
 
+
 class JsonReader:
     """Type-checked access to parsed JSON that names the file and JSON path on any error."""
 
@@ -260,8 +270,9 @@ def parse_fact(raw: Any, jpath: str, r: JsonReader) -> Fact:
                 raise r.fail(apath, "numbers must be finite")
             attrs[key] = value
         else:
-            raise r.fail(apath, "attributes are flat: expected string, number, boolean or list, "
-                                f"got {_json_type(value)}")
+            raise r.fail(
+                apath, f"attributes are flat: expected string, number, boolean or list, got {_json_type(value)}"
+            )
     prov_raw = r.obj(obj.get("provenance", {"probe": "recorded"}), f"{jpath}.provenance")
     r.keys(prov_raw, f"{jpath}.provenance", PROVENANCE_FIELDS, ("probe",))
     prov_fields = {k: r.text(v, f"{jpath}.provenance.{k}", optional=k != "probe") for k, v in prov_raw.items()}
@@ -305,8 +316,25 @@ def load_json(path: Path | str) -> Any:
 def bundle_from_json(raw: Any, source: str) -> EvidenceBundle:
     r = JsonReader(source)
     obj = r.obj(raw, "$")
-    r.keys(obj, "$", ("format", "format_version", "tool_version", "rulebook_version", "created", "description",
-                      "profile", "answers", "probes", "facts", "excerpts", "case_folder"), ("format_version", "facts"))
+    r.keys(
+        obj,
+        "$",
+        (
+            "format",
+            "format_version",
+            "tool_version",
+            "rulebook_version",
+            "created",
+            "description",
+            "profile",
+            "answers",
+            "probes",
+            "facts",
+            "excerpts",
+            "case_folder",
+        ),
+        ("format_version", "facts"),
+    )
     if obj.get("format", BUNDLE_FORMAT) != BUNDLE_FORMAT:
         raise r.fail("$.format", f"not an evidence bundle (format {obj.get('format')!r})")
     version = obj["format_version"]
@@ -331,9 +359,17 @@ def bundle_from_json(raw: Any, source: str) -> EvidenceBundle:
             raise r.fail(f"{jp}.elapsed", "expected a number")
         notes_raw = r.array(p.get("notes", []), f"{jp}.notes")
         notes = tuple(r.text(n, f"{jp}.notes[{j}]") or "" for j, n in enumerate(notes_raw))
-        probes.append(ProbeRun(r.text(p["probe"], f"{jp}.probe") or "", status,
-                               r.text(p.get("reason", ""), f"{jp}.reason") or "",
-                               r.text(p.get("check"), f"{jp}.check", optional=True), kinds, elapsed, notes))
+        probes.append(
+            ProbeRun(
+                r.text(p["probe"], f"{jp}.probe") or "",
+                status,
+                r.text(p.get("reason", ""), f"{jp}.reason") or "",
+                r.text(p.get("check"), f"{jp}.check", optional=True),
+                kinds,
+                elapsed,
+                notes,
+            )
+        )
     answers = r.obj(obj.get("answers", {}), "$.answers")
     for key, value in answers.items():
         r.text(value, f"$.answers.{key}")
@@ -358,8 +394,11 @@ def bounded_facts(r: JsonReader, raw: Any) -> list[Any]:
     """The `$.facts` array, refused when it holds more than `bounds.MAX_BUNDLE_FACTS` facts."""
     facts = r.array(raw, "$.facts")
     if len(facts) > MAX_BUNDLE_FACTS:
-        raise r.fail("$.facts", f"{len(facts):,} facts: more than the {MAX_BUNDLE_FACTS:,} a bundle may hold "
-                                "(diagnose.bounds.MAX_BUNDLE_FACTS); split the evidence")
+        raise r.fail(
+            "$.facts",
+            f"{len(facts):,} facts: more than the {MAX_BUNDLE_FACTS:,} a bundle may hold "
+            "(diagnose.bounds.MAX_BUNDLE_FACTS); split the evidence",
+        )
     return facts
 
 

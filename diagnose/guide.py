@@ -21,8 +21,9 @@ SKIP = "skip"
 Ask = typing.Callable[[QuestionPrompt, int], typing.Optional[str]]
 
 
-def guided(bundle: EvidenceBundle, rulebook: Rulebook, ask: Ask, engine: Engine | None = None,
-           limit: int = 10) -> tuple[EvidenceBundle, Diagnosis, int]:
+def guided(
+    bundle: EvidenceBundle, rulebook: Rulebook, ask: Ask, engine: Engine | None = None, limit: int = 10
+) -> tuple[EvidenceBundle, Diagnosis, int]:
     """Ask until nothing left could change the answer. Returns the bundle with the answers, the
     final diagnosis and how many questions were answered."""
     engine = engine or create_engine(rulebook)
@@ -48,8 +49,9 @@ def guided(bundle: EvidenceBundle, rulebook: Rulebook, ask: Ask, engine: Engine 
 
 def why(prompt: QuestionPrompt) -> list[str]:
     """What `?` shows: which rules and causes depend on the answer, and what each answer would do."""
-    lines = [f"Asked because the answer decides rule(s) {', '.join(prompt.rules)} "
-             f"(causes: {', '.join(prompt.causes)})."]
+    lines = [
+        f"Asked because the answer decides rule(s) {', '.join(prompt.rules)} (causes: {', '.join(prompt.causes)})."
+    ]
     if prompt.question.help:
         lines.append(prompt.question.help.strip())
     for effect in prompt.effects:

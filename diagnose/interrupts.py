@@ -122,8 +122,10 @@ def _no_more_forks() -> None:
     import _imp
 
     _imp.acquire_lock()
-    for module, attribute in (("multiprocessing.forkserver", "_forkserver"),
-                              ("multiprocessing.resource_tracker", "_resource_tracker")):
+    for module, attribute in (
+        ("multiprocessing.forkserver", "_forkserver"),
+        ("multiprocessing.resource_tracker", "_resource_tracker"),
+    ):
         lock = getattr(getattr(sys.modules.get(module), attribute, None), "_lock", None)
         if lock is not None:
             lock.acquire(timeout=STOP_GRACE)  # never released: the process is leaving

@@ -67,10 +67,10 @@ def discover(log_paths: Sequence[str], hosts_file: str | None, offline: bool) ->
                 if not isinstance(count, int) or count <= 0:
                     continue
                 if fact.subject.startswith("server:"):
-                    address, port = _split_endpoint(fact.subject[len("server:"):])
+                    address, port = _split_endpoint(fact.subject[len("server:") :])
                     found.destinations.append((address, port, count))
                 elif fact.subject.startswith("rule:"):
-                    found.rules.append(fact.subject[len("rule:"):])
+                    found.rules.append(fact.subject[len("rule:") :])
             found.destinations.sort(key=lambda d: -d[2])
     hosts_path = hosts_file or (None if offline else str(system_hosts_path()))
     if hosts_path:
@@ -191,6 +191,7 @@ def interview(found: Discovery, ask: Ask, say: Callable[[str], None]) -> SitePro
 
 
 def save_profile(profile: SiteProfile, path: Path) -> None:
-    write_file(path, "# diagnose site profile (written by `diagnose run`)\n"
-               + yaml.safe_dump(profile.to_json(), sort_keys=False))
-
+    write_file(
+        path,
+        "# diagnose site profile (written by `diagnose run`)\n" + yaml.safe_dump(profile.to_json(), sort_keys=False),
+    )

@@ -66,11 +66,17 @@ class SiteProfile:
 
     def to_fact(self) -> Fact:
         return make_fact(
-            "site.profile", "site", "profile",
-            published_names=list(self.published_names), internal_name=self.internal_name,
-            internal_addresses=list(self.internal_addresses), certificate_fqdn=self.certificate_fqdn,
-            tmg_addresses=list(self.tmg_addresses), published=list(self.published),
-            exchange_version=self.exchange_version, proxy_product=self.proxy_product,
+            "site.profile",
+            "site",
+            "profile",
+            published_names=list(self.published_names),
+            internal_name=self.internal_name,
+            internal_addresses=list(self.internal_addresses),
+            certificate_fqdn=self.certificate_fqdn,
+            tmg_addresses=list(self.tmg_addresses),
+            published=list(self.published),
+            exchange_version=self.exchange_version,
+            proxy_product=self.proxy_product,
             heartbeat_seconds=self.heartbeat_seconds,
         )
 
@@ -91,8 +97,10 @@ def profile_from_mapping(data: Mapping[str, Any], source: str, lines: Any = None
     for given, value in data.items():
         key = ALIASES.get(given, given)
         if key not in known:
-            raise ConfigError(f"unknown profile field {given!r} (known: {', '.join(sorted(known | set(ALIASES)))})",
-                              at(given, "<key>"))
+            raise ConfigError(
+                f"unknown profile field {given!r} (known: {', '.join(sorted(known | set(ALIASES)))})",
+                at(given, "<key>"),
+            )
         if key in values:
             raise ConfigError(f"{given} and {key} are the same field: give one of them", at(given, "<key>"))
         if key in _LISTS:
@@ -114,8 +122,9 @@ def profile_from_mapping(data: Mapping[str, Any], source: str, lines: Any = None
                 protocols = endpoint_catalogue().protocol_names
                 for i, item in enumerate(value):
                     if item not in protocols:
-                        raise ConfigError(f"published: unknown protocol {item!r} (one of {', '.join(protocols)})",
-                                          at(given, i))
+                        raise ConfigError(
+                            f"published: unknown protocol {item!r} (one of {', '.join(protocols)})", at(given, i)
+                        )
             if key == "published_names":
                 value = tuple(v.lower().rstrip(".") for v in value)
         elif key == "heartbeat_seconds":
@@ -139,8 +148,7 @@ def profile_from_mapping(data: Mapping[str, Any], source: str, lines: Any = None
                 table = endpoint_catalogue()
                 version = table.version_of(value)  # "Subscription Edition" is "SE"
                 if version is None:
-                    raise ConfigError(f"exchange_version must be one of {', '.join(table.version_names)}",
-                                      at(given))
+                    raise ConfigError(f"exchange_version must be one of {', '.join(table.version_names)}", at(given))
                 value = version
             if key in ("internal_name", "certificate_fqdn"):
                 value = value.lower().rstrip(".")

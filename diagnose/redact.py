@@ -66,18 +66,32 @@ NOT_CC = _words("""
     of to in is it on at by as be do go if me my no so up us we an am or he
 """)
 # words that stand alone in reports and evidence without identifying anyone
-COMMON_WORDS = _words("""
+COMMON_WORDS = (
+    _words("""
     owa ecp ews oab rpc mapi autodiscover activesync outlook exchange microsoft windows mail webmail smtp imap pop
     www web remote cas mbx hub edge dc ad int ext tmg isa forefront gateway firewall proxy server servers client
     clients host hosts dns tls http https tcp udp log logs capture trace status failed running stopped service
     services default public guest system network local localhost test example internal external corp lan domain
     user users admin administrator anonymous root unknown none null true false site portal login logon auth owner
     ip ip6 dom lo ll mc any bc
-""") | KEEP_TLDS  # the last line: parts of our own tokens
+""")
+    | KEEP_TLDS
+)  # the last line: parts of our own tokens
 # user values that identify no one
 ANONYMOUS_USERS = frozenset({"", "-", "anonymous", "unknown", "none", "null", "n/a"})
-WELL_KNOWN_DOMAINS = frozenset({"nt authority", "authority", "builtin", "nt service", "iis apppool", "apppool",
-                                "font driver host", "window manager", "workgroup"})
+WELL_KNOWN_DOMAINS = frozenset(
+    {
+        "nt authority",
+        "authority",
+        "builtin",
+        "nt service",
+        "iis apppool",
+        "apppool",
+        "font driver host",
+        "window manager",
+        "workgroup",
+    }
+)
 
 # fact attributes that hold names, per kind and for every kind
 NAME_ATTRS: Mapping[str, frozenset[str]] = {
@@ -85,27 +99,123 @@ NAME_ATTRS: Mapping[str, frozenset[str]] = {
     "dns.consistency": frozenset({"mismatched", "unresolved"}),
     "tls.certificate": frozenset({"sni", "subject_cn", "san_dns", "unmatched_names"}),
 }
-ANY_KIND_NAME_ATTRS = frozenset({"host", "hostname", "host_name", "fqdn", "computer", "computers", "computer_name",
-                                 "machine", "server_name", "sni", "internal_name", "certificate_fqdn",
-                                 "published_names", "published_name", "dest_host", "destination_host", "services_host"})
+ANY_KIND_NAME_ATTRS = frozenset(
+    {
+        "host",
+        "hostname",
+        "host_name",
+        "fqdn",
+        "computer",
+        "computers",
+        "computer_name",
+        "machine",
+        "server_name",
+        "sni",
+        "internal_name",
+        "certificate_fqdn",
+        "published_names",
+        "published_name",
+        "dest_host",
+        "destination_host",
+        "services_host",
+    }
+)
 NAME_SUBJECT_KINDS = frozenset({"dns.resolution"})
-USER_ATTRS = frozenset({"user", "username", "user_name", "client_username", "client_user", "cs_username",
-                        "cs-username", "account", "logon_user", "authenticated_user", "users", "usernames"})
+USER_ATTRS = frozenset(
+    {
+        "user",
+        "username",
+        "user_name",
+        "client_username",
+        "client_user",
+        "cs_username",
+        "cs-username",
+        "account",
+        "logon_user",
+        "authenticated_user",
+        "users",
+        "usernames",
+    }
+)
 # closed vocabularies: never touched
-SAFE_ATTRS = frozenset({
-    "scope", "role", "outcome", "state", "start_type", "expected_start", "backend", "basis", "criticality", "leg",
-    "teardown", "conn_state", "history", "first_fin_by", "first_reset_by", "fin_by_role", "reset_by_role",
-    "protocol", "protocols", "published", "published_affected", "exchange_version", "versions", "action",
-    "handshake", "range_source", "time_wait_delay_source", "first_time", "last_time", "not_after",
-})
+SAFE_ATTRS = frozenset(
+    {
+        "scope",
+        "role",
+        "outcome",
+        "state",
+        "start_type",
+        "expected_start",
+        "backend",
+        "basis",
+        "criticality",
+        "leg",
+        "teardown",
+        "conn_state",
+        "history",
+        "first_fin_by",
+        "first_reset_by",
+        "fin_by_role",
+        "reset_by_role",
+        "protocol",
+        "protocols",
+        "published",
+        "published_affected",
+        "exchange_version",
+        "versions",
+        "action",
+        "handshake",
+        "range_source",
+        "time_wait_delay_source",
+        "first_time",
+        "last_time",
+        "not_after",
+    }
+)
 RULE_ATTRS = frozenset({"rule", "rules", "rule_name", "rule_names"})
 # path components that identify no one: kept as they are
-KEEP_PATH_PARTS = frozenset({
-    "", ".", "..", "~", "tmp", "temp", "var", "log", "logs", "opt", "srv", "mnt", "media", "data", "home", "users",
-    "desktop", "downloads", "documents", "program files", "program files (x86)", "programdata", "microsoft",
-    "microsoft forefront threat management gateway", "isa server", "microsoft isa server", "windows",
-    "system32", "drivers", "etc", "appdata", "documents and settings", "inetpub", "logfiles", "isalogs",
-}) | COMMON_WORDS
+KEEP_PATH_PARTS = (
+    frozenset(
+        {
+            "",
+            ".",
+            "..",
+            "~",
+            "tmp",
+            "temp",
+            "var",
+            "log",
+            "logs",
+            "opt",
+            "srv",
+            "mnt",
+            "media",
+            "data",
+            "home",
+            "users",
+            "desktop",
+            "downloads",
+            "documents",
+            "program files",
+            "program files (x86)",
+            "programdata",
+            "microsoft",
+            "microsoft forefront threat management gateway",
+            "isa server",
+            "microsoft isa server",
+            "windows",
+            "system32",
+            "drivers",
+            "etc",
+            "appdata",
+            "documents and settings",
+            "inetpub",
+            "logfiles",
+            "isalogs",
+        }
+    )
+    | COMMON_WORDS
+)
 PROFILE_NAME_FIELDS = frozenset({"published_names", "internal_name", "certificate_fqdn"})
 PROFILE_SAFE_FIELDS = frozenset({"published", "exchange_version"})
 
@@ -113,20 +223,31 @@ _LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = rf"(?<![\d.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\d|\.\d)"
 _IPV6 = r"(?<![\w.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}(?!\d|\.\d)|[0-9A-Fa-f]{1,4})?(?:%[\w.-]+)?"
-_TLD = ("(?:(?i:" + "|".join(sorted(TLD_HINTS, key=len, reverse=True)) + ")|(?!(?:"
-        + "|".join(sorted(NOT_CC)) + r")(?![A-Za-z0-9-]))[a-z]{2})")
+_TLD = (
+    "(?:(?i:"
+    + "|".join(sorted(TLD_HINTS, key=len, reverse=True))
+    + ")|(?!(?:"
+    + "|".join(sorted(NOT_CC))
+    + r")(?![A-Za-z0-9-]))[a-z]{2})"
+)
 _FQDN = rf"(?<![A-Za-z0-9.@_-])\*?\.?(?:{_LABEL}\.)+{_TLD}(?![A-Za-z0-9_-])"
 _EMAIL = rf"(?<![\w.%+-])(?P<local>[A-Za-z0-9._%+-]*[A-Za-z0-9_%+-])@(?P<maildom>(?:{_LABEL}\.)+{_LABEL})"
-_DOMUSER = (r"(?<![\w\\/:.$-])(?P<netbios>[A-Za-z][A-Za-z0-9-]{0,14}|[A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)+)"
-            r"\\(?P<account>[A-Za-z0-9._$-]*[A-Za-z0-9_$-])(?![\w\\$-])")
+_DOMUSER = (
+    r"(?<![\w\\/:.$-])(?P<netbios>[A-Za-z][A-Za-z0-9-]{0,14}|[A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)+)"
+    r"\\(?P<account>[A-Za-z0-9._$-]*[A-Za-z0-9_$-])(?![\w\\$-])"
+)
 _WINPATH = r"(?<![\w])[A-Za-z]:\\[^\t\r\n\"'<>|*?]*"
 _UNC = r"\\\\(?P<unchost>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?P<uncrest>(?:\\[^\t\r\n\"'<>|*?]*)?)"
-_HOMEDIR = (r"(?<=[\\/])(?P<homes>(?i:users|home|documents and settings))[\\/]"
-            r"(?P<homeuser>[^\\/\t\r\n\"'<>|*?:]+)")
+_HOMEDIR = (
+    r"(?<=[\\/])(?P<homes>(?i:users|home|documents and settings))[\\/]"
+    r"(?P<homeuser>[^\\/\t\r\n\"'<>|*?:]+)"
+)
 
 _COMPUTER = re.compile(r"(?=[A-Z0-9-]*\d)[A-Z][A-Z0-9-]{1,14}")
-_NOT_COMPUTER = re.compile(r"(?i)W3SVC\d*|X64|X86|WIN(?:32|64)|UTF-?(?:8|16)|IPV[46]|TLS\d*|SSL\d|MD5|SHA\d+|RC4|"
-                           r"AES\d+|DES3|MSIE\d*|IE\d+|NT\d*|HTTP-?\d?")
+_NOT_COMPUTER = re.compile(
+    r"(?i)W3SVC\d*|X64|X86|WIN(?:32|64)|UTF-?(?:8|16)|IPV[46]|TLS\d*|SSL\d|MD5|SHA\d+|RC4|"
+    r"AES\d+|DES3|MSIE\d*|IE\d+|NT\d*|HTTP-?\d?"
+)
 _MAYBE_IDENTIFYING = re.compile(r"[.:\\@/]")  # every address, name, path or user shape has one of these
 _RUNS = re.compile(r"[a-z0-9]+")
 _TOKEN = re.compile(r"(?i)(?:host|dom|user|rule|dir|file)-\d+")
@@ -159,8 +280,9 @@ def _address_class(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
     return "int" if internal else "ext"
 
 
-_INTERNAL_V4 = tuple(ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
-                                                         "100.64.0.0/10"))
+_INTERNAL_V4 = tuple(
+    ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+)
 _INTERNAL_V6 = ipaddress.IPv6Network("fc00::/7")
 
 
@@ -262,8 +384,12 @@ class Redactor:
                 is_file = n == len(parts) - 1 or "." in part.strip(".")
                 if is_file:
                     part = part.split(".", 1)[0]  # the name before its extensions: `trace` of `trace.pcap.gz`
-                if (part.lower() not in KEEP_PATH_PARTS and not part.endswith(":") and not part.isdigit()
-                        and not _TOKEN.fullmatch(part)):
+                if (
+                    part.lower() not in KEEP_PATH_PARTS
+                    and not part.endswith(":")
+                    and not part.isdigit()
+                    and not _TOKEN.fullmatch(part)
+                ):
                     self._label("file" if is_file else "dir", part)
                     if len(part) < 3:
                         self._short_parts.setdefault(part.lower(), "file" if is_file else "dir")
@@ -329,8 +455,10 @@ class Redactor:
         (`TMG01`, `CAS-02`: capitals and digits) is a host name too: the TMG logs' computer column."""
         if value.count("\t") < 4:
             return self.text(value)
-        return "\t".join(self._label("host", f) if _COMPUTER.fullmatch(f) and not _NOT_COMPUTER.fullmatch(f)
-                         else self.text(f) for f in value.split("\t"))
+        return "\t".join(
+            self._label("host", f) if _COMPUTER.fullmatch(f) and not _NOT_COMPUTER.fullmatch(f) else self.text(f)
+            for f in value.split("\t")
+        )
 
     def fact(self, fact: Fact) -> Fact:
         names = NAME_ATTRS.get(fact.kind, frozenset()) | ANY_KIND_NAME_ATTRS
@@ -339,16 +467,26 @@ class Redactor:
             if key in SAFE_ATTRS or not isinstance(value, (str, tuple)):
                 attrs[key] = value
                 continue
-            redact: Callable[[str], str] = (self.name if key in names else self.user if key in USER_ATTRS
-                                            else self.rule if key in RULE_ATTRS else self.text)
+            redact: Callable[[str], str] = (
+                self.name
+                if key in names
+                else self.user
+                if key in USER_ATTRS
+                else self.rule
+                if key in RULE_ATTRS
+                else self.text
+            )
             attrs[key] = tuple(redact(v) for v in value) if isinstance(value, tuple) else redact(value)
         subject = self.name(fact.subject) if fact.kind in NAME_SUBJECT_KINDS else self.text(fact.subject)
         return Fact(fact.kind, subject, attrs, self.provenance(fact.provenance))
 
     def provenance(self, p: Provenance) -> Provenance:
         if self._learning and p.source:  # a file's path, or names of files (`a.pcap <-> b.w3c, c.w3c`)
-            self.paths(s for s in _SOURCES.split(p.source)
-                       if _PATH_SEP.search(s) or ("." in s and not self._outer.fullmatch(s)))
+            self.paths(
+                s
+                for s in _SOURCES.split(p.source)
+                if _PATH_SEP.search(s) or ("." in s and not self._outer.fullmatch(s))
+            )
         return replace(p, source=self._opt(p.source), location=self._opt(p.location))
 
     def probe_run(self, run: ProbeRun) -> ProbeRun:
@@ -478,7 +616,7 @@ class Redactor:
         text = m.group(0)
         candidates = [text]
         # "server:ADDR:PORT" subjects: an address after "label:" ending in ":digits" is an address and a port
-        before = m.string[max(0, m.start() - 1):m.start()]
+        before = m.string[max(0, m.start() - 1) : m.start()]
         head, _, tail = text.rpartition(":")
         if before == ":" and tail.isdigit() and head:
             candidates.insert(0, head)
@@ -490,7 +628,7 @@ class Redactor:
                 ipaddress.ip_address(candidate.partition("%")[0])
             except ValueError:
                 continue
-            return self.address(candidate) + text[len(candidate):]
+            return self.address(candidate) + text[len(candidate) :]
         return text
 
 

@@ -42,23 +42,27 @@ def run_rule_test(rulebook: Rulebook, rule: Rule, test: RuleTest, engines: Itera
         if keys[other] != keys[names[0]]:
             only_a = sorted(set(keys[names[0]]) - set(keys[other]))
             only_b = sorted(set(keys[other]) - set(keys[names[0]]))
-            return TestOutcome(rule, test, False, f"engines disagree: only {names[0]}: {only_a[:3]}; "
-                                                  f"only {other}: {only_b[:3]}")
+            return TestOutcome(
+                rule, test, False, f"engines disagree: only {names[0]}: {only_a[:3]}; only {other}: {only_b[:3]}"
+            )
     problems = []
     for name, diagnosis in results:
         outcome = next(o for o in diagnosis.outcomes if o.rule.id == rule.id)
         fired = outcome.status == "fired"
         if fired != test.expect.fires:
-            problems.append(f"{name}: expected {'to fire' if test.expect.fires else 'no firing'}, "
-                            f"but the rule was {outcome.status}" + (f" ({outcome.reason})" if outcome.missing else ""))
+            problems.append(
+                f"{name}: expected {'to fire' if test.expect.fires else 'no firing'}, "
+                f"but the rule was {outcome.status}" + (f" ({outcome.reason})" if outcome.missing else "")
+            )
         if test.expect.unknown is not None and (outcome.status == "unknown") != test.expect.unknown:
             problems.append(f"{name}: expected unknown={test.expect.unknown}, got {outcome.status}")
         if test.expect.certainty is not None:
             finding = next((c for c in diagnosis.causes if c.cause.id == rule.conclude.cause), None)
             got = finding.certainty if finding else 0.0
             if abs(got - test.expect.certainty) > 0.001:
-                problems.append(f"{name}: expected certainty {test.expect.certainty} for "
-                                f"{rule.conclude.cause}, got {got}")
+                problems.append(
+                    f"{name}: expected certainty {test.expect.certainty} for {rule.conclude.cause}, got {got}"
+                )
     if problems:
         return TestOutcome(rule, test, False, "; ".join(dict.fromkeys(problems)))
     return TestOutcome(rule, test, True, "both engines agree")
@@ -81,8 +85,9 @@ def rule_test_engines(rulebook: Rulebook, engine_name: str | None = None) -> tup
     return [durable, reference], f"{LABELS['durable']} and {LABELS['reference']}, compared"
 
 
-def run_rule_tests(rulebook: Rulebook, only: Iterable[str] = (),
-                   engines: list[Engine] | None = None) -> Iterator[TestOutcome]:
+def run_rule_tests(
+    rulebook: Rulebook, only: Iterable[str] = (), engines: list[Engine] | None = None
+) -> Iterator[TestOutcome]:
     engines = engines or rule_test_engines(rulebook)[0]
     wanted = set(only)
     for rule in rulebook.rules:

@@ -62,12 +62,23 @@ class Plan:
         found: list[str] = []
         for given in i.log_paths:
             try:
-                found += (glob.glob(given) if glob.has_magic(given) else
-                          [os.path.join(given, n) for n in os.listdir(given)] if os.path.isdir(given) else [])
+                found += (
+                    glob.glob(given)
+                    if glob.has_magic(given)
+                    else [os.path.join(given, n) for n in os.listdir(given)]
+                    if os.path.isdir(given)
+                    else []
+                )
             except OSError:
                 continue  # the log probe says why it cannot read it
-        return [*i.log_paths, *found[:MAX_LISTED], *i.capture_paths, *i.evidence_paths,
-                *i.extra.get("dns_recorded", ()), *(str(p) for p in single if p)]
+        return [
+            *i.log_paths,
+            *found[:MAX_LISTED],
+            *i.capture_paths,
+            *i.evidence_paths,
+            *i.extra.get("dns_recorded", ()),
+            *(str(p) for p in single if p),
+        ]
 
 
 @dataclass(frozen=True)
@@ -86,14 +97,16 @@ class ReportRequest:
         """The code the command ends with, and the line that says why (or None)."""
         from diagnose.diagnosis.ranking import PROBLEMS  # (a diagnosis was made: the package is loaded)
 
-        if self.fail_on is not None and any(c.certainty >= self.fail_on and c.cause.verdict in PROBLEMS
-                                            for c in diagnosis.causes):
+        if self.fail_on is not None and any(
+            c.certainty >= self.fail_on and c.cause.verdict in PROBLEMS for c in diagnosis.causes
+        ):
             return ExitCode.FINDING, None
         probes = diagnosis.bundle.probes
         if self.strict and (diagnosis.unknowns or any(p.status is not ProbeStatus.COMPLETE for p in probes)):
             return ExitCode.INCOMPLETE, "diagnose: evidence incomplete (--strict): " + ", ".join(
                 [p.check or p.probe for p in probes if p.status is not ProbeStatus.COMPLETE]
-                + [o.rule.id for o in diagnosis.unknowns])
+                + [o.rule.id for o in diagnosis.unknowns]
+            )
         return ExitCode.OK, None
 
 
@@ -120,8 +133,9 @@ def redacted(bundle: EvidenceBundle, redact: bool, paths: Sequence[str] = ()) ->
     return redact_bundle(bundle, paths)
 
 
-def progress_printer(enabled: bool | None, redact: bool = False,
-                     paths: Sequence[str] = ()) -> Callable[[str, str], None] | None:
+def progress_printer(
+    enabled: bool | None, redact: bool = False, paths: Sequence[str] = ()
+) -> Callable[[str, str], None] | None:
     """Progress lines on stderr; with --redact their addresses, names and users are pseudonymised too
     (tokens of their own: the bundle's are assigned only once everything is gathered)."""
     if enabled is None:
@@ -159,8 +173,12 @@ class Session:
     stopped: bool = field(default=False, init=False)  # Ctrl-C stopped this session's collection
 
     @classmethod
-    def start(cls, rule_dirs: Sequence[str] = (), engine_name: str | None = None,
-              ask: Callable[[QuestionPrompt, int], str | None] | None = None) -> Session:
+    def start(
+        cls,
+        rule_dirs: Sequence[str] = (),
+        engine_name: str | None = None,
+        ask: Callable[[QuestionPrompt, int], str | None] | None = None,
+    ) -> Session:
         """Load the rules and start the engine: its worker process loads the rules while the
         evidence is gathered or read."""
         from diagnose.engine import create_engine
@@ -185,8 +203,9 @@ class Session:
         from diagnose.collect import collect, default_check_dirs, load_checks
         from diagnose.paths import extra_dirs
 
-        checks = load_checks(default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())),
-                             validate=False)  # collect reads the parameters of the checks that run
+        checks = load_checks(
+            default_check_dirs(extra_dirs("DIAGNOSE_CHECKS", options.get("check_dirs") or ())), validate=False
+        )  # collect reads the parameters of the checks that run
         with ExitStack() as stack:
             case = None
             paths = plan.paths()
@@ -195,9 +214,16 @@ class Session:
 
                 case = stack.enter_context(open_for_run(options["evidence_dirs"], plan.inputs, redact))
                 paths = paths + (shown_paths(case) if case else [])
-            bundle = collect(checks, plan.profile, plan.inputs,
-                             progress_printer(options.get("progress"), redact, paths),
-                             options.get("timeout") or 60.0, plan.answers, plan.description, self.rulebook.version)
+            bundle = collect(
+                checks,
+                plan.profile,
+                plan.inputs,
+                progress_printer(options.get("progress"), redact, paths),
+                options.get("timeout") or 60.0,
+                plan.answers,
+                plan.description,
+                self.rulebook.version,
+            )
             if case:
                 bundle = case.relabel(bundle)
         self.stopped = interrupted(bundle)
@@ -219,8 +245,7 @@ class Session:
             bundle.save(request.save_evidence)
         for line in diagnosis.notes:
             note(f"diagnose: {line}")
-        write_output(render(diagnosis, request.fmt, color=use_color(request.output), why=request.why),
-                     request.output)
+        write_output(render(diagnosis, request.fmt, color=use_color(request.output), why=request.why), request.output)
         return diagnosis
 
     def finish(self, bundle: EvidenceBundle, request: ReportRequest) -> None:

@@ -67,8 +67,10 @@ def load_thresholds(path: str) -> Thresholds:
             raise RuleError(f"{section} is a mapping of thresholds", lines.at(section))
         for key in body:
             if key not in known:
-                raise RuleError(f"unknown threshold {key!r} in {section} (known: {', '.join(known)})",
-                                lines.at(section, key, "<key>"))
+                raise RuleError(
+                    f"unknown threshold {key!r} in {section} (known: {', '.join(known)})",
+                    lines.at(section, key, "<key>"),
+                )
     values: dict[str, Any] = {}
     for name, (section, key, kind, lowest, highest) in SCHEMA.items():
         entry = (data.get(section) or {}).get(key)
@@ -81,7 +83,8 @@ def load_thresholds(path: str) -> Thresholds:
         number = isinstance(value, int) or (kind is float and isinstance(value, float))
         if isinstance(value, bool) or not number or not lowest <= value <= highest:
             what = "a whole number" if kind is int else "a number"
-            raise RuleError(f"{section}.{key} must be {what} from {lowest:g} to {highest:g}, got {value!r}",
-                            lines.at(*at, "value"))
+            raise RuleError(
+                f"{section}.{key} must be {what} from {lowest:g} to {highest:g}, got {value!r}", lines.at(*at, "value")
+            )
         values[name] = kind(value)
     return Thresholds(**values)

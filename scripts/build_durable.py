@@ -38,8 +38,22 @@ class BuildError(Exception):
 
 def download(into: Path) -> Path:
     """The pinned sdist from the package index, checked against its known digest."""
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                    f"durable-rules=={VERSION}", "--dest", str(into)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"durable-rules=={VERSION}",
+            "--dest",
+            str(into),
+        ],
+        check=True,
+    )
     sdist = into / SDIST
     if not sdist.is_file():
         raise BuildError(f"pip download did not leave {SDIST} in {into}")
@@ -79,10 +93,13 @@ def patch(source: Path) -> None:
 def build(source: Path, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     before = set(dest.glob("durable_rules-*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dest),
-                    str(source)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dest), str(source)],
+        check=True,
+    )
     built = sorted(set(dest.glob(f"durable_rules-{VERSION}-*.whl")) - before) or sorted(
-        dest.glob(f"durable_rules-{VERSION}-*.whl"))
+        dest.glob(f"durable_rules-{VERSION}-*.whl")
+    )
     if not built:
         raise BuildError(f"pip wheel left no durable_rules wheel in {dest}")
     return built[-1]

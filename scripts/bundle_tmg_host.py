@@ -37,8 +37,21 @@ TARGET = {  # a 64-bit CPython 3.8.10 (the last 3.8 with a Windows installer) on
     "python_version": "3.8",
     "sys_platform": "win32",
 }
-PIP_TARGET = ["--only-binary=:all:", "--platform", "win_amd64", "--python-version", "3.8", "--implementation", "cp",
-              "--abi", "cp38", "--abi", "abi3", "--abi", "none"]
+PIP_TARGET = [
+    "--only-binary=:all:",
+    "--platform",
+    "win_amd64",
+    "--python-version",
+    "3.8",
+    "--implementation",
+    "cp",
+    "--abi",
+    "cp38",
+    "--abi",
+    "abi3",
+    "--abi",
+    "none",
+]
 
 
 def requirements_of(wheel: Path, extras: frozenset[str] = frozenset()) -> list[Requirement]:
@@ -58,11 +71,16 @@ def requirements_of(wheel: Path, extras: frozenset[str] = frozenset()) -> list[R
 
 def fetch(req: Requirement, dest: Path) -> Path:
     before = set(dest.glob("*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *PIP_TARGET, "--dest",
-                    str(dest), str(req)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *PIP_TARGET, "--dest", str(dest), str(req)],
+        check=True,
+    )
     name = canonicalize_name(req.name)
-    candidates = [w for w in set(dest.glob("*.whl")) - before or dest.glob("*.whl")
-                  if parse_wheel_filename(w.name)[0] == name and parse_wheel_filename(w.name)[1] in req.specifier]
+    candidates = [
+        w
+        for w in set(dest.glob("*.whl")) - before or dest.glob("*.whl")
+        if parse_wheel_filename(w.name)[0] == name and parse_wheel_filename(w.name)[1] in req.specifier
+    ]
     if not candidates:
         raise SystemExit(f"bundle_tmg_host: no wheel of {req} for win_amd64 / CPython 3.8")
     return max(candidates, key=lambda w: parse_wheel_filename(w.name)[1])

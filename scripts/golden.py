@@ -40,11 +40,19 @@ WHEEL_FILES = GOLDEN / "wheel-files.txt"
 UPDATE_HINT = "python scripts/golden.py --update"
 
 # keys whose values vary from run to run; replaced by a placeholder wherever they occur
-_VARYING = {"created": "<time>", "elapsed": "<elapsed>", "tool_version": "<version>", "engine": "<engine>",
-            "engine_reason": "<engine>"}
+_VARYING = {
+    "created": "<time>",
+    "elapsed": "<elapsed>",
+    "tool_version": "<version>",
+    "engine": "<engine>",
+    "engine_reason": "<engine>",
+}
 # corpus files by the option that reads them
-_CORPUS_INPUTS = (("pcaps", "--capture", ("*.pcap", "*.pcapng")), ("tmg-logs", "--log", ("*.w3c", "*.txt")),
-                  ("iis-logs", "--proxy-log", ("*.log",)))
+_CORPUS_INPUTS = (
+    ("pcaps", "--capture", ("*.pcap", "*.pcapng")),
+    ("tmg-logs", "--log", ("*.w3c", "*.txt")),
+    ("iis-logs", "--proxy-log", ("*.log",)),
+)
 
 
 @dataclass(frozen=True)
@@ -70,9 +78,13 @@ def cases(corpus: Path = CORPUS) -> list[Case]:
     for folder, option, patterns in _CORPUS_INPUTS:
         files = sorted({f for pattern in patterns for f in (corpus / folder).glob(pattern)})
         for path in files:
-            found.append(Case(f"corpus-{folder}-{path.name}.json",
-                              ("run", "--offline", "--no-input", option, str(path), "--format", "json"),
-                              needs_corpus=True))
+            found.append(
+                Case(
+                    f"corpus-{folder}-{path.name}.json",
+                    ("run", "--offline", "--no-input", option, str(path), "--format", "json"),
+                    needs_corpus=True,
+                )
+            )
     found.append(Case("rules-test.txt", ("rules", "test"), text=True))
     return found
 
@@ -123,11 +135,13 @@ def produce(case: Case, corpus: Path = CORPUS) -> str:
         bundle = Path(tmp) / "bundle.json"
         if case.bundle:
             args += ["-o", str(bundle)]
-        done = subprocess.run([sys.executable, "-m", "diagnose", *args], capture_output=True, text=True,
-                              cwd=tmp, env=_env(), timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "diagnose", *args], capture_output=True, text=True, cwd=tmp, env=_env(), timeout=300
+        )
         if done.returncode not in (0, 1):  # 1: a cause reached --fail-on (not used here) or rule tests failed
-            raise RuntimeError(f"{case.name}: diagnose {' '.join(args)} exited {done.returncode}: "
-                               f"{done.stderr.strip()[-2000:]}")
+            raise RuntimeError(
+                f"{case.name}: diagnose {' '.join(args)} exited {done.returncode}: {done.stderr.strip()[-2000:]}"
+            )
         if case.text:
             text = _TIMING.sub("in <elapsed>", _replace_paths(done.stdout, corpus))
             return _ENGINES.sub("(<engines>)", text).rstrip("\n") + "\n"
@@ -144,11 +158,14 @@ def difference(case: Case, corpus: Path = CORPUS, limit: int = 40) -> str | None
     before = path.read_text(encoding="utf-8")
     if before == now:
         return None
-    diff = list(difflib.unified_diff(before.splitlines(), now.splitlines(), f"golden/{case.name}", "now",
-                                     n=2, lineterm=""))
+    diff = list(
+        difflib.unified_diff(before.splitlines(), now.splitlines(), f"golden/{case.name}", "now", n=2, lineterm="")
+    )
     more = f"\n... {len(diff) - limit} more diff lines" if len(diff) > limit else ""
-    return (f"{case.name} differs from its snapshot (if the change is intended: `{UPDATE_HINT}`, "
-            f"then review `git diff tests/golden`):\n" + "\n".join(diff[:limit]) + more)
+    return (
+        f"{case.name} differs from its snapshot (if the change is intended: `{UPDATE_HINT}`, "
+        f"then review `git diff tests/golden`):\n" + "\n".join(diff[:limit]) + more
+    )
 
 
 def wheel_names(wheel: Path) -> list[str]:
@@ -163,8 +180,12 @@ def wheel_names(wheel: Path) -> list[str]:
 
 
 def build_wheel(out: Path) -> Path:
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(out), str(REPO)], capture_output=True, text=True, timeout=600)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if built.returncode != 0:
         raise RuntimeError(f"building the wheel failed: {built.stderr.strip()[-2000:]}")
     (wheel,) = out.glob("*.whl")

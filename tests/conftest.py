@@ -17,16 +17,28 @@ SHARED = REPO.parent / "shared"
 CORPUS = SHARED / "corpus"
 
 
-def run_cli(*args: str, input: str | None = None, cwd: Path | None = None, timeout: float = 120,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str,
+    input: str | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m diagnose ARGS` from this checkout; returns the completed process (text)."""
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = str(REPO) + os.pathsep + full_env.get("PYTHONPATH", "")
     full_env.setdefault("NO_COLOR", "1")
     if env:
         full_env.update(env)
-    return subprocess.run([sys.executable, "-m", "diagnose", *args], capture_output=True, text=True,
-                          input=input, cwd=cwd or REPO, timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "diagnose", *args],
+        capture_output=True,
+        text=True,
+        input=input,
+        cwd=cwd or REPO,
+        timeout=timeout,
+        env=full_env,
+    )
 
 
 @pytest.fixture

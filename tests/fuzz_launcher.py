@@ -18,11 +18,12 @@ import time
 
 def main() -> None:
     timeout, out, err, cwd = float(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-    command = sys.argv[sys.argv.index("--") + 1:]
+    command = sys.argv[sys.argv.index("--") + 1 :]
     start = time.monotonic()
     with open(out, "wb") as so, open(err, "wb") as se:
-        proc = subprocess.Popen(command, stdout=so, stderr=se, stdin=subprocess.DEVNULL, cwd=cwd,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            command, stdout=so, stderr=se, stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True
+        )
         hung = False
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -41,8 +42,17 @@ def main() -> None:
     except ProcessLookupError:
         orphans = False
     code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    print(json.dumps({"code": code, "hung": hung, "orphans": orphans, "peak_kb": usage.ru_maxrss,
-                      "seconds": time.monotonic() - start}))
+    print(
+        json.dumps(
+            {
+                "code": code,
+                "hung": hung,
+                "orphans": orphans,
+                "peak_kb": usage.ru_maxrss,
+                "seconds": time.monotonic() - start,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

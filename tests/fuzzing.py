@@ -58,10 +58,31 @@ def _fw_rows(rng: random.Random, n: int) -> str:
         status = rng.choice(["0x80070040", "0x0", "0x80074e20", "0x8007274d", "0x80072747", "0x80070102"])
         action = "Failed Connection Attempt" if status != "0x0" else "Closed Connection"
         fields = [
-            "TMG01", "2024-03-04", f"10:{i // 60 % 60:02d}:{i % 60:02d}", "TCP",
-            f"10.1.4.98:{30000 + i}", "10.1.5.11:443", "198.51.100.7", "Local Host", "Internal",
-            action, status, "Publish OWA", "HTTPS Server", "1200", "0", "800", "0", "15", "0", "-", "-",
-            str(i), str(1000 + i), "10.1.4.98", "Internal",
+            "TMG01",
+            "2024-03-04",
+            f"10:{i // 60 % 60:02d}:{i % 60:02d}",
+            "TCP",
+            f"10.1.4.98:{30000 + i}",
+            "10.1.5.11:443",
+            "198.51.100.7",
+            "Local Host",
+            "Internal",
+            action,
+            status,
+            "Publish OWA",
+            "HTTPS Server",
+            "1200",
+            "0",
+            "800",
+            "0",
+            "15",
+            "0",
+            "-",
+            "-",
+            str(i),
+            str(1000 + i),
+            "10.1.4.98",
+            "Internal",
         ]
         rows.append("\t".join(fields))
     return "\n".join(rows) + "\n"
@@ -111,6 +132,7 @@ def seed_inputs(workdir: Path, corpus: Path | None) -> dict[str, list[Path]]:
 
 # --- the command that reads each kind of input ------------------------------------------------------
 
+
 def _args(reader: str, path: Path, out: Path) -> list[str]:
     p = str(path)
     return {
@@ -121,8 +143,7 @@ def _args(reader: str, path: Path, out: Path) -> list[str]:
         "services": ["probe", "services", "--services-export", p, "--format", "json"],
         "bundle": ["analyze", p, "--format", "json", "--no-input"],
         "evidence": ["collect", "--evidence", p, "--offline", "--no-input", "--quiet", "-o", str(out)],
-        "profile": ["collect", "--profile", p, "--offline", "--no-input", "--quiet", "--timeout", "10",
-                    "-o", str(out)],
+        "profile": ["collect", "--profile", p, "--offline", "--no-input", "--quiet", "--timeout", "10", "-o", str(out)],
     }[reader]
 
 
@@ -132,6 +153,7 @@ JSON_OUT = {"logs", "capture", "dns", "hosts", "services", "bundle"}
 
 # --- mutations ---------------------------------------------------------------------------------------
 
+
 def _flip(data: bytearray, rng: random.Random) -> None:
     for _ in range(rng.randint(1, 16)):
         if data:
@@ -140,26 +162,41 @@ def _flip(data: bytearray, rng: random.Random) -> None:
 
 def _truncate(data: bytearray, rng: random.Random) -> None:
     if data:
-        del data[rng.randrange(len(data)):]
+        del data[rng.randrange(len(data)) :]
 
 
 def _delete(data: bytearray, rng: random.Random) -> None:
     if data:
         a = rng.randrange(len(data))
-        del data[a:a + rng.randint(1, 4096)]
+        del data[a : a + rng.randint(1, 4096)]
 
 
 def _duplicate(data: bytearray, rng: random.Random) -> None:
     if data:
         a = rng.randrange(len(data))
-        chunk = data[a:a + rng.randint(1, 4096)]
+        chunk = data[a : a + rng.randint(1, 4096)]
         at = rng.randrange(len(data))
         data[at:at] = chunk * rng.randint(1, 50)
 
 
 def _insert_hostile(data: bytearray, rng: random.Random) -> None:
-    pieces = [b"\x00", b"\r", b"\x1b]0;pwned\x07", b"\x1b[2J", b"\xff\xfe", b"\xed\xa0\x80", b"<script>",
-              b"\t" * 300, b"\n#Fields: x\n", b"%s%n", b"\xe2\x80\xae", b"9" * 400, b"-1", b"NaN", b"1e999"]
+    pieces = [
+        b"\x00",
+        b"\r",
+        b"\x1b]0;pwned\x07",
+        b"\x1b[2J",
+        b"\xff\xfe",
+        b"\xed\xa0\x80",
+        b"<script>",
+        b"\t" * 300,
+        b"\n#Fields: x\n",
+        b"%s%n",
+        b"\xe2\x80\xae",
+        b"9" * 400,
+        b"-1",
+        b"NaN",
+        b"1e999",
+    ]
     for _ in range(rng.randint(1, 6)):
         at = rng.randrange(len(data) + 1)
         data[at:at] = rng.choice(pieces)
@@ -183,7 +220,16 @@ def _splice(data: bytearray, rng: random.Random) -> None:
 
 
 MUTATIONS: tuple[Callable[[bytearray, random.Random], None], ...] = (
-    _flip, _flip, _truncate, _delete, _duplicate, _insert_hostile, _insert_hostile, _numbers, _splice, _long_line,
+    _flip,
+    _flip,
+    _truncate,
+    _delete,
+    _duplicate,
+    _insert_hostile,
+    _insert_hostile,
+    _numbers,
+    _splice,
+    _long_line,
 )
 
 
@@ -191,7 +237,7 @@ def _gzip(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     packed = gzip.compress(data, compresslevel=1)
     damage = rng.random()
     if damage < 0.3:
-        packed = packed[:-rng.randint(1, 8)]  # damaged or missing trailer
+        packed = packed[: -rng.randint(1, 8)]  # damaged or missing trailer
     elif damage < 0.5:
         packed = packed[: max(11, int(len(packed) * rng.random()))]  # cut mid-stream
     elif damage < 0.6:
@@ -266,6 +312,7 @@ def make_case(reader: str, number: int, seeds: Sequence[Path], workdir: Path, se
 
 # --- running ----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Outcome:
     case: Case
@@ -276,9 +323,11 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        return (f"{self.case.reader}#{self.case.number} from {self.case.seed_file.name} via {'+'.join(self.case.steps)}: "
-                f"{'; '.join(self.problems)} (exit {self.exit_code}, {self.seconds:.1f} s, {self.peak_mb:.0f} MB); "
-                f"reproduce: python -m diagnose {' '.join(self.command)}")
+        return (
+            f"{self.case.reader}#{self.case.number} from {self.case.seed_file.name} via {'+'.join(self.case.steps)}: "
+            f"{'; '.join(self.problems)} (exit {self.exit_code}, {self.seconds:.1f} s, {self.peak_mb:.0f} MB); "
+            f"reproduce: python -m diagnose {' '.join(self.command)}"
+        )
 
 
 def environment() -> dict[str, str]:
@@ -292,8 +341,9 @@ def environment() -> dict[str, str]:
 def run_case(case: Case, workdir: Path, timeout: float = CASE_TIMEOUT) -> Outcome:
     """Read the case's input with the command for its reader, and check the run."""
     args = _args(case.reader, case.path, workdir / f"{case.path.name}.out.json")
-    return run_command([sys.executable, "-m", "diagnose", *args], args, case, workdir, timeout,
-                       json_out=case.reader in JSON_OUT)
+    return run_command(
+        [sys.executable, "-m", "diagnose", *args], args, case, workdir, timeout, json_out=case.reader in JSON_OUT
+    )
 
 
 def run_script(script: Path, case: Case, workdir: Path, timeout: float = CASE_TIMEOUT) -> Outcome:
@@ -301,11 +351,19 @@ def run_script(script: Path, case: Case, workdir: Path, timeout: float = CASE_TI
     return run_command([sys.executable, str(script)], [str(script)], case, workdir, timeout, json_out=False)
 
 
-def run_command(command: list[str], args: list[str], case: Case, workdir: Path, timeout: float,
-                json_out: bool) -> Outcome:
+def run_command(
+    command: list[str], args: list[str], case: Case, workdir: Path, timeout: float, json_out: bool
+) -> Outcome:
     stdout_path, stderr_path = workdir / f"{case.path.name}.stdout", workdir / f"{case.path.name}.stderr"
-    launcher = [sys.executable, str(Path(__file__).with_name("fuzz_launcher.py")), str(timeout), str(stdout_path),
-                str(stderr_path), str(workdir), "--"]
+    launcher = [
+        sys.executable,
+        str(Path(__file__).with_name("fuzz_launcher.py")),
+        str(timeout),
+        str(stdout_path),
+        str(stderr_path),
+        str(workdir),
+        "--",
+    ]
     done = subprocess.run(launcher + command, capture_output=True, text=True, env=environment(), timeout=timeout + 30)
     report = json.loads(done.stdout)
     hung, orphans, code = report["hung"], report["orphans"], report["code"]

@@ -19,15 +19,15 @@ from pathlib import Path
 from tests.conftest import CORPUS
 
 # every one of these must be gone from redacted output
-FOLDERS = ("CASEQX48213", "siteLONQ7")           # a case number and a site code in the path
+FOLDERS = ("CASEQX48213", "siteLONQ7")  # a case number and a site code in the path
 LOG_FILE = "acmezqfw_ISALOG.w3c"
 WEB_LOG_FILE = "acmezqweb_ISALOG.w3c"
 SERVICES_FILE = "casqz9-services.csv"
 CAPTURE_FILE = "lonqz-trace.pcap"
 HOSTS_FILE = "hostsqz"
 PROFILE_FILE = "zqsite.yaml"
-TMG = "TMGZQ7"                                   # the log's computer column
-RULE = "Publish AcmeZqMail OWA"                  # a TMG rule name
+TMG = "TMGZQ7"  # the log's computer column
+RULE = "Publish AcmeZqMail OWA"  # a TMG rule name
 WEB_RULE = "Allow ZqKiosk Browsing"
 USER = "ZQACME\\jqzsmith"
 WEB_USER = "kqwdoe@zqacme-corp.com"
@@ -41,9 +41,35 @@ CAS = "10.77.5.11"
 WEB_DEST = "203.0.113.99"
 SERVICE_HOST = "CASQZ9"
 
-TOKENS = (*FOLDERS, "acmezqfw", "acmezqweb", "casqz9", "lonqz", "hostsqz", "zqsite", TMG, RULE, "AcmeZqMail",
-          WEB_RULE, "ZqKiosk", "ZQACME", "jqzsmith", "kqwdoe", "zqacme-corp", "zqacme", PUBLISHED, INTERNAL_NAME,
-          CERT_FQDN, URL_HOST, "qzpartner", CLIENT, TMG_INT, CAS, WEB_DEST, SERVICE_HOST)
+TOKENS = (
+    *FOLDERS,
+    "acmezqfw",
+    "acmezqweb",
+    "casqz9",
+    "lonqz",
+    "hostsqz",
+    "zqsite",
+    TMG,
+    RULE,
+    "AcmeZqMail",
+    WEB_RULE,
+    "ZqKiosk",
+    "ZQACME",
+    "jqzsmith",
+    "kqwdoe",
+    "zqacme-corp",
+    "zqacme",
+    PUBLISHED,
+    INTERNAL_NAME,
+    CERT_FQDN,
+    URL_HOST,
+    "qzpartner",
+    CLIENT,
+    TMG_INT,
+    CAS,
+    WEB_DEST,
+    SERVICE_HOST,
+)
 
 ESC_TITLE = "\x1b]0;owned\x07"
 ESC_CLEAR = "\x1b[2J"
@@ -56,13 +82,17 @@ HOSTILE_CN = ESC_TITLE + ESC_CLEAR + C1_CSI + "\u202e<script>x</script>|`[a](b)"
 HOSTILE_FIELD = C1_CSI + BIDI + MARKUP
 RAW_CONTROLS = ("\x1b", "\x07", "\x9b", "\u202e")
 
-FIELDS = ("computer\tdate\ttime\tIP protocol\tsource\tdestination\toriginal client IP\tsource network\t"
-          "destination network\taction\tstatus\trule\tapplication protocol\tbytes sent\tbytes received\t"
-          "connection time\tsource name\tdestination name\tusername\tagent\tsession ID\tconnection ID")
-WEB_FIELDS = ("c-ip\tcs-username\tc-agent\tsc-authenticated\tdate\ttime\ts-svcname\ts-computername\tcs-referred\t"
-              "r-host\tr-ip\tr-port\ttime-taken\tcs-bytes\tsc-bytes\tcs-protocol\tcs-transport\ts-operation\t"
-              "cs-uri\tcs-mime-type\ts-object-source\tsc-status\ts-cache-info\trule\tFilterInfo\tcs-Network\t"
-              "sc-Network\terror-info\taction")
+FIELDS = (
+    "computer\tdate\ttime\tIP protocol\tsource\tdestination\toriginal client IP\tsource network\t"
+    "destination network\taction\tstatus\trule\tapplication protocol\tbytes sent\tbytes received\t"
+    "connection time\tsource name\tdestination name\tusername\tagent\tsession ID\tconnection ID"
+)
+WEB_FIELDS = (
+    "c-ip\tcs-username\tc-agent\tsc-authenticated\tdate\ttime\ts-svcname\ts-computername\tcs-referred\t"
+    "r-host\tr-ip\tr-port\ttime-taken\tcs-bytes\tsc-bytes\tcs-protocol\tcs-transport\ts-operation\t"
+    "cs-uri\tcs-mime-type\ts-object-source\tsc-status\ts-cache-info\trule\tFilterInfo\tcs-Network\t"
+    "sc-Network\terror-info\taction"
+)
 
 
 @dataclass(frozen=True)
@@ -78,51 +108,182 @@ class Site:
 
 def firewall_log(rule: str = RULE, computer: str = TMG, user: str = USER, dest_name: str = INTERNAL_NAME) -> str:
     rows = [
-        (computer, "2026-11-27", "11:33:58", "TCP", f"{CLIENT}:64207", f"{WEB_DEST}:443", CLIENT, "External",
-         "Local Host", "Initiated Connection", "0x0", rule, "HTTPS", "-", "-", "-", "-", PUBLISHED, user, "-", "0",
-         "17201"),
-        (computer, "2026-11-27", "11:33:58", "TCP", f"{TMG_INT}:31024", f"{CAS}:443", TMG_INT, "Local Host",
-         "Internal", "Initiated Connection", "0x0", rule, "HTTPS", "-", "-", "-", "-", dest_name, user, "-", "0",
-         "17202"),
-        (computer, "2026-11-27", "11:34:15", "TCP", f"{TMG_INT}:31024", f"{CAS}:443", TMG_INT, "Local Host",
-         "Internal", "Failed Connection Attempt", "0x80070040", rule, "HTTPS", "20412", "188323", "17016", "-",
-         dest_name, user, "-", "0", "17202"),
-        (computer, "2026-11-27", "11:34:16", "TCP", f"{CLIENT}:64207", f"{WEB_DEST}:443", CLIENT, "External",
-         "Local Host", "Closed Connection", "0x80074e20", rule, "HTTPS", "188323", "20412", "17430", "-", PUBLISHED,
-         user, "-", "0", "17201"),
+        (
+            computer,
+            "2026-11-27",
+            "11:33:58",
+            "TCP",
+            f"{CLIENT}:64207",
+            f"{WEB_DEST}:443",
+            CLIENT,
+            "External",
+            "Local Host",
+            "Initiated Connection",
+            "0x0",
+            rule,
+            "HTTPS",
+            "-",
+            "-",
+            "-",
+            "-",
+            PUBLISHED,
+            user,
+            "-",
+            "0",
+            "17201",
+        ),
+        (
+            computer,
+            "2026-11-27",
+            "11:33:58",
+            "TCP",
+            f"{TMG_INT}:31024",
+            f"{CAS}:443",
+            TMG_INT,
+            "Local Host",
+            "Internal",
+            "Initiated Connection",
+            "0x0",
+            rule,
+            "HTTPS",
+            "-",
+            "-",
+            "-",
+            "-",
+            dest_name,
+            user,
+            "-",
+            "0",
+            "17202",
+        ),
+        (
+            computer,
+            "2026-11-27",
+            "11:34:15",
+            "TCP",
+            f"{TMG_INT}:31024",
+            f"{CAS}:443",
+            TMG_INT,
+            "Local Host",
+            "Internal",
+            "Failed Connection Attempt",
+            "0x80070040",
+            rule,
+            "HTTPS",
+            "20412",
+            "188323",
+            "17016",
+            "-",
+            dest_name,
+            user,
+            "-",
+            "0",
+            "17202",
+        ),
+        (
+            computer,
+            "2026-11-27",
+            "11:34:16",
+            "TCP",
+            f"{CLIENT}:64207",
+            f"{WEB_DEST}:443",
+            CLIENT,
+            "External",
+            "Local Host",
+            "Closed Connection",
+            "0x80074e20",
+            rule,
+            "HTTPS",
+            "188323",
+            "20412",
+            "17430",
+            "-",
+            PUBLISHED,
+            user,
+            "-",
+            "0",
+            "17201",
+        ),
     ]
-    return ("#Software: Microsoft Forefront Threat Management Gateway 2010\r\n#Version: 1.0\r\n"
-            "#Date: 2026-11-27 11:30:00\r\n#Fields: " + FIELDS + "\r\n"
-            + "".join("\t".join(r) + "\r\n" for r in rows))
+    return (
+        "#Software: Microsoft Forefront Threat Management Gateway 2010\r\n#Version: 1.0\r\n"
+        "#Date: 2026-11-27 11:30:00\r\n#Fields: " + FIELDS + "\r\n" + "".join("\t".join(r) + "\r\n" for r in rows)
+    )
 
 
 def web_log(rule: str = WEB_RULE, user: str = WEB_USER) -> str:
-    row = (CLIENT, user, "Mozilla/4.0", "Y", "2026-11-27", "11:34:15", "w3proxy", TMG, "-", URL_HOST, WEB_DEST,
-           "443", "78", "489", "5591", "https", "TCP", "GET", f"https://{URL_HOST}/owa/", "text/html", "Inet",
-           "64", "0x40000005", rule, "-", "Internal", "External", "0xd80", "Failed")
-    return ("#Software: Microsoft Internet Security and Acceleration Server 2004\r\n#Version: 2.0\r\n"
-            "#Date: 2026-11-27 00:00:00\r\n#Fields: " + WEB_FIELDS + "\r\n" + "\t".join(row) + "\r\n")
+    row = (
+        CLIENT,
+        user,
+        "Mozilla/4.0",
+        "Y",
+        "2026-11-27",
+        "11:34:15",
+        "w3proxy",
+        TMG,
+        "-",
+        URL_HOST,
+        WEB_DEST,
+        "443",
+        "78",
+        "489",
+        "5591",
+        "https",
+        "TCP",
+        "GET",
+        f"https://{URL_HOST}/owa/",
+        "text/html",
+        "Inet",
+        "64",
+        "0x40000005",
+        rule,
+        "-",
+        "Internal",
+        "External",
+        "0xd80",
+        "Failed",
+    )
+    return (
+        "#Software: Microsoft Internet Security and Acceleration Server 2004\r\n#Version: 2.0\r\n"
+        "#Date: 2026-11-27 00:00:00\r\n#Fields: " + WEB_FIELDS + "\r\n" + "\t".join(row) + "\r\n"
+    )
 
 
-def services_csv(display: str = "Microsoft Exchange Forms-Based Authentication service",
-                 host: str = SERVICE_HOST) -> str:
+def services_csv(
+    display: str = "Microsoft Exchange Forms-Based Authentication service", host: str = SERVICE_HOST
+) -> str:
     head = '"PSComputerName","Name","DisplayName","State","StartMode","SystemName"'
-    rows = [(host, "MSExchangeFBA", display, "Stopped", "Auto", host),
-            (host, "MSExchangeIS", "Microsoft Exchange Information Store", "Running", "Auto", host),
-            (host, "W3SVC", "World Wide Web Publishing Service", "Running", "Auto", host)]
-    return ("#TYPE System.Management.ManagementObject#root\\cimv2\\Win32_Service\r\n" + head + "\r\n"
-            + "".join(",".join(f'"{v}"' for v in r) + "\r\n" for r in rows))
+    rows = [
+        (host, "MSExchangeFBA", display, "Stopped", "Auto", host),
+        (host, "MSExchangeIS", "Microsoft Exchange Information Store", "Running", "Auto", host),
+        (host, "W3SVC", "World Wide Web Publishing Service", "Running", "Auto", host),
+    ]
+    return (
+        "#TYPE System.Management.ManagementObject#root\\cimv2\\Win32_Service\r\n"
+        + head
+        + "\r\n"
+        + "".join(",".join(f'"{v}"' for v in r) + "\r\n" for r in rows)
+    )
 
 
-def write_site(root: Path, *, rule: str = RULE, display: str | None = None, folders: tuple[str, ...] = FOLDERS,
-               extra_profile: str = "") -> Site:
+def write_site(
+    root: Path,
+    *,
+    rule: str = RULE,
+    display: str | None = None,
+    folders: tuple[str, ...] = FOLDERS,
+    extra_profile: str = "",
+) -> Site:
     folder = root.joinpath(*folders)
     folder.mkdir(parents=True)
     profile = folder / PROFILE_FILE
-    profile.write_text(f"published_names: [{PUBLISHED}]\ncertificate_fqdn: {CERT_FQDN}\n"
-                       f"internal_name: {INTERNAL_NAME}\ninternal_addresses: [{CAS}]\n"
-                       f"tmg_addresses: [{TMG_INT}]\npublished: [owa, outlook-anywhere]\n"
-                       f"exchange_version: '2010'\n{extra_profile}", encoding="utf-8")
+    profile.write_text(
+        f"published_names: [{PUBLISHED}]\ncertificate_fqdn: {CERT_FQDN}\n"
+        f"internal_name: {INTERNAL_NAME}\ninternal_addresses: [{CAS}]\n"
+        f"tmg_addresses: [{TMG_INT}]\npublished: [owa, outlook-anywhere]\n"
+        f"exchange_version: '2010'\n{extra_profile}",
+        encoding="utf-8",
+    )
     log = folder / LOG_FILE
     log.write_text(firewall_log(rule), encoding="utf-8", newline="")
     web = folder / WEB_LOG_FILE
@@ -145,7 +306,8 @@ def loopback_checks(directory: Path, port: int, root_pem: Path) -> Path:
     checks = directory / "checks"
     checks.mkdir()
     target = f"{LOOPBACK_CAS}:{port}"
-    (checks / "network.yaml").write_text(f"""checks:
+    (checks / "network.yaml").write_text(
+        f"""checks:
   - id: tls-internal-certificate
     probe: tls
     network: true
@@ -166,5 +328,7 @@ def loopback_checks(directory: Path, port: int, root_pem: Path) -> Path:
     kinds: [tcp.reachability]
     requires: [internal_addresses]
     params: {{targets: ["{target}"]}}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return checks

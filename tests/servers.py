@@ -177,9 +177,18 @@ class DnsServer(_Threads):
     without the target's records (the client must ask again). `queries` records (transport, name, type).
     """
 
-    def __init__(self, records: Records, *, rcodes: Mapping[str, str] | None = None,
-                 silent: Iterable[str] = (), refuse_all: bool = False, truncate: Iterable[str] = (),
-                 chase: bool = True, ttl: int = 60, host: str = LOOPBACK) -> None:
+    def __init__(
+        self,
+        records: Records,
+        *,
+        rcodes: Mapping[str, str] | None = None,
+        silent: Iterable[str] = (),
+        refuse_all: bool = False,
+        truncate: Iterable[str] = (),
+        chase: bool = True,
+        ttl: int = 60,
+        host: str = LOOPBACK,
+    ) -> None:
         super().__init__()
         self.records = {self._key(k): v for k, v in records.items()}
         self.rcodes = {self._key(k): dns.rcode.from_text(v) for k, v in (rcodes or {}).items()}
@@ -245,8 +254,7 @@ class DnsServer(_Threads):
                 return response.to_wire()
             cname = data.get("CNAME")
             if cname and question.rdtype != dns.rdatatype.CNAME:
-                response.answer.append(dns.rrset.from_text(name + ".", self.ttl, "IN", "CNAME",
-                                                           self._key(cname) + "."))
+                response.answer.append(dns.rrset.from_text(name + ".", self.ttl, "IN", "CNAME", self._key(cname) + "."))
                 name = self._key(cname)
                 if name in seen or not self.chase:
                     return response.to_wire()
@@ -254,8 +262,11 @@ class DnsServer(_Threads):
                 continue
             values = data.get(dns.rdatatype.to_text(question.rdtype), [])
             if values:
-                response.answer.append(dns.rrset.from_text_list(
-                    name + ".", self.ttl, "IN", dns.rdatatype.to_text(question.rdtype), list(values)))
+                response.answer.append(
+                    dns.rrset.from_text_list(
+                        name + ".", self.ttl, "IN", dns.rdatatype.to_text(question.rdtype), list(values)
+                    )
+                )
             return response.to_wire()
 
     def _serve_udp(self) -> None:
@@ -310,6 +321,7 @@ def _recv_exact(conn: socket.socket, size: int) -> bytes | None:
 
 # --------------------------------------------------------------------------------------- HTTP app
 
+
 @dataclass(frozen=True)
 class Response:
     status: int
@@ -318,10 +330,20 @@ class Response:
     reset_after: int | None = None  # send this many body bytes, then reset the connection
 
     def head(self) -> bytes:
-        reason = {200: "OK", 302: "Found", 401: "Unauthorized", 404: "Not Found", 500: "Internal Server Error",
-                  503: "Service Unavailable"}.get(self.status, "Status")
-        lines = [f"HTTP/1.1 {self.status} {reason}", "Server: Microsoft-IIS/7.5", "Connection: close",
-                 f"Content-Length: {len(self.body)}"]
+        reason = {
+            200: "OK",
+            302: "Found",
+            401: "Unauthorized",
+            404: "Not Found",
+            500: "Internal Server Error",
+            503: "Service Unavailable",
+        }.get(self.status, "Status")
+        lines = [
+            f"HTTP/1.1 {self.status} {reason}",
+            "Server: Microsoft-IIS/7.5",
+            "Connection: close",
+            f"Content-Length: {len(self.body)}",
+        ]
         for key, value in self.headers.items():
             lines += [f"{key}: {v}" for v in ([value] if isinstance(value, str) else value)]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
@@ -329,11 +351,13 @@ class Response:
 
 HttpApp = typing.Callable[[str, str, typing.Mapping[str, str], bytes], Response]
 
-LOGON_FORM = (b"<html><head><title>Outlook Web App</title></head><body>"
-              b"<form action=\"/owa/auth/owaauth.dll\" method=\"POST\" name=\"logonForm\">"
-              b"<input type=\"text\" id=\"username\" name=\"username\">"
-              b"<input type=\"password\" id=\"password\" name=\"password\">"
-              b"<input type=\"submit\" value=\"Sign in\"></form></body></html>")
+LOGON_FORM = (
+    b"<html><head><title>Outlook Web App</title></head><body>"
+    b'<form action="/owa/auth/owaauth.dll" method="POST" name="logonForm">'
+    b'<input type="text" id="username" name="username">'
+    b'<input type="password" id="password" name="password">'
+    b'<input type="submit" value="Sign in"></form></body></html>'
+)
 _AUTH = {"WWW-Authenticate": ["Negotiate", "NTLM", 'Basic realm="cas01.contoso.local"']}
 
 
@@ -358,8 +382,12 @@ def owa_app(*, fba_running: bool = True, reset_ews: bool = False) -> HttpApp:
             if not fba_running:
                 return Response(200, {"Content-Type": "text/html"}, b"")
             return Response(302, {"Location": f"https://{host}/owa/auth/logon.aspx?reason=2"}, b"")
-        if bare in ("/rpc/rpcproxy.dll", "/microsoft-server-activesync", "/ews/exchange.asmx",
-                    "/autodiscover/autodiscover.xml"):
+        if bare in (
+            "/rpc/rpcproxy.dll",
+            "/microsoft-server-activesync",
+            "/ews/exchange.asmx",
+            "/autodiscover/autodiscover.xml",
+        ):
             if reset_ews and bare == "/ews/exchange.asmx":
                 return Response(401, _AUTH, b"x" * 4000, reset_after=100)
             return Response(401, _AUTH, b"<html>401 - Unauthorized</html>")
@@ -370,6 +398,7 @@ def owa_app(*, fba_running: bool = True, reset_ews: bool = False) -> HttpApp:
 
 # --------------------------------------------------------------------------------------------- TLS
 
+
 class TlsServer(_Threads):
     """A TLS server on loopback presenting `issued` (leaf + intermediate), optionally serving HTTP.
 
@@ -379,8 +408,15 @@ class TlsServer(_Threads):
     (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3) for a server TMG 2010 cannot talk to.
     """
 
-    def __init__(self, issued: Issued | None, *, app: HttpApp | None = None, behaviour: str = "serve",
-                 versions: tuple[ssl.TLSVersion, ssl.TLSVersion] | None = None, host: str = LOOPBACK) -> None:
+    def __init__(
+        self,
+        issued: Issued | None,
+        *,
+        app: HttpApp | None = None,
+        behaviour: str = "serve",
+        versions: tuple[ssl.TLSVersion, ssl.TLSVersion] | None = None,
+        host: str = LOOPBACK,
+    ) -> None:
         super().__init__()
         self.app = app
         self.behaviour = behaviour
@@ -455,7 +491,7 @@ class TlsServer(_Threads):
         assert self.app is not None
         response = self.app(method, path, headers, body)
         if response.reset_after is not None:
-            conn.sendall(response.head() + response.body[:response.reset_after])
+            conn.sendall(response.head() + response.body[: response.reset_after])
             time.sleep(0.05)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()
@@ -465,6 +501,7 @@ class TlsServer(_Threads):
 
 
 # ---------------------------------------------------------------------------------- silent peers
+
 
 class SilentPeer(_Threads):
     """Accepts TCP connections and never sends a byte (TLS handshakes and HTTP requests time out)."""
@@ -507,8 +544,9 @@ class TricklingServer(_Threads):
     with a Content-Length of a gigabyte, then the body). With `issued`, the answer comes over TLS.
     """
 
-    def __init__(self, issued: Issued | None = None, *, stage: str = "headers", interval: float = 0.1,
-                 host: str = LOOPBACK) -> None:
+    def __init__(
+        self, issued: Issued | None = None, *, stage: str = "headers", interval: float = 0.1, host: str = LOOPBACK
+    ) -> None:
         super().__init__()
         if stage not in ("headers", "body"):
             raise ValueError(f"stage must be headers or body, not {stage!r}")

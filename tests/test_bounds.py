@@ -48,17 +48,20 @@ print(_peak())
 def peak_mb(code: str, timeout: float = 300) -> tuple[float, str]:
     """Peak resident memory (MB) of a fresh interpreter running `code`, and what it printed."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", code + "\n" + PEAK],
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-c", code + "\n" + PEAK], capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO
+    )
     assert proc.returncode == 0, proc.stderr
     *out, peak = proc.stdout.strip().splitlines()
     return float(peak), "\n".join(out)
 
 
 def _summary_code(path: Path) -> str:
-    return ("from diagnose.probes.logs import summarise\nfrom diagnose.probes.logs.scan import Site\n"
-            f"s, problems = summarise([{str(path)!r}], Site(), 1)\n"
-            "print(s.records, s.bad_lines, s.unreadable)\nprint(problems)")
+    return (
+        "from diagnose.probes.logs import summarise\nfrom diagnose.probes.logs.scan import Site\n"
+        f"s, problems = summarise([{str(path)!r}], Site(), 1)\n"
+        "print(s.records, s.bad_lines, s.unreadable)\nprint(problems)"
+    )
 
 
 # -- long lines ------------------------------------------------------------------------------------
@@ -101,7 +104,7 @@ def test_line_splitters_keep_line_numbers_across_a_skipped_line(chunk: int) -> N
     for split in ("blocks", "stream"):
         told: list[int] = []
         if split == "blocks":
-            blocks = [data[i:i + chunk] for i in range(0, len(data), chunk)]
+            blocks = [data[i : i + chunk] for i in range(0, len(data), chunk)]
             out = b"".join(b for b, _ in line_blocks(blocks, told.append))
         else:
             out = b"".join(b for b, _ in stream_line_blocks(io.BytesIO(data), b"", None, told.append))
@@ -162,21 +165,25 @@ def zero_link(tmp_path: Path) -> Path:
 def test_a_fifo_given_as_a_log_is_refused_in_one_line(fifo: Path) -> None:
     proc = run_cli("probe", "logs", str(fifo), timeout=60)  # a hang is a failure, not a stuck run
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"diagnose: error: {fifo}: refused: a FIFO (named pipe), "
-                                                "not a regular file"]
+    assert proc.stderr.strip().splitlines() == [
+        f"diagnose: error: {fifo}: refused: a FIFO (named pipe), not a regular file"
+    ]
 
 
 def test_a_symlink_to_dev_zero_is_refused_by_every_text_reader(zero_link: Path) -> None:
-    code = ("import sys\nfrom diagnose.errors import InputError\n"
-            "from diagnose.probes.dns.hosts import read_hosts\nfrom diagnose.probes.dns.recorded import read_recorded\n"
-            "from diagnose.probes.evidence import read_recorded_facts\nfrom diagnose.facts import load_bundle\n"
-            "from diagnose.probes.services.exports import read_export\n"
-            "from diagnose.probes.host.exports import read_host_export\n"
-            "for read in (read_hosts, read_recorded, read_recorded_facts, load_bundle, read_export, read_host_export):\n"
-            "    try:\n        read(sys.argv[1])\n    except InputError as exc:\n        print(exc)\n")
+    code = (
+        "import sys\nfrom diagnose.errors import InputError\n"
+        "from diagnose.probes.dns.hosts import read_hosts\nfrom diagnose.probes.dns.recorded import read_recorded\n"
+        "from diagnose.probes.evidence import read_recorded_facts\nfrom diagnose.facts import load_bundle\n"
+        "from diagnose.probes.services.exports import read_export\n"
+        "from diagnose.probes.host.exports import read_host_export\n"
+        "for read in (read_hosts, read_recorded, read_recorded_facts, load_bundle, read_export, read_host_export):\n"
+        "    try:\n        read(sys.argv[1])\n    except InputError as exc:\n        print(exc)\n"
+    )
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-c", code, str(zero_link)], capture_output=True, text=True,
-                          timeout=60, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(zero_link)], capture_output=True, text=True, timeout=60, env=env
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [f"{zero_link}: refused: a character device, not a regular file"] * 6
 
@@ -225,8 +232,9 @@ def test_collect_timeout_stops_the_log_reader(tmp_path: Path) -> None:
 
 
 # -- zip archives and bundles ---------------------------------------------------------------------------
-def test_a_zip_central_directory_is_read_once_not_once_per_member(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_zip_central_directory_is_read_once_not_once_per_member(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "logs.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
         for i in range(60):
@@ -250,9 +258,11 @@ def test_a_bundle_of_more_facts_than_the_bound_is_refused_in_one_line(tmp_path: 
     path.write_text('{"format_version": 1, "facts": [' + ",".join([fact] * (bounds.MAX_BUNDLE_FACTS + 1)) + "]}")
     with pytest.raises(InputError) as caught:
         load_bundle(path)
-    assert str(caught.value) == (f"{path}:$.facts: {bounds.MAX_BUNDLE_FACTS + 1:,} facts: more than the "
-                                 f"{bounds.MAX_BUNDLE_FACTS:,} a bundle may hold (diagnose.bounds.MAX_BUNDLE_FACTS); "
-                                 "split the evidence")
+    assert str(caught.value) == (
+        f"{path}:$.facts: {bounds.MAX_BUNDLE_FACTS + 1:,} facts: more than the "
+        f"{bounds.MAX_BUNDLE_FACTS:,} a bundle may hold (diagnose.bounds.MAX_BUNDLE_FACTS); "
+        "split the evidence"
+    )
     big = tmp_path / "big.json"
     with open(big, "wb") as fh:
         fh.truncate(bounds.MAX_BUNDLE_BYTES + 1)
@@ -304,5 +314,6 @@ def test_collect_stops_waiting_for_a_probe_past_its_deadline(tmp_path: Path, mon
     checks = [c for c in load_checks(default_check_dirs()) if c.probe == "evidence"]
     bundle = collect_all(checks, SiteProfile(), RunInputs(evidence_paths=[str(evidence)], offline=True), timeout=0.0)
     assert [(r.status.value, r.reason) for r in bundle.probes] == [
-        ("interrupted", "did not finish within the time allowed (0 s)")]
+        ("interrupted", "did not finish within the time allowed (0 s)")
+    ]
     assert not [f for f in bundle.facts if f.kind == "dns.resolution"]

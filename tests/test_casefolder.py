@@ -65,8 +65,15 @@ def test_case_folder_gives_the_verdict_of_the_files_given_one_by_one(tmp_path: P
     seed = EXAMPLES / "seed"
     common = ["--profile", str(seed / "profile.yaml"), "--no-input", "--format", "json"]
     folder = run_cli("analyze", str(case), *common)
-    one_by_one = run_cli("run", "--offline", "--log", str(seed / "ISALOG_20110504_FWS_000.w3c"),
-                         "--capture", str(seed / "netmon-trace.txt"), *common)
+    one_by_one = run_cli(
+        "run",
+        "--offline",
+        "--log",
+        str(seed / "ISALOG_20110504_FWS_000.w3c"),
+        "--capture",
+        str(seed / "netmon-trace.txt"),
+        *common,
+    )
     got, want = _json(folder), _json(one_by_one)
     assert want["decided_by"] == "dirty-close-by-design"
     assert (got["verdict"], got["decided_by"]) == (want["verdict"], want["decided_by"])
@@ -75,8 +82,10 @@ def test_case_folder_gives_the_verdict_of_the_files_given_one_by_one(tmp_path: P
     files = got["case_folder"]
     taken = {(t["kind"], t["file"]) for t in files["taken"]}
     zipped = f"{case / 'from customer.zip'}!traces/trace_from_tmg"
-    assert taken == {("tmg-log", str(case / "TMG01" / "Logs (exported)" / "firewall log copy.txt")),
-                     ("capture", zipped)}
+    assert taken == {
+        ("tmg-log", str(case / "TMG01" / "Logs (exported)" / "firewall log copy.txt")),
+        ("capture", zipped),
+    }
     skipped = {s["file"]: s["reason"] for s in files["skipped"]}
     assert "Office" in skipped[str(case / "ticket.docx")]
     assert "PNG image" in skipped[str(case / "screenshot.png")]
@@ -116,13 +125,30 @@ def test_services_exports_of_two_cas_are_merged_each_fact_keeping_its_source(tmp
     shutil.copy(fba / "cas01-services.csv", tmp_path / "CAS01" / "services")
     shutil.copy(DATA / "services" / "sc-query-cas2010.txt", tmp_path / "CAS02" / "output.log")
     shutil.copy(fba / "evidence.json", tmp_path / "recorded")
-    common = ["--profile", str(fba / "profile.yaml"), "--answers", str(tmp_path / "answers.yaml"), "--no-input",
-              "--format", "json"]
-    (tmp_path / "answers.yaml").write_text("users-report-failures: \"yes\"\n")
+    common = [
+        "--profile",
+        str(fba / "profile.yaml"),
+        "--answers",
+        str(tmp_path / "answers.yaml"),
+        "--no-input",
+        "--format",
+        "json",
+    ]
+    (tmp_path / "answers.yaml").write_text('users-report-failures: "yes"\n')
     got = _json(run_cli("analyze", str(tmp_path), *common))
-    want = _json(run_cli("run", "--offline", "--services-export", str(fba / "cas01-services.csv"),
-                         "--services-export", str(DATA / "services" / "sc-query-cas2010.txt"),
-                         "--evidence", str(fba / "evidence.json"), *common))
+    want = _json(
+        run_cli(
+            "run",
+            "--offline",
+            "--services-export",
+            str(fba / "cas01-services.csv"),
+            "--services-export",
+            str(DATA / "services" / "sc-query-cas2010.txt"),
+            "--evidence",
+            str(fba / "evidence.json"),
+            *common,
+        )
+    )
     assert want["decided_by"] == "exchange-fba-service-stopped"
     assert (got["verdict"], got["decided_by"]) == (want["verdict"], want["decided_by"])
     sources = {f["provenance"].get("source") for f in got["facts"] if f["kind"] == "service.state"}
@@ -131,28 +157,31 @@ def test_services_exports_of_two_cas_are_merged_each_fact_keeping_its_source(tmp
     assert str(tmp_path / "answers.yaml") in skipped
 
 
-@pytest.mark.parametrize(("source", "kind"), [
-    (DATA / "services" / "get-service-ps51.csv", "services-export"),
-    (DATA / "services" / "get-service-ps7-enums.json", "services-export"),
-    (DATA / "services" / "sc-queryex-de.txt", "services-export"),
-    (DATA / "services" / "systemctl-show.txt", "services-export"),
-    (DATA / "services" / "win32-service-wmi.csv", "services-export"),
-    (DATA / "host" / "netstat-ano-ps-utf16.txt", "host-export"),
-    (DATA / "host" / "netstat-ano-de-cp850.txt", "host-export"),
-    (DATA / "host" / "netsh-dynamicport-tcp-en.txt", "host-export"),
-    (DATA / "host" / "events-system-eventviewer.csv", "host-export"),
-    (DATA / "host" / "events-system-eventviewer.xml", "host-export"),
-    (DATA / "host" / "events-system-wevtutil.txt", "host-export"),
-    (DATA / "dns" / "windows-nslookup-cmd.txt", "dns-recorded"),
-    (DATA / "dns" / "resolve-dnsname-transcript.txt", "dns-recorded"),
-    (EXAMPLES / "dns-mismatch" / "dig.txt", "dns-recorded"),
-    (EXAMPLES / "dns-mismatch" / "hosts", "hosts-file"),
-    (EXAMPLES / "dns-mismatch" / "evidence.json", "bundle"),
-    (EXAMPLES / "seed" / "ISALOG_20110504_FWS_000.w3c", "tmg-log"),
-    (EXAMPLES / "seed" / "netmon-trace.txt", "capture"),
-    (CORPUS / "iis-logs" / "u_ex160110.log", "proxy-log"),
-    (CORPUS / "pcaps" / "cs_tcp_teardown.pcapng", "capture"),
-])
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        (DATA / "services" / "get-service-ps51.csv", "services-export"),
+        (DATA / "services" / "get-service-ps7-enums.json", "services-export"),
+        (DATA / "services" / "sc-queryex-de.txt", "services-export"),
+        (DATA / "services" / "systemctl-show.txt", "services-export"),
+        (DATA / "services" / "win32-service-wmi.csv", "services-export"),
+        (DATA / "host" / "netstat-ano-ps-utf16.txt", "host-export"),
+        (DATA / "host" / "netstat-ano-de-cp850.txt", "host-export"),
+        (DATA / "host" / "netsh-dynamicport-tcp-en.txt", "host-export"),
+        (DATA / "host" / "events-system-eventviewer.csv", "host-export"),
+        (DATA / "host" / "events-system-eventviewer.xml", "host-export"),
+        (DATA / "host" / "events-system-wevtutil.txt", "host-export"),
+        (DATA / "dns" / "windows-nslookup-cmd.txt", "dns-recorded"),
+        (DATA / "dns" / "resolve-dnsname-transcript.txt", "dns-recorded"),
+        (EXAMPLES / "dns-mismatch" / "dig.txt", "dns-recorded"),
+        (EXAMPLES / "dns-mismatch" / "hosts", "hosts-file"),
+        (EXAMPLES / "dns-mismatch" / "evidence.json", "bundle"),
+        (EXAMPLES / "seed" / "ISALOG_20110504_FWS_000.w3c", "tmg-log"),
+        (EXAMPLES / "seed" / "netmon-trace.txt", "capture"),
+        (CORPUS / "iis-logs" / "u_ex160110.log", "proxy-log"),
+        (CORPUS / "pcaps" / "cs_tcp_teardown.pcapng", "capture"),
+    ],
+)
 def test_each_artefact_is_recognised_by_content_under_any_name(tmp_path: Path, source: Path, kind: str) -> None:
     if not source.is_file():
         pytest.skip(f"{source} is not present")
@@ -169,6 +198,7 @@ def test_captures_certificates_and_gzip_by_content(tmp_path: Path) -> None:
     der = ssl.PEM_cert_to_DER_cert(issued.cert.read_text())
     (tmp_path / "cert-der").write_bytes(der)
     import gzip
+
     with gzip.open(tmp_path / "log.gz", "wb") as gz:
         gz.write((EXAMPLES / "seed" / "ISALOG_20110504_FWS_000.w3c").read_bytes())
     with gzip.open(tmp_path / "dig.gz", "wb") as gz:
@@ -176,9 +206,16 @@ def test_captures_certificates_and_gzip_by_content(tmp_path: Path) -> None:
     with survey([str(tmp_path)]) as case:
         taken = {Path(t.path).name: t.kind for t in case.taken}
         skipped = {Path(s.shown).name: s.reason for s in case.skipped}
-    assert taken == {"a": "capture", "b": "capture", "c": "capture", "cert-der": "certificate",
-                     "log.gz": "tmg-log", "root.pem": "certificate", "server1.crt": "certificate",
-                     "server1.chain.pem": "certificate"}
+    assert taken == {
+        "a": "capture",
+        "b": "capture",
+        "c": "capture",
+        "cert-der": "certificate",
+        "log.gz": "tmg-log",
+        "root.pem": "certificate",
+        "server1.crt": "certificate",
+        "server1.chain.pem": "certificate",
+    }
     assert "only those readers take .gz" in skipped["dig.gz"]
     assert "no reader recognises" in skipped["server1.key"]
 
@@ -217,8 +254,16 @@ def test_bad_case_paths_are_one_error_line(tmp_path: Path) -> None:
 
 def test_redact_hides_the_case_file_names_in_the_report_and_on_stderr(tmp_path: Path) -> None:
     case = _seed_case(tmp_path)
-    proc = run_cli("analyze", str(case), "--profile", str(EXAMPLES / "seed" / "profile.yaml"), "--no-input",
-                   "--redact", "--format", "json")
+    proc = run_cli(
+        "analyze",
+        str(case),
+        "--profile",
+        str(EXAMPLES / "seed" / "profile.yaml"),
+        "--no-input",
+        "--redact",
+        "--format",
+        "json",
+    )
     got = _json(proc)
     assert got["decided_by"] == "dirty-close-by-design"
     assert len(got["case_folder"]["taken"]) == 2

@@ -58,22 +58,32 @@ def test_a_misspelt_key_is_a_lint_error_with_file_and_line(tmp_path: Path):
 
 def test_a_misspelt_key_stops_a_run_with_file_and_line(tmp_path: Path):
     folder = _checks_dir(tmp_path, MISSPELT)
-    result = run_cli("run", "--log", str(REPO / "examples" / "seed" / "ISALOG_20110504_FWS_000.w3c"),
-                     "--checks", str(folder), "--format", "json")
+    result = run_cli(
+        "run",
+        "--log",
+        str(REPO / "examples" / "seed" / "ISALOG_20110504_FWS_000.w3c"),
+        "--checks",
+        str(folder),
+        "--format",
+        "json",
+    )
     assert result.returncode == 3, result.stderr
     assert f"{folder / 'mine.yaml'}:8:" in result.stderr and "'timezone'" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_a_literal_of_the_wrong_type_is_an_error_at_its_line(tmp_path: Path):
-    folder = _checks_dir(tmp_path, """\
+    folder = _checks_dir(
+        tmp_path,
+        """\
 checks:
   - id: tcp-internal-443
     probe: tcp
     params:
       targets: "{internal_addresses}"
       port: seventy
-""")
+""",
+    )
     with pytest.raises(RuleError) as caught:
         load_checks([folder])
     assert str(caught.value).startswith(f"{folder / 'mine.yaml'}:6:")
@@ -102,16 +112,26 @@ def test_probe_warnings_reach_the_bundle_as_notes(tmp_path: Path):
     assert all(r.notes == () for r in load_bundle(saved).probes)
 
 
-@pytest.mark.parametrize("fmt,shown", [
-    ("text", "note: {glob}: no file matches"),
-    ("markdown", "note: {md}"),
-    ("html", "note: {glob}: no file matches"),
-    ("json", '"notes": [\n    "{glob}: no file matches"'),
-])
+@pytest.mark.parametrize(
+    "fmt,shown",
+    [
+        ("text", "note: {glob}: no file matches"),
+        ("markdown", "note: {md}"),
+        ("html", "note: {glob}: no file matches"),
+        ("json", '"notes": [\n    "{glob}: no file matches"'),
+    ],
+)
 def test_notes_are_shown_in_every_report_format(tmp_path: Path, fmt: str, shown: str):
     pattern = str(tmp_path / "nothing-*.w3c")
-    result = run_cli("run", "--log", str(REPO / "examples" / "seed" / "ISALOG_20110504_FWS_000.w3c"),
-                     "--log", pattern, "--format", fmt)
+    result = run_cli(
+        "run",
+        "--log",
+        str(REPO / "examples" / "seed" / "ISALOG_20110504_FWS_000.w3c"),
+        "--log",
+        pattern,
+        "--format",
+        fmt,
+    )
     assert result.returncode in (0, 1), result.stderr
     expected = shown.format(glob=pattern, md=markdown(f"{pattern}: no file matches"))
     assert expected in result.stdout.replace('"notes": [\n     "', '"notes": [\n    "')
@@ -122,8 +142,18 @@ def test_notes_are_redacted_with_the_bundle(tmp_path: Path):
     the reasons."""
     pattern = str(tmp_path / "from-10.1.4.98-*.w3c")
     bundle = tmp_path / "bundle.json"
-    result = run_cli("collect", "--log", str(REPO / "examples" / "seed" / "ISALOG_20110504_FWS_000.w3c"),
-                     "--log", pattern, "--offline", "--no-input", "--redact", "-o", str(bundle))
+    result = run_cli(
+        "collect",
+        "--log",
+        str(REPO / "examples" / "seed" / "ISALOG_20110504_FWS_000.w3c"),
+        "--log",
+        pattern,
+        "--offline",
+        "--no-input",
+        "--redact",
+        "-o",
+        str(bundle),
+    )
     assert result.returncode == 0, result.stderr
     run = next(p for p in json.loads(bundle.read_text(encoding="utf-8"))["probes"] if p["check"] == "tmg-logs")
     assert len(run["notes"]) == 1 and "no file matches" in run["notes"][0]

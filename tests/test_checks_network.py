@@ -11,9 +11,14 @@ from diagnose.profile import SiteProfile
 from tests.conftest import REPO
 from tests.servers import DnsServer
 
-PROFILE = SiteProfile(published_names=("mail.contoso.com",), certificate_fqdn="mail.contoso.com",
-                      internal_name="cas01.contoso.local", internal_addresses=("127.0.0.10",),
-                      published=("owa", "activesync"), exchange_version="2010")
+PROFILE = SiteProfile(
+    published_names=("mail.contoso.com",),
+    certificate_fqdn="mail.contoso.com",
+    internal_name="cas01.contoso.local",
+    internal_addresses=("127.0.0.10",),
+    published=("owa", "activesync"),
+    exchange_version="2010",
+)
 
 
 def network_checks() -> dict[str, Check]:
@@ -46,7 +51,11 @@ def test_every_check_runs_from_its_filled_parameters(tmp_path: Path) -> None:
     assert mail.attrs["addresses"] == ("127.0.0.200",) and mail.attrs["matches_internal"] is False
     assert [f.subject for f in results["tcp-internal-443"].facts] == ["127.0.0.10:443"]
     assert {f.attrs["path"] for f in results["http-published-endpoints"].facts} == {
-        "/owa/", "/owa/auth/logon.aspx", "/owa/auth/owaauth.dll", "/Microsoft-Server-ActiveSync"}
+        "/owa/",
+        "/owa/auth/logon.aspx",
+        "/owa/auth/owaauth.dll",
+        "/Microsoft-Server-ActiveSync",
+    }
     (cert,) = results["tls-internal-certificate"].facts
     assert cert.attrs["sni"] == "cas01.contoso.local" and cert.subject == "127.0.0.10:443"
 

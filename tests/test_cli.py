@@ -31,10 +31,13 @@ def test_seed_example_is_benign_dirty_close():
     assert (connection["attrs"]["first_frame"], connection["attrs"]["last_frame"]) == (1348, 1410)
 
 
-@pytest.mark.parametrize("name,verdict,top", [
-    ("dns-mismatch", "misconfiguration", "name-resolution-mismatch"),
-    ("fba-stopped", "misconfiguration", "exchange-fba-service-stopped"),
-])
+@pytest.mark.parametrize(
+    "name,verdict,top",
+    [
+        ("dns-mismatch", "misconfiguration", "name-resolution-mismatch"),
+        ("fba-stopped", "misconfiguration", "exchange-fba-service-stopped"),
+    ],
+)
 def test_misconfiguration_examples(name, verdict, top):
     d = diagnose_json("run", "--example", name)
     assert d["verdict"] == verdict
@@ -88,9 +91,18 @@ def test_collect_then_analyze_gives_the_same_diagnosis(tmp_path: Path, name: str
 def test_answers_file_completes_a_bundle(tmp_path: Path):
     example = REPO / "examples" / "seed"
     bundle = tmp_path / "seed.json"
-    collected = run_cli("collect", "--offline", "--profile", str(example / "profile.yaml"), "--capture",
-                        str(example / "netmon-trace.txt"), "--log", str(example / "ISALOG_20110504_FWS_000.w3c"),
-                        "-o", str(bundle))
+    collected = run_cli(
+        "collect",
+        "--offline",
+        "--profile",
+        str(example / "profile.yaml"),
+        "--capture",
+        str(example / "netmon-trace.txt"),
+        "--log",
+        str(example / "ISALOG_20110504_FWS_000.w3c"),
+        "-o",
+        str(bundle),
+    )
     assert collected.returncode == 0, collected.stderr
     assert diagnose_json("analyze", str(bundle))["questions"][0]["id"] == "users-report-failures"
     answers = tmp_path / "answers.yaml"
@@ -103,8 +115,15 @@ def test_answers_file_completes_a_bundle(tmp_path: Path):
 
 def test_unanswered_question_is_offered(tmp_path: Path):
     example = REPO / "examples" / "seed"
-    d = diagnose_json("run", "--offline", "--profile", str(example / "profile.yaml"), "--capture", str(example / "netmon-trace.txt"),
-                      "--no-input")
+    d = diagnose_json(
+        "run",
+        "--offline",
+        "--profile",
+        str(example / "profile.yaml"),
+        "--capture",
+        str(example / "netmon-trace.txt"),
+        "--no-input",
+    )
     assert [q["id"] for q in d["questions"]][:1] == ["users-report-failures"]
     assert any(u["rule"] == "no-user-impact" for u in d["unknowns"])
 
@@ -116,6 +135,7 @@ def test_fail_on_and_strict_exit_codes():
 
 
 # ------------------------------------------------------------------------------------ bad input
+
 
 def one_error_line(result, code: int) -> str:
     assert result.returncode == code, (result.returncode, result.stderr)
@@ -134,25 +154,42 @@ def test_malformed_json_bundle(tmp_path: Path):
 
 def test_wrong_types_in_bundle(tmp_path: Path):
     bad = tmp_path / "types.json"
-    bad.write_text(json.dumps({"format_version": 1, "facts": [
-        {"kind": "log.status_summary", "subject": "all", "attrs": {"status64_count": "many"}}]}))
+    bad.write_text(
+        json.dumps(
+            {
+                "format_version": 1,
+                "facts": [{"kind": "log.status_summary", "subject": "all", "attrs": {"status64_count": "many"}}],
+            }
+        )
+    )
     line = one_error_line(run_cli("analyze", str(bad)), 2)
     assert f"{bad}:$.facts[0].attrs.status64_count" in line and "is int, got str" in line
 
 
 def test_nested_attribute_in_bundle(tmp_path: Path):
     bad = tmp_path / "nested.json"
-    bad.write_text(json.dumps({"format_version": 1, "facts": [
-        {"kind": "answer", "subject": "q", "attrs": {"value": {"deep": 1}}}]}))
+    bad.write_text(
+        json.dumps(
+            {"format_version": 1, "facts": [{"kind": "answer", "subject": "q", "attrs": {"value": {"deep": 1}}}]}
+        )
+    )
     line = one_error_line(run_cli("analyze", str(bad)), 2)
     assert f"{bad}:$.facts[0].attrs.value" in line and "flat" in line
 
 
 def test_unknown_fact_kind_in_bundle(tmp_path: Path):
     bad = tmp_path / "kind.json"
-    bad.write_text(json.dumps({"format_version": 1, "facts": [
-        {"kind": "answer", "subject": "q", "attrs": {"value": "no"}},
-        {"kind": "tmg.mood", "subject": "x", "attrs": {}}]}))
+    bad.write_text(
+        json.dumps(
+            {
+                "format_version": 1,
+                "facts": [
+                    {"kind": "answer", "subject": "q", "attrs": {"value": "no"}},
+                    {"kind": "tmg.mood", "subject": "x", "attrs": {}},
+                ],
+            }
+        )
+    )
     line = one_error_line(run_cli("analyze", str(bad)), 2)
     assert f"{bad}:$.facts[1].kind" in line and "unknown fact kind 'tmg.mood'" in line
 
@@ -215,8 +252,10 @@ def test_unquoted_ipv6_address_in_a_profile_says_to_quote_it(tmp_path: Path):
     profile = tmp_path / "p.yaml"
     profile.write_text("published_names: [mail.example.com]\ninternal_addresses: [fd00::11, ::1]\n")
     line = one_error_line(run_cli("run", "--profile", str(profile), "--no-input"), 3)
-    assert line == (f"diagnose: error: {profile}:2: YAML syntax: did not find expected node content "
-                    '(quote IPv6 addresses: ["::1"], "[fd00::53]:53")')
+    assert line == (
+        f"diagnose: error: {profile}:2: YAML syntax: did not find expected node content "
+        '(quote IPv6 addresses: ["::1"], "[fd00::53]:53")'
+    )
     profile.write_text("published_names: [mail.example.com]\ninternal_addresses: ['fd00::11', '::1:x']\n")
     line = one_error_line(run_cli("run", "--profile", str(profile), "--no-input"), 3)
     assert line == f"diagnose: error: {profile}:2: internal_addresses: '::1:x' is not an IP address"
@@ -231,7 +270,9 @@ def test_collect_never_imports_the_inference_engine(tmp_path: Path):
     bundle = tmp_path / "b.json"
     result = run_cli("collect", "--example", "seed", "-o", str(bundle), env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0, result.stderr
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
+    }
     assert "diagnose.collect" in imported and "diagnose.probes.capture.tcp" in imported  # the check itself works
     assert not {m for m in imported if m.startswith(("durable", "diagnose.engine", "diagnose.diagnosis"))}
     data = json.loads(bundle.read_text())
@@ -241,11 +282,16 @@ def test_collect_never_imports_the_inference_engine(tmp_path: Path):
 def test_why_says_why_each_rule_fired_or_not():
     result = run_cli("run", "--example", "seed", "--why")
     assert result.returncode == 0, result.stderr
-    lines = {line.split(":", 1)[0].split()[-1]: line for line in result.stdout.splitlines()
-             if line.startswith(("  fired", "  silent", "  unknown"))}
+    lines = {
+        line.split(":", 1)[0].split()[-1]: line
+        for line in result.stdout.splitlines()
+        if line.startswith(("  fired", "  silent", "  unknown"))
+    }
     assert lines["dirty-close-by-design"].startswith("  fired")
-    assert "owa: no site.profile with published contains 'owa' (it is ['outlook-anywhere'])" in lines[
-        "exchange-fba-service-stopped"]
+    assert (
+        "owa: no site.profile with published contains 'owa' (it is ['outlook-anywhere'])"
+        in lines["exchange-fba-service-stopped"]
+    )
     assert "users: no answer with value = 'yes' (it is 'no')" in lines["unexplained-user-impact"]
     assert "needs evidence that was not gathered: dns.resolution" in lines["name-resolution-mismatch"]
     considered = {r["rule"]: r for r in diagnose_json("run", "--example", "seed")["rules_considered"]}
@@ -257,11 +303,29 @@ def test_html_report_is_self_contained_and_escapes_evidence(tmp_path: Path):
     from html.parser import HTMLParser
 
     bundle = tmp_path / "evil.json"
-    bundle.write_text(json.dumps({"format_version": 1, "facts": [
-        {"kind": "dns.resolution", "subject": "<script>alert(1)</script>.example",
-         "attrs": {"name": "<script>alert(1)</script>.example", "role": "published", "source": "dns",
-                   "outcome": "ok", "effective": True, "matches_internal": False, "addresses": ["203.0.113.9"]},
-         "provenance": {"probe": "dns"}}]}))
+    bundle.write_text(
+        json.dumps(
+            {
+                "format_version": 1,
+                "facts": [
+                    {
+                        "kind": "dns.resolution",
+                        "subject": "<script>alert(1)</script>.example",
+                        "attrs": {
+                            "name": "<script>alert(1)</script>.example",
+                            "role": "published",
+                            "source": "dns",
+                            "outcome": "ok",
+                            "effective": True,
+                            "matches_internal": False,
+                            "addresses": ["203.0.113.9"],
+                        },
+                        "provenance": {"probe": "dns"},
+                    }
+                ],
+            }
+        )
+    )
     result = run_cli("analyze", str(bundle), "--format", "html", "--why")
     assert result.returncode == 0, result.stderr
     page = result.stdout
@@ -287,8 +351,14 @@ def test_html_report_is_self_contained_and_escapes_evidence(tmp_path: Path):
     assert parser.open == []
 
 
-@pytest.mark.parametrize("option,content", [("--capture", b"hello, not a capture\n"), ("--log", b"\x00\x01garbage\xff" * 50),
-                                            ("--services-export", b"nothing to see\n")])
+@pytest.mark.parametrize(
+    "option,content",
+    [
+        ("--capture", b"hello, not a capture\n"),
+        ("--log", b"\x00\x01garbage\xff" * 50),
+        ("--services-export", b"nothing to see\n"),
+    ],
+)
 def test_a_named_input_that_is_not_what_it_claims_is_one_error_line(tmp_path: Path, option: str, content: bytes):
     bad = tmp_path / "input.bin"
     bad.write_bytes(content)

@@ -21,8 +21,9 @@ COMPUTER, USER = "服务器-TMG", "КОНТОСО\\пользователь"
 
 def run_encoded(encoding: str, *args: str) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONIOENCODING": encoding, "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "diagnose", *args], capture_output=True, cwd=REPO, env=env,
-                          timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "diagnose", *args], capture_output=True, cwd=REPO, env=env, timeout=180
+    )
 
 
 @pytest.mark.parametrize("example", ["seed", "fba-stopped"])

@@ -31,24 +31,38 @@ MAILBOX_2019 = (
 
 def _profile(tmp_path: Path, version: str, address: str = "192.0.2.11") -> Path:
     profile = tmp_path / "site.yaml"
-    profile.write_text(f"exchange_version: {version}\npublished: [owa, outlook-anywhere, activesync]\n"
-                       f"internal_name: cas01.contoso.local\ninternal_addresses: ['{address}']\n"
-                       "tmg_addresses: [192.0.2.1]\n", encoding="utf-8")
+    profile.write_text(
+        f"exchange_version: {version}\npublished: [owa, outlook-anywhere, activesync]\n"
+        f"internal_name: cas01.contoso.local\ninternal_addresses: ['{address}']\n"
+        "tmg_addresses: [192.0.2.1]\n",
+        encoding="utf-8",
+    )
     return profile
 
 
 def _requests(server: TlsServer, tmp_path: Path, version: str) -> tuple[list[str], dict[str, Any]]:
     before = len(server.requests)
-    proc = run_cli("probe", "http", "--profile", str(_profile(tmp_path, version, server.host)),
-                   "--port", str(server.port), "--format", "json")
+    proc = run_cli(
+        "probe",
+        "http",
+        "--profile",
+        str(_profile(tmp_path, version, server.host)),
+        "--port",
+        str(server.port),
+        "--format",
+        "json",
+    )
     assert proc.returncode == 0, proc.stderr
     facts = {f"{f['attrs']['method']} {f['attrs']['path']}": f["attrs"] for f in json.loads(proc.stdout)["facts"]}
     return [f"{m} {p}" for m, p, _headers in server.requests[before:]], facts
 
 
 @pytest.mark.parametrize("version", ["SE", "'Subscription Edition'", "subscription edition"])
-def test_the_http_probe_requests_the_2019_endpoints_for_se(healthy: TlsServer, tmp_path: Path,  # noqa: F811
-                                                           version: str) -> None:
+def test_the_http_probe_requests_the_2019_endpoints_for_se(
+    healthy: TlsServer,  # noqa: F811
+    tmp_path: Path,
+    version: str,
+) -> None:
     asked, facts = _requests(healthy, tmp_path, version)
     asked_2019, facts_2019 = _requests(healthy, tmp_path, "'2019'")
     assert sorted(asked) == sorted(asked_2019) and list(facts) == list(facts_2019)
@@ -60,8 +74,19 @@ def _run(tmp_path: Path, version: str, stopped: tuple[str, ...]) -> dict[str, An
     export = win32_service_export(tmp_path / "ex01.csv", "EX01", stopped, MAILBOX_2019)
     answers = tmp_path / "answers.yaml"
     answers.write_text('users-report-failures: "yes"\n', encoding="utf-8")
-    done = run_cli("run", "--services-export", str(export), "--profile", str(_profile(tmp_path, version)),
-                   "--answers", str(answers), "--offline", "--no-input", "--format", "json")
+    done = run_cli(
+        "run",
+        "--services-export",
+        str(export),
+        "--profile",
+        str(_profile(tmp_path, version)),
+        "--answers",
+        str(answers),
+        "--offline",
+        "--no-input",
+        "--format",
+        "json",
+    )
     assert done.returncode in (0, 1), done.stderr
     return json.loads(done.stdout)
 
@@ -84,7 +109,8 @@ def test_a_2010_only_service_is_not_rated_on_se(tmp_path: Path) -> None:
     assert not [f for f in on_se["facts"] if f["kind"] == "service.protocol_impact"]
     on_2010 = _run(tmp_path, "'2010'", ("MSExchangeFBA",))
     assert [f["attrs"]["service"] for f in on_2010["facts"] if f["kind"] == "service.protocol_impact"] == [
-        "MSExchangeFBA"]
+        "MSExchangeFBA"
+    ]
 
 
 def test_an_unknown_version_is_one_line_naming_the_profile(tmp_path: Path) -> None:

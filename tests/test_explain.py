@@ -38,8 +38,16 @@ def test_shipped_any_rule_explains_with_the_alternative_that_matched(tmp_path):
 
 
 def test_shipped_capture_any_rule(tmp_path):
-    fact = make_fact("capture.teardown_summary", "leg:server", "capture", scope="leg", leg="server", connections=2,
-                     refused=0, unanswered=2)
+    fact = make_fact(
+        "capture.teardown_summary",
+        "leg:server",
+        "capture",
+        scope="leg",
+        leg="server",
+        connections=2,
+        refused=0,
+        unanswered=2,
+    )
     said, _ = explain_of(tmp_path, [fact], "server-leg-connections-refused")
     assert said == "on the TMG-to-server leg the capture shows 0 refused and 2 unanswered connection attempts"
 

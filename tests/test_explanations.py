@@ -50,9 +50,11 @@ def test_dirty_close_explanations_cite_only_dirty_closes(tmp_path: Path) -> None
 
 
 def test_a_filter_on_a_field_that_is_not_a_list_is_a_load_error(tmp_path: Path) -> None:
-    rule = ("id: bad-filter\ntitle: t\nstatus: experimental\nwhen:\n"
-            "  log: {kind: log.status_summary, flood_denials: {gt: 0}}\n"
-            "conclude: {cause: c1, certainty: 0.5, explain: \"{log.flood_denials:x} denials\"}\n")
+    rule = (
+        "id: bad-filter\ntitle: t\nstatus: experimental\nwhen:\n"
+        "  log: {kind: log.status_summary, flood_denials: {gt: 0}}\n"
+        'conclude: {cause: c1, certainty: 0.5, explain: "{log.flood_denials:x} denials"}\n'
+    )
     write_rules(tmp_path, {"bad-filter": rule})
     done = run_cli("rules", "lint", str(tmp_path / "rules"))
     assert done.returncode == 3, done.stdout + done.stderr
@@ -65,24 +67,31 @@ def test_what_to_gather_next_never_asks_for_evidence_that_was_given(tmp_path: Pa
     cap = write_pcap(tmp_path / "tmg.pcap", segments("dirty-close", (TMG, 31000), (CAS, 443), S + 0.5))
     log = write_w3c(tmp_path / "ISALOG_20240504_FWS_000.w3c", [fw_row(S + 1, f"{TMG}:31000", f"{CAS}:443")])
     profile = tmp_path / "site.yaml"
-    profile.write_text(f'exchange_version: "2016"\npublished: [owa]\ninternal_addresses: [{CAS}]\n'
-                       f"tmg_addresses: [{TMG}]\n", encoding="utf-8")
+    profile.write_text(
+        f'exchange_version: "2016"\npublished: [owa]\ninternal_addresses: [{CAS}]\ntmg_addresses: [{TMG}]\n',
+        encoding="utf-8",
+    )
     answers = tmp_path / "answers.yaml"
     answers.write_text('users-report-failures: "yes"\n', encoding="utf-8")
     running = tmp_path / "services.json"  # a Get-Service export where every Exchange service runs
     records = json.loads((REPO / "tests" / "data" / "services" / "get-service-ps7-enums.json").read_text("utf-8"))
     running.write_text(json.dumps([dict(r, Status="Running") for r in records]), encoding="utf-8")
     given = ["--profile", str(profile), "--capture", str(cap), "--log", str(log), "--answers", str(answers)]
-    for extra, asked in (([], ["--profile", "--services-export"]), (["--services-export", str(running)],
-                                                                     ["--profile"])):
+    for extra, asked in (
+        ([], ["--profile", "--services-export"]),
+        (["--services-export", str(running)], ["--profile"]),
+    ):
         d = run_json(*given, *extra)
         top = d["causes"][0]
         assert (d["verdict"], top["id"]) == ("inconclusive", "unexplained-user-impact")
-        options = [o for g in top["gather"] for o in ("--log", "--capture", "--profile", "--services-export")
-                   if f"diagnose {o}" in g]
+        options = [
+            o
+            for g in top["gather"]
+            for o in ("--log", "--capture", "--profile", "--services-export")
+            if f"diagnose {o}" in g
+        ]
         assert options == asked, top["gather"]
         assert any(g.startswith("Which clients are affected") for g in top["gather"])
         text = run_cli("run", "--offline", "--no-input", *given, *extra).stdout
         gather_lines = [line for line in text.splitlines() if "gather:" in line]
         assert gather_lines and not [line for line in gather_lines if "--capture" in line or "--log" in line]
-

@@ -38,8 +38,15 @@ FLOOD = "0xc0040037"  # FWX_E_TCP_RATE_QUOTA_EXCEEDED_DROPPED: max connection ra
 
 
 def flood_row(when: float, client: str, port: int) -> str:
-    return fw_row(when, f"{client}:{port}", f"{TMG_EXTERNAL}:443", status=FLOOD, action="Denied Connection",
-                  srcnet="External", dstnet="Local Host")
+    return fw_row(
+        when,
+        f"{client}:{port}",
+        f"{TMG_EXTERNAL}:443",
+        status=FLOOD,
+        action="Denied Connection",
+        srcnet="External",
+        dstnet="Local Host",
+    )
 
 
 def flood_log(path: Path, senders: dict[str, int]) -> Path:
@@ -54,15 +61,27 @@ def flood_log(path: Path, senders: dict[str, int]) -> Path:
             pending[client] -= 1
             if not pending[client]:
                 del pending[client]
-        rows.append(fw_row(S + n, f"198.51.100.200:{50000 + n % 10000}", f"{TMG_EXTERNAL}:443", status="0x0",
-                           action="Initiated Connection", srcnet="External", dstnet="Local Host"))
+        rows.append(
+            fw_row(
+                S + n,
+                f"198.51.100.200:{50000 + n % 10000}",
+                f"{TMG_EXTERNAL}:443",
+                status="0x0",
+                action="Initiated Connection",
+                srcnet="External",
+                dstnet="Local Host",
+            )
+        )
     return write_w3c(path, rows)
 
 
 def flood_profile(tmp_path: Path) -> Path:
     profile = tmp_path / "site.yaml"
-    profile.write_text(f"published_names: [mail.contoso.com]\ninternal_addresses: [10.1.5.11]\n"
-                       f"tmg_addresses: [{TMG}, {TMG_EXTERNAL}]\npublished: [owa]\n", encoding="utf-8")
+    profile.write_text(
+        f"published_names: [mail.contoso.com]\ninternal_addresses: [10.1.5.11]\n"
+        f"tmg_addresses: [{TMG}, {TMG_EXTERNAL}]\npublished: [owa]\n",
+        encoding="utf-8",
+    )
     return profile
 
 
@@ -71,8 +90,9 @@ def test_flood_denials_from_one_address_name_it(tmp_path: Path) -> None:
     d = run_json("--profile", str(flood_profile(tmp_path)), "--log", str(log))
     assert (d["verdict"], d["causes"][0]["id"]) == ("misconfiguration", "flood-mitigation")
     said = explanations(d, "flood-mitigation")
-    assert said == {"flood-mitigation-one-source":
-                    "TMG denied 400 connection(s) by flood mitigation, every one from 203.0.113.7"}
+    assert said == {
+        "flood-mitigation-one-source": "TMG denied 400 connection(s) by flood mitigation, every one from 203.0.113.7"
+    }
 
 
 def test_flood_denials_from_several_addresses_name_the_top_sources_with_counts(tmp_path: Path) -> None:
@@ -85,12 +105,14 @@ def test_flood_denials_from_several_addresses_name_the_top_sources_with_counts(t
     assert list(said) == ["flood-mitigation-denials"]
     assert said["flood-mitigation-denials"] == (
         "TMG denied 358 connection(s) by flood mitigation; by source address: 203.0.113.7 (300), "
-        "198.51.100.9 (40), 192.0.2.33 (12), 203.0.113.100 (1), 203.0.113.101 (1), 4 from other sources")
+        "198.51.100.9 (40), 192.0.2.33 (12), 203.0.113.100 (1), 203.0.113.101 (1), 4 from other sources"
+    )
 
 
 @pytest.mark.parametrize("pure", [False, True])
 def test_flood_sources_are_the_same_read_whole_split_or_without_the_accelerator(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pure: bool) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pure: bool
+) -> None:
     import diagnose.probes.logs as logs_pkg
     import diagnose.probes.logs.scan as scan_mod
 
@@ -140,9 +162,12 @@ def stale_hosts_site(tmp_path: Path, stale: str, cas: str, tmg: str, more: str =
     hosts = tmp_path / "hosts"
     hosts.write_bytes(f"# TMG HOSTS\r\n{stale}    cas01.contoso.local    cas01   # old CAS\r\n".encode("cp1252"))
     profile = tmp_path / "site.yaml"
-    profile.write_text(f"published_names: [mail.contoso.com]\ninternal_name: cas01.contoso.local\n"
-                       f"internal_addresses: [{cas}]\ntmg_addresses: [{tmg}]\npublished: [owa]\n"
-                       f"exchange_version: '2010'\n{more}", encoding="utf-8")
+    profile.write_text(
+        f"published_names: [mail.contoso.com]\ninternal_name: cas01.contoso.local\n"
+        f"internal_addresses: [{cas}]\ntmg_addresses: [{tmg}]\npublished: [owa]\n"
+        f"exchange_version: '2010'\n{more}",
+        encoding="utf-8",
+    )
     return ["--profile", str(profile), "--hosts-file", str(hosts)]
 
 
@@ -162,8 +187,10 @@ def test_timeouts_to_the_stale_hosts_address_rule_out_the_backend_being_down(tmp
     down = next(c for c in d["ruled_out"] if c["id"] == "backend-unreachable")
     assert down["certainty"] <= 0
     said = explanations(d, "backend-unreachable")["timeouts-to-misresolved-address"]
-    assert said.startswith(f"the 6 timed-out (10060) connections on the TMG-to-server leg all go to {STALE}, "
-                           "the address cas01.contoso.local (internal name) resolves to on TMG through hosts")
+    assert said.startswith(
+        f"the 6 timed-out (10060) connections on the TMG-to-server leg all go to {STALE}, "
+        "the address cas01.contoso.local (internal name) resolves to on TMG through hosts"
+    )
     address = next(f for f in d["facts"] if f["kind"] == "dns.address")
     assert (address["subject"], address["attrs"]["internal"]) == (f"cas01.contoso.local {STALE}", False)
     assert address["provenance"]["location"] == "line 2"
@@ -184,8 +211,11 @@ SERVICES = REPO / "tests" / "data" / "services"
 
 def services_case(tmp_path: Path, exports: list[Path], internal_name: str | None) -> dict[str, Any]:
     profile = tmp_path / "site.yaml"
-    profile.write_text('exchange_version: "2010"\npublished: [owa]\ninternal_addresses: [192.0.2.11]\n'
-                       + (f"internal_name: {internal_name}\n" if internal_name else ""), encoding="utf-8")
+    profile.write_text(
+        'exchange_version: "2010"\npublished: [owa]\ninternal_addresses: [192.0.2.11]\n'
+        + (f"internal_name: {internal_name}\n" if internal_name else ""),
+        encoding="utf-8",
+    )
     args = [a for e in exports for a in ("--services-export", str(e))]
     d = run_json("--profile", str(profile), *args)
     assert (d["verdict"], d["causes"][0]["id"]) == ("misconfiguration", "exchange-fba-service-stopped")
@@ -284,7 +314,8 @@ def test_utc_logs_and_captures_need_no_note(tmp_path: Path) -> None:
     text = write_text(tmp_path / "trace.txt", segs)
     attrs, _ = match([text], [log])
     assert attrs["local_without_tz"] == ("trace.txt",) and attrs["clock_note"].startswith(
-        "logs and capture matched in local time without --tz: trace.txt read as UTC; ")
+        "logs and capture matched in local time without --tz: trace.txt read as UTC; "
+    )
     attrs, _ = match([text], [log], tz="UTC")
     assert "clock_note" not in attrs
 
@@ -312,11 +343,15 @@ def test_both_engines_fire_alike_on_these_bundles(tmp_path: Path, case: str) -> 
     assert done.returncode == 0, done.stderr
     facts = diagnosis_facts(load_bundle(bundle))
     rulebook = load_rulebook([data_dir("rules")])
-    fired = [sorted(f.key() for f in create_engine(rulebook, name).run(facts).firings)
-             for name in ("durable", "reference")]
+    fired = [
+        sorted(f.key() for f in create_engine(rulebook, name).run(facts).firings) for name in ("durable", "reference")
+    ]
     assert fired[0] == fired[1]
-    wanted = {"flood-one": "flood-mitigation-one-source", "flood-several": "flood-mitigation-denials",
-              "stale-hosts": "timeouts-to-misresolved-address"}.get(case)
+    wanted = {
+        "flood-one": "flood-mitigation-one-source",
+        "flood-several": "flood-mitigation-denials",
+        "stale-hosts": "timeouts-to-misresolved-address",
+    }.get(case)
     ids = {rule for rule, _ in fired[0]}
     if wanted:
         assert wanted in ids

@@ -48,10 +48,12 @@ def test_every_snapshot_has_a_case() -> None:
 
 def test_normalising_keeps_what_the_case_found() -> None:
     """Only run-to-run variation is masked: a changed certainty or fact still differs."""
-    one = {"created": "2026-01-01T00:00:00Z", "causes": [{"certainty": 0.9}],
-           "facts": [{"provenance": {"time": "x", "source": str(REPO / "examples" / "seed" / "a.w3c")}}]}
+    one = {
+        "created": "2026-01-01T00:00:00Z",
+        "causes": [{"certainty": 0.9}],
+        "facts": [{"provenance": {"time": "x", "source": str(REPO / "examples" / "seed" / "a.w3c")}}],
+    }
     other = {**one, "created": "2027-02-02T00:00:00Z", "causes": [{"certainty": 0.8}]}
     assert golden.normalise(one)["created"] == golden.normalise(other)["created"]
     assert golden.normalise(one)["causes"] != golden.normalise(other)["causes"]
-    assert golden.normalise(one)["facts"][0]["provenance"] == {"time": "<time>",
-                                                                "source": "<repo>/examples/seed/a.w3c"}
+    assert golden.normalise(one)["facts"][0]["provenance"] == {"time": "<time>", "source": "<repo>/examples/seed/a.w3c"}

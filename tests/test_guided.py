@@ -16,14 +16,31 @@ SEED = REPO / "examples" / "seed"
 
 def spawn(*args: str) -> pexpect.spawn:
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", COLUMNS="120")
-    return pexpect.spawn(sys.executable, ["-m", "diagnose", *args], cwd=str(REPO), env=env, encoding="utf-8",
-                         timeout=60, dimensions=(50, 160))
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "diagnose", *args],
+        cwd=str(REPO),
+        env=env,
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(50, 160),
+    )
 
 
 def test_guided_session_asks_what_matters_and_explains_why(tmp_path):
     saved = tmp_path / "bundle.json"
-    child = spawn("run", "--offline", "--profile", str(SEED / "profile.yaml"), "--log", str(SEED / "ISALOG_20110504_FWS_000.w3c"),
-                  "--capture", str(SEED / "netmon-trace.txt"), "--save-evidence", str(saved))
+    child = spawn(
+        "run",
+        "--offline",
+        "--profile",
+        str(SEED / "profile.yaml"),
+        "--log",
+        str(SEED / "ISALOG_20110504_FWS_000.w3c"),
+        "--capture",
+        str(SEED / "netmon-trace.txt"),
+        "--save-evidence",
+        str(saved),
+    )
     child.expect(r"Question 1: Are external users reporting failures.*\[yes/no, \? why, s skip\]: ")
     child.sendline("?")
     child.expect("Asked because the answer decides rule")
@@ -42,7 +59,9 @@ def test_guided_session_asks_what_matters_and_explains_why(tmp_path):
 
 
 def test_guided_session_stops_cleanly_at_end_of_input():
-    child = spawn("run", "--offline", "--profile", str(SEED / "profile.yaml"), "--capture", str(SEED / "netmon-trace.txt"))
+    child = spawn(
+        "run", "--offline", "--profile", str(SEED / "profile.yaml"), "--capture", str(SEED / "netmon-trace.txt")
+    )
     child.expect(r"Question 1: ")
     child.sendeof()
     child.expect("Verdict: BENIGN")

@@ -45,8 +45,9 @@ NOT_UTF8_FOLDER = b"caf\xe9"
 def run_bytes(*args: str | bytes, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     """The CLI as a user runs it, its output kept as bytes (to check the encoding itself)."""
     full = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "diagnose", *args], capture_output=True, cwd=REPO, env=full,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "diagnose", *args], capture_output=True, cwd=REPO, env=full, timeout=120
+    )
 
 
 def clean(data: bytes, where: str) -> str:
@@ -58,6 +59,7 @@ def clean(data: bytes, where: str) -> str:
 
 
 # ------------------------------------------------------------------------------- the helpers themselves
+
 
 def test_neutralise_shows_every_control_and_bidi_character_escaped() -> None:
     assert neutralise("a\x1b]0;t\x07b\x9b2J\u202ec\x7f") == "a\\x1b]0;t\\x07b\\x9b2J\\u202ec\\x7f"
@@ -88,6 +90,7 @@ def test_to_json_is_lossless_for_valid_text_and_valid_utf8_always() -> None:
 
 # ------------------------------------------------------------------------------- injection, end to end
 
+
 @pytest.fixture
 def hostile_cas(tmp_path: Path):
     factory = CertFactory(tmp_path / "certs")
@@ -102,23 +105,44 @@ def test_probe_tls_shows_a_hostile_certificate_name_escaped(hostile_cas: tuple[T
     assert text.returncode == 0, text.stderr
     shown = clean(text.stdout, "probe tls text")
     assert "subject_cn: \\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u202e<script>" in shown
-    done = run_bytes("probe", "tls", server.address, "--internal-name", "casqz9.zqacme.local", "--ca-file", str(root),
-                     "--format", "json")
+    done = run_bytes(
+        "probe",
+        "tls",
+        server.address,
+        "--internal-name",
+        "casqz9.zqacme.local",
+        "--ca-file",
+        str(root),
+        "--format",
+        "json",
+    )
     (cert,) = json.loads(clean(done.stdout, "probe tls json"))["facts"]
     assert cert["attrs"]["subject_cn"] == HOSTILE_CN  # JSON keeps the name exactly
 
 
-def test_run_neutralises_hostile_inputs_in_every_format(tmp_path: Path,
-                                                        hostile_cas: tuple[TlsServer, Path]) -> None:
+def test_run_neutralises_hostile_inputs_in_every_format(tmp_path: Path, hostile_cas: tuple[TlsServer, Path]) -> None:
     if not (CORPUS / "pcaps").is_dir():
         pytest.skip("../shared/corpus is not present")
     server, root = hostile_cas
-    site = write_site(tmp_path / "in", rule="Publish " + HOSTILE_FIELD, display=HOSTILE,
-                      folders=("case", HOSTILE_FOLDER))
+    site = write_site(
+        tmp_path / "in", rule="Publish " + HOSTILE_FIELD, display=HOSTILE, folders=("case", HOSTILE_FOLDER)
+    )
     site.services.write_text(services_csv(HOSTILE, "CAS\x1b[2J01"), encoding="utf-8", newline="")
     checks = loopback_checks(tmp_path, server.port, root)
-    args = ["--profile", str(site.profile), "--log", str(site.log), "--services-export", str(site.services),
-            "--checks", str(checks), "--no-input", "--progress", "--timeout", "30"]
+    args = [
+        "--profile",
+        str(site.profile),
+        "--log",
+        str(site.log),
+        "--services-export",
+        str(site.services),
+        "--checks",
+        str(checks),
+        "--no-input",
+        "--progress",
+        "--timeout",
+        "30",
+    ]
     for fmt in FORMATS:
         done = run_bytes("run", *args, "--format", fmt, "--why")
         assert done.returncode in (0, 1), done.stderr
@@ -167,6 +191,7 @@ def test_probe_services_and_logs_show_hostile_fields_escaped(tmp_path: Path) -> 
 
 # ------------------------------------------------------------------------------- encoding
 
+
 def test_file_names_that_are_not_utf8_give_a_valid_bundle_and_json(tmp_path: Path) -> None:
     folder = os.path.join(os.fsencode(tmp_path), NOT_UTF8_FOLDER)
     os.mkdir(folder)
@@ -194,8 +219,11 @@ def test_file_names_that_are_not_utf8_give_a_valid_bundle_and_json(tmp_path: Pat
 
 def test_a_lone_surrogate_in_an_evidence_file_is_kept_printable(tmp_path: Path) -> None:
     evidence = tmp_path / "evidence.json"
-    evidence.write_text('{"facts": [{"kind": "dns.resolution", "subject": "mail\\ud800.contoso.com",'
-                        ' "attrs": {"name": "mail\\ud800.contoso.com", "source": "dns"}}]}', encoding="ascii")
+    evidence.write_text(
+        '{"facts": [{"kind": "dns.resolution", "subject": "mail\\ud800.contoso.com",'
+        ' "attrs": {"name": "mail\\ud800.contoso.com", "source": "dns"}}]}',
+        encoding="ascii",
+    )
     bundle = tmp_path / "bundle.json"
     done = run_bytes("collect", "--evidence", str(evidence), "--offline", "-o", str(bundle))
     assert done.returncode == 0, done.stderr

@@ -23,10 +23,28 @@ def test_ctrl_c_keeps_a_partial_bundle(tmp_path):
     hanging = busy_evidence(tmp_path / "many-facts.json")
     bundle = tmp_path / "partial.json"
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
-    child = pexpect.spawn(sys.executable, ["-m", "diagnose", "collect", "--offline", "--profile", str(SEED / "profile.yaml"),
-                                           "--log", str(SEED / "ISALOG_20110504_FWS_000.w3c"), "--evidence",
-                                           str(hanging), "-o", str(bundle), "--progress"],
-                          cwd=str(REPO), env=env, encoding="utf-8", timeout=30)
+    child = pexpect.spawn(
+        sys.executable,
+        [
+            "-m",
+            "diagnose",
+            "collect",
+            "--offline",
+            "--profile",
+            str(SEED / "profile.yaml"),
+            "--log",
+            str(SEED / "ISALOG_20110504_FWS_000.w3c"),
+            "--evidence",
+            str(hanging),
+            "-o",
+            str(bundle),
+            "--progress",
+        ],
+        cwd=str(REPO),
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+    )
     child.expect(r"tmg-logs\s+complete")
     time.sleep(0.3)
     child.sendintr()
@@ -120,8 +138,9 @@ def _tracebacks(stderr: str) -> list[str]:
     return ["\n".join(block) for block in blocks]
 
 
-def _interrupt_at(args: list[str], marker: tuple[str, ...] | None, jitter: float,
-                  cwd: Path) -> tuple[int, str, list[str]]:
+def _interrupt_at(
+    args: list[str], marker: tuple[str, ...] | None, jitter: float, cwd: Path
+) -> tuple[int, str, list[str]]:
     """Start diagnose ARGS in a new process group; once a line holding every string of `marker` appears on
     stderr (None: at once), wait `jitter` s and send SIGINT to the group. (exit code, stderr, processes of
     the group left)."""
@@ -129,8 +148,14 @@ def _interrupt_at(args: list[str], marker: tuple[str, ...] | None, jitter: float
     import threading
 
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", DIAGNOSE_NETWORK="loopback")
-    proc = subprocess.Popen([sys.executable, "-m", "diagnose", *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, cwd=str(cwd), env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "diagnose", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=str(cwd),
+        env=env,
+        start_new_session=True,
+    )
     seen = threading.Event()
     lines: list[str] = []
 
@@ -180,8 +205,20 @@ def test_ctrl_c_at_each_moment_of_a_run(big_inputs: tuple[Path, Path], tmp_path:
     BrokenPipeError/KeyboardInterrupt tracebacks (10 of 80)."""
     log, capture = big_inputs
     marker, delay = MOMENTS[moment]
-    args = ["run", "--profile", str(SEED / "profile.yaml"), "--log", str(log), "--capture", str(capture),
-            "--no-input", "--progress", "--why", "--save-evidence", str(tmp_path / "bundle.json")]
+    args = [
+        "run",
+        "--profile",
+        str(SEED / "profile.yaml"),
+        "--log",
+        str(log),
+        "--capture",
+        str(capture),
+        "--no-input",
+        "--progress",
+        "--why",
+        "--save-evidence",
+        str(tmp_path / "bundle.json"),
+    ]
     for trial in range(TRIALS):
         code, stderr, left = _interrupt_at(args, marker, delay * (1 + trial), tmp_path)
         assert not left, f"trial {trial}: processes left running:\n" + "\n".join(left)
@@ -209,8 +246,14 @@ def test_ctrl_c_while_the_report_waits_on_its_output(tmp_path: Path) -> None:
 def _run_script(tmp_path: Path, name: str, text: str) -> subprocess.CompletedProcess[str]:
     script = tmp_path / name
     script.write_text(text)
-    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)), cwd=str(tmp_path))
+    return subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        cwd=str(tmp_path),
+    )
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads signal dispositions from /proc")
@@ -218,26 +261,31 @@ def test_the_forkserver_and_its_workers_start_deaf_to_ctrl_c(tmp_path: Path) -> 
     """The deterministic face of the start-up window: the forkserver and its resource tracker must ignore
     SIGINT from their first instruction (inherited through exec), and so must the workers they fork;
     the parent keeps its own handler."""
-    done = _run_script(tmp_path, "probe_forkserver.py", (
-        "import multiprocessing, multiprocessing.forkserver as fs, multiprocessing.resource_tracker as rt\n"
-        "import os, re, signal\n"
-        "from diagnose import interrupts\n"
-        "from diagnose.probes import workers\n"
-        "def ignored(pid):\n"
-        "    mask = int(re.search(r'SigIgn:\\s*([0-9a-f]+)', open(f'/proc/{pid}/status').read()).group(1), 16)\n"
-        "    return bool(mask & 2)  # bit 1: SIGINT\n"
-        "def child(queue):\n"
-        "    queue.put(ignored(os.getpid()))\n"
-        "if __name__ == '__main__':\n"
-        "    interrupts.install()\n"
-        "    workers.start_forkserver_deaf_to_ctrl_c()\n"
-        "    context = workers.context_for('forkserver')\n"
-        "    queue = context.Queue()\n"
-        "    process = context.Process(target=child, args=(queue,))\n"
-        "    process.start()\n"
-        "    print(ignored(fs._forkserver._forkserver_pid), ignored(rt._resource_tracker._pid), queue.get(timeout=30),\n"
-        "          ignored(os.getpid()), signal.getsignal(signal.SIGINT) is interrupts._on_interrupt)\n"
-        "    process.join()\n"))
+    done = _run_script(
+        tmp_path,
+        "probe_forkserver.py",
+        (
+            "import multiprocessing, multiprocessing.forkserver as fs, multiprocessing.resource_tracker as rt\n"
+            "import os, re, signal\n"
+            "from diagnose import interrupts\n"
+            "from diagnose.probes import workers\n"
+            "def ignored(pid):\n"
+            "    mask = int(re.search(r'SigIgn:\\s*([0-9a-f]+)', open(f'/proc/{pid}/status').read()).group(1), 16)\n"
+            "    return bool(mask & 2)  # bit 1: SIGINT\n"
+            "def child(queue):\n"
+            "    queue.put(ignored(os.getpid()))\n"
+            "if __name__ == '__main__':\n"
+            "    interrupts.install()\n"
+            "    workers.start_forkserver_deaf_to_ctrl_c()\n"
+            "    context = workers.context_for('forkserver')\n"
+            "    queue = context.Queue()\n"
+            "    process = context.Process(target=child, args=(queue,))\n"
+            "    process.start()\n"
+            "    print(ignored(fs._forkserver._forkserver_pid), ignored(rt._resource_tracker._pid), queue.get(timeout=30),\n"
+            "          ignored(os.getpid()), signal.getsignal(signal.SIGINT) is interrupts._on_interrupt)\n"
+            "    process.join()\n"
+        ),
+    )
     assert done.stdout.split() == ["True", "True", "True", "False", "True"], done.stdout + done.stderr
 
 
@@ -245,23 +293,28 @@ def test_the_forkserver_and_its_workers_start_deaf_to_ctrl_c(tmp_path: Path) -> 
 def test_a_ctrl_c_while_the_forkserver_starts_deaf_is_not_lost(tmp_path: Path) -> None:
     """SIGINT is ignored for the moment the forkserver and its resource tracker start; a Ctrl-C pressed
     as each of them is started must still stop the run (the resource tracker's own unblock dropped it)."""
-    done = _run_script(tmp_path, "pending.py", (
-        "import os, signal\n"
-        "import multiprocessing.util as util\n"
-        "from diagnose import interrupts\n"
-        "from diagnose.probes import workers\n"
-        "start = util.spawnv_passfds\n"
-        "def pressed(*args):\n"
-        "    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the helper process is started\n"
-        "    return start(*args)\n"
-        "if __name__ == '__main__':\n"
-        "    util.spawnv_passfds = pressed\n"
-        "    interrupts.install()\n"
-        "    try:\n"
-        "        workers.start_forkserver_deaf_to_ctrl_c()\n"
-        "        print('lost')\n"
-        "    except KeyboardInterrupt:\n"
-        "        print('interrupted', interrupts.pending())\n"))
+    done = _run_script(
+        tmp_path,
+        "pending.py",
+        (
+            "import os, signal\n"
+            "import multiprocessing.util as util\n"
+            "from diagnose import interrupts\n"
+            "from diagnose.probes import workers\n"
+            "start = util.spawnv_passfds\n"
+            "def pressed(*args):\n"
+            "    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the helper process is started\n"
+            "    return start(*args)\n"
+            "if __name__ == '__main__':\n"
+            "    util.spawnv_passfds = pressed\n"
+            "    interrupts.install()\n"
+            "    try:\n"
+            "        workers.start_forkserver_deaf_to_ctrl_c()\n"
+            "        print('lost')\n"
+            "    except KeyboardInterrupt:\n"
+            "        print('interrupted', interrupts.pending())\n"
+        ),
+    )
     assert done.stdout.splitlines() == ["interrupted True"], done.stdout + done.stderr
 
 
@@ -273,23 +326,28 @@ def test_a_worker_orphaned_while_the_run_leaves_is_stopped_too(tmp_path: Path) -
     import psutil
 
     grandchild_file = tmp_path / "grandchild.pid"
-    done = _run_script(tmp_path, "orphan.py", (
-        "import subprocess, sys\n"
-        "from diagnose import interrupts\n"
-        "child = '''\n"
-        "import os, signal, subprocess, sys, time\n"
-        "def on_term(_signum, _frame):\n"
-        "    grandchild = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],\n"
-        "                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
-        f"    open({str(grandchild_file)!r}, 'w').write(str(grandchild.pid))\n"
-        "    os._exit(0)\n"
-        "signal.signal(signal.SIGTERM, on_term)\n"
-        "print('ready', flush=True)\n"
-        "time.sleep(60)\n"
-        "'''\n"
-        "proc = subprocess.Popen([sys.executable, '-c', child], stdout=subprocess.PIPE, text=True)\n"
-        "assert proc.stdout.readline() == 'ready\\n'\n"
-        "interrupts.leave(130, 'diagnose: interrupted')\n"))
+    done = _run_script(
+        tmp_path,
+        "orphan.py",
+        (
+            "import subprocess, sys\n"
+            "from diagnose import interrupts\n"
+            "child = '''\n"
+            "import os, signal, subprocess, sys, time\n"
+            "def on_term(_signum, _frame):\n"
+            "    grandchild = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],\n"
+            "                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+            f"    open({str(grandchild_file)!r}, 'w').write(str(grandchild.pid))\n"
+            "    os._exit(0)\n"
+            "signal.signal(signal.SIGTERM, on_term)\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(60)\n"
+            "'''\n"
+            "proc = subprocess.Popen([sys.executable, '-c', child], stdout=subprocess.PIPE, text=True)\n"
+            "assert proc.stdout.readline() == 'ready\\n'\n"
+            "interrupts.leave(130, 'diagnose: interrupted')\n"
+        ),
+    )
     assert done.returncode == 130, done.stderr
     pid = int(grandchild_file.read_text())
     try:
@@ -331,17 +389,22 @@ def test_the_forkserver_is_started_early_only_for_inputs_that_may_need_workers(t
 def test_leaving_removes_the_named_semaphores_of_the_workers_queues(tmp_path: Path) -> None:
     """Each Ctrl-C of a run with log workers left four sem.mp-* files in /dev/shm: the queues' semaphores
     are unlinked by finalisers `leave` does not run, or by the resource tracker, which it kills."""
-    done = _run_script(tmp_path, "semaphores.py", (
-        "import multiprocessing\n"
-        "from diagnose import interrupts\n"
-        "from diagnose.probes import workers\n"
-        "if __name__ == '__main__':\n"
-        "    context = workers.context_for('forkserver')\n"
-        "    queue, lock = context.Queue(), context.Lock()\n"
-        "    worker = context.Process(target=queue.get)\n"
-        "    worker.start()\n"
-        "    print(lock._semlock.name, queue._rlock._semlock.name, queue._sem._semlock.name, flush=True)\n"
-        "    interrupts.leave(130, 'diagnose: interrupted')\n"))
+    done = _run_script(
+        tmp_path,
+        "semaphores.py",
+        (
+            "import multiprocessing\n"
+            "from diagnose import interrupts\n"
+            "from diagnose.probes import workers\n"
+            "if __name__ == '__main__':\n"
+            "    context = workers.context_for('forkserver')\n"
+            "    queue, lock = context.Queue(), context.Lock()\n"
+            "    worker = context.Process(target=queue.get)\n"
+            "    worker.start()\n"
+            "    print(lock._semlock.name, queue._rlock._semlock.name, queue._sem._semlock.name, flush=True)\n"
+            "    interrupts.leave(130, 'diagnose: interrupted')\n"
+        ),
+    )
     assert done.returncode == 130, done.stderr
     names = done.stdout.split()
     left = [name for name in names if Path("/dev/shm", "sem." + name.lstrip("/")).exists()]

@@ -43,9 +43,15 @@ def test_interview_builds_and_saves_a_profile(tmp_path: Path) -> None:
     log, hosts = site_files(tmp_path)
     saved = tmp_path / "site.yaml"
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
-    child = pexpect.spawn(sys.executable, ["-m", "diagnose", "run", "--log", str(log), "--hosts-file", str(hosts),
-                                           "--offline"], cwd=str(tmp_path), env=env, encoding="utf-8", timeout=60,
-                          dimensions=(50, 200))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "diagnose", "run", "--log", str(log), "--hosts-file", str(hosts), "--offline"],
+        cwd=str(tmp_path),
+        env=env,
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(50, 200),
+    )
     child.expect(r"Status 64 in the logs goes mostly to: 127\.0\.0\.10 \(4\)")
     child.expect(r"Published host name\(s\).*: ")
     child.sendline("mail.contoso.com")
@@ -75,7 +81,13 @@ def test_interview_builds_and_saves_a_profile(tmp_path: Path) -> None:
     child.close()
     assert child.exitstatus == 0
     profile = yaml.safe_load(saved.read_text())
-    assert profile == {"published_names": ["mail.contoso.com"], "internal_name": "cas01.contoso.local",
-                       "internal_addresses": ["127.0.0.10"], "internal_port": 8443,
-                       "certificate_fqdn": "mail.contoso.com", "tmg_addresses": ["127.0.0.2"],
-                       "published": ["owa", "activesync"], "exchange_version": "2010"}
+    assert profile == {
+        "published_names": ["mail.contoso.com"],
+        "internal_name": "cas01.contoso.local",
+        "internal_addresses": ["127.0.0.10"],
+        "internal_port": 8443,
+        "certificate_fqdn": "mail.contoso.com",
+        "tmg_addresses": ["127.0.0.2"],
+        "published": ["owa", "activesync"],
+        "exchange_version": "2010",
+    }

@@ -27,14 +27,18 @@ from tests.test_wheel import _have
 COMPILERS = ("gcc", "cc", "c++", "g++", "clang", "x86_64-linux-gnu-gcc")
 
 
-needs_backend = pytest.mark.skipif(not (_have("hatchling") and _have("setuptools")),
-                                   reason="hatchling/setuptools not installed")
+needs_backend = pytest.mark.skipif(
+    not (_have("hatchling") and _have("setuptools")), reason="hatchling/setuptools not installed"
+)
 
 
 def build_wheel(out: Path, env: dict[str, str]) -> Path:
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(REPO)],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert built.returncode == 0, built.stderr
     (wheel,) = out.glob("*.whl")
@@ -48,8 +52,13 @@ def no_compiler_env(tmp_path: Path) -> dict[str, str]:
         shim = shims / name
         shim.write_text("#!/bin/sh\necho 'no C compiler here' >&2\nexit 1\n")
         shim.chmod(0o755)
-    env = {**os.environ, "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}", "CC": "/bin/false",
-           "CXX": "/bin/false", "LDSHARED": "/bin/false"}
+    env = {
+        **os.environ,
+        "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}",
+        "CC": "/bin/false",
+        "CXX": "/bin/false",
+        "LDSHARED": "/bin/false",
+    }
     env.pop("DIAGNOSE_PURE_PYTHON", None)
     return env
 
@@ -70,17 +79,28 @@ def test_without_a_compiler_the_wheel_is_pure_python_and_diagnoses(tmp_path: Pat
     names, _ = metadata_of(wheel)
     assert not [n for n in names if n.endswith((".so", ".pyd"))]
     target = tmp_path / "site"
-    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
-                                str(wheel)], capture_output=True, text=True, timeout=300)
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert installed.returncode == 0, installed.stderr
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    for example, verdict, top in [("seed", "benign", "dirty-close-by-design"),
-                                  ("dns-mismatch", "misconfiguration", "name-resolution-mismatch"),
-                                  ("fba-stopped", "misconfiguration", "exchange-fba-service-stopped")]:
-        run = subprocess.run([sys.executable, "-m", "diagnose", "run", "--example", example, "--format", "json"],
-                             cwd=elsewhere, env={**env, "PYTHONPATH": str(target)}, capture_output=True, text=True,
-                             timeout=180)
+    for example, verdict, top in [
+        ("seed", "benign", "dirty-close-by-design"),
+        ("dns-mismatch", "misconfiguration", "name-resolution-mismatch"),
+        ("fba-stopped", "misconfiguration", "exchange-fba-service-stopped"),
+    ]:
+        run = subprocess.run(
+            [sys.executable, "-m", "diagnose", "run", "--example", example, "--format", "json"],
+            cwd=elsewhere,
+            env={**env, "PYTHONPATH": str(target)},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert run.returncode in (0, 1), run.stderr
         report = json.loads(run.stdout)
         assert (report["verdict"], report["causes"][0]["id"]) == (verdict, top)
@@ -182,7 +202,11 @@ def test_the_description_flattens_source_tree_links_only() -> None:
         from hatch_build import index_readme
     finally:
         sys.path.remove(str(REPO))
-    text = ("![The report](docs/seed-report.png) see [Install](#install), [PR 403](https://github.com/jruizgit/"
-            "rules/pull/403) and [the notes](../shared/knowledge/durable-rules-notes.md)")
-    assert index_readme(text) == ("*The report* (`docs/seed-report.png` in the source tree) see Install, "
-                                  "[PR 403](https://github.com/jruizgit/rules/pull/403) and the notes")
+    text = (
+        "![The report](docs/seed-report.png) see [Install](#install), [PR 403](https://github.com/jruizgit/"
+        "rules/pull/403) and [the notes](../shared/knowledge/durable-rules-notes.md)"
+    )
+    assert index_readme(text) == (
+        "*The report* (`docs/seed-report.png` in the source tree) see Install, "
+        "[PR 403](https://github.com/jruizgit/rules/pull/403) and the notes"
+    )

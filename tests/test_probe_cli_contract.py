@@ -32,8 +32,11 @@ def _facts(facts: list[dict[str, Any]], check: str, probe: str | None = None) ->
         made_by = fact["provenance"].get("check")
         if made_by != check and not (made_by is None and fact["provenance"].get("probe") == probe):
             continue
-        fact = {**fact, "provenance": {k: v for k, v in fact["provenance"].items() if k != "time"},
-                "attrs": {k: v for k, v in fact["attrs"].items() if k not in TIMINGS}}
+        fact = {
+            **fact,
+            "provenance": {k: v for k, v in fact["provenance"].items() if k != "time"},
+            "attrs": {k: v for k, v in fact["attrs"].items() if k not in TIMINGS},
+        }
         out.append(fact)
     return out
 
@@ -83,25 +86,38 @@ def test_capture_with_logs_has_the_status64_match(tmp_path: Path) -> None:
 
 
 def test_services_export(tmp_path: Path) -> None:
-    export, profile = str(EXAMPLES / "fba-stopped" / "cas01-services.csv"), str(EXAMPLES / "fba-stopped" / "profile.yaml")
+    export, profile = (
+        str(EXAMPLES / "fba-stopped" / "cas01-services.csv"),
+        str(EXAMPLES / "fba-stopped" / "profile.yaml"),
+    )
     bundle = collected(tmp_path, "--profile", profile, "--services-export", export, "--offline")
     same_facts(bundle, probed("services", "--services-export", export, "--profile", profile), "exchange-services")
 
 
 def test_host_exports(tmp_path: Path) -> None:
-    exports = [str(HOST_DATA / "netstat-anob-en.txt"), str(HOST_DATA / "netsh-dynamicport-tcp-en.txt"),
-               str(HOST_DATA / "events-system-wevtutil.txt")]
+    exports = [
+        str(HOST_DATA / "netstat-anob-en.txt"),
+        str(HOST_DATA / "netsh-dynamicport-tcp-en.txt"),
+        str(HOST_DATA / "events-system-wevtutil.txt"),
+    ]
     profile = str(SEED / "profile.yaml")
-    bundle = collected(tmp_path, "--profile", profile, *(a for e in exports for a in ("--host-export", e)),
-                       "--offline")
-    same_facts(bundle, probed("host", "--profile", profile, *(a for e in exports for a in ("--export", e))),
-               "host-exports")
+    bundle = collected(tmp_path, "--profile", profile, *(a for e in exports for a in ("--host-export", e)), "--offline")
+    same_facts(
+        bundle, probed("host", "--profile", profile, *(a for e in exports for a in ("--export", e))), "host-exports"
+    )
 
 
 def test_dns_offline_with_recorded_answers(tmp_path: Path) -> None:
     site = EXAMPLES / "dns-mismatch"
-    args = ("--profile", str(site / "profile.yaml"), "--hosts-file", str(site / "hosts"),
-            "--dns-recorded", str(site / "dig.txt"), "--offline")
+    args = (
+        "--profile",
+        str(site / "profile.yaml"),
+        "--hosts-file",
+        str(site / "hosts"),
+        "--dns-recorded",
+        str(site / "dig.txt"),
+        "--offline",
+    )
     bundle = collected(tmp_path, *args)
     same_facts(bundle, probed("dns", *args), "dns-names")
 
@@ -127,14 +143,19 @@ def test_network_probes_against_a_loopback_cas(tmp_path: Path) -> None:
             f"internal_port: {cas.port}\n"
             f"dns_servers: ['{dns_server.address}']\n"
             "published: [owa]\n"
-            "exchange_version: '2010'\n", encoding="utf-8")
+            "exchange_version: '2010'\n",
+            encoding="utf-8",
+        )
         hosts = tmp_path / "hosts"
         hosts.write_text("# empty\n", encoding="utf-8")
         site = ("--profile", str(profile), "--hosts-file", str(hosts))
         bundle = collected(tmp_path, *site, "--timeout", "20")
-        docs = {"dns-names": probed("dns", *site), "tls-internal-certificate": probed("tls", "--profile", str(profile)),
-                "http-published-endpoints": probed("http", "--profile", str(profile)),
-                "tcp-internal-443": probed("tcp", "--profile", str(profile))}
+        docs = {
+            "dns-names": probed("dns", *site),
+            "tls-internal-certificate": probed("tls", "--profile", str(profile)),
+            "http-published-endpoints": probed("http", "--profile", str(profile)),
+            "tcp-internal-443": probed("tcp", "--profile", str(profile)),
+        }
     for check, doc in docs.items():
         same_facts(bundle, doc, check)
     (tcp,) = _facts(bundle["facts"], "tcp-internal-443")

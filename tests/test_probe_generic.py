@@ -26,8 +26,9 @@ EVIDENCE = REPO / "examples" / "dns-mismatch" / "evidence.json"
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
-    return subprocess.run([sys.executable, "-m", "diagnose", *args], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "diagnose", *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+    )
 
 
 def test_a_probe_without_its_own_command_runs_through_its_check(tmp_path: Path) -> None:
@@ -40,6 +41,7 @@ def test_a_probe_without_its_own_command_runs_through_its_check(tmp_path: Path) 
     bundle = tmp_path / "bundle.json"
     collected = cli("collect", "--evidence", str(EVIDENCE), "--offline", "-o", str(bundle))
     assert collected.returncode == 0, collected.stderr
+
     def key(f: dict[str, Any]) -> str:
         return json.dumps([f["kind"], f["subject"], f["attrs"]], sort_keys=True)
 
@@ -51,7 +53,8 @@ def test_a_probe_without_its_own_command_runs_through_its_check(tmp_path: Path) 
 def test_an_unknown_parameter_or_a_bad_pair_is_one_error_line() -> None:
     done = cli("probe", "evidence", "--param", "pathz=x")
     assert done.returncode == 2 and done.stderr.strip() == (
-        "diagnose: error: unknown parameter 'pathz' for the evidence probe (known: paths)")
+        "diagnose: error: unknown parameter 'pathz' for the evidence probe (known: paths)"
+    )
     done = cli("probe", "evidence", "--param", "paths")
     assert done.returncode == 2 and done.stderr.strip() == "diagnose: error: --param takes KEY=VALUE, got 'paths'"
 
@@ -67,12 +70,21 @@ class LineCountParams(ProbeParams):
 
 def linecount(ctx: ProbeContext, spec: LineCountParams | Mapping[str, Any]) -> ProbeResult:
     params = LineCountParams.of(spec)
-    facts = tuple(Fact("test.line_count", path, {params.label: len(Path(path).read_text().splitlines())},
-                       Provenance("linecount", ctx.check, path)) for path in params.paths)
+    facts = tuple(
+        Fact(
+            "test.line_count",
+            path,
+            {params.label: len(Path(path).read_text().splitlines())},
+            Provenance("linecount", ctx.check, path),
+        )
+        for path in params.paths
+    )
     return ProbeResult(facts)
 
 
-def test_a_new_probe_in_the_table_is_a_command_with_no_cli_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_probe_in_the_table_is_a_command_with_no_cli_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(PROBES, "linecount", f"{__name__}:linecount")
     monkeypatch.setitem(PARAMS, "linecount", f"{__name__}:LineCountParams")
     one, two = tmp_path / "one.txt", tmp_path / "two.txt"
@@ -81,11 +93,16 @@ def test_a_new_probe_in_the_table_is_a_command_with_no_cli_code(tmp_path: Path, 
     runner = CliRunner()
     listed = runner.invoke(main, ["probe", "--help"])
     assert "linecount" in listed.output
-    done = runner.invoke(main, ["probe", "linecount", "-p", f"paths={one}", "-p", f"paths={two}", "-p", "label=count",
-                                "--format", "json"])
+    done = runner.invoke(
+        main,
+        ["probe", "linecount", "-p", f"paths={one}", "-p", f"paths={two}", "-p", "label=count", "--format", "json"],
+    )
     assert done.exit_code == 0, done.output
     printed = json.loads(done.output)
     assert printed["probe"]["status"] == "complete"
-    assert [(f["subject"], f["attrs"]) for f in printed["facts"]] == [(str(one), {"count": 3}), (str(two), {"count": 1})]
+    assert [(f["subject"], f["attrs"]) for f in printed["facts"]] == [
+        (str(one), {"count": 3}),
+        (str(two), {"count": 1}),
+    ]
     done = runner.invoke(main, ["probe", "linecount", "-p", "colour=blue"])
     assert done.exit_code == 2 and "unknown parameter 'colour' for the linecount probe" in done.output

@@ -26,12 +26,48 @@ FORMATS = ("text", "json", "markdown", "html")
 
 # ----------------------------------------------------------------------------- discovering the originals
 
-TLDS = {"com", "net", "org", "local", "lan", "internal", "corp", "example", "test", "info", "biz", "io", "co",
-        "localdomain", "intranet", "de", "uk", "fr", "nl", "ch", "at", "eu", "us"}
+TLDS = {
+    "com",
+    "net",
+    "org",
+    "local",
+    "lan",
+    "internal",
+    "corp",
+    "example",
+    "test",
+    "info",
+    "biz",
+    "io",
+    "co",
+    "localdomain",
+    "intranet",
+    "de",
+    "uk",
+    "fr",
+    "nl",
+    "ch",
+    "at",
+    "eu",
+    "us",
+}
 GENERIC_LABELS = {"mail", "owa", "www", "autodiscover", "webmail", "remote", "exchange", "outlook", "smtp", "co"}
 NOT_USERS = {"", "-", "anonymous", "system", "public", "default"}
-NAME_ATTRS = {"host", "hostname", "fqdn", "sni", "subject_cn", "san_dns", "cname_chain", "mismatched", "unresolved",
-              "unmatched_names", "published_names", "internal_name", "certificate_fqdn"}
+NAME_ATTRS = {
+    "host",
+    "hostname",
+    "fqdn",
+    "sni",
+    "subject_cn",
+    "san_dns",
+    "cname_chain",
+    "mismatched",
+    "unresolved",
+    "unmatched_names",
+    "published_names",
+    "internal_name",
+    "certificate_fqdn",
+}
 V4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\d)")
 V6 = re.compile(r"(?<![\w.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)\d{1,3}(?:\.\d{1,3}){3})?")
 DOTTED = re.compile(r"(?<![\w.-])(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+([A-Za-z]{2,})(?![\w-])")
@@ -174,6 +210,7 @@ def diagnose_ok(*args: str) -> str:
 
 # ----------------------------------------------------------------------------- the Done-when test
 
+
 def test_examples_are_found():
     assert {"seed", "dns-mismatch", "fba-stopped"} <= set(EXAMPLES)
 
@@ -181,8 +218,9 @@ def test_examples_are_found():
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_redacted_example_leaks_nothing_and_keeps_the_diagnosis(example, tmp_path):
     plain_bundle = tmp_path / "plain.json"
-    plain = json.loads(diagnose_ok("run", "--example", example, "--format", "json", "--save-evidence",
-                                   str(plain_bundle)))
+    plain = json.loads(
+        diagnose_ok("run", "--example", example, "--format", "json", "--save-evidence", str(plain_bundle))
+    )
     original = json.loads(plain_bundle.read_text(encoding="utf-8"))
     found = originals_of(original)
     assert found.addresses or found.names, "the example holds no identifying value to redact"
@@ -227,6 +265,7 @@ def test_collect_and_analyze_redact(example, tmp_path):
 
 # ----------------------------------------------------------------------------- the Redactor itself
 
+
 def test_same_input_same_token_different_input_different_token():
     r = Redactor()
     assert r.address("10.1.5.11") == r.address("10.1.5.11") != r.address("10.1.5.12")
@@ -243,14 +282,24 @@ def test_same_input_same_token_different_input_different_token():
 def test_tokens_keep_the_address_class():
     r = Redactor()
     cases = {
-        "10.1.5.11": "ip-int-", "172.16.0.4": "ip-int-", "192.168.1.20": "ip-int-", "100.64.0.1": "ip-int-",
-        "203.0.113.10": "ip-ext-", "8.8.8.8": "ip-ext-", "127.0.0.1": "ip-lo-", "169.254.10.1": "ip-ll-",
-        "224.0.0.251": "ip-mc-", "0.0.0.0": "ip-any-",
-        "fd12:3456::1": "ip6-int-", "2001:db8::1": "ip6-ext-", "fe80::1": "ip6-ll-", "::1": "ip6-lo-",
+        "10.1.5.11": "ip-int-",
+        "172.16.0.4": "ip-int-",
+        "192.168.1.20": "ip-int-",
+        "100.64.0.1": "ip-int-",
+        "203.0.113.10": "ip-ext-",
+        "8.8.8.8": "ip-ext-",
+        "127.0.0.1": "ip-lo-",
+        "169.254.10.1": "ip-ll-",
+        "224.0.0.251": "ip-mc-",
+        "0.0.0.0": "ip-any-",
+        "fd12:3456::1": "ip6-int-",
+        "2001:db8::1": "ip6-ext-",
+        "fe80::1": "ip6-ll-",
+        "::1": "ip6-lo-",
     }
     for address, prefix in cases.items():
         token = r.address(address)
-        assert token.startswith(prefix) and token[len(prefix):].isdigit(), (address, token)
+        assert token.startswith(prefix) and token[len(prefix) :].isdigit(), (address, token)
         assert address not in token
 
 
@@ -291,14 +340,18 @@ def test_learnt_words_are_replaced_in_free_text():
     r = Redactor()
     r.name("CAS01")
     r.name("mail.contoso.com")
-    assert r.text("/cases/cas01-services.csv from the Contoso OWA rule") == \
-        f"/cases/{r.name('cas01')}-services.csv from the {r.name('contoso.com').split('.')[0]} OWA rule"
+    assert (
+        r.text("/cases/cas01-services.csv from the Contoso OWA rule")
+        == f"/cases/{r.name('cas01')}-services.csv from the {r.name('contoso.com').split('.')[0]} OWA rule"
+    )
 
 
 def test_users_in_text_and_paths():
     r = Redactor()
-    out = r.text("CONTOSO\\jdoe via NT AUTHORITY\\SYSTEM, anonymous; C:\\Users\\jdoe\\Desktop\\trace.cap; "
-                 "/home/asmith/cases; C:\\Program Files\\Microsoft Forefront TMG\\ISALogs\\ISALOG_20110504_FWS_000.w3c")
+    out = r.text(
+        "CONTOSO\\jdoe via NT AUTHORITY\\SYSTEM, anonymous; C:\\Users\\jdoe\\Desktop\\trace.cap; "
+        "/home/asmith/cases; C:\\Program Files\\Microsoft Forefront TMG\\ISALogs\\ISALOG_20110504_FWS_000.w3c"
+    )
     assert "jdoe" not in out and "asmith" not in out and "CONTOSO" not in out
     assert "NT AUTHORITY\\SYSTEM" in out and "anonymous" in out
     assert "C:\\Program Files\\Microsoft Forefront TMG\\ISALogs\\ISALOG_20110504_FWS_000.w3c" in out
@@ -307,11 +360,33 @@ def test_users_in_text_and_paths():
 
 
 NON_IDENTIFYING = [
-    "MSExchangeFBA", "MSExchangeRPC", "W3SVC", "/owa/", "/rpc/rpcproxy.dll", "RPC_IN_DATA", "/Microsoft-Server-ActiveSync",
-    "0x80074E24", "FWX_E_CONNECTION_KILLED", "12227", "SEC_E_WRONG_PRINCIPAL", "dirty-close", "reset-after-own-fin",
-    "Status 64", "ERROR_NETNAME_DELETED", "ISALOG_20261127_WEB_000.w3c:77", "netmon-trace.txt frames 1348, 1349, 1410",
-    "dns.resolution", "log.status_summary", "site.profile", "wspsrv.exe", "2011-05-04T11:34:15Z", "11:34:15",
-    "Microsoft Exchange Forms-Based Authentication service", "Win32_Service Running", "outlook-anywhere", "TCP",
+    "MSExchangeFBA",
+    "MSExchangeRPC",
+    "W3SVC",
+    "/owa/",
+    "/rpc/rpcproxy.dll",
+    "RPC_IN_DATA",
+    "/Microsoft-Server-ActiveSync",
+    "0x80074E24",
+    "FWX_E_CONNECTION_KILLED",
+    "12227",
+    "SEC_E_WRONG_PRINCIPAL",
+    "dirty-close",
+    "reset-after-own-fin",
+    "Status 64",
+    "ERROR_NETNAME_DELETED",
+    "ISALOG_20261127_WEB_000.w3c:77",
+    "netmon-trace.txt frames 1348, 1349, 1410",
+    "dns.resolution",
+    "log.status_summary",
+    "site.profile",
+    "wspsrv.exe",
+    "2011-05-04T11:34:15Z",
+    "11:34:15",
+    "Microsoft Exchange Forms-Based Authentication service",
+    "Win32_Service Running",
+    "outlook-anywhere",
+    "TCP",
 ]
 
 
@@ -329,34 +404,79 @@ def _fact(kind: str, subject: str, **attrs: Any) -> Fact:
 
 def test_bundle_fields_are_redacted_and_structure_kept():
     facts = (
-        _fact("service.state", "CAS01/MSExchangeFBA", name="MSExchangeFBA", state="stopped", start_type="automatic",
-              host="CAS01", display_name="Microsoft Exchange Forms-Based Authentication service"),
-        _fact("dns.resolution", "mail.contoso.com", name="mail.contoso.com", role="published", source="dns",
-              server="10.1.4.1:53", outcome="ok", addresses=["203.0.113.10"], matches_internal=False),
-        _fact("capture.connection", "10.1.4.98:31024>10.1.5.11:443", originator="10.1.4.98:31024",
-              responder="10.1.5.11:443", teardown="dirty-close", leg="server", conn_state="RSTO", history="fAR"),
-        _fact("log.status_summary", "rule:Contoso OWA", scope="rule", rule="Contoso OWA", status64_count=3,
-              samples=["ISALOG_20261127_WEB_000.w3c:77"], client_username="CONTOSO\\jdoe"),
+        _fact(
+            "service.state",
+            "CAS01/MSExchangeFBA",
+            name="MSExchangeFBA",
+            state="stopped",
+            start_type="automatic",
+            host="CAS01",
+            display_name="Microsoft Exchange Forms-Based Authentication service",
+        ),
+        _fact(
+            "dns.resolution",
+            "mail.contoso.com",
+            name="mail.contoso.com",
+            role="published",
+            source="dns",
+            server="10.1.4.1:53",
+            outcome="ok",
+            addresses=["203.0.113.10"],
+            matches_internal=False,
+        ),
+        _fact(
+            "capture.connection",
+            "10.1.4.98:31024>10.1.5.11:443",
+            originator="10.1.4.98:31024",
+            responder="10.1.5.11:443",
+            teardown="dirty-close",
+            leg="server",
+            conn_state="RSTO",
+            history="fAR",
+        ),
+        _fact(
+            "log.status_summary",
+            "rule:Contoso OWA",
+            scope="rule",
+            rule="Contoso OWA",
+            status64_count=3,
+            samples=["ISALOG_20261127_WEB_000.w3c:77"],
+            client_username="CONTOSO\\jdoe",
+        ),
     )
-    bundle = bundle_from_json({
-        "format_version": 1, "facts": [f.to_json() for f in facts],
-        "profile": {"published_names": ["mail.contoso.com"], "certificate_fqdn": "mail.contoso.com",
-                    "internal_name": "cas01.contoso.local", "internal_addresses": ["10.1.5.11"],
-                    "tmg_addresses": ["10.1.4.98"], "published": ["owa"], "exchange_version": "2010",
-                    "hosts_file": "C:\\Windows\\System32\\drivers\\etc\\hosts"},
-        "answers": {"users-report-failures": "yes"},
-        "excerpts": {"ISALOG_20261127_WEB_000.w3c:77":
-                     "2026-11-27\t10:15:02\t203.0.113.77\tCONTOSO\\jdoe\tmail.contoso.com\t10.1.5.11\t443\t64"},
-        "probes": [{"probe": "dns", "status": "partial", "reason": "10.1.4.1 timed out for cas01.contoso.local"}],
-        "description": "CAS01 behind TMG 10.1.4.98",
-    }, "test")
+    bundle = bundle_from_json(
+        {
+            "format_version": 1,
+            "facts": [f.to_json() for f in facts],
+            "profile": {
+                "published_names": ["mail.contoso.com"],
+                "certificate_fqdn": "mail.contoso.com",
+                "internal_name": "cas01.contoso.local",
+                "internal_addresses": ["10.1.5.11"],
+                "tmg_addresses": ["10.1.4.98"],
+                "published": ["owa"],
+                "exchange_version": "2010",
+                "hosts_file": "C:\\Windows\\System32\\drivers\\etc\\hosts",
+            },
+            "answers": {"users-report-failures": "yes"},
+            "excerpts": {
+                "ISALOG_20261127_WEB_000.w3c:77": "2026-11-27\t10:15:02\t203.0.113.77\tCONTOSO\\jdoe\tmail.contoso.com\t10.1.5.11\t443\t64"
+            },
+            "probes": [{"probe": "dns", "status": "partial", "reason": "10.1.4.1 timed out for cas01.contoso.local"}],
+            "description": "CAS01 behind TMG 10.1.4.98",
+        },
+        "test",
+    )
     out = Redactor().bundle(bundle)
     dumped = json.dumps({**out.to_json(), "created": ""})
     for secret in ("contoso", "cas01", "jdoe", "10.1.", "203.0.113"):
         assert secret not in dumped.lower()
     service, dns, conn, log = out.facts
-    assert (service.attrs["name"], service.attrs["state"], service.attrs["start_type"]) == \
-        ("MSExchangeFBA", "stopped", "automatic")
+    assert (service.attrs["name"], service.attrs["state"], service.attrs["start_type"]) == (
+        "MSExchangeFBA",
+        "stopped",
+        "automatic",
+    )
     assert service.subject == f"{service.attrs['host']}/MSExchangeFBA"
     assert dns.subject == dns.attrs["name"] == out.profile["published_names"][0] == out.profile["certificate_fqdn"]
     assert dns.attrs["source"] == "dns" and dns.attrs["matches_internal"] is False
@@ -371,8 +491,9 @@ def test_bundle_fields_are_redacted_and_structure_kept():
     assert out.profile["published"] == ["owa"] and out.profile["exchange_version"] == "2010"
     assert out.profile["hosts_file"] == "C:\\Windows\\System32\\drivers\\etc\\hosts"
     assert out.answers == {"users-report-failures": "yes"}
-    assert service.provenance == Provenance("test", None, "C:\\Users\\user-1\\trace.txt", "frame 7",
-                                            service.provenance.time)
+    assert service.provenance == Provenance(
+        "test", None, "C:\\Users\\user-1\\trace.txt", "frame 7", service.provenance.time
+    )
     assert "\t64" in next(iter(out.excerpts.values()))
     # the redacted profile is still a valid profile, and redacting again changes nothing
     profile_from_mapping(out.profile, "redacted")

@@ -40,9 +40,26 @@ pytestmark = pytest.mark.skipif(not (CORPUS / "pcaps").is_dir(), reason="../shar
 
 
 def inputs(site: Site, dns: str, checks: Path) -> list[str]:
-    return ["--profile", str(site.profile), "--log", str(site.folder / "*ISALOG.w3c"), "--capture", str(site.capture),
-            "--services-export", str(site.services), "--hosts-file", str(site.hosts), "--dns-server", dns,
-            "--checks", str(checks), "--no-input", "--progress", "--timeout", "30"]
+    return [
+        "--profile",
+        str(site.profile),
+        "--log",
+        str(site.folder / "*ISALOG.w3c"),
+        "--capture",
+        str(site.capture),
+        "--services-export",
+        str(site.services),
+        "--hosts-file",
+        str(site.hosts),
+        "--dns-server",
+        dns,
+        "--checks",
+        str(checks),
+        "--no-input",
+        "--progress",
+        "--timeout",
+        "30",
+    ]
 
 
 def leaks(text: str, originals: set[str]) -> set[str]:
@@ -71,8 +88,9 @@ def test_redacted_outputs_hold_no_original_token(tmp_path: Path) -> None:
         outputs["collect stdout"] = redacted.stdout
         outputs["collected bundle"] = (out / "collected.json").read_text(encoding="utf-8")
         for fmt in FORMATS:
-            done = run_cli("run", *args, "--redact", "--format", fmt, "--why", "--save-evidence",
-                           str(out / f"run-{fmt}.json"))
+            done = run_cli(
+                "run", *args, "--redact", "--format", fmt, "--why", "--save-evidence", str(out / f"run-{fmt}.json")
+            )
             assert done.returncode in (0, 1), done.stderr
             outputs[f"run {fmt} stdout"], outputs[f"run {fmt} stderr"] = done.stdout, done.stderr
             outputs[f"run {fmt} saved bundle"] = (out / f"run-{fmt}.json").read_text(encoding="utf-8")
@@ -88,12 +106,16 @@ def test_redacted_outputs_hold_no_original_token(tmp_path: Path) -> None:
     # the inputs were really read: every planted field reached the unredacted bundle
     unredacted = (out / "plain.json").read_text(encoding="utf-8")
     assert {PUBLISHED, CERT_FQDN} <= asked and tls_handshakes >= 1
-    missing = {t for t in TOKENS if t.lower() not in unredacted.lower()
-               and t not in ("ZQACME", "jqzsmith", "kqwdoe", "zqsite", "hostsqz")}  # not in facts, only in inputs
+    missing = {
+        t
+        for t in TOKENS
+        if t.lower() not in unredacted.lower() and t not in ("ZQACME", "jqzsmith", "kqwdoe", "zqsite", "hostsqz")
+    }  # not in facts, only in inputs
     assert not missing, f"planted tokens the probes did not read: {missing}"
     facts = json.loads(unredacted)["facts"]
-    capture_addresses = {a for f in facts if f["kind"].startswith("capture.")
-                         for a in V4.findall(json.dumps(f["attrs"]) + f["subject"])}
+    capture_addresses = {
+        a for f in facts if f["kind"].startswith("capture.") for a in V4.findall(json.dumps(f["attrs"]) + f["subject"])
+    }
     assert capture_addresses, "the capture's addresses were not read"
     originals = {*TOKENS, LOOPBACK_CAS, *capture_addresses}
 
@@ -104,16 +126,26 @@ def test_redacted_outputs_hold_no_original_token(tmp_path: Path) -> None:
     assert re.search(r"\bDIR-\d+/dir-\d+/file-\d+\.csv\b", outputs["collected bundle"])
     assert re.search(r"\brule-\d+\b", outputs["collected bundle"])
     assert "file-" in outputs["collect stderr"]
-    assert re.search(r"file-\d+\.w3c:\d+: binary garbage skipped",
-                     outputs["collect stderr"], re.I), outputs["collect stderr"]
+    assert re.search(r"file-\d+\.w3c:\d+: binary garbage skipped", outputs["collect stderr"], re.I), outputs[
+        "collect stderr"
+    ]
 
 
 def test_error_line_of_a_redacted_collect_names_no_original(tmp_path: Path) -> None:
     site = write_site(tmp_path)
     broken = site.folder / "zqbroken-evidence.json"
     broken.write_text('{"facts": [\n  {"kind": "dns.resolution",\n', encoding="utf-8")  # cut short
-    done = run_cli("collect", "--profile", str(site.profile), "--evidence", str(broken), "--offline", "--redact",
-                   "-o", str(tmp_path / "bundle.json"))
+    done = run_cli(
+        "collect",
+        "--profile",
+        str(site.profile),
+        "--evidence",
+        str(broken),
+        "--offline",
+        "--redact",
+        "-o",
+        str(tmp_path / "bundle.json"),
+    )
     assert done.returncode == 2 and done.stderr.count("diagnose: error: ") == 1, done.stderr
     assert re.search(r"DIR-\d+/dir-\d+/file-\d+\.json:\d+", done.stderr), done.stderr  # the place, redacted
     assert not leaks(done.stderr, {*TOKENS, "zqbroken"}), done.stderr
@@ -123,10 +155,13 @@ def test_paths_are_redacted_component_by_component() -> None:
     from diagnose.redact import Redactor
 
     r = Redactor()
-    r.paths(["/srv/CASE-4711/LON7site/acme-logs.zip!zqdir/ISALOG_ZQ_FWS.w3c",
-             "C:\\Evidence\\Site Qz9\\trace-zq.pcap.gz"])
-    text = r.text("read /srv/CASE-4711/LON7site/acme-logs.zip!zqdir/ISALOG_ZQ_FWS.w3c:7 and "
-                  "C:\\Evidence\\Site Qz9\\trace-zq.pcap.gz; acme-logs.zip holds ISALOG_ZQ_FWS.w3c")
+    r.paths(
+        ["/srv/CASE-4711/LON7site/acme-logs.zip!zqdir/ISALOG_ZQ_FWS.w3c", "C:\\Evidence\\Site Qz9\\trace-zq.pcap.gz"]
+    )
+    text = r.text(
+        "read /srv/CASE-4711/LON7site/acme-logs.zip!zqdir/ISALOG_ZQ_FWS.w3c:7 and "
+        "C:\\Evidence\\Site Qz9\\trace-zq.pcap.gz; acme-logs.zip holds ISALOG_ZQ_FWS.w3c"
+    )
     for original in ("CASE-4711", "LON7site", "acme-logs", "zqdir", "ISALOG_ZQ", "Evidence", "Site Qz9", "trace-zq"):
         assert original.lower() not in text.lower(), (original, text)
     assert text.startswith("read /srv/") and ".zip!" in text and ".w3c:7" in text and ".pcap.gz" in text

@@ -20,11 +20,23 @@ from tests.conftest import REPO, run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
-    CHROMIUM is None, reason="headless Chromium is not installed (scripts/test.sh installs Debian's chromium as root)")
+    CHROMIUM is None, reason="headless Chromium is not installed (scripts/test.sh installs Debian's chromium as root)"
+)
 CORPUS = REPO.parent / "shared" / "corpus"
-OFFLINE = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-           "--disable-extensions", "--disable-default-apps", "--hide-scrollbars", "--mute-audio"]
+OFFLINE = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--hide-scrollbars",
+    "--mute-audio",
+]
 
 
 def test_chromium_is_installed_in_ci() -> None:
@@ -66,8 +78,11 @@ class _Dom(HTMLParser):
         tag, attrs, text = self.stack[-1]
         text.append(data)
         cls = attrs.get("class", "")
-        if tag == "text" and cls in ("frame", "time", "flags") and any(
-                t == "g" and "packet" in a.get("class", "") for t, a, _ in self.stack):
+        if (
+            tag == "text"
+            and cls in ("frame", "time", "flags")
+            and any(t == "g" and "packet" in a.get("class", "") for t, a, _ in self.stack)
+        ):
             self.packets[-1][cls] = self.packets[-1].get(cls, "") + data
 
     def texts(self, tag: str, cls: str) -> list[str]:
@@ -91,8 +106,12 @@ def _render(tmp_path: Path, name: str, *args: str) -> tuple[str, _Dom, Path]:
     dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0 and "</html>" in dom.stdout, dom.stderr[-2000:]
     png = tmp_path / f"{name}.png"
-    shot = subprocess.run([*base, "--window-size=1000,1800", f"--screenshot={png}", page.as_uri()],
-                          capture_output=True, text=True, timeout=120)
+    shot = subprocess.run(
+        [*base, "--window-size=1000,1800", f"--screenshot={png}", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.returncode == 0, shot.stderr[-2000:]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     parsed = _Dom()
@@ -105,8 +124,22 @@ def _self_contained(source: str) -> None:
     dom = _Dom()
     dom.feed(source)
     tags = {tag for tag, _a, _t in dom.elements}
-    assert not tags & {"script", "link", "img", "iframe", "object", "embed", "audio", "video", "source", "image",
-                       "use", "base", "form", "meta http-equiv"}
+    assert not tags & {
+        "script",
+        "link",
+        "img",
+        "iframe",
+        "object",
+        "embed",
+        "audio",
+        "video",
+        "source",
+        "image",
+        "use",
+        "base",
+        "form",
+        "meta http-equiv",
+    }
     names = {name for _tag, attrs, _t in dom.elements for name in attrs}
     assert not {n for n in names if n.startswith("on")}  # no event handlers
     assert not names & {"src", "srcset", "xlink:href", "action", "formaction", "background", "poster"}
@@ -127,7 +160,10 @@ def test_seed_report_draws_the_experts_ladder(tmp_path: Path) -> None:
     # the ladder: TMG and the CAS by role and address, the server's FIN,ACK, TMG's ACK, TMG's RST,ACK 0.34 s later
     assert dom.texts("text", "endpoint")[:2] == ["TMG 10.1.4.98:31024", "server 10.1.5.11:443"]
     assert [(p["frame"], p["time"], p["flags"]) for p in dom.packets] == [
-        ("1348", "0.000000", "FIN,ACK"), ("1349", "0.000000", "ACK"), ("1410", "0.339020", "RST,ACK")]
+        ("1348", "0.000000", "FIN,ACK"),
+        ("1349", "0.000000", "ACK"),
+        ("1410", "0.339020", "RST,ACK"),
+    ]
     details = dom.texts("text", "detail")
     assert details[0] == "win 7457, len 0" and details[2] == "win 0, len 0, bad checksum"
     (teardown,) = dom.texts("text", "teardown")
@@ -152,8 +188,9 @@ def test_seed_report_draws_the_experts_ladder(tmp_path: Path) -> None:
 
 @needs_chromium
 @pytest.mark.parametrize(("example", "status64", "client_errors"), [("dns-mismatch", 57, 15), ("fba-stopped", 31, 11)])
-def test_example_timelines_show_status64_beside_client_failures(tmp_path: Path, example: str, status64: int,
-                                                                client_errors: int) -> None:
+def test_example_timelines_show_status64_beside_client_failures(
+    tmp_path: Path, example: str, status64: int, client_errors: int
+) -> None:
     _source, dom, _png = _render(tmp_path, example, "--example", example)
     bars = [int(a["data-count"]) for g, a, _ in dom.elements if g == "rect" and a.get("class") == "s64"]
     errors = [int(a["data-count"]) for g, a, _ in dom.elements if g == "rect" and a.get("class") == "client-error"]
@@ -174,7 +211,9 @@ def test_corpus_refused_connection_is_drawn_under_the_cause(tmp_path: Path) -> N
     cap, log = _corpus("pcaps/cs_tcp_refuseconnection.pcapng", "tmg-logs/isa2004_firewall_w3c_ISALOG_FWS.w3c")
     _source, dom, _png = _render(tmp_path, "refused", "--capture", str(cap), "--log", str(log))
     assert [(p["frame"], p["time"], p["flags"]) for p in dom.packets] == [
-        ("1", "0.000000", "SYN"), ("2", "0.001316", "RST,ACK")]
+        ("1", "0.000000", "SYN"),
+        ("2", "0.001316", "RST,ACK"),
+    ]
     assert dom.texts("text", "endpoint") == ["TMG 192.168.100.138:3372", "server 192.168.100.1:80"]
     assert dom.texts("text", "teardown") == ["refused: server RST,ACK (frame 2)"]
     read = "".join(t for g, _a, ts in dom.elements if g == "pre" for t in ts)
@@ -196,7 +235,7 @@ def test_why_shows_the_text_ladder_of_the_top_cause() -> None:
     proc = run_cli("run", "--example", "seed", "--why")
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
-    section = text[text.index("Packets of the top cause's connection"):text.index("Rules considered")]
+    section = text[text.index("Packets of the top cause's connection") : text.index("Rules considered")]
     lines = section.splitlines()
     assert "TMG 10.1.4.98:31024" in lines[1] and "server 10.1.5.11:443" in lines[1]
     assert re.search(r"^\s+1348\s+0\.000000 \|<-+ FIN,ACK win=7457 len=0 -+\|$", section, re.M)
@@ -207,20 +246,44 @@ def test_why_shows_the_text_ladder_of_the_top_cause() -> None:
 def test_hostile_evidence_is_shown_as_text(tmp_path: Path) -> None:
     """Markup and control characters in recorded facts and excerpts reach the page as text: no element,
     no control character, in the ladder, the timeline or the lines as read."""
-    hostile = {"format_version": 1, "facts": [
-        {"kind": "log.status_summary", "subject": "all", "attrs": {
-            "scope": "all", "status64_count": 3, "connections": 10, "samples": ["logs/a<b>.w3c:7"],
-            "status64_by_hour": ["2011-05-04T11:00:00Z 3", "<script>alert(1)</script> 4"],
-            "burst_minutes": ["<img src=x onerror=alert(1)>"]},
-         "provenance": {"probe": "logs", "source": "logs/a<b>.w3c", "location": "line 7"}},
-        {"kind": "capture.packets", "subject": "x", "attrs": {
-            "originator": "<script>evil</script>:1", "responder": "1.2.3.4:443", "originator_role": "tmg\u0007",
-            "responder_role": "server", "teardown": "dirty-close<svg onload=alert(1)>", "first_frame": 5,
-            "last_frame": 9, "packets": 2, "omitted": 0, "chosen_for": "</text><script>x</script>",
-            "frames": ["5 0.000000 > FIN,<img/src=x> 7 0 1 2", "9 0.5 < RST\u001b[31m 0 0 3 4 bad-checksum"],
-            "status64": ["logs/a<b>.w3c:7"]},
-         "provenance": {"probe": "capture", "source": "t<x>.pcap", "location": "frames 5-9"}}],
-        "excerpts": {"logs/a<b>.w3c:7": "TMG01\t<script>alert(2)</script>\u0000\u001b[2J"}}
+    hostile = {
+        "format_version": 1,
+        "facts": [
+            {
+                "kind": "log.status_summary",
+                "subject": "all",
+                "attrs": {
+                    "scope": "all",
+                    "status64_count": 3,
+                    "connections": 10,
+                    "samples": ["logs/a<b>.w3c:7"],
+                    "status64_by_hour": ["2011-05-04T11:00:00Z 3", "<script>alert(1)</script> 4"],
+                    "burst_minutes": ["<img src=x onerror=alert(1)>"],
+                },
+                "provenance": {"probe": "logs", "source": "logs/a<b>.w3c", "location": "line 7"},
+            },
+            {
+                "kind": "capture.packets",
+                "subject": "x",
+                "attrs": {
+                    "originator": "<script>evil</script>:1",
+                    "responder": "1.2.3.4:443",
+                    "originator_role": "tmg\u0007",
+                    "responder_role": "server",
+                    "teardown": "dirty-close<svg onload=alert(1)>",
+                    "first_frame": 5,
+                    "last_frame": 9,
+                    "packets": 2,
+                    "omitted": 0,
+                    "chosen_for": "</text><script>x</script>",
+                    "frames": ["5 0.000000 > FIN,<img/src=x> 7 0 1 2", "9 0.5 < RST\u001b[31m 0 0 3 4 bad-checksum"],
+                    "status64": ["logs/a<b>.w3c:7"],
+                },
+                "provenance": {"probe": "capture", "source": "t<x>.pcap", "location": "frames 5-9"},
+            },
+        ],
+        "excerpts": {"logs/a<b>.w3c:7": "TMG01\t<script>alert(2)</script>\u0000\u001b[2J"},
+    }
     bundle = tmp_path / "hostile.json"
     bundle.write_text(json.dumps(hostile), encoding="utf-8")
     page = tmp_path / "hostile.html"

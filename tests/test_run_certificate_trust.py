@@ -23,9 +23,23 @@ def diagnose_against(tmp_path: Path, issued: Issued, ca_file: Path | None) -> di
         # the shipped checks aimed at the test's port; the CA file comes from --ca-file, as in a real run
         checks = healthy_cas_checks(tmp_path, cas.port, Path("{ca_file}"))
         args = ["--ca-file", str(ca_file)] if ca_file else []
-        proc = run_cli("run", "--profile", str(profile), "--hosts-file", str(hosts), "--checks", str(checks),
-                       "--dns-server", dns_server.address, *args, "--no-input", "--format", "json",
-                       "--timeout", "20")
+        proc = run_cli(
+            "run",
+            "--profile",
+            str(profile),
+            "--hosts-file",
+            str(hosts),
+            "--checks",
+            str(checks),
+            "--dns-server",
+            dns_server.address,
+            *args,
+            "--no-input",
+            "--format",
+            "json",
+            "--timeout",
+            "20",
+        )
     assert proc.returncode in (0, 1), proc.stderr
     return json.loads(proc.stdout)
 

@@ -35,9 +35,11 @@ def _checks_with_tables(tmp_path: Path) -> Path:
 
 def _profile(tmp_path: Path, version: str) -> Path:
     profile = tmp_path / "site.yaml"
-    profile.write_text(f"internal_name: cas01.contoso.local\ninternal_addresses: ['{CAS}']\n"
-                       f"tmg_addresses: [127.0.0.2]\npublished: [owa, mapi]\nexchange_version: '{version}'\n",
-                       encoding="utf-8")
+    profile.write_text(
+        f"internal_name: cas01.contoso.local\ninternal_addresses: ['{CAS}']\n"
+        f"tmg_addresses: [127.0.0.2]\npublished: [owa, mapi]\nexchange_version: '{version}'\n",
+        encoding="utf-8",
+    )
     return profile
 
 
@@ -78,9 +80,24 @@ def test_collect_checks_requests_the_endpoints_of_the_copied_table(tmp_path: Pat
     bundle = tmp_path / "bundle.json"
     with TlsServer(issued, app=owa_app(), host=CAS) as cas:
         aimed = healthy_cas_checks(tmp_path, cas.port, factory.root_pem)
-        done = run_cli("collect", "--profile", str(_profile(tmp_path, "2028")), "--hosts-file", str(hosts),
-                       "--checks", str(aimed), "--checks", str(tables), "--dns-server", "127.0.0.1:9",
-                       "--no-input", "--timeout", "20", "-o", str(bundle))
+        done = run_cli(
+            "collect",
+            "--profile",
+            str(_profile(tmp_path, "2028")),
+            "--hosts-file",
+            str(hosts),
+            "--checks",
+            str(aimed),
+            "--checks",
+            str(tables),
+            "--dns-server",
+            "127.0.0.1:9",
+            "--no-input",
+            "--timeout",
+            "20",
+            "-o",
+            str(bundle),
+        )
         asked = [(method, path) for method, path, _headers in cas.requests]
     assert done.returncode == 0, done.stderr
     assert ("GET", "/mapi/emsmdb/") in asked and ("GET", "/mapi/healthcheck.htm") in asked

@@ -37,8 +37,9 @@ CAS_2010 = (
 )
 
 
-def win32_service_export(path: Path, server: str, stopped: Sequence[str],
-                         services: Sequence[tuple[str, str, str]] = CAS_2010) -> Path:
+def win32_service_export(
+    path: Path, server: str, stopped: Sequence[str], services: Sequence[tuple[str, str, str]] = CAS_2010
+) -> Path:
     """A Win32_Service export of `server`: every one of `services` running unless named in `stopped`
     (Manual services are stopped, as on a healthy server)."""
     with RECORDED.open(encoding="utf-8", newline="") as f:
@@ -53,8 +54,14 @@ def win32_service_export(path: Path, server: str, stopped: Sequence[str],
     for pid, (name, display, start) in enumerate(services, start=1800):
         running = start == "Auto" and name not in stopped
         row = {k: v.replace(old_server, server).replace(old_name, name) for k, v in template.items()}
-        row.update(DisplayName=display, Caption=display, StartMode=start, State="Running" if running else "Stopped",
-                   Started=str(running), ProcessId=str(pid if running else 0))
+        row.update(
+            DisplayName=display,
+            Caption=display,
+            StartMode=start,
+            State="Running" if running else "Stopped",
+            Started=str(running),
+            ProcessId=str(pid if running else 0),
+        )
         writer.writerow(row)
     path.write_bytes(out.getvalue().encode("utf-8"))
     return path
@@ -67,7 +74,9 @@ def write_site(tmp_path: Path) -> tuple[Path, Path]:
         "published: [owa, outlook-anywhere, activesync]\n"
         "internal_name: cas.contoso.local\n"
         "internal_addresses: [192.0.2.11, 192.0.2.12]\n"
-        "tmg_addresses: [192.0.2.1]\n", encoding="utf-8")
+        "tmg_addresses: [192.0.2.1]\n",
+        encoding="utf-8",
+    )
     answers = tmp_path / "answers.yaml"
     answers.write_text('users-report-failures: "yes"\n', encoding="utf-8")
     return profile, answers
@@ -76,8 +85,18 @@ def write_site(tmp_path: Path) -> tuple[Path, Path]:
 def run_json(cli: Any, tmp_path: Path, exports: Sequence[Path]) -> dict[str, Any]:
     profile, answers = write_site(tmp_path)
     args = [a for e in exports for a in ("--services-export", str(e))]
-    done = cli("run", *args, "--profile", str(profile), "--answers", str(answers), "--offline",
-               "--no-input", "--format", "json")
+    done = cli(
+        "run",
+        *args,
+        "--profile",
+        str(profile),
+        "--answers",
+        str(answers),
+        "--offline",
+        "--no-input",
+        "--format",
+        "json",
+    )
     assert done.returncode in (0, 1), done.stderr
     return json.loads(done.stdout)
 
@@ -111,10 +130,13 @@ def test_both_cas_healthy_leaves_the_failures_unexplained(cli: Any, tmp_path: Pa
     assert out["verdict"] == "inconclusive"
 
 
-@pytest.mark.parametrize(("stopped", "rule"), [
-    ("MSExchangeAB", "exchange-service-stopped-required-some-published"),  # OA is one of three published
-    ("MSExchangeServiceHost", "exchange-service-stopped-required"),
-])
+@pytest.mark.parametrize(
+    ("stopped", "rule"),
+    [
+        ("MSExchangeAB", "exchange-service-stopped-required-some-published"),  # OA is one of three published
+        ("MSExchangeServiceHost", "exchange-service-stopped-required"),
+    ],
+)
 def test_other_required_cas_services_are_established(cli: Any, tmp_path: Path, stopped: str, rule: str) -> None:
     cas01 = win32_service_export(tmp_path / "cas01.csv", "CAS01", stopped=(stopped,))
     out = run_json(cli, tmp_path, [cas01])

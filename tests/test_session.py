@@ -29,8 +29,14 @@ def test_readme_shows_the_exit_code_table():
     table = readme_exit_table()
     assert sorted(table) == sorted(ExitCode)
     # each row says what its member is for
-    words = {ExitCode.OK: "diagnosis done", ExitCode.FINDING: "--fail-on", ExitCode.USAGE: "usage error",
-             ExitCode.RULES: "rule", ExitCode.INCOMPLETE: "--strict", ExitCode.INTERRUPTED: "interrupted"}
+    words = {
+        ExitCode.OK: "diagnosis done",
+        ExitCode.FINDING: "--fail-on",
+        ExitCode.USAGE: "usage error",
+        ExitCode.RULES: "rule",
+        ExitCode.INCOMPLETE: "--strict",
+        ExitCode.INTERRUPTED: "interrupted",
+    }
     for code, word in words.items():
         assert word in table[code], (code, table[code])
 
@@ -73,8 +79,19 @@ def test_a_bundle_that_cannot_be_written_ends_with_2(tmp_path: Path):
 
 def test_fail_on_ends_with_1_after_writing_the_report(tmp_path: Path):
     report = tmp_path / "report.json"
-    result = run_cli("run", "--example", "fba-stopped", "--no-input", "--format", "json", "-o", str(report),
-                     "--fail-on", "0.5", "--strict")  # --fail-on is decided first
+    result = run_cli(
+        "run",
+        "--example",
+        "fba-stopped",
+        "--no-input",
+        "--format",
+        "json",
+        "-o",
+        str(report),
+        "--fail-on",
+        "0.5",
+        "--strict",
+    )  # --fail-on is decided first
     assert result.returncode == ExitCode.FINDING == 1, result.stderr
     data = json.loads(report.read_text())
     assert data["verdict"] == "misconfiguration"
@@ -117,9 +134,27 @@ def test_ctrl_c_in_a_run_reports_what_was_gathered_then_ends_with_130(tmp_path: 
 
     hanging = busy_evidence(tmp_path / "many-facts.json")
     report, bundle = tmp_path / "report.json", tmp_path / "partial.json"
-    args = ["run", "--offline", "--profile", str(SEED / "profile.yaml"), "--log", str(SEED / "ISALOG_20110504_FWS_000.w3c"),
-            "--evidence", str(hanging), "--no-input", "--progress", "--format", "json", "-o", str(report),
-            "--save-evidence", str(bundle), "--fail-on", "-1", "--strict"]
+    args = [
+        "run",
+        "--offline",
+        "--profile",
+        str(SEED / "profile.yaml"),
+        "--log",
+        str(SEED / "ISALOG_20110504_FWS_000.w3c"),
+        "--evidence",
+        str(hanging),
+        "--no-input",
+        "--progress",
+        "--format",
+        "json",
+        "-o",
+        str(report),
+        "--save-evidence",
+        str(bundle),
+        "--fail-on",
+        "-1",
+        "--strict",
+    ]
     code, output, left = _interrupt_at(args, ("tmg-logs", "complete"), 0.3, tmp_path)
     assert (code, left) == (ExitCode.INTERRUPTED, []), output
     assert "Traceback" not in output

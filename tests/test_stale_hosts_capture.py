@@ -47,8 +47,9 @@ def _inputs(tmp_path: Path, to: tuple[str, ...]) -> list[str]:
 
 def test_refused_syns_to_the_stale_hosts_address_rule_out_the_backend_being_down(tmp_path: Path) -> None:
     d = run_json(*_inputs(tmp_path, (STALE,) * ATTEMPTS))
-    summary = next(f["attrs"] for f in d["facts"] if f["kind"] == "capture.teardown_summary"
-                   and f["attrs"]["scope"] == "server")
+    summary = next(
+        f["attrs"] for f in d["facts"] if f["kind"] == "capture.teardown_summary" and f["attrs"]["scope"] == "server"
+    )
     assert (summary["address"], summary["refused"]) == (STALE, ATTEMPTS)
     assert (d["verdict"], d["decided_by"]) == ("misconfiguration", "name-resolution-mismatch")
     assert d["causes"][0]["id"] == "name-resolution-mismatch"
@@ -60,7 +61,8 @@ def test_refused_syns_to_the_stale_hosts_address_rule_out_the_backend_being_down
     assert said["refused-to-misresolved-address"].startswith(
         f"the {ATTEMPTS} refused and 0 unanswered connection attempts on the TMG-to-server leg of the capture "
         f"all go to {summary['server']}, the address cas01.contoso.local (internal name) resolves to on TMG "
-        "through hosts")
+        "through hosts"
+    )
 
 
 def test_refusals_by_the_internal_server_as_well_keep_the_backend_cause(tmp_path: Path) -> None:
@@ -84,8 +86,9 @@ def test_both_engines_fire_alike_on_the_capture_bundle(tmp_path: Path, to: tuple
     assert done.returncode == 0, done.stderr
     facts = diagnosis_facts(load_bundle(bundle))
     rulebook = load_rulebook([data_dir("rules")])
-    fired: list[Any] = [sorted(f.key() for f in create_engine(rulebook, name).run(facts).firings)
-                        for name in ("durable", "reference")]
+    fired: list[Any] = [
+        sorted(f.key() for f in create_engine(rulebook, name).run(facts).firings) for name in ("durable", "reference")
+    ]
     assert fired[0] == fired[1]
     ids = {rule for rule, _ in fired[0]}
     assert "server-leg-connections-refused" in ids

@@ -15,10 +15,26 @@ from tests.conftest import CORPUS, run_cli
 
 # Never needed by a probe command: the rulebook and engines, the report side, the session, the other
 # probes' packages and the libraries they bring (dnspython, cryptography).
-NOT_FOR_PROBES = ("diagnose.rulebook", "diagnose.engine", "diagnose.report", "diagnose.diagnosis", "diagnose.session",
-                  "diagnose.redact", "diagnose.casefolder", "diagnose.interview", "durable", "dns", "cryptography",
-                  "diagnose.probes.dns", "diagnose.probes.tls", "diagnose.probes.http", "diagnose.probes.tcp",
-                  "diagnose.probes.services", "diagnose.probes.host", "diagnose.probes.evidence")
+NOT_FOR_PROBES = (
+    "diagnose.rulebook",
+    "diagnose.engine",
+    "diagnose.report",
+    "diagnose.diagnosis",
+    "diagnose.session",
+    "diagnose.redact",
+    "diagnose.casefolder",
+    "diagnose.interview",
+    "durable",
+    "dns",
+    "cryptography",
+    "diagnose.probes.dns",
+    "diagnose.probes.tls",
+    "diagnose.probes.http",
+    "diagnose.probes.tcp",
+    "diagnose.probes.services",
+    "diagnose.probes.host",
+    "diagnose.probes.evidence",
+)
 IMPORT_LINE = re.compile(r"^import time:\s*\d+ \|\s*\d+ \| ( *)(\S+)$")
 
 
@@ -45,8 +61,10 @@ def test_version_imports_only_the_command_line() -> None:
 
 def test_probe_proxylogs_loads_its_reader_alone(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
-    log.write_text('192.0.2.7 - - [04/Mar/2024:10:00:00 +0000] "GET /owa/ HTTP/1.1" 499 0 "-" "Mozilla/5.0"\n'
-                   '192.0.2.8 - - [04/Mar/2024:10:00:01 +0000] "POST /ews/exchange.asmx HTTP/1.1" 200 512 "-" "curl"\n')
+    log.write_text(
+        '192.0.2.7 - - [04/Mar/2024:10:00:00 +0000] "GET /owa/ HTTP/1.1" 499 0 "-" "Mozilla/5.0"\n'
+        '192.0.2.8 - - [04/Mar/2024:10:00:01 +0000] "POST /ews/exchange.asmx HTTP/1.1" 200 512 "-" "curl"\n'
+    )
     modules, out = imported("probe", "proxylogs", str(log))
     assert "proxy.status_summary nginx:all" in out and "records: 2" in out
     assert "diagnose.probes.proxylogs.nginx" in modules and "diagnose.probes.inputs" in modules
@@ -80,9 +98,22 @@ def test_run_on_proxy_logs_loads_no_probe_it_does_not_run(tmp_path: Path) -> Non
     modules, out = imported("run", "--proxy-log", str(log), "--offline", "--no-input", "--format", "json")
     assert '"proxy.status_summary"' in out
     assert "diagnose.probes.proxylogs.nginx" in modules and "diagnose.rulebook.loader" in modules
-    assert loaded(modules, "dns", "cryptography", "diagnose.probes.dns", "diagnose.probes.tls", "diagnose.probes.http",
-                  "diagnose.probes.tcp", "diagnose.probes.capture", "diagnose.probes.logs", "diagnose.casefolder",
-                  "diagnose.cli.case") == []
+    assert (
+        loaded(
+            modules,
+            "dns",
+            "cryptography",
+            "diagnose.probes.dns",
+            "diagnose.probes.tls",
+            "diagnose.probes.http",
+            "diagnose.probes.tcp",
+            "diagnose.probes.capture",
+            "diagnose.probes.logs",
+            "diagnose.casefolder",
+            "diagnose.cli.case",
+        )
+        == []
+    )
 
 
 def test_a_check_that_does_not_run_is_read_by_the_lint_not_by_the_run(tmp_path: Path) -> None:
@@ -90,8 +121,10 @@ def test_a_check_that_does_not_run_is_read_by_the_lint_not_by_the_run(tmp_path: 
     a probe the run does not use (a network check in an offline run) is the lint's finding, at its line."""
     folder = tmp_path / "checks"
     folder.mkdir()
-    (folder / "mine.yaml").write_text("checks:\n  - id: tcp-mine\n    probe: tcp\n    network: true\n    params:\n"
-                                      "      targets: \"{internal_addresses}\"\n      colour: blue\n")
+    (folder / "mine.yaml").write_text(
+        "checks:\n  - id: tcp-mine\n    probe: tcp\n    network: true\n    params:\n"
+        '      targets: "{internal_addresses}"\n      colour: blue\n'
+    )
     seed = Path(__file__).resolve().parent.parent / "examples" / "seed" / "ISALOG_20110504_FWS_000.w3c"
     done = run_cli("run", "--log", str(seed), "--offline", "--no-input", "--checks", str(folder), "--format", "json")
     assert done.returncode in (0, 1), done.stderr

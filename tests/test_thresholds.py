@@ -44,23 +44,28 @@ def test_a_copy_of_the_thresholds_changes_the_judgement_without_python(tmp_path:
     floor = "  burst_floor:\n    value: 10\n"
     assert floor in text
     checks = _copy(tmp_path, floor, "  burst_floor:\n    value: 20\n")
-    (checks / THRESHOLDS_FILE).write_text((checks / THRESHOLDS_FILE).read_text(encoding="utf-8").replace(
-        "  coincidence_window_seconds:\n    value: 60\n", "  coincidence_window_seconds:\n    value: 30\n"),
-        encoding="utf-8")
+    (checks / THRESHOLDS_FILE).write_text(
+        (checks / THRESHOLDS_FILE)
+        .read_text(encoding="utf-8")
+        .replace("  coincidence_window_seconds:\n    value: 60\n", "  coincidence_window_seconds:\n    value: 30\n"),
+        encoding="utf-8",
+    )
     changed = _summary(log, checks)
     assert (changed["bursts"], changed["status64_peak_per_minute"], changed["coincidence_window"]) == (0, 12, 30)
 
 
-@pytest.mark.parametrize(("old", "new", "message"), [
-    ("    value: 0.6\n", "    value: 1.5\n", "proxylogs.idle_min_share must be a number from 0.01 to 1, got 1.5"),
-    ("    value: 10\n", "    value: ten\n", "logs.burst_floor must be a whole number from 1 to 1e+06, got 'ten'"),
-    ("  burst_factor:\n", "  burst_factr:\n", "unknown threshold 'burst_factr' in logs"),
-])
-def test_a_bad_thresholds_file_is_one_line_with_file_and_line(tmp_path: Path, old: str, new: str,
-                                                               message: str) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("    value: 0.6\n", "    value: 1.5\n", "proxylogs.idle_min_share must be a number from 0.01 to 1, got 1.5"),
+        ("    value: 10\n", "    value: ten\n", "logs.burst_floor must be a whole number from 1 to 1e+06, got 'ten'"),
+        ("  burst_factor:\n", "  burst_factr:\n", "unknown threshold 'burst_factr' in logs"),
+    ],
+)
+def test_a_bad_thresholds_file_is_one_line_with_file_and_line(tmp_path: Path, old: str, new: str, message: str) -> None:
     checks = _copy(tmp_path, old, new)
     text = (checks / THRESHOLDS_FILE).read_text(encoding="utf-8")
-    line = text[:text.index(new)].count("\n") + 1
+    line = text[: text.index(new)].count("\n") + 1
     proc = run_cli("probe", "logs", str(_status64_log(tmp_path)), env={"DIAGNOSE_CHECKS": str(checks)})
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr.count("\n") == 1, proc.stderr

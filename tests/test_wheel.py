@@ -48,7 +48,11 @@ def test_the_wheel_ships_data_and_the_accelerator(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "diagnose/_data/rules/causes/dirty-close-by-design.yaml" in names
     assert any(n.startswith("diagnose/_data/examples/seed/") for n in names)
-    stems = ("diagnose/probes/logs/_fastscan", "diagnose/probes/capture/_fastcap", "diagnose/probes/proxylogs/_fastproxy")
+    stems = (
+        "diagnose/probes/logs/_fastscan",
+        "diagnose/probes/capture/_fastcap",
+        "diagnose/probes/proxylogs/_fastproxy",
+    )
     built = {stem: [n for n in names if n.startswith(stem) and not n.endswith(".c")] for stem in stems}
     assert all(len(found) <= 1 for found in built.values()), built
     compiled = all(built.values())
@@ -60,7 +64,8 @@ def test_the_wheel_ships_data_and_the_accelerator(tmp_path: Path) -> None:
         expected = golden.WHEEL_FILES.read_text(encoding="utf-8").splitlines()
         assert golden.wheel_names(wheel) == expected, (
             f"the wheel's file list differs from tests/golden/{golden.WHEEL_FILES.name}; if intended: "
-            f"`python scripts/golden.py --update --wheel`")
+            f"`python scripts/golden.py --update --wheel`"
+        )
 
     target = tmp_path / "site"
     installed = subprocess.run(
@@ -75,8 +80,12 @@ def test_the_wheel_ships_data_and_the_accelerator(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(target)}
     env.pop("DIAGNOSE_PURE_PYTHON", None)
     where = subprocess.run(
-        [sys.executable, "-c", "import diagnose, diagnose.probes.logs.scan as s, diagnose.probes.capture.formats as f; "
-         "import diagnose.probes.proxylogs.w3c as p; print(diagnose.__file__, s._fastscan, f._fastcap, p._fastproxy)"],
+        [
+            sys.executable,
+            "-c",
+            "import diagnose, diagnose.probes.logs.scan as s, diagnose.probes.capture.formats as f; "
+            "import diagnose.probes.proxylogs.w3c as p; print(diagnose.__file__, s._fastscan, f._fastcap, p._fastproxy)",
+        ],
         cwd=elsewhere,
         env=env,
         capture_output=True,

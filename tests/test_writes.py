@@ -32,8 +32,15 @@ def _env() -> dict[str, str]:
 
 
 def diagnose(*args: str, stdout: int | None = subprocess.PIPE, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "diagnose", *args], stdout=stdout, stderr=subprocess.PIPE,
-                          text=True, cwd=REPO, env=_env(), timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "diagnose", *args],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=_env(),
+        timeout=timeout,
+    )
 
 
 def one_error_line(proc: subprocess.CompletedProcess, code: int = 2) -> str:
@@ -53,8 +60,12 @@ def quiet(stderr: str) -> bool:
 
 def _mount_namespace_missing() -> str | None:
     try:
-        proc = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt"],
-                              capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"unshare -m cannot run here: {exc}"
     return None if proc.returncode == 0 else f"no private mount namespace here: {proc.stderr.strip()}"
@@ -70,8 +81,9 @@ def in_tiny_tmpfs(tmp_path: Path, script: str) -> subprocess.CompletedProcess:
     folder = tmp_path / "tiny"
     folder.mkdir()
     command = f"mount -t tmpfs -o size=16k tmpfs {shlex.quote(str(folder))} && DIR={shlex.quote(str(folder))}; {script}"
-    return subprocess.run(["unshare", "-m", "sh", "-c", command], capture_output=True, text=True, cwd=REPO,
-                          env=_env(), timeout=120)
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", command], capture_output=True, text=True, cwd=REPO, env=_env(), timeout=120
+    )
 
 
 def _cli(*args: str) -> str:
@@ -81,15 +93,19 @@ def _cli(*args: str) -> str:
 
 # ------------------------------------------------------------------------------------ failing writes
 
+
 @needs_mount_namespace
 def test_disk_full_is_one_line_and_keeps_the_previous_report(tmp_path: Path) -> None:
-    script = (f"printf %s {shlex.quote(PREVIOUS)} > $DIR/report.html && "
-              f"{_cli(*RUN, '--why', '--format', 'html', '-o', '@DIR@/report.html')}"
-              "; echo exit=$?; cat $DIR/report.html; ls -A $DIR")
+    script = (
+        f"printf %s {shlex.quote(PREVIOUS)} > $DIR/report.html && "
+        f"{_cli(*RUN, '--why', '--format', 'html', '-o', '@DIR@/report.html')}"
+        "; echo exit=$?; cat $DIR/report.html; ls -A $DIR"
+    )
     proc = in_tiny_tmpfs(tmp_path, script)
     out = proc.stdout.splitlines()
     assert one_error_line(subprocess.CompletedProcess([], 2, "", proc.stderr)) == (
-        f"diagnose: error: {tmp_path}/tiny/report.html: cannot write: no space left on the device")
+        f"diagnose: error: {tmp_path}/tiny/report.html: cannot write: no space left on the device"
+    )
     assert out[0] == "exit=2"
     assert out[1] == PREVIOUS.strip()  # the previous report, whole
     assert out[2:] == ["report.html"]  # and no temporary file left behind
@@ -97,11 +113,14 @@ def test_disk_full_is_one_line_and_keeps_the_previous_report(tmp_path: Path) -> 
 
 @needs_mount_namespace
 def test_read_only_folder_is_one_line(tmp_path: Path) -> None:
-    script = f"mount -o remount,ro $DIR && {_cli('collect', '--example', 'seed', '-o', '@DIR@/bundle.json')}; echo exit=$?"
+    script = (
+        f"mount -o remount,ro $DIR && {_cli('collect', '--example', 'seed', '-o', '@DIR@/bundle.json')}; echo exit=$?"
+    )
     proc = in_tiny_tmpfs(tmp_path, script)
     assert proc.stdout.strip() == "exit=2"
     assert one_error_line(subprocess.CompletedProcess([], 2, "", proc.stderr)) == (
-        f"diagnose: error: {tmp_path}/tiny/bundle.json: cannot write: the folder is on a read-only file system")
+        f"diagnose: error: {tmp_path}/tiny/bundle.json: cannot write: the folder is on a read-only file system"
+    )
 
 
 def test_missing_folder_is_one_line(tmp_path: Path) -> None:
@@ -124,8 +143,14 @@ def test_full_standard_output_is_one_line() -> None:
 
 
 def test_closed_standard_output_is_one_line() -> None:
-    proc = subprocess.run(["sh", "-c", f"exec {_cli(*RUN, '--fail-on', '0.5')} >&-"], capture_output=True,
-                          text=True, cwd=REPO, env=_env(), timeout=120)
+    proc = subprocess.run(
+        ["sh", "-c", f"exec {_cli(*RUN, '--fail-on', '0.5')} >&-"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_env(),
+        timeout=120,
+    )
     assert one_error_line(proc) == "diagnose: error: cannot write the output: standard output is closed"
 
 
@@ -136,8 +161,15 @@ def test_a_reader_that_leaves_early_is_not_an_error(args: tuple[str, ...]) -> No
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        proc = subprocess.run([sys.executable, "-m", "diagnose", *args], stdout=write_end, stderr=subprocess.PIPE,
-                              text=True, cwd=REPO, env=_env(), timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "diagnose", *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=_env(),
+            timeout=120,
+        )
     finally:
         os.close(write_end)
     assert proc.returncode == 0, proc.stderr
@@ -145,8 +177,14 @@ def test_a_reader_that_leaves_early_is_not_an_error(args: tuple[str, ...]) -> No
 
 
 def test_head_minus_one() -> None:
-    proc = subprocess.run(["sh", "-c", f"{_cli(*RUN, '--why', '--format', 'html')} | head -c 10"],
-                          capture_output=True, text=True, cwd=REPO, env=_env(), timeout=120)
+    proc = subprocess.run(
+        ["sh", "-c", f"{_cli(*RUN, '--why', '--format', 'html')} | head -c 10"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=_env(),
+        timeout=120,
+    )
     assert proc.stdout.lower() == "<!doctype "
     assert quiet(proc.stderr), proc.stderr
 
@@ -169,8 +207,8 @@ def test_write_file_keeps_the_mode_of_the_file_it_replaces(tmp_path: Path) -> No
     target = tmp_path / "bundle.json"
     target.write_text("{}\n")
     target.chmod(0o640)
-    write_file(target, "{\"facts\": []}\n")
-    assert (target.stat().st_mode & 0o777, target.read_text()) == (0o640, "{\"facts\": []}\n")
+    write_file(target, '{"facts": []}\n')
+    assert (target.stat().st_mode & 0o777, target.read_text()) == (0o640, '{"facts": []}\n')
 
 
 # ------------------------------------------------------------------------------------ kill -9
@@ -204,8 +242,9 @@ def test_kill_9_in_mid_write_leaves_the_previous_file(tmp_path: Path, kind: str)
     for attempt in range(3):
         target.write_text(previous)
         before = target.stat()
-        writer = subprocess.Popen([sys.executable, "-c", _WRITER, kind, str(target)], cwd=REPO, env=_env(),
-                                  stderr=subprocess.PIPE)
+        writer = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, kind, str(target)], cwd=REPO, env=_env(), stderr=subprocess.PIPE
+        )
         limit = time.monotonic() + 60
         while writer.poll() is None and not _changed(target, before) and time.monotonic() < limit:
             time.sleep(0.001)
@@ -224,10 +263,24 @@ def test_a_full_standard_error_does_not_stop_the_run() -> None:
     """Progress lines and the error line go to stderr; when it cannot be written (`2>/dev/full`) the
     run still reports on stdout, and an error still sets the exit code."""
     with open("/dev/full", "w") as full:
-        proc = subprocess.run([sys.executable, "-m", "diagnose", *RUN, "--progress"], stdout=subprocess.PIPE,
-                              stderr=full, text=True, cwd=REPO, env=_env(), timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "diagnose", *RUN, "--progress"],
+            stdout=subprocess.PIPE,
+            stderr=full,
+            text=True,
+            cwd=REPO,
+            env=_env(),
+            timeout=120,
+        )
         assert proc.returncode == 0
         assert proc.stdout.startswith("Verdict: BENIGN")
-        proc = subprocess.run([sys.executable, "-m", "diagnose", *RUN, "-o", "/nonexistent/report.txt"],
-                              stdout=subprocess.PIPE, stderr=full, text=True, cwd=REPO, env=_env(), timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-m", "diagnose", *RUN, "-o", "/nonexistent/report.txt"],
+            stdout=subprocess.PIPE,
+            stderr=full,
+            text=True,
+            cwd=REPO,
+            env=_env(),
+            timeout=120,
+        )
         assert (proc.returncode, proc.stdout) == (2, "")

@@ -34,8 +34,11 @@ def open_for_run(roots: Sequence[str], inputs: object, redact: bool = False) -> 
 
 def shown_paths(case: CaseFolder) -> list[str]:
     """Every file of the case as cited (zip!member as a path), for --redact to learn their names."""
-    return [*case.roots, *(t.shown.replace("!", "/") for t in case.taken),
-            *(s.shown.replace("!", "/") for s in case.skipped)]
+    return [
+        *case.roots,
+        *(t.shown.replace("!", "/") for t in case.taken),
+        *(s.shown.replace("!", "/") for s in case.skipped),
+    ]
 
 
 def _scrubber(case: CaseFolder) -> Callable[[str], str]:

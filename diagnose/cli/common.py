@@ -20,15 +20,24 @@ from diagnose.writing import reason, write_file
 if typing.TYPE_CHECKING:  # the rulebook is loaded only by the commands that need rules (not the probes)
     from diagnose.rulebook.model import Rulebook
 
-rules_option = click.option("--rules", "rule_dirs", multiple=True, type=click.Path(file_okay=False),
-                            help="Extra rule directory (repeatable); its rules win over shipped ones with the same id. "
-                                 "Also DIAGNOSE_RULES.")
+rules_option = click.option(
+    "--rules",
+    "rule_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="Extra rule directory (repeatable); its rules win over shipped ones with the same id. Also DIAGNOSE_RULES.",
+)
 
 
-engine_option = click.option("--engine", "engine_name", type=click.Choice(["auto", "durable", "reference"]),
-                             default=None, help="Rule engine: durable_rules, the reference evaluator, or auto "
-                                                "(durable_rules where it imports, else the reference). Also "
-                                                "DIAGNOSE_ENGINE; default auto.")
+engine_option = click.option(
+    "--engine",
+    "engine_name",
+    type=click.Choice(["auto", "durable", "reference"]),
+    default=None,
+    help="Rule engine: durable_rules, the reference evaluator, or auto "
+    "(durable_rules where it imports, else the reference). Also "
+    "DIAGNOSE_ENGINE; default auto.",
+)
 
 
 def rule_dirs(given: Sequence[str] = ()) -> list[Path]:

@@ -21,7 +21,7 @@ SPELLINGS = {"≥": ">=", "≤": "<=", "≠": "!=", "…": "...", "±": "+-", "�
 def _replace(error: UnicodeError) -> tuple[str, int]:
     if not isinstance(error, UnicodeEncodeError):
         raise error
-    bad = error.object[error.start:error.end]
+    bad = error.object[error.start : error.end]
     out = []
     for ch in bad:
         spelled = SPELLINGS.get(ch, "?")

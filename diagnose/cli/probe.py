@@ -18,9 +18,17 @@ NO_DEADLINE = 24 * 3600.0
 
 # Each subcommand lives in its own module, imported only when that subcommand is used (or help lists
 # them all), so that `diagnose analyze` does not pay for the capture, log and network code.
-SUBCOMMANDS = {"logs": "probe_logs", "capture": "probe_capture", "dns": "probe_network", "tls": "probe_network",
-               "http": "probe_network", "tcp": "probe_network", "services": "probe_services",
-               "host": "probe_services", "proxylogs": "probe_proxylogs"}
+SUBCOMMANDS = {
+    "logs": "probe_logs",
+    "capture": "probe_capture",
+    "dns": "probe_network",
+    "tls": "probe_network",
+    "http": "probe_network",
+    "tcp": "probe_network",
+    "services": "probe_services",
+    "host": "probe_services",
+    "proxylogs": "probe_proxylogs",
+}
 
 
 class _ProbeGroup(click.Group):
@@ -60,15 +68,25 @@ def generic_command(name: str) -> click.Command:
         bundle = run_check(name, values, load_profile(profile) if profile else None, check_id=check)
         emit_bundle(bundle, fmt, output)
 
-    return click.Command(name, callback=run, help=f"Run the {name} probe through its check (parameters as in checks/).",
-                         params=[
-        click.Option(["-p", "--param", "params"], multiple=True, metavar="KEY=VALUE",
-                     help="A parameter of the probe (repeat a key for a list)."),
-        click.Option(["--profile"], type=click.Path(dir_okay=False), help="Site profile filling the check's template."),
-        click.Option(["--check"], help="The catalogue's check to run (default: the first of this probe)."),
-        click.Option(["--format", "fmt"], type=click.Choice(["text", "json"]), default="text", show_default=True),
-        click.Option(["-o", "--output"], type=click.Path(dir_okay=False), help="Write to a file."),
-    ])
+    return click.Command(
+        name,
+        callback=run,
+        help=f"Run the {name} probe through its check (parameters as in checks/).",
+        params=[
+            click.Option(
+                ["-p", "--param", "params"],
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="A parameter of the probe (repeat a key for a list).",
+            ),
+            click.Option(
+                ["--profile"], type=click.Path(dir_okay=False), help="Site profile filling the check's template."
+            ),
+            click.Option(["--check"], help="The catalogue's check to run (default: the first of this probe)."),
+            click.Option(["--format", "fmt"], type=click.Choice(["text", "json"]), default="text", show_default=True),
+            click.Option(["-o", "--output"], type=click.Path(dir_okay=False), help="Write to a file."),
+        ],
+    )
 
 
 @click.group(cls=_ProbeGroup)
@@ -76,9 +94,15 @@ def probe() -> None:
     """Run one probe and print the facts it gathers."""
 
 
-def run_check(probe_name: str, given: Mapping[str, Any], profile: SiteProfile | None = None,
-              inputs: Any = None, check_id: str | None = None, deadline: float | None = None,
-              progress: Any = None) -> EvidenceBundle:
+def run_check(
+    probe_name: str,
+    given: Mapping[str, Any],
+    profile: SiteProfile | None = None,
+    inputs: Any = None,
+    check_id: str | None = None,
+    deadline: float | None = None,
+    progress: Any = None,
+) -> EvidenceBundle:
     """A one-check plan run through `collect`, as `diagnose collect` runs it: the catalogue's check for
     the probe (`check_id`, else the first of that probe), its template filled from the profile and the
     inputs, the command line's values (`given`, where not empty) over it; in the main thread, as the
@@ -87,18 +111,30 @@ def run_check(probe_name: str, given: Mapping[str, Any], profile: SiteProfile | 
 
     warnings_on_stderr()  # the probe's warnings (its notes), one `diagnose: note:` line each, as `run` shows them
     plan, params = plan_check(probe_name, given, profile, inputs, check_id)
-    return collect([plan], SiteProfile(), RunInputs(), progress=progress, timeout=deadline or NO_DEADLINE,
-                   filled={plan.id: params}, inline=True)
+    return collect(
+        [plan],
+        SiteProfile(),
+        RunInputs(),
+        progress=progress,
+        timeout=deadline or NO_DEADLINE,
+        filled={plan.id: params},
+        inline=True,
+    )
 
 
-def emit_bundle(bundle: EvidenceBundle, fmt: str, output: str | None = None,
-                text: Any = None) -> None:
+def emit_bundle(bundle: EvidenceBundle, fmt: str, output: str | None = None, text: Any = None) -> None:
     """Print a one-check run: JSON `{"schema", "probe": {...run, notes}, "facts": [...], "excerpts"}`, or a
     readable listing (`text(facts, run)` where a probe has its own). Notes went to stderr as they came."""
     run = bundle.probes[0]
     if fmt == "json":
-        out = to_json({"schema": SCHEMA, "probe": run.to_json(), "facts": [f.to_json() for f in bundle.facts],
-                       "excerpts": dict(bundle.excerpts)})
+        out = to_json(
+            {
+                "schema": SCHEMA,
+                "probe": run.to_json(),
+                "facts": [f.to_json() for f in bundle.facts],
+                "excerpts": dict(bundle.excerpts),
+            }
+        )
     else:
         lines = list((text or _text_lines)(bundle.facts, run))
         if bundle.excerpts and text is None:
@@ -118,7 +154,13 @@ def _text_lines(facts: Iterable[Fact], run: ProbeRun) -> Iterable[str]:
         yield f"    from: {fact.provenance.cite()}"
 
 
-format_option = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-                             show_default=True, help="Output format.")
-output_option = click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-                             help="Write to FILE instead of stdout.")
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Output format."
+)
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write to FILE instead of stdout.",
+)

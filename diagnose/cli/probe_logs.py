@@ -43,9 +43,7 @@ class _Progress:
     default=None,
     help="Site profile (YAML): tmg_addresses and internal_addresses decide the legs.",
 )
-@click.option(
-    "--tmg", "tmg", multiple=True, metavar="ADDR", help="An address of the TMG server (repeatable)."
-)
+@click.option("--tmg", "tmg", multiple=True, metavar="ADDR", help="An address of the TMG server (repeatable).")
 @click.option(
     "--internal",
     "internal",

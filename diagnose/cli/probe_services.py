@@ -83,9 +83,7 @@ def services_command(
     default=None,
     help="Site profile (internal_addresses mark the TMG-to-server leg).",
 )
-@click.option(
-    "--server", "servers", multiple=True, help="Address of a published internal server (repeatable)."
-)
+@click.option("--server", "servers", multiple=True, help="Address of a published internal server (repeatable).")
 @click.option(
     "--remote-port",
     "remote_ports",
@@ -93,9 +91,7 @@ def services_command(
     type=click.IntRange(1, 65535),
     help="Only this server port counts as the server leg (repeatable).",
 )
-@click.option(
-    "--process", "processes", multiple=True, help="Proxy process name (default wspsrv.exe; repeatable)."
-)
+@click.option("--process", "processes", multiple=True, help="Proxy process name (default wspsrv.exe; repeatable).")
 @click.option(
     "--export",
     "exports",

@@ -28,10 +28,11 @@ def list_rules(rule_dirs: tuple[str, ...]) -> None:
     rulebook = load_rules(rule_dirs)
     width = max((len(r.id) for r in rulebook.rules), default=10)
     for rule in rulebook.rules:
-        click.echo(f"{rule.id:<{width}}  {rule.status.value:<12} {rule.conclude.certainty:+.2f}  "
-                   f"{rule.conclude.cause}")
-    click.echo(f"\n{len(rulebook.rules)} rules, {len(rulebook.causes)} causes, {len(rulebook.questions)} questions; "
-               f"rulebook {rulebook.version}")
+        click.echo(f"{rule.id:<{width}}  {rule.status.value:<12} {rule.conclude.certainty:+.2f}  {rule.conclude.cause}")
+    click.echo(
+        f"\n{len(rulebook.rules)} rules, {len(rulebook.causes)} causes, {len(rulebook.questions)} questions; "
+        f"rulebook {rulebook.version}"
+    )
 
 
 @rules.command("show")
@@ -51,8 +52,13 @@ def show_rule(rule_id: str, rule_dirs: tuple[str, ...]) -> None:
 
 @rules.command("lint")
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
-@click.option("--checks", "check_dirs", multiple=True, type=click.Path(file_okay=False),
-              help="Extra checks directory (repeatable). Also DIAGNOSE_CHECKS.")
+@click.option(
+    "--checks",
+    "check_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="Extra checks directory (repeatable). Also DIAGNOSE_CHECKS.",
+)
 @click.option("--strict", is_flag=True, help="Warnings fail the lint too.")
 def lint(directory: str | None, check_dirs: tuple[str, ...], strict: bool) -> None:
     """Check the shipped rules, plus DIRECTORY's (which win by id), against the checks, the fact kinds and
@@ -85,8 +91,9 @@ def lint(directory: str | None, check_dirs: tuple[str, ...], strict: bool) -> No
             problems.append(exc)
             return empty
 
-    checks: list[CheckKinds] = read(lambda: [CheckKinds(c.id, c.probe, c.kinds, c.path)
-                           for c in load_checks(default_check_dirs(given))], [])
+    checks: list[CheckKinds] = read(
+        lambda: [CheckKinds(c.id, c.probe, c.kinds, c.path) for c in load_checks(default_check_dirs(given))], []
+    )
     table = read(lambda: catalogue(given), None)
     site = {"exchange_version": table.version_names, "published": table.protocol_names} if table else {}
     read(lambda: thresholds(given), None)
@@ -96,8 +103,10 @@ def lint(directory: str | None, check_dirs: tuple[str, ...], strict: bool) -> No
     found = counts(findings)
     failed = found[Severity.ERROR] or (strict and found[Severity.WARNING])
     tally = ", ".join(f"{n} {s.value}{'s' if n != 1 and s is not Severity.INFO else ''}" for s, n in found.items())
-    click.echo(f"{'failed' if failed else 'ok'}: {len(rulebook.rules)} rules, {len(rulebook.causes)} causes, "
-               f"{len(rulebook.questions)} questions (rulebook {rulebook.version}); {tally}")
+    click.echo(
+        f"{'failed' if failed else 'ok'}: {len(rulebook.rules)} rules, {len(rulebook.causes)} causes, "
+        f"{len(rulebook.questions)} questions (rulebook {rulebook.version}); {tally}"
+    )
     if failed:
         sys.exit(RuleError.exit_code)
 
@@ -166,8 +175,14 @@ tests:
 
 @rules.command("new")
 @click.argument("rule_id")
-@click.option("--dir", "directory", default="rules.d", show_default=True, type=click.Path(file_okay=False),
-              help="Where to write the rule (use with --rules DIR / DIAGNOSE_RULES).")
+@click.option(
+    "--dir",
+    "directory",
+    default="rules.d",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where to write the rule (use with --rules DIR / DIAGNOSE_RULES).",
+)
 @click.option("--cause", default="dirty-close-by-design", show_default=True, help="The cause it concludes.")
 @click.option("--title", default="Describe what this rule recognises", help="Rule title.")
 def new(rule_id: str, directory: str, cause: str, title: str) -> None:
@@ -181,5 +196,7 @@ def new(rule_id: str, directory: str, cause: str, title: str) -> None:
         raise UsageError(f"{path} exists; not overwriting it")
     path.parent.mkdir(parents=True, exist_ok=True)
     write_file(path, TEMPLATE.format(id=rule_id, title=title, cause=cause))
-    click.echo(f"wrote {path}\nnext: edit it, then `diagnose rules lint {directory}` and `diagnose rules test "
-               f"{directory}`; use it with `--rules {directory}`")
+    click.echo(
+        f"wrote {path}\nnext: edit it, then `diagnose rules lint {directory}` and `diagnose rules test "
+        f"{directory}`; use it with `--rules {directory}`"
+    )

@@ -25,37 +25,80 @@ def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--profile", type=click.Path(dir_okay=False), help="Site profile (YAML)."),
         click.option("--log", "logs", multiple=True, type=click.Path(), help="TMG/ISA log file, folder or glob."),
-        click.option("--proxy-log", "proxy_logs", multiple=True, type=click.Path(),
-                     help="IIS (ARR, Exchange), Exchange HttpProxy, HAProxy or nginx log file, folder or glob."),
+        click.option(
+            "--proxy-log",
+            "proxy_logs",
+            multiple=True,
+            type=click.Path(),
+            help="IIS (ARR, Exchange), Exchange HttpProxy, HAProxy or nginx log file, folder or glob.",
+        ),
         click.option("--capture", "captures", multiple=True, type=click.Path(), help="Packet capture file."),
-        click.option("--evidence", "evidence", multiple=True, type=click.Path(dir_okay=False),
-                     help="Recorded facts (a bundle or {\"facts\": [...]})."),
+        click.option(
+            "--evidence",
+            "evidence",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            help='Recorded facts (a bundle or {"facts": [...]}).',
+        ),
         click.option("--dns-server", "dns_servers", multiple=True, help="Resolver ADDR[:PORT] (repeatable)."),
         click.option("--hosts-file", type=click.Path(dir_okay=False), help="HOSTS file as TMG has it."),
-        click.option("--dns-recorded", "dns_recorded", multiple=True, type=click.Path(dir_okay=False),
-                     metavar="FILE", help="DNS answers recorded on TMG, replayed instead of asking a server "
-                     "(nslookup, Resolve-DnsName or dig output; repeatable)."),
-        click.option("--services-export", "services_export", multiple=True, type=click.Path(dir_okay=False),
-                     help="Exported service list of one Exchange server (repeatable: one per CAS)."),
+        click.option(
+            "--dns-recorded",
+            "dns_recorded",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="DNS answers recorded on TMG, replayed instead of asking a server "
+            "(nslookup, Resolve-DnsName or dig output; repeatable).",
+        ),
+        click.option(
+            "--services-export",
+            "services_export",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            help="Exported service list of one Exchange server (repeatable: one per CAS).",
+        ),
         click.option("--services-host", help="Query services on HOST with sc.exe."),
-        click.option("--host-export", "host_exports", multiple=True, type=click.Path(dir_okay=False),
-                     metavar="FILE", help="Exported on TMG (repeatable): netstat -ano/-anob, netsh int ipv4 show "
-                     "dynamicport tcp, System events 4227/4231 as CSV, XML or wevtutil text."),
+        click.option(
+            "--host-export",
+            "host_exports",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="Exported on TMG (repeatable): netstat -ano/-anob, netsh int ipv4 show "
+            "dynamicport tcp, System events 4227/4231 as CSV, XML or wevtutil text.",
+        ),
         click.option("--tmg", "tmg", multiple=True, help="A TMG address (repeatable)."),
-        click.option("--ca-file", type=click.Path(dir_okay=False),
-                     help="CA certificates (PEM) TMG trusts, e.g. exported from its computer store."),
+        click.option(
+            "--ca-file",
+            type=click.Path(dir_okay=False),
+            help="CA certificates (PEM) TMG trusts, e.g. exported from its computer store.",
+        ),
         click.option("--tz", help="Time zone of ISA text-format logs (e.g. Europe/Berlin)."),
-        click.option("--checks", "check_dirs", multiple=True, type=click.Path(file_okay=False),
-                     help="Extra checks directory (repeatable). Also DIAGNOSE_CHECKS."),
+        click.option(
+            "--checks",
+            "check_dirs",
+            multiple=True,
+            type=click.Path(file_okay=False),
+            help="Extra checks directory (repeatable). Also DIAGNOSE_CHECKS.",
+        ),
         click.option("--timeout", type=float, default=60.0, show_default=True, help="Overall probe deadline, s."),
         click.option("--answers", "answers_file", type=click.Path(dir_okay=False), help="Answers file (YAML)."),
         click.option("--no-input", is_flag=True, help="Never ask questions."),
-        click.option("--offline", is_flag=True,
-                     help="Send nothing on the network: no DNS queries, no connections; read only the files given."),
+        click.option(
+            "--offline",
+            is_flag=True,
+            help="Send nothing on the network: no DNS queries, no connections; read only the files given.",
+        ),
         click.option("--progress/--quiet", default=None, help="Progress lines on stderr (default: on a terminal)."),
-        click.option("--evidence-dir", "evidence_dirs", multiple=True, type=click.Path(exists=True),
-                     help="A case folder or zip: every artefact in it is recognised by its content and read as "
-                     "if given with the options above (repeatable)."),
+        click.option(
+            "--evidence-dir",
+            "evidence_dirs",
+            multiple=True,
+            type=click.Path(exists=True),
+            help="A case folder or zip: every artefact in it is recognised by its content and read as "
+            "if given with the options above (repeatable).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -64,12 +107,21 @@ def input_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text",
-                     show_default=True),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["text", "json", "markdown", "html"]),
+            default="text",
+            show_default=True,
+        ),
         click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE."),
         click.option("--why", is_flag=True, help="Show every rule considered and why it fired or not."),
-        click.option("--fail-on", type=click.FloatRange(-1, 1), default=None,
-                     help="Exit 1 when a misconfiguration/fault cause reaches this certainty."),
+        click.option(
+            "--fail-on",
+            type=click.FloatRange(-1, 1),
+            default=None,
+            help="Exit 1 when a misconfiguration/fault cause reaches this certainty.",
+        ),
         click.option("--strict", is_flag=True, help="Exit 4 when evidence is incomplete."),
     ]
     for option in reversed(options):
@@ -77,8 +129,9 @@ def output_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-redact_option = click.option("--redact", is_flag=True,
-                             help="Pseudonymise addresses, host names, domains and users (bundle and report).")
+redact_option = click.option(
+    "--redact", is_flag=True, help="Pseudonymise addresses, host names, domains and users (bundle and report)."
+)
 
 
 def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
@@ -87,12 +140,23 @@ def plan_from_options(o: dict[str, Any], questions: Any) -> Plan:
     profile = load_profile(o["profile"]) if o.get("profile") else SiteProfile()
     if o.get("tmg"):
         profile = profile.merged({"tmg_addresses": list(profile.tmg_addresses) + list(o["tmg"])})
-    inputs = RunInputs(list(o.get("logs") or ()), list(o.get("captures") or ()), list(o.get("evidence") or ()),
-                       list(o.get("dns_servers") or ()), o.get("hosts_file"), list(o.get("services_export") or ()),
-                       o.get("services_host"), o.get("tz"), offline=bool(o.get("offline")),
-                       extra={"ca_file": o.get("ca_file"), "dns_recorded": list(o.get("dns_recorded") or ()),
-                              "host_exports": list(o.get("host_exports") or ()),
-                              "proxy_log_paths": list(o.get("proxy_logs") or ())})
+    inputs = RunInputs(
+        list(o.get("logs") or ()),
+        list(o.get("captures") or ()),
+        list(o.get("evidence") or ()),
+        list(o.get("dns_servers") or ()),
+        o.get("hosts_file"),
+        list(o.get("services_export") or ()),
+        o.get("services_host"),
+        o.get("tz"),
+        offline=bool(o.get("offline")),
+        extra={
+            "ca_file": o.get("ca_file"),
+            "dns_recorded": list(o.get("dns_recorded") or ()),
+            "host_exports": list(o.get("host_exports") or ()),
+            "proxy_log_paths": list(o.get("proxy_logs") or ()),
+        },
+    )
     answers = load_answers(o["answers_file"], questions) if o.get("answers_file") else {}
     return Plan(profile, inputs, answers, profile_path=o.get("profile"))
 
@@ -144,13 +208,26 @@ def plan_from_example(name: str, questions: Any) -> Plan:
     exports = [exports] if isinstance(exports, str) else exports
     recorded = inputs_raw.get("dns_recorded") or []
     recorded = [recorded] if isinstance(recorded, str) else recorded
-    inputs = RunInputs(files("log"), files("capture"), files("evidence"), [], single.get("hosts_file"),
-                       [str(folder / p) for p in exports], None, inputs_raw.get("tz"), offline=True,
-                       extra={"dns_recorded": [str(folder / p) for p in recorded],
-                              "host_exports": files("host_export")})
+    inputs = RunInputs(
+        files("log"),
+        files("capture"),
+        files("evidence"),
+        [],
+        single.get("hosts_file"),
+        [str(folder / p) for p in exports],
+        None,
+        inputs_raw.get("tz"),
+        offline=True,
+        extra={"dns_recorded": [str(folder / p) for p in recorded], "host_exports": files("host_export")},
+    )
     answers = check_answers(data.get("answers", {}), questions, lines) if data.get("answers") else {}
-    return Plan(profile, inputs, answers, str(data.get("description", "")).strip(),
-                str(folder / data["profile"]) if data.get("profile") else None)
+    return Plan(
+        profile,
+        inputs,
+        answers,
+        str(data.get("description", "")).strip(),
+        str(folder / data["profile"]) if data.get("profile") else None,
+    )
 
 
 def terminal_ask(prompt: Any, number: int) -> str | None:
@@ -210,8 +287,11 @@ def collect_cmd(output: str, example: str | None, redact: bool, **o: Any) -> Non
     """Gather the evidence into a bundle, without reasoning (no inference engine is loaded)."""
     use_check_dirs(o["check_dirs"])
     session = Session.collecting()
-    plan = plan_from_example(example, session.rulebook.questions) if example else plan_from_options(
-        o, session.rulebook.questions)
+    plan = (
+        plan_from_example(example, session.rulebook.questions)
+        if example
+        else plan_from_options(o, session.rulebook.questions)
+    )
     bundle = session.collect(plan, o, redact)
     bundle.save(output)
     leave_if_interrupted(bundle, output)
@@ -225,8 +305,9 @@ def interactive(no_input: bool | None) -> bool:
 
 def report_request(o: dict[str, Any]) -> ReportRequest:
     """The report and exit options of `run` and `analyze` (output_options, --save-evidence, --no-input)."""
-    return ReportRequest(o["fmt"], o["output"], o["why"], o["fail_on"], o["strict"], o["save_evidence"],
-                         interactive(o["no_input"]))
+    return ReportRequest(
+        o["fmt"], o["output"], o["why"], o["fail_on"], o["strict"], o["save_evidence"], interactive(o["no_input"])
+    )
 
 
 @click.command()
@@ -248,8 +329,14 @@ def analyze(bundle: str, **o: Any) -> None:
 
     session = Session.start(o["rule_dirs"], o["engine_name"], terminal_ask)  # the engine loads while reading
     if is_case(bundle):
-        options = {"profile": o["profile"], "tz": o["tz"], "tmg": o["tmg"], "answers_file": o["answers_file"],
-                   "offline": True, "evidence_dirs": [bundle]}
+        options = {
+            "profile": o["profile"],
+            "tz": o["tz"],
+            "tmg": o["tmg"],
+            "answers_file": o["answers_file"],
+            "offline": True,
+            "evidence_dirs": [bundle],
+        }
         evidence = session.collect(plan_from_options(options, session.rulebook.questions), options, o["redact"])
     elif o["profile"] or o["tz"] or o["tmg"]:
         raise UsageError("--profile, --tz and --tmg are for a case folder; a bundle has its own")
@@ -267,8 +354,9 @@ def read_bundle(path: str, answers_file: str | None, questions: Any) -> Evidence
     fact_kinds().check_bundle(evidence, path)
     if not answers_file:
         return evidence
-    return EvidenceBundle(**{**evidence.__dict__, "answers": {**evidence.answers, **load_answers(answers_file,
-                                                                                                  questions)}})
+    return EvidenceBundle(
+        **{**evidence.__dict__, "answers": {**evidence.answers, **load_answers(answers_file, questions)}}
+    )
 
 
 @click.command()

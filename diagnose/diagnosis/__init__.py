@@ -27,8 +27,17 @@ from diagnose.facts import EvidenceBundle, Fact, make_fact
 from diagnose.profile import profile_from_mapping
 from diagnose.rulebook.model import Rulebook
 
-__all__ = ["AnswerEffect", "Availability", "CauseFinding", "Diagnosis", "QuestionPrompt", "RuleOutcome",
-           "RuleSupport", "analyze", "diagnosis_facts"]
+__all__ = [
+    "AnswerEffect",
+    "Availability",
+    "CauseFinding",
+    "Diagnosis",
+    "QuestionPrompt",
+    "RuleOutcome",
+    "RuleSupport",
+    "analyze",
+    "diagnosis_facts",
+]
 
 
 def diagnosis_facts(bundle: EvidenceBundle) -> tuple[Fact, ...]:
@@ -44,8 +53,9 @@ def diagnosis_facts(bundle: EvidenceBundle) -> tuple[Fact, ...]:
     return tuple(facts)
 
 
-def analyze(bundle: EvidenceBundle, rulebook: Rulebook, engine: Engine | None = None,
-            availability: Availability | None = None) -> Diagnosis:
+def analyze(
+    bundle: EvidenceBundle, rulebook: Rulebook, engine: Engine | None = None, availability: Availability | None = None
+) -> Diagnosis:
     engine = engine or create_engine(rulebook)
     facts = diagnosis_facts(bundle)
     result = engine.run(facts)
@@ -57,6 +67,17 @@ def analyze(bundle: EvidenceBundle, rulebook: Rulebook, engine: Engine | None = 
     outcomes = tuple(evaluate(rule, rule.id in by_rule, availability, index) for rule in rulebook.rules)
     final, findings = conclude(outcomes, by_rule, facts, rulebook)
     questions = questions_to_ask(rulebook, facts, outcomes, by_rule, availability, (final, findings))
-    return Diagnosis(final, findings, outcomes, questions, facts, bundle, rulebook,
-                     result.warnings, result.unused_kinds, result.engine or engine.name, result.firings,
-                     result.reason)
+    return Diagnosis(
+        final,
+        findings,
+        outcomes,
+        questions,
+        facts,
+        bundle,
+        rulebook,
+        result.warnings,
+        result.unused_kinds,
+        result.engine or engine.name,
+        result.firings,
+        result.reason,
+    )

@@ -103,8 +103,10 @@ class FactIndex:
                 failing = min((self._failing(binding, f) for f in candidates), key=len)
                 if failing:
                     nearest = next(f for f in candidates if self._failing(binding, f) == failing)
-                    reasons.append(f"{binding.name}: no {binding.kind} with {'; '.join(failing)} "
-                                   f"on the nearest, {nearest['subject']}")
+                    reasons.append(
+                        f"{binding.name}: no {binding.kind} with {'; '.join(failing)} "
+                        f"on the nearest, {nearest['subject']}"
+                    )
                     break
             else:
                 blocked = [b for b in negatives if self.could_match(b)]
@@ -120,8 +122,9 @@ class FactIndex:
 def evaluate(rule: Rule, fired: bool, availability: Availability, index: FactIndex) -> RuleOutcome:
     negated = rule.negated_names()
     if fired:
-        missing_negated = sorted({m for b in rule.when.bindings() if b.name in negated
-                                  and (m := availability.missing(b))})
+        missing_negated = sorted(
+            {m for b in rule.when.bindings() if b.name in negated and (m := availability.missing(b))}
+        )
         if missing_negated:
             return RuleOutcome(rule, "unknown", tuple(missing_negated))
         return RuleOutcome(rule, "fired")

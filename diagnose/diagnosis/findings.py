@@ -16,8 +16,9 @@ from diagnose.rulebook.model import Rulebook, Verdict
 MAX_MATCHES = 20  # fact combinations kept per rule for the explanation (the count is always kept)
 
 
-def conclude(outcomes: Sequence[RuleOutcome], by_rule: Mapping[str, Sequence[Firing]], facts: Sequence[Fact],
-             rulebook: Rulebook) -> tuple[Verdict, tuple[CauseFinding, ...]]:
+def conclude(
+    outcomes: Sequence[RuleOutcome], by_rule: Mapping[str, Sequence[Firing]], facts: Sequence[Fact], rulebook: Rulebook
+) -> tuple[Verdict, tuple[CauseFinding, ...]]:
     """Rank the causes of the rules that fired, and reach the verdict."""
     supports: dict[str, list[RuleSupport]] = defaultdict(list)
     for outcome in outcomes:
@@ -25,9 +26,15 @@ def conclude(outcomes: Sequence[RuleOutcome], by_rule: Mapping[str, Sequence[Fir
             continue
         rule = outcome.rule
         firings = sorted(by_rule[rule.id], key=lambda f: f.bindings)
-        supports[rule.conclude.cause].append(RuleSupport(
-            rule, rule.conclude.certainty, explanation(rule, firings, facts),
-            tuple(f.bindings for f in firings[:MAX_MATCHES]), len(firings)))
+        supports[rule.conclude.cause].append(
+            RuleSupport(
+                rule,
+                rule.conclude.certainty,
+                explanation(rule, firings, facts),
+                tuple(f.bindings for f in firings[:MAX_MATCHES]),
+                len(firings),
+            )
+        )
 
     findings = []
     for cause_id, items in supports.items():
@@ -38,8 +45,9 @@ def conclude(outcomes: Sequence[RuleOutcome], by_rule: Mapping[str, Sequence[Fir
             for match in item.matches:
                 for _, index in match:
                     evidence.setdefault(index, None)
-        findings.append(CauseFinding(cause, round(combine_all(s.certainty for s in items), 4), tuple(items),
-                                     tuple(evidence)))
+        findings.append(
+            CauseFinding(cause, round(combine_all(s.certainty for s in items), 4), tuple(items), tuple(evidence))
+        )
     problem_established = any(f.certainty >= ESTABLISHED and f.cause.verdict in PROBLEMS for f in findings)
     if problem_established:
         findings = [f for f in findings if f.cause.verdict is not Verdict.INCONCLUSIVE]

@@ -14,8 +14,12 @@ from diagnose.rulebook.model import Cause, Question, Rule, Rulebook, Verdict
 
 # The kind of fact that shows the evidence a `diagnose --OPTION` in a cause's gather item asks for
 # was given (a probe that delivers it ran, or facts of it are in the bundle).
-GATHERED_BY = {"--log": "log.status_summary", "--capture": "capture.teardown_summary",
-               "--services-export": "service.state", "--profile": "dns.resolution"}
+GATHERED_BY = {
+    "--log": "log.status_summary",
+    "--capture": "capture.teardown_summary",
+    "--services-export": "service.state",
+    "--profile": "dns.resolution",
+}
 _OPTION = re.compile(r"diagnose[^)]*?(--[a-z][a-z-]*)")
 
 
@@ -104,15 +108,23 @@ class Diagnosis:
         """The cause's "what to gather next", less what was given: an item naming a `diagnose
         --OPTION` whose evidence is in the bundle (GATHERED_BY) is not asked for again."""
         kinds = self.bundle.available_kinds() | {f.kind for f in self.facts}
-        return tuple(item for item in finding.cause.gather
-                     if not any(GATHERED_BY.get(option) in kinds for option in _OPTION.findall(item)))
+        return tuple(
+            item
+            for item in finding.cause.gather
+            if not any(GATHERED_BY.get(option) in kinds for option in _OPTION.findall(item))
+        )
 
     @property
     def notes(self) -> tuple[str, ...]:
         """Lines every report shows near its verdict: how the evidence was read where that can change
         it (logs and captures in local time matched without --tz)."""
-        return tuple(dict.fromkeys(str(f.attrs["clock_note"]) for f in self.facts
-                                   if f.kind == "capture.status64_match" and f.get("clock_note")))
+        return tuple(
+            dict.fromkeys(
+                str(f.attrs["clock_note"])
+                for f in self.facts
+                if f.kind == "capture.status64_match" and f.get("clock_note")
+            )
+        )
 
     @property
     def unknowns(self) -> tuple[RuleOutcome, ...]:

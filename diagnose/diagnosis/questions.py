@@ -24,9 +24,15 @@ def _top(findings: Sequence[CauseFinding]) -> tuple[str | None, float]:
     return (None, 0.0) if top is None else (top.cause.id, top.certainty)
 
 
-def what_if(rulebook: Rulebook, facts: Sequence[Fact], outcomes: Sequence[RuleOutcome],
-            by_rule: Mapping[str, Sequence[Firing]], availability: Availability, qid: str,
-            choice: str) -> tuple[Verdict, tuple[CauseFinding, ...]]:
+def what_if(
+    rulebook: Rulebook,
+    facts: Sequence[Fact],
+    outcomes: Sequence[RuleOutcome],
+    by_rule: Mapping[str, Sequence[Firing]],
+    availability: Availability,
+    qid: str,
+    choice: str,
+) -> tuple[Verdict, tuple[CauseFinding, ...]]:
     """The verdict and ranking if question `qid` were answered `choice`. Only the rules that read that
     answer are re-evaluated (with the reference evaluator); every other outcome stands."""
     from diagnose.engine.reference import ReferenceEngine
@@ -34,8 +40,11 @@ def what_if(rulebook: Rulebook, facts: Sequence[Fact], outcomes: Sequence[RuleOu
     affected = [r for r in rulebook.rules if qid in question_ids(r)]
     combined = [*facts, make_fact("answer", qid, "answers", source="what-if", value=choice)]
     kinds = frozenset().union(*(r.kinds() for r in affected)) if affected else frozenset()
-    chosen = [i for i, f in enumerate(combined) if f.kind in kinds and not (f.kind == "answer" and f.subject == qid
-                                                                             and i < len(facts))]
+    chosen = [
+        i
+        for i, f in enumerate(combined)
+        if f.kind in kinds and not (f.kind == "answer" and f.subject == qid and i < len(facts))
+    ]
     sub_book = Rulebook(tuple(affected), rulebook.causes, rulebook.questions)
     result = ReferenceEngine(sub_book).run([combined[i] for i in chosen])
     new_by_rule: dict[str, list[Firing]] = {k: list(v) for k, v in by_rule.items()}
@@ -43,19 +52,27 @@ def what_if(rulebook: Rulebook, facts: Sequence[Fact], outcomes: Sequence[RuleOu
         new_by_rule[rule.id] = []
     for firing in result.firings:
         new_by_rule[firing.rule_id].append(Firing(firing.rule_id, tuple((n, chosen[i]) for n, i in firing.bindings)))
-    answered = Availability(None if availability.all_kinds else availability.kinds,
-                            None if availability.all_answers else availability.answered | {qid},
-                            tuple(availability.unavailable - {f"answer:{qid}", "answer"}))
+    answered = Availability(
+        None if availability.all_kinds else availability.kinds,
+        None if availability.all_answers else availability.answered | {qid},
+        tuple(availability.unavailable - {f"answer:{qid}", "answer"}),
+    )
     ids = {r.id for r in affected}
     index = FactIndex(combined)
-    new_outcomes = [evaluate(o.rule, bool(new_by_rule.get(o.rule.id)), answered, index) if o.rule.id in ids else o
-                    for o in outcomes]
+    new_outcomes = [
+        evaluate(o.rule, bool(new_by_rule.get(o.rule.id)), answered, index) if o.rule.id in ids else o for o in outcomes
+    ]
     return conclude(new_outcomes, new_by_rule, combined, rulebook)
 
 
-def questions_to_ask(rulebook: Rulebook, facts: Sequence[Fact], outcomes: Sequence[RuleOutcome],
-                     by_rule: Mapping[str, Sequence[Firing]], availability: Availability,
-                     current: tuple[Verdict, Sequence[CauseFinding]]) -> tuple[QuestionPrompt, ...]:
+def questions_to_ask(
+    rulebook: Rulebook,
+    facts: Sequence[Fact],
+    outcomes: Sequence[RuleOutcome],
+    by_rule: Mapping[str, Sequence[Firing]],
+    availability: Availability,
+    current: tuple[Verdict, Sequence[CauseFinding]],
+) -> tuple[QuestionPrompt, ...]:
     """The unanswered questions whose answer could change the verdict or the top of the ranking,
     the most influential first: a verdict change counts 2, a new top cause 1, plus the largest move
     of any cause's certainty."""
@@ -79,7 +96,14 @@ def questions_to_ask(rulebook: Rulebook, facts: Sequence[Fact], outcomes: Sequen
                 shift = max(abs(after.get(c, 0.0) - before.get(c, 0.0)) for c in after.keys() | before.keys())
                 value = max(value, 2.0 * (new_verdict is not verdict_now) + 1.0 * (top != top_now) + shift)
         if value > 0:
-            prompts.append(QuestionPrompt(question, round(value, 4), tuple(r.id for r in affected),
-                                          tuple(sorted({r.conclude.cause for r in affected})), tuple(effects)))
+            prompts.append(
+                QuestionPrompt(
+                    question,
+                    round(value, 4),
+                    tuple(r.id for r in affected),
+                    tuple(sorted({r.conclude.cause for r in affected})),
+                    tuple(effects),
+                )
+            )
     prompts.sort(key=lambda p: (-p.weight, p.question.id))
     return tuple(prompts)

@@ -53,8 +53,16 @@ from diagnose.facts import Fact
 from diagnose.kinds import FactKinds, fact_kinds
 from diagnose.rulebook.model import Rulebook
 
-__all__ = ["DurableEngine", "Program", "compile_program", "compile_rules", "dumps", "dumps_flat", "glob_to_pattern",
-           "partition"]
+__all__ = [
+    "DurableEngine",
+    "Program",
+    "compile_program",
+    "compile_rules",
+    "dumps",
+    "dumps_flat",
+    "glob_to_pattern",
+    "partition",
+]
 
 
 class DurableEngine:
@@ -84,5 +92,6 @@ class DurableEngine:
             message["subject"] = fact.subject
             messages.append((index, message))
         raw = self._worker.evaluate(self.program, messages)
-        return EngineResult(tuple(Firing(rule_id, bindings) for rule_id, bindings in raw), tuple(warnings),
-                            tuple(sorted(unused)))
+        return EngineResult(
+            tuple(Firing(rule_id, bindings) for rule_id, bindings in raw), tuple(warnings), tuple(sorted(unused))
+        )

@@ -48,6 +48,7 @@ class PartitionSpec:
 
 # ----------------------------------------------------------------------------------- JSON writing
 
+
 def _number(value: int | float) -> str:
     if isinstance(value, int):
         return str(value)
@@ -82,11 +83,13 @@ def dumps_flat(message: dict[str, Any]) -> str:
         return json.dumps(message, ensure_ascii=False)
     rest = {k: v for k, v in message.items() if type(v) is not float}
     extra = ",".join(f"{json.dumps(k, ensure_ascii=False)}:{_number(message[k])}" for k in floats)
-    return (json.dumps(rest, ensure_ascii=False)[:-1] + ("," if rest else "") + extra + "}") if rest else \
-        "{" + extra + "}"
+    return (
+        (json.dumps(rest, ensure_ascii=False)[:-1] + ("," if rest else "") + extra + "}") if rest else "{" + extra + "}"
+    )
 
 
 # -------------------------------------------------------------------------------------- running
+
 
 @dataclass(frozen=True)
 class _Partition:
@@ -102,9 +105,11 @@ class Evaluator:
         try:
             import durable_rules_engine
         except ImportError as exc:  # e.g. Python 3.13+: undefined symbol PyEval_CallObject
-            raise EngineUnavailable(f"the rule engine (durable_rules) cannot run here: {import_failure(exc)} "
-                                    f"(--engine reference, or auto, uses the reference evaluator)",
-                                    import_failure(exc)) from None
+            raise EngineUnavailable(
+                f"the rule engine (durable_rules) cannot run here: {import_failure(exc)} "
+                f"(--engine reference, or auto, uses the reference evaluator)",
+                import_failure(exc),
+            ) from None
 
         self._c = durable_rules_engine
         self._sids = itertools.count()
@@ -122,8 +127,9 @@ class Evaluator:
         with _LOCK:
             for part in self.partitions:
                 sid = f"d{next(self._sids)}"
-                mine = messages if len(self.partitions) == 1 else [(i, m) for i, m in messages
-                                                                   if m["kind"] in part.kinds]
+                mine = (
+                    messages if len(self.partitions) == 1 else [(i, m) for i, m in messages if m["kind"] in part.kinds]
+                )
                 found, error = self._session(part, sid, mine)
                 # Safe only because the sentinel's action has completed in this sid (see module doc).
                 self._c.delete_state(part.handle, sid)
@@ -178,8 +184,7 @@ def import_failure(exc: ImportError) -> str:
     import platform
 
     text = " ".join(str(exc).split()) or "no message"
-    return (f"durable_rules does not import on Python {platform.python_version()}: "
-            f"{type(exc).__name__}: {text[:300]}")
+    return f"durable_rules does not import on Python {platform.python_version()}: {type(exc).__name__}: {text[:300]}"
 
 
 def distinct(bindings: Sequence[tuple[str, int]]) -> bool:

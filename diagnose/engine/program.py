@@ -24,6 +24,7 @@ PARTITION_BUDGET = 40  # conditions on one fact kind per ruleset; durable's alph
 
 # -------------------------------------------------------------------------------------- compiling
 
+
 def _condition(binding: Binding, kinds: FactKinds, joined: frozenset[str] = frozenset()) -> dict[str, Any]:
     kind = kinds[binding.kind]
     terms: list[dict[str, Any]] = [{"kind": binding.kind}]

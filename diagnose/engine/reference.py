@@ -97,13 +97,22 @@ class _Node:
 def _node(binding: Binding, required: frozenset[str], keys: dict[tuple[object, ...], int]) -> _Node:
     alpha = tuple(t for t in binding.tests if not isinstance(t.value, Ref))
     joins = tuple(t for t in binding.tests if isinstance(t.value, Ref))
-    hashed = tuple((t.field, t.value.binding, t.value.field) for t in joins
-                   if t.op == "eq" and isinstance(t.value, Ref))
+    hashed = tuple(
+        (t.field, t.value.binding, t.value.field) for t in joins if t.op == "eq" and isinstance(t.value, Ref)
+    )
     needs = tuple(sorted(required))
     alpha_key = keys.setdefault((binding.kind, alpha, needs), len(keys))
     table_key = keys.setdefault((alpha_key, tuple(f for f, _, _ in hashed)), len(keys))
-    return _Node(binding, alpha, tuple((t.field, _predicate(t)) for t in alpha), hashed,
-                 tuple(t for t in joins if t.op != "eq"), needs, alpha_key, table_key)
+    return _Node(
+        binding,
+        alpha,
+        tuple((t.field, _predicate(t)) for t in alpha),
+        hashed,
+        tuple(t for t in joins if t.op != "eq"),
+        needs,
+        alpha_key,
+        table_key,
+    )
 
 
 def _indexable(test: Test) -> bool:
@@ -151,14 +160,15 @@ class _Run:
         """The facts of `kind` whose numeric `field` is `op` (lt, le, gt, ge) `bound`, in fact order."""
         ordered = self._by_number.get((kind, field))
         if ordered is None:
-            pairs = sorted((e[1][field], e[0], e) for e in self.by_kind.get(kind, ())
-                           if type(e[1].get(field)) in (int, float))
+            pairs = sorted(
+                (e[1][field], e[0], e) for e in self.by_kind.get(kind, ()) if type(e[1].get(field)) in (int, float)
+            )
             ordered = self._by_number[(kind, field)] = ([cast(float, p[0]) for p in pairs], [p[2] for p in pairs])
         values, entries = ordered
         if op in ("gt", "ge"):
-            chosen = entries[(bisect_right if op == "gt" else bisect_left)(values, bound):]
+            chosen = entries[(bisect_right if op == "gt" else bisect_left)(values, bound) :]
         else:
-            chosen = entries[:(bisect_left if op == "lt" else bisect_right)(values, bound)]
+            chosen = entries[: (bisect_left if op == "lt" else bisect_right)(values, bound)]
         return sorted(chosen, key=itemgetter(0))
 
     def _start(self, node: _Node) -> list[Entry]:
@@ -182,8 +192,11 @@ class _Run:
         found = self._alpha.get(key)
         if found is None:
             checks, required = node.checks, node.required
-            found = [e for e in self._start(node) if all(f in e[1] for f in required)
-                     and all(check(e[1].get(f, MISSING)) for f, check in checks)]
+            found = [
+                e
+                for e in self._start(node)
+                if all(f in e[1] for f in required) and all(check(e[1].get(f, MISSING)) for f, check in checks)
+            ]
             self._alpha[key] = found
         return found
 
@@ -240,10 +253,13 @@ class ReferenceEngine:
         for rule in rulebook.rules:
             joined = rule.joined_fields()
             for positives, negatives in disjuncts(rule.when):
-                self.alternatives.append(_Alternative(
-                    rule.id,
-                    tuple(_node(b, joined.get(b.name, frozenset()), keys) for b in positives),
-                    tuple(_node(b, frozenset(), keys) for b in negatives)))
+                self.alternatives.append(
+                    _Alternative(
+                        rule.id,
+                        tuple(_node(b, joined.get(b.name, frozenset()), keys) for b in positives),
+                        tuple(_node(b, frozenset(), keys) for b in negatives),
+                    )
+                )
 
     def run(self, facts: Sequence[Fact]) -> EngineResult:
         warnings: list[str] = []
@@ -273,8 +289,9 @@ class ReferenceEngine:
         return EngineResult(tuple(firings.values()), tuple(warnings), tuple(sorted(unused)))
 
 
-def _assign(state: _Run, nodes: Sequence[_Node], i: int, chosen: dict[str, int],
-            values: dict[str, Fields]) -> Iterator[tuple[dict[str, int], dict[str, Fields]]]:
+def _assign(
+    state: _Run, nodes: Sequence[_Node], i: int, chosen: dict[str, int], values: dict[str, Fields]
+) -> Iterator[tuple[dict[str, int], dict[str, Fields]]]:
     """Every assignment of distinct facts to the positive bindings `nodes[i:]`, given `chosen`."""
     if i == len(nodes):
         yield dict(chosen), values

@@ -80,11 +80,17 @@ WAIT_WITH_SELECT = os.name != "nt"  # else a watchdog timer (select() on Windows
 START_TIMEOUT = 60.0  # loading the rulebook into durable takes milliseconds
 WHO = "the rule engine (durable_rules)"
 _HEADER = struct.Struct("<Q")
-_WINDOWS_CRASHES = {0xC0000005: "access violation", 0xC00000FD: "stack overflow", 0xC0000409: "fast fail / abort",
-                    0xC0000374: "heap corruption", 0xC000001D: "illegal instruction"}
+_WINDOWS_CRASHES = {
+    0xC0000005: "access violation",
+    0xC00000FD: "stack overflow",
+    0xC0000409: "fast fail / abort",
+    0xC0000374: "heap corruption",
+    0xC000001D: "illegal instruction",
+}
 
 
 # -------------------------------------------------------------------------------------- settings
+
 
 def mode() -> str:
     chosen = os.environ.get("DIAGNOSE_ENGINE_WORKER", "").strip().lower()
@@ -114,12 +120,14 @@ def deadline_for(facts: int | None) -> float:
 def fault_hook() -> str:
     fault = os.environ.get("DIAGNOSE_TEST_ENGINE_FAULT", "").strip().lower()
     if fault and (fault.partition("@")[0] not in FAULTS or fault.partition("@")[2] not in ("", "start")):
-        raise UsageError(f"DIAGNOSE_TEST_ENGINE_FAULT must be one of {', '.join(FAULTS)} (optionally @start), "
-                         f"not {fault!r}")
+        raise UsageError(
+            f"DIAGNOSE_TEST_ENGINE_FAULT must be one of {', '.join(FAULTS)} (optionally @start), not {fault!r}"
+        )
     return fault
 
 
 # -------------------------------------------------------------------------------------- the parent
+
 
 def prepare(program: Program) -> None:
     """Start the worker for `program` now, so it loads the rules while the caller goes on."""
@@ -208,8 +216,10 @@ class Worker:
                 self._spawn(fault)
         except OSError as exc:
             self.stderr.close()
-            raise EngineError(f"could not start {WHO} worker: {exc.strerror or exc} "
-                              f"(DIAGNOSE_ENGINE_WORKER=none runs it in this process)") from None
+            raise EngineError(
+                f"could not start {WHO} worker: {exc.strerror or exc} "
+                f"(DIAGNOSE_ENGINE_WORKER=none runs it in this process)"
+            ) from None
 
     @property
     def pid(self) -> int:
@@ -244,9 +254,15 @@ class Worker:
         root = os.path.dirname(os.path.dirname(os.path.abspath(diagnose.__file__)))
         env = dict(os.environ, LIBC_FATAL_STDERR_="1")
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-        self.proc = subprocess.Popen([sys.executable, "-m", "diagnose.engine.worker"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.stderr, env=env, close_fds=True,
-                                     bufsize=0)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "diagnose.engine.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            env=env,
+            close_fds=True,
+            bufsize=0,
+        )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self._pid = self.proc.pid
         self.writer, self.reader = self.proc.stdin, self.proc.stdout
@@ -261,8 +277,9 @@ class Worker:
             if self.closed:
                 return None
             if not self.ready:
-                status, payload = self._call(None, deadline_for(None),
-                                             f"loading the rulebook ({self.program.rules:,} rules)")
+                status, payload = self._call(
+                    None, deadline_for(None), f"loading the rulebook ({self.program.rules:,} rules)"
+                )
                 if status in ("error", "unavailable"):
                     self._stop(kill=False)
                     if status == "unavailable":
@@ -270,8 +287,9 @@ class Worker:
                     raise EngineError(str(payload))
                 self.ready = True
             self.runs += 1
-            status, payload = self._call(("run", fault, timeout, messages), timeout,
-                                         f"evaluating {len(messages):,} facts")
+            status, payload = self._call(
+                ("run", fault, timeout, messages), timeout, f"evaluating {len(messages):,} facts"
+            )
         if status == "error":
             raise EngineError(str(payload))
         assert isinstance(payload, list)
@@ -317,8 +335,10 @@ class Worker:
         said = self._last_words()
         self.stderr.close()
         if self.expired:
-            return EngineError(f"{WHO} did not finish {doing} within {timeout:g} s and was stopped "
-                               f"(DIAGNOSE_ENGINE_TIMEOUT sets the limit)")
+            return EngineError(
+                f"{WHO} did not finish {doing} within {timeout:g} s and was stopped "
+                f"(DIAGNOSE_ENGINE_TIMEOUT sets the limit)"
+            )
         if code is not None and code < 0:
             try:
                 name = f" ({signal.Signals(-code).name})"
@@ -423,7 +443,7 @@ def _write_frame(stream: IO[bytes], message: object, deadline: float | None = No
                 written = stream.write(view)
             except BlockingIOError:
                 written = 0
-            view = view[written or 0:]
+            view = view[written or 0 :]
     stream.flush()
 
 
@@ -459,8 +479,8 @@ def _read_exact(stream: IO[bytes], size: int, deadline: float | None) -> bytearr
 
 # -------------------------------------------------------------------------------------- the worker
 
-def _forked_child(from_parent: int, to_parent: int, stderr: int, program: Sequence[PartitionSpec],
-                  fault: str) -> None:
+
+def _forked_child(from_parent: int, to_parent: int, stderr: int, program: Sequence[PartitionSpec], fault: str) -> None:
     assert fcntl is not None
     gc.freeze()  # the inherited objects stay as they are: never collected (or copied) here
     keep = [fcntl.fcntl(fd, fcntl.F_DUPFD, 3) for fd in (from_parent, to_parent, stderr)]

@@ -123,8 +123,9 @@ def get_probe(name: str) -> Probe:
     return probe
 
 
-def run_probe(name: str, ctx: ProbeContext, spec: ProbeParams | Mapping[str, Any],
-              kinds: tuple[str, ...] = ()) -> tuple[ProbeResult, ProbeRun]:
+def run_probe(
+    name: str, ctx: ProbeContext, spec: ProbeParams | Mapping[str, Any], kinds: tuple[str, ...] = ()
+) -> tuple[ProbeResult, ProbeRun]:
     """Run one probe and describe the run; the caller decides what to do with both."""
     started = time.monotonic()
     result = get_probe(name)(ctx, spec)

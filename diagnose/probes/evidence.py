@@ -25,9 +25,18 @@ def read_recorded_facts(path: Path) -> list[Fact]:
     fact_kinds().check(facts, str(path))
     # keep the original provenance, but say it was recorded and where it was read from
     return [
-        Fact(f.kind, f.subject, f.attrs, Provenance(
-            f.provenance.probe, f.provenance.check, f.provenance.source or path.name,
-            f.provenance.location, f.provenance.time))
+        Fact(
+            f.kind,
+            f.subject,
+            f.attrs,
+            Provenance(
+                f.provenance.probe,
+                f.provenance.check,
+                f.provenance.source or path.name,
+                f.provenance.location,
+                f.provenance.time,
+            ),
+        )
         for f in facts
     ]
 

@@ -74,6 +74,7 @@ _PASSWORD = re.compile(rb"type\s*=\s*[\"']?password", re.IGNORECASE)
 
 # ------------------------------------------------------------------------------------------ probe
 
+
 @dataclass(frozen=True)
 class Request:
     url: str
@@ -125,8 +126,13 @@ def probe(ctx: ProbeContext, spec: HttpParams | Mapping[str, Any]) -> ProbeResul
         return fetch(request, budget, ctx.check)
 
     def expired(request: Request) -> Fact:
-        return _fact(request, ctx.check, outcome="timeout", healthy=False,
-                     reason="not requested: the probe's deadline had passed")
+        return _fact(
+            request,
+            ctx.check,
+            outcome="timeout",
+            healthy=False,
+            reason="not requested: the probe's deadline had passed",
+        )
 
     facts = tuple(run_concurrently(ctx, requests, work, expired, timeout))
     return ProbeResult(facts, ProbeStatus.PARTIAL if held else ProbeStatus.COMPLETE, held)
@@ -155,8 +161,10 @@ def _catalogue_requests(params: HttpParams) -> list[Request]:
     for target in targets:
         host, url_port = (asked.host, asked.port) if asked else (target.host, target.port)
         url = f"{scheme}://{authority(host, url_port, DEFAULT_PORTS[scheme])}"
-        requests += [Request(url + exp.path, target, scheme, host, url_port, exp.path, exp, exp.method)
-                     for exp in table.endpoints_for(published, version, healthcheck)]
+        requests += [
+            Request(url + exp.path, target, scheme, host, url_port, exp.path, exp, exp.method)
+            for exp in table.endpoints_for(published, version, healthcheck)
+        ]
     return requests
 
 
@@ -184,14 +192,21 @@ def _url_requests(params: HttpParams) -> list[Request]:
 
 # ------------------------------------------------------------------------------------------ fetch
 
+
 def fetch(request: Request, budget: float, check: str | None) -> Fact:
     started = time.monotonic()
     deadline = started + budget
     try:
         sock = connect(request.endpoint, budget)
     except ConnectFailure as exc:
-        return _fact(request, check, outcome=exc.outcome if exc.outcome in ("refused", "timeout") else "error",
-                     healthy=False, reason=exc.detail, elapsed_ms=elapsed_ms(started))
+        return _fact(
+            request,
+            check,
+            outcome=exc.outcome if exc.outcome in ("refused", "timeout") else "error",
+            healthy=False,
+            reason=exc.detail,
+            elapsed_ms=elapsed_ms(started),
+        )
     try:
         sock.settimeout(max(0.05, deadline - time.monotonic()))
         if request.scheme == "https":
@@ -200,18 +215,35 @@ def fetch(request: Request, budget: float, check: str | None) -> Fact:
             try:
                 sock = context.wrap_socket(sock, server_hostname=sni)
             except ssl.SSLError as exc:
-                return _fact(request, check, outcome="tls-error", healthy=False,
-                             reason=f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}",
-                             elapsed_ms=elapsed_ms(started))
+                return _fact(
+                    request,
+                    check,
+                    outcome="tls-error",
+                    healthy=False,
+                    reason=f"TLS handshake failed: {getattr(exc, 'reason', None) or exc}",
+                    elapsed_ms=elapsed_ms(started),
+                )
         body_out = b""
-        headers = [("Host", request.host_header), ("User-Agent", USER_AGENT), ("Accept", "*/*"),
-                   ("Connection", "close")]
+        headers = [
+            ("Host", request.host_header),
+            ("User-Agent", USER_AGENT),
+            ("Accept", "*/*"),
+            ("Connection", "close"),
+        ]
         if request.method == "POST":
             destination = f"{request.scheme}://{request.host_header}/owa/"
-            body_out = urlencode({"destination": destination, "flags": "0", "forcedownlevel": "0",
-                                  "trusted": "0", "username": "", "password": "", "isUtf8": "1"}).encode()
-            headers += [("Content-Type", "application/x-www-form-urlencoded"),
-                        ("Content-Length", str(len(body_out)))]
+            body_out = urlencode(
+                {
+                    "destination": destination,
+                    "flags": "0",
+                    "forcedownlevel": "0",
+                    "trusted": "0",
+                    "username": "",
+                    "password": "",
+                    "isUtf8": "1",
+                }
+            ).encode()
+            headers += [("Content-Type", "application/x-www-form-urlencoded"), ("Content-Length", str(len(body_out)))]
         head = f"{request.method} {request.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
         sock.sendall(head.encode("latin-1") + b"\r\n" + body_out)
         # one wall-clock budget for the whole answer: a server trickling bytes must not hold the probe
@@ -227,37 +259,78 @@ def fetch(request: Request, budget: float, check: str | None) -> Fact:
         except (http.client.IncompleteRead, ConnectionResetError) as exc:
             if isinstance(exc, http.client.IncompleteRead):
                 body += exc.partial
-            return _fact(request, check, status=status, outcome="reset", healthy=False,
-                         reason=f"the connection was reset in mid-response after {len(body)} body bytes",
-                         location=response.getheader("Location"), auth_schemes=_schemes(response),
-                         server=response.getheader("Server"), elapsed_ms=elapsed_ms(started))
+            return _fact(
+                request,
+                check,
+                status=status,
+                outcome="reset",
+                healthy=False,
+                reason=f"the connection was reset in mid-response after {len(body)} body bytes",
+                location=response.getheader("Location"),
+                auth_schemes=_schemes(response),
+                server=response.getheader("Server"),
+                elapsed_ms=elapsed_ms(started),
+            )
     except (TimeoutError, socket.timeout):  # one class from Python 3.10; two before (the TMG host's 3.8)
-        return _fact(request, check, outcome="timeout", healthy=False, reason="no complete answer in time",
-                     elapsed_ms=elapsed_ms(started))
+        return _fact(
+            request,
+            check,
+            outcome="timeout",
+            healthy=False,
+            reason="no complete answer in time",
+            elapsed_ms=elapsed_ms(started),
+        )
     except (http.client.HTTPException, ssl.SSLError) as exc:
-        reason = "the server closed the connection without answering" \
-            if isinstance(exc, http.client.RemoteDisconnected) else f"not a valid HTTP answer: {exc}"
-        return _fact(request, check, outcome="reset" if isinstance(exc, http.client.RemoteDisconnected) else "error",
-                     healthy=False, reason=reason, elapsed_ms=elapsed_ms(started))
+        reason = (
+            "the server closed the connection without answering"
+            if isinstance(exc, http.client.RemoteDisconnected)
+            else f"not a valid HTTP answer: {exc}"
+        )
+        return _fact(
+            request,
+            check,
+            outcome="reset" if isinstance(exc, http.client.RemoteDisconnected) else "error",
+            healthy=False,
+            reason=reason,
+            elapsed_ms=elapsed_ms(started),
+        )
     except OSError as exc:
         outcome = classify_os_error(exc)
-        return _fact(request, check, outcome=outcome if outcome in ("reset", "timeout", "refused") else "error",
-                     healthy=False, reason=f"{exc.strerror or exc}", elapsed_ms=elapsed_ms(started))
+        return _fact(
+            request,
+            check,
+            outcome=outcome if outcome in ("reset", "timeout", "refused") else "error",
+            healthy=False,
+            reason=f"{exc.strerror or exc}",
+            elapsed_ms=elapsed_ms(started),
+        )
     finally:
         sock.close()
-    outcome, healthy, reason = judge(request.expectation, status, response.getheader("Location"),
-                                     _schemes(response), body)
-    return _fact(request, check, status=status, outcome=outcome, healthy=healthy, reason=reason,
-                 location=response.getheader("Location"), auth_schemes=_schemes(response), body_bytes=len(body),
-                 server=response.getheader("Server"), elapsed_ms=elapsed_ms(started))
+    outcome, healthy, reason = judge(
+        request.expectation, status, response.getheader("Location"), _schemes(response), body
+    )
+    return _fact(
+        request,
+        check,
+        status=status,
+        outcome=outcome,
+        healthy=healthy,
+        reason=reason,
+        location=response.getheader("Location"),
+        auth_schemes=_schemes(response),
+        body_bytes=len(body),
+        server=response.getheader("Server"),
+        elapsed_ms=elapsed_ms(started),
+    )
 
 
 def _schemes(response: http.client.HTTPResponse) -> list[str]:
     return [v.split()[0] for v in response.headers.get_all("WWW-Authenticate") or [] if v.strip()]
 
 
-def judge(exp: Expectation | None, status: int, location: str | None, schemes: Sequence[str],
-          body: bytes) -> tuple[str, bool, str]:
+def judge(
+    exp: Expectation | None, status: int, location: str | None, schemes: Sequence[str], body: bytes
+) -> tuple[str, bool, str]:
     """(outcome, healthy, reason) for one answer, against the endpoint's healthy answer."""
     blank = not body.strip()
     if exp is None:
@@ -286,10 +359,20 @@ def judge(exp: Expectation | None, status: int, location: str | None, schemes: S
 
 def _fact(request: Request, check: str | None, location: str | None = None, **attrs: Any) -> Fact:
     exp = request.expectation
-    fact = make_fact("http.endpoint", request.url, PROBE, check=check, source=str(request.endpoint),
-                     url=request.url, path=request.path, method=request.method,
-                     address=request.endpoint.host, protocol=exp.protocol if exp else None,
-                     expected=exp.expected if exp else "any answer but an error", **attrs)
+    fact = make_fact(
+        "http.endpoint",
+        request.url,
+        PROBE,
+        check=check,
+        source=str(request.endpoint),
+        url=request.url,
+        path=request.path,
+        method=request.method,
+        address=request.endpoint.host,
+        protocol=exp.protocol if exp else None,
+        expected=exp.expected if exp else "any answer but an error",
+        **attrs,
+    )
     if location is None:
         return fact
     # `location` (the redirect target) is an attribute here, not make_fact's provenance location

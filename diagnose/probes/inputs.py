@@ -68,14 +68,17 @@ def expand(paths: Sequence[str], rotated: bool = False) -> tuple[list[LogInput],
             path = Path(item)
             if path.is_dir():
                 files = [
-                    p for p in sorted(path.rglob("*")) if p.is_file()
+                    p
+                    for p in sorted(path.rglob("*"))
+                    if p.is_file()
                     and (p.suffix.lower() in LOG_SUFFIXES or (rotated and ROTATED.search(p.name) is not None))
                 ]
                 found.extend(_with_members(str(p), named=False) for p in files)
                 databases = sum(1 for p in path.rglob("*") if p.suffix.lower() == ".mdf" and p.is_file())
                 if databases:
-                    problems.append(f"{path}: {databases} SQL Express database file(s) (.mdf) not read: "
-                                    + SQL_EXPRESS_HINT)
+                    problems.append(
+                        f"{path}: {databases} SQL Express database file(s) (.mdf) not read: " + SQL_EXPRESS_HINT
+                    )
             elif path.is_file() and path.suffix.lower() in DATABASE_SUFFIXES:
                 problems.append(f"{path}: a SQL Express database file, not read: {SQL_EXPRESS_HINT}")
             elif path.exists():

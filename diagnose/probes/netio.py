@@ -71,7 +71,7 @@ def parse_endpoint(text: str, default_port: int) -> Endpoint:
         close = text.find("]")
         if close < 0:
             raise UsageError(f"{text!r}: missing ']' after an IPv6 address")
-        host, rest = text[1:close], text[close + 1:]
+        host, rest = text[1:close], text[close + 1 :]
         if rest:
             if not rest.startswith(":"):
                 raise UsageError(f"{text!r}: expected ':PORT' after ']'")
@@ -152,8 +152,10 @@ def split_reachable(endpoints: Sequence[Endpoint]) -> tuple[list[Endpoint], str]
 
 # ------------------------------------------------------------------------------------ concurrency
 
-def run_concurrently(ctx: ProbeContext, items: Sequence[T], work: Callable[[T, float], R],
-                     on_expired: Callable[[T], R], timeout: float) -> list[R]:
+
+def run_concurrently(
+    ctx: ProbeContext, items: Sequence[T], work: Callable[[T, float], R], on_expired: Callable[[T], R], timeout: float
+) -> list[R]:
     """Run `work(item, timeout)` for every item side by side; results come back in the items' order.
 
     Each call gets the per-operation `timeout`, shortened to what is left of the probe's deadline. An
@@ -182,6 +184,7 @@ def unique(values: Iterable[str]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------ TCP
+
 
 class ConnectFailure(Exception):
     """A TCP connect that failed in one of the classified ways."""
@@ -279,6 +282,7 @@ def elapsed_ms(started: float) -> float:
 
 
 # ------------------------------------------------------------------------------------ TLS
+
 
 def allow_legacy_tls(context: ssl.SSLContext) -> None:
     """Let OpenSSL speak what a 2010-era server speaks (TLS 1.0 and 1.1, old ciphers), as TMG 2010 does."""

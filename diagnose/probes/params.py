@@ -97,8 +97,9 @@ class ProbeParams:
         """Read a filled-in parameter mapping; an unknown key or a value of the wrong type is a UsageError."""
         unknown = cls.unknown(spec)
         if unknown:
-            raise UsageError(f"unknown parameter {unknown[0]!r} for the {cls.probe} probe "
-                             f"(known: {', '.join(cls.keys())})")
+            raise UsageError(
+                f"unknown parameter {unknown[0]!r} for the {cls.probe} probe (known: {', '.join(cls.keys())})"
+            )
         return cls(**{f.name: _read(f, spec) for f in dataclasses.fields(cls)})
 
     @classmethod

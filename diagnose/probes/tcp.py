@@ -78,5 +78,15 @@ def probe(ctx: ProbeContext, spec: TcpParams | Mapping[str, Any]) -> ProbeResult
 
 
 def _fact(endpoint: Endpoint, check: str | None, outcome: str, detail: str, elapsed: float | None) -> Fact:
-    return make_fact("tcp.reachability", str(endpoint), PROBE, check=check, source=str(endpoint),
-                     host=endpoint.host, port=endpoint.port, outcome=outcome, detail=detail, elapsed_ms=elapsed)
+    return make_fact(
+        "tcp.reachability",
+        str(endpoint),
+        PROBE,
+        check=check,
+        source=str(endpoint),
+        host=endpoint.host,
+        port=endpoint.port,
+        outcome=outcome,
+        detail=detail,
+        elapsed_ms=elapsed,
+    )

@@ -63,9 +63,18 @@ from diagnose.probes.params import ProbeParams, port_field
 PROBE = "tls"
 DEFAULT_TIMEOUT = 5.0
 _PROTOCOL_REASONS = {
-    "UNSUPPORTED_PROTOCOL", "NO_PROTOCOLS_AVAILABLE", "TLSV1_ALERT_PROTOCOL_VERSION", "WRONG_SSL_VERSION",
-    "SSLV3_ALERT_HANDSHAKE_FAILURE", "NO_SHARED_CIPHER", "NO_CIPHERS_AVAILABLE", "NO_SUITABLE_SIGNATURE_ALGORITHM",
-    "TLSV1_ALERT_INSUFFICIENT_SECURITY", "UNSUPPORTED_SSL_VERSION", "VERSION_TOO_LOW", "VERSION_TOO_HIGH",
+    "UNSUPPORTED_PROTOCOL",
+    "NO_PROTOCOLS_AVAILABLE",
+    "TLSV1_ALERT_PROTOCOL_VERSION",
+    "WRONG_SSL_VERSION",
+    "SSLV3_ALERT_HANDSHAKE_FAILURE",
+    "NO_SHARED_CIPHER",
+    "NO_CIPHERS_AVAILABLE",
+    "NO_SUITABLE_SIGNATURE_ALGORITHM",
+    "TLSV1_ALERT_INSUFFICIENT_SECURITY",
+    "UNSUPPORTED_SSL_VERSION",
+    "VERSION_TOO_LOW",
+    "VERSION_TOO_HIGH",
     "TLSV13_ALERT_MISSING_EXTENSION",
 }
 
@@ -94,6 +103,7 @@ class Observation:
 
 
 # ------------------------------------------------------------------------------------------ probe
+
 
 @dataclass(frozen=True)
 class TlsParams(ProbeParams):
@@ -137,8 +147,9 @@ def probe(ctx: ProbeContext, spec: TlsParams | Mapping[str, Any]) -> ProbeResult
         return Observation(endpoint, "timeout", "not tried: the probe's deadline had passed")
 
     observations = run_concurrently(ctx, targets, work, expired, timeout)
-    facts = [certificate_fact(o, sni, internal_name, published, certificate_fqdn, ctx.check, ca_file)
-             for o in observations]
+    facts = [
+        certificate_fact(o, sni, internal_name, published, certificate_fqdn, ctx.check, ca_file) for o in observations
+    ]
     return ProbeResult(tuple(facts), ProbeStatus.PARTIAL if held else ProbeStatus.COMPLETE, held)
 
 
@@ -217,8 +228,9 @@ def _load(der: bytes) -> x509.Certificate | None:
         return None
 
 
-def tmg_handshake(endpoint: Endpoint, server_hostname: str | None,
-                  deadline: float) -> tuple[bytes, list[bytes], str | None, str | None]:
+def tmg_handshake(
+    endpoint: Endpoint, server_hostname: str | None, deadline: float
+) -> tuple[bytes, list[bytes], str | None, str | None]:
     """A TLS 1.0-1.2 handshake through memory buffers, keeping the server's bytes to read the chain."""
     sock = connect(endpoint, max(0.05, deadline - time.monotonic()))
     received = bytearray()
@@ -296,13 +308,15 @@ def _classify_ssl(exc: ssl.SSLError, endpoint: Endpoint, received: bytes) -> Han
         first = received[:16].decode("latin-1", "replace").split("\r\n", 1)[0]
         return HandshakeFailure("not-tls", f"{endpoint} does not speak TLS (it sent {first!r})")
     if reason in _PROTOCOL_REASONS:
-        return HandshakeFailure("protocol-mismatch",
-                                f"{endpoint} shares no protocol version or cipher with a TLS 1.0-1.2 client ({reason})")
+        return HandshakeFailure(
+            "protocol-mismatch", f"{endpoint} shares no protocol version or cipher with a TLS 1.0-1.2 client ({reason})"
+        )
     return HandshakeFailure("error", f"TLS handshake with {endpoint} failed: {reason or exc}")
 
 
-def plain_handshake(endpoint: Endpoint, server_hostname: str | None, deadline: float,
-                    context: ssl.SSLContext) -> tuple[bytes, str | None, str | None]:
+def plain_handshake(
+    endpoint: Endpoint, server_hostname: str | None, deadline: float, context: ssl.SSLContext
+) -> tuple[bytes, str | None, str | None]:
     """A handshake on a socket (used for the trust check and for servers beyond TLS 1.2)."""
     sock = connect(endpoint, max(0.05, deadline - time.monotonic()))
     sock.settimeout(max(0.05, deadline - time.monotonic()))
@@ -326,8 +340,8 @@ def certificates_from_handshake(data: bytes) -> list[bytes]:
     handshake = bytearray()
     offset = 0
     while offset + 5 <= len(data):
-        content_type, length = data[offset], int.from_bytes(data[offset + 3:offset + 5], "big")
-        payload = data[offset + 5:offset + 5 + length]
+        content_type, length = data[offset], int.from_bytes(data[offset + 3 : offset + 5], "big")
+        payload = data[offset + 5 : offset + 5 + length]
         offset += 5 + length
         if content_type == 20:  # ChangeCipherSpec: what follows is encrypted
             break
@@ -335,22 +349,23 @@ def certificates_from_handshake(data: bytes) -> list[bytes]:
             handshake += payload
     position = 0
     while position + 4 <= len(handshake):
-        msg_type, length = handshake[position], int.from_bytes(handshake[position + 1:position + 4], "big")
-        body = bytes(handshake[position + 4:position + 4 + length])
+        msg_type, length = handshake[position], int.from_bytes(handshake[position + 1 : position + 4], "big")
+        body = bytes(handshake[position + 4 : position + 4 + length])
         position += 4 + length
         if msg_type != 11 or len(body) < 3:
             continue
         certs, inner = [], 3
         total = min(len(body), 3 + int.from_bytes(body[:3], "big"))
         while inner + 3 <= total:
-            size = int.from_bytes(body[inner:inner + 3], "big")
-            certs.append(body[inner + 3:inner + 3 + size])
+            size = int.from_bytes(body[inner : inner + 3], "big")
+            certs.append(body[inner + 3 : inner + 3 + size])
             inner += 3 + size
         return certs
     return []
 
 
 # ------------------------------------------------------------------------------------------ names
+
 
 def certificate_names(cert: x509.Certificate) -> tuple[list[str], list[str], str | None]:
     """(SAN DNS names, SAN IP addresses, subject CN)."""
@@ -400,13 +415,29 @@ def is_self_signed(cert: x509.Certificate) -> bool:
 
 # ------------------------------------------------------------------------------------------ facts
 
-def certificate_fact(obs: Observation, sni: str | None, internal_name: str | None, published: Sequence[str],
-                     certificate_fqdn: str | None, check: str | None, ca_file: str | None = None) -> Fact:
+
+def certificate_fact(
+    obs: Observation,
+    sni: str | None,
+    internal_name: str | None,
+    published: Sequence[str],
+    certificate_fqdn: str | None,
+    check: str | None,
+    ca_file: str | None = None,
+) -> Fact:
     subject = str(obs.endpoint)
-    base: dict[str, Any] = {"host": obs.endpoint.host, "port": obs.endpoint.port, "sni": sni,
-                            "handshake": obs.handshake, "detail": obs.detail or None, "elapsed_ms": obs.elapsed_ms,
-                            "protocol": obs.protocol, "cipher": obs.cipher,
-                            "trust_store": "ca-file" if ca_file else "system", "ca_file": ca_file or None}
+    base: dict[str, Any] = {
+        "host": obs.endpoint.host,
+        "port": obs.endpoint.port,
+        "sni": sni,
+        "handshake": obs.handshake,
+        "detail": obs.detail or None,
+        "elapsed_ms": obs.elapsed_ms,
+        "protocol": obs.protocol,
+        "cipher": obs.cipher,
+        "trust_store": "ca-file" if ca_file else "system",
+        "ca_file": ca_file or None,
+    }
     cert = obs.leaf
     if cert is None:
         return make_fact("tls.certificate", subject, PROBE, check=check, source=subject, **base)
@@ -416,18 +447,33 @@ def certificate_fact(obs: Observation, sni: str | None, internal_name: str | Non
     wanted = [n for n in [internal_name, *published, certificate_fqdn] if n]
     unmatched = [n for n in dict.fromkeys(wanted) if not name_on_certificate(n, san_dns, san_ip, cn)]
     return make_fact(
-        "tls.certificate", subject, PROBE, check=check, source=subject, **base,
-        subject_cn=cn, san_dns=san_dns, san_ip=san_ip or None, issuer=cert.issuer.rfc4514_string(),
-        not_before=not_before.strftime("%Y-%m-%dT%H:%M:%SZ"), not_after=not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "tls.certificate",
+        subject,
+        PROBE,
+        check=check,
+        source=subject,
+        **base,
+        subject_cn=cn,
+        san_dns=san_dns,
+        san_ip=san_ip or None,
+        issuer=cert.issuer.rfc4514_string(),
+        not_before=not_before.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        not_after=not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
         days_to_expiry=int((not_after - now).total_seconds() // 86400),
-        expired=not_after < now, not_yet_valid=not_before > now, self_signed=is_self_signed(cert),
-        trusted=obs.trusted, trust_error=obs.trust_error,
-        chain_length=len(obs.chain), chain_subjects=[c.subject.rfc4514_string() for c in obs.chain],
+        expired=not_after < now,
+        not_yet_valid=not_before > now,
+        self_signed=is_self_signed(cert),
+        trusted=obs.trusted,
+        trust_error=obs.trust_error,
+        chain_length=len(obs.chain),
+        chain_subjects=[c.subject.rfc4514_string() for c in obs.chain],
         fingerprint_sha256=cert.fingerprint(hashes.SHA256()).hex(),
         name_matches_internal=name_on_certificate(internal_name, san_dns, san_ip, cn) if internal_name else None,
-        name_matches_published=(all(name_on_certificate(n, san_dns, san_ip, cn) for n in published)
-                                if published else None),
-        name_matches_certificate_fqdn=(name_on_certificate(certificate_fqdn, san_dns, san_ip, cn)
-                                       if certificate_fqdn else None),
+        name_matches_published=(
+            all(name_on_certificate(n, san_dns, san_ip, cn) for n in published) if published else None
+        ),
+        name_matches_certificate_fqdn=(
+            name_on_certificate(certificate_fqdn, san_dns, san_ip, cn) if certificate_fqdn else None
+        ),
         unmatched_names=unmatched,
     )

@@ -26,7 +26,7 @@ def single_threaded() -> bool:
 
 
 def start_method(wanted: str | None = None) -> str:
-    """"fork" where it is safe now (see the module doc), else "forkserver", else "spawn".
+    """ "fork" where it is safe now (see the module doc), else "forkserver", else "spawn".
     `wanted` ("fork" or "spawn") is honoured, except that "fork" falls back the same way when unsafe."""
     methods = multiprocessing.get_all_start_methods()
     if wanted == "spawn":

@@ -33,15 +33,28 @@ def diagnosis_to_json(d: Diagnosis) -> dict[str, Any]:
         "causes": [_cause(d, c) for c in d.ranked],
         "ruled_out": [_cause(d, c) for c in d.ruled_out],
         "unknowns": [
-            {"rule": o.rule.id, "title": o.rule.title, "cause": o.rule.conclude.cause, "missing": list(o.missing),
-             "reason": o.reason}
+            {
+                "rule": o.rule.id,
+                "title": o.rule.title,
+                "cause": o.rule.conclude.cause,
+                "missing": list(o.missing),
+                "reason": o.reason,
+            }
             for o in d.unknowns
         ],
         "questions": [
-            {"id": q.question.id, "text": q.question.text, "choices": list(q.question.choices), "weight": q.weight,
-             "rules": list(q.rules), "causes": list(q.causes),
-             "effects": [{"answer": e.choice, "verdict": e.verdict.value, "top": e.top, "certainty": e.certainty}
-                         for e in q.effects]}
+            {
+                "id": q.question.id,
+                "text": q.question.text,
+                "choices": list(q.question.choices),
+                "weight": q.weight,
+                "rules": list(q.rules),
+                "causes": list(q.causes),
+                "effects": [
+                    {"answer": e.choice, "verdict": e.verdict.value, "top": e.top, "certainty": e.certainty}
+                    for e in q.effects
+                ],
+            }
             for q in d.questions
         ],
         "rules_considered": [{"rule": o.rule.id, "status": o.status, "reason": o.reason} for o in d.outcomes],
@@ -72,8 +85,9 @@ def _cause(d: Diagnosis, c: CauseFinding) -> dict[str, Any]:
             }
             for s in c.support
         ],
-        "evidence": [{"fact": i, "cite": cite(d, i), "provenance": d.facts[i].provenance.to_json()}
-                     for i in c.evidence],
+        "evidence": [
+            {"fact": i, "cite": cite(d, i), "provenance": d.facts[i].provenance.to_json()} for i in c.evidence
+        ],
         "remediation": list(c.cause.remediation),
         "gather": list(d.gather(c)),
         "references": list(c.cause.references),

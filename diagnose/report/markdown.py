@@ -18,8 +18,11 @@ def _code(text: str) -> str:
 
 
 def _reasoning(c: CauseFinding) -> list[str]:
-    return [f"- {'supports' if s.certainty >= 0 else 'weakens'} ({s.certainty:+.2f}, rule {_code(s.rule.id)}): "
-            f"{m(s.explain)}" for s in c.support]
+    return [
+        f"- {'supports' if s.certainty >= 0 else 'weakens'} ({s.certainty:+.2f}, rule {_code(s.rule.id)}): "
+        f"{m(s.explain)}"
+        for s in c.support
+    ]
 
 
 def render_markdown(d: Diagnosis, color: bool = False, why: bool = False) -> str:
@@ -28,12 +31,19 @@ def render_markdown(d: Diagnosis, color: bool = False, why: bool = False) -> str
     if d.ranked:
         out += ["| # | certainty | class | cause | title |", "|---:|---:|---|---|---|"]
         for n, c in enumerate(d.ranked, 1):
-            out.append(f"| {n} | {c.certainty:.2f} | {c.cause.verdict.value} | {_code(c.cause.id)} "
-                       f"| {m(c.cause.title)} |")
+            out.append(
+                f"| {n} | {c.certainty:.2f} | {c.cause.verdict.value} | {_code(c.cause.id)} | {m(c.cause.title)} |"
+            )
         out.append("")
         for n, c in enumerate(d.ranked, 1):
-            out += [f"## {n}. {m(c.cause.title)}", "", f"{_code(c.cause.id)} - {c.cause.verdict.value}, certainty "
-                    f"{c.certainty:.2f}", "", "Reasoning:", ""]
+            out += [
+                f"## {n}. {m(c.cause.title)}",
+                "",
+                f"{_code(c.cause.id)} - {c.cause.verdict.value}, certainty {c.certainty:.2f}",
+                "",
+                "Reasoning:",
+                "",
+            ]
             out += _reasoning(c)
             if c.evidence:
                 out += ["", "Evidence:", ""]
@@ -42,8 +52,10 @@ def render_markdown(d: Diagnosis, color: bool = False, why: bool = False) -> str
             out += [f"1. {m(step)}" for step in c.cause.remediation]
             out += [f"1. Gather: {m(g)}" for g in d.gather(c)]
             if c.cause.references:
-                out += ["", "References: " + ", ".join(f"<{r}>" if _LINK.fullmatch(r) else m(r)
-                                                       for r in c.cause.references)]
+                out += [
+                    "",
+                    "References: " + ", ".join(f"<{r}>" if _LINK.fullmatch(r) else m(r) for r in c.cause.references),
+                ]
             out.append("")
     if d.ruled_out:
         out += ["## Ruled out or weakened", ""]
@@ -55,8 +67,10 @@ def render_markdown(d: Diagnosis, color: bool = False, why: bool = False) -> str
         out.append("")
     if d.unknowns:
         out += ["## Undecided for lack of evidence", ""]
-        out += [f"- {_code(o.rule.id)} -> {_code(o.rule.conclude.cause)}: needs {m(', '.join(o.missing))}"
-                for o in d.unknowns]
+        out += [
+            f"- {_code(o.rule.id)} -> {_code(o.rule.conclude.cause)}: needs {m(', '.join(o.missing))}"
+            for o in d.unknowns
+        ]
         out.append("")
     if why:
         out += ["## Rules considered", ""]
@@ -64,9 +78,12 @@ def render_markdown(d: Diagnosis, color: bool = False, why: bool = False) -> str
         out.append("")
     if d.bundle.probes:
         out += ["## Evidence gathered", "", "| check | status | reason |", "|---|---|---|"]
-        out += [f"| {m(p.check or p.probe)} | {p.status.value} | "
-                + "<br>".join([m(p.reason)] * bool(p.reason) + [f"note: {m(n)}" for n in p.notes_shown()]) + " |"
-                for p in d.bundle.probes]
+        out += [
+            f"| {m(p.check or p.probe)} | {p.status.value} | "
+            + "<br>".join([m(p.reason)] * bool(p.reason) + [f"note: {m(n)}" for n in p.notes_shown()])
+            + " |"
+            for p in d.bundle.probes
+        ]
         out.append("")
     case = case_folder_rows(d)
     if case is not None:

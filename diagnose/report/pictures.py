@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 from time import strptime
+from typing import Any
 
 from diagnose.diagnosis import CauseFinding, Diagnosis
 from diagnose.facts import Fact
@@ -23,6 +24,16 @@ MAX_EXCERPTS_PER_FACT = 40
 MIN_BUCKETS = {60: 30, 3600: 24}  # the timeline's axis spans at least this many buckets
 MAX_BUCKETS = 2000
 _FRAMES = re.compile(r"(\S+) frames (\d+)-(\d+)")
+
+
+def _int(value: Any) -> int:
+    """A count or frame number of a fact's attributes (absent, None or "" is 0)."""
+    return int(value or 0)
+
+
+def _items(value: Any) -> tuple[Any, ...]:
+    """A list attribute of a fact (absent or None is empty)."""
+    return tuple(value or ())
 
 
 def clean(text: object) -> str:
@@ -84,8 +95,18 @@ def ladder_of(index: int, fact: Fact) -> Ladder | None:
         if len(parts) < 8 or parts[2] not in ("<", ">"):
             return None
         try:
-            rows.append(Row(int(parts[0]), float(parts[1]), parts[2] == ">", parts[3], parts[4], int(parts[5]),
-                            "bad-checksum" in parts[8:], parts[0] in cuts))
+            rows.append(
+                Row(
+                    int(parts[0]),
+                    float(parts[1]),
+                    parts[2] == ">",
+                    parts[3],
+                    parts[4],
+                    int(parts[5]),
+                    "bad-checksum" in parts[8:],
+                    parts[0] in cuts,
+                )
+            )
         except ValueError:
             return None
     if not rows:
@@ -98,11 +119,20 @@ def ladder_of(index: int, fact: Fact) -> Ladder | None:
             address = str(logged)
         return f"{_ROLE.get(str(a.get(f'{which}_role', '')), which)} {address}"
 
-    return Ladder(index, fact.provenance.source or "", int(a.get("first_frame", 0) or 0),  # type: ignore[arg-type]
-                  int(a.get("last_frame", 0) or 0), side("originator"), side("responder"),  # type: ignore[arg-type]
-                  str(a.get("teardown", "")), str(a.get("chosen_for", "")), tuple(rows),
-                  int(a.get("omitted", 0) or 0), tuple(str(s) for s in a.get("status64", ()) or ()),  # type: ignore[union-attr, arg-type]
-                  str(a.get("start_time", "")))
+    return Ladder(
+        index,
+        fact.provenance.source or "",
+        _int(a.get("first_frame")),
+        _int(a.get("last_frame")),
+        side("originator"),
+        side("responder"),
+        str(a.get("teardown", "")),
+        str(a.get("chosen_for", "")),
+        tuple(rows),
+        _int(a.get("omitted")),
+        tuple(str(s) for s in _items(a.get("status64"))),
+        str(a.get("start_time", "")),
+    )
 
 
 def ladders(d: Diagnosis) -> list[Ladder]:
@@ -162,15 +192,17 @@ def ladder_svg(lad: Ladder) -> str:
     extra = sum(1 for r in lad.rows if r.cut_after)
     height = TOP + STEP * (len(lad.rows) + extra) + 80 + 16 * len(lad.status64)
     width = 760
-    out = [f'<svg class="ladder" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(lad.title)}" '
-           'font-family="system-ui,sans-serif" font-size="12">',
-           f"<title>{esc(lad.title)}</title>",
-           f'<rect x="{LANE_L - 110}" y="8" width="220" height="30" rx="4" fill="#f6f8fa" stroke="#d0d7de"/>',
-           f'<rect x="{LANE_R - 110}" y="8" width="220" height="30" rx="4" fill="#f6f8fa" stroke="#d0d7de"/>',
-           f'<text class="endpoint" x="{LANE_L}" y="28" text-anchor="middle" font-weight="600">{esc(lad.left)}</text>',
-           f'<text class="endpoint" x="{LANE_R}" y="28" text-anchor="middle" font-weight="600">{esc(lad.right)}</text>',
-           '<text x="8" y="58" fill="#656d76">frame</text><text x="70" y="58" fill="#656d76">time (s)</text>']
+    out = [
+        f'<svg class="ladder" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc(lad.title)}" '
+        'font-family="system-ui,sans-serif" font-size="12">',
+        f"<title>{esc(lad.title)}</title>",
+        f'<rect x="{LANE_L - 110}" y="8" width="220" height="30" rx="4" fill="#f6f8fa" stroke="#d0d7de"/>',
+        f'<rect x="{LANE_R - 110}" y="8" width="220" height="30" rx="4" fill="#f6f8fa" stroke="#d0d7de"/>',
+        f'<text class="endpoint" x="{LANE_L}" y="28" text-anchor="middle" font-weight="600">{esc(lad.left)}</text>',
+        f'<text class="endpoint" x="{LANE_R}" y="28" text-anchor="middle" font-weight="600">{esc(lad.right)}</text>',
+        '<text x="8" y="58" fill="#656d76">frame</text><text x="70" y="58" fill="#656d76">time (s)</text>',
+    ]
     bottom = height - 56 - 16 * len(lad.status64)
     for x in (LANE_L, LANE_R):
         out.append(f'<line x1="{x}" y1="38" x2="{x}" y2="{bottom}" stroke="#8c959f" stroke-dasharray="4 3"/>')
@@ -181,34 +213,42 @@ def ladder_svg(lad: Ladder) -> str:
         tip = x2 - 9 if r.forward else x2 + 9
         label = f"win {r.window}" if r.window != "-" else "win -"
         detail = f"{label}, len {r.length}" + (", bad checksum" if r.bad_checksum else "")
-        out += [f'<g class="packet" data-frame="{r.frame}">',
-                f'<text class="frame" x="8" y="{y + 4}">{r.frame}</text>',
-                f'<text class="time" x="70" y="{y + 4}">{r.time:.6f}</text>',
-                f'<line x1="{x1}" y1="{y}" x2="{tip}" y2="{y}" stroke="{colour}" stroke-width="2"/>',
-                f'<polygon points="{x2},{y} {tip},{y - 5} {tip},{y + 5}" fill="{colour}"/>',
-                f'<text class="flags" x="{(LANE_L + LANE_R) // 2}" y="{y - 6}" text-anchor="middle" '
-                f'fill="{colour}" font-weight="600">{esc(r.flags)}</text>',
-                f'<text class="detail" x="{(LANE_L + LANE_R) // 2}" y="{y + 14}" text-anchor="middle" '
-                f'fill="#656d76" font-size="11">{esc(detail)}</text>',
-                "</g>"]
+        out += [
+            f'<g class="packet" data-frame="{r.frame}">',
+            f'<text class="frame" x="8" y="{y + 4}">{r.frame}</text>',
+            f'<text class="time" x="70" y="{y + 4}">{r.time:.6f}</text>',
+            f'<line x1="{x1}" y1="{y}" x2="{tip}" y2="{y}" stroke="{colour}" stroke-width="2"/>',
+            f'<polygon points="{x2},{y} {tip},{y - 5} {tip},{y + 5}" fill="{colour}"/>',
+            f'<text class="flags" x="{(LANE_L + LANE_R) // 2}" y="{y - 6}" text-anchor="middle" '
+            f'fill="{colour}" font-weight="600">{esc(r.flags)}</text>',
+            f'<text class="detail" x="{(LANE_L + LANE_R) // 2}" y="{y + 14}" text-anchor="middle" '
+            f'fill="#656d76" font-size="11">{esc(detail)}</text>',
+            "</g>",
+        ]
         y += STEP
         if r.cut_after:
-            out.append(f'<text class="cut" x="{(LANE_L + LANE_R) // 2}" y="{y - 8}" text-anchor="middle" '
-                       'fill="#656d76">&#8942; packets not shown</text>')
+            out.append(
+                f'<text class="cut" x="{(LANE_L + LANE_R) // 2}" y="{y - 8}" text-anchor="middle" '
+                'fill="#656d76">&#8942; packets not shown</text>'
+            )
             y += STEP
     note = teardown_note(lad)
     out.append(f'<text class="teardown" x="8" y="{bottom + 22}" font-weight="600">{esc(note)}</text>')
-    out.append(f'<text class="chosen" x="8" y="{bottom + 40}" fill="#656d76">Shown because: '
-               f"{esc(lad.chosen_for)}</text>")
+    out.append(
+        f'<text class="chosen" x="8" y="{bottom + 40}" fill="#656d76">Shown because: {esc(lad.chosen_for)}</text>'
+    )
     for n, cite in enumerate(lad.status64):
-        out.append(f'<text class="status64" x="8" y="{bottom + 58 + 16 * n}" fill="#9a6700">'
-                   f"Status 64 logged: {esc(_short(cite))}</text>")
+        out.append(
+            f'<text class="status64" x="8" y="{bottom + 58 + 16 * n}" fill="#9a6700">'
+            f"Status 64 logged: {esc(_short(cite))}</text>"
+        )
     out.append("</svg>")
     return "".join(out)
 
 
 def teardown_note(lad: Ladder) -> str:
     """The teardown label, and who closed how: "dirty-close: server FIN,ACK, then TMG RST,ACK 0.339 s later"."""
+
     def who(r: Row) -> str:
         return (lad.left if r.forward else lad.right).split(" ", 1)[0]
 
@@ -216,8 +256,10 @@ def teardown_note(lad: Ladder) -> str:
     rst = next((r for r in lad.rows if "RST" in r.flags.split(",")), None)
     parts = []
     if fin is not None and rst is not None and fin.frame < rst.frame:
-        parts.append(f"{who(fin)} {fin.flags} (frame {fin.frame}), then {who(rst)} {rst.flags} "
-                     f"{rst.time - fin.time:.3f} s later (frame {rst.frame})")
+        parts.append(
+            f"{who(fin)} {fin.flags} (frame {fin.frame}), then {who(rst)} {rst.flags} "
+            f"{rst.time - fin.time:.3f} s later (frame {rst.frame})"
+        )
     elif rst is not None:
         parts.append(f"{who(rst)} {rst.flags} (frame {rst.frame})")
     elif fin is not None:
@@ -234,12 +276,19 @@ def _short(cite: str) -> str:
 
 def ladder_html(lad: Ladder, excerpts: dict[str, str]) -> str:
     """A figure: the ladder, and the Status 64 log lines it matched, word for word."""
-    lines = [f'<figure class="ladder" id="{esc(lad.anchor)}">', ladder_svg(lad), "<figcaption>",
-             f"<code>{esc(lad.title)}</code>" + (f", from {esc(lad.start_time)}" if lad.start_time else "")]
+    lines = [
+        f'<figure class="ladder" id="{esc(lad.anchor)}">',
+        ladder_svg(lad),
+        "<figcaption>",
+        f"<code>{esc(lad.title)}</code>" + (f", from {esc(lad.start_time)}" if lad.start_time else ""),
+    ]
     for cite in lad.status64:
         raw = excerpts.get(cite)
-        lines.append(f'<div class="logline">Status 64 entry <code>{esc(cite)}</code>'
-                     + (f'<pre>{esc(raw)}</pre>' if raw is not None else "") + "</div>")
+        lines.append(
+            f'<div class="logline">Status 64 entry <code>{esc(cite)}</code>'
+            + (f"<pre>{esc(raw)}</pre>" if raw is not None else "")
+            + "</div>"
+        )
     lines.append("</figcaption></figure>")
     return "".join(lines)
 
@@ -248,8 +297,7 @@ def ladder_text(lad: Ladder, width: int = 44) -> list[str]:
     """The ladder for a terminal: one line per packet, an arrow between the two endpoints."""
     gap = " " * 19
     head = f"{gap}{lad.left}"
-    out = [f"{head}{' ' * max(2, width + 21 - len(head))}{lad.right}",
-           f"{'frame':>7}  {'time (s)':>9} |{' ' * width}|"]
+    out = [f"{head}{' ' * max(2, width + 21 - len(head))}{lad.right}", f"{'frame':>7}  {'time (s)':>9} |{' ' * width}|"]
     for r in lad.rows:
         label = f" {r.flags} win={r.window} len={r.length} "
         pad = max(0, width - len(label) - 1)
@@ -366,39 +414,53 @@ def timeline_svg(t: Timeline) -> str:
 
     peak = max(t.status64.values())
     peak_err = max(t.client_errors.values(), default=0)
-    out = [f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{axis + 80}" '
-           f'viewBox="0 0 {width} {axis + 80}" role="img" aria-label="Status 64 entries over time" '
-           'font-family="system-ui,sans-serif" font-size="12"><title>Status 64 entries over time</title>']
+    out = [
+        f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{axis + 80}" '
+        f'viewBox="0 0 {width} {axis + 80}" role="img" aria-label="Status 64 entries over time" '
+        'font-family="system-ui,sans-serif" font-size="12"><title>Status 64 entries over time</title>'
+    ]
     if t.capture is not None:
         c0, c1 = x(t.capture[0]), max(x(t.capture[1]), x(t.capture[0]) + 2)
-        out.append(f'<rect class="capture" x="{c0:.1f}" y="12" width="{c1 - c0:.1f}" height="{axis + 30}" '
-                   'fill="#ddf4ff" stroke="#54aeff"/>')
-        out.append(f'<text class="capture-label" x="{c0:.1f}" y="10" fill="#0969da" font-size="11">'
-                   f"{esc(t.capture_note)}</text>")
+        out.append(
+            f'<rect class="capture" x="{c0:.1f}" y="12" width="{c1 - c0:.1f}" height="{axis + 30}" '
+            'fill="#ddf4ff" stroke="#54aeff"/>'
+        )
+        out.append(
+            f'<text class="capture-label" x="{c0:.1f}" y="10" fill="#0969da" font-size="11">'
+            f"{esc(t.capture_note)}</text>"
+        )
     for when, n in sorted(t.status64.items()):
         h = max(1.0, n / peak * tall)
-        out.append(f'<rect class="s64" data-time="{when}" data-count="{n}" x="{x(when):.1f}" y="{axis - h:.1f}" '
-                   f'width="{max(1.0, bar - 1):.1f}" height="{h:.1f}" fill="#9a6700"><title>{n} Status 64 at '
-                   f"{esc(_hhmm(when, t.unit))}</title></rect>")
+        out.append(
+            f'<rect class="s64" data-time="{when}" data-count="{n}" x="{x(when):.1f}" y="{axis - h:.1f}" '
+            f'width="{max(1.0, bar - 1):.1f}" height="{h:.1f}" fill="#9a6700"><title>{n} Status 64 at '
+            f"{esc(_hhmm(when, t.unit))}</title></rect>"
+        )
     for when, n in sorted(t.client_errors.items()):
         h = max(1.0, n / peak_err * 30)
-        out.append(f'<rect class="client-error" data-time="{when}" data-count="{n}" x="{x(when):.1f}" y="{axis + 2}" '
-                   f'width="{max(1.0, bar - 1):.1f}" height="{h:.1f}" fill="#cf222e"><title>{n} client-visible '
-                   f"failures at {esc(_hhmm(when, t.unit))}</title></rect>")
+        out.append(
+            f'<rect class="client-error" data-time="{when}" data-count="{n}" x="{x(when):.1f}" y="{axis + 2}" '
+            f'width="{max(1.0, bar - 1):.1f}" height="{h:.1f}" fill="#cf222e"><title>{n} client-visible '
+            f"failures at {esc(_hhmm(when, t.unit))}</title></rect>"
+        )
     for when in t.bursts:
         bx = x(when)
-        out.append(f'<polygon class="burst" points="{bx:.1f},{axis - tall - 14} {bx - 5:.1f},{axis - tall - 22} '
-                   f'{bx + 5:.1f},{axis - tall - 22}" fill="#cf222e"><title>burst at {esc(_hhmm(when, 60))}'
-                   "</title></polygon>")
-    out += [f'<line x1="{left}" y1="{axis + 1}" x2="{width - right}" y2="{axis + 1}" stroke="#1f2328"/>',
-            f'<text class="peak" x="{left - 4}" y="{axis - tall + 4}" text-anchor="end">{peak}</text>',
-            f'<text x="{left - 4}" y="{axis + 4}" text-anchor="end">0</text>',
-            f'<text class="start" x="{left}" y="{axis + 48}">{esc(_hhmm(t.start, t.unit))} UTC</text>',
-            f'<text class="end" x="{width - right}" y="{axis + 48}" text-anchor="end">'
-            f"{esc(_hhmm(t.end, t.unit))} UTC</text>",
-            f'<text x="{left}" y="{axis + 68}" fill="#656d76">per {"minute" if t.unit == 60 else "hour"}: '
-            "Status 64 above the line, client-visible failures below; triangles mark bursts</text>",
-            "</svg>"]
+        out.append(
+            f'<polygon class="burst" points="{bx:.1f},{axis - tall - 14} {bx - 5:.1f},{axis - tall - 22} '
+            f'{bx + 5:.1f},{axis - tall - 22}" fill="#cf222e"><title>burst at {esc(_hhmm(when, 60))}'
+            "</title></polygon>"
+        )
+    out += [
+        f'<line x1="{left}" y1="{axis + 1}" x2="{width - right}" y2="{axis + 1}" stroke="#1f2328"/>',
+        f'<text class="peak" x="{left - 4}" y="{axis - tall + 4}" text-anchor="end">{peak}</text>',
+        f'<text x="{left - 4}" y="{axis + 4}" text-anchor="end">0</text>',
+        f'<text class="start" x="{left}" y="{axis + 48}">{esc(_hhmm(t.start, t.unit))} UTC</text>',
+        f'<text class="end" x="{width - right}" y="{axis + 48}" text-anchor="end">'
+        f"{esc(_hhmm(t.end, t.unit))} UTC</text>",
+        f'<text x="{left}" y="{axis + 68}" fill="#656d76">per {"minute" if t.unit == 60 else "hour"}: '
+        "Status 64 above the line, client-visible failures below; triangles mark bursts</text>",
+        "</svg>",
+    ]
     return "".join(out)
 
 
@@ -412,8 +474,13 @@ def read_lines(d: Diagnosis, index: int) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     ranges = [(name, int(a), int(b)) for s in strings for name, a, b in _FRAMES.findall(s)]
     if f.kind == "capture.connection" or f.kind == "capture.packets":
-        ranges.append((f.provenance.source or "", int(f.attrs.get("first_frame", 0) or 0),  # type: ignore[arg-type]
-                       int(f.attrs.get("last_frame", 0) or 0)))  # type: ignore[arg-type]
+        ranges.append(
+            (
+                f.provenance.source or "",
+                _int(f.attrs.get("first_frame")),
+                _int(f.attrs.get("last_frame")),
+            )
+        )
     location = f"{f.provenance.source}:{str(f.provenance.location or '').replace('line ', '')}"
     for key, text in excerpts.items():
         file, _, _line = key.rpartition(":")
@@ -421,8 +488,8 @@ def read_lines(d: Diagnosis, index: int) -> list[tuple[str, str]]:
         if not hit and ranges:
             number = text.split(None, 1)[0] if text.strip() else ""
             hit = number.isdigit() and any(
-                name and (file.endswith(name) or name.endswith(file)) and a <= int(number) <= b
-                for name, a, b in ranges)
+                name and (file.endswith(name) or name.endswith(file)) and a <= int(number) <= b for name, a, b in ranges
+            )
         if hit:
             out.append((key, text))
         if len(out) >= MAX_EXCERPTS_PER_FACT:
@@ -431,16 +498,21 @@ def read_lines(d: Diagnosis, index: int) -> list[tuple[str, str]]:
     seen = {(key.rpartition(":")[0], text.split(None, 1)[0]) for key, text in out if text.strip()}
     for g in d.facts:
         if g.kind != "capture.packets" or not any(
-                name and (g.provenance.source or "").endswith(name) and g.attrs.get("first_frame") == a
-                for name, a, _b in ranges):
+            name and (g.provenance.source or "").endswith(name) and g.attrs.get("first_frame") == a
+            for name, a, _b in ranges
+        ):
             continue
         for row in g.attrs.get("frames", ()) or ():  # type: ignore[union-attr]
             parts = str(row).split()
             if len(parts) < 8 or (g.provenance.source, parts[0]) in seen:
                 continue
-            out.append((f"{g.provenance.source} frame {parts[0]}",
-                        f"(decoded) {'->' if parts[2] == '>' else '<-'} {parts[3]} win {parts[4]} len {parts[5]} "
-                        f"seq {parts[6]} ack {parts[7]}" + (" bad checksum" if "bad-checksum" in parts[8:] else "")))
+            out.append(
+                (
+                    f"{g.provenance.source} frame {parts[0]}",
+                    f"(decoded) {'->' if parts[2] == '>' else '<-'} {parts[3]} win {parts[4]} len {parts[5]} "
+                    f"seq {parts[6]} ack {parts[7]}" + (" bad checksum" if "bad-checksum" in parts[8:] else ""),
+                )
+            )
             if len(out) >= MAX_EXCERPTS_PER_FACT:
                 return out
     return out

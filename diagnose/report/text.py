@@ -56,8 +56,15 @@ def render_text(d: Diagnosis, color: bool = False, why: bool = False) -> str:
             out.append(style(f"{n}. {c.cause.title}", bold=True) + f"  [{c.cause.id}, {c.certainty:.2f}]")
             for s in c.support:
                 sign = "+" if s.certainty >= 0 else "-"
-                out.extend(_wrap(f"{sign} {s.explain}  (rule {s.rule.id}, {s.certainty:+.2f}"
-                                 + (f", {s.firings} matches" if s.firings > 1 else "") + ")", "   ", "     "))
+                out.extend(
+                    _wrap(
+                        f"{sign} {s.explain}  (rule {s.rule.id}, {s.certainty:+.2f}"
+                        + (f", {s.firings} matches" if s.firings > 1 else "")
+                        + ")",
+                        "   ",
+                        "     ",
+                    )
+                )
             shown = list(c.evidence[:MAX_EVIDENCE])
             if shown:
                 out.append("   evidence:")

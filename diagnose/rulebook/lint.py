@@ -63,28 +63,50 @@ def errors(problems: Iterable[DiagnoseError]) -> list[Finding]:
     return [Finding(Severity.ERROR, e.where or "", e.message) for e in problems]
 
 
-def lint(rulebook: Rulebook, kinds: FactKinds, checks: Sequence[CheckKinds], probes: Collection[str],
-         site: Mapping[str, Collection[str]], kinds_dir: Path = KINDS_DIR) -> list[Finding]:
+def lint(
+    rulebook: Rulebook,
+    kinds: FactKinds,
+    checks: Sequence[CheckKinds],
+    probes: Collection[str],
+    site: Mapping[str, Collection[str]],
+    kinds_dir: Path = KINDS_DIR,
+) -> list[Finding]:
     """The findings across the rule base, sorted by place. `probes` are the probe names; `site` the values
     the endpoint table knows for site.profile fields (exchange_version, published)."""
     out: list[Finding] = []
     lines = _kind_lines(kinds_dir)
     for kind in kinds.kinds.values():
         if kind.probe not in probes and kind.probe not in SUPPLIED:
-            out.append(Finding(Severity.WARNING, lines.get(kind.name, str(kinds_dir)),
-                               f"fact kind {kind.name!r} names probe {kind.probe!r}, which is not a probe"))
+            out.append(
+                Finding(
+                    Severity.WARNING,
+                    lines.get(kind.name, str(kinds_dir)),
+                    f"fact kind {kind.name!r} names probe {kind.probe!r}, which is not a probe",
+                )
+            )
     produced: set[str] = {k.name for k in kinds.kinds.values() if k.probe in SUPPLIED}
     for check in checks:
         for name in check.kinds:
             if name not in kinds:
-                out.append(Finding(Severity.ERROR, check.where, f"check {check.id!r} lists fact kind {name!r}, "
-                                   "which is not declared (diagnose/factkinds/*.yaml)"))
+                out.append(
+                    Finding(
+                        Severity.ERROR,
+                        check.where,
+                        f"check {check.id!r} lists fact kind {name!r}, "
+                        "which is not declared (diagnose/factkinds/*.yaml)",
+                    )
+                )
                 continue
             produced.add(name)
             if kinds[name].probe != check.probe:
-                out.append(Finding(Severity.WARNING, check.where,
-                                   f"check {check.id!r} runs probe {check.probe!r} but lists {name!r}, which "
-                                   f"probe {kinds[name].probe!r} produces"))
+                out.append(
+                    Finding(
+                        Severity.WARNING,
+                        check.where,
+                        f"check {check.id!r} runs probe {check.probe!r} but lists {name!r}, which "
+                        f"probe {kinds[name].probe!r} produces",
+                    )
+                )
     read: set[str] = set()
     concluded = {rule.conclude.cause for rule in rulebook.rules}
     asked: set[str] = set()
@@ -93,9 +115,14 @@ def lint(rulebook: Rulebook, kinds: FactKinds, checks: Sequence[CheckKinds], pro
             read.add(binding.kind)
             where = f"{rule.path}:{binding.line}"
             if binding.kind not in produced:
-                out.append(Finding(Severity.WARNING, where,
-                                   f"rule {rule.id!r} reads {binding.kind!r}, which no check produces (no check "
-                                   f"lists it in its kinds; probe {kinds[binding.kind].probe!r} makes it)"))
+                out.append(
+                    Finding(
+                        Severity.WARNING,
+                        where,
+                        f"rule {rule.id!r} reads {binding.kind!r}, which no check produces (no check "
+                        f"lists it in its kinds; probe {kinds[binding.kind].probe!r} makes it)",
+                    )
+                )
             if binding.kind == ANSWER:
                 asked |= _answers(rule, binding, rulebook, out)
             if binding.kind == SITE:
@@ -105,8 +132,13 @@ def lint(rulebook: Rulebook, kinds: FactKinds, checks: Sequence[CheckKinds], pro
             out.append(Finding(Severity.WARNING, f"{cause.path}:1", f"cause {cause.id!r} is concluded by no rule"))
     for question in rulebook.questions.values():
         if question.id not in asked:
-            out.append(Finding(Severity.WARNING, f"{question.path}:1",
-                               f"question {question.id!r} is asked by no rule (no rule reads its answer)"))
+            out.append(
+                Finding(
+                    Severity.WARNING,
+                    f"{question.path}:1",
+                    f"question {question.id!r} is asked by no rule (no rule reads its answer)",
+                )
+            )
     for name in sorted(set(kinds.kinds) - read):
         out.append(Finding(Severity.INFO, lines.get(name, str(kinds_dir)), f"fact kind {name!r} is read by no rule"))
     return sorted(out, key=_place)
@@ -115,20 +147,35 @@ def lint(rulebook: Rulebook, kinds: FactKinds, checks: Sequence[CheckKinds], pro
 def _answers(rule: Rule, binding: Binding, rulebook: Rulebook, out: list[Finding]) -> set[str]:
     """The questions whose answer `binding` reads (an `eq` on subject), with the findings on them."""
     subjects = [t.value for t in binding.tests if t.field == "subject" and t.op == "eq" and isinstance(t.value, str)]
-    values = [v for t in binding.tests if t.field == "value" and t.op in ("eq", "in")
-              for v in (t.value if isinstance(t.value, tuple) else (t.value,)) if isinstance(v, str)]
+    values = [
+        v
+        for t in binding.tests
+        if t.field == "value" and t.op in ("eq", "in")
+        for v in (t.value if isinstance(t.value, tuple) else (t.value,))
+        if isinstance(v, str)
+    ]
     for subject in subjects:
         question = rulebook.questions.get(subject)
         where = f"{rule.path}:{binding.line}"
         if question is None:
-            out.append(Finding(Severity.WARNING, where,
-                               f"rule {rule.id!r} reads the answer to {subject!r}, which is not a question"))
+            out.append(
+                Finding(
+                    Severity.WARNING,
+                    where,
+                    f"rule {rule.id!r} reads the answer to {subject!r}, which is not a question",
+                )
+            )
             continue
         for value in values:
             if value not in question.choices:
-                out.append(Finding(Severity.WARNING, where,
-                                   f"rule {rule.id!r} reads answer {value!r} to {subject!r}, which is not one of "
-                                   f"its choices ({', '.join(question.choices)})"))
+                out.append(
+                    Finding(
+                        Severity.WARNING,
+                        where,
+                        f"rule {rule.id!r} reads answer {value!r} to {subject!r}, which is not one of "
+                        f"its choices ({', '.join(question.choices)})",
+                    )
+                )
     return set(subjects)
 
 
@@ -141,9 +188,14 @@ def _site_values(rule: Rule, binding: Binding, site: Mapping[str, Collection[str
             continue
         for value in test.value if isinstance(test.value, tuple) else (test.value,):
             if isinstance(value, str) and value not in known:
-                out.append(Finding(Severity.WARNING, f"{rule.path}:{test.line or binding.line}",
-                                   f"rule {rule.id!r} compares {SITE}.{test.field} with {value!r}, which the "
-                                   f"endpoint table does not know ({', '.join(known)})"))
+                out.append(
+                    Finding(
+                        Severity.WARNING,
+                        f"{rule.path}:{test.line or binding.line}",
+                        f"rule {rule.id!r} compares {SITE}.{test.field} with {value!r}, which the "
+                        f"endpoint table does not know ({', '.join(known)})",
+                    )
+                )
 
 
 def _kind_lines(directory: Path) -> dict[str, str]:

@@ -65,9 +65,11 @@ class RuleErrors(RuleError):
 
 # ----------------------------------------------------------------------------------------- files
 
+
 def rule_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*.yaml")
-                  if not (set(p.relative_to(directory).parts[:-1]) & set(SPECIAL_DIRS)))
+    return sorted(
+        p for p in directory.rglob("*.yaml") if not (set(p.relative_to(directory).parts[:-1]) & set(SPECIAL_DIRS))
+    )
 
 
 def load_rulebook(dirs: Sequence[Path], kinds: FactKinds | None = None) -> Rulebook:
@@ -99,8 +101,7 @@ def load_rulebook(dirs: Sequence[Path], kinds: FactKinds | None = None) -> Ruleb
                     errors.append(exc)
                     continue
                 if item.id in here:
-                    errors.append(RuleError(f"duplicate id {item.id!r} (also in {here[item.id].path})",
-                                            f"{path}:1"))
+                    errors.append(RuleError(f"duplicate id {item.id!r} (also in {here[item.id].path})", f"{path}:1"))
                     continue
                 here[item.id] = item
             found.update(here)  # a later directory wins over an earlier one with the same id
@@ -111,8 +112,13 @@ def load_rulebook(dirs: Sequence[Path], kinds: FactKinds | None = None) -> Ruleb
     rules: dict[str, Rule] = read_all(None, parse_rule)
     for rule in rules.values():
         if rule.conclude.cause not in causes:
-            errors.append(RuleError(f"cause {rule.conclude.cause!r} is not in the cause catalogue "
-                                    f"(rules/causes/{rule.conclude.cause}.yaml)", _find_line(rule, "cause")))
+            errors.append(
+                RuleError(
+                    f"cause {rule.conclude.cause!r} is not in the cause catalogue "
+                    f"(rules/causes/{rule.conclude.cause}.yaml)",
+                    _find_line(rule, "cause"),
+                )
+            )
     if errors:
         raise RuleErrors(errors)
     return Rulebook(
@@ -136,6 +142,7 @@ def _find_line(rule: Rule, key: str) -> str:
 
 # ----------------------------------------------------------------------------------------- rules
 
+
 def parse_rule(path: Path, text: str, kinds: FactKinds) -> Rule:
     data, lines = load_yaml(path, text)
     if not isinstance(data, dict):
@@ -150,8 +157,9 @@ def parse_rule(path: Path, text: str, kinds: FactKinds) -> Rule:
     try:
         status = Status(data["status"])
     except ValueError:
-        raise RuleError(f"status must be one of {', '.join(s.value for s in Status)}, got {data['status']!r}",
-                        lines.at("status")) from None
+        raise RuleError(
+            f"status must be one of {', '.join(s.value for s in Status)}, got {data['status']!r}", lines.at("status")
+        ) from None
     description = _text(data.get("description", ""), lines, ("description",), "description")
     references = tuple(_text_list(data.get("references", []), lines, ("references",), "references"))
     if not isinstance(data["when"], dict) or not data["when"]:
@@ -163,18 +171,22 @@ def parse_rule(path: Path, text: str, kinds: FactKinds) -> Rule:
     tests = tuple(_tests(data.get("tests", []), lines, kinds))
     untested = not any(t.expect.fires for t in tests) or not any(not t.expect.fires for t in tests)
     if status in (Status.TEST, Status.STABLE) and untested:
-        raise RuleError(f"a rule of status {status.value} needs at least one firing and one non-firing test",
-                        lines.at("tests") if "tests" in data else lines.at("status"))
+        raise RuleError(
+            f"a rule of status {status.value} needs at least one firing and one non-firing test",
+            lines.at("tests") if "tests" in data else lines.at("status"),
+        )
     return Rule(rule_id, title, status, description, references, when, conclude, tests, str(path), 1)
 
 
-def _keys(obj: dict[str, Any], allowed: Iterable[str], required: Iterable[str], lines: Lines,
-          at: tuple[Any, ...], what: str) -> None:
+def _keys(
+    obj: dict[str, Any], allowed: Iterable[str], required: Iterable[str], lines: Lines, at: tuple[Any, ...], what: str
+) -> None:
     allowed = tuple(allowed)
     for key in obj:
         if key not in allowed:
-            raise RuleError(f"unknown key {key!r} in {what} (allowed: {', '.join(allowed)})",
-                            lines.at(*at, key, "<key>"))
+            raise RuleError(
+                f"unknown key {key!r} in {what} (allowed: {', '.join(allowed)})", lines.at(*at, key, "<key>")
+            )
     for key in required:
         if key not in obj:
             raise RuleError(f"missing key {key!r} in {what}", lines.at(*at))
@@ -265,15 +277,18 @@ def _operand(value: Any) -> Any:
 def _test(field: str, ftype: str, op: Any, raw: Any, lines: Lines, at: tuple[Any, ...]) -> Test:
     where = lines.at(*at)
     if op not in OPERATORS:
-        raise RuleError(f"unknown operator {op!r} on {field} (operators: {', '.join(OPERATORS)})",
-                        lines.at(*at, "<key>") if isinstance(op, str) else where)
+        raise RuleError(
+            f"unknown operator {op!r} on {field} (operators: {', '.join(OPERATORS)})",
+            lines.at(*at, "<key>") if isinstance(op, str) else where,
+        )
     line = lines.line(*at)
     value = _operand(raw)
     meaning = OPERATOR_TABLE[op]
     if isinstance(value, Ref):
         if not meaning.joins or ftype == "list":
-            raise RuleError(f"{op} on {field} takes a literal; joins compare scalar fields with "
-                            f"{_join_operators()}", where)
+            raise RuleError(
+                f"{op} on {field} takes a literal; joins compare scalar fields with {_join_operators()}", where
+            )
         return Test(field, op, value, line)
     value, error = meaning.check(field, ftype, value)
     if error:
@@ -322,8 +337,11 @@ def _check_joins(when: Group, lines: Lines) -> None:
                 if target is None or ref.binding == binding.name:
                     raise RuleError(f"join to undefined binding {ref.binding!r}", where)
                 if ref.binding not in seen or target in negatives:
-                    raise RuleError(f"join to {ref.binding!r}, which is not bound before {binding.name!r} "
-                                    "in every alternative (joins look back to positive bindings)", where)
+                    raise RuleError(
+                        f"join to {ref.binding!r}, which is not bound before {binding.name!r} "
+                        "in every alternative (joins look back to positive bindings)",
+                        where,
+                    )
             if binding in positives:
                 seen.append(binding.name)
 
@@ -368,11 +386,15 @@ def _conclusion(body: Any, lines: Lines, when: Group, kinds: FactKinds) -> Concl
         if binding not in names:
             raise RuleError(f"explain refers to unknown binding {binding!r}", lines.at("conclude", "explain"))
         if attr and kinds[names[binding].kind].field_type(attr) is None:
-            raise RuleError(f"explain refers to {name!r}, but {names[binding].kind} has no attribute {attr!r}",
-                            lines.at("conclude", "explain"))
+            raise RuleError(
+                f"explain refers to {name!r}, but {names[binding].kind} has no attribute {attr!r}",
+                lines.at("conclude", "explain"),
+            )
         if spec and not (attr and kinds[names[binding].kind].field_type(attr) == "list"):
-            raise RuleError(f"explain: {{{name}:{spec}}} keeps the items of a list containing {spec!r}, but "
-                            f"{name!r} is not a list", lines.at("conclude", "explain"))
+            raise RuleError(
+                f"explain: {{{name}:{spec}}} keeps the items of a list containing {spec!r}, but {name!r} is not a list",
+                lines.at("conclude", "explain"),
+            )
     _check_explain_fills(fields, when, lines)
     return Conclusion(cause, float(cf), explain)
 
@@ -387,14 +409,18 @@ def _check_explain_fills(fields: Sequence[str], when: Group, lines: Lines) -> No
         for name in fields:
             binding = name.partition(".")[0]
             if binding in negated:
-                raise RuleError(f"explain refers to {{{name}}}, but {binding!r} is under `not` and never binds a fact",
-                                lines.at("conclude", "explain"))
+                raise RuleError(
+                    f"explain refers to {{{name}}}, but {binding!r} is under `not` and never binds a fact",
+                    lines.at("conclude", "explain"),
+                )
             if binding not in bound and when.stand_in(binding, bound) is None:
                 kind = next(b.kind for b in when.bindings() if b.name == binding)
-                raise RuleError(f"explain refers to {{{name}}}, but when the rule fires on "
-                                f"{', '.join(b.name for b in positives)}, {binding!r} is not bound and no "
-                                f"{kind} binding of the matching alternative takes its place",
-                                lines.at("conclude", "explain"))
+                raise RuleError(
+                    f"explain refers to {{{name}}}, but when the rule fires on "
+                    f"{', '.join(b.name for b in positives)}, {binding!r} is not bound and no "
+                    f"{kind} binding of the matching alternative takes its place",
+                    lines.at("conclude", "explain"),
+                )
 
 
 def _tests(body: Any, lines: Lines, kinds: FactKinds) -> Iterable[RuleTest]:
@@ -435,11 +461,17 @@ def _tests(body: Any, lines: Lines, kinds: FactKinds) -> Iterable[RuleTest]:
         for k in unavailable:
             if k not in kinds and not k.startswith("answer:"):
                 raise RuleError(f"unknown fact kind {k!r}", lines.at(*at, "unavailable"))
-        yield RuleTest(name, tuple(facts), Expectation(expect["fires"], None if cf is None else float(cf), unknown),
-                       unavailable, lines.line(*at))
+        yield RuleTest(
+            name,
+            tuple(facts),
+            Expectation(expect["fires"], None if cf is None else float(cf), unknown),
+            unavailable,
+            lines.line(*at),
+        )
 
 
 # ---------------------------------------------------------------------------------- causes, questions
+
 
 def parse_cause(path: Path, text: str, kinds: FactKinds) -> Cause:
     data, lines = load_yaml(path, text)
@@ -454,7 +486,9 @@ def parse_cause(path: Path, text: str, kinds: FactKinds) -> Cause:
     except ValueError:
         raise RuleError(f"verdict must be one of {', '.join(v.value for v in Verdict)}", lines.at("verdict")) from None
     return Cause(
-        cause_id, verdict, _text(data["title"], lines, ("title",), "title"),
+        cause_id,
+        verdict,
+        _text(data["title"], lines, ("title",), "title"),
         _text(data.get("description", ""), lines, ("description",), "description"),
         tuple(_text_list(data["remediation"], lines, ("remediation",), "remediation")),
         tuple(_text_list(data.get("references", []), lines, ("references",), "references")),
@@ -474,5 +508,10 @@ def parse_question(path: Path, text: str, kinds: FactKinds) -> Question:
     choices = tuple(_text_list(data["choices"], lines, ("choices",), "choices"))
     if len(choices) < 2:
         raise RuleError("a question needs at least two choices", lines.at("choices"))
-    return Question(qid, _text(data["text"], lines, ("text",), "text"), choices,
-                    _text(data.get("help", ""), lines, ("help",), "help"), str(path))
+    return Question(
+        qid,
+        _text(data["text"], lines, ("text",), "text"),
+        choices,
+        _text(data.get("help", ""), lines, ("help",), "help"),
+        str(path),
+    )

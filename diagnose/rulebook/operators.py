@@ -28,8 +28,15 @@ Check = Callable[[str, str, Any], Tuple[Any, Optional[str]]]  # (field, field ty
 
 
 def yaml_type(value: Any) -> str:
-    return {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "list",
-            "dict": "mapping", "NoneType": "null"}.get(type(value).__name__, type(value).__name__)
+    return {
+        "str": "string",
+        "int": "integer",
+        "float": "number",
+        "bool": "boolean",
+        "list": "list",
+        "dict": "mapping",
+        "NoneType": "null",
+    }.get(type(value).__name__, type(value).__name__)
 
 
 def same_type(a: object, b: object) -> bool:
@@ -47,8 +54,9 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 
 def glob_to_pattern(glob: str) -> str:
     """A glob (`*`, `?`) as a durable `$imt` pattern (anchored; specials escaped with %)."""
-    return "".join(".*" if ch == "*" else "." if ch == "?" else "%" + ch if ch in _PATTERN_SPECIALS else ch
-                   for ch in glob)
+    return "".join(
+        ".*" if ch == "*" else "." if ch == "?" else "%" + ch if ch in _PATTERN_SPECIALS else ch for ch in glob
+    )
 
 
 def _operand(value: Any) -> Any:
@@ -60,6 +68,7 @@ def _operand(value: Any) -> Any:
 
 # ------------------------------------------------------------------------------------ the meanings
 
+
 def _compare(compare: Callable[[Any, Any], bool], scalar_only: bool) -> Callable[[object, object], bool]:
     def evaluate(value: object, operand: object) -> bool:
         if isinstance(value, tuple) or isinstance(operand, tuple) or not same_type(value, operand):
@@ -67,6 +76,7 @@ def _compare(compare: Callable[[Any, Any], bool], scalar_only: bool) -> Callable
         if scalar_only and isinstance(value, (bool, str)):
             return False
         return compare(value, operand)
+
     return evaluate
 
 
@@ -87,6 +97,7 @@ def _matches(value: object, operand: object) -> bool:
 
 # ------------------------------------------------------------------------------- the translations
 
+
 def _keyed(key: str) -> Durable:
     return lambda f, v, _is_list: [{key: {f: _operand(v)}}]
 
@@ -99,6 +110,7 @@ def _durable_contains(f: str, v: Any, is_list: bool) -> list[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------- the checks
+
 
 def _check_scalar(field: str, ftype: str, value: Any) -> tuple[Any, str | None]:
     if ftype == "list":
@@ -115,6 +127,7 @@ def _check_order(op: str) -> Check:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return value, f"{field} {op}: expected a number, got {yaml_type(value)}"
         return value, None
+
     return check
 
 
@@ -149,6 +162,7 @@ def _check_exists(field: str, ftype: str, value: Any) -> tuple[Any, str | None]:
 
 # ------------------------------------------------------------------------------------- the table
 
+
 @dataclass(frozen=True)
 class Operator:
     name: str
@@ -164,29 +178,95 @@ class Operator:
 
 
 def _order(name: str, symbol: str, durable: str, compare: Callable[[Any, Any], bool]) -> Operator:
-    return Operator(name, symbol, "int, float", "a number", True, True, _check_order(name), _keyed(durable),
-                    _compare(compare, scalar_only=True))
+    return Operator(
+        name,
+        symbol,
+        "int, float",
+        "a number",
+        True,
+        True,
+        _check_order(name),
+        _keyed(durable),
+        _compare(compare, scalar_only=True),
+    )
 
 
-OPERATORS: dict[str, Operator] = {op.name: op for op in (
-    Operator("eq", "=", "any scalar", "a value of the field's type (a bare value is eq)", True, False,
-             _check_scalar, lambda f, v, _is_list: [{f: _operand(v)}], _compare(operator.eq, scalar_only=False)),
-    Operator("ne", "≠", "any scalar", "a value of the field's type", True, False, _check_scalar, _keyed("$neq"),
-             _compare(operator.ne, scalar_only=False)),
-    _order("lt", "<", "$lt", operator.lt),
-    _order("le", "≤", "$lte", operator.le),
-    _order("gt", ">", "$gt", operator.gt),
-    _order("ge", "≥", "$gte", operator.ge),
-    Operator("in", "in", "any scalar", "a non-empty list of values of the field's type", False, False, _check_in,
-             lambda f, v, _is_list: [{"$or": [{f: item} for item in v]}], _in),
-    Operator("contains", "contains", "str, list", "a non-empty string (a substring, or a list element)", False,
-             False, _check_contains, _durable_contains, _contains),
-    Operator("matches", "matches", "str", "a glob (* and ?), whole value, ASCII case-insensitive", False, False,
-             _check_matches, lambda f, v, _is_list: [{"$imt": {f: glob_to_pattern(str(v))}}], _matches),
-    Operator("exists", "exists", "any", "true (the field is present) or false (absent)", False, False,
-             _check_exists, lambda f, v, _is_list: [{"$ex" if v else "$nex": {f: 1}}],
-             lambda value, operand: (value is not MISSING) == operand, missing=True),
-)}
+OPERATORS: dict[str, Operator] = {
+    op.name: op
+    for op in (
+        Operator(
+            "eq",
+            "=",
+            "any scalar",
+            "a value of the field's type (a bare value is eq)",
+            True,
+            False,
+            _check_scalar,
+            lambda f, v, _is_list: [{f: _operand(v)}],
+            _compare(operator.eq, scalar_only=False),
+        ),
+        Operator(
+            "ne",
+            "≠",
+            "any scalar",
+            "a value of the field's type",
+            True,
+            False,
+            _check_scalar,
+            _keyed("$neq"),
+            _compare(operator.ne, scalar_only=False),
+        ),
+        _order("lt", "<", "$lt", operator.lt),
+        _order("le", "≤", "$lte", operator.le),
+        _order("gt", ">", "$gt", operator.gt),
+        _order("ge", "≥", "$gte", operator.ge),
+        Operator(
+            "in",
+            "in",
+            "any scalar",
+            "a non-empty list of values of the field's type",
+            False,
+            False,
+            _check_in,
+            lambda f, v, _is_list: [{"$or": [{f: item} for item in v]}],
+            _in,
+        ),
+        Operator(
+            "contains",
+            "contains",
+            "str, list",
+            "a non-empty string (a substring, or a list element)",
+            False,
+            False,
+            _check_contains,
+            _durable_contains,
+            _contains,
+        ),
+        Operator(
+            "matches",
+            "matches",
+            "str",
+            "a glob (* and ?), whole value, ASCII case-insensitive",
+            False,
+            False,
+            _check_matches,
+            lambda f, v, _is_list: [{"$imt": {f: glob_to_pattern(str(v))}}],
+            _matches,
+        ),
+        Operator(
+            "exists",
+            "exists",
+            "any",
+            "true (the field is present) or false (absent)",
+            False,
+            False,
+            _check_exists,
+            lambda f, v, _is_list: [{"$ex" if v else "$nex": {f: 1}}],
+            lambda value, operand: (value is not MISSING) == operand,
+            missing=True,
+        ),
+    )
+}
 ORDERED = frozenset(name for name, op in OPERATORS.items() if op.ordered)
 
 
@@ -206,6 +286,13 @@ def table_rows() -> list[tuple[str, str, str, str, str]]:
     for op in OPERATORS.values():
         sample = samples.get(op.name, "a")
         forms = [op.durable("f", sample, False)] + ([op.durable("f", sample, True)] if op.name == "contains" else [])
-        rows.append((op.name, op.fields, op.operand, "yes" if op.joins else "no",
-                     " | ".join(json.dumps(form[0], ensure_ascii=False) for form in forms)))
+        rows.append(
+            (
+                op.name,
+                op.fields,
+                op.operand,
+                "yes" if op.joins else "no",
+                " | ".join(json.dumps(form[0], ensure_ascii=False) for form in forms),
+            )
+        )
     return rows

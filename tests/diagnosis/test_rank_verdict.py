@@ -66,10 +66,24 @@ def fba_outage_with_dirty_closes(tmp_path: Path) -> list[str]:
     cap = write_pcap(tmp_path / "tmg-internal.pcap", segs)
     log = write_w3c(tmp_path / "ISALOG_20240504_FWS_000.w3c", rows)
     profile = tmp_path / "site.yaml"
-    profile.write_text('exchange_version: "2010"\npublished: [owa, outlook-anywhere]\n'
-                       f"internal_addresses: [{CAS}]\ntmg_addresses: [{TMG}]\n", encoding="utf-8")
-    return ["run", "--offline", "--no-input", "--profile", str(profile), "--capture", str(cap), "--log", str(log),
-            "--services-export", str(SERVICES)]
+    profile.write_text(
+        'exchange_version: "2010"\npublished: [owa, outlook-anywhere]\n'
+        f"internal_addresses: [{CAS}]\ntmg_addresses: [{TMG}]\n",
+        encoding="utf-8",
+    )
+    return [
+        "run",
+        "--offline",
+        "--no-input",
+        "--profile",
+        str(profile),
+        "--capture",
+        str(cap),
+        "--log",
+        str(log),
+        "--services-export",
+        str(SERVICES),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +107,9 @@ def test_reported_case_is_a_misconfiguration_with_genuine_dirty_closes(reported_
 
 
 @pytest.mark.parametrize("fmt,why", [(f, False) for f in FORMATS] + [("text", True), ("markdown", True)])
-def test_reported_case_ranks_the_deciding_cause_first_in_every_format(reported_case: list[str], fmt: str,
-                                                                       why: bool) -> None:
+def test_reported_case_ranks_the_deciding_cause_first_in_every_format(
+    reported_case: list[str], fmt: str, why: bool
+) -> None:
     done = run_cli(*reported_case, "--format", fmt, *(["--why"] if why else []))
     assert done.returncode == 0, done.stderr
     ranked, ruled = ranked_and_ruled_out(fmt, done.stdout)
@@ -132,9 +147,11 @@ def grid_book(tmp_path_factory: pytest.TempPathFactory) -> Rulebook:
     for cause in CAUSES:
         for cf in GRID:
             number += 1
-            rules[f"r{number}"] = (f"id: r{number}\ntitle: rule {number}\nstatus: experimental\nwhen:\n"
-                                   f"  log: {{kind: log.status_summary, status64_count: {number}}}\n"
-                                   f"conclude: {{cause: {cause}, certainty: {cf}, explain: \"rule {number}\"}}\n")
+            rules[f"r{number}"] = (
+                f"id: r{number}\ntitle: rule {number}\nstatus: experimental\nwhen:\n"
+                f"  log: {{kind: log.status_summary, status64_count: {number}}}\n"
+                f'conclude: {{cause: {cause}, certainty: {cf}, explain: "rule {number}"}}\n'
+            )
     return rulebook(tmp_path_factory.mktemp("grid"), rules, CAUSES)
 
 
@@ -178,7 +195,6 @@ def test_no_format_ranks_a_benign_cause_above_the_deciding_problem(grid_book: Ru
             assert CAUSES[top] == d.verdict.value and certainty[top] >= ESTABLISHED, context
             deciding_cf = max(cf for c, cf in certainty.items() if CAUSES[c] == d.verdict.value)
             assert abs(certainty[top] - deciding_cf) < 1e-3, context
-            last_problem = max(i for i, c in enumerate(ranked)
-                               if CAUSES[c] in PROBLEMS and certainty[c] >= ESTABLISHED)
+            last_problem = max(i for i, c in enumerate(ranked) if CAUSES[c] in PROBLEMS and certainty[c] >= ESTABLISHED)
             assert all(CAUSES[c] != "benign" for c in ranked[:last_problem]), context
     assert problem_verdicts > 50  # the generator does reach the case the property is about

@@ -45,9 +45,9 @@ def test_bounds_hold_on_a_grid():
 def test_verdict_rule():
     b, m, f, i = Verdict.BENIGN, Verdict.MISCONFIGURATION, Verdict.FAULT, Verdict.INCONCLUSIVE
     assert verdict([(b, 0.9)]) is b
-    assert verdict([(b, 0.9), (m, 0.55)]) is m          # a real problem outranks benign noise
-    assert verdict([(b, 0.9), (m, 0.45)]) is b          # below 0.5 it does not
+    assert verdict([(b, 0.9), (m, 0.55)]) is m  # a real problem outranks benign noise
+    assert verdict([(b, 0.9), (m, 0.45)]) is b  # below 0.5 it does not
     assert verdict([(m, 0.6), (f, 0.8)]) is f
     assert verdict([(i, 0.6), (b, 0.9)]) is i
-    assert verdict([(b, 0.4)]) is i                     # nothing established
+    assert verdict([(b, 0.4)]) is i  # nothing established
     assert verdict([]) is i

@@ -72,25 +72,33 @@ def test_negation_with_a_join_in_every_order(engine):
 
 
 def test_string_never_compares_with_a_number(tmp_path):
-    book = rulebook(tmp_path, {"big": """\
+    book = rulebook(
+        tmp_path,
+        {
+            "big": """\
         id: big
         title: many
         status: experimental
         when:
           log: {kind: log.status_summary, status64_count: {gt: 100}}
         conclude: {cause: c1, certainty: 0.5, explain: "x"}
-        """, "small": """\
+        """,
+            "small": """\
         id: small
         title: few
         status: experimental
         when:
           log: {kind: log.status_summary, status64_count: {lt: 100}}
         conclude: {cause: c1, certainty: 0.5, explain: "x"}
-        """})
-    facts = [make_fact("log.status_summary", "s", "t", status64_count="50"),
-             make_fact("log.status_summary", "e", "t", status64_count=""),
-             make_fact("log.status_summary", "b", "t", status64_count=True),
-             make_fact("log.status_summary", "n", "t", status64_count=150)]
+        """,
+        },
+    )
+    facts = [
+        make_fact("log.status_summary", "s", "t", status64_count="50"),
+        make_fact("log.status_summary", "e", "t", status64_count=""),
+        make_fact("log.status_summary", "b", "t", status64_count=True),
+        make_fact("log.status_summary", "n", "t", status64_count=150),
+    ]
     for name in ("durable", "reference"):
         result = create_engine(book, name).run(facts)
         assert sorted((f.rule_id, f.bindings) for f in result.firings) == [("big", (("log", 3),))], name
@@ -98,14 +106,19 @@ def test_string_never_compares_with_a_number(tmp_path):
 
 
 def test_exponent_floats_in_facts_and_rules(tmp_path):
-    book = rulebook(tmp_path, {"tiny": """\
+    book = rulebook(
+        tmp_path,
+        {
+            "tiny": """\
         id: tiny
         title: share above one in a million
         status: experimental
         when:
           log: {kind: log.status_summary, status64_share: {gt: 1.0e-6}}
         conclude: {cause: c1, certainty: 0.5, explain: "x"}
-        """})
+        """
+        },
+    )
     values = [200.0, 1e-05, 5e-07, 1e20, 1.5e-3, 3e-06]
     facts = [make_fact("log.status_summary", f"s{i}", "t", status64_share=v) for i, v in enumerate(values)]
     expected = sorted(i for i, v in enumerate(values) if v > 1e-6)
@@ -115,18 +128,25 @@ def test_exponent_floats_in_facts_and_rules(tmp_path):
 
 
 def test_ten_thousand_facts_none_lost(tmp_path):
-    book = rulebook(tmp_path, {"every": """\
+    book = rulebook(
+        tmp_path,
+        {
+            "every": """\
         id: every
         title: every summary
         status: experimental
         when:
           log: {kind: log.status_summary, status64_count: {ge: 0}}
         conclude: {cause: c1, certainty: 0.5, explain: "x"}
-        """})
+        """
+        },
+    )
     # 9,000 distinct facts and 1,000 exact duplicates of some of them: durable's content hash would
     # reject the duplicates, and 32-bit id hashes collide at this scale.
-    facts = [make_fact("log.status_summary", f"server:{i}", "t", status64_count=i, server=f"10.0.{i // 256}.{i % 256}")
-             for i in range(9000)]
+    facts = [
+        make_fact("log.status_summary", f"server:{i}", "t", status64_count=i, server=f"10.0.{i // 256}.{i % 256}")
+        for i in range(9000)
+    ]
     facts += facts[:1000]
     result = create_engine(book, "durable").run(facts)
     assert len(result.firings) == 10_000
@@ -228,14 +248,21 @@ def _random_facts(rng: random.Random) -> list:
     for _ in range(rng.randint(0, 9)):
         kind = rng.choice(["log.status_summary", "service.state", "dns.resolution", "host.tcp_states"])
         if kind == "log.status_summary":
-            attrs = {"status64_count": rng.choice([0, 2, 3, 5, 7, 8, 9, "5"]), "status64_share": rng.choice([0.1, 0.25, 0.5, 1e-05, 2])}
+            attrs = {
+                "status64_count": rng.choice([0, 2, 3, 5, 7, 8, 9, "5"]),
+                "status64_share": rng.choice([0.1, 0.25, 0.5, 1e-05, 2]),
+            }
         elif kind == "service.state":
-            attrs = {"name": rng.choice(["MSExchangeFBA", "msexchangeIS", "W3SVC", "MSExchange"]),
-                     "state": rng.choice(["stopped", "running", "paused"]),
-                     "host": rng.choice(["cas1", "CAS2", "mbx1", "xcasx"])}
+            attrs = {
+                "name": rng.choice(["MSExchangeFBA", "msexchangeIS", "W3SVC", "MSExchange"]),
+                "state": rng.choice(["stopped", "running", "paused"]),
+                "host": rng.choice(["cas1", "CAS2", "mbx1", "xcasx"]),
+            }
         elif kind == "dns.resolution":
-            attrs = {"addresses": rng.choice([[], ["10.0.0.1"], ["10.0.0.10", "10.0.0.1"], ["10.0.0.10"]]),
-                     "matches_internal": rng.choice([True, False, 1])}
+            attrs = {
+                "addresses": rng.choice([[], ["10.0.0.1"], ["10.0.0.10", "10.0.0.1"], ["10.0.0.10"]]),
+                "matches_internal": rng.choice([True, False, 1]),
+            }
             if rng.random() < 0.3:
                 attrs["server"] = "127.0.0.1"
         else:
@@ -262,17 +289,22 @@ def test_engines_agree_on_random_evidence(tmp_path):
 def test_a_fact_may_pass_more_than_64_sibling_conditions(tmp_path):
     # durable walks its alpha network with a 64-entry stack (error 303 beyond it); the adapter
     # splits the rulebook into partitions so that this cannot happen.
-    rules = {f"t{n}": f"""\
+    rules = {
+        f"t{n}": f"""\
         id: t{n}
         title: threshold {n}
         status: experimental
         when:
           log: {{kind: log.status_summary, status64_count: {{gt: {n}}}}}
         conclude: {{cause: c1, certainty: 0.1, explain: "x"}}
-        """ for n in range(150)}
+        """
+        for n in range(150)
+    }
     book = rulebook(tmp_path, rules)
-    facts = [make_fact("log.status_summary", "all", "t", status64_count=1000),
-             make_fact("log.status_summary", "some", "t", status64_count=75)]
+    facts = [
+        make_fact("log.status_summary", "all", "t", status64_count=1000),
+        make_fact("log.status_summary", "some", "t", status64_count=75),
+    ]
     for name in ("durable", "reference"):
         result = create_engine(book, name).run(facts)
         assert len(result.firings) == 150 + 75, name
@@ -283,8 +315,12 @@ def test_fact_json_writer_matches_the_general_one():
 
     from diagnose.engine.durable import dumps, dumps_flat
 
-    samples = [{}, {"a": 1e-05}, {"kind": "x", "v": 1e20, "s": "1e5 \u00e9", "l": ("a", "b"), "b": True, "n": -3},
-               {"f": 0.1, "g": -2.5e-300}]
+    samples = [
+        {},
+        {"a": 1e-05},
+        {"kind": "x", "v": 1e20, "s": "1e5 \u00e9", "l": ("a", "b"), "b": True, "n": -3},
+        {"f": 0.1, "g": -2.5e-300},
+    ]
     for message in samples:
         flat = dumps_flat(message)
         assert json.loads(flat) == json.loads(dumps(message)) == json.loads(json.dumps(message))

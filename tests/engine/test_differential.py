@@ -32,9 +32,24 @@ from tests.rulebook_util import rulebook
 
 TMG, CAS = "10.1.4.98", "10.1.5.11"
 START = 1_714_816_800  # 2024-05-04 10:00:00 UTC
-FW_FIELDS = ["computer", "date", "time", "IP protocol", "source", "destination", "original client IP",
-             "source network", "destination network", "action", "status", "rule", "application protocol",
-             "bytes sent", "bytes received", "connection time"]
+FW_FIELDS = [
+    "computer",
+    "date",
+    "time",
+    "IP protocol",
+    "source",
+    "destination",
+    "original client IP",
+    "source network",
+    "destination network",
+    "action",
+    "status",
+    "rule",
+    "application protocol",
+    "bytes sent",
+    "bytes received",
+    "connection time",
+]
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +87,7 @@ def collected(tmp_path: Path, name: str, *args: str) -> EvidenceBundle:
 
 # ----------------------------------------------------------------------------- the examples
 
+
 @pytest.mark.parametrize("name", sorted(p.parent.name for p in (REPO / "examples").glob("*/example.yaml")))
 def test_every_example(shipped, tmp_path, name):
     fired = assert_same(shipped, collected(tmp_path, name, "--example", name), name)
@@ -79,6 +95,7 @@ def test_every_example(shipped, tmp_path, name):
 
 
 # ------------------------------------------------------------------------------- the corpus
+
 
 def corpus_inputs() -> list[tuple[str, list[str]]]:
     if not CORPUS.is_dir():
@@ -102,14 +119,29 @@ def test_the_corpus_through_the_probes(shipped, tmp_path):
 
 # ------------------------------------------------------------------------ generated bundles
 
-def fw_row(when: float, src: str, dst: str, status: str = "0x80070040",
-           action: str = "Failed Connection Attempt") -> str:
+
+def fw_row(
+    when: float, src: str, dst: str, status: str = "0x80070040", action: str = "Failed Connection Attempt"
+) -> str:
     t = time.gmtime(when)
-    values = {"computer": "TMG01", "date": time.strftime("%Y-%m-%d", t), "time": time.strftime("%H:%M:%S", t),
-              "IP protocol": "TCP", "source": src, "destination": dst, "original client IP": src.rsplit(":", 1)[0],
-              "source network": "Local Host", "destination network": "Internal", "action": action,
-              "status": status, "rule": "Publish OWA", "application protocol": "HTTPS", "bytes sent": "517",
-              "bytes received": "1400", "connection time": "1500"}
+    values = {
+        "computer": "TMG01",
+        "date": time.strftime("%Y-%m-%d", t),
+        "time": time.strftime("%H:%M:%S", t),
+        "IP protocol": "TCP",
+        "source": src,
+        "destination": dst,
+        "original client IP": src.rsplit(":", 1)[0],
+        "source network": "Local Host",
+        "destination network": "Internal",
+        "action": action,
+        "status": status,
+        "rule": "Publish OWA",
+        "application protocol": "HTTPS",
+        "bytes sent": "517",
+        "bytes received": "1400",
+        "connection time": "1500",
+    }
     return "\t".join(values[f] for f in FW_FIELDS)
 
 
@@ -127,12 +159,15 @@ def generated_site(root: Path, seed: int) -> list[str]:
         if rng.random() < 0.7:
             status = "0x80070040" if rng.random() < 0.8 else "0x0"
             rows.append(fw_row(at + 0.5, f"{TMG}:{30000 + n}", f"{CAS}:443", status))
-    capture = synth.write_file(root / f"tmg{seed}.pcap", "pcap",
-                               synth.records_for(sorted(segments, key=lambda s: s.ts)))
+    capture = synth.write_file(
+        root / f"tmg{seed}.pcap", "pcap", synth.records_for(sorted(segments, key=lambda s: s.ts))
+    )
     log = root / f"ISALOG_20240504_FWS_{seed:03d}.w3c"
-    log.write_text("#Software: Microsoft Forefront Threat Management Gateway 2010\n#Version: 1.0\n"
-                   "#Date: 2024-05-04 09:00:00\n#Fields: " + "\t".join(FW_FIELDS) + "\n"
-                   + "".join(r + "\n" for r in rows), encoding="utf-8")
+    log.write_text(
+        "#Software: Microsoft Forefront Threat Management Gateway 2010\n#Version: 1.0\n"
+        "#Date: 2024-05-04 09:00:00\n#Fields: " + "\t".join(FW_FIELDS) + "\n" + "".join(r + "\n" for r in rows),
+        encoding="utf-8",
+    )
     return ["--capture", str(capture), "--log", str(log), "--tmg", TMG]
 
 
@@ -252,16 +287,27 @@ def same_fact_engines(tmp_path_factory):
     return create_engine(book, "durable"), create_engine(book, "reference")
 
 
-@pytest.mark.parametrize("facts,expected", [
-    # one fact that both resets and refuses: the `not` sees it, nothing fires (durable_rules fired)
-    ([summary("both", refused=48, reset_by_server=48)], {}),
-    # with a second fact that only resets: still blocked by the first
-    ([summary("both", refused=48, reset_by_server=48), summary("resets", refused=0, reset_by_server=3),
-      summary("other", scope="total", reset_by_server=9)], {"two-positives": 2}),
-    # no fact refuses: the resetting facts fire
-    ([summary("resets", refused=0, reset_by_server=3), summary("other", scope="total", reset_by_server=9)],
-     {"pos-then-not": 1, "not-then-pos": 1}),
-])
+@pytest.mark.parametrize(
+    "facts,expected",
+    [
+        # one fact that both resets and refuses: the `not` sees it, nothing fires (durable_rules fired)
+        ([summary("both", refused=48, reset_by_server=48)], {}),
+        # with a second fact that only resets: still blocked by the first
+        (
+            [
+                summary("both", refused=48, reset_by_server=48),
+                summary("resets", refused=0, reset_by_server=3),
+                summary("other", scope="total", reset_by_server=9),
+            ],
+            {"two-positives": 2},
+        ),
+        # no fact refuses: the resetting facts fire
+        (
+            [summary("resets", refused=0, reset_by_server=3), summary("other", scope="total", reset_by_server=9)],
+            {"pos-then-not": 1, "not-then-pos": 1},
+        ),
+    ],
+)
 def test_not_sees_the_fact_bound_to_a_positive_binding_in_every_order(same_fact_engines, facts, expected):
     durable, reference = same_fact_engines
     for order in itertools.permutations(range(len(facts))):

@@ -27,11 +27,14 @@ def test_the_choice_and_its_reason(monkeypatch):
         choose_engine()
 
 
-@pytest.mark.parametrize("engine,label,reason", [
-    ("auto", "durable_rules", "auto: durable_rules imports here"),
-    ("durable", "durable_rules", "chosen with --engine"),
-    ("reference", "the reference evaluator", "chosen with --engine"),
-])
+@pytest.mark.parametrize(
+    "engine,label,reason",
+    [
+        ("auto", "durable_rules", "auto: durable_rules imports here"),
+        ("durable", "durable_rules", "chosen with --engine"),
+        ("reference", "the reference evaluator", "chosen with --engine"),
+    ],
+)
 def test_run_says_which_engine_ran_on_stderr_and_in_every_format(tmp_path, engine, label, reason):
     line = f"Rule engine: {label} ({reason})"
     reports = {}
@@ -56,8 +59,9 @@ def test_analyze_takes_the_engine_from_the_environment(tmp_path):
     answers = {}
     for engine in ("durable", "reference"):
         out = tmp_path / f"{engine}.json"
-        result = run_cli("analyze", str(bundle), "--no-input", "--format", "json", "-o", str(out),
-                         env={"DIAGNOSE_ENGINE": engine})
+        result = run_cli(
+            "analyze", str(bundle), "--no-input", "--format", "json", "-o", str(out), env={"DIAGNOSE_ENGINE": engine}
+        )
         assert result.returncode == 0, result.stderr
         assert f"diagnose: rule engine: {LABELS[engine]} (DIAGNOSE_ENGINE={engine})" in result.stderr.splitlines()
         data = json.loads(out.read_text(encoding="utf-8"))

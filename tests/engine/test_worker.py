@@ -66,28 +66,38 @@ def children_of(parent: int) -> list[int]:
 
 def threshold_book(root: Path, above: int):
     """A one-rule rulebook: a status summary with more than `above` Status 64 entries."""
-    return rulebook(root, {"r": f"""\
+    return rulebook(
+        root,
+        {
+            "r": f"""\
         id: r
         title: more than {above}
         status: experimental
         when:
           log: {{kind: log.status_summary, status64_count: {{gt: {above}}}}}
         conclude: {{cause: c1, certainty: 0.5, explain: "x"}}
-        """})
+        """
+        },
+    )
 
 
 # ------------------------------------------------------------------------ crashes through the CLI
 
+
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("fault,expected", [
-    ("segfault", r"crashed with signal 11 \(SIGSEGV\) while evaluating (\d[\d,]*) facts"),
-    ("abort", r"crashed with signal 6 \(SIGABRT\) while evaluating (\d[\d,]*) facts"),
-    ("exit", r"exited with code 70 while evaluating (\d[\d,]*) facts"),
-    ("abort@start", r"crashed with signal 6 \(SIGABRT\) while loading the rulebook \((\d[\d,]*) rules\)"),
-])
+@pytest.mark.parametrize(
+    "fault,expected",
+    [
+        ("segfault", r"crashed with signal 11 \(SIGSEGV\) while evaluating (\d[\d,]*) facts"),
+        ("abort", r"crashed with signal 6 \(SIGABRT\) while evaluating (\d[\d,]*) facts"),
+        ("exit", r"exited with code 70 while evaluating (\d[\d,]*) facts"),
+        ("abort@start", r"crashed with signal 6 \(SIGABRT\) while loading the rulebook \((\d[\d,]*) rules\)"),
+    ],
+)
 def test_a_crash_in_the_engine_is_one_error_line_and_exit_3(mode, fault, expected):
-    result = run_cli("run", "--example", "seed", env={"DIAGNOSE_TEST_ENGINE_FAULT": fault,
-                                                      "DIAGNOSE_ENGINE_WORKER": mode})
+    result = run_cli(
+        "run", "--example", "seed", env={"DIAGNOSE_TEST_ENGINE_FAULT": fault, "DIAGNOSE_ENGINE_WORKER": mode}
+    )
     assert result.returncode == 3, result.stderr
     assert result.stdout == ""
     lines = result.stderr.splitlines()
@@ -106,22 +116,34 @@ def test_the_fact_count_in_the_message_is_what_the_engine_was_given(tmp_path):
     EvidenceBundle(facts=tuple(facts)).save(bundle)
     result = run_cli("analyze", str(bundle), "--no-input", env={"DIAGNOSE_TEST_ENGINE_FAULT": "segfault"})
     assert result.returncode == 3, result.stderr
-    assert result.stderr == ("diagnose: error: the rule engine (durable_rules) crashed with signal 11 (SIGSEGV) "
-                             "while evaluating 1,234 facts\n")
+    assert result.stderr == (
+        "diagnose: error: the rule engine (durable_rules) crashed with signal 11 (SIGSEGV) "
+        "while evaluating 1,234 facts\n"
+    )
 
 
 def test_a_hang_past_the_deadline_is_stopped(tmp_path):
-    result = run_cli("run", "--example", "seed", env={"DIAGNOSE_TEST_ENGINE_FAULT": "hang",
-                                                      "DIAGNOSE_ENGINE_TIMEOUT": "1"})
+    result = run_cli(
+        "run", "--example", "seed", env={"DIAGNOSE_TEST_ENGINE_FAULT": "hang", "DIAGNOSE_ENGINE_TIMEOUT": "1"}
+    )
     assert result.returncode == 3
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    assert re.fullmatch(r"diagnose: error: the rule engine \(durable_rules\) did not finish evaluating \d+ facts "
-                        r"within 1 s and was stopped \(DIAGNOSE_ENGINE_TIMEOUT sets the limit\)", lines[0]), lines[0]
+    assert re.fullmatch(
+        r"diagnose: error: the rule engine \(durable_rules\) did not finish evaluating \d+ facts "
+        r"within 1 s and was stopped \(DIAGNOSE_ENGINE_TIMEOUT sets the limit\)",
+        lines[0],
+    ), lines[0]
 
 
-@pytest.mark.parametrize("variable,value", [("DIAGNOSE_ENGINE_WORKER", "thread"), ("DIAGNOSE_ENGINE_TIMEOUT", "-1"),
-                                            ("DIAGNOSE_TEST_ENGINE_FAULT", "explode")])
+@pytest.mark.parametrize(
+    "variable,value",
+    [
+        ("DIAGNOSE_ENGINE_WORKER", "thread"),
+        ("DIAGNOSE_ENGINE_TIMEOUT", "-1"),
+        ("DIAGNOSE_TEST_ENGINE_FAULT", "explode"),
+    ],
+)
 def test_bad_settings_are_usage_errors(variable, value):
     result = run_cli("run", "--example", "seed", env={variable: value})
     assert result.returncode == 2
@@ -130,10 +152,17 @@ def test_bad_settings_are_usage_errors(variable, value):
 
 @pytest.mark.parametrize("fault", ["", "segfault", "hang"])
 def test_no_process_is_left_behind(fault):
-    env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", DIAGNOSE_TEST_ENGINE_FAULT=fault,
-               DIAGNOSE_ENGINE_TIMEOUT="1")
-    process = subprocess.Popen([sys.executable, "-m", "diagnose", "run", "--example", "seed"], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    env = dict(
+        os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", DIAGNOSE_TEST_ENGINE_FAULT=fault, DIAGNOSE_ENGINE_TIMEOUT="1"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "diagnose", "run", "--example", "seed"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     _, err = process.communicate(timeout=60)
     assert process.returncode == (3 if fault else 0), err
     leftovers = [pid for pid in in_session(process.pid) if not gone(pid)]
@@ -147,8 +176,14 @@ def test_ctrl_c_while_the_engine_works_exits_130_and_stops_the_worker(tmp_path):
     bundle = tmp_path / "seed.json"
     assert run_cli("collect", "--example", "seed", "-o", str(bundle)).returncode == 0
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", DIAGNOSE_TEST_ENGINE_FAULT="hang")
-    child = pexpect.spawn(sys.executable, ["-m", "diagnose", "analyze", str(bundle), "--no-input"], cwd=str(REPO),
-                          env=env, encoding="utf-8", timeout=30)
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "diagnose", "analyze", str(bundle), "--no-input"],
+        cwd=str(REPO),
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+    )
     workers: list[int] = []
     end = time.monotonic() + 20
     while not workers and time.monotonic() < end:
@@ -171,10 +206,27 @@ def test_ctrl_c_during_collection_of_a_run_leaves_no_worker(tmp_path):
     seed = REPO / "examples" / "seed"
     hanging = busy_evidence(tmp_path / "many-facts.json")  # a probe still busy when the logs are done
     env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1")
-    child = pexpect.spawn(sys.executable, ["-m", "diagnose", "run", "--offline", "--no-input", "--profile",
-                                           str(seed / "profile.yaml"), "--log", str(seed / "ISALOG_20110504_FWS_000.w3c"),
-                                           "--evidence", str(hanging), "--progress"],
-                          cwd=str(REPO), env=env, encoding="utf-8", timeout=30)
+    child = pexpect.spawn(
+        sys.executable,
+        [
+            "-m",
+            "diagnose",
+            "run",
+            "--offline",
+            "--no-input",
+            "--profile",
+            str(seed / "profile.yaml"),
+            "--log",
+            str(seed / "ISALOG_20110504_FWS_000.w3c"),
+            "--evidence",
+            str(hanging),
+            "--progress",
+        ],
+        cwd=str(REPO),
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+    )
     child.expect(r"tmg-logs\s+complete")
     workers = children_of(child.pid)
     assert workers
@@ -189,10 +241,13 @@ def test_ctrl_c_during_collection_of_a_run_leaves_no_worker(tmp_path):
 
 # ---------------------------------------------------------------------------- in this process
 
+
 def test_the_tool_process_never_loads_durable_rules():
     result = run_cli("run", "--example", "seed", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert result.returncode == 0
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")
+    }
     assert "diagnose.engine.worker" in imported  # the listing works
     assert not {m for m in imported if m.startswith("durable")}
 
@@ -261,6 +316,7 @@ def test_workers_are_recycled_and_evicted(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------- same results, any process
 
+
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bundles")
@@ -297,6 +353,7 @@ def test_rule_inline_tests_pass_in_the_worker(monkeypatch, mode):
 
 # ----------------------------------------------------------------- a stopped worker (SIGSTOP)
 
+
 def waiting_on_its_pipe(pid: int) -> bool:
     """The process sleeps in a read of a pipe (the worker has loaded the rules and waits for facts)."""
     try:
@@ -315,11 +372,16 @@ def test_a_stopped_worker_is_killed_at_the_deadline(tmp_path, mode, when):
     facts = [make_fact("log.status_summary", f"server:{i}", "t", status64_count=i, records=i) for i in range(20000)]
     bundle = tmp_path / "many.json"
     EvidenceBundle(facts=tuple(facts)).save(bundle)
-    env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", DIAGNOSE_ENGINE_TIMEOUT="5",
-               DIAGNOSE_ENGINE_WORKER=mode)
-    process = subprocess.Popen([sys.executable, "-m", "diagnose", "analyze", str(bundle), "--no-input",
-                                "--engine", "durable"], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    env = dict(os.environ, PYTHONPATH=str(REPO), NO_COLOR="1", DIAGNOSE_ENGINE_TIMEOUT="5", DIAGNOSE_ENGINE_WORKER=mode)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "diagnose", "analyze", str(bundle), "--no-input", "--engine", "durable"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     workers: list[int] = []
     try:
         end = time.monotonic() + 60
@@ -344,19 +406,25 @@ def test_a_stopped_worker_is_killed_at_the_deadline(tmp_path, mode, when):
     # then it is stopped waiting for the facts, and the message says so; either way it must end alike
     loading = r"(loading the rulebook \(\d+ rules\)|evaluating 20,000 facts)"
     doing = loading if when == "loading" else "evaluating 20,000 facts"
-    assert re.fullmatch(r"diagnose: error: the rule engine \(durable_rules\) did not finish " + doing + r" within 5 s "
-                        r"and was stopped "
-                        r"\(DIAGNOSE_ENGINE_TIMEOUT sets the limit\)", lines[0]), lines[0]
+    assert re.fullmatch(
+        r"diagnose: error: the rule engine \(durable_rules\) did not finish " + doing + r" within 5 s "
+        r"and was stopped "
+        r"\(DIAGNOSE_ENGINE_TIMEOUT sets the limit\)",
+        lines[0],
+    ), lines[0]
     assert all(gone(pid) for pid in workers)
     assert [pid for pid in in_session(process.pid) if not gone(pid)] == []
 
 
 # ------------------------------------------------- durable_rules that does not import (Python 3.13+)
 
-SHIM = ('raise ImportError("/opt/x/durable_rules_engine.cpython-313-x86_64-linux-gnu.so: '
-        'undefined symbol: PyEval_CallObject")\n')
-IMPORT_TEXT = ("ImportError: /opt/x/durable_rules_engine.cpython-313-x86_64-linux-gnu.so: "
-               "undefined symbol: PyEval_CallObject")
+SHIM = (
+    'raise ImportError("/opt/x/durable_rules_engine.cpython-313-x86_64-linux-gnu.so: '
+    'undefined symbol: PyEval_CallObject")\n'
+)
+IMPORT_TEXT = (
+    "ImportError: /opt/x/durable_rules_engine.cpython-313-x86_64-linux-gnu.so: undefined symbol: PyEval_CallObject"
+)
 
 
 @pytest.fixture
@@ -371,19 +439,29 @@ def broken_durable(tmp_path) -> dict[str, str]:
 
 @pytest.mark.parametrize("mode", [*MODES, "none"])
 def test_durable_that_does_not_import_is_named_in_the_error(broken_durable, mode):
-    result = run_cli("run", "--example", "seed", "--engine", "durable",
-                     env={**broken_durable, "DIAGNOSE_ENGINE_WORKER": mode})
+    result = run_cli(
+        "run", "--example", "seed", "--engine", "durable", env={**broken_durable, "DIAGNOSE_ENGINE_WORKER": mode}
+    )
     assert result.returncode == 3, result.stderr
     assert result.stderr.splitlines() == [
         "diagnose: error: the rule engine (durable_rules) cannot run here: durable_rules does not import on Python "
-        f"{sys.version.split()[0]}: {IMPORT_TEXT} (--engine reference, or auto, uses the reference evaluator)"]
+        f"{sys.version.split()[0]}: {IMPORT_TEXT} (--engine reference, or auto, uses the reference evaluator)"
+    ]
 
 
 @pytest.mark.parametrize("mode", [*MODES, "none"])
 def test_auto_falls_back_to_the_reference_and_says_why(broken_durable, tmp_path, mode):
     out = tmp_path / "d.json"
-    result = run_cli("run", "--example", "seed", "--format", "json", "-o", str(out),
-                     env={**broken_durable, "DIAGNOSE_ENGINE_WORKER": mode})
+    result = run_cli(
+        "run",
+        "--example",
+        "seed",
+        "--format",
+        "json",
+        "-o",
+        str(out),
+        env={**broken_durable, "DIAGNOSE_ENGINE_WORKER": mode},
+    )
     assert result.returncode == 0, result.stderr
     reason = f"auto: durable_rules does not import on Python {sys.version.split()[0]}: {IMPORT_TEXT}"
     said = [line for line in result.stderr.splitlines() if "rule engine" in line]  # (other notes may follow)
@@ -399,19 +477,28 @@ def test_a_worker_that_fails_while_starting_says_why(tmp_path):
     shim.mkdir()
     (shim / "durable_rules_engine.py").write_text('raise RuntimeError("the C module is damaged")\n', encoding="utf-8")
     for mode in MODES:
-        result = run_cli("run", "--example", "seed", "--engine", "durable",
-                         env={"PYTHONPATH": f"{shim}{os.pathsep}{REPO}", "DIAGNOSE_ENGINE_WORKER": mode})
+        result = run_cli(
+            "run",
+            "--example",
+            "seed",
+            "--engine",
+            "durable",
+            env={"PYTHONPATH": f"{shim}{os.pathsep}{REPO}", "DIAGNOSE_ENGINE_WORKER": mode},
+        )
         assert result.returncode == 3, result.stderr
         assert result.stderr.splitlines() == [
             "diagnose: error: the rule engine (durable_rules) worker failed to start: RuntimeError: the C module "
-            "is damaged"], mode
+            "is damaged"
+        ], mode
 
 
 def test_rules_test_runs_the_reference_alone_where_durable_does_not_import(broken_durable):
     result = run_cli("rules", "test", env=broken_durable)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.fullmatch(r"\d+ passed, 0 failed \(each through the reference evaluator alone \(auto: durable_rules "
-                        r"does not import on Python [\d.]+: ImportError: .*PyEval_CallObject\)\)",
-                        result.stdout.splitlines()[-1]), result.stdout
+    assert re.fullmatch(
+        r"\d+ passed, 0 failed \(each through the reference evaluator alone \(auto: durable_rules "
+        r"does not import on Python [\d.]+: ImportError: .*PyEval_CallObject\)\)",
+        result.stdout.splitlines()[-1],
+    ), result.stdout
     refused = run_cli("rules", "test", "--engine", "durable", env=broken_durable)
     assert refused.returncode == 3 and IMPORT_TEXT in refused.stderr, refused.stderr

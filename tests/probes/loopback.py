@@ -37,9 +37,26 @@ class Tcpdump:
     def __init__(self, path: Path, port_filter: str, buffer_kib: int | None = None, snaplen: int = 2048) -> None:
         self.path = path
         size = ["-B", str(buffer_kib or 8192)]
-        self.proc = subprocess.Popen(["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-s", str(snaplen), *size,
-                                      "-Z", "root", "-w", str(path), port_filter],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [
+                "tcpdump",
+                "-i",
+                "lo",
+                "-n",
+                "-U",
+                "--immediate-mode",
+                "-s",
+                str(snaplen),
+                *size,
+                "-Z",
+                "root",
+                "-w",
+                str(path),
+                port_filter,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         assert self.proc.stderr is not None
         deadline = time.monotonic() + 10
         line = b""

@@ -56,12 +56,16 @@ def fba_down(issued: Any, host: str) -> Iterator[TlsServer]:
         yield server
 
 
-def probe_site(server: TlsServer | int, host: str = LOOPBACK, internal_name: str | None = INTERNAL_NAME,
-               **spec: Any) -> dict[str, dict[str, Any]]:
+def probe_site(
+    server: TlsServer | int, host: str = LOOPBACK, internal_name: str | None = INTERNAL_NAME, **spec: Any
+) -> dict[str, dict[str, Any]]:
     port, host = (server, host) if isinstance(server, int) else (server.port, server.host)
-    profile = SiteProfile(internal_name=internal_name, internal_addresses=(host,), published=PROTOCOLS,
-                          exchange_version="2010")
-    result, run = run_probe("http", ProbeContext(), plan_check("http", {"port": port, "timeout": 1.0, **spec}, profile)[1])
+    profile = SiteProfile(
+        internal_name=internal_name, internal_addresses=(host,), published=PROTOCOLS, exchange_version="2010"
+    )
+    result, run = run_probe(
+        "http", ProbeContext(), plan_check("http", {"port": port, "timeout": 1.0, **spec}, profile)[1]
+    )
     fact_kinds().check(result.facts, "http probe")
     assert run.status.value == "complete"
     return {f"{f.attrs['method']} {f.attrs['path']}": dict(f.attrs) for f in result.facts}
@@ -69,9 +73,16 @@ def probe_site(server: TlsServer | int, host: str = LOOPBACK, internal_name: str
 
 def test_healthy_owa(healthy: TlsServer) -> None:
     facts = probe_site(healthy)
-    assert list(facts) == ["GET /owa/", "GET /owa/auth/logon.aspx", "POST /owa/auth/owaauth.dll", "GET /ecp/",
-                           "GET /rpc/rpcproxy.dll", "GET /Microsoft-Server-ActiveSync", "GET /EWS/Exchange.asmx",
-                           "GET /autodiscover/autodiscover.xml"]
+    assert list(facts) == [
+        "GET /owa/",
+        "GET /owa/auth/logon.aspx",
+        "POST /owa/auth/owaauth.dll",
+        "GET /ecp/",
+        "GET /rpc/rpcproxy.dll",
+        "GET /Microsoft-Server-ActiveSync",
+        "GET /EWS/Exchange.asmx",
+        "GET /autodiscover/autodiscover.xml",
+    ]
     assert all(f["healthy"] and f["outcome"] == "ok" for f in facts.values()), facts
     owa = facts["GET /owa/"]
     assert owa["status"] == 302 and "/owa/auth/logon.aspx" in owa["location"]
@@ -135,17 +146,21 @@ def test_healthcheck_pages_for_exchange_2013_and_later(healthy: TlsServer) -> No
     assert (check["status"], check["outcome"], check["protocol"]) == (404, "absent", "healthcheck")
 
 
-@pytest.mark.parametrize(("status", "location", "schemes", "body", "outcome"), [
-    (302, "https://cas/owa/auth/logon.aspx?reason=0", [], b"", "ok"),
-    (302, "https://cas/owa/error.aspx", [], b"", "unexpected"),
-    (401, None, [], b"", "unexpected"),
-    (200, None, [], b"  \r\n", "blank"),
-    (503, None, [], b"Service Unavailable", "unexpected"),
-    (400, None, [], b"Bad Request - Invalid Hostname", "unexpected"),
-])
+@pytest.mark.parametrize(
+    ("status", "location", "schemes", "body", "outcome"),
+    [
+        (302, "https://cas/owa/auth/logon.aspx?reason=0", [], b"", "ok"),
+        (302, "https://cas/owa/error.aspx", [], b"", "unexpected"),
+        (401, None, [], b"", "unexpected"),
+        (200, None, [], b"  \r\n", "blank"),
+        (503, None, [], b"Service Unavailable", "unexpected"),
+        (400, None, [], b"Bad Request - Invalid Hostname", "unexpected"),
+    ],
+)
 def test_judging_owa(status: int, location: str | None, schemes: list[str], body: bytes, outcome: str) -> None:
-    owa = Expectation("owa", "/owa/", frozenset({302, 401}), "302 or 401", redirect_to="/owa/auth/logon.aspx",
-                      empty_ok=False)
+    owa = Expectation(
+        "owa", "/owa/", frozenset({302, 401}), "302 or 401", redirect_to="/owa/auth/logon.aspx", empty_ok=False
+    )
     assert judge(owa, status, location, schemes, body)[:2] == (outcome, outcome == "ok")
 
 
@@ -155,8 +170,16 @@ def test_logon_page_without_its_form() -> None:
 
 
 def test_cli_http_urls(healthy: TlsServer) -> None:
-    proc = run_cli("probe", "http", f"https://{INTERNAL_NAME}:{healthy.port}/owa/",
-                   f"https://{INTERNAL_NAME}:{healthy.port}/unknown", "--connect", healthy.host, "--format", "json")
+    proc = run_cli(
+        "probe",
+        "http",
+        f"https://{INTERNAL_NAME}:{healthy.port}/owa/",
+        f"https://{INTERNAL_NAME}:{healthy.port}/unknown",
+        "--connect",
+        healthy.host,
+        "--format",
+        "json",
+    )
     assert proc.returncode == 0, proc.stderr
     owa, unknown = json.loads(proc.stdout)["facts"]
     assert owa["attrs"]["healthy"] is True and owa["attrs"]["protocol"] == "owa"
@@ -168,8 +191,14 @@ def test_cli_http_urls(healthy: TlsServer) -> None:
 @requires_ipv6
 def test_cli_http_ipv6_url(issued: Any) -> None:
     with TlsServer(issued, app=owa_app(), host=LOOPBACK6) as server:
-        proc = run_cli("probe", "http", f"https://[0:0::1]:{server.port}/owa/auth/logon.aspx",
-                       f"https://[::1]:{server.port}/owa/", "--format", "json")
+        proc = run_cli(
+            "probe",
+            "http",
+            f"https://[0:0::1]:{server.port}/owa/auth/logon.aspx",
+            f"https://[::1]:{server.port}/owa/",
+            "--format",
+            "json",
+        )
         hosts = {h["host"] for _m, _p, h in server.requests}
     assert proc.returncode == 0, proc.stderr
     logon, owa = json.loads(proc.stdout)["facts"]
@@ -178,12 +207,18 @@ def test_cli_http_ipv6_url(issued: Any) -> None:
     assert hosts == {f"[::1]:{server.port}"}
 
 
-@pytest.mark.parametrize(("url", "message"), [
-    ("https://[::1/owa/", "'https://[::1/owa/': not a valid URL (Invalid IPv6 URL)"),
-    ("https://::1/owa/", "'https://::1/owa/': not a valid URL (Port could not be cast to integer value as ':1'); "
-                         "an IPv6 address goes in brackets: https://[fd00::11]:443/"),
-    ("https://[::1]:99999/", "'https://[::1]:99999/': not a valid URL (Port out of range 0-65535)"),
-])
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://[::1/owa/", "'https://[::1/owa/': not a valid URL (Invalid IPv6 URL)"),
+        (
+            "https://::1/owa/",
+            "'https://::1/owa/': not a valid URL (Port could not be cast to integer value as ':1'); "
+            "an IPv6 address goes in brackets: https://[fd00::11]:443/",
+        ),
+        ("https://[::1]:99999/", "'https://[::1]:99999/': not a valid URL (Port out of range 0-65535)"),
+    ],
+)
 def test_cli_http_bad_ipv6_urls_give_one_line(url: str, message: str) -> None:
     proc = run_cli("probe", "http", url)
     assert proc.returncode == 2
@@ -191,6 +226,7 @@ def test_cli_http_bad_ipv6_urls_give_one_line(url: str, message: str) -> None:
 
 
 # ------------------------------------------------------------------------------------ slowloris
+
 
 def _probe_in_thread(spec: dict[str, Any], deadline: float, wait: float) -> tuple[list[Any], bool]:
     """Run the http probe in a thread and wait at most `wait` seconds: (its facts, whether it returned)."""
@@ -228,13 +264,25 @@ def test_a_trickling_server_does_not_outlast_the_deadline(issued: Any, host: str
 def test_cli_http_deadline_against_a_trickling_server() -> None:
     """`probe http --timeout 3 --deadline 10` ran over 200 s against a trickling server (issue 13)."""
     with TricklingServer(interval=0.2) as slow:
-        proc = run_cli("probe", "http", f"http://{slow.address}/owa/", f"http://{slow.address}/ews/",
-                       "--timeout", "3", "--deadline", "2", "--format", "json", timeout=60)
+        proc = run_cli(
+            "probe",
+            "http",
+            f"http://{slow.address}/owa/",
+            f"http://{slow.address}/ews/",
+            "--timeout",
+            "3",
+            "--deadline",
+            "2",
+            "--format",
+            "json",
+            timeout=60,
+        )
     assert proc.returncode == 0, proc.stderr
     assert [f["attrs"]["outcome"] for f in json.loads(proc.stdout)["facts"]] == ["timeout", "timeout"]
 
 
 # ------------------------------------------------------------------ the endpoint table is data
+
 
 def _table_with_a_new_version(folder: Any) -> None:
     """A copy of the shipped table with Exchange "2028": a new protocol (MAPI over HTTP) and the OWA logon
@@ -243,28 +291,53 @@ def _table_with_a_new_version(folder: Any) -> None:
 
     text = catalogue_path(()).read_text(encoding="utf-8")
     text = text.replace("protocols:\n", "protocols:\n  mapi: {vdir: mapi, words: [mapi]}\n", 1)
-    text = text.replace('  "2019": {healthcheck: true}\n', '  "2019": {healthcheck: true}\n  "2028": {healthcheck: true}\n')
+    text = text.replace(
+        '  "2019": {healthcheck: true}\n', '  "2019": {healthcheck: true}\n  "2028": {healthcheck: true}\n'
+    )
     text = text.replace('versions: ["2013", "2016", "2019", SE]', 'versions: ["2013", "2016", "2019", SE, "2028"]')
-    text = text.replace("endpoints:\n", "endpoints:\n  - {protocol: mapi, path: /mapi/emsmdb/, statuses: [401],"
-                        " expected: 401 asking for authentication, versions: [\"2028\"]}\n", 1)
+    text = text.replace(
+        "endpoints:\n",
+        "endpoints:\n  - {protocol: mapi, path: /mapi/emsmdb/, statuses: [401],"
+        ' expected: 401 asking for authentication, versions: ["2028"]}\n',
+        1,
+    )
     (folder / CATALOGUE_FILE).write_text(text, encoding="utf-8")
 
 
-def test_a_new_exchange_version_in_a_copy_of_the_table_needs_no_python_change(healthy: TlsServer,
-                                                                               tmp_path: Any) -> None:
+def test_a_new_exchange_version_in_a_copy_of_the_table_needs_no_python_change(
+    healthy: TlsServer, tmp_path: Any
+) -> None:
     checks = tmp_path / "checks"
     checks.mkdir()
     _table_with_a_new_version(checks)
     profile = tmp_path / "site.yaml"
-    profile.write_text(f"internal_name: {INTERNAL_NAME}\ninternal_addresses: ['{healthy.host}']\n"
-                       "published: [owa, mapi]\nexchange_version: '2028'\n", encoding="utf-8")
+    profile.write_text(
+        f"internal_name: {INTERNAL_NAME}\ninternal_addresses: ['{healthy.host}']\n"
+        "published: [owa, mapi]\nexchange_version: '2028'\n",
+        encoding="utf-8",
+    )
     before = len(healthy.requests)
-    proc = run_cli("probe", "http", "--profile", str(profile), "--port", str(healthy.port), "--format", "json",
-                   env={"DIAGNOSE_CHECKS": str(checks)})
+    proc = run_cli(
+        "probe",
+        "http",
+        "--profile",
+        str(profile),
+        "--port",
+        str(healthy.port),
+        "--format",
+        "json",
+        env={"DIAGNOSE_CHECKS": str(checks)},
+    )
     assert proc.returncode == 0, proc.stderr
     facts = {f"{f['attrs']['method']} {f['attrs']['path']}": f["attrs"] for f in json.loads(proc.stdout)["facts"]}
-    assert sorted(facts) == ["GET /mapi/emsmdb/", "GET /mapi/healthcheck.htm", "GET /owa/", "GET /owa/auth/logon.aspx",
-                             "GET /owa/healthcheck.htm", "POST /owa/auth.owa"]
+    assert sorted(facts) == [
+        "GET /mapi/emsmdb/",
+        "GET /mapi/healthcheck.htm",
+        "GET /owa/",
+        "GET /owa/auth/logon.aspx",
+        "GET /owa/healthcheck.htm",
+        "POST /owa/auth.owa",
+    ]
     assert facts["GET /mapi/emsmdb/"]["protocol"] == "mapi"
     assert facts["GET /mapi/emsmdb/"]["expected"] == "401 asking for authentication"
     asked = [(method, path) for method, path, _headers in healthy.requests[before:]]
@@ -274,23 +347,35 @@ def test_a_new_exchange_version_in_a_copy_of_the_table_needs_no_python_change(he
     assert proc.returncode == 3 and "unknown protocol 'mapi'" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (("statuses: [401]\n", "statuses: [401, 1000]\n"), "1000 is not an HTTP status code"),
-    (("    path: /owa/\n", "    path: owa/\n"), "must start with /"),
-    (("    redirect_to: /owa/auth/logon.aspx\n", "    redirect_too: /owa/auth/logon.aspx\n"),
-     "unknown key 'redirect_too'"),
-    (('versions: ["2007", "2010"]', 'versions: ["2007", "2011"]'), "unknown version '2011'"),
-])
-def test_a_bad_endpoint_table_is_one_line_with_file_and_line(tmp_path: Any, edit: tuple[str, str],
-                                                             message: str) -> None:
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("statuses: [401]\n", "statuses: [401, 1000]\n"), "1000 is not an HTTP status code"),
+        (("    path: /owa/\n", "    path: owa/\n"), "must start with /"),
+        (
+            ("    redirect_to: /owa/auth/logon.aspx\n", "    redirect_too: /owa/auth/logon.aspx\n"),
+            "unknown key 'redirect_too'",
+        ),
+        (('versions: ["2007", "2010"]', 'versions: ["2007", "2011"]'), "unknown version '2011'"),
+    ],
+)
+def test_a_bad_endpoint_table_is_one_line_with_file_and_line(
+    tmp_path: Any, edit: tuple[str, str], message: str
+) -> None:
     from diagnose.exchange import CATALOGUE_FILE, catalogue_path
 
     text = catalogue_path(()).read_text(encoding="utf-8")
     assert edit[0] in text
-    bad_line = text[:text.index(edit[0])].count("\n") + 1
+    bad_line = text[: text.index(edit[0])].count("\n") + 1
     (tmp_path / CATALOGUE_FILE).write_text(text.replace(edit[0], edit[1], 1), encoding="utf-8")
-    proc = run_cli("probe", "http", "https://cas01.contoso.local/owa/", "--connect", closed_port_address(),
-                   env={"DIAGNOSE_CHECKS": str(tmp_path)})
+    proc = run_cli(
+        "probe",
+        "http",
+        "https://cas01.contoso.local/owa/",
+        "--connect",
+        closed_port_address(),
+        env={"DIAGNOSE_CHECKS": str(tmp_path)},
+    )
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert f"{tmp_path / CATALOGUE_FILE}:{bad_line}: " in proc.stderr and message in proc.stderr

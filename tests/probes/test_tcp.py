@@ -29,14 +29,18 @@ from tests.servers import (
 def test_open_refused_and_timeout(host: str) -> None:
     with SilentPeer(host) as listening, UnansweredPort(host) as unanswered:
         refused = host_port(host, closed_port(host))
-        result, _ = run_probe("tcp", ProbeContext(), {"targets": [listening.address, refused, unanswered.address],
-                                                      "timeout": 0.5})
+        result, _ = run_probe(
+            "tcp", ProbeContext(), {"targets": [listening.address, refused, unanswered.address], "timeout": 0.5}
+        )
     fact_kinds().check(result.facts, "tcp probe")
     outcomes = [(f.subject, f.attrs["outcome"]) for f in result.facts]
     assert outcomes == [(listening.address, "open"), (refused, "refused"), (unanswered.address, "timeout")]
     assert result.facts[2].attrs["elapsed_ms"] >= 450
-    assert [(f.attrs["host"], f.attrs["port"]) for f in result.facts] == \
-        [(host, listening.port), (host, int(refused.rsplit(":", 1)[1])), (host, unanswered.port)]
+    assert [(f.attrs["host"], f.attrs["port"]) for f in result.facts] == [
+        (host, listening.port),
+        (host, int(refused.rsplit(":", 1)[1])),
+        (host, unanswered.port),
+    ]
 
 
 @requires_ipv6
@@ -50,8 +54,10 @@ def test_ipv6_targets_from_the_profile_and_the_cli() -> None:
         proc = run_cli("probe", "tcp", listening.address, "0:0::1", "--port", str(refused), "--format", "json")
     assert proc.returncode == 0, proc.stderr
     facts = json.loads(proc.stdout)["facts"]
-    assert [(f["subject"], f["attrs"]["outcome"]) for f in facts] == \
-        [(listening.address, "open"), (f"[::1]:{refused}", "refused")]
+    assert [(f["subject"], f["attrs"]["outcome"]) for f in facts] == [
+        (listening.address, "open"),
+        (f"[::1]:{refused}", "refused"),
+    ]
 
 
 def test_twenty_targets_with_ten_timeouts_overlap() -> None:
@@ -77,8 +83,9 @@ def test_twenty_targets_with_ten_timeouts_overlap() -> None:
     outcomes = [f.attrs["outcome"] for f in result.facts]
     assert outcomes == ["timeout", "open"] * 10
     assert len(starts) == 20
-    first_timeout_end = min(began + f.attrs["elapsed_ms"] / 1000 for f in result.facts
-                            if f.attrs["outcome"] == "timeout")
+    first_timeout_end = min(
+        began + f.attrs["elapsed_ms"] / 1000 for f in result.facts if f.attrs["outcome"] == "timeout"
+    )
     assert max(starts) < first_timeout_end  # all twenty were under way before the first timed out
     assert ended - began < 10 * timeout  # and not one after the other
 
@@ -111,9 +118,12 @@ def test_loopback_guard_holds_back_other_addresses() -> None:
         result, run = run_probe("tcp", ProbeContext(), {"targets": ["10.1.5.11:443", listening.address]})
     assert [f.subject for f in result.facts] == [listening.address]
     assert run.status.value == "partial" and run.reason == "not probed (DIAGNOSE_NETWORK=loopback): 10.1.5.11:443"
-    for probe, spec in (("tcp", {"targets": ["cas01.contoso.local"]}), ("tls", {"targets": ["192.0.2.7"]}),
-                        ("http", {"urls": ["https://203.0.113.10/owa/"]}),
-                        ("dns", {"names": ["mail.contoso.com"], "servers": ["192.0.2.53"], "use_hosts": False}),
-                        ("dns", {"names": ["mail.contoso.com"], "use_hosts": False})):
+    for probe, spec in (
+        ("tcp", {"targets": ["cas01.contoso.local"]}),
+        ("tls", {"targets": ["192.0.2.7"]}),
+        ("http", {"urls": ["https://203.0.113.10/owa/"]}),
+        ("dns", {"names": ["mail.contoso.com"], "servers": ["192.0.2.53"], "use_hosts": False}),
+        ("dns", {"names": ["mail.contoso.com"], "use_hosts": False}),
+    ):
         result, run = run_probe(probe, ProbeContext(), spec)
         assert run.status.value == "unavailable" and "DIAGNOSE_NETWORK=loopback" in run.reason, (probe, run)

@@ -29,8 +29,14 @@ def factory(tmp_path_factory: pytest.TempPathFactory) -> CertFactory:
 
 
 def probe_tls(targets: list[str], factory: CertFactory | None = None, **spec: Any) -> list[dict[str, Any]]:
-    full = {"targets": targets, "sni": INTERNAL_NAME, "internal_name": INTERNAL_NAME,
-            "published_names": PUBLISHED, "timeout": 1.0, **spec}
+    full = {
+        "targets": targets,
+        "sni": INTERNAL_NAME,
+        "internal_name": INTERNAL_NAME,
+        "published_names": PUBLISHED,
+        "timeout": 1.0,
+        **spec,
+    }
     if factory is not None:
         full.setdefault("ca_file", str(factory.root_pem))
     result, run = run_probe("tls", ProbeContext(), full, ("tls.certificate",))
@@ -58,8 +64,10 @@ def test_matching_certificate(factory: CertFactory, host: str) -> None:
     assert cert["issuer"] == "CN=Contoso Test Issuing CA,O=Contoso Test"
     # the chain as sent: leaf and intermediate (servers do not send the root)
     assert cert["chain_length"] == 2
-    assert cert["chain_subjects"] == ("CN=cas01.contoso.local,O=Contoso Test",
-                                      "CN=Contoso Test Issuing CA,O=Contoso Test")
+    assert cert["chain_subjects"] == (
+        "CN=cas01.contoso.local,O=Contoso Test",
+        "CN=Contoso Test Issuing CA,O=Contoso Test",
+    )
     assert cert["fingerprint_sha256"] == issued.certificate.fingerprint(hashes.SHA256()).hex()
 
 
@@ -111,14 +119,17 @@ def test_untrusted_without_the_root(factory: CertFactory, tmp_path: Path) -> Non
 def test_handshake_failures(factory: CertFactory, host: str) -> None:
     issued = factory.issue(INTERNAL_NAME, san=[INTERNAL_NAME])
     only_tls13 = (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3)
-    with TlsServer(None, behaviour="reset-on-hello", host=host) as resetting, \
-            TlsServer(None, behaviour="close-on-hello", host=host) as closing, \
-            TlsServer(issued, versions=only_tls13, host=host) as modern, \
-            TlsServer(None, behaviour="plain-http", host=host) as plain, SilentPeer(host) as silent:
+    with TlsServer(None, behaviour="reset-on-hello", host=host) as resetting, TlsServer(
+        None, behaviour="close-on-hello", host=host
+    ) as closing, TlsServer(issued, versions=only_tls13, host=host) as modern, TlsServer(
+        None, behaviour="plain-http", host=host
+    ) as plain, SilentPeer(host) as silent:
         refused = host_port(host, closed_port(host))
         reset, closed, mismatch, not_tls, timeout, refusal = probe_tls(
-            [resetting.address, closing.address, modern.address, plain.address, silent.address, refused], factory,
-            timeout=0.5)
+            [resetting.address, closing.address, modern.address, plain.address, silent.address, refused],
+            factory,
+            timeout=0.5,
+        )
     assert reset["handshake"] == "reset" and "subject_cn" not in reset
     assert closed["handshake"] == "closed"
     # TMG 2010 speaks TLS 1.0-1.2; the certificate is still fetched with a TLS 1.3 handshake
@@ -134,10 +145,14 @@ def test_handshake_failures(factory: CertFactory, host: str) -> None:
 def test_targets_and_names_from_the_profile(factory: CertFactory, host: str) -> None:
     issued = factory.issue(INTERNAL_NAME, san=[INTERNAL_NAME, "mail.contoso.com"])
     with TlsServer(issued, host=host) as server:
-        profile = SiteProfile(published_names=("mail.contoso.com",), internal_name=INTERNAL_NAME,
-                              internal_addresses=(host,))
-        result, _ = run_probe("tls", ProbeContext(),
-                              plan_check("tls", {"port": server.port, "targets": "", "published_names": []}, profile)[1])
+        profile = SiteProfile(
+            published_names=("mail.contoso.com",), internal_name=INTERNAL_NAME, internal_addresses=(host,)
+        )
+        result, _ = run_probe(
+            "tls",
+            ProbeContext(),
+            plan_check("tls", {"port": server.port, "targets": "", "published_names": []}, profile)[1],
+        )
         assert set(server.server_names) == {INTERNAL_NAME}
     (fact,) = result.facts
     assert fact.subject == server.address
@@ -151,9 +166,16 @@ def test_ipv6_literal_as_the_to_name(factory: CertFactory) -> None:
     with_ip = factory.issue(INTERNAL_NAME, san=[INTERNAL_NAME], san_ips=["::1"])
     without = factory.issue(INTERNAL_NAME, san=[INTERNAL_NAME])
     with TlsServer(with_ip, host="::1") as good, TlsServer(without, host="::1") as bad:
-        result, _ = run_probe("tls", ProbeContext(), {
-            "targets": [good.address, f"[0:0::1]:{good.port}", bad.address], "internal_name": "0:0::1",
-            "ca_file": str(factory.root_pem), "timeout": 1.0})
+        result, _ = run_probe(
+            "tls",
+            ProbeContext(),
+            {
+                "targets": [good.address, f"[0:0::1]:{good.port}", bad.address],
+                "internal_name": "0:0::1",
+                "ca_file": str(factory.root_pem),
+                "timeout": 1.0,
+            },
+        )
         assert good.server_names == [None, None] and bad.server_names == [None, None]
     assert [f.subject for f in result.facts] == [good.address, bad.address]
     ok, mismatch = (dict(f.attrs) for f in result.facts)
@@ -162,15 +184,18 @@ def test_ipv6_literal_as_the_to_name(factory: CertFactory) -> None:
     assert ok["trusted"] is True and mismatch["trusted"] is True
 
 
-@pytest.mark.parametrize(("name", "san", "cn", "expected"), [
-    ("mail.contoso.com", ["*.contoso.com"], None, True),
-    ("contoso.com", ["*.contoso.com"], None, False),
-    ("a.b.contoso.com", ["*.contoso.com"], None, False),
-    ("MAIL.contoso.com.", ["mail.contoso.com"], None, True),
-    ("cas01", ["cas01.contoso.local"], None, False),
-    ("cas01.contoso.local", ["mail.contoso.com"], "cas01.contoso.local", False),  # SAN wins over CN
-    ("cas01.contoso.local", [], "cas01.contoso.local", True),
-])
+@pytest.mark.parametrize(
+    ("name", "san", "cn", "expected"),
+    [
+        ("mail.contoso.com", ["*.contoso.com"], None, True),
+        ("contoso.com", ["*.contoso.com"], None, False),
+        ("a.b.contoso.com", ["*.contoso.com"], None, False),
+        ("MAIL.contoso.com.", ["mail.contoso.com"], None, True),
+        ("cas01", ["cas01.contoso.local"], None, False),
+        ("cas01.contoso.local", ["mail.contoso.com"], "cas01.contoso.local", False),  # SAN wins over CN
+        ("cas01.contoso.local", [], "cas01.contoso.local", True),
+    ],
+)
 def test_name_matching(name: str, san: list[str], cn: str | None, expected: bool) -> None:
     assert name_on_certificate(name, san, [], cn) is expected
 
@@ -189,8 +214,19 @@ def test_chain_parser_ignores_what_it_cannot_read() -> None:
 def test_cli_tls_json(factory: CertFactory) -> None:
     issued = factory.issue("mail.contoso.com", san=["mail.contoso.com"])
     with TlsServer(issued) as server:
-        proc = run_cli("probe", "tls", server.address, "--internal-name", INTERNAL_NAME, "--name", "mail.contoso.com",
-                       "--ca-file", str(factory.root_pem), "--format", "json")
+        proc = run_cli(
+            "probe",
+            "tls",
+            server.address,
+            "--internal-name",
+            INTERNAL_NAME,
+            "--name",
+            "mail.contoso.com",
+            "--ca-file",
+            str(factory.root_pem),
+            "--format",
+            "json",
+        )
     assert proc.returncode == 0, proc.stderr
     (fact,) = json.loads(proc.stdout)["facts"]
     assert fact["kind"] == "tls.certificate"

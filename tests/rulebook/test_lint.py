@@ -38,43 +38,118 @@ def good(rule_id: str) -> str:
 # (case name, file name, text, expected line, words the message must contain)
 CASES = [
     ("unknown key", "x1", good("x1").replace("title:", "titel:"), 2, "unknown key 'titel'"),
-    ("duplicate key", "x2", good("x2").replace("status: stable\n", "status: stable\nstatus: test\n"), 4,
-     "duplicate key 'status'"),
+    (
+        "duplicate key",
+        "x2",
+        good("x2").replace("status: stable\n", "status: stable\nstatus: test\n"),
+        4,
+        "duplicate key 'status'",
+    ),
     ("bad operator", "x3", good("x3").replace("{gt: 0}", "{greater: 0}"), 5, "unknown operator 'greater'"),
     ("wrong value type", "x4", good("x4").replace("{gt: 0}", "{gt: many}"), 5, "expected a number"),
-    ("string for an int field", "x5", good("x5").replace("status64_count: {gt: 0}}", "status64_count: \"3\"}"), 5,
-     "is int"),
-    ("join to undefined binding", "x6", good("x6").replace("status64_count: {gt: 0}", "status64_count: {gt: \"$nope.records\"}"),
-     5, "undefined binding 'nope'"),
+    (
+        "string for an int field",
+        "x5",
+        good("x5").replace("status64_count: {gt: 0}}", 'status64_count: "3"}'),
+        5,
+        "is int",
+    ),
+    (
+        "join to undefined binding",
+        "x6",
+        good("x6").replace("status64_count: {gt: 0}", 'status64_count: {gt: "$nope.records"}'),
+        5,
+        "undefined binding 'nope'",
+    ),
     ("id differs from file name", "x7", good("other-id"), 1, "differs from the file name"),
-    ("cause not in catalogue", "x8", good("x8").replace("cause: dirty-close-by-design", "cause: no-such-cause"), 7,
-     "not in the cause catalogue"),
-    ("stable rule without a silent test", "x9", good("x9").split("  - name: silent")[0], 11,
-     "needs at least one firing and one non-firing test"),
-    ("unknown fact kind", "x10", good("x10").replace("kind: log.status_summary, scope", "kind: log.summary, scope"), 5,
-     "unknown fact kind 'log.summary'"),
-    ("unknown attribute", "x11", good("x11").replace("status64_count: {gt: 0}", "status_64: {gt: 0}"), 5,
-     "has no attribute 'status_64'"),
+    (
+        "cause not in catalogue",
+        "x8",
+        good("x8").replace("cause: dirty-close-by-design", "cause: no-such-cause"),
+        7,
+        "not in the cause catalogue",
+    ),
+    (
+        "stable rule without a silent test",
+        "x9",
+        good("x9").split("  - name: silent")[0],
+        11,
+        "needs at least one firing and one non-firing test",
+    ),
+    (
+        "unknown fact kind",
+        "x10",
+        good("x10").replace("kind: log.status_summary, scope", "kind: log.summary, scope"),
+        5,
+        "unknown fact kind 'log.summary'",
+    ),
+    (
+        "unknown attribute",
+        "x11",
+        good("x11").replace("status64_count: {gt: 0}", "status_64: {gt: 0}"),
+        5,
+        "has no attribute 'status_64'",
+    ),
     ("certainty out of range", "x12", good("x12").replace("certainty: 0.3", "certainty: 1.5"), 8, "in [-1, 1]"),
     ("YAML syntax error", "x13", good("x13").replace("title: a good rule", "title: [unclosed"), 3, "YAML syntax"),
-    ("YAML alias", "x14", good("x14").replace("description", "d").replace(
-        "  log: {kind: log.status_summary, scope: all, status64_count: {gt: 0}}",
-        "  log: &a {kind: log.status_summary, scope: all, status64_count: {gt: 0}}\n  other: *a"), 6,
-     "anchors and aliases"),
-    ("explain names an unknown binding", "x15", good("x15").replace("{log.status64_count} entries", "{svc.state}"), 9,
-     "unknown binding 'svc'"),
+    (
+        "YAML alias",
+        "x14",
+        good("x14")
+        .replace("description", "d")
+        .replace(
+            "  log: {kind: log.status_summary, scope: all, status64_count: {gt: 0}}",
+            "  log: &a {kind: log.status_summary, scope: all, status64_count: {gt: 0}}\n  other: *a",
+        ),
+        6,
+        "anchors and aliases",
+    ),
+    (
+        "explain names an unknown binding",
+        "x15",
+        good("x15").replace("{log.status64_count} entries", "{svc.state}"),
+        9,
+        "unknown binding 'svc'",
+    ),
     ("bad status", "x16", good("x16").replace("status: stable", "status: done"), 3, "status must be one of"),
-    ("contains on a number", "x17", good("x17").replace("{gt: 0}", "{contains: 5}"), 5, "contains needs a string or list"),
-    ("fact in a test with a wrong type", "x18", good("x18").replace("status64_count: 2}", "status64_count: two}"), 13,
-     "is int, got str"),
-    ("explain reads a binding under not", "x19", good("x19").replace(
-        "status64_count: {gt: 0}}\n", "status64_count: {gt: 0}}\n  not:\n    svc: {kind: service.state, state: running}\n", 1)
-     .replace("{log.status64_count} entries", "{svc.name} runs"), 11, "'svc' is under `not` and never binds a fact"),
-    ("explain reads an alternative with no stand-in", "x20", good("x20").replace(
-        "  log: {kind: log.status_summary, scope: all, status64_count: {gt: 0}}",
-        "  any:\n    log: {kind: log.status_summary, scope: all, status64_count: {gt: 0}}\n"
-        "    cap: {kind: capture.teardown_summary, scope: all, dirty_close: {gt: 0}}"), 11,
-     "when the rule fires on cap, 'log' is not bound and no log.status_summary binding"),
+    (
+        "contains on a number",
+        "x17",
+        good("x17").replace("{gt: 0}", "{contains: 5}"),
+        5,
+        "contains needs a string or list",
+    ),
+    (
+        "fact in a test with a wrong type",
+        "x18",
+        good("x18").replace("status64_count: 2}", "status64_count: two}"),
+        13,
+        "is int, got str",
+    ),
+    (
+        "explain reads a binding under not",
+        "x19",
+        good("x19")
+        .replace(
+            "status64_count: {gt: 0}}\n",
+            "status64_count: {gt: 0}}\n  not:\n    svc: {kind: service.state, state: running}\n",
+            1,
+        )
+        .replace("{log.status64_count} entries", "{svc.name} runs"),
+        11,
+        "'svc' is under `not` and never binds a fact",
+    ),
+    (
+        "explain reads an alternative with no stand-in",
+        "x20",
+        good("x20").replace(
+            "  log: {kind: log.status_summary, scope: all, status64_count: {gt: 0}}",
+            "  any:\n    log: {kind: log.status_summary, scope: all, status64_count: {gt: 0}}\n"
+            "    cap: {kind: capture.teardown_summary, scope: all, dirty_close: {gt: 0}}",
+        ),
+        11,
+        "when the rule fires on cap, 'log' is not bound and no log.status_summary binding",
+    ),
 ]
 
 

@@ -81,9 +81,16 @@ def probe(ctx: ProbeContext, spec: CaptureParams | Mapping[str, Any]) -> ProbeRe
         readable.append(path)
     matcher = _matcher(ctx, params, readable, tmg, internal, problems)
     try:
-        analysis = analyse(readable, tmg, samples=samples, keep_all=params.connections,
-                           progress=lambda m: ctx.progress(ctx.check or PROBE, m), jobs=jobs, matcher=matcher,
-                           deadline=ctx.deadline)
+        analysis = analyse(
+            readable,
+            tmg,
+            samples=samples,
+            keep_all=params.connections,
+            progress=lambda m: ctx.progress(ctx.check or PROBE, m),
+            jobs=jobs,
+            matcher=matcher,
+            deadline=ctx.deadline,
+        )
     except InputError as exc:
         if strict:
             raise
@@ -117,8 +124,14 @@ def probe(ctx: ProbeContext, spec: CaptureParams | Mapping[str, Any]) -> ProbeRe
     return ProbeResult(tuple(facts), status, "; ".join(problems), excerpts=excerpts)
 
 
-def _matcher(ctx: ProbeContext, params: CaptureParams, readable: list[Path], tmg: list[str],
-             internal: set[str], problems: list[str]) -> Status64Matcher | None:
+def _matcher(
+    ctx: ProbeContext,
+    params: CaptureParams,
+    readable: list[Path],
+    tmg: list[str],
+    internal: set[str],
+    problems: list[str],
+) -> Status64Matcher | None:
     """The Status 64 entries of the logs given (`log_paths`), indexed for matching; None without logs."""
     log_paths = list(params.log_paths)
     if not log_paths or not readable:
@@ -130,8 +143,13 @@ def _matcher(ctx: ProbeContext, params: CaptureParams, readable: list[Path], tmg
     tz = params.tz
     site = site_from(tmg, sorted(internal), tz)
     try:
-        found = status64_entries(log_paths, site, params.match_limit or MAX_ENTRIES,
-                                 progress=lambda m: ctx.progress(ctx.check or PROBE, m), deadline=ctx.deadline)
+        found = status64_entries(
+            log_paths,
+            site,
+            params.match_limit or MAX_ENTRIES,
+            progress=lambda m: ctx.progress(ctx.check or PROBE, m),
+            deadline=ctx.deadline,
+        )
     except InputError as exc:
         if params.strict:
             raise
@@ -139,42 +157,62 @@ def _matcher(ctx: ProbeContext, params: CaptureParams, readable: list[Path], tmg
         return None
     problems.extend(f"Status 64 matching: {p}" for p in found.problems)
     if found.capped:
-        problems.append(f"Status 64 matching: only the first {found.limit} entries kept, "
-                        f"{found.capped} more not matched")
+        problems.append(
+            f"Status 64 matching: only the first {found.limit} entries kept, {found.capped} more not matched"
+        )
     tolerance = params.match_tolerance if params.match_tolerance is not None else TOLERANCE
     return Status64Matcher(found, [clock_of(p) for p in readable], tz, tolerance)
 
 
-def match_fact(matcher: Status64Matcher, analysis: CaptureAnalysis, readable: list[Path],
-               out: MatchOutcome | None = None) -> tuple[Fact, dict[str, str]]:
+def match_fact(
+    matcher: Status64Matcher, analysis: CaptureAnalysis, readable: list[Path], out: MatchOutcome | None = None
+) -> tuple[Fact, dict[str, str]]:
     """The `capture.status64_match` fact and the log lines and frames it cites."""
     from diagnose.probes.capture.match import text_excerpts
 
     out = out or matcher.outcome(analysis)
     found = matcher.found
-    local = [] if matcher.tz else [
-        *(p.name for i, p in enumerate(readable) if matcher.clocks[i].kind != "absolute"),
-        *(Path(name).name for name in found.local_without_tz)]
+    local = (
+        []
+        if matcher.tz
+        else [
+            *(p.name for i, p in enumerate(readable) if matcher.clocks[i].kind != "absolute"),
+            *(Path(name).name for name in found.local_without_tz),
+        ]
+    )
     entries = out.entries
     excerpts = found.lines(out.cited_entries)
     excerpts.update(text_excerpts(readable, out.cited_frames))
     fact = make_fact(
-        "capture.status64_match", "all", PROBE,
+        "capture.status64_match",
+        "all",
+        PROBE,
         source=_names([p.name for p in readable]) + " <-> " + _names([Path(f).name for f in found.files]),
-        entries=entries, matched=sum(out.matched.values()),
+        entries=entries,
+        matched=sum(out.matched.values()),
         matched_dirty_close_by_tmg=out.matched["dirty_close_by_tmg"],
-        matched_reset_by_server=out.matched["reset_by_server"], matched_other=out.matched["other"],
-        unmatched=out.unmatched, outside_capture=out.outside,
+        matched_reset_by_server=out.matched["reset_by_server"],
+        matched_other=out.matched["other"],
+        unmatched=out.unmatched,
+        outside_capture=out.outside,
         share_dirty_close_by_tmg=round(out.matched["dirty_close_by_tmg"] / entries, 4) if entries else 0.0,
         share_reset_by_server=round(out.matched["reset_by_server"] / entries, 4) if entries else 0.0,
-        match_basis=out.match_basis, time_basis=out.time_basis, tolerance_seconds=matcher.tolerance,
-        status64_logged=found.status64, unusable=sum(found.unusable.values()),
+        match_basis=out.match_basis,
+        time_basis=out.time_basis,
+        tolerance_seconds=matcher.tolerance,
+        status64_logged=found.status64,
+        unusable=sum(found.unusable.values()),
         unusable_reasons=[f"{n} {reason}" for reason, n in found.unusable.most_common()],
-        capped=found.capped, samples=out.samples, matched_loss_analysed=out.loss_analysed,
+        capped=found.capped,
+        samples=out.samples,
+        matched_loss_analysed=out.loss_analysed,
         matched_with_loss_before_end=out.with_loss if out.loss_analysed else None,
         matched_dirty_close_with_loss=out.dirty_close_with_loss if out.loss_analysed else None,
         share_matched_with_loss=round(out.with_loss / out.loss_analysed, 4) if out.loss_analysed else None,
-        loss_samples=out.loss_samples, local_without_tz=local or None, clock_note=clock_note(local))
+        loss_samples=out.loss_samples,
+        local_without_tz=local or None,
+        clock_note=clock_note(local),
+    )
     return fact, excerpts
 
 
@@ -183,28 +221,58 @@ def clock_note(local: Sequence[str]) -> str | None:
     if not local:
         return None
     names = ", ".join("".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in name) for name in local)
-    return (f"logs and capture matched in local time without --tz: {names} read as UTC; "
-            "if TMG's clock is not on UTC, run again with --tz ZONE (e.g. --tz Europe/Berlin)")
+    return (
+        f"logs and capture matched in local time without --tz: {names} read as UTC; "
+        "if TMG's clock is not on UTC, run again with --tz ZONE (e.g. --tz Europe/Berlin)"
+    )
 
 
 def connection_fact(analysis: CaptureAnalysis, conn: Connection) -> Fact:
     leg = analysis.leg(conn.orig_ip, conn.resp_ip)
     cited = [f for f in (conn.fin_frame, conn.rst_frame) if f]
     location = f"frames {conn.first_frame}-{conn.last_frame}" + (
-        f" (FIN/RST {', '.join(map(str, cited))})" if cited else "")
+        f" (FIN/RST {', '.join(map(str, cited))})" if cited else ""
+    )
     return make_fact(
-        "capture.connection", conn.subject, PROBE, source=conn.source, location=location,
-        originator=conn.originator, responder=conn.responder, conn_state=conn.conn_state, history=conn.history,
-        teardown=conn.teardown, first_fin_by=conn.first_fin_by, first_reset_by=conn.first_reset_by,
-        fin_by_role=analysis.role(conn.first_fin_by, leg), reset_by_role=analysis.role(conn.first_reset_by, leg),
-        fin_to_rst_seconds=conn.fin_to_rst_seconds, rst_zero_window=conn.rst_zero_window,
-        first_frame=conn.first_frame, last_frame=conn.last_frame, fin_frame=conn.fin_frame,
-        rst_frame=conn.rst_frame, leg=leg, server_port=conn.resp_port, bad_checksums=conn.bad_checksums,
-        packets=conn.packets_orig + conn.packets_resp, loss_analysed=conn.loss_analysed,
+        "capture.connection",
+        conn.subject,
+        PROBE,
+        source=conn.source,
+        location=location,
+        originator=conn.originator,
+        responder=conn.responder,
+        conn_state=conn.conn_state,
+        history=conn.history,
+        teardown=conn.teardown,
+        first_fin_by=conn.first_fin_by,
+        first_reset_by=conn.first_reset_by,
+        fin_by_role=analysis.role(conn.first_fin_by, leg),
+        reset_by_role=analysis.role(conn.first_reset_by, leg),
+        fin_to_rst_seconds=conn.fin_to_rst_seconds,
+        rst_zero_window=conn.rst_zero_window,
+        first_frame=conn.first_frame,
+        last_frame=conn.last_frame,
+        fin_frame=conn.fin_frame,
+        rst_frame=conn.rst_frame,
+        leg=leg,
+        server_port=conn.resp_port,
+        bad_checksums=conn.bad_checksums,
+        packets=conn.packets_orig + conn.packets_resp,
+        loss_analysed=conn.loss_analysed,
         # (the loss figures: no provenance keyword among them)
-        **(dict(retransmissions=conn.retransmissions, keepalives=conn.keepalives, gaps=conn.gaps,  # type: ignore[arg-type]
-                missed_bytes=conn.missed_bytes, first_loss_frame=conn.first_loss_frame,
-                loss_before_end=conn.loss_before_end) if conn.loss_analysed else {}))
+        **(
+            dict(
+                retransmissions=conn.retransmissions,
+                keepalives=conn.keepalives,
+                gaps=conn.gaps,  # type: ignore[arg-type]
+                missed_bytes=conn.missed_bytes,
+                first_loss_frame=conn.first_loss_frame,
+                loss_before_end=conn.loss_before_end,
+            )
+            if conn.loss_analysed
+            else {}
+        ),
+    )
 
 
 def build_facts(analysis: CaptureAnalysis) -> list[Fact]:
@@ -219,29 +287,60 @@ def build_facts(analysis: CaptureAnalysis) -> list[Fact]:
 
         def inside(c: Connection, leg: str | None = leg, server: str | None = server) -> bool:
             return (leg is None or analysis.leg(c.orig_ip, c.resp_ip) == leg) and (
-                server is None or c.responder == server)
+                server is None or c.responder == server
+            )
 
-        cites = [f"{label}: {c.source} frames {c.first_frame}-{c.last_frame}"
-                 for label, conns in chosen.items() for c in conns if inside(c)]
+        cites = [
+            f"{label}: {c.source} frames {c.first_frame}-{c.last_frame}"
+            for label, conns in chosen.items()
+            for c in conns
+            if inside(c)
+        ]
         loss_cites = [_loss_cite(c) for c in lossy if inside(c)]
         extra: dict[str, Any] = {}
         if scope == "all":
-            extra = dict(packets=sum(r.frames for r in analysis.reads), tcp_packets=analysis.tcp_packets,
-                         formats=sorted({r.format for r in analysis.reads if r.format}),
-                         stopped_at=[f"{Path(r.source).name}@{r.stopped_at}: {r.reason}"
-                                     for r in analysis.reads if r.partial])
-        facts.append(make_fact(
-            "capture.teardown_summary", subject, PROBE, source=", ".join(sources) or None,
-            scope=scope, leg=leg, server=server, address=_address_of(server) if scope == "server" else None,
-            tmg=tmg, tmg_inferred=analysis.tmg_inferred if tmg else None,
-            partial=partial, samples=cites[:40], loss_samples=loss_cites, **tally, **extra))
+            extra = dict(
+                packets=sum(r.frames for r in analysis.reads),
+                tcp_packets=analysis.tcp_packets,
+                formats=sorted({r.format for r in analysis.reads if r.format}),
+                stopped_at=[f"{Path(r.source).name}@{r.stopped_at}: {r.reason}" for r in analysis.reads if r.partial],
+            )
+        facts.append(
+            make_fact(
+                "capture.teardown_summary",
+                subject,
+                PROBE,
+                source=", ".join(sources) or None,
+                scope=scope,
+                leg=leg,
+                server=server,
+                address=_address_of(server) if scope == "server" else None,
+                tmg=tmg,
+                tmg_inferred=analysis.tmg_inferred if tmg else None,
+                partial=partial,
+                samples=cites[:40],
+                loss_samples=loss_cites,
+                **tally,
+                **extra,
+            )
+        )
         if scope == "server":
             continue
         for label, figures in analysis.loss_by_teardown(counts).items():
-            facts.append(make_fact(
-                "capture.teardown_loss", f"{subject}/{label}", PROBE, source=", ".join(sources) or None,
-                scope=scope, leg=leg, teardown=label, partial=partial,
-                loss_samples=[_loss_cite(c) for c in lossy if inside(c) and c.teardown == label], **figures))
+            facts.append(
+                make_fact(
+                    "capture.teardown_loss",
+                    f"{subject}/{label}",
+                    PROBE,
+                    source=", ".join(sources) or None,
+                    scope=scope,
+                    leg=leg,
+                    teardown=label,
+                    partial=partial,
+                    loss_samples=[_loss_cite(c) for c in lossy if inside(c) and c.teardown == label],
+                    **figures,
+                )
+            )
     if analysis.all_connections is not None:
         conns = analysis.all_connections
     else:
@@ -264,8 +363,10 @@ def _loss_cite(c: Connection) -> str:
         what.append(f"{c.retransmissions} retransmission{'s' if c.retransmissions > 1 else ''}")
     if c.gaps:
         what.append(f"{c.gaps} gap{'s' if c.gaps > 1 else ''} ({c.missed_bytes} bytes missed)")
-    return (f"{c.teardown} {c.subject}: {', '.join(what)}, first at frame {c.first_loss_frame}"
-            f"{' (before the end)' if c.loss_before_end else ''}: {c.source} frames {c.first_frame}-{c.last_frame}")
+    return (
+        f"{c.teardown} {c.subject}: {', '.join(what)}, first at frame {c.first_loss_frame}"
+        f"{' (before the end)' if c.loss_before_end else ''}: {c.source} frames {c.first_frame}-{c.last_frame}"
+    )
 
 
 def _excerpts(analysis: CaptureAnalysis) -> dict[str, str]:
@@ -275,7 +376,8 @@ def _excerpts(analysis: CaptureAnalysis) -> dict[str, str]:
     for conns in analysis.chosen_samples().values():
         for c in conns:
             wanted.setdefault(c.source, set()).update(
-                f for f in (c.first_frame, c.fin_frame, c.rst_frame, c.last_frame) if f)
+                f for f in (c.first_frame, c.fin_frame, c.rst_frame, c.last_frame) if f
+            )
     for read in analysis.reads:
         if read.format != "netmon text" or read.compressed:
             continue

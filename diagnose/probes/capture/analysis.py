@@ -83,8 +83,15 @@ class AggKey:
 Signature = typing.Tuple[str, str, str, str, bool]
 
 # the loss figures tallied per AggKey (`CaptureAnalysis.loss`: (key, index) -> sum), in this order
-LOSS = ("unanalysed", "connections_with_retransmissions", "retransmitted_packets", "connections_with_gaps", "gaps",
-        "missed_bytes", "connections_with_loss_before_end")
+LOSS = (
+    "unanalysed",
+    "connections_with_retransmissions",
+    "retransmitted_packets",
+    "connections_with_gaps",
+    "gaps",
+    "missed_bytes",
+    "connections_with_loss_before_end",
+)
 
 
 @dataclass
@@ -132,7 +139,7 @@ class CaptureAnalysis:
                 orig, resp, port = key[:4], key[4:8], (key[10] << 8) | key[11]
             else:
                 n = (len(key) - 4) >> 1
-                orig, resp, port = key[:n], key[n:2 * n], (key[2 * n + 2] << 8) | key[2 * n + 3]
+                orig, resp, port = key[:n], key[n : 2 * n], (key[2 * n + 2] << 8) | key[2 * n + 3]
         else:
             src, dst, _sport, dport, _conv = key.split("|")
             orig, resp, port = src, dst, int(dport)
@@ -269,7 +276,7 @@ class CaptureAnalysis:
             elif how == "ordered":
                 value = None if values[0] is None else list(heapq.merge(*values, key=lambda t: t[0]))
             elif how == "ordered_first":  # each worker's first ones, in order: the first ones of all
-                value = list(heapq.merge(*values, key=lambda t: t[0]))[:first.sample_limit]
+                value = list(heapq.merge(*values, key=lambda t: t[0]))[: first.sample_limit]
             elif how == "spans":
                 value = {}
                 for v in values:
@@ -375,7 +382,8 @@ class CaptureAnalysis:
                         for i, v in enumerate(figures, 2):
                             slot[i] += v
         out: dict[str, tuple[str, str | None, str | None, dict[Signature, list[int]]]] = {
-            "all": ("all", None, None, every)}
+            "all": ("all", None, None, every)
+        }
         for leg, sigs in sorted(legs.items()):
             out[f"leg:{leg}"] = ("leg", leg, None, sigs)
         for server in sorted(servers, key=lambda name: (-totals[name], name))[:50]:
@@ -389,8 +397,13 @@ class CaptureAnalysis:
             bad = self.bad_checksums
             sigs: dict[Signature, list[int]] = {}
             for key, n in typing.cast("Counter[AggKey]", counts).items():
-                sig = (key.teardown, self.leg(key.orig_ip, key.resp_ip), key.first_fin_by, key.first_reset_by,
-                       key.rst_zero_window)
+                sig = (
+                    key.teardown,
+                    self.leg(key.orig_ip, key.resp_ip),
+                    key.first_fin_by,
+                    key.first_reset_by,
+                    key.rst_zero_window,
+                )
                 slot = sigs.setdefault(sig, [0] * (2 + len(LOSS)))
                 slot[0] += n
                 slot[1] += bad.get(key, 0)
@@ -413,8 +426,13 @@ class CaptureAnalysis:
             bad_frames += b
             for i, v in enumerate(lost):
                 figures[i] += v
-        out.update(connections=connections, dirty_close_by_tmg=by_tmg, reset_by_server=by_server,
-                   zero_window_resets=zero_window, bad_checksums=bad_frames)
+        out.update(
+            connections=connections,
+            dirty_close_by_tmg=by_tmg,
+            reset_by_server=by_server,
+            zero_window_resets=zero_window,
+            bad_checksums=bad_frames,
+        )
         out.update(loss_figures(connections, figures))
         return out
 
@@ -426,8 +444,11 @@ class CaptureAnalysis:
             slot[0] += n
             for i, v in enumerate(lost, 1):
                 slot[i] += v
-        return {label: {**loss_figures(per[label][0], per[label][1:]), "connections": per[label][0]}
-                for label in TEARDOWNS if label in per}
+        return {
+            label: {**loss_figures(per[label][0], per[label][1:]), "connections": per[label][0]}
+            for label in TEARDOWNS
+            if label in per
+        }
 
     def chosen_samples(self) -> dict[str, list[Connection]]:
         """Up to `sample_limit` connections per label, server-leg connections first."""
@@ -446,8 +467,10 @@ class CaptureAnalysis:
         return out
 
 
-_INTERNAL_NETS = tuple(ipaddress.ip_network(n) for n in (
-    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7", "::1/128"))
+_INTERNAL_NETS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "fc00::/7", "::1/128")
+)
 
 
 def loss_figures(connections: int, figures: list[int]) -> dict[str, Any]:
@@ -533,9 +556,17 @@ def plan_jobs(paths: list[Path], jobs: int | None) -> int:
     return min(cpu_count(), MAX_AUTO_JOBS) if size >= SPLIT_MIN_BYTES else 1
 
 
-def analyse(paths: Iterable[Path], tmg_addresses: Iterable[str] = (), samples: int = 5, keep_all: bool = False,
-            progress: Callable[[str], None] | None = None, jobs: int | None = None,
-            method: str | None = None, matcher: Any = None, deadline: float | None = None) -> CaptureAnalysis:
+def analyse(
+    paths: Iterable[Path],
+    tmg_addresses: Iterable[str] = (),
+    samples: int = 5,
+    keep_all: bool = False,
+    progress: Callable[[str], None] | None = None,
+    jobs: int | None = None,
+    method: str | None = None,
+    matcher: Any = None,
+    deadline: float | None = None,
+) -> CaptureAnalysis:
     """Read every capture (InputError for a file that is not a capture) and aggregate its connections.
 
     `jobs`: worker processes (default: see `plan_jobs`); `method`: how workers start, "fork" (the
@@ -570,9 +601,17 @@ def _no_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def analyse_share(paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
-                  progress: Callable[[str], None] | None = None, matcher: Any = None,
-                  inflated: Mapping[str, Inflated] | None = None, deadline: float | None = None) -> CaptureAnalysis:
+def analyse_share(
+    paths: list[Path],
+    samples: int,
+    keep_all: bool,
+    jobs: int,
+    index: int,
+    progress: Callable[[str], None] | None = None,
+    matcher: Any = None,
+    inflated: Mapping[str, Inflated] | None = None,
+    deadline: float | None = None,
+) -> CaptureAnalysis:
     """The connections owned by worker `index` of `jobs` (all of them for 1 of 1), not yet settled;
     `inflated`: gzip'd captures already decompressed, by path."""
     result = CaptureAnalysis(sample_limit=max(0, samples), matcher=matcher)
@@ -595,8 +634,15 @@ def analyse_share(paths: list[Path], samples: int, keep_all: bool, jobs: int, in
 
 
 # -- worker processes -------------------------------------------------------------------------------
-def _share_payload(paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
-                   matcher: Any = None, inflated: Mapping[str, Inflated] | None = None) -> bytes:
+def _share_payload(
+    paths: list[Path],
+    samples: int,
+    keep_all: bool,
+    jobs: int,
+    index: int,
+    matcher: Any = None,
+    inflated: Mapping[str, Inflated] | None = None,
+) -> bytes:
     """A worker's result, or its failure, pickled for the parent (without the matcher, which the
     parent has)."""
     import pickle
@@ -628,8 +674,16 @@ def _unpack(data: bytes, index: int) -> CaptureAnalysis:
     raise RuntimeError(f"capture worker {index} failed:\n{value}")
 
 
-def _spawned(conn, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
-             matcher: Any = None, inflated: Mapping[str, Inflated] | None = None) -> None:
+def _spawned(
+    conn,
+    paths: list[Path],
+    samples: int,
+    keep_all: bool,
+    jobs: int,
+    index: int,
+    matcher: Any = None,
+    inflated: Mapping[str, Inflated] | None = None,
+) -> None:
     """Entry point of a spawned worker."""
     conn.send_bytes(_share_payload(paths, samples, keep_all, jobs, index, matcher, inflated))
     conn.close()
@@ -638,8 +692,16 @@ def _spawned(conn, paths: list[Path], samples: int, keep_all: bool, jobs: int, i
 class _Forked:
     """Worker `index` in a forked child; its pickled result comes back through a pipe."""
 
-    def __init__(self, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
-                 matcher: Any = None, inflated: Mapping[str, Inflated] | None = None) -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        samples: int,
+        keep_all: bool,
+        jobs: int,
+        index: int,
+        matcher: Any = None,
+        inflated: Mapping[str, Inflated] | None = None,
+    ) -> None:
         self.index = index
         read_fd, write_fd = os.pipe()
         self.pid = os.fork()
@@ -677,14 +739,23 @@ class _Spawned:
     """Worker `index` in a new interpreter (`method` "spawn") or a child of the forkserver (no fork
     here, or other threads in this process)."""
 
-    def __init__(self, paths: list[Path], samples: int, keep_all: bool, jobs: int, index: int,
-                 matcher: Any = None, inflated: Mapping[str, Inflated] | None = None,
-                 method: str = "spawn") -> None:
+    def __init__(
+        self,
+        paths: list[Path],
+        samples: int,
+        keep_all: bool,
+        jobs: int,
+        index: int,
+        matcher: Any = None,
+        inflated: Mapping[str, Inflated] | None = None,
+        method: str = "spawn",
+    ) -> None:
         ctx = context_for(method)
         self.index = index
         self.conn, child = ctx.Pipe(duplex=False)
-        self.proc = ctx.Process(target=_spawned, daemon=True,
-                                args=(child, paths, samples, keep_all, jobs, index, matcher, inflated))
+        self.proc = ctx.Process(
+            target=_spawned, daemon=True, args=(child, paths, samples, keep_all, jobs, index, matcher, inflated)
+        )
         self.proc.start()
         child.close()
 
@@ -702,9 +773,16 @@ class _Spawned:
         self.proc.join()
 
 
-def _split(paths: list[Path], samples: int, keep_all: bool, jobs: int,
-           progress: Callable[[str], None] | None, method: str | None, matcher: Any = None,
-           deadline: float | None = None) -> CaptureAnalysis:
+def _split(
+    paths: list[Path],
+    samples: int,
+    keep_all: bool,
+    jobs: int,
+    progress: Callable[[str], None] | None,
+    method: str | None,
+    matcher: Any = None,
+    deadline: float | None = None,
+) -> CaptureAnalysis:
     """Workers 1 .. jobs-1 in child processes, worker 0 here; their results merged. A gzip'd capture
     is decompressed once, here, into a temporary folder the workers read (removed afterwards).
 

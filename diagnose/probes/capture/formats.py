@@ -53,8 +53,10 @@ if os.environ.get("DIAGNOSE_PURE_PYTHON"):  # for comparing the two paths (tests
     _fastcap = None
 
 PCAP_MAGICS = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-    b"\x4d\x3c\xb2\xa1": ("<", 1e-9), b"\xa1\xb2\x3c\x4d": (">", 1e-9),
+    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
 }
 PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 NETMON2, NETMON1 = b"GMBU", b"RTSS"
@@ -165,8 +167,11 @@ def _gunzip(src: IO[bytes], dst: IO[bytes], result: ReadResult, limit: int | Non
                 if done + len(out) > cap:
                     dst.write(out[: cap - done])
                     done = cap
-                    result.stop(done, f"gzip stream decompresses to more than {cap:,} bytes from {compressed:,} "
-                                f"(bound: {MAX_INFLATE_RATIO}x); the first {cap:,} bytes were read")
+                    result.stop(
+                        done,
+                        f"gzip stream decompresses to more than {cap:,} bytes from {compressed:,} "
+                        f"(bound: {MAX_INFLATE_RATIO}x); the first {cap:,} bytes were read",
+                    )
                     return
                 dst.write(out)
                 done += len(out)
@@ -184,11 +189,11 @@ def _gunzip(src: IO[bytes], dst: IO[bytes], result: ReadResult, limit: int | Non
         dst.write(tail[: max(0, cap - done)])
         done += len(tail[: max(0, cap - done)])
         if not z.eof:
-            result.stop(done, f"gzip stream ends early (compressed file cut at byte {consumed}); "
-                        f"{done} bytes decompressed")
+            result.stop(
+                done, f"gzip stream ends early (compressed file cut at byte {consumed}); {done} bytes decompressed"
+            )
     except zlib.error as exc:
-        result.stop(done, f"gzip stream damaged near compressed byte {consumed} ({exc}); "
-                    f"{done} bytes decompressed")
+        result.stop(done, f"gzip stream damaged near compressed byte {consumed} ({exc}); {done} bytes decompressed")
 
 
 def _salvage(z, chunk: bytes, dst: IO[bytes], room: int) -> int:
@@ -215,9 +220,9 @@ def _salvage(z, chunk: bytes, dst: IO[bytes], room: int) -> int:
         for at in range(0, len(chunk), step):
             before = z.copy()
             try:
-                feed(z, chunk[at:at + step])
+                feed(z, chunk[at : at + step])
             except zlib.error:
-                failed = chunk[at:at + step]
+                failed = chunk[at : at + step]
                 z = before
                 break
             if z.eof or written >= room:
@@ -255,8 +260,9 @@ def read_capture(path: Path, tracker: Tracker, inflated: Inflated | None = None)
 
             if not read_text(data, result, tracker):
                 shown = head.hex() if head else "empty file"
-                raise InputError(f"not a capture: no pcap, pcapng, NetMon or NetMon text content ({shown})",
-                                 where(path, offset=0))
+                raise InputError(
+                    f"not a capture: no pcap, pcapng, NetMon or NetMon text content ({shown})", where(path, offset=0)
+                )
         if gz_stop is not None:
             # the compressed stream broke: that is where reading stopped, whatever the inner reader saw
             inner = f"; {result.reason}" if result.reason else ""
@@ -314,7 +320,7 @@ def _feeder(data, tracker: Tracker):
             if vihl == 0x45 and proto == 6 and not frag & 0x1FFF:
                 if jobs > 1 and (data[ip + 21] ^ data[ip + 23]) % jobs != index:
                     return True  # another worker's connection (tcp.owner_of)
-                key = data[ip + 12:ip + 24]
+                key = data[ip + 12 : ip + 24]
                 plen = tl - 20 - ((doff >> 4) << 2)
                 if plen < 0:
                     plen = 0
@@ -335,8 +341,11 @@ def _feeder(data, tracker: Tracker):
                             log(c, d, "w")
                         # the sequence numbers (tcp.Tracker.sequence): in place when the segment goes on
                         # where its direction is and its ACK reveals no gap, else the tracker's way
-                        if (c[C_HI + d] == seq and c[C_NXT + d] == seq
-                                and (c[C_HI + 1 - d] is None or not 0 < (ack - c[C_NXT + 1 - d]) & M32 < HALF)):
+                        if (
+                            c[C_HI + d] == seq
+                            and c[C_NXT + d] == seq
+                            and (c[C_HI + 1 - d] is None or not 0 < (ack - c[C_NXT + 1 - d]) & M32 < HALF)
+                        ):
                             if plen:
                                 c[C_HI + d] = c[C_NXT + d] = (seq + plen) & M32
                         else:
@@ -345,8 +354,8 @@ def _feeder(data, tracker: Tracker):
                 bad = False
                 if fl & 0x05 and ip + tl <= end:
                     # ones-complement sum = value mod 0xFFFF (odd length: pad one zero byte = * 256)
-                    v = int.from_bytes(data[ip + 20:ip + tl], "big") << (8 * (tl & 1))
-                    bad = (int.from_bytes(data[ip + 12:ip + 20], "big") + tl - 14 + v) % 0xFFFF != 0
+                    v = int.from_bytes(data[ip + 20 : ip + tl], "big") << (8 * (tl & 1))
+                    bad = (int.from_bytes(data[ip + 12 : ip + 20], "big") + tl - 14 + v) % 0xFFFF != 0
                 packet(frame, ts, key, None, fl, win, plen, seq, ack, bad)
                 return True
         seg = decode(lt, data, p, incl)
@@ -361,18 +370,30 @@ def _feeder(data, tracker: Tracker):
 def _handlers(tracker: Tracker, feed, release: _Releaser) -> tuple:
     """What the C accelerator calls back (see _fastcap.c): the tracker's table and entry points, the
     Python feeder for the frames it leaves to Python, the page releaser, and the worker's share."""
-    return (tracker.conns, tracker.open_syn, tracker.control, tracker.control_flags, tracker.packet,
-            tracker._log_letter, tracker.sequence, tracker.sweep, release, feed, tracker.jobs, tracker.index)
+    return (
+        tracker.conns,
+        tracker.open_syn,
+        tracker.control,
+        tracker.control_flags,
+        tracker.packet,
+        tracker._log_letter,
+        tracker.sequence,
+        tracker.sweep,
+        release,
+        feed,
+        tracker.jobs,
+        tracker.index,
+    )
 
 
-def _accelerated_pcap(data, tracker: Tracker, feed, release: _Releaser, lt: int, order: str, scale: float,
-                      sweep_before: bool) -> tuple[int, int, int]:
+def _accelerated_pcap(
+    data, tracker: Tracker, feed, release: _Releaser, lt: int, order: str, scale: float, sweep_before: bool
+) -> tuple[int, int, int]:
     """(offset, frames, TCP frames) after the records the C accelerator read (none without it): every
     whole record; the Python loop goes on from there (a record cut short, the end)."""
     if _fastcap is None:
         return 24, 0, 0
-    return _fastcap.pcap(data, 24, 0, lt, order == ">", scale, sweep_before,
-                         _handlers(tracker, feed, release))
+    return _fastcap.pcap(data, 24, 0, lt, order == ">", scale, sweep_before, _handlers(tracker, feed, release))
 
 
 # -- pcap -----------------------------------------------------------------------------------------
@@ -479,7 +500,7 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
                 if not mine[sport ^ dport]:
                     continue  # another worker's connection
                 if fl & 0x17 == 0x10:  # ACK, no SYN/FIN/RST
-                    ent = get(data[p + 26:p + 38])
+                    ent = get(data[p + 26 : p + 38])
                     if ent is not None:
                         c, d = ent
                         c[1] = frame  # C_LAST
@@ -504,7 +525,8 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
                         # the sequence numbers, as _feeder does them
                         seq, ack = seqack(data, p + 38)
                         if c[hi0 + d] == seq == c[nxt0 + d] and (
-                                (peer := c[nxt1 - d]) == ack or peer is None or not 0 < (ack - peer) & m32 < half):
+                            (peer := c[nxt1 - d]) == ack or peer is None or not 0 < (ack - peer) & m32 < half
+                        ):
                             if plen > 0:
                                 c[hi0 + d] = c[nxt0 + d] = (seq + plen) & m32
                         else:
@@ -515,7 +537,7 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
                 if plen < 0:
                     plen = 0
                 if fl & 0x17 == 0x02:  # SYN without ACK/FIN/RST (no checksum check): a new connection?
-                    key = data[p + 26:p + 38]
+                    key = data[p + 26 : p + 38]
                     if get(key) is None:
                         ts_s, ts_f = tsof(data, p - 16)
                         open_syn(frame, ts_s + ts_f * scale, key, None, seqof(data, p + 38)[0], plen)
@@ -525,20 +547,37 @@ def _pcap_fast_ethernet(data, result: ReadResult, tracker: Tracker, scale: float
                     if tl >= 20:
                         # addresses and segment in one number: 2**16 is 1 mod 0xFFFF, so its value mod
                         # 0xFFFF is the sum of its 16-bit words; the 8 address bytes keep the alignment
-                        v = int.from_bytes(data[p + 26:p + 14 + tl], "big") << (8 * (tl & 1))
+                        v = int.from_bytes(data[p + 26 : p + 14 + tl], "big") << (8 * (tl & 1))
                         bad = (v + tl - 14) % 0xFFFF != 0
                     else:
-                        bad = (int.from_bytes(data[p + 26:p + 34], "big") + tl - 14) % 0xFFFF != 0
+                        bad = (int.from_bytes(data[p + 26 : p + 34], "big") + tl - 14) % 0xFFFF != 0
                 ts_s, ts_f = tsof(data, p - 16)
-                key = data[p + 26:p + 38]
+                key = data[p + 26 : p + 38]
                 if fl & 0x07 and not bad and fl & 0x12 != 0x02:  # SYN-ACK, FIN, RST: of a known connection?
                     ent = get(key)
                     if ent is not None:
-                        control(ent[0], ent[1], frame, ts_s + ts_f * scale, fl, ((win & 0xFF) << 8) | (win >> 8),
-                                plen, *seqack(data, p + 38))
+                        control(
+                            ent[0],
+                            ent[1],
+                            frame,
+                            ts_s + ts_f * scale,
+                            fl,
+                            ((win & 0xFF) << 8) | (win >> 8),
+                            plen,
+                            *seqack(data, p + 38),
+                        )
                         continue
-                packet(frame, ts_s + ts_f * scale, key, None, fl, ((win & 0xFF) << 8) | (win >> 8), plen,
-                       *seqack(data, p + 38), bad)
+                packet(
+                    frame,
+                    ts_s + ts_f * scale,
+                    key,
+                    None,
+                    fl,
+                    ((win & 0xFF) << 8) | (win >> 8),
+                    plen,
+                    *seqack(data, p + 38),
+                    bad,
+                )
                 continue
             ts_s, ts_f = tsof(data, p - 16)
             if not feed(1, p, incl, frame, ts_s + ts_f * scale):
@@ -591,7 +630,7 @@ def _read_pcapng(data, result: ReadResult, tracker: Tracker) -> None:
             break
         btype = struct.unpack_from(order + "I", data, off)[0]
         if btype == 0x0A0D0D0A:
-            bom = bytes(data[off + 8:off + 12])
+            bom = bytes(data[off + 8 : off + 12])
             if bom == b"\x4d\x3c\x2b\x1a":
                 order = "<"
             elif bom == b"\x1a\x2b\x3c\x4d":
@@ -603,8 +642,11 @@ def _read_pcapng(data, result: ReadResult, tracker: Tracker) -> None:
             ifaces = []
         blen = u32.unpack_from(data, off + 4)[0]
         if blen < 12 or blen % 4 or off + blen > end:
-            result.stop(off, f"block of type 0x{btype:x} with length {blen} "
-                        + ("past the end of the file" if off + blen > end else "that is not valid"))
+            result.stop(
+                off,
+                f"block of type 0x{btype:x} with length {blen} "
+                + ("past the end of the file" if off + blen > end else "that is not valid"),
+            )
             break
         if u32.unpack_from(data, off + blen - 4)[0] != blen:
             result.stop(off, f"block of type 0x{btype:x}: trailing length differs from {blen}")
@@ -664,7 +706,7 @@ def _idb_options(data, p: int, end: int, order: str, lt: int) -> tuple[int, floa
         v = p + 4
         if code == 9 and length >= 1:
             r = data[v]
-            tick = 2.0 ** -(r & 0x7F) if r & 0x80 else 10.0 ** -r
+            tick = 2.0 ** -(r & 0x7F) if r & 0x80 else 10.0**-r
         elif code == 14 and length >= 8:
             tsoff = struct.unpack_from(order + "q", data, v)[0]
         p = v + ((length + 3) & ~3)
@@ -707,8 +749,11 @@ def _read_netmon(data, result: ReadResult, tracker: Tracker) -> None:
         result.stop(ft_off + 4 * have, f"frame table cut short: {have} of {ft_len // 4} entries")
         table_end = ft_off
     elif ft_len == 0 or ft_len % 4 or ft_off + ft_len > end or ft_off < 128:
-        reason = (f"frame table at {ft_off} (+{ft_len}) is past the end of the file" if ft_off + ft_len > end
-                  else f"frame table at {ft_off} (+{ft_len}) is not valid")
+        reason = (
+            f"frame table at {ft_off} (+{ft_len}) is past the end of the file"
+            if ft_off + ft_len > end
+            else f"frame table at {ft_off} (+{ft_len}) is not valid"
+        )
         offsets = _netmon_walk(data, v1, minor, end)
         result.stop(min(ft_off, end), reason + f"; {len(offsets)} frames found by walking the file")
         table_end = end
@@ -792,7 +837,7 @@ def _unwrap_netevent(data, p: int, incl: int) -> tuple[int, int, int] | None:
     """An ETW NetEvent frame: the NDIS-PacketCapture (or PktMon) packet inside, as (offset, length, lt)."""
     if incl < 89:
         return None
-    provider = bytes(data[p + 24:p + 40])
+    provider = bytes(data[p + 24 : p + 40])
     event_id = struct.unpack_from("<H", data, p + 40)[0]
     keyword = struct.unpack_from("<Q", data, p + 48)[0]
     user_len = struct.unpack_from("<H", data, p + 86)[0]

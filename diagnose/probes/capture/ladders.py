@@ -25,12 +25,23 @@ if TYPE_CHECKING:
     from diagnose.probes.capture.match import MatchOutcome
 
 PROBE = "capture"
-LABEL_ORDER = ("dirty-close", "reset", "refused", "unanswered", "reset-after-own-fin", "half-closed", "graceful",
-               "open")
+LABEL_ORDER = (
+    "dirty-close",
+    "reset",
+    "refused",
+    "unanswered",
+    "reset-after-own-fin",
+    "half-closed",
+    "graceful",
+    "open",
+)
 ABRUPT = 4  # the labels before this index in LABEL_ORDER end abruptly
 PER_CLASS = 2
-DESCRIBED = {"dirty_close_by_tmg": "dirty close by TMG", "reset_by_server": "reset by the server",
-             "other": "other teardown"}
+DESCRIBED = {
+    "dirty_close_by_tmg": "dirty close by TMG",
+    "reset_by_server": "reset by the server",
+    "other": "other teardown",
+}
 
 
 @dataclass
@@ -55,8 +66,9 @@ def _port(endpoint: str) -> str:
 def choose(analysis: CaptureAnalysis, outcome: MatchOutcome | None) -> list[_Choice]:
     chosen: dict[tuple[str, int], _Choice] = {}
     per_class: dict[str, int] = {}
-    for (source, first, last, kind, cite, e_src, e_dst, orig, resp, label) in (
-            outcome.cited_connections if outcome is not None else ()):
+    for source, first, last, kind, cite, e_src, e_dst, orig, resp, label in (
+        outcome.cited_connections if outcome is not None else ()
+    ):
         key = (source, first)
         have = chosen.get(key)
         if have is not None:
@@ -66,8 +78,15 @@ def choose(analysis: CaptureAnalysis, outcome: MatchOutcome | None) -> list[_Cho
         if per_class.get(kind, 0) >= PER_CLASS or len(chosen) >= MAX_LADDERS:
             continue
         per_class[kind] = per_class.get(kind, 0) + 1
-        chosen[key] = _Choice(Wanted(source, first, last), orig, resp, label,
-                              f"matched to Status 64 ({DESCRIBED.get(kind, kind)})", [cite], (e_src, e_dst))
+        chosen[key] = _Choice(
+            Wanted(source, first, last),
+            orig,
+            resp,
+            label,
+            f"matched to Status 64 ({DESCRIBED.get(kind, kind)})",
+            [cite],
+            (e_src, e_dst),
+        )
     samples = analysis.chosen_samples()
     rank = {"server": 0, "client": 1, "unknown": 2}
     for label in LABEL_ORDER:
@@ -85,8 +104,13 @@ def _add(chosen: dict[tuple[str, int], _Choice], conn: Connection, why: str) -> 
     if key in chosen or len(chosen) >= MAX_LADDERS:
         return
     loss = conn.first_loss_frame if conn.loss_analysed else None
-    chosen[key] = _Choice(Wanted(conn.source, conn.first_frame, conn.last_frame, loss), conn.originator,
-                          conn.responder, conn.teardown, why)
+    chosen[key] = _Choice(
+        Wanted(conn.source, conn.first_frame, conn.last_frame, loss),
+        conn.originator,
+        conn.responder,
+        conn.teardown,
+        why,
+    )
 
 
 def ladder_facts(analysis: CaptureAnalysis, outcome: MatchOutcome | None, readable: list[Path]) -> list[Fact]:
@@ -112,8 +136,10 @@ def _fact(analysis: CaptureAnalysis, ch: _Choice, rec: Recording, path: Path | N
     for p in rec.packets:
         way = ">" if p.sender == ch.originator else "<"
         win = "-" if p.window is None else str(p.window)
-        frames.append(f"{p.frame} {p.time:.6f} {way} {p.flag_text()} {win} {p.length} {p.seq} {p.ack}"
-                      + (" bad-checksum" if p.bad_checksum else ""))
+        frames.append(
+            f"{p.frame} {p.time:.6f} {way} {p.flag_text()} {win} {p.length} {p.seq} {p.ack}"
+            + (" bad-checksum" if p.bad_checksum else "")
+        )
     log_orig = log_resp = None
     if ch.log_endpoints is not None:
         src, dst = ch.log_endpoints
@@ -121,14 +147,30 @@ def _fact(analysis: CaptureAnalysis, ch: _Choice, rec: Recording, path: Path | N
     start, basis = clock_text(path, rec.start) if path is not None else ("", "")
     w = ch.wanted
     return make_fact(
-        "capture.packets", f"{ch.originator}>{ch.responder}", PROBE, source=w.source,
+        "capture.packets",
+        f"{ch.originator}>{ch.responder}",
+        PROBE,
+        source=w.source,
         location=f"frames {w.first_frame}-{w.last_frame}",
-        originator=ch.originator, responder=ch.responder, leg=leg, teardown=ch.teardown,
-        originator_role=analysis.role("originator", leg), responder_role=analysis.role("responder", leg),
-        first_frame=w.first_frame, last_frame=w.last_frame, packets=rec.seen, omitted=rec.omitted,
-        frames=frames, cut_after=[str(f) for f in rec.after], chosen_for=ch.why, status64=ch.status64 or None,
-        log_originator=log_orig, log_responder=log_resp, start_time=start or None,
-        time_basis=basis or None)
+        originator=ch.originator,
+        responder=ch.responder,
+        leg=leg,
+        teardown=ch.teardown,
+        originator_role=analysis.role("originator", leg),
+        responder_role=analysis.role("responder", leg),
+        first_frame=w.first_frame,
+        last_frame=w.last_frame,
+        packets=rec.seen,
+        omitted=rec.omitted,
+        frames=frames,
+        cut_after=[str(f) for f in rec.after],
+        chosen_for=ch.why,
+        status64=ch.status64 or None,
+        log_originator=log_orig,
+        log_responder=log_resp,
+        start_time=start or None,
+        time_basis=basis or None,
+    )
 
 
 def clock_text(path: Path, ts: float) -> tuple[str, str]:

@@ -13,9 +13,20 @@ import struct
 import typing
 
 ETHERNET, NULL, PPP, RAW, RAW12, PPP_HDLC, PPP_ETHER, LOOP, LINUX_SLL, RAW4, RAW6, LINUX_SLL2 = (
-    1, 0, 9, 101, 12, 50, 51, 108, 113, 228, 229, 276)
-SUPPORTED = frozenset({ETHERNET, NULL, PPP, RAW, RAW12, PPP_HDLC, PPP_ETHER, LOOP, LINUX_SLL, RAW4, RAW6,
-                       LINUX_SLL2})
+    1,
+    0,
+    9,
+    101,
+    12,
+    50,
+    51,
+    108,
+    113,
+    228,
+    229,
+    276,
+)
+SUPPORTED = frozenset({ETHERNET, NULL, PPP, RAW, RAW12, PPP_HDLC, PPP_ETHER, LOOP, LINUX_SLL, RAW4, RAW6, LINUX_SLL2})
 
 _VLAN = frozenset({0x8100, 0x88A8, 0x9100, 0x9200})
 _IPV6_EXT = frozenset({0, 43, 60})
@@ -80,7 +91,7 @@ def ip_offset(lt: int, buf, p: int, end: int) -> tuple[int, int]:
             return -1, 0
         fam = _U32L.unpack_from(buf, p)[0]
         if lt == LOOP or fam > 0xFFFF:
-            fam = int.from_bytes(buf[p:p + 4], "big")
+            fam = int.from_bytes(buf[p : p + 4], "big")
         if fam == 2:
             return p + 4, 4
         if fam in (10, 24, 28, 30):
@@ -105,7 +116,7 @@ def ip_offset(lt: int, buf, p: int, end: int) -> tuple[int, int]:
 
 def _checksum_bad(buf, pseudo: bytes, t: int, seg_len: int) -> bool:
     """Ones-complement sum over pseudo-header + segment; the sum of 16-bit words is the value mod 0xFFFF."""
-    data = pseudo + bytes(buf[t:t + seg_len])
+    data = pseudo + bytes(buf[t : t + seg_len])
     if seg_len & 1:
         data += b"\0"
     return int.from_bytes(data, "big") % 0xFFFF != 0
@@ -125,16 +136,16 @@ def decode_tcp(lt: int, buf, p: int, caplen: int) -> Segment | None:
             return None
         t = ip + (vihl & 15) * 4
         seg_len = total - (vihl & 15) * 4
-        src = bytes(buf[ip + 12:ip + 16])
-        dst = bytes(buf[ip + 16:ip + 20])
+        src = bytes(buf[ip + 12 : ip + 16])
+        dst = bytes(buf[ip + 16 : ip + 20])
         ip_end = ip + total
     else:
         if ip + 40 > end:
             return None
         payload = _H.unpack_from(buf, ip + 4)[0]
         nxt = buf[ip + 6]
-        src = bytes(buf[ip + 8:ip + 24])
-        dst = bytes(buf[ip + 24:ip + 40])
+        src = bytes(buf[ip + 8 : ip + 24])
+        dst = bytes(buf[ip + 24 : ip + 40])
         t = ip + 40
         ip_end = t + payload
         while nxt != 6:
@@ -157,7 +168,7 @@ def decode_tcp(lt: int, buf, p: int, caplen: int) -> Segment | None:
     plen = seg_len - (off >> 4) * 4
     if plen < 0:
         plen = 0
-    ports = bytes(buf[t:t + 4])
+    ports = bytes(buf[t : t + 4])
     key = src + dst + ports
     rkey = dst + src + ports[2:] + ports[:2]
     bad = False

@@ -65,8 +65,13 @@ if TYPE_CHECKING:
     from diagnose.probes.logs.entries import Status64Entries, Status64Entry
 
 TOLERANCE = 2.0
-_CAPTURE_MAGICS = (b"\xd4\xc3\xb2\xa1", b"\xa1\xb2\xc3\xd4", b"\x4d\x3c\xb2\xa1", b"\xa1\xb2\x3c\x4d",
-                   b"\x0a\x0d\x0d\x0a")  # pcap (us, ns; both byte orders), pcapng
+_CAPTURE_MAGICS = (
+    b"\xd4\xc3\xb2\xa1",
+    b"\xa1\xb2\xc3\xd4",
+    b"\x4d\x3c\xb2\xa1",
+    b"\xa1\xb2\x3c\x4d",
+    b"\x0a\x0d\x0d\x0a",
+)  # pcap (us, ns; both byte orders), pcapng
 DAY = 86400.0
 NO_TIME = 1e12  # distance of a match made without time
 
@@ -170,8 +175,9 @@ class MatchOutcome:
 class Status64Matcher:
     """Entries indexed by key; `see(c, analysis)` checks one finished connection against them."""
 
-    def __init__(self, found: Status64Entries, clocks: Sequence[SourceClock], tz: str | None = None,
-                 tolerance: float = TOLERANCE) -> None:
+    def __init__(
+        self, found: Status64Entries, clocks: Sequence[SourceClock], tz: str | None = None, tolerance: float = TOLERANCE
+    ) -> None:
         self.found = found
         self.entries = found.entries
         self.clocks = list(clocks)
@@ -267,7 +273,7 @@ class Status64Matcher:
         basis = 0
         if isinstance(key, bytes):
             n = (len(key) - 4) >> 1
-            rev = key[n:2 * n] + key[:n] + key[2 * n + 2:] + key[2 * n:2 * n + 2]
+            rev = key[n : 2 * n] + key[:n] + key[2 * n + 2 :] + key[2 * n : 2 * n + 2]
             forward = key <= rev
             hit = self.by_key.get(key if forward else rev)
         else:
@@ -286,7 +292,7 @@ class Status64Matcher:
             return
         clock = self.clocks[src] if src < len(self.clocks) else SourceClock("absolute")
         end = tl if c[C_CLOSED] is not None else None
-        for packed_id in (hit if isinstance(hit, list) else (hit,)):
+        for packed_id in hit if isinstance(hit, list) else (hit,):
             eid, entry_forward = packed_id >> 1, bool(packed_id & 1)
             e = self.entries[eid]
             t = self.entry_time(e, clock)
@@ -307,8 +313,9 @@ class Status64Matcher:
             else:
                 analysis.s64_candidates[at] = cand
 
-    def _candidate(self, eid: int, basis: int, distance: float, c: list, analysis: CaptureAnalysis,
-                   entry_is_originator: bool) -> tuple:
+    def _candidate(
+        self, eid: int, basis: int, distance: float, c: list, analysis: CaptureAnalysis, entry_is_originator: bool
+    ) -> tuple:
         label, fin_by, rst_by, _gap = teardown_of(c)
         orig, resp, orig_ip, resp_ip, _port = endpoints_of(c[C_KEY])
         fin = min(f for f in (c[C_FIN0], c[C_FIN1]) if f) if c[C_FIN0] or c[C_FIN1] else 0
@@ -316,11 +323,33 @@ class Status64Matcher:
         loss = loss_of(c)
         first = loss["first_loss_frame"]
         # (analysed, retransmissions, gaps, missed bytes, lost packets before the first RST)
-        lost = (loss["loss_analysed"], loss["retransmissions"], loss["gaps"], loss["missed_bytes"],
-                first is not None and (not rst or first < rst))
-        return (eid, basis, distance, c[C_SRC], analysis.sources[c[C_SRC]], c[C_FIRST], c[C_LAST], label,
-                fin_by, rst_by, orig_ip, resp_ip, "originator" if entry_is_originator else "responder", fin, rst,
-                lost, orig, resp)
+        lost = (
+            loss["loss_analysed"],
+            loss["retransmissions"],
+            loss["gaps"],
+            loss["missed_bytes"],
+            first is not None and (not rst or first < rst),
+        )
+        return (
+            eid,
+            basis,
+            distance,
+            c[C_SRC],
+            analysis.sources[c[C_SRC]],
+            c[C_FIRST],
+            c[C_LAST],
+            label,
+            fin_by,
+            rst_by,
+            orig_ip,
+            resp_ip,
+            "originator" if entry_is_originator else "responder",
+            fin,
+            rst,
+            lost,
+            orig,
+            resp,
+        )
 
     # -- the outcome --------------------------------------------------------------------------------
     def outcome(self, analysis: CaptureAnalysis) -> MatchOutcome:
@@ -372,8 +401,20 @@ class Status64Matcher:
                 if cand is not None:
                     frames = out.cited_frames.setdefault(cand[4], set())
                     frames.update(f for f in (cand[5], cand[13], cand[14], cand[6]) if f)
-                    out.cited_connections.append((cand[4], cand[5], cand[6], kind, self.found.cite(e), e.source,
-                                                  e.destination, cand[16], cand[17], cand[7]))
+                    out.cited_connections.append(
+                        (
+                            cand[4],
+                            cand[5],
+                            cand[6],
+                            kind,
+                            self.found.cite(e),
+                            e.source,
+                            e.destination,
+                            cand[16],
+                            cand[17],
+                            cand[7],
+                        )
+                    )
         return out
 
     def _in_span(self, e: Status64Entry, src: int, analysis: CaptureAnalysis) -> bool:

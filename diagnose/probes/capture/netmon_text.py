@@ -30,7 +30,8 @@ _FRAME = re.compile(r"^\s*(\d+)[\t ]+(.*)$")
 _TCP = re.compile(
     r"Flags=(?P<flags>[CEUAPRSF.…·]{1,8}),\s*SrcPort=(?P<sport>[^,]+),\s*DstPort=(?P<dport>[^,]+),"
     r"(?:\s*PayloadLen=(?P<plen>\d+),)?\s*Seq=(?P<seq>\d+)(?:\s*-\s*\d+)?,"
-    r"(?:\s*Ack=(?P<ack>\d+),)?\s*Win=(?P<win>\d+)(?:\s*\(scale factor 0x[0-9a-fA-F]+\)\s*=\s*(?P<swin>\d+))?")
+    r"(?:\s*Ack=(?P<ack>\d+),)?\s*Win=(?P<win>\d+)(?:\s*\(scale factor 0x[0-9a-fA-F]+\)\s*=\s*(?P<swin>\d+))?"
+)
 _PORT = re.compile(r"^\s*(?:[A-Za-z][\w.-]*\()?(\d{1,5})\)?\s*$")
 _CONV = re.compile(r"\{TCP:(\d+)(?:,\s*IPv(?:4|6):(\d+))?[^}]*\}")
 _TIME_OF_DAY = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)$")
@@ -68,8 +69,11 @@ def read_text(data, result, tracker: Tracker) -> bool:
     """Read a NetMon text export into `tracker`; False when no line looks like a NetMon TCP frame."""
     raw = bytes(data[:MAX_TEXT_CAPTURE_BYTES]) if data else b""
     if len(data) > MAX_TEXT_CAPTURE_BYTES:
-        result.stop(MAX_TEXT_CAPTURE_BYTES, f"a text export is read up to {MAX_TEXT_CAPTURE_BYTES:,} bytes "
-                    "(diagnose.bounds.MAX_TEXT_CAPTURE_BYTES); the rest was not read")
+        result.stop(
+            MAX_TEXT_CAPTURE_BYTES,
+            f"a text export is read up to {MAX_TEXT_CAPTURE_BYTES:,} bytes "
+            "(diagnose.bounds.MAX_TEXT_CAPTURE_BYTES); the rest was not read",
+        )
     if b"\0" in raw[:4096] and not raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return False
     text = _decode(raw)
@@ -95,7 +99,7 @@ def read_text(data, result, tracker: Tracker) -> bool:
             result.format = "netmon text"
         frames += 1
         ts = _time_of(rest)
-        head = rest[:flags_m.start()] if flags_m else rest
+        head = rest[: flags_m.start()] if flags_m else rest
         addrs = [a for tok in re.split(r"[\t ]+", head) if (a := _address(tok))]
         conv_id = f"TCP{conv.group(1)}" if conv else ""
         if not flags_m:

@@ -139,8 +139,19 @@ class PacketRecorder(Tracker):
         self.starts = self.by_source.get(name, {})
         self.stop_at = max((w.last_frame for w in self.starts.values()), default=0)
 
-    def packet(self, frame: int, ts: float, key: bytes | str, rkey: bytes | str | None, flags: int, win: int,
-               plen: int, seq: int, ack: int, bad: bool) -> None:
+    def packet(
+        self,
+        frame: int,
+        ts: float,
+        key: bytes | str,
+        rkey: bytes | str | None,
+        flags: int,
+        win: int,
+        plen: int,
+        seq: int,
+        ack: int,
+        bad: bool,
+    ) -> None:
         if frame > self.stop_at:
             raise _Enough
         track = self.active.get(key)
@@ -153,13 +164,11 @@ class PacketRecorder(Tracker):
                 rkey = reverse_key(key) if isinstance(key, bytes) else _reverse_text_key(key)
             self.active[key] = self.active[rkey] = track
         sender = endpoints_of(key)[0]
-        track.add((frame, ts, sender, flags, None if flags & 0x17 == SYN else win, plen, seq, ack, bad,
-                   track.seen))
+        track.add((frame, ts, sender, flags, None if flags & 0x17 == SYN else win, plen, seq, ack, bad, track.seen))
         if frame == track.wanted.last_frame:
             self._close(track)
 
-    def open_syn(self, frame: int, ts: float, key: bytes | str, rkey: bytes | str | None, seq: int,
-                 plen: int) -> None:
+    def open_syn(self, frame: int, ts: float, key: bytes | str, rkey: bytes | str | None, seq: int, plen: int) -> None:
         self.packet(frame, ts, key, rkey, SYN, 0, plen, seq, 0, False)
 
     def sweep(self, now: float, after: int = 0) -> None:

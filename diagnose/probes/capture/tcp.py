@@ -68,12 +68,10 @@ FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 CONTROL = FIN | SYN | RST
 
 # The teardown labels, in the order reports show them.
-TEARDOWNS = ("graceful", "dirty-close", "reset-after-own-fin", "reset", "refused", "unanswered",
-             "half-closed", "open")
+TEARDOWNS = ("graceful", "dirty-close", "reset-after-own-fin", "reset", "refused", "unanswered", "half-closed", "open")
 
 # Ports whose side is the server when no SYN was captured (as in the corpus oracle), plus < 1024.
-WELL_KNOWN = frozenset({21, 22, 23, 25, 53, 80, 110, 139, 143, 443, 445, 993, 995, 1433, 3128, 3389,
-                        8080, 8443})
+WELL_KNOWN = frozenset({21, 22, 23, 25, 53, 80, 110, 139, 143, 443, 445, 993, 995, 1433, 3128, 3389, 8080, 8443})
 
 M32 = 0xFFFFFFFF
 HALF = 0x80000000
@@ -92,9 +90,38 @@ INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 # payload) and RST (+ 6 + d) of each direction d, which tell a retransmission (same letter once) from
 # a new instance (the letter again); then the sequence space of each direction (C_HI, C_NXT, C_OOO:
 # see the module docstring)
-(C_FIRST, C_LAST, C_PK0, C_PK1, C_SEEN, C_HIST, C_T0, C_TL, C_ST0, C_ST1, C_FIN0, C_FIN1, C_FTS0, C_FTS1,
- C_RST0, C_RST1, C_RTS0, C_RTS1, C_RZW, C_KEY, C_CSUM, C_LOG, C_SRC, C_CLOSED, C_DONE, C_SYNS, C_SYNACK,
- C_RKEY, C_ORDER, C_SEQ) = range(30)
+(
+    C_FIRST,
+    C_LAST,
+    C_PK0,
+    C_PK1,
+    C_SEEN,
+    C_HIST,
+    C_T0,
+    C_TL,
+    C_ST0,
+    C_ST1,
+    C_FIN0,
+    C_FIN1,
+    C_FTS0,
+    C_FTS1,
+    C_RST0,
+    C_RST1,
+    C_RTS0,
+    C_RTS1,
+    C_RZW,
+    C_KEY,
+    C_CSUM,
+    C_LOG,
+    C_SRC,
+    C_CLOSED,
+    C_DONE,
+    C_SYNS,
+    C_SYNACK,
+    C_RKEY,
+    C_ORDER,
+    C_SEQ,
+) = range(30)
 C_HI = C_SEQ + 8
 C_NXT = C_HI + 2
 C_OOO = C_NXT + 2
@@ -197,7 +224,7 @@ def endpoints_of(key: bytes | str) -> tuple[str, str, str, str, int]:
         src, dst, sport_text, dport_text, _conv = key.split("|")
         return f"{src}:{sport_text}", f"{dst}:{dport_text}", src, dst, int(dport_text)
     n = (len(key) - 4) // 2
-    src, dst = _ip_text(key[:n]), _ip_text(key[n:2 * n])
+    src, dst = _ip_text(key[:n]), _ip_text(key[n : 2 * n])
     sport = (key[2 * n] << 8) | key[2 * n + 1]
     dport = (key[2 * n + 2] << 8) | key[2 * n + 3]
     if n == 16:
@@ -207,7 +234,7 @@ def endpoints_of(key: bytes | str) -> tuple[str, str, str, str, int]:
 
 def reverse_key(key: bytes) -> bytes:
     n = (len(key) - 4) // 2
-    return key[n:2 * n] + key[:n] + key[2 * n + 2:2 * n + 4] + key[2 * n:2 * n + 2]
+    return key[n : 2 * n] + key[:n] + key[2 * n + 2 : 2 * n + 4] + key[2 * n : 2 * n + 2]
 
 
 def _ports(key: bytes | str) -> tuple[int, int]:
@@ -262,8 +289,19 @@ class Tracker:
         self.source_index = len(self.sources) - 1
 
     # -- the general entry point: one TCP segment ---------------------------------------------
-    def packet(self, frame: int, ts: float, key: bytes | str, rkey: bytes | str | None, flags: int, win: int,
-               plen: int, seq: int, ack: int, bad: bool) -> None:
+    def packet(
+        self,
+        frame: int,
+        ts: float,
+        key: bytes | str,
+        rkey: bytes | str | None,
+        flags: int,
+        win: int,
+        plen: int,
+        seq: int,
+        ack: int,
+        bad: bool,
+    ) -> None:
         ent = self.conns.get(key)
         if ent is None:
             if self.jobs > 1 and owner_of(key, self.jobs) != self.index:
@@ -313,8 +351,9 @@ class Tracker:
         self.sequence(c, d, flags, seq, plen, ack)
         return
 
-    def control(self, c: list, d: int, frame: int, ts: float, flags: int, win: int, plen: int, seq: int,
-                ack: int) -> None:
+    def control(
+        self, c: list, d: int, frame: int, ts: float, flags: int, win: int, plen: int, seq: int, ack: int
+    ) -> None:
         """A segment with SYN, FIN or RST in direction `d` of connection `c`: from `packet` (which
         has found the connection, handled port reuse and counted a bad checksum), or straight from the
         fused pcap loop for a known connection, a good checksum and anything but a SYN without ACK."""
@@ -337,8 +376,7 @@ class Tracker:
         if flags & ACK and c[C_HI + 1 - d] is not None and 0 < (ack - c[C_NXT + 1 - d]) & M32 < HALF:
             self._acked(c, 1 - d, ack)
 
-    def control_flags(self, c: list, d: int, frame: int, ts: float, flags: int, win: int, plen: int,
-                      seq: int) -> None:
+    def control_flags(self, c: list, d: int, frame: int, ts: float, flags: int, win: int, plen: int, seq: int) -> None:
         """`control` without the sequence space: letters, endpoint states, FIN and RST frames, closing.
         The C accelerator calls it for a segment whose sequence numbers it has done itself (the cases
         `control` does in place)."""
@@ -411,8 +449,7 @@ class Tracker:
             else:
                 self._last_close = ts
 
-    def open_syn(self, frame: int, ts: float, key: bytes | str, rkey: bytes | str | None, seq: int,
-                 plen: int) -> None:
+    def open_syn(self, frame: int, ts: float, key: bytes | str, rkey: bytes | str | None, seq: int, plen: int) -> None:
         """A SYN without ACK, FIN or RST (and a good checksum) that starts a connection: the state
         `_new` and `packet` would make of it, built at once."""
         if rkey is None:
@@ -421,15 +458,56 @@ class Tracker:
             else:
                 rkey = reverse_key(key) if isinstance(key, bytes) else _reverse_text_key(key)
         hi = (seq + 1 + plen) & 0xFFFFFFFF  # the SYN and its data (see _sent)
-        c = [frame, frame, 1, 0, 0, "S", ts, ts, SYN_SENT, INACTIVE, 0, 0, None, None, 0, 0, None, None, None, key,
-             0, None, self.source_index, None, False, True, False, rkey, None,
-             None, None, seq, None, None, None, None, None, hi, None, hi, None, None, None]
+        c = [
+            frame,
+            frame,
+            1,
+            0,
+            0,
+            "S",
+            ts,
+            ts,
+            SYN_SENT,
+            INACTIVE,
+            0,
+            0,
+            None,
+            None,
+            0,
+            0,
+            None,
+            None,
+            None,
+            key,
+            0,
+            None,
+            self.source_index,
+            None,
+            False,
+            True,
+            False,
+            rkey,
+            None,
+            None,
+            None,
+            seq,
+            None,
+            None,
+            None,
+            None,
+            None,
+            hi,
+            None,
+            hi,
+            None,
+            None,
+            None,
+        ]
         conns = self.conns
         conns[key] = (c, 0)
         conns[rkey] = (c, 1)
 
-    def _new(self, frame: int, ts: float, key: bytes | str, rkey: bytes | str | None,
-             flags: int) -> tuple[list, int]:
+    def _new(self, frame: int, ts: float, key: bytes | str, rkey: bytes | str | None, flags: int) -> tuple[list, int]:
         if rkey is None:
             rkey = reverse_key(key) if isinstance(key, bytes) else _reverse_text_key(key)
         d = 0
@@ -439,10 +517,51 @@ class Tracker:
             sport, dport = _ports(key)
             if _server_like(sport) and not _server_like(dport):
                 d = 1
-        c = [frame, frame, 0, 0, 0, "^" if d else "", ts, ts, INACTIVE, INACTIVE, 0, 0, None, None, 0, 0, None,
-             None, None, rkey if d else key, 0, None, self.source_index, None, False, False, False,
-             key if d else rkey, None, None, None, None, None, None, None, None, None, None, None, None, None, None,
-             None]
+        c = [
+            frame,
+            frame,
+            0,
+            0,
+            0,
+            "^" if d else "",
+            ts,
+            ts,
+            INACTIVE,
+            INACTIVE,
+            0,
+            0,
+            None,
+            None,
+            0,
+            0,
+            None,
+            None,
+            None,
+            rkey if d else key,
+            0,
+            None,
+            self.source_index,
+            None,
+            False,
+            False,
+            False,
+            key if d else rkey,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ]
         ent = (c, d)
         self.conns[key] = ent
         self.conns[rkey] = (c, 1 - d)
@@ -585,8 +704,9 @@ class Tracker:
         if self.deadline is not None and time.monotonic() > self.deadline:
             from diagnose.bounds import DeadlineExceeded
 
-            raise DeadlineExceeded(f"reading stopped at the deadline after frame {after:,}",
-                                   self.sources[-1] if self.sources else None)
+            raise DeadlineExceeded(
+                f"reading stopped at the deadline after frame {after:,}", self.sources[-1] if self.sources else None
+            )
         closing = self.closing
         if self._unsorted:
             self.closing = closing = deque(sorted(closing, key=lambda t: (t[0], t[1])))
@@ -649,7 +769,7 @@ def _insert_range(ranges: list[int], nxt: int, start: int, stop: int) -> None:
     ranges[i:j] = [(nxt + a) & M32, (nxt + b) & M32]
     if len(ranges) > 2 * MAX_RANGES:  # too many: the two closest ranges merge
         k = min(range(2, len(ranges), 2), key=lambda k: ((ranges[k] - ranges[k - 1]) & M32, k))
-        del ranges[k - 1:k + 1]
+        del ranges[k - 1 : k + 1]
 
 
 def _clean(c: list, x: int) -> bool:
@@ -676,7 +796,7 @@ def conn_state(c: list) -> str:
     if os_ == RESET:
         if r_inactive:
             hist = c[C_HIST].lstrip("^")
-            if hist.startswith("S") and "R" in hist and not any(ch in hist[:hist.index("R")] for ch in "HAFGIQ"):
+            if hist.startswith("S") and "R" in hist and not any(ch in hist[: hist.index("R")] for ch in "HAFGIQ"):
                 return "RSTOS0"
             return "OTH"
         return "RSTO"
@@ -760,15 +880,30 @@ def build_connection(c: list, source: str) -> Connection:
     label, fin_by, rst_by, fin_to_rst = teardown_of(c)
     orig, resp, orig_ip, resp_ip, resp_port = endpoints_of(c[C_KEY])
     return Connection(
-        source=source, originator=orig, responder=resp, orig_ip=orig_ip, resp_ip=resp_ip,
-        resp_port=resp_port, conn_state=conn_state(c), history=c[C_HIST], teardown=label,
-        first_fin_by=fin_by, first_reset_by=rst_by,
+        source=source,
+        originator=orig,
+        responder=resp,
+        orig_ip=orig_ip,
+        resp_ip=resp_ip,
+        resp_port=resp_port,
+        conn_state=conn_state(c),
+        history=c[C_HIST],
+        teardown=label,
+        first_fin_by=fin_by,
+        first_reset_by=rst_by,
         fin_to_rst_seconds=round(fin_to_rst, 6) if fin_to_rst is not None else None,
-        rst_zero_window=c[C_RZW], first_frame=c[C_FIRST], last_frame=c[C_LAST],
+        rst_zero_window=c[C_RZW],
+        first_frame=c[C_FIRST],
+        last_frame=c[C_LAST],
         fin_frame=min(f for f in (c[C_FIN0], c[C_FIN1]) if f) if c[C_FIN0] or c[C_FIN1] else None,
         rst_frame=min(f for f in (c[C_RST0], c[C_RST1]) if f) if c[C_RST0] or c[C_RST1] else None,
-        packets_orig=c[C_PK0], packets_resp=c[C_PK1], bad_checksums=c[C_CSUM],
-        first_time=c[C_T0], last_time=c[C_TL], **loss_of(c))
+        packets_orig=c[C_PK0],
+        packets_resp=c[C_PK1],
+        bad_checksums=c[C_CSUM],
+        first_time=c[C_T0],
+        last_time=c[C_TL],
+        **loss_of(c),
+    )
 
 
 def loss_of(c: list) -> dict[str, Any]:
@@ -776,10 +911,21 @@ def loss_of(c: list) -> dict[str, Any]:
     log = c[C_LOG]
     analysed = type(c[C_KEY]) is bytes  # (a NetMon text export shows most data frames not as TCP: ignored)
     if not log or not analysed:
-        return {"loss_analysed": analysed, "retransmissions": 0, "keepalives": 0, "gaps": 0, "missed_bytes": 0,
-                "first_loss_frame": None}
+        return {
+            "loss_analysed": analysed,
+            "retransmissions": 0,
+            "keepalives": 0,
+            "gaps": 0,
+            "missed_bytes": 0,
+            "first_loss_frame": None,
+        }
     g = log.get
     keepalives = g("k0", 0) + g("k1", 0)
-    return {"loss_analysed": analysed, "retransmissions": g("t0", 0) + g("t1", 0) - keepalives,
-            "keepalives": keepalives, "gaps": g("g0", 0) + g("g1", 0), "missed_bytes": g("m0", 0) + g("m1", 0),
-            "first_loss_frame": g("l")}
+    return {
+        "loss_analysed": analysed,
+        "retransmissions": g("t0", 0) + g("t1", 0) - keepalives,
+        "keepalives": keepalives,
+        "gaps": g("g0", 0) + g("g1", 0),
+        "missed_bytes": g("m0", 0) + g("m1", 0),
+        "first_loss_frame": g("l"),
+    }

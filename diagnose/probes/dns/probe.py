@@ -82,6 +82,7 @@ class NameReport:
 
 # ------------------------------------------------------------------------------------------ probe
 
+
 @dataclass(frozen=True)
 class DnsParams(ProbeParams):
     """Parameters of the `dns` probe (see the module docstring)."""
@@ -183,6 +184,7 @@ def probe(ctx: ProbeContext, spec: DnsParams | Mapping[str, Any]) -> ProbeResult
 
 # ------------------------------------------------------------------------------------ resolution
 
+
 def merge_record_types(answers: Sequence[Answer]) -> Answer:
     """One answer for a name from one server, out of its A and AAAA answers.
 
@@ -223,19 +225,33 @@ def _effective_source(report: NameReport, sources: Sequence[NameSource]) -> Name
 
 # ------------------------------------------------------------------------------------------ facts
 
+
 def _resolution_facts(report: NameReport, expected: frozenset[str], check: str | None) -> list[Fact]:
     facts = []
     for source, answer in report.answers.items():
         location = "line " + ", ".join(str(n) for n in sorted(set(answer.lines))) if answer.lines else None
-        facts.append(make_fact(
-            "dns.resolution", report.name, PROBE, check=check, source=source.origin, location=location,
-            name=report.name, role=report.role, roles=report.roles, source_kind=source.kind,
-            server=source.label, outcome=answer.outcome, addresses=list(answer.addresses),
-            cname_chain=list(answer.cname_chain) or None,
-            matches_internal=_matches_internal(answer, expected),
-            effective=source == report.effective, detail=answer.detail or None,
-            elapsed_ms=answer.elapsed_ms,
-        ))
+        facts.append(
+            make_fact(
+                "dns.resolution",
+                report.name,
+                PROBE,
+                check=check,
+                source=source.origin,
+                location=location,
+                name=report.name,
+                role=report.role,
+                roles=report.roles,
+                source_kind=source.kind,
+                server=source.label,
+                outcome=answer.outcome,
+                addresses=list(answer.addresses),
+                cname_chain=list(answer.cname_chain) or None,
+                matches_internal=_matches_internal(answer, expected),
+                effective=source == report.effective,
+                detail=answer.detail or None,
+                elapsed_ms=answer.elapsed_ms,
+            )
+        )
     effective = report.answers.get(report.effective) if report.effective is not None else None
     if effective is not None and effective.outcome == "ok":
         facts.extend(_address_facts(report, effective, expected, facts[0], check))
@@ -243,8 +259,9 @@ def _resolution_facts(report: NameReport, expected: frozenset[str], check: str |
     return [_rename_source(f) for f in facts]
 
 
-def _address_facts(report: NameReport, answer: Answer, expected: frozenset[str], resolution: Fact,
-                   check: str | None) -> list[Fact]:
+def _address_facts(
+    report: NameReport, answer: Answer, expected: frozenset[str], resolution: Fact, check: str | None
+) -> list[Fact]:
     """One `dns.address` per address of the name's effective answer: a scalar `address` that rules
     can join to another fact's address (a log's `server`), which the list `addresses` cannot be."""
     assert report.effective is not None
@@ -252,11 +269,23 @@ def _address_facts(report: NameReport, answer: Answer, expected: frozenset[str],
     location = "line " + ", ".join(str(n) for n in sorted(set(answer.lines))) if answer.lines else None
     out = []
     for address in dict.fromkeys(_canonical(a) for a in answer.addresses):
-        out.append(make_fact(
-            "dns.address", f"{report.name} {address}", PROBE, check=check, source=source.origin,
-            location=location, name=report.name, role=report.role, roles=report.roles, source_kind=source.kind,
-            server=source.label, address=address, internal=(address in expected) if expected else None,
-        ))
+        out.append(
+            make_fact(
+                "dns.address",
+                f"{report.name} {address}",
+                PROBE,
+                check=check,
+                source=source.origin,
+                location=location,
+                name=report.name,
+                role=report.role,
+                roles=report.roles,
+                source_kind=source.kind,
+                server=source.label,
+                address=address,
+                internal=(address in expected) if expected else None,
+            )
+        )
     return out
 
 
@@ -284,14 +313,18 @@ def _matches_internal(answer: Answer, expected: frozenset[str]) -> bool | None:
     return None
 
 
-def _consistency_fact(reports: Sequence[NameReport], expected: frozenset[str], servers: Sequence[NameSource],
-                      check: str | None) -> Fact:
+def _consistency_fact(
+    reports: Sequence[NameReport], expected: frozenset[str], servers: Sequence[NameSource], check: str | None
+) -> Fact:
     effective = {r.name: r.answers[r.effective] for r in reports if r.effective is not None}
     unknown = [r.name for r in reports if r.name not in effective]  # no source was asked: not evidence
     known = [r for r in reports if r.name in effective]
     families = {_family(a) for a in expected} or {4, 6}  # see _matches_internal
-    sets = {name: frozenset(_canonical(a) for a in ans.addresses if _family(a) in families)
-            for name, ans in effective.items() if ans.outcome == "ok"}
+    sets = {
+        name: frozenset(_canonical(a) for a in ans.addresses if _family(a) in families)
+        for name, ans in effective.items()
+        if ans.outcome == "ok"
+    }
     unresolved = [r.name for r in known if r.name not in sets]
     consistent: bool | None = not unresolved and len(set(sets.values())) <= 1
     if consistent and unknown:
@@ -308,25 +341,38 @@ def _consistency_fact(reports: Sequence[NameReport], expected: frozenset[str], s
                 counts[s] = counts.get(s, 0) + 1
             reference = max(counts, key=lambda s: counts[s])
         mismatched = [r.name for r in known if r.name not in sets or sets[r.name] != reference]
-    split = [r.name for r in reports if len({(r.answers[s].outcome, frozenset(r.answers[s].addresses))
-                                             for s in servers if s in r.answers}) > 1]
+    split = [
+        r.name
+        for r in reports
+        if len({(r.answers[s].outcome, frozenset(r.answers[s].addresses)) for s in servers if s in r.answers}) > 1
+    ]
     by_role = {role: [r.name for r in reports if role in r.roles] for role in ROLE_ORDER}
     published_sets = {sets.get(n) for n in by_role["published"]}
     cert_sets = {sets.get(n) for n in by_role["certificate"]}
     published_match_certificate = None
     if by_role["published"] and by_role["certificate"]:
-        published_match_certificate = (None not in published_sets | cert_sets
-                                       and len(published_sets | cert_sets) == 1)
+        published_match_certificate = None not in published_sets | cert_sets and len(published_sets | cert_sets) == 1
     detail = "; ".join(_describe(r) for r in reports)
     if expected:
         detail += f"; internal addresses: {', '.join(sorted(expected))}"
     return make_fact(
-        "dns.consistency", "names", PROBE, check=check,
-        names=[r.name for r in reports], consistent=consistent, all_internal=all_internal,
-        mismatched=mismatched, unresolved=unresolved, unknown=unknown, split_brain=split,
+        "dns.consistency",
+        "names",
+        PROBE,
+        check=check,
+        names=[r.name for r in reports],
+        consistent=consistent,
+        all_internal=all_internal,
+        mismatched=mismatched,
+        unresolved=unresolved,
+        unknown=unknown,
+        split_brain=split,
         published_match_certificate=published_match_certificate,
-        published_names=by_role["published"], certificate_names=by_role["certificate"],
-        internal_names=by_role["internal"], expected=sorted(expected), detail=detail,
+        published_names=by_role["published"],
+        certificate_names=by_role["certificate"],
+        internal_names=by_role["internal"],
+        expected=sorted(expected),
+        detail=detail,
     )
 
 
@@ -342,6 +388,7 @@ def _describe(report: NameReport) -> str:
 
 
 # ------------------------------------------------------------------------------------------ inputs
+
 
 def _names_by_role(params: DnsParams) -> dict[str, list[str]]:
     roles: dict[str, list[str]] = {}
@@ -399,8 +446,10 @@ def _servers(params: DnsParams) -> tuple[list[Endpoint], str]:
         for text in given:
             server = parse_endpoint(text, 53)
             if not is_address(server.host):
-                raise UsageError(f"DNS server {text!r}: give an IP address, optionally with :PORT "
-                                 "(an IPv6 address with a port in brackets: [fd00::53]:53)")
+                raise UsageError(
+                    f"DNS server {text!r}: give an IP address, optionally with :PORT "
+                    "(an IPv6 address with a port in brackets: [fd00::53]:53)"
+                )
             servers.append(server)
         return unique_endpoints(servers), ""
     if not params.use_system_resolvers:
@@ -420,4 +469,3 @@ def unique_endpoints(endpoints: Sequence[Endpoint]) -> list[Endpoint]:
     for e in endpoints:
         seen.setdefault(e, None)
     return list(seen)
-

@@ -128,8 +128,12 @@ class RecordedSource:
         return resolve(name, rdtype, self.label, lambda qname, lines: _recorded(qname, rdtype, self.server, lines))
 
 
-def resolve(name: str, rdtype: dns.rdatatype.RdataType, label: str,
-            query: Callable[[dns.name.Name, list[int]], tuple[str, dns.message.Message | None, str]]) -> Answer:
+def resolve(
+    name: str,
+    rdtype: dns.rdatatype.RdataType,
+    label: str,
+    query: Callable[[dns.name.Name, list[int]], tuple[str, dns.message.Message | None, str]],
+) -> Answer:
     """One record type of `name` from one server, following CNAMEs (also across answers):
     `query(qname, lines)` asks the server once (noting the recorded lines it read)."""
     started = time.monotonic()
@@ -149,7 +153,7 @@ def resolve(name: str, rdtype: dns.rdatatype.RdataType, label: str,
         if response is None:
             return done(outcome, detail)
         target = current
-        while (cname := response.get_rrset(response.answer, target, dns.rdataclass.IN, dns.rdatatype.CNAME)):
+        while cname := response.get_rrset(response.answer, target, dns.rdataclass.IN, dns.rdatatype.CNAME):
             target = cname[0].target
             if target in seen:
                 return done("error", f"CNAME loop at {target.to_text(True)}")
@@ -173,8 +177,9 @@ def resolve(name: str, rdtype: dns.rdatatype.RdataType, label: str,
     return done("error", f"CNAME chain longer than {MAX_CNAME_HOPS}")
 
 
-def _recorded(qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, server: RecordedServer,
-              lines: list[int]) -> tuple[str, dns.message.Message | None, str]:
+def _recorded(
+    qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, server: RecordedServer, lines: list[int]
+) -> tuple[str, dns.message.Message | None, str]:
     recorded = server.lookup(qname, rdtype)
     if recorded is None:
         return "not-recorded", None, f"no recorded {rdtype.name} answer for {qname.to_text(True)} in {server.path}"
@@ -184,8 +189,9 @@ def _recorded(qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, server: Rec
     return "ok", server.response(recorded), ""
 
 
-def _ask(qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, server: Endpoint,
-         deadline: float) -> tuple[str, dns.message.Message | None, str]:
+def _ask(
+    qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, server: Endpoint, deadline: float
+) -> tuple[str, dns.message.Message | None, str]:
     query = dns.message.make_query(qname, rdtype)
     try:
         left = deadline - time.monotonic()

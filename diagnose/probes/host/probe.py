@@ -256,9 +256,7 @@ def port_usage_fact(
     ports = {s.local_port for s in in_range}
     time_wait = sum(1 for s in in_range if s.state == "TIME_WAIT")
     per_remote = Counter(
-        _endpoint(_norm_addr(s.remote_addr), s.remote_port)
-        for s in in_range
-        if s.remote_addr and s.remote_port
+        _endpoint(_norm_addr(s.remote_addr), s.remote_port) for s in in_range if s.remote_addr and s.remote_port
     )
     busiest, most = per_remote.most_common(1)[0] if per_remote else (None, 0)
     delay, delay_source = time_wait_delay or read_time_wait_delay()
@@ -331,9 +329,7 @@ def process_facts(
 
 def _count_connections(p: Any, errors: tuple[type[BaseException], ...]) -> int | None:
     try:
-        return len(
-            p.net_connections(kind="tcp") if hasattr(p, "net_connections") else p.connections(kind="tcp")
-        )
+        return len(p.net_connections(kind="tcp") if hasattr(p, "net_connections") else p.connections(kind="tcp"))
     except errors:
         return None
 

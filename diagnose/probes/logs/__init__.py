@@ -110,11 +110,7 @@ def detect(head: bytes, name: str) -> Detected:
         return Detected("viewer-collapsed", LogKind.MIXED)
     if ", " in first:
         values = first.split(", ")
-        date_at = (
-            1
-            if re.fullmatch(r"\d{1,2}/\d{1,2}/\d{4}", values[1].strip() if len(values) > 1 else "")
-            else None
-        )
+        date_at = 1 if re.fullmatch(r"\d{1,2}/\d{1,2}/\d{4}", values[1].strip() if len(values) > 1 else "") else None
         web_date = len(values) > 4 and re.fullmatch(r"\d{1,2}/\d{1,2}/\d{4}", values[4].strip())
         if date_at is not None and len(values) in (28, 31, 44):
             return Detected("isa-text", LogKind.FIREWALL)
@@ -219,7 +215,9 @@ def _fields_of(head: bytes) -> tuple[str, ...] | None:
 
 
 def run_unit(
-    unit: Unit, site: Site, scanner_type: Callable[[LogSummary, Site, str], Scanner] = Scanner,
+    unit: Unit,
+    site: Site,
+    scanner_type: Callable[[LogSummary, Site, str], Scanner] = Scanner,
     deadline: float | None = None,
 ) -> tuple[LogSummary, int, tuple[str, ...] | None]:
     """Read one unit; returns its summary, how many lines it held and the #Fields in force at its end.
@@ -236,7 +234,9 @@ def run_unit(
 
 
 def _run_unit(
-    unit: Unit, site: Site, scanner_type: Callable[[LogSummary, Site, str], Scanner] = Scanner,
+    unit: Unit,
+    site: Site,
+    scanner_type: Callable[[LogSummary, Site, str], Scanner] = Scanner,
     deadline: float | None = None,
 ) -> tuple[LogSummary, int, tuple[str, ...] | None]:
     summary = LogSummary()
@@ -348,20 +348,20 @@ def _scan_detected(scanner: Scanner, detected: Detected, blocks: Iterator[bytes]
         local = "gmt" not in layout.index
         _zone_note(scanner, local, zone)
         # _BlockReader is a raw stream, which TextIOWrapper reads well (typeshed asks for a buffered one)
-        text = io.TextIOWrapper(_BlockReader(bounded_blocks(blocks, long_line)), encoding="utf-8",  # type: ignore[type-var]
-                                errors="replace", newline="")
-        scan_records(
-            scanner, csv_records(text, layout.width), CanonBuilder(layout, zone, local), detected.kind
+        text = io.TextIOWrapper(
+            _BlockReader(bounded_blocks(blocks, long_line)),
+            encoding="utf-8",  # type: ignore[type-var]
+            errors="replace",
+            newline="",
         )
+        scan_records(scanner, csv_records(text, layout.width), CanonBuilder(layout, zone, local), detected.kind)
         return
     lines = text_lines(line_blocks(blocks, long_line))
     if detected.format == "viewer":
         layout = Layout.from_names(list(detected.header), detected.kind)
         local = "gmt" not in layout.index
         _zone_note(scanner, local, zone)
-        scan_records(
-            scanner, viewer_records(lines, layout.width), CanonBuilder(layout, zone, local), detected.kind
-        )
+        scan_records(scanner, viewer_records(lines, layout.width), CanonBuilder(layout, zone, local), detected.kind)
     elif detected.format == "viewer-collapsed":
         summary.note(
             scanner.source,
@@ -484,8 +484,9 @@ def summarise(
                 absorb(unit, exc)
     else:
         context = mp_context()  # no fork from a process running other threads (see probes/workers.py)
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                                    initializer=_ignore_interrupts) as pool:
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=jobs, mp_context=context, initializer=_ignore_interrupts
+        ) as pool:
             futures = [pool.submit(run_unit, unit, site, Scanner, deadline) for unit in units]
             for unit, future in zip_strict(units, futures):
                 try:

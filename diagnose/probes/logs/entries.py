@@ -143,9 +143,7 @@ class Status64Collector(Scanner):
             return "" if text == "-" else text
 
         kind = self.layout.kind
-        web = kind is LogKind.WEB or (
-            kind is LogKind.MIXED and not value("record_type").lower().startswith("firewall")
-        )
+        web = kind is LogKind.WEB or (kind is LogKind.MIXED and not value("record_type").lower().startswith("firewall"))
         if web:
             sink.unusable[WEB_PROXY] += 1
             return
@@ -166,8 +164,7 @@ class Status64Collector(Scanner):
             sink.capped += 1
             return
         leg = decide_leg(self.site, src_ip, dst_ip, value("src_net"), value("dst_net"))
-        sink.entries.append(Status64Entry(float(when), "tcp", src_ip, src_port, dst_ip, dst_port, leg, self.file,
-                                          line))
+        sink.entries.append(Status64Entry(float(when), "tcp", src_ip, src_port, dst_ip, dst_port, leg, self.file, line))
 
     def _address(self, text: str, port_text: str) -> tuple[str, int | None]:
         host, port = split_address(text)
@@ -221,9 +218,13 @@ def _endpoint(ip: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def status64_entries(paths: Sequence[str], site: Site, limit: int = MAX_ENTRIES,
-                     progress: Callable[[str], None] | None = None,
-                     deadline: float | None = None) -> Status64Entries:
+def status64_entries(
+    paths: Sequence[str],
+    site: Site,
+    limit: int = MAX_ENTRIES,
+    progress: Callable[[str], None] | None = None,
+    deadline: float | None = None,
+) -> Status64Entries:
     """Every Status 64 entry of the logs under `paths` (files, folders, globs), in file order.
 
     Files that are not logs are noted in `problems` (the log probe reports them as it does)."""

@@ -113,9 +113,7 @@ class Layout:
         return canon in self.index
 
     def looks_like_log(self) -> bool:
-        return "status" in self.index and (
-            "action" in self.index or "time" in self.index or "logtime" in self.index
-        )
+        return "status" in self.index and ("action" in self.index or "time" in self.index or "logtime" in self.index)
 
 
 # ------------------------------------------------------------------ fixed layouts (text, syslog)

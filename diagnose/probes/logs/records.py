@@ -30,6 +30,7 @@ from diagnose.probes.logs.times import parse_datetime, to_utc
 if TYPE_CHECKING:
     from diagnose.probes.logs.scanner import Scanner
 
+
 def canon_layout(kind: LogKind) -> Layout:
     return Layout(kind, CANON, {name: i for i, name in enumerate(CANON)})
 
@@ -76,7 +77,6 @@ class CanonBuilder:
                 address = address + b":" + out[p]
             out[a] = address
         return out
-
 
     def build_batch(self, rows: list[list[str]]) -> list[bytes]:
         """The canonical fields of many records, flat (len(CANON) per record), as `build` gives them
@@ -158,9 +158,7 @@ def _sql_address(value: bytes) -> bytes:
     text = value.decode("utf-8", "replace")
     if re.fullmatch(r"\d{5,10}", text):
         return str(ipaddress.IPv4Address(int(text) & 0xFFFFFFFF)).encode()
-    m = re.fullmatch(
-        r"([0-9A-Fa-f]{8})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{12})", text
-    )
+    m = re.fullmatch(r"([0-9A-Fa-f]{8})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{4})-([0-9A-Fa-f]{12})", text)
     if m:
         if m.group(2).upper() == "FFFF" and set(m.group(3) + m.group(4) + m.group(5)) <= {"0"}:
             return str(ipaddress.IPv4Address(int(m.group(1), 16))).encode()
@@ -185,9 +183,7 @@ def scan_records(
 
     for number, values, problem in records:
         if values is None:
-            scanner.summary.bad_line(
-                scanner.source, number, problem, truncated=problem.startswith("truncated")
-            )
+            scanner.summary.bad_line(scanner.source, number, problem, truncated=problem.startswith("truncated"))
             continue
         pending.append(values)
         numbers.append(number)
@@ -303,9 +299,7 @@ def collapsed_viewer_records(
         yield number, [action.group(0), code, rtype.group(1) if rtype else "Firewall", gmt], ""
 
 
-COLLAPSED_LAYOUT = Layout.from_names(
-    ["action", "result code", "log record type", "gmt log time"], LogKind.MIXED
-)
+COLLAPSED_LAYOUT = Layout.from_names(["action", "result code", "log record type", "gmt log time"], LogKind.MIXED)
 
 
 def csv_records(

@@ -22,6 +22,7 @@ Each distinct key combination is classified once in Python. Only the records tha
 Blocks that are not clean (a header line, a line with the wrong number of fields, a control byte)
 take the careful line-by-line path, which feeds the same counting code.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -101,14 +102,18 @@ def long_line_note(summary: LogSummary, source: str, first_line: int = 1) -> Lon
     """What a line splitter calls for a line over the bound: a bad line cited as `file:line`."""
 
     def note(number: int) -> None:
-        summary.bad_line(source, first_line - 1 + number,
-                         f"line longer than {MAX_LINE_BYTES:,} bytes skipped (bound: diagnose.bounds.MAX_LINE_BYTES)")
+        summary.bad_line(
+            source,
+            first_line - 1 + number,
+            f"line longer than {MAX_LINE_BYTES:,} bytes skipped (bound: diagnose.bounds.MAX_LINE_BYTES)",
+        )
 
     return note
 
 
-def line_blocks(blocks: Iterable[bytes], long_line: LongLine | None = None,
-                limit: int = MAX_LINE_BYTES) -> Iterator[tuple[bytes, bool]]:
+def line_blocks(
+    blocks: Iterable[bytes], long_line: LongLine | None = None, limit: int = MAX_LINE_BYTES
+) -> Iterator[tuple[bytes, bool]]:
     """Blocks of whole lines; the last block (flag True) may end without a newline.
 
     A line longer than `limit` bytes is never held whole: it is handed out as an empty line (so line
@@ -153,7 +158,10 @@ def line_blocks(blocks: Iterable[bytes], long_line: LongLine | None = None,
 
 
 def stream_line_blocks(
-    stream: IO[bytes], first: bytes = b"", limit: int | None = None, long_line: LongLine | None = None,
+    stream: IO[bytes],
+    first: bytes = b"",
+    limit: int | None = None,
+    long_line: LongLine | None = None,
     line_limit: int = MAX_LINE_BYTES,
 ) -> Iterator[tuple[bytes, bool]]:
     """`line_blocks` straight from a byte stream (at most `limit` bytes after `first`): read into

@@ -438,7 +438,8 @@ class Scanner:
         known = self._clients.get
         flood: list[bytes] = []
         for i, info, when, source, original, computer, user in zip_strict(
-            rows, infos, whens, sources, originals, computers, users):
+            rows, infos, whens, sources, originals, computers, users
+        ):
             s64 = info.s64
             group = info.sample_group
             if group and group not in open_groups:
@@ -510,8 +511,9 @@ class Scanner:
                 numbers = list(map(int, parts))
             except ValueError:
                 numbers = []
-            if numbers and (min(numbers) < 0 or max(numbers[0::3]) > 23 or max(numbers[1::3]) > 59
-                            or max(numbers[2::3]) > 60):
+            if numbers and (
+                min(numbers) < 0 or max(numbers[0::3]) > 23 or max(numbers[1::3]) > 59 or max(numbers[2::3]) > 60
+            ):
                 numbers = []  # some record is no time of day: the careful way below leaves it out
             if numbers:
                 hours = map(mul, numbers[0::3], repeat(3600))

@@ -312,9 +312,7 @@ def _scope_attrs(counts: Counter[str]) -> dict[str, Any]:
     connections = counts["connections"]
     s64 = counts["status64_count"]
     attrs: dict[str, Any] = {
-        name: counts[name]
-        for name in COUNTERS
-        if not name.startswith("leg_") and name != "status64_unknown_leg"
+        name: counts[name] for name in COUNTERS if not name.startswith("leg_") and name != "status64_unknown_leg"
     }
     attrs["status64_share"] = round(s64 / connections, 6) if connections else 0.0
     legs = {leg: counts[f"leg_{leg}"] for leg in ("server", "client", "unknown")}

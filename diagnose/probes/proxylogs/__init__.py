@@ -47,7 +47,9 @@ class NotAProxyLogError(InputError):
     def __init__(self, name: str) -> None:
         super().__init__(
             "not a proxy log this probe knows (no IIS or Exchange HttpProxy #Fields header, and no HAProxy "
-            "or nginx access/error record in its first lines)", name)
+            "or nginx access/error record in its first lines)",
+            name,
+        )
 
 
 def detect(head: bytes, name: str, custom: Sequence[records.Shape] = ()) -> str:
@@ -73,8 +75,9 @@ def detect(head: bytes, name: str, custom: Sequence[records.Shape] = ()) -> str:
     raise NotAProxyLogError(name)
 
 
-def reader(found: str, summary: Summary, name: str,
-           custom: Sequence[records.Shape] = ()) -> w3c.Reader | records.Reader:
+def reader(
+    found: str, summary: Summary, name: str, custom: Sequence[records.Shape] = ()
+) -> w3c.Reader | records.Reader:
     """The reader of a log in format `found` (one of FORMATS, or of a `custom` shape)."""
     for shape in custom:
         if shape.format == found:
@@ -93,11 +96,11 @@ def reader(found: str, summary: Summary, name: str,
 def too_long(summary: Summary, name: str) -> Callable[[int], None]:
     def told(line: int) -> None:
         summary.bad_line(name, line, f"line longer than {MAX_LINE} bytes skipped")
+
     return told
 
 
-def _read(log: LogInput, summary: Summary, custom: Sequence[records.Shape] = (),
-          deadline: float | None = None) -> None:
+def _read(log: LogInput, summary: Summary, custom: Sequence[records.Shape] = (), deadline: float | None = None) -> None:
     name = log.name
     try:
         with log.open(deadline) as stream:
@@ -117,8 +120,9 @@ def _read(log: LogInput, summary: Summary, custom: Sequence[records.Shape] = (),
         summary.note(name, 0, f"could not be read to its end: {exc}")
 
 
-def summarise(paths: Sequence[str], jobs: int = 0, custom: Sequence[records.Shape] = (),
-              deadline: float | None = None) -> tuple[Summary, list[str]]:
+def summarise(
+    paths: Sequence[str], jobs: int = 0, custom: Sequence[records.Shape] = (), deadline: float | None = None
+) -> tuple[Summary, list[str]]:
     """Read every log under `paths`; (summary, problems met). A named file that is not a proxy log is an
     InputError; one found in a folder is skipped with a note. Big plain files are read in byte ranges
     by `jobs` worker processes (default: up to 2), with the same result as reading them here; not when
@@ -171,9 +175,11 @@ def collect(ctx: ProbeContext, spec: ProxyLogsParams | Mapping[str, Any]) -> tup
     facts, excerpts = build_facts(summary, ctx.check, params.heartbeat_seconds or None)
     reason = ""
     if summary.partial:
-        reason = (f"{summary.bad_lines} line(s) could not be read"
-                  + (f", {summary.truncated} truncated" if summary.truncated else "")
-                  + (f", {summary.unreadable} file(s) not read to the end" if summary.unreadable else ""))
+        reason = (
+            f"{summary.bad_lines} line(s) could not be read"
+            + (f", {summary.truncated} truncated" if summary.truncated else "")
+            + (f", {summary.unreadable} file(s) not read to the end" if summary.unreadable else "")
+        )
     status = ProbeStatus.PARTIAL if summary.partial else ProbeStatus.COMPLETE
     return ProbeResult(tuple(facts), status, reason, excerpts), problems
 

@@ -27,20 +27,33 @@ _CLIENT = rb"(?:\[[0-9a-fA-F:.]+\]|[^\s\[\]]+):\d+\s\[(\d{1,2}/\w{3}/\d{4}:\d{2}
 _ROUTE = rb"(\S+)\s([^\s/]+)/(\S+)\s"
 
 HTTP = compiled(
-    _PREFIX + _CLIENT + _ROUTE
+    _PREFIX
+    + _CLIENT
+    + _ROUTE
     + rb"""(-?\d+/-?\d+/-?\d+/-?\d+/\+?-?\d+)\s   # TR/Tw/Tc/Tr/Ta
     (-?\d{1,3})\s\+?\d+\s\S+\s\S+\s              # status, bytes, cookies
     ([-A-Za-z]{4})\s                             # termination state and cookie flags
-    [^\n"]*(?:"([^"\n]*)"?)?[^\n]*$\n?""")
+    [^\n"]*(?:"([^"\n]*)"?)?[^\n]*$\n?"""
+)
 TCP = compiled(
-    _PREFIX + _CLIENT + _ROUTE
+    _PREFIX
+    + _CLIENT
+    + _ROUTE
     + rb"""(-?\d+/-?\d+/\+?-?\d+)\s               # Tw/Tc/Tt
-    \+?\d+\s([-A-Za-z]{2})\s\d+/\d+/\d+/\d+/\+?\d+\s\d+/\d+[^\n]*$\n?""")
+    \+?\d+\s([-A-Za-z]{2})\s\d+/\d+/\d+/\d+/\+?\d+\s\d+/\d+[^\n]*$\n?"""
+)
 MESSAGE = compiled(rb"haproxy(?:\[\d+\])?:|\b(?:Proxy|Server|backend|frontend)\s\S+\s")
 
 _PARTS = {
-    "C": "client_closed", "c": "client_timeout", "S": "server_closed", "s": "server_timeout",
-    "P": "proxy_denied", "R": "proxy_denied", "I": "proxy_denied", "D": "server_closed", "K": "proxy_denied",
+    "C": "client_closed",
+    "c": "client_timeout",
+    "S": "server_closed",
+    "s": "server_timeout",
+    "P": "proxy_denied",
+    "R": "proxy_denied",
+    "I": "proxy_denied",
+    "D": "server_closed",
+    "K": "proxy_denied",
 }
 
 

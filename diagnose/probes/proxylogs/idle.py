@@ -80,6 +80,7 @@ def clusters(failed_durations: Counter, heartbeat: int | None = None) -> list[Cl
             by_class.setdefault(value[0], Counter())[value[1]] += n
     found = []
     for long_poll, histogram in sorted(by_class.items()):
+
         def around(s: int, h: Counter = histogram) -> int:
             return h[s - 1] + h[s] + h[s + 1]
 
@@ -91,15 +92,27 @@ def clusters(failed_durations: Counter, heartbeat: int | None = None) -> list[Cl
     return found
 
 
-def facts(product: str, failed_durations: Counter, heartbeat: int | None, source: str,
-          check: str | None) -> list[Fact]:
+def facts(product: str, failed_durations: Counter, heartbeat: int | None, source: str, check: str | None) -> list[Fact]:
     """The `proxy.idle_timeout` facts of one product (subject PRODUCT:CLASS)."""
     return [
-        make_fact(KIND, f"{product}:{c.long_poll}", "proxylogs", source=source, check=check,
-                  product=product, long_poll=c.long_poll, failed=c.failed, seconds=c.seconds,
-                  at_value=c.at_value, share=c.share, clustered=c.clustered, heartbeat=c.heartbeat,
-                  heartbeat_source=c.heartbeat_source or None, below_heartbeat=c.below_heartbeat,
-                  at_or_after_heartbeat=c.at_or_after_heartbeat if c.heartbeat_source == "profile" else None,
-                  after_share=c.after_share if c.heartbeat_source == "profile" else None)
+        make_fact(
+            KIND,
+            f"{product}:{c.long_poll}",
+            "proxylogs",
+            source=source,
+            check=check,
+            product=product,
+            long_poll=c.long_poll,
+            failed=c.failed,
+            seconds=c.seconds,
+            at_value=c.at_value,
+            share=c.share,
+            clustered=c.clustered,
+            heartbeat=c.heartbeat,
+            heartbeat_source=c.heartbeat_source or None,
+            below_heartbeat=c.below_heartbeat,
+            at_or_after_heartbeat=c.at_or_after_heartbeat if c.heartbeat_source == "profile" else None,
+            after_share=c.after_share if c.heartbeat_source == "profile" else None,
+        )
         for c in clusters(failed_durations, heartbeat)
     ]

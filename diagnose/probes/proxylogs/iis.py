@@ -18,7 +18,6 @@ from diagnose.probes.proxylogs.w3c import Dialect
 PRODUCT = "iis"
 
 
-
 def classify(key: Key) -> KeyInfo:
     scope, status, sub, win32, _, _ = key
     st, sb = text(status), text(sub)

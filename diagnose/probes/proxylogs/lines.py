@@ -29,8 +29,9 @@ class Readable(Protocol):
     def read(self, size: int, /) -> bytes: ...
 
 
-def line_blocks(stream: Readable, first: bytes, too_long: Callable[[int], None],
-                ends: list[int] | None = None) -> Iterator[Block]:
+def line_blocks(
+    stream: Readable, first: bytes, too_long: Callable[[int], None], ends: list[int] | None = None
+) -> Iterator[Block]:
     """Blocks of whole lines of `first` + the rest of `stream`; `too_long(line)` is told of each line
     longer than MAX_LINE, which is skipped (and still counted, so later line numbers stay right).
     `ends`, when given, gets the number of line ends read once the blocks are all read."""
@@ -49,7 +50,7 @@ def line_blocks(stream: Readable, first: bytes, too_long: Callable[[int], None],
                         ends.append(line - 1)
                     return
                 continue
-            data = data[end + 1:]
+            data = data[end + 1 :]
             line += 1
             skipping = False
         if not chunk:
@@ -66,7 +67,7 @@ def line_blocks(stream: Readable, first: bytes, too_long: Callable[[int], None],
             else:
                 carry = data
             continue
-        whole, carry = data[: cut + 1], data[cut + 1:]
+        whole, carry = data[: cut + 1], data[cut + 1 :]
         if len(carry) > MAX_LINE:
             too_long(line + whole.count(b"\n"))
             carry, skipping = b"", True

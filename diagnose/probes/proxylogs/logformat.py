@@ -33,8 +33,18 @@ MAX_FORMAT = 4096  # characters of one format
 _VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 _STATEMENT = re.compile(r"(?:^|[;{}\s])log_format\s", re.MULTILINE)
 _TOKEN = re.compile(r"""\s*(?:'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|(;)|([^\s;'"]+))""", re.DOTALL)
-_WANTED = ("time_local", "time_iso8601", "request", "request_method", "request_uri", "status", "request_time",
-           "upstream_response_time", "upstream_addr", "upstream_status")
+_WANTED = (
+    "time_local",
+    "time_iso8601",
+    "request",
+    "request_method",
+    "request_uri",
+    "status",
+    "request_time",
+    "upstream_response_time",
+    "upstream_addr",
+    "upstream_status",
+)
 _SHAPES = {
     "time_local": rb"\d{1,2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2}\s[+-]\d{4}",
     "time_iso8601": rb"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[+-]\d{2}:\d{2}|Z)",
@@ -161,8 +171,15 @@ def shape_of(fmt: LogFormat) -> Shape:
     except (re.error, OverflowError, RecursionError) as exc:
         raise InputError(f"log_format cannot be read: {exc}", fmt.where) from None
     keys = _Keys(tuple(sorted(roles.items(), key=lambda nv: nv[1])))
-    return Shape(nginx.PRODUCT, f"nginx-format:{fmt.name}", compiled, keys, nginx.classify_access,
-                 roles[when_role or "(none)"], iso_time if when_role == "time_iso8601" else clf_time)
+    return Shape(
+        nginx.PRODUCT,
+        f"nginx-format:{fmt.name}",
+        compiled,
+        keys,
+        nginx.classify_access,
+        roles[when_role or "(none)"],
+        iso_time if when_role == "time_iso8601" else clf_time,
+    )
 
 
 def _pieces(text: str) -> list[tuple[str, str]]:
@@ -170,7 +187,7 @@ def _pieces(text: str) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     pos = 0
     for m in _VARIABLE.finditer(text):
-        out.append((text[pos:m.start()], m.group(1) or m.group(2)))
+        out.append((text[pos : m.start()], m.group(1) or m.group(2)))
         pos = m.end()
     out.append((text[pos:], ""))
     return out
@@ -191,9 +208,16 @@ class _Keys:
         request = value("request")
         if not request and "request_uri" in at:
             request = value("request_method") + b" " + value("request_uri")
-        more = {role: value(name) for role, name in (("rt", "request_time"), ("urt", "upstream_response_time"),
-                                                     ("ua", "upstream_addr"), ("us", "upstream_status"))
-                if name in at}
+        more = {
+            role: value(name)
+            for role, name in (
+                ("rt", "request_time"),
+                ("urt", "upstream_response_time"),
+                ("ua", "upstream_addr"),
+                ("us", "upstream_status"),
+            )
+            if name in at
+        }
         return nginx.key_of_parts(request, value("status"), more)
 
 

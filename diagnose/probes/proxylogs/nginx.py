@@ -36,13 +36,20 @@ ACCESS = compiled(
     rb"""^\S+\s\S+\s[^\n]*?\s\[(\d{1,2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2}\s[+-]\d{4})\]\s  # addr ident user [time]
     "([^"\n]*)"\s(\d{3})\s(?:\d+|-)                    # "request" status bytes
     (?:\s"[^"\n]*"\s"[^"\n]*")?                        # "referer" "user agent"
-    ([^\n]*)$\n?""")
-ERROR = compiled(
-    rb"""^(\d{4}/\d{2}/\d{2}\s\d{2}:\d{2}:\d{2})\s\[(\w+)\]\s\d+\#\d+:\s(?:\*\d+\s)?([^\n]*)$\n?""")
+    ([^\n]*)$\n?"""
+)
+ERROR = compiled(rb"""^(\d{4}/\d{2}/\d{2}\s\d{2}:\d{2}:\d{2})\s\[(\w+)\]\s\d+\#\d+:\s(?:\*\d+\s)?([^\n]*)$\n?""")
 _EXTRA = re.compile(rb'(?:(\w+)=)?("[^"]*"|\S+)')
 _NAMES = {
-    b"rt": "rt", b"request_time": "rt", b"urt": "urt", b"upstream_response_time": "urt",
-    b"ua": "ua", b"upstream_addr": "ua", b"upstream": "ua", b"us": "us", b"upstream_status": "us",
+    b"rt": "rt",
+    b"request_time": "rt",
+    b"urt": "urt",
+    b"upstream_response_time": "urt",
+    b"ua": "ua",
+    b"upstream_addr": "ua",
+    b"upstream": "ua",
+    b"us": "us",
+    b"upstream_status": "us",
 }
 _NUMBER = re.compile(rb"\d+(?:\.\d+)?")
 _ADDRESS = re.compile(rb"(?:\[[0-9a-fA-F:]+\]|[\w.-]+):\d+|unix:\S+")
@@ -86,8 +93,14 @@ def key_of_parts(request: bytes, status: bytes, more: dict[str, bytes], lp: str 
         except (ValueError, OverflowError):  # not a number, nan, inf
             seconds = -1
     upstream = more.get("ua", b"").split(b",")[-1].strip()  # several tried: the last answered
-    return (upstream if upstream != b"-" else b"", status, more.get("us", b"").split(b",")[-1].strip(), b"", lp,
-            seconds)
+    return (
+        upstream if upstream != b"-" else b"",
+        status,
+        more.get("us", b"").split(b",")[-1].strip(),
+        b"",
+        lp,
+        seconds,
+    )
 
 
 def access_keys(found: list[Groups]) -> list[Key]:

@@ -148,8 +148,9 @@ class Workers:
 
     def __init__(self, logs: Sequence[LogInput], jobs: int, deadline: float | None = None) -> None:
         self.deadline = deadline
-        self.parts = {id(log): [dataclasses.replace(part, deadline=deadline) for part in plan(log, jobs)]
-                      for log in logs}
+        self.parts = {
+            id(log): [dataclasses.replace(part, deadline=deadline) for part in plan(log, jobs)] for log in logs
+        }
         self.pool: concurrent.futures.ProcessPoolExecutor | None = None
         self.futures: dict[int, list[Future[Outcome | None]]] = {}
         self.again: list[Part] = []  # ranges read again here, with the state the range before ended in
@@ -157,7 +158,8 @@ class Workers:
             from diagnose.probes.workers import mp_context  # (multiprocessing only where workers start)
 
             self.pool = concurrent.futures.ProcessPoolExecutor(  # no fork beside other threads (probes/workers.py)
-                max_workers=jobs, mp_context=mp_context(), initializer=_ignore_interrupts)
+                max_workers=jobs, mp_context=mp_context(), initializer=_ignore_interrupts
+            )
             for key, parts in self.parts.items():
                 self.futures[key] = [self.pool.submit(read_part, part) for part in parts]
 
@@ -203,8 +205,11 @@ class Workers:
             if not outcomes:
                 summary.files.append(log.name)
             summary.unreadable += 1
-            summary.note(log.name, 0, f"stopped at the deadline: {len(parts) - len(outcomes)} of {len(parts)} "
-                                      "byte ranges not read")
+            summary.note(
+                log.name,
+                0,
+                f"stopped at the deadline: {len(parts) - len(outcomes)} of {len(parts)} byte ranges not read",
+            )
         return True
 
     def _late(self) -> bool:

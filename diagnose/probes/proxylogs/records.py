@@ -39,8 +39,6 @@ class Shape:
     keys_of: Callable[[list[Groups]], list[Key]] | None = None  # all keys of a batch at once, as key_of gives
 
 
-
-
 class Reader:
     def __init__(self, shapes: Sequence[Shape], summary: Summary, source: str) -> None:
         self.shapes = shapes
@@ -152,16 +150,24 @@ class Reader:
                 continue
             unterminated = block.last and not clean and offset == len(raws) - 1
             if len(line.translate(None, _CONTROL)) != len(line):
-                self.summary.bad_line(self.source, number, "truncated last line (binary data) skipped"
-                                      if unterminated else "binary garbage skipped", unterminated)
+                self.summary.bad_line(
+                    self.source,
+                    number,
+                    "truncated last line (binary data) skipped" if unterminated else "binary garbage skipped",
+                    unterminated,
+                )
                 continue
             shape, groups = self._match(line + b"\n")
             if shape is None:
                 if any(s.message is not None and s.message.search(line) for s in self.shapes):
                     self.messages += 1
                     continue
-                self.summary.bad_line(self.source, number, "truncated last line" if unterminated else
-                                      f"not a {self.shape.product} record in a known format", unterminated)
+                self.summary.bad_line(
+                    self.source,
+                    number,
+                    "truncated last line" if unterminated else f"not a {self.shape.product} record in a known format",
+                    unterminated,
+                )
                 continue
             if shape is not self.shape:
                 flush()
@@ -178,8 +184,9 @@ class Reader:
                 return shape, m.groups()
         return None, ()
 
-    def _count(self, shape: Shape, found: list[Groups], line_of: Callable[[int], int],
-               text_of: Callable[[int], bytes]) -> None:
+    def _count(
+        self, shape: Shape, found: list[Groups], line_of: Callable[[int], int], text_of: Callable[[int], bytes]
+    ) -> None:
         keys = shape.keys_of(found) if shape.keys_of is not None else list(map(shape.key_of, found))
         self.tallies[shape.format].consume(keys, line_of, text_of)
         first, last = _extremes(shape, [groups[shape.when] for groups in found])

@@ -173,8 +173,14 @@ class Summary:
 
     def capped(self) -> bool:
         """Some count was folded into "(other)" / "(others)": such a part cannot be merged exactly."""
-        return any(scope == OTHERS or OTHER in f.statuses or OTHER in f.codes or OTHER in f.durations
-                   or OTHER in f.failed_durations for (_, scope), f in self.figures.items())
+        return any(
+            scope == OTHERS
+            or OTHER in f.statuses
+            or OTHER in f.codes
+            or OTHER in f.durations
+            or OTHER in f.failed_durations
+            for (_, scope), f in self.figures.items()
+        )
 
     def merge(self, part: Summary, base: int) -> None:
         """Add the summary of the next byte range of a file, whose line 1 is line `base` + 1 of the file;
@@ -186,9 +192,12 @@ class Summary:
         for (product, scope), figures in part.figures.items():
             target = self.scope(product, scope)
             target.records += figures.records
-            for mine, theirs in ((target.statuses, figures.statuses), (target.codes, figures.codes),
-                                 (target.durations, figures.durations),
-                                 (target.failed_durations, figures.failed_durations)):
+            for mine, theirs in (
+                (target.statuses, figures.statuses),
+                (target.codes, figures.codes),
+                (target.durations, figures.durations),
+                (target.failed_durations, figures.failed_durations),
+            ):
                 for value, n in theirs.items():
                     _bounded(mine, value, n)
             target.classes.update(figures.classes)
@@ -360,8 +369,9 @@ def long_poll_classes(key: Key, failed: bool, status: str = "") -> list[str]:
 
 # ------------------------------------------------------------------ times
 
-_MONTHS = {m: i for i, m in enumerate(
-    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_MONTHS = {
+    m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)
+}
 
 
 def clf_time(text: str) -> str:
@@ -408,8 +418,9 @@ def _scope_attrs(figures: Figures) -> dict[str, Any]:
     return attrs
 
 
-def build_facts(summary: Summary, check: str | None = None,
-                heartbeat: int | None = None) -> tuple[list[Fact], dict[str, str]]:
+def build_facts(
+    summary: Summary, check: str | None = None, heartbeat: int | None = None
+) -> tuple[list[Fact], dict[str, str]]:
     """One `proxy.status_summary` per product (subject PRODUCT:all) and per busiest scope (PRODUCT:scope:NAME);
     one `proxy.idle_timeout` per product and long-poll class with failed long polls."""
     facts: list[Fact] = []
@@ -438,15 +449,34 @@ def build_facts(summary: Summary, check: str | None = None,
             samples=[f"{cls} {_cite(c)}" for cls, cites in sorted(samples.items()) for c in cites],
         )
         cited = next((c for cls in CLASSES for c in samples.get(cls, ())), None)
-        facts.append(make_fact(KIND, f"{product}:all", PROBE, source=cited[0] if cited else source,
-                               location=f"line {cited[1]}" if cited else None, check=check, **attrs))
+        facts.append(
+            make_fact(
+                KIND,
+                f"{product}:all",
+                PROBE,
+                source=cited[0] if cited else source,
+                location=f"line {cited[1]}" if cited else None,
+                check=check,
+                **attrs,
+            )
+        )
         facts += idle.facts(product, overall.failed_durations, heartbeat, source, check)
         scoped = [(name, f) for (p, name), f in summary.figures.items() if p == product and name != "all"]
         scoped.sort(key=lambda nf: (-nf[1].records, nf[0]))
         for name, figures in scoped[:MAX_SCOPE_FACTS]:
-            facts.append(make_fact(KIND, f"{product}:{name}", PROBE, source=source, check=check,
-                                   product=product, scope=name.split(":", 1)[0], name=name.split(":", 1)[-1],
-                                   **_scope_attrs(figures)))
+            facts.append(
+                make_fact(
+                    KIND,
+                    f"{product}:{name}",
+                    PROBE,
+                    source=source,
+                    check=check,
+                    product=product,
+                    scope=name.split(":", 1)[0],
+                    name=name.split(":", 1)[-1],
+                    **_scope_attrs(figures),
+                )
+            )
     return facts, excerpts
 
 

@@ -152,10 +152,14 @@ class Reader:
             return False
         if _fastproxy is not None and layout.width <= _fastproxy.MAX_WIDTH:
             found = _fastproxy.w3c_block(data, self.dialect.separator.decode(), layout.width, layout.columns)
-            if (found is not None
-                    and ("date" not in layout.at or (stamp(found[2], "time" in layout.at)
-                                                     and stamp(found[3], "time" in layout.at)))
-                    and self.tally.absorb(found[1])):
+            if (
+                found is not None
+                and (
+                    "date" not in layout.at
+                    or (stamp(found[2], "time" in layout.at) and stamp(found[3], "time" in layout.at))
+                )
+                and self.tally.absorb(found[1])
+            ):
                 if "date" in layout.at:
                     self._see(found[2], found[3], "time" in layout.at)
                 return True
@@ -206,8 +210,12 @@ class Reader:
                         self.summary.note(self.source, number, "#Fields header without a status field")
                 continue
             if len(line.translate(None, _CONTROL)) != len(line):
-                self.summary.bad_line(self.source, number, "truncated last line (binary data) skipped"
-                                      if unterminated else "binary garbage skipped", unterminated)
+                self.summary.bad_line(
+                    self.source,
+                    number,
+                    "truncated last line (binary data) skipped" if unterminated else "binary garbage skipped",
+                    unterminated,
+                )
                 continue
             if self.layout is None:
                 self.summary.bad_line(self.source, number, "record before any #Fields header")
@@ -215,11 +223,13 @@ class Reader:
             parts = self._split(line)
             if len(parts) != self.layout.width:
                 if unterminated and len(parts) < self.layout.width:
-                    self.summary.bad_line(self.source, number,
-                                          f"truncated last line ({len(parts)} of {self.layout.width} fields)", True)
+                    self.summary.bad_line(
+                        self.source, number, f"truncated last line ({len(parts)} of {self.layout.width} fields)", True
+                    )
                 else:
-                    self.summary.bad_line(self.source, number,
-                                          f"{len(parts)} fields where the #Fields header has {self.layout.width}")
+                    self.summary.bad_line(
+                        self.source, number, f"{len(parts)} fields where the #Fields header has {self.layout.width}"
+                    )
                 continue
             rows.append(parts)
             numbers.append(number)
@@ -246,8 +256,15 @@ class Reader:
         texts.clear()
 
     # -- the counting shared by both ways
-    def _count(self, fields: list[bytes], stride: int, n: int, data: bytes,
-               line_of: Callable[[int], int], text_of: Callable[[int], bytes]) -> None:
+    def _count(
+        self,
+        fields: list[bytes],
+        stride: int,
+        n: int,
+        data: bytes,
+        line_of: Callable[[int], int],
+        text_of: Callable[[int], bytes],
+    ) -> None:
         assert self.layout is not None
         at = self.layout.at
 

@@ -21,7 +21,15 @@ CRITICALITIES = ("critical", "common", "optional")
 STARTS = ("automatic", "manual", "disabled")
 SERVER_ROLES = ("client-access", "mailbox")
 _FIELDS = {
-    "name", "display_name", "role", "versions", "start", "protocols", "basis", "criticality", "shared",
+    "name",
+    "display_name",
+    "role",
+    "versions",
+    "start",
+    "protocols",
+    "basis",
+    "criticality",
+    "shared",
     "required_by",
 }
 
@@ -147,9 +155,7 @@ def load_catalogue(path: Path | None = None) -> Catalogue:
                     entry.get("protocols"), lines.at("services", i, "protocols"), "protocols", PROTOCOLS
                 ),
                 basis=_choice(entry, "basis", BASES, lines.at("services", i, "basis")),
-                criticality=_choice(
-                    entry, "criticality", CRITICALITIES, lines.at("services", i, "criticality")
-                ),
+                criticality=_choice(entry, "criticality", CRITICALITIES, lines.at("services", i, "criticality")),
                 shared=_flag(entry, "shared", lines.at("services", i, "shared")),
                 required_by=_required_by(entry.get("required_by"), lines.at("services", i, "required_by")),
             )

@@ -138,9 +138,7 @@ def parse_sc_query(text: str, source: str, host: str | None = None) -> list[Serv
                 if current.get("qc")
                 else "cut off?"
             )
-            raise InputError(
-                f"service {current['name']!r} has no STATE line ({hint})", f"{source}:{current['line']}"
-            )
+            raise InputError(f"service {current['name']!r} has no STATE line ({hint})", f"{source}:{current['line']}")
         records.append(
             ServiceRecord(
                 current["name"],
@@ -285,9 +283,7 @@ def parse_csv(text: str, source: str, host: str | None = None) -> list[ServiceRe
             state = state_from(raw_state)
             if state == UNKNOWN and raw_state:
                 raise InputError(f"unknown service state {raw_state!r} for {name}", f"{source}:{lineno}")
-            start = (
-                start_type_from(row[start_col]) if start_col is not None and row[start_col].strip() else None
-            )
+            start = start_type_from(row[start_col]) if start_col is not None and row[start_col].strip() else None
             row_host = next((row[c].strip() for c in host_cols if row[c].strip() not in ("", ".")), None)
             records.append(
                 ServiceRecord(
@@ -302,9 +298,7 @@ def parse_csv(text: str, source: str, host: str | None = None) -> list[ServiceRe
                 )
             )
     except csv.Error as exc:
-        raise InputError(
-            f"malformed CSV: {exc} (cut off or garbled?)", f"{source}:{first + reader.line_num}"
-        ) from None
+        raise InputError(f"malformed CSV: {exc} (cut off or garbled?)", f"{source}:{first + reader.line_num}") from None
     return records
 
 
@@ -316,9 +310,7 @@ def parse_json(text: str, source: str, host: str | None = None) -> list[ServiceR
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(
-            f"malformed JSON: {exc.msg} (column {exc.colno})", f"{source}:{exc.lineno}"
-        ) from None
+        raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", f"{source}:{exc.lineno}") from None
     base = "$"
     if isinstance(data, dict) and "value" in data and isinstance(data["value"], list):
         data, base = (
@@ -347,11 +339,7 @@ def parse_json(text: str, source: str, host: str | None = None) -> list[ServiceR
         state = state_from(raw_state)
         if state == UNKNOWN:
             raise InputError(f"unknown service state {raw_state!r} for {name}", f"{source}:{jpath}")
-        raw_start = (
-            item.get(keys["startmode"])
-            if wmi
-            else item.get(keys.get("starttype", keys.get("startuptype", "")))
-        )
+        raw_start = item.get(keys["startmode"]) if wmi else item.get(keys.get("starttype", keys.get("startuptype", "")))
         start = start_type_from(raw_start) if raw_start not in (None, "") else None
         display = item.get(keys.get("displayname", ""))
         row_host = next(

@@ -111,9 +111,7 @@ class PsutilBackend:
 
     def read(self, names: Collection[str]) -> BackendRead:
         if not hasattr(self.api, "win_service_iter"):
-            raise BackendUnavailable(
-                f"psutil service calls are not available on this platform ({sys.platform})"
-            )
+            raise BackendUnavailable(f"psutil service calls are not available on this platform ({sys.platform})")
         wanted = {n.lower() for n in names}
         errors: tuple[type[BaseException], ...] = (OSError, getattr(self.api, "Error", OSError))
         records: list[ServiceRecord] = []
@@ -169,9 +167,7 @@ class ScBackend:
 
     backend = "sc"
 
-    def __init__(
-        self, host: str, sc_path: str | None = None, timeout: float = 15.0, runner: Runner = _run
-    ) -> None:
+    def __init__(self, host: str, sc_path: str | None = None, timeout: float = 15.0, runner: Runner = _run) -> None:
         self.host = valid_host(host)
         self.sc_path = sc_path
         self.timeout = timeout
@@ -180,11 +176,7 @@ class ScBackend:
     def _sc(self) -> str:
         if self.sc_path:
             return self.sc_path
-        found = (
-            shutil.which("sc.exe")
-            if sys.platform != "win32"
-            else (shutil.which("sc") or shutil.which("sc.exe"))
-        )
+        found = shutil.which("sc.exe") if sys.platform != "win32" else (shutil.which("sc") or shutil.which("sc.exe"))
         if not found:
             raise BackendUnavailable(
                 "sc.exe not found: remote service queries need a Windows host "
@@ -207,9 +199,7 @@ class ScBackend:
             message = " ".join(
                 line.strip() for line in (text + _decode_console(done.stderr)).splitlines() if line.strip()
             )
-            raise BackendUnavailable(
-                f"sc \\\\{self.host} {args[0]} failed (exit {done.returncode}): {message[:200]}"
-            )
+            raise BackendUnavailable(f"sc \\\\{self.host} {args[0]} failed (exit {done.returncode}): {message[:200]}")
         return text
 
     def read(self, names: Collection[str]) -> BackendRead:
@@ -229,9 +219,7 @@ class ScBackend:
                 start_types.update(parse_sc_qc(self._call(["qc", rec.name]), f"{source} qc {rec.name}"))
             except (BackendUnavailable, InputError) as exc:
                 problems.append(f"{rec.name}: {exc}")
-        return BackendRead(
-            tuple(merge_start_types(records, start_types)), source, "sc query + qc", tuple(problems)
-        )
+        return BackendRead(tuple(merge_start_types(records, start_types)), source, "sc query + qc", tuple(problems))
 
 
 def _decode_console(data: bytes) -> str:
@@ -270,8 +258,7 @@ class SystemdBackend:
             raise BackendUnavailable(f"cannot run systemctl: {exc.strerror or exc}") from None
         if done.returncode != 0:
             raise BackendUnavailable(
-                f"systemctl show failed (exit {done.returncode}): "
-                f"{_decode_console(done.stderr).strip()[:200]}"
+                f"systemctl show failed (exit {done.returncode}): {_decode_console(done.stderr).strip()[:200]}"
             )
         try:
             records = parse_systemctl_show(_decode_console(done.stdout), "systemctl show", self.host)
@@ -353,8 +340,9 @@ def probe(
     table = endpoint_catalogue()  # the versions (and their aliases) and protocols of the endpoint table in force
     version = table.version_of(params.exchange_version)
     if params.exchange_version and version is None:
-        raise UsageError(f"exchange_version must be one of {', '.join(table.version_names)}, "
-                         f"got {params.exchange_version!r}")
+        raise UsageError(
+            f"exchange_version must be one of {', '.join(table.version_names)}, got {params.exchange_version!r}"
+        )
     published = list(params.published)
     for p in published:
         if p not in table.protocol_names:
@@ -377,11 +365,7 @@ def probe(
         return results[0]
     facts = tuple(f for r in results for f in r.facts)
     excerpts = {k: v for r in results for k, v in r.excerpts.items()}
-    worst = (
-        ProbeStatus.PARTIAL
-        if any(r.status != ProbeStatus.COMPLETE for r in results)
-        else ProbeStatus.COMPLETE
-    )
+    worst = ProbeStatus.PARTIAL if any(r.status != ProbeStatus.COMPLETE for r in results) else ProbeStatus.COMPLETE
     return ProbeResult(facts, worst, " | ".join(r.reason for r in results), excerpts)
 
 
@@ -472,8 +456,7 @@ def _read_one(
     return ProbeResult(tuple(facts), status, reason, excerpts)
 
 
-def _host_of(rec: ServiceRecord, backend: ServiceBackend, profile_host: str | None,
-             source: str) -> tuple[str, str]:
+def _host_of(rec: ServiceRecord, backend: ServiceBackend, profile_host: str | None, source: str) -> tuple[str, str]:
     """The server a service record is about, and where that name comes from, so that every
     explanation says which server it speaks of: the export's own name for it (or the machine
     queried); for an export that names none (Get-Service's MachineName ".", `sc query`), the

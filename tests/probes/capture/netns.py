@@ -70,15 +70,21 @@ def _client(got: list[int]) -> None:
 def main(out: Path, mode: str) -> None:
     subprocess.run(["ip", "link", "set", "lo", "up", "mtu", "1500"], check=True)
     if mode == "congested":  # a short queue: what does not fit is dropped
-        subprocess.run(["tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "20mbit", "burst", "32kb",
-                        "limit", "40kb"], check=True)
+        subprocess.run(
+            ["tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "20mbit", "burst", "32kb", "limit", "40kb"],
+            check=True,
+        )
         dumps = [Tcpdump(out / "congested.pcap", f"tcp port {PORT}", buffer_kib=16384)]
         clients, size = 3, 1_500_000
     else:  # a long queue (nothing dropped), paced so that tcpdump keeps up
-        subprocess.run(["tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "25mbit", "burst", "64kb",
-                        "limit", "8mb"], check=True)
-        dumps = [Tcpdump(out / "full.pcap", f"tcp port {PORT}", buffer_kib=16384),
-                 Tcpdump(out / "lossy.pcap", f"tcp port {PORT} and not {DROPPED}", buffer_kib=16384)]
+        subprocess.run(
+            ["tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "25mbit", "burst", "64kb", "limit", "8mb"],
+            check=True,
+        )
+        dumps = [
+            Tcpdump(out / "full.pcap", f"tcp port {PORT}", buffer_kib=16384),
+            Tcpdump(out / "lossy.pcap", f"tcp port {PORT} and not {DROPPED}", buffer_kib=16384),
+        ]
         clients, size = 2, 1_000_000
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

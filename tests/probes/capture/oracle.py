@@ -13,8 +13,19 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-FIELDS = ("tcp.stream", "frame.number", "ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst", "tcp.dstport",
-          "tcp.flags", "tcp.len", "tcp.completeness")
+FIELDS = (
+    "tcp.stream",
+    "frame.number",
+    "ip.src",
+    "ipv6.src",
+    "tcp.srcport",
+    "ip.dst",
+    "ipv6.dst",
+    "tcp.dstport",
+    "tcp.flags",
+    "tcp.len",
+    "tcp.completeness",
+)
 
 
 @dataclass(frozen=True)
@@ -37,8 +48,20 @@ def _ep(ip: str, port: str) -> str:
 
 
 def tshark_streams(path: Path) -> dict[int, OracleStream]:
-    cmd = ["tshark", "-2", "-n", "-r", str(path), "-Y", "tcp", "-T", "fields", "-E", "separator=|",
-           *(x for f in FIELDS for x in ("-e", f))]
+    cmd = [
+        "tshark",
+        "-2",
+        "-n",
+        "-r",
+        str(path),
+        "-Y",
+        "tcp",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        *(x for f in FIELDS for x in ("-e", f)),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=120).stdout
     packets: dict[int, list[tuple]] = {}
     completeness: dict[int, int] = {}
@@ -81,8 +104,15 @@ def _label(stream: int, pk: list[tuple], completeness: int) -> OracleStream:
         label = "unanswered"
     else:
         label = "open"
-    return OracleStream(stream, pk[0][0], frozenset({pk[0][1], pk[0][2]}), label,
-                        first_fin[1] if first_fin else None, first_rst[1] if first_rst else None, completeness)
+    return OracleStream(
+        stream,
+        pk[0][0],
+        frozenset({pk[0][1], pk[0][2]}),
+        label,
+        first_fin[1] if first_fin else None,
+        first_rst[1] if first_rst else None,
+        completeness,
+    )
 
 
 def compare(path: Path, connections) -> list[str]:
@@ -111,11 +141,26 @@ def compare(path: Path, connections) -> list[str]:
 
 
 # -- packet loss ---------------------------------------------------------------------------------------
-LOSS_FIELDS = ("tcp.stream", "frame.number", "ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst",
-               "tcp.dstport", "tcp.flags", "tcp.len", "tcp.seq", "tcp.analysis.retransmission",
-               "tcp.analysis.fast_retransmission", "tcp.analysis.spurious_retransmission",
-               "tcp.analysis.out_of_order", "tcp.analysis.keep_alive", "tcp.analysis.lost_segment",
-               "tcp.analysis.ack_lost_segment")
+LOSS_FIELDS = (
+    "tcp.stream",
+    "frame.number",
+    "ip.src",
+    "ipv6.src",
+    "tcp.srcport",
+    "ip.dst",
+    "ipv6.dst",
+    "tcp.dstport",
+    "tcp.flags",
+    "tcp.len",
+    "tcp.seq",
+    "tcp.analysis.retransmission",
+    "tcp.analysis.fast_retransmission",
+    "tcp.analysis.spurious_retransmission",
+    "tcp.analysis.out_of_order",
+    "tcp.analysis.keep_alive",
+    "tcp.analysis.lost_segment",
+    "tcp.analysis.ack_lost_segment",
+)
 
 
 @dataclass
@@ -135,8 +180,19 @@ def tshark_loss(path: Path) -> dict[frozenset[str], LossStream]:
     """Per stream (keyed by its two endpoints), tshark's sequence analysis, and `below` worked out here
     from tshark's relative sequence numbers: the frames Zeek counts as retransmissions (a payload that
     does not end beyond the direction's highest end so far), without keep-alive probes."""
-    cmd = ["tshark", "-n", "-r", str(path), "-Y", "tcp", "-T", "fields", "-E", "separator=|",
-           *(x for f in LOSS_FIELDS for x in ("-e", f))]
+    cmd = [
+        "tshark",
+        "-n",
+        "-r",
+        str(path),
+        "-Y",
+        "tcp",
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+        *(x for f in LOSS_FIELDS for x in ("-e", f)),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout
     streams: dict[int, LossStream] = {}
     high: dict[tuple[int, str], int] = {}

@@ -66,36 +66,86 @@ def _s(*steps: tuple[int, int, int, int]) -> tuple[tuple[int, int, int, int], ..
 HANDSHAKE = ((0, SYN, 0, 64240), (1, SYN | ACK, 0, 65160), (0, ACK, 0, 502))
 REQUEST = ((0, PSH | ACK, 517, 502), (1, ACK, 0, 509), (1, PSH | ACK, 1400, 509), (0, ACK, 0, 501))
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
-    Scenario("graceful-client-first", "graceful", "originator", "none",
-             _s(*HANDSHAKE, *REQUEST, (0, FIN | ACK, 0, 501), (1, FIN | ACK, 0, 509), (0, ACK, 0, 501))),
-    Scenario("graceful-server-first", "graceful", "responder", "none",
-             _s(*HANDSHAKE, *REQUEST, (1, FIN | ACK, 0, 509), (0, FIN | ACK, 0, 501), (1, ACK, 0, 509))),
-    Scenario("dirty-close", "dirty-close", "responder", "originator",
-             _s(*HANDSHAKE, *REQUEST, (1, FIN | ACK, 0, 509), (0, ACK, 0, 501), (0, RST | ACK, 0, 0))),
-    Scenario("reset-after-own-fin", "reset-after-own-fin", "originator", "originator",
-             _s(*HANDSHAKE, *REQUEST, (0, FIN | ACK, 0, 501), (1, ACK, 0, 509), (0, RST | ACK, 0, 0))),
-    Scenario("server-reset", "reset", "none", "responder",
-             _s(*HANDSHAKE, (0, PSH | ACK, 517, 502), (1, ACK, 0, 509), (1, RST | ACK, 0, 0))),
-    Scenario("client-abort", "reset", "none", "originator",
-             _s(*HANDSHAKE, *REQUEST, (0, RST | ACK, 0, 0))),
-    Scenario("refused", "refused", "none", "responder", _s((0, SYN, 0, 64240), (1, RST | ACK, 0, 0))),
-    Scenario("unanswered", "unanswered", "none", "none", _s((0, SYN, 0, 64240), (0, SYN, 0, 64240))),
-    Scenario("half-closed", "half-closed", "originator", "none",
-             _s(*HANDSHAKE, *REQUEST, (0, FIN | ACK, 0, 501), (1, ACK, 0, 509))),
-    Scenario("open", "open", "none", "none", _s(*HANDSHAKE, *REQUEST)),
-    Scenario("midstream-graceful", "graceful", "responder", "none",
-             _s((0, ACK, 0, 501), (1, PSH | ACK, 1400, 509), (0, ACK, 0, 501), (1, FIN | ACK, 0, 509),
-                (0, FIN | ACK, 0, 501), (1, ACK, 0, 509))),
-)}
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "graceful-client-first",
+            "graceful",
+            "originator",
+            "none",
+            _s(*HANDSHAKE, *REQUEST, (0, FIN | ACK, 0, 501), (1, FIN | ACK, 0, 509), (0, ACK, 0, 501)),
+        ),
+        Scenario(
+            "graceful-server-first",
+            "graceful",
+            "responder",
+            "none",
+            _s(*HANDSHAKE, *REQUEST, (1, FIN | ACK, 0, 509), (0, FIN | ACK, 0, 501), (1, ACK, 0, 509)),
+        ),
+        Scenario(
+            "dirty-close",
+            "dirty-close",
+            "responder",
+            "originator",
+            _s(*HANDSHAKE, *REQUEST, (1, FIN | ACK, 0, 509), (0, ACK, 0, 501), (0, RST | ACK, 0, 0)),
+        ),
+        Scenario(
+            "reset-after-own-fin",
+            "reset-after-own-fin",
+            "originator",
+            "originator",
+            _s(*HANDSHAKE, *REQUEST, (0, FIN | ACK, 0, 501), (1, ACK, 0, 509), (0, RST | ACK, 0, 0)),
+        ),
+        Scenario(
+            "server-reset",
+            "reset",
+            "none",
+            "responder",
+            _s(*HANDSHAKE, (0, PSH | ACK, 517, 502), (1, ACK, 0, 509), (1, RST | ACK, 0, 0)),
+        ),
+        Scenario("client-abort", "reset", "none", "originator", _s(*HANDSHAKE, *REQUEST, (0, RST | ACK, 0, 0))),
+        Scenario("refused", "refused", "none", "responder", _s((0, SYN, 0, 64240), (1, RST | ACK, 0, 0))),
+        Scenario("unanswered", "unanswered", "none", "none", _s((0, SYN, 0, 64240), (0, SYN, 0, 64240))),
+        Scenario(
+            "half-closed",
+            "half-closed",
+            "originator",
+            "none",
+            _s(*HANDSHAKE, *REQUEST, (0, FIN | ACK, 0, 501), (1, ACK, 0, 509)),
+        ),
+        Scenario("open", "open", "none", "none", _s(*HANDSHAKE, *REQUEST)),
+        Scenario(
+            "midstream-graceful",
+            "graceful",
+            "responder",
+            "none",
+            _s(
+                (0, ACK, 0, 501),
+                (1, PSH | ACK, 1400, 509),
+                (0, ACK, 0, 501),
+                (1, FIN | ACK, 0, 509),
+                (0, FIN | ACK, 0, 501),
+                (1, ACK, 0, 509),
+            ),
+        ),
+    )
+}
 
 CLIENT_NET = "10.1.0.0"
 SERVERS = ("10.0.0.10", "10.0.0.11", "10.0.0.12", "10.0.0.13")
 TMG_INTERNAL = "10.0.0.1"
 
 
-def script_segments(scenario: Scenario, client: tuple[str, int], server: tuple[str, int], start: float,
-                    conn: int = 0, gap: float = 0.001, extra_data: int = 0) -> list[Segment]:
+def script_segments(
+    scenario: Scenario,
+    client: tuple[str, int],
+    server: tuple[str, int],
+    start: float,
+    conn: int = 0,
+    gap: float = 0.001,
+    extra_data: int = 0,
+) -> list[Segment]:
     """The packets of one connection; `extra_data` request/response pairs are added before the close."""
     steps = list(scenario.script)
     if extra_data and len(steps) > len(HANDSHAKE) and scenario.script[:3] == HANDSHAKE:
@@ -106,16 +156,36 @@ def script_segments(scenario: Scenario, client: tuple[str, int], server: tuple[s
     for direction, flags, payload, win in steps:
         src, dst = (client, server) if direction == 0 else (server, client)
         ack = seqs[1 - direction] if flags & ACK else 0
-        out.append(Segment(t, src[0], dst[0], src[1], dst[1], flags, seqs[direction] & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                           win, payload, conn))
+        out.append(
+            Segment(
+                t,
+                src[0],
+                dst[0],
+                src[1],
+                dst[1],
+                flags,
+                seqs[direction] & 0xFFFFFFFF,
+                ack & 0xFFFFFFFF,
+                win,
+                payload,
+                conn,
+            )
+        )
         if not (scenario.name == "unanswered" and flags & SYN):
             seqs[direction] += payload + (1 if flags & (SYN | FIN) else 0)
         t += gap
     return out
 
 
-def conversations(n: int, mix: Iterable[str] | None = None, seed: int = 7, concurrency: int = 200,
-                  extra_data: int = 0, ipv6: bool = False, start: float = 1_700_000_000.0) -> Iterator[Segment]:
+def conversations(
+    n: int,
+    mix: Iterable[str] | None = None,
+    seed: int = 7,
+    concurrency: int = 200,
+    extra_data: int = 0,
+    ipv6: bool = False,
+    start: float = 1_700_000_000.0,
+) -> Iterator[Segment]:
     """`n` connections of the scenarios in `mix` (round robin), `concurrency` of them interleaved."""
     rng = random.Random(seed)
     names = list(mix or SCENARIOS)
@@ -135,13 +205,27 @@ def conversations(n: int, mix: Iterable[str] | None = None, seed: int = 7, concu
 
 
 # weighted: mostly ACK and PSH-ACK, then every SYN/FIN/RST combination and odd ones (no flag, ECN bits)
-RANDOM_FLAGS = ((ACK,) * 10 + (PSH | ACK,) * 5 + (SYN,) * 3 + (SYN | ACK,) * 3 + (FIN | ACK,) * 3 + (RST | ACK,) * 2
-                + (RST,) * 2 + (FIN, 0, PSH, 0x20 | ACK, SYN | FIN, SYN | RST, FIN | RST | ACK, SYN | ACK | PSH,
-                   0xC0 | ACK))
+RANDOM_FLAGS = (
+    (ACK,) * 10
+    + (PSH | ACK,) * 5
+    + (SYN,) * 3
+    + (SYN | ACK,) * 3
+    + (FIN | ACK,) * 3
+    + (RST | ACK,) * 2
+    + (RST,) * 2
+    + (FIN, 0, PSH, 0x20 | ACK, SYN | FIN, SYN | RST, FIN | RST | ACK, SYN | ACK | PSH, 0xC0 | ACK)
+)
 
 
-def random_segments(n: int, seed: int, tuples: int = 12, ipv6: bool = False, gap: float = 0.0,
-                    backwards: float = 0.0, gap_every: int = 0) -> list[Segment]:
+def random_segments(
+    n: int,
+    seed: int,
+    tuples: int = 12,
+    ipv6: bool = False,
+    gap: float = 0.0,
+    backwards: float = 0.0,
+    gap_every: int = 0,
+) -> list[Segment]:
     """`n` segments in either direction of `tuples` 4-tuples used again and again (port reuse), with
     random flags (`RANDOM_FLAGS`), windows (zero too), payload lengths (odd too) and sequence numbers
     (retransmissions: the same one again). Times advance by up to 20 ms, with probability `gap` by 45 s
@@ -149,8 +233,10 @@ def random_segments(n: int, seed: int, tuples: int = 12, ipv6: bool = False, gap
     45 s pass ten segments before every multiple of it."""
     rng = random.Random(seed)
     acks = random.Random(seed ^ 0x5EED)  # acknowledgement numbers from a stream of their own
-    ends = [(f"10.1.0.{1 + i % 5}", 40000 + i, f"10.0.0.{10 + i % 3}", (443, 80, 8080, 50000, 1000)[i % 5])
-            for i in range(tuples)]
+    ends = [
+        (f"10.1.0.{1 + i % 5}", 40000 + i, f"10.0.0.{10 + i % 3}", (443, 80, 8080, 50000, 1000)[i % 5])
+        for i in range(tuples)
+    ]
     if ipv6:
         ends = [(f"fd00::1:{s.rsplit('.', 1)[1]}", sp, f"fd00::{d.rsplit('.', 1)[1]}", dp) for s, sp, d, dp in ends]
     seqs: dict[tuple, int] = {}
@@ -174,8 +260,11 @@ def random_segments(n: int, seed: int, tuples: int = 12, ipv6: bool = False, gap
         win = rng.choice((0, 0, 512, 65535))
         # mostly what the other direction has sent, sometimes beyond (data the capture did not show)
         peer = seqs.get((dst, dport, src, sport), 0)
-        ack = (peer + acks.choice((0, 0, 0, 1, 517, 3000, -5))) & 0xFFFFFFFF if acks.random() < 0.9 else \
-            acks.randrange(1 << 32)
+        ack = (
+            (peer + acks.choice((0, 0, 0, 1, 517, 3000, -5))) & 0xFFFFFFFF
+            if acks.random() < 0.9
+            else acks.randrange(1 << 32)
+        )
         out.append(Segment(t, src, dst, sport, dport, flags, seq, ack, win, payload, k))
     return out
 
@@ -217,9 +306,16 @@ class _Side:
         return top
 
 
-def lossy(n: int, seed: int, events: float = 0.25, ipv6: bool = False, concurrency: int = 20,
-          start: float = 1_700_000_000.0, client: str | None = None,
-          server: str | None = None) -> tuple[list[Segment], dict[int, LossTruth]]:
+def lossy(
+    n: int,
+    seed: int,
+    events: float = 0.25,
+    ipv6: bool = False,
+    concurrency: int = 20,
+    start: float = 1_700_000_000.0,
+    client: str | None = None,
+    server: str | None = None,
+) -> tuple[list[Segment], dict[int, LossTruth]]:
     """`n` connections (request, response in bursts, a pause, the end in turn of `ENDINGS`), each data
     segment with probability `events` subject to one of `LOSS_EVENTS`: sent again later
     (`retransmit`), lost before the capture point and sent again after the rest of its burst
@@ -233,19 +329,24 @@ def lossy(n: int, seed: int, events: float = 0.25, ipv6: bool = False, concurren
     conns: list[list[Segment]] = []
     truth: dict[int, LossTruth] = {}
     for i in range(n):
-        ends = ((client or (f"fd00::1:{i:x}" if ipv6 else f"10.2.{i // 250 % 250}.{1 + i % 250}"), 20000 + i % 40000),
-                (server or ("fd00::10" if ipv6 else "10.0.0.20"), 443))
+        ends = (
+            (client or (f"fd00::1:{i:x}" if ipv6 else f"10.2.{i // 250 % 250}.{1 + i % 250}"), 20000 + i % 40000),
+            (server or ("fd00::10" if ipv6 else "10.0.0.20"), 443),
+        )
         segs, t = _lossy_connection(i, rng, *ends, events)
         conns.append(segs)
         truth[i] = t
     return list(_interleaved(conns, rng, concurrency, start)), truth
 
 
-def _lossy_connection(i: int, rng: random.Random, client: tuple[str, int], server: tuple[str, int],
-                      events: float) -> tuple[list[Segment], LossTruth]:
+def _lossy_connection(
+    i: int, rng: random.Random, client: tuple[str, int], server: tuple[str, int], events: float
+) -> tuple[list[Segment], LossTruth]:
     wrap = i % 5 == 1
-    sides = [_Side(((1 << 32) - rng.randrange(1, 4000)) if wrap else rng.randrange(1 << 32)),
-             _Side(((1 << 32) - rng.randrange(1, 4000)) if wrap else rng.randrange(1 << 32))]
+    sides = [
+        _Side(((1 << 32) - rng.randrange(1, 4000)) if wrap else rng.randrange(1 << 32)),
+        _Side(((1 << 32) - rng.randrange(1, 4000)) if wrap else rng.randrange(1 << 32)),
+    ]
     truth = LossTruth(teardown=ENDINGS[i % len(ENDINGS)])
     midstream = i % 7 == 3
     out: list[Segment] = []
@@ -260,8 +361,9 @@ def _lossy_connection(i: int, rng: random.Random, client: tuple[str, int], serve
         if midstream and shown[0] <= 3:
             return
         src, dst = (client, server) if d == 0 else (server, client)
-        out.append(Segment(0.0, src[0], dst[0], src[1], dst[1], flags, (me.isn + off) & 0xFFFFFFFF, ack, win,
-                           payload, i))
+        out.append(
+            Segment(0.0, src[0], dst[0], src[1], dst[1], flags, (me.isn + off) & 0xFFFFFFFF, ack, win, payload, i)
+        )
         end = off + payload + (1 if flags & (SYN | FIN) else 0)
         if me.hi is not None and payload and end <= me.hi:
             if keepalive:
@@ -371,8 +473,9 @@ def _count_gaps(side: _Side, acked: int, truth: LossTruth, established: bool) ->
     side.accounted = pos
 
 
-def _interleaved(conns: Iterable[list[Segment]], rng: random.Random, concurrency: int,
-                 start: float) -> Iterator[Segment]:
+def _interleaved(
+    conns: Iterable[list[Segment]], rng: random.Random, concurrency: int, start: float
+) -> Iterator[Segment]:
     """The connections' segments interleaved, `concurrency` connections at a time (the next one
     starting when one ends), each at a new time, 0.1 to 0.5 ms after the one before."""
     active: list[Iterator[Segment]] = []
@@ -395,8 +498,9 @@ def _interleaved(conns: Iterable[list[Segment]], rng: random.Random, concurrency
             active.pop()
             continue
         t = round(t + 0.0001 + rng.random() * 0.0004, 6)
-        yield Segment(t, seg.src, seg.dst, seg.sport, seg.dport, seg.flags, seg.seq, seg.ack, seg.win,
-                      seg.payload, seg.conn)
+        yield Segment(
+            t, seg.src, seg.dst, seg.sport, seg.dport, seg.flags, seg.seq, seg.ack, seg.win, seg.payload, seg.conn
+        )
 
 
 def damaged(data: bytes, rng: random.Random, changes: int) -> bytes:
@@ -405,7 +509,7 @@ def damaged(data: bytes, rng: random.Random, changes: int) -> bytes:
     for _ in range(rng.randint(1, changes)):
         out[rng.randrange(len(out))] = rng.randrange(256)
     if rng.random() < 0.3:
-        out = out[:rng.randrange(len(out))]
+        out = out[: rng.randrange(len(out))]
     return bytes(out)
 
 
@@ -436,16 +540,26 @@ def ip_packet(seg: Segment, bad_checksum: bool = False) -> bytes:
         ck ^= 0x5A5A
     seg_bytes = seg_bytes[:16] + struct.pack("!H", ck) + seg_bytes[18:]
     if src.version == 4:
-        hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg_bytes), seg.conn & 0xFFFF, 0x4000, 64, 6, 0,
-                          src.packed, dst.packed)
+        hdr = struct.pack(
+            "!BBHHHBBH4s4s", 0x45, 0, 20 + len(seg_bytes), seg.conn & 0xFFFF, 0x4000, 64, 6, 0, src.packed, dst.packed
+        )
         hdr = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
         return hdr + seg_bytes
     return struct.pack("!IHBB16s16s", 0x60000000, len(seg_bytes), 6, 64, src.packed, dst.packed) + seg_bytes
 
 
 LINKS = ("ethernet", "vlan", "qinq", "pppoe", "sll", "sll2", "raw", "null", "loop")
-LINKTYPE = {"ethernet": 1, "vlan": 1, "qinq": 1, "pppoe": 1, "sll": 113, "sll2": 276, "raw": 101, "null": 0,
-            "loop": 108}
+LINKTYPE = {
+    "ethernet": 1,
+    "vlan": 1,
+    "qinq": 1,
+    "pppoe": 1,
+    "sll": 113,
+    "sll2": 276,
+    "raw": 101,
+    "null": 0,
+    "loop": 108,
+}
 _MAC = bytes.fromhex("020000000001020000000002")
 
 
@@ -460,8 +574,9 @@ def frame(link: str, ip: bytes) -> bytes:
         return _MAC + struct.pack("!HHHHH", 0x88A8, 100, 0x8100, 42, etype) + ip
     if link == "pppoe":
         ppp = 0x0057 if v6 else 0x0021
-        return _MAC + struct.pack("!HHHHHH", 0x88A8, 7, 0x8864, 0x1100, 0x1234, len(ip) + 2) + struct.pack(
-            "!H", ppp) + ip
+        return (
+            _MAC + struct.pack("!HHHHHH", 0x88A8, 7, 0x8864, 0x1100, 0x1234, len(ip) + 2) + struct.pack("!H", ppp) + ip
+        )
     if link == "sll":
         return struct.pack("!HHH8sH", 0, 1, 6, _MAC[:6] + b"\0\0", etype) + ip
     if link == "sll2":
@@ -488,8 +603,9 @@ def pcap_record(ts: float, data: bytes) -> bytes:
     return struct.pack("<IIII", sec, round((ts - sec) * 1e6), len(data), len(data)) + data
 
 
-def write_pcap(fh: BinaryIO, records: Iterable[Record], linktype: int, nanos: bool = False,
-               big_endian: bool = False) -> None:
+def write_pcap(
+    fh: BinaryIO, records: Iterable[Record], linktype: int, nanos: bool = False, big_endian: bool = False
+) -> None:
     o = ">" if big_endian else "<"
     fh.write(struct.pack(o + "IHHiIII", 0xA1B23C4D if nanos else 0xA1B2C3D4, 2, 4, 0, 0, 262144, linktype))
     rec = struct.Struct(o + "IIII")
@@ -500,8 +616,13 @@ def write_pcap(fh: BinaryIO, records: Iterable[Record], linktype: int, nanos: bo
         fh.write(data)
 
 
-def write_pcapng(fh: BinaryIO, records: Iterable[Record], tsresol: dict[int, int] | None = None,
-                 big_endian: bool = False, simple: bool = False) -> None:
+def write_pcapng(
+    fh: BinaryIO,
+    records: Iterable[Record],
+    tsresol: dict[int, int] | None = None,
+    big_endian: bool = False,
+    simple: bool = False,
+) -> None:
     """One interface per link type met (in order of first use), each with its own if_tsresol (10^-n)."""
     o = ">" if big_endian else "<"
     fh.write(struct.pack(o + "IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28))
@@ -524,8 +645,12 @@ def write_pcapng(fh: BinaryIO, records: Iterable[Record], tsresol: dict[int, int
         micros = round(ts * 1e6)  # integer arithmetic: a float cannot hold epoch nanoseconds
         ticks = micros * 10 ** (r - 6) if r >= 6 else micros // 10 ** (6 - r)
         blen = 32 + len(data) + pad
-        fh.write(struct.pack(o + "IIIIIII", 6, blen, iface, ticks >> 32, ticks & 0xFFFFFFFF, len(data), len(data))
-                 + data + b"\0" * pad + struct.pack(o + "I", blen))
+        fh.write(
+            struct.pack(o + "IIIIIII", 6, blen, iface, ticks >> 32, ticks & 0xFFFFFFFF, len(data), len(data))
+            + data
+            + b"\0" * pad
+            + struct.pack(o + "I", blen)
+        )
 
 
 NDIS_PROVIDER = bytes.fromhex("6e00d62e29470946b4233ee7bcd678ef")
@@ -543,8 +668,9 @@ def netevent(data: bytes, ts: float) -> bytes:
     return bytes(header) + user
 
 
-def write_netmon(fh: BinaryIO, records: Iterable[Record], minor: int = 1, metadata: bool = True,
-                 netevent_every: int = 0) -> None:
+def write_netmon(
+    fh: BinaryIO, records: Iterable[Record], minor: int = 1, metadata: bool = True, netevent_every: int = 0
+) -> None:
     """NetMon 2.`minor` (0-3). Media per frame: Ethernet 1, other link types 0xE000|linktype.
 
     With `metadata`, a capture-filter frame (0xFFFF) and a network-info frame (0xFFFD) are appended
@@ -557,8 +683,20 @@ def write_netmon(fh: BinaryIO, records: Iterable[Record], minor: int = 1, metada
     header = bytearray(128)
     header[0:4] = b"GMBU"
     header[4], header[5] = minor, 2
-    struct.pack_into("<H8H", header, 6, 1, tm.tm_year, tm.tm_mon, (tm.tm_wday + 1) % 7, tm.tm_mday, tm.tm_hour,
-                     tm.tm_min, tm.tm_sec, int((start - int(start)) * 1000))
+    struct.pack_into(
+        "<H8H",
+        header,
+        6,
+        1,
+        tm.tm_year,
+        tm.tm_mon,
+        (tm.tm_wday + 1) % 7,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        int((start - int(start)) * 1000),
+    )
     base = calendar.timegm(tm) + int((start - int(start)) * 1000) / 1000
     frames: list[tuple[float, int, bytes]] = []
     for i, (ts, lt, data) in enumerate(records):
@@ -600,8 +738,14 @@ def _flag_text(flags: int, ellipsis: bool) -> str:
     return text.replace("...", "…") if ellipsis else text
 
 
-def write_netmon_text(fh, segments: Iterable[Segment], bad_checksum_from: str | None = None, ellipsis: bool = False,
-                      tabs: bool = False, addresses: bool = False) -> None:
+def write_netmon_text(
+    fh,
+    segments: Iterable[Segment],
+    bad_checksum_from: str | None = None,
+    ellipsis: bool = False,
+    tabs: bool = False,
+    addresses: bool = False,
+) -> None:
     """NetMon frame-summary lines (one per segment); conversation ids from the segments' `conn`."""
     sep = "\t" if tabs else " "
     first = None
@@ -612,8 +756,10 @@ def write_netmon_text(fh, segments: Iterable[Segment], bad_checksum_from: str | 
         dport = f"{_PORT_NAMES[seg.dport]}({seg.dport})" if seg.dport in _PORT_NAMES else str(seg.dport)
         bad = "[Bad CheckSum]" if bad_checksum_from and seg.src == bad_checksum_from else ""
         seq = f"{seg.seq} - {seg.seq + seg.payload}" if seg.payload else str(seg.seq)
-        desc = (f"TCP:{bad}Flags={_flag_text(seg.flags, ellipsis)}, SrcPort={sport}, DstPort={dport}, "
-                f"PayloadLen={seg.payload}, Seq={seq}, Ack={seg.ack}, Win={seg.win} (scale factor 0x0) = {seg.win}")
+        desc = (
+            f"TCP:{bad}Flags={_flag_text(seg.flags, ellipsis)}, SrcPort={sport}, DstPort={dport}, "
+            f"PayloadLen={seg.payload}, Seq={seq}, Ack={seg.ack}, Win={seg.win} (scale factor 0x0) = {seg.win}"
+        )
         cols = [str(n), tod, f"{seg.ts - first:.7f}"]
         if addresses:
             cols += [seg.src, seg.dst]

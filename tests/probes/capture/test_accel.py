@@ -213,11 +213,11 @@ def _odd_frames(segments: list[synth.Segment], link: str, seed: int, bad: float 
         if 0.12 <= r < 0.15:  # not IP at all
             at = _PROTO_AT.get(link)
             if at is not None:
-                data = data[:at] + rng.choice((b"\x08\x06", b"\x88\xcc", b"\x00\x57", b"\x81\x00")) + data[at + 2:]
+                data = data[:at] + rng.choice((b"\x08\x06", b"\x88\xcc", b"\x00\x57", b"\x81\x00")) + data[at + 2 :]
             else:
-                data = rng.choice((b"\x63\0\0\0", b"\x20")) + data[len(data) - len(ip) + 1:]
+                data = rng.choice((b"\x63\0\0\0", b"\x20")) + data[len(data) - len(ip) + 1 :]
         elif 0.15 <= r < 0.2:  # cut short (a small snap length)
-            data = data[:rng.randrange(len(data))]
+            data = data[: rng.randrange(len(data))]
         elif 0.2 <= r < 0.23:  # padded (Ethernet minimum size, trailers)
             data = data + bytes(rng.randrange(1, 30))
         out.append((seg.ts, lt, data))
@@ -246,8 +246,9 @@ def _write(path: Path, fmt: str, records: list[synth.Record], linktype: int = 1,
 @pytest.mark.parametrize("fmt", ["pcap", "pcap-ns-be", "pcapng", "pcapng-be"])
 @pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])
 @pytest.mark.parametrize("link", synth.LINKS)
-def test_every_label_link_layer_and_format(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link: str, ipv6: bool,
-                                           fmt: str) -> None:
+def test_every_label_link_layer_and_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link: str, ipv6: bool, fmt: str
+) -> None:
     segments = list(synth.conversations(66, seed=11, concurrency=12, ipv6=ipv6))
     path = _write(tmp_path / f"{link}.{fmt}", fmt, list(synth.records_for(segments, link)), synth.LINKTYPE[link])
     both = _same(path, monkeypatch)
@@ -311,12 +312,24 @@ def test_gzipped_pcap_and_pcapng(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 @accelerated
 # -- random traffic, odd frames ---------------------------------------------------------------------------
-@pytest.mark.parametrize(("link", "fmt"), [("ethernet", "pcap"), ("ethernet", "pcap-be"), ("vlan", "pcap-ns"),
-                                           ("qinq", "pcapng"), ("pppoe", "pcap"), ("sll", "pcap-ns-be"),
-                                           ("sll2", "pcapng-be"), ("raw", "pcap"), ("null", "pcap")])
+@pytest.mark.parametrize(
+    ("link", "fmt"),
+    [
+        ("ethernet", "pcap"),
+        ("ethernet", "pcap-be"),
+        ("vlan", "pcap-ns"),
+        ("qinq", "pcapng"),
+        ("pppoe", "pcap"),
+        ("sll", "pcap-ns-be"),
+        ("sll2", "pcapng-be"),
+        ("raw", "pcap"),
+        ("null", "pcap"),
+    ],
+)
 @pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])
-def test_random_traffic_with_odd_frames(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link: str, fmt: str,
-                                        ipv6: bool) -> None:
+def test_random_traffic_with_odd_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link: str, fmt: str, ipv6: bool
+) -> None:
     segments = _traffic(len(link) + ipv6, 2 * SWEEP_EVERY + 3000, ipv6)  # sweeps in the middle
     path = _write(tmp_path / f"{link}.{fmt}", fmt, _odd_frames(segments, link, seed=len(fmt)), synth.LINKTYPE[link])
     both = _same(path, monkeypatch)
@@ -335,9 +348,17 @@ def test_random_traffic_with_odd_frames(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @accelerated
-@pytest.mark.parametrize(("link", "fmt", "ipv6"), [("ethernet", "pcap", False), ("ethernet", "pcapng-be", True),
-                                                   ("vlan", "pcap-ns", False), ("pppoe", "pcapng", True),
-                                                   ("sll", "pcap", False), ("raw", "pcap-be", True)])
+@pytest.mark.parametrize(
+    ("link", "fmt", "ipv6"),
+    [
+        ("ethernet", "pcap", False),
+        ("ethernet", "pcapng-be", True),
+        ("vlan", "pcap-ns", False),
+        ("pppoe", "pcapng", True),
+        ("sll", "pcap", False),
+        ("raw", "pcap-be", True),
+    ],
+)
 def test_lossy_traffic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link: str, fmt: str, ipv6: bool) -> None:
     """Retransmissions, holes behind ranges, content gaps, keep-alives, wrapping sequence numbers,
     connections picked up midstream (`synth.lossy`): the same sequence state, slot for slot, with the
@@ -375,8 +396,9 @@ def test_pcapng_interfaces_sections_and_simple_blocks(tmp_path: Path, monkeypatc
     (no time), a second section with its own byte order and interfaces."""
     segments = _traffic(7, SWEEP_EVERY + 3000)
     links = ["ethernet", "sll2", "raw", "null", "vlan"]
-    records = [(s.ts, synth.LINKTYPE[links[s.conn % 5]], synth.frame(links[s.conn % 5], synth.ip_packet(s)))
-               for s in segments]
+    records = [
+        (s.ts, synth.LINKTYPE[links[s.conn % 5]], synth.frame(links[s.conn % 5], synth.ip_packet(s))) for s in segments
+    ]
     first, second = tmp_path / "a.pcapng", tmp_path / "b.pcapng"
     with open(first, "wb") as fh:
         synth.write_pcapng(fh, records[:5000], tsresol={1: 9, 276: 3, 101: 6, 0: 7, 113: 5})
@@ -395,7 +417,9 @@ def _damage_inputs(tmp_path: Path) -> dict[str, bytes]:
     out = {
         "eth.pcap": _write(tmp_path / "e.pcap", "pcap", _odd_frames(segments, "ethernet", 1)),
         "vlan6.pcap": _write(tmp_path / "v.pcap", "pcap-ns-be", _odd_frames(v6, "vlan", 2)),
-        "sll.pcapng": _write(tmp_path / "s.pcapng", "pcapng", _odd_frames(segments, "sll", 3) + _odd_frames(v6, "raw", 4)),
+        "sll.pcapng": _write(
+            tmp_path / "s.pcapng", "pcapng", _odd_frames(segments, "sll", 3) + _odd_frames(v6, "raw", 4)
+        ),
         "be.pcapng": _write(tmp_path / "b.pcapng", "pcapng-be", _odd_frames(v6, "sll2", 5), simple=True),
     }
     data = {name: path.read_bytes() for name, path in out.items()}
@@ -451,8 +475,25 @@ def test_the_command_gives_the_same_output_both_ways(tmp_path: Path) -> None:
     for pure in ("", "1"):
         env = {**os.environ, "PYTHONPATH": str(REPO), "DIAGNOSE_PURE_PYTHON": pure}
         for jobs in ("1", "2"):
-            done = subprocess.run([sys.executable, "-m", "diagnose", "probe", "capture", "--jobs", jobs, "--connections",
-                                   "--format", "json", str(path)], capture_output=True, text=True, env=env, timeout=120)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "diagnose",
+                    "probe",
+                    "capture",
+                    "--jobs",
+                    jobs,
+                    "--connections",
+                    "--format",
+                    "json",
+                    str(path),
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+            )
             assert done.returncode == 0, done.stderr
             facts = json.loads(done.stdout)["facts"]
             for f in facts:
@@ -530,8 +571,20 @@ def _handlers(tracker: Tracker, data: Any, **replace: Any) -> tuple:
     feed = formats._feeder(data, tracker)
     release = formats._Releaser(data)
     parts = list(formats._handlers(tracker, feed, release))
-    names = ["conns", "open_syn", "control", "control_flags", "packet", "log", "sequence", "sweep", "release", "feed",
-             "jobs", "index"]
+    names = [
+        "conns",
+        "open_syn",
+        "control",
+        "control_flags",
+        "packet",
+        "log",
+        "sequence",
+        "sweep",
+        "release",
+        "feed",
+        "jobs",
+        "index",
+    ]
     for name, value in replace.items():
         parts[names.index(name)] = value
     return tuple(parts)
@@ -551,8 +604,15 @@ def _pcap_bytes(n: int, link: str = "ethernet") -> tuple[bytes, list[int]]:
 def test_pcap_stops_before_a_record_cut_short_and_leaves_it() -> None:
     data, starts = _pcap_bytes(40)
     fast = formats._fastcap
-    for cut, whole in ((starts[30] + 9, 30), (starts[30] + 16, 30), (starts[30] + 17, 30), (len(data) - 1, 39),
-                       (len(data), 40), (24, 0), (starts[1], 1)):
+    for cut, whole in (
+        (starts[30] + 9, 30),
+        (starts[30] + 16, 30),
+        (starts[30] + 17, 30),
+        (len(data) - 1, 39),
+        (len(data), 40),
+        (24, 0),
+        (starts[1], 1),
+    ):
         tracker = Tracker(lambda c: None)
         off, frame, tcp = fast.pcap(data[:cut], 24, 0, 1, False, 1e-6, True, _handlers(tracker, data[:cut]))
         assert (frame, tcp) == (whole, whole), cut
@@ -578,7 +638,7 @@ def test_pcap_resumes_where_it_was_told() -> None:
     one, two = Tracker(lambda c: None), Tracker(lambda c: None)
     fast = formats._fastcap
     whole = fast.pcap(data, 24, 0, 1, False, 1e-6, False, _handlers(one, data))
-    first = fast.pcap(data[:starts[25] + 3], 24, 0, 1, False, 1e-6, False, _handlers(two, data))
+    first = fast.pcap(data[: starts[25] + 3], 24, 0, 1, False, 1e-6, False, _handlers(two, data))
     assert first[:2] == (starts[25], 25)
     rest = fast.pcap(data, first[0], first[1], 1, False, 1e-6, False, _handlers(two, data))
     assert rest[:2] == whole[:2] and first[2] + rest[2] == whole[2]
@@ -603,7 +663,7 @@ def _pcapng_blocks(big: bool = False) -> tuple[bytes, dict[str, int]]:
     fh = io.BytesIO()
     synth.write_pcapng(fh, records[:3], big_endian=big)
     body = fh.getvalue()
-    body = body[28 + 32:]  # without its SHB and IDB: packets of interface 0
+    body = body[28 + 32 :]  # without its SHB and IDB: packets of interface 0
     path_bytes += body
     return bytes(path_bytes), marks
 
@@ -631,9 +691,13 @@ def test_pcapng_stops_at_headers_damage_and_undeclared_interfaces(big: bool) -> 
     o = ">" if big else "<"
     p = marks["after_idb"]
     blen = struct.unpack_from(o + "I", data, p + 4)[0]
-    for damaged in (data[:p + blen - 4] + b"\xff\xff\xff\xff" + data[p + blen:], data[:p + blen - 1],
-                    data[:p + 4] + struct.pack(o + "I", 28) + data[p + 8:], data[:p + 4] + struct.pack(o + "I", 13)
-                    + data[p + 8:], data[:p + 8] + struct.pack(o + "I", 5) + data[p + 12:]):
+    for damaged in (
+        data[: p + blen - 4] + b"\xff\xff\xff\xff" + data[p + blen :],
+        data[: p + blen - 1],
+        data[: p + 4] + struct.pack(o + "I", 28) + data[p + 8 :],
+        data[: p + 4] + struct.pack(o + "I", 13) + data[p + 8 :],
+        data[: p + 8] + struct.pack(o + "I", 5) + data[p + 12 :],
+    ):
         t2 = Tracker(lambda c: None)
         iface_ok = [(1, 1e-6, 0), (1, 1e-6, 0)]
         got = fast.pcapng(damaged, p, 9, big, iface_ok, _handlers(t2, damaged))
@@ -660,8 +724,9 @@ def test_arguments_are_checked() -> None:
 
 @accelerated
 def test_a_broken_tracker_entry_is_an_error_not_a_crash() -> None:
-    segments = synth.script_segments(synth.SCENARIOS["graceful-client-first"], ("10.1.0.1", 40000),
-                                     ("10.0.0.10", 443), 1_700_000_000.0, 0)
+    segments = synth.script_segments(
+        synth.SCENARIOS["graceful-client-first"], ("10.1.0.1", 40000), ("10.0.0.10", 443), 1_700_000_000.0, 0
+    )
     data = synth.pcap_header(1)
     starts = []
     for seg in segments:
@@ -671,7 +736,7 @@ def test_a_broken_tracker_entry_is_an_error_not_a_crash() -> None:
     for n in range(5):
         tracker = Tracker(lambda c: None)
         h = _handlers(tracker, data)
-        fast.pcap(data[:starts[2]], 24, 0, 1, False, 1e-6, True, h)  # SYN, SYN-ACK
+        fast.pcap(data[: starts[2]], 24, 0, 1, False, 1e-6, True, h)  # SYN, SYN-ACK
         key = next(iter(tracker.conns))
         c, d = tracker.conns[key]
         broken = ((c, 2), (c[:5], d), ([*c[:4], "x", *c[5:]], d), (c,), "x")[n]

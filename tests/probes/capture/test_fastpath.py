@@ -20,8 +20,12 @@ from tests.probes.capture import synth
 
 def _write(path: Path, segs: list[synth.Segment], link: str, big_endian: bool, bad: set[int]) -> Path:
     with open(path, "wb") as fh:
-        synth.write_pcap(fh, ((s.ts, synth.LINKTYPE[link], synth.frame(link, synth.ip_packet(s, i in bad)))
-                              for i, s in enumerate(segs)), synth.LINKTYPE[link], big_endian=big_endian)
+        synth.write_pcap(
+            fh,
+            ((s.ts, synth.LINKTYPE[link], synth.frame(link, synth.ip_packet(s, i in bad))) for i, s in enumerate(segs)),
+            synth.LINKTYPE[link],
+            big_endian=big_endian,
+        )
     return path
 
 
@@ -30,14 +34,17 @@ def _comparable(conns: list[Connection]) -> list[tuple]:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_fused_loop_decides_like_the_general_readers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      seed: int) -> None:
+def test_fused_loop_decides_like_the_general_readers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
     monkeypatch.setattr(formats, "_fastcap", None)  # the Python readers (test_accel.py: the C one)
     segs = synth.random_segments(3000, seed, gap=0.25)
     bad = set(random.Random(seed).sample(range(len(segs)), 150))
     fast = _write(tmp_path / "fast.pcap", segs, "ethernet", False, bad)  # the fused loop
-    general = [_write(tmp_path / "vlan.pcap", segs, "vlan", False, bad),  # link-layer decoder
-               _write(tmp_path / "be.pcap", segs, "ethernet", True, bad)]  # big-endian: per-frame feeder
+    general = [
+        _write(tmp_path / "vlan.pcap", segs, "vlan", False, bad),  # link-layer decoder
+        _write(tmp_path / "be.pcap", segs, "ethernet", True, bad),
+    ]  # big-endian: per-frame feeder
     want = analyse([fast], keep_all=True, jobs=1)
     conns = _comparable(want.all_connections)
     histories = "".join(c.history for c in want.all_connections)
@@ -50,5 +57,6 @@ def test_fused_loop_decides_like_the_general_readers(tmp_path: Path, monkeypatch
         assert got.total_bad_checksums == want.total_bad_checksums
     split = analyse([fast], keep_all=True, jobs=2)
     assert [dataclasses.astuple(c) for c in split.all_connections] == [
-        dataclasses.astuple(c) for c in want.all_connections]
+        dataclasses.astuple(c) for c in want.all_connections
+    ]
     assert split.counts == want.counts and split.bad_checksums == want.bad_checksums

@@ -42,8 +42,12 @@ def _conns(path: Path) -> tuple[list[Connection], ReadResult]:
 
 def _comparable(conns: list[Connection]) -> list[tuple]:
     """Connections without their file name, times to the microsecond."""
-    return sorted(dataclasses.astuple(dataclasses.replace(c, source="", first_time=round(c.first_time, 6),
-                                                          last_time=round(c.last_time, 6))) for c in conns)
+    return sorted(
+        dataclasses.astuple(
+            dataclasses.replace(c, source="", first_time=round(c.first_time, 6), last_time=round(c.last_time, 6))
+        )
+        for c in conns
+    )
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +135,9 @@ def test_pcap_byte_orders_and_resolutions(tmp_path: Path, twin, variant: str) ->
     segs, _pcap, expected = twin
     path = tmp_path / f"{variant}.pcap"
     with open(path, "wb") as fh:
-        synth.write_pcap(fh, synth.records_for(segs), 1, nanos=variant.startswith("ns"),
-                         big_endian=variant.endswith("be"))
+        synth.write_pcap(
+            fh, synth.records_for(segs), 1, nanos=variant.startswith("ns"), big_endian=variant.endswith("be")
+        )
     conns, read = _conns(path)
     assert read.format.startswith(f"pcap ({variant[:2]}")
     assert _comparable(conns) == expected
@@ -160,10 +165,12 @@ def test_pcapng_sections_and_simple_packet_blocks(tmp_path: Path, twin, big_endi
 
 
 def test_pcapng_interfaces_keep_their_own_time_resolution(tmp_path: Path) -> None:
-    segs = synth.script_segments(synth.SCENARIOS["dirty-close"], ("10.1.0.5", 40000), ("10.0.0.10", 443),
-                                 1_700_000_000.0, gap=0.125)
-    other = synth.script_segments(synth.SCENARIOS["dirty-close"], ("10.1.0.6", 40001), ("10.0.0.10", 443),
-                                  1_700_000_000.0, conn=1, gap=0.125)
+    segs = synth.script_segments(
+        synth.SCENARIOS["dirty-close"], ("10.1.0.5", 40000), ("10.0.0.10", 443), 1_700_000_000.0, gap=0.125
+    )
+    other = synth.script_segments(
+        synth.SCENARIOS["dirty-close"], ("10.1.0.6", 40001), ("10.0.0.10", 443), 1_700_000_000.0, conn=1, gap=0.125
+    )
     records = [(s.ts, 1, synth.frame("ethernet", synth.ip_packet(s))) for s in segs]
     records += [(s.ts, 113, synth.frame("sll", synth.ip_packet(s))) for s in other]
     path = tmp_path / "two.pcapng"
@@ -239,8 +246,14 @@ def test_netmon_text_export_matches_the_pcap(tmp_path: Path, twin, style: str) -
     segs, _pcap, expected = twin
     path = tmp_path / "export.txt"
     with open(path, "w", encoding="utf-8") as fh:
-        synth.write_netmon_text(fh, segs, ellipsis=style == "ellipsis-tabs", tabs=style == "ellipsis-tabs",
-                                addresses=style == "addresses", bad_checksum_from=synth.SERVERS[0])
+        synth.write_netmon_text(
+            fh,
+            segs,
+            ellipsis=style == "ellipsis-tabs",
+            tabs=style == "ellipsis-tabs",
+            addresses=style == "addresses",
+            bad_checksum_from=synth.SERVERS[0],
+        )
     conns, read = _conns(path)
     assert read.format == "netmon text" and not read.partial
     want = sorted((t[8], t[9], t[10], t[13], t[14]) for t in expected)  # labels, sides, frame numbers
@@ -329,8 +342,10 @@ def test_not_a_capture_is_one_clean_error(tmp_path: Path, cli) -> None:
     path.write_text("nothing to see here\n")
     proc = cli("probe", "capture", str(path))
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"diagnose: error: {path}@0: not a capture: no pcap, pcapng, NetMon or NetMon " \
+    assert (
+        proc.stderr.strip() == f"diagnose: error: {path}@0: not a capture: no pcap, pcapng, NetMon or NetMon "
         "text content (6e6f7468)"
+    )
     missing = cli("probe", "capture", str(tmp_path / "missing.pcap"))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "capture file not found" in missing.stderr
@@ -362,11 +377,17 @@ def _two_legs(tmp_path: Path) -> Path:
     segs: list[synth.Segment] = []
     t = 1_700_000_000.0
     for i in range(6):
-        segs += synth.script_segments(synth.SCENARIOS["graceful-server-first"], (f"198.51.100.{i + 1}", 50000 + i),
-                                      ("203.0.113.1", 443), t, conn=2 * i)
+        segs += synth.script_segments(
+            synth.SCENARIOS["graceful-server-first"],
+            (f"198.51.100.{i + 1}", 50000 + i),
+            ("203.0.113.1", 443),
+            t,
+            conn=2 * i,
+        )
         name = "server-reset" if i == 5 else "dirty-close"
-        segs += synth.script_segments(synth.SCENARIOS[name], ("10.0.0.1", 31000 + i), ("10.0.0.10", 443),
-                                      t + 0.0005, conn=2 * i + 1)
+        segs += synth.script_segments(
+            synth.SCENARIOS[name], ("10.0.0.1", 31000 + i), ("10.0.0.10", 443), t + 0.0005, conn=2 * i + 1
+        )
         t += 1
     segs.sort(key=lambda s: s.ts)
     return synth.write_file(tmp_path / "legs.pcap", "pcap", synth.records_for(segs))

@@ -58,17 +58,33 @@ class Conv:
         """Direction `d` sends `payload` bytes at offset `off`, acknowledging the other side's offset `ack`."""
         src, dst = (CLIENT, SERVER) if d == 0 else (SERVER, CLIENT)
         a = (self.isn[1 - d] + ack) % M if ack is not None else 0
-        self.segs.append(synth.Segment(float(len(self.segs)), src[0], dst[0], src[1], dst[1],
-                                       flags | (ACK if ack is not None else 0), (self.isn[d] + off) % M, a, win,
-                                       payload, 0))
+        self.segs.append(
+            synth.Segment(
+                float(len(self.segs)),
+                src[0],
+                dst[0],
+                src[1],
+                dst[1],
+                flags | (ACK if ack is not None else 0),
+                (self.isn[d] + off) % M,
+                a,
+                win,
+                payload,
+                0,
+            )
+        )
 
     def run(self) -> tuple[Connection, list]:
         states: list[list] = []
         tracker = Tracker(states.append)
         tracker.start_source("t")
         for i, s in enumerate(self.segs, 1):
-            key = (ipaddress.ip_address(s.src).packed + ipaddress.ip_address(s.dst).packed
-                   + s.sport.to_bytes(2, "big") + s.dport.to_bytes(2, "big"))
+            key = (
+                ipaddress.ip_address(s.src).packed
+                + ipaddress.ip_address(s.dst).packed
+                + s.sport.to_bytes(2, "big")
+                + s.dport.to_bytes(2, "big")
+            )
             tracker.packet(i, s.ts, key, None, s.flags, s.win, s.payload, s.seq, s.ack, False)
         tracker.finish_all()
         [state] = states
@@ -204,8 +220,12 @@ def test_ranges_behind_a_hole_stay_bounded() -> None:
     tracker = Tracker(lambda s: None)
     tracker.start_source("t")
     for i, s in enumerate(c.segs, 1):
-        key = (ipaddress.ip_address(s.src).packed + ipaddress.ip_address(s.dst).packed
-               + s.sport.to_bytes(2, "big") + s.dport.to_bytes(2, "big"))
+        key = (
+            ipaddress.ip_address(s.src).packed
+            + ipaddress.ip_address(s.dst).packed
+            + s.sport.to_bytes(2, "big")
+            + s.dport.to_bytes(2, "big")
+        )
         tracker.packet(i, s.ts, key, None, s.flags, s.win, s.payload, s.seq, s.ack, False)
     [state] = list(tracker.live())
     assert len(state[C_OOO + 1]) == 2 * MAX_RANGES
@@ -225,15 +245,28 @@ def _check_truth(path: Path, segs: list[synth.Segment], truth: dict[int, synth.L
     for i, t in truth.items():
         c = got[i]
         assert (c.retransmissions, c.keepalives, c.gaps, c.missed_bytes, c.teardown) == (
-            t.retransmissions, t.keepalives, t.gaps, t.missed_bytes, t.teardown), (i, c.history)
+            t.retransmissions,
+            t.keepalives,
+            t.gaps,
+            t.missed_bytes,
+            t.teardown,
+        ), (i, c.history)
 
 
 @pytest.mark.parametrize("pure", [False, True], ids=["accelerated", "pure"])
-@pytest.mark.parametrize(("link", "fmt", "ipv6"), [("ethernet", "pcap", False), ("vlan", "pcapng", False),
-                                                   ("sll2", "pcap", True), ("raw", "pcapng", True),
-                                                   ("null", "pcap", False)])
-def test_lossy_captures_show_their_truth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pure: bool, link: str,
-                                         fmt: str, ipv6: bool) -> None:
+@pytest.mark.parametrize(
+    ("link", "fmt", "ipv6"),
+    [
+        ("ethernet", "pcap", False),
+        ("vlan", "pcapng", False),
+        ("sll2", "pcap", True),
+        ("raw", "pcapng", True),
+        ("null", "pcap", False),
+    ],
+)
+def test_lossy_captures_show_their_truth(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pure: bool, link: str, fmt: str, ipv6: bool
+) -> None:
     if pure:
         monkeypatch.setattr(formats, "_fastcap", None)
     segs, truth = synth.lossy(150, seed=len(link) + ipv6, ipv6=ipv6)
@@ -259,14 +292,12 @@ def test_a_netmon_text_export_is_not_analysed(tmp_path: Path) -> None:
     path = tmp_path / "export.txt"
     with open(path, "w", encoding="utf-8") as fh:
         synth.write_netmon_text(fh, segs, addresses=True)
-    result = capture_probe(ProbeContext(), {"paths": [str(path)], "tmg_addresses": ["10.2.0.1"],
-                                            "connections": True})
+    result = capture_probe(ProbeContext(), {"paths": [str(path)], "tmg_addresses": ["10.2.0.1"], "connections": True})
     fact_kinds().check(result.facts, "test")
     total = next(f for f in result.facts if f.kind == "capture.teardown_summary" and f.subject == "all")
     assert total.attrs["loss_analysed"] == 0 and "connections_with_retransmissions" not in total.attrs
     conns = [f for f in result.facts if f.kind == "capture.connection"]
-    assert len(conns) == 30 and all(not f.attrs["loss_analysed"] and "retransmissions" not in f.attrs
-                                    for f in conns)
+    assert len(conns) == 30 and all(not f.attrs["loss_analysed"] and "retransmissions" not in f.attrs for f in conns)
 
 
 # -- facts ----------------------------------------------------------------------------------------------
@@ -283,8 +314,9 @@ def test_loss_facts_per_scope_label_and_connection(tmp_path: Path) -> None:
     assert total["missed_bytes"] == sum(t.missed_bytes for t in truth.values())
     assert total["share_with_retransmissions"] == round(with_rx / 120, 4) and total["loss_analysed"] == 120
     assert len(total["loss_samples"]) == 5
-    per_label = {f.attrs["teardown"]: f.attrs for f in facts if f.kind == "capture.teardown_loss"
-                 and f.attrs["scope"] == "all"}
+    per_label = {
+        f.attrs["teardown"]: f.attrs for f in facts if f.kind == "capture.teardown_loss" and f.attrs["scope"] == "all"
+    }
     assert set(per_label) == {"dirty-close", "graceful", "reset"}
     for label, attrs in per_label.items():
         assert attrs["missed_bytes"] == sum(t.missed_bytes for t in truth.values() if t.teardown == label)
@@ -305,9 +337,14 @@ def test_status64_entries_matched_to_connections_that_lost_packets(tmp_path: Pat
     missed = segments("dirty-close", (TMG, 31026), (CAS, 443), S + 10.5, 2)
     missed = [s for s in missed if not (s.src == CAS and s.payload)]  # the capture missed the server's data
     cap = write_pcap(tmp_path / "tmg.pcap", retransmitted + clean + missed)
-    log = write_w3c(tmp_path / "ISALOG_20240504_FWS_000.w3c", [
-        fw_row(S + 1, f"{TMG}:31024", f"{CAS}:443"), fw_row(S + 6, f"{TMG}:31025", f"{CAS}:443"),
-        fw_row(S + 11, f"{TMG}:31026", f"{CAS}:443")])
+    log = write_w3c(
+        tmp_path / "ISALOG_20240504_FWS_000.w3c",
+        [
+            fw_row(S + 1, f"{TMG}:31024", f"{CAS}:443"),
+            fw_row(S + 6, f"{TMG}:31025", f"{CAS}:443"),
+            fw_row(S + 11, f"{TMG}:31026", f"{CAS}:443"),
+        ],
+    )
     attrs, _ = match([cap], [log])
     assert (attrs["matched"], attrs["matched_dirty_close_by_tmg"], attrs["matched_loss_analysed"]) == (3, 3, 3)
     assert (attrs["matched_with_loss_before_end"], attrs["matched_dirty_close_with_loss"]) == (2, 2)
@@ -324,8 +361,11 @@ def _server_leg_run(tmp_path: Path, events: float) -> dict[str, Any]:
     segs, truth = synth.lossy(60, seed=9, events=events, client=TMG, server=CAS)
     cap = synth.write_file(tmp_path / "tmg-internal.pcap", "pcap", synth.records_for(segs))
     last = {s.conn: s for s in segs}
-    rows = [fw_row(int(last[i].ts), f"{TMG}:{last[i].sport if last[i].src == TMG else last[i].dport}", f"{CAS}:443")
-            for i, t in truth.items() if t.teardown == "dirty-close"]
+    rows = [
+        fw_row(int(last[i].ts), f"{TMG}:{last[i].sport if last[i].src == TMG else last[i].dport}", f"{CAS}:443")
+        for i, t in truth.items()
+        if t.teardown == "dirty-close"
+    ]
     log = write_w3c(tmp_path / "ISALOG_20231114_FWS_000.w3c", rows)
     done = run_cli("run", "--capture", str(cap), "--log", str(log), "--tmg", TMG, "--no-input", "--format", "json")
     assert done.returncode in (0, 1), done.stderr
@@ -416,8 +456,14 @@ def _namespace_capture(out: Path, mode: str) -> dict[str, Any]:
             pytest.skip(f"{tool} is not installed")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     for _attempt in range(3):
-        done = subprocess.run(["unshare", "--net", sys.executable, "-m", "tests.probes.capture.netns", str(out),
-                               mode], capture_output=True, text=True, cwd=REPO, env=env, timeout=180)
+        done = subprocess.run(
+            ["unshare", "--net", sys.executable, "-m", "tests.probes.capture.netns", str(out), mode],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=180,
+        )
         if done.returncode != 0 and ("unshare failed" in done.stderr or "qdisc kind is unknown" in done.stderr):
             pytest.skip(f"no private network namespace with a token bucket here: {done.stderr.strip()}")
         assert done.returncode == 0, done.stderr
@@ -430,6 +476,7 @@ def _namespace_capture(out: Path, mode: str) -> dict[str, Any]:
 
 def _both_ways(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """Every connection's figures, read with the accelerator and without: the same."""
+
     def read() -> list[tuple]:
         conns = analyse([path], keep_all=True).all_connections or []
         return sorted((c.originator, c.history, figures(c), c.first_loss_frame) for c in conns)
@@ -442,8 +489,9 @@ def _both_ways(path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
 
 
 @tshark
-def test_a_congested_loopback_loses_packets_and_the_senders_retransmit(tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_congested_loopback_loses_packets_and_the_senders_retransmit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stats = _namespace_capture(tmp_path, "congested")
     assert stats["received"] == [1_500_000] * 3
     assert "dropped 0," not in stats["qdisc"]  # the queue did drop packets
@@ -472,10 +520,26 @@ def test_a_capture_that_misses_segments_shows_content_gaps(tmp_path: Path, monke
     full = _both_ways(tmp_path / "full.pcap", monkeypatch)
     assert all(r[2] == (0, 0, 0, 0) for r in full)
     lossy = _both_ways(tmp_path / "lossy.pcap", monkeypatch)
-    out = subprocess.run(["tshark", "-n", "-r", str(tmp_path / "full.pcap"), "-T", "fields", "-E", "separator=|",
-                          *(x for f in ("tcp.stream", "tcp.srcport", "tcp.flags", "tcp.seq_raw", "tcp.seq", "tcp.len",
-                                        "tcp.ack") for x in ("-e", f))],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "tshark",
+            "-n",
+            "-r",
+            str(tmp_path / "full.pcap"),
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            *(
+                x
+                for f in ("tcp.stream", "tcp.srcport", "tcp.flags", "tcp.seq_raw", "tcp.seq", "tcp.len", "tcp.ack")
+                for x in ("-e", f)
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     left_out: list[tuple[tuple[str, str], int, int]] = []  # (stream, sender port), relative seq, sequence length
     acked: dict[tuple[str, str], int] = {}  # (stream, sender port) -> highest ACK without RST from the other side
     ports: dict[str, set[str]] = {}

@@ -107,7 +107,11 @@ def test_a_real_dirty_close_is_kept_with_its_first_and_last_packets(loopback: tu
     assert ladder["omitted"] == ladder["packets"] - HEAD - TAIL
     assert ladder["cut_after"] == (rows[HEAD - 1][0],)  # the packets between the head and the tail left out
     # the handshake, from the first packet on
-    assert [(r[2], r[3], r[4]) for r in rows[:3]] == [(">", "SYN", "-"), ("<", "SYN,ACK", rows[1][4]), (">", "ACK", rows[2][4])]
+    assert [(r[2], r[3], r[4]) for r in rows[:3]] == [
+        (">", "SYN", "-"),
+        ("<", "SYN,ACK", rows[1][4]),
+        (">", "ACK", rows[2][4]),
+    ]
     assert rows[0][1] == "0.000000" and [int(r[0]) for r in rows] == sorted(int(r[0]) for r in rows)
     # the end: the server's FIN, then TMG's RST, and nothing after it
     fin = next(i for i, r in enumerate(rows) if r[2] == "<" and "FIN" in r[3].split(","))
@@ -115,20 +119,44 @@ def test_a_real_dirty_close_is_kept_with_its_first_and_last_packets(loopback: tu
     assert float(rows[-1][1]) - float(rows[fin][1]) >= 0.2
     assert int(rows[-1][0]) == ladder["last_frame"]
     if shutil.which("tshark"):  # the oracle: each kept frame as tshark decodes it
-        out = subprocess.run(["tshark", "-r", str(cap), "-T", "fields", "-e", "frame.number", "-e", "tcp.flags",
-                              "-e", "tcp.window_size_value", "-e", "tcp.len", "-e", "tcp.seq_raw", "-e", "tcp.ack_raw"],
-                             capture_output=True, text=True, check=True, timeout=60).stdout
+        out = subprocess.run(
+            [
+                "tshark",
+                "-r",
+                str(cap),
+                "-T",
+                "fields",
+                "-e",
+                "frame.number",
+                "-e",
+                "tcp.flags",
+                "-e",
+                "tcp.window_size_value",
+                "-e",
+                "tcp.len",
+                "-e",
+                "tcp.seq_raw",
+                "-e",
+                "tcp.ack_raw",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
         shark = {int(line.split("\t")[0]): line.split("\t") for line in out.splitlines()}
         for frame, _t, _way, flags, win, plen, seq, ack, *_ in rows:
             _n, hexflags, swin, slen, sseq, sack = shark[int(frame)]
-            assert int(hexflags, 16) & 0x17 == sum(bit for bit, name in ((1, "FIN"), (2, "SYN"), (4, "RST"),
-                                                                         (16, "ACK")) if name in flags.split(","))
+            assert int(hexflags, 16) & 0x17 == sum(
+                bit for bit, name in ((1, "FIN"), (2, "SYN"), (4, "RST"), (16, "ACK")) if name in flags.split(",")
+            )
             assert (plen, seq) == (slen, sseq) and (win == "-" or win == swin)
             assert "ACK" not in flags.split(",") or ack == sack
 
 
 def test_the_same_packets_from_the_accelerator_pure_python_and_a_split_run(
-        loopback: tuple[Path, Path, int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    loopback: tuple[Path, Path, int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     cap, log, _client, _server = loopback
     spec = {"paths": [str(cap)], "log_paths": [str(log)], "tmg_addresses": ["127.0.0.1"]}
     accelerated = _facts(spec)

@@ -30,9 +30,13 @@ def _stretched(segments: list[synth.Segment], factor: float) -> list[synth.Segme
 def _reused(start: float) -> list[synth.Segment]:
     """The same 4-tuples used again: after the first connection was swept, and while it lingers."""
     out: list[synth.Segment] = []
-    for k, (first, second, gap) in enumerate((("dirty-close", "graceful-client-first", 5000.0),
-                                              ("server-reset", "refused", 5.0),
-                                              ("graceful-server-first", "dirty-close", 1.0))):
+    for k, (first, second, gap) in enumerate(
+        (
+            ("dirty-close", "graceful-client-first", 5000.0),
+            ("server-reset", "refused", 5.0),
+            ("graceful-server-first", "dirty-close", 1.0),
+        )
+    ):
         client, server = (f"10.9.{k}.5", 40000 + k), ("10.0.0.10", 443)
         out += synth.script_segments(synth.SCENARIOS[first], client, server, start + k, conn=9000 + 2 * k)
         out += synth.script_segments(synth.SCENARIOS[second], client, server, start + k + gap, conn=9001 + 2 * k)
@@ -103,8 +107,7 @@ def test_every_connection_in_the_same_order(tmp_path: Path, segments: list[synth
 @pytest.mark.parametrize("link", ["vlan", "sll2", "raw", "null", "pppoe"])
 def test_general_decoder_link_layers(tmp_path: Path, segments: list[synth.Segment], link: str) -> None:
     part = segments[:9000] + segments[-60:]
-    path = synth.write_file(tmp_path / f"{link}.pcap", "pcap", synth.records_for(part, link),
-                            synth.LINKTYPE[link])
+    path = synth.write_file(tmp_path / f"{link}.pcap", "pcap", synth.records_for(part, link), synth.LINKTYPE[link])
     _same([path])
 
 
@@ -134,7 +137,7 @@ def test_netmon_text_export(tmp_path: Path) -> None:
 def test_truncated_files_stop_at_the_same_offset(tmp_path: Path, segments: list[synth.Segment], fmt: str) -> None:
     path = synth.write_file(tmp_path / f"cut.{fmt}", fmt, synth.records_for(segments[:20000]))
     data = path.read_bytes()
-    path.write_bytes(data[:len(data) * 2 // 3 + 7])
+    path.write_bytes(data[: len(data) * 2 // 3 + 7])
     facts = _same([path])
     summary = json.loads(facts[0])["attrs"]
     assert summary["partial"] is True and summary["stopped_at"]

@@ -11,8 +11,12 @@ from tests.probes.capture import synth
 
 
 def _key(seg: synth.Segment) -> bytes:
-    return (ipaddress.ip_address(seg.src).packed + ipaddress.ip_address(seg.dst).packed
-            + seg.sport.to_bytes(2, "big") + seg.dport.to_bytes(2, "big"))
+    return (
+        ipaddress.ip_address(seg.src).packed
+        + ipaddress.ip_address(seg.dst).packed
+        + seg.sport.to_bytes(2, "big")
+        + seg.dport.to_bytes(2, "big")
+    )
 
 
 def _run(segments: list[synth.Segment], bad_from: str | None = None) -> list[Connection]:
@@ -51,8 +55,9 @@ def test_each_scenario_gets_its_label_state_and_history(name: str) -> None:
 
 
 def test_dirty_close_times_and_zero_window() -> None:
-    segs = synth.script_segments(synth.SCENARIOS["dirty-close"], ("10.1.0.5", 40000), ("10.0.0.10", 443), 100.0,
-                                 gap=0.25)
+    segs = synth.script_segments(
+        synth.SCENARIOS["dirty-close"], ("10.1.0.5", 40000), ("10.0.0.10", 443), 100.0, gap=0.25
+    )
     [conn] = _run(segs)
     assert conn.fin_to_rst_seconds == pytest.approx(0.5)
     assert conn.rst_zero_window is True
@@ -61,8 +66,9 @@ def test_dirty_close_times_and_zero_window() -> None:
 
 
 def test_capture_starting_at_the_syn_ack_is_flipped() -> None:
-    segs = synth.script_segments(synth.SCENARIOS["graceful-client-first"], ("10.1.0.5", 40000),
-                                 ("10.0.0.10", 443), 1.0)[1:]
+    segs = synth.script_segments(
+        synth.SCENARIOS["graceful-client-first"], ("10.1.0.5", 40000), ("10.0.0.10", 443), 1.0
+    )[1:]
     [conn] = _run(segs)
     assert conn.originator == "10.1.0.5:40000"
     assert conn.history.startswith("^h")
@@ -78,8 +84,9 @@ def test_midstream_from_the_server_port_is_flipped_by_port() -> None:
 
 def test_port_reuse_after_close_starts_a_new_connection() -> None:
     a = synth.script_segments(synth.SCENARIOS["dirty-close"], ("10.1.0.5", 40000), ("10.0.0.10", 443), 1.0, conn=1)
-    b = synth.script_segments(synth.SCENARIOS["graceful-client-first"], ("10.1.0.5", 40000), ("10.0.0.10", 443),
-                              2.0, conn=2)
+    b = synth.script_segments(
+        synth.SCENARIOS["graceful-client-first"], ("10.1.0.5", 40000), ("10.0.0.10", 443), 2.0, conn=2
+    )
     conns = sorted(_run(a + b), key=lambda c: c.first_frame)
     assert [c.teardown for c in conns] == ["dirty-close", "graceful"]
     assert conns[1].first_frame == len(a) + 1
@@ -98,8 +105,7 @@ def test_closed_connections_are_dropped_while_reading() -> None:
     finished: list[list] = []
     tracker = Tracker(finished.append)
     tracker.start_source("t")
-    segments = synth.conversations(3000, mix=["graceful-client-first", "dirty-close"], concurrency=20,
-                                   extra_data=0)
+    segments = synth.conversations(3000, mix=["graceful-client-first", "dirty-close"], concurrency=20, extra_data=0)
     peak = 0
     for i, s in enumerate(segments, 1):
         # 1 s per packet: the capture moves past LINGER quickly

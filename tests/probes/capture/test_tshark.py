@@ -37,8 +37,7 @@ def _connections(path: Path, **kw):
 @pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])
 def test_synthetic_every_label_and_link_layer_agrees_with_tshark(tmp_path: Path, link: str, ipv6: bool) -> None:
     segments = list(synth.conversations(66, seed=11, concurrency=12, ipv6=ipv6))
-    path = synth.write_file(tmp_path / f"{link}.pcap", "pcap", synth.records_for(segments, link),
-                            synth.LINKTYPE[link])
+    path = synth.write_file(tmp_path / f"{link}.pcap", "pcap", synth.records_for(segments, link), synth.LINKTYPE[link])
     result = analyse([path], keep_all=True)
     conns = result.all_connections
     assert compare(path, conns) == []
@@ -51,8 +50,9 @@ def test_synthetic_every_label_and_link_layer_agrees_with_tshark(tmp_path: Path,
 def test_synthetic_pcapng_several_interfaces_agrees_with_tshark(tmp_path: Path) -> None:
     segments = list(synth.conversations(44, seed=5, concurrency=8))
     links = ["ethernet", "sll2", "raw", "null"]
-    records = [(s.ts, synth.LINKTYPE[links[s.conn % 4]], synth.frame(links[s.conn % 4], synth.ip_packet(s)))
-               for s in segments]
+    records = [
+        (s.ts, synth.LINKTYPE[links[s.conn % 4]], synth.frame(links[s.conn % 4], synth.ip_packet(s))) for s in segments
+    ]
     path = tmp_path / "multi.pcapng"
     with open(path, "wb") as fh:
         synth.write_pcapng(fh, records, tsresol={1: 6, 276: 9, 101: 3, 0: 6})
@@ -94,16 +94,18 @@ def _raw_syn(port: int, host: str = "127.0.0.1") -> None:
 
 
 @pytest.fixture(scope="module", params=LOOPBACKS)
-def loopback_capture(request: pytest.FixtureRequest,
-                     tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int], str]:
+def loopback_capture(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, int], str]:
     """Real connections on 127.0.0.1, or on ::1, captured by tcpdump: (the capture, the ports, the host)."""
     reason = cannot_capture()
     if reason:
         pytest.skip(reason)
     host = request.param
     path = tmp_path_factory.mktemp("lo") / "loopback.pcap"
-    ports = {name: free_port(host) for name in ("graceful", "dirty-close", "reset-mid-transfer", "refused",
-                                                "unanswered")}
+    ports = {
+        name: free_port(host) for name in ("graceful", "dirty-close", "reset-mid-transfer", "refused", "unanswered")
+    }
     dump = Tcpdump(path, " or ".join(f"tcp port {p}" for p in ports.values()))
     try:
         for behaviour in ("graceful", "dirty-close", "reset-mid-transfer"):
@@ -128,8 +130,12 @@ def test_loopback_captures_agree_with_tshark(loopback_capture: tuple[Path, dict[
     assert {c.orig_ip for c in conns} == {c.resp_ip for c in conns} == {host}
     by_port = {c.resp_port: c for c in conns}
     assert {name: by_port[p].teardown for name, p in ports.items()} == {
-        "graceful": "graceful", "dirty-close": "dirty-close", "reset-mid-transfer": "reset",
-        "refused": "refused", "unanswered": "unanswered"}
+        "graceful": "graceful",
+        "dirty-close": "dirty-close",
+        "reset-mid-transfer": "reset",
+        "refused": "refused",
+        "unanswered": "unanswered",
+    }
     dirty = by_port[ports["dirty-close"]]
     assert (dirty.first_fin_by, dirty.first_reset_by, dirty.conn_state) == ("responder", "originator", "RSTO")
     assert dirty.rst_zero_window is not None and dirty.fin_to_rst_seconds is not None
@@ -165,8 +171,14 @@ def test_corpus_captures_agree_with_tshark_and_the_oracle_files(corpus: Path) ->
         lines = [json.loads(line) for line in oracle_file.read_text().splitlines() if line.strip()]
         summary, streams = lines[0], lines[1:]
         assert len(conns) == summary["tcp_streams"], path.name
-        mapping = {"fin_both_server_first": "graceful", "fin_both_client_first": "graceful",
-                   "refused(SYN->RST)": "refused", "syn_unanswered": "unanswered", "no_teardown_seen": "open",
-                   "half_close_client_fin_only": "half-closed", "half_close_server_fin_only": "half-closed",
-                   "client_rst_after_server_fin(dirty_close)": "dirty-close"}
+        mapping = {
+            "fin_both_server_first": "graceful",
+            "fin_both_client_first": "graceful",
+            "refused(SYN->RST)": "refused",
+            "syn_unanswered": "unanswered",
+            "no_teardown_seen": "open",
+            "half_close_client_fin_only": "half-closed",
+            "half_close_server_fin_only": "half-closed",
+            "client_rst_after_server_fin(dirty_close)": "dirty-close",
+        }
         assert Counter(c.teardown for c in conns) == Counter(mapping[s["label"]] for s in streams), path.name

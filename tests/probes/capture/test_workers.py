@@ -119,8 +119,9 @@ def _gz_capture(tmp_path: Path) -> tuple[Path, int]:
     return packed, frames
 
 
-def test_a_gzipped_capture_is_decompressed_once_for_every_worker(tmp_path: Path,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_gzipped_capture_is_decompressed_once_for_every_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     packed, frames = _gz_capture(tmp_path)
     calls = tmp_path / "gunzip-calls"
     real = formats._gunzip
@@ -171,8 +172,10 @@ def test_a_gzip_bomb_given_as_a_capture_is_decompressed_in_bounded_pieces(tmp_pa
         for _ in range(600):
             fh.write(z.compress(zeros))
         fh.write(z.flush())
-    code = ("from diagnose.probes.capture.analysis import analyse\n"
-            f"r = analyse([{str(path)!r}], jobs=1).reads[0]\nprint(r.partial, r.reason)")
+    code = (
+        "from diagnose.probes.capture.analysis import analyse\n"
+        f"r = analyse([{str(path)!r}], jobs=1).reads[0]\nprint(r.partial, r.reason)"
+    )
     peak, out = peak_mb(code)
     assert out.startswith("True gzip stream decompresses to more than")
     assert peak < 150, f"peak RSS {peak} MB"
@@ -189,8 +192,12 @@ def test_the_pcapng_accelerator_converts_only_the_interfaces_its_packets_use() -
         packet = synth.frame("ethernet", synth.ip_packet(seg))
         pad = (-len(packet)) % 4
         length = 32 + len(packet) + pad
-        blocks += (struct.pack("<IIIIIII", 6, length, 1, 0, int(seg.ts * 1e6) & 0xFFFFFFFF, len(packet), len(packet))
-                   + packet + bytes(pad) + struct.pack("<I", length))
+        blocks += (
+            struct.pack("<IIIIIII", 6, length, 1, 0, int(seg.ts * 1e6) & 0xFFFFFFFF, len(packet), len(packet))
+            + packet
+            + bytes(pad)
+            + struct.pack("<I", length)
+        )
     tracker = formats.Tracker(lambda c: None)
     handlers = formats._handlers(tracker, formats._feeder(blocks, tracker), formats._Releaser(blocks))
     unused = ("not", "an interface")  # declared earlier, used by no packet here

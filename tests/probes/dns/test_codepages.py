@@ -11,10 +11,12 @@ import pytest
 from diagnose.probes.dns.recorded.model import decode
 from tests.probes.dns.test_transcripts import DATA, resolutions, summary
 
-ZH_CN = {("mail.contoso.com", "10.1.4.1:53"): ("ok", ("203.0.113.10",), ()),
-         ("mail.contoso.com", "10.1.4.9:53"): ("timeout", (), ()),
-         ("webmail.contoso.com", "10.1.4.5:53"): ("ok", ("10.1.5.11", "fd00:10:1:5::11"), ("cas01.contoso.local",)),
-         ("autodiscover.contoso.com", "10.1.4.2:53"): ("servfail", (), ())}
+ZH_CN = {
+    ("mail.contoso.com", "10.1.4.1:53"): ("ok", ("203.0.113.10",), ()),
+    ("mail.contoso.com", "10.1.4.9:53"): ("timeout", (), ()),
+    ("webmail.contoso.com", "10.1.4.5:53"): ("ok", ("10.1.5.11", "fd00:10:1:5::11"), ("cas01.contoso.local",)),
+    ("autodiscover.contoso.com", "10.1.4.2:53"): ("servfail", (), ()),
+}
 
 
 def test_zh_cn_recording_in_gbk_reads_as_in_utf16(tmp_path: Path) -> None:
@@ -30,25 +32,29 @@ def test_zh_cn_recording_in_gbk_reads_as_in_utf16(tmp_path: Path) -> None:
 def test_french_recording_in_the_ansi_code_page(tmp_path: Path) -> None:
     """Out-File -Encoding Default on a French Windows: cp1252, where é is 0xE9 (cp850 reads it as Ú)."""
     french = tmp_path / "dns.txt"
-    french.write_bytes("Serveur :   dc2.contoso.local\r\nAddress:  10.1.4.5\r\n\r\n"
-                       "Réponse ne faisant pas autorité :\r\nNom :    mail.contoso.com\r\nAddress:  10.1.5.11\r\n\r\n"
-                       .encode("cp1252"))
+    french.write_bytes(
+        "Serveur :   dc2.contoso.local\r\nAddress:  10.1.4.5\r\n\r\n"
+        "Réponse ne faisant pas autorité :\r\nNom :    mail.contoso.com\r\nAddress:  10.1.5.11\r\n\r\n".encode("cp1252")
+    )
     got = summary(resolutions(french, "mail.contoso.com"))
     assert got == {("mail.contoso.com", "10.1.4.5:53"): ("ok", ("10.1.5.11",), ())}
 
 
-@pytest.mark.parametrize("text,page", [
-    ("服务器:  UnKnown\r\nAddress:  10.1.4.1\r\n\r\n名称:    mail.contoso.com\r\n", "cp936"),
-    ("Name:    邮件.contoso.com\r\nAddress:  10.1.5.11\r\n", "cp936"),  # no label to go by
-    ("伺服器:  UnKnown\r\n名稱:    mail.contoso.com\r\n", "cp950"),
-    ("サーバー:  UnKnown\r\n名前:    mail.contoso.com\r\n", "cp932"),
-    ("Сервер:  UnKnown\r\nИмя:    mail.contoso.com\r\n", "cp866"),
-    ("Сервер:  UnKnown\r\nИмя:    mail.contoso.com\r\n", "cp1251"),
-    ("Serveur par défaut :   UnKnown\r\n", "cp850"),
-    ("Server:  dc01\r\nName:  café.contoso.com\r\n", "cp850"),
-    ("Servidor:  UnKnown\r\nNombre:  señal.contoso.com\r\n", "cp850"),
-    ("Server:  UnKnown\r\nNázev:    mail.contoso.com\r\n", "cp852"),
-])
+@pytest.mark.parametrize(
+    "text,page",
+    [
+        ("服务器:  UnKnown\r\nAddress:  10.1.4.1\r\n\r\n名称:    mail.contoso.com\r\n", "cp936"),
+        ("Name:    邮件.contoso.com\r\nAddress:  10.1.5.11\r\n", "cp936"),  # no label to go by
+        ("伺服器:  UnKnown\r\n名稱:    mail.contoso.com\r\n", "cp950"),
+        ("サーバー:  UnKnown\r\n名前:    mail.contoso.com\r\n", "cp932"),
+        ("Сервер:  UnKnown\r\nИмя:    mail.contoso.com\r\n", "cp866"),
+        ("Сервер:  UnKnown\r\nИмя:    mail.contoso.com\r\n", "cp1251"),
+        ("Serveur par défaut :   UnKnown\r\n", "cp850"),
+        ("Server:  dc01\r\nName:  café.contoso.com\r\n", "cp850"),
+        ("Servidor:  UnKnown\r\nNombre:  señal.contoso.com\r\n", "cp850"),
+        ("Server:  UnKnown\r\nNázev:    mail.contoso.com\r\n", "cp852"),
+    ],
+)
 def test_the_code_page_is_detected(text: str, page: str) -> None:
     assert decode(text.encode(page), "dns.txt") == text
 

@@ -58,7 +58,9 @@ def test_windows_hosts_file(tmp_path: Path, encoding: str) -> None:
     assert hosts.addresses("localhost") == []
     # lines the resolver ignores are kept with their numbers and the reason
     assert [(i.line, i.why) for i in hosts.ignored] == [
-        (14, "'not-an-address' is not an IP address"), (15, "an address without a name")]
+        (14, "'not-an-address' is not an IP address"),
+        (15, "an address without a name"),
+    ]
     assert hosts.lookup("cas01")[0].text.startswith("127.0.0.10\tcas01.contoso.local")
 
 

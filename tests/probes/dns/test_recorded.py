@@ -15,15 +15,22 @@ from diagnose.probes.dns.recorded import read_recorded
 from tests.servers import DnsServer, requires_ipv6
 
 INTERNAL, PUBLIC = "127.0.0.10", "127.0.0.200"
-ZONE = {"mail.contoso.com": {"A": [PUBLIC]}, "webmail.contoso.com": {"CNAME": "cas01.contoso.local"},
-        "cas01.contoso.local": {"A": [INTERNAL]}}
+ZONE = {
+    "mail.contoso.com": {"A": [PUBLIC]},
+    "webmail.contoso.com": {"CNAME": "cas01.contoso.local"},
+    "cas01.contoso.local": {"A": [INTERNAL]},
+}
 needs_dig = pytest.mark.skipif(shutil.which("dig") is None, reason="dig (bind9-dnsutils) is not installed")
 
 
 def dig(server: DnsServer | int, name: str, rdtype: str, at: str = "127.0.0.1") -> str:
     port = server if isinstance(server, int) else server.port
-    return subprocess.run(["dig", "+tries=1", "+time=1", "-p", str(port), f"@{at}", name, rdtype],
-                          capture_output=True, text=True, timeout=10).stdout
+    return subprocess.run(
+        ["dig", "+tries=1", "+time=1", "-p", str(port), f"@{at}", name, rdtype],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +54,16 @@ def test_recorded_answers_replay_as_the_server_gave_them(recorded: tuple[Path, s
     path, address = recorded
     hosts = tmp_path / "hosts"
     hosts.write_text(f"{INTERNAL} cas01.contoso.local\n", encoding="utf-8")
-    spec = {"names": ["mail.contoso.com", "autodiscover.contoso.com", "legacy.contoso.com"],
-            "certificate_fqdn": "webmail.contoso.com", "internal_name": "cas01.contoso.local",
-            "recorded": [str(path)], "offline": True, "hosts_file": str(hosts), "expect": [INTERNAL],
-            "servers": ["127.0.0.1:9"]}  # offline: never asked
+    spec = {
+        "names": ["mail.contoso.com", "autodiscover.contoso.com", "legacy.contoso.com"],
+        "certificate_fqdn": "webmail.contoso.com",
+        "internal_name": "cas01.contoso.local",
+        "recorded": [str(path)],
+        "offline": True,
+        "hosts_file": str(hosts),
+        "expect": [INTERNAL],
+        "servers": ["127.0.0.1:9"],
+    }  # offline: never asked
     result, _ = run_probe("dns", ProbeContext(), spec)
     fact_kinds().check(result.facts, "dns probe")
     dns_facts = {f.subject: f for f in result.facts if f.kind == "dns.resolution" and f.attrs["source"] == "dns"}
@@ -89,12 +102,16 @@ def test_unreadable_recorded_files_name_file_and_line(tmp_path: Path) -> None:
     other.write_text("\nnothing here\n", encoding="utf-8")
     with pytest.raises(InputError) as err:
         read_recorded(other)
-    assert str(err.value) == (f"{other}:2: not dig, nslookup (Windows or BIND) or Resolve-DnsName output: "
-                              "'nothing here'")
+    assert str(err.value) == (
+        f"{other}:2: not dig, nslookup (Windows or BIND) or Resolve-DnsName output: 'nothing here'"
+    )
     bad = tmp_path / "bad.txt"
-    bad.write_text("; <<>> DiG 9.18 <<>> mail.contoso.com\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n"
-                   ";; QUESTION SECTION:\n;mail.contoso.com.\t\tIN\tA\n\n;; ANSWER SECTION:\n"
-                   "mail.contoso.com.\t60\tIN\tA\tnot-an-address\n", encoding="utf-8")
+    bad.write_text(
+        "; <<>> DiG 9.18 <<>> mail.contoso.com\n;; ->>HEADER<<- opcode: QUERY, status: NOERROR, id: 1\n"
+        ";; QUESTION SECTION:\n;mail.contoso.com.\t\tIN\tA\n\n;; ANSWER SECTION:\n"
+        "mail.contoso.com.\t60\tIN\tA\tnot-an-address\n",
+        encoding="utf-8",
+    )
     with pytest.raises(InputError) as err:
         read_recorded(bad)
     assert str(err.value).startswith(f"{bad}:7: cannot read the record")
@@ -108,9 +125,15 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "dns-mismatch"
 
 def test_shipped_recorded_case_offline() -> None:
     """The files an offline example can ship: TMG's HOSTS file (Windows format) and recorded `dig` output."""
-    spec = {"names": ["mail.contoso.com"], "certificate_fqdn": "mail.contoso.com",
-            "internal_name": "cas01.contoso.local", "expect": ["10.1.5.11"], "offline": True,
-            "hosts_file": str(DATA / "hosts"), "recorded": [str(DATA / "dig.txt")]}
+    spec = {
+        "names": ["mail.contoso.com"],
+        "certificate_fqdn": "mail.contoso.com",
+        "internal_name": "cas01.contoso.local",
+        "expect": ["10.1.5.11"],
+        "offline": True,
+        "hosts_file": str(DATA / "hosts"),
+        "recorded": [str(DATA / "dig.txt")],
+    }
     result, _ = run_probe("dns", ProbeContext(), spec)
     fact_kinds().check(result.facts, "dns probe")
     effective = {f.subject: f.attrs for f in result.facts if f.kind == "dns.resolution" and f.attrs["effective"]}
@@ -138,17 +161,24 @@ def test_recorded_and_live_answers_name_an_ipv6_server_alike(tool: str, tmp_path
             if tool == "dig":
                 out += [dig(server, name, "A", "::1"), dig(server, name, "AAAA", "::1")]
             else:
-                proc = subprocess.run(["nslookup", f"-port={server.port}", name, "::1"], capture_output=True,
-                                      text=True, timeout=20)
+                proc = subprocess.run(
+                    ["nslookup", f"-port={server.port}", name, "::1"], capture_output=True, text=True, timeout=20
+                )
                 out.append(f"$ nslookup -port={server.port} {name} ::1\n{proc.stdout}{proc.stderr}")
         path = tmp_path / f"{tool}.txt"
         path.write_text("".join(out), encoding="utf-8")
         assert f"::1#{server.port}" in path.read_text(encoding="utf-8")
         (recorded,) = read_recorded(path)
         assert recorded.label == server.address == f"[::1]:{server.port}"
-        spec = {"names": ["mail.contoso.com", "legacy.contoso.com", "autodiscover.contoso.com"],
-                "internal_name": "cas01.contoso.local", "expect": ["::1"], "servers": [server.address],
-                "recorded": [str(path)], "use_hosts": False, "timeout": 1}
+        spec = {
+            "names": ["mail.contoso.com", "legacy.contoso.com", "autodiscover.contoso.com"],
+            "internal_name": "cas01.contoso.local",
+            "expect": ["::1"],
+            "servers": [server.address],
+            "recorded": [str(path)],
+            "use_hosts": False,
+            "timeout": 1,
+        }
         result, _ = run_probe("dns", ProbeContext(), spec)
     fact_kinds().check(result.facts, "dns probe")
     by_origin: dict[str, dict[str, tuple]] = {}
@@ -156,7 +186,10 @@ def test_recorded_and_live_answers_name_an_ipv6_server_alike(tool: str, tmp_path
         if fact.kind == "dns.resolution":
             assert fact.attrs["server"] == server.address
             by_origin.setdefault(fact.provenance.source, {})[fact.subject] = (
-                fact.attrs["outcome"], fact.attrs["addresses"], fact.attrs.get("matches_internal"))
+                fact.attrs["outcome"],
+                fact.attrs["addresses"],
+                fact.attrs.get("matches_internal"),
+            )
     live, replayed = by_origin[f"dns {server.address}"], by_origin[str(path)]
     assert live == replayed
     assert live["mail.contoso.com"] == ("ok", (PUBLIC, "2001:db8::10"), False)
@@ -175,9 +208,11 @@ def test_an_endless_line_or_name_is_one_quick_error(tmp_path: Path) -> None:
         read_recorded(endless)
     assert str(err.value) == f"{endless}:1: line of {(2 << 20) + len(first)} characters: not the output of a DNS tool"
     long_name = tmp_path / "long-name.txt"
-    long_name.write_text("C:\\>nslookup " + "a" * 5000 + " 10.1.4.1\nServer:  dc1.contoso.local\n"
-                         "Address:  10.1.4.1\n\nName:    " + "a" * 5000 + "\nAddress:  10.1.4.20\n\n",
-                         encoding="ascii")
+    long_name.write_text(
+        "C:\\>nslookup " + "a" * 5000 + " 10.1.4.1\nServer:  dc1.contoso.local\n"
+        "Address:  10.1.4.1\n\nName:    " + "a" * 5000 + "\nAddress:  10.1.4.20\n\n",
+        encoding="ascii",
+    )
     with pytest.raises(InputError) as err:
         read_recorded(long_name)
     assert "not a DNS name: 5000 characters (a DNS name has at most 255 octets)" in str(err.value)

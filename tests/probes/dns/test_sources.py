@@ -40,8 +40,13 @@ def _recorded(server: DnsServer, path: Path, questions: list[tuple[str, str]]) -
         pytest.skip("dig (bind9-dnsutils) is not installed")
     out = []
     for name, rdtype in questions:
-        done = subprocess.run(["dig", "-p", str(server.port), f"@{LOOPBACK}", name, rdtype],
-                              capture_output=True, text=True, timeout=30, check=True)
+        done = subprocess.run(
+            ["dig", "-p", str(server.port), f"@{LOOPBACK}", name, rdtype],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         out.append(done.stdout)
     path.write_text("\n".join(out))
     (recorded,) = read_recorded(str(path))
@@ -57,11 +62,14 @@ def _ask(source: NameSource, name: str) -> Answer:
 def test_hosts_live_and_recorded_answer_alike(server: DnsServer, tmp_path: Path) -> None:
     hosts_path = tmp_path / "hosts"
     hosts_path.write_text(f"# TMG's HOSTS file\n{INTERNAL}\tcas01.contoso.local\n")
-    questions = [(n, t) for n in ("cas01.contoso.local", "webmail.contoso.com", "nope.contoso.com")
-                 for t in ("A", "AAAA")]
-    sources: list[NameSource] = [HostsSource(read_hosts(str(hosts_path))),
-                                 LiveServer(parse_endpoint(server.address, 53)),
-                                 _recorded(server, tmp_path / "dig.txt", questions)]
+    questions = [
+        (n, t) for n in ("cas01.contoso.local", "webmail.contoso.com", "nope.contoso.com") for t in ("A", "AAAA")
+    ]
+    sources: list[NameSource] = [
+        HostsSource(read_hosts(str(hosts_path))),
+        LiveServer(parse_endpoint(server.address, 53)),
+        _recorded(server, tmp_path / "dig.txt", questions),
+    ]
     assert [(s.kind, s.waits) for s in sources] == [("hosts", False), ("dns", True), ("dns", False)]
     assert sources[0].origin == str(hosts_path) and sources[2].origin == str(tmp_path / "dig.txt")
     assert sources[1].label == sources[2].label == server.address
@@ -72,8 +80,9 @@ def test_hosts_live_and_recorded_answer_alike(server: DnsServer, tmp_path: Path)
     assert cas[0].lines == (2,) and cas[1].lines == () and len(cas[2].lines) == 1  # the file lines read
 
     alias = [_ask(s, "webmail.contoso.com") for s in sources[1:]]  # through the CNAME, live and recorded
-    assert [(a.outcome, a.addresses, a.cname_chain) for a in alias] == \
-        [("ok", (INTERNAL,), ("cas01.contoso.local",))] * 2
+    assert [(a.outcome, a.addresses, a.cname_chain) for a in alias] == [
+        ("ok", (INTERNAL,), ("cas01.contoso.local",))
+    ] * 2
     assert _ask(sources[0], "webmail.contoso.com").outcome == "not-listed"
 
     missing = [s.ask("nope.contoso.com", A, 2.0).outcome for s in sources]
@@ -89,11 +98,21 @@ def test_past_the_deadline_files_still_answer_and_servers_are_not_asked(server: 
     hosts_path.write_text(f"{INTERNAL} cas01.contoso.local\n")
     recorded = _recorded(server, tmp_path / "dig.txt", [("webmail.contoso.com", "A"), ("webmail.contoso.com", "AAAA")])
     ctx = ProbeContext(deadline=time.monotonic() - 1)
-    spec = {"names": ["webmail.contoso.com"], "internal_name": "cas01.contoso.local", "hosts_file": str(hosts_path),
-            "servers": [server.address], "recorded": [recorded.origin], "expect": [INTERNAL], "timeout": 1.0}
+    spec = {
+        "names": ["webmail.contoso.com"],
+        "internal_name": "cas01.contoso.local",
+        "hosts_file": str(hosts_path),
+        "servers": [server.address],
+        "recorded": [recorded.origin],
+        "expect": [INTERNAL],
+        "timeout": 1.0,
+    }
     result, _run = run_probe("dns", ctx, spec, ("dns.resolution", "dns.consistency"))
-    got = {(f.subject, f.provenance.source): (f.attrs["outcome"], f.attrs["addresses"], f.attrs.get("detail"))
-           for f in result.facts if f.kind == "dns.resolution"}
+    got = {
+        (f.subject, f.provenance.source): (f.attrs["outcome"], f.attrs["addresses"], f.attrs.get("detail"))
+        for f in result.facts
+        if f.kind == "dns.resolution"
+    }
     not_asked = ("timeout", (), "not asked: the probe's deadline had passed")
     live = f"dns {server.address}"
     assert got == {

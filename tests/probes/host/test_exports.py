@@ -30,14 +30,20 @@ def test_netstat_anob_english_owners_ipv6_and_udp() -> None:
     assert (x.kind, x.encoding) == ("netstat", "utf-8")
     assert len(x.sockets) == 16 and x.udp == 3
     assert states(DATA / "netstat-anob-en.txt") == {
-        "LISTEN": 5, "ESTABLISHED": 5, "TIME_WAIT": 4, "CLOSE_WAIT": 1, "SYN_SENT": 1}
+        "LISTEN": 5,
+        "ESTABLISHED": 5,
+        "TIME_WAIT": 4,
+        "CLOSE_WAIT": 1,
+        "SYN_SENT": 1,
+    }
     owners = {(x.sockets[i].local_port, x.sockets[i].remote_port): exe for i, exe in x.owners.items()}
     assert owners[(49163, 443)] == "wspsrv.exe"
     assert owners[(49171, 53)] == "svchost.exe"  # the component line (Dnscache) comes before the executable
     assert (445, None) not in owners  # "Can not obtain ownership information"
     v6 = [s for s in x.sockets if ":" in s.local_addr]
     assert ("fe80::8d4e:2c1a:91f0:7c3e", 49180, "fe80::1", 443, "TIME_WAIT") in [
-        (s.local_addr, s.local_port, s.remote_addr, s.remote_port, s.state) for s in v6]
+        (s.local_addr, s.local_port, s.remote_addr, s.remote_port, s.state) for s in v6
+    ]
     assert x.first_line == 5  # the first connection line: its facts cite lines 5-...
 
 
@@ -52,11 +58,18 @@ def test_german_netstat_states_are_localised_and_read() -> None:
     x = read_host_export(DATA / "netstat-ano-de-cp850.txt")
     assert x.encoding == "cp850" and not x.unknown_states
     assert states(DATA / "netstat-ano-de-cp850.txt") == {
-        "LISTEN": 2, "TIME_WAIT": 2, "ESTABLISHED": 1, "CLOSE_WAIT": 1, "FIN_WAIT2": 1, "SYN_SENT": 1}
+        "LISTEN": 2,
+        "TIME_WAIT": 2,
+        "ESTABLISHED": 1,
+        "CLOSE_WAIT": 1,
+        "FIN_WAIT2": 1,
+        "SYN_SENT": 1,
+    }
 
 
-@pytest.mark.parametrize(("name", "encoding"), [("netstat-ano-ru-cp866.txt", "cp866"),
-                                                  ("netstat-ano-zh-cp936.txt", "cp936")])
+@pytest.mark.parametrize(
+    ("name", "encoding"), [("netstat-ano-ru-cp866.txt", "cp866"), ("netstat-ano-zh-cp936.txt", "cp936")]
+)
 def test_russian_and_chinese_headers_pick_their_code_page(name: str, encoding: str) -> None:
     x = read_host_export(DATA / name)
     assert x.encoding == encoding
@@ -67,7 +80,10 @@ def test_netsh_dynamicport_english_and_french() -> None:
     en = read_host_export(DATA / "netsh-dynamicport-tcp-en.txt")
     fr = read_host_export(DATA / "netsh-dynamicport-tcp-fr-cp850.txt")
     assert en.port_range is not None and (en.port_range.low, en.port_range.high, en.port_range.size) == (
-        49152, 65535, 16384)
+        49152,
+        65535,
+        16384,
+    )
     assert fr.encoding == "cp850" and fr.port_range is not None
     assert (fr.port_range.low, fr.port_range.high) == (60000, 65535)
     assert fr.port_range.source.endswith("netsh-dynamicport-tcp-fr-cp850.txt:4")
@@ -79,8 +95,9 @@ def test_event_viewer_csv_multi_line_descriptions() -> None:
     assert x.other_events == 2  # the Service Control Manager row and the three-line DCOM row
 
 
-@pytest.mark.parametrize("name", ["events-system-wevtutil.xml", "events-system-eventviewer.xml",
-                                  "events-system-wevtutil.txt"])
+@pytest.mark.parametrize(
+    "name", ["events-system-wevtutil.xml", "events-system-eventviewer.xml", "events-system-wevtutil.txt"]
+)
 def test_event_xml_and_text(name: str) -> None:
     x = read_host_export(DATA / name)
     ids = sorted(e.event_id for e in x.events)
@@ -92,8 +109,14 @@ def test_event_xml_and_text(name: str) -> None:
 def test_probe_facts_follow_the_fact_kinds() -> None:
     result = host_exports.probe_exports(
         ProbeContext(check="host-exports"),
-        {"exports": [str(DATA / "netstat-anob-en.txt"), str(DATA / "events-system-wevtutil.txt"),
-                     str(DATA / "netsh-dynamicport-tcp-fr-cp850.txt")], "server_addresses": ["10.0.0.10"]},
+        {
+            "exports": [
+                str(DATA / "netstat-anob-en.txt"),
+                str(DATA / "events-system-wevtutil.txt"),
+                str(DATA / "netsh-dynamicport-tcp-fr-cp850.txt"),
+            ],
+            "server_addresses": ["10.0.0.10"],
+        },
     )
     assert result.status.value == "complete"
     kinds = fact_kinds()
@@ -144,15 +167,20 @@ def test_oversized_export_is_read_up_to_the_limit(tmp_path: Path, monkeypatch: p
     assert 0 < len(x.sockets) < 16 and "read only the first" in x.partial
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (b"", "host export is empty"),
-    (b"\r\n\r\nHello world\r\n", "unrecognised host export 'Hello world'"),
-    (b"ElfFile\x00\x01\x00\x00\x00", "binary data, not a text export"),
-    (b"<Events><Event><System><EventID>4231</Event></Events>", "not well-formed XML"),
-    (b"<!DOCTYPE Events [<!ENTITY a 'b'>]><Events/>", "not well-formed XML"),
-    (b"Event[0]:\r\n  Log Name: System\r\n  Description: x\r\nEvent[1]:\r\n  Source: Tcpip\r\n  Event ID: 4231\r\n",
-     "event block without Source and Event ID"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "host export is empty"),
+        (b"\r\n\r\nHello world\r\n", "unrecognised host export 'Hello world'"),
+        (b"ElfFile\x00\x01\x00\x00\x00", "binary data, not a text export"),
+        (b"<Events><Event><System><EventID>4231</Event></Events>", "not well-formed XML"),
+        (b"<!DOCTYPE Events [<!ENTITY a 'b'>]><Events/>", "not well-formed XML"),
+        (
+            b"Event[0]:\r\n  Log Name: System\r\n  Description: x\r\nEvent[1]:\r\n  Source: Tcpip\r\n  Event ID: 4231\r\n",
+            "event block without Source and Event ID",
+        ),
+    ],
+)
 def test_bad_input_names_file_and_line(tmp_path: Path, content: bytes, message: str) -> None:
     bad = tmp_path / "export.txt"
     bad.write_bytes(content)
@@ -163,8 +191,9 @@ def test_bad_input_names_file_and_line(tmp_path: Path, content: bytes, message: 
 
 
 def test_cli_probe_host_export_json(cli: Any) -> None:
-    done = cli("probe", "host", "--export", str(DATA / "netstat-ano-de-cp850.txt"), "--server", "10.0.0.10",
-               "--format", "json")
+    done = cli(
+        "probe", "host", "--export", str(DATA / "netstat-ano-de-cp850.txt"), "--server", "10.0.0.10", "--format", "json"
+    )
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     overall = next(f for f in doc["facts"] if f["kind"] == "host.tcp_states" and f["subject"] == "all")

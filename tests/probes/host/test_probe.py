@@ -156,9 +156,7 @@ def test_netsh_dynamicport_english_and_german() -> None:
     )
     assert parse_netsh_dynamicport(english) == (49152, 16384)
     assert parse_netsh_dynamicport(german) == (10000, 55535)
-    assert (
-        parse_netsh_dynamicport("The following command was not found: int ipv4 show dynamicport tcp.") is None
-    )
+    assert parse_netsh_dynamicport("The following command was not found: int ipv4 show dynamicport tcp.") is None
 
 
 def test_port_usage_shares() -> None:

@@ -207,7 +207,7 @@ def test_scan_block_counts_picks_and_orders_times() -> None:
     ]
     rows[2] = rows[2].replace("2024-03-04", "2024-03-03")  # the earliest, on the day before
     counts: Counter[tuple[bytes, ...]] = Counter({(b"Failed", b"0x80070040"): 10})
-    got = _call(_clean_block(rows) .replace(b"\n", b"\r\n"), counts)
+    got = _call(_clean_block(rows).replace(b"\n", b"\r\n"), counts)
     assert got is not None
     lines, new_keys, lo, hi, oa, oa_long, picked, starts, cols = got
     assert lines == 3 and new_keys == 1 and (oa, oa_long) == (0, 0)
@@ -276,8 +276,12 @@ def test_more_status_values_to_look_at_than_the_accelerator_matches(
     assert scan._fastscan is not None
     wanted = scan._fastscan.MAX_DETAIL + 41  # odd: every value turns up among the 3 records in 4
     rows = [
-        web_row(time=f"10:{i // 60 % 60:02d}:{i % 60:02d}", cip=f"198.51.100.{1 + i % 50}",
-                status=str(20000 + i % wanted) if i % 4 else "64", action="Failed")
+        web_row(
+            time=f"10:{i // 60 % 60:02d}:{i % 60:02d}",
+            cip=f"198.51.100.{1 + i % 50}",
+            status=str(20000 + i % wanted) if i % 4 else "64",
+            action="Failed",
+        )
         for i in range(4 * wanted)
     ]
     path = tmp_path / "ISALOG_20240304_WEB_000.w3c"

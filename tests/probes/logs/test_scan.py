@@ -81,9 +81,7 @@ WEB_FIELDS = [
     "GMT Time",
     "AuthenticationServer",
 ]
-HEADER = (
-    "#Software: Microsoft Forefront Threat Management Gateway\n#Version: 2.0\n#Date: 2024-03-04 10:00:00\n"
-)
+HEADER = "#Software: Microsoft Forefront Threat Management Gateway\n#Version: 2.0\n#Date: 2024-03-04 10:00:00\n"
 
 
 def fw_row(
@@ -116,8 +114,7 @@ def fw_row(
         "connection time": "1500",
     }
     return "\t".join(
-        values.get(f, "-" if f not in ("bytes sent", "bytes received") else "0")
-        for f in (fields or FW_FIELDS)
+        values.get(f, "-" if f not in ("bytes sent", "bytes received") else "0") for f in (fields or FW_FIELDS)
     )
 
 
@@ -203,10 +200,7 @@ def test_real_isa2004_webproxy_log(corpus: Path) -> None:
     cited = [s.split(" ", 1)[1] for s in attrs["other_samples"] if s.startswith("client_error")]
     lines = path.read_text().splitlines()
     assert cited and all(
-        (
-            "\t12202\t" in lines[int(c.rsplit(":", 1)[1]) - 1]
-            or lines[int(c.rsplit(":", 1)[1]) - 1].endswith("Failed")
-        )
+        ("\t12202\t" in lines[int(c.rsplit(":", 1)[1]) - 1] or lines[int(c.rsplit(":", 1)[1]) - 1].endswith("Failed"))
         for c in cited
     )
 
@@ -412,9 +406,7 @@ def test_isa_text_format_with_local_time(tmp_path: Path) -> None:
         return ", ".join(values)
 
     path = tmp_path / "ISALOG_20240304_FWS_000.iis"
-    path.write_text(
-        "\n".join([row("11:00:01", "Failed", "0x80070040"), row("11:00:02", "Establish", "0x0")]) + "\n"
-    )
+    path.write_text("\n".join([row("11:00:01", "Failed", "0x80070040"), row("11:00:02", "Establish", "0x0")]) + "\n")
     attrs = overall(probe_json(str(path), "--tz", "Europe/Berlin"))
     assert attrs["records"] == 2 and attrs["status64_count"] == 1
     assert attrs["first_time"] == "2024-03-04T10:00:01Z"  # CET is UTC+1
@@ -513,9 +505,7 @@ def test_syslog_relayed_lines(tmp_path: Path) -> None:
 
 def test_gzip_zip_folders_and_globs_in_time_order(tmp_path: Path) -> None:
     day1 = w3c(FW_FIELDS, [fw_row()])
-    day2 = w3c(FW_FIELDS, [fw_row(), fw_row(status="0x0", action="Establish")]).replace(
-        "2024-03-04", "2024-03-05"
-    )
+    day2 = w3c(FW_FIELDS, [fw_row(), fw_row(status="0x0", action="Establish")]).replace("2024-03-04", "2024-03-05")
     with gzip.open(tmp_path / "ISALOG_20240305_FWS_000.w3c.gz", "wt") as fh:
         fh.write(day2)
     with zipfile.ZipFile(tmp_path / "old.zip", "w") as archive:
@@ -555,14 +545,7 @@ def test_byte_ranges_merge_to_the_same_summary(tmp_path: Path, monkeypatch: pyte
                 fields=FW_FIELDS if i < 3000 else reordered,
             )
         )
-    text = (
-        w3c(FW_FIELDS, rows[:3000])
-        + "#Fields: "
-        + "\t".join(reordered)
-        + "\n"
-        + "\n".join(rows[3000:])
-        + "\n"
-    )
+    text = w3c(FW_FIELDS, rows[:3000]) + "#Fields: " + "\t".join(reordered) + "\n" + "\n".join(rows[3000:]) + "\n"
     path = tmp_path / "fw.w3c"
     path.write_text(text)
     whole, _ = summarise([str(path)], Site(), 1)
@@ -625,8 +608,14 @@ def test_per_server_scopes_are_bounded(tmp_path: Path, monkeypatch: pytest.Monke
     import diagnose.probes.logs.summary as summary_mod
 
     rows = [
-        fw_row(dst=f"203.0.113.{i % 250}:{1000 + i}", srcnet="Internal", dstnet="External", status="0x0",
-               action="Establish", time=f"10:{i // 60 % 60:02d}:{i % 60:02d}")
+        fw_row(
+            dst=f"203.0.113.{i % 250}:{1000 + i}",
+            srcnet="Internal",
+            dstnet="External",
+            status="0x0",
+            action="Establish",
+            time=f"10:{i // 60 % 60:02d}:{i % 60:02d}",
+        )
         for i in range(500)
     ]
     rows += [fw_row(dst=f"10.0.0.{20 + i % 5}:443", time=f"11:00:{i:02d}") for i in range(50)]
@@ -685,12 +674,37 @@ def test_canonical_records_built_a_column_at_a_time_equal_one_by_one(zone: str |
 
     rng = random.Random(3)
     sql = Layout.from_names(
-        ["servername", "logTime", "SourceIP", "SourcePort", "DestinationIP", "DestinationPort", "Action",
-         "resultcode", "rule", "GmtLogTime"]
+        [
+            "servername",
+            "logTime",
+            "SourceIP",
+            "SourcePort",
+            "DestinationIP",
+            "DestinationPort",
+            "Action",
+            "resultcode",
+            "rule",
+            "GmtLogTime",
+        ]
     )
-    values = ["", " ", "-", "TMG01", "2024-03-04 10:00:00.123", "3/4/2024 10:00:01 PM", "28.09.2011 23:59:59",
-              "2024-02-30 10:00:00", "167772180", "0A000014-FFFF-0000-0000-000000000000", "10.0.0.5:443", "443",
-              "fe80::1", "Failed Connection Attempt", "0x80070040", "Publish OWA, Exchange"]
+    values = [
+        "",
+        " ",
+        "-",
+        "TMG01",
+        "2024-03-04 10:00:00.123",
+        "3/4/2024 10:00:01 PM",
+        "28.09.2011 23:59:59",
+        "2024-02-30 10:00:00",
+        "167772180",
+        "0A000014-FFFF-0000-0000-000000000000",
+        "10.0.0.5:443",
+        "443",
+        "fe80::1",
+        "Failed Connection Attempt",
+        "0x80070040",
+        "Publish OWA, Exchange",
+    ]
     for layout in [sql, *FIXED_FIREWALL.values(), *FIXED_WEB.values()]:
         builder = CanonBuilder(layout, ZoneInfo(zone) if zone else None, local=True)
         for short in (False, True):
@@ -734,8 +748,10 @@ def test_sql_export_split_across_cores_gives_the_same_summary(tmp_path: Path, mo
     (here: rule names with commas, quoted quotes, and a user agent holding line breaks)."""
     import diagnose.probes.logs as logs_pkg
 
-    header = ("servername,logTime,protocol,SourceIP,SourcePort,DestinationIP,DestinationPort,OriginalClientIP,"
-              "SourceNetwork,DestinationNetwork,Action,resultcode,rule,ClientAgent,GmtLogTime")
+    header = (
+        "servername,logTime,protocol,SourceIP,SourcePort,DestinationIP,DestinationPort,OriginalClientIP,"
+        "SourceNetwork,DestinationNetwork,Action,resultcode,rule,ClientAgent,GmtLogTime"
+    )
     rows = []
     for i in range(4000):
         code = "-2147024832" if i % 5 == 0 else ("-2147014835" if i % 17 == 0 else "0")
@@ -743,9 +759,11 @@ def test_sql_export_split_across_cores_gives_the_same_summary(tmp_path: Path, mo
         if i == 2999:
             agent = "bad,extra"  # one column too many: a bad line with its number
         stamp = f"2024-03-04 10:{i // 60 % 60:02d}:{i % 60:02d}"
-        rows.append(f"TMG01,{stamp}.000,TCP,0A000001-FFFF-0000-0000-000000000000,{40000 + i},"
-                    f"0A00001{4 + i % 3}-FFFF-0000-0000-000000000000,443,C6336407-FFFF-0000-0000-000000000000,"
-                    f'Local Host,Internal,10,{code},"Publish OWA, Exchange",{agent},{stamp}.000')
+        rows.append(
+            f"TMG01,{stamp}.000,TCP,0A000001-FFFF-0000-0000-000000000000,{40000 + i},"
+            f"0A00001{4 + i % 3}-FFFF-0000-0000-000000000000,443,C6336407-FFFF-0000-0000-000000000000,"
+            f'Local Host,Internal,10,{code},"Publish OWA, Exchange",{agent},{stamp}.000'
+        )
     path = tmp_path / "FirewallLog.csv"
     path.write_bytes((header + "\r\n" + "\r\n".join(rows) + "\r\n").encode())
     whole, _ = summarise([str(path)], Site(), 1)
@@ -765,10 +783,14 @@ def test_sql_export_split_across_cores_gives_the_same_summary(tmp_path: Path, mo
 def test_timeline_counts_status64_and_client_failures_per_minute(tmp_path: Path) -> None:
     """The report's timeline: Status 64 and client-visible failures (a 502 to the client) per minute and
     per hour; per minute only while every entry falls within 6 hours."""
-    rows = [web_row(time="10:00:05", status="64", action="Failed"), web_row(time="10:00:40", status="64", action="Failed"),
-            web_row(time="10:00:50", status="502", action="Failed"), web_row(time="10:07:00", status="64", action="Failed"),
-            web_row(time="11:15:00", cip="203.0.113.9", status="502", action="Failed"),
-            web_row(time="11:20:00", status="200")]
+    rows = [
+        web_row(time="10:00:05", status="64", action="Failed"),
+        web_row(time="10:00:40", status="64", action="Failed"),
+        web_row(time="10:00:50", status="502", action="Failed"),
+        web_row(time="10:07:00", status="64", action="Failed"),
+        web_row(time="11:15:00", cip="203.0.113.9", status="502", action="Failed"),
+        web_row(time="11:20:00", status="200"),
+    ]
     path = tmp_path / "ISALOG_20240304_WEB_000.w3c"
     path.write_text(w3c(WEB_FIELDS, rows))
     attrs = overall(probe_json(str(path), "--internal", "10.0.0.20"))

@@ -11,11 +11,13 @@ from tests.probes.logs.test_scan import overall
 
 # the databases' content is never read: a page-sized blank stands in
 MDF_PAGE = bytes(8192)
-CSV = ("servername,logTime,protocol,SourceIP,SourcePort,DestinationIP,DestinationPort,OriginalClientIP,"
-       "SourceNetwork,DestinationNetwork,Action,resultcode,rule,ApplicationProtocol,GmtLogTime\n"
-       "TMG01,2024-03-04 11:00:00.000,TCP,0A000001-FFFF-0000-0000-000000000000,50000,"
-       "0A000014-FFFF-0000-0000-000000000000,443,C6336407-FFFF-0000-0000-000000000000,"
-       'Local Host,Internal,10,-2147024832,"Publish OWA",HTTPS Server,2024-03-04 10:00:00.000\n')
+CSV = (
+    "servername,logTime,protocol,SourceIP,SourcePort,DestinationIP,DestinationPort,OriginalClientIP,"
+    "SourceNetwork,DestinationNetwork,Action,resultcode,rule,ApplicationProtocol,GmtLogTime\n"
+    "TMG01,2024-03-04 11:00:00.000,TCP,0A000001-FFFF-0000-0000-000000000000,50000,"
+    "0A000014-FFFF-0000-0000-000000000000,443,C6336407-FFFF-0000-0000-000000000000,"
+    'Local Host,Internal,10,-2147024832,"Publish OWA",HTTPS Server,2024-03-04 10:00:00.000\n'
+)
 
 
 def _databases(folder: Path) -> None:

@@ -132,8 +132,9 @@ def tcp_session(port: int, payload: bytes) -> None:
 class Proxy:
     """A proxy process started with its own config in `workdir`; `stop()` ends it (SIGTERM, then SIGKILL)."""
 
-    def __init__(self, argv: list[str], workdir: Path, ports: list[int], stdout: Path | None = None,
-                 stderr: Path | None = None) -> None:
+    def __init__(
+        self, argv: list[str], workdir: Path, ports: list[int], stdout: Path | None = None, stderr: Path | None = None
+    ) -> None:
         self.out = open(stdout, "wb") if stdout else subprocess.DEVNULL  # noqa: SIM115 - closed in stop()
         self.err = open(stderr, "wb") if stderr else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(argv, cwd=workdir, stdout=self.out, stderr=self.err)
@@ -172,5 +173,15 @@ def wait_for_lines(path: Path, count: int, deadline: float = 20.0) -> list[str]:
         time.sleep(0.05)
 
 
-__all__ = ["LOOPBACK", "Backend", "Proxy", "binary", "closed_port", "free_ports", "get", "missing", "tcp_session",
-           "wait_for_lines"]
+__all__ = [
+    "LOOPBACK",
+    "Backend",
+    "Proxy",
+    "binary",
+    "closed_port",
+    "free_ports",
+    "get",
+    "missing",
+    "tcp_session",
+    "wait_for_lines",
+]

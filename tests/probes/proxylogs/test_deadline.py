@@ -17,8 +17,11 @@ from diagnose.probes.proxylogs import collect, parts
 
 
 def _access_log(path: Path, records: int) -> Path:
-    rows = (f"203.0.113.{i % 9} - - [04/Mar/2024:00:{i // 60 % 60:02d}:{i % 60:02d} +0000] \"GET /owa/ HTTP/1.1\" "
-            f"{('200', '499', '502')[i % 3]} 12 \"-\" \"Outlook\"\n" for i in range(records))
+    rows = (
+        f'203.0.113.{i % 9} - - [04/Mar/2024:00:{i // 60 % 60:02d}:{i % 60:02d} +0000] "GET /owa/ HTTP/1.1" '
+        f'{("200", "499", "502")[i % 3]} 12 "-" "Outlook"\n'
+        for i in range(records)
+    )
     path.write_text("".join(rows))
     return path
 
@@ -32,8 +35,9 @@ def test_a_deadline_already_passed_reads_nothing_and_says_so(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_a_deadline_passing_mid_file_keeps_what_was_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         jobs: int) -> None:
+def test_a_deadline_passing_mid_file_keeps_what_was_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
     """A clock that moves one second per look (so that the deadline passes after a few blocks, whatever
     the machine's speed): in this process, and in byte ranges read by (forked) workers."""
     log = _access_log(tmp_path / "access.log", 60_000)

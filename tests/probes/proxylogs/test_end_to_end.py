@@ -52,8 +52,10 @@ PING = "/Microsoft-Server-ActiveSync/default.eas?Cmd=Ping&User=u{n}&DeviceId=d{n
 def rpc_channel(port: int, method: str) -> bytes:
     """Outlook Anywhere opening a channel: RPC_IN_DATA / RPC_OUT_DATA announcing a 1 GB body."""
     with socket.create_connection((LOOPBACK, port), timeout=30) as s:
-        s.sendall(f"{method} /rpc/rpcproxy.dll?cas01.contoso.test:6001 HTTP/1.1\r\nHost: mail.contoso.test\r\n"
-                  "Content-Length: 1073741824\r\nUser-Agent: MSRPC\r\n\r\n".encode())
+        s.sendall(
+            f"{method} /rpc/rpcproxy.dll?cas01.contoso.test:6001 HTTP/1.1\r\nHost: mail.contoso.test\r\n"
+            "Content-Length: 1073741824\r\nUser-Agent: MSRPC\r\n\r\n".encode()
+        )
         return s.recv(4096)
 
 
@@ -147,8 +149,9 @@ def haproxy_logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             target = closed_port() if case == "down" else backend.port
             (work / f"{case}.cfg").write_text(HAPROXY.format(host=LOOPBACK, port=port, backend=target))
             logs[case] = work / f"{case}.log"
-            proxies.append(Proxy([binary("haproxy"), "-db", "-f", str(work / f"{case}.cfg")], work, [port],
-                                 stdout=logs[case]))
+            proxies.append(
+                Proxy([binary("haproxy"), "-db", "-f", str(work / f"{case}.cfg")], work, [port], stdout=logs[case])
+            )
         drive_all(ports, logs.__getitem__)
     finally:
         for proxy in proxies:
@@ -168,7 +171,9 @@ def test_haproxy_ranks_the_right_cause_first(haproxy_logs: dict[str, Path], case
     if case == "idle":
         idle = idle_fact(report)
         assert idle["long_poll"] == "eas_ping" and idle["seconds"] == 5 and idle["failed"] == 4, (
-            idle, haproxy_logs[case].read_text())
+            idle,
+            haproxy_logs[case].read_text(),
+        )
         assert idle["share"] == 1.0 and idle["heartbeat"] == 8 and idle["heartbeat_source"] == "profile"
         top = report["causes"][0]
         assert "ended at 5 s" in json.dumps(top), top  # the value seen is in the explanation
@@ -222,12 +227,17 @@ def nginx_logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]
     backend = Backend()
     ports = case_ports(NGINX_CASES)
     servers = "".join(
-        NGINX_SERVER.format(host=LOOPBACK, port=port, work=work, case=case,
-                            backend=closed_port() if case == "down" else backend.port)
-        for case, port in ports.items())
+        NGINX_SERVER.format(
+            host=LOOPBACK, port=port, work=work, case=case, backend=closed_port() if case == "down" else backend.port
+        )
+        for case, port in ports.items()
+    )
     (work / "nginx.conf").write_text(NGINX.format(work=work, servers=servers))
-    proxy = Proxy([binary("nginx"), "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"],
-                  work, list(ports.values()))
+    proxy = Proxy(
+        [binary("nginx"), "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"],
+        work,
+        list(ports.values()),
+    )
     try:
         drive_all(ports, lambda case: work / f"{case}.access.log")
     finally:
@@ -250,24 +260,30 @@ def test_nginx_ranks_the_right_cause_first(nginx_logs: dict[str, list[Path]], ca
 
 # ------------------------------------------------------------------ IIS ARR (recorded in IIS's own format)
 
-IIS_HEADER = ("#Software: Microsoft Internet Information Services 10.0\r\n#Version: 1.0\r\n"
-              "#Date: 2026-12-06 09:00:00\r\n"
-              "#Fields: date time s-sitename s-computername s-ip cs-method cs-uri-stem cs-uri-query s-port "
-              "cs-username c-ip cs-version cs(User-Agent) cs(Referer) cs-host sc-status sc-substatus "
-              "sc-win32-status sc-bytes cs-bytes time-taken\r\n")
+IIS_HEADER = (
+    "#Software: Microsoft Internet Information Services 10.0\r\n#Version: 1.0\r\n"
+    "#Date: 2026-12-06 09:00:00\r\n"
+    "#Fields: date time s-sitename s-computername s-ip cs-method cs-uri-stem cs-uri-query s-port "
+    "cs-username c-ip cs-version cs(User-Agent) cs(Referer) cs-host sc-status sc-substatus "
+    "sc-win32-status sc-bytes cs-bytes time-taken\r\n"
+)
 EAS = "/Microsoft-Server-ActiveSync/default.eas"
 
 
-def _arr_row(second: int, method: str, stem: str, query: str, status: str, sub: str, win32: str,
-             taken_ms: int) -> str:
-    return (f"2026-12-06 09:00:{second:02d} W3SVC1 ARR01 192.0.2.10 {method} {stem} {query} 443 "
-            f"CONTOSO\\user{second} 198.51.100.{second + 1} HTTP/1.1 Apple-iPhone9C1/1905.258 - "
-            f"mail.contoso.test {status} {sub} {win32} 412 735 {taken_ms}\r\n")
+def _arr_row(second: int, method: str, stem: str, query: str, status: str, sub: str, win32: str, taken_ms: int) -> str:
+    return (
+        f"2026-12-06 09:00:{second:02d} W3SVC1 ARR01 192.0.2.10 {method} {stem} {query} 443 "
+        f"CONTOSO\\user{second} 198.51.100.{second + 1} HTTP/1.1 Apple-iPhone9C1/1905.258 - "
+        f"mail.contoso.test {status} {sub} {win32} 412 735 {taken_ms}\r\n"
+    )
 
 
 def arr_log(case: str) -> str:
     """The ARR front end's W3SVC1 log of one case, as IIS 10 writes it."""
-    rows = [_arr_row(0, "GET", "/owa/", "-", "200", "0", "0", 31), _arr_row(1, "GET", "/owa/", "-", "200", "0", "0", 15)]
+    rows = [
+        _arr_row(0, "GET", "/owa/", "-", "200", "0", "0", 31),
+        _arr_row(1, "GET", "/owa/", "-", "200", "0", "0", 15),
+    ]
     for i in range(2, 6):
         ping = f"Cmd=Ping&User=user{i}&DeviceId=D{i}&DeviceType=iPhone"
         if case == "client":  # the phone left while the answer was being sent
@@ -314,8 +330,10 @@ def test_iis_arr_idle_without_heartbeat_is_not_called_below_it(tmp_path: Path) -
 def test_iis_pings_that_ran_out_their_heartbeat_are_a_benign_long_poll_end(tmp_path: Path) -> None:
     """EAS Pings logged 200 with Win32 64 after about the 480 s heartbeat: the phones were gone when
     Exchange answered. The benign long-poll end ranks first, no problem cause is established."""
-    rows = [_arr_row(i, "POST", EAS, f"Cmd=Ping&User=user{i}&DeviceId=D{i}", "200", "0", "64", 480_000 + 977 * i)
-            for i in range(6)]
+    rows = [
+        _arr_row(i, "POST", EAS, f"Cmd=Ping&User=user{i}&DeviceId=D{i}", "200", "0", "64", 480_000 + 977 * i)
+        for i in range(6)
+    ]
     log = tmp_path / "u_ex261206.log"
     log.write_bytes((IIS_HEADER + "".join(rows)).encode("ascii"))
     profile = tmp_path / "site.yaml"

@@ -64,15 +64,21 @@ def haproxy_logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("haproxy")
     backend = Backend()
     http, tcp = free_ports(2)
-    (work / "haproxy.cfg").write_text(CONFIG.format(host=LOOPBACK, http=http, tcp=tcp, backend=backend.port,
-                                                    closed=closed_port()))
+    (work / "haproxy.cfg").write_text(
+        CONFIG.format(host=LOOPBACK, http=http, tcp=tcp, backend=backend.port, closed=closed_port())
+    )
     http_log, tcp_log = work / "http.log", work / "tcp.log"
-    proxy = Proxy([binary("haproxy"), "-db", "-f", str(work / "haproxy.cfg")], work, [http, tcp],
-                  stdout=http_log, stderr=tcp_log)
+    proxy = Proxy(
+        [binary("haproxy"), "-db", "-f", str(work / "haproxy.cfg")], work, [http, tcp], stdout=http_log, stderr=tcp_log
+    )
     try:
         sessions = [
-            lambda: get(http, "/ok"), lambda: get(http, "/ok"), lambda: get(http, "/ok"),
-            lambda: get(http, "/hang"), lambda: get(http, "/reset"), lambda: get(http, "/close"),
+            lambda: get(http, "/ok"),
+            lambda: get(http, "/ok"),
+            lambda: get(http, "/ok"),
+            lambda: get(http, "/hang"),
+            lambda: get(http, "/reset"),
+            lambda: get(http, "/close"),
             lambda: get(http, "/down"),
             lambda: get(http, "/hang", abort_after=0.3),
             lambda: get(http, "/Microsoft-Server-ActiveSync/default.eas?Cmd=Ping&User=u1&DeviceId=d1"),

@@ -16,27 +16,34 @@ from diagnose.probes.proxylogs.idle import clusters
 from diagnose.probes.proxylogs.tally import MAX_VALUES, OTHER, Summary
 from diagnose.profile import SiteProfile, profile_from_mapping
 
-HEADER = ("#Software: Microsoft Internet Information Services 10.0\r\n#Version: 1.0\r\n#Date: 2026-12-06 09:00:00\r\n"
-          "#Fields: date time s-sitename s-ip cs-method cs-uri-stem cs-uri-query s-port c-ip sc-status sc-substatus "
-          "sc-win32-status time-taken\r\n")
+HEADER = (
+    "#Software: Microsoft Internet Information Services 10.0\r\n#Version: 1.0\r\n#Date: 2026-12-06 09:00:00\r\n"
+    "#Fields: date time s-sitename s-ip cs-method cs-uri-stem cs-uri-query s-port c-ip sc-status sc-substatus "
+    "sc-win32-status time-taken\r\n"
+)
 
 
 def _ping(i: int, status: str, sub: str, win32: str, ms: int) -> str:
-    return (f"2026-12-06 09:{i // 60 % 60:02d}:{i % 60:02d} W3SVC1 192.0.2.10 POST "
-            f"/Microsoft-Server-ActiveSync/default.eas Cmd=Ping&User=u{i}&DeviceId=D{i} 443 198.51.100.7 "
-            f"{status} {sub} {win32} {ms}\r\n")
+    return (
+        f"2026-12-06 09:{i // 60 % 60:02d}:{i % 60:02d} W3SVC1 192.0.2.10 POST "
+        f"/Microsoft-Server-ActiveSync/default.eas Cmd=Ping&User=u{i}&DeviceId=D{i} 443 198.51.100.7 "
+        f"{status} {sub} {win32} {ms}\r\n"
+    )
 
 
 def _idle(log: Path, heartbeat: int | None = None) -> dict[str, dict[str, object]]:
     ctx = ProbeContext()
-    result, problems = collect(ctx, plan_check("proxylogs", {"paths": [str(log)]}, SiteProfile(heartbeat_seconds=heartbeat))[1])
+    result, problems = collect(
+        ctx, plan_check("proxylogs", {"paths": [str(log)]}, SiteProfile(heartbeat_seconds=heartbeat))[1]
+    )
     assert not problems, problems
     return {f.subject: dict(f.attrs) for f in result.facts if f.kind == "proxy.idle_timeout"}
 
 
 def test_cluster_one_second_either_side_counts() -> None:
-    (found,) = clusters(Counter({("eas_ping", 119): 2, ("eas_ping", 120): 5, ("eas_ping", 121): 1,
-                                 ("eas_ping", 700): 2}), heartbeat=480)
+    (found,) = clusters(
+        Counter({("eas_ping", 119): 2, ("eas_ping", 120): 5, ("eas_ping", 121): 1, ("eas_ping", 700): 2}), heartbeat=480
+    )
     assert (found.seconds, found.at_value, found.failed, found.share) == (120, 8, 10, 0.8)
     assert found.clustered and found.below_heartbeat is True and found.at_or_after_heartbeat == 2
 
@@ -89,8 +96,9 @@ def test_histogram_is_bounded(tmp_path: Path) -> None:
 
 
 def test_profile_proxy_fields() -> None:
-    profile = profile_from_mapping({"proxy_product": "haproxy", "proxy_addresses": ["192.0.2.10"],
-                                    "heartbeat_seconds": "480"}, "test")
+    profile = profile_from_mapping(
+        {"proxy_product": "haproxy", "proxy_addresses": ["192.0.2.10"], "heartbeat_seconds": "480"}, "test"
+    )
     assert profile.product == "haproxy" and profile.tmg_addresses == ("192.0.2.10",) == profile.proxy_addresses
     assert profile.heartbeat_seconds == 480 and SiteProfile().product == "tmg"
     assert profile.to_fact().attrs["proxy_product"] == "haproxy"
@@ -118,8 +126,10 @@ def test_byte_ranges_give_the_same_clusters(tmp_path: Path, monkeypatch: pytest.
 
     monkeypatch.setattr(parts, "SPLIT_AT", 16 << 10)
     log = tmp_path / "u_ex261206.log"
-    rows = [_ping(i, "502", "3", "12002", 120_000 + i % 900) if i % 3 else _ping(i, "200", "0", "0", 500 + i)
-            for i in range(3000)]
+    rows = [
+        _ping(i, "502", "3", "12002", 120_000 + i % 900) if i % 3 else _ping(i, "200", "0", "0", 500 + i)
+        for i in range(3000)
+    ]
     log.write_bytes((HEADER + "".join(rows)).encode())
     assert len(parts.plan(expand([str(log)])[0][0], 2)) > 3
 

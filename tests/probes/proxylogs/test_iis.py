@@ -19,17 +19,24 @@ from diagnose.probes.proxylogs.lines import MAX_LINE
 
 CORPUS = Path(__file__).resolve().parents[3] / ".." / "shared" / "corpus" / "iis-logs"
 
-FIELDS_10 = ("#Fields: date time s-sitename s-computername s-ip cs-method cs-uri-stem cs-uri-query s-port "
-             "cs-username c-ip cs-version cs(User-Agent) cs(Referer) cs-host sc-status sc-substatus "
-             "sc-win32-status sc-bytes cs-bytes time-taken")
-FIELDS_85 = ("#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip "
-             "cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken")
+FIELDS_10 = (
+    "#Fields: date time s-sitename s-computername s-ip cs-method cs-uri-stem cs-uri-query s-port "
+    "cs-username c-ip cs-version cs(User-Agent) cs(Referer) cs-host sc-status sc-substatus "
+    "sc-win32-status sc-bytes cs-bytes time-taken"
+)
+FIELDS_85 = (
+    "#Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip "
+    "cs(User-Agent) cs(Referer) sc-status sc-substatus sc-win32-status time-taken"
+)
 
 
-def _row10(time: str, site: str, method: str, stem: str, query: str, status: str, sub: str, win32: str,
-           taken: int) -> str:
-    return (f"2024-03-04 {time} {site} CAS01 10.0.0.5 {method} {stem} {query} 443 CONTOSO\\alice 203.0.113.7 "
-            f"HTTP/1.1 Apple-iPhone/1904.1 - mail.contoso.test {status} {sub} {win32} 412 735 {taken}")
+def _row10(
+    time: str, site: str, method: str, stem: str, query: str, status: str, sub: str, win32: str, taken: int
+) -> str:
+    return (
+        f"2024-03-04 {time} {site} CAS01 10.0.0.5 {method} {stem} {query} 443 CONTOSO\\alice 203.0.113.7 "
+        f"HTTP/1.1 Apple-iPhone/1904.1 - mail.contoso.test {status} {sub} {win32} 412 735 {taken}"
+    )
 
 
 def exchange_log() -> str:
@@ -37,22 +44,63 @@ def exchange_log() -> str:
     written again mid-file by a restart with a narrower field set."""
     eas = "/Microsoft-Server-ActiveSync/default.eas"
     rows = [
-        "#Software: Microsoft Internet Information Services 10.0", "#Version: 1.0", "#Date: 2024-03-04 00:00:01",
+        "#Software: Microsoft Internet Information Services 10.0",
+        "#Version: 1.0",
+        "#Date: 2024-03-04 00:00:01",
         FIELDS_10,
-        _row10("00:00:01", "W3SVC1", "POST", eas, "Cmd=Ping&User=alice&DeviceId=A1&DeviceType=iPhone", "200", "0",
-               "0", 1_740_123),
-        _row10("00:00:02", "W3SVC1", "POST", eas, "Cmd=Ping&User=bob&DeviceId=B1&DeviceType=iPhone", "200", "0",
-               "64", 600_050),
-        _row10("00:00:03", "W3SVC1", "RPC_IN_DATA", "/rpc/rpcproxy.dll", "cas01.contoso.test:6001", "200", "0",
-               "1236", 900_000),
-        _row10("00:00:04", "W3SVC1", "RPC_OUT_DATA", "/rpc/rpcproxy.dll", "cas01.contoso.test:6001", "200", "0",
-               "0", 900_000),
+        _row10(
+            "00:00:01",
+            "W3SVC1",
+            "POST",
+            eas,
+            "Cmd=Ping&User=alice&DeviceId=A1&DeviceType=iPhone",
+            "200",
+            "0",
+            "0",
+            1_740_123,
+        ),
+        _row10(
+            "00:00:02",
+            "W3SVC1",
+            "POST",
+            eas,
+            "Cmd=Ping&User=bob&DeviceId=B1&DeviceType=iPhone",
+            "200",
+            "0",
+            "64",
+            600_050,
+        ),
+        _row10(
+            "00:00:03",
+            "W3SVC1",
+            "RPC_IN_DATA",
+            "/rpc/rpcproxy.dll",
+            "cas01.contoso.test:6001",
+            "200",
+            "0",
+            "1236",
+            900_000,
+        ),
+        _row10(
+            "00:00:04",
+            "W3SVC1",
+            "RPC_OUT_DATA",
+            "/rpc/rpcproxy.dll",
+            "cas01.contoso.test:6001",
+            "200",
+            "0",
+            "0",
+            900_000,
+        ),
         _row10("00:00:05", "W3SVC1", "GET", "/owa/", "-", "502", "3", "12002", 120_004),
         _row10("00:00:06", "W3SVC1", "GET", "/owa/", "-", "502", "3", "2147954402", 120_010),
-        _row10("00:00:07", "W3SVC2", "POST", "/mapi/emsmdb/", "MailboxId=x&NotificationWait", "200", "0", "995",
-               600_000),
+        _row10(
+            "00:00:07", "W3SVC2", "POST", "/mapi/emsmdb/", "MailboxId=x&NotificationWait", "200", "0", "995", 600_000
+        ),
         _row10("00:00:08", "W3SVC1", "GET", "/ecp/", "-", "502", "3", "0x80072efe", 30),
-        "#Software: Microsoft Internet Information Services 10.0", "#Version: 1.0", "#Date: 2024-03-04 06:00:00",
+        "#Software: Microsoft Internet Information Services 10.0",
+        "#Version: 1.0",
+        "#Date: 2024-03-04 06:00:00",
         FIELDS_85,
         "2024-03-04 06:00:01 10.0.0.5 GET /owa/ - 443 - 203.0.113.8 Mozilla/5.0 - 200 0 121 15",
         "2024-03-04 06:00:02 10.0.0.5 GET /owa/ - 443 - 203.0.113.8 Mozilla/5.0 - 200 0 0 15",
@@ -79,8 +127,12 @@ def test_public_iis_samples_exact_counts() -> None:
     fact = _by(result)["iis:all"]
     records = sum(1 for f in files for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#"))
     assert fact.get("records") == records and not problems
-    sixty_four = sum(1 for f in files for ln in f.read_text().splitlines()
-                     if not ln.startswith("#") and ln.split()[-2 if "W3SVC" not in ln else -4] == "64")
+    sixty_four = sum(
+        1
+        for f in files
+        for ln in f.read_text().splitlines()
+        if not ln.startswith("#") and ln.split()[-2 if "W3SVC" not in ln else -4] == "64"
+    )
     assert _counts(fact.get("code_counts"))["64 ERROR_NETNAME_DELETED"] == sixty_four == fact.get("connection_closed")
     for cite in fact.get("samples"):
         path, line = cite.split(" ", 1)[1].rsplit(":", 1)
@@ -128,40 +180,96 @@ def test_gz_and_zip_give_the_same_counts(tmp_path: Path) -> None:
 
 
 def test_httpproxy_csv(tmp_path: Path) -> None:
-    header = ("#Software: Microsoft Exchange Server\r\n#Version: 15.01.2507.006\r\n#Log-type: HttpProxy Logs\r\n"
-              "#Date: 2024-03-04T00:00:00.000Z\r\n#Fields: DateTime,RequestId,MajorVersion,MinorVersion,"
-              "BuildVersion,RevisionVersion,ClientRequestId,Protocol,UrlHost,UrlStem,ProtocolAction,"
-              "AuthenticationType,IsAuthenticated,AuthenticatedUser,Organization,AnchorMailbox,UserAgent,"
-              "ClientIpAddress,ServerHostName,HttpStatus,BackEndStatus,ErrorCode,Method,ProxyAction,TargetServer,"
-              "TargetServerVersion,RoutingType,RoutingHint,BackEndCookie,ServerLocatorHost,ServerLocatorLatency,"
-              "RequestBytes,ResponseBytes,TargetOutstandingRequests,AuthModulePerfContext,HttpPipelineLatency,"
-              "CalculateTargetBackEndLatency,GlsLatencyBreakup,TotalGlsLatency,AccountForestLatencyBreakup,"
-              "TotalAccountForestLatency,ResourceForestLatencyBreakup,TotalResourceForestLatency,ADLatency,"
-              "SharedCacheLatencyBreakup,TotalSharedCacheLatency,ActivityContextLifeTime,"
-              "ModuleToHandlerSwitchingLatency,ClientReqStreamLatency,BackendReqInitLatency,BackendReqStreamLatency,"
-              "BackendProcessingLatency,BackendRespInitLatency,BackendRespStreamLatency,ClientRespStreamLatency,"
-              "KerberosAuthHeaderLatency,HandlerCompletionLatency,RequestHandlerLatency,"
-              "HandlerToModuleSwitchingLatency,ProxyTime,CoreLatency,RoutingLatency,HttpProxyOverhead,"
-              "TotalRequestTime,RouteRefresherLatency,UrlQuery,BackEndGenericInfo,GenericInfo,GenericErrors,"
-              "EdgeTraceId,DatabaseGuid,UserADObjectGuid,PartitionEndpointLookupLatency,RoutingStatus\r\n")
+    header = (
+        "#Software: Microsoft Exchange Server\r\n#Version: 15.01.2507.006\r\n#Log-type: HttpProxy Logs\r\n"
+        "#Date: 2024-03-04T00:00:00.000Z\r\n#Fields: DateTime,RequestId,MajorVersion,MinorVersion,"
+        "BuildVersion,RevisionVersion,ClientRequestId,Protocol,UrlHost,UrlStem,ProtocolAction,"
+        "AuthenticationType,IsAuthenticated,AuthenticatedUser,Organization,AnchorMailbox,UserAgent,"
+        "ClientIpAddress,ServerHostName,HttpStatus,BackEndStatus,ErrorCode,Method,ProxyAction,TargetServer,"
+        "TargetServerVersion,RoutingType,RoutingHint,BackEndCookie,ServerLocatorHost,ServerLocatorLatency,"
+        "RequestBytes,ResponseBytes,TargetOutstandingRequests,AuthModulePerfContext,HttpPipelineLatency,"
+        "CalculateTargetBackEndLatency,GlsLatencyBreakup,TotalGlsLatency,AccountForestLatencyBreakup,"
+        "TotalAccountForestLatency,ResourceForestLatencyBreakup,TotalResourceForestLatency,ADLatency,"
+        "SharedCacheLatencyBreakup,TotalSharedCacheLatency,ActivityContextLifeTime,"
+        "ModuleToHandlerSwitchingLatency,ClientReqStreamLatency,BackendReqInitLatency,BackendReqStreamLatency,"
+        "BackendProcessingLatency,BackendRespInitLatency,BackendRespStreamLatency,ClientRespStreamLatency,"
+        "KerberosAuthHeaderLatency,HandlerCompletionLatency,RequestHandlerLatency,"
+        "HandlerToModuleSwitchingLatency,ProxyTime,CoreLatency,RoutingLatency,HttpProxyOverhead,"
+        "TotalRequestTime,RouteRefresherLatency,UrlQuery,BackEndGenericInfo,GenericInfo,GenericErrors,"
+        "EdgeTraceId,DatabaseGuid,UserADObjectGuid,PartitionEndpointLookupLatency,RoutingStatus\r\n"
+    )
     width = header.splitlines()[-1].count(",") + 1
 
-    def row(when: str, protocol: str, stem: str, action: str, status: str, backend: str, error: str, method: str,
-            total: int, query: str, errors: str = "") -> str:
+    def row(
+        when: str,
+        protocol: str,
+        stem: str,
+        action: str,
+        status: str,
+        backend: str,
+        error: str,
+        method: str,
+        total: int,
+        query: str,
+        errors: str = "",
+    ) -> str:
         values = [""] * width
         values[0], values[7], values[9], values[10] = when, protocol, stem, action
         values[19], values[20], values[21], values[22] = status, backend, error, method
         values[63], values[65], values[68] = str(total), query, errors
         return ",".join(values) + "\r\n"
 
-    body = (row("2024-03-04T00:00:01.123Z", "Eas", "/Microsoft-Server-ActiveSync/default.eas", "Ping", "200", "200",
-                "", "POST", 1_740_000, "?Cmd=Ping&User=alice")
-            + row("2024-03-04T00:00:02.123Z", "Eas", "/Microsoft-Server-ActiveSync/default.eas", "Ping", "200", "",
-                  "", "POST", 600_000, "?Cmd=Ping&User=bob")
-            + row("2024-03-04T00:00:03.456Z", "Owa", "/owa/", "", "503", "503", "12002", "GET", 120_000, "",
-                  '"WebExceptionStatus=Timeout, Message=The operation has timed out"')
-            + row("2024-03-04T00:00:04.456Z", "Mapi", "/mapi/emsmdb/", "NotificationWait", "200", "200", "", "POST",
-                  300_000, ""))
+    body = (
+        row(
+            "2024-03-04T00:00:01.123Z",
+            "Eas",
+            "/Microsoft-Server-ActiveSync/default.eas",
+            "Ping",
+            "200",
+            "200",
+            "",
+            "POST",
+            1_740_000,
+            "?Cmd=Ping&User=alice",
+        )
+        + row(
+            "2024-03-04T00:00:02.123Z",
+            "Eas",
+            "/Microsoft-Server-ActiveSync/default.eas",
+            "Ping",
+            "200",
+            "",
+            "",
+            "POST",
+            600_000,
+            "?Cmd=Ping&User=bob",
+        )
+        + row(
+            "2024-03-04T00:00:03.456Z",
+            "Owa",
+            "/owa/",
+            "",
+            "503",
+            "503",
+            "12002",
+            "GET",
+            120_000,
+            "",
+            '"WebExceptionStatus=Timeout, Message=The operation has timed out"',
+        )
+        + row(
+            "2024-03-04T00:00:04.456Z",
+            "Mapi",
+            "/mapi/emsmdb/",
+            "NotificationWait",
+            "200",
+            "200",
+            "",
+            "POST",
+            300_000,
+            "",
+        )
+    )
     log = tmp_path / "HttpProxy_2024030400-1.LOG"
     log.write_bytes((header + body).encode())
     result, problems = _collect([log])
@@ -201,9 +309,11 @@ def test_cli_one_error_line_for_a_file_that_is_no_proxy_log(tmp_path: Path) -> N
     other.write_text("hello\nworld\n")
     run = CliRunner().invoke(main, ["probe", "proxylogs", str(other)])
     assert run.exit_code == 2
-    assert run.output.strip().splitlines() == [f"diagnose: error: {other}: not a proxy log this probe knows "
-                                               "(no IIS or Exchange HttpProxy #Fields header, and no HAProxy or nginx "
-                                               "access/error record in its first lines)"]
+    assert run.output.strip().splitlines() == [
+        f"diagnose: error: {other}: not a proxy log this probe knows "
+        "(no IIS or Exchange HttpProxy #Fields header, and no HAProxy or nginx "
+        "access/error record in its first lines)"
+    ]
 
 
 def test_codes_decode_every_spelling() -> None:
@@ -225,8 +335,9 @@ def test_iis_daily_logs_in_a_folder_read_in_time_order_once(tmp_path: Path) -> N
     (folder / "u_ex100815.log.gz").write_bytes(gzip.compress((CORPUS / "u_ex100815.log").read_bytes()))
     summary, problems = summarise([str(tmp_path / "*" / "u_ex16*.log"), str(folder)])
     assert summary.files == [str(folder / "u_ex100815.log.gz"), str(folder / "u_ex160110.log")], problems
-    records = sum(1 for f in CORPUS.glob("*.log") for ln in f.read_text().splitlines()
-                  if ln.strip() and not ln.startswith("#"))
+    records = sum(
+        1 for f in CORPUS.glob("*.log") for ln in f.read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    )
     assert summary.figures[("iis", "all")].records == records
 
 
@@ -246,8 +357,11 @@ def test_utf16_logs_read_like_utf8(tmp_path: Path, encoding: str) -> None:
 
     def facts(path: Path) -> Any:
         result, problems = _collect([path])
-        return [(f.subject, {k: v for k, v in f.attrs.items() if k != "samples"}) for f in result.facts], \
-            [s.split(" ", 1)[1].rsplit(":", 1)[1] for s in _by(result)["iis:all"].get("samples")], problems
+        return (
+            [(f.subject, {k: v for k, v in f.attrs.items() if k != "samples"}) for f in result.facts],
+            [s.split(" ", 1)[1].rsplit(":", 1)[1] for s in _by(result)["iis:all"].get("samples")],
+            problems,
+        )
 
     assert facts(wide) == facts(utf8) == facts(packed)
     cut = tmp_path / "cut.log"

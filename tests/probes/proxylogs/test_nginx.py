@@ -72,14 +72,18 @@ def nginx_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("nginx")
     backend = Backend()
     (port,) = free_ports(1)
-    (work / "nginx.conf").write_text(CONFIG.format(work=work, host=LOOPBACK, port=port, backend=backend.port,
-                                                   closed=closed_port()))
-    proxy = Proxy([binary("nginx"), "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"],
-                  work, [port])
+    (work / "nginx.conf").write_text(
+        CONFIG.format(work=work, host=LOOPBACK, port=port, backend=backend.port, closed=closed_port())
+    )
+    proxy = Proxy([binary("nginx"), "-p", str(work), "-c", str(work / "nginx.conf"), "-g", "daemon off;"], work, [port])
     try:
         sessions = [
-            lambda: get(port, "/ok"), lambda: get(port, "/ok"), lambda: get(port, "/hang"),
-            lambda: get(port, "/reset"), lambda: get(port, "/close"), lambda: get(port, "/down"),
+            lambda: get(port, "/ok"),
+            lambda: get(port, "/ok"),
+            lambda: get(port, "/hang"),
+            lambda: get(port, "/reset"),
+            lambda: get(port, "/close"),
+            lambda: get(port, "/down"),
             lambda: get(port, "/hang", abort_after=0.5),
             lambda: get(port, "/Microsoft-Server-ActiveSync/default.eas?Cmd=Ping&User=u1&DeviceId=d1"),
         ]
@@ -153,8 +157,9 @@ def test_rotated_logs_in_a_folder_are_read_oldest_first_and_once(nginx_logs: Pat
     (folder / "error.log.1").write_bytes(b"".join(errors[:2]))
     (folder / "error.log").write_bytes(b"".join(errors[2:]))
     summary, problems = summarise([str(folder), str(folder / "access.log.1"), str(folder / "*.log")])
-    assert summary.files == [str(folder / name) for name in
-                             ("access.log.2.gz", "access.log.1", "access.log", "error.log.1", "error.log")], problems
+    assert summary.files == [
+        str(folder / name) for name in ("access.log.2.gz", "access.log.1", "access.log", "error.log.1", "error.log")
+    ], problems
     assert summary.figures[("nginx", "all")].records == len(access) == 8
     result, _ = collect(ProbeContext(), {"paths": [str(folder)]})
     whole, _ = collect(ProbeContext(), {"paths": [str(nginx_logs / "timed.log"), str(nginx_logs / "error.log")]})
@@ -166,8 +171,18 @@ def test_rotated_logs_in_a_folder_are_read_oldest_first_and_once(nginx_logs: Pat
 
 def _records(result: Any) -> dict[str, Any]:
     fact = next(f for f in result.facts if f.subject == "nginx:all")
-    return {k: fact.get(k) for k in ("records", "status_counts", "client_closed", "gateway_timeout", "bad_gateway",
-                                     "eas_ping", "long_poll_durations")}
+    return {
+        k: fact.get(k)
+        for k in (
+            "records",
+            "status_counts",
+            "client_closed",
+            "gateway_timeout",
+            "bad_gateway",
+            "eas_ping",
+            "long_poll_durations",
+        )
+    }
 
 
 @pytest.mark.parametrize("name", ["main.log", "main_timed.log"])
@@ -178,8 +193,9 @@ def test_main_and_main_with_timing_are_known_without_a_format(nginx_logs: Path, 
     assert result.status.value == "complete", problems
     got, timed = _records(result), _records(collect(ProbeContext(), {"paths": [str(nginx_logs / "timed.log")]})[0])
     assert got["records"] == 8
-    assert {k: v for k, v in got.items() if k != "long_poll_durations"} == \
-        {k: v for k, v in timed.items() if k != "long_poll_durations"}
+    assert {k: v for k, v in got.items() if k != "long_poll_durations"} == {
+        k: v for k, v in timed.items() if k != "long_poll_durations"
+    }
     assert list(got["long_poll_durations"]) == (list(timed["long_poll_durations"]) if name == "main_timed.log" else [])
 
 

@@ -48,10 +48,7 @@ def test_sc_query_with_state_flag_lines() -> None:
 def test_sc_queryex_german_oem_code_page() -> None:
     _, records = read_export(DATA / "sc-queryex-de.txt")
     svc = by_name(records)
-    assert (
-        svc["MSExchangeFBA"].display_name
-        == "Microsoft Exchange-Dienst für formularbasierte Authentifizierung"
-    )
+    assert svc["MSExchangeFBA"].display_name == "Microsoft Exchange-Dienst für formularbasierte Authentifizierung"
     assert svc["MSExchangeRPC"].state == "stop-pending"
     assert svc["W3SVC"].display_name == "WWW-Publishingdienst"
     assert svc["W3SVC"].state == "running"

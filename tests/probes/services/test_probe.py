@@ -298,7 +298,12 @@ def test_unknown_published_leaves_impact_unknown() -> None:
 def test_spec_overrides_profile_and_provenance_names_file_and_record() -> None:
     export = DATA / "get-service-ps4-wrapped.json"
     result = probe(
-        ctx(), params({"export": str(export), "exchange_version": "2010", "published": ["owa", "ecp"]}, exchange_version="2016", published=("ews",)),
+        ctx(),
+        params(
+            {"export": str(export), "exchange_version": "2010", "published": ["owa", "ecp"]},
+            exchange_version="2016",
+            published=("ews",),
+        ),
     )
     impact = facts_of(result, "service.protocol_impact")
     psh = impact["MSExchangeProtectedServiceHost"]
@@ -406,4 +411,6 @@ def test_all_reports_services_outside_the_catalogue() -> None:
     state = facts_of(result, "service.state")
     assert state["Spooler"].attrs["role"] == "other"
     assert "Spooler" not in facts_of(result, "service.protocol_impact")
-    assert "Spooler" not in facts_of(probe(ctx(), params({"export": str(DATA / "get-service-ps51.csv")})), "service.state")
+    assert "Spooler" not in facts_of(
+        probe(ctx(), params({"export": str(DATA / "get-service-ps51.csv")})), "service.state"
+    )

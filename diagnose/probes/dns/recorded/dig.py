@@ -52,7 +52,7 @@ def _parse_block(block: list[tuple[int, str]], source: str) -> RecordedAnswer | 
         if m := _HEADER.match(line):
             status = m.group("status")
         elif m := _SERVER.match(line):
-            server = server_label(m.group('addr'), m.group('port'))
+            server = server_label(m.group("addr"), m.group("port"))
         elif m := _SECTION.match(line):
             section = m.group("name")
         elif line.startswith(";") and section == "QUESTION" and question is None:

@@ -151,12 +151,38 @@ def chain_from(qname: dns.name.Name, pairs: list[tuple[dns.name.Name, dns.name.N
 # Western Europe, 852 Central Europe, 857 Turkish, 737 Greek, 866 Cyrillic, 932 Japanese, 936
 # Simplified Chinese, 949 Korean, 950 Traditional Chinese), Windows PowerShell's Out-File -Encoding
 # Default the ANSI one (1250 to 1254). On a tie the earlier wins.
-CODE_PAGES = ("cp850", "cp437", "cp936", "cp866", "cp932", "cp949", "cp950", "cp852", "cp857", "cp737",
-              "cp1252", "cp1251", "cp1250", "cp1253", "cp1254")
+CODE_PAGES = (
+    "cp850",
+    "cp437",
+    "cp936",
+    "cp866",
+    "cp932",
+    "cp949",
+    "cp950",
+    "cp852",
+    "cp857",
+    "cp737",
+    "cp1252",
+    "cp1251",
+    "cp1250",
+    "cp1253",
+    "cp1254",
+)
 # Words of localised nslookup and PowerShell output (nslookup.py, powershell.py): each found in a
 # decoding is strong evidence for its code page.
-LOCALISED_WORDS = ("服务器", "名称", "非权威应答", "找不到", "请求", "超时",
-                   "défaut", "Réponse", "autorité", "línea", "Carácter")
+LOCALISED_WORDS = (
+    "服务器",
+    "名称",
+    "非权威应答",
+    "找不到",
+    "请求",
+    "超时",
+    "défaut",
+    "Réponse",
+    "autorité",
+    "línea",
+    "Carácter",
+)
 _LETTERS = re.compile(r"[^\W\d_]+")
 _KANA = ("HIRAGANA", "KATAKANA")  # full-width kana: Japanese (GBK reads Shift-JIS bytes as ideographs)
 
@@ -172,6 +198,7 @@ def plausibility(text: str, page: str) -> int:
     in a Latin word of mostly plain letters; a non-Latin word without Latin letters) and counts against
     where not; kana once more; a non-ASCII symbol (box drawing, say: OEM bytes read in the wrong page)
     twice against."""
+
     def size(chars: str) -> int:
         return len(chars.encode(page))
 
@@ -205,8 +232,9 @@ def decode(data: bytes, source: str) -> str:
             raise InputError(f"bad UTF-16 text (byte {exc.start})", f"{source}@{exc.start}") from None
     if b"\x00" in data:
         offset = data.index(b"\x00")
-        raise InputError(f"not a text file (NUL byte at offset {offset}; UTF-16 needs its byte-order mark)",
-                         f"{source}@{offset}")
+        raise InputError(
+            f"not a text file (NUL byte at offset {offset}; UTF-16 needs its byte-order mark)", f"{source}@{offset}"
+        )
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:

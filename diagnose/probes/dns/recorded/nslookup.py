@@ -89,10 +89,12 @@ _TYPE_OPTIONS = {"type", "ty", "querytype", "query", "qu", "q", "qt"}
 _LABEL = re.compile(r"^(?P<label>[^\s:][^:]*?)\s*:(?:\s+(?P<value>\S.*?))?\s*$")
 _PS_WRAPPED = re.compile(r"^nslookup(?:\.exe)? : (?P<message>.*)$", re.IGNORECASE)
 _PS_NOISE = re.compile(  # the rest of a PowerShell error record around a wrapped line
-    r"^(?:At line:\d+ char:\d+|\+ .*|\s+\+ (?:CategoryInfo|FullyQualifiedErrorId)\s*:.*|\s*\+\s*~+)$")
+    r"^(?:At line:\d+ char:\d+|\+ .*|\s+\+ (?:CategoryInfo|FullyQualifiedErrorId)\s*:.*|\s*\+\s*~+)$"
+)
 
-_ECHOLESS_OUTPUT = re.compile(r"^(?:(?:Default )?Server|Address|Name|Non-authoritative answer)\s*:|^\*\*|^;;",
-                             re.IGNORECASE)
+_ECHOLESS_OUTPUT = re.compile(
+    r"^(?:(?:Default )?Server|Address|Name|Non-authoritative answer)\s*:|^\*\*|^;;", re.IGNORECASE
+)
 
 # Windows
 _SERVER_LABELS = {"server", "serveur", "servidor", "服务器"}
@@ -100,18 +102,25 @@ _DEFAULT_SERVER_LABELS = {"default server", "serveur par défaut"}
 _NAME_LABELS = {"name", "nom", "名称"}
 _NONAUTH_LABELS = {"non-authoritative answer", "réponse ne faisant pas autorité", "非权威应答"}
 _TIMEOUT_NOTE = re.compile(r"^(?:DNS request timed out\.|\s+timeout was \d+ seconds?\.)$")
-_SERVER_NOTE = re.compile(r"^\*\*\* (?:Can't find server|Can't find address for server|Default servers are not)",
-                          re.IGNORECASE)
+_SERVER_NOTE = re.compile(
+    r"^\*\*\* (?:Can't find server|Can't find address for server|Default servers are not)", re.IGNORECASE
+)
 # the address may be IPv6 (`fd00::53: Timed out`): it ends at the first colon followed by a blank
-_SERVER_UNNAMED = re.compile(r"^\*\*\* Can't find server name for address (?P<addr>\S+?)\s*:\s+(?P<reason>[^:]+?)\.?$",
-                             re.IGNORECASE)
+_SERVER_UNNAMED = re.compile(
+    r"^\*\*\* Can't find server name for address (?P<addr>\S+?)\s*:\s+(?P<reason>[^:]+?)\.?$", re.IGNORECASE
+)
 _NO_RECORDS = re.compile(r"^\*\*\* No .* records available for (?P<name>\S+?)\.?$")
 _REQUEST_TIMED_OUT = re.compile(r"^\*\*\* (?:Request to (?P<server>\S+) timed-out|请求 (?P<server_zh>\S+) 超时)$")
 _CANT_FIND = re.compile(r"^\*\*\* (?P<server>\S+) .+? (?P<name>[^\s:]+)\s*:\s*(?P<reason>[A-Za-z][A-Za-z -]*?)\.?$")
 _REASONS: dict[str, int | str | None] = {
-    "non-existent domain": dns.rcode.NXDOMAIN, "server failed": dns.rcode.SERVFAIL,
-    "query refused": dns.rcode.REFUSED, "format error": dns.rcode.FORMERR, "not implemented": dns.rcode.NOTIMP,
-    "no response from server": TIMEOUT, "timed out": TIMEOUT, "no records": NODATA,
+    "non-existent domain": dns.rcode.NXDOMAIN,
+    "server failed": dns.rcode.SERVFAIL,
+    "query refused": dns.rcode.REFUSED,
+    "format error": dns.rcode.FORMERR,
+    "not implemented": dns.rcode.NOTIMP,
+    "no response from server": TIMEOUT,
+    "timed out": TIMEOUT,
+    "no records": NODATA,
 }
 
 # BIND
@@ -153,7 +162,8 @@ class _Query:
     aliases: list[str] = field(default_factory=list)
     cnames: list[tuple[str, str]] = field(default_factory=list)
     failures: dict[dns.rdatatype.RdataType | None, tuple[int | str | None, str | None, int]] = field(
-        default_factory=dict)  # per type (None: every type asked) -> (rcode/TIMEOUT/NODATA, name, line)
+        default_factory=dict
+    )  # per type (None: every type asked) -> (rcode/TIMEOUT/NODATA, name, line)
     unreachable: str | None = None  # Windows: the server did not answer even the lookup of its own name
     a_done: bool = False  # BIND: the A query's answer has been printed
 
@@ -289,15 +299,21 @@ class _Reader:
         for named in (query.server, self.settings.server):
             if named is not None and (address := ip_address(named)) is not None:
                 return server_label(address, query.port)
-        raise InputError("cannot tell which server answered this nslookup run (no 'Address:' line after "
-                         "'Server:', and no server address on a command line)", self.where(query.start))
+        raise InputError(
+            "cannot tell which server answered this nslookup run (no 'Address:' line after "
+            "'Server:', and no server address on a command line)",
+            self.where(query.start),
+        )
 
     def question(self, query: _Query, candidates: list[str | None]) -> dns.name.Name | None:
         """The name asked: the first known of `candidates`; None for a reverse lookup (an address)."""
         text = next((c for c in candidates if c), None)
         if text is None:
-            raise InputError("cannot tell which name this nslookup run asked for (keep the command line, "
-                             "e.g. `C:\\>nslookup NAME SERVER`, in the file)", self.where(query.start))
+            raise InputError(
+                "cannot tell which name this nslookup run asked for (keep the command line, "
+                "e.g. `C:\\>nslookup NAME SERVER`, in the file)",
+                self.where(query.start),
+            )
         if ip_address(text) is not None:
             return None
         return dns_name(text, self.where(query.start))
@@ -394,8 +410,10 @@ class _Windows(_Reader):
             self.expect = None
         elif label in _NAME_LABELS and value:
             if query is None or query.header_line is None:
-                raise InputError(f"an nslookup answer without its 'Server:' and 'Address:' lines: {text.strip()!r}",
-                                 self.where(number))
+                raise InputError(
+                    f"an nslookup answer without its 'Server:' and 'Address:' lines: {text.strip()!r}",
+                    self.where(number),
+                )
             if query.answer_name is not None:
                 raise InputError("a second 'Name:' line in one nslookup answer", self.where(number))
             query.answer_name = value
@@ -425,8 +443,9 @@ class _Windows(_Reader):
     def finish(self) -> list[Run]:
         if self.pending:
             number, _event = self.pending[0]
-            raise InputError("an nslookup error with no 'Server:' header before or after it (file cut short?)",
-                             self.where(number))
+            raise InputError(
+                "an nslookup error with no 'Server:' header before or after it (file cut short?)", self.where(number)
+            )
         return super().finish()
 
     def finish_query(self, query: _Query) -> Run | None:
@@ -438,12 +457,21 @@ class _Windows(_Reader):
         if not query.has_outcome():
             if not query.explicit and query.header_line is None:
                 return None
-            raise InputError("this nslookup run has neither an answer nor an error: the file is cut short, or "
-                             "nslookup's error output was not saved (save it with `nslookup NAME SERVER > FILE 2>&1`)",
-                             self.where(query.header_line or query.start))
+            raise InputError(
+                "this nslookup run has neither an answer nor an error: the file is cut short, or "
+                "nslookup's error output was not saved (save it with `nslookup NAME SERVER > FILE 2>&1`)",
+                self.where(query.header_line or query.start),
+            )
         failure = query.failures.get(None)
-        qname = self.question(query, [query.aliases[0] if query.aliases else None, query.answer_name,
-                                      failure[1] if failure else None, query.name])
+        qname = self.question(
+            query,
+            [
+                query.aliases[0] if query.aliases else None,
+                query.answer_name,
+                failure[1] if failure else None,
+                query.name,
+            ],
+        )
         if qname is None:
             return None
         where = self.where(query.start)
@@ -494,8 +522,9 @@ class _Bind(_Reader):
 
     def _answer_line(self, number: int, text: str) -> _Query:
         if self.query is None or self.query.header_line is None:
-            raise InputError(f"an nslookup answer without its 'Server:' and 'Address:' lines: {text.strip()!r}",
-                             self.where(number))
+            raise InputError(
+                f"an nslookup answer without its 'Server:' and 'Address:' lines: {text.strip()!r}", self.where(number)
+            )
         return self.query
 
     def _label(self, number: int, label: str, value: str, text: str) -> None:
@@ -536,8 +565,12 @@ class _Bind(_Reader):
 
     def _failure(self, number: int, kind: int | str | None, name: str | None, timeout: bool = False) -> None:
         query = self.query
-        if timeout and query is not None and query.header_line is not None and not (
-                query.types is None and not query.failures):
+        if (
+            timeout
+            and query is not None
+            and query.header_line is not None
+            and not (query.types is None and not query.failures)
+        ):
             query = None  # the server answered this run (its header says so) and asks nothing more
         unanswered, self.unanswered = self.unanswered, None
         if query is None:
@@ -562,9 +595,15 @@ class _Bind(_Reader):
                 raise InputError("this nslookup command printed nothing (file cut short?)", self.where(query.start))
             return None
         failures = list(query.failures.values())
-        qname = self.question(query, [query.cnames[0][0] if query.cnames else None,
-                                      query.addresses[0][1] if query.addresses else None,
-                                      query.name, failures[0][1] if failures else None])
+        qname = self.question(
+            query,
+            [
+                query.cnames[0][0] if query.cnames else None,
+                query.addresses[0][1] if query.addresses else None,
+                query.name,
+                failures[0][1] if failures else None,
+            ],
+        )
         if qname is None:
             return None
         where = self.where(query.start)
@@ -586,8 +625,10 @@ class _Bind(_Reader):
             elif rdtype == AAAA and A not in query.failures and (query.a_done or A in run.outcomes):
                 run.outcomes[AAAA] = Outcome(0)  # BIND prints an AAAA failure; silence means no data
         if not run.outcomes or (query.explicit and query.types is None and A not in run.outcomes):
-            raise InputError("this nslookup run has a header but no answer (file cut short?)",
-                             self.where(query.header_line or query.start))
+            raise InputError(
+                "this nslookup run has a header but no answer (file cut short?)",
+                self.where(query.header_line or query.start),
+            )
         return run
 
 
@@ -598,9 +639,20 @@ def parse(lines: list[tuple[int, str]], source: str, command: Command | None, bi
     return reader.finish()
 
 
-_BIND_HINT = re.compile("|".join(re.sub(r"\(\?P<\w+>", "(?:", f"(?:{p.pattern})") for p in (
-    _SERVER_CANT_FIND, _CANONICAL, _NO_SERVERS, _COMM_ERROR, _NO_ANSWER,
-    re.compile(r"^Address:\s+\S+#\d+$"), re.compile(r"^;; Got \w+ reply from"))))
+_BIND_HINT = re.compile(
+    "|".join(
+        re.sub(r"\(\?P<\w+>", "(?:", f"(?:{p.pattern})")
+        for p in (
+            _SERVER_CANT_FIND,
+            _CANONICAL,
+            _NO_SERVERS,
+            _COMM_ERROR,
+            _NO_ANSWER,
+            re.compile(r"^Address:\s+\S+#\d+$"),
+            re.compile(r"^;; Got \w+ reply from"),
+        )
+    )
+)
 
 
 def is_bind(lines: list[tuple[int, str]]) -> bool:
@@ -608,8 +660,10 @@ def is_bind(lines: list[tuple[int, str]]) -> bool:
     return any(_BIND_HINT.match(line) for _, line in lines)
 
 
-_NSLOOKUP_HINT = re.compile(r"^(?:(?:Default )?Server|Address(?:es)?|Name|Aliases|Non-authoritative answer|"
-                            r"服务器|名称|非权威应答|Serveur|Servidor|Nom)\s*:|^\*\*\*? |^DNS request timed out\.$")
+_NSLOOKUP_HINT = re.compile(
+    r"^(?:(?:Default )?Server|Address(?:es)?|Name|Aliases|Non-authoritative answer|"
+    r"服务器|名称|非权威应答|Serveur|Servidor|Nom)\s*:|^\*\*\*? |^DNS request timed out\.$"
+)
 
 
 def looks_like(line: str) -> bool:

@@ -56,15 +56,22 @@ _FIELD = re.compile(r"^(?P<key>[A-Za-z][A-Za-z0-9]*)\s*:(?:\s(?P<value>.*))?$")
 _ERROR = re.compile(r"^Resolve-DnsName ?: (?P<name>\S+) : (?P<message>.*?)\.?$", re.IGNORECASE)
 _ERROR_ID = re.compile(r"^\s*\+ FullyQualifiedErrorId\s*:\s*(?P<id>\w+)")
 _ERROR_IDS: dict[str, int | str | None] = {
-    "DNS_ERROR_RCODE_NAME_ERROR": dns.rcode.NXDOMAIN, "RCODE_NAME_ERROR": dns.rcode.NXDOMAIN,
-    "DNS_ERROR_RCODE_SERVER_FAILURE": dns.rcode.SERVFAIL, "RCODE_SERVER_FAILURE": dns.rcode.SERVFAIL,
-    "DNS_ERROR_RCODE_REFUSED": dns.rcode.REFUSED, "RCODE_REFUSED": dns.rcode.REFUSED,
-    "DNS_ERROR_RCODE_FORMAT_ERROR": dns.rcode.FORMERR, "RCODE_FORMAT_ERROR": dns.rcode.FORMERR,
-    "DNS_ERROR_RCODE_NOT_IMPLEMENTED": dns.rcode.NOTIMP, "RCODE_NOT_IMPLEMENTED": dns.rcode.NOTIMP,
-    "ERROR_TIMEOUT": TIMEOUT, "DNS_INFO_NO_RECORDS": NODATA,
+    "DNS_ERROR_RCODE_NAME_ERROR": dns.rcode.NXDOMAIN,
+    "RCODE_NAME_ERROR": dns.rcode.NXDOMAIN,
+    "DNS_ERROR_RCODE_SERVER_FAILURE": dns.rcode.SERVFAIL,
+    "RCODE_SERVER_FAILURE": dns.rcode.SERVFAIL,
+    "DNS_ERROR_RCODE_REFUSED": dns.rcode.REFUSED,
+    "RCODE_REFUSED": dns.rcode.REFUSED,
+    "DNS_ERROR_RCODE_FORMAT_ERROR": dns.rcode.FORMERR,
+    "RCODE_FORMAT_ERROR": dns.rcode.FORMERR,
+    "DNS_ERROR_RCODE_NOT_IMPLEMENTED": dns.rcode.NOTIMP,
+    "RCODE_NOT_IMPLEMENTED": dns.rcode.NOTIMP,
+    "ERROR_TIMEOUT": TIMEOUT,
+    "DNS_INFO_NO_RECORDS": NODATA,
 }
 _MESSAGES: dict[str, int | str | None] = {
-    "dns name does not exist": dns.rcode.NXDOMAIN, "dns server failure": dns.rcode.SERVFAIL,
+    "dns name does not exist": dns.rcode.NXDOMAIN,
+    "dns server failure": dns.rcode.SERVFAIL,
     "dns request refused": dns.rcode.REFUSED,
     "this operation returned because the timeout period expired": TIMEOUT,
     "no records found for given dns query": NODATA,
@@ -133,8 +140,15 @@ class _Reader:
                 continue
             key, colon, value = arg[1:].partition(":")
             key = key.lower()
-            param = ("name" if "name".startswith(key) else "type" if key.startswith("ty") and "type".startswith(key)
-                     else "server" if "server".startswith(key) else None)
+            param = (
+                "name"
+                if "name".startswith(key)
+                else "type"
+                if key.startswith("ty") and "type".startswith(key)
+                else "server"
+                if "server".startswith(key)
+                else None
+            )
             if param is None:
                 continue  # a switch: -DnsOnly, -NoHostsFile, -QuickTimeout...
             if not colon and args:
@@ -204,14 +218,16 @@ class _Reader:
             self.rows[-1][0][first] += cells[first]  # a name too wide for its column, wrapped
             return
         if not all(cells.values()):
-            raise InputError(f"a Resolve-DnsName table row with empty columns (cut short?): {line.strip()!r}",
-                             self.where(number))
+            raise InputError(
+                f"a Resolve-DnsName table row with empty columns (cut short?): {line.strip()!r}", self.where(number)
+            )
         self.rows.append((cells, number))
 
     def _end_block(self) -> None:
         if self.mode == "header":
-            raise InputError("a Resolve-DnsName table header without its rows (file cut short?)",
-                             self.where(self.field_line))
+            raise InputError(
+                "a Resolve-DnsName table header without its rows (file cut short?)", self.where(self.field_line)
+            )
         for cells, number in self.rows:
             self._record(cells, number)
         if self.fields:
@@ -232,9 +248,18 @@ class _Reader:
         """The call a record or an error belongs to: the command's, or (output without prompts) a new one
         when it cannot belong to the run in progress."""
         call = self.call
-        if call is not None and not call.explicit and (call.records or call.error) and (
-                error or call.error is not None or (record is not None and record.section.lower() == "answer"
-                                                    and _norm(record.name) not in call.names())):
+        if (
+            call is not None
+            and not call.explicit
+            and (call.records or call.error)
+            and (
+                error
+                or call.error is not None
+                or (
+                    record is not None and record.section.lower() == "answer" and _norm(record.name) not in call.names()
+                )
+            )
+        ):
             call = None
         if call is None:
             self._finish_call()
@@ -248,8 +273,11 @@ class _Reader:
             return
         if not call.records and call.error is None:
             if call.explicit:
-                raise InputError("Resolve-DnsName printed nothing for this command (file cut short, or its errors "
-                                 "silenced with -ErrorAction?)", self.where(call.start))
+                raise InputError(
+                    "Resolve-DnsName printed nothing for this command (file cut short, or its errors "
+                    "silenced with -ErrorAction?)",
+                    self.where(call.start),
+                )
             return
         run = self._run(call)
         if run is not None:
@@ -264,8 +292,11 @@ class _Reader:
                 prefix = target.rstrip(".…")
                 full = next((r.name for r in answers if r.name != alias and r.name.startswith(prefix)), None)
                 if full is None:
-                    raise InputError(f"a CNAME target cut short by the console width: {target!r} (save the "
-                                     "output with `| Format-List`)", self.where(call.start))
+                    raise InputError(
+                        f"a CNAME target cut short by the console width: {target!r} (save the "
+                        "output with `| Format-List`)",
+                        self.where(call.start),
+                    )
                 cnames[i] = (alias, full)
         where = self.where(call.start)
         first = answers[0].name if answers else None
@@ -279,8 +310,9 @@ class _Reader:
         run = Run(qname, _server(call.server), call.start)
         run.chain = chain_from(qname, [(dns_name(a, where), dns_name(t, where)) for a, t in cnames])
         if call.error is not None and call.error[0] == "unknown":
-            raise InputError("unknown Resolve-DnsName error (no FullyQualifiedErrorId line to tell which)",
-                             self.where(call.error[2]))
+            raise InputError(
+                "unknown Resolve-DnsName error (no FullyQualifiedErrorId line to tell which)", self.where(call.error[2])
+            )
         for record in addresses:
             if ip_address(record.data) is None or family(record.data).name != record.rdtype.upper():
                 raise InputError(f"not an {record.rdtype.upper()} address: {record.data!r}", self.where(record.line))
