@@ -18,7 +18,7 @@ import dns.rdatatype
 import dns.rrset
 
 from diagnose.errors import InputError
-from diagnose.probes.dns.recorded.model import RecordedAnswer, server_label
+from diagnose.probes.dns.recorded.model import RecordedAnswer, dns_name, server_label
 
 _BANNER = re.compile(r"^; <<>> DiG [^<]*<<>>(?P<args>.*)$")
 _HEADER = re.compile(r"^;; ->>HEADER<<- opcode: (?P<opcode>\w+), status: (?P<status>[A-Z]+), id: \d+")
@@ -127,8 +127,4 @@ def _from_command(args: str, where: str) -> tuple[tuple[dns.name.Name, dns.rdata
         i += 1
     if not names:
         raise InputError("cannot tell which name this dig run asked for", where)
-    try:
-        name = dns.name.from_text(names[0])
-    except dns.exception.DNSException:
-        raise InputError(f"not a DNS name: {names[0]!r}", where) from None
-    return (name, rdtype), (server_label(server, port) if server else None)
+    return (dns_name(names[0], where), rdtype), (server_label(server, port) if server else None)
